@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one place that installs what bot-bottle needs on a fresh Debian 12 (bookworm) machine:
+# build tools, libraries, test tools and the benchmark anchors. Idempotent; run as root (or
+# with sudo available).
+set -euo pipefail
+
+packages=(
+    # build
+    build-essential meson ninja-build pkg-config clang libclang-rt-14-dev llvm
+    clang-format clang-tidy cppcheck
+    # libraries (DESIGN.md section 4)
+    libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
+    # tests: fake upstreams, clients, namespaces
+    python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc
+    # benchmarks (anchors): bench/*.sh
+    squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#packages[@]} packages present"
+    exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+# The Debian squid/unbound/tinyproxy packages start system services; the benchmarks start
+# their own instances on loopback, so stop the system ones (they are not needed).
+for svc in squid unbound tinyproxy; do
+    if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
+        $SUDO systemctl stop "$svc" || true
+        $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
+    fi
+done
+echo "install-deps: done"

@@ -1,0 +1,205 @@
+/* bot-bottle egress: the egress daemon on its own (sidecar use, tests, benchmarks). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/xalloc.h"
+#include "egress/egress.h"
+
+enum {
+    OPT_LISTEN = 0x2000,
+    OPT_DNS,
+    OPT_NAME,
+    OPT_READY_FD,
+    OPT_HEAD_TIMEOUT,
+    OPT_IDLE_TIMEOUT,
+    OPT_CONNECT_TIMEOUT,
+    OPT_MAX_CONNS,
+    OPT_DRAIN_TIMEOUT,
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: bot-bottle egress [policy options] --listen ADDR:PORT [--dns ADDR:PORT]\n"
+            "\n"
+            "Run the egress daemon on its own: an HTTP/HTTPS forward proxy (absolute-URI and\n"
+            "CONNECT) and, with --dns, a DNS filter, both enforcing one allowlist. Everything\n"
+            "not allowlisted gets 403 (proxy) or NXDOMAIN (DNS) and an audit record.\n"
+            "SIGHUP reloads the config file and reopens the audit log; SIGTERM drains and exits.\n"
+            "\n"
+            "Options:\n"
+            "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
+            "      --dns ADDR:PORT      also serve DNS (UDP and TCP) on this address\n"
+            "      --name NAME          bottle name recorded in audit records (default: egress)\n"
+            POLICY_OPTS_HELP
+            "  -v, --verbose            debug logging\n"
+            "  -h, --help               this text\n"
+            "\n"
+            "Tuning (mostly for tests): --max-conns N, --head-timeout-ms MS,\n"
+            "  --idle-timeout-ms MS, --connect-timeout-ms MS, --drain-timeout-ms MS,\n"
+            "  --ready-fd FD (write \"ready\" to FD once listening)\n"
+            "\n"
+            "Config file keys ([egress] listen, dns, allow, allow_cidr, upstream_dns, audit) are\n"
+            "read as described in docs/config.md; the command line wins.\n");
+}
+
+struct reload_ctx {
+    struct policy_args *args;
+};
+
+static int reload_policy(void *ud, struct policy **ret)
+{
+    struct reload_ctx *rc = ud;
+    struct bb_config cfg;
+    int r = policy_args_finish(rc->args, &cfg, ret);
+    if (r >= 0)
+        config_done(&cfg);
+    return r;
+}
+
+static int parse_ms(const char *opt, const char *arg, unsigned *ret)
+{
+    uint64_t v;
+    if (str_to_u64_cstr(arg, 86400000, &v) < 0 || v == 0) {
+        log_error("%s '%s': expected milliseconds (1..86400000)", opt, arg);
+        return -EINVAL;
+    }
+    *ret = (unsigned)v;
+    return 0;
+}
+
+int cmd_egress(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        POLICY_LONG_OPTIONS,
+        { "listen", required_argument, NULL, 'l' },
+        { "dns", required_argument, NULL, OPT_DNS },
+        { "name", required_argument, NULL, OPT_NAME },
+        { "ready-fd", required_argument, NULL, OPT_READY_FD },
+        { "head-timeout-ms", required_argument, NULL, OPT_HEAD_TIMEOUT },
+        { "idle-timeout-ms", required_argument, NULL, OPT_IDLE_TIMEOUT },
+        { "connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+        { "drain-timeout-ms", required_argument, NULL, OPT_DRAIN_TIMEOUT },
+        { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    struct policy_args args = { 0 };
+    struct reload_ctx rc = { &args };
+    struct egress_options o;
+    struct bb_config cfg = { 0 };
+    struct policy *policy = NULL;
+    const char *name = "egress";
+    int opt, r, ret = EXIT_BB_FAILURE;
+
+    egress_options_default(&o);
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "l:vh", longopts, NULL)) != -1) {
+        r = policy_args_handle(&args, opt, optarg);
+        if (r < 0)
+            goto out;
+        if (r > 0)
+            continue;
+        switch (opt) {
+        case 'l':
+            free(args.cli.listen);
+            args.cli.listen = xstrdup(optarg);
+            break;
+        case OPT_DNS:
+            free(args.cli.dns);
+            args.cli.dns = xstrdup(optarg);
+            break;
+        case OPT_NAME:
+            name = optarg;
+            break;
+        case OPT_READY_FD: {
+            uint64_t v;
+            if (str_to_u64_cstr(optarg, 65535, &v) < 0) {
+                log_error("--ready-fd '%s': expected a file descriptor number", optarg);
+                goto out;
+            }
+            o.ready_fd = (int)v;
+            break;
+        }
+        case OPT_HEAD_TIMEOUT:
+            if (parse_ms("--head-timeout-ms", optarg, &o.limits.head_timeout_ms) < 0)
+                goto out;
+            break;
+        case OPT_IDLE_TIMEOUT:
+            if (parse_ms("--idle-timeout-ms", optarg, &o.limits.idle_timeout_ms) < 0)
+                goto out;
+            break;
+        case OPT_CONNECT_TIMEOUT:
+            if (parse_ms("--connect-timeout-ms", optarg, &o.limits.connect_timeout_ms) < 0)
+                goto out;
+            break;
+        case OPT_DRAIN_TIMEOUT:
+            if (parse_ms("--drain-timeout-ms", optarg, &o.drain_timeout_ms) < 0)
+                goto out;
+            break;
+        case OPT_MAX_CONNS:
+            if (parse_ms("--max-conns", optarg, &o.limits.max_conns) < 0)
+                goto out;
+            break;
+        case 'v':
+            log_set_level(LOG_LVL_DEBUG);
+            break;
+        case 'h':
+            usage(stdout);
+            ret = 0;
+            goto out;
+        default:
+            fprintf(stderr, "Try 'bot-bottle egress --help'.\n");
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        log_error("egress: unexpected argument '%s'", argv[optind]);
+        goto out;
+    }
+    if (policy_args_finish(&args, &cfg, &policy) < 0)
+        goto out;
+    if (!cfg.listen) {
+        log_error("egress: --listen ADDR:PORT is required (e.g. --listen 127.0.0.1:3128)");
+        goto out;
+    }
+    if (net_addr_parse(cfg.listen, 0, &o.listen) < 0) {
+        log_error("egress: --listen '%s': expected a numeric ADDR:PORT", cfg.listen);
+        goto out;
+    }
+    if (cfg.dns) {
+        if (net_addr_parse(cfg.dns, 0, &o.dns) < 0) {
+            log_error("egress: --dns '%s': expected a numeric ADDR:PORT", cfg.dns);
+            goto out;
+        }
+        o.have_dns = true;
+    }
+    if (cfg.upstream_dns) {
+        if (net_addr_parse(cfg.upstream_dns, 53, &o.upstream_dns) < 0) {
+            log_error("egress: upstream_dns '%s': expected a numeric ADDR[:PORT]",
+                      cfg.upstream_dns);
+            goto out;
+        }
+        o.have_upstream_dns = true;
+    }
+    if (policy_n_allow(policy) == 0)
+        log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
+    o.audit_path = cfg.audit ? cfg.audit : "-";
+    o.bottle_name = cfg.name ? cfg.name : name;
+    o.reload = reload_policy;
+    o.reload_userdata = &rc;
+    r = egress_run(&o, TAKE_PTR(policy));
+    ret = r < 0 ? EXIT_BB_FAILURE : 0;
+out:
+    policy_free(policy);
+    config_done(&cfg);
+    policy_args_done(&args);
+    return ret;
+}

@@ -1,0 +1,48 @@
+/*
+ * bot-bottle: run AI coding agents in a bottle whose only way out is an allowlisting egress
+ * daemon. This file only dispatches to the verbs.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/log.h"
+#include "common/macro.h"
+
+static const struct cli_command commands[] = {
+    { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
+    { "policy", "check a target against a policy (policy check ...)", cmd_policy },
+    { "version", "print the version", cmd_version },
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage: bot-bottle COMMAND [OPTIONS]\n\n"
+               "Run AI coding agents in a sandbox whose only network path is an allowlisting\n"
+               "egress proxy and DNS filter.\n\nCommands:\n");
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nRun 'bot-bottle COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *verb;
+
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_BB_FAILURE;
+    }
+    verb = argv[1];
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(verb, "--version") == 0)
+        verb = "version";
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
+        if (strcmp(verb, commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    log_error("unknown command '%s'; run 'bot-bottle --help' for the list", verb);
+    return EXIT_BB_FAILURE;
+}

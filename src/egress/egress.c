@@ -1,0 +1,168 @@
+#include "egress/egress.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "dns/filter.h"
+#include "egress/audit.h"
+#include "proxy/resolve.h"
+
+struct egress {
+    const struct egress_options *o;
+    struct loop *loop;
+    struct policy *policy;
+    struct audit *audit;
+    struct resolver *res;
+    struct proxy *proxy;
+    struct dns_filter *dns;
+    struct loop_timer drain_timer;
+    bool stopping;
+};
+
+void egress_options_default(struct egress_options *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    proxy_limits_default(&ret->limits);
+    ret->drain_timeout_ms = 5000;
+    ret->ready_fd = -1;
+}
+
+static void on_hup(struct loop *l, int signo, void *ud)
+{
+    struct egress *e = ud;
+    struct policy *np = NULL;
+    (void)l;
+    (void)signo;
+
+    if (audit_reopen(e->audit) < 0)
+        log_warn("egress: could not reopen the audit log %s", e->o->audit_path);
+    if (!e->o->reload)
+        return;
+    if (e->o->reload(e->o->reload_userdata, &np) < 0) {
+        log_warn("egress: reload failed; the previous policy stays in force");
+        return;
+    }
+    /* Connections read the policy at each decision and keep no pointer to it. */
+    proxy_set_policy(e->proxy, np);
+    if (e->dns)
+        dns_filter_set_policy(e->dns, np);
+    policy_free(e->policy);
+    e->policy = np;
+    log_info("egress: policy reloaded (%zu allow patterns, %zu allow_cidr)", policy_n_allow(np),
+             policy_n_cidr(np));
+}
+
+static void on_drained(void *ud)
+{
+    struct egress *e = ud;
+    loop_quit(e->loop, 0);
+}
+
+static void on_drain_timeout(struct loop_timer *t)
+{
+    struct egress *e = t->userdata;
+    log_info("egress: drain timeout; closing the remaining connections");
+    loop_quit(e->loop, 0);
+}
+
+static void on_term(struct loop *l, int signo, void *ud)
+{
+    struct egress *e = ud;
+    (void)signo;
+
+    if (e->stopping) {
+        loop_quit(l, 0); /* a second signal: stop now */
+        return;
+    }
+    e->stopping = true;
+    proxy_drain(e->proxy, on_drained, e);
+    loop_timer_set_in(l, &e->drain_timer, e->o->drain_timeout_ms);
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    /* Tunnels use 6 descriptors each (two sockets, two pipes): take what we may. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int egress_run(const struct egress_options *o, struct policy *policy)
+{
+    struct egress e = { .o = o, .policy = policy };
+    char astr[NET_ADDRSTR_MAX];
+    int r;
+
+    raise_nofile();
+    signal(SIGPIPE, SIG_IGN);
+    r = loop_new(&e.loop);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot create the event loop");
+        goto out;
+    }
+    loop_timer_init(&e.drain_timer, on_drain_timeout, &e);
+    r = audit_open(o->audit_path, o->bottle_name, &e.audit);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot open the audit log %s", o->audit_path);
+        goto out;
+    }
+    r = resolver_new(e.loop, o->have_upstream_dns ? &o->upstream_dns : NULL, &e.res);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot set up the resolver");
+        goto out;
+    }
+    r = proxy_new(e.loop, &o->listen, &o->limits, e.res, e.audit, &e.proxy);
+    if (r < 0) {
+        net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot listen on %s", astr);
+        goto out;
+    }
+    proxy_set_policy(e.proxy, e.policy);
+    if (o->have_dns) {
+        r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL,
+                           e.audit, &e.dns);
+        if (r < 0) {
+            net_addr_format((const struct sockaddr *)&o->dns.ss, astr);
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot serve DNS on %s", astr);
+            goto out;
+        }
+        dns_filter_set_policy(e.dns, e.policy);
+    }
+    if ((r = loop_add_signal(e.loop, SIGHUP, on_hup, &e)) < 0 ||
+        (r = loop_add_signal(e.loop, SIGTERM, on_term, &e)) < 0 ||
+        (r = loop_add_signal(e.loop, SIGINT, on_term, &e)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot set up signal handling");
+        goto out;
+    }
+    net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
+    log_info("egress: proxy listening on %s", astr);
+    if (o->have_dns) {
+        net_addr_format((const struct sockaddr *)&o->dns.ss, astr);
+        log_info("egress: DNS filter listening on %s (udp, tcp)", astr);
+    }
+    if (o->ready_fd >= 0) {
+        ssize_t w = write(o->ready_fd, "ready\n", 6);
+        (void)w;
+        close(o->ready_fd);
+    }
+    r = loop_run(e.loop);
+out:
+    proxy_free(e.proxy);
+    dns_filter_free(e.dns);
+    resolver_free(e.res);
+    /* loop_free runs the deferred frees that still point at the proxy and the resolver. */
+    if (e.loop)
+        loop_timer_stop(e.loop, &e.drain_timer);
+    loop_free(e.loop);
+    audit_close(e.audit);
+    policy_free(e.policy);
+    return r;
+}

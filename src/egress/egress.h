@@ -1,0 +1,38 @@
+/*
+ * The egress daemon: the proxy and the DNS filter of one bottle on one loop, with its audit
+ * log and its policy. SIGHUP reloads the policy (through the caller's reload function) and
+ * reopens the audit file; SIGTERM/SIGINT stop accepting, let live connections finish for up to
+ * drain_timeout_ms, then exit.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "common/net.h"
+#include "policy/policy.h"
+#include "proxy/proxy.h"
+
+struct egress_options {
+    struct net_addr listen; /* proxy address (required) */
+    bool have_dns;
+    struct net_addr dns; /* DNS filter address (UDP and TCP) */
+    bool have_upstream_dns;
+    struct net_addr upstream_dns; /* resolver for allowlisted names; else the host's */
+    const char *audit_path;       /* NULL: none; "-": stdout */
+    const char *bottle_name;      /* recorded in audit lines */
+    struct proxy_limits limits;
+    unsigned drain_timeout_ms;
+    int ready_fd; /* >= 0: write "ready\n" there once listening, then close it */
+    /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
+     * policy then stays in force. */
+    int (*reload)(void *userdata, struct policy **ret);
+    void *reload_userdata;
+};
+
+void egress_options_default(struct egress_options *ret);
+
+/*
+ * Run until SIGTERM/SIGINT. Takes ownership of policy. Returns 0 after a clean stop, or -errno
+ * when it could not start (after logging which address failed and why).
+ */
+int egress_run(const struct egress_options *o, struct policy *policy);

@@ -1,0 +1,1384 @@
+/*
+ * The forward proxy. See proxy.h for the state diagram and docs/proxy.md for the design.
+ *
+ * Invariants:
+ *  - A handler never frees a connection: conn_close() marks it, unregisters its fds and queues
+ *    the free as deferred work that runs after the dispatch pass.
+ *  - Every byte a client or upstream can make us hold is capped: heads by BB_MAX_HTTP_HEAD,
+ *    bodies pass through bounded buffers (RELAY_CHUNK), tunnels through kernel pipes.
+ *  - The upstream address is the one that was vetted by policy_check_addr(); there is no
+ *    second lookup.
+ */
+#include "proxy/proxy.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/xalloc.h"
+#include "proxy/http1.h"
+
+#define RELAY_CHUNK 65536      /* bytes moved per read while relaying HTTP bodies */
+#define PIPE_CHUNK (1 << 20)   /* bytes asked of splice(2) per call */
+#define ACCEPT_BATCH 64        /* accept() calls per readiness event (fairness) */
+#define DRAIN_LINGER_MS 2000   /* after an error response, discard client input this long */
+
+enum conn_state {
+    CS_READ_HEAD,
+    CS_RESOLVE,
+    CS_CONNECT,
+    CS_SEND_REQ,
+    CS_READ_RESP,
+    CS_SEND_RESP,
+    CS_TUNNEL,
+    CS_DRAIN,
+    CS_CLOSED,
+    CS_MAX
+};
+
+struct side {
+    int fd;
+    struct loop_source src;
+    bool eof;   /* read returned 0 */
+    bool wshut; /* we shut down our write side */
+};
+
+struct conn {
+    struct proxy *px;
+    struct conn *prev, *next;
+    enum conn_state state;
+    struct side c, u;
+    struct loop_timer timer;
+    struct loop_defer free_defer;
+    uint64_t last_active;
+    uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
+
+    struct buf cin;  /* client bytes not yet consumed (head, pipelined data, body start) */
+    size_t head_scan;
+    struct buf toup; /* bytes to write upstream */
+    struct buf tocl; /* bytes to write to the client */
+    struct buf uin;  /* upstream bytes not yet consumed (response head) */
+    size_t resp_scan;
+
+    /* the current exchange */
+    struct host host;
+    uint16_t port;
+    bool is_connect;
+    bool is_head;
+    bool client_keep_alive;
+    bool upstream_reusable;
+    bool audited;
+    enum http_body req_body, resp_body;
+    uint64_t req_remaining, resp_remaining;
+    struct http_chunked req_chunked, resp_chunked;
+    int status; /* status sent to the client */
+    char method[16];
+    uint64_t bytes_up, bytes_down;
+
+    struct resolve_req *rq;
+    struct sockaddr_storage addrs[BB_MAX_ADDRS];
+    size_t naddrs, addr_idx;
+    char up_host[BB_MAX_HOSTNAME + 1]; /* what the open upstream connection is for */
+    uint16_t up_port;
+
+    /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
+    int pipe_cu[2], pipe_uc[2];
+    size_t in_pipe_cu, in_pipe_uc;
+};
+
+struct proxy {
+    struct loop *loop;
+    struct resolver *res;
+    struct audit *audit;
+    const struct policy *policy;
+    struct proxy_limits lim;
+    int lfd;
+    struct loop_source lsrc;
+    struct conn *conns;
+    struct proxy_stats st;
+    void (*drain_fn)(void *);
+    void *drain_ud;
+    struct loop_defer drain_defer;
+    /* Deferred work still pointing at us (connection frees, the drain check). proxy_free()
+     * leaves the last of them to free the struct. */
+    unsigned pending;
+    bool dead;
+};
+
+static void conn_run(struct conn *c);
+static void conn_close(struct conn *c);
+
+/* ---------------------------------------------------------------- helpers */
+
+static void side_init(struct side *s)
+{
+    s->fd = -1;
+    s->eof = s->wshut = false;
+    s->src.registered = false;
+}
+
+static void side_close(struct proxy *px, struct side *s)
+{
+    if (s->fd < 0)
+        return;
+    loop_del(px->loop, &s->src);
+    close(s->fd);
+    side_init(s);
+}
+
+static void pipes_close(struct conn *c)
+{
+    for (int i = 0; i < 2; i++) {
+        if (c->pipe_cu[i] >= 0)
+            close(c->pipe_cu[i]);
+        if (c->pipe_uc[i] >= 0)
+            close(c->pipe_uc[i]);
+        c->pipe_cu[i] = c->pipe_uc[i] = -1;
+    }
+    c->in_pipe_cu = c->in_pipe_uc = 0;
+}
+
+static const char *target_text(const struct conn *c)
+{
+    return c->host.name[0] ? c->host.name : "(invalid)";
+}
+
+static void conn_audit(struct conn *c, bool allow, const char *reason)
+{
+    struct audit_event ev = {
+        .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+        .host = target_text(c),
+        .port = c->port,
+        .allow = allow,
+        .reason = reason,
+        .bytes_up = c->bytes_up,
+        .bytes_down = c->bytes_down,
+        .method = c->is_connect ? NULL : c->method,
+        .status = c->status,
+    };
+    audit_emit(c->px->audit, &ev);
+    c->audited = true;
+}
+
+/* Write as much of b as the socket takes. Returns > 0 progress, 0 would block, < 0 error. */
+static int flush_buf(int fd, struct buf *b, uint64_t *counter)
+{
+    ssize_t n;
+
+    if (!b->len)
+        return 0;
+    n = send(fd, b->p, b->len, MSG_NOSIGNAL);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+    buf_consume(b, (size_t)n);
+    if (counter)
+        *counter += (uint64_t)n;
+    return 1;
+}
+
+/* Read up to max bytes from fd and append to b. Returns > 0 bytes, 0 would block,
+ * -ECONNRESET-like errors, or -EPIPE for EOF (sets *eof). */
+static int read_into(int fd, struct buf *b, size_t max, bool *eof)
+{
+    char tmp[RELAY_CHUNK];
+    ssize_t n;
+    int r;
+
+    if (max > sizeof(tmp))
+        max = sizeof(tmp);
+    if (max == 0)
+        return 0;
+    n = recv(fd, tmp, max, 0);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+    if (n == 0) {
+        *eof = true;
+        return -EPIPE;
+    }
+    r = buf_append(b, tmp, (size_t)n);
+    if (r < 0)
+        return r;
+    return (int)n;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+/* Queue a complete error response and switch to CS_DRAIN (close after sending). */
+static void conn_respond_error(struct conn *c, int status, const char *hdr, const char *reason,
+                               const char *text)
+{
+    static const struct {
+        int status;
+        const char *phrase;
+    } phrases[] = {
+        { 400, "Bad Request" },
+        { 403, "Forbidden" },
+        { 408, "Request Timeout" },
+        { 414, "URI Too Long" },
+        { 431, "Request Header Fields Too Large" },
+        { 501, "Not Implemented" },
+        { 502, "Bad Gateway" },
+        { 503, "Service Unavailable" },
+        { 504, "Gateway Timeout" },
+        { 505, "HTTP Version Not Supported" },
+    };
+    const char *phrase = "Error";
+    struct buf body = BUF_INIT(1024);
+
+    for (size_t i = 0; i < ARRAY_SIZE(phrases); i++)
+        if (phrases[i].status == status)
+            phrase = phrases[i].phrase;
+    if (buf_printf(&body, "%s\n", text) < 0)
+        buf_append_str(&body, "blocked by bot-bottle\n");
+    buf_reset(&c->tocl);
+    if (buf_printf(&c->tocl,
+                   "HTTP/1.1 %d %s\r\n%s: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                   status, phrase, hdr, reason, body.len, buf_str(&body)) < 0)
+        buf_append_str(&c->tocl, "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n"
+                                 "Content-Length: 0\r\n\r\n");
+    buf_done(&body);
+    c->status = status;
+    if (c->rq) {
+        resolve_req_cancel(c->rq);
+        c->rq = NULL;
+    }
+    side_close(c->px, &c->u);
+    pipes_close(c);
+    c->client_keep_alive = false;
+    c->state = CS_DRAIN;
+    c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
+}
+
+/* A policy refusal: 403 + X-Bottle-Block + audit. */
+static void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
+{
+    char text[768], astr[NET_ADDRSTR_MAX] = "";
+    const char *h = target_text(c);
+
+    if (addr) {
+        char *colon;
+        net_addr_format(addr, astr);
+        /* strip the ":port" for the message */
+        colon = strrchr(astr, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    switch (v) {
+    case V_DENY_NOT_ALLOWLISTED:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is not in the allowlist; add it with --allow %s", h, h);
+        break;
+    case V_DENY_PORT:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is allowlisted, but not on port %u; add it with "
+                 "--allow %s:%u",
+                 h, c->port, h, c->port);
+        break;
+    case V_DENY_IP_LITERAL:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is an IP address, and no --allow-cidr covers it; "
+                 "allow names with --allow, or the address with --allow-cidr %s/%s",
+                 h, h, c->host.kind == HOST_IPV6 ? "128" : "32");
+        break;
+    case V_DENY_SSRF:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s resolves to %s, a private, loopback or reserved "
+                 "address; if that is intended, add --allow-cidr for it",
+                 h, astr[0] ? astr : "a restricted address");
+        break;
+    case V_DENY_METADATA:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is a cloud metadata address (%s)", h,
+                 astr[0] ? astr : h);
+        break;
+    case V_DENY_BAD_HOST:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: the target host is not a valid host name");
+        break;
+    case V_DENY_NO_ADDRESS:
+    case V_ALLOW:
+    case V_MAX:
+    default:
+        snprintf(text, sizeof(text), "blocked by bot-bottle: %s (%s)", h, verdict_reason(v));
+        break;
+    }
+    c->px->st.denied++;
+    c->status = 403;
+    conn_audit(c, false, verdict_reason(v));
+    conn_respond_error(c, 403, "X-Bottle-Block", verdict_reason(v), text);
+}
+
+/* An upstream failure: 502/504 + X-Bottle-Error. Audited as an allowed decision that failed. */
+static void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text)
+{
+    char msg[512];
+
+    c->px->st.upstream_errors++;
+    c->status = status;
+    if (!c->audited)
+        conn_audit(c, true, reason);
+    snprintf(msg, sizeof(msg), "bot-bottle: %s: %s", target_text(c), text);
+    conn_respond_error(c, status, "X-Bottle-Error", reason, msg);
+}
+
+static void conn_bad_request(struct conn *c, const struct http_error *e)
+{
+    char msg[256];
+
+    c->px->st.bad_requests++;
+    snprintf(msg, sizeof(msg), "bot-bottle: bad request: %s", e->msg ? e->msg : "malformed");
+    log_debug("proxy: %d %s", e->status, e->msg ? e->msg : "");
+    conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
+}
+
+/* ---------------------------------------------------------------- CS_READ_HEAD */
+
+static void exchange_reset(struct conn *c)
+{
+    c->host.name[0] = '\0';
+    c->port = 0;
+    c->is_connect = c->is_head = false;
+    c->audited = false;
+    c->status = 0;
+    c->method[0] = '\0';
+    c->bytes_up = c->bytes_down = 0;
+    c->naddrs = c->addr_idx = 0;
+    c->head_scan = 0;
+    c->resp_scan = 0;
+    c->req_body = c->resp_body = HTTP_BODY_NONE;
+    c->req_remaining = c->resp_remaining = 0;
+}
+
+static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
+
+/* Decide on a parsed request; sets up the next state. */
+static void conn_start_exchange(struct conn *c, const struct http_request *req)
+{
+    struct proxy *px = c->px;
+    struct http_target t;
+    struct http_error e = { 400, NULL };
+    const char *herr = NULL;
+    enum verdict v;
+    int r;
+
+    px->st.requests++;
+    c->is_connect = req->is_connect;
+    snprintf(c->method, sizeof(c->method), "%.*s", (int)MIN(req->method.len, 15), req->method.p);
+    c->is_head = slice_eq(req->method, SLICE_LIT("HEAD"));
+    c->client_keep_alive = req->keep_alive && !req->is_connect;
+
+    r = http_parse_target(req->target, req->is_connect, &t, &e);
+    if (r < 0) {
+        conn_bad_request(c, &e);
+        return;
+    }
+    c->port = t.port;
+    if (host_parse(t.host.p, t.host.len, &c->host, &herr) < 0) {
+        c->host.name[0] = '\0';
+        conn_deny(c, V_DENY_BAD_HOST, NULL);
+        return;
+    }
+
+    /* The Host header, when present, must name the same host and port as the target
+     * (DESIGN.md S6: CONNECT authority vs Host mismatch). */
+    if (req->host.p) {
+        struct slice hh;
+        uint16_t hport;
+        struct host hhost;
+        if (http_parse_host_header(req->host, req->is_connect ? t.port : 80, &hh, &hport) < 0 ||
+            host_parse(hh.p, hh.len, &hhost, &herr) < 0 || hhost.kind != c->host.kind ||
+            strcmp(hhost.name, c->host.name) != 0 || hport != t.port) {
+            struct http_error me = { 400, "the Host header does not match the request target" };
+            conn_bad_request(c, &me);
+            return;
+        }
+    }
+
+    v = policy_check_host(px->policy, &c->host, c->port);
+    if (v != V_ALLOW) {
+        conn_deny(c, v, NULL);
+        return;
+    }
+
+    /* Request body framing (CONNECT: everything after the head is tunnel data). */
+    if (!req->is_connect) {
+        c->req_body = req->body;
+        c->req_remaining = req->content_length;
+        http_chunked_init(&c->req_chunked);
+        buf_reset(&c->toup);
+        r = http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        if (r < 0) {
+            struct http_error me = { 431, "request head too large after rewriting" };
+            conn_bad_request(c, &me);
+            return;
+        }
+        if (req->expect_continue)
+            buf_append_str(&c->tocl, "HTTP/1.1 100 Continue\r\n\r\n");
+    }
+
+    /* Reuse the upstream connection of the previous exchange when it goes to the same place. */
+    if (c->u.fd >= 0) {
+        if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
+            strcmp(c->up_host, c->host.name) == 0) {
+            c->state = CS_SEND_REQ;
+            return;
+        }
+        side_close(px, &c->u);
+    }
+    c->upstream_reusable = false;
+
+    if (c->host.kind != HOST_NAME) {
+        /* An IP literal allowed by an allow_cidr entry: connect to exactly that address. */
+        struct sockaddr_storage *ss = &c->addrs[0];
+        memset(ss, 0, sizeof(*ss));
+        if (c->host.kind == HOST_IPV4) {
+            struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+            in4->sin_family = AF_INET;
+            in4->sin_addr = c->host.addr.v4;
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+            in6->sin6_family = AF_INET6;
+            in6->sin6_addr = c->host.addr.v6;
+        }
+        net_addr_set_port((struct sockaddr *)ss, c->port);
+        c->naddrs = 1;
+        c->addr_idx = 0;
+        c->state = CS_CONNECT;
+        c->deadline = loop_now(px->loop) + (uint64_t)px->lim.connect_timeout_ms * 1000000ull;
+        return;
+    }
+    c->state = CS_RESOLVE;
+    c->deadline = loop_now(px->loop) + (uint64_t)px->lim.resolve_timeout_ms * 1000000ull;
+    c->rq = resolver_lookup(px->res, c->host.name, on_resolved, c);
+}
+
+static int step_read_head(struct conn *c)
+{
+    struct http_request req;
+    struct http_error e = { 400, NULL };
+    int end, r;
+
+    /* Anything still owed to the client (a 100 Continue of a previous exchange) goes first. */
+    if (c->tocl.len) {
+        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        if (r < 0)
+            return r;
+        if (c->tocl.len)
+            return 0;
+    }
+    end = http_head_end(c->cin.p ? c->cin.p : "", c->cin.len, &c->head_scan);
+    if (end == 0 && c->cin.len >= BB_MAX_HTTP_HEAD)
+        end = -EMSGSIZE;
+    if (end == 0) {
+        r = read_into(c->c.fd, &c->cin, BB_MAX_HTTP_HEAD - c->cin.len, &c->c.eof);
+        if (r == -EPIPE) {
+            /* Client closed between requests (normal) or mid-head (nothing to answer). */
+            conn_close(c);
+            return 0;
+        }
+        if (r <= 0)
+            return r;
+        if (c->deadline == 0)
+            c->deadline =
+                loop_now(c->px->loop) + (uint64_t)c->px->lim.head_timeout_ms * 1000000ull;
+        return 1;
+    }
+    if (end < 0) {
+        e.status = 431;
+        e.msg = "request head too large";
+        conn_bad_request(c, &e);
+        return 1;
+    }
+    r = http_parse_request(c->cin.p, (size_t)end, &req, &e);
+    if (r < 0) {
+        conn_bad_request(c, &e);
+        return 1;
+    }
+    c->deadline = 0;
+    conn_start_exchange(c, &req);
+    /* The head is consumed only now: req's slices pointed into cin until here. */
+    buf_consume(&c->cin, req.head_len);
+    c->head_scan = 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- CS_RESOLVE */
+
+static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n)
+{
+    struct conn *c = userdata;
+    struct proxy *px = c->px;
+    enum verdict first_deny = V_ALLOW;
+    const struct sockaddr *deny_addr = NULL;
+
+    c->rq = NULL;
+    if (status < 0 || n == 0) {
+        if (status == -ETIMEDOUT)
+            conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
+        else if (status == -ENOENT)
+            conn_upstream_error(c, 502, "no-address", "the name does not resolve");
+        else
+            conn_upstream_error(c, 502, "resolve-failed", "name resolution failed");
+        conn_run(c);
+        return;
+    }
+    /* The SSRF guard: keep only the addresses the policy accepts, in the resolver's order. */
+    c->naddrs = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss = addrs[i];
+        enum verdict v;
+        net_addr_set_port((struct sockaddr *)&ss, c->port);
+        v = policy_check_addr(px->policy, (const struct sockaddr *)&ss, c->port);
+        if (v == V_ALLOW) {
+            c->addrs[c->naddrs++] = ss;
+        } else if (first_deny == V_ALLOW) {
+            first_deny = v;
+            deny_addr = (const struct sockaddr *)&addrs[i];
+        }
+    }
+    if (c->naddrs == 0) {
+        conn_deny(c, first_deny == V_ALLOW ? V_DENY_NO_ADDRESS : first_deny, deny_addr);
+        conn_run(c);
+        return;
+    }
+    c->addr_idx = 0;
+    c->state = CS_CONNECT;
+    c->deadline = loop_now(px->loop) + (uint64_t)px->lim.connect_timeout_ms * 1000000ull;
+    conn_run(c);
+}
+
+/* ---------------------------------------------------------------- CS_CONNECT */
+
+static void on_io(struct loop_source *src, uint32_t events);
+
+static int start_connect(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    while (c->addr_idx < c->naddrs) {
+        const struct sockaddr *sa = (const struct sockaddr *)&c->addrs[c->addr_idx];
+        socklen_t len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                 : sizeof(struct sockaddr_in6);
+        int fd = net_connect_tcp(sa, len);
+        if (fd < 0) {
+            c->addr_idx++;
+            continue;
+        }
+        c->u.fd = fd;
+        if (loop_add(px->loop, &c->u.src, fd, EPOLLOUT, on_io, c) < 0) {
+            side_close(px, &c->u);
+            return -ENOMEM;
+        }
+        return 0;
+    }
+    return -ECONNREFUSED;
+}
+
+static void become_tunnel(struct conn *c);
+
+static int step_connect(struct conn *c)
+{
+    int r;
+
+    if (c->u.fd < 0) {
+        r = start_connect(c);
+        if (r < 0) {
+            conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+            return 1;
+        }
+        return 0; /* wait for EPOLLOUT */
+    }
+    r = net_socket_error(c->u.fd);
+    if (r == 0) {
+        /* Not yet writable means still in progress: probe with a zero-length check. */
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof(peer);
+        if (getpeername(c->u.fd, (struct sockaddr *)&peer, &pl) < 0) {
+            if (errno == ENOTCONN)
+                return 0;
+            r = -errno;
+        }
+    }
+    if (r < 0) {
+        side_close(c->px, &c->u);
+        c->addr_idx++;
+        if (c->addr_idx < c->naddrs)
+            return 1; /* try the next vetted address */
+        conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+        return 1;
+    }
+    /* Connected. */
+    c->deadline = 0;
+    snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
+    c->up_port = c->port;
+    c->px->st.allowed++;
+    if (c->is_connect) {
+        c->status = 200;
+        conn_audit(c, true, "allowlisted");
+        become_tunnel(c);
+        return 1;
+    }
+    c->state = CS_SEND_REQ;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- request body */
+
+static int move_body_step(enum http_body kind, uint64_t *remaining, struct http_chunked *ch,
+                          struct buf *src, struct buf *dst)
+{
+    size_t take;
+    bool done = false;
+
+    switch (kind) {
+    case HTTP_BODY_NONE:
+        return 1;
+    case HTTP_BODY_LENGTH:
+        take = (size_t)MIN((uint64_t)src->len, *remaining);
+        if (take && buf_append(dst, src->p, take) < 0)
+            return -ENOBUFS;
+        buf_consume(src, take);
+        *remaining -= take;
+        return *remaining == 0;
+    case HTTP_BODY_CHUNKED: {
+        int64_t n;
+        if (!src->len)
+            return 0;
+        n = http_chunked_feed(ch, src->p, src->len, &done);
+        if (n < 0)
+            return -EBADMSG;
+        if (n && buf_append(dst, src->p, (size_t)n) < 0)
+            return -ENOBUFS;
+        buf_consume(src, (size_t)n);
+        return done;
+    }
+    case HTTP_BODY_CLOSE:
+        if (src->len && buf_append(dst, src->p, src->len) < 0)
+            return -ENOBUFS;
+        buf_reset(src);
+        return 0;
+    case HTTP_BODY_MAX:
+    default:
+        return -EINVAL;
+    }
+}
+
+/*
+ * Move body bytes from src into dst according to framing. Bytes past the end of the body stay in
+ * src. Returns 1 when the body is complete (and sets *kind to HTTP_BODY_NONE, so later calls
+ * keep saying so), 0 when more is needed, -EBADMSG on bad chunking.
+ */
+static int move_body(enum http_body *kind, uint64_t *remaining, struct http_chunked *ch,
+                     struct buf *src, struct buf *dst)
+{
+    int r = move_body_step(*kind, remaining, ch, src, dst);
+    if (r == 1)
+        *kind = HTTP_BODY_NONE;
+    return r;
+}
+
+static int step_send_req(struct conn *c)
+{
+    int r;
+
+    if (c->tocl.len) { /* 100 Continue */
+        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        if (r < 0)
+            return r;
+    }
+    if (c->toup.len) {
+        r = flush_buf(c->u.fd, &c->toup, &c->bytes_up);
+        if (r < 0) {
+            conn_upstream_error(c, 502, "upstream-write-failed", "the upstream closed early");
+            return 1;
+        }
+        if (c->toup.len)
+            return r;
+    }
+    /* toup is empty: move more of the request body. */
+    r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
+    if (r < 0) {
+        struct http_error e = { 400, "malformed chunked request body" };
+        conn_bad_request(c, &e);
+        return 1;
+    }
+    if (r == 1 && !c->toup.len) {
+        c->state = CS_READ_RESP;
+        buf_reset(&c->uin);
+        c->resp_scan = 0;
+        return 1;
+    }
+    if (c->toup.len)
+        return 1;
+    /* need more body from the client */
+    r = read_into(c->c.fd, &c->cin, RELAY_CHUNK, &c->c.eof);
+    if (r == -EPIPE) {
+        conn_close(c); /* client gave up mid-body */
+        return 0;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- response */
+
+static int step_read_resp(struct conn *c)
+{
+    struct http_response resp;
+    struct http_error e = { 502, NULL };
+    int end, r;
+
+    if (c->tocl.len) {
+        r = flush_buf(c->c.fd, &c->tocl, &c->bytes_down);
+        if (r < 0)
+            return r;
+        if (c->tocl.len)
+            return r;
+    }
+    end = http_head_end(c->uin.p ? c->uin.p : "", c->uin.len, &c->resp_scan);
+    if (end == 0 && c->uin.len >= BB_MAX_HTTP_HEAD)
+        end = -EMSGSIZE;
+    if (end == 0) {
+        r = read_into(c->u.fd, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len, &c->u.eof);
+        if (r == -EPIPE || (r < 0 && r != -E2BIG)) {
+            conn_upstream_error(c, 502, "upstream-closed",
+                                "the upstream closed the connection without a response");
+            return 1;
+        }
+        return r;
+    }
+    if (end < 0) {
+        conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
+        return 1;
+    }
+    r = http_parse_response(c->uin.p, (size_t)end, slice_cstr(c->method), &resp, &e);
+    if (r < 0) {
+        conn_upstream_error(c, 502, "bad-upstream-response",
+                            e.msg ? e.msg : "malformed response");
+        return 1;
+    }
+    if (resp.status >= 100 && resp.status < 200) {
+        if (resp.status == 101) {
+            conn_upstream_error(c, 502, "bad-upstream-response", "unexpected protocol switch");
+            return 1;
+        }
+        /* Interim response: relay it and read the next head. */
+        buf_append(&c->tocl, c->uin.p, (size_t)end);
+        buf_consume(&c->uin, (size_t)end);
+        c->resp_scan = 0;
+        return 1;
+    }
+    c->status = (int)resp.status;
+    c->resp_body = resp.body;
+    c->resp_remaining = resp.content_length;
+    http_chunked_init(&c->resp_chunked);
+    c->upstream_reusable = resp.keep_alive && resp.body != HTTP_BODY_CLOSE;
+    c->client_keep_alive = c->client_keep_alive && resp.body != HTTP_BODY_CLOSE;
+    buf_reset(&c->tocl);
+    r = http_build_client_response(&resp, c->uin.p, c->client_keep_alive, &c->tocl);
+    if (r < 0) {
+        conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
+        return 1;
+    }
+    buf_consume(&c->uin, (size_t)end);
+    c->resp_scan = 0;
+    c->state = CS_SEND_RESP;
+    return 1;
+}
+
+static void exchange_done(struct conn *c)
+{
+    conn_audit(c, true, "allowlisted");
+    if (!c->upstream_reusable || c->uin.len)
+        side_close(c->px, &c->u);
+    buf_reset(&c->uin);
+    if (!c->client_keep_alive) {
+        c->state = CS_DRAIN;
+        c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
+        return;
+    }
+    exchange_reset(c);
+    c->state = CS_READ_HEAD;
+}
+
+static int step_send_resp(struct conn *c)
+{
+    int r;
+
+    if (c->tocl.len) {
+        r = flush_buf(c->c.fd, &c->tocl, &c->bytes_down);
+        if (r < 0)
+            return r;
+        if (c->tocl.len)
+            return r;
+    }
+    r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
+    if (r < 0) {
+        /* Headers are already out: the only honest signal left is to cut the connection. */
+        c->upstream_reusable = false;
+        conn_audit(c, true, "bad-upstream-body");
+        conn_close(c);
+        return 0;
+    }
+    if (r == 1 && !c->tocl.len) {
+        exchange_done(c);
+        return 1;
+    }
+    if (c->tocl.len)
+        return 1;
+    if (c->u.eof) {
+        if (c->resp_body == HTTP_BODY_CLOSE) {
+            c->upstream_reusable = false;
+            exchange_done(c);
+            return 1;
+        }
+        conn_audit(c, true, "upstream-truncated");
+        conn_close(c);
+        return 0;
+    }
+    r = read_into(c->u.fd, &c->uin, RELAY_CHUNK, &c->u.eof);
+    if (r == -EPIPE)
+        return 1; /* handled above on the next pass */
+    if (r < 0) {
+        conn_audit(c, true, "upstream-reset");
+        conn_close(c);
+        return 0;
+    }
+    return r;
+}
+
+/* ---------------------------------------------------------------- CS_TUNNEL */
+
+static void become_tunnel(struct conn *c)
+{
+    if (pipe2(c->pipe_cu, O_CLOEXEC | O_NONBLOCK) < 0 ||
+        pipe2(c->pipe_uc, O_CLOEXEC | O_NONBLOCK) < 0) {
+        conn_upstream_error(c, 502, "proxy-out-of-resources", "out of file descriptors");
+        return;
+    }
+    buf_reset(&c->tocl);
+    buf_append_str(&c->tocl, "HTTP/1.1 200 Connection established\r\n\r\n");
+    /* Whatever the client sent after the CONNECT head (a TLS ClientHello) goes upstream first. */
+    if (c->cin.len)
+        buf_append(&c->toup, c->cin.p, c->cin.len);
+    buf_done(&c->cin);
+    buf_done(&c->uin);
+    c->state = CS_TUNNEL;
+}
+
+/*
+ * One direction of a tunnel: src -> pipe -> dst. Returns > 0 progress, 0 nothing to do, < 0
+ * error.
+ */
+static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t *in_pipe,
+                      uint64_t *counter)
+{
+    int progress = 0;
+    ssize_t n;
+
+    for (int round = 0; round < 4; round++) {
+        if (*in_pipe) {
+            n = splice(pipefd[0], NULL, dst->fd, NULL, *in_pipe,
+                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0) {
+                if (errno == EAGAIN)
+                    break;
+                return -errno;
+            }
+            *in_pipe -= (size_t)n;
+            *counter += (uint64_t)n;
+            progress = 1;
+            if (*in_pipe)
+                break; /* dst is full */
+        }
+        if (src->eof)
+            break;
+        n = splice(src->fd, NULL, pipefd[1], NULL, PIPE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                break;
+            return -errno;
+        }
+        if (n == 0) {
+            src->eof = true;
+            progress = 1;
+            break;
+        }
+        *in_pipe += (size_t)n;
+        progress = 1;
+    }
+    if (src->eof && !*in_pipe && !dst->wshut) {
+        shutdown(dst->fd, SHUT_WR);
+        dst->wshut = true;
+        progress = 1;
+    }
+    return progress;
+}
+
+static int step_tunnel(struct conn *c)
+{
+    int r1, r2, r;
+
+    /* Buffered bytes from before the tunnel started go first, in order. */
+    if (c->tocl.len) {
+        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        if (r < 0)
+            return r;
+    }
+    if (c->toup.len) {
+        r = flush_buf(c->u.fd, &c->toup, &c->bytes_up);
+        if (r < 0)
+            return r;
+    }
+    if (c->tocl.len || c->toup.len)
+        return 0;
+    r1 = splice_dir(&c->c, &c->u, c->pipe_cu, &c->in_pipe_cu, &c->bytes_up);
+    if (r1 < 0)
+        return r1;
+    r2 = splice_dir(&c->u, &c->c, c->pipe_uc, &c->in_pipe_uc, &c->bytes_down);
+    if (r2 < 0)
+        return r2;
+    if (c->c.wshut && c->u.wshut) {
+        conn_audit(c, true, "closed");
+        conn_close(c);
+        return 0;
+    }
+    return 0; /* splice_dir loops internally; wait for readiness */
+}
+
+/* ---------------------------------------------------------------- CS_DRAIN */
+
+static int step_drain(struct conn *c)
+{
+    char sink[4096];
+    ssize_t n;
+    int r;
+
+    if (c->tocl.len) {
+        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        if (r < 0) {
+            conn_close(c);
+            return 0;
+        }
+        if (c->tocl.len)
+            return 0;
+    }
+    if (!c->c.wshut) {
+        shutdown(c->c.fd, SHUT_WR);
+        c->c.wshut = true;
+    }
+    /* Discard what the client still sends so closing does not turn into a RST that could
+     * destroy the response before the client read it. */
+    for (;;) {
+        n = recv(c->c.fd, sink, sizeof(sink), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return 0;
+        conn_close(c);
+        return 0;
+    }
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static void set_interest(struct conn *c)
+{
+    struct proxy *px = c->px;
+    uint32_t ce = 0, ue = 0;
+
+    switch (c->state) {
+    case CS_READ_HEAD:
+        ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
+        break;
+    case CS_RESOLVE:
+        break;
+    case CS_CONNECT:
+        ue = EPOLLOUT;
+        break;
+    case CS_SEND_REQ:
+        if (c->tocl.len)
+            ce |= EPOLLOUT;
+        if (c->toup.len)
+            ue = EPOLLOUT;
+        else
+            ce |= EPOLLIN;
+        break;
+    case CS_READ_RESP:
+        if (c->tocl.len)
+            ce = EPOLLOUT;
+        else
+            ue = EPOLLIN;
+        break;
+    case CS_SEND_RESP:
+        if (c->tocl.len)
+            ce = EPOLLOUT;
+        else
+            ue = EPOLLIN;
+        break;
+    case CS_TUNNEL:
+        if (c->tocl.len || c->in_pipe_uc)
+            ce |= EPOLLOUT;
+        if (c->toup.len || c->in_pipe_cu)
+            ue |= EPOLLOUT;
+        if (!c->c.eof && !c->in_pipe_cu && !c->toup.len)
+            ce |= EPOLLIN;
+        if (!c->u.eof && !c->in_pipe_uc && !c->tocl.len)
+            ue |= EPOLLIN;
+        break;
+    case CS_DRAIN:
+        ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
+        break;
+    case CS_CLOSED:
+    case CS_MAX:
+    default:
+        return;
+    }
+    if (c->c.fd >= 0)
+        loop_mod(px->loop, &c->c.src, ce);
+    if (c->u.fd >= 0 && c->u.src.registered)
+        loop_mod(px->loop, &c->u.src, ue);
+}
+
+static void arm_timer(struct conn *c)
+{
+    struct proxy *px = c->px;
+    uint64_t d = c->deadline;
+
+    if (!d)
+        d = c->last_active + (uint64_t)px->lim.idle_timeout_ms * 1000000ull;
+    loop_timer_set(px->loop, &c->timer, d);
+}
+
+static void conn_run(struct conn *c)
+{
+    int r = 1;
+
+    for (int guard = 0; r > 0 && guard < 64 && c->state != CS_CLOSED; guard++) {
+        switch (c->state) {
+        case CS_READ_HEAD:
+            r = step_read_head(c);
+            break;
+        case CS_RESOLVE:
+            r = 0;
+            break;
+        case CS_CONNECT:
+            r = step_connect(c);
+            break;
+        case CS_SEND_REQ:
+            r = step_send_req(c);
+            break;
+        case CS_READ_RESP:
+            r = step_read_resp(c);
+            break;
+        case CS_SEND_RESP:
+            r = step_send_resp(c);
+            break;
+        case CS_TUNNEL:
+            r = step_tunnel(c);
+            break;
+        case CS_DRAIN:
+            r = step_drain(c);
+            break;
+        case CS_CLOSED:
+        case CS_MAX:
+        default:
+            r = 0;
+            break;
+        }
+        if (r > 0)
+            c->last_active = loop_now(c->px->loop);
+    }
+    if (c->state == CS_CLOSED)
+        return;
+    if (r < 0) {
+        /* An I/O error on the client side, or in a tunnel: nothing useful can be said. */
+        if (c->is_connect && c->state == CS_TUNNEL)
+            conn_audit(c, true, "closed");
+        conn_close(c);
+        return;
+    }
+    set_interest(c);
+    arm_timer(c);
+}
+
+static void on_io(struct loop_source *src, uint32_t events)
+{
+    struct conn *c = src->userdata;
+    (void)events;
+    if (c->state != CS_CLOSED)
+        conn_run(c);
+}
+
+static void on_timer(struct loop_timer *t)
+{
+    struct conn *c = t->userdata;
+    struct proxy *px = c->px;
+    uint64_t now = loop_now(px->loop);
+
+    if (c->state == CS_CLOSED)
+        return;
+    if (c->deadline) {
+        if (now < c->deadline) {
+            arm_timer(c);
+            return;
+        }
+        switch (c->state) {
+        case CS_READ_HEAD: {
+            struct http_error e = { 408, "no complete request head in time" };
+            conn_bad_request(c, &e);
+            break;
+        }
+        case CS_RESOLVE:
+            conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
+            break;
+        case CS_CONNECT:
+            conn_upstream_error(c, 504, "upstream-connect-timeout",
+                                "the upstream did not accept the connection in time");
+            break;
+        case CS_DRAIN:
+            conn_close(c);
+            return;
+        case CS_SEND_REQ:
+        case CS_READ_RESP:
+        case CS_SEND_RESP:
+        case CS_TUNNEL:
+        case CS_CLOSED:
+        case CS_MAX:
+        default:
+            conn_close(c);
+            return;
+        }
+        conn_run(c);
+        return;
+    }
+    if (now - c->last_active >= (uint64_t)px->lim.idle_timeout_ms * 1000000ull) {
+        if (c->state == CS_TUNNEL)
+            conn_audit(c, true, "idle-timeout");
+        else if (c->state != CS_READ_HEAD && !c->audited && c->host.name[0])
+            conn_audit(c, true, "idle-timeout");
+        conn_close(c);
+        return;
+    }
+    arm_timer(c);
+}
+
+/* ---------------------------------------------------------------- lifetime */
+
+static void conn_free_deferred(struct loop_defer *d)
+{
+    struct conn *c = d->userdata;
+    struct proxy *px = c->px;
+
+    buf_done(&c->cin);
+    buf_done(&c->toup);
+    buf_done(&c->tocl);
+    buf_done(&c->uin);
+    free(c);
+    px->pending--;
+    if (px->dead) {
+        if (!px->pending)
+            free(px);
+        return;
+    }
+    if (px->drain_fn && !px->conns) {
+        void (*fn)(void *) = px->drain_fn;
+        px->drain_fn = NULL;
+        fn(px->drain_ud);
+    }
+}
+
+static void conn_close(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    if (c->state == CS_CLOSED)
+        return;
+    c->state = CS_CLOSED;
+    if (c->rq) {
+        resolve_req_cancel(c->rq);
+        c->rq = NULL;
+    }
+    side_close(px, &c->c);
+    side_close(px, &c->u);
+    pipes_close(c);
+    loop_timer_stop(px->loop, &c->timer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        px->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    px->st.open_conns--;
+    px->pending++;
+    loop_defer(px->loop, &c->free_defer, conn_free_deferred, c);
+}
+
+static void on_accept(struct loop_source *src, uint32_t events)
+{
+    struct proxy *px = src->userdata;
+    (void)events;
+
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct conn *c;
+        int one = 1;
+        int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or EMFILE etc.: try again on the next event */
+        if (px->st.open_conns >= px->lim.max_conns || px->drain_fn) {
+            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                       "X-Bottle-Error: too-many-connections\r\n"
+                                       "Content-Length: 0\r\nConnection: close\r\n\r\n";
+            ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+            close(fd);
+            px->st.refused_busy++;
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c = xcalloc(1, sizeof(*c));
+        c->px = px;
+        side_init(&c->c);
+        side_init(&c->u);
+        c->pipe_cu[0] = c->pipe_cu[1] = c->pipe_uc[0] = c->pipe_uc[1] = -1;
+        buf_init(&c->cin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+        buf_init(&c->toup, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+        buf_init(&c->tocl, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+        buf_init(&c->uin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+        loop_timer_init(&c->timer, on_timer, c);
+        exchange_reset(c);
+        c->state = CS_READ_HEAD;
+        c->last_active = loop_now(px->loop);
+        c->deadline = c->last_active + (uint64_t)px->lim.head_timeout_ms * 1000000ull;
+        c->c.fd = fd;
+        if (loop_add(px->loop, &c->c.src, fd, EPOLLIN, on_io, c) < 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        c->next = px->conns;
+        if (px->conns)
+            px->conns->prev = c;
+        px->conns = c;
+        px->st.accepted++;
+        px->st.open_conns++;
+        arm_timer(c);
+    }
+}
+
+void proxy_limits_default(struct proxy_limits *ret)
+{
+    ret->max_conns = BB_MAX_CONNS;
+    ret->head_timeout_ms = BB_HEAD_TIMEOUT_MS;
+    ret->idle_timeout_ms = BB_IDLE_TIMEOUT_MS;
+    ret->connect_timeout_ms = BB_CONNECT_TIMEOUT_MS;
+    ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
+}
+
+int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
+              struct resolver *res, struct audit *audit, struct proxy **ret)
+{
+    struct proxy *px;
+    int fd, r;
+
+    fd = net_listen_tcp(listen, 1024);
+    if (fd < 0)
+        return fd;
+    px = xcalloc(1, sizeof(*px));
+    px->loop = l;
+    px->res = res;
+    px->audit = audit;
+    px->lfd = fd;
+    if (limits)
+        px->lim = *limits;
+    else
+        proxy_limits_default(&px->lim);
+    r = loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px);
+    if (r < 0) {
+        close(fd);
+        free(px);
+        return r;
+    }
+    *ret = px;
+    return 0;
+}
+
+void proxy_set_policy(struct proxy *px, const struct policy *p)
+{
+    px->policy = p;
+}
+
+static void drain_now(struct loop_defer *d)
+{
+    struct proxy *px = d->userdata;
+
+    px->pending--;
+    if (px->dead) {
+        if (!px->pending)
+            free(px);
+        return;
+    }
+    if (px->drain_fn && !px->conns) {
+        void (*fn)(void *) = px->drain_fn;
+        px->drain_fn = NULL;
+        fn(px->drain_ud);
+    }
+}
+
+void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata)
+{
+    if (px->lfd >= 0) {
+        loop_del(px->loop, &px->lsrc);
+        close(px->lfd);
+        px->lfd = -1;
+    }
+    px->drain_fn = fn;
+    px->drain_ud = userdata;
+    /* Idle keep-alive connections would hold the drain forever: close those now. */
+    for (struct conn *c = px->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->state == CS_READ_HEAD && c->cin.len == 0)
+            conn_close(c);
+    }
+    if (!px->drain_defer.queued) {
+        px->pending++;
+        loop_defer(px->loop, &px->drain_defer, drain_now, px);
+    }
+}
+
+void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret)
+{
+    *ret = px->st;
+}
+
+struct proxy *proxy_free(struct proxy *px)
+{
+    if (!px)
+        return NULL;
+    while (px->conns) {
+        struct conn *c = px->conns;
+        conn_close(c);
+    }
+    if (px->lfd >= 0) {
+        loop_del(px->loop, &px->lsrc);
+        close(px->lfd);
+    }
+    /* Deferred frees of the connections run from the loop (or loop_free); the last one frees
+     * the struct. */
+    px->drain_fn = NULL;
+    px->dead = true;
+    if (!px->pending)
+        free(px);
+    return NULL;
+}

@@ -1,0 +1,53 @@
+/*
+ * The forward proxy: one listening socket on the bottle's alias, every connection a small state
+ * machine driven by the loop (docs/proxy.md).
+ *
+ *   CS_READ_HEAD -> CS_RESOLVE -> CS_CONNECT -> CS_SEND_REQ -> CS_READ_RESP -> CS_SEND_RESP
+ *        ^                                                                         |
+ *        +---------------------------- keep-alive ---------------------------------+
+ *   CONNECT:  ... CS_CONNECT -> CS_TUNNEL (splice(2) both ways)
+ *   refusals and errors: CS_DRAIN (write the response, half-close, discard, close)
+ */
+#pragma once
+
+#include <stdint.h>
+
+#include "common/loop.h"
+#include "common/net.h"
+#include "egress/audit.h"
+#include "policy/policy.h"
+#include "proxy/resolve.h"
+
+struct proxy;
+
+struct proxy_limits {
+    unsigned max_conns;
+    unsigned head_timeout_ms;    /* a complete request head must arrive within this */
+    unsigned idle_timeout_ms;    /* no byte either way for this long closes the connection */
+    unsigned connect_timeout_ms; /* upstream TCP connect (all addresses together) */
+    unsigned resolve_timeout_ms;
+};
+
+struct proxy_stats {
+    uint64_t accepted, refused_busy, requests, allowed, denied, bad_requests, upstream_errors;
+    uint64_t open_conns;
+};
+
+/* The defaults from common/limits.h. */
+void proxy_limits_default(struct proxy_limits *ret);
+
+/*
+ * Listen on `listen` and serve. The proxy does not own loop, resolver or audit. The policy must
+ * be set with proxy_set_policy() before the first request arrives (until then, everything is
+ * denied). Returns 0 and *ret, or -errno (e.g. -EADDRINUSE, -EADDRNOTAVAIL).
+ */
+int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
+              struct resolver *res, struct audit *audit, struct proxy **ret);
+/* The policy in force; not owned. Connections read it at each decision, so a reload applies to
+ * the next decision and live connections are not dropped. */
+void proxy_set_policy(struct proxy *px, const struct policy *p);
+/* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
+void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
+void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
+/* Closes every connection. */
+struct proxy *proxy_free(struct proxy *px);

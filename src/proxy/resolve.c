@@ -1,0 +1,238 @@
+#include "proxy/resolve.h"
+
+#include <ares.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/xalloc.h"
+
+#define RESOLVER_MAX_SOCKS 16
+
+struct resolver_sock {
+    struct loop_source src;
+    struct resolver *r;
+    bool used;
+};
+
+struct resolver {
+    struct loop *loop;
+    ares_channel channel;
+    struct loop_timer timer;
+    struct resolver_sock socks[RESOLVER_MAX_SOCKS];
+};
+
+struct resolve_req {
+    struct resolver *r;
+    resolve_fn fn; /* NULL: cancelled */
+    void *userdata;
+    /* The result, delivered from deferred work so the callback never runs inside
+     * resolver_lookup() or inside c-ares. */
+    struct loop_defer defer;
+    int status;
+    size_t n;
+    struct sockaddr_storage addrs[BB_MAX_ADDRS];
+};
+
+static void resolver_rearm(struct resolver *r);
+
+static void on_sock(struct loop_source *src, uint32_t events)
+{
+    struct resolver_sock *s = src->userdata;
+    struct resolver *r = s->r;
+    int fd = src->fd;
+
+    ares_process_fd(r->channel, (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ? fd : ARES_SOCKET_BAD,
+                    (events & EPOLLOUT) ? fd : ARES_SOCKET_BAD);
+    resolver_rearm(r);
+}
+
+static void on_timer(struct loop_timer *t)
+{
+    struct resolver *r = t->userdata;
+    ares_process_fd(r->channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+    resolver_rearm(r);
+}
+
+/* c-ares tells us which sockets it wants watched. */
+static void sock_state_cb(void *data, ares_socket_t fd, int readable, int writable)
+{
+    struct resolver *r = data;
+    struct resolver_sock *s = NULL, *free_slot = NULL;
+    uint32_t ev = (readable ? EPOLLIN : 0) | (writable ? EPOLLOUT : 0);
+
+    for (size_t i = 0; i < ARRAY_SIZE(r->socks); i++) {
+        if (r->socks[i].used && r->socks[i].src.fd == fd)
+            s = &r->socks[i];
+        else if (!r->socks[i].used && !free_slot)
+            free_slot = &r->socks[i];
+    }
+    if (!ev) {
+        if (s) {
+            loop_del(r->loop, &s->src);
+            s->used = false;
+        }
+        return;
+    }
+    if (s) {
+        loop_mod(r->loop, &s->src, ev);
+        return;
+    }
+    if (!free_slot) {
+        log_debug("resolver: too many sockets");
+        return;
+    }
+    free_slot->r = r;
+    if (loop_add(r->loop, &free_slot->src, fd, ev, on_sock, free_slot) == 0)
+        free_slot->used = true;
+}
+
+static void resolver_rearm(struct resolver *r)
+{
+    struct timeval tv, *tvp;
+
+    tvp = ares_timeout(r->channel, NULL, &tv);
+    if (!tvp) {
+        loop_timer_stop(r->loop, &r->timer);
+        return;
+    }
+    loop_timer_set(r->loop, &r->timer,
+                   loop_now(r->loop) + (uint64_t)tvp->tv_sec * 1000000000ull +
+                       (uint64_t)tvp->tv_usec * 1000ull);
+}
+
+int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolver **ret)
+{
+    struct resolver *r;
+    struct ares_options opts = { 0 };
+    int optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    int st;
+    static bool lib_init;
+
+    if (!lib_init) {
+        if (ares_library_init(ARES_LIB_INIT_ALL) != ARES_SUCCESS)
+            return -EIO;
+        lib_init = true;
+    }
+    r = xcalloc(1, sizeof(*r));
+    r->loop = l;
+    loop_timer_init(&r->timer, on_timer, r);
+    opts.sock_state_cb = sock_state_cb;
+    opts.sock_state_cb_data = r;
+    opts.timeout = 2000;
+    opts.tries = 3;
+    if (upstream) {
+        /* An explicit resolver: DNS only, never /etc/hosts. */
+        opts.lookups = (char *)"b";
+        optmask |= ARES_OPT_LOOKUPS;
+    }
+    st = ares_init_options(&r->channel, &opts, optmask);
+    if (st != ARES_SUCCESS) {
+        free(r);
+        return -EIO;
+    }
+    if (upstream) {
+        struct ares_addr_port_node node = { 0 };
+        const struct sockaddr *sa = (const struct sockaddr *)&upstream->ss;
+        node.family = sa->sa_family;
+        if (sa->sa_family == AF_INET)
+            memcpy(&node.addr.addr4, &((const struct sockaddr_in *)sa)->sin_addr,
+                   sizeof(struct in_addr));
+        else
+            memcpy(&node.addr.addr6, &((const struct sockaddr_in6 *)sa)->sin6_addr,
+                   sizeof(struct in6_addr));
+        node.udp_port = node.tcp_port = net_addr_port(sa);
+        st = ares_set_servers_ports(r->channel, &node);
+        if (st != ARES_SUCCESS) {
+            ares_destroy(r->channel);
+            free(r);
+            return -EINVAL;
+        }
+    }
+    *ret = r;
+    return 0;
+}
+
+struct resolver *resolver_free(struct resolver *r)
+{
+    if (!r)
+        return NULL;
+    /* ares_destroy calls pending callbacks with ARES_EDESTRUCTION; they free their requests. */
+    ares_destroy(r->channel);
+    for (size_t i = 0; i < ARRAY_SIZE(r->socks); i++)
+        if (r->socks[i].used)
+            loop_del(r->loop, &r->socks[i].src);
+    loop_timer_stop(r->loop, &r->timer);
+    free(r);
+    return NULL;
+}
+
+static void deliver(struct loop_defer *d)
+{
+    struct resolve_req *q = d->userdata;
+
+    if (q->fn)
+        q->fn(q->userdata, q->status, q->addrs, q->status ? 0 : q->n);
+    free(q);
+}
+
+static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *res)
+{
+    struct resolve_req *q = arg;
+    struct sockaddr_storage *addrs = q->addrs;
+    size_t n = 0;
+    int err = 0;
+    (void)timeouts;
+
+    if (status == ARES_SUCCESS && res) {
+        for (struct ares_addrinfo_node *ai = res->nodes; ai && n < BB_MAX_ADDRS; ai = ai->ai_next) {
+            if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+                continue;
+            if ((size_t)ai->ai_addrlen > sizeof(addrs[0]))
+                continue;
+            memset(&addrs[n], 0, sizeof(addrs[n]));
+            memcpy(&addrs[n], ai->ai_addr, (size_t)ai->ai_addrlen);
+            n++;
+        }
+        if (!n)
+            err = -ENOENT;
+    } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
+        err = -ENOENT;
+    } else if (status == ARES_ETIMEOUT) {
+        err = -ETIMEDOUT;
+    } else {
+        err = -EIO;
+    }
+    if (res)
+        ares_freeaddrinfo(res);
+    q->status = err;
+    q->n = n;
+    loop_defer(q->r->loop, &q->defer, deliver, q);
+}
+
+struct resolve_req *resolver_lookup(struct resolver *r, const char *name, resolve_fn fn,
+                                    void *userdata)
+{
+    struct resolve_req *q = xcalloc(1, sizeof(*q));
+    struct ares_addrinfo_hints hints = { 0 };
+
+    q->r = r;
+    q->fn = fn;
+    q->userdata = userdata;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = ARES_AI_NOSORT;
+    /* c-ares may complete synchronously (e.g. /etc/hosts): on_addrinfo only queues. */
+    ares_getaddrinfo(r->channel, name, NULL, &hints, on_addrinfo, q);
+    resolver_rearm(r);
+    return q;
+}
+
+void resolve_req_cancel(struct resolve_req *q)
+{
+    if (q)
+        q->fn = NULL;
+}

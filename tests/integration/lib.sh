@@ -1,0 +1,131 @@
+# Shared helpers for the integration tests (bash, TAP output). Source it; then call
+# `check DESC CMD...`, `is DESC GOT WANT`, `like DESC TEXT REGEX`, `skip DESC WHY`.
+# Every test runs in its own scratch directory, and everything it started is killed on exit.
+set -uo pipefail
+
+: "${BB:?BB must point at the bot-bottle binary (meson sets it)}"
+: "${BB_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
+HELPERS="$BB_SOURCE_DIR/tests/integration/helpers"
+T=$(mktemp -d /tmp/bb-test.XXXXXX)
+_n=0
+_failed=0
+_pids=()
+
+cleanup() {
+    for p in "${_pids[@]}"; do
+        kill "$p" 2>/dev/null
+    done
+    sleep 0.1
+    for p in "${_pids[@]}"; do
+        kill -9 "$p" 2>/dev/null
+    done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# The plan is printed at the end (TAP allows it), so counts never go stale.
+plan() { :; }
+diag() { sed 's/^/# /' <<<"$*"; }
+_result() {
+    _n=$((_n + 1))
+    if [ "$1" = 0 ]; then
+        echo "ok $_n - $2"
+    else
+        echo "not ok $_n - $2"
+        _failed=$((_failed + 1))
+    fi
+}
+# check DESC CMD... : passes when CMD exits 0
+check() {
+    local d=$1
+    shift
+    if "$@" >"$T/check.out" 2>&1; then
+        _result 0 "$d"
+    else
+        _result 1 "$d"
+        diag "command: $*"
+        diag "$(head -c 2000 "$T/check.out")"
+    fi
+}
+is() {
+    if [ "$2" = "$3" ]; then
+        _result 0 "$1"
+    else
+        _result 1 "$1"
+        diag "got:  '$2'"
+        diag "want: '$3'"
+    fi
+}
+like() {
+    if grep -qzE -- "$3" <<<"$2"; then
+        _result 0 "$1"
+    else
+        _result 1 "$1"
+        diag "text: $(head -c 1500 <<<"$2")"
+        diag "does not match: $3"
+    fi
+}
+unlike() {
+    if grep -qzE -- "$3" <<<"$2"; then
+        _result 1 "$1"
+        diag "text: $(head -c 1500 <<<"$2")"
+        diag "matches (must not): $3"
+    else
+        _result 0 "$1"
+    fi
+}
+skip() { _n=$((_n + 1)); echo "ok $_n # SKIP $1: $2"; }
+done_testing() {
+    echo "1..$_n"
+    exit $((_failed > 0))
+}
+
+# A free TCP+UDP port on 127.0.0.1 (the kernel picks; tiny race accepted in tests).
+free_port() {
+    python3 - <<'PY'
+import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p))
+    except OSError:
+        t.close(); continue
+    t.close(); u.close(); print(p); break
+PY
+}
+
+# bg CMD... : start in the background, remember the pid (in $BGPID) for cleanup.
+bg() {
+    "$@" &
+    BGPID=$!
+    _pids+=("$BGPID")
+}
+
+# wait_port PORT [HOST]: until something listens (5 s max)
+wait_port() {
+    local host=${2:-127.0.0.1}
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+wait_file() {
+    for _ in $(seq 100); do
+        [ -s "$1" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# make_cert NAME...: self-signed cert for the names, in $T/cert.pem / $T/key.pem
+make_cert() {
+    local san=""
+    for n in "$@"; do san="${san:+$san,}DNS:$n"; done
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
+        -addext "subjectAltName=$san" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1
+}

@@ -1,0 +1,106 @@
+/* Unit tests for src/common: buf, str, net. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/net.h"
+#include "common/str.h"
+
+static void test_buf_cap(void **state)
+{
+    struct buf b = BUF_INIT(8);
+    (void)state;
+
+    assert_int_equal(buf_append_str(&b, "abcd"), 0);
+    assert_int_equal(buf_append_str(&b, "efgh"), 0);
+    assert_string_equal(buf_str(&b), "abcdefgh");
+    /* Exceeding the cap fails and frees, so a truncated value is never used. */
+    assert_int_equal(buf_append_str(&b, "i"), -E2BIG);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(buf_str(&b), "");
+    assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
+    assert_string_equal(buf_str(&b), "42-x");
+    buf_consume(&b, 3);
+    assert_string_equal(buf_str(&b), "x");
+    char *t = buf_take(&b);
+    assert_string_equal(t, "x");
+    free(t);
+    assert_null(b.p);
+    buf_done(&b);
+}
+
+static void test_str_to_u64(void **state)
+{
+    uint64_t v = 7;
+    uint16_t port;
+    (void)state;
+
+    assert_int_equal(str_to_u64(SLICE_LIT("0"), 10, &v), 0);
+    assert_int_equal(v, 0);
+    assert_int_equal(str_to_u64(SLICE_LIT("18446744073709551615"), UINT64_MAX, &v), 0);
+    assert_true(v == UINT64_MAX);
+    assert_int_equal(str_to_u64(SLICE_LIT("18446744073709551616"), UINT64_MAX, &v), -ERANGE);
+    assert_int_equal(str_to_u64(SLICE_LIT("11"), 10, &v), -ERANGE);
+    assert_int_equal(str_to_u64(SLICE_LIT("5"), 0, &v), -ERANGE);
+    assert_int_equal(str_to_u64(SLICE_LIT(""), 10, &v), -EINVAL);
+    assert_int_equal(str_to_u64(SLICE_LIT("+1"), 10, &v), -EINVAL);
+    assert_int_equal(str_to_u64(SLICE_LIT(" 1"), 10, &v), -EINVAL);
+    assert_int_equal(str_to_u64(SLICE_LIT("1x"), 10, &v), -EINVAL);
+    assert_int_equal(str_hex_to_u64(SLICE_LIT("fF"), 255, &v), 0);
+    assert_int_equal(v, 255);
+    assert_int_equal(str_hex_to_u64(SLICE_LIT("100"), 255, &v), -ERANGE);
+    assert_int_equal(str_to_port(SLICE_LIT("0"), &port), -ERANGE);
+    assert_int_equal(str_to_port(SLICE_LIT("65536"), &port), -ERANGE);
+    assert_int_equal(str_to_port(SLICE_LIT("443"), &port), 0);
+    assert_int_equal(port, 443);
+}
+
+static void test_slice(void **state)
+{
+    (void)state;
+    assert_true(slice_eq_nocase(SLICE_LIT("Content-Length"), SLICE_LIT("content-length")));
+    assert_false(slice_eq_nocase(SLICE_LIT("Content-Lengt"), SLICE_LIT("content-length")));
+    struct slice t = slice_trim_ows(SLICE_LIT(" \t v \t"));
+    assert_true(slice_eq(t, SLICE_LIT("v")));
+}
+
+static void test_net_addr(void **state)
+{
+    struct net_addr a;
+    char s[NET_ADDRSTR_MAX];
+    (void)state;
+
+    assert_int_equal(net_addr_parse("127.0.0.1:3128", 0, &a), 0);
+    net_addr_format((struct sockaddr *)&a.ss, s);
+    assert_string_equal(s, "127.0.0.1:3128");
+    assert_int_equal(net_addr_parse("[::1]:53", 0, &a), 0);
+    net_addr_format((struct sockaddr *)&a.ss, s);
+    assert_string_equal(s, "[::1]:53");
+    assert_int_equal(net_addr_parse("127.0.0.1", 53, &a), 0);
+    assert_int_equal(net_addr_port((struct sockaddr *)&a.ss), 53);
+    assert_int_equal(net_addr_parse("127.0.0.1", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("::1:53", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("localhost:53", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("1.2.3.4:0", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("1.2.3.4:99999", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("[::1]x", 0, &a), -EINVAL);
+    assert_int_equal(net_addr_parse("", 0, &a), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf_cap),
+        cmocka_unit_test(test_str_to_u64),
+        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_net_addr),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
