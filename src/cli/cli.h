@@ -18,6 +18,7 @@ struct cli_command {
 int cmd_version(int argc, char **argv);
 int cmd_egress(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */

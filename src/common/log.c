@@ -23,7 +23,7 @@ void log_set_prefix(const char *p)
     prefix = p;
 }
 
-static void vlog(enum log_level lvl, int err, const char *fmt, va_list ap)
+static _printf_(3, 0) void vlog(enum log_level lvl, int err, const char *fmt, va_list ap)
 {
     static const char *const names[LOG_LVL_MAX] = { "error", "warning", "", "debug" };
     char line[2048];

@@ -21,9 +21,9 @@ printf '[egress]\nallow = example.com\nallow = exa mple.com\n' >"$T/bad.ini"
 is "a bad config value exits 125" "$?" "125"
 like "... and the error names file:line" "$(cat "$T/err")" "bad.ini:3: "
 P=$(free_port)
-python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$P)); s.listen(); time.sleep(3)" &
+python3 -c "import socket,time; s=socket.socket(); s.bind(('127.0.0.1',$P)); s.listen(); time.sleep(30)" &
 _pids+=($!)
-sleep 0.3
-"$BB" egress --listen "127.0.0.1:$P" --allow example.com >/dev/null 2>"$T/err"
+wait_port "$P"
+timeout 10 "$BB" egress --listen "127.0.0.1:$P" --allow example.com >/dev/null 2>"$T/err"
 like "a busy listen address is a clear error" "$(cat "$T/err")" "cannot listen on 127.0.0.1:$P: Address already in use"
 done_testing

@@ -1,0 +1,650 @@
+/*
+ * The namespace backend (docs/namespace.md).
+ *
+ * start(): clone3() a child into new user, mount, pid, net, ipc, uts and cgroup namespaces
+ * (CLONE_PIDFD, and CLONE_INTO_CGROUP when limits apply). The parent writes the child's
+ * uid/gid maps, then releases it; the child execs bottle-init with the channel socket as
+ * fd 3 and the encoded spec (a sealed memfd) as fd 4, an empty environment and nothing else
+ * open. bottle-init, PID 1 of the new pid namespace, does the rest (src/guest/init.c).
+ *
+ * Ids: the invoking user maps to itself, one line each for uid and gid. Unprivileged, that
+ * is all the kernel allows without a setuid helper, so bottle-init keeps its capabilities
+ * across exec as ambient capabilities instead of being uid 0. As root, uid 0 maps to 0 (the
+ * bottle's root owns the workspace's root-owned files, as the user expects) and everything
+ * but the workspace and the explicit rw mounts is read-only or private; see the doc.
+ */
+#include "backend/namespace/ns.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define NS_FLAGS                                                                                   \
+    (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |     \
+     CLONE_NEWCGROUP)
+#define CGROUP_ROOT "/sys/fs/cgroup"
+#define CGROUP_PARENT CGROUP_ROOT "/bot-bottle"
+
+struct ns_bottle {
+    struct bottle base;
+    struct buf spec;     /* encoded, channel = fd:3 */
+    uint32_t uid, gid;   /* the command's ids (mapped to themselves) */
+    char init[PATH_MAX]; /* bottle-init */
+    int stdio[3];
+    int cgroup_fd; /* -1: no limits applied */
+    char cgroup_path[PATH_MAX];
+    pid_t pid;
+    int pidfd;
+    bool reaped;
+    int status;
+};
+
+static struct ns_bottle *ns_of(struct bottle *b)
+{
+    return container_of(b, struct ns_bottle, base);
+}
+
+/* ---- small helpers ---- */
+
+static int write_file(const char *path, const char *data)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    size_t n = strlen(data);
+    ssize_t w;
+
+    if (fd < 0)
+        return -errno;
+    w = RETRY_EINTR(write(fd, data, n));
+    if (w < 0)
+        return -errno;
+    return (size_t)w == n ? 0 : -EIO;
+}
+
+/* First line of a small file (without the newline) into buf; -ENOENT etc. */
+static int read_line(const char *path, char *buf, size_t size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+    char *nl;
+
+    if (fd < 0)
+        return -errno;
+    n = RETRY_EINTR(read(fd, buf, size - 1));
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    nl = strchr(buf, '\n');
+    if (nl)
+        *nl = '\0';
+    return 0;
+}
+
+int ns_format_id_map(uint32_t host_id, char *buf, size_t size)
+{
+    return str_printf(buf, size, "%u %u 1\n", host_id, host_id);
+}
+
+static bool is_executable(const char *p)
+{
+    struct stat st;
+
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+int ns_find_init(const char *explicit, char *buf, size_t size)
+{
+    char exe[PATH_MAX];
+    ssize_t n;
+    int r;
+
+    if (explicit) {
+        if (!is_executable(explicit))
+            return -ENOENT;
+        return str_printf(buf, size, "%s", explicit);
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+        char *slash;
+        exe[n] = '\0';
+        slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            r = str_printf(buf, size, "%s/bottle-init", exe);
+            if (r >= 0 && is_executable(buf))
+                return 0;
+        }
+    }
+#ifdef BB_LIBEXECDIR
+    r = str_printf(buf, size, "%s/bot-bottle/bottle-init", BB_LIBEXECDIR);
+    if (r >= 0 && is_executable(buf))
+        return 0;
+#endif
+#ifdef BB_INIT_BUILD_PATH
+    r = str_printf(buf, size, "%s", BB_INIT_BUILD_PATH);
+    if (r >= 0 && is_executable(buf))
+        return 0;
+#endif
+    return -ENOENT;
+}
+
+static long sys_clone3(struct clone_args *args)
+{
+    return syscall(SYS_clone3, args, sizeof(*args));
+}
+
+static int pidfd_signal(int pidfd, int sig)
+{
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/* ---- probe ---- */
+
+static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret)
+{
+    struct backend_probe p = { .available = false };
+    char v[64], init[PATH_MAX];
+    bool root = geteuid() == 0;
+    int r;
+
+    if (!root && read_line("/proc/sys/kernel/unprivileged_userns_clone", v, sizeof(v)) == 0 &&
+        strcmp(v, "0") == 0) {
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "unprivileged user namespaces are disabled "
+                         "(kernel.unprivileged_userns_clone=0); run: sudo sysctl -w "
+                         "kernel.unprivileged_userns_clone=1");
+        goto done;
+    }
+    if (!root &&
+        read_line("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", v, sizeof(v)) == 0 &&
+        strcmp(v, "1") == 0) {
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "unprivileged user namespaces are disabled "
+                         "(kernel.apparmor_restrict_unprivileged_userns=1); run: sudo sysctl -w "
+                         "kernel.apparmor_restrict_unprivileged_userns=0");
+        goto done;
+    }
+    if (read_line("/proc/sys/user/max_user_namespaces", v, sizeof(v)) == 0 && strcmp(v, "0") == 0) {
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "user namespaces are disabled (user.max_user_namespaces=0); run: sudo "
+                         "sysctl -w user.max_user_namespaces=15000");
+        goto done;
+    }
+    /* open_tree/move_mount (5.2) and mount_setattr (5.12): probe the newest. */
+    if (syscall(SYS_mount_setattr, -1, "", 0, NULL, 0) < 0 && errno == ENOSYS) {
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "this kernel lacks mount_setattr(2); the namespace backend needs "
+                         "Linux 5.12 or newer");
+        goto done;
+    }
+    {
+        int pidfd = -1, status;
+        struct clone_args a = { .flags = NS_FLAGS | CLONE_PIDFD,
+                                .pidfd = (uint64_t)(uintptr_t)&pidfd,
+                                .exit_signal = SIGCHLD };
+        long pid = sys_clone3(&a);
+        if (pid == 0)
+            _exit(0);
+        if (pid < 0) {
+            (void)str_printf(p.reason, sizeof(p.reason),
+                             "creating user/mount/pid/net namespaces failed (clone3: %s)%s",
+                             strerror(errno),
+                             errno == ENOSYS ? "; Linux 5.3 or newer is needed" : "");
+            goto done;
+        }
+        (void)RETRY_EINTR(waitpid((pid_t)pid, &status, 0));
+        close(pidfd);
+    }
+    r = ns_find_init(paths ? paths->init : NULL, init, sizeof(init));
+    if (r < 0) {
+        (void)str_printf(
+            p.reason, sizeof(p.reason), "bottle-init was not found (%s); build it or pass its path",
+            paths && paths->init ? paths->init : "looked next to the executable and in libexec");
+        goto done;
+    }
+    p.available = true;
+    (void)str_printf(p.reason, sizeof(p.reason), "user namespaces work; bottle-init is %s%s", init,
+                     root ? "; running as root: the bottle's uid 0 is host root" : "");
+done:
+    *ret = p;
+    return 0;
+}
+
+/* ---- cgroup limits ---- */
+
+static void cgroup_setup(struct ns_bottle *b, const struct bottle_spec *s, uint32_t cpus_milli,
+                         uint64_t memory)
+{
+    struct statfs sfs;
+    char path[PATH_MAX + 32], val[64];
+    int r;
+
+    if (!cpus_milli && !memory)
+        return;
+    if (statfs(CGROUP_ROOT, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC) {
+        log_warn("--cpus/--memory ignored: %s is not a cgroup v2 (unified) hierarchy", CGROUP_ROOT);
+        return;
+    }
+    if (geteuid() != 0) {
+        log_warn("--cpus/--memory ignored: limits need root (or run bot-bottle inside a "
+                 "delegated cgroup, e.g. systemd-run --user --scope -p Delegate=yes)");
+        return;
+    }
+    if (mkdir(CGROUP_PARENT, 0755) < 0 && errno != EEXIST) {
+        log_errno(LOG_LVL_WARN, -errno, "--cpus/--memory ignored: mkdir %s", CGROUP_PARENT);
+        return;
+    }
+    /* Best effort: the controllers may already be enabled. */
+    (void)write_file(CGROUP_ROOT "/cgroup.subtree_control", "+cpu +memory");
+    (void)write_file(CGROUP_PARENT "/cgroup.subtree_control", "+cpu +memory");
+    r = str_printf(b->cgroup_path, sizeof(b->cgroup_path), "%s/%s.%d", CGROUP_PARENT, s->name,
+                   (int)getpid());
+    if (r < 0 || mkdir(b->cgroup_path, 0755) < 0) {
+        log_errno(LOG_LVL_WARN, r < 0 ? r : -errno, "--cpus/--memory ignored: mkdir %s",
+                  b->cgroup_path);
+        b->cgroup_path[0] = '\0';
+        return;
+    }
+    r = 0;
+    if (cpus_milli) {
+        (void)str_printf(path, sizeof(path), "%s/cpu.max", b->cgroup_path);
+        (void)str_printf(val, sizeof(val), "%u 100000", cpus_milli * 100u);
+        r = write_file(path, val);
+    }
+    if (r >= 0 && memory) {
+        (void)str_printf(path, sizeof(path), "%s/memory.max", b->cgroup_path);
+        (void)str_printf(val, sizeof(val), "%llu", (unsigned long long)memory);
+        r = write_file(path, val);
+        if (r >= 0) {
+            (void)str_printf(path, sizeof(path), "%s/memory.swap.max", b->cgroup_path);
+            (void)write_file(path, "0");
+        }
+    }
+    if (r >= 0) {
+        b->cgroup_fd = open(b->cgroup_path, O_DIRECTORY | O_PATH | O_CLOEXEC);
+        if (b->cgroup_fd < 0)
+            r = -errno;
+    }
+    if (r < 0) {
+        log_errno(LOG_LVL_WARN, r, "--cpus/--memory ignored: cannot configure %s", b->cgroup_path);
+        (void)rmdir(b->cgroup_path);
+        b->cgroup_path[0] = '\0';
+    }
+}
+
+/* ---- create / start ---- */
+
+static void ns_destroy(struct bottle *bb);
+
+static int ns_create(const struct backend_create_args *args, struct bottle **ret)
+{
+    struct ns_bottle *b;
+    struct bottle_spec tmp;
+    const char *field = NULL;
+    int r;
+
+    tmp = *args->spec;
+    tmp.channel = (char *)"fd:3";
+    tmp.rootfs = BOTTLE_ROOTFS_BIND;
+    r = bottle_spec_validate(&tmp, &field);
+    if (r < 0) {
+        log_error("namespace backend: invalid bottle spec (%s)", field);
+        return r;
+    }
+    /* Without privilege only the caller's own ids can be mapped. */
+    if (geteuid() != 0 && (tmp.uid != geteuid() || tmp.gid != getegid())) {
+        log_error("namespace backend: running unprivileged, the bottle's user must be the "
+                  "caller (uid %u gid %u)",
+                  (unsigned)geteuid(), (unsigned)getegid());
+        return -EPERM;
+    }
+    b = xcalloc(1, sizeof(*b));
+    b->base.ops = &backend_namespace_ops;
+    b->pid = -1;
+    b->pidfd = -1;
+    b->cgroup_fd = -1;
+    b->uid = tmp.uid;
+    b->gid = tmp.gid;
+    for (size_t i = 0; i < 3; i++)
+        b->stdio[i] = args->stdio[i];
+    buf_init(&b->spec, BOTTLE_SPEC_MAX_SIZE);
+    r = bottle_spec_encode(&tmp, &b->spec);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "namespace backend: encoding the bottle spec");
+        goto fail;
+    }
+    r = ns_find_init(args->paths.init, b->init, sizeof(b->init));
+    if (r < 0) {
+        log_error("namespace backend: bottle-init not found (%s)",
+                  args->paths.init ? args->paths.init : "default locations");
+        goto fail;
+    }
+    cgroup_setup(b, &tmp, args->cpus_milli, args->memory_bytes);
+    *ret = &b->base;
+    return 0;
+fail:
+    ns_destroy(&b->base);
+    return r;
+}
+
+/* The spec as a sealed memfd positioned at 0. */
+static int spec_memfd(const struct buf *spec)
+{
+    _cleanup_close_ int fd = memfd_create("bottle-spec", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    size_t off = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (off < spec->len) {
+        ssize_t w = RETRY_EINTR(write(fd, spec->p + off, spec->len - off));
+        if (w < 0)
+            return -errno;
+        off += (size_t)w;
+    }
+    if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ||
+        lseek(fd, 0, SEEK_SET) < 0)
+        return -errno;
+    return TAKE_FD(fd);
+}
+
+/* Moves fd to target (without CLOEXEC); target must not be in use by another fd we need. */
+static int child_place_fd(int fd, int target)
+{
+    if (fd == target)
+        return fcntl(fd, F_SETFD, 0) < 0 ? -1 : 0;
+    return dup3(fd, target, 0) < 0 ? -1 : 0;
+}
+
+/*
+ * The child between clone3() and exec: only async-signal-safe calls. Reports errno through
+ * err_fd (close-on-exec, so EOF means exec succeeded).
+ */
+static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, int chan_fd,
+                                  int spec_fd)
+{
+    static char *const envp[] = { NULL };
+    char *const argv[] = { (char *)"bottle-init", (char *)"--spec-fd", (char *)"4", NULL };
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct caps[2];
+    char c;
+    int e;
+
+    /* The bottle dies with its launcher. (getppid() is 0 here: the parent is outside our pid
+     * namespace. If it died before this prctl, the read below sees EOF.) */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    /* Wait for the id maps. EOF: the parent gave up. */
+    if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
+        _exit(125);
+    /* Keep every capability across exec even as a non-zero uid (unprivileged case): copy
+     * permitted into inheritable, then raise all of them as ambient capabilities. */
+    if (syscall(SYS_capget, &hdr, caps) < 0)
+        goto fail;
+    caps[0].inheritable = caps[0].permitted;
+    caps[1].inheritable = caps[1].permitted;
+    if (syscall(SYS_capset, &hdr, caps) < 0)
+        goto fail;
+    for (unsigned long cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) {
+            if (errno == EINVAL)
+                break;
+            goto fail;
+        }
+    /* Move everything we pass above the fixed slots first, so the dup3s cannot clobber. */
+    chan_fd = fcntl(chan_fd, F_DUPFD_CLOEXEC, 10);
+    spec_fd = fcntl(spec_fd, F_DUPFD_CLOEXEC, 10);
+    if (chan_fd < 0 || spec_fd < 0)
+        goto fail;
+    {
+        int moved[3];
+        for (int i = 0; i < 3; i++)
+            moved[i] = b->stdio[i] >= 0 ? fcntl(b->stdio[i], F_DUPFD_CLOEXEC, 10) : -1;
+        for (int i = 0; i < 3; i++) {
+            if (b->stdio[i] >= 0 && moved[i] < 0)
+                goto fail;
+            if (moved[i] >= 0 && dup3(moved[i], i, 0) < 0)
+                goto fail;
+        }
+    }
+    if (child_place_fd(chan_fd, BOTTLE_CHANNEL_FD) < 0 ||
+        child_place_fd(spec_fd, BOTTLE_SPEC_FD) < 0)
+        goto fail;
+    /* Nothing else of the launcher reaches the bottle. */
+    if (syscall(SYS_close_range, BOTTLE_SPEC_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0 &&
+        errno != ENOSYS)
+        goto fail;
+    execve(b->init, argv, envp);
+fail:
+    e = errno;
+    (void)!write(err_fd, &e, sizeof(e));
+    _exit(125);
+}
+
+static int write_id_maps(pid_t pid, uint32_t uid, uint32_t gid)
+{
+    char path[64], map[128];
+    bool root = geteuid() == 0;
+    int r;
+
+    if (!root) {
+        /* Required before an unprivileged gid_map (CVE-2014-8989). */
+        (void)str_printf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+        r = write_file(path, "deny");
+        if (r < 0)
+            return r;
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        uint32_t id = pass == 0 ? uid : gid;
+        size_t len;
+        if (root) {
+            /* 0 -> 0 for bottle-init; and the command's id to itself when it is not 0. */
+            r = str_printf(map, sizeof(map), "0 0 1\n");
+            len = strlen(map);
+            if (r >= 0 && id != 0)
+                r = ns_format_id_map(id, map + len, sizeof(map) - len);
+        } else {
+            r = ns_format_id_map(id, map, sizeof(map));
+        }
+        if (r < 0)
+            return r;
+        (void)str_printf(path, sizeof(path), "/proc/%d/%s", (int)pid,
+                         pass == 0 ? "uid_map" : "gid_map");
+        r = write_file(path, map);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int ns_start(struct bottle *bb, struct backend_started *ret)
+{
+    struct ns_bottle *b = ns_of(bb);
+    _cleanup_close_ int spec_fd = -1, host_end = -1, guest_end = -1;
+    int chan[2], sync_p[2] = { -1, -1 }, err_p[2] = { -1, -1 };
+    int pidfd = -1, e = 0, r;
+    struct clone_args a;
+    ssize_t n;
+    long pid;
+
+    if (b->pid > 0)
+        return -EALREADY;
+    spec_fd = spec_memfd(&b->spec);
+    if (spec_fd < 0)
+        return log_errno(LOG_LVL_ERROR, spec_fd, "namespace backend: spec memfd");
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, chan) < 0)
+        return log_errno(LOG_LVL_ERROR, -errno, "namespace backend: channel socketpair");
+    host_end = chan[0];
+    guest_end = chan[1];
+    /* sync is a socket so that a write to a child that already died is EPIPE, not SIGPIPE. */
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_p) < 0 ||
+        pipe2(err_p, O_CLOEXEC) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: pipe");
+        goto out;
+    }
+
+    memset(&a, 0, sizeof(a));
+    a.flags = NS_FLAGS | CLONE_PIDFD;
+    a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    a.exit_signal = SIGCHLD;
+    if (b->cgroup_fd >= 0) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)b->cgroup_fd;
+    }
+    pid = sys_clone3(&a);
+    if (pid == 0) {
+        close(sync_p[1]);
+        close(err_p[0]);
+        child_main(b, sync_p[0], err_p[1], guest_end, spec_fd);
+    }
+    if (pid < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: clone3 into new namespaces");
+        goto out;
+    }
+    b->pid = (pid_t)pid;
+    b->pidfd = pidfd;
+    close(sync_p[0]);
+    sync_p[0] = -1;
+    close(err_p[1]);
+    err_p[1] = -1;
+
+    r = write_id_maps(b->pid, b->uid, b->gid);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "namespace backend: writing the uid/gid maps of %d",
+                  (int)b->pid);
+        goto out; /* closing sync_p[1] makes the child exit */
+    }
+    if (RETRY_EINTR(send(sync_p[1], "x", 1, MSG_NOSIGNAL)) != 1) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: releasing the child");
+        goto out;
+    }
+    close(sync_p[1]);
+    sync_p[1] = -1;
+    n = RETRY_EINTR(read(err_p[0], &e, sizeof(e)));
+    if (n == (ssize_t)sizeof(e)) {
+        r = log_errno(LOG_LVL_ERROR, -e, "namespace backend: starting %s", b->init);
+        goto out;
+    }
+    ret->pid = b->pid;
+    ret->pidfd = b->pidfd;
+    ret->channel_fd = TAKE_FD(host_end);
+    r = 0;
+out:
+    for (int i = 0; i < 2; i++) {
+        if (sync_p[i] >= 0)
+            close(sync_p[i]);
+        if (err_p[i] >= 0)
+            close(err_p[i]);
+    }
+    if (r < 0 && b->pid > 0) {
+        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+        b->reaped = true;
+        b->status = 125;
+    }
+    return r;
+}
+
+static int ns_wait(struct bottle *bb, int *ret_status)
+{
+    struct ns_bottle *b = ns_of(bb);
+    siginfo_t si;
+
+    if (b->pid <= 0)
+        return -ECHILD;
+    if (!b->reaped) {
+        memset(&si, 0, sizeof(si));
+        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED)) < 0)
+            return log_errno(LOG_LVL_ERROR, -errno, "namespace backend: waiting for the bottle");
+        b->reaped = true;
+        b->status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    }
+    *ret_status = b->status;
+    return 0;
+}
+
+static int ns_stop(struct bottle *bb, int timeout_ms)
+{
+    struct ns_bottle *b = ns_of(bb);
+    struct pollfd pfd;
+    int r;
+
+    if (b->pid <= 0 || b->reaped)
+        return 0;
+    /* bottle-init forwards SIGTERM to the command and exits with its status. */
+    r = pidfd_signal(b->pidfd, SIGTERM);
+    if (r < 0 && r != -ESRCH)
+        return r;
+    pfd = (struct pollfd){ .fd = b->pidfd, .events = POLLIN };
+    r = RETRY_EINTR(poll(&pfd, 1, timeout_ms));
+    if (r == 0) {
+        log_warn("bottle did not stop within %d ms; killing it", timeout_ms);
+        r = pidfd_signal(b->pidfd, SIGKILL);
+        if (r < 0 && r != -ESRCH)
+            return r;
+    }
+    return 0;
+}
+
+static void ns_destroy(struct bottle *bb)
+{
+    struct ns_bottle *b;
+    int status;
+
+    if (!bb)
+        return;
+    b = ns_of(bb);
+    if (b->pid > 0 && !b->reaped) {
+        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)ns_wait(bb, &status);
+    }
+    if (b->pidfd >= 0)
+        close(b->pidfd);
+    if (b->cgroup_fd >= 0)
+        close(b->cgroup_fd);
+    if (b->cgroup_path[0] && rmdir(b->cgroup_path) < 0)
+        log_errno(LOG_LVL_WARN, -errno, "removing cgroup %s", b->cgroup_path);
+    buf_done(&b->spec);
+    free(b);
+}
+
+const struct backend_ops backend_namespace_ops = {
+    .name = "namespace",
+    .summary = "Linux namespaces + seccomp, no VM (user, mount, pid, net, ipc, uts, cgroup)",
+    .probe = ns_probe,
+    .create = ns_create,
+    .start = ns_start,
+    .exec = NULL,
+    .wait = ns_wait,
+    .stop = ns_stop,
+    .destroy = ns_destroy,
+};

@@ -1,0 +1,169 @@
+/*
+ * The bottle channel wire protocol: one byte stream between a bottle (guest) and its host,
+ * carrying many streams (TCP connections to the proxy / DNS, DNS datagram flows).
+ *
+ * Frame = 8-byte header + payload (all integers big-endian):
+ *   byte 0     type     (enum channel_type)
+ *   byte 1     flags    (must be 0)
+ *   bytes 2-3  length   (payload bytes, <= CHANNEL_MAX_PAYLOAD, exact per type)
+ *   bytes 4-7  stream   (0 only for HELLO, non-zero for everything else)
+ * docs/channel.md has the byte layout of every payload and the state machine.
+ *
+ * Two layers, both pure (no I/O, no allocation) and fuzzed:
+ *   - channel_frame_decode(): incremental, stateless syntax check of one frame.
+ *   - struct channel_session: the per-channel state machine (HELLO, stream table, ids, FINs,
+ *     per-stream credit). Every received frame goes through channel_session_recv(), which
+ *     says what to do with it or that the peer broke the protocol (the channel must die).
+ * Stream state objects are owned by the caller (embedded in its stream object); the session
+ * only keeps pointers to them.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CHANNEL_VERSION 1
+#define CHANNEL_MAGIC "BBCH"
+#define CHANNEL_HDR_LEN 8
+#define CHANNEL_MAX_PAYLOAD 16384 /* bytes of payload in one frame */
+#define CHANNEL_MAX_FRAME (CHANNEL_HDR_LEN + CHANNEL_MAX_PAYLOAD)
+#define CHANNEL_MAX_STREAMS 1024      /* concurrently open streams per channel */
+#define CHANNEL_WINDOW (256u * 1024u) /* initial = maximum per-stream credit, each way */
+#define CHANNEL_HELLO_LEN 6           /* magic[4] version role */
+
+enum channel_type {
+    CHANNEL_T_HELLO = 1,   /* stream 0; payload "BBCH" version role; first frame each way */
+    CHANNEL_T_OPEN = 2,    /* guest -> host; payload: kind (1 byte) */
+    CHANNEL_T_OPEN_OK = 3, /* host -> guest; empty */
+    CHANNEL_T_RESET = 4,   /* either way; payload: reason (1 byte); the stream is gone */
+    CHANNEL_T_DATA = 5,    /* either way; 1..CHANNEL_MAX_PAYLOAD bytes (one datagram for UDP) */
+    CHANNEL_T_FIN = 6,     /* either way; empty; sender will send no more DATA (half-close) */
+    CHANNEL_T_WINDOW = 7,  /* either way; payload: u32 credit increment, >= 1 */
+    CHANNEL_T_MAX
+};
+
+/* What a stream is for. The host maps a kind to a target; the guest never names an address. */
+enum channel_kind {
+    CHANNEL_KIND_TCP_PROXY = 1, /* TCP to the egress proxy (A:3128) */
+    CHANNEL_KIND_TCP_DNS = 2,   /* TCP to the DNS filter (A:53) */
+    CHANNEL_KIND_UDP_DNS = 3,   /* datagrams to the DNS filter (A:53), one per DATA frame */
+    CHANNEL_KIND_MAX
+};
+
+enum channel_reason {
+    CHANNEL_RESET_ABORTED = 1,  /* local socket error or abort */
+    CHANNEL_RESET_REFUSED = 2,  /* host could not or would not connect the target */
+    CHANNEL_RESET_LIMIT = 3,    /* too many streams (stream error, see docs/channel.md) */
+    CHANNEL_RESET_TIMEOUT = 4,  /* idle (UDP flows) */
+    CHANNEL_RESET_SHUTDOWN = 5, /* the endpoint is going away */
+    CHANNEL_RESET_MAX
+};
+
+enum channel_role {
+    CHANNEL_ROLE_GUEST = 1, /* opens streams */
+    CHANNEL_ROLE_HOST = 2,  /* accepts them */
+    CHANNEL_ROLE_MAX
+};
+
+/* A decoded frame. payload points into the decoder's input (valid while that buffer is). */
+struct channel_frame {
+    uint8_t type;
+    uint32_t stream;
+    uint16_t len;
+    const uint8_t *payload;
+    /* Decoded per-type fields (valid for the matching type only). */
+    uint8_t kind;       /* OPEN */
+    uint8_t reason;     /* RESET */
+    uint8_t version;    /* HELLO */
+    uint8_t role;       /* HELLO */
+    uint32_t increment; /* WINDOW */
+};
+
+/*
+ * Decode one frame from [*cursor, end). Returns 1 and *ret (cursor advanced past the frame),
+ * 0 when more bytes are needed (cursor untouched), or -EBADMSG when the bytes can never be a
+ * valid frame (unknown type, flags, bad length for the type, stream 0 misuse, unknown kind or
+ * reason, zero WINDOW). Errors are reported as soon as the header shows them, before the
+ * payload arrives. Stateless: the session checks the rest.
+ */
+int channel_frame_decode(const uint8_t **cursor, const uint8_t *end, struct channel_frame *ret);
+
+/* Write a frame header for `type` into out. len must be valid for the type. */
+void channel_frame_header(uint8_t out[CHANNEL_HDR_LEN], enum channel_type type, uint32_t stream,
+                          uint16_t len);
+/*
+ * Encode a whole control frame (anything but DATA) into out (at least CHANNEL_HDR_LEN + 6
+ * bytes). arg is the kind (OPEN), reason (RESET), role (HELLO), increment (WINDOW), ignored
+ * otherwise. Returns the frame length.
+ */
+size_t channel_frame_encode_ctl(uint8_t *out, enum channel_type type, uint32_t stream,
+                                uint32_t arg);
+
+/* Per-stream protocol state; embedded in the caller's stream object. */
+enum {
+    CHANNEL_SS_OPENING = 1u << 0,   /* guest: OPEN sent, OPEN_OK not yet received */
+    CHANNEL_SS_LOCAL_FIN = 1u << 1, /* we sent FIN */
+    CHANNEL_SS_PEER_FIN = 1u << 2,  /* peer sent FIN */
+};
+
+struct channel_stream_state {
+    uint32_t id;
+    uint8_t kind;
+    uint8_t flags;        /* CHANNEL_SS_* */
+    uint32_t send_credit; /* bytes we may still send */
+    uint32_t recv_avail;  /* bytes the peer may still send (granted minus received) */
+    void *owner;          /* the caller's stream object */
+};
+
+struct channel_session {
+    enum channel_role role;
+    bool hello_recv;
+    uint32_t last_id; /* guest: last id allocated; host: highest id the guest opened */
+    size_t n;         /* live streams */
+    struct channel_stream_state *streams[CHANNEL_MAX_STREAMS]; /* sorted by id */
+};
+
+/* What the caller must do with a frame channel_session_recv() accepted. */
+enum channel_event {
+    CHANNEL_EV_IGNORE = 1, /* frame for a stream that is already closed (a race): drop it */
+    CHANNEL_EV_HELLO,      /* the peer's HELLO */
+    CHANNEL_EV_OPEN,       /* host: new stream; call channel_session_add() with frame->stream */
+    CHANNEL_EV_REFUSE,     /* host: OPEN over the stream limit: send RESET(LIMIT), keep nothing */
+    CHANNEL_EV_OPEN_OK,    /* guest: stream established */
+    CHANNEL_EV_DATA,       /* payload for *ret_ss (credit already taken) */
+    CHANNEL_EV_FIN,        /* peer half-closed *ret_ss */
+    CHANNEL_EV_WINDOW,     /* send credit of *ret_ss grew */
+    CHANNEL_EV_RESET,      /* peer reset *ret_ss: remove it */
+    CHANNEL_EV_MAX
+};
+
+void channel_session_init(struct channel_session *s, enum channel_role role);
+/*
+ * Check a decoded frame against the session and update state. Returns a channel_event (> 0)
+ * and, for stream events, *ret_ss; or -EPROTO when the peer violated the protocol (frame
+ * before HELLO, second HELLO, wrong version or role, OPEN from the host or with a reused id,
+ * frames for never-opened streams, DATA beyond the granted credit or after FIN, duplicate
+ * FIN or OPEN_OK, credit overflow). After -EPROTO the channel must be torn down.
+ */
+int channel_session_recv(struct channel_session *s, const struct channel_frame *f,
+                         struct channel_stream_state **ret_ss);
+/* Look a live stream up by id (NULL when not live). */
+struct channel_stream_state *channel_session_find(struct channel_session *s, uint32_t id);
+/*
+ * Add a stream: host, after CHANNEL_EV_OPEN, with id = the frame's stream; guest, with id = 0
+ * to allocate the next id. Initialises *ss (credit both ways = CHANNEL_WINDOW). Returns 0,
+ * -ENOSPC (stream limit or ids exhausted) or -EINVAL (host: id not the one just opened).
+ */
+int channel_session_add(struct channel_session *s, struct channel_stream_state *ss, uint32_t id,
+                        enum channel_kind kind, void *owner);
+/* Remove a stream (no-op when not present). */
+void channel_session_remove(struct channel_session *s, struct channel_stream_state *ss);
+/* Account for sending len DATA bytes (requires len <= send_credit and no local FIN). */
+int channel_stream_sent_data(struct channel_stream_state *ss, size_t len);
+/* Account for returning inc bytes of credit to the peer (WINDOW sent). */
+int channel_stream_granted(struct channel_stream_state *ss, uint32_t inc);
+/* True when both sides sent FIN: nothing more will be said about the stream. */
+bool channel_stream_finished(const struct channel_stream_state *ss);
+
+const char *channel_type_name(uint8_t type);

@@ -1,0 +1,672 @@
+/*
+ * The bottle's root file system (see rootfs.h and docs/bottle-init.md).
+ *
+ * Every host path is captured first, while the host's root is still our root, as a
+ * detached copy of its mount tree (open_tree(OPEN_TREE_CLONE)). Only then is the new root
+ * built and entered, and the copies are attached at their destinations. So a source path
+ * is resolved against the host (its absolute symlinks mean what they mean on the host) and a
+ * destination path is resolved inside the bottle (a symlink the bottle planted in the
+ * workspace cannot redirect a later mount onto something outside the bottle's root).
+ */
+#include "guest/rootfs.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/macro.h"
+#include "common/str.h"
+
+#define ETC_FILE_MAX (8 * 1024 * 1024) /* a copied /etc file (the CA bundle is ~200 KiB) */
+
+/* The merged-/usr links (or, on older hosts, directories) recreated as the host has them. */
+static const char *const sys_links[] = { "bin", "sbin", "lib", "lib32", "lib64", "libx32" };
+
+/* Public host files copied into the generated /etc (never anything with secrets). */
+static const char *const etc_copied[] = {
+    "ssl/certs/ca-certificates.crt", "ld.so.cache", "protocols", "services", "localtime",
+};
+
+static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+
+/* Host-wide kernel knobs: read-only in the bottle (they matter when uid 0 maps to host root). */
+static const char *const proc_readonly[] = {
+    "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
+};
+/* Host-wide information a bottle has no need to read. */
+static const char *const proc_masked_files[] = {
+    "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kmsg",
+};
+static const char *const proc_masked_dirs[] = { "/proc/acpi", "/proc/scsi" };
+
+enum link_kind { LINK_ABSENT, LINK_SYMLINK, LINK_TREE };
+
+struct plan {
+    int usr;
+    enum link_kind link_kind[ARRAY_SIZE(sys_links)];
+    char link_target[ARRAY_SIZE(sys_links)][PATH_MAX];
+    int link_tree[ARRAY_SIZE(sys_links)];
+    int alternatives;
+    struct buf etc[ARRAY_SIZE(etc_copied)];
+    bool etc_have[ARRAY_SIZE(etc_copied)];
+    int dev[ARRAY_SIZE(dev_nodes)];
+    int workspace;
+    int extra[BOTTLE_SPEC_MAX_MOUNTS];
+    bool extra_dir[BOTTLE_SPEC_MAX_MOUNTS];
+};
+
+static void plan_init(struct plan *p)
+{
+    memset(p, 0, sizeof(*p));
+    p->usr = p->alternatives = p->workspace = -1;
+    for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++)
+        p->link_tree[i] = -1;
+    for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++)
+        p->dev[i] = -1;
+    for (size_t i = 0; i < BOTTLE_SPEC_MAX_MOUNTS; i++)
+        p->extra[i] = -1;
+    for (size_t i = 0; i < ARRAY_SIZE(etc_copied); i++)
+        buf_init(&p->etc[i], ETC_FILE_MAX);
+}
+
+static void plan_done(struct plan *p)
+{
+    closep(&p->usr);
+    closep(&p->alternatives);
+    closep(&p->workspace);
+    for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++)
+        closep(&p->link_tree[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++)
+        closep(&p->dev[i]);
+    for (size_t i = 0; i < BOTTLE_SPEC_MAX_MOUNTS; i++)
+        closep(&p->extra[i]);
+    for (size_t i = 0; i < ARRAY_SIZE(etc_copied); i++)
+        buf_done(&p->etc[i]);
+}
+
+/* ---- small file helpers ---- */
+
+static int write_all(int fd, const char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = RETRY_EINTR(write(fd, p, n));
+        if (w < 0)
+            return -errno;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int write_file_at(int dirfd, const char *name, const char *data, size_t len, mode_t mode)
+{
+    _cleanup_close_ int fd = -1;
+
+    fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0)
+        return -errno;
+    return write_all(fd, data, len);
+}
+
+/* Reads a whole (host) file, following symlinks, into b (capped by b->max). */
+static int read_file(const char *path, struct buf *b)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char tmp[16384];
+
+    if (fd < 0)
+        return -errno;
+    for (;;) {
+        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
+        int r;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        r = buf_append(b, tmp, (size_t)n);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* mkdir -p of an absolute path (each missing component 0755). */
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (n >= sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    for (char *c = tmp + 1;; c++) {
+        if (*c != '/' && *c != '\0')
+            continue;
+        char saved = *c;
+        *c = '\0';
+        if (mkdir(tmp, saved ? 0755 : mode) < 0 && errno != EEXIST)
+            return -errno;
+        if (!saved)
+            return 0;
+        *c = saved;
+    }
+}
+
+/* Creates the (empty) mount point for a tree: a directory or a regular file. */
+static int make_mount_point(const char *path, bool is_dir)
+{
+    char parent[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    if (is_dir)
+        return mkdir_p(path, 0755);
+    if (!slash || (size_t)(slash - path) >= sizeof(parent))
+        return -EINVAL;
+    if (slash > path) {
+        memcpy(parent, path, (size_t)(slash - path));
+        parent[slash - path] = '\0';
+        r = mkdir_p(parent, 0755);
+        if (r < 0)
+            return r;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    return fd < 0 ? -errno : 0;
+}
+
+/* ---- mount helpers ---- */
+
+/* A detached copy of the host mount tree at path; -ENOENT when it does not exist. */
+static int tree_clone(const char *path, bool *ret_is_dir)
+{
+    struct stat st;
+    int fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+
+    if (fd < 0)
+        return -errno;
+    if (ret_is_dir) {
+        if (fstat(fd, &st) < 0) {
+            int r = -errno;
+            close(fd);
+            return r;
+        }
+        *ret_is_dir = S_ISDIR(st.st_mode);
+    }
+    return fd;
+}
+
+/* Sets attributes on a whole (detached or attached) tree, then attaches it at dst. */
+static int tree_attach(int fd, const char *dst, uint64_t attr_set)
+{
+    struct mount_attr a = { .attr_set = attr_set };
+
+    if (attr_set && mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+        return -errno;
+    if (move_mount(fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
+static int mount_tmpfs(const char *dst, unsigned long flags, const char *opts)
+{
+    return mount("tmpfs", dst, "tmpfs", flags, opts) < 0 ? -errno : 0;
+}
+
+/* ---- /etc ---- */
+
+int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s)
+{
+    struct buf b = BUF_INIT(64 * 1024);
+    char alias[INET_ADDRSTRLEN];
+    int r;
+
+    if (!inet_ntop(AF_INET, &s->alias, alias, sizeof(alias)))
+        return -EINVAL;
+
+    /* passwd: root, the user, nobody. The spec forbids ':' and newlines in these fields. */
+    if (s->uid != 0)
+        r = buf_append_str(&b, "root:x:0:0:root:/root:/bin/sh\n");
+    else
+        r = 0;
+    if (r >= 0)
+        r = buf_printf(&b, "%s:x:%u:%u::%s:/bin/sh\n", s->user, s->uid, s->gid, s->home);
+    if (r >= 0 && s->uid != 65534)
+        r = buf_append_str(&b, "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    if (r >= 0)
+        r = write_file_at(dirfd, "passwd", b.p, b.len, 0644);
+    buf_reset(&b);
+
+    if (r >= 0 && s->gid != 0)
+        r = buf_append_str(&b, "root:x:0:\n");
+    if (r >= 0)
+        r = buf_printf(&b, "%s:x:%u:\n", s->gid == 0 ? "root" : s->user, s->gid);
+    if (r >= 0 && s->gid != 65534)
+        r = buf_append_str(&b, "nogroup:x:65534:\n");
+    if (r >= 0)
+        r = write_file_at(dirfd, "group", b.p, b.len, 0644);
+    buf_reset(&b);
+
+    if (r >= 0)
+        r = buf_printf(&b,
+                       "127.0.0.1\tlocalhost %s\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                       "%s\tbot-bottle-egress\n",
+                       s->hostname, alias);
+    if (r >= 0)
+        r = write_file_at(dirfd, "hosts", b.p, b.len, 0644);
+    buf_reset(&b);
+
+    if (r >= 0)
+        r = buf_printf(&b, "nameserver %s\n", alias);
+    if (r >= 0)
+        r = write_file_at(dirfd, "resolv.conf", b.p, b.len, 0644);
+    buf_reset(&b);
+
+    if (r >= 0)
+        r = buf_printf(&b, "%s\n", s->hostname);
+    if (r >= 0)
+        r = write_file_at(dirfd, "hostname", b.p, b.len, 0644);
+    buf_done(&b);
+
+    if (r >= 0) {
+        static const char nss[] = "passwd: files\ngroup: files\nshadow: files\n"
+                                  "hosts: files dns\nnetworks: files\nprotocols: files\n"
+                                  "services: files\nethers: files\nrpc: files\n";
+        r = write_file_at(dirfd, "nsswitch.conf", nss, sizeof(nss) - 1, 0644);
+    }
+    return r;
+}
+
+/* ---- the plan ---- */
+
+static int source_path(const struct bottle_spec *s, const char *host_path, bool *ret_is_dir)
+{
+    switch (s->rootfs) {
+    case BOTTLE_ROOTFS_BIND:
+        return tree_clone(host_path, ret_is_dir);
+    case BOTTLE_ROOTFS_9P:
+        /* TODO(microvm): fsopen("9p") + fsconfig(trans=virtio,version=9p2000.L,
+         * source=<tag>) + fsmount() gives the same detached tree; tags per
+         * docs/bottle-init.md ("usr", "ws", "m<i>"). */
+        return -EOPNOTSUPP;
+    case BOTTLE_ROOTFS_MAX:
+    default:
+        return -EINVAL;
+    }
+}
+
+/* Step 1, in the host's view: capture every source. */
+static int plan_capture(struct plan *p, const struct bottle_spec *s, const char **what)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    int r;
+
+    *what = "capturing /usr";
+    r = source_path(s, "/usr", NULL);
+    if (r < 0)
+        return r;
+    p->usr = r;
+
+    *what = "capturing /bin, /lib, ... links";
+    for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++) {
+        r = str_printf(path, sizeof(path), "/%s", sys_links[i]);
+        if (r < 0)
+            return r;
+        if (lstat(path, &st) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(path, p->link_target[i], sizeof(p->link_target[i]) - 1);
+            if (n < 0)
+                return -errno;
+            p->link_target[i][n] = '\0';
+            p->link_kind[i] = LINK_SYMLINK;
+        } else if (S_ISDIR(st.st_mode)) {
+            r = source_path(s, path, NULL);
+            if (r < 0)
+                return r;
+            p->link_tree[i] = r;
+            p->link_kind[i] = LINK_TREE;
+        }
+    }
+
+    *what = "reading public /etc files";
+    for (size_t i = 0; i < ARRAY_SIZE(etc_copied); i++) {
+        r = str_printf(path, sizeof(path), "/etc/%s", etc_copied[i]);
+        if (r < 0)
+            return r;
+        r = read_file(path, &p->etc[i]);
+        if (r == -ENOENT)
+            continue;
+        if (r < 0)
+            return r;
+        p->etc_have[i] = true;
+    }
+    /* Debian's /etc/alternatives holds only symlinks (awk, editor, ...). */
+    r = source_path(s, "/etc/alternatives", NULL);
+    if (r >= 0)
+        p->alternatives = r;
+    else if (r != -ENOENT)
+        return r;
+
+    *what = "capturing /dev nodes";
+    for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++) {
+        r = str_printf(path, sizeof(path), "/dev/%s", dev_nodes[i]);
+        if (r < 0)
+            return r;
+        r = tree_clone(path, NULL);
+        if (r == -ENOENT || r == -ENXIO)
+            continue;
+        if (r < 0)
+            return r;
+        p->dev[i] = r;
+    }
+
+    *what = "capturing the workspace";
+    r = source_path(s, s->workspace, NULL);
+    if (r < 0)
+        return r;
+    p->workspace = r;
+
+    *what = "capturing an extra mount";
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        r = source_path(s, s->mounts[i].src, &p->extra_dir[i]);
+        if (r < 0)
+            return r;
+        p->extra[i] = r;
+    }
+    return 0;
+}
+
+static int setup_etc(struct plan *p, const char **what)
+{
+    int r;
+
+    *what = "writing /etc";
+    if (mkdir("/etc", 0755) < 0)
+        return -errno;
+    for (size_t i = 0; i < ARRAY_SIZE(etc_copied); i++) {
+        char path[PATH_MAX];
+        if (!p->etc_have[i])
+            continue;
+        r = str_printf(path, sizeof(path), "/etc/%s", etc_copied[i]);
+        if (r < 0)
+            return r;
+        r = make_mount_point(path, false); /* parents and an empty file */
+        if (r < 0)
+            return r;
+        {
+            _cleanup_close_ int fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                return -errno;
+            r = write_all(fd, p->etc[i].p ? p->etc[i].p : "", p->etc[i].len);
+            if (r < 0)
+                return r;
+        }
+    }
+    if (p->alternatives >= 0) {
+        *what = "mounting /etc/alternatives";
+        if (mkdir("/etc/alternatives", 0755) < 0)
+            return -errno;
+        r = tree_attach(p->alternatives, "/etc/alternatives",
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int setup_dev(struct plan *p, const char **what)
+{
+    static const char *const links[][2] = {
+        { "/dev/ptmx", "pts/ptmx" },          { "/dev/fd", "/proc/self/fd" },
+        { "/dev/stdin", "/proc/self/fd/0" },  { "/dev/stdout", "/proc/self/fd/1" },
+        { "/dev/stderr", "/proc/self/fd/2" },
+    };
+    char path[PATH_MAX];
+    int r;
+
+    *what = "mounting /dev";
+    if (mkdir("/dev", 0755) < 0)
+        return -errno;
+    r = mount_tmpfs("/dev", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
+    if (r < 0)
+        return r;
+    /* Device nodes cannot be created in a user namespace: bind the host's harmless ones. */
+    for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++) {
+        if (p->dev[i] < 0)
+            continue;
+        r = str_printf(path, sizeof(path), "/dev/%s", dev_nodes[i]);
+        if (r < 0)
+            return r;
+        r = make_mount_point(path, false);
+        if (r >= 0)
+            r = tree_attach(p->dev[i], path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+        if (r < 0)
+            return r;
+    }
+    *what = "mounting /dev/pts";
+    if (mkdir("/dev/pts", 0755) < 0)
+        return -errno;
+    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") < 0)
+        return -errno;
+    *what = "mounting /dev/shm";
+    if (mkdir("/dev/shm", 01777) < 0)
+        return -errno;
+    r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777");
+    if (r < 0)
+        return r;
+    *what = "creating /dev links";
+    for (size_t i = 0; i < ARRAY_SIZE(links); i++)
+        if (symlink(links[i][1], links[i][0]) < 0)
+            return -errno;
+    return 0;
+}
+
+static int setup_proc(const char **what)
+{
+    int r;
+
+    *what = "mounting /proc";
+    if (mkdir("/proc", 0555) < 0)
+        return -errno;
+    /* Allowed because we own the pid namespace and the host's /proc is still visible. */
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return -errno;
+
+    *what = "masking /proc";
+    for (size_t i = 0; i < ARRAY_SIZE(proc_readonly); i++) {
+        _cleanup_close_ int fd = tree_clone(proc_readonly[i], NULL);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            return fd;
+        r = tree_attach(fd, proc_readonly[i],
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                            MOUNT_ATTR_NOEXEC);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_files); i++) {
+        _cleanup_close_ int fd = -1;
+        if (access(proc_masked_files[i], F_OK) < 0)
+            continue;
+        fd = tree_clone("/dev/null", NULL);
+        if (fd < 0)
+            return fd;
+        r = tree_attach(fd, proc_masked_files[i], MOUNT_ATTR_RDONLY);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_dirs); i++) {
+        if (access(proc_masked_dirs[i], F_OK) < 0)
+            continue;
+        r = mount_tmpfs(proc_masked_dirs[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                        "size=0");
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int plan_build(struct plan *p, const struct bottle_spec *s, const char **what)
+{
+    const uint64_t ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    char path[PATH_MAX];
+    int r;
+
+    *what = "mounting /usr";
+    if (mkdir("/usr", 0755) < 0)
+        return -errno;
+    r = tree_attach(p->usr, "/usr", ro);
+    if (r < 0)
+        return r;
+    *what = "creating /bin, /lib, ... links";
+    for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++) {
+        r = str_printf(path, sizeof(path), "/%s", sys_links[i]);
+        if (r < 0)
+            return r;
+        if (p->link_kind[i] == LINK_SYMLINK && symlink(p->link_target[i], path) < 0)
+            return -errno;
+        if (p->link_kind[i] == LINK_TREE) {
+            if (mkdir(path, 0755) < 0)
+                return -errno;
+            r = tree_attach(p->link_tree[i], path, ro);
+            if (r < 0)
+                return r;
+        }
+    }
+    r = setup_etc(p, what);
+    if (r < 0)
+        return r;
+    {
+        _cleanup_close_ int etc = open("/etc", O_DIRECTORY | O_CLOEXEC);
+        if (etc < 0)
+            return -errno;
+        r = guest_rootfs_write_etc(etc, s);
+        if (r < 0)
+            return r;
+    }
+    r = setup_dev(p, what);
+    if (r < 0)
+        return r;
+    r = setup_proc(what);
+    if (r < 0)
+        return r;
+
+    *what = "mounting /tmp";
+    if (mkdir("/tmp", 01777) < 0)
+        return -errno;
+    r = mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=1777");
+    if (r < 0)
+        return r;
+    *what = "creating /run and /var/tmp";
+    if (mkdir("/run", 0755) < 0 || mkdir("/var", 0755) < 0 || symlink("/tmp", "/var/tmp") < 0)
+        return -errno;
+
+    *what = "mounting $HOME";
+    r = mkdir_p(s->home, 0700);
+    if (r >= 0)
+        r = mount_tmpfs(s->home, MS_NOSUID | MS_NODEV, "mode=0700");
+    if (r >= 0 && chown(s->home, s->uid, s->gid) < 0)
+        r = -errno;
+    if (r < 0)
+        return r;
+
+    /* After $HOME: the workspace often lives inside it. */
+    *what = "mounting the workspace";
+    r = mkdir_p(s->workspace, 0755);
+    if (r >= 0)
+        r = tree_attach(p->workspace, s->workspace, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (r < 0)
+        return r;
+
+    *what = "mounting an extra mount";
+    for (size_t i = 0; i < s->n_mounts; i++) {
+        const struct bottle_mount *m = &s->mounts[i];
+        r = make_mount_point(m->dst, p->extra_dir[i]);
+        if (r >= 0)
+            r = tree_attach(p->extra[i], m->dst, m->ro ? ro : MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
+{
+    struct plan p;
+    struct mount_attr rdonly = { .attr_set = MOUNT_ATTR_RDONLY };
+    const char *what = "making mounts private";
+    mode_t old_umask;
+    int r;
+
+    plan_init(&p);
+    /* Modes below are meant literally (1777 /tmp); the caller's umask is restored after. */
+    old_umask = umask(0);
+    /* Nothing we do may propagate back to the host's mount namespace. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = plan_capture(&p, s, &what);
+    if (r < 0)
+        goto out;
+
+    /* The new root: a tmpfs mounted over /tmp (our copy of it), then pivoted into. Every
+     * source was captured above, so what this hides does not matter. */
+    what = "mounting the root tmpfs";
+    r = mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=0755");
+    if (r < 0)
+        goto out;
+    what = "pivot_root";
+    if (chdir("/tmp") < 0 || mkdir("oldroot", 0700) < 0 ||
+        syscall(SYS_pivot_root, ".", "oldroot") < 0 || chdir("/") < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = plan_build(&p, s, &what);
+    if (r < 0)
+        goto out;
+
+    what = "detaching the old root";
+    if (umount2("/oldroot", MNT_DETACH) < 0 || rmdir("/oldroot") < 0) {
+        r = -errno;
+        goto out;
+    }
+    what = "sethostname";
+    if (sethostname(s->hostname, strlen(s->hostname)) < 0) {
+        r = -errno;
+        goto out;
+    }
+    what = "making / and /dev read-only";
+    if (mount_setattr(AT_FDCWD, "/", 0, &rdonly, sizeof(rdonly)) < 0 ||
+        mount_setattr(AT_FDCWD, "/dev", 0, &rdonly, sizeof(rdonly)) < 0) {
+        r = -errno;
+        goto out;
+    }
+    what = "entering the workspace";
+    if (chdir(s->workspace) < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = 0;
+out:
+    umask(old_umask);
+    plan_done(&p);
+    if (r < 0 && reterr_what)
+        *reterr_what = what;
+    return r;
+}

@@ -1,0 +1,23 @@
+/*
+ * The bottle's root file system plan, executed by bottle-init (see docs/bottle-init.md):
+ * a tmpfs root holding the host's /usr read-only (plus the /bin, /lib, ... links), a
+ * generated /etc, a new /proc with the host-wide knobs masked, a minimal /dev, tmpfs /tmp and
+ * $HOME, the workspace read-write at its host path, the extra mounts, and nothing else.
+ */
+#pragma once
+
+#include "guest/spec.h"
+
+/*
+ * Builds the root and pivots into it. Needs CAP_SYS_ADMIN over the current mount namespace
+ * (which must be private to the bottle) and an owned pid namespace for /proc. On success the
+ * old root is detached, the root tmpfs is read-only and the cwd is the workspace. Returns 0
+ * or a negative errno with *reterr_what naming the failed step (static string).
+ */
+int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what);
+
+/*
+ * Writes the generated /etc files (passwd, group, hosts, resolv.conf, nsswitch.conf,
+ * hostname) into the directory dirfd. Exposed for tests. Returns 0 or a negative errno.
+ */
+int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s);

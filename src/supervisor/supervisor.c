@@ -1,0 +1,671 @@
+#include "supervisor/supervisor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/backend.h"
+#include "channel/relay.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/loop.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "egress/egress.h"
+#include "guest/spec.h"
+#include "supervisor/alias.h"
+#include "supervisor/tty.h"
+
+#define DAEMON_READY_TIMEOUT_MS 10000
+#define STOP_GRACE_MS 5000
+#define AUDIT_POLL_MS 200
+#define MAX_NOTIFIED_HOSTS 256
+
+struct sv {
+    const struct supervisor_opts *o;
+    char root[512], dir[700], aliases[600], audit[1024];
+    char name[BOTTLE_SPEC_MAX_NAME + 1];
+    int dir_lock;
+    struct alias_lease alias;
+    struct loop *loop;
+
+    pid_t daemon_pid;
+    int daemon_pidfd;
+    struct loop_source daemon_src;
+
+    const struct backend_ops *be;
+    struct bottle *bottle;
+    struct backend_started started;
+    struct loop_source bottle_src;
+    struct channel_host_relay *relay;
+
+    bool use_tty;
+    struct tty_relay tty;
+    int devnull;
+
+    /* the blocked-request notices */
+    int audit_fd;
+    struct buf audit_tail;
+    struct loop_timer audit_timer;
+    char *notified[MAX_NOTIFIED_HOSTS];
+    size_t n_notified;
+
+    struct loop_timer kill_timer;
+    bool stopping;
+    int status;
+    bool done;
+};
+
+static int pidfd_open_(pid_t pid)
+{
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int pidfd_signal_(int pidfd, int sig)
+{
+    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int supervisor_state_root(char *buf, size_t size)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    int r;
+
+    if (geteuid() == 0)
+        r = str_printf(buf, size, "/run/bot-bottle");
+    else if (xdg && xdg[0] == '/')
+        r = str_printf(buf, size, "%s/bot-bottle", xdg);
+    else
+        r = str_printf(buf, size, "/tmp/bot-bottle-%u", (unsigned)geteuid());
+    return r;
+}
+
+static int mkdir_private(const char *path)
+{
+    struct stat st;
+
+    if (mkdir(path, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    /* Refuse a directory someone else planted for us (e.g. in /tmp). */
+    if (lstat(path, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077))
+        return -EPERM;
+    return 0;
+}
+
+/* Remove a state directory's known files and the directory. */
+static void remove_state_dir(const char *dir)
+{
+    static const char *const files[] = { "info.json", "lock" };
+    char p[1024];
+
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
+        if (str_printf(p, sizeof(p), "%s/%s", dir, files[i]) == 0)
+            unlink(p);
+    rmdir(dir);
+}
+
+/*
+ * Bottles whose supervisor died (kill -9) leave their state directory behind, unlocked.
+ * Their processes are gone already (PDEATHSIG), their alias lock was dropped by the kernel.
+ */
+static void reclaim_stale(const char *bottles)
+{
+    DIR *d = opendir(bottles);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char dir[1024], lock[1100];
+        int fd;
+        if (de->d_name[0] == '.')
+            continue;
+        if (str_printf(dir, sizeof(dir), "%s/%s", bottles, de->d_name) < 0 ||
+            str_printf(lock, sizeof(lock), "%s/lock", dir) < 0)
+            continue;
+        fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+            remove_state_dir(dir); /* no lock file: a half-created directory */
+            continue;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            log_info("removing stale state of bottle '%s' (its supervisor is gone)", de->d_name);
+            remove_state_dir(dir);
+        }
+        close(fd);
+    }
+    closedir(d);
+}
+
+static bool name_valid(const char *n)
+{
+    size_t len = strlen(n);
+
+    if (len == 0 || len > BOTTLE_SPEC_MAX_NAME || !ascii_isalnum(n[0]))
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!ascii_isalnum(n[i]) && n[i] != '-' && n[i] != '_' && n[i] != '.')
+            return false;
+    return true;
+}
+
+static int setup_state(struct sv *s)
+{
+    char bottles[600], logs[600];
+    int r;
+
+    if ((r = supervisor_state_root(s->root, sizeof(s->root))) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "state directory path too long");
+    if ((r = mkdir_private(s->root)) < 0)
+        return log_errno(LOG_LVL_ERROR, r,
+                         "cannot use the state directory %s (it must be a directory owned by "
+                         "you, mode 0700)",
+                         s->root);
+    snprintf(bottles, sizeof(bottles), "%s/bottles", s->root);
+    snprintf(logs, sizeof(logs), "%s/logs", s->root);
+    snprintf(s->aliases, sizeof(s->aliases), "%s/aliases", s->root);
+    if ((r = mkdir_private(bottles)) < 0 || (r = mkdir_private(logs)) < 0 ||
+        (r = mkdir_private(s->aliases)) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot create the state directories under %s",
+                         s->root);
+    reclaim_stale(bottles);
+
+    if (s->o->name) {
+        if (!name_valid(s->o->name)) {
+            log_error("invalid bottle name '%s': use up to %d letters, digits, '-', '_' or '.', "
+                      "starting with a letter or digit",
+                      s->o->name, BOTTLE_SPEC_MAX_NAME);
+            return -EINVAL;
+        }
+        snprintf(s->name, sizeof(s->name), "%s", s->o->name);
+    } else {
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+            rnd = (uint32_t)getpid();
+        snprintf(s->name, sizeof(s->name), "bb-%06x", rnd & 0xffffff);
+    }
+    snprintf(s->dir, sizeof(s->dir), "%s/%s", bottles, s->name);
+    if (mkdir(s->dir, 0700) < 0) {
+        if (errno == EEXIST) {
+            log_error("a bottle named '%s' is already running; choose another --name", s->name);
+            return -EEXIST;
+        }
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot create %s", s->dir);
+    }
+    {
+        char lock[800];
+        snprintf(lock, sizeof(lock), "%s/lock", s->dir);
+        s->dir_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (s->dir_lock < 0 || flock(s->dir_lock, LOCK_EX | LOCK_NB) < 0)
+            return log_errno(LOG_LVL_ERROR, -errno, "cannot lock %s", lock);
+    }
+    if (s->o->audit_path)
+        snprintf(s->audit, sizeof(s->audit), "%s", s->o->audit_path);
+    else
+        snprintf(s->audit, sizeof(s->audit), "%s/%s.audit.log", logs, s->name);
+    r = alias_acquire(s->aliases, BOTTLE_PROXY_PORT, &s->alias);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot allocate a loopback alias in 127.77.0.0/16");
+    return 0;
+}
+
+static void write_info(struct sv *s)
+{
+    char path[800];
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s}", "name", s->name, "backend",
+                          s->be ? s->be->name : "", "alias", s->alias.text, "pid", (int)getpid(),
+                          "bottle_pid", (int)s->started.pid, "audit", s->audit, "workspace",
+                          s->o->workspace);
+    if (!o)
+        return;
+    snprintf(path, sizeof(path), "%s/info.json", s->dir);
+    json_dump_file(o, path, JSON_COMPACT);
+    json_decref(o);
+}
+
+/* ---------------------------------------------------------------- egress daemon */
+
+static int start_daemon(struct sv *s, struct policy *policy)
+{
+    struct egress_options eo;
+    int pipefd[2], r;
+    pid_t parent = getpid(), pid;
+    char addr[64];
+
+    egress_options_default(&eo);
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
+    net_addr_parse(addr, 0, &eo.listen);
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_DNS_PORT);
+    net_addr_parse(addr, 0, &eo.dns);
+    eo.have_dns = true;
+    eo.have_upstream_dns = s->o->have_upstream_dns;
+    eo.upstream_dns = s->o->upstream_dns;
+    eo.audit_path = s->audit;
+    eo.bottle_name = s->name;
+    eo.reload = s->o->reload;
+    eo.reload_userdata = s->o->reload_userdata;
+
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        policy_free(policy);
+        return log_errno(LOG_LVL_ERROR, -errno, "pipe");
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        policy_free(policy);
+        return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
+    }
+    if (pid == 0) {
+        /* The daemon dies with its supervisor, however the supervisor dies. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(125);
+        close(pipefd[0]);
+        /* Nothing of the supervisor's but stderr and the ready pipe: not the terminal's
+         * stdin, not the locks. */
+        if (s->devnull >= 0)
+            dup2(s->devnull, 0);
+        if (dup3(pipefd[1], 3, O_CLOEXEC) < 0)
+            _exit(125);
+        close_range(4, ~0u, 0);
+        eo.ready_fd = 3;
+        setsid();
+        if (log_get_level() < LOG_LVL_DEBUG)
+            log_set_level(LOG_LVL_WARN); /* the user sees the command, not the daemon */
+        _exit(egress_run(&eo, policy) < 0 ? 125 : 0);
+    }
+    close(pipefd[1]);
+    policy_free(policy); /* the daemon has its own copy */
+    s->daemon_pid = pid;
+    s->daemon_pidfd = pidfd_open_(pid);
+    {
+        struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+        char buf[8] = { 0 };
+        ssize_t n = 0;
+        if (RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1)
+            n = read(pipefd[0], buf, sizeof(buf) - 1);
+        close(pipefd[0]);
+        if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
+            log_error("the egress daemon did not start (see above); the bottle is not started");
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+static void stop_daemon(struct sv *s)
+{
+    if (s->daemon_pid <= 0)
+        return;
+    if (s->daemon_pidfd >= 0) {
+        struct pollfd pfd = { .fd = s->daemon_pidfd, .events = POLLIN };
+        pidfd_signal_(s->daemon_pidfd, SIGTERM);
+        if (RETRY_EINTR(poll(&pfd, 1, 3000)) == 0)
+            pidfd_signal_(s->daemon_pidfd, SIGKILL);
+    } else {
+        kill(s->daemon_pid, SIGKILL);
+    }
+    RETRY_EINTR(waitpid(s->daemon_pid, NULL, 0));
+    s->daemon_pid = 0;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static void request_stop(struct sv *s)
+{
+    if (s->stopping || !s->started.pid)
+        return;
+    s->stopping = true;
+    /* bottle-init forwards SIGTERM to the command; if it lingers, it is killed. */
+    pidfd_signal_(s->started.pidfd, SIGTERM);
+    loop_timer_set_in(s->loop, &s->kill_timer, STOP_GRACE_MS);
+}
+
+static void on_kill_timer(struct loop_timer *t)
+{
+    struct sv *s = t->userdata;
+    log_warn("the bottle did not stop within %d s; killing it", STOP_GRACE_MS / 1000);
+    pidfd_signal_(s->started.pidfd, SIGKILL);
+}
+
+static void on_bottle_exit(struct loop_source *src, uint32_t ev)
+{
+    struct sv *s = src->userdata;
+    int status = 125;
+    (void)ev;
+
+    loop_del(s->loop, src);
+    if (s->be->wait(s->bottle, &status) < 0)
+        status = 125;
+    if (!s->done)
+        s->status = status;
+    s->done = true;
+    loop_quit(s->loop, 0);
+}
+
+static void on_daemon_exit(struct loop_source *src, uint32_t ev)
+{
+    struct sv *s = src->userdata;
+    (void)ev;
+
+    loop_del(s->loop, src);
+    if (s->done)
+        return;
+    log_error("the egress daemon of bottle '%s' died; the bottle has no network without it and "
+              "is being stopped",
+              s->name);
+    s->status = 125;
+    s->done = true; /* keep 125 whatever the command returns now */
+    request_stop(s);
+}
+
+static void on_channel_dead(void *ud, int err)
+{
+    struct sv *s = ud;
+    if (s->stopping || s->done)
+        return;
+    log_debug("channel closed (%s)", strerror(-err));
+}
+
+static void on_signal(struct loop *l, int signo, void *ud)
+{
+    struct sv *s = ud;
+    (void)l;
+
+    if (signo == SIGWINCH) {
+        if (s->use_tty)
+            tty_relay_resize(&s->tty);
+        return;
+    }
+    request_stop(s);
+}
+
+/* Show each blocked host once, on our stderr (never inside the command's output). */
+static void notice_denials(struct sv *s)
+{
+    char tmp[8192];
+    ssize_t n;
+    char *nl;
+
+    while ((n = read(s->audit_fd, tmp, sizeof(tmp))) > 0)
+        if (buf_append(&s->audit_tail, tmp, (size_t)n) < 0)
+            buf_init(&s->audit_tail, 1 << 20); /* a runaway line: drop it */
+    while (s->audit_tail.len && (nl = memchr(s->audit_tail.p, '\n', s->audit_tail.len))) {
+        size_t len = (size_t)(nl - s->audit_tail.p);
+        json_t *o = json_loadb(s->audit_tail.p, len, 0, NULL);
+        const char *host = NULL, *reason = NULL, *decision = NULL;
+        bool seen = false;
+
+        if (o && json_unpack(o, "{s:s, s:s, s:s}", "host", &host, "reason", &reason, "decision",
+                             &decision) == 0 &&
+            strcmp(decision, "deny") == 0) {
+            for (size_t i = 0; i < s->n_notified; i++)
+                if (strcmp(s->notified[i], host) == 0)
+                    seen = true;
+            if (!seen && s->n_notified < MAX_NOTIFIED_HOSTS) {
+                const char *eol = s->use_tty ? "\r\n" : "\n";
+                s->notified[s->n_notified++] = xstrdup(host);
+                if (strcmp(reason, "not-allowlisted") == 0)
+                    fprintf(stderr, "bot-bottle: blocked %s (not in the allowlist); to allow it, "
+                                    "add --allow %s%s",
+                            host, host, eol);
+                else
+                    fprintf(stderr, "bot-bottle: blocked %s (%s); see docs/policy.md%s", host,
+                            reason, eol);
+            }
+        }
+        json_decref(o);
+        buf_consume(&s->audit_tail, len + 1);
+    }
+}
+
+static void on_audit_timer(struct loop_timer *t)
+{
+    struct sv *s = t->userdata;
+    notice_denials(s);
+    loop_timer_set_in(s->loop, t, AUDIT_POLL_MS);
+}
+
+/* ---------------------------------------------------------------- the bottle */
+
+static int build_spec(struct sv *s, struct bottle_spec *spec)
+{
+    struct passwd *pw = getpwuid(getuid());
+    const char *term = getenv("TERM");
+    int r = 0;
+
+    memset(spec, 0, sizeof(*spec));
+    spec->alias = s->alias.addr;
+    spec->uid = getuid();
+    spec->gid = getgid();
+    spec->tty = s->use_tty;
+    spec->rootfs = BOTTLE_ROOTFS_BIND;
+    if ((r = bottle_spec_set_str(&spec->name, s->name)) < 0 ||
+        (r = bottle_spec_set_str(&spec->hostname, s->name)) < 0 ||
+        (r = bottle_spec_set_str(&spec->user, pw ? pw->pw_name : "user")) < 0 ||
+        (r = bottle_spec_set_str(&spec->home, pw && pw->pw_dir[0] == '/' ? pw->pw_dir
+                                                                        : "/home/user")) < 0 ||
+        (r = bottle_spec_set_str(&spec->workspace, s->o->workspace)) < 0 ||
+        (r = bottle_spec_set_str(&spec->channel, "fd:3")) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot build the bottle spec");
+    if (term && (r = bottle_spec_set_env(spec, "TERM", term)) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "TERM");
+    for (size_t i = 0; i < s->o->env.n; i++) {
+        const char *kv = s->o->env.v[i], *eq = strchr(kv, '=');
+        char name[256];
+        if (!eq || (size_t)(eq - kv) >= sizeof(name)) {
+            log_error("--env '%s': expected NAME=VALUE", kv);
+            return -EINVAL;
+        }
+        memcpy(name, kv, (size_t)(eq - kv));
+        name[eq - kv] = '\0';
+        r = bottle_spec_set_env(spec, name, eq + 1);
+        if (r < 0) {
+            log_error("--env %s: not a valid variable to pass (bot-bottle sets the proxy and "
+                      "BOT_BOTTLE variables itself)",
+                      name);
+            return r;
+        }
+    }
+    for (size_t i = 0; i < s->o->mounts.n; i++) {
+        r = bottle_spec_add_mount_arg(spec, s->o->mounts.v[i]);
+        if (r < 0) {
+            log_error("--mount '%s': expected SRC:DST[:ro] with absolute, canonical paths",
+                      s->o->mounts.v[i]);
+            return r;
+        }
+    }
+    for (char **a = s->o->argv; *a; a++)
+        if ((r = bottle_spec_add_arg(spec, *a)) < 0)
+            return log_errno(LOG_LVL_ERROR, r, "command too long");
+    return 0;
+}
+
+static int start_bottle(struct sv *s)
+{
+    struct bottle_spec spec;
+    struct backend_create_args ca = { 0 };
+    struct backend_probe probe = { 0 };
+    struct channel_host_config hc = { 0 };
+    char addr[64];
+    int r;
+
+    r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    if (r == -ENOENT) {
+        log_error("unknown backend '%s'; run 'bot-bottle doctor' for the list", s->o->backend);
+        return r;
+    }
+    if (r < 0) {
+        log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
+        return r;
+    }
+    r = build_spec(s, &spec);
+    if (r < 0) {
+        bottle_spec_done(&spec);
+        return r;
+    }
+    ca.spec = &spec;
+    ca.paths.init = s->o->init_path;
+    ca.cpus_milli = s->o->cpus_milli;
+    ca.memory_bytes = s->o->memory_bytes;
+    if (s->use_tty) {
+        ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
+    } else {
+        ca.stdio[0] = s->o->interactive ? STDIN_FILENO : s->devnull;
+        ca.stdio[1] = STDOUT_FILENO;
+        ca.stdio[2] = STDERR_FILENO;
+    }
+    r = s->be->create(&ca, &s->bottle);
+    bottle_spec_done(&spec);
+    if (r < 0)
+        return r;
+    r = s->be->start(s->bottle, &s->started);
+    if (r < 0)
+        return r;
+    if (s->use_tty) {
+        /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
+        close(s->tty.slave);
+        s->tty.slave = -1;
+    }
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
+    net_addr_parse(addr, 0, &hc.proxy);
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_DNS_PORT);
+    net_addr_parse(addr, 0, &hc.dns);
+    hc.dead = on_channel_dead;
+    hc.userdata = s;
+    r = channel_host_relay_start(s->loop, s->started.channel_fd, &hc, &s->relay);
+    s->started.channel_fd = -1;
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+    r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot watch the bottle");
+    return 0;
+}
+
+int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
+{
+    struct sv s = { .o = o, .dir_lock = -1, .daemon_pidfd = -1, .audit_fd = -1, .status = 125 };
+    int r;
+
+    s.alias.lock_fd = -1;
+    s.started.channel_fd = -1;
+    s.started.pidfd = -1;
+    s.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    buf_init(&s.audit_tail, 1 << 20);
+    signal(SIGPIPE, SIG_IGN);
+
+    r = setup_state(&s);
+    if (r < 0)
+        goto out;
+    r = loop_new(&s.loop);
+    if (r < 0)
+        goto out;
+    loop_timer_init(&s.kill_timer, on_kill_timer, &s);
+    loop_timer_init(&s.audit_timer, on_audit_timer, &s);
+
+    /* The audit log: created now so we can follow it from the start. */
+    {
+        int fd = open(s.audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            r = log_errno(LOG_LVL_ERROR, -errno, "cannot create the audit log %s", s.audit);
+            goto out;
+        }
+        close(fd);
+        s.audit_fd = open(s.audit, O_RDONLY | O_CLOEXEC);
+        if (s.audit_fd >= 0)
+            lseek(s.audit_fd, 0, SEEK_END);
+    }
+
+    r = start_daemon(&s, TAKE_PTR(policy));
+    if (r < 0)
+        goto out;
+    r = loop_add(s.loop, &s.daemon_src, s.daemon_pidfd, EPOLLIN, on_daemon_exit, &s);
+    if (r < 0)
+        goto out;
+
+    s.use_tty = o->tty;
+    if (s.use_tty) {
+        if (!isatty(STDIN_FILENO)) {
+            log_error("-t needs a terminal on stdin; run without -t (with -i to pass stdin)");
+            r = -ENOTTY;
+            goto out;
+        }
+        r = tty_relay_open(&s.tty, s.loop, STDIN_FILENO, STDOUT_FILENO);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "cannot open a pseudo-terminal");
+            s.use_tty = false;
+            goto out;
+        }
+    }
+    if ((r = loop_add_signal(s.loop, SIGINT, on_signal, &s)) < 0 ||
+        (r = loop_add_signal(s.loop, SIGTERM, on_signal, &s)) < 0 ||
+        (r = loop_add_signal(s.loop, SIGHUP, on_signal, &s)) < 0 ||
+        (r = loop_add_signal(s.loop, SIGWINCH, on_signal, &s)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "signal setup");
+        goto out;
+    }
+    r = start_bottle(&s);
+    if (r < 0)
+        goto out;
+    write_info(&s);
+    if (s.use_tty && (r = tty_relay_start(&s.tty)) < 0)
+        goto out;
+    loop_timer_set_in(s.loop, &s.audit_timer, AUDIT_POLL_MS);
+    r = loop_run(s.loop);
+    if (s.use_tty)
+        tty_relay_flush(&s.tty);
+    notice_denials(&s);
+out:
+    if (s.use_tty)
+        tty_relay_done(&s.tty);
+    channel_host_relay_free(s.relay);
+    if (s.bottle) {
+        if (!s.done && s.started.pid) {
+            pidfd_signal_(s.started.pidfd, SIGKILL);
+        }
+        s.be->destroy(s.bottle);
+    }
+    if (s.started.channel_fd >= 0)
+        close(s.started.channel_fd);
+    stop_daemon(&s);
+    if (s.daemon_pidfd >= 0)
+        close(s.daemon_pidfd);
+    if (s.loop) {
+        loop_timer_stop(s.loop, &s.kill_timer);
+        loop_timer_stop(s.loop, &s.audit_timer);
+    }
+    loop_free(s.loop);
+    alias_release(s.aliases, &s.alias);
+    if (s.dir[0] && s.dir_lock >= 0) {
+        remove_state_dir(s.dir);
+        close(s.dir_lock);
+    }
+    if (s.audit_fd >= 0)
+        close(s.audit_fd);
+    if (s.devnull >= 0)
+        close(s.devnull);
+    buf_done(&s.audit_tail);
+    for (size_t i = 0; i < s.n_notified; i++)
+        free(s.notified[i]);
+    policy_free(policy);
+    return s.done ? s.status : 125;
+}

@@ -1,0 +1,49 @@
+/*
+ * The per-bottle supervisor behind `bot-bottle run` (docs/supervisor.md): it owns the bottle's
+ * alias, state directory and egress daemon, starts the backend, relays the channel to the
+ * daemon and the terminal to the user, and returns the command's exit status.
+ *
+ * Order of events (each step undone on failure, in reverse):
+ *   state dir + lock -> alias lease -> egress daemon (child process; must report ready) ->
+ *   backend create/start -> host channel relay -> loop until the bottle exits ->
+ *   stop daemon -> destroy backend -> release alias -> remove state dir (audit log kept).
+ * Fail closed: the bottle never starts before its daemon is listening, and if the daemon dies
+ * the bottle is stopped (and, meanwhile, the host relay refuses every connection).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/net.h"
+#include "config/config.h"
+#include "policy/policy.h"
+
+struct supervisor_opts {
+    const char *backend;   /* a backend name; "auto" picks the strongest available */
+    const char *name;      /* NULL: generated */
+    const char *workspace; /* absolute path */
+    char **argv;           /* the command, NULL-terminated */
+    struct strv env;       /* NAME=VALUE to pass in */
+    struct strv mounts;    /* SRC:DST[:ro] */
+    bool tty, interactive;
+    uint32_t cpus_milli;
+    uint64_t memory_bytes;
+    const char *audit_path; /* NULL: <state root>/logs/<name>.audit.log */
+    bool have_upstream_dns;
+    struct net_addr upstream_dns;
+    const char *init_path; /* bottle-init override (tests); NULL: default lookup */
+    /* reload support for the daemon's SIGHUP */
+    int (*reload)(void *userdata, struct policy **ret);
+    void *reload_userdata;
+};
+
+/*
+ * Run the command in a new bottle. Takes ownership of policy. Returns the exit status to exit
+ * with: the command's, or 125 when bot-bottle itself failed (after logging why).
+ */
+int supervisor_run(const struct supervisor_opts *o, struct policy *policy);
+
+/* The state root: /run/bot-bottle for root, else $XDG_RUNTIME_DIR/bot-bottle, else
+ * /tmp/bot-bottle-<uid>. Writes it to buf. Returns 0 or -errno. */
+int supervisor_state_root(char *buf, size_t size);

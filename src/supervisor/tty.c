@@ -1,0 +1,186 @@
+#include "supervisor/tty.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "common/net.h"
+
+#define TTY_BUF_MAX (256 * 1024)
+
+int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
+{
+    struct winsize ws;
+    struct termios tio;
+    bool have_ws = ioctl(in_fd, TIOCGWINSZ, &ws) == 0;
+    bool have_tio = tcgetattr(in_fd, &tio) == 0;
+
+    memset(t, 0, sizeof(*t));
+    t->master = t->slave = -1;
+    if (openpty(&t->master, &t->slave, NULL, have_tio ? &tio : NULL, have_ws ? &ws : NULL) < 0)
+        return -errno;
+    fcntl(t->master, F_SETFD, FD_CLOEXEC);
+    fcntl(t->slave, F_SETFD, FD_CLOEXEC);
+    fd_set_nonblock(t->master, true);
+    t->loop = l;
+    t->in_fd = in_fd;
+    t->out_fd = out_fd;
+    buf_init(&t->to_master, TTY_BUF_MAX);
+    buf_init(&t->to_out, TTY_BUF_MAX);
+    return 0;
+}
+
+static void update(struct tty_relay *t);
+
+static void pump(int from, struct buf *b, bool *eof)
+{
+    char tmp[16384];
+    ssize_t n;
+
+    if (b->len >= TTY_BUF_MAX - sizeof(tmp))
+        return;
+    n = read(from, tmp, sizeof(tmp));
+    if (n > 0)
+        buf_append(b, tmp, (size_t)n);
+    else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        *eof = true; /* EIO on a master means the slave side is all closed */
+}
+
+static void drain(int to, struct buf *b)
+{
+    ssize_t n;
+
+    if (!b->len)
+        return;
+    n = write(to, b->p, b->len);
+    if (n > 0)
+        buf_consume(b, (size_t)n);
+    else if (n < 0 && errno != EAGAIN && errno != EINTR)
+        buf_reset(b); /* the reader is gone: drop */
+}
+
+static void on_in(struct loop_source *s, uint32_t ev)
+{
+    struct tty_relay *t = s->userdata;
+    bool eof = false;
+    (void)ev;
+    pump(t->in_fd, &t->to_master, &eof);
+    if (eof) {
+        /* Host stdin closed: stop reading it. The pty has no EOF of its own to pass on; a
+         * program reading the terminal sees nothing more, as with a detached terminal. */
+        loop_del(t->loop, &t->in_src);
+    }
+    update(t);
+}
+
+static void on_master(struct loop_source *s, uint32_t ev)
+{
+    struct tty_relay *t = s->userdata;
+    if (ev & EPOLLIN || ev & EPOLLHUP || ev & EPOLLERR)
+        pump(t->master, &t->to_out, &t->master_eof);
+    if (ev & EPOLLOUT)
+        drain(t->master, &t->to_master);
+    update(t);
+}
+
+static void on_out(struct loop_source *s, uint32_t ev)
+{
+    struct tty_relay *t = s->userdata;
+    (void)ev;
+    drain(t->out_fd, &t->to_out);
+    update(t);
+}
+
+static void update(struct tty_relay *t)
+{
+    uint32_t mev = 0;
+
+    /* A regular file cannot be polled: write to it directly. */
+    if (!t->out_src.registered)
+        drain(t->out_fd, &t->to_out);
+
+    if (t->master_eof) {
+        loop_del(t->loop, &t->master_src);
+    } else {
+        if (t->to_out.len < TTY_BUF_MAX / 2)
+            mev |= EPOLLIN;
+        if (t->to_master.len)
+            mev |= EPOLLOUT;
+        loop_mod(t->loop, &t->master_src, mev);
+    }
+    if (t->out_src.registered)
+        loop_mod(t->loop, &t->out_src, t->to_out.len ? EPOLLOUT : 0);
+    if (t->in_src.registered)
+        loop_mod(t->loop, &t->in_src, t->to_master.len < TTY_BUF_MAX / 2 ? EPOLLIN : 0);
+}
+
+int tty_relay_start(struct tty_relay *t)
+{
+    struct termios raw;
+    int r;
+
+    if (tcgetattr(t->in_fd, &t->saved) == 0) {
+        raw = t->saved;
+        cfmakeraw(&raw);
+        if (tcsetattr(t->in_fd, TCSADRAIN, &raw) == 0)
+            t->raw = true;
+    }
+    r = loop_add(t->loop, &t->master_src, t->master, EPOLLIN, on_master, t);
+    if (r < 0)
+        return r;
+    /* stdin/stdout may be a terminal that does not support epoll (rare) or a file: the relay
+     * then only runs for the master side. */
+    loop_add(t->loop, &t->in_src, t->in_fd, EPOLLIN, on_in, t);
+    loop_add(t->loop, &t->out_src, t->out_fd, 0, on_out, t);
+    return 0;
+}
+
+void tty_relay_resize(struct tty_relay *t)
+{
+    struct winsize ws;
+    if (t->master >= 0 && ioctl(t->in_fd, TIOCGWINSZ, &ws) == 0)
+        ioctl(t->master, TIOCSWINSZ, &ws);
+}
+
+void tty_relay_flush(struct tty_relay *t)
+{
+    /* Read what the bottle wrote before it exited, then write it all out (blocking). */
+    for (int i = 0; i < 64 && !t->master_eof && t->master >= 0; i++) {
+        size_t before = t->to_out.len;
+        pump(t->master, &t->to_out, &t->master_eof);
+        if (t->to_out.len == before)
+            break;
+    }
+    while (t->to_out.len) {
+        ssize_t n = write(t->out_fd, t->to_out.p, t->to_out.len);
+        if (n <= 0 && errno != EAGAIN && errno != EINTR)
+            break;
+        if (n > 0)
+            buf_consume(&t->to_out, (size_t)n);
+    }
+}
+
+void tty_relay_done(struct tty_relay *t)
+{
+    if (t->loop) {
+        loop_del(t->loop, &t->in_src);
+        loop_del(t->loop, &t->out_src);
+        loop_del(t->loop, &t->master_src);
+    }
+    if (t->raw) {
+        tcsetattr(t->in_fd, TCSADRAIN, &t->saved);
+        t->raw = false;
+    }
+    if (t->master >= 0)
+        close(t->master);
+    if (t->slave >= 0)
+        close(t->slave);
+    t->master = t->slave = -1;
+    buf_done(&t->to_master);
+    buf_done(&t->to_out);
+    t->loop = NULL;
+}
