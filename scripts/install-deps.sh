@@ -13,7 +13,7 @@ packages=(
     # tests: fake upstreams, clients, namespaces
     python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc
     # benchmarks (anchors): bench/*.sh
-    squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap
+    squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap runsc
 )
 
 missing=()

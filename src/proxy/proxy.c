@@ -1362,6 +1362,19 @@ void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret)
     *ret = px->st;
 }
 
+int proxy_local_addr(const struct proxy *px, struct net_addr *ret)
+{
+    struct net_addr a = { 0 };
+
+    a.len = sizeof(a.ss);
+    if (px->lfd < 0)
+        return -EBADF;
+    if (getsockname(px->lfd, (struct sockaddr *)&a.ss, &a.len) < 0)
+        return -errno;
+    *ret = a;
+    return 0;
+}
+
 struct proxy *proxy_free(struct proxy *px)
 {
     if (!px)

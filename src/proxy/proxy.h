@@ -49,5 +49,7 @@ void proxy_set_policy(struct proxy *px, const struct policy *p);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
+/* The address the proxy listens on (useful with port 0). Returns 0 or -errno. */
+int proxy_local_addr(const struct proxy *px, struct net_addr *ret);
 /* Closes every connection. */
 struct proxy *proxy_free(struct proxy *px);

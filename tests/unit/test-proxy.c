@@ -1,0 +1,366 @@
+/*
+ * The proxy state machine in one process: the proxy, an origin and the clients share one loop
+ * on 127.0.0.1 (ephemeral ports). A fake clock drives the timeouts.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/loop.h"
+#include "common/net.h"
+#include "egress/audit.h"
+#include "policy/policy.h"
+#include "proxy/proxy.h"
+#include "proxy/resolve.h"
+
+/* ---- the origin: answers every request head with a fixed response, counts connections ---- */
+
+struct origin {
+    int lfd;
+    uint16_t port;
+    struct loop_source src;
+    struct loop_source conns[16];
+    int nconns;
+    int accepted;
+    char last_head[4096];
+    int requests;
+};
+
+static const char origin_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Origin: yes\r\n\r\nhello";
+
+static void origin_on_conn(struct loop_source *s, uint32_t ev)
+{
+    struct origin *o = s->userdata;
+    char buf[4096];
+    ssize_t n = recv(s->fd, buf, sizeof(buf) - 1, 0);
+    (void)ev;
+
+    if (n <= 0) {
+        close(s->fd);
+        s->registered = false;
+        return;
+    }
+    buf[n] = '\0';
+    /* CONNECT tunnel peers send "ping": echo it back upper-cased as "PONG". */
+    if (strncmp(buf, "ping", 4) == 0) {
+        if (send(s->fd, "PONG", 4, MSG_NOSIGNAL) < 0)
+            return;
+        return;
+    }
+    snprintf(o->last_head, sizeof(o->last_head), "%s", buf);
+    o->requests++;
+    if (send(s->fd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL) < 0)
+        return;
+}
+
+/* ---- fixture ---- */
+
+static uint64_t fake_now = 1000000000ull;
+static uint64_t fake_clock(void *ud)
+{
+    (void)ud;
+    return fake_now;
+}
+
+struct fx {
+    struct loop *loop;
+    struct resolver *res;
+    struct audit *audit;
+    struct policy *policy;
+    struct proxy *px;
+    uint16_t px_port;
+    struct origin origin;
+    char audit_path[64];
+};
+
+static struct fx *gfx;
+
+static void origin_accept_cb(struct loop_source *s, uint32_t ev)
+{
+    struct origin *o = s->userdata;
+    int fd = accept4(o->lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    (void)ev;
+    if (fd < 0 || o->nconns == 16)
+        return;
+    o->accepted++;
+    loop_add(gfx->loop, &o->conns[o->nconns++], fd, EPOLLIN, origin_on_conn, o);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    struct net_addr la, ua;
+    struct proxy_limits lim;
+    const char *msg;
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sin);
+    int fd;
+
+    gfx = f;
+    assert_int_equal(loop_new(&f->loop), 0);
+    loop_set_clock(f->loop, fake_clock, NULL);
+    /* an unused resolver address: these tests use IP literals and denied names only */
+    assert_int_equal(net_addr_parse("127.0.0.1:9", 0, &ua), 0);
+    assert_int_equal(resolver_new(f->loop, &ua, &f->res), 0);
+    snprintf(f->audit_path, sizeof(f->audit_path), "/tmp/bb-test-proxy-audit.XXXXXX");
+    fd = mkstemp(f->audit_path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(audit_open(f->audit_path, "unit", &f->audit), 0);
+    f->policy = policy_new();
+    assert_int_equal(policy_add_allow(f->policy, "allowed.test", 12, &msg), 0);
+    assert_int_equal(policy_add_cidr(f->policy, "127.0.0.1/32", 12, &msg), 0);
+
+    /* origin */
+    f->origin.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(f->origin.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(f->origin.lfd, 16), 0);
+    getsockname(f->origin.lfd, (struct sockaddr *)&sin, &sl);
+    f->origin.port = ntohs(sin.sin_port);
+    assert_int_equal(loop_add(f->loop, &f->origin.src, f->origin.lfd, EPOLLIN, origin_accept_cb,
+                              &f->origin),
+                     0);
+
+    proxy_limits_default(&lim);
+    lim.max_conns = 4;
+    lim.head_timeout_ms = 1000;
+    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
+    net_addr_set_port((struct sockaddr *)&la.ss, 0); /* ephemeral */
+    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
+    proxy_set_policy(f->px, f->policy);
+    assert_int_equal(proxy_local_addr(f->px, &la), 0);
+    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    proxy_free(f->px);
+    resolver_free(f->res);
+    for (int i = 0; i < f->origin.nconns; i++)
+        if (f->origin.conns[i].registered) {
+            loop_del(f->loop, &f->origin.conns[i]);
+            close(f->origin.conns[i].fd);
+        }
+    loop_del(f->loop, &f->origin.src);
+    close(f->origin.lfd);
+    loop_free(f->loop);
+    audit_close(f->audit);
+    policy_free(f->policy);
+    unlink(f->audit_path);
+    free(f);
+    return 0;
+}
+
+static int client_connect(struct fx *f)
+{
+    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(f->px_port) };
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    fd_set_nonblock(fd, true);
+    return fd;
+}
+
+/* Run the loop until `fd` has `want` in what it received (or EOF, or 200 iterations). */
+static size_t pump_until(struct fx *f, int fd, const char *want, char *out, size_t outsz)
+{
+    size_t got = 0;
+
+    out[0] = '\0';
+    for (int i = 0; i < 200; i++) {
+        ssize_t n;
+        loop_run_once(f->loop, 10);
+        n = recv(fd, out + got, outsz - 1 - got, 0);
+        if (n > 0) {
+            got += (size_t)n;
+            out[got] = '\0';
+        } else if (n == 0) {
+            break;
+        }
+        if (want && strstr(out, want))
+            break;
+    }
+    return got;
+}
+
+static void send_all(int fd, const char *s)
+{
+    assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+static void test_denied_name(void **state)
+{
+    struct fx *f = *state;
+    char out[4096], audit[4096] = { 0 };
+    int fd = client_connect(f), afd;
+
+    send_all(fd, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 403 Forbidden\r\n"));
+    assert_non_null(strstr(out, "X-Bottle-Block: not-allowlisted\r\n"));
+    assert_non_null(strstr(out, "--allow evil.test"));
+    close(fd);
+    afd = open(f->audit_path, O_RDONLY);
+    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
+    close(afd);
+    assert_non_null(strstr(audit, "\"host\":\"evil.test\""));
+    assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"not-allowlisted\""));
+    assert_int_equal(f->origin.accepted, 0);
+}
+
+static void test_get_keepalive_reuses_upstream(void **state)
+{
+    struct fx *f = *state;
+    char out[8192], req[512];
+    int fd = client_connect(f);
+
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/a?b=c HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n"
+             "Proxy-Authorization: Basic c2VjcmV0\r\nConnection: keep-alive, X-Drop\r\n"
+             "X-Drop: 1\r\nX-Keep: 2\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(out, "X-Origin: yes"));
+    /* what the origin got: origin-form, no proxy credentials, no fields named in Connection */
+    assert_true(strncmp(f->origin.last_head, "GET /a?b=c HTTP/1.1\r\n", 21) == 0);
+    assert_null(strstr(f->origin.last_head, "Proxy-Authorization"));
+    assert_null(strstr(f->origin.last_head, "X-Drop"));
+    assert_non_null(strstr(f->origin.last_head, "X-Keep: 2"));
+    /* second request on the same client connection: same upstream connection */
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "hello"));
+    assert_int_equal(f->origin.requests, 2);
+    assert_int_equal(f->origin.accepted, 1);
+    close(fd);
+}
+
+static void test_head_timeout(void **state)
+{
+    struct fx *f = *state;
+    char out[4096];
+    int fd = client_connect(f);
+
+    send_all(fd, "GET http://127.0.0.1/ HTTP/1.1\r\n"); /* never finished */
+    loop_run_once(f->loop, 10);
+    loop_run_once(f->loop, 10);
+    fake_now += 2000ull * 1000000ull; /* past the 1 s head timeout */
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 408 "));
+    close(fd);
+}
+
+static void test_connection_limit(void **state)
+{
+    struct fx *f = *state;
+    int fds[5];
+    char out[1024];
+
+    for (int i = 0; i < 4; i++) {
+        fds[i] = client_connect(f);
+        loop_run_once(f->loop, 10);
+    }
+    fds[4] = client_connect(f);
+    pump_until(f, fds[4], "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 503 "));
+    for (int i = 0; i < 5; i++)
+        close(fds[i]);
+    for (int i = 0; i < 5; i++)
+        loop_run_once(f->loop, 10);
+}
+
+static void test_connect_tunnel(void **state)
+{
+    struct fx *f = *state;
+    char out[4096], req[256];
+    int fd = client_connect(f);
+
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\nping",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "PONG", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 Connection established\r\n\r\n"));
+    /* the early "ping" sent with the CONNECT head reached the origin through the tunnel */
+    assert_non_null(strstr(out, "PONG"));
+    close(fd);
+}
+
+static void test_upstream_refused(void **state)
+{
+    struct fx *f = *state;
+    char out[4096];
+    int fd = client_connect(f);
+
+    /* port 9 (discard) on 127.0.0.1 is closed here: connect is refused */
+    send_all(fd, "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n");
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 502 "));
+    assert_non_null(strstr(out, "X-Bottle-Error: upstream-connect-failed"));
+    close(fd);
+}
+
+static void test_ip_literal_outside_cidr(void **state)
+{
+    struct fx *f = *state;
+    char out[4096];
+    int fd = client_connect(f);
+
+    send_all(fd, "GET http://127.0.0.2:80/ HTTP/1.1\r\nHost: 127.0.0.2\r\n\r\n");
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "X-Bottle-Block: ip-literal"));
+    close(fd);
+}
+
+static int drained;
+static void on_drained(void *ud)
+{
+    (void)ud;
+    drained++;
+}
+
+static void test_drain_closes_idle(void **state)
+{
+    struct fx *f = *state;
+    int fd = client_connect(f);
+
+    loop_run_once(f->loop, 10); /* accepted, idle, no request yet */
+    proxy_drain(f->px, on_drained, NULL);
+    for (int i = 0; i < 5 && !drained; i++)
+        loop_run_once(f->loop, 10);
+    assert_int_equal(drained, 1);
+    close(fd);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_denied_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connect_tunnel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ip_literal_outside_cidr, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drain_closes_idle, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
