@@ -31,6 +31,12 @@
 #include "supervisor/tty.h"
 
 #define DAEMON_READY_TIMEOUT_MS 10000
+/* The host-side DNS port of the daemon. Inside the bottle the relay always listens on A:53
+ * (the bottle owns its network namespace); on the host, ports below 1024 need privilege, so
+ * an unprivileged supervisor's daemon listens on A:5353 instead. The alias is this bottle's
+ * alone, so the port cannot collide with another bottle. */
+#define HOST_DNS_PORT_ROOT 53
+#define HOST_DNS_PORT_USER 5353
 #define STOP_GRACE_MS 5000
 #define AUDIT_POLL_MS 200
 #define MAX_NOTIFIED_HOSTS 256
@@ -241,6 +247,11 @@ static void write_info(struct sv *s)
 
 /* ---------------------------------------------------------------- egress daemon */
 
+static int host_dns_port(void)
+{
+    return geteuid() == 0 ? HOST_DNS_PORT_ROOT : HOST_DNS_PORT_USER;
+}
+
 static int start_daemon(struct sv *s, struct policy *policy)
 {
     struct egress_options eo;
@@ -251,7 +262,7 @@ static int start_daemon(struct sv *s, struct policy *policy)
     egress_options_default(&eo);
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
     net_addr_parse(addr, 0, &eo.listen);
-    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_DNS_PORT);
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, host_dns_port());
     net_addr_parse(addr, 0, &eo.dns);
     eo.have_dns = true;
     eo.have_upstream_dns = s->o->have_upstream_dns;
@@ -547,7 +558,7 @@ static int start_bottle(struct sv *s)
     }
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
     net_addr_parse(addr, 0, &hc.proxy);
-    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_DNS_PORT);
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, host_dns_port());
     net_addr_parse(addr, 0, &hc.dns);
     hc.dead = on_channel_dead;
     hc.userdata = s;

@@ -178,6 +178,57 @@ out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ttysize.py" "$BB" run --backend namespa
 like "tty: the command's terminal has the caller's size" "$out" "37 101"
 like "tty: stdin is a terminal inside" "$out" "is-a-tty"
 
+# Ctrl-C typed at the terminal reaches the command (through the pty), not bot-bottle.
+cat >"$T/ctrlc.py" <<'PY'
+import os, select, sys, time
+pid, fd = __import__("pty").fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+buf = b""
+deadline = time.time() + 20
+while b"ready" not in buf and time.time() < deadline:
+    r, _, _ = select.select([fd], [], [], 0.5)
+    if r:
+        try:
+            buf += os.read(fd, 4096)
+        except OSError:
+            break
+os.write(fd, b"\x03")
+while True:
+    try:
+        d = os.read(fd, 4096)
+    except OSError:
+        break
+    if not d:
+        break
+    buf += d
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(buf.decode(errors="replace"))
+print("status=%d" % os.waitstatus_to_exitcode(st))
+PY
+out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ctrlc.py" "$BB" run --backend namespace -t -- sh -c 'trap "echo got-sigint; exit 7" INT; echo ready; while :; do sleep 0.1; done')
+like "tty: Ctrl-C is delivered to the command" "$out" "got-sigint"
+like "tty: ... and bot-bottle returns the command's status" "$out" "status=7"
+
+# Without a terminal: stdin is passed with -i (EOF included), /dev/null otherwise.
+out=$(printf 'line1\nline2\n' | run -i -- sh -c 'cat; echo eof-seen')
+is "stdin: -i passes stdin and its EOF" "$out" "$(printf 'line1\nline2\neof-seen')"
+out=$(printf 'secret-input\n' | run -- sh -c 'cat; echo done')
+is "stdin: without -i the command reads /dev/null" "$out" "done"
+
+# As an unprivileged user (the supervisor's DNS moves to A:5353 on the host; inside it is A:53).
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+    mkdir -p "$T/uws" && chmod 777 "$T/uws" && chmod 755 "$T"
+    out=$(cd "$T/uws" && timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
+        env -i PATH=/usr/bin:/bin HOME=/tmp "$BB" run --backend namespace \
+        --allow "allowed.test:$HTTP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" \
+        -- sh -c "id -u; getent hosts allowed.test; curl -s --max-time 10 http://allowed.test:$HTTP/hello" 2>&1)
+    like "unprivileged: runs as the invoking user" "$out" "^65534"
+    like "unprivileged: DNS and the proxy work" "$out" "127.0.0.1 +allowed.test.*hello from fake upstream"
+else
+    skip "unprivileged run" "needs root to switch to an unprivileged user for the test"
+fi
+
 # --- no leftovers
 sleep 0.3
 is "cleanup: no bottle state left after normal exits" "$(ls "$STATE/bottles" 2>/dev/null | wc -l)" "0"
