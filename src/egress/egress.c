@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "dns/filter.h"
+#include "egress/confine.h"
 #include "egress/audit.h"
 #include "proxy/resolve.h"
 
@@ -140,6 +141,13 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         (r = loop_add_signal(e.loop, SIGTERM, on_term, &e)) < 0 ||
         (r = loop_add_signal(e.loop, SIGINT, on_term, &e)) < 0) {
         log_errno(LOG_LVL_ERROR, r, "egress: cannot set up signal handling");
+        goto out;
+    }
+    /* Everything privileged (binding, opening the audit file) is done: give the rest up
+     * before the first byte from a bottle is parsed. */
+    r = egress_confine();
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot confine the daemon (seccomp, capabilities)");
         goto out;
     }
     net_addr_format((const struct sockaddr *)&o->listen.ss, astr);

@@ -104,6 +104,7 @@ struct proxy {
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;
+    int spare_fd; /* held in reserve to shed connections when out of descriptors */
     struct conn *conns;
     struct proxy_stats st;
     void (*drain_fn)(void *);
@@ -1234,8 +1235,20 @@ static void on_accept(struct loop_source *src, uint32_t events)
         struct conn *c;
         int one = 1;
         int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or EMFILE etc.: try again on the next event */
+        if (fd < 0) {
+            if ((errno == EMFILE || errno == ENFILE) && px->spare_fd >= 0) {
+                /* Out of descriptors: the pending connection would keep the level-triggered
+                 * listener firing forever. Use the spare to accept and close it. */
+                close(px->spare_fd);
+                fd = accept4(px->lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd >= 0)
+                    close(fd);
+                px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                px->st.refused_busy++;
+                continue;
+            }
+            return; /* EAGAIN: done */
+        }
         if (px->st.open_conns >= px->lim.max_conns || px->drain_fn) {
             static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                        "X-Bottle-Error: too-many-connections\r\n"
@@ -1300,6 +1313,7 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     px->res = res;
     px->audit = audit;
     px->lfd = fd;
+    px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (limits)
         px->lim = *limits;
     else
@@ -1387,6 +1401,8 @@ struct proxy *proxy_free(struct proxy *px)
         loop_del(px->loop, &px->lsrc);
         close(px->lfd);
     }
+    if (px->spare_fd >= 0)
+        close(px->spare_fd);
     /* Deferred frees of the connections run from the loop (or loop_free); the last one frees
      * the struct. */
     px->drain_fn = NULL;

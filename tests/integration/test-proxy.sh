@@ -35,6 +35,12 @@ EGRESS=$BGPID
 wait_port "$PX" || { echo "Bail out! egress did not start: $(cat "$T/egress.err")"; exit 1; }
 
 proxy="http://127.0.0.1:$PX"
+st=$(cat /proc/$EGRESS/status)
+like "the daemon runs with no_new_privs" "$st" "NoNewPrivs:[[:space:]]+1"
+like "the daemon runs under a seccomp filter" "$st" "Seccomp:[[:space:]]+2"
+like "the daemon holds no capabilities" "$st" "CapEff:[[:space:]]+0+
+CapBnd:[[:space:]]+0+"
+
 # curl through the proxy; prints "CODE|X-Bottle-Block|body"
 fetch() {
     curl -s --max-time 10 -x "$proxy" -D "$T/h" -o "$T/b" -w '%{http_code}' "$@" >"$T/code" 2>/dev/null

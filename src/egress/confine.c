@@ -1,0 +1,62 @@
+#include "egress/confine.h"
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+
+static const char *const denied[] = {
+    "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev",
+    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsmount",
+    "fsconfig", "fspick", "mount_setattr", "unshare", "setns", "kexec_load", "kexec_file_load",
+    "bpf", "perf_event_open", "keyctl", "add_key", "request_key", "init_module",
+    "finit_module", "delete_module", "reboot", "swapon", "swapoff", "io_uring_setup",
+    "io_uring_enter", "io_uring_register", "userfaultfd", "open_by_handle_at",
+    "name_to_handle_at", "acct", "quotactl", "syslog", "iopl", "ioperm", "personality",
+};
+
+static int drop_caps(void)
+{
+    struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+    struct __user_cap_data_struct data[2] = { { 0 } };
+
+    for (int cap = 0; cap <= 63; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL && errno != EPERM)
+            return -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        return -errno;
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -errno;
+    return 0;
+}
+
+int egress_confine(void)
+{
+    scmp_filter_ctx ctx;
+    int r;
+
+    r = drop_caps();
+    if (r < 0)
+        return r;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -errno;
+    ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!ctx)
+        return -ENOMEM;
+    for (size_t i = 0; i < ARRAY_SIZE(denied); i++) {
+        int nr = seccomp_syscall_resolve_name(denied[i]);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* not on this architecture */
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+        if (r < 0)
+            goto out;
+    }
+    r = seccomp_load(ctx);
+out:
+    seccomp_release(ctx);
+    return r;
+}
