@@ -113,3 +113,12 @@ void policy_args_done(struct policy_args *a)
 {
     config_done(&a->cli);
 }
+
+int policy_args_reload(void *userdata, struct policy **ret)
+{
+    struct bb_config cfg;
+    int r = policy_args_finish(userdata, &cfg, ret);
+    if (r >= 0)
+        config_done(&cfg);
+    return r;
+}

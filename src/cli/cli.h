@@ -56,3 +56,6 @@ int policy_args_handle(struct policy_args *a, int opt, const char *optarg_);
  */
 int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct policy **ret_policy);
 void policy_args_done(struct policy_args *a);
+/* A reload function for the daemon's SIGHUP: userdata is the struct policy_args; the config
+ * file is read again and the command line merged over it, as at start. */
+int policy_args_reload(void *userdata, struct policy **ret);

@@ -49,19 +49,6 @@ static void usage(FILE *f)
             "read as described in docs/config.md; the command line wins.\n");
 }
 
-struct reload_ctx {
-    struct policy_args *args;
-};
-
-static int reload_policy(void *ud, struct policy **ret)
-{
-    struct reload_ctx *rc = ud;
-    struct bb_config cfg;
-    int r = policy_args_finish(rc->args, &cfg, ret);
-    if (r >= 0)
-        config_done(&cfg);
-    return r;
-}
 
 static int parse_ms(const char *opt, const char *arg, unsigned *ret)
 {
@@ -92,7 +79,6 @@ int cmd_egress(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct policy_args args = { 0 };
-    struct reload_ctx rc = { &args };
     struct egress_options o;
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
@@ -193,8 +179,8 @@ int cmd_egress(int argc, char **argv)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
     o.bottle_name = cfg.name ? cfg.name : name;
-    o.reload = reload_policy;
-    o.reload_userdata = &rc;
+    o.reload = policy_args_reload;
+    o.reload_userdata = &args;
     r = egress_run(&o, TAKE_PTR(policy));
     ret = r < 0 ? EXIT_BB_FAILURE : 0;
 out:

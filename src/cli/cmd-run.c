@@ -56,19 +56,6 @@ static void usage(FILE *f)
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
 }
 
-struct run_reload {
-    struct policy_args *args;
-};
-
-static int reload_policy(void *ud, struct policy **ret)
-{
-    struct run_reload *rr = ud;
-    struct bb_config cfg;
-    int r = policy_args_finish(rr->args, &cfg, ret);
-    if (r >= 0)
-        config_done(&cfg);
-    return r;
-}
 
 static int parse_cpus(const char *s, uint32_t *ret)
 {
@@ -134,7 +121,6 @@ int cmd_run(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct policy_args args = { 0 };
-    struct run_reload rr = { &args };
     struct supervisor_opts o = { 0 };
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
@@ -250,8 +236,8 @@ int cmd_run(int argc, char **argv)
         }
         o.have_upstream_dns = true;
     }
-    o.reload = reload_policy;
-    o.reload_userdata = &rr;
+    o.reload = policy_args_reload;
+    o.reload_userdata = &args;
     ret = supervisor_run(&o, TAKE_PTR(policy));
 out:
     policy_free(policy);

@@ -1061,42 +1061,21 @@ static void arm_timer(struct conn *c)
     loop_timer_set(px->loop, &c->timer, d);
 }
 
+static int (*const steps[CS_MAX])(struct conn *c) = {
+    [CS_READ_HEAD] = step_read_head, [CS_RESOLVE] = NULL,
+    [CS_CONNECT] = step_connect,     [CS_SEND_REQ] = step_send_req,
+    [CS_READ_RESP] = step_read_resp, [CS_SEND_RESP] = step_send_resp,
+    [CS_TUNNEL] = step_tunnel,       [CS_DRAIN] = step_drain,
+    [CS_CLOSED] = NULL,
+};
+
 static void conn_run(struct conn *c)
 {
     int r = 1;
 
     for (int guard = 0; r > 0 && guard < 64 && c->state != CS_CLOSED; guard++) {
-        switch (c->state) {
-        case CS_READ_HEAD:
-            r = step_read_head(c);
-            break;
-        case CS_RESOLVE:
-            r = 0;
-            break;
-        case CS_CONNECT:
-            r = step_connect(c);
-            break;
-        case CS_SEND_REQ:
-            r = step_send_req(c);
-            break;
-        case CS_READ_RESP:
-            r = step_read_resp(c);
-            break;
-        case CS_SEND_RESP:
-            r = step_send_resp(c);
-            break;
-        case CS_TUNNEL:
-            r = step_tunnel(c);
-            break;
-        case CS_DRAIN:
-            r = step_drain(c);
-            break;
-        case CS_CLOSED:
-        case CS_MAX:
-        default:
-            r = 0;
-            break;
-        }
+        /* The step of the current state; CS_RESOLVE waits for on_resolved(). */
+        r = steps[c->state] ? steps[c->state](c) : 0;
         if (r > 0)
             c->last_active = loop_now(c->px->loop);
     }
