@@ -32,25 +32,25 @@
 #include "dns/wire.h"
 
 /* Limits (see docs/dns.md). */
-#define DNS_UDP_BATCH 32                 /* datagrams per recvmmsg()/sendmmsg() */
-#define DNS_UDP_RECV 4096                /* larger client datagrams are dropped */
-#define DNS_UPSTREAM_TIMEOUT_MS 1500     /* per try */
-#define DNS_UPSTREAM_TRIES 2             /* UDP tries before SERVFAIL */
-#define DNS_MAX_OUTSTANDING 1024         /* upstream queries in flight, whole filter */
-#define DNS_MAX_CLIENT_OUTSTANDING 256   /* upstream queries in flight per client address */
-#define DNS_MAX_CLIENTS 256              /* client addresses tracked (rate, outstanding) */
+#define DNS_UDP_BATCH 32               /* datagrams per recvmmsg()/sendmmsg() */
+#define DNS_UDP_RECV 4096              /* larger client datagrams are dropped */
+#define DNS_UPSTREAM_TIMEOUT_MS 1500   /* per try */
+#define DNS_UPSTREAM_TRIES 2           /* UDP tries before SERVFAIL */
+#define DNS_MAX_OUTSTANDING 1024       /* upstream queries in flight, whole filter */
+#define DNS_MAX_CLIENT_OUTSTANDING 256 /* upstream queries in flight per client address */
+#define DNS_MAX_CLIENTS 256            /* client addresses tracked (rate, outstanding) */
 #define DNS_CLIENT_PROBE 8
 #define DNS_MAX_TCP_CONNS 64
-#define DNS_TCP_MAX_QUERY 4096           /* a longer length prefix closes the connection */
-#define DNS_TCP_MAX_PENDING 16           /* queries in flight per connection before we stop reading */
-#define DNS_TCP_WBUF_MAX (512 * 1024)    /* unread answers: past this the connection is closed */
+#define DNS_TCP_MAX_QUERY 4096        /* a longer length prefix closes the connection */
+#define DNS_TCP_MAX_PENDING 16        /* queries in flight per connection before we stop reading */
+#define DNS_TCP_WBUF_MAX (512 * 1024) /* unread answers: past this the connection is closed */
 #define DNS_TCP_IDLE_MS 10000
 #define DNS_CACHE_MAX_ENTRIES 4096
 #define DNS_CACHE_MAX_BYTES (4u * 1024 * 1024)
-#define DNS_CACHE_BUCKETS 4096           /* power of two */
+#define DNS_CACHE_BUCKETS 4096 /* power of two */
 #define DNS_CACHE_MAX_TTL 3600
 #define DNS_CACHE_MAX_NEG_TTL 300
-#define DNS_AUDIT_RATE 100               /* individual audit records per client per second */
+#define DNS_AUDIT_RATE 100 /* individual audit records per client per second */
 #define NS_PER_SEC 1000000000ull
 
 /* ---- clients: per source address (port ignored) ---- */
@@ -61,7 +61,7 @@ struct dns_client {
     uint8_t addr[16];
     unsigned outstanding;
     uint64_t last_used;
-    uint64_t window;   /* second of the current audit window */
+    uint64_t window; /* second of the current audit window */
     unsigned in_window;
     uint32_t agg_allow, agg_deny, agg_dropped;
 };
@@ -75,8 +75,8 @@ struct dns_cache_entry {
     uint8_t key_flags;
     uint64_t stored_at, expires;
     size_t len, n_ttl, bytes;
-    uint8_t *msg;      /* stored answer (same allocation, after ttl_off): question = the
-                        * lower-cased name as sent upstream */
+    uint8_t *msg; /* stored answer (same allocation, after ttl_off): question = the
+                   * lower-cased name as sent upstream */
     uint16_t ttl_off[];
 };
 
@@ -117,7 +117,7 @@ struct dns_up {
     unsigned tries;
     uint16_t id;
     struct dns_client *cl; /* pinned: a client with queries in flight keeps its slot */
-    struct dns_tcp *conn; /* NULL for a UDP client */
+    struct dns_tcp *conn;  /* NULL for a UDP client */
     struct sockaddr_storage peer;
     socklen_t peer_len;
     struct dns_query_info q;
@@ -655,8 +655,8 @@ static void on_tcp_accept(struct loop_source *src, uint32_t events)
 
 /* ---- replies to clients ---- */
 
-static void reply_udp(struct dns_filter *f, const struct sockaddr_storage *peer,
-                      socklen_t peer_len, const uint8_t *msg, size_t len)
+static void reply_udp(struct dns_filter *f, const struct sockaddr_storage *peer, socklen_t peer_len,
+                      const uint8_t *msg, size_t len)
 {
     if (sendto(f->udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)peer, peer_len) < 0)
         f->stats.dropped++;
@@ -1063,9 +1063,8 @@ static void name_for_audit(const uint8_t *wire, size_t wlen, char out[DNS_MAX_NA
 
 static bool qtype_refused(uint16_t t)
 {
-    return t == DNS_TYPE_ANY || t == DNS_TYPE_AXFR || t == DNS_TYPE_IXFR ||
-           t == DNS_TYPE_MAILA || t == DNS_TYPE_MAILB || t == DNS_TYPE_OPT ||
-           t == DNS_TYPE_TSIG;
+    return t == DNS_TYPE_ANY || t == DNS_TYPE_AXFR || t == DNS_TYPE_IXFR || t == DNS_TYPE_MAILA ||
+           t == DNS_TYPE_MAILB || t == DNS_TYPE_OPT || t == DNS_TYPE_TSIG;
 }
 
 /*
@@ -1231,7 +1230,8 @@ int dns_resolv_conf_upstream(const char *path, struct net_addr *ret)
             *nl = '\0';
         struct slice s = slice_trim_ows(slice_cstr(line));
         line = nl ? nl + 1 : NULL;
-        if (s.len <= 11 || memcmp(s.p, "nameserver", 10) != 0 || (s.p[10] != ' ' && s.p[10] != '\t'))
+        if (s.len <= 11 || memcmp(s.p, "nameserver", 10) != 0 ||
+            (s.p[10] != ' ' && s.p[10] != '\t'))
             continue;
         struct slice a = slice_trim_ows(slice_make(s.p + 11, s.len - 11));
         size_t alen = 0;

@@ -178,8 +178,7 @@ const char *dns_type_name(uint16_t type, char buf[16])
 }
 
 /* The OPT record of a query: root owner, TYPE 41, then well-formed option TLVs. */
-static int parse_query_opt(const uint8_t *msg, size_t len, size_t *pos,
-                           struct dns_query_info *q)
+static int parse_query_opt(const uint8_t *msg, size_t len, size_t *pos, struct dns_query_info *q)
 {
     size_t p = *pos;
 
@@ -315,8 +314,8 @@ int dns_reply_header_only(const struct dns_hdr *qh, unsigned rcode, uint8_t *out
         return -ENOSPC;
     struct dns_hdr h = {
         .id = qh->id,
-        .flags = (uint16_t)(DNS_FLAG_QR | (qh->flags & (0xfu << 11)) |
-                            (qh->flags & DNS_FLAG_RD) | (rcode & 0xfu)),
+        .flags = (uint16_t)(DNS_FLAG_QR | (qh->flags & (0xfu << 11)) | (qh->flags & DNS_FLAG_RD) |
+                            (rcode & 0xfu)),
     };
     dns_hdr_write(out, &h);
     return DNS_HEADER_LEN;
@@ -391,8 +390,8 @@ static bool rdata_layout(uint16_t type, unsigned *prefix, unsigned *names, unsig
 }
 
 struct rr_pos {
-    uint32_t start;  /* owner name */
-    uint32_t fixed;  /* TYPE CLASS TTL RDLENGTH */
+    uint32_t start; /* owner name */
+    uint32_t fixed; /* TYPE CLASS TTL RDLENGTH */
     uint32_t rdata;
     uint32_t end;
     uint16_t type;
@@ -524,9 +523,9 @@ int dns_resp_filter(const uint8_t *msg, size_t len, uint16_t id, const uint8_t *
 
     nrr = 0;
     for (unsigned sec = 0; sec < DNS_SEC_MAX; sec++) {
-        unsigned n = sec == DNS_SEC_ANSWER ? h.ancount
+        unsigned n = sec == DNS_SEC_ANSWER      ? h.ancount
                      : sec == DNS_SEC_AUTHORITY ? h.nscount
-                                                 : h.arcount;
+                                                : h.arcount;
         for (unsigned i = 0; i < n; i++) {
             struct rr_pos *rr = &rrs[nrr++];
             rr->start = (uint32_t)p;
@@ -635,8 +634,7 @@ int dns_answer_finalize(const uint8_t *stored, size_t stored_len, const uint16_t
     uint16_t sflags, flags;
 
     if (stored_len < qend || stored_len > DNS_MAX_MSG ||
-        !dns_name_eq(stored + DNS_HEADER_LEN, q->qname_len, query + DNS_HEADER_LEN,
-                     q->qname_len) ||
+        !dns_name_eq(stored + DNS_HEADER_LEN, q->qname_len, query + DNS_HEADER_LEN, q->qname_len) ||
         memcmp(stored + qend - 4, query + qend - 4, 4) != 0 || dns_get16(stored + 4) != 1)
         return -EINVAL;
     sflags = dns_get16(stored + 2);

@@ -19,11 +19,11 @@
 #define DNS_MAX_NAME_TEXT 253 /* presentation form without the trailing dot */
 #define DNS_MAX_PTR_HOPS 64   /* compression pointers followed for one name */
 #define DNS_MAX_MSG 65535
-#define DNS_MAX_RRS 512       /* resource records in one upstream response we accept */
-#define DNS_MIN_UDP 512       /* UDP payload every client accepts (RFC 1035 4.2.1) */
-#define DNS_EDNS_UDP 1232     /* payload size we advertise (DNS flag day 2020) */
+#define DNS_MAX_RRS 512         /* resource records in one upstream response we accept */
+#define DNS_MIN_UDP 512         /* UDP payload every client accepts (RFC 1035 4.2.1) */
+#define DNS_EDNS_UDP 1232       /* payload size we advertise (DNS flag day 2020) */
 #define DNS_MAX_CLIENT_UDP 4096 /* largest UDP answer we send even if a client offers more */
-#define DNS_OPT_LEN 11        /* an OPT record without options */
+#define DNS_OPT_LEN 11          /* an OPT record without options */
 
 /* Header flag bits (RFC 1035 4.1.1, RFC 4035 3.2). */
 enum {
@@ -140,14 +140,14 @@ const char *dns_type_name(uint16_t type, char buf[16]);
 /* A client query parsed in place. */
 struct dns_query_info {
     struct dns_hdr hdr;
-    size_t qname_off;     /* always DNS_HEADER_LEN: the question name is never compressed */
-    size_t qname_len;     /* wire length, root label included */
+    size_t qname_off; /* always DNS_HEADER_LEN: the question name is never compressed */
+    size_t qname_len; /* wire length, root label included */
     uint16_t qtype, qclass;
-    size_t question_end;  /* offset just past QCLASS */
+    size_t question_end; /* offset just past QCLASS */
     bool has_opt;
     uint8_t edns_version;
-    bool do_bit;          /* DNSSEC OK */
-    uint16_t udp_size;    /* the client's advertised payload size (512 without OPT) */
+    bool do_bit;       /* DNSSEC OK */
+    uint16_t udp_size; /* the client's advertised payload size (512 without OPT) */
 };
 
 /*
@@ -170,8 +170,7 @@ int dns_reply_build(const uint8_t *query, const struct dns_query_info *q, unsign
 
 /* A header-only reply (no question) for queries whose question cannot be trusted (FORMERR,
  * NOTIMP). Returns DNS_HEADER_LEN or -ENOSPC. */
-int dns_reply_header_only(const struct dns_hdr *qh, unsigned rcode, uint8_t *out,
-                          size_t outsize);
+int dns_reply_header_only(const struct dns_hdr *qh, unsigned rcode, uint8_t *out, size_t outsize);
 
 /*
  * Build a query: the given ID and flags (only RD and CD are kept), one question, and an OPT
@@ -191,15 +190,15 @@ typedef bool (*dns_rr_keep_fn)(void *userdata, enum dns_section sec, uint16_t ty
 
 /* What dns_resp_filter() learnt about a response. */
 struct dns_resp_info {
-    uint16_t flags;        /* header flags as received */
-    unsigned rcode;        /* including the extended bits from the OPT record */
+    uint16_t flags;               /* header flags as received */
+    unsigned rcode;               /* including the extended bits from the OPT record */
     uint16_t counts[DNS_SEC_MAX]; /* records kept per section */
-    unsigned removed;      /* records removed by keep() (OPT not counted) */
-    bool has_ttl;          /* at least one kept record */
-    uint32_t min_ttl;      /* smallest TTL of the kept records (RFC 2181 8: > 2^31-1 is 0) */
-    bool has_soa;          /* an SOA in the authority section (negative caching, RFC 2308) */
-    uint32_t neg_ttl;      /* min(SOA TTL, SOA MINIMUM) of that SOA */
-    size_t n_ttl;          /* offsets (in out) of the TTL fields of the kept records */
+    unsigned removed;             /* records removed by keep() (OPT not counted) */
+    bool has_ttl;                 /* at least one kept record */
+    uint32_t min_ttl;             /* smallest TTL of the kept records (RFC 2181 8: > 2^31-1 is 0) */
+    bool has_soa;                 /* an SOA in the authority section (negative caching, RFC 2308) */
+    uint32_t neg_ttl;             /* min(SOA TTL, SOA MINIMUM) of that SOA */
+    size_t n_ttl;                 /* offsets (in out) of the TTL fields of the kept records */
     uint16_t ttl_off[DNS_MAX_RRS];
 };
 

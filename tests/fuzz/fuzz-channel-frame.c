@@ -162,8 +162,7 @@ static void run_mux(const uint8_t *data, size_t size)
         abort();
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0)
         return;
-    if (mux_new(loop, sp[0], guest ? CHANNEL_ROLE_GUEST : CHANNEL_ROLE_HOST, &fz_ops, &z, &m) <
-        0) {
+    if (mux_new(loop, sp[0], guest ? CHANNEL_ROLE_GUEST : CHANNEL_ROLE_HOST, &fz_ops, &z, &m) < 0) {
         close(sp[1]);
         return;
     }

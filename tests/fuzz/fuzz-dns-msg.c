@@ -30,14 +30,13 @@ static void check_query(const uint8_t *data, size_t size)
 
     if (dns_query_parse(data, size, &q) < 0)
         return;
-    if (dns_name_to_text(data + q.qname_off, q.qname_len, text, &tlen) == 0 &&
-        strlen(text) != tlen)
+    if (dns_name_to_text(data + q.qname_off, q.qname_len, text, &tlen) == 0 && strlen(text) != tlen)
         abort();
     n = dns_reply_build(data, &q, DNS_RCODE_NXDOMAIN, out, sizeof(out));
     if (n < 0)
         abort();
-    n = dns_query_build(q.hdr.id, q.hdr.flags, data + q.qname_off, q.qname_len, q.qtype,
-                        q.qclass, q.has_opt, q.udp_size, q.do_bit, out, sizeof(out));
+    n = dns_query_build(q.hdr.id, q.hdr.flags, data + q.qname_off, q.qname_len, q.qtype, q.qclass,
+                        q.has_opt, q.udp_size, q.do_bit, out, sizeof(out));
     if (n < 0 || dns_query_parse(out, (size_t)n, &q2) < 0 || q2.qname_len != q.qname_len ||
         q2.qtype != q.qtype)
         abort();

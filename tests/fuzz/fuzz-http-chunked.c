@@ -26,9 +26,10 @@ static struct outcome run(const char *p, size_t len, const uint8_t *sizes, size_
         bool done = false;
         int64_t r;
 
-        if (n_sizes)
-            n = MIN(n, (size_t)sizes[k++ % n_sizes] + 1);
-        else if (sizes)
+        if (n_sizes) {
+            size_t want = (size_t)sizes[k++ % n_sizes] + 1; /* not inside MIN(): k++ */
+            n = MIN(n, want);
+        } else if (sizes)
             n = 1;
         /* an exact-size copy so ASan catches reads past each piece */
         char *piece = malloc(n);

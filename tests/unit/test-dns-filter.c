@@ -23,6 +23,7 @@
 #include "common/loop.h"
 #include "common/macro.h"
 #include "common/net.h"
+#include "common/str.h"
 #include "dns/filter.h"
 #include "dns/wire.h"
 #include "egress/audit.h"
@@ -506,8 +507,8 @@ static void test_allowed_answered(void **state)
     assert_string_equal(a.a[0], "2606:2800::1");
 
     /* Other types pass for allowlisted names. */
-    static const uint16_t types[] = { DNS_TYPE_HTTPS, DNS_TYPE_SVCB, DNS_TYPE_TXT, DNS_TYPE_MX,
-                                      DNS_TYPE_CNAME, DNS_TYPE_SRV };
+    static const uint16_t types[] = { DNS_TYPE_HTTPS, DNS_TYPE_SVCB,  DNS_TYPE_TXT,
+                                      DNS_TYPE_MX,    DNS_TYPE_CNAME, DNS_TYPE_SRV };
     for (size_t i = 0; i < ARRAY_SIZE(types); i++) {
         n = ask(x, "types.allowed.test", types[i], resp, sizeof(resp));
         assert_true(n >= 12);
@@ -808,8 +809,7 @@ static void test_tcp(void **state)
         int n = tcp_recv_msg(x, fd, resp, sizeof(resp), 3000);
         assert_true(n >= 12);
         if (dns_get16(resp) == 1) {
-            assert_int_equal(answer_addrs(resp, (size_t)n, "www.allowed.test", DNS_TYPE_A, &a),
-                             0);
+            assert_int_equal(answer_addrs(resp, (size_t)n, "www.allowed.test", DNS_TYPE_A, &a), 0);
             assert_int_equal(a.n, 1);
             seen |= 1;
         } else {
@@ -870,8 +870,8 @@ static void test_malformed(void **state)
     } cases[] = {
         { "empty", "", 0, -1 },
         { "short header", "\x12\x34\x01\x00\x00\x01", 6, -1 },
-        { "response to server port", "\x12\x34\x81\x80\0\1\0\0\0\0\0\0\3www\7allowed\4test\0\0\1\0\1",
-          34, -1 },
+        { "response to server port",
+          "\x12\x34\x81\x80\0\1\0\0\0\0\0\0\3www\7allowed\4test\0\0\1\0\1", 34, -1 },
         { "pointer loop in question", "\x12\x34\x01\x00\0\1\0\0\0\0\0\0\xc0\x0c\0\1\0\1", 18,
           DNS_RCODE_FORMERR },
         { "label overrun", "\x12\x34\x01\x00\0\1\0\0\0\0\0\0\x3fwww", 16, DNS_RCODE_FORMERR },
@@ -1020,8 +1020,12 @@ static void test_flood_aggregated(void **state)
     assert_non_null(strstr(log, "\"reason\":\"aggregated\""));
     /* The counts add up to every decision. */
     size_t total = individual;
-    for (const char *p = log; (p = strstr(p, "\"count\":")); p++)
-        total += strtoul(p + 8, NULL, 10);
+    for (const char *p = log; (p = strstr(p, "\"count\":")); p++) {
+        uint64_t v;
+        size_t d = strspn(p + 8, "0123456789");
+        assert_int_equal(str_to_u64(slice_make(p + 8, d), UINT32_MAX, &v), 0);
+        total += v;
+    }
     assert_int_equal(total, st.denied);
     assert_true(got > 300);
 }

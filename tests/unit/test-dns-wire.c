@@ -59,8 +59,8 @@ static void wname(struct msgw *m, const char *s)
     w8(m, 0);
 }
 
-static void whdr(struct msgw *m, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an,
-                 uint16_t ns, uint16_t ar)
+static void whdr(struct msgw *m, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an, uint16_t ns,
+                 uint16_t ar)
 {
     m->n = 0;
     w16(m, id);
@@ -80,8 +80,8 @@ static void wopt(struct msgw *m, uint16_t size, bool do_bit)
     w16(m, 0);
 }
 
-static void wrr_a(struct msgw *m, const char *name, uint32_t ttl, uint8_t a, uint8_t b,
-                  uint8_t c, uint8_t d)
+static void wrr_a(struct msgw *m, const char *name, uint32_t ttl, uint8_t a, uint8_t b, uint8_t c,
+                  uint8_t d)
 {
     wname(m, name);
     w16(m, DNS_TYPE_A);
@@ -243,9 +243,9 @@ static void mut_opt_option_overrun(struct msgw *m)
     w16(m, DNS_TYPE_OPT);
     w16(m, 512);
     w32(m, 0);
-    w16(m, 6);     /* rdlen 6 */
-    w16(m, 10);    /* option code */
-    w16(m, 8);     /* option length 8 > 2 left */
+    w16(m, 6);  /* rdlen 6 */
+    w16(m, 10); /* option code */
+    w16(m, 8);  /* option length 8 > 2 left */
     w16(m, 0);
 }
 static void mut_opt_rdlen_lies(struct msgw *m)
@@ -375,14 +375,14 @@ static void test_name_to_text(void **state)
         { "\3www\7Example\3com", 17, 0, "www.Example.com" },
         { "", 1, 0, "" },
         { "\4_tcp\3a-b\0", 10, 0, "_tcp.a-b" },
-        { "\3a.b\3com", 9, -EINVAL, NULL },  /* a dot inside a label */
-        { "\3a b\3com", 9, -EINVAL, NULL },  /* space */
-        { "\3a\0b\3com", 9, -EINVAL, NULL }, /* NUL */
+        { "\3a.b\3com", 9, -EINVAL, NULL },       /* a dot inside a label */
+        { "\3a b\3com", 9, -EINVAL, NULL },       /* space */
+        { "\3a\0b\3com", 9, -EINVAL, NULL },      /* NUL */
         { "\3a\xc3\xa9\3com", 9, -EINVAL, NULL }, /* raw UTF-8 */
         { "\3a*b\3com", 9, -EINVAL, NULL },
-        { "\3abc", 4, -EINVAL, NULL },       /* no root label */
-        { "\5abc", 4, -EINVAL, NULL },       /* overrun */
-        { "\0\0", 2, -EINVAL, NULL },        /* bytes after root */
+        { "\3abc", 4, -EINVAL, NULL }, /* no root label */
+        { "\5abc", 4, -EINVAL, NULL }, /* overrun */
+        { "\0\0", 2, -EINVAL, NULL },  /* bytes after root */
     };
     (void)state;
 
@@ -503,29 +503,28 @@ static void test_resp_filter_match(void **state)
     assert_int_equal(info->counts[DNS_SEC_ANSWER], 1);
     assert_int_equal(info->min_ttl, 300);
     /* Wrong id, qtype, qclass, name: not our answer. */
-    assert_int_equal(dns_resp_filter(m.b, m.n, 78, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
+    assert_int_equal(dns_resp_filter(m.b, m.n, 78, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
+                     -EBADMSG);
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_AAAA, 1, NULL, NULL,
                                      out, sizeof(out), info),
                      -EBADMSG);
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_AAAA, 1, NULL,
-                                     NULL, out, sizeof(out), info),
-                     -EBADMSG);
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 3, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 3, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     assert_int_equal(dns_resp_filter(m.b, m.n, 77, (const uint8_t *)"\3wwx\7example\3com",
-                                     QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out, sizeof(out),
-                                     info),
+                                     QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out, sizeof(out), info),
                      -EBADMSG);
     /* Not a response. */
     m.b[2] &= 0x7f;
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     m.b[2] |= 0x80;
     /* Counts that lie. */
     m.b[7] = 2;
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     m.b[7] = 1;
     /* A with 5 bytes of RDATA. */
@@ -536,8 +535,8 @@ static void test_resp_filter_match(void **state)
     w32(&m, 1);
     w16(&m, 5);
     wbytes(&m, "\1\2\3\4\5", 5);
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     /* A CNAME whose target runs past its RDATA. */
     resp_head(&m, 77, 1, 0, 0);
@@ -547,8 +546,8 @@ static void test_resp_filter_match(void **state)
     w32(&m, 1);
     w16(&m, 3);
     wname(&m, "abcdef");
-    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 77, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     free(info);
 }
@@ -627,8 +626,8 @@ static void test_resp_filter_strip(void **state)
     size_t before_opt = m.n;
     wopt(&m, 1232, false);
     m.b[m.n - 6] = 1; /* extended rcode 1 -> 16 + header rcode */
-    n = dns_resp_filter(m.b, m.n, 9, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
-                        sizeof(out), info);
+    n = dns_resp_filter(m.b, m.n, 9, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out, sizeof(out),
+                        info);
     assert_int_equal(n, (int)before_opt);
     assert_memory_equal(out + 12, m.b + 12, before_opt - 12);
     assert_int_equal(dns_get16(out + 10), 0);
@@ -671,8 +670,8 @@ static void test_resp_filter_negative(void **state)
     /* SOA whose fixed fields are short. */
     dns_put16(m.b + rdlen_at, (uint16_t)(m.n - rd - 1));
     m.n--;
-    assert_int_equal(dns_resp_filter(m.b, m.n, 5, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL,
-                                     out, sizeof(out), info),
+    assert_int_equal(dns_resp_filter(m.b, m.n, 5, QNAME, QNAME_LEN, DNS_TYPE_A, 1, NULL, NULL, out,
+                                     sizeof(out), info),
                      -EBADMSG);
     free(info);
 }
@@ -695,8 +694,8 @@ static void test_answer_finalize(void **state)
 
     make_query(&qm, "WWW.example.COM", DNS_TYPE_A, true);
     assert_int_equal(dns_query_parse(qm.b, qm.n, &q), 0);
-    n = dns_answer_finalize(stored, (size_t)sn, info->ttl_off, info->n_ttl, 10, qm.b, &q, 4096,
-                            out, sizeof(out));
+    n = dns_answer_finalize(stored, (size_t)sn, info->ttl_off, info->n_ttl, 10, qm.b, &q, 4096, out,
+                            sizeof(out));
     assert_int_equal(n, sn + DNS_OPT_LEN);
     assert_int_equal(dns_get16(out), 0x1234);
     assert_memory_equal(out + 12, "\3WWW\7example\3COM", QNAME_LEN); /* client's case */
@@ -729,16 +728,11 @@ static void test_answer_finalize(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_query_parse_ok),
-        cmocka_unit_test(test_query_parse_bad),
-        cmocka_unit_test(test_name_read_pointers),
-        cmocka_unit_test(test_name_read_long_chain),
-        cmocka_unit_test(test_name_to_text),
-        cmocka_unit_test(test_reply_build),
-        cmocka_unit_test(test_query_build),
-        cmocka_unit_test(test_resp_filter_match),
-        cmocka_unit_test(test_resp_filter_strip),
-        cmocka_unit_test(test_resp_filter_negative),
+        cmocka_unit_test(test_query_parse_ok),     cmocka_unit_test(test_query_parse_bad),
+        cmocka_unit_test(test_name_read_pointers), cmocka_unit_test(test_name_read_long_chain),
+        cmocka_unit_test(test_name_to_text),       cmocka_unit_test(test_reply_build),
+        cmocka_unit_test(test_query_build),        cmocka_unit_test(test_resp_filter_match),
+        cmocka_unit_test(test_resp_filter_strip),  cmocka_unit_test(test_resp_filter_negative),
         cmocka_unit_test(test_answer_finalize),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

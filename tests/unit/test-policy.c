@@ -329,13 +329,8 @@ static void run_checks(const struct policy *p, const struct check_case *cases, s
 static void test_pattern_matching(void **state)
 {
     static const char *const allow[] = {
-        "allowed.com",
-        "*.wild.example",
-        "API.Example.org:8443",
-        "*.ports.example:9000",
-        "ports.example:9001",
-        "b\u00fccher.example",
-        "xn--caf-dma.example", /* café.example */
+        "allowed.com",        "*.wild.example",      "API.Example.org:8443", "*.ports.example:9000",
+        "ports.example:9001", "b\u00fccher.example", "xn--caf-dma.example", /* café.example */
         "Trailing.Example.",
     };
     static const struct check_case cases[] = {
