@@ -12,9 +12,7 @@
 static const struct cli_command commands[] = {
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
     { "policy", "check a target against a policy (policy check ...)", cmd_policy },
-#ifdef BB_HAVE_RUN
     { "run", "run a command in a new bottle", cmd_run },
-#endif
     { "version", "print the version", cmd_version },
 };
 

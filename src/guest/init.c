@@ -42,9 +42,7 @@
 #include "guest/seccomp-filter.h"
 #include "guest/spec.h"
 
-#ifdef BB_HAVE_CHANNEL
 #include "channel/relay.h"
-#endif
 
 #define EXIT_INIT_FAILED 125
 #define EXIT_NOT_EXECUTABLE 126
@@ -68,9 +66,7 @@ struct init_state {
     pid_t main_pid;
     int exit_code;
     bool main_exited;
-#ifdef BB_HAVE_CHANNEL
     struct channel_guest_relay *relay;
-#endif
 };
 
 /* ---- the command's process (after fork; never returns) ---- */
@@ -243,7 +239,6 @@ static void on_signal(struct loop *l, int signo, void *userdata)
     }
 }
 
-#ifdef BB_HAVE_CHANNEL
 static void on_channel_dead(void *userdata, int err)
 {
     struct init_state *st = userdata;
@@ -285,7 +280,6 @@ static int start_relay(struct init_state *st, const struct bottle_spec *s)
     cfg.userdata = st;
     return channel_guest_relay_start(st->loop, fd, &cfg, &st->relay);
 }
-#endif
 
 static int read_spec(int fd, struct bottle_spec *ret)
 {
@@ -386,16 +380,11 @@ static int run(int argc, char **argv)
         log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
         goto out;
     }
-#ifdef BB_HAVE_CHANNEL
     r = start_relay(&st, &spec);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
         goto out;
     }
-#else
-    /* TODO(lead): build with src/channel to get the A:3128/A:53 relay over the channel. */
-    log_warn("built without src/channel: the bottle has no proxy or DNS relay");
-#endif
 
     if (pipe2(report, O_CLOEXEC) < 0) {
         r = -errno;
@@ -437,9 +426,7 @@ out:
         close(report[0]);
     if (report[1] >= 0)
         close(report[1]);
-#ifdef BB_HAVE_CHANNEL
     channel_guest_relay_free(st.relay);
-#endif
     if (st.loop)
         loop_free(st.loop);
     bottle_spec_free_strv(envp);
