@@ -50,6 +50,8 @@ static uint64_t monotonic_ns(void *ud)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static void run_deferred(struct loop *l);
+
 int loop_new(struct loop **ret)
 {
     struct loop *l = xcalloc(1, sizeof(*l));
@@ -73,14 +75,7 @@ struct loop *loop_free(struct loop *l)
     if (!l)
         return NULL;
     /* Run pending deferred work so owners get to free what they queued. */
-    while (l->defer_head) {
-        struct loop_defer *d = l->defer_head;
-        l->defer_head = d->next;
-        if (!l->defer_head)
-            l->defer_tail = NULL;
-        d->queued = false;
-        d->cb(d);
-    }
+    run_deferred(l);
     if (l->sigfd >= 0) {
         close(l->sigfd);
         sigprocmask(SIG_UNBLOCK, &l->sigmask, NULL);

@@ -68,7 +68,7 @@ static bool in_range4(uint32_t a, uint32_t net, unsigned prefix)
     return (a & mask) == net;
 }
 
-static bool prefix_match6(const uint8_t *a, const uint8_t *net, unsigned prefix)
+bool addr_prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix)
 {
     unsigned full = prefix / 8, rest = prefix % 8;
 
@@ -202,7 +202,7 @@ bool addr_is_restricted(const struct sockaddr *sa)
     if ((b[0] & 0xe0) != 0x20) /* outside 2000::/3 global unicast */
         return true;
     for (size_t i = 0; i < ARRAY_SIZE(restricted6); i++)
-        if (prefix_match6(b, restricted6[i].net, restricted6[i].prefix))
+        if (addr_prefix_match(b, restricted6[i].net, restricted6[i].prefix))
             return true;
     return false;
 }

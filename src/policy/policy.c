@@ -411,18 +411,6 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
     return 0;
 }
 
-static bool prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix)
-{
-    unsigned full = prefix / 8, rest = prefix % 8;
-
-    if (memcmp(a, net, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    uint8_t mask = (uint8_t)(0xffu << (8 - rest));
-    return (a[full] & mask) == (net[full] & mask);
-}
-
 /* Does an allow_cidr entry cover sa (and port; 0 = any)? IPv4-mapped/compatible IPv6 is
  * matched as its IPv4 address. exact: only a single-address entry (/32, /128) counts, which
  * is what opening a metadata address takes. */
@@ -450,7 +438,7 @@ static bool cidr_covers(const struct policy *p, const struct sockaddr *sa, uint1
             continue;
         if (exact && c->prefix != (family == AF_INET ? 32u : 128u))
             continue;
-        if (prefix_match(a, c->addr, c->prefix))
+        if (addr_prefix_match(a, c->addr, c->prefix))
             return true;
     }
     return false;

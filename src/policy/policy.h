@@ -116,6 +116,10 @@ enum verdict policy_check_host(const struct policy *p, const struct host *h, uin
  */
 enum verdict policy_check_addr(const struct policy *p, const struct sockaddr *sa, uint16_t port);
 
+/* True when the first `prefix` bits of a and net are equal (both in network byte order, at least
+ * prefix/8 rounded up bytes long). */
+bool addr_prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix);
+
 /* True when the address falls in a range the SSRF guard refuses by default. */
 bool addr_is_restricted(const struct sockaddr *sa);
 /* Added: true for a cloud metadata address (169.254.169.254, 169.254.170.2, 169.254.170.23,

@@ -1155,16 +1155,12 @@ static void on_timer(struct loop_timer *t)
 
 /* ---------------------------------------------------------------- lifetime */
 
-static void conn_free_deferred(struct loop_defer *d)
+/*
+ * A piece of deferred work that pointed at px has run: free a proxy that proxy_free() left to
+ * the last of them, or report a finished drain.
+ */
+static void proxy_deferred_done(struct proxy *px)
 {
-    struct conn *c = d->userdata;
-    struct proxy *px = c->px;
-
-    buf_done(&c->cin);
-    buf_done(&c->toup);
-    buf_done(&c->tocl);
-    buf_done(&c->uin);
-    free(c);
     px->pending--;
     if (px->dead) {
         if (!px->pending)
@@ -1176,6 +1172,19 @@ static void conn_free_deferred(struct loop_defer *d)
         px->drain_fn = NULL;
         fn(px->drain_ud);
     }
+}
+
+static void conn_free_deferred(struct loop_defer *d)
+{
+    struct conn *c = d->userdata;
+    struct proxy *px = c->px;
+
+    buf_done(&c->cin);
+    buf_done(&c->toup);
+    buf_done(&c->tocl);
+    buf_done(&c->uin);
+    free(c);
+    proxy_deferred_done(px);
 }
 
 static void conn_close(struct conn *c)
@@ -1314,19 +1323,7 @@ void proxy_set_policy(struct proxy *px, const struct policy *p)
 
 static void drain_now(struct loop_defer *d)
 {
-    struct proxy *px = d->userdata;
-
-    px->pending--;
-    if (px->dead) {
-        if (!px->pending)
-            free(px);
-        return;
-    }
-    if (px->drain_fn && !px->conns) {
-        void (*fn)(void *) = px->drain_fn;
-        px->drain_fn = NULL;
-        fn(px->drain_ud);
-    }
+    proxy_deferred_done(d->userdata);
 }
 
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata)
