@@ -773,8 +773,11 @@ static int step_read_resp(struct conn *c)
             conn_upstream_error(c, 502, "bad-upstream-response", "unexpected protocol switch");
             return 1;
         }
-        /* Interim response: relay it and read the next head. */
-        buf_append(&c->tocl, c->uin.p, (size_t)end);
+        /* Interim response: relay it (hop-by-hop fields removed) and read the next head. */
+        if (http_build_client_response(&resp, c->uin.p, true, &c->tocl) < 0) {
+            conn_upstream_error(c, 502, "bad-upstream-response", "interim response too large");
+            return 1;
+        }
         buf_consume(&c->uin, (size_t)end);
         c->resp_scan = 0;
         return 1;
