@@ -73,6 +73,10 @@ check "a POST body goes up and comes back unchanged" cmp "$T/post.bin" "$T/post.
 curl -s --max-time 10 -x "$proxy" -H 'Transfer-Encoding: chunked' --data-binary @"$T/post.bin" \
     -o "$T/post2.out" "http://allowed.test:$HTTP/echo"
 check "a chunked POST body goes up unchanged" cmp "$T/post.bin" "$T/post2.out"
+curl -s --max-time 10 -x "$proxy" -H 'Expect: 100-continue' --data-binary @"$T/post.bin" \
+    -D "$T/post3.h" -o "$T/post3.out" "http://allowed.test:$HTTP/echo"
+check "Expect: 100-continue works (interim responses relayed, body unchanged)" cmp "$T/post.bin" "$T/post3.out"
+like "... the client saw the interim 100 before the 200" "$(cat "$T/post3.h")" "HTTP/1.1 100 Continue.*HTTP/1.1 200"
 r=$(curl -s --max-time 10 -x "$proxy" -U user:secret -H 'Proxy-Connection: keep-alive' \
     "http://allowed.test:$HTTP/headers")
 unlike "Proxy-Authorization and Proxy-Connection are never forwarded" "$r" "[Pp]roxy-([Aa]uthori[sz]ation|[Cc]onnection)"
