@@ -74,8 +74,9 @@ struct loop *loop_free(struct loop *l)
 {
     if (!l)
         return NULL;
-    /* Run pending deferred work so owners get to free what they queued. */
-    run_deferred(l);
+    /* Run pending deferred work (and what it queues) so owners get to free what they queued. */
+    while (l->defer_head)
+        run_deferred(l);
     if (l->sigfd >= 0) {
         close(l->sigfd);
         sigprocmask(SIG_UNBLOCK, &l->sigmask, NULL);
@@ -274,15 +275,21 @@ void loop_defer(struct loop *l, struct loop_defer *d, void (*cb)(struct loop_def
     l->defer_tail = d;
 }
 
+/*
+ * Run the work queued so far. Work queued while it runs waits for the next pass (after the next
+ * epoll_wait, which then does not block), so an owner that re-queues itself cannot starve the
+ * loop.
+ */
 static void run_deferred(struct loop *l)
 {
-    while (l->defer_head) {
-        struct loop_defer *d = l->defer_head;
-        l->defer_head = d->next;
-        if (!l->defer_head)
-            l->defer_tail = NULL;
+    struct loop_defer *d = l->defer_head;
+
+    l->defer_head = l->defer_tail = NULL;
+    while (d) {
+        struct loop_defer *next = d->next;
         d->queued = false;
         d->cb(d);
+        d = next;
     }
 }
 
@@ -332,7 +339,8 @@ int loop_run_once(struct loop *l, int timeout_ms)
     int n;
 
     l->now = l->clock(l->clock_ud);
-    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS, next_timeout_ms(l, timeout_ms));
+    n = epoll_wait(l->epfd, evs, LOOP_MAX_EVENTS,
+                   l->defer_head ? 0 : next_timeout_ms(l, timeout_ms));
     if (n < 0 && errno != EINTR)
         return -errno;
     l->now = l->clock(l->clock_ud);

@@ -73,7 +73,8 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
     return t->heap_idx != (size_t)-1;
 }
 
-/* Queue work to run after the current dispatch pass. Queuing twice is a no-op. */
+/* Queue work to run after the current dispatch pass. Queuing twice is a no-op. Work queued
+ * from deferred work runs after the next pass, whose epoll_wait then does not block. */
 void loop_defer(struct loop *l, struct loop_defer *d, void (*cb)(struct loop_defer *),
                 void *userdata);
 

@@ -30,6 +30,8 @@
 
 #define RELAY_CHUNK 65536      /* bytes moved per read while relaying HTTP bodies */
 #define PIPE_CHUNK (1 << 20)   /* bytes asked of splice(2) per call */
+#define PIPE_DEFAULT_CAP 65536 /* a new pipe's capacity */
+#define PIPE_BULK_CAP (1 << 20) /* what a tunnel's pipe grows to once it carries bulk data */
 #define ACCEPT_BATCH 64        /* accept() calls per readiness event (fairness) */
 #define DRAIN_LINGER_MS 2000   /* after an error response, discard client input this long */
 
@@ -60,6 +62,9 @@ struct conn {
     struct side c, u;
     struct loop_timer timer;
     struct loop_defer free_defer;
+    struct loop_defer rerun_defer; /* conn_run() again on the next pass (fairness cut-off) */
+    bool u_ready;                  /* the upstream socket reported writable/error since the
+                                    * connect started: its SO_ERROR is final */
     uint64_t last_active;
     uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
 
@@ -94,6 +99,7 @@ struct conn {
     /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
     int pipe_cu[2], pipe_uc[2];
     size_t in_pipe_cu, in_pipe_uc;
+    bool grown_cu, grown_uc; /* pipe enlarged for bulk data (tried once) */
 };
 
 struct proxy {
@@ -562,6 +568,7 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
 /* ---------------------------------------------------------------- CS_CONNECT */
 
 static void on_io(struct loop_source *src, uint32_t events);
+static void on_rerun(struct loop_defer *d);
 
 static int start_connect(struct conn *c)
 {
@@ -577,6 +584,7 @@ static int start_connect(struct conn *c)
             continue;
         }
         c->u.fd = fd;
+        c->u_ready = false;
         if (loop_add(px->loop, &c->u.src, fd, EPOLLOUT, on_io, c) < 0) {
             side_close(px, &c->u);
             return -ENOMEM;
@@ -600,17 +608,9 @@ static int step_connect(struct conn *c)
         }
         return 0; /* wait for EPOLLOUT */
     }
+    if (!c->u_ready)
+        return 0; /* the event that woke us was the client's; the connect is in progress */
     r = net_socket_error(c->u.fd);
-    if (r == 0) {
-        /* Not yet writable means still in progress: probe with a zero-length check. */
-        struct sockaddr_storage peer;
-        socklen_t pl = sizeof(peer);
-        if (getpeername(c->u.fd, (struct sockaddr *)&peer, &pl) < 0) {
-            if (errno == ENOTCONN)
-                return 0;
-            r = -errno;
-        }
-    }
     if (r < 0) {
         side_close(c->px, &c->u);
         c->addr_idx++;
@@ -697,6 +697,15 @@ static int step_send_req(struct conn *c)
         r = flush_buf(c->c.fd, &c->tocl, NULL);
         if (r < 0)
             return r;
+    }
+    /* Likewise the request head and the body bytes that came with it. */
+    if (c->toup.len && c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
+        r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
+        if (r < 0) {
+            struct http_error e = { 400, "malformed chunked request body" };
+            conn_bad_request(c, &e);
+            return 1;
+        }
     }
     if (c->toup.len) {
         r = flush_buf(c->u.fd, &c->toup, &c->bytes_up);
@@ -819,6 +828,17 @@ static int step_send_resp(struct conn *c)
 {
     int r;
 
+    /* Body bytes already read go out with what is queued (the head, for a small response)
+     * in one send(), when they fit. */
+    if (c->tocl.len && c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
+        r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
+        if (r < 0) {
+            c->upstream_reusable = false;
+            conn_audit(c, true, "bad-upstream-body");
+            conn_close(c);
+            return 0;
+        }
+    }
     if (c->tocl.len) {
         r = flush_buf(c->c.fd, &c->tocl, &c->bytes_down);
         if (r < 0)
@@ -885,7 +905,7 @@ static void become_tunnel(struct conn *c)
  * error.
  */
 static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t *in_pipe,
-                      uint64_t *counter)
+                      bool *grown, uint64_t *counter)
 {
     int progress = 0;
     ssize_t n;
@@ -920,6 +940,12 @@ static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t 
         }
         *in_pipe += (size_t)n;
         progress = 1;
+        if (*in_pipe >= PIPE_DEFAULT_CAP && !*grown) {
+            /* Bulk data: a larger pipe means fewer splice calls per byte. Best effort: the
+             * per-user pipe quota may refuse it, and 64 KiB still works. */
+            *grown = true;
+            fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BULK_CAP);
+        }
     }
     if (src->eof && !*in_pipe && !dst->wshut) {
         shutdown(dst->fd, SHUT_WR);
@@ -946,10 +972,10 @@ static int step_tunnel(struct conn *c)
     }
     if (c->tocl.len || c->toup.len)
         return 0;
-    r1 = splice_dir(&c->c, &c->u, c->pipe_cu, &c->in_pipe_cu, &c->bytes_up);
+    r1 = splice_dir(&c->c, &c->u, c->pipe_cu, &c->in_pipe_cu, &c->grown_cu, &c->bytes_up);
     if (r1 < 0)
         return r1;
-    r2 = splice_dir(&c->u, &c->c, c->pipe_uc, &c->in_pipe_uc, &c->bytes_down);
+    r2 = splice_dir(&c->u, &c->c, c->pipe_uc, &c->in_pipe_uc, &c->grown_uc, &c->bytes_down);
     if (r2 < 0)
         return r2;
     if (c->c.wshut && c->u.wshut) {
@@ -1076,7 +1102,7 @@ static void conn_run(struct conn *c)
 {
     int r = 1;
 
-    for (int guard = 0; r > 0 && guard < 64 && c->state != CS_CLOSED; guard++) {
+    for (unsigned n = 0; r > 0 && n < c->px->lim.run_budget && c->state != CS_CLOSED; n++) {
         /* The step of the current state; CS_RESOLVE waits for on_resolved(). */
         r = steps[c->state] ? steps[c->state](c) : 0;
         if (r > 0)
@@ -1084,6 +1110,11 @@ static void conn_run(struct conn *c)
     }
     if (c->state == CS_CLOSED)
         return;
+    if (r > 0) {
+        /* Cut off for fairness (e.g. a burst of pipelined requests) while there is still work
+         * that no readiness event will announce (the bytes are already in our buffers). */
+        loop_defer(c->px->loop, &c->rerun_defer, on_rerun, c);
+    }
     if (r < 0) {
         /* An I/O error on the client side, or in a tunnel: nothing useful can be said. */
         if (c->is_connect && c->state == CS_TUNNEL)
@@ -1098,7 +1129,16 @@ static void conn_run(struct conn *c)
 static void on_io(struct loop_source *src, uint32_t events)
 {
     struct conn *c = src->userdata;
-    (void)events;
+
+    if (src == &c->u.src && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        c->u_ready = true;
+    if (c->state != CS_CLOSED)
+        conn_run(c);
+}
+
+static void on_rerun(struct loop_defer *d)
+{
+    struct conn *c = d->userdata;
     if (c->state != CS_CLOSED)
         conn_run(c);
 }
@@ -1288,6 +1328,7 @@ void proxy_limits_default(struct proxy_limits *ret)
     ret->idle_timeout_ms = BB_IDLE_TIMEOUT_MS;
     ret->connect_timeout_ms = BB_CONNECT_TIMEOUT_MS;
     ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
+    ret->run_budget = 64;
 }
 
 int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,

@@ -26,6 +26,7 @@ struct proxy_limits {
     unsigned idle_timeout_ms;    /* no byte either way for this long closes the connection */
     unsigned connect_timeout_ms; /* upstream TCP connect (all addresses together) */
     unsigned resolve_timeout_ms;
+    unsigned run_budget; /* state-machine steps per connection before others get a turn */
 };
 
 struct proxy_stats {

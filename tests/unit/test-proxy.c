@@ -136,6 +136,7 @@ static int setup(void **state)
     proxy_limits_default(&lim);
     lim.max_conns = 4;
     lim.head_timeout_ms = 1000;
+    lim.run_budget = 2; /* small, so the fairness cut-off happens mid-exchange in these tests */
     assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
     net_addr_set_port((struct sockaddr *)&la.ss, 0); /* ephemeral */
     assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
@@ -254,6 +255,36 @@ static void test_get_keepalive_reuses_upstream(void **state)
     close(fd);
 }
 
+/* Many pipelined requests in one write: every one is answered, although the connection's
+ * run is cut off for fairness and no readiness event announces the buffered requests. */
+static void test_pipelined_burst(void **state)
+{
+    struct fx *f = *state;
+    char one[256], burst[256 * 40], out[16384];
+    size_t n = 0;
+    int fd = client_connect(f), answers = 0;
+
+    snprintf(one, sizeof(one), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    for (int i = 0; i < 40; i++) {
+        memcpy(burst + n, one, strlen(one));
+        n += strlen(one);
+    }
+    assert_int_equal(send(fd, burst, n, MSG_NOSIGNAL), (ssize_t)n);
+    for (int i = 0; i < 400 && answers < 40; i++) {
+        ssize_t got;
+        loop_run_once(f->loop, 10);
+        while ((got = recv(fd, out, sizeof(out) - 1, 0)) > 0) {
+            out[got] = '\0';
+            for (char *p = out; (p = strstr(p, "hello")); p += 5)
+                answers++;
+        }
+    }
+    assert_int_equal(answers, 40);
+    assert_int_equal(f->origin.requests, 40);
+    close(fd);
+}
+
 static void test_head_timeout(void **state)
 {
     struct fx *f = *state;
@@ -355,6 +386,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_denied_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_tunnel, setup, teardown),
