@@ -36,9 +36,8 @@ static void usage(FILE *f)
             "Options:\n"
             "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
             "      --dns ADDR:PORT      also serve DNS (UDP and TCP) on this address\n"
-            "      --name NAME          bottle name recorded in audit records (default: egress)\n"
-            POLICY_OPTS_HELP
-            "  -v, --verbose            debug logging\n"
+            "      --name NAME          bottle name recorded in audit records (default: "
+            "egress)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
             "  -h, --help               this text\n"
             "\n"
             "Tuning (mostly for tests): --max-conns N, --head-timeout-ms MS,\n"
@@ -48,7 +47,6 @@ static void usage(FILE *f)
             "Config file keys ([egress] listen, dns, allow, allow_cidr, upstream_dns, audit) are\n"
             "read as described in docs/config.md; the command line wins.\n");
 }
-
 
 static int parse_ms(const char *opt, const char *arg, unsigned *ret)
 {

@@ -11,17 +11,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: bot-bottle policy check [policy options] TARGET\n"
-            "\n"
-            "Decide whether the egress proxy would allow TARGET, without sending anything.\n"
-            "TARGET is a URL (http://host[:port]/..., https://host[:port]/...) or host[:port]\n"
-            "(port 443 when omitted). Prints the decision and its reason on stdout and exits\n"
-            "0 when allowed, 1 when denied, 125 on a usage or config error.\n"
-            "A name is judged by the allowlist alone; the addresses it resolves to are vetted\n"
-            "when the proxy connects (private, loopback and metadata addresses are refused).\n"
-            "\n"
-            "Options:\n" POLICY_OPTS_HELP "  -h, --help               this text\n");
+    fprintf(f, "Usage: bot-bottle policy check [policy options] TARGET\n"
+               "\n"
+               "Decide whether the egress proxy would allow TARGET, without sending anything.\n"
+               "TARGET is a URL (http://host[:port]/..., https://host[:port]/...) or host[:port]\n"
+               "(port 443 when omitted). Prints the decision and its reason on stdout and exits\n"
+               "0 when allowed, 1 when denied, 125 on a usage or config error.\n"
+               "A name is judged by the allowlist alone; the addresses it resolves to are vetted\n"
+               "when the proxy connects (private, loopback and metadata addresses are refused).\n"
+               "\n"
+               "Options:\n" POLICY_OPTS_HELP "  -h, --help               this text\n");
 }
 
 /* Split TARGET into host text and port. Returns 0 or -EINVAL. */
@@ -91,8 +90,7 @@ static int policy_check_main(int argc, char **argv)
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
 
-    if (split_target(argv[optind], &hs, &port) < 0 ||
-        host_parse(hs.p, hs.len, &host, &herr) < 0) {
+    if (split_target(argv[optind], &hs, &port) < 0 || host_parse(hs.p, hs.len, &host, &herr) < 0) {
         printf("deny: %s: the target is not a valid URL or host[:port]%s%s\n",
                verdict_reason(V_DENY_BAD_HOST), herr ? ": " : "", herr ? herr : "");
         ret = 1;

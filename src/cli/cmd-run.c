@@ -46,8 +46,8 @@ static void usage(FILE *f)
             "      --cpus N             CPU limit (e.g. 1.5), via cgroup v2 when available\n"
             "      --memory SIZE        memory limit (e.g. 2G), via cgroup v2 when available\n"
             "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
-            "  -i, --interactive        pass stdin to the command (default: /dev/null)\n" POLICY_OPTS_HELP
-            "  -v, --verbose            debug logging\n"
+            "  -i, --interactive        pass stdin to the command (default: "
+            "/dev/null)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
             "  -h, --help               this text\n"
             "\n"
             "Inside, HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at http://A:3128 and DNS at A, where\n"
@@ -55,7 +55,6 @@ static void usage(FILE *f)
             "host on stderr; every decision is in the audit log\n"
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
 }
-
 
 static int parse_cpus(const char *s, uint32_t *ret)
 {

@@ -12,10 +12,10 @@
 #include "common/macro.h"
 
 struct buf {
-    char *p;     /* NULL until the first append */
-    size_t len;  /* bytes used */
-    size_t cap;  /* bytes allocated (excluding room for the NUL) */
-    size_t max;  /* hard cap on len */
+    char *p;    /* NULL until the first append */
+    size_t len; /* bytes used */
+    size_t cap; /* bytes allocated (excluding room for the NUL) */
+    size_t max; /* hard cap on len */
 };
 
 #define BUF_INIT(maxlen) ((struct buf){ .p = NULL, .len = 0, .cap = 0, .max = (maxlen) })

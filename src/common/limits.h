@@ -4,16 +4,17 @@
 #pragma once
 
 /* HTTP request/response heads */
-#define BB_MAX_HTTP_HEAD 16384      /* bytes of a request or response head, CRLFCRLF included */
-#define BB_MAX_HTTP_HEADERS 100     /* header fields in one head */
-#define BB_MAX_HTTP_LINE 8192       /* one request line or header line */
-#define BB_MAX_HTTP_TARGET 8192     /* request-target length */
-#define BB_MAX_CHUNK_LINE 1024      /* chunk-size line incl. extensions */
+#define BB_MAX_HTTP_HEAD 16384  /* bytes of a request or response head, CRLFCRLF included */
+#define BB_MAX_HTTP_HEADERS 100 /* header fields in one head */
+#define BB_MAX_HTTP_LINE 8192   /* one request line or header line */
+#define BB_MAX_HTTP_TARGET 8192 /* request-target length */
+#define BB_MAX_CHUNK_LINE 1024  /* chunk-size line incl. extensions */
 
 /* Host names (RFC 1035 2.3.4) */
 #define BB_MAX_HOSTNAME 253
 #define BB_MAX_LABEL 63
-#define BB_MAX_HOST_INPUT 1024      /* raw host text we are willing to look at (IDN before conversion) */
+#define BB_MAX_HOST_INPUT 1024 /* raw host text we are willing to look at (IDN before conversion)  \
+                                */
 
 /* Policy */
 #define BB_MAX_PATTERNS 4096

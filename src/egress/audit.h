@@ -16,17 +16,17 @@ enum audit_kind { AUDIT_CONNECT, AUDIT_HTTP, AUDIT_DNS, AUDIT_KIND_MAX };
 
 struct audit_event {
     enum audit_kind kind;
-    const char *host;     /* as normalised, or the raw text (escaped) when it failed to parse */
-    uint16_t port;        /* 0: not applicable (DNS) */
+    const char *host; /* as normalised, or the raw text (escaped) when it failed to parse */
+    uint16_t port;    /* 0: not applicable (DNS) */
     bool allow;
-    const char *reason;   /* verdict_reason() for denials; "allowlisted" or similar for allows;
-                           * also upstream outcomes ("upstream-connect-failed") */
-    uint64_t bytes_up;    /* client -> upstream payload bytes (allowed connections, at close) */
+    const char *reason; /* verdict_reason() for denials; "allowlisted" or similar for allows;
+                         * also upstream outcomes ("upstream-connect-failed") */
+    uint64_t bytes_up;  /* client -> upstream payload bytes (allowed connections, at close) */
     uint64_t bytes_down;
-    const char *method;   /* HTTP method (AUDIT_HTTP), NULL otherwise */
-    const char *qtype;    /* DNS query type name (AUDIT_DNS), NULL otherwise */
-    int status;           /* HTTP status sent to the client, 0 when none */
-    uint32_t count;       /* >1: an aggregate record standing for this many decisions */
+    const char *method; /* HTTP method (AUDIT_HTTP), NULL otherwise */
+    const char *qtype;  /* DNS query type name (AUDIT_DNS), NULL otherwise */
+    int status;         /* HTTP status sent to the client, 0 when none */
+    uint32_t count;     /* >1: an aggregate record standing for this many decisions */
 };
 
 struct audit;

@@ -128,8 +128,8 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     }
     proxy_set_policy(e.proxy, e.policy);
     if (o->have_dns) {
-        r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL,
-                           e.audit, &e.dns);
+        r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL, e.audit,
+                           &e.dns);
         if (r < 0) {
             net_addr_format((const struct sockaddr *)&o->dns.ss, astr);
             log_errno(LOG_LVL_ERROR, r, "egress: cannot serve DNS on %s", astr);

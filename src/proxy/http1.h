@@ -44,11 +44,11 @@ struct http_request {
     size_t head_len; /* bytes of the head including the final CRLF CRLF */
 
     bool is_connect;
-    enum http_body body;      /* NONE / LENGTH / CHUNKED */
-    uint64_t content_length;  /* when body == HTTP_BODY_LENGTH */
-    bool keep_alive;          /* client wants the connection kept (version + Connection) */
-    bool expect_continue;     /* Expect: 100-continue */
-    struct slice host;        /* the Host header value, SLICE_NULL when absent */
+    enum http_body body;     /* NONE / LENGTH / CHUNKED */
+    uint64_t content_length; /* when body == HTTP_BODY_LENGTH */
+    bool keep_alive;         /* client wants the connection kept (version + Connection) */
+    bool expect_continue;    /* Expect: 100-continue */
+    struct slice host;       /* the Host header value, SLICE_NULL when absent */
 };
 
 struct http_response {
@@ -97,12 +97,12 @@ enum http_target_form { HTTP_TARGET_ABSOLUTE, HTTP_TARGET_AUTHORITY, HTTP_TARGET
 
 struct http_target {
     enum http_target_form form;
-    struct slice host;   /* raw host text from the authority; IPv6 keeps its brackets
-                          * ("[::1]"). To be normalised by host_parse(). */
-    uint16_t port;       /* explicit port, or the scheme default (80 for http://) */
+    struct slice host; /* raw host text from the authority; IPv6 keeps its brackets
+                        * ("[::1]"). To be normalised by host_parse(). */
+    uint16_t port;     /* explicit port, or the scheme default (80 for http://) */
     bool port_explicit;
-    struct slice path;   /* origin-form to send upstream: path + "?" query; "/" when empty
-                          * (points into the input, or at a static "/") */
+    struct slice path; /* origin-form to send upstream: path + "?" query; "/" when empty
+                        * (points into the input, or at a static "/") */
 };
 
 /*

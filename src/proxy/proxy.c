@@ -28,12 +28,12 @@
 #include "common/xalloc.h"
 #include "proxy/http1.h"
 
-#define RELAY_CHUNK 65536      /* bytes moved per read while relaying HTTP bodies */
-#define PIPE_CHUNK (1 << 20)   /* bytes asked of splice(2) per call */
-#define PIPE_DEFAULT_CAP 65536 /* a new pipe's capacity */
+#define RELAY_CHUNK 65536       /* bytes moved per read while relaying HTTP bodies */
+#define PIPE_CHUNK (1 << 20)    /* bytes asked of splice(2) per call */
+#define PIPE_DEFAULT_CAP 65536  /* a new pipe's capacity */
 #define PIPE_BULK_CAP (1 << 20) /* what a tunnel's pipe grows to once it carries bulk data */
-#define ACCEPT_BATCH 64        /* accept() calls per readiness event (fairness) */
-#define DRAIN_LINGER_MS 2000   /* after an error response, discard client input this long */
+#define ACCEPT_BATCH 64         /* accept() calls per readiness event (fairness) */
+#define DRAIN_LINGER_MS 2000    /* after an error response, discard client input this long */
 
 enum conn_state {
     CS_READ_HEAD,
@@ -68,7 +68,7 @@ struct conn {
     uint64_t last_active;
     uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
 
-    struct buf cin;  /* client bytes not yet consumed (head, pipelined data, body start) */
+    struct buf cin; /* client bytes not yet consumed (head, pipelined data, body start) */
     size_t head_scan;
     struct buf toup; /* bytes to write upstream */
     struct buf tocl; /* bytes to write to the client */
@@ -305,9 +305,8 @@ static void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *add
                  h, astr[0] ? astr : "a restricted address");
         break;
     case V_DENY_METADATA:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: %s is a cloud metadata address (%s)", h,
-                 astr[0] ? astr : h);
+        snprintf(text, sizeof(text), "blocked by bot-bottle: %s is a cloud metadata address (%s)",
+                 h, astr[0] ? astr : h);
         break;
     case V_DENY_BAD_HOST:
         snprintf(text, sizeof(text),
@@ -497,8 +496,7 @@ static int step_read_head(struct conn *c)
         if (r <= 0)
             return r;
         if (c->deadline == 0)
-            c->deadline =
-                loop_now(c->px->loop) + (uint64_t)c->px->lim.head_timeout_ms * 1000000ull;
+            c->deadline = loop_now(c->px->loop) + (uint64_t)c->px->lim.head_timeout_ms * 1000000ull;
         return 1;
     }
     if (end < 0) {
@@ -576,8 +574,8 @@ static int start_connect(struct conn *c)
 
     while (c->addr_idx < c->naddrs) {
         const struct sockaddr *sa = (const struct sockaddr *)&c->addrs[c->addr_idx];
-        socklen_t len = sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                 : sizeof(struct sockaddr_in6);
+        socklen_t len =
+            sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
         int fd = net_connect_tcp(sa, len);
         if (fd < 0) {
             c->addr_idx++;
@@ -773,8 +771,7 @@ static int step_read_resp(struct conn *c)
     }
     r = http_parse_response(c->uin.p, (size_t)end, slice_cstr(c->method), &resp, &e);
     if (r < 0) {
-        conn_upstream_error(c, 502, "bad-upstream-response",
-                            e.msg ? e.msg : "malformed response");
+        conn_upstream_error(c, 502, "bad-upstream-response", e.msg ? e.msg : "malformed response");
         return 1;
     }
     if (resp.status >= 100 && resp.status < 200) {
@@ -912,8 +909,7 @@ static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t 
 
     for (int round = 0; round < 4; round++) {
         if (*in_pipe) {
-            n = splice(pipefd[0], NULL, dst->fd, NULL, *in_pipe,
-                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            n = splice(pipefd[0], NULL, dst->fd, NULL, *in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n < 0) {
                 if (errno == EAGAIN)
                     break;
@@ -1091,10 +1087,14 @@ static void arm_timer(struct conn *c)
 }
 
 static int (*const steps[CS_MAX])(struct conn *c) = {
-    [CS_READ_HEAD] = step_read_head, [CS_RESOLVE] = NULL,
-    [CS_CONNECT] = step_connect,     [CS_SEND_REQ] = step_send_req,
-    [CS_READ_RESP] = step_read_resp, [CS_SEND_RESP] = step_send_resp,
-    [CS_TUNNEL] = step_tunnel,       [CS_DRAIN] = step_drain,
+    [CS_READ_HEAD] = step_read_head,
+    [CS_RESOLVE] = NULL,
+    [CS_CONNECT] = step_connect,
+    [CS_SEND_REQ] = step_send_req,
+    [CS_READ_RESP] = step_read_resp,
+    [CS_SEND_RESP] = step_send_resp,
+    [CS_TUNNEL] = step_tunnel,
+    [CS_DRAIN] = step_drain,
     [CS_CLOSED] = NULL,
 };
 

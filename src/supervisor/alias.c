@@ -13,8 +13,8 @@
 #include "common/cleanup.h"
 #include "common/str.h"
 
-#define ALIAS_FIRST 2         /* 127.77.0.2 */
-#define ALIAS_COUNT 65024     /* up to 127.77.254.254 */
+#define ALIAS_FIRST 2     /* 127.77.0.2 */
+#define ALIAS_COUNT 65024 /* up to 127.77.254.254 */
 
 static void alias_of(uint32_t i, struct in_addr *a, char text[16])
 {

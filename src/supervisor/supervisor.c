@@ -188,8 +188,7 @@ static int setup_state(struct sv *s)
     snprintf(s->aliases, sizeof(s->aliases), "%s/aliases", s->root);
     if ((r = mkdir_private(bottles)) < 0 || (r = mkdir_private(logs)) < 0 ||
         (r = mkdir_private(s->aliases)) < 0)
-        return log_errno(LOG_LVL_ERROR, r, "cannot create the state directories under %s",
-                         s->root);
+        return log_errno(LOG_LVL_ERROR, r, "cannot create the state directories under %s", s->root);
     reclaim_stale(bottles);
 
     if (s->o->name) {
@@ -425,8 +424,9 @@ static void notice_denials(struct sv *s)
         const char *host = NULL, *reason = NULL, *decision = NULL;
         bool seen = false;
 
-        if (o && json_unpack(o, "{s:s, s:s, s:s}", "host", &host, "reason", &reason, "decision",
-                             &decision) == 0 &&
+        if (o &&
+            json_unpack(o, "{s:s, s:s, s:s}", "host", &host, "reason", &reason, "decision",
+                        &decision) == 0 &&
             strcmp(decision, "deny") == 0) {
             for (size_t i = 0; i < s->n_notified; i++)
                 if (strcmp(s->notified[i], host) == 0)
@@ -435,8 +435,9 @@ static void notice_denials(struct sv *s)
                 const char *eol = s->use_tty ? "\r\n" : "\n";
                 s->notified[s->n_notified++] = xstrdup(host);
                 if (strcmp(reason, "not-allowlisted") == 0)
-                    fprintf(stderr, "bot-bottle: blocked %s (not in the allowlist); to allow it, "
-                                    "add --allow %s%s",
+                    fprintf(stderr,
+                            "bot-bottle: blocked %s (not in the allowlist); to allow it, "
+                            "add --allow %s%s",
                             host, host, eol);
                 else
                     fprintf(stderr, "bot-bottle: blocked %s (%s); see docs/policy.md%s", host,
@@ -472,8 +473,8 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     if ((r = bottle_spec_set_str(&spec->name, s->name)) < 0 ||
         (r = bottle_spec_set_str(&spec->hostname, s->name)) < 0 ||
         (r = bottle_spec_set_str(&spec->user, pw ? pw->pw_name : "user")) < 0 ||
-        (r = bottle_spec_set_str(&spec->home, pw && pw->pw_dir[0] == '/' ? pw->pw_dir
-                                                                        : "/home/user")) < 0 ||
+        (r = bottle_spec_set_str(&spec->home,
+                                 pw && pw->pw_dir[0] == '/' ? pw->pw_dir : "/home/user")) < 0 ||
         (r = bottle_spec_set_str(&spec->workspace, s->o->workspace)) < 0 ||
         (r = bottle_spec_set_str(&spec->channel, "fd:3")) < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot build the bottle spec");

@@ -37,7 +37,8 @@ struct origin {
     int requests;
 };
 
-static const char origin_resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Origin: yes\r\n\r\nhello";
+static const char origin_resp[] =
+    "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Origin: yes\r\n\r\nhello";
 
 static void origin_on_conn(struct loop_source *s, uint32_t ev)
 {
@@ -129,9 +130,8 @@ static int setup(void **state)
     assert_int_equal(listen(f->origin.lfd, 16), 0);
     getsockname(f->origin.lfd, (struct sockaddr *)&sin, &sl);
     f->origin.port = ntohs(sin.sin_port);
-    assert_int_equal(loop_add(f->loop, &f->origin.src, f->origin.lfd, EPOLLIN, origin_accept_cb,
-                              &f->origin),
-                     0);
+    assert_int_equal(
+        loop_add(f->loop, &f->origin.src, f->origin.lfd, EPOLLIN, origin_accept_cb, &f->origin), 0);
 
     proxy_limits_default(&lim);
     lim.max_conns = 4;
