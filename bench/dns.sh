@@ -8,6 +8,8 @@
 #   cached    100 allowlisted names, warmed first     -> q/s, CPU us per query
 # and p50/p99 latency at a fixed 2000 q/s for each mix (dnsperf -Q 2000 -v, per-query latencies).
 # CPU per query = delta of utime+stime from /proc/PID/stat over the run / queries completed.
+# Last throughput row "stub-floor": the bare stub answering the denied mix, i.e. the kernel's
+# per-datagram cost that no resolver on UDP sockets can go below (see docs/dns.md).
 # The upstream stub is a single-threaded recvmmsg/sendmmsg C responder: it answers ~10x faster
 # than any of the resolvers forward, so it is not the bottleneck (its own CPU is printed too).
 # Usage: bench/dns.sh [BB_BINARY]   env: DURATION (default 8), LAT_DURATION (default 4)
@@ -216,6 +218,10 @@ for r in "bot-bottle $BBP $BB_PID bb" "unbound $UBP $UB_PID ub" "dnsmasq $DMP $D
     dnsperf -s 127.0.0.1 -p "$port" -d "$tmp/cached" -n 1 -q 50 -l 2 >/dev/null 2>&1 # warm up
     printf "%-10s %-10s %s\n" "$name" cached "$(run "$name" "$port" "$pid" "$tmp/cached")"
 done
+# The floor: the stub itself answering the denied mix (recvmmsg/sendmmsg, no parsing, no
+# policy, no audit). What it costs per query is the kernel's UDP receive + send + wakeups, which
+# every resolver on UDP sockets pays on this machine whatever its own code does.
+printf "%-10s %-10s %s\n" stub-floor denied "$(run stub "$SP" "$STUB_PID" "$tmp/denied")"
 echo
 echo "# latency at a fixed 2000 q/s (microseconds, from dnsperf -v per-query latencies)"
 printf "%-10s %-10s %8s %8s\n" resolver mix p50 p99

@@ -95,8 +95,7 @@ SQ_PORT=$(pick_port)
 TP_PORT=$(pick_port)
 
 wait_listen() { # PORT PID
-    local i
-    for i in $(seq 100); do
+    for _ in $(seq 100); do
         port_free "$1" || return 0
         kill -0 "$2" 2>/dev/null || return 1
         sleep 0.1
@@ -110,7 +109,7 @@ rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo N
 "$tmp/origin" "$tmp/ports" 900 &
 ORIGIN_PID=$!
 pids+=("$ORIGIN_PID")
-for i in $(seq 50); do [ -s "$tmp/ports" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -s "$tmp/ports" ] && break; sleep 0.1; done
 read -r HTTP_PORT SRC_PORT SINK_PORT <"$tmp/ports"
 
 # ---- proxies ----
@@ -172,13 +171,12 @@ start_proxy() { # NAME -> sets PROXY_PID, PROXY_PORT
 }
 
 stop_proxy() {
-    local i
     kill -TERM "$PROXY_PID" 2>/dev/null || true
-    for i in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$PROXY_PID" 2>/dev/null || true
     wait "$PROXY_PID" 2>/dev/null || true
     # let the port go before the next start (squid/tinyproxy may linger briefly)
-    for i in $(seq 30); do port_free "$PROXY_PORT" && break; sleep 0.1; done
+    for _ in $(seq 30); do port_free "$PROXY_PORT" && break; sleep 0.1; done
 }
 
 # ---- measurements ----
@@ -246,7 +244,7 @@ run_phases() { # TARGET ROUND
 }
 
 run_idle() { # TARGET ROUND: RSS at start, then with IDLE_TUNNELS idle tunnels
-    local t=$1 r=$2 start with opened lp i
+    local t=$1 r=$2 start with opened lp
     sleep 0.3
     start=$(rss_kib "$PROXY_PID")
     record "$t" "$r" rss_start "$start"
@@ -256,7 +254,7 @@ run_idle() { # TARGET ROUND: RSS at start, then with IDLE_TUNNELS idle tunnels
         >/dev/null 2>>"$tmp/bbload.err" &
     lp=$!
     pids+=("$lp")
-    for i in $(seq 300); do [ -s "$tmp/idle.ready" ] && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 300); do [ -s "$tmp/idle.ready" ] && break; kill -0 $lp 2>/dev/null || break; sleep 0.1; done
     if [ -s "$tmp/idle.ready" ]; then
         sleep 0.5 # let the proxy finish the last handshakes
         with=$(rss_kib "$PROXY_PID")

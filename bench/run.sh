@@ -5,13 +5,16 @@
 # Prints numbers; it is not a test (it exits 0 whether targets are met or not, non-zero only
 # when it could not run). See docs/benchmarks.md, "Bottle start-up and channel throughput".
 #
-# Usage: bench/run.sh [--bin PATH] [--rounds N] [--size BYTES] [--reps N] [--no-wait] [--keep]
+# Usage: bench/run.sh [--bin PATH] [--rounds N] [--size BYTES] [--reps N] [--nice N] [--no-wait]
+#                     [--keep]
 #   --bin PATH     bot-bottle binary (default: $BB, else build/src/cli/bot-bottle); it finds
 #                  bottle-init next to it or in its build tree
 #   --rounds N     interleaved start-up rounds of {bot-bottle, bwrap, runsc} (default 20)
 #   --size BYTES   download size for the throughput phase (default 1073741824 = 1 GiB)
 #   --reps N       downloads per side (default 3); the median is reported
-#   --no-wait      do not wait for a running bench/proxy.sh to finish first
+#   --nice N       run everything at this nice value (and the session's autogroup too), e.g.
+#                  -10 to get ahead of other work on a shared machine (negative needs root)
+#   --no-wait      do not wait for a running bench/proxy.sh or bench/dns.sh to finish first
 #   --keep         keep the temp dir (raw samples, logs) and print its path
 #
 # Start-up: `bot-bottle run --backend namespace -- true` (supervisor + egress daemon + namespace
@@ -31,15 +34,17 @@ size=1073741824
 reps=3
 wait_other=1
 keep=0
+nice_val=
 while [ $# -gt 0 ]; do
     case $1 in
     --bin) bin=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --size) size=$2; shift 2 ;;
     --reps) reps=$2; shift 2 ;;
+    --nice) nice_val=$2; shift 2 ;;
     --no-wait) wait_other=0; shift ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -72,6 +77,16 @@ if [ "$wait_other" = 1 ]; then
     [ $waited -gt 0 ] && echo "run.sh: waited ${waited} s for bench/proxy.sh / bench/dns.sh"
 fi
 
+autogroup_old=
+if [ -n "$nice_val" ]; then
+    renice -n "$nice_val" -p $$ >/dev/null || { echo "run.sh: cannot renice to $nice_val" >&2; exit 2; }
+    # With sched_autogroup, nice only ranks tasks inside one session's group; the group's own
+    # nice ranks it against other sessions. Set it too, and put it back on exit.
+    if [ -w /proc/$$/autogroup ]; then
+        autogroup_old=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\).*/\1/p' /proc/$$/autogroup)
+        echo "$nice_val" >/proc/$$/autogroup 2>/dev/null || autogroup_old=
+    fi
+fi
 tmp=$(mktemp -d /tmp/bb-runbench.XXXXXX)
 pids=()
 cleanup() {
@@ -80,6 +95,7 @@ cleanup() {
         [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = $$ ] && kill "$p" 2>/dev/null || true
     done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -n "$autogroup_old" ] && echo "$autogroup_old" >/proc/$$/autogroup 2>/dev/null
     [ -e "$tmp/failed" ] && keep=1
     if [ "$keep" = 1 ]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
 }
@@ -88,10 +104,11 @@ trap 'exit 130' INT TERM
 
 busy() { # processes using >= 5% of a core right now (top, 1 s sample), not this script's
     top -b -n 2 -d 1 -w 200 2>/dev/null | awk '/^top -/ { blk++ }
-        blk == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "  %s %s%% (pid %s)\n", $12, $9, $1 }' | head -8
+        blk == 2 && $1 ~ /^[0-9]+$/ && $9 + 0 >= 5 { printf "  %s %s%% (pid %s)\n", $12, $9, $1; n++ }
+        END { if (!n) print "  (none)" }' | head -8
 }
 echo "== bench/run.sh  $(date -u +%FT%TZ)  $(uname -r)  $(nproc) cpus"
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)${nice_val:+; nice $nice_val}"
 echo "busy processes at start (>= 5% of a core over 1 s):"
 busy || true
 
@@ -115,15 +132,18 @@ if ! command -v runsc >/dev/null; then
     runsc_why="runsc is not installed (apt-get install runsc)"
 else
     # as root the plain form; --rootless otherwise (or if the plain one fails)
-    for cand in "" "--rootless"; do
-        c=(runsc --root "$tmp/runsc-root" $cand --network=none do true)
-        if timeout 30 "${c[@]}" </dev/null >"$tmp/runsc-probe.out" 2>&1; then
+    for cand in plain rootless; do
+        c=(runsc --root "$tmp/runsc-root")
+        [ $cand = rootless ] && c+=(--rootless)
+        c+=(--network=none "do" true)
+        rc=0
+        timeout 30 "${c[@]}" </dev/null >"$tmp/runsc-probe.out" 2>&1 || rc=$?
+        if [ $rc = 0 ]; then
             RS_CMD=("${c[@]}")
             runsc_why=
             break
         fi
-        rc=$?
-        [ -n "$runsc_why" ] || runsc_why="\`${c[*]}\` exit $rc: $(grep -v '^\s*$' "$tmp/runsc-probe.out" | tail -1 | cut -c1-200)"
+        runsc_why="${runsc_why:+$runsc_why; }\`${c[*]}\` exit $rc: $(grep -v '^[[:space:]]*$' "$tmp/runsc-probe.out" | tail -1 | cut -c1-200)"
     done
 fi
 
@@ -149,7 +169,7 @@ run_one() {
     esac
 }
 : >"$tmp/startup"
-for w in 1 2; do for n in "${names[@]}"; do run_one "$n"; done; done
+for _ in 1 2; do for n in "${names[@]}"; do run_one "$n"; done; done
 : >"$tmp/startup"
 n_names=${#names[@]}
 for r in $(seq "$rounds"); do
@@ -190,7 +210,7 @@ fi
 echo
 echo "== channel throughput: $size bytes from 127.0.0.1, $reps downloads per side, interleaved"
 "$tmp/run-source" "$tmp/src.port" 600 &
-pids+=($!)
+pids+=("$!")
 for i in $(seq 50); do [ -s "$tmp/src.port" ] && break; sleep 0.1; done
 [ -s "$tmp/src.port" ] || { echo "run.sh: run-source did not start" >&2; touch "$tmp/failed"; exit 1; }
 SRC_PORT=$(cat "$tmp/src.port")
@@ -203,7 +223,7 @@ POLICY=(--allow-cidr 127.0.0.1/32 --upstream-dns 127.0.0.1:9)
 "$bin" egress --listen "127.0.0.1:$EG_PORT" "${POLICY[@]}" --audit "$tmp/egress.audit" \
     >>"$tmp/egress.log" 2>&1 &
 EG_PID=$!
-pids+=($EG_PID)
+pids+=("$EG_PID")
 for i in $(seq 100); do port_free $EG_PORT || break; sleep 0.1; done
 port_free $EG_PORT && { echo "run.sh: bot-bottle egress did not start; see $tmp/egress.log" >&2; touch "$tmp/failed"; exit 1; }
 

@@ -76,7 +76,7 @@ int main(int argc, char **argv)
     int pfd = (int)syscall(SYS_pidfd_open, pid, 0);
     int timed_out = 0;
     if (pfd >= 0) {
-        struct pollfd p = {.fd = pfd, .events = POLLIN};
+        struct pollfd p = { .fd = pfd, .events = POLLIN };
         int64_t deadline = t0 + (int64_t)timeout_ms * 1000;
         for (;;) {
             int64_t left = deadline - now_us();

@@ -6,11 +6,15 @@
  * copying the question, sendmmsg() the batch. No allocation there except the audit line, which
  * is aggregated once a client passes DNS_AUDIT_RATE decisions per second.
  *
- * Allowlisted names: answered from the cache, or forwarded to the upstream resolver from a new
- * connected UDP socket on a random port with a random ID (getrandom), lower-cased and with our
+ * Allowlisted names: answered from the cache, or forwarded to the upstream resolver from a pool
+ * of DNS_UP_POOL connected UDP sockets on random ports (each replaced after DNS_UP_SOCK_USES
+ * queries or DNS_UP_SOCK_AGE_MS) with a random ID per try (getrandom), lower-cased and with our
  * own EDNS record (nothing the client put in its query but the question and RD/CD/DO travels).
- * The answer must match ID, question and (the socket being connected) source address; address
- * records in refused ranges are removed (policy_check_addr), the rest is cached and relayed.
+ * Queries forwarded from one client batch share a socket drawn at random and leave in one
+ * sendmmsg(); answers are read with recvmmsg() and go to the query waiting on that socket with
+ * that ID, which must then match the question; the socket being connected, only the upstream
+ * address can reach it. Address records in refused ranges are removed (policy_check_addr), the
+ * rest is cached and relayed; UDP answers to clients leave in one sendmmsg() per loop pass.
  */
 #include "dns/filter.h"
 
@@ -50,7 +54,12 @@
 #define DNS_CACHE_BUCKETS 4096 /* power of two */
 #define DNS_CACHE_MAX_TTL 3600
 #define DNS_CACHE_MAX_NEG_TTL 300
-#define DNS_AUDIT_RATE 100 /* individual audit records per client per second */
+#define DNS_AUDIT_RATE 100       /* individual audit records per client per second */
+#define DNS_UP_POOL 32           /* connected upstream UDP sockets, each on a random port */
+#define DNS_UP_SOCK_USES 64      /* queries sent from one socket before its port is replaced */
+#define DNS_UP_SOCK_AGE_MS 10000 /* ... or once it is this old */
+#define DNS_UP_BATCH 8           /* upstream answers per recvmmsg() */
+#define DNS_UP_BUCKETS 2048      /* (socket, ID) -> query table; power of two */
 #define NS_PER_SEC 1000000000ull
 
 /* ---- clients: per source address (port ignored) ---- */
@@ -106,13 +115,31 @@ struct dns_tcp {
 
 /* ---- upstream queries ---- */
 
+/*
+ * One socket of the upstream pool: bound to a random port, connected to the upstream (the kernel
+ * drops datagrams from any other address), shared by up to DNS_UP_SOCK_USES queries. A retired
+ * socket takes no new query and is closed when its last one finishes.
+ */
+struct dns_usock {
+    struct dns_filter *f;
+    struct loop_source src;
+    struct loop_defer defer;
+    int fd;
+    uint32_t key; /* random, mixed into the (socket, ID) hash */
+    unsigned uses, inflight;
+    uint64_t created;
+    bool retired;
+};
+
 struct dns_up {
     struct dns_filter *f;
     struct dns_up *prev, *next;
-    struct loop_source src;
+    struct dns_up *hnext;   /* (us, id) hash chain, while waiting on a pool socket */
+    struct dns_usock *us;   /* the pool socket of the current UDP try, or NULL */
+    struct loop_source src; /* TCP upstream only */
     struct loop_timer timer;
     struct loop_defer defer;
-    int fd;
+    int fd; /* TCP upstream only */
     bool tcp, done;
     unsigned tries;
     uint16_t id;
@@ -128,6 +155,12 @@ struct dns_up {
     uint8_t *tbuf;
     size_t tlen, toff;
     bool treading;
+};
+
+/* Separate from the filter so a queued flush can outlive it (dns_filter_free() detaches it). */
+struct dns_flush {
+    struct loop_defer d;
+    struct dns_filter *f;
 };
 
 struct dns_filter {
@@ -151,6 +184,28 @@ struct dns_filter {
 
     uint8_t rnd[256];
     size_t rnd_pos;
+
+    struct dns_usock *pool[DNS_UP_POOL];
+    struct dns_up *up_hash[DNS_UP_BUCKETS];
+    struct mmsghdr umsg[DNS_UP_BATCH];
+    struct iovec uiov[DNS_UP_BATCH];
+    uint8_t ubuf[DNS_UP_BATCH][DNS_MAX_MSG];
+    /* Queries forwarded while one client batch is handled share one pool socket (drawn at
+     * random per batch) and leave in one sendmmsg() at the end of the batch. */
+    bool in_batch;
+    struct dns_usock *sticky, *out_sock;
+    unsigned nout;
+    struct mmsghdr omsg[DNS_UDP_BATCH];
+    struct iovec oiov[DNS_UDP_BATCH];
+    uint8_t obuf[DNS_UDP_BATCH][DNS_HEADER_LEN + DNS_MAX_NAME + 4 + DNS_OPT_LEN];
+
+    /* UDP answers to clients, sent with one sendmmsg() after the dispatch pass */
+    struct dns_flush *flush;
+    unsigned nq;
+    struct mmsghdr qmsg[DNS_UDP_BATCH];
+    struct iovec qiov[DNS_UDP_BATCH];
+    struct sockaddr_storage qaddr[DNS_UDP_BATCH];
+    uint8_t qbuf[DNS_UDP_BATCH][DNS_MAX_CLIENT_UDP + DNS_OPT_LEN];
 
     struct mmsghdr rmsg[DNS_UDP_BATCH], smsg[DNS_UDP_BATCH];
     struct iovec riov[DNS_UDP_BATCH], siov[DNS_UDP_BATCH];
@@ -655,11 +710,114 @@ static void on_tcp_accept(struct loop_source *src, uint32_t events)
 
 /* ---- replies to clients ---- */
 
+static void send_batch(struct dns_filter *f, struct mmsghdr *m, unsigned n)
+{
+    for (unsigned done = 0; done < n;) {
+        int s = sendmmsg(f->udp_fd, m + done, n - done, MSG_DONTWAIT);
+        if (s <= 0) {
+            f->stats.dropped += n - done;
+            break;
+        }
+        done += (unsigned)s;
+    }
+}
+
+static void reply_flush(struct dns_filter *f)
+{
+    send_batch(f, f->qmsg, f->nq);
+    f->nq = 0;
+}
+
+static void on_flush(struct loop_defer *d)
+{
+    struct dns_flush *fl = d->userdata;
+
+    if (!fl->f) { /* the filter is gone */
+        free(fl);
+        return;
+    }
+    reply_flush(fl->f);
+}
+
+/* Answers to UDP clients completed during a dispatch pass leave in one sendmmsg() after it. */
 static void reply_udp(struct dns_filter *f, const struct sockaddr_storage *peer, socklen_t peer_len,
                       const uint8_t *msg, size_t len)
 {
-    if (sendto(f->udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)peer, peer_len) < 0)
-        f->stats.dropped++;
+    if (len > sizeof(f->qbuf[0]) || peer_len > sizeof(f->qaddr[0])) {
+        if (sendto(f->udp_fd, msg, len, MSG_DONTWAIT, (const struct sockaddr *)peer, peer_len) < 0)
+            f->stats.dropped++;
+        return;
+    }
+    if (f->nq == DNS_UDP_BATCH)
+        reply_flush(f);
+    unsigned i = f->nq++;
+    memcpy(f->qbuf[i], msg, len);
+    memcpy(&f->qaddr[i], peer, peer_len);
+    f->qiov[i] = (struct iovec){ .iov_base = f->qbuf[i], .iov_len = len };
+    f->qmsg[i].msg_hdr = (struct msghdr){
+        .msg_name = &f->qaddr[i],
+        .msg_namelen = peer_len,
+        .msg_iov = &f->qiov[i],
+        .msg_iovlen = 1,
+    };
+    loop_defer(f->loop, &f->flush->d, on_flush, f->flush);
+}
+
+/* ---- the upstream socket pool ---- */
+
+static void usock_free(struct loop_defer *d)
+{
+    free(d->userdata);
+}
+
+static void usock_close(struct dns_usock *s)
+{
+    if (s->fd < 0)
+        return;
+    loop_del(s->f->loop, &s->src);
+    close(s->fd);
+    s->fd = -1;
+    loop_defer(s->f->loop, &s->defer, usock_free, s);
+}
+
+static void usock_retire(struct dns_usock *s)
+{
+    s->retired = true;
+    if (s->inflight == 0)
+        usock_close(s);
+}
+
+static size_t up_bucket(const struct dns_usock *s, uint16_t id)
+{
+    return ((s->key ^ id) * 0x9e3779b1u >> 16) & (DNS_UP_BUCKETS - 1);
+}
+
+static struct dns_up *up_lookup(struct dns_filter *f, const struct dns_usock *s, uint16_t id)
+{
+    struct dns_up *up = f->up_hash[up_bucket(s, id)];
+    while (up && (up->us != s || up->id != id))
+        up = up->hnext;
+    return up;
+}
+
+/* Leave the pool socket of the current UDP try (its answer will no longer be accepted). */
+static void up_detach(struct dns_up *up)
+{
+    struct dns_usock *s = up->us;
+    struct dns_up **pp;
+
+    if (!s)
+        return;
+    pp = &up->f->up_hash[up_bucket(s, up->id)];
+    while (*pp && *pp != up)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = up->hnext;
+    up->hnext = NULL;
+    up->us = NULL;
+    s->inflight--;
+    if (s->retired && s->inflight == 0)
+        usock_close(s);
 }
 
 /* ---- upstream queries ---- */
@@ -683,6 +841,7 @@ static void up_finish(struct dns_up *up)
     if (up->done)
         return;
     up->done = true;
+    up_detach(up);
     loop_del(f->loop, &up->src);
     loop_timer_stop(f->loop, &up->timer);
     if (up->fd >= 0)
@@ -836,20 +995,35 @@ static int up_answer(struct dns_up *up, const uint8_t *msg, size_t len)
     return 0;
 }
 
-static void on_up_udp(struct dns_up *up)
+/* Answers on a pool socket: each goes to the query waiting on this socket with its ID, which
+ * then checks the question (dns_resp_filter); anything else is counted and ignored. */
+static void on_usock(struct loop_source *src, uint32_t events)
 {
-    struct dns_filter *f = up->f;
+    struct dns_usock *s = src->userdata;
+    struct dns_filter *f = s->f;
+    (void)events;
 
-    for (int i = 0; i < 8 && !up->done; i++) {
-        ssize_t n = recv(up->fd, f->scratch, DNS_MAX_MSG, 0);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
-            /* ECONNREFUSED (ICMP port unreachable) and the like: let the timer retry. */
-            return;
+    for (int round = 0; round < 4; round++) {
+        for (size_t i = 0; i < DNS_UP_BATCH; i++) {
+            f->uiov[i] = (struct iovec){ .iov_base = f->ubuf[i], .iov_len = DNS_MAX_MSG };
+            f->umsg[i].msg_hdr = (struct msghdr){ .msg_iov = &f->uiov[i], .msg_iovlen = 1 };
         }
-        if (up_answer(up, f->scratch, (size_t)n) == -EBADMSG)
-            f->stats.malformed++;
+        /* ECONNREFUSED (ICMP port unreachable) and the like end up here too: the timer
+         * retries. */
+        int n = recvmmsg(s->fd, f->umsg, DNS_UP_BATCH, MSG_DONTWAIT, NULL);
+        if (n <= 0)
+            return;
+        for (int i = 0; i < n; i++) {
+            size_t len = f->umsg[i].msg_len;
+            struct dns_up *up = NULL;
+            if (len >= 2 && !(f->umsg[i].msg_hdr.msg_flags & MSG_TRUNC))
+                up = up_lookup(f, s, dns_get16(f->ubuf[i]));
+            if (!up || up_answer(up, f->ubuf[i], len) == -EBADMSG)
+                f->stats.malformed++;
+        }
+        /* s may have been closed by the last answer (its memory stays until the pass ends). */
+        if (s->fd < 0 || n < DNS_UP_BATCH)
+            return;
     }
 }
 
@@ -909,10 +1083,7 @@ static void on_up_io(struct loop_source *src, uint32_t events)
 {
     struct dns_up *up = src->userdata;
 
-    if (up->tcp)
-        on_up_tcp(up, events);
-    else
-        on_up_udp(up);
+    on_up_tcp(up, events);
 }
 
 static void on_up_timeout(struct loop_timer *t)
@@ -959,13 +1130,93 @@ static int up_udp_socket(struct dns_filter *f)
     return TAKE_FD(fd);
 }
 
-/* (Re)send the query: a fresh socket and ID on every try. */
+/* A pool socket for the next query: a random slot; a socket that has served its uses or age is
+ * retired and replaced by a new one on a new random port. */
+static int usock_get(struct dns_filter *f, struct dns_usock **ret)
+{
+    size_t slot;
+    struct dns_usock *s = f->sticky;
+    uint64_t now = loop_now(f->loop);
+    int fd, r;
+
+    if (s && !s->retired && s->uses < DNS_UP_SOCK_USES) {
+        s->uses++;
+        *ret = s;
+        return 0;
+    }
+    slot = random_u16(f) % DNS_UP_POOL;
+    s = f->pool[slot];
+    if (s && (s->uses >= DNS_UP_SOCK_USES ||
+              now - s->created >= (uint64_t)DNS_UP_SOCK_AGE_MS * 1000000)) {
+        f->pool[slot] = NULL;
+        usock_retire(s);
+        s = NULL;
+    }
+    if (!s) {
+        fd = up_udp_socket(f);
+        if (fd < 0)
+            return fd;
+        s = xcalloc(1, sizeof(*s));
+        s->f = f;
+        s->fd = fd;
+        s->created = now;
+        random_bytes(f, &s->key, sizeof(s->key));
+        r = loop_add(f->loop, &s->src, fd, EPOLLIN, on_usock, s);
+        if (r < 0) {
+            close(fd);
+            free(s);
+            return r;
+        }
+        f->pool[slot] = s;
+    }
+    s->uses++;
+    if (f->in_batch)
+        f->sticky = s;
+    *ret = s;
+    return 0;
+}
+
+static void up_flush_sends(struct dns_filter *f)
+{
+    struct dns_usock *s = f->out_sock;
+
+    /* A failed send is not retried here: the query's timer sends it again. */
+    for (unsigned done = 0; s && s->fd >= 0 && done < f->nout;) {
+        int r = sendmmsg(s->fd, f->omsg + done, f->nout - done, MSG_DONTWAIT);
+        if (r <= 0)
+            break;
+        done += (unsigned)r;
+    }
+    f->nout = 0;
+    f->out_sock = NULL;
+}
+
+/* Send q on s now, or queue it for the end of the client batch. */
+static int up_send_udp(struct dns_filter *f, struct dns_usock *s, const uint8_t *q, size_t n)
+{
+    if (!f->in_batch) {
+        if (send(s->fd, q, n, 0) < 0 && errno != EAGAIN && errno != ECONNREFUSED)
+            return -errno;
+        return 0;
+    }
+    if (f->nout == DNS_UDP_BATCH || (f->nout && f->out_sock != s))
+        up_flush_sends(f);
+    unsigned i = f->nout++;
+    memcpy(f->obuf[i], q, n);
+    f->oiov[i] = (struct iovec){ .iov_base = f->obuf[i], .iov_len = n };
+    f->omsg[i].msg_hdr = (struct msghdr){ .msg_iov = &f->oiov[i], .msg_iovlen = 1 };
+    f->out_sock = s;
+    return 0;
+}
+
+/* (Re)send the query: a random pool socket and a fresh random ID on every try. */
 static int up_send(struct dns_up *up)
 {
     struct dns_filter *f = up->f;
     uint8_t q[DNS_HEADER_LEN + DNS_MAX_NAME + 4 + DNS_OPT_LEN];
     int n, fd, r;
 
+    up_detach(up);
     loop_del(f->loop, &up->src);
     if (up->fd >= 0)
         close(up->fd);
@@ -989,15 +1240,27 @@ static int up_send(struct dns_up *up)
         up->treading = false;
         r = loop_add(f->loop, &up->src, fd, EPOLLOUT, on_up_io, up);
     } else {
-        fd = up_udp_socket(f);
-        if (fd < 0)
-            return fd;
-        if (send(fd, q, (size_t)n, 0) < 0 && errno != EAGAIN) {
-            r = -errno;
-            close(fd);
+        struct dns_usock *s;
+        r = usock_get(f, &s);
+        if (r < 0)
             return r;
-        }
-        r = loop_add(f->loop, &up->src, fd, EPOLLIN, on_up_io, up);
+        /* One query per (socket, ID): draw again on a clash (at most DNS_MAX_OUTSTANDING in
+         * flight, so a few draws suffice). */
+        for (int i = 0; i < 16 && up_lookup(f, s, up->id); i++)
+            up->id = random_u16(f);
+        if (up_lookup(f, s, up->id))
+            return -EBUSY;
+        dns_put16(q, up->id);
+        r = up_send_udp(f, s, q, (size_t)n);
+        if (r < 0)
+            return r;
+        up->us = s;
+        s->inflight++;
+        size_t b = up_bucket(s, up->id);
+        up->hnext = f->up_hash[b];
+        f->up_hash[b] = up;
+        loop_timer_set_in(f->loop, &up->timer, DNS_UPSTREAM_TIMEOUT_MS);
+        return 0;
     }
     if (r < 0) {
         close(fd);
@@ -1169,6 +1432,7 @@ static void on_udp(struct loop_source *src, uint32_t events)
         if (n <= 0)
             return;
         unsigned ns = 0;
+        f->in_batch = true;
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &f->rmsg[i].msg_hdr;
             size_t len = f->rmsg[i].msg_len;
@@ -1190,14 +1454,10 @@ static void on_udp(struct loop_source *src, uint32_t events)
             };
             ns++;
         }
-        for (unsigned done = 0; done < ns;) {
-            int s = sendmmsg(f->udp_fd, f->smsg + done, ns - done, MSG_DONTWAIT);
-            if (s <= 0) {
-                f->stats.dropped += ns - done;
-                break;
-            }
-            done += (unsigned)s;
-        }
+        f->in_batch = false;
+        f->sticky = NULL;
+        up_flush_sends(f);
+        send_batch(f, f->smsg, ns);
         if (n < DNS_UDP_BATCH)
             return;
     }
@@ -1275,6 +1535,15 @@ struct dns_filter *dns_filter_free(struct dns_filter *f)
     }
     while (f->conns)
         tcp_free(f->conns);
+    for (size_t i = 0; i < DNS_UP_POOL; i++)
+        if (f->pool[i])
+            usock_close(f->pool[i]); /* memory: deferred, touches nothing else */
+    if (f->udp_fd >= 0)
+        reply_flush(f);
+    if (f->flush->d.queued)
+        f->flush->f = NULL; /* on_flush frees it */
+    else
+        free(f->flush);
     for (size_t i = 0; i < DNS_MAX_CLIENTS; i++)
         if (f->clients[i].used)
             client_flush(f, &f->clients[i]);
@@ -1302,6 +1571,8 @@ int dns_filter_new(struct loop *l, const struct net_addr *listen, const struct n
     f->listen = *listen;
     f->udp_fd = f->tcp_fd = -1;
     f->rnd_pos = sizeof(f->rnd);
+    f->flush = xcalloc(1, sizeof(*f->flush));
+    f->flush->f = f;
     loop_timer_init(&f->agg_timer, on_agg_timer, f);
 
     if (upstream) {
@@ -1312,6 +1583,7 @@ int dns_filter_new(struct loop *l, const struct net_addr *listen, const struct n
     }
     if (f->have_upstream && sockaddr_eq(&f->upstream.ss, &listen->ss)) {
         if (upstream) {
+            free(f->flush);
             free(f);
             return -ELOOP;
         }

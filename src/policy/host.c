@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <idn2.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/macro.h"
@@ -189,7 +190,90 @@ static int parse_ipv6_literal(const char *p, size_t len, struct host *h, const c
     return 0;
 }
 
+/*
+ * The common case in one pass (the DNS filter calls host_parse() for every query): a plain name
+ * of letters, digits, '-', '_' and dots whose last label cannot be read as a number. Returns 1
+ * with *ret filled exactly as the general path would, or 0 when the general path must decide
+ * (anything else, every error included). Sanitizer builds (unit tests, fuzzers) check that
+ * both paths agree on every input.
+ */
+static int host_parse_fast(const char *p, size_t len, struct host *ret)
+{
+    char name[BB_MAX_HOSTNAME + 1];
+    size_t label = 0, last_start = 0;
+    bool last_digits = true;
+
+    if (len > 0 && p[len - 1] == '.')
+        len--;
+    if (len == 0 || len > BB_MAX_HOSTNAME)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = p[i];
+
+        if (c == '.') {
+            /* empty label, or a label ending in '-' */
+            if (label == 0 || p[i - 1] == '-')
+                return 0;
+            label = 0;
+            last_start = i + 1;
+            last_digits = true;
+            name[i] = c;
+            continue;
+        }
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        else if (!(c >= 'a' && c <= 'z') && !ascii_isdigit(c) && c != '-' && c != '_')
+            return 0;
+        if (label == 0 && c == '-')
+            return 0;
+        if (++label > BB_MAX_LABEL)
+            return 0;
+        if (!ascii_isdigit(c))
+            last_digits = false;
+        name[i] = c;
+    }
+    if (label == 0 || p[len - 1] == '-' || last_digits)
+        return 0; /* empty last label, one ending in '-', or a numeric one (IPv4 forms) */
+    if (len - last_start >= 2 && name[last_start] == '0' && name[last_start + 1] == 'x')
+        return 0; /* possibly a hex number */
+    ret->kind = HOST_NAME;
+    memcpy(ret->name, name, len);
+    memset(ret->name + len, 0, sizeof(ret->name) - len);
+    memset(&ret->addr, 0, sizeof(ret->addr));
+    return 1;
+}
+
+static int host_parse_general(const char *p, size_t len, struct host *ret, const char **reterr_msg);
+
+#if defined(__SANITIZE_ADDRESS__)
+#define HOST_CHECK_FAST 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HOST_CHECK_FAST 1
+#endif
+#endif
+
 int host_parse(const char *p, size_t len, struct host *ret, const char **reterr_msg)
+{
+    struct host h;
+
+    if (!p || !host_parse_fast(p, len, &h))
+        return host_parse_general(p, len, ret, reterr_msg);
+#ifdef HOST_CHECK_FAST
+    {
+        struct host g;
+        const char *msg = NULL;
+        if (host_parse_general(p, len, &g, &msg) != 0 || g.kind != h.kind ||
+            memcmp(g.name, h.name, sizeof(g.name)) != 0 ||
+            memcmp(&g.addr, &h.addr, sizeof(g.addr)) != 0)
+            abort(); /* the fast path disagrees with the general one */
+    }
+#endif
+    *ret = h;
+    return 0;
+}
+
+static int host_parse_general(const char *p, size_t len, struct host *ret, const char **reterr_msg)
 {
     struct host h = { .kind = HOST_NAME };
     const char *msg = NULL;

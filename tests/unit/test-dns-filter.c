@@ -61,6 +61,15 @@ struct stub {
     bool via_tcp[STUB_MAX_LOG];
     size_t n;
     bool spoof_first; /* answer "spoof." with a wrong ID first */
+    bool wrongsock_done;
+    /* "holdN.allowed.test": held until hold_n queries are in, then answered in reverse order */
+    size_t hold_want, hold_n;
+    struct {
+        uint8_t q[512];
+        size_t len;
+        struct sockaddr_storage ss;
+        socklen_t sl;
+    } held[300];
     struct stub_tcp *conns[16];
     size_t nconns;
 };
@@ -155,6 +164,14 @@ static size_t stub_answer(struct stub *s, const uint8_t *q, size_t qlen, bool tc
         for (int i = 0; i < 12; i++)
             rrr(&r, DNS_TYPE_TXT, 300, txt, 256);
         an = 12;
+    } else if (strncmp(name, "hold", 4) == 0) {
+        /* 93.184.(i / 256).(i % 256): each answer says which name it is for */
+        unsigned i = 0;
+        for (const char *d = name + 4; *d >= '0' && *d <= '9'; d++)
+            i = i * 10 + (unsigned)(*d - '0');
+        uint8_t a[4] = { 93, 184, (uint8_t)(i >> 8), (uint8_t)i };
+        rrr(&r, DNS_TYPE_A, 300, a, 4);
+        an = 1;
     } else if (qi.qtype == DNS_TYPE_AAAA) {
         uint8_t a6[16] = { 0x26, 0x06, 0x28, 0 };
         a6[15] = 1;
@@ -210,10 +227,45 @@ static void on_stub_udp(struct loop_source *src, uint32_t events)
     ssize_t n = recvfrom(s->ufd, q, sizeof(q), 0, (struct sockaddr *)&ss, &sl);
     if (n <= 0)
         return;
-    stub_log(s, q, (size_t)n, net_addr_port((struct sockaddr *)&ss), false);
+    uint16_t port = net_addr_port((struct sockaddr *)&ss);
+    stub_log(s, q, (size_t)n, port, false);
+    if (s->hold_want && strncmp(s->names[s->n - 1], "hold", 4) == 0) {
+        assert_true(s->hold_n < ARRAY_SIZE(s->held) && (size_t)n <= sizeof(s->held[0].q));
+        memcpy(s->held[s->hold_n].q, q, (size_t)n);
+        s->held[s->hold_n].len = (size_t)n;
+        s->held[s->hold_n].ss = ss;
+        s->held[s->hold_n].sl = sl;
+        if (++s->hold_n < s->hold_want)
+            return;
+        for (size_t i = s->hold_n; i-- > 0;) {
+            size_t hn = stub_answer(s, s->held[i].q, s->held[i].len, false, out, &wrong);
+            assert_true(hn > 0);
+            sendto(s->ufd, out, hn, 0, (struct sockaddr *)&s->held[i].ss, s->held[i].sl);
+        }
+        s->hold_want = s->hold_n = 0;
+        return;
+    }
     size_t rn = stub_answer(s, q, (size_t)n, false, out, &wrong);
     if (!rn)
         return;
+    if (!s->wrongsock_done && strcmp(s->names[s->n - 1], "wrongsock.allowed.test") == 0) {
+        /* First try: the right ID with other data, but to another pool socket of the filter
+         * (a port seen earlier), and the right socket with a wrong ID. No real answer: the
+         * retry gets it. */
+        struct sockaddr_storage other = ss;
+        uint16_t oport = 0;
+        s->wrongsock_done = true;
+        for (size_t i = s->n - 1; i-- > 0 && !oport;)
+            if (!s->via_tcp[i] && s->ports[i] != port)
+                oport = s->ports[i];
+        assert_int_not_equal(oport, 0);
+        ((struct sockaddr_in *)&other)->sin_port = htons(oport);
+        out[rn - 1] = 66; /* 93.184.216.66 */
+        sendto(s->ufd, out, rn, 0, (struct sockaddr *)&other, sl);
+        dns_put16(out, (uint16_t)(dns_get16(out) ^ 0x5a5a));
+        sendto(s->ufd, out, rn, 0, (struct sockaddr *)&ss, sl);
+        return;
+    }
     if (wrong) {
         dns_put16(out, (uint16_t)(dns_get16(out) + 1));
         sendto(s->ufd, out, rn, 0, (struct sockaddr *)&ss, sl);
@@ -692,15 +744,108 @@ static void test_upstream_randomised(void **state)
         assert_true(ask(x, name, DNS_TYPE_A, resp, sizeof(resp)) > 0);
     }
     assert_int_equal(x->stub->n, 16);
-    size_t same_id = 0, same_port = 0;
+    size_t same_id = 0;
     for (size_t i = 1; i < 16; i++) {
         same_id += x->stub->ids[i] == x->stub->ids[0];
-        same_port += x->stub->ports[i] == x->stub->ports[0];
         assert_int_not_equal(x->stub->ids[i], 0x4242); /* never the client's ID */
     }
-    /* 16 draws from 2^16 (IDs) and ~2^16 (ports): a repeat of the first is very unlikely. */
+    /* 16 draws from 2^16: a repeat of the first is very unlikely. */
     assert_true(same_id <= 1);
-    assert_true(same_port <= 1);
+}
+
+/* The pool: 32 sockets on random ports, each replaced after 64 queries (filter.c
+ * DNS_UP_POOL, DNS_UP_SOCK_USES). 3000 sequential queries must come from well over 32 ports
+ * (ports are re-randomised) and no port may serve far more than 64 of them. */
+static void test_upstream_ports_rerandomised(void **state)
+{
+    struct fx *x = *state;
+    uint8_t resp[4096];
+    char name[64];
+    enum { N = 3000 };
+    static uint16_t seen[N];
+    static unsigned uses[N];
+    size_t distinct = 0;
+
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "p%d.allowed.test", i);
+        assert_true(ask(x, name, DNS_TYPE_A, resp, sizeof(resp)) > 0);
+    }
+    assert_int_equal(x->stub->n, N);
+    for (size_t i = 0; i < N; i++) {
+        size_t k = 0;
+        while (k < distinct && seen[k] != x->stub->ports[i])
+            k++;
+        if (k == distinct) {
+            seen[distinct] = x->stub->ports[i];
+            uses[distinct++] = 0;
+        }
+        uses[k]++;
+    }
+    /* 3000 / 64 >= 47 sockets; two random sockets may share a port number by chance. */
+    assert_true(distinct >= 40);
+    for (size_t k = 0; k < distinct; k++)
+        assert_true(uses[k] <= 2 * 64);
+}
+
+/* Many queries in flight on the shared sockets at once, answered in reverse order: every
+ * client query gets the answer for its own name. */
+static void test_upstream_many_concurrent(void **state)
+{
+    struct fx *x = *state;
+    enum { N = 250 };
+    uint8_t q[512], resp[4096];
+    char name[64];
+    bool got[N] = { false };
+    struct addrs a;
+
+    x->stub->hold_want = N;
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "hold%d.allowed.test", i);
+        size_t ql = make_q(q, (uint16_t)(0x1000 + i), name, DNS_TYPE_A, false);
+        send_udp(x, q, ql);
+        if (i % 32 == 31)
+            pump(x, 2); /* let the filter read its socket */
+    }
+    for (int k = 0; k < N; k++) {
+        int n = recv_udp(x, resp, sizeof(resp), 4000);
+        assert_true(n > 12);
+        int i = dns_get16(resp) - 0x1000;
+        assert_true(i >= 0 && i < N && !got[i]);
+        got[i] = true;
+        snprintf(name, sizeof(name), "hold%d.allowed.test", i);
+        assert_int_equal(answer_addrs(resp, (size_t)n, name, DNS_TYPE_A, &a), 0);
+        assert_int_equal(a.n, 1);
+        char want[INET_ADDRSTRLEN];
+        snprintf(want, sizeof(want), "93.184.%d.%d", i >> 8, i & 255);
+        assert_string_equal(a.a[0], want);
+    }
+    assert_int_equal(x->stub->hold_n, 0); /* all were held, then released */
+}
+
+/* An answer with the right ID on another pool socket, or on the right socket with a wrong ID,
+ * is not accepted: the query is answered only by the retry's real answer. */
+static void test_upstream_wrong_socket_ignored(void **state)
+{
+    struct fx *x = *state;
+    uint8_t resp[4096];
+    char name[64];
+    struct addrs a;
+    struct dns_filter_stats st;
+
+    /* Several pool sockets in use, so that another one exists. */
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof(name), "w%d.allowed.test", i);
+        assert_true(ask(x, name, DNS_TYPE_A, resp, sizeof(resp)) > 0);
+    }
+    uint64_t t0 = now_ms();
+    int n = ask(x, "wrongsock.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(answer_addrs(resp, (size_t)n, "wrongsock.allowed.test", DNS_TYPE_A, &a), 0);
+    assert_int_equal(a.n, 1);
+    assert_string_equal(a.a[0], "93.184.216.34");
+    assert_true(now_ms() - t0 >= 1400); /* the first try timed out */
+    assert_int_equal(stub_count(x->stub, "wrongsock.allowed.test"), 2);
+    dns_filter_get_stats(x->f, &st);
+    assert_true(st.malformed >= 2);
 }
 
 static void test_spoofed_answer_ignored(void **state)
@@ -1097,6 +1242,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_private_answers_stripped, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_cache, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_upstream_randomised, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_ports_rerandomised, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_many_concurrent, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_wrong_socket_ignored, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_spoofed_answer_ignored, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_servfail_and_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_tcp, fx_setup, fx_teardown),
