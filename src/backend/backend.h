@@ -49,6 +49,10 @@ struct backend_create_args {
     /* The bottle's stdin/stdout/stderr (namespace: inherited by bottle-init; -1: this
      * process's own). microvm connects them to the virtio console. Not owned. */
     int stdio[3];
+    /* namespace: a SOCK_SEQPACKET socket to the egress daemon for handing over proxy
+     * connections (channel/handoff.h), given to bottle-init as fd 5; -1: none. Not owned.
+     * Backends without a shared kernel ignore it. */
+    int handoff_fd;
     /* Resource limits; 0 = none. cpus in thousandths of a CPU. */
     uint32_t cpus_milli;
     uint64_t memory_bytes;

@@ -1,4 +1,5 @@
 #include "channel/relay.h"
+#include "channel/handoff.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ int channel_guest_config_init(struct channel_guest_config *cfg, const char *alia
     if (net_addr_port((struct sockaddr *)&a.ss) != CHANNEL_PROXY_PORT)
         return -EINVAL;
     memset(cfg, 0, sizeof(*cfg));
+    cfg->handoff_fd = -1;
     cfg->proxy = a;
     cfg->dns = a;
     net_addr_set_port((struct sockaddr *)&cfg->dns.ss, CHANNEL_DNS_PORT);
@@ -187,6 +189,18 @@ static void on_accept(struct loop_source *src, uint32_t events)
         if (r->dead) {
             close_rst(fd); /* fail closed: no channel, no connection */
             continue;
+        }
+        if (kind == CHANNEL_KIND_TCP_PROXY && r->cfg.handoff_fd >= 0) {
+            int h = handoff_send(r->cfg.handoff_fd, fd);
+            if (h == 0) {
+                close(fd); /* the daemon has its own reference now */
+                continue;
+            }
+            if (h != -EAGAIN) {
+                close_rst(fd); /* the daemon is gone: fail closed */
+                continue;
+            }
+            /* hand-off queue full: relay this one over the channel */
         }
         /* The mux owns fd now, and resets it itself if it cannot open a stream. */
         (void)mux_open_fd(r->mux, kind, fd);

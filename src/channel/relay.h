@@ -37,6 +37,9 @@ struct channel_guest_config {
     /* The channel died (err as for mux_ops.dead): stop the bottle. Optional. */
     void (*dead)(void *userdata, int err);
     void *userdata;
+    /* >= 0: hand proxy connections to the daemon over this SOCK_SEQPACKET socket
+     * (channel/handoff.h) instead of relaying them; -1: relay everything. Not owned. */
+    int handoff_fd;
 };
 
 /* Fill cfg for alias A (numeric IPv4/IPv6 address text): A:3128 and A:53, no callback. */

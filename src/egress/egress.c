@@ -9,6 +9,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "channel/handoff.h"
 #include "dns/filter.h"
 #include "egress/confine.h"
 #include "egress/audit.h"
@@ -23,6 +24,7 @@ struct egress {
     struct proxy *proxy;
     struct dns_filter *dns;
     struct loop_timer drain_timer;
+    struct loop_source handoff_src;
     bool stopping;
 };
 
@@ -32,6 +34,7 @@ void egress_options_default(struct egress_options *ret)
     proxy_limits_default(&ret->limits);
     ret->drain_timeout_ms = 5000;
     ret->ready_fd = -1;
+    ret->handoff_fd = -1;
 }
 
 static void on_hup(struct loop *l, int signo, void *ud)
@@ -86,6 +89,30 @@ static void on_term(struct loop *l, int signo, void *ud)
     loop_timer_set_in(l, &e->drain_timer, e->o->drain_timeout_ms);
 }
 
+/* Connections the bottle hands over (namespace backend): served like accepted ones. */
+static void on_handoff(struct loop_source *src, uint32_t events)
+{
+    struct egress *e = src->userdata;
+    (void)events;
+
+    for (int i = 0; i < 64; i++) {
+        int fd = -1;
+        int r = handoff_recv(src->fd, &fd);
+        if (r == 0)
+            return;
+        if (r == -EBADMSG) {
+            log_warn("egress: refused a malformed connection hand-off from the bottle");
+            continue;
+        }
+        if (r < 0) {
+            /* EOF or error: the bottle is gone; its connections still being served stay. */
+            loop_del(e->loop, src);
+            return;
+        }
+        proxy_adopt(e->proxy, fd);
+    }
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -137,6 +164,14 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         }
         dns_filter_set_policy(e.dns, e.policy);
     }
+    if (o->handoff_fd >= 0) {
+        fd_set_nonblock(o->handoff_fd, true);
+        r = loop_add(e.loop, &e.handoff_src, o->handoff_fd, EPOLLIN, on_handoff, &e);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the hand-off socket");
+            goto out;
+        }
+    }
     if ((r = loop_add_signal(e.loop, SIGHUP, on_hup, &e)) < 0 ||
         (r = loop_add_signal(e.loop, SIGTERM, on_term, &e)) < 0 ||
         (r = loop_add_signal(e.loop, SIGINT, on_term, &e)) < 0) {
@@ -163,6 +198,10 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     }
     r = loop_run(e.loop);
 out:
+    if (e.loop)
+        loop_del(e.loop, &e.handoff_src);
+    if (o->handoff_fd >= 0)
+        close(o->handoff_fd);
     proxy_free(e.proxy);
     dns_filter_free(e.dns);
     resolver_free(e.res);

@@ -23,6 +23,9 @@ struct egress_options {
     struct proxy_limits limits;
     unsigned drain_timeout_ms;
     int ready_fd; /* >= 0: write "ready\n" there once listening, then close it */
+    /* >= 0: a SOCK_SEQPACKET socket over which the bottle hands over proxy connections
+     * (channel/handoff.h); owned by the daemon. -1: none. */
+    int handoff_fd;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
      * policy then stays in force. */
     int (*reload)(void *userdata, struct policy **ret);

@@ -24,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -278,6 +279,14 @@ static int start_relay(struct init_state *st, const struct bottle_spec *s)
     }
     cfg.dead = on_channel_dead;
     cfg.userdata = st;
+    {
+        /* The namespace backend may give us a hand-off socket to the daemon. */
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (getsockopt(BOTTLE_HANDOFF_FD, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+            type == SOCK_SEQPACKET && fcntl(BOTTLE_HANDOFF_FD, F_SETFD, FD_CLOEXEC) == 0)
+            cfg.handoff_fd = BOTTLE_HANDOFF_FD;
+    }
     return channel_guest_relay_start(st->loop, fd, &cfg, &st->relay);
 }
 

@@ -52,6 +52,9 @@
 /* By convention the namespace launcher hands the channel to bottle-init as this fd. */
 #define BOTTLE_CHANNEL_FD 3
 #define BOTTLE_SPEC_FD 4
+/* Namespace backend only: a SOCK_SEQPACKET socket to the egress daemon for handing over proxy
+ * connections (channel/handoff.h). Absent (not a socket) elsewhere. */
+#define BOTTLE_HANDOFF_FD 5
 
 enum bottle_rootfs {
     BOTTLE_ROOTFS_BIND, /* host paths are visible to bottle-init (namespace backend) */

@@ -1257,14 +1257,80 @@ static void conn_close(struct conn *c)
     loop_defer(px->loop, &c->free_defer, conn_free_deferred, c);
 }
 
+/* Start serving a connected client socket (non-blocking). Returns 0, or -errno (fd not taken). */
+static int conn_new(struct proxy *px, int fd)
+{
+    struct conn *c;
+    int one = 1, r;
+
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c = xcalloc(1, sizeof(*c));
+    c->px = px;
+    side_init(&c->c);
+    side_init(&c->u);
+    c->pipe_cu[0] = c->pipe_cu[1] = c->pipe_uc[0] = c->pipe_uc[1] = -1;
+    buf_init(&c->cin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    buf_init(&c->toup, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    buf_init(&c->tocl, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    buf_init(&c->uin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    loop_timer_init(&c->timer, on_timer, c);
+    exchange_reset(c);
+    c->state = CS_READ_HEAD;
+    c->last_active = loop_now(px->loop);
+    c->deadline = c->last_active + (uint64_t)px->lim.head_timeout_ms * 1000000ull;
+    c->c.fd = fd;
+    r = loop_add(px->loop, &c->c.src, fd, EPOLLIN, on_io, c);
+    if (r < 0) {
+        free(c);
+        return r;
+    }
+    c->next = px->conns;
+    if (px->conns)
+        px->conns->prev = c;
+    px->conns = c;
+    px->st.accepted++;
+    px->st.open_conns++;
+    arm_timer(c);
+    return 0;
+}
+
+/* Answer 503 and close: over the connection limit, or draining. */
+static bool refuse_if_busy(struct proxy *px, int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "X-Bottle-Error: too-many-connections\r\n"
+                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    ssize_t w;
+
+    if (px->st.open_conns < px->lim.max_conns && !px->drain_fn)
+        return false;
+    w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    close(fd);
+    px->st.refused_busy++;
+    return true;
+}
+
+int proxy_adopt(struct proxy *px, int fd)
+{
+    int r;
+
+    if (refuse_if_busy(px, fd))
+        return 0;
+    r = fd_set_nonblock(fd, true);
+    if (r >= 0)
+        r = conn_new(px, fd);
+    if (r < 0)
+        close(fd);
+    return r;
+}
+
 static void on_accept(struct loop_source *src, uint32_t events)
 {
     struct proxy *px = src->userdata;
     (void)events;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        struct conn *c;
-        int one = 1;
         int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if ((errno == EMFILE || errno == ENFILE) && px->spare_fd >= 0) {
@@ -1280,44 +1346,10 @@ static void on_accept(struct loop_source *src, uint32_t events)
             }
             return; /* EAGAIN: done */
         }
-        if (px->st.open_conns >= px->lim.max_conns || px->drain_fn) {
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                                       "X-Bottle-Error: too-many-connections\r\n"
-                                       "Content-Length: 0\r\nConnection: close\r\n\r\n";
-            ssize_t w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            (void)w;
-            close(fd);
-            px->st.refused_busy++;
+        if (refuse_if_busy(px, fd))
             continue;
-        }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        c = xcalloc(1, sizeof(*c));
-        c->px = px;
-        side_init(&c->c);
-        side_init(&c->u);
-        c->pipe_cu[0] = c->pipe_cu[1] = c->pipe_uc[0] = c->pipe_uc[1] = -1;
-        buf_init(&c->cin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-        buf_init(&c->toup, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-        buf_init(&c->tocl, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-        buf_init(&c->uin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-        loop_timer_init(&c->timer, on_timer, c);
-        exchange_reset(c);
-        c->state = CS_READ_HEAD;
-        c->last_active = loop_now(px->loop);
-        c->deadline = c->last_active + (uint64_t)px->lim.head_timeout_ms * 1000000ull;
-        c->c.fd = fd;
-        if (loop_add(px->loop, &c->c.src, fd, EPOLLIN, on_io, c) < 0) {
+        if (conn_new(px, fd) < 0)
             close(fd);
-            free(c);
-            continue;
-        }
-        c->next = px->conns;
-        if (px->conns)
-            px->conns->prev = c;
-        px->conns = c;
-        px->st.accepted++;
-        px->st.open_conns++;
-        arm_timer(c);
     }
 }
 

@@ -50,6 +50,12 @@ void proxy_set_policy(struct proxy *px, const struct policy *p);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
+/*
+ * Serve a client connection accepted elsewhere (the namespace backend hands over connections
+ * the bottle made to A:3128). Takes ownership of fd, a connected TCP socket; the caller has
+ * checked that it is one. Returns 0 (also when it was refused with 503) or -errno.
+ */
+int proxy_adopt(struct proxy *px, int fd);
 /* The address the proxy listens on (useful with port 0). Returns 0 or -errno. */
 int proxy_local_addr(const struct proxy *px, struct net_addr *ret);
 /* Closes every connection. */

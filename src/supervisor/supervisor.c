@@ -51,6 +51,7 @@ struct sv {
 
     pid_t daemon_pid;
     int daemon_pidfd;
+    int handoff; /* the bottle's end of the connection hand-off socket (channel/handoff.h) */
     struct loop_source daemon_src;
 
     const struct backend_ops *be;
@@ -271,9 +272,19 @@ static int start_daemon(struct sv *s, struct policy *policy)
     eo.reload = s->o->reload;
     eo.reload_userdata = s->o->reload_userdata;
 
+    int hand[2];
+
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
         policy_free(policy);
         return log_errno(LOG_LVL_ERROR, -errno, "pipe");
+    }
+    /* Proxy connections made inside a namespace bottle are handed to the daemon directly. */
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) < 0) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        policy_free(policy);
+        return log_errno(LOG_LVL_ERROR, r, "socketpair");
     }
     fflush(NULL);
     pid = fork();
@@ -281,6 +292,8 @@ static int start_daemon(struct sv *s, struct policy *policy)
         r = -errno;
         close(pipefd[0]);
         close(pipefd[1]);
+        close(hand[0]);
+        close(hand[1]);
         policy_free(policy);
         return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
     }
@@ -293,9 +306,10 @@ static int start_daemon(struct sv *s, struct policy *policy)
          * stdin, not the locks. */
         if (s->devnull >= 0)
             dup2(s->devnull, 0);
-        if (dup3(pipefd[1], 3, O_CLOEXEC) < 0)
+        if (dup3(pipefd[1], 3, O_CLOEXEC) < 0 || dup3(hand[0], 4, O_CLOEXEC) < 0)
             _exit(125);
-        close_range(4, ~0u, 0);
+        close_range(5, ~0u, 0);
+        eo.handoff_fd = 4;
         eo.ready_fd = 3;
         setsid();
         if (log_get_level() < LOG_LVL_DEBUG)
@@ -303,6 +317,8 @@ static int start_daemon(struct sv *s, struct policy *policy)
         _exit(egress_run(&eo, policy) < 0 ? 125 : 0);
     }
     close(pipefd[1]);
+    close(hand[0]);
+    s->handoff = hand[1];
     policy_free(policy); /* the daemon has its own copy */
     s->daemon_pid = pid;
     s->daemon_pidfd = pidfd_open_(pid);
@@ -537,6 +553,7 @@ static int start_bottle(struct sv *s)
     ca.spec = &spec;
     ca.paths.init = s->o->init_path;
     ca.cpus_milli = s->o->cpus_milli;
+    ca.handoff_fd = s->handoff;
     ca.memory_bytes = s->o->memory_bytes;
     if (s->use_tty) {
         ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
@@ -552,6 +569,9 @@ static int start_bottle(struct sv *s)
     r = s->be->start(s->bottle, &s->started);
     if (r < 0)
         return r;
+    /* bottle-init has its copy; ours would keep the socket open after the bottle is gone. */
+    close(s->handoff);
+    s->handoff = -1;
     if (s->use_tty) {
         /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
         close(s->tty.slave);
@@ -575,7 +595,12 @@ static int start_bottle(struct sv *s)
 
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
-    struct sv s = { .o = o, .dir_lock = -1, .daemon_pidfd = -1, .audit_fd = -1, .status = 125 };
+    struct sv s = { .o = o,
+                    .dir_lock = -1,
+                    .daemon_pidfd = -1,
+                    .handoff = -1,
+                    .audit_fd = -1,
+                    .status = 125 };
     int r;
 
     s.alias.lock_fd = -1;
@@ -675,6 +700,8 @@ out:
         close(s.audit_fd);
     if (s.devnull >= 0)
         close(s.devnull);
+    if (s.handoff >= 0)
+        close(s.handoff);
     buf_done(&s.audit_tail);
     for (size_t i = 0; i < s.n_notified; i++)
         free(s.notified[i]);

@@ -62,6 +62,7 @@ struct ns_bottle {
     uint32_t uid, gid;   /* the command's ids (mapped to themselves) */
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
+    int handoff_fd; /* not owned; -1: none */
     int cgroup_fd; /* -1: no limits applied */
     char cgroup_path[PATH_MAX];
     pid_t pid;
@@ -337,6 +338,7 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
     b->gid = tmp.gid;
     for (size_t i = 0; i < 3; i++)
         b->stdio[i] = args->stdio[i];
+    b->handoff_fd = args->handoff_fd;
     buf_init(&b->spec, BOTTLE_SPEC_MAX_SIZE);
     r = bottle_spec_encode(&tmp, &b->spec);
     if (r < 0) {
@@ -397,8 +399,12 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
     struct __user_cap_data_struct caps[2];
     char c;
-    int e;
+    int e, handoff_fd;
 
+    /* err_fd must survive the dup3()s onto the fixed slots (3..5) below. */
+    err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
+    if (err_fd < 0)
+        _exit(125);
     /* The bottle dies with its launcher. (getppid() is 0 here: the parent is outside our pid
      * namespace. If it died before this prctl, the read below sees EOF.) */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -423,7 +429,8 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     /* Move everything we pass above the fixed slots first, so the dup3s cannot clobber. */
     chan_fd = fcntl(chan_fd, F_DUPFD_CLOEXEC, 10);
     spec_fd = fcntl(spec_fd, F_DUPFD_CLOEXEC, 10);
-    if (chan_fd < 0 || spec_fd < 0)
+    handoff_fd = b->handoff_fd >= 0 ? fcntl(b->handoff_fd, F_DUPFD_CLOEXEC, 10) : -1;
+    if (chan_fd < 0 || spec_fd < 0 || (b->handoff_fd >= 0 && handoff_fd < 0))
         goto fail;
     {
         int moved[3];
@@ -437,10 +444,11 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
         }
     }
     if (child_place_fd(chan_fd, BOTTLE_CHANNEL_FD) < 0 ||
-        child_place_fd(spec_fd, BOTTLE_SPEC_FD) < 0)
+        child_place_fd(spec_fd, BOTTLE_SPEC_FD) < 0 ||
+        (handoff_fd >= 0 && child_place_fd(handoff_fd, BOTTLE_HANDOFF_FD) < 0))
         goto fail;
     /* Nothing else of the launcher reaches the bottle. */
-    if (syscall(SYS_close_range, BOTTLE_SPEC_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0 &&
+    if (syscall(SYS_close_range, BOTTLE_HANDOFF_FD + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0 &&
         errno != ENOSYS)
         goto fail;
     execve(b->init, argv, envp);

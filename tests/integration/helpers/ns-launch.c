@@ -58,7 +58,7 @@ int main(int argc, char **argv)
         { NULL, 0, NULL, 0 },
     };
     struct bottle_spec spec = { 0 };
-    struct backend_create_args args = { .stdio = { -1, -1, -1 } };
+    struct backend_create_args args = { .stdio = { -1, -1, -1 }, .handoff_fd = -1 };
     const struct backend_ops *ops;
     struct backend_probe probe;
     struct backend_started started;

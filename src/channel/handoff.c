@@ -1,0 +1,113 @@
+#include "channel/handoff.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define HANDOFF_BYTE 'C'
+
+int handoff_send(int sock, int fd)
+{
+    char byte = HANDOFF_BYTE;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = u.buf,
+        .msg_controllen = sizeof(u.buf),
+    };
+    struct cmsghdr *cm;
+
+    memset(u.buf, 0, sizeof(u.buf));
+    cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+        return errno ? -errno : -EIO;
+    return 0;
+}
+
+static int sockopt_int(int fd, int level, int name, int *ret)
+{
+    socklen_t l = sizeof(*ret);
+    if (getsockopt(fd, level, name, ret, &l) < 0)
+        return -errno;
+    return 0;
+}
+
+static bool is_connected_tcp(int fd)
+{
+    int domain, type, proto, listening;
+
+    if (sockopt_int(fd, SOL_SOCKET, SO_DOMAIN, &domain) < 0 ||
+        sockopt_int(fd, SOL_SOCKET, SO_TYPE, &type) < 0 ||
+        sockopt_int(fd, SOL_SOCKET, SO_PROTOCOL, &proto) < 0 ||
+        sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening) < 0)
+        return false;
+    struct sockaddr_storage peer;
+    socklen_t pl = sizeof(peer);
+
+    if (!((domain == AF_INET || domain == AF_INET6) && type == SOCK_STREAM &&
+          proto == IPPROTO_TCP && !listening))
+        return false;
+    return getpeername(fd, (struct sockaddr *)&peer, &pl) == 0;
+}
+
+int handoff_recv(int sock, int *ret_fd)
+{
+    char byte = 0;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    struct msghdr msg = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = u.buf,
+        .msg_controllen = sizeof(u.buf),
+    };
+    int fd = -1, nfds = 0, r = 0;
+    ssize_t n;
+
+    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0)
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
+    if (n == 0)
+        return -EPIPE;
+    /* Collect whatever descriptors arrived, so none leaks whatever else is wrong. */
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int one;
+            memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (nfds++ == 0)
+                fd = one;
+            else
+                close(one);
+        }
+    }
+    if (n != 1 || byte != HANDOFF_BYTE || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
+        nfds != 1)
+        r = -EBADMSG;
+    else if (!is_connected_tcp(fd))
+        r = -EBADMSG;
+    if (r < 0) {
+        if (fd >= 0)
+            close(fd);
+        return r;
+    }
+    *ret_fd = fd;
+    return 1;
+}
