@@ -98,8 +98,7 @@ int handoff_recv(int sock, int *ret_fd)
                 close(one);
         }
     }
-    if (n != 1 || byte != HANDOFF_BYTE || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
-        nfds != 1)
+    if (n != 1 || byte != HANDOFF_BYTE || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || nfds != 1)
         r = -EBADMSG;
     else if (!is_connected_tcp(fd))
         r = -EBADMSG;

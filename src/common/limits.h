@@ -13,8 +13,9 @@
 /* Host names (RFC 1035 2.3.4) */
 #define BB_MAX_HOSTNAME 253
 #define BB_MAX_LABEL 63
-#define BB_MAX_HOST_INPUT 1024 /* raw host text we are willing to look at (IDN before conversion)  \
-                                */
+#define BB_MAX_HOST_INPUT                                                                          \
+    1024 /* raw host text we are willing to look at (IDN before conversion)                        \
+          */
 
 /* Policy */
 #define BB_MAX_PATTERNS 4096

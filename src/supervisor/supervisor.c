@@ -595,12 +595,9 @@ static int start_bottle(struct sv *s)
 
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
-    struct sv s = { .o = o,
-                    .dir_lock = -1,
-                    .daemon_pidfd = -1,
-                    .handoff = -1,
-                    .audit_fd = -1,
-                    .status = 125 };
+    struct sv s = {
+        .o = o, .dir_lock = -1, .daemon_pidfd = -1, .handoff = -1, .audit_fd = -1, .status = 125
+    };
     int r;
 
     s.alias.lock_fd = -1;

@@ -63,7 +63,7 @@ struct ns_bottle {
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
     int handoff_fd; /* not owned; -1: none */
-    int cgroup_fd; /* -1: no limits applied */
+    int cgroup_fd;  /* -1: no limits applied */
     char cgroup_path[PATH_MAX];
     pid_t pid;
     int pidfd;
