@@ -90,11 +90,13 @@ struct conn {
     char method[16];
     uint64_t bytes_up, bytes_down;
 
+    const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
     struct resolve_req *rq;
     struct sockaddr_storage addrs[BB_MAX_ADDRS];
     size_t naddrs, addr_idx;
     char up_host[BB_MAX_HOSTNAME + 1]; /* what the open upstream connection is for */
     uint16_t up_port;
+    struct sockaddr_storage up_addr; /* the vetted address it is connected to */
 
     /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
     int pipe_cu[2], pipe_uc[2];
@@ -343,6 +345,9 @@ static void conn_bad_request(struct conn *c, const struct http_error *e)
     char msg[256];
 
     c->px->st.bad_requests++;
+    c->status = e->status ? e->status : 400;
+    if (!c->audited)
+        conn_audit(c, false, e->status == 408 ? "head-timeout" : "bad-request");
     snprintf(msg, sizeof(msg), "bot-bottle: bad request: %s", e->msg ? e->msg : "malformed");
     log_debug("proxy: %d %s", e->status, e->msg ? e->msg : "");
     conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
@@ -356,6 +361,7 @@ static void exchange_reset(struct conn *c)
     c->port = 0;
     c->is_connect = c->is_head = false;
     c->audited = false;
+    c->close_reason = NULL;
     c->status = 0;
     c->method[0] = '\0';
     c->bytes_up = c->bytes_down = 0;
@@ -406,6 +412,8 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
             host_parse(hh.p, hh.len, &hhost, &herr) < 0 || hhost.kind != c->host.kind ||
             strcmp(hhost.name, c->host.name) != 0 || hport != t.port) {
             struct http_error me = { 400, "the Host header does not match the request target" };
+            c->status = 400;
+            conn_audit(c, false, "host-mismatch");
             conn_bad_request(c, &me);
             return;
         }
@@ -435,8 +443,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
 
     /* Reuse the upstream connection of the previous exchange when it goes to the same place. */
     if (c->u.fd >= 0) {
+        /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
-            strcmp(c->up_host, c->host.name) == 0) {
+            strcmp(c->up_host, c->host.name) == 0 &&
+            policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
+                V_ALLOW) {
             c->state = CS_SEND_REQ;
             return;
         }
@@ -506,7 +517,7 @@ static int step_read_head(struct conn *c)
         return 1;
     }
     r = http_parse_request(c->cin.p, (size_t)end, &req, &e);
-    if (r < 0) {
+    if (r <= 0) {
         conn_bad_request(c, &e);
         return 1;
     }
@@ -621,6 +632,7 @@ static int step_connect(struct conn *c)
     c->deadline = 0;
     snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
     c->up_port = c->port;
+    c->up_addr = c->addrs[c->addr_idx];
     c->px->st.allowed++;
     if (c->is_connect) {
         c->status = 200;
@@ -770,7 +782,7 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     r = http_parse_response(c->uin.p, (size_t)end, slice_cstr(c->method), &resp, &e);
-    if (r < 0) {
+    if (r <= 0) {
         conn_upstream_error(c, 502, "bad-upstream-response", e.msg ? e.msg : "malformed response");
         return 1;
     }
@@ -975,7 +987,6 @@ static int step_tunnel(struct conn *c)
     if (r2 < 0)
         return r2;
     if (c->c.wshut && c->u.wshut) {
-        conn_audit(c, true, "closed");
         conn_close(c);
         return 0;
     }
@@ -1070,10 +1081,13 @@ static void set_interest(struct conn *c)
     default:
         return;
     }
+    /* epoll reports EPOLLERR/EPOLLHUP even with no interest; level-triggered, a reset socket
+     * we are not using right now would wake us forever. With no interest, ask for edges only:
+     * it is reported once, and the step that next uses the socket sees the error. */
     if (c->c.fd >= 0)
-        loop_mod(px->loop, &c->c.src, ce);
+        loop_mod(px->loop, &c->c.src, ce ? ce : EPOLLET);
     if (c->u.fd >= 0 && c->u.src.registered)
-        loop_mod(px->loop, &c->u.src, ue);
+        loop_mod(px->loop, &c->u.src, ue ? ue : EPOLLET);
 }
 
 static void arm_timer(struct conn *c)
@@ -1117,8 +1131,6 @@ static void conn_run(struct conn *c)
     }
     if (r < 0) {
         /* An I/O error on the client side, or in a tunnel: nothing useful can be said. */
-        if (c->is_connect && c->state == CS_TUNNEL)
-            conn_audit(c, true, "closed");
         conn_close(c);
         return;
     }
@@ -1186,10 +1198,7 @@ static void on_timer(struct loop_timer *t)
         return;
     }
     if (now - c->last_active >= (uint64_t)px->lim.idle_timeout_ms * 1000000ull) {
-        if (c->state == CS_TUNNEL)
-            conn_audit(c, true, "idle-timeout");
-        else if (c->state != CS_READ_HEAD && !c->audited && c->host.name[0])
-            conn_audit(c, true, "idle-timeout");
+        c->close_reason = "idle-timeout";
         conn_close(c);
         return;
     }
@@ -1236,6 +1245,13 @@ static void conn_close(struct conn *c)
 
     if (c->state == CS_CLOSED)
         return;
+    /* The last word on an exchange that was allowed and had started, however it ends (the
+     * client went away, an error, a timeout, a drain): data may have left, so there must be a
+     * record (S9). A tunnel gets its closing record with the byte counts. */
+    if (c->state == CS_TUNNEL)
+        conn_audit(c, true, c->close_reason ? c->close_reason : "closed");
+    else if (!c->audited && c->host.name[0] && c->state != CS_READ_HEAD && c->state != CS_DRAIN)
+        conn_audit(c, true, c->close_reason ? c->close_reason : "aborted");
     c->state = CS_CLOSED;
     if (c->rq) {
         resolve_req_cancel(c->rq);

@@ -306,7 +306,11 @@ static int start_daemon(struct sv *s, struct policy *policy)
          * stdin, not the locks. */
         if (s->devnull >= 0)
             dup2(s->devnull, 0);
-        if (dup3(pipefd[1], 3, O_CLOEXEC) < 0 || dup3(hand[0], 4, O_CLOEXEC) < 0)
+        /* Move both above the fixed slots first, so placing one cannot clobber the other. */
+        pipefd[1] = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+        hand[0] = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
+        if (pipefd[1] < 0 || hand[0] < 0 || dup3(pipefd[1], 3, O_CLOEXEC) < 0 ||
+            dup3(hand[0], 4, O_CLOEXEC) < 0)
             _exit(125);
         close_range(5, ~0u, 0);
         eo.handoff_fd = 4;

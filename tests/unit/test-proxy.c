@@ -61,6 +61,8 @@ static void origin_on_conn(struct loop_source *s, uint32_t ev)
     }
     snprintf(o->last_head, sizeof(o->last_head), "%s", buf);
     o->requests++;
+    if (strstr(buf, " /slow "))
+        return; /* never answered */
     if (send(s->fd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL) < 0)
         return;
 }
@@ -285,6 +287,56 @@ static void test_pipelined_burst(void **state)
     close(fd);
 }
 
+/* A client that resets its connection while the proxy waits for the upstream: the proxy must
+ * not spin on the reset socket (EPOLLERR/EPOLLHUP are reported even without interest), and the
+ * allowed request that went upstream still gets its audit record. */
+static void test_reset_while_waiting_no_spin(void **state)
+{
+    struct fx *f = *state;
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    char req[256], audit[8192] = { 0 };
+    int fd = client_connect(f), events = 0, afd;
+
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/slow HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", f->origin.port,
+             f->origin.port);
+    send_all(fd, req);
+    for (int i = 0; i < 50 && f->origin.requests == 0; i++)
+        loop_run_once(f->loop, 10);
+    assert_int_equal(f->origin.requests, 1);
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd); /* RST */
+    for (int i = 0; i < 10; i++)
+        events += loop_run_once(f->loop, 20);
+    assert_true(events <= 3);
+    /* closing the connection (here: at teardown, or the idle timeout) writes the record */
+    fake_now += 700ull * 1000000000ull;
+    loop_run_once(f->loop, 10);
+    afd = open(f->audit_path, O_RDONLY);
+    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
+    close(afd);
+    assert_non_null(strstr(audit, "\"decision\":\"allow\",\"reason\":\"idle-timeout\""));
+}
+
+static void test_host_mismatch_audited(void **state)
+{
+    struct fx *f = *state;
+    char out[4096], audit[4096] = { 0 }, req[256];
+    int fd = client_connect(f), afd;
+
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+             f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 400 "));
+    close(fd);
+    afd = open(f->audit_path, O_RDONLY);
+    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
+    close(afd);
+    assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"host-mismatch\""));
+    assert_int_equal(f->origin.accepted, 0);
+}
+
 static void test_head_timeout(void **state)
 {
     struct fx *f = *state;
@@ -387,6 +439,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_denied_name, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_while_waiting_no_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_host_mismatch_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_tunnel, setup, teardown),
