@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <seccomp.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "common/syscalls.h"
 
 /* LeakSanitizer stops the world at exit with ptrace; sanitizer builds (tests only) keep it. */
 #if defined(__SANITIZE_ADDRESS__)
@@ -18,51 +20,12 @@
 #endif
 #endif
 
-static const char *const denied[] = {
+/* On top of the common list (common/syscalls.h): the daemon never runs a program, never
+ * creates namespaces, and has no use for personality flags. */
+static const char *const daemon_denied[] = {
     "execve",
     "execveat",
-#ifndef BB_SANITIZER_BUILD
-    "ptrace",
-#endif
-    "process_vm_readv",
-    "process_vm_writev",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "move_mount",
-    "open_tree",
-    "fsopen",
-    "fsmount",
-    "fsconfig",
-    "fspick",
-    "mount_setattr",
     "unshare",
-    "setns",
-    "kexec_load",
-    "kexec_file_load",
-    "bpf",
-    "perf_event_open",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    "userfaultfd",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "acct",
-    "quotactl",
-    "syslog",
-    "iopl",
-    "ioperm",
     "personality",
 };
 
@@ -94,8 +57,15 @@ int egress_confine(void)
     ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (!ctx)
         return -ENOMEM;
-    for (size_t i = 0; i < ARRAY_SIZE(denied); i++) {
-        int nr = seccomp_syscall_resolve_name(denied[i]);
+    for (size_t i = 0; i < bb_n_denied_syscalls + ARRAY_SIZE(daemon_denied); i++) {
+        const char *name = i < bb_n_denied_syscalls ? bb_denied_syscalls[i]
+                                                    : daemon_denied[i - bb_n_denied_syscalls];
+        int nr;
+#ifdef BB_SANITIZER_BUILD
+        if (strcmp(name, "ptrace") == 0)
+            continue;
+#endif
+        nr = seccomp_syscall_resolve_name(name);
         if (nr == __NR_SCMP_ERROR)
             continue; /* not on this architecture */
         r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);

@@ -1,4 +1,5 @@
 /* The bottle's seccomp filter. */
+#include "common/syscalls.h"
 #include "guest/seccomp-filter.h"
 
 #include <errno.h>
@@ -12,59 +13,6 @@
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
 #endif
-
-const char *const guest_seccomp_denied[] = {
-    /* changing namespaces or the mount table after setup */
-    "setns",
-    "mount",
-    "umount",
-    "umount2",
-    "pivot_root",
-    "chroot",
-    "move_mount",
-    "open_tree",
-    "fsopen",
-    "fsmount",
-    "fsconfig",
-    "fspick",
-    "mount_setattr",
-    /* reaching into other processes */
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    /* kernel attack surface a coding agent never needs */
-    "kexec_load",
-    "kexec_file_load",
-    "bpf",
-    "perf_event_open",
-    "userfaultfd",
-    "io_uring_setup",
-    "io_uring_enter",
-    "io_uring_register",
-    /* the kernel keyring is not namespaced: it could carry host secrets */
-    "keyctl",
-    "add_key",
-    "request_key",
-    /* modules, power, swap, accounting, quotas */
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "acct",
-    "quotactl",
-    "quotactl_fd",
-    /* file handles bypass path-based confinement (the "shocker" escape) */
-    "open_by_handle_at",
-    "name_to_handle_at",
-    /* host-wide information and raw hardware */
-    "lookup_dcookie",
-    "iopl",
-    "ioperm",
-    "syslog",
-};
-const size_t guest_seccomp_n_denied = ARRAY_SIZE(guest_seccomp_denied);
 
 const unsigned long guest_seccomp_ns_flags[] = {
     CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET,
@@ -112,8 +60,8 @@ int guest_seccomp_build(int err, scmp_filter_ctx *ret)
         if (r < 0 && r != -EEXIST)
             return r;
     }
-    for (size_t i = 0; i < guest_seccomp_n_denied; i++) {
-        r = deny_name(ctx, deny, guest_seccomp_denied[i], 0, NULL);
+    for (size_t i = 0; i < bb_n_denied_syscalls; i++) {
+        r = deny_name(ctx, deny, bb_denied_syscalls[i], 0, NULL);
         if (r < 0)
             return r;
     }

@@ -8,16 +8,14 @@
 #include <seccomp.h>
 #include <stddef.h>
 
-/* Syscalls denied outright (looked up by name; those an architecture lacks are skipped). */
-extern const char *const guest_seccomp_denied[];
-extern const size_t guest_seccomp_n_denied;
+/* Syscalls denied outright: bb_denied_syscalls (common/syscalls.h). */
 
 /* The namespace flags refused by unshare(2) and clone(2) (any one of them denies the call). */
 extern const unsigned long guest_seccomp_ns_flags[];
 extern const size_t guest_seccomp_n_ns_flags;
 
 /*
- * Builds the filter: default allow; every guest_seccomp_denied call, unshare/clone with any
+ * Builds the filter: default allow; every bb_denied_syscalls call, unshare/clone with any
  * namespace flag, and ioctl TIOCSTI/TIOCLINUX fail with `err`; clone3 fails with ENOSYS (its
  * flags live in memory a filter cannot read, and libc falls back to clone). On x86_64 the
  * same rules cover the i386 and x32 ABIs. Returns 0 and *ret (the caller owns it: load with

@@ -24,6 +24,7 @@
 #include "common/buf.h"
 #include "common/str.h"
 #include "guest/rootfs.h"
+#include "common/syscalls.h"
 #include "guest/seccomp-filter.h"
 #include "guest/spec.h"
 
@@ -469,8 +470,8 @@ static int seccomp_child(void)
     seccomp_release(ctx);
     for (size_t i = 0; i < sizeof(must_deny) / sizeof(must_deny[0]); i++)
         bad += check_denied(must_deny[i]);
-    for (size_t i = 0; i < guest_seccomp_n_denied; i++)
-        bad += check_denied(guest_seccomp_denied[i]);
+    for (size_t i = 0; i < bb_n_denied_syscalls; i++)
+        bad += check_denied(bb_denied_syscalls[i]);
     for (size_t i = 0; i < guest_seccomp_n_ns_flags; i++) {
         e = try_syscall(SYS_unshare, (long)guest_seccomp_ns_flags[i], 0);
         if (e != TEST_ERRNO) {
