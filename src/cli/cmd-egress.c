@@ -48,15 +48,22 @@ static void usage(FILE *f)
             "read as described in docs/config.md; the command line wins.\n");
 }
 
-static int parse_ms(const char *opt, const char *arg, unsigned *ret)
+/* A positive number up to max; what names the unit in the error message. */
+static int parse_count(const char *opt, const char *arg, uint64_t max, const char *what,
+                       unsigned *ret)
 {
     uint64_t v;
-    if (str_to_u64_cstr(arg, 86400000, &v) < 0 || v == 0) {
-        log_error("%s '%s': expected milliseconds (1..86400000)", opt, arg);
+    if (str_to_u64_cstr(arg, max, &v) < 0 || v == 0) {
+        log_error("%s '%s': expected %s (1..%llu)", opt, arg, what, (unsigned long long)max);
         return -EINVAL;
     }
     *ret = (unsigned)v;
     return 0;
+}
+
+static int parse_ms(const char *opt, const char *arg, unsigned *ret)
+{
+    return parse_count(opt, arg, 86400000, "milliseconds", ret);
 }
 
 int cmd_egress(int argc, char **argv)
@@ -129,7 +136,8 @@ int cmd_egress(int argc, char **argv)
                 goto out;
             break;
         case OPT_MAX_CONNS:
-            if (parse_ms("--max-conns", optarg, &o.limits.max_conns) < 0)
+            if (parse_count("--max-conns", optarg, 1000000, "a number of connections",
+                            &o.limits.max_conns) < 0)
                 goto out;
             break;
         case 'v':
