@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bdir=build-fuzz
 [ -d "$bdir" ] || { echo "fuzz: run 'make fuzz' first" >&2; exit 2; }
-targets=$(cd "$bdir/tests/fuzz" && ls fuzz-* 2>/dev/null | grep -v '\.p$' | sed 's/^fuzz-//')
+targets=$(find "$bdir/tests/fuzz" -maxdepth 1 -type f -executable -name 'fuzz-*' -printf '%f\n' |
+    sed 's/^fuzz-//' | sort)
 if [ $# -eq 0 ]; then
     echo "$targets"
     exit 0
