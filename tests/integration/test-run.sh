@@ -98,16 +98,24 @@ check "S4 (control): it is reachable from the host" bash -c "exec 3<>/dev/tcp/12
 out=$(run -- curl -s --max-time 5 -x "" "http://127.0.0.1:$OTHER/" 2>&1; echo "rc=$?")
 unlike "S4: ... nor through the proxy (ip-literal outside allow_cidr is refused)" "$out" "host-secret"
 
-# two bottles at once, different allowlists; each one cannot reach the other's alias
-(cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-test-a --allow "allowed.test:$HTTP" \
+# two bottles at once, different allowlists; each one cannot reach the other's alias.
+# a stays up until b has made its attempts (b-done), so b's failure is a's alias being
+# unreachable from b, not a being gone.
+rm -f "$T/ws/alias-a" "$T/ws/b-done"
+(cd "$T/ws" && timeout 90 "$BB" run --backend namespace --name bb-test-a --allow "allowed.test:$HTTP" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
-    'echo $HTTP_PROXY >alias-a; getent hosts allowed.test >/dev/null; getent hosts evil.test; sleep 4; curl -s --max-time 5 http://other.test:'"$HTTP"'/hello; echo a-rc=$?' >"$T/a.out" 2>&1) &
+    'echo $HTTP_PROXY >alias-a; getent hosts allowed.test >/dev/null; getent hosts evil.test;
+     i=0; while [ ! -e b-done ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done;
+     curl -s --max-time 5 http://other.test:'"$HTTP"'/hello; echo a-rc=$?' >"$T/a.out" 2>&1) &
 A=$!
-sleep 1.5
+wait_file "$T/ws/alias-a"
 alias_a=$(sed 's#http://##; s#:3128##' "$T/ws/alias-a")
+out=$(curl -s --max-time 5 -x "http://$alias_a:3128" "http://allowed.test:$HTTP/hello")
+is "two bottles (control): a's proxy alias answers from the host" "$out" "hello from fake upstream"
 (cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-test-b --allow "other.test:$HTTP" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
-    'curl -s --max-time 5 http://other.test:'"$HTTP"'/hello; curl -s --max-time 3 -x "http://'"$alias_a"':3128" http://allowed.test:'"$HTTP"'/hello; echo b-rc=$?' >"$T/b.out" 2>&1)
+    'curl -s --max-time 5 http://other.test:'"$HTTP"'/hello; curl -s --max-time 3 -x "http://'"$alias_a"':3128" http://allowed.test:'"$HTTP"'/hello; echo b-rc=$?; touch b-done' >"$T/b.out" 2>&1)
+touch "$T/ws/b-done"
 wait "$A"
 like "two bottles: b reaches its own allowlisted host" "$(cat "$T/b.out")" "hello from fake upstream"
 like "two bottles: b cannot use a's proxy alias" "$(cat "$T/b.out")" "b-rc=[1-9]"
@@ -142,6 +150,7 @@ like "... and the message names --backend namespace" "$(cat "$T/err")" "--backen
 
 # The supervisor's pid, from the bottle's state file.
 supervisor_pid() {
+    wait_file "$STATE/bottles/$1/info.json"
     "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$STATE/bottles/$1/info.json"
 }
 # Live (not zombie) bottle-init processes.
