@@ -233,15 +233,18 @@ static int setup_state(struct sv *s)
 
 static void write_info(struct sv *s)
 {
-    char path[800];
+    char path[800], tmp[800];
     json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s}", "name", s->name, "backend",
                           s->be ? s->be->name : "", "alias", s->alias.text, "pid", (int)getpid(),
                           "bottle_pid", (int)s->started.pid, "audit", s->audit, "workspace",
                           s->o->workspace);
     if (!o)
         return;
+    /* Written aside and renamed, so a reader never sees half a file. */
+    snprintf(tmp, sizeof(tmp), "%s/.info.json.tmp", s->dir);
     snprintf(path, sizeof(path), "%s/info.json", s->dir);
-    json_dump_file(o, path, JSON_COMPACT);
+    if (json_dump_file(o, tmp, JSON_COMPACT) == 0)
+        rename(tmp, path);
     json_decref(o);
 }
 
