@@ -118,7 +118,7 @@ static int mkdir_private(const char *path)
 /* Remove a state directory's known files and the directory. */
 static void remove_state_dir(const char *dir)
 {
-    static const char *const files[] = { "info.json", "lock" };
+    static const char *const files[] = { "info.json", ".info.json.tmp", "lock" };
     char p[1024];
 
     for (size_t i = 0; i < ARRAY_SIZE(files); i++)
