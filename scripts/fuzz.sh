@@ -24,7 +24,7 @@ run_one() {
     mkdir -p "$corpus"
     cp -r "$corpus"/. "$scratch"/ 2>/dev/null || true
     echo "fuzz: $t for ${secs}s"
-    "$bdir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -jobs=1 -artifact_prefix=tests/fuzz/ \
+    "$bdir/tests/fuzz/fuzz-$t" -max_total_time="$secs" -artifact_prefix=tests/fuzz/ \
         -print_final_stats=1 "$scratch" ${FUZZ_ARGS:-} || { rm -rf "$scratch"; return 1; }
     "$bdir/tests/fuzz/fuzz-$t" -merge=1 "$corpus" "$scratch" >/dev/null 2>&1 || true
     rm -rf "$scratch"
