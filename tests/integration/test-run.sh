@@ -139,6 +139,27 @@ like "S9: the audit log of a bottle has its decisions (allow and deny)" "$(cat "
     '"decision":"deny".*|"decision":"allow"'
 like "S9: ... including DNS decisions" "$(cat "$log" 2>/dev/null)" '"kind":"dns"'
 
+# --- the config file: ./bottle.ini in the current directory, command line on top
+mkdir -p "$T/cfgws"
+cat >"$T/cfgws/bottle.ini" <<INI
+[egress]
+allow = allowed.test:$HTTP
+allow_cidr = 127.0.0.1/32
+upstream_dns = 127.0.0.1:$DNS
+[env]
+pass = BB_TEST_FROM_CONFIG=configured
+INI
+out=$(cd "$T/cfgws" && timeout 60 "$BB" run --backend namespace -- sh -c \
+    'echo "env:$BB_TEST_FROM_CONFIG"; curl -s --max-time 10 http://allowed.test:'"$HTTP"'/hello')
+like "config: ./bottle.ini supplies the allowlist, resolver and [env] pass" "$out" \
+    "env:configured.*hello from fake upstream"
+out=$(cd "$T/cfgws" && timeout 60 "$BB" run --backend namespace --memory 256M -- true 2>&1; echo "rc=$?")
+like "limits: a run with --memory succeeds" "$out" \
+    "rc=0"
+if ! grep -q 'cgroup2' /proc/mounts || ! grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    like "limits: without cgroup v2 controllers a warning says --memory is not enforced" "$out" "warning: --cpus/--memory ignored"
+fi
+
 # --- exit codes
 run -- sh -c 'exit 3'; is "exit: the command's status is returned" "$?" "3"
 run -- /nonexistent-command 2>/dev/null; is "exit: command not found is 127" "$?" "127"
