@@ -954,10 +954,9 @@ static void test_match_speed(void **state)
         allowed += policy_check_host(p, &hosts[i % 4], 443) == V_ALLOW;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / iters;
-    print_message("policy_check_host: %.0f ns per check (50 patterns)\n", ns);
+    /* Informational only (a TAP comment): timing targets live in benchmarks, not tests. */
+    printf("# policy_check_host: %.0f ns per check (50 patterns)\n", ns);
     assert_int_equal(allowed, iters / 2);
-    /* generous bound so sanitizer builds on a loaded machine pass; typical is ~100 ns */
-    assert_true(ns < 2000.0);
     policy_free(p);
 }
 
