@@ -374,6 +374,18 @@ static void exchange_reset(struct conn *c)
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
 
+/*
+ * An idle keep-alive upstream is only worth reusing if the origin has not closed it meanwhile
+ * (servers drop idle connections after a few seconds): a pending EOF, an error or unexpected
+ * bytes all mean "open a new one", instead of a 502 for a request the origin never saw.
+ */
+static bool upstream_idle_alive(int fd)
+{
+    char b;
+    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* Decide on a parsed request; sets up the next state. */
 static void conn_start_exchange(struct conn *c, const struct http_request *req)
 {
@@ -445,7 +457,7 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (c->u.fd >= 0) {
         /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
-            strcmp(c->up_host, c->host.name) == 0 &&
+            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(c->u.fd) &&
             policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
                 V_ALLOW) {
             c->state = CS_SEND_REQ;

@@ -37,6 +37,10 @@ struct origin {
     int requests;
 };
 
+struct fx;
+static struct fx *gfx;
+static struct loop *fx_loop(struct fx *f);
+
 static const char origin_resp[] =
     "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Origin: yes\r\n\r\nhello";
 
@@ -63,6 +67,14 @@ static void origin_on_conn(struct loop_source *s, uint32_t ev)
     o->requests++;
     if (strstr(buf, " /slow "))
         return; /* never answered */
+    if (strstr(buf, " /bye ")) {
+        /* a keep-alive response, then the origin drops the idle connection */
+        if (send(s->fd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL) < 0)
+            return;
+        loop_del(fx_loop(gfx), s);
+        close(s->fd);
+        return;
+    }
     if (send(s->fd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL) < 0)
         return;
 }
@@ -87,7 +99,10 @@ struct fx {
     char audit_path[64];
 };
 
-static struct fx *gfx;
+static struct loop *fx_loop(struct fx *f)
+{
+    return f->loop;
+}
 
 static void origin_accept_cb(struct loop_source *s, uint32_t ev)
 {
@@ -337,6 +352,30 @@ static void test_host_mismatch_audited(void **state)
     assert_int_equal(f->origin.accepted, 0);
 }
 
+/* The origin closed the idle upstream connection between two requests of one client
+ * connection: the proxy opens a new one instead of answering 502. */
+static void test_upstream_closed_while_idle(void **state)
+{
+    struct fx *f = *state;
+    char out[8192], req[256];
+    int fd = client_connect(f);
+
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/bye HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+    for (int i = 0; i < 5; i++)
+        loop_run_once(f->loop, 10); /* the FIN reaches the proxy's upstream socket */
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+    assert_int_equal(f->origin.accepted, 2);
+    close(fd);
+}
+
 static void test_head_timeout(void **state)
 {
     struct fx *f = *state;
@@ -440,6 +479,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_while_waiting_no_spin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upstream_closed_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_mismatch_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
