@@ -720,8 +720,9 @@ static int step_send_req(struct conn *c)
         if (r < 0)
             return r;
     }
-    /* Likewise the request head and the body bytes that came with it. */
-    if (c->toup.len && c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
+    /* Body bytes already read join what is queued (for a small request: the head) so they leave
+     * in one send(), whenever they fit. */
+    if (c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
         r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
         if (r < 0) {
             struct http_error e = { 400, "malformed chunked request body" };
@@ -738,21 +739,14 @@ static int step_send_req(struct conn *c)
         if (c->toup.len)
             return r;
     }
-    /* toup is empty: move more of the request body. */
-    r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
-    if (r < 0) {
-        struct http_error e = { 400, "malformed chunked request body" };
-        conn_bad_request(c, &e);
-        return 1;
-    }
-    if (r == 1 && !c->toup.len) {
+    if (c->req_body == HTTP_BODY_NONE) { /* the whole request is out */
         c->state = CS_READ_RESP;
         buf_reset(&c->uin);
         c->resp_scan = 0;
         return 1;
     }
-    if (c->toup.len)
-        return 1;
+    if (c->cin.len)
+        return 1; /* it fits now that toup is empty */
     /* need more body from the client */
     r = read_into(c->c.fd, &c->cin, RELAY_CHUNK, &c->c.eof);
     if (r == -EPIPE) {
@@ -849,11 +843,12 @@ static int step_send_resp(struct conn *c)
 {
     int r;
 
-    /* Body bytes already read go out with what is queued (the head, for a small response)
-     * in one send(), when they fit. */
-    if (c->tocl.len && c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
+    /* Body bytes already read join what is queued (for a small response: the head) so they
+     * leave in one send(), whenever they fit. */
+    if (c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
         r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
         if (r < 0) {
+            /* Headers are already out: the only honest signal left is to cut the connection. */
             c->upstream_reusable = false;
             conn_audit(c, true, "bad-upstream-body");
             conn_close(c);
@@ -867,20 +862,12 @@ static int step_send_resp(struct conn *c)
         if (c->tocl.len)
             return r;
     }
-    r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
-    if (r < 0) {
-        /* Headers are already out: the only honest signal left is to cut the connection. */
-        c->upstream_reusable = false;
-        conn_audit(c, true, "bad-upstream-body");
-        conn_close(c);
-        return 0;
-    }
-    if (r == 1 && !c->tocl.len) {
+    if (c->resp_body == HTTP_BODY_NONE) { /* the whole response is out */
         exchange_done(c);
         return 1;
     }
-    if (c->tocl.len)
-        return 1;
+    if (c->uin.len)
+        return 1; /* it fits now that tocl is empty */
     if (c->u.eof) {
         if (c->resp_body == HTTP_BODY_CLOSE) {
             c->upstream_reusable = false;
