@@ -679,12 +679,8 @@ out:
     if (s.use_tty)
         tty_relay_done(&s.tty);
     channel_host_relay_free(s.relay);
-    if (s.bottle) {
-        if (!s.done && s.started.pid) {
-            pidfd_signal_(s.started.pidfd, SIGKILL);
-        }
-        s.be->destroy(s.bottle);
-    }
+    if (s.bottle)
+        s.be->destroy(s.bottle); /* kills and reaps what is still running */
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
     stop_daemon(&s);
