@@ -90,9 +90,12 @@ static int pidfd_signal_(int pidfd, int sig)
 int supervisor_state_root(char *buf, size_t size)
 {
     const char *xdg = getenv("XDG_RUNTIME_DIR");
+    const char *over = getenv("BOT_BOTTLE_STATE_DIR");
     int r;
 
-    if (geteuid() == 0)
+    if (over && over[0] == '/')
+        r = str_printf(buf, size, "%s", over);
+    else if (geteuid() == 0)
         r = str_printf(buf, size, "/run/bot-bottle");
     else if (xdg && xdg[0] == '/')
         r = str_printf(buf, size, "%s/bot-bottle", xdg);

@@ -7,6 +7,9 @@ set -uo pipefail
 : "${BB_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 HELPERS="$BB_SOURCE_DIR/tests/integration/helpers"
 T=$(mktemp -d /tmp/bb-test.XXXXXX)
+# Every test keeps its bottles' state (and audit logs) in its own directory, never the real
+# /run/bot-bottle: tests running beside other bottles must not see or reclaim them.
+export BOT_BOTTLE_STATE_DIR="$T/state"
 _n=0
 _failed=0
 _pids=()

@@ -36,7 +36,7 @@ run() {
     (cd "$T/ws" && timeout 60 "$BB" run --backend namespace --allow "allowed.test:$HTTP" \
         --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" "$@")
 }
-STATE=$( [ "$(id -u)" = 0 ] && echo /run/bot-bottle || echo "${XDG_RUNTIME_DIR:-/tmp/bot-bottle-$(id -u)}/bot-bottle")
+STATE=$BOT_BOTTLE_STATE_DIR
 
 # --- S2: through the proxy
 out=$(run -- curl -s --max-time 10 "http://allowed.test:$HTTP/hello")
