@@ -5,7 +5,7 @@
 #   make asan           only the sanitizer build and its suites
 #   make fuzz           libFuzzer binaries in build-fuzz/ (clang); scripts/fuzz.sh runs them
 #   make integration    only the integration suite (build/)
-#   make lint           clang-format check + banned functions
+#   make lint           clang-format check, banned functions, cppcheck
 #   make format         clang-format -i on all sources
 MESON ?= meson
 SUITES ?= unit fuzz-regress integration lint
@@ -16,11 +16,14 @@ suite_args = $(foreach s,$(SUITES),--suite $(s))
 all: build/build.ninja
 	ninja -C build
 
+# Warnings are errors in every build `make check` makes (CI runs `make check` on a fresh clone).
+WERROR ?= -Dwerror=true
+
 build/build.ninja:
-	$(MESON) setup build
+	$(MESON) setup build $(WERROR)
 
 build-asan/build.ninja:
-	$(MESON) setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	$(MESON) setup build-asan $(WERROR) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 build-fuzz/build.ninja:
 	CC=clang $(MESON) setup build-fuzz -Dfuzzing=true -Db_sanitize=address,undefined -Db_lundef=false

@@ -3,7 +3,7 @@
 set -uo pipefail
 src=${1:-$(dirname "$0")/..}
 cd "$src"
-echo "1..2"
+echo "1..3"
 files=$(git ls-files '*.c' '*.h' 2>/dev/null)
 if out=$(clang-format --dry-run -Werror $files 2>&1); then
     echo "ok 1 - clang-format"
@@ -16,4 +16,12 @@ if out=$(scripts/checksrc.sh . 2>&1); then
 else
     echo "$out" | head -40 | sed 's/^/# /'
     echo "not ok 2 - checksrc"
+fi
+# cppcheck: the warning and portability classes (style is clang-format's and checksrc's job).
+if out=$(cppcheck --quiet --enable=warning,portability --inline-suppr --error-exitcode=1 \
+    --suppress=missingIncludeSystem -I src -D__GNUC__ -D_GNU_SOURCE src 2>&1); then
+    echo "ok 3 - cppcheck"
+else
+    echo "$out" | head -40 | sed 's/^/# /'
+    echo "not ok 3 - cppcheck"
 fi
