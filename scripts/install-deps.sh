@@ -11,7 +11,7 @@ packages=(
     # libraries (DESIGN.md section 4)
     libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
     # tests: fake upstreams, clients, namespaces
-    python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc
+    python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc libcap2-bin
     # benchmarks (anchors): bench/*.sh
     squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap runsc
 )

@@ -374,7 +374,7 @@ static int run(int argc, char **argv)
     }
     r = bottle_spec_environ(&spec, &envp);
     if (r >= 0)
-        r = guest_seccomp_build(EPERM, &ctx);
+        r = guest_seccomp_build(EPERM, EAFNOSUPPORT, &ctx);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
         goto out;

@@ -15,10 +15,30 @@ extern const unsigned long guest_seccomp_ns_flags[];
 extern const size_t guest_seccomp_n_ns_flags;
 
 /*
- * Builds the filter: default allow; every bb_denied_syscalls call, unshare/clone with any
- * namespace flag, and ioctl TIOCSTI/TIOCLINUX fail with `err`; clone3 fails with ENOSYS (its
- * flags live in memory a filter cannot read, and libc falls back to clone). On x86_64 the
- * same rules cover the i386 and x32 ABIs. Returns 0 and *ret (the caller owns it: load with
- * seccomp_load(), free with seccomp_release()) or a negative errno.
+ * The calls whose mode argument may not carry S_ISUID or S_ISGID: the argument index of the
+ * mode and, for open/openat, of the flags (the mode only counts with O_CREAT or O_TMPFILE;
+ * -1: always).
  */
-int guest_seccomp_build(int err, scmp_filter_ctx *ret);
+struct guest_seccomp_mode_call {
+    const char *name;
+    int mode_arg;
+    int flags_arg;
+};
+extern const struct guest_seccomp_mode_call guest_seccomp_mode_calls[];
+extern const size_t guest_seccomp_n_mode_calls;
+
+/*
+ * Builds the filter: default allow; these fail with `err`:
+ *  - every bb_denied_syscalls call, unshare/clone with any namespace flag, ioctl
+ *    TIOCSTI/TIOCLINUX;
+ *  - S_ISUID/S_ISGID in the mode of guest_seccomp_mode_calls;
+ * these with `af_err` (EAFNOSUPPORT in production):
+ *  - socket() of any family but AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK/NETLINK_ROUTE;
+ *    socketpair() of any but AF_UNIX;
+ * and these with ENOSYS, because their arguments live in memory a filter cannot read and libc
+ * falls back to a call it can: clone3 (to clone), openat2 (to openat), socketcall (i386; to
+ * the direct socket calls). On x86_64 the same rules cover the i386 and x32 ABIs. Returns 0
+ * and *ret (the caller owns it: load with seccomp_load(), free with seccomp_release()) or a
+ * negative errno.
+ */
+int guest_seccomp_build(int err, int af_err, scmp_filter_ctx *ret);

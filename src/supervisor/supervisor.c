@@ -484,16 +484,48 @@ static void on_audit_timer(struct loop_timer *t)
 
 /* ---------------------------------------------------------------- the bottle */
 
+/*
+ * The bottle's user: ours; but as root started through sudo (SUDO_UID/SUDO_GID set), the
+ * user who ran sudo, so that what the bottle writes on the host is theirs, not root's
+ * (docs/namespace.md, "User and group ids").
+ */
+static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
+{
+    const char *su = getenv("SUDO_UID"), *sg = getenv("SUDO_GID");
+    uint64_t u, g;
+
+    *ret_uid = getuid();
+    *ret_gid = getgid();
+    if (geteuid() != 0 || getuid() != 0 || !su || !sg)
+        return 0;
+    if (str_to_u64_cstr(su, UINT32_MAX - 1, &u) < 0 ||
+        str_to_u64_cstr(sg, UINT32_MAX - 1, &g) < 0) {
+        log_error("SUDO_UID '%s' / SUDO_GID '%s' are not ids; unset both to run the bottle "
+                  "as root",
+                  su, sg);
+        return -EINVAL;
+    }
+    *ret_uid = (uid_t)u;
+    *ret_gid = (gid_t)g;
+    return 0;
+}
+
 static int build_spec(struct sv *s, struct bottle_spec *spec)
 {
-    struct passwd *pw = getpwuid(getuid());
+    struct passwd *pw;
     const char *term = getenv("TERM");
+    uid_t uid;
+    gid_t gid;
     int r = 0;
 
     memset(spec, 0, sizeof(*spec));
+    r = bottle_ids(&uid, &gid);
+    if (r < 0)
+        return r;
+    pw = getpwuid(uid);
     spec->alias = s->alias.addr;
-    spec->uid = getuid();
-    spec->gid = getgid();
+    spec->uid = uid;
+    spec->gid = gid;
     spec->tty = s->use_tty;
     spec->rootfs = BOTTLE_ROOTFS_BIND;
     if ((r = bottle_spec_set_str(&spec->name, s->name)) < 0 ||

@@ -18,6 +18,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -388,8 +391,9 @@ static void test_write_etc(void **state)
 
 /* ---- seccomp ---- */
 
-/* An errno none of the denied calls returns by itself, so only the filter can produce it. */
+/* Errnos none of the denied calls returns by itself, so only the filter can produce them. */
 #define TEST_ERRNO ENOTRECOVERABLE
+#define TEST_AF_ERRNO EOWNERDEAD
 
 static int try_syscall(long nr, long a0, long a1)
 {
@@ -459,15 +463,165 @@ static int check_denied(const char *name)
     return 0;
 }
 
+/* A raw syscall: -errno or the result (no libc wrapper rewriting anything). */
+static long raw6(long nr, long a0, long a1, long a2, long a3)
+{
+    long r = syscall(nr, a0, a1, a2, a3, 0L, 0L);
+    return r < 0 ? -errno : r;
+}
+
+#if defined(__x86_64__)
+/* The i386 ABI from a 64-bit process (int $0x80): the filter must cover it too. */
+static long int80(long nr, long a0, long a1, long a2)
+{
+    long r;
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(nr), "b"(a0), "c"(a1), "d"(a2) : "memory");
+    return r;
+}
+#define X32_BIT 0x40000000L
+#endif
+
+/* Closes a descriptor a call that should have been refused returned. */
+static long closing(long r)
+{
+    if (r >= 0)
+        close((int)r);
+    return r;
+}
+
+static int expect(const char *what, long got, long want)
+{
+    if (got == want)
+        return 0;
+    fprintf(stderr, "%s: got %ld, want %ld\n", what, got, want);
+    return 1;
+}
+
+static int expect_not(const char *what, long got, long not_want)
+{
+    if (got != not_want)
+        return 0;
+    fprintf(stderr, "%s: refused by the filter (%ld)\n", what, got);
+    return 1;
+}
+
+/*
+ * setuid/setgid bits in modes (the contract in docs/namespace.md, kept independently of the
+ * filter's table). Paths are ones that cannot exist and fds are -1, so without the filter
+ * every call fails harmlessly with ENOENT/EBADF/EFAULT: only the filter gives TEST_ERRNO.
+ */
+static int seccomp_check_modes(void)
+{
+    static const long setid[] = { S_ISUID, S_ISGID, S_ISUID | S_ISGID | 0755,
+                                  /* upper bits the kernel ignores */ 0x10000L | S_ISUID };
+    const long no = (long)"/nonexistent-bb/x", at = AT_FDCWD;
+    const long tmpfile_flags = O_TMPFILE | O_RDWR, creat_flags = O_CREAT | O_WRONLY;
+    const long want = -TEST_ERRNO;
+    int bad = 0;
+
+    for (size_t i = 0; i < sizeof(setid) / sizeof(setid[0]); i++) {
+        long m = setid[i];
+        bad += expect("chmod", raw6(SYS_chmod, no, m, 0, 0), want);
+        bad += expect("fchmod", raw6(SYS_fchmod, -1, m, 0, 0), want);
+        bad += expect("fchmodat", raw6(SYS_fchmodat, at, no, m, 0), want);
+        bad += expect("fchmodat2", raw6(452 /* fchmodat2 */, at, no, m, 0), want);
+        bad += expect("creat", closing(raw6(SYS_creat, no, m, 0, 0)), want);
+        bad += expect("mkdir", raw6(SYS_mkdir, no, m, 0, 0), want);
+        bad += expect("mkdirat", raw6(SYS_mkdirat, at, no, m, 0), want);
+        bad += expect("mknod", raw6(SYS_mknod, no, S_IFREG | m, 0, 0), want);
+        bad += expect("mknodat", raw6(SYS_mknodat, at, no, S_IFREG | m, 0), want);
+        bad += expect("open O_CREAT", closing(raw6(SYS_open, no, creat_flags, m, 0)), want);
+        bad += expect("open O_TMPFILE", closing(raw6(SYS_open, no, tmpfile_flags, m, 0)), want);
+        bad += expect("openat O_CREAT", closing(raw6(SYS_openat, at, no, creat_flags, m)), want);
+        bad +=
+            expect("openat O_TMPFILE", closing(raw6(SYS_openat, at, no, tmpfile_flags, m)), want);
+#if defined(__x86_64__)
+        bad += expect("i386 chmod", int80(15, 0, m, 0), want);
+        bad += expect("i386 fchmod", int80(94, -1, m, 0), want);
+        bad += expect("i386 open O_CREAT", closing(int80(5, 0, creat_flags, m)), want);
+        bad += expect("x32 fchmod", raw6(X32_BIT | SYS_fchmod, -1, m, 0, 0), want);
+        bad += expect("x32 openat O_CREAT",
+                      closing(raw6(X32_BIT | SYS_openat, at, no, creat_flags, m)), want);
+#endif
+    }
+    /* Modes without those bits, and a setuid mode without O_CREAT/O_TMPFILE (ignored by the
+     * kernel), pass the filter. */
+    bad += expect_not("chmod 01777", raw6(SYS_chmod, no, 01777, 0, 0), want);
+    bad += expect_not("fchmod 0755", raw6(SYS_fchmod, -1, 0755, 0, 0), want);
+    bad += expect_not("mkdir 0755", raw6(SYS_mkdir, no, 0755, 0, 0), want);
+    bad += expect_not("openat O_CREAT 0644", closing(raw6(SYS_openat, at, no, creat_flags, 0644)),
+                      want);
+    bad += expect_not("openat O_RDONLY 04755", closing(raw6(SYS_openat, at, no, O_RDONLY, 04755)),
+                      want);
+    /* openat2 (mode in a struct): ENOSYS so libc falls back to openat. */
+    bad += expect("openat2", raw6(SYS_openat2, at, no, 0, 0), -ENOSYS);
+#if defined(__x86_64__)
+    bad += expect("i386 openat2", int80(437, at, 0, 0), -ENOSYS);
+#endif
+    return bad;
+}
+
+/* Socket families by list: AF_UNIX, AF_INET, AF_INET6, AF_NETLINK/NETLINK_ROUTE. */
+static int seccomp_check_sockets(void)
+{
+    const long want = -TEST_AF_ERRNO;
+    int bad = 0;
+    char what[64];
+
+    for (long fam = 0; fam < 64; fam++) {
+        bool ok = fam == AF_UNIX || fam == AF_INET || fam == AF_INET6 || fam == AF_NETLINK;
+        long r = closing(raw6(SYS_socket, fam, SOCK_DGRAM, 0, 0));
+        (void)snprintf(what, sizeof(what), "socket(%ld)", fam);
+        bad += ok ? expect_not(what, r, want) : expect(what, r, want);
+        r = closing(raw6(SYS_socketpair, fam, SOCK_STREAM, 0, 0));
+        (void)snprintf(what, sizeof(what), "socketpair(%ld)", fam);
+        bad += fam == AF_UNIX ? expect_not(what, r, want) : expect(what, r, want);
+#if defined(__x86_64__)
+        r = closing(int80(359 /* i386 socket */, fam, SOCK_DGRAM, 0));
+        (void)snprintf(what, sizeof(what), "i386 socket(%ld)", fam);
+        bad += ok ? expect_not(what, r, want) : expect(what, r, want);
+        r = closing(raw6(X32_BIT | SYS_socket, fam, SOCK_DGRAM, 0, 0));
+        (void)snprintf(what, sizeof(what), "x32 socket(%ld)", fam);
+        bad += ok ? expect_not(what, r, want) : expect(what, r, want);
+#endif
+    }
+    /* Families the kernel would truncate to an allowed int, and large ones. */
+    bad += expect("socket(1<<32 | AF_INET)",
+                  closing(raw6(SYS_socket, (1L << 32) | AF_INET, SOCK_DGRAM, 0, 0)), want);
+    bad += expect("socket(-1)", closing(raw6(SYS_socket, -1L, SOCK_DGRAM, 0, 0)), want);
+    bad += expect("socket(0x7fffffff)", closing(raw6(SYS_socket, 0x7fffffffL, SOCK_DGRAM, 0, 0)),
+                  want);
+    /* Netlink: NETLINK_ROUTE only. */
+    bad += expect_not("netlink route",
+                      closing(raw6(SYS_socket, AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, 0)), want);
+    {
+        static const long refused[] = { NETLINK_AUDIT,     NETLINK_KOBJECT_UEVENT,
+                                        NETLINK_SOCK_DIAG, NETLINK_NETFILTER,
+                                        NETLINK_GENERIC,   1L << 32 };
+        for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+            (void)snprintf(what, sizeof(what), "netlink protocol %ld", refused[i]);
+            bad +=
+                expect(what, closing(raw6(SYS_socket, AF_NETLINK, SOCK_RAW, refused[i], 0)), want);
+        }
+    }
+    /* socketcall (i386) multiplexes with arguments in memory: ENOSYS. */
+#if defined(__x86_64__)
+    bad += expect("i386 socketcall", int80(102, 1 /* SYS_SOCKET */, 0, 0), -ENOSYS);
+#endif
+    return bad;
+}
+
 /* Runs in a forked child with the filter loaded; exit code = number of failed checks. */
 static int seccomp_child(void)
 {
     scmp_filter_ctx ctx;
     int bad = 0, e, fds[2];
 
-    if (guest_seccomp_build(TEST_ERRNO, &ctx) < 0 || seccomp_load(ctx) < 0)
+    if (guest_seccomp_build(TEST_ERRNO, TEST_AF_ERRNO, &ctx) < 0 || seccomp_load(ctx) < 0)
         return 100;
     seccomp_release(ctx);
+    bad += seccomp_check_modes();
+    bad += seccomp_check_sockets();
     for (size_t i = 0; i < sizeof(must_deny) / sizeof(must_deny[0]); i++)
         bad += check_denied(must_deny[i]);
     for (size_t i = 0; i < bb_n_denied_syscalls; i++)
