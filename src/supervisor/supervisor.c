@@ -512,6 +512,9 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     spec->uid = getuid();
     spec->gid = getgid();
     spec->tty = s->use_tty;
+    spec->tmpfs_size[BOTTLE_TMPFS_TMP] = s->o->tmp_size;
+    spec->tmpfs_size[BOTTLE_TMPFS_HOME] = s->o->home_size;
+    spec->tmpfs_size[BOTTLE_TMPFS_SHM] = s->o->shm_size;
     spec->rootfs = BOTTLE_ROOTFS_BIND;
     if ((r = bottle_spec_set_str(&spec->name, s->name)) < 0 ||
         (r = bottle_spec_set_str(&spec->hostname, s->name)) < 0 ||
@@ -582,6 +585,7 @@ static int start_bottle(struct sv *s)
     ca.cpus_milli = s->o->cpus_milli;
     ca.handoff_fd = s->handoff;
     ca.memory_bytes = s->o->memory_bytes;
+    ca.pids_max = s->o->pids_max;
     if (s->use_tty) {
         ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
     } else {
