@@ -44,6 +44,15 @@ if (exec 9<>/dev/tty) 2>/dev/null; then echo devtty-opened; else echo devtty-ref
 for fd in 0 1 2; do
     stty raw -echo -isig <&$fd 2>/dev/null && echo "stty-on-fd$fd-worked"
 done
+python3 -c '
+import fcntl, termios
+for fd in (0, 1, 2):
+    try:
+        fcntl.ioctl(fd, termios.TIOCSTI, b"#")
+        print("tiocsti-on-fd%d-worked" % fd)
+    except OSError:
+        pass
+' 2>/dev/null
 echo probe-done
 SH
 cat >"$T/outer.sh" <<SH
@@ -60,6 +69,7 @@ like "pty: stdout is not a terminal inside without -t" "$out" "fd1-not-a-tty"
 like "pty: stderr is not a terminal inside without -t" "$out" "fd2-not-a-tty"
 like "pty: /dev/tty cannot be opened inside" "$out" "devtty-refused"
 unlike "pty: stty works on none of the bottle's fds" "$out" "stty-on-fd"
+unlike "pty: TIOCSTI works on none of the bottle's fds" "$out" "tiocsti-on-fd"
 like "pty: the terminal's modes are unchanged after the bottle tried stty raw -echo" "$out" \
     "modes-unchanged"
 like "pty: run returned the command's status" "$out" "rc=0"
