@@ -24,7 +24,7 @@ ram=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 ))
 mem_default=$(( ram / 2 < 8 * 1024 * MIB ? ram / 2 : 8 * 1024 * MIB ))
 
 # --- the defaults, seen from the host while a bottle runs
-run --name lim-default -- sh -c 'stat -f -c "%b %S" /tmp; stat -f -c "%b %S" "$HOME"; stat -f -c "%b %S" /dev/shm; sleep 3' >"$T/sizes" &
+run --name lim-default -- sh -c 'cat /proc/self/cgroup >cgroup; stat -f -c "%b %S" /tmp; stat -f -c "%b %S" "$HOME"; stat -f -c "%b %S" /dev/shm; sleep 3' >"$T/sizes" &
 bgpid=$!
 for _ in $(seq 50); do [ -n "$(cgdirs lim-default)" ] && break; sleep 0.1; done
 sleep 0.3
@@ -44,6 +44,8 @@ for d in $dirs; do
 done
 is "default: the bottle's processes are in it" "$inside" "yes"
 wait "$bgpid"
+is "default: inside, the bottle's cgroup is the root of its cgroup namespace" \
+    "$(grep -cE ':(pids|memory):/$' "$T/ws/cgroup")" "2"
 bytes() { local b s; read -r b s; echo $((b * s)); }
 sizes() { sed -n "$1p" "$T/sizes" | bytes; }
 is "default: /tmp is a tmpfs of memory/4" "$(sizes 1)" "$((mem_default / 4))"
@@ -136,6 +138,12 @@ out=$(run -- echo ran 2>&1)
 is "no cgroups: the default limits make run fail too (125)" "$?" "125"
 out=$(run --cpus 1 -- echo ran 2>&1)
 is "no cgroups: --cpus makes run fail too (125)" "$?" "125"
+if grep -q ' /sys/fs/cgroup/unified cgroup2 ' /proc/mounts; then
+    # a v2 hierarchy without controllers (they are all bound to v1 here)
+    out=$(BOT_BOTTLE_CGROUP_ROOT=/sys/fs/cgroup/unified run -- echo ran 2>&1)
+    like "cgroup v2 without controllers: 125, naming the missing controller" "$?:$out" \
+        "^125:.*controller is not available"
+fi
 run --no-limits -- echo ran >"$T/o" 2>"$T/e"
 rc=$?
 is "--no-limits: the command runs" "$rc:$(cat "$T/o")" "0:ran"

@@ -255,10 +255,11 @@ static int cgroup_setup(struct ns_bottle *b, const struct bottle_spec *s,
     (void)str_printf(name, sizeof(name), "%s.%d", s->name, (int)getpid());
     r = cgroup_create(&lim, name, &b->cg, why, sizeof(why));
     if (r < 0)
-        log_error("namespace backend: cannot enforce the bottle's limits (pids, memory%s): %s; "
+        log_error("namespace backend: cannot enforce the bottle's limits (%s%s%s): %s; "
                   "run as root or inside a delegated cgroup (systemd-run --user --scope -p "
                   "Delegate=yes bot-bottle run ...), or pass --no-limits to run without them",
-                  lim.cpus_milli ? ", cpu" : "", why);
+                  lim.memory_bytes ? "memory " : "", lim.pids_max ? "pids " : "",
+                  lim.cpus_milli ? "cpu" : "", why);
     return r;
 }
 
@@ -373,6 +374,10 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     /* Wait for the id maps. EOF: the parent gave up. */
     if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
         _exit(125);
+    /* cgroup v1 moved us into the bottle's cgroups only now: make them our cgroup namespace's
+     * root, so the bottle sees its cgroup as "/" as on v2 (a no-op change there). */
+    if (b->cg.version == 1 && unshare(CLONE_NEWCGROUP) < 0)
+        goto fail;
     /* Keep every capability across exec even as a non-zero uid (unprivileged case): copy
      * permitted into inheritable, then raise all of them as ambient capabilities. */
     if (syscall(SYS_capget, &hdr, caps) < 0)
