@@ -103,6 +103,19 @@ sleep 0.5
 is "fork bomb: no process of the bottle is left on the host" "$(pgrep -f forkbomb-marker)" ""
 is "fork bomb: the cgroups are removed after exit" "$(cgdirs lim-fork)" ""
 
+# --- a supervisor killed with SIGKILL leaves its cgroups; the next bottle removes them
+run --name lim-kill -- sh -c 'echo up >kill-ready; sleep 30' &
+bgpid=$!
+wait_file "$T/ws/kill-ready"
+sup=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' \
+    "$BOT_BOTTLE_STATE_DIR/bottles/lim-kill/info.json")
+kill -9 "$sup"
+wait "$bgpid" 2>/dev/null
+sleep 0.5
+diag "left by the killed supervisor: $(cgdirs lim-kill)"
+run -- true
+is "kill -9: the next bottle removes the dead supervisor's cgroups" "$(cgdirs lim-kill)" ""
+
 # --- tmpfs fillers stop at ENOSPC at the given sizes
 out=$(run --tmpfs-size 32M -- sh -c 'dd if=/dev/zero of=/tmp/fill bs=1M 2>&1; stat -c "size=%s" /tmp/fill; dd if=/dev/zero of="$HOME/fill" bs=1M 2>&1; stat -c "home=%s" "$HOME/fill"')
 like "tmpfs: filling /tmp stops with ENOSPC" "$out" "No space left on device"
