@@ -63,8 +63,8 @@ struct sv {
 
     bool use_tty;
     struct tty_relay tty;
-    struct stdio_relay
-        pipes; /* without -t: the bottle's stdio are pipes (supervisor/stdio-relay.h) */
+    /* without -t: the bottle's stdio are pipes (supervisor/stdio-relay.h) */
+    struct stdio_relay pipes;
     int devnull;
 
     /* the blocked-request notices */
