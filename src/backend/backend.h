@@ -53,9 +53,11 @@ struct backend_create_args {
      * connections (channel/handoff.h), given to bottle-init as fd 5; -1: none. Not owned.
      * Backends without a shared kernel ignore it. */
     int handoff_fd;
-    /* Resource limits; 0 = none. cpus in thousandths of a CPU. */
+    /* Resource limits; 0 = none. cpus in thousandths of a CPU. A non-zero limit the backend
+     * cannot enforce fails create (logged with the reason and the fix): never a warning. */
     uint32_t cpus_milli;
     uint64_t memory_bytes;
+    uint64_t pids_max;
 };
 
 struct backend_started {

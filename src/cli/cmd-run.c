@@ -11,10 +11,19 @@
 #include "cli/cli.h"
 #include "common/cleanup.h"
 #include "common/log.h"
+#include "common/macro.h"
 #include "common/xalloc.h"
+#include "guest/spec.h"
 #include "supervisor/supervisor.h"
 
 #define DEFAULT_BACKEND "microvm"
+/* Default limits (docs/namespace.md, "Limits"): memory min(8 GiB, half of RAM), 4096
+ * processes; /tmp and $HOME a quarter of the memory limit each, /dev/shm min(64 MiB, a
+ * quarter). tmpfs pages count against the memory limit. */
+#define DEFAULT_MEMORY_MAX (8ULL << 30)
+#define DEFAULT_PIDS 4096
+#define DEFAULT_SHM_MAX (64ULL << 20)
+#define MAX_PIDS 4194304 /* the kernel's pid_max ceiling */
 
 enum {
     OPT_MOUNT = 0x2100,
@@ -23,6 +32,10 @@ enum {
     OPT_MEMORY,
     OPT_INIT,
     OPT_ACCEL,
+    OPT_PIDS,
+    OPT_TMPFS_SIZE,
+    OPT_SHM_SIZE,
+    OPT_NO_LIMITS,
 };
 
 static void usage(FILE *f)
@@ -43,8 +56,14 @@ static void usage(FILE *f)
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle\n"
             "      --name NAME          bottle name (default: generated)\n"
-            "      --cpus N             CPU limit (e.g. 1.5), via cgroup v2 when available\n"
-            "      --memory SIZE        memory limit (e.g. 2G), via cgroup v2 when available\n"
+            "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
+            "                           RAM, whichever is less)\n"
+            "      --pids N             process limit (default: 4096)\n"
+            "      --cpus N             CPU limit (e.g. 1.5; default: none)\n"
+            "      --tmpfs-size SIZE    size of /tmp and of $HOME, each (default: memory/4)\n"
+            "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
+            "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
+            "                           it, a limit that cannot be enforced is an error (125)\n"
             "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
             "  -i, --interactive        pass stdin to the command (default: "
             "/dev/null)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
@@ -76,6 +95,37 @@ static int parse_cpus(const char *s, uint32_t *ret)
     if (whole * 1000 + frac == 0)
         return -EINVAL;
     *ret = (uint32_t)(whole * 1000 + frac);
+    return 0;
+}
+
+/*
+ * The defaults (see DEFAULT_*), or none of the cgroup limits with --no-limits. The tmpfs
+ * sizes always apply: they need no cgroup. Returns 0 or -EINVAL (logged).
+ */
+static int set_limits(struct supervisor_opts *o, bool no_limits, uint64_t tmpfs_size,
+                      uint64_t shm_size)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    uint64_t ram = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    uint64_t mem = ram ? MIN(DEFAULT_MEMORY_MAX, ram / 2) : DEFAULT_MEMORY_MAX;
+
+    if (no_limits && (o->memory_bytes || o->cpus_milli || o->pids_max)) {
+        log_error("--no-limits cannot be combined with --memory, --cpus or --pids (or memory/cpus "
+                  "in the config); drop one of them");
+        return -EINVAL;
+    }
+    if (o->memory_bytes)
+        mem = o->memory_bytes;
+    if (no_limits) {
+        log_warn("--no-limits: the bottle runs without memory, process or CPU limits");
+    } else {
+        o->memory_bytes = mem;
+        if (!o->pids_max)
+            o->pids_max = DEFAULT_PIDS;
+    }
+    /* tmpfs sizes follow the memory limit (their pages count against it). */
+    o->tmp_size = o->home_size = tmpfs_size ? tmpfs_size : MAX(mem / 4, 1ULL << 20);
+    o->shm_size = shm_size ? shm_size : MAX(MIN(DEFAULT_SHM_MAX, mem / 4), 1ULL << 20);
     return 0;
 }
 
@@ -113,6 +163,10 @@ int cmd_run(int argc, char **argv)
         { "cpus", required_argument, NULL, OPT_CPUS },
         { "memory", required_argument, NULL, OPT_MEMORY },
         { "bottle-init", required_argument, NULL, OPT_INIT },
+        { "pids", required_argument, NULL, OPT_PIDS },
+        { "tmpfs-size", required_argument, NULL, OPT_TMPFS_SIZE },
+        { "shm-size", required_argument, NULL, OPT_SHM_SIZE },
+        { "no-limits", no_argument, NULL, OPT_NO_LIMITS },
         { "tty", no_argument, NULL, 't' },
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
@@ -126,6 +180,8 @@ int cmd_run(int argc, char **argv)
     struct strv env_specs = { 0 }, mounts = { 0 };
     const char *backend = NULL, *workspace = ".";
     char wsbuf[PATH_MAX];
+    uint64_t tmpfs_size = 0, shm_size = 0;
+    bool no_limits = false;
     int opt, r, ret = EXIT_BB_FAILURE;
 
     optind = 1;
@@ -167,6 +223,26 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_INIT:
             o.init_path = optarg;
+            break;
+        case OPT_PIDS:
+            if (str_to_u64_cstr(optarg, MAX_PIDS, &o.pids_max) < 0 || o.pids_max == 0) {
+                log_error("--pids '%s': expected a number of processes from 1 to %d", optarg,
+                          MAX_PIDS);
+                goto out;
+            }
+            break;
+        case OPT_TMPFS_SIZE:
+        case OPT_SHM_SIZE:
+            if (config_parse_size(optarg, opt == OPT_SHM_SIZE ? &shm_size : &tmpfs_size) < 0 ||
+                (opt == OPT_SHM_SIZE ? shm_size : tmpfs_size) == 0 ||
+                (opt == OPT_SHM_SIZE ? shm_size : tmpfs_size) > BOTTLE_SPEC_MAX_TMPFS) {
+                log_error("%s '%s': expected a non-zero size like 512M or 2G",
+                          opt == OPT_SHM_SIZE ? "--shm-size" : "--tmpfs-size", optarg);
+                goto out;
+            }
+            break;
+        case OPT_NO_LIMITS:
+            no_limits = true;
             break;
         case 't':
             o.tty = true;
@@ -228,6 +304,8 @@ int cmd_run(int argc, char **argv)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
         o.memory_bytes = cfg.memory;
+    if (set_limits(&o, no_limits, tmpfs_size, shm_size) < 0)
+        goto out;
     if (cfg.upstream_dns) {
         if (net_addr_parse(cfg.upstream_dns, 53, &o.upstream_dns) < 0) {
             log_error("upstream_dns '%s': expected a numeric ADDR[:PORT]", cfg.upstream_dns);

@@ -221,6 +221,18 @@ static int mount_tmpfs(const char *dst, unsigned long flags, const char *opts)
     return mount("tmpfs", dst, "tmpfs", flags, opts) < 0 ? -errno : 0;
 }
 
+/* A writable tmpfs of the spec's size for `which` (never unlimited: tmpfs defaults to half the
+ * host's RAM). Its pages count against the bottle's memory cgroup too. */
+static int mount_sized_tmpfs(const struct bottle_spec *s, enum bottle_tmpfs which, const char *dst,
+                             const char *mode)
+{
+    char opts[96];
+    int r = str_printf(opts, sizeof(opts), "mode=%s,size=%llu", mode,
+                       (unsigned long long)s->tmpfs_size[which]);
+
+    return r < 0 ? r : mount_tmpfs(dst, MS_NOSUID | MS_NODEV, opts);
+}
+
 /* ---- /etc ---- */
 
 int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s)
@@ -427,7 +439,7 @@ static int setup_etc(struct plan *p, const char **what)
     return 0;
 }
 
-static int setup_dev(struct plan *p, const char **what)
+static int setup_dev(struct plan *p, const struct bottle_spec *s, const char **what)
 {
     static const char *const links[][2] = {
         { "/dev/ptmx", "pts/ptmx" },          { "/dev/fd", "/proc/self/fd" },
@@ -465,7 +477,7 @@ static int setup_dev(struct plan *p, const char **what)
     *what = "mounting /dev/shm";
     if (mkdir("/dev/shm", 01777) < 0)
         return -errno;
-    r = mount_tmpfs("/dev/shm", MS_NOSUID | MS_NODEV, "mode=1777");
+    r = mount_sized_tmpfs(s, BOTTLE_TMPFS_SHM, "/dev/shm", "1777");
     if (r < 0)
         return r;
     *what = "creating /dev links";
@@ -559,7 +571,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
         if (r < 0)
             return r;
     }
-    r = setup_dev(p, what);
+    r = setup_dev(p, s, what);
     if (r < 0)
         return r;
     r = setup_proc(what);
@@ -569,7 +581,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     *what = "mounting /tmp";
     if (mkdir("/tmp", 01777) < 0)
         return -errno;
-    r = mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=1777");
+    r = mount_sized_tmpfs(s, BOTTLE_TMPFS_TMP, "/tmp", "1777");
     if (r < 0)
         return r;
     *what = "creating /run and /var/tmp";
@@ -579,7 +591,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     *what = "mounting $HOME";
     r = mkdir_p(s->home, 0700);
     if (r >= 0)
-        r = mount_tmpfs(s->home, MS_NOSUID | MS_NODEV, "mode=0700");
+        r = mount_sized_tmpfs(s, BOTTLE_TMPFS_HOME, s->home, "0700");
     if (r >= 0 && chown(s->home, s->uid, s->gid) < 0)
         r = -errno;
     if (r < 0)

@@ -177,6 +177,14 @@ static bool passwd_field_ok(const char *s)
     return s && !strpbrk(s, ":\n");
 }
 
+static bool tmpfs_sizes_ok(const struct bottle_spec *s)
+{
+    for (size_t i = 0; i < BOTTLE_TMPFS_MAX; i++)
+        if (s->tmpfs_size[i] == 0 || s->tmpfs_size[i] > BOTTLE_SPEC_MAX_TMPFS)
+            return false;
+    return true;
+}
+
 int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
 {
     const char *bad = NULL;
@@ -198,6 +206,8 @@ int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
         bad = "home";
     else if (!bottle_path_is_canonical(s->workspace) || path_is_system(s->workspace))
         bad = "workspace";
+    else if (!tmpfs_sizes_ok(s))
+        bad = "tmpfs-size";
     else if (!channel_ok(s->channel))
         bad = "channel";
     else if ((unsigned)s->rootfs >= BOTTLE_ROOTFS_MAX)
@@ -314,6 +324,11 @@ int bottle_spec_encode(const struct bottle_spec *s, struct buf *out)
         r = put_field(out, "workspace", s->workspace);
     if (r >= 0)
         r = put_field(out, "tty", s->tty ? "1" : "0");
+    if (r >= 0)
+        r = buf_printf(out, "tmpfs-size %llu %llu %llu\n",
+                       (unsigned long long)s->tmpfs_size[BOTTLE_TMPFS_TMP],
+                       (unsigned long long)s->tmpfs_size[BOTTLE_TMPFS_HOME],
+                       (unsigned long long)s->tmpfs_size[BOTTLE_TMPFS_SHM]);
     if (r >= 0)
         r = put_field(out, "channel", s->channel);
     if (r >= 0)
@@ -453,6 +468,30 @@ static int take_u32(struct cursor *c, const char *key, uint32_t *ret)
     return 0;
 }
 
+/* "T H S": three canonical decimal sizes separated by single spaces. */
+static int take_tmpfs_sizes(struct cursor *c, struct bottle_spec *s)
+{
+    struct slice v;
+    const char *q, *end;
+    int r = next_line(c, "tmpfs-size", &v);
+
+    if (r < 0)
+        return r;
+    q = v.p;
+    end = v.p + v.len;
+    for (size_t i = 0; i < BOTTLE_TMPFS_MAX; i++) {
+        const char *sp = memchr(q, ' ', (size_t)(end - q));
+        const char *fe = sp ? sp : end;
+        uint64_t n;
+        if ((i + 1 < BOTTLE_TMPFS_MAX) != (sp != NULL) || fe == q || (fe - q > 1 && q[0] == '0') ||
+            str_to_u64(slice_make(q, (size_t)(fe - q)), BOTTLE_SPEC_MAX_TMPFS, &n) < 0 || n == 0)
+            return -EINVAL;
+        s->tmpfs_size[i] = n;
+        q = fe + 1;
+    }
+    return 0;
+}
+
 static int decode_body(struct cursor *c, struct bottle_spec *s)
 {
     _cleanup_free_ char *alias = NULL, *tty = NULL, *rootfs = NULL, *hdr = NULL;
@@ -481,6 +520,8 @@ static int decode_body(struct cursor *c, struct bottle_spec *s)
     if (strcmp(tty, "0") != 0 && strcmp(tty, "1") != 0)
         return -EINVAL;
     s->tty = tty[0] == '1';
+    if ((r = take_tmpfs_sizes(c, s)) < 0)
+        return r;
     if ((r = take_str(c, "channel", BOTTLE_SPEC_MAX_PATH, &s->channel)) < 0 ||
         (r = take_str(c, "rootfs", 8, &rootfs)) < 0)
         return r;

@@ -16,6 +16,7 @@
  *   home PATH
  *   workspace PATH       bind/9p-mounted read-write at the same path
  *   tty 0|1
+ *   tmpfs-size T H S     sizes in bytes of /tmp, $HOME and /dev/shm (each 1..2^50)
  *   channel fd:N | /dev/PATH
  *   rootfs bind|9p       how host paths reach the bottle (namespace | microvm)
  *   env NAME=VALUE       0..BOTTLE_SPEC_MAX_ENV, explicitly passed variables (-e, TERM)
@@ -45,6 +46,7 @@
 #define BOTTLE_SPEC_MAX_NAME 63 /* bottle name, host name */
 #define BOTTLE_SPEC_MAX_USER 32 /* user name */
 #define BOTTLE_SPEC_MAX_ENV_NAME 255
+#define BOTTLE_SPEC_MAX_TMPFS (1ULL << 50) /* bytes, one tmpfs mount */
 
 /* The proxy port and DNS port bottle-init's relay listens on at the alias. */
 #define BOTTLE_PROXY_PORT 3128
@@ -60,6 +62,14 @@ enum bottle_rootfs {
     BOTTLE_ROOTFS_BIND, /* host paths are visible to bottle-init (namespace backend) */
     BOTTLE_ROOTFS_9P,   /* host paths arrive as 9p shares (microvm backend, see bottle-init.md) */
     BOTTLE_ROOTFS_MAX,
+};
+
+/* The bottle's writable tmpfs mounts, each with a size (0 would mean "unlimited" to tmpfs). */
+enum bottle_tmpfs {
+    BOTTLE_TMPFS_TMP,  /* /tmp (and /var/tmp) */
+    BOTTLE_TMPFS_HOME, /* $HOME */
+    BOTTLE_TMPFS_SHM,  /* /dev/shm */
+    BOTTLE_TMPFS_MAX,
 };
 
 struct bottle_mount {
@@ -78,6 +88,7 @@ struct bottle_spec {
     char *home;
     char *workspace;
     bool tty;
+    uint64_t tmpfs_size[BOTTLE_TMPFS_MAX]; /* bytes, 1..BOTTLE_SPEC_MAX_TMPFS */
     char *channel;
     enum bottle_rootfs rootfs;
     char **env; /* n_env entries "NAME=VALUE" */

@@ -28,6 +28,7 @@
 #include "egress/egress.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/stdio-relay.h"
 #include "supervisor/tty.h"
 
 #define DAEMON_READY_TIMEOUT_MS 10000
@@ -62,6 +63,8 @@ struct sv {
 
     bool use_tty;
     struct tty_relay tty;
+    /* without -t: the bottle's stdio are pipes (supervisor/stdio-relay.h) */
+    struct stdio_relay pipes;
     int devnull;
 
     /* the blocked-request notices */
@@ -394,7 +397,17 @@ static void on_bottle_exit(struct loop_source *src, uint32_t ev)
     if (!s->done)
         s->status = status;
     s->done = true;
-    loop_quit(s->loop, 0);
+    /* Every byte the command wrote reaches our stdout/stderr first: the pipes end when the
+     * bottle's last process is gone. */
+    if (s->use_tty || stdio_relay_finished(&s->pipes))
+        loop_quit(s->loop, 0);
+}
+
+static void on_stdio_done(void *userdata)
+{
+    struct sv *s = userdata;
+    if (s->done)
+        loop_quit(s->loop, 0);
 }
 
 static void on_daemon_exit(struct loop_source *src, uint32_t ev)
@@ -429,6 +442,10 @@ static void on_signal(struct loop *l, int signo, void *ud)
     if (signo == SIGWINCH) {
         if (s->use_tty)
             tty_relay_resize(&s->tty);
+        return;
+    }
+    if (s->done) {
+        loop_quit(s->loop, 0); /* the bottle is gone: stop waiting for a slow reader */
         return;
     }
     request_stop(s);
@@ -527,6 +544,9 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     spec->uid = uid;
     spec->gid = gid;
     spec->tty = s->use_tty;
+    spec->tmpfs_size[BOTTLE_TMPFS_TMP] = s->o->tmp_size;
+    spec->tmpfs_size[BOTTLE_TMPFS_HOME] = s->o->home_size;
+    spec->tmpfs_size[BOTTLE_TMPFS_SHM] = s->o->shm_size;
     spec->rootfs = BOTTLE_ROOTFS_BIND;
     if ((r = bottle_spec_set_str(&spec->name, s->name)) < 0 ||
         (r = bottle_spec_set_str(&spec->hostname, s->name)) < 0 ||
@@ -597,12 +617,13 @@ static int start_bottle(struct sv *s)
     ca.cpus_milli = s->o->cpus_milli;
     ca.handoff_fd = s->handoff;
     ca.memory_bytes = s->o->memory_bytes;
+    ca.pids_max = s->o->pids_max;
     if (s->use_tty) {
         ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
     } else {
-        ca.stdio[0] = s->o->interactive ? STDIN_FILENO : s->devnull;
-        ca.stdio[1] = STDOUT_FILENO;
-        ca.stdio[2] = STDERR_FILENO;
+        /* Never our own stdio: pipes relayed by the loop (S11). */
+        for (size_t i = 0; i < 3; i++)
+            ca.stdio[i] = s->pipes.child[i];
     }
     r = s->be->create(&ca, &s->bottle);
     bottle_spec_done(&spec);
@@ -618,6 +639,8 @@ static int start_bottle(struct sv *s)
         /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
         close(s->tty.slave);
         s->tty.slave = -1;
+    } else {
+        stdio_relay_close_child(&s->pipes); /* EOF on the pipes = the bottle is gone */
     }
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
     net_addr_parse(addr, 0, &hc.proxy);
@@ -691,6 +714,13 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
             s.use_tty = false;
             goto out;
         }
+    } else {
+        r = stdio_relay_open(&s.pipes, s.loop, o->interactive, s.devnull, STDIN_FILENO,
+                             STDOUT_FILENO, STDERR_FILENO);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "cannot create the pipes for the command's stdio");
+            goto out;
+        }
     }
     if ((r = loop_add_signal(s.loop, SIGINT, on_signal, &s)) < 0 ||
         (r = loop_add_signal(s.loop, SIGTERM, on_signal, &s)) < 0 ||
@@ -705,6 +735,10 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     write_info(&s);
     if (s.use_tty && (r = tty_relay_start(&s.tty)) < 0)
         goto out;
+    if (!s.use_tty && (r = stdio_relay_start(&s.pipes, on_stdio_done, &s)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "cannot relay the command's stdio");
+        goto out;
+    }
     loop_timer_set_in(s.loop, &s.audit_timer, AUDIT_POLL_MS);
     r = loop_run(s.loop);
     if (s.use_tty)
@@ -713,6 +747,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 out:
     if (s.use_tty)
         tty_relay_done(&s.tty);
+    stdio_relay_done(&s.pipes);
     channel_host_relay_free(s.relay);
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */

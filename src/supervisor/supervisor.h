@@ -27,8 +27,12 @@ struct supervisor_opts {
     struct strv env;       /* NAME=VALUE to pass in */
     struct strv mounts;    /* SRC:DST[:ro] */
     bool tty, interactive;
+    /* cgroup limits (0: none; the CLI fills in the defaults) and the tmpfs sizes in bytes
+     * (/tmp, $HOME, /dev/shm; must be non-zero). */
     uint32_t cpus_milli;
     uint64_t memory_bytes;
+    uint64_t pids_max;
+    uint64_t tmp_size, home_size, shm_size;
     const char *audit_path; /* NULL: <state root>/logs/<name>.audit.log */
     bool have_upstream_dns;
     struct net_addr upstream_dns;

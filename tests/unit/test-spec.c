@@ -45,6 +45,9 @@ static void make_spec(struct bottle_spec *s)
     assert_int_equal(bottle_spec_set_str(&s->workspace, "/home/alice/my project"), 0);
     assert_int_equal(bottle_spec_set_str(&s->channel, "fd:3"), 0);
     s->tty = true;
+    s->tmpfs_size[BOTTLE_TMPFS_TMP] = 1073741824;
+    s->tmpfs_size[BOTTLE_TMPFS_HOME] = 536870912;
+    s->tmpfs_size[BOTTLE_TMPFS_SHM] = 67108864;
     assert_int_equal(bottle_spec_set_env(s, "TERM", "xterm-256color"), 0);
     assert_int_equal(bottle_spec_set_env(s, "GREETING", "h\xc3\xa9llo\nworld\\"), 0);
     assert_int_equal(bottle_spec_add_mount_arg(s, "/srv/data:/data:ro"), 0);
@@ -81,6 +84,10 @@ static void test_roundtrip(void **state)
     assert_int_equal(d.uid, 1000);
     assert_int_equal(d.gid, 1001);
     assert_true(d.tty);
+    assert_non_null(strstr(enc, "tty 1\ntmpfs-size 1073741824 536870912 67108864\nchannel "));
+    assert_int_equal(d.tmpfs_size[BOTTLE_TMPFS_TMP], 1073741824);
+    assert_int_equal(d.tmpfs_size[BOTTLE_TMPFS_HOME], 536870912);
+    assert_int_equal(d.tmpfs_size[BOTTLE_TMPFS_SHM], 67108864);
     assert_int_equal(d.n_env, 2);
     assert_string_equal(d.env[1], "GREETING=h\xc3\xa9llo\nworld\\");
     assert_int_equal(d.n_mounts, 2);
@@ -136,6 +143,18 @@ static void test_decode_rejects(void **state)
         { "alias 127.77.1.2", "alias 127.077.1.2", "alias leading zero" },
         { "alias 127.77.1.2", "alias 2130706433", "alias decimal" },
         { "tty 1", "tty 2", "tty not 0/1" },
+        { "tmpfs-size 1073741824 ", "tmpfs-size 0 ", "tmpfs size 0 (unlimited)" },
+        { "tmpfs-size 1073741824 ", "tmpfs-size 01073741824 ", "tmpfs size leading zero" },
+        { "tmpfs-size 1073741824 ", "tmpfs-size 1125899906842625 ", "tmpfs size over 2^50" },
+        { "tmpfs-size 1073741824 ", "tmpfs-size 1G ", "tmpfs size with a suffix" },
+        { "tmpfs-size 1073741824 ", "tmpfs-size -1 ", "tmpfs size negative" },
+        { " 67108864\n", "\n", "two tmpfs sizes" },
+        { " 67108864\n", " 67108864 1\n", "four tmpfs sizes" },
+        { " 67108864\n", "  67108864\n", "empty tmpfs size" },
+        { " 67108864\n", " 67108864 \n", "trailing space after tmpfs sizes" },
+        { "tmpfs-size 1073741824 536870912 67108864\n", "", "missing tmpfs-size" },
+        { "tty 1\ntmpfs-size 1073741824 536870912 67108864\n",
+          "tmpfs-size 1073741824 536870912 67108864\ntty 1\n", "tmpfs-size before tty" },
         { "channel fd:3", "channel fd:03", "channel fd leading zero" },
         { "channel fd:3", "channel /etc/passwd", "channel outside /dev" },
         { "channel fd:3", "channel fd:70000", "channel fd too big" },

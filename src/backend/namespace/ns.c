@@ -2,7 +2,8 @@
  * The namespace backend (docs/namespace.md).
  *
  * start(): clone3() a child into new user, mount, pid, net, ipc, uts and cgroup namespaces
- * (CLONE_PIDFD, and CLONE_INTO_CGROUP when limits apply). The parent writes the child's
+ * (CLONE_PIDFD, and CLONE_INTO_CGROUP on cgroup v2; on v1 the child is moved into its cgroups
+ * before it is released). The parent writes the child's
  * uid/gid maps, then releases it; the child execs bottle-init with the channel socket as
  * fd 3 and the encoded spec (a sealed memfd) as fd 4, an empty environment and nothing else
  * open. bottle-init, PID 1 of the new pid namespace, does the rest (src/guest/init.c).
@@ -36,6 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend/cgroup.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
@@ -53,8 +55,6 @@
 #define NS_FLAGS                                                                                   \
     (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |     \
      CLONE_NEWCGROUP)
-#define CGROUP_ROOT "/sys/fs/cgroup"
-#define CGROUP_PARENT CGROUP_ROOT "/bot-bottle"
 
 struct ns_bottle {
     struct bottle base;
@@ -62,9 +62,8 @@ struct ns_bottle {
     uint32_t uid, gid;   /* the command's ids (mapped to themselves) */
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
-    int handoff_fd; /* not owned; -1: none */
-    int cgroup_fd;  /* -1: no limits applied */
-    char cgroup_path[PATH_MAX];
+    int handoff_fd;      /* not owned; -1: none */
+    struct bb_cgroup cg; /* version 0: no limits applied */
     pid_t pid;
     int pidfd;
     bool reaped;
@@ -243,64 +242,25 @@ done:
 
 /* ---- cgroup limits ---- */
 
-static void cgroup_setup(struct ns_bottle *b, const struct bottle_spec *s, uint32_t cpus_milli,
-                         uint64_t memory)
+/* The bottle's limits (backend/cgroup.h): a limit that cannot be enforced fails create. */
+static int cgroup_setup(struct ns_bottle *b, const struct bottle_spec *s,
+                        const struct backend_create_args *args)
 {
-    struct statfs sfs;
-    char path[PATH_MAX + 32], val[64];
+    struct cgroup_limits lim = { .pids_max = args->pids_max,
+                                 .memory_bytes = args->memory_bytes,
+                                 .cpus_milli = args->cpus_milli };
+    char name[BOTTLE_SPEC_MAX_NAME + 16], why[PATH_MAX + 256];
     int r;
 
-    if (!cpus_milli && !memory)
-        return;
-    if (statfs(CGROUP_ROOT, &sfs) < 0 || sfs.f_type != CGROUP2_SUPER_MAGIC) {
-        log_warn("--cpus/--memory ignored: %s is not a cgroup v2 (unified) hierarchy", CGROUP_ROOT);
-        return;
-    }
-    if (geteuid() != 0) {
-        log_warn("--cpus/--memory ignored: limits need root (or run bot-bottle inside a "
-                 "delegated cgroup, e.g. systemd-run --user --scope -p Delegate=yes)");
-        return;
-    }
-    if (mkdir(CGROUP_PARENT, 0755) < 0 && errno != EEXIST) {
-        log_errno(LOG_LVL_WARN, -errno, "--cpus/--memory ignored: mkdir %s", CGROUP_PARENT);
-        return;
-    }
-    /* Best effort: the controllers may already be enabled. */
-    (void)write_file(CGROUP_ROOT "/cgroup.subtree_control", "+cpu +memory");
-    (void)write_file(CGROUP_PARENT "/cgroup.subtree_control", "+cpu +memory");
-    r = str_printf(b->cgroup_path, sizeof(b->cgroup_path), "%s/%s.%d", CGROUP_PARENT, s->name,
-                   (int)getpid());
-    if (r < 0 || mkdir(b->cgroup_path, 0755) < 0) {
-        log_errno(LOG_LVL_WARN, r < 0 ? r : -errno, "--cpus/--memory ignored: mkdir %s",
-                  b->cgroup_path);
-        b->cgroup_path[0] = '\0';
-        return;
-    }
-    r = 0;
-    if (cpus_milli) {
-        (void)str_printf(path, sizeof(path), "%s/cpu.max", b->cgroup_path);
-        (void)str_printf(val, sizeof(val), "%u 100000", cpus_milli * 100u);
-        r = write_file(path, val);
-    }
-    if (r >= 0 && memory) {
-        (void)str_printf(path, sizeof(path), "%s/memory.max", b->cgroup_path);
-        (void)str_printf(val, sizeof(val), "%llu", (unsigned long long)memory);
-        r = write_file(path, val);
-        if (r >= 0) {
-            (void)str_printf(path, sizeof(path), "%s/memory.swap.max", b->cgroup_path);
-            (void)write_file(path, "0");
-        }
-    }
-    if (r >= 0) {
-        b->cgroup_fd = open(b->cgroup_path, O_DIRECTORY | O_PATH | O_CLOEXEC);
-        if (b->cgroup_fd < 0)
-            r = -errno;
-    }
-    if (r < 0) {
-        log_errno(LOG_LVL_WARN, r, "--cpus/--memory ignored: cannot configure %s", b->cgroup_path);
-        (void)rmdir(b->cgroup_path);
-        b->cgroup_path[0] = '\0';
-    }
+    (void)str_printf(name, sizeof(name), "%s.%d", s->name, (int)getpid());
+    r = cgroup_create(&lim, name, &b->cg, why, sizeof(why));
+    if (r < 0)
+        log_error("namespace backend: cannot enforce the bottle's limits (%s%s%s): %s; "
+                  "run as root or inside a delegated cgroup (systemd-run --user --scope -p "
+                  "Delegate=yes bot-bottle run ...), or pass --no-limits to run without them",
+                  lim.memory_bytes ? "memory " : "", lim.pids_max ? "pids " : "",
+                  lim.cpus_milli ? "cpu" : "", why);
+    return r;
 }
 
 /* ---- create / start ---- */
@@ -333,7 +293,7 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
     b->base.ops = &backend_namespace_ops;
     b->pid = -1;
     b->pidfd = -1;
-    b->cgroup_fd = -1;
+    cgroup_init(&b->cg);
     b->uid = tmp.uid;
     b->gid = tmp.gid;
     for (size_t i = 0; i < 3; i++)
@@ -351,7 +311,9 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
                   args->paths.init ? args->paths.init : "default locations");
         goto fail;
     }
-    cgroup_setup(b, &tmp, args->cpus_milli, args->memory_bytes);
+    r = cgroup_setup(b, &tmp, args);
+    if (r < 0)
+        goto fail;
     *ret = &b->base;
     return 0;
 fail:
@@ -412,6 +374,10 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     /* Wait for the id maps. EOF: the parent gave up. */
     if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
         _exit(125);
+    /* cgroup v1 moved us into the bottle's cgroups only now: make them our cgroup namespace's
+     * root, so the bottle sees its cgroup as "/" as on v2 (a no-op change there). */
+    if (b->cg.version == 1 && unshare(CLONE_NEWCGROUP) < 0)
+        goto fail;
     /* Keep every capability across exec even as a non-zero uid (unprivileged case): copy
      * permitted into inheritable, then raise all of them as ambient capabilities. */
     if (syscall(SYS_capget, &hdr, caps) < 0)
@@ -524,9 +490,9 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
     a.flags = NS_FLAGS | CLONE_PIDFD;
     a.pidfd = (uint64_t)(uintptr_t)&pidfd;
     a.exit_signal = SIGCHLD;
-    if (b->cgroup_fd >= 0) {
+    if (b->cg.fd >= 0) {
         a.flags |= CLONE_INTO_CGROUP;
-        a.cgroup = (uint64_t)b->cgroup_fd;
+        a.cgroup = (uint64_t)b->cg.fd;
     }
     pid = sys_clone3(&a);
     if (pid == 0) {
@@ -545,6 +511,11 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
     close(err_p[1]);
     err_p[1] = -1;
 
+    /* cgroup v1: into every hierarchy now, while the child still waits for its release. */
+    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "namespace backend: moving the bottle into its cgroup");
+        goto out;
+    }
     r = write_id_maps(b->pid, b->uid, b->gid);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "namespace backend: writing the uid/gid maps of %d",
@@ -637,10 +608,12 @@ static void ns_destroy(struct bottle *bb)
     }
     if (b->pidfd >= 0)
         close(b->pidfd);
-    if (b->cgroup_fd >= 0)
-        close(b->cgroup_fd);
-    if (b->cgroup_path[0] && rmdir(b->cgroup_path) < 0)
-        log_errno(LOG_LVL_WARN, -errno, "removing cgroup %s", b->cgroup_path);
+    {
+        const char *path = NULL;
+        int r = cgroup_remove(&b->cg, &path);
+        if (r < 0)
+            log_errno(LOG_LVL_WARN, r, "removing cgroup %s", path);
+    }
     buf_done(&b->spec);
     free(b);
 }

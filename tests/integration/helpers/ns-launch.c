@@ -73,6 +73,8 @@ int main(int argc, char **argv)
     log_set_prefix("ns-launch");
     spec.uid = (uint32_t)getuid();
     spec.gid = (uint32_t)getgid();
+    spec.tmpfs_size[BOTTLE_TMPFS_TMP] = spec.tmpfs_size[BOTTLE_TMPFS_HOME] = 1ULL << 30;
+    spec.tmpfs_size[BOTTLE_TMPFS_SHM] = 64ULL << 20;
     while ((c = getopt_long(argc, argv, "+w:e:t", opts, NULL)) != -1) {
         switch (c) {
         case 'I':
