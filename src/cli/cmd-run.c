@@ -129,18 +129,31 @@ static int add_writable_mount(struct strv *out, const char *spec)
  */
 static int check_audit_path(const char *path, const struct strv *writable, char **ret)
 {
-    _cleanup_free_ char *canon = NULL;
+    _cleanup_free_ char *canon = NULL, *canon_dir = NULL, *dir = NULL;
+    const char *slash, *base;
     char cwd[PATH_MAX];
-    struct buf lex = BUF_INIT(2 * PATH_MAX);
+    struct buf lex = BUF_INIT(2 * PATH_MAX), cb = BUF_INIT(2 * PATH_MAX);
     int r;
 
     if (strcmp(path, "-") == 0) {
         *ret = xstrdup(path);
         return 0;
     }
-    r = trust_canonicalize(path, &canon);
+    /* The directory canonical, the file name as it is: a symlink there is refused when the
+     * file is opened (O_NOFOLLOW), not resolved here. */
+    slash = strrchr(path, '/');
+    base = slash ? slash + 1 : path;
+    dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        log_error("audit log %s: name a file", path);
+        return -EINVAL;
+    }
+    r = trust_canonicalize(dir, &canon_dir);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "audit log %s", path);
+    if (buf_printf(&cb, "%s/%s", strcmp(canon_dir, "/") == 0 ? "" : canon_dir, base) < 0)
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "audit log %s", path);
+    canon = buf_take(&cb);
     if (path[0] != '/' && !getcwd(cwd, sizeof(cwd)))
         return log_errno(LOG_LVL_ERROR, -errno, "getcwd");
     if (buf_printf(&lex, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path) < 0)
