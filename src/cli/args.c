@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -114,6 +115,15 @@ static int resolve_files(struct policy_args *a)
     for (size_t i = 0; i < a->n_files; i++) {
         struct policy_file *f = &a->files[i];
         char rp[PATH_MAX];
+        struct stat st;
+        /* A bottle could point a project file at any host file (and get it shown on the
+         * terminal as "what it contains", or hang us on a FIFO): only a regular file. */
+        if (f->project && lstat(f->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            log_error("./%s is %s; bot-bottle only uses a regular file there (name another file "
+                      "with -c FILE)",
+                      f->path, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+            return -EPERM;
+        }
         if (!realpath(f->path, rp))
             return log_errno(LOG_LVL_ERROR, -errno, "config file %s", f->path);
         free(f->path);

@@ -478,7 +478,8 @@ int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_le
 
     if (!path || !ret_data || !ret_len)
         return -EINVAL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | (nofollow ? O_NOFOLLOW : 0));
+    /* O_NONBLOCK: a FIFO planted there must not hang us (it is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
     if (fd < 0) {
         int err = errno;
         set_error(reterr, path, 0,

@@ -93,6 +93,18 @@ like "... shows the added line" "$(cat "$T/err")" "\+ allow = other\.test:$HTTP"
 like "... and the removed one" "$(cat "$T/err")" "- pass = BB_TEST_HOST_SECRET"
 like "... and how to approve it" "$(cat "$T/err")" "bot-bottle trust $WS/bottle.ini"
 like "trust --list says it changed" "$("$BB" trust --list)" "$WS/bottle.ini .*changed since approved"
+cp "$WS/bottle.ini" "$T/changed.ini"
+
+# --- a project bottle.ini that is a symlink (to a host file) or a FIFO is refused, not read
+rm -f "$WS/bottle.ini"
+ln -s "$T/origin.ready" "$WS/bottle.ini"
+run -- true 2>"$T/err"; rc=$?
+is "a symlinked ./bottle.ini: refused (125)" "$rc" "125"
+like "... saying why" "$(cat "$T/err")" "bottle.ini is a symbolic link"
+rm -f "$WS/bottle.ini"; mkfifo "$WS/bottle.ini"
+run -- true 2>"$T/err"; rc=$?
+is "a FIFO as ./bottle.ini: refused at once (125), not waited on" "$rc" "125"
+rm -f "$WS/bottle.ini"; cp "$T/changed.ini" "$WS/bottle.ini"
 
 # --- revoke
 "$BB" trust >/dev/null 2>&1 "$WS/bottle.ini"
