@@ -168,7 +168,8 @@ static int read_entry(const char *p, size_t max, char **ret, size_t *ret_len)
         return errno == ELOOP ? -EBADMSG : -errno;
     if (fstat(fd, &st) < 0)
         return -errno;
-    if (!S_ISREG(st.st_mode))
+    /* An approval someone else could have written is no approval. */
+    if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
         return -EBADMSG;
     data = xmalloc(max + 1);
     for (;;) {
@@ -227,10 +228,15 @@ int trust_lookup(const char *store, const char *path, char ret_hex[TRUST_HEX_LEN
     const char *hex;
     size_t len, off;
     char hexbuf[TRUST_HEX_LEN + 1], actual[TRUST_HEX_LEN + 1];
+    struct stat st;
     int r;
 
     if ((r = entry_path(store, path, &ep)) < 0)
         return r;
+    if (lstat(store, &st) < 0)
+        return -errno;
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
+        return -EBADMSG;
     if ((r = read_entry(ep, TRUST_MAX_ENTRY, &data, &len)) < 0)
         return r;
     if ((r = parse_entry(data, len, &epath, &hex, &off)) < 0)

@@ -125,6 +125,10 @@ static void test_store(void **state)
     }
     assert_int_equal(trust_save(store, "/w/bottle.ini", "x", 1), 0);
     assert_int_equal(trust_lookup(store, "/w/bottle.ini", hex, NULL, NULL), 0);
+    /* a store others can write holds no approvals */
+    assert_int_equal(chmod(store, 0777), 0);
+    assert_int_equal(trust_lookup(store, "/w/bottle.ini", hex, NULL, NULL), -EBADMSG);
+    assert_int_equal(chmod(store, 0700), 0);
 
     assert_int_equal(trust_revoke(store, "/w/bottle.ini"), 0);
     assert_int_equal(trust_lookup(store, "/w/bottle.ini", hex, NULL, NULL), -ENOENT);
