@@ -101,6 +101,7 @@ int cmd_egress(int argc, char **argv)
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
     const char *name = NULL;
+    bool quiet = false;
     int opt, r, ret = EXIT_BB_FAILURE;
 
     egress_options_default(&o);
@@ -166,6 +167,7 @@ int cmd_egress(int argc, char **argv)
             log_set_level(LOG_LVL_DEBUG);
             break;
         case 'q':
+            quiet = true;
             if (log_get_level() < LOG_LVL_DEBUG)
                 log_set_level(LOG_LVL_WARN);
             break;
@@ -207,7 +209,8 @@ int cmd_egress(int argc, char **argv)
         }
         o.have_upstream_dns = true;
     }
-    if (policy_n_allow(policy) == 0)
+    /* (not under run's --quiet: the supervisor's user sees the blocked-host notices) */
+    if (policy_n_allow(policy) == 0 && !quiet)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
     o.bottle_name = name ? name : cfg.name ? cfg.name : "egress";
