@@ -10,6 +10,7 @@ packages=(
     clang-format clang-tidy cppcheck
     # libraries (DESIGN.md section 4)
     libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
+    libssl-dev
     # tests: fake upstreams, clients, namespaces
     python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc libcap2-bin
     # benchmarks (anchors): bench/*.sh

@@ -1,13 +1,27 @@
-/* The policy options shared by `egress`, `policy check` and (later) `run`. */
+/* The policy options shared by `egress`, `policy check` and `run`, and the config files
+ * behind them: which are read, which need the user's approval (docs/config.md "Trust"). */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+
+/* Changed lines shown when a file is refused. */
+#define TRUST_DIFF_LINES 20
+
+static struct policy_file *add_file(struct policy_args *a, const char *path)
+{
+    a->files = xrealloc(a->files, (a->n_files + 1) * sizeof(*a->files));
+    a->files[a->n_files] = (struct policy_file){ .path = xstrdup(path) };
+    return &a->files[a->n_files++];
+}
 
 int policy_args_handle(struct policy_args *a, int opt, const char *arg)
 {
@@ -19,7 +33,7 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
         strv_push(&a->cli.allow_cidr, arg);
         return 1;
     case 'c':
-        a->config_path = arg;
+        add_file(a, arg);
         return 1;
     case 0x1002: {
         struct net_addr na;
@@ -36,6 +50,20 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
     case 0x1003:
         free(a->cli.audit);
         a->cli.audit = xstrdup(arg);
+        return 1;
+    case 0x1004:
+        if (a->n_files == 0 || a->files[a->n_files - 1].sha256[0]) {
+            log_error("--config-sha256 applies to the -c FILE just before it");
+            return -EINVAL;
+        }
+        if (!trust_hex_valid(arg)) {
+            log_error("--config-sha256 '%s': expected 64 lowercase hex digits", arg);
+            return -EINVAL;
+        }
+        memcpy(a->files[a->n_files - 1].sha256, arg, TRUST_HEX_LEN + 1);
+        return 1;
+    case 0x1005:
+        a->no_default_config = true;
         return 1;
     default:
         return 0;
@@ -56,31 +84,213 @@ static void merge_str(char **dst, const char *src)
     }
 }
 
+static bool in_writable_root(const struct policy_args *a, const char *canon, const char **ret_root)
+{
+    if (!a->writable_roots)
+        return false;
+    for (size_t i = 0; i < a->writable_roots->n; i++)
+        if (trust_path_within(canon, a->writable_roots->v[i])) {
+            if (ret_root)
+                *ret_root = a->writable_roots->v[i];
+            return true;
+        }
+    return false;
+}
+
+/* Fix the file list: the -c files or the search; canonical paths; which need trust. */
+static int resolve_files(struct policy_args *a)
+{
+    int r;
+
+    if (a->n_files == 0 && !a->no_default_config) {
+        _cleanup_free_ char *user = NULL;
+        r = config_default_path(&user);
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "cannot look for a config file");
+        if (user)
+            add_file(a, user);
+        if (access(CONFIG_PROJECT_FILE, F_OK) == 0 || errno != ENOENT)
+            add_file(a, CONFIG_PROJECT_FILE)->project = true;
+    }
+    for (size_t i = 0; i < a->n_files; i++) {
+        struct policy_file *f = &a->files[i];
+        char rp[PATH_MAX];
+        struct stat st;
+        /* A bottle could point a project file at any host file (and get it shown on the
+         * terminal as "what it contains", or hang us on a FIFO): only a regular file. */
+        if (f->project && lstat(f->path, &st) == 0 && !S_ISREG(st.st_mode)) {
+            log_error("./%s is %s; bot-bottle only uses a regular file there (name another file "
+                      "with -c FILE)",
+                      f->path, S_ISLNK(st.st_mode) ? "a symbolic link" : "not a regular file");
+            return -EPERM;
+        }
+        if (!realpath(f->path, rp))
+            return log_errno(LOG_LVL_ERROR, -errno, "config file %s", f->path);
+        free(f->path);
+        f->path = xstrdup(rp);
+        f->needs_trust = f->project || in_writable_root(a, rp, NULL);
+    }
+    return 0;
+}
+
+/* The trust store for files that need approval; refused when a bottle could write it. */
+static int trust_store(const struct policy_args *a, char **ret)
+{
+    _cleanup_free_ char *store = NULL, *canon = NULL;
+    const char *root = NULL;
+    int r;
+
+    r = trust_store_dir(&store);
+    if (r < 0) {
+        log_error("cannot locate the trust store of approved config files: set HOME or "
+                  "XDG_CONFIG_HOME to an absolute path");
+        return r;
+    }
+    r = trust_canonicalize(store, &canon);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "trust store %s", store);
+    if (in_writable_root(a, canon, &root)) {
+        log_error("the trust store %s lies inside %s, which the bottle can write, so an approval "
+                  "found there could have been forged by a bottle; no config file that needs "
+                  "approval is used. Set XDG_CONFIG_HOME to a directory outside it (or run from "
+                  "a narrower --workspace)",
+                  canon, root);
+        return -EPERM;
+    }
+    *ret = TAKE_PTR(canon);
+    return 0;
+}
+
+/* Refuse f (content data, hash hex): say what changed and how to approve it. */
+static int refuse_untrusted(const struct policy_file *f, const char *store, const char *data,
+                            size_t len, const char *hex)
+{
+    _cleanup_free_ char *old = NULL;
+    char old_hex[TRUST_HEX_LEN + 1];
+    size_t old_len = 0;
+    struct buf d = BUF_INIT(16384);
+    int r;
+
+    r = trust_lookup(store, f->path, old_hex, &old, &old_len);
+    if (r == 0) {
+        trust_diff(old, old_len, data, len, TRUST_DIFF_LINES, &d);
+        log_error("%s changed since you approved it (sha256 %.12s... approved, %.12s... now), "
+                  "so it is not used: a bottle can write this file. What changed:",
+                  f->path, old_hex, hex);
+    } else {
+        if (r != -ENOENT)
+            log_warn("the approval of %s in %s is damaged (%s); ignoring it", f->path, store,
+                     strerror(-r));
+        trust_diff(NULL, 0, data, len, TRUST_DIFF_LINES, &d);
+        log_error("%s is not trusted, so it is not used: a bottle can write this file, and "
+                  "bot-bottle uses such a file only once you approved its exact content. It "
+                  "contains:",
+                  f->path);
+    }
+    /* The lines, then the way out; both whatever the log level (this is the error). */
+    fputs(buf_str(&d), stderr);
+    fprintf(stderr, "bot-bottle: to use it as it is now, review it and run: bot-bottle trust %s\n",
+            f->path);
+    buf_done(&d);
+    return -EPERM;
+}
+
+static void say_loaded(const struct policy_args *a)
+{
+    struct buf b = BUF_INIT(8192);
+    bool any_trusted = false;
+
+    for (size_t i = 0; i < a->n_files; i++) {
+        const struct policy_file *f = &a->files[i];
+        (void)buf_printf(&b, "%s%s%s", i ? ", " : "", f->path, f->trusted ? " (trusted)" : "");
+        any_trusted |= f->trusted;
+    }
+    /* A file someone had to approve is always named; the user's own with -v. */
+    if (any_trusted)
+        log_info("config: %s", buf_str(&b));
+    else
+        log_debug("config: %s", a->n_files ? buf_str(&b) : "no file");
+    buf_done(&b);
+}
+
+/* Read, vet and load one file into cfg. */
+static int load_file(struct policy_args *a, struct policy_file *f, const char *store,
+                     struct bb_config *cfg)
+{
+    _cleanup_free_ char *data = NULL;
+    struct config_error err = { 0 };
+    char hex[TRUST_HEX_LEN + 1], eb[1024];
+    size_t len = 0;
+    int r;
+
+    /* Never through a symlink planted as the final component of a file that needs trust. */
+    r = config_read(f->path, f->needs_trust, &data, &len, &err);
+    if (r < 0) {
+        log_error("%s", config_error_str(&err, eb, sizeof(eb)));
+        return r;
+    }
+    r = trust_sha256_hex(data, len, hex);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot hash %s", f->path);
+    if (f->sha256[0]) {
+        if (strcmp(hex, f->sha256) != 0) {
+            if (a->resolved)
+                log_error("reload: %s changed since it was approved at start (sha256 %.12s..., "
+                          "now %.12s...); the policy is not reloaded. Restart the bottle after "
+                          "approving it with: bot-bottle trust %s",
+                          f->path, f->sha256, hex, f->path);
+            else
+                log_error("%s does not have the expected content (sha256 %.12s..., found "
+                          "%.12s...); it is not used",
+                          f->path, f->sha256, hex);
+            return -EPERM;
+        }
+    } else if (f->needs_trust) {
+        char ok_hex[TRUST_HEX_LEN + 1];
+        r = trust_lookup(store, f->path, ok_hex, NULL, NULL);
+        if (r < 0 || strcmp(ok_hex, hex) != 0)
+            return refuse_untrusted(f, store, data, len, hex);
+        /* What reloads (and the daemon) must find again. */
+        memcpy(f->sha256, hex, sizeof(hex));
+        f->trusted = true;
+    }
+    r = config_load_string(f->path, data, len, cfg, &err);
+    if (r < 0) {
+        log_error("%s", config_error_str(&err, eb, sizeof(eb)));
+        return r;
+    }
+    return 0;
+}
+
 int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct policy **ret_policy)
 {
     struct bb_config cfg = { 0 };
-    struct config_error err = { 0 };
-    _cleanup_free_ char *path = NULL;
+    _cleanup_free_ char *store = NULL;
     const char *msg = NULL, *item = NULL;
     int r;
 
-    if (a->config_path) {
-        path = xstrdup(a->config_path);
-    } else {
-        r = config_default_path(&path);
+    if (!a->resolved) {
+        r = resolve_files(a);
         if (r < 0)
-            return log_errno(LOG_LVL_ERROR, r, "cannot look for a config file");
+            return r;
+        for (size_t i = 0; i < a->n_files; i++)
+            if (a->files[i].needs_trust && !a->files[i].sha256[0]) {
+                r = trust_store(a, &store);
+                if (r < 0)
+                    return r;
+                break;
+            }
     }
-    if (path) {
-        r = config_load(path, &cfg, &err);
+    for (size_t i = 0; i < a->n_files; i++) {
+        r = load_file(a, &a->files[i], store, &cfg);
         if (r < 0) {
-            if (err.line)
-                log_error("%s:%u: %s", err.path, err.line, err.msg);
-            else
-                log_error("%s: %s", err.path[0] ? err.path : path, err.msg);
             config_done(&cfg);
             return r;
         }
+    }
+    if (!a->resolved) {
+        a->resolved = true;
+        say_loaded(a);
     }
     /* Command line over the file: lists add, scalars replace. */
     merge_strv(&cfg.allow, &a->cli.allow);
@@ -111,6 +321,11 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
 
 void policy_args_done(struct policy_args *a)
 {
+    for (size_t i = 0; i < a->n_files; i++)
+        free(a->files[i].path);
+    free(a->files);
+    a->files = NULL;
+    a->n_files = 0;
     config_done(&a->cli);
 }
 
@@ -121,4 +336,30 @@ int policy_args_reload(void *userdata, struct policy **ret)
     if (r >= 0)
         config_done(&cfg);
     return r;
+}
+
+void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config *cfg,
+                             struct strv *out)
+{
+    strv_push(out, "--no-default-config");
+    for (size_t i = 0; i < a->n_files; i++) {
+        strv_push(out, "--config");
+        strv_push(out, a->files[i].path);
+        if (a->files[i].sha256[0]) {
+            strv_push(out, "--config-sha256");
+            strv_push(out, a->files[i].sha256);
+        }
+    }
+    for (size_t i = 0; i < a->cli.allow.n; i++) {
+        strv_push(out, "--allow");
+        strv_push(out, a->cli.allow.v[i]);
+    }
+    for (size_t i = 0; i < a->cli.allow_cidr.n; i++) {
+        strv_push(out, "--allow-cidr");
+        strv_push(out, a->cli.allow_cidr.v[i]);
+    }
+    if (cfg->upstream_dns) {
+        strv_push(out, "--upstream-dns");
+        strv_push(out, cfg->upstream_dns);
+    }
 }

@@ -20,13 +20,31 @@ int cmd_egress(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
+int cmd_trust(int argc, char **argv);
+
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */
 #include "config/config.h"
+#include "config/trust.h"
+
+/* A config file of a policy. */
+struct policy_file {
+    char *path;                     /* as given by -c or found; canonical once resolved */
+    char sha256[TRUST_HEX_LEN + 1]; /* "" or the content it must have (pinned) */
+    bool project;                   /* ./bottle.ini found by the search */
+    bool needs_trust;               /* a bottle could write it: used only when approved */
+    bool trusted;                   /* ... and it was, at start (said in the loaded line) */
+};
 
 struct policy_args {
-    const char *config_path; /* -c */
-    struct bb_config cli;    /* values given on the command line */
+    struct policy_file *files; /* -c FILE (repeatable), then the list resolved at start */
+    size_t n_files;
+    bool no_default_config; /* --no-default-config: no search, only the -c files */
+    bool resolved;          /* the file list is fixed (after the first finish) */
+    /* Canonical directories a bottle can write (run: the workspace and rw mount sources);
+     * a config file in one of them needs trust like the project file. NULL: none known. */
+    const struct strv *writable_roots;
+    struct bb_config cli; /* values given on the command line */
 };
 
 /* getopt_long option entries for the policy options; ids are >= 0x1000 or the short letters. */
@@ -35,16 +53,19 @@ struct policy_args {
     { "allow", required_argument, NULL, 'a' }, { "allow-cidr", required_argument, NULL, 0x1001 },  \
         { "config", required_argument, NULL, 'c' },                                                \
         { "upstream-dns", required_argument, NULL, 0x1002 },                                       \
+        { "audit", required_argument, NULL, 0x1003 },                                              \
+        { "config-sha256", required_argument, NULL, 0x1004 },                                      \
     {                                                                                              \
-        "audit", required_argument, NULL, 0x1003                                                   \
+        "no-default-config", no_argument, NULL, 0x1005                                             \
     }
 #define POLICY_OPTS_HELP                                                                           \
     "  -a, --allow PATTERN      allow a host: example.com, *.example.com, example.com:8443\n"      \
     "                           (repeatable; ports 80 and 443 when none is given)\n"               \
     "      --allow-cidr CIDR    allow IP-literal targets in CIDR (optionally :PORT), and let\n"    \
     "                           allowlisted names resolve into it (repeatable)\n"                  \
-    "  -c, --config FILE        config file (default ./bottle.ini, then\n"                         \
-    "                           $XDG_CONFIG_HOME/bot-bottle/config.ini)\n"                         \
+    "  -c, --config FILE        config file, repeatable (default: $XDG_CONFIG_HOME/bot-bottle/\n"  \
+    "                           config.ini, plus ./bottle.ini once approved with\n"                \
+    "                           'bot-bottle trust'; see docs/config.md)\n"                         \
     "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"     \
     "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
 
@@ -52,13 +73,24 @@ struct policy_args {
  * printing an error. */
 int policy_args_handle(struct policy_args *a, int opt, const char *optarg_);
 /*
- * Load the config file (explicit, or the default one), merge the command line over it, and
- * build the policy. On failure prints a message naming file:line or the bad option and
- * returns -EINVAL/-errno. *ret_cfg gets the merged configuration.
+ * The first call fixes the list of config files (the -c files, or the search), checks that
+ * every file a bottle could write is approved (config/trust.h; an unapproved or changed one is
+ * refused with what changed and the `bot-bottle trust` command), pins the hash of what it
+ * read, loads them, merges the command line over them and builds the policy. It says on
+ * stderr which files it loaded (always when one was approved; else with -v).
+ * Later calls (reloads) read exactly the same files, never search, and refuse a pinned file
+ * whose content changed. On failure prints a message naming file:line or the bad option and
+ * returns -EINVAL/-EPERM/-errno. *ret_cfg gets the merged configuration.
  */
 int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg,
                        struct policy **ret_policy);
 void policy_args_done(struct policy_args *a);
-/* A reload function for the daemon's SIGHUP: userdata is the struct policy_args; the config
- * file is read again and the command line merged over it, as at start. */
+/* A reload function for the daemon's SIGHUP: userdata is the struct policy_args. */
 int policy_args_reload(void *userdata, struct policy **ret);
+/*
+ * After policy_args_finish: the arguments that give `bot-bottle egress` the same policy
+ * without any environment: the files with their pinned hashes (-c F [--config-sha256 H]),
+ * --no-default-config, the command line's --allow/--allow-cidr, and cfg's upstream_dns.
+ */
+void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config *cfg,
+                             struct strv *out);

@@ -21,6 +21,7 @@ enum {
     OPT_CONNECT_TIMEOUT,
     OPT_MAX_CONNS,
     OPT_DRAIN_TIMEOUT,
+    OPT_HANDOFF_FD,
 };
 
 static void usage(FILE *f)
@@ -31,18 +32,28 @@ static void usage(FILE *f)
             "Run the egress daemon on its own: an HTTP/HTTPS forward proxy (absolute-URI and\n"
             "CONNECT) and, with --dns, a DNS filter, both enforcing one allowlist. Everything\n"
             "not allowlisted gets 403 (proxy) or NXDOMAIN (DNS) and an audit record.\n"
-            "SIGHUP reloads the config file and reopens the audit log; SIGTERM drains and exits.\n"
+            "SIGHUP reloads the config files (the same files as at start, never a new search)\n"
+            "and reopens the audit log; SIGTERM drains and exits.\n"
             "\n"
             "Options:\n"
             "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
             "      --dns ADDR:PORT      also serve DNS (UDP and TCP) on this address\n"
             "      --name NAME          bottle name recorded in audit records (default: "
             "egress)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
+            "  -q, --quiet              only warnings and errors\n"
             "  -h, --help               this text\n"
             "\n"
             "Tuning (mostly for tests): --max-conns N, --head-timeout-ms MS,\n"
-            "  --idle-timeout-ms MS, --connect-timeout-ms MS, --drain-timeout-ms MS,\n"
-            "  --ready-fd FD (write \"ready\" to FD once listening)\n"
+            "  --idle-timeout-ms MS, --connect-timeout-ms MS, --drain-timeout-ms MS\n"
+            "\n"
+            "For the supervisor ('bot-bottle run' starts the daemon as 'bot-bottle egress' with\n"
+            "an empty environment and only these descriptors besides stdin/stdout/stderr):\n"
+            "  --ready-fd FD            write \"ready\" to FD once listening, then close it\n"
+            "  --handoff-fd FD          a SOCK_SEQPACKET socket over which the bottle hands over\n"
+            "                           its proxy connections (docs/channel.md)\n"
+            "  --config-sha256 HEX      the -c FILE just before must have this SHA-256, at start\n"
+            "                           and at every reload (else the reload is refused)\n"
+            "  --no-default-config      read only the -c files; never search for one\n"
             "\n"
             "Config file keys ([egress] listen, dns, allow, allow_cidr, upstream_dns, audit) are\n"
             "read as described in docs/config.md; the command line wins.\n");
@@ -79,7 +90,9 @@ int cmd_egress(int argc, char **argv)
         { "connect-timeout-ms", required_argument, NULL, OPT_CONNECT_TIMEOUT },
         { "drain-timeout-ms", required_argument, NULL, OPT_DRAIN_TIMEOUT },
         { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
+        { "handoff-fd", required_argument, NULL, OPT_HANDOFF_FD },
         { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -87,12 +100,13 @@ int cmd_egress(int argc, char **argv)
     struct egress_options o;
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
-    const char *name = "egress";
+    const char *name = NULL;
+    bool quiet = false;
     int opt, r, ret = EXIT_BB_FAILURE;
 
     egress_options_default(&o);
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "l:vh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "l:vqh", longopts, NULL)) != -1) {
         r = policy_args_handle(&args, opt, optarg);
         if (r < 0)
             goto out;
@@ -119,6 +133,15 @@ int cmd_egress(int argc, char **argv)
             o.ready_fd = (int)v;
             break;
         }
+        case OPT_HANDOFF_FD: {
+            uint64_t v;
+            if (str_to_u64_cstr(optarg, 65535, &v) < 0 || v <= 2) {
+                log_error("--handoff-fd '%s': expected a file descriptor number above 2", optarg);
+                goto out;
+            }
+            o.handoff_fd = (int)v;
+            break;
+        }
         case OPT_HEAD_TIMEOUT:
             if (parse_ms("--head-timeout-ms", optarg, &o.limits.head_timeout_ms) < 0)
                 goto out;
@@ -142,6 +165,11 @@ int cmd_egress(int argc, char **argv)
             break;
         case 'v':
             log_set_level(LOG_LVL_DEBUG);
+            break;
+        case 'q':
+            quiet = true;
+            if (log_get_level() < LOG_LVL_DEBUG)
+                log_set_level(LOG_LVL_WARN);
             break;
         case 'h':
             usage(stdout);
@@ -181,10 +209,11 @@ int cmd_egress(int argc, char **argv)
         }
         o.have_upstream_dns = true;
     }
-    if (policy_n_allow(policy) == 0)
+    /* (not under run's --quiet: the supervisor's user sees the blocked-host notices) */
+    if (policy_n_allow(policy) == 0 && !quiet)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
-    o.bottle_name = cfg.name ? cfg.name : name;
+    o.bottle_name = name ? name : cfg.name ? cfg.name : "egress";
     o.reload = policy_args_reload;
     o.reload_userdata = &args;
     r = egress_run(&o, TAKE_PTR(policy));

@@ -151,6 +151,78 @@ static int add_env(struct strv *out, const char *spec)
     return 0;
 }
 
+/* A read-write --mount SRC:DST[:rw] adds SRC (canonical) to what the bottle can write. */
+static int add_writable_mount(struct strv *out, const char *spec)
+{
+    const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    _cleanup_free_ char *src = NULL;
+    char rp[PATH_MAX];
+
+    if (!c1) {
+        log_error("--mount '%s': expected SRC:DST[:ro]", spec);
+        return -EINVAL;
+    }
+    if (c2 && strcmp(c2 + 1, "ro") == 0)
+        return 0;
+    src = xstrndup(spec, (size_t)(c1 - spec));
+    if (!realpath(src, rp))
+        return log_errno(LOG_LVL_ERROR, -errno, "--mount %s", src);
+    strv_push(out, rp);
+    return 0;
+}
+
+/*
+ * The audit log is the record of what the bottle did: never where the bottle can write it
+ * (it could rewrite the log, or plant a symlink so that the daemon appends to another file).
+ * Both the path as written and where it leads must be outside; *ret is the canonical path,
+ * which is what gets opened (so no symlink in the workspace is followed later).
+ */
+static int check_audit_path(const char *path, const struct strv *writable, char **ret)
+{
+    _cleanup_free_ char *canon = NULL, *canon_dir = NULL, *dir = NULL;
+    const char *slash, *base;
+    char cwd[PATH_MAX];
+    struct buf lex = BUF_INIT(2 * PATH_MAX), cb = BUF_INIT(2 * PATH_MAX);
+    int r;
+
+    if (strcmp(path, "-") == 0) {
+        *ret = xstrdup(path);
+        return 0;
+    }
+    /* The directory canonical, the file name as it is: a symlink there is refused when the
+     * file is opened (O_NOFOLLOW), not resolved here. */
+    slash = strrchr(path, '/');
+    base = slash ? slash + 1 : path;
+    dir = slash ? xstrndup(path, slash == path ? 1 : (size_t)(slash - path)) : xstrdup(".");
+    if (!*base || strcmp(base, ".") == 0 || strcmp(base, "..") == 0) {
+        log_error("audit log %s: name a file", path);
+        return -EINVAL;
+    }
+    r = trust_canonicalize(dir, &canon_dir);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "audit log %s", path);
+    if (buf_printf(&cb, "%s/%s", strcmp(canon_dir, "/") == 0 ? "" : canon_dir, base) < 0)
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "audit log %s", path);
+    canon = buf_take(&cb);
+    if (path[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+        return log_errno(LOG_LVL_ERROR, -errno, "getcwd");
+    if (buf_printf(&lex, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path) < 0)
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "audit log %s", path);
+    for (size_t i = 0; i < writable->n; i++)
+        if (trust_path_within(canon, writable->v[i]) ||
+            trust_path_within(buf_str(&lex), writable->v[i])) {
+            log_error("the audit log %s lies inside %s, which the bottle can write (it could "
+                      "rewrite the log or redirect it); choose a path outside with --audit or "
+                      "[egress] audit",
+                      path, writable->v[i]);
+            buf_done(&lex);
+            return -EPERM;
+        }
+    buf_done(&lex);
+    *ret = TAKE_PTR(canon);
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -177,11 +249,12 @@ int cmd_run(int argc, char **argv)
     struct supervisor_opts o = { 0 };
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
-    struct strv env_specs = { 0 }, mounts = { 0 };
+    struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 };
     const char *backend = NULL, *workspace = ".";
     char wsbuf[PATH_MAX];
     uint64_t tmpfs_size = 0, shm_size = 0;
     bool no_limits = false;
+    _cleanup_free_ char *audit = NULL;
     int opt, r, ret = EXIT_BB_FAILURE;
 
     optind = 1;
@@ -266,7 +339,20 @@ int cmd_run(int argc, char **argv)
         log_error("run: no COMMAND given (e.g. bot-bottle run --backend namespace -- bash)");
         goto out;
     }
+    /* The workspace and the rw mount sources are what the bottle can write: a config file
+     * there is used only when approved, and the audit log never goes there. */
+    if (!realpath(workspace, wsbuf)) {
+        log_errno(LOG_LVL_ERROR, -errno, "workspace %s", workspace);
+        goto out;
+    }
+    strv_push(&writable, wsbuf);
+    for (size_t i = 0; i < mounts.n; i++)
+        if (add_writable_mount(&writable, mounts.v[i]) < 0)
+            goto out;
+    args.writable_roots = &writable;
     if (policy_args_finish(&args, &cfg, &policy) < 0)
+        goto out;
+    if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 
     if (!backend)
@@ -282,10 +368,6 @@ int cmd_run(int argc, char **argv)
             log_error("unknown backend '%s' (known: namespace, auto)", backend);
         goto out;
     }
-    if (!realpath(workspace, wsbuf)) {
-        log_errno(LOG_LVL_ERROR, -errno, "workspace %s", workspace);
-        goto out;
-    }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i]) < 0)
             goto out;
@@ -299,7 +381,7 @@ int cmd_run(int argc, char **argv)
     o.name = cfg.name;
     o.workspace = wsbuf;
     o.argv = argv + optind;
-    o.audit_path = cfg.audit;
+    o.audit_path = audit;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
@@ -313,8 +395,8 @@ int cmd_run(int argc, char **argv)
         }
         o.have_upstream_dns = true;
     }
-    o.reload = policy_args_reload;
-    o.reload_userdata = &args;
+    /* The daemon is exec'd with an empty environment: the policy reaches it as arguments. */
+    policy_args_daemon_argv(&args, &cfg, &o.daemon_args);
     ret = supervisor_run(&o, TAKE_PTR(policy));
 out:
     policy_free(policy);
@@ -322,6 +404,8 @@ out:
     strv_done(&env_specs);
     strv_done(&o.env);
     strv_done(&mounts);
+    strv_done(&writable);
+    strv_done(&o.daemon_args);
     policy_args_done(&args);
     return ret;
 }

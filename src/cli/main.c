@@ -13,6 +13,7 @@ static const struct cli_command commands[] = {
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
     { "policy", "check a target against a policy (policy check ...)", cmd_policy },
     { "run", "run a command in a new bottle", cmd_run },
+    { "trust", "approve a project's bottle.ini (its exact content)", cmd_trust },
     { "version", "print the version", cmd_version },
 };
 

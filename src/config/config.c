@@ -468,19 +468,24 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     return 0;
 }
 
-int config_load(const char *path, struct bb_config *cfg, struct config_error *reterr)
+int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_len,
+                struct config_error *reterr)
 {
     _cleanup_close_ int fd = -1;
     _cleanup_free_ char *data = NULL;
     struct stat st;
     size_t got = 0;
 
-    if (!path || !cfg)
+    if (!path || !ret_data || !ret_len)
         return -EINVAL;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO planted there must not hang us (it is refused below). */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (nofollow ? O_NOFOLLOW : 0));
     if (fd < 0) {
         int err = errno;
-        set_error(reterr, path, 0, strerror(err));
+        set_error(reterr, path, 0,
+                  err == ELOOP && nofollow ? "is a symbolic link; bot-bottle does not follow it "
+                                             "here (name the file it points to)"
+                                           : strerror(err));
         return -err;
     }
     if (fstat(fd, &st) < 0) {
@@ -493,7 +498,7 @@ int config_load(const char *path, struct bb_config *cfg, struct config_error *re
         return -EINVAL;
     }
     /* Read one byte past the cap so an oversized file is noticed even if it grew. */
-    data = xmalloc(BB_MAX_CONFIG_FILE + 1);
+    data = xmalloc(BB_MAX_CONFIG_FILE + 2);
     for (;;) {
         ssize_t n = read(fd, data + got, BB_MAX_CONFIG_FILE + 1 - got);
         if (n < 0) {
@@ -511,7 +516,24 @@ int config_load(const char *path, struct bb_config *cfg, struct config_error *re
             return -EFBIG;
         }
     }
-    return config_load_string(path, data, got, cfg, reterr);
+    data[got] = '\0';
+    *ret_data = TAKE_PTR(data);
+    *ret_len = got;
+    return 0;
+}
+
+int config_load(const char *path, struct bb_config *cfg, struct config_error *reterr)
+{
+    _cleanup_free_ char *data = NULL;
+    size_t len = 0;
+    int r;
+
+    if (!path || !cfg)
+        return -EINVAL;
+    r = config_read(path, false, &data, &len, reterr);
+    if (r < 0)
+        return r;
+    return config_load_string(path, data, len, cfg, reterr);
 }
 
 static int path_join(char **ret, const char *a, const char *b)
@@ -534,10 +556,6 @@ int config_default_path(char **ret_path)
     char *p = NULL;
     int r;
 
-    if (access("bottle.ini", F_OK) == 0) {
-        *ret_path = xstrdup("./bottle.ini");
-        return 0;
-    }
     /* XDG Base Directory: a relative XDG_CONFIG_HOME is invalid and ignored. */
     if (xdg && xdg[0] == '/')
         r = path_join(&p, xdg, "/bot-bottle/config.ini");

@@ -1,10 +1,12 @@
 /*
  * The configuration file (INI, parsed with libinih) and the validated settings it yields.
  *
- * Where the file comes from (DESIGN.md section 3): `-c FILE`, else ./bottle.ini if present,
- * else $XDG_CONFIG_HOME/bot-bottle/config.ini (~/.config/... when XDG_CONFIG_HOME is unset),
- * else no file. Command-line options win: scalar options replace the file's value, list
- * options (--allow, --allow-cidr, --env) add to the file's lists.
+ * Where the files come from (DESIGN.md section 3, docs/config.md): `-c FILE` (repeatable),
+ * else $XDG_CONFIG_HOME/bot-bottle/config.ini (~/.config/... when XDG_CONFIG_HOME is unset)
+ * if present, plus the project's ./bottle.ini if present, which is used only once the user
+ * approved its exact content (config/trust.h; the CLI does that part, src/cli/args.c).
+ * Command-line options win: scalar options replace the file's value, list options (--allow,
+ * --allow-cidr, --env) add to the file's lists.
  *
  *   [bottle]  backend = NAME   cpus = N   memory = SIZE (K/M/G suffix)   name = N
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
@@ -65,12 +67,24 @@ struct config_error {
 const char *config_error_str(const struct config_error *e, char *buf, size_t size);
 
 int config_load(const char *path, struct bb_config *cfg, struct config_error *reterr);
+/*
+ * Read a config file's bytes (what config_load parses; callers that hash the content parse
+ * exactly the bytes they hashed with config_load_string). nofollow: refuse a symlink as the
+ * final component. Returns 0 and *ret_data (malloc'd, NUL-terminated) / *ret_len, or -errno
+ * with *reterr filled.
+ */
+int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_len,
+                struct config_error *reterr);
 /* Same, from a memory buffer (used by the fuzzer and unit tests); `name` is used in errors. */
 int config_load_string(const char *name, const char *text, size_t len, struct bb_config *cfg,
                        struct config_error *reterr);
 
+/* The project file looked for in the current directory (only used once trusted). */
+#define CONFIG_PROJECT_FILE "bottle.ini"
+
 /*
- * The default config file path as described above, or NULL when none exists.
+ * The user's config file ($XDG_CONFIG_HOME/bot-bottle/config.ini, or under ~/.config), or
+ * NULL when none exists. The project file is not looked for here.
  * Returns 0 and *ret_path (malloc'd or NULL), or -errno.
  */
 int config_default_path(char **ret_path);

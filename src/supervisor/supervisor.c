@@ -240,10 +240,10 @@ static int setup_state(struct sv *s)
 static void write_info(struct sv *s)
 {
     char path[800], tmp[800];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s}", "name", s->name, "backend",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s}", "name", s->name, "backend",
                           s->be ? s->be->name : "", "alias", s->alias.text, "pid", (int)getpid(),
-                          "bottle_pid", (int)s->started.pid, "audit", s->audit, "workspace",
-                          s->o->workspace);
+                          "bottle_pid", (int)s->started.pid, "daemon_pid", (int)s->daemon_pid,
+                          "audit", s->audit, "workspace", s->o->workspace);
     if (!o)
         return;
     /* Written aside and renamed, so a reader never sees half a file. */
@@ -261,30 +261,56 @@ static int host_dns_port(void)
     return geteuid() == 0 ? HOST_DNS_PORT_ROOT : HOST_DNS_PORT_USER;
 }
 
+/*
+ * The egress daemon parses what the bottle sends and must hold nothing of the host it does not
+ * need (DESIGN.md: started by exec, empty environment, explicit fds). So it is a fork + exec of
+ * this very binary (/proc/self/exe opened as O_PATH and execveat'd: the binary now at our path
+ * on disk may have been replaced, the inode we run from cannot be) as `bot-bottle egress`,
+ * with the policy as arguments (o->daemon_args: the config files with their pinned hashes,
+ * the command line's patterns), an empty environment (it needs no variable: no HOME, no
+ * XDG_CONFIG_HOME since it never searches for a config file, and it resolves through
+ * --upstream-dns or /etc/resolv.conf), and exactly these descriptors:
+ *   0 /dev/null, 1 /dev/null, 2 the supervisor's stderr (the daemon's fatal errors and reload
+ *   refusals go there), 3 the ready pipe (--ready-fd 3), 4 the hand-off socket (--handoff-fd 4).
+ */
 static int start_daemon(struct sv *s, struct policy *policy)
 {
-    struct egress_options eo;
-    int pipefd[2], r;
+    _cleanup_close_ int exe = -1;
+    int pipefd[2], hand[2], r;
     pid_t parent = getpid(), pid;
-    char addr[64];
+    char listen[64], dns[64];
+    struct strv argv = { 0 };
+    char *const envp[] = { NULL };
 
-    egress_options_default(&eo);
-    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
-    net_addr_parse(addr, 0, &eo.listen);
-    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, host_dns_port());
-    net_addr_parse(addr, 0, &eo.dns);
-    eo.have_dns = true;
-    eo.have_upstream_dns = s->o->have_upstream_dns;
-    eo.upstream_dns = s->o->upstream_dns;
-    eo.audit_path = s->audit;
-    eo.bottle_name = s->name;
-    eo.reload = s->o->reload;
-    eo.reload_userdata = s->o->reload_userdata;
-
-    int hand[2];
+    policy_free(policy); /* the daemon builds the same policy from the same arguments */
+    exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+    if (exe < 0)
+        return log_errno(LOG_LVL_ERROR, -errno,
+                         "cannot open /proc/self/exe to start the "
+                         "egress daemon");
+    snprintf(listen, sizeof(listen), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
+    snprintf(dns, sizeof(dns), "%s:%d", s->alias.text, host_dns_port());
+    strv_push(&argv, "bot-bottle");
+    strv_push(&argv, "egress");
+    /* the user sees the command, not the daemon (unless -v) */
+    strv_push(&argv, log_get_level() >= LOG_LVL_DEBUG ? "--verbose" : "--quiet");
+    strv_push(&argv, "--listen");
+    strv_push(&argv, listen);
+    strv_push(&argv, "--dns");
+    strv_push(&argv, dns);
+    strv_push(&argv, "--name");
+    strv_push(&argv, s->name);
+    strv_push(&argv, "--audit");
+    strv_push(&argv, s->audit);
+    strv_push(&argv, "--ready-fd");
+    strv_push(&argv, "3");
+    strv_push(&argv, "--handoff-fd");
+    strv_push(&argv, "4");
+    for (size_t i = 0; i < s->o->daemon_args.n; i++)
+        strv_push(&argv, s->o->daemon_args.v[i]);
 
     if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        policy_free(policy);
+        strv_done(&argv);
         return log_errno(LOG_LVL_ERROR, -errno, "pipe");
     }
     /* Proxy connections made inside a namespace bottle are handed to the daemon directly. */
@@ -292,7 +318,7 @@ static int start_daemon(struct sv *s, struct policy *policy)
         r = -errno;
         close(pipefd[0]);
         close(pipefd[1]);
-        policy_free(policy);
+        strv_done(&argv);
         return log_errno(LOG_LVL_ERROR, r, "socketpair");
     }
     fflush(NULL);
@@ -303,36 +329,47 @@ static int start_daemon(struct sv *s, struct policy *policy)
         close(pipefd[1]);
         close(hand[0]);
         close(hand[1]);
-        policy_free(policy);
+        strv_done(&argv);
         return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
     }
     if (pid == 0) {
-        /* The daemon dies with its supervisor, however the supervisor dies. */
+        static const char fail[] = "bot-bottle: error: cannot exec the egress daemon\n";
+        sigset_t none;
+        int null = s->devnull, ready, ho, ex;
+
+        /* The daemon dies with its supervisor, however the supervisor dies (kept across exec:
+         * the binary is not setuid). */
         if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
             _exit(125);
-        close(pipefd[0]);
-        /* Nothing of the supervisor's but stderr and the ready pipe: not the terminal's
-         * stdin, not the locks. */
-        if (s->devnull >= 0)
-            dup2(s->devnull, 0);
-        /* Move both above the fixed slots first, so placing one cannot clobber the other. */
-        pipefd[1] = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
-        hand[0] = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
-        if (pipefd[1] < 0 || hand[0] < 0 || dup3(pipefd[1], 3, O_CLOEXEC) < 0 ||
-            dup3(hand[0], 4, O_CLOEXEC) < 0)
-            _exit(125);
-        close_range(5, ~0u, 0);
-        eo.handoff_fd = 4;
-        eo.ready_fd = 3;
         setsid();
-        if (log_get_level() < LOG_LVL_DEBUG)
-            log_set_level(LOG_LVL_WARN); /* the user sees the command, not the daemon */
-        _exit(egress_run(&eo, policy) < 0 ? 125 : 0);
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (null < 0)
+            null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        /* Move every source above the fixed slots first, so placing one cannot clobber
+         * another; the copies are close-on-exec, the fixed slots (dup2) are not. */
+        null = fcntl(null, F_DUPFD_CLOEXEC, 10);
+        ready = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+        ho = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
+        ex = fcntl(exe, F_DUPFD_CLOEXEC, 10);
+        if (null < 0 || ready < 0 || ho < 0 || ex < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+            dup2(ready, 3) < 0 || dup2(ho, 4) < 0 || dup3(ex, 5, O_CLOEXEC) < 0)
+            _exit(125);
+        /* Nothing else of the supervisor's: not the terminal, not the locks, not the bottle's
+         * channel. */
+        close_range(6, ~0u, 0);
+        if (chdir("/") < 0)
+            _exit(125);
+        syscall(SYS_execveat, 5, "", argv.v, envp, AT_EMPTY_PATH);
+        if (write(STDERR_FILENO, fail, sizeof(fail) - 1) < 0)
+            _exit(125);
+        _exit(125);
     }
+    strv_done(&argv);
     close(pipefd[1]);
     close(hand[0]);
     s->handoff = hand[1];
-    policy_free(policy); /* the daemon has its own copy */
     s->daemon_pid = pid;
     s->daemon_pidfd = pidfd_open_(pid);
     {
@@ -683,13 +720,21 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 
     /* The audit log: created now so we can follow it from the start. */
     {
-        int fd = open(s.audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        /* Never through a symlink: one planted there would make the daemon append to (and
+         * us create) whatever file it names. */
+        int fd = open(s.audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) {
-            r = log_errno(LOG_LVL_ERROR, -errno, "cannot create the audit log %s", s.audit);
+            if (errno == ELOOP)
+                log_error("the audit log %s is a symbolic link; bot-bottle does not follow it "
+                          "(name the file itself with --audit)",
+                          s.audit);
+            else
+                log_errno(LOG_LVL_ERROR, -errno, "cannot create the audit log %s", s.audit);
+            r = -EPERM;
             goto out;
         }
         close(fd);
-        s.audit_fd = open(s.audit, O_RDONLY | O_CLOEXEC);
+        s.audit_fd = open(s.audit, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (s.audit_fd >= 0)
             lseek(s.audit_fd, 0, SEEK_END);
     }

@@ -4,7 +4,8 @@
  * daemon and the terminal to the user, and returns the command's exit status.
  *
  * Order of events (each step undone on failure, in reverse):
- *   state dir + lock -> alias lease -> egress daemon (child process; must report ready) ->
+ *   state dir + lock -> alias lease -> egress daemon (fork + exec of `bot-bottle egress`,
+ *   empty environment; must report ready) ->
  *   backend create/start -> host channel relay -> loop until the bottle exits ->
  *   stop daemon -> destroy backend -> release alias -> remove state dir (audit log kept).
  * Fail closed: the bottle never starts before its daemon is listening, and if the daemon dies
@@ -37,9 +38,9 @@ struct supervisor_opts {
     bool have_upstream_dns;
     struct net_addr upstream_dns;
     const char *init_path; /* bottle-init override (tests); NULL: default lookup */
-    /* reload support for the daemon's SIGHUP */
-    int (*reload)(void *userdata, struct policy **ret);
-    void *reload_userdata;
+    /* The policy as `bot-bottle egress` arguments (policy_args_daemon_argv): the daemon is
+     * started by exec with an empty environment, and reloads (SIGHUP) from these. */
+    struct strv daemon_args;
 };
 
 /*

@@ -10,6 +10,9 @@ T=$(mktemp -d /tmp/bb-test.XXXXXX)
 # Every test keeps its bottles' state (and audit logs) in its own directory, never the real
 # /run/bot-bottle: tests running beside other bottles must not see or reclaim them.
 export BOT_BOTTLE_STATE_DIR="$T/state"
+# ... and its own config directory: the user's config.ini and trust store are not read, and
+# approvals a test records (bot-bottle trust) land in $T.
+export XDG_CONFIG_HOME="$T/config"
 _n=0
 _failed=0
 _pids=()

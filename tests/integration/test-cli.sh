@@ -6,7 +6,7 @@ plan 12
 
 check "bot-bottle --help exits 0" "$BB" --help
 check "version prints the version" bash -c "'$BB' version | grep -qE '^bot-bottle [0-9]+\.[0-9]+'"
-for v in egress policy version run; do
+for v in egress policy version run trust; do
     check "bot-bottle $v --help exits 0 and shows usage" bash -c "'$BB' $v --help | grep -q Usage"
 done
 "$BB" frobnicate >/dev/null 2>&1

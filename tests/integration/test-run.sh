@@ -149,6 +149,8 @@ upstream_dns = 127.0.0.1:$DNS
 [env]
 pass = BB_TEST_FROM_CONFIG=configured
 INI
+# (a project file is used only once approved: test-trust.sh tests that part)
+"$BB" trust "$T/cfgws/bottle.ini" >/dev/null
 out=$(cd "$T/cfgws" && timeout 60 "$BB" run --backend namespace -- sh -c \
     'echo "env:$BB_TEST_FROM_CONFIG"; curl -s --max-time 10 http://allowed.test:'"$HTTP"'/hello')
 like "config: ./bottle.ini supplies the allowlist, resolver and [env] pass" "$out" \
@@ -280,7 +282,7 @@ is "kill -9: the next run removes the stale state" "$(ls "$STATE/bottles" 2>/dev
     >"$T/s7.out" 2>"$T/s7.err") &
 SUP=$!
 wait_file "$T/ws/s7-ready"
-DAEMON=$(pgrep -P "$(supervisor_pid bb-test-s7)" -x bot-bottle | head -1)
+DAEMON=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['daemon_pid'])" "$STATE/bottles/bb-test-s7/info.json")
 diag "supervisor $(supervisor_pid bb-test-s7), egress daemon $DAEMON"
 kill -9 "$DAEMON" 
 t0=$(date +%s)
