@@ -38,15 +38,21 @@ static const char *const etc_copied[] = {
 
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 
-/* Host-wide kernel knobs: read-only in the bottle (they matter when uid 0 maps to host root). */
+/*
+ * /proc as a container runtime leaves it (runc's default masked and read-only paths, plus the
+ * host kernel's command line and kmsg). Host-wide kernel knobs are read-only: they matter when
+ * uid 0 maps to host root, since several proc files check only the writer's uid.
+ */
 static const char *const proc_readonly[] = {
     "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
 };
-/* Host-wide information a bottle has no need to read. */
-static const char *const proc_masked_files[] = {
-    "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kmsg",
+/* Host-wide information a bottle has no need to read: a file gets /dev/null bound over it
+ * (reads return nothing), a directory an empty read-only tmpfs. */
+static const char *const proc_masked[] = {
+    "/proc/cmdline",     "/proc/kcore",       "/proc/keys",          "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats", "/proc/kmsg",
+    "/proc/vmallocinfo", "/proc/acpi",        "/proc/scsi",          "/proc/asound",
 };
-static const char *const proc_masked_dirs[] = { "/proc/acpi", "/proc/scsi" };
 
 enum link_kind { LINK_ABSENT, LINK_SYMLINK, LINK_TREE };
 
@@ -499,22 +505,27 @@ static int setup_proc(const char **what)
         if (r < 0)
             return r;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_files); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(proc_masked); i++) {
         _cleanup_close_ int fd = -1;
-        if (access(proc_masked_files[i], F_OK) < 0)
+        struct stat st;
+        if (lstat(proc_masked[i], &st) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            r = mount_tmpfs(proc_masked[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                            "size=0,mode=0555");
+            if (r < 0)
+                return r;
             continue;
+        }
         fd = tree_clone("/dev/null", NULL);
         if (fd < 0)
             return fd;
-        r = tree_attach(fd, proc_masked_files[i], MOUNT_ATTR_RDONLY);
-        if (r < 0)
-            return r;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_dirs); i++) {
-        if (access(proc_masked_dirs[i], F_OK) < 0)
-            continue;
-        r = mount_tmpfs(proc_masked_dirs[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                        "size=0");
+        /* not nodev: the node must stay openable (reads give EOF, writes are refused) */
+        r = tree_attach(fd, proc_masked[i],
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
         if (r < 0)
             return r;
     }
