@@ -12,6 +12,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "supervisor/protect.h"
 #include "supervisor/supervisor.h"
 
 #define DEFAULT_BACKEND "microvm"
@@ -23,6 +24,7 @@ enum {
     OPT_MEMORY,
     OPT_INIT,
     OPT_ACCEL,
+    OPT_ALLOW_WRITE,
 };
 
 static void usage(FILE *f)
@@ -41,7 +43,14 @@ static void usage(FILE *f)
             "                           available, and it says which); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
-            "      --mount SRC:DST[:ro] an extra host path inside the bottle\n"
+            "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
+            "                           symlink)\n"
+            "      --allow-write PATH   leave the protected workspace path PATH writable\n"
+            "                           (repeatable; config: [bottle] allow_write). Read-only by\n"
+            "                           default, since the host runs or trusts them later:\n"
+            "                           .git/config .git/hooks .git/modules, .git when it is\n"
+            "                           not a directory, .vscode .idea .claude .mcp.json\n"
+            "                           .envrc bottle.ini, and core.hooksPath (docs/workspace.md)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --cpus N             CPU limit (e.g. 1.5), via cgroup v2 when available\n"
             "      --memory SIZE        memory limit (e.g. 2G), via cgroup v2 when available\n"
@@ -109,6 +118,7 @@ int cmd_run(int argc, char **argv)
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
         { "mount", required_argument, NULL, OPT_MOUNT },
+        { "allow-write", required_argument, NULL, OPT_ALLOW_WRITE },
         { "name", required_argument, NULL, OPT_NAME },
         { "cpus", required_argument, NULL, OPT_CPUS },
         { "memory", required_argument, NULL, OPT_MEMORY },
@@ -123,7 +133,7 @@ int cmd_run(int argc, char **argv)
     struct supervisor_opts o = { 0 };
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
-    struct strv env_specs = { 0 }, mounts = { 0 };
+    struct strv env_specs = { 0 }, mounts = { 0 }, allow_write = { 0 };
     const char *backend = NULL, *workspace = ".";
     char wsbuf[PATH_MAX];
     int opt, r, ret = EXIT_BB_FAILURE;
@@ -148,6 +158,15 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_MOUNT:
             strv_push(&mounts, optarg);
+            break;
+        case OPT_ALLOW_WRITE:
+            if (!protect_rel_path_valid(optarg)) {
+                log_error("--allow-write '%s': give a path relative to the workspace, like "
+                          ".vscode or .git/hooks (no leading '/', no '.' or '..')",
+                          optarg);
+                goto out;
+            }
+            strv_push(&allow_write, optarg);
             break;
         case OPT_NAME:
             free(args.cli.name);
@@ -218,6 +237,9 @@ int cmd_run(int argc, char **argv)
             log_error("--env %s: value too long", env_specs.v[i]);
             goto out;
         }
+    for (size_t i = 0; i < cfg.allow_write.n; i++)
+        strv_push(&allow_write, cfg.allow_write.v[i]);
+    o.allow_write = allow_write;
     o.mounts = mounts;
     o.backend = backend;
     o.name = cfg.name;
@@ -244,6 +266,7 @@ out:
     strv_done(&env_specs);
     strv_done(&o.env);
     strv_done(&mounts);
+    strv_done(&allow_write);
     policy_args_done(&args);
     return ret;
 }

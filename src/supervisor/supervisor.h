@@ -20,12 +20,13 @@
 #include "policy/policy.h"
 
 struct supervisor_opts {
-    const char *backend;   /* a backend name; "auto" picks the strongest available */
-    const char *name;      /* NULL: generated */
-    const char *workspace; /* absolute path */
-    char **argv;           /* the command, NULL-terminated */
-    struct strv env;       /* NAME=VALUE to pass in */
-    struct strv mounts;    /* SRC:DST[:ro] */
+    const char *backend;     /* a backend name; "auto" picks the strongest available */
+    const char *name;        /* NULL: generated */
+    const char *workspace;   /* absolute path */
+    char **argv;             /* the command, NULL-terminated */
+    struct strv env;         /* NAME=VALUE to pass in */
+    struct strv mounts;      /* SRC:DST[:ro] */
+    struct strv allow_write; /* workspace-relative protected paths to leave writable */
     bool tty, interactive;
     uint32_t cpus_milli;
     uint64_t memory_bytes;
