@@ -51,4 +51,40 @@ is "/proc/irq, /proc/bus, /proc/fs, /proc/sys are read-only mounts" "$out" "0"
 out=$(run -- sh -c 'test -e /sys && ls -A /sys | head -3; echo end')
 is "no /sys (nothing of the host's firmware, devices or cgroups)" "$out" "end"
 
+# ---------------------------------------------------------------- --mount through a symlink (item 4)
+mkdir -p "$WS/data" "$T/host-private"
+echo "host-marker-$$" >"$T/host-private/marker"
+echo "ws-data" >"$WS/data/file"
+out=$(run --mount "$WS/data:/data:ro" -- cat /data/file)
+is "--mount of a real workspace directory works" "$out" "ws-data"
+# bottle 1 swaps ws/data for a symlink to a host directory outside the workspace
+run -- sh -c "rm -rf data && ln -s '$T/host-private' data"
+check "bottle 1 replaced ws/data with a symlink" test -L "$WS/data"
+out=$(run --mount "$WS/data:/data:ro" -- sh -c 'cat /data/marker; echo ran' 2>"$T/err")
+rc=$?
+is "bottle 2 with --mount \$WS/data:/data is refused with 125" "$rc" "125"
+unlike "... the host directory's marker is not visible" "$out" "host-marker|ran"
+like "... the error names the path and says it is a symlink" "$(cat "$T/err")" \
+    "--mount $WS/data.*$WS/data is a symbolic link"
+# bottle-init refuses it by itself too (no supervisor check in front of it)
+NS_LAUNCH=
+for c in "$BB_BUILD_DIR/tests/integration/helpers/ns-launch" "$BB_BUILD_DIR/src/backend/ns-launch"; do
+    [ -x "$c" ] && NS_LAUNCH=$c && break
+done
+if [ -n "$NS_LAUNCH" ]; then
+    out=$(cd "$WS" && "$NS_LAUNCH" --init "$BB_BUILD_DIR/src/guest/bottle-init" \
+        --mount "$WS/data:/data:ro" -- sh -c 'cat /data/marker; echo ran' 2>"$T/err")
+    rc=$?
+    is "bottle-init alone refuses the symlinked source with 125" "$rc" "125"
+    unlike "... and shows nothing of the host directory" "$out" "host-marker|ran"
+    like "... naming the path" "$(cat "$T/err")" "--mount source $WS/data is or passes through a symbolic link"
+else
+    skip "bottle-init refuses a symlinked source" "the ns-launch helper is not built"
+fi
+# a symlink higher up in the source path counts too
+mkdir -p "$T/real/sub" && ln -s "$T/real" "$T/link"
+out=$(run --mount "$T/link/sub:/data" -- true 2>&1)
+like "a source passing through a symlinked directory is refused" "$out" "$T/link is a symbolic link"
+rm -f "$WS/data"
+
 done_testing
