@@ -87,4 +87,128 @@ out=$(run --mount "$T/link/sub:/data" -- true 2>&1)
 like "a source passing through a symlinked directory is refused" "$out" "$T/link is a symbolic link"
 rm -f "$WS/data"
 
+# ---------------------------------------------------------------- workspace poisoning (item 6)
+G=$T/repo
+PWNED=$T/pwned
+mkdir -p "$G"
+git_h() { git -C "$G" -c user.name=host -c user.email=host@example.invalid "$@"; }
+git_h init -q -b main
+echo one >"$G/file"
+printf '#!/bin/sh\necho "$0 $*" >>%s\n' "$PWNED" >"$G/evil.sh"
+chmod +x "$G/evil.sh"
+git_h add file evil.sh && git_h commit -q -m first
+hostsums() { (cd "$G" && sha256sum .git/config && find .git/hooks -type f | sort | xargs sha256sum); }
+sum_before=$(hostsums)
+ls_before=$(ls -A "$G")
+runin() { (cd "$G" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" "$@"); }
+# every way of writing every listed path, existing or not. Attempts that would break the
+# repository put it back when they succeed, so that without the protection the poisoning at
+# the end is what the host's git finds (the test fails then, as it must).
+runin -- sh -c '
+try() { desc=$1; shift; if "$@" 2>/dev/null; then echo "WROTE: $desc"; fi; }
+E=$PWD/evil.sh
+try "move .git away" sh -c "mv .git .git.old && mv .git.old .git"
+try "move .git/hooks away" sh -c "mv .git/hooks .git/hooks.old && mv .git/hooks.old .git/hooks"
+try "remove .git/config" sh -c "cp .git/config c.save && rm -f .git/config && mv c.save .git/config"
+try "submodule gitdir" mkdir -p .git/modules/x/hooks
+for d in .vscode .idea .claude; do
+    try "mkdir $d" mkdir -p $d/sub
+    try "replace $d" sh -c "rm -rf $d && ln -s /tmp $d"
+done
+try ".vscode/tasks.json" sh -c "echo {} >.vscode/tasks.json"
+try ".claude/settings.json" sh -c "echo {} >.claude/settings.json"
+for f in .mcp.json .envrc bottle.ini; do
+    try "create $f" sh -c "echo x >$f"
+    try "rename onto $f" sh -c "echo x >t.tmp && mv -f t.tmp $f"
+    try "symlink $f" ln -sf evil.sh $f
+done
+try "git config core.fsmonitor" git config core.fsmonitor "$E"
+try "git config alias" git config alias.st "!$E"
+try "append to .git/config" sh -c "printf \"[core]\\n\\tfsmonitor = $E\\n\" >>.git/config"
+try "rename over .git/config" sh -c "cp .git/config c.new && printf \"[core]\\n\\tfsmonitor = $E\\n\" >>c.new && mv -f c.new .git/config"
+try "create hook pre-commit" cp "$E" .git/hooks/pre-commit
+try "symlink hook post-commit" ln -s "$E" .git/hooks/post-commit
+try "hard link hook post-checkout" ln "$E" .git/hooks/post-checkout
+try "create hook reference-transaction" cp "$E" .git/hooks/reference-transaction
+rm -f c.new c.save t.tmp
+echo attempts-done
+' >"$T/attempts" 2>&1
+is "every write to a protected path failed inside the bottle" "$(grep -c WROTE "$T/attempts")" "0"
+grep WROTE "$T/attempts" | head -8 | while read -r l; do diag "$l"; done
+check "... and the attempts ran" grep -q attempts-done "$T/attempts"
+# the host's git afterwards: status, commit, checkout run nothing the bottle wrote
+git_h status >/dev/null 2>&1
+git_h commit -q --allow-empty -m host-side >/dev/null 2>&1
+git_h checkout -q -b host-branch >/dev/null 2>&1
+git_h checkout -q main >/dev/null 2>&1
+check "the host's git status/commit/checkout ran nothing the bottle wrote" test ! -e "$PWNED"
+is ".git/config and .git/hooks are unchanged" "$(hostsums)" "$sum_before"
+is "no placeholder or bottle-made entry is left in the workspace" "$(ls -A "$G")" "$ls_before"
+check "no .git/modules left behind" test ! -e "$G/.git/modules"
+
+# ordinary git work inside still works
+out=$(runin -e GIT_AUTHOR_NAME=bot -e GIT_AUTHOR_EMAIL=bot@example.invalid \
+    -e GIT_COMMITTER_NAME=bot -e GIT_COMMITTER_EMAIL=bot@example.invalid -- sh -c '
+set -e
+echo two >>file; echo new >new-file
+git add file new-file
+git commit -q -m "from the bottle"
+git checkout -q -b bottle-branch
+echo three >>file; git commit -q -am "on the branch"
+git status --porcelain
+git log --format=%s -n 2 | tr "\n" "|"' 2>&1)
+is "git add, commit, checkout -b, status work inside the bottle" "$out" "on the branch|from the bottle|"
+is "... and the host sees the commits" "$(git_h log --format=%s -n 2 bottle-branch | tr '\n' '|')" \
+    "on the branch|from the bottle|"
+git_h status >/dev/null 2>&1
+check "... the host's git still runs nothing the bottle wrote" test ! -e "$PWNED"
+
+# --allow-write opens exactly the named path
+out=$(runin --allow-write .vscode -- sh -c 'mkdir -p .vscode && echo "{}" >.vscode/tasks.json && echo ok; mkdir .idea/x 2>/dev/null && echo idea-written')
+is "--allow-write .vscode opens .vscode (and nothing else)" "$out" "ok"
+is "... the host sees .vscode/tasks.json" "$(cat "$G/.vscode/tasks.json" 2>/dev/null)" "{}"
+out=$(runin -- sh -c 'echo x >.vscode/tasks.json 2>/dev/null && echo written; echo done')
+is "... without it, the now existing .vscode is read-only again" "$out" "done"
+rm -rf "$G/.vscode"
+
+# core.hooksPath in the workspace (husky): that directory is protected too
+git_h config core.hooksPath .husky/_
+mkdir -p "$G/.husky/_"
+out=$(runin -- sh -c 'cp evil.sh .husky/pre-commit 2>/dev/null && echo wrote-husky; mv .husky .husky.old 2>/dev/null && echo moved; echo done')
+is "core.hooksPath .husky/_: .husky is read-only and stays in place" "$out" "done"
+git_h config core.hooksPath .githooks
+out=$(runin -- sh -c 'mkdir -p .githooks && cp evil.sh .githooks/pre-commit 2>/dev/null && echo wrote; echo done')
+is "core.hooksPath .githooks (not there yet): cannot be created" "$out" "done"
+git_h commit -q --allow-empty -m hooks-path-check >/dev/null 2>&1
+check "... the host's commit ran nothing" test ! -e "$PWNED"
+check "... and the placeholder .githooks is gone again" test ! -e "$G/.githooks"
+git_h config --unset core.hooksPath
+rm -rf "$G/.husky"
+
+# a workspace without .git: the bottle cannot git init one the host's git would use
+N=$T/nogit
+mkdir -p "$N"
+runn() { (cd "$N" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" "$@"); }
+out=$(runn -- sh -c 'git init -q . 2>/dev/null && echo initialized; mkdir .git/hooks 2>/dev/null && echo hooks; echo done')
+is "no .git: git init inside fails" "$out" "done"
+check "... and the host's workspace has no .git afterwards" test ! -e "$N/.git"
+out=$(runn --allow-write .git -- sh -c 'git init -q . && echo initialized')
+is "... --allow-write .git opens it" "$out" "initialized"
+rm -rf "$N/.git"
+
+# a .git file (worktree/submodule pointer) cannot be redirected
+echo "gitdir: $T/elsewhere" >"$N/.git"
+out=$(runn -- sh -c 'echo "gitdir: .evil" >.git 2>/dev/null && echo rewritten; rm -f .git 2>/dev/null && echo removed; echo done')
+is "a .git file cannot be rewritten or removed" "$out" "done"
+is "... it is unchanged" "$(cat "$N/.git")" "gitdir: $T/elsewhere"
+rm -f "$N/.git"
+
+# a protected path that is a symlink is refused before anything starts
+ln -s "$T/host-private" "$N/.vscode"
+out=$(runn -- true 2>&1)
+rc=$?
+is "a symlinked .vscode: run exits 125" "$rc" "125"
+like "... saying what to do" "$out" "$N/.vscode is a symbolic link.*--allow-write .vscode"
+rm -f "$N/.vscode"
+
 done_testing
