@@ -169,10 +169,20 @@ static void git_value(const char *p, const char *end, char *out, size_t size)
         }
         if (n + 1 < size)
             out[n++] = c;
-        if (quoted || (c != ' ' && c != '\t'))
+        if (quoted || (c != ' ' && c != '\t' && c != '\r'))
             trail = n;
     }
     out[trail < size ? trail : 0] = '\0';
+}
+
+static bool git_true(const char *v)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" };
+
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
+        if (slice_eq_nocase(slice_cstr(v), slice_cstr(yes[i])))
+            return true;
+    return false;
 }
 
 int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
@@ -232,6 +242,9 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
             else if ((strcmp(section, "include") == 0 || strcmp(section, "includeif") == 0) &&
                      slice_eq_nocase(key, SLICE_LIT("path")) && value[0])
                 strv_push(ret_includes, value);
+            else if (strcmp(section, "extensions") == 0 &&
+                     slice_eq_nocase(key, SLICE_LIT("worktreeConfig")) && git_true(value))
+                strv_push(ret_includes, "config.worktree"); /* read as config, like an include */
         }
         p = eol ? eol + 1 : end;
     }

@@ -45,9 +45,10 @@ bool protect_rel_path_valid(const char *rel);
 
 /*
  * Scans git config text for the values that name workspace paths git runs or reads config
- * from: core.hooksPath (the last one) into ret_hooks ("" when unset) and include.path /
- * includeIf.*.path into ret_includes (appended). Bounded: refuses len > PROTECT_GIT_CONFIG_MAX
- * with -EFBIG. Does not follow includes. Returns 0 or -errno.
+ * from: core.hooksPath (the last one) into ret_hooks ("" when unset); include.path,
+ * includeIf.*.path and, when extensions.worktreeConfig is true, "config.worktree" into
+ * ret_includes (appended; relative ones are relative to the directory of the config file). Bounded:
+ * refuses len > PROTECT_GIT_CONFIG_MAX with -EFBIG. Does not follow includes. Returns 0 or -errno.
  */
 int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
                             struct strv *ret_includes);
