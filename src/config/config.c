@@ -563,9 +563,13 @@ int config_default_path(char **ret_path)
     const char *xdg = getenv("XDG_CONFIG_HOME");
     const char *home = getenv("HOME");
     char *p = NULL;
+    struct stat st;
     int r;
 
-    if (access("bottle.ini", F_OK) == 0) {
+    /* A directory is not a config file: it is the empty placeholder the supervisor of a
+     * bottle running in this workspace keeps there (docs/workspace.md), so it counts as
+     * absent, and a second bottle started meanwhile gets the same configuration. */
+    if (stat("bottle.ini", &st) == 0 && !S_ISDIR(st.st_mode)) {
         *ret_path = xstrdup("./bottle.ini");
         return 0;
     }
