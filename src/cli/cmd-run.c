@@ -45,12 +45,8 @@ static void usage(FILE *f)
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
-            "      --allow-write PATH   leave the protected workspace path PATH writable\n"
-            "                           (repeatable; config: [bottle] allow_write). Read-only by\n"
-            "                           default, since the host runs or trusts them later:\n"
-            "                           .git/config .git/hooks .git/modules, .git when it is\n"
-            "                           not a directory, .vscode .idea .claude .mcp.json\n"
-            "                           .envrc bottle.ini, and core.hooksPath (docs/workspace.md)\n"
+            "      --allow-write PATH   leave a protected workspace path (below) writable\n"
+            "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --cpus N             CPU limit (e.g. 1.5), via cgroup v2 when available\n"
             "      --memory SIZE        memory limit (e.g. 2G), via cgroup v2 when available\n"
@@ -63,6 +59,12 @@ static void usage(FILE *f)
             "A is the bottle's own 127.77.x.y address. Blocked requests are reported once per\n"
             "host on stderr; every decision is in the audit log\n"
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
+    /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
+    fprintf(f, "\nRead-only inside the workspace, even when missing, since the host runs or "
+               "trusts\nthem later (docs/workspace.md; .git only when it is not a directory):\n ");
+    for (size_t i = 0; protect_list_entry(i); i++)
+        fprintf(f, " %s", protect_list_entry(i));
+    fprintf(f, "\nand the directory core.hooksPath names. --allow-write PATH opens one.\n");
 }
 
 static int parse_cpus(const char *s, uint32_t *ret)
