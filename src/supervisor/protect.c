@@ -251,29 +251,33 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
     return 0;
 }
 
+static int read_all(int fd, struct buf *out)
+{
+    char tmp[16384];
+
+    for (;;) {
+        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        if (buf_append(out, tmp, (size_t)n) < 0)
+            return -EFBIG;
+    }
+}
+
 /* Reads <ws>/.git/config (when .git is a directory) without following symlinks. */
 static int read_git_config(int wsfd, struct buf *out)
 {
     _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     _cleanup_close_ int fd = -1;
-    char tmp[16384];
 
     if (git < 0)
         return -errno;
     fd = openat(git, "config", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    for (;;) {
-        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
-        int r;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return 0;
-        r = buf_append(out, tmp, (size_t)n);
-        if (r < 0)
-            return -EFBIG;
-    }
+    return read_all(fd, out);
 }
 
 /* A path git takes from config, as a workspace-relative path; false when it lies outside. */
@@ -291,14 +295,89 @@ static bool git_path_in_ws(const char *ws, const char *base, const char *v, char
     return rel_join(base, v, ret, size) == 0;
 }
 
-/* The workspace paths named by .git/config: core.hooksPath and include paths. */
+/* Adds a core.hooksPath value (from the file named by `from`) when it lies in the workspace. */
+static int add_hooks_path(const char *ws, const char *hooks, const char *from, struct strv *out)
+{
+    char rel[PATH_MAX];
+
+    if (!hooks[0])
+        return 0;
+    /* A relative core.hooksPath is relative to the top of the work tree. */
+    if (strcmp(hooks, ".") == 0 || strcmp(hooks, "./") == 0) {
+        log_error("core.hooksPath in %s is the workspace itself; bot-bottle cannot make it "
+                  "read-only. Point it at a directory below (git config core.hooksPath "
+                  ".githooks)",
+                  from);
+        return -EINVAL;
+    }
+    if (git_path_in_ws(ws, "", hooks, rel, sizeof(rel))) {
+        /* husky (v9) sets .husky/_, whose wrappers run the scripts in .husky */
+        char *slash = strrchr(rel, '/');
+        if (slash && strcmp(slash + 1, "_") == 0)
+            *slash = '\0';
+        strv_push(out, rel);
+    }
+    return 0;
+}
+
+/*
+ * core.hooksPath of the user's own git configuration (system, XDG, ~/.gitconfig): a relative
+ * one (say .githooks) names a directory in every work tree, this workspace's too. Protecting
+ * each one found, whichever wins, errs on the safe side. Includes there are not followed.
+ */
+static int host_git_configs(const char *ws, struct strv *out)
+{
+    const char *home = getenv("HOME"), *xdg = getenv("XDG_CONFIG_HOME");
+    char paths[3][PATH_MAX];
+    size_t n = 0;
+    int r;
+
+    if (str_printf(paths[n], sizeof(paths[n]), "/etc/gitconfig") == 0)
+        n++;
+    if (xdg && xdg[0] == '/' && str_printf(paths[n], sizeof(paths[n]), "%s/git/config", xdg) == 0)
+        n++;
+    else if (home && home[0] == '/' &&
+             str_printf(paths[n], sizeof(paths[n]), "%s/.config/git/config", home) == 0)
+        n++;
+    if (home && home[0] == '/' &&
+        str_printf(paths[n], sizeof(paths[n]), "%s/.gitconfig", home) == 0)
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
+        struct strv inc = { 0 };
+        char hooks[PATH_MAX] = "";
+        _cleanup_close_ int fd = open(paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+        r = fd < 0 ? -errno : read_all(fd, &b);
+        if (r >= 0)
+            r = protect_scan_git_config(b.p ? b.p : "", b.len, hooks, sizeof(hooks), &inc);
+        buf_done(&b);
+        strv_done(&inc);
+        if (r == -ENOENT)
+            continue;
+        if (r < 0) {
+            log_warn("cannot read %s (%s): its core.hooksPath, if any, is not protected", paths[i],
+                     strerror(-r));
+            continue;
+        }
+        r = add_hooks_path(ws, hooks, paths[i], out);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The workspace paths named by git configuration: core.hooksPath and include paths. */
 static int git_config_entries(const char *ws, int wsfd, struct strv *out)
 {
     struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
     struct strv inc = { 0 };
-    char hooks[PATH_MAX], rel[PATH_MAX];
-    int r = read_git_config(wsfd, &b);
+    char hooks[PATH_MAX], rel[PATH_MAX], from[PATH_MAX + 16];
+    int r = host_git_configs(ws, out);
 
+    if (r < 0)
+        return r;
+    r = read_git_config(wsfd, &b);
     if (r == -ENOENT || r == -ENOTDIR) {
         buf_done(&b);
         return 0;
@@ -313,30 +392,14 @@ static int git_config_entries(const char *ws, int wsfd, struct strv *out)
                          "at most 1 MiB of it)",
                          ws);
     }
-    /* A relative core.hooksPath is relative to the top of the work tree. */
-    if (hooks[0]) {
-        if (strcmp(hooks, ".") == 0 || strcmp(hooks, "./") == 0) {
-            strv_done(&inc);
-            log_error("core.hooksPath in %s/.git/config is the workspace itself; bot-bottle "
-                      "cannot make it read-only. Point it at a directory below (git config "
-                      "core.hooksPath .githooks)",
-                      ws);
-            return -EINVAL;
-        }
-        if (git_path_in_ws(ws, "", hooks, rel, sizeof(rel))) {
-            /* husky (v9) sets .husky/_, whose wrappers run the scripts in .husky */
-            char *slash = strrchr(rel, '/');
-            if (slash && strcmp(slash + 1, "_") == 0)
-                *slash = '\0';
-            strv_push(out, rel);
-        }
-    }
+    str_printf(from, sizeof(from), "%s/.git/config", ws);
+    r = add_hooks_path(ws, hooks, from, out);
     /* A relative include path is relative to the directory of the including file. */
-    for (size_t i = 0; i < inc.n; i++)
+    for (size_t i = 0; r >= 0 && i < inc.n; i++)
         if (git_path_in_ws(ws, ".git", inc.v[i], rel, sizeof(rel)))
             strv_push(out, rel);
     strv_done(&inc);
-    return 0;
+    return r;
 }
 
 /* ---------------------------------------------------------------- the plan */

@@ -117,12 +117,23 @@ static void test_plan(void **state)
     snprintf(path, sizeof(path), "%s/.idea", ws);
     assert_int_equal(mkdir(path, 0755), 0);
     strv_push(&allow, ".claude");
+    /* the user's global config names a relative hooks directory: every work tree's */
+    snprintf(path, sizeof(path), "%s/home", ws);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(setenv("HOME", path, 1), 0);
+    unsetenv("XDG_CONFIG_HOME");
+    snprintf(path, sizeof(path), "%s/home/.gitconfig", ws);
+    {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("[core]\n\thooksPath = .githooks\n", f);
+        fclose(f);
+    }
     assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
     {
-        const char *want[] = {
-            ".git/config", ".git/hooks", ".git/modules", ".vscode", ".idea",
-            ".mcp.json",   ".envrc",     "bottle.ini",   "tools",   ".gitconfig"
-        };
+        const char *want[] = { ".git/config", ".git/hooks", ".git/modules", ".vscode",
+                               ".idea",       ".mcp.json",  ".envrc",       "bottle.ini",
+                               ".githooks",   "tools",      ".gitconfig" };
         assert_int_equal(p.paths.n, sizeof(want) / sizeof(want[0]));
         for (size_t i = 0; i < p.paths.n; i++) {
             snprintf(path, sizeof(path), "%s/%s", ws, want[i]);
