@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -575,5 +576,175 @@ out:
     strv_done(&chosen);
     if (r < 0)
         protect_plan_done(p, true);
+    return r;
+}
+
+/* ---------------------------------------------------------------- the registry */
+
+#define REGISTRY_MAX (1024 * 1024)
+
+/* A path with '%', and bytes outside 0x21..0x7e, written as %HH: one token, one line. */
+static int put_token(struct buf *b, const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    int r = 0;
+
+    for (const unsigned char *c = (const unsigned char *)v; r >= 0 && *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7f || *c == '%') {
+            char e[3] = { '%', hex[*c >> 4], hex[*c & 15] };
+            r = buf_append(b, e, 3);
+        } else {
+            r = buf_append(b, (const char *)c, 1);
+        }
+    }
+    return r;
+}
+
+static int hexdig(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes a token of s (len bytes) into out; -EINVAL when malformed. */
+static int get_token(const char *s, size_t len, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3 || (hi = hexdig(s[i + 1])) < 0 || (lo = hexdig(s[i + 2])) < 0)
+                return -EINVAL;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c == '\0' || n + 1 >= size)
+            return -EINVAL;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static int registry_open(const char *reg, struct buf *ret)
+{
+    _cleanup_close_ int fd = open(reg, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0)
+        return -errno;
+    r = read_all(fd, ret);
+    if (r < 0)
+        return r;
+    return TAKE_FD(fd);
+}
+
+static int registry_write(int fd, const struct buf *b)
+{
+    size_t off = 0;
+
+    if (ftruncate(fd, 0) < 0)
+        return -errno;
+    while (off < b->len) {
+        ssize_t n = RETRY_EINTR(pwrite(fd, b->p + off, b->len - off, (off_t)off));
+        if (n < 0)
+            return -errno;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p)
+{
+    struct buf b = BUF_INIT(REGISTRY_MAX);
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    if (!p->n_made)
+        return 0;
+    fd = registry_open(reg, &b);
+    if (fd < 0) {
+        buf_done(&b);
+        return fd;
+    }
+    r = 0;
+    for (size_t i = 0; r >= 0 && i < p->n_made; i++) {
+        const struct protect_made *m = &p->made[i];
+        r = buf_printf(&b, "%c %llu %llu ", m->dir ? 'd' : 'f', (unsigned long long)m->dev,
+                       (unsigned long long)m->ino);
+        if (r >= 0)
+            r = put_token(&b, ws);
+        if (r >= 0)
+            r = buf_append(&b, " ", 1);
+        if (r >= 0)
+            r = put_token(&b, m->path);
+        if (r >= 0)
+            r = buf_append(&b, "\n", 1);
+    }
+    if (r >= 0)
+        r = registry_write(fd, &b);
+    buf_done(&b);
+    return r;
+}
+
+int protect_registry_clean(const char *reg, const char *ws)
+{
+    struct buf b = BUF_INIT(REGISTRY_MAX), keep = BUF_INIT(REGISTRY_MAX);
+    struct protect_plan gone = { 0 };
+    _cleanup_close_ int fd = -1;
+    const char *p, *end;
+    int r = 0;
+
+    fd = registry_open(reg, &b);
+    if (fd < 0) {
+        buf_done(&b);
+        return fd;
+    }
+    p = b.p ? b.p : "";
+    end = p + b.len;
+    while (p < end && r >= 0) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end, *f[5];
+        size_t nf = 0;
+        char rws[PATH_MAX], rpath[PATH_MAX];
+        uint64_t dev, ino;
+        bool mine = false;
+
+        /* "d|f DEV INO WS PATH": five fields separated by single spaces */
+        f[nf++] = p;
+        for (const char *q = p; q < le && nf < 5; q++)
+            if (*q == ' ')
+                f[nf++] = q + 1;
+        if (nf == 5 && (f[0][0] == 'd' || f[0][0] == 'f') && f[1] == f[0] + 2 &&
+            str_to_u64(slice_make(f[1], (size_t)(f[2] - f[1] - 1)), UINT64_MAX, &dev) == 0 &&
+            str_to_u64(slice_make(f[2], (size_t)(f[3] - f[2] - 1)), UINT64_MAX, &ino) == 0 &&
+            get_token(f[3], (size_t)(f[4] - f[3] - 1), rws, sizeof(rws)) == 0 &&
+            get_token(f[4], (size_t)(le - f[4]), rpath, sizeof(rpath)) == 0) {
+            mine = strcmp(rws, ws) == 0;
+            if (mine && gone.n_made < PROTECT_MAX) {
+                gone.made[gone.n_made++] = (struct protect_made){ .path = xstrdup(rpath),
+                                                                  .dev = (dev_t)dev,
+                                                                  .ino = (ino_t)ino,
+                                                                  .dir = f[0][0] == 'd' };
+            } else if (mine) {
+                mine = false; /* over the cap: kept for the next clean-up */
+            }
+        }
+        /* a line of another workspace is kept as it is; a malformed one is dropped */
+        if (!mine && nf == 5) {
+            r = buf_append(&keep, p, (size_t)(le - p));
+            if (r >= 0)
+                r = buf_append(&keep, "\n", 1);
+        }
+        p = eol ? eol + 1 : end;
+    }
+    if (r >= 0)
+        r = registry_write(fd, &keep);
+    protect_plan_done(&gone, true);
+    buf_done(&b);
+    buf_done(&keep);
     return r;
 }

@@ -65,5 +65,16 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
  * false they stay, e.g. because another bottle uses the workspace) and frees *p. */
 void protect_plan_done(struct protect_plan *p, bool remove);
 
+/*
+ * The placeholder registry: a file (<state root>/placeholders) listing the placeholders of
+ * every bottle of this state root, so that the last bottle to leave a workspace removes them
+ * all, including those of a bottle that left while another still used the workspace, or
+ * whose supervisor was killed. protect_registry_add() appends the plan's placeholders;
+ * protect_registry_clean() removes those of workspace ws that are still pristine and drops
+ * them from the file. Both hold an exclusive flock on the file. Return 0 or -errno.
+ */
+int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p);
+int protect_registry_clean(const char *reg, const char *ws);
+
 /* The fixed list, for --help and the docs: entry i (NULL past the end). */
 const char *protect_list_entry(size_t i);

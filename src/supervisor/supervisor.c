@@ -489,7 +489,7 @@ static void on_audit_timer(struct loop_timer *t)
 
 /*
  * True when another live bottle of this state root runs on the same workspace: its
- * protections may sit on placeholders we created (removing one would detach its mount).
+ * protections may sit on placeholders (removing one would detach its mount).
  */
 static bool workspace_used_by_another(struct sv *s)
 {
@@ -498,7 +498,7 @@ static bool workspace_used_by_another(struct sv *s)
     struct dirent *de;
     bool used = false;
 
-    if (!s->protect.n_made || !s->root[0])
+    if (!s->root[0] || !s->o->workspace)
         return false;
     snprintf(bottles, sizeof(bottles), "%s/bottles", s->root);
     d = opendir(bottles);
@@ -592,6 +592,13 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
     if (r < 0)
         return r;
+    {
+        char reg[600];
+        snprintf(reg, sizeof(reg), "%s/placeholders", s->root);
+        r = protect_registry_add(reg, s->o->workspace, &s->protect);
+        if (r < 0)
+            log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
+    }
     for (size_t i = 0; i < s->protect.paths.n; i++)
         if ((r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
             return log_errno(LOG_LVL_ERROR, r, "too many protected paths");
@@ -748,7 +755,16 @@ out:
     channel_host_relay_free(s.relay);
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
-    protect_plan_done(&s.protect, !workspace_used_by_another(&s));
+    {
+        /* The last bottle to leave a workspace removes every placeholder made for it. */
+        bool shared = workspace_used_by_another(&s);
+        char reg[600];
+        if (!shared && s.root[0] && s.o->workspace) {
+            snprintf(reg, sizeof(reg), "%s/placeholders", s.root);
+            protect_registry_clean(reg, s.o->workspace);
+        }
+        protect_plan_done(&s.protect, !shared);
+    }
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
     stop_daemon(&s);

@@ -211,4 +211,32 @@ is "a symlinked .vscode: run exits 125" "$rc" "125"
 like "... saying what to do" "$out" "$N/.vscode is a symbolic link.*--allow-write .vscode"
 rm -f "$N/.vscode"
 
+# two bottles on one workspace: the one leaving first keeps the placeholders the other's
+# protections sit on; the last one out removes them all
+C=$T/shared
+mkdir -p "$C"
+runc() { (cd "$C" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" "$@"); }
+# A starts first (and makes the placeholders), B starts while A runs, A leaves, then B writes
+runc -- sh -c 'touch a-up; while [ ! -e b-up ]; do sleep 0.05; done' &
+A=$!
+for _ in $(seq 200); do [ -e "$C/a-up" ] && break; sleep 0.05; done
+runc -- sh -c 'touch b-up; while [ ! -e a-gone ]; do sleep 0.05; done; mkdir -p .vscode/x 2>/dev/null && echo b-wrote; echo b-done' >"$T/b.out" 2>&1 &
+B=$!
+wait "$A"
+touch "$C/a-gone"
+wait "$B"
+is "a bottle's protection outlives the bottle that made its placeholders" "$(cat "$T/b.out")" "b-done"
+is "... and the last one out removed every placeholder" "$(ls -A "$C" | tr '\n' ' ')" "a-gone a-up b-up "
+check "... nothing the bottle wrote" test ! -e "$C/.vscode/x"
+# a supervisor killed with SIGKILL leaves its placeholders; the next bottle's exit removes them
+rm -f "$C/a-up" "$C/b-up" "$C/a-gone"
+(cd "$C" && exec "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" -- sh -c 'touch up; sleep 30') &
+K=$!
+for _ in $(seq 200); do [ -e "$C/up" ] && break; sleep 0.05; done
+kill -9 "$K"
+wait "$K" 2>/dev/null
+check "SIGKILL: the placeholders are still there" test -d "$C/.vscode"
+runc -- true
+is "... and the next bottle on the workspace removes them" "$(ls -A "$C" | tr '\n' ' ')" "up "
+
 done_testing

@@ -205,12 +205,61 @@ static void test_check_nofollow(void **state)
     rmdir(d);
 }
 
+/* The registry: the last one out removes what every bottle on the workspace made. */
+static void test_registry(void **state)
+{
+    char d[] = "/tmp/bb-registry-XXXXXX", reg[256], ws1[256], ws2[256], path[512];
+    struct protect_plan p1, p2;
+    struct stat st;
+    FILE *f;
+    char line[1024];
+    int lines = 0;
+    (void)state;
+
+    assert_non_null(mkdtemp(d));
+    snprintf(reg, sizeof(reg), "%s/placeholders", d);
+    snprintf(ws1, sizeof(ws1), "%s/w s%%1\n", d); /* space, '%', newline: escaped */
+    snprintf(ws2, sizeof(ws2), "%s/ws2", d);
+    assert_int_equal(mkdir(ws1, 0755), 0);
+    assert_int_equal(mkdir(ws2, 0755), 0);
+    assert_int_equal(protect_plan_build(ws1, NULL, &p1), 0);
+    assert_int_equal(protect_plan_build(ws2, NULL, &p2), 0);
+    assert_true(p1.n_made > 0);
+    assert_int_equal(protect_registry_add(reg, ws1, &p1), 0);
+    assert_int_equal(protect_registry_add(reg, ws2, &p2), 0);
+    /* the bottle that made ws1's placeholders leaves while another uses ws1: they stay */
+    protect_plan_done(&p1, false);
+    snprintf(path, sizeof(path), "%s/.vscode", ws1);
+    assert_int_equal(lstat(path, &st), 0);
+    /* the last one out of ws1 removes them, and leaves ws2's alone */
+    assert_int_equal(protect_registry_clean(reg, ws1), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.vscode", ws2);
+    assert_int_equal(lstat(path, &st), 0);
+    f = fopen(reg, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        assert_non_null(strstr(line, "/ws2 "));
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal((size_t)lines, p2.n_made);
+    assert_int_equal(protect_registry_clean(reg, ws2), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    protect_plan_done(&p2, false);
+    {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_git_config), cmocka_unit_test(test_scan_bounded),
         cmocka_unit_test(test_rel_path_valid),  cmocka_unit_test(test_plan),
-        cmocka_unit_test(test_check_nofollow),
+        cmocka_unit_test(test_check_nofollow),  cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
