@@ -581,7 +581,7 @@ static int setup_proc(const char **what)
         fd = tree_clone("/dev/null", NULL);
         if (fd < 0)
             return fd;
-        /* not nodev: the node must stay openable (reads give EOF, writes are refused) */
+        /* not nodev: the node must stay openable (reads give EOF; a write goes to /dev/null) */
         r = tree_attach(fd, proc_masked[i],
                         MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
         if (r < 0)

@@ -20,14 +20,14 @@
 #include "policy/policy.h"
 
 struct supervisor_opts {
-    const char *backend;     /* a backend name; "auto" picks the strongest available */
-    const char *name;        /* NULL: generated */
-    const char *workspace;   /* absolute path */
-    char **argv;             /* the command, NULL-terminated */
-    struct strv env;         /* NAME=VALUE to pass in */
-    struct strv mounts;      /* SRC:DST[:ro] */
-    struct strv allow_write; /* workspace-relative protected paths to leave writable */
+    const char *backend;   /* a backend name; "auto" picks the strongest available */
+    const char *name;      /* NULL: generated */
+    const char *workspace; /* absolute path */
+    char **argv;           /* the command, NULL-terminated */
+    struct strv env;       /* NAME=VALUE to pass in */
+    struct strv mounts;    /* SRC:DST[:ro] */
     bool tty, interactive;
+    struct strv allow_write; /* workspace-relative protected paths to leave writable */
     uint32_t cpus_milli;
     uint64_t memory_bytes;
     const char *audit_path; /* NULL: <state root>/logs/<name>.audit.log */
