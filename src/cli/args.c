@@ -100,6 +100,7 @@ static bool in_writable_root(const struct policy_args *a, const char *canon, con
 /* Fix the file list: the -c files or the search; canonical paths; which need trust. */
 static int resolve_files(struct policy_args *a)
 {
+    struct stat st;
     int r;
 
     if (a->n_files == 0 && !a->no_default_config) {
@@ -109,13 +110,15 @@ static int resolve_files(struct policy_args *a)
             return log_errno(LOG_LVL_ERROR, r, "cannot look for a config file");
         if (user)
             add_file(a, user);
-        if (access(CONFIG_PROJECT_FILE, F_OK) == 0 || errno != ENOENT)
+        /* A directory there is no config file: it is the empty placeholder the supervisor
+         * of a bottle running in this workspace keeps (docs/workspace.md), so it counts as
+         * absent and a second bottle started meanwhile gets the same configuration. */
+        if (lstat(CONFIG_PROJECT_FILE, &st) == 0 ? !S_ISDIR(st.st_mode) : errno != ENOENT)
             add_file(a, CONFIG_PROJECT_FILE)->project = true;
     }
     for (size_t i = 0; i < a->n_files; i++) {
         struct policy_file *f = &a->files[i];
         char rp[PATH_MAX];
-        struct stat st;
         /* A bottle could point a project file at any host file (and get it shown on the
          * terminal as "what it contains", or hang us on a FIFO): only a regular file. */
         if (f->project && lstat(f->path, &st) == 0 && !S_ISREG(st.st_mode)) {

@@ -14,6 +14,7 @@
 #include "common/macro.h"
 #include "common/xalloc.h"
 #include "guest/spec.h"
+#include "supervisor/protect.h"
 #include "supervisor/supervisor.h"
 
 #define DEFAULT_BACKEND "microvm"
@@ -36,6 +37,7 @@ enum {
     OPT_TMPFS_SIZE,
     OPT_SHM_SIZE,
     OPT_NO_LIMITS,
+    OPT_ALLOW_WRITE,
 };
 
 static void usage(FILE *f)
@@ -54,7 +56,10 @@ static void usage(FILE *f)
             "                           available, and it says which); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
-            "      --mount SRC:DST[:ro] an extra host path inside the bottle\n"
+            "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
+            "                           symlink)\n"
+            "      --allow-write PATH   leave a protected workspace path (below) writable\n"
+            "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
             "                           RAM, whichever is less)\n"
@@ -73,6 +78,12 @@ static void usage(FILE *f)
             "A is the bottle's own 127.77.x.y address. Blocked requests are reported once per\n"
             "host on stderr; every decision is in the audit log\n"
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
+    /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
+    fprintf(f, "\nRead-only inside the workspace, even when missing, since the host runs or "
+               "trusts\nthem later (docs/workspace.md; .git only when it is not a directory):\n ");
+    for (size_t i = 0; protect_list_entry(i); i++)
+        fprintf(f, " %s", protect_list_entry(i));
+    fprintf(f, "\nand the directory core.hooksPath names. --allow-write PATH opens one.\n");
 }
 
 static int parse_cpus(const char *s, uint32_t *ret)
@@ -231,6 +242,7 @@ int cmd_run(int argc, char **argv)
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
         { "mount", required_argument, NULL, OPT_MOUNT },
+        { "allow-write", required_argument, NULL, OPT_ALLOW_WRITE },
         { "name", required_argument, NULL, OPT_NAME },
         { "cpus", required_argument, NULL, OPT_CPUS },
         { "memory", required_argument, NULL, OPT_MEMORY },
@@ -249,7 +261,7 @@ int cmd_run(int argc, char **argv)
     struct supervisor_opts o = { 0 };
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
-    struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 };
+    struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 }, allow_write = { 0 };
     const char *backend = NULL, *workspace = ".";
     char wsbuf[PATH_MAX];
     uint64_t tmpfs_size = 0, shm_size = 0;
@@ -277,6 +289,15 @@ int cmd_run(int argc, char **argv)
             break;
         case OPT_MOUNT:
             strv_push(&mounts, optarg);
+            break;
+        case OPT_ALLOW_WRITE:
+            if (!protect_rel_path_valid(optarg)) {
+                log_error("--allow-write '%s': give a path relative to the workspace, like "
+                          ".vscode or .git/hooks (no leading '/', no '.' or '..')",
+                          optarg);
+                goto out;
+            }
+            strv_push(&allow_write, optarg);
             break;
         case OPT_NAME:
             free(args.cli.name);
@@ -376,6 +397,9 @@ int cmd_run(int argc, char **argv)
             log_error("--env %s: value too long", env_specs.v[i]);
             goto out;
         }
+    for (size_t i = 0; i < cfg.allow_write.n; i++)
+        strv_push(&allow_write, cfg.allow_write.v[i]);
+    o.allow_write = allow_write;
     o.mounts = mounts;
     o.backend = backend;
     o.name = cfg.name;
@@ -406,6 +430,7 @@ out:
     strv_done(&mounts);
     strv_done(&writable);
     strv_done(&o.daemon_args);
+    strv_done(&allow_write);
     policy_args_done(&args);
     return ret;
 }

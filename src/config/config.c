@@ -58,6 +58,7 @@ void config_done(struct bb_config *cfg)
     free(cfg->dns);
     free(cfg->audit);
     strv_done(&cfg->env_pass);
+    strv_done(&cfg->allow_write);
     *cfg = (struct bb_config){ 0 };
 }
 
@@ -237,6 +238,24 @@ static bool valid_backend(const char *v)
     return true;
 }
 
+/* A canonical relative path: no leading or trailing '/', no empty, '.' or '..' component. */
+static bool valid_rel_path(const char *v)
+{
+    size_t n = strlen(v);
+
+    if (n == 0 || n >= PATH_MAX || v[0] == '/' || v[n - 1] == '/')
+        return false;
+    for (const char *c = v;;) {
+        const char *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        if (!e)
+            return true;
+        c = e + 1;
+    }
+}
+
 static bool valid_name(const char *v)
 {
     size_t n = strlen(v);
@@ -303,7 +322,18 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                                "letter or digit");
         return set_scalar(c, SC_NAME, key, &c->cfg.name, value);
     }
-    return ctx_fail(c, "unknown key '%.64s' in [bottle]; known keys: backend, cpus, memory, name",
+    if (strcmp(key, "allow_write") == 0) {
+        if (!valid_rel_path(value))
+            return ctx_fail(c,
+                            "allow_write: '%.80s' is not a path relative to the workspace "
+                            "(like .vscode or .git/hooks: no leading '/', no '.' or '..')",
+                            value);
+        strv_push(&c->cfg.allow_write, value);
+        return 1;
+    }
+    return ctx_fail(c,
+                    "unknown key '%.64s' in [bottle]; known keys: backend, cpus, memory, name, "
+                    "allow_write",
                     key);
 }
 
@@ -464,6 +494,7 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->dns, &c.cfg.dns);
     move_str(&cfg->audit, &c.cfg.audit);
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
+    move_strv(&cfg->allow_write, &c.cfg.allow_write);
     config_done(&c.cfg);
     return 0;
 }

@@ -9,6 +9,7 @@
  * --allow-cidr, --env) add to the file's lists.
  *
  *   [bottle]  backend = NAME   cpus = N   memory = SIZE (K/M/G suffix)   name = N
+ *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
  *   [env]     pass = NAME[=VALUE] (repeatable)
@@ -40,6 +41,7 @@ struct bb_config {
     unsigned cpus;   /* 0: not set */
     uint64_t memory; /* bytes, 0: not set */
     char *name;
+    struct strv allow_write; /* relative, canonical (docs/workspace.md) */
     /* [egress] */
     struct strv allow;
     struct strv allow_cidr;

@@ -14,6 +14,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -38,15 +40,21 @@ static const char *const etc_copied[] = {
 
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 
-/* Host-wide kernel knobs: read-only in the bottle (they matter when uid 0 maps to host root). */
+/*
+ * /proc as a container runtime leaves it (runc's default masked and read-only paths, plus the
+ * host kernel's command line and kmsg). Host-wide kernel knobs are read-only: they matter when
+ * uid 0 maps to host root, since several proc files check only the writer's uid.
+ */
 static const char *const proc_readonly[] = {
     "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
 };
-/* Host-wide information a bottle has no need to read. */
-static const char *const proc_masked_files[] = {
-    "/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug", "/proc/kmsg",
+/* Host-wide information a bottle has no need to read: a file gets /dev/null bound over it
+ * (reads return nothing), a directory an empty read-only tmpfs. */
+static const char *const proc_masked[] = {
+    "/proc/cmdline",     "/proc/kcore",       "/proc/keys",          "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats", "/proc/kmsg",
+    "/proc/vmallocinfo", "/proc/acpi",        "/proc/scsi",          "/proc/asound",
 };
-static const char *const proc_masked_dirs[] = { "/proc/acpi", "/proc/scsi" };
 
 enum link_kind { LINK_ABSENT, LINK_SYMLINK, LINK_TREE };
 
@@ -183,6 +191,19 @@ static int make_mount_point(const char *path, bool is_dir)
     return fd < 0 ? -errno : 0;
 }
 
+/* A failure description naming a path (bottle-init is single-threaded; one failure). */
+__attribute__((format(printf, 1, 2))) static const char *what_path(const char *fmt, ...)
+{
+    static char what[PATH_MAX + 256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    if (vsnprintf(what, sizeof(what), fmt, ap) < 0)
+        what[0] = '\0';
+    va_end(ap);
+    return what;
+}
+
 /* ---- mount helpers ---- */
 
 /* A detached copy of the host mount tree at path; -ENOENT when it does not exist. */
@@ -202,6 +223,34 @@ static int tree_clone(const char *path, bool *ret_is_dir)
         *ret_is_dir = S_ISDIR(st.st_mode);
     }
     return fd;
+}
+
+/*
+ * Like tree_clone(), for a path a bottle may have written: the workspace and the --mount
+ * sources (an earlier bottle can replace ws/data with a symlink to anywhere on the host).
+ * Every component is resolved without following a symlink; one that is a symlink gives
+ * -ELOOP. Then the tree is cloned from that fd, so nothing is looked up twice.
+ */
+static int tree_clone_nofollow(const char *path, bool *ret_is_dir)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    _cleanup_close_ int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+    struct stat st;
+    int tree;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    tree = open_tree(fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    if (tree < 0)
+        return -errno;
+    if (ret_is_dir)
+        *ret_is_dir = S_ISDIR(st.st_mode);
+    return tree;
 }
 
 /* Sets attributes on a whole (detached or attached) tree, then attaches it at dst. */
@@ -299,11 +348,14 @@ int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s)
 
 /* ---- the plan ---- */
 
-static int source_path(const struct bottle_spec *s, const char *host_path, bool *ret_is_dir)
+/* A host path for the bottle; nofollow for the paths a bottle can write (see above). */
+static int source_path(const struct bottle_spec *s, const char *host_path, bool nofollow,
+                       bool *ret_is_dir)
 {
     switch (s->rootfs) {
     case BOTTLE_ROOTFS_BIND:
-        return tree_clone(host_path, ret_is_dir);
+        return nofollow ? tree_clone_nofollow(host_path, ret_is_dir)
+                        : tree_clone(host_path, ret_is_dir);
     case BOTTLE_ROOTFS_9P:
         /* TODO(microvm): fsopen("9p") + fsconfig(trans=virtio,version=9p2000.L,
          * source=<tag>) + fsmount() gives the same detached tree; tags per
@@ -323,7 +375,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     int r;
 
     *what = "capturing /usr";
-    r = source_path(s, "/usr", NULL);
+    r = source_path(s, "/usr", false, NULL);
     if (r < 0)
         return r;
     p->usr = r;
@@ -345,7 +397,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
             p->link_target[i][n] = '\0';
             p->link_kind[i] = LINK_SYMLINK;
         } else if (S_ISDIR(st.st_mode)) {
-            r = source_path(s, path, NULL);
+            r = source_path(s, path, false, NULL);
             if (r < 0)
                 return r;
             p->link_tree[i] = r;
@@ -366,7 +418,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
         p->etc_have[i] = true;
     }
     /* Debian's /etc/alternatives holds only symlinks (awk, editor, ...). */
-    r = source_path(s, "/etc/alternatives", NULL);
+    r = source_path(s, "/etc/alternatives", false, NULL);
     if (r >= 0)
         p->alternatives = r;
     else if (r != -ENOENT)
@@ -386,14 +438,26 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     }
 
     *what = "capturing the workspace";
-    r = source_path(s, s->workspace, NULL);
+    r = source_path(s, s->workspace, true, NULL);
+    if (r == -ELOOP) {
+        *what = what_path("the workspace %s is or passes through a symbolic link; give its "
+                          "real path (realpath) with -w",
+                          s->workspace);
+    }
     if (r < 0)
         return r;
     p->workspace = r;
 
     *what = "capturing an extra mount";
     for (size_t i = 0; i < s->n_mounts; i++) {
-        r = source_path(s, s->mounts[i].src, &p->extra_dir[i]);
+        r = source_path(s, s->mounts[i].src, true, &p->extra_dir[i]);
+        if (r == -ELOOP)
+            *what = what_path("--mount source %s is or passes through a symbolic link (a bottle "
+                              "may have replaced it); refusing to mount it. Check it and give "
+                              "the real path",
+                              s->mounts[i].src);
+        else if (r < 0)
+            *what = what_path("capturing the --mount source %s", s->mounts[i].src);
         if (r < 0)
             return r;
         p->extra[i] = r;
@@ -511,26 +575,123 @@ static int setup_proc(const char **what)
         if (r < 0)
             return r;
     }
-    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_files); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(proc_masked); i++) {
         _cleanup_close_ int fd = -1;
-        if (access(proc_masked_files[i], F_OK) < 0)
+        struct stat st;
+        if (lstat(proc_masked[i], &st) < 0) {
+            if (errno == ENOENT)
+                continue;
+            return -errno;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            r = mount_tmpfs(proc_masked[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                            "size=0,mode=0555");
+            if (r < 0)
+                return r;
             continue;
+        }
         fd = tree_clone("/dev/null", NULL);
         if (fd < 0)
             return fd;
-        r = tree_attach(fd, proc_masked_files[i], MOUNT_ATTR_RDONLY);
-        if (r < 0)
-            return r;
-    }
-    for (size_t i = 0; i < ARRAY_SIZE(proc_masked_dirs); i++) {
-        if (access(proc_masked_dirs[i], F_OK) < 0)
-            continue;
-        r = mount_tmpfs(proc_masked_dirs[i], MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                        "size=0");
+        /* not nodev: the node must stay openable (reads give EOF; a write goes to /dev/null) */
+        r = tree_attach(fd, proc_masked[i],
+                        MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
         if (r < 0)
             return r;
     }
     return 0;
+}
+
+/* ---- protected workspace paths (docs/workspace.md) ---- */
+
+#ifndef STATX_ATTR_MOUNT_ROOT
+#define STATX_ATTR_MOUNT_ROOT 0x00002000
+#endif
+
+/* One component below dirfd, never through a symlink, never above dirfd. */
+static int open_beneath(int dirfd, const char *name)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_CLOEXEC,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_BENEATH,
+    };
+    int fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
+
+    return fd < 0 ? -errno : fd;
+}
+
+/* Binds the tree at fd onto itself (recursively), with attr_set on the new mounts. */
+static int bind_onto_itself(int fd, uint64_t attr_set)
+{
+    _cleanup_close_ int tree =
+        open_tree(fd, "", AT_EMPTY_PATH | OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+    struct mount_attr a = { .attr_set = attr_set };
+
+    if (tree < 0)
+        return -errno;
+    if (attr_set && mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0)
+        return -errno;
+    if (move_mount(tree, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
+/*
+ * Makes path (strictly beneath the workspace, checked by the spec) read-only. Resolved
+ * inside the bottle one component at a time without following symlinks. Every directory
+ * between the workspace and path becomes a mount point of its own (bound onto itself,
+ * still writable) so that the bottle cannot rename it away and put a directory of its own
+ * making in its place (rename(2) refuses a mount point: EBUSY); the path itself is bound
+ * onto itself read-only, so it can be neither written, nor replaced, nor removed.
+ */
+static int protect_path(const struct bottle_spec *s, const char *path)
+{
+    char rel[PATH_MAX];
+    _cleanup_close_ int dir = -1;
+    char *c, *next;
+    int r;
+
+    r = str_printf(rel, sizeof(rel), "%s", path + strlen(s->workspace) + 1);
+    if (r < 0)
+        return r;
+    {
+        struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                                .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+        dir = (int)syscall(SYS_openat2, AT_FDCWD, s->workspace, &how, sizeof(how));
+        if (dir < 0)
+            return -errno;
+    }
+    for (c = rel; c; c = next) {
+        _cleanup_close_ int fd = -1;
+        struct statx stx;
+
+        next = strchr(c, '/');
+        if (next)
+            *next++ = '\0';
+        fd = open_beneath(dir, c);
+        if (fd < 0)
+            return fd;
+        if (!next) /* the path itself */
+            return bind_onto_itself(fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_TYPE, &stx) < 0)
+            return -errno;
+        if (!S_ISDIR(stx.stx_mode))
+            return -ENOTDIR;
+        if (!(stx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT))
+            return -EOPNOTSUPP; /* Linux < 5.8; we need 5.12 for mount_setattr anyway */
+        if (!(stx.stx_attributes & STATX_ATTR_MOUNT_ROOT)) {
+            r = bind_onto_itself(fd, 0);
+            if (r < 0)
+                return r;
+            close(TAKE_FD(fd));
+            fd = open_beneath(dir, c); /* the new mount on top, not the dentry beneath it */
+            if (fd < 0)
+                return fd;
+        }
+        close(TAKE_FD(dir));
+        dir = TAKE_FD(fd);
+    }
+    return -EINVAL;
 }
 
 static int plan_build(struct plan *p, const struct bottle_spec *s, const char **what)
@@ -613,6 +774,16 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
             r = tree_attach(p->extra[i], m->dst, m->ro ? ro : MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (r < 0)
             return r;
+    }
+
+    /* Last: protections win over the workspace and over extra mounts inside it. */
+    for (size_t i = 0; i < s->n_protect; i++) {
+        r = protect_path(s, s->protect[i]);
+        if (r < 0) {
+            *what = what_path("making %s read-only%s", s->protect[i],
+                              r == -ELOOP ? " (it is or passes through a symbolic link)" : "");
+            return r;
+        }
     }
     return 0;
 }

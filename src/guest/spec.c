@@ -57,6 +57,9 @@ void bottle_spec_done(struct bottle_spec *s)
         free(s->mounts[i].dst);
     }
     free(s->mounts);
+    for (size_t i = 0; i < s->n_protect; i++)
+        free(s->protect[i]);
+    free(s->protect);
     for (size_t i = 0; i < s->argc; i++)
         free(s->argv[i]);
     free(s->argv);
@@ -103,6 +106,15 @@ static bool path_is_system(const char *p)
             return true;
     }
     return false;
+}
+
+/* True when p is canonical and strictly beneath the canonical directory dir. */
+static bool path_strictly_beneath(const char *p, const char *dir)
+{
+    size_t n = strlen(dir);
+
+    return p && bottle_path_is_canonical(p) && strncmp(p, dir, n) == 0 && p[n] == '/' &&
+           p[n + 1] != '\0';
 }
 
 /* [A-Za-z0-9_.-]{1,max}, first character alphanumeric or '_'. */
@@ -216,6 +228,8 @@ int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
         bad = "env";
     else if (s->n_mounts > BOTTLE_SPEC_MAX_MOUNTS || (s->n_mounts && !s->mounts))
         bad = "mount";
+    else if (s->n_protect > BOTTLE_SPEC_MAX_PROTECT || (s->n_protect && !s->protect))
+        bad = "protect";
     else if (s->argc == 0 || s->argc > BOTTLE_SPEC_MAX_ARGS || !s->argv || s->argv[s->argc])
         bad = "arg";
     for (size_t i = 0; !bad && i < s->n_env; i++) {
@@ -236,6 +250,9 @@ int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
             path_is_system(m->dst))
             bad = "mount";
     }
+    for (size_t i = 0; !bad && i < s->n_protect; i++)
+        if (!path_strictly_beneath(s->protect[i], s->workspace))
+            bad = "protect";
     for (size_t i = 0; !bad && i < s->argc; i++)
         if (!s->argv[i] || strlen(s->argv[i]) > BOTTLE_SPEC_MAX_STR || (i == 0 && !*s->argv[0]))
             bad = "arg";
@@ -346,6 +363,8 @@ int bottle_spec_encode(const struct bottle_spec *s, struct buf *out)
         if (r >= 0)
             r = buf_append(out, "\n", 1);
     }
+    for (size_t i = 0; r >= 0 && i < s->n_protect; i++)
+        r = put_field(out, "protect", s->protect[i]);
     for (size_t i = 0; r >= 0 && i < s->argc; i++)
         r = put_field(out, "arg", s->argv[i]);
     if (r >= 0)
@@ -572,6 +591,15 @@ static int decode_body(struct cursor *c, struct bottle_spec *s)
         if (!m->src || !m->dst)
             return -EINVAL;
     }
+    while (peek_key(c, "protect")) {
+        char *pp;
+        if (s->n_protect == BOTTLE_SPEC_MAX_PROTECT)
+            return -E2BIG;
+        if ((r = take_str(c, "protect", BOTTLE_SPEC_MAX_PATH, &pp)) < 0)
+            return r;
+        s->protect = xrealloc(s->protect, (s->n_protect + 1) * sizeof(*s->protect));
+        s->protect[s->n_protect++] = pp;
+    }
     while (peek_key(c, "arg")) {
         char *a;
         if (s->argc == BOTTLE_SPEC_MAX_ARGS)
@@ -674,6 +702,15 @@ int bottle_spec_add_mount_arg(struct bottle_spec *s, const char *arg)
     s->mounts = xrealloc(s->mounts, (s->n_mounts + 1) * sizeof(*s->mounts));
     s->mounts[s->n_mounts++] =
         (struct bottle_mount){ .src = TAKE_PTR(src), .dst = TAKE_PTR(dst), .ro = ro };
+    return 0;
+}
+
+int bottle_spec_add_protect(struct bottle_spec *s, const char *path)
+{
+    if (s->n_protect == BOTTLE_SPEC_MAX_PROTECT)
+        return -E2BIG;
+    s->protect = xrealloc(s->protect, (s->n_protect + 1) * sizeof(*s->protect));
+    s->protect[s->n_protect++] = xstrdup(path);
     return 0;
 }
 

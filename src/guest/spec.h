@@ -21,6 +21,8 @@
  *   rootfs bind|9p       how host paths reach the bottle (namespace | microvm)
  *   env NAME=VALUE       0..BOTTLE_SPEC_MAX_ENV, explicitly passed variables (-e, TERM)
  *   mount ro|rw SRC DST  0..BOTTLE_SPEC_MAX_MOUNTS
+ *   protect PATH         0..BOTTLE_SPEC_MAX_PROTECT, a path strictly beneath the workspace that
+ *                        bottle-init makes read-only (docs/workspace.md); it must exist
  *   arg ARG              1..BOTTLE_SPEC_MAX_ARGS
  *   end
  *
@@ -41,6 +43,7 @@
 #define BOTTLE_SPEC_MAX_ARGS 4096
 #define BOTTLE_SPEC_MAX_ENV 256
 #define BOTTLE_SPEC_MAX_MOUNTS 64
+#define BOTTLE_SPEC_MAX_PROTECT 64
 #define BOTTLE_SPEC_MAX_STR (128 * 1024) /* one argument or NAME=VALUE (MAX_ARG_STRLEN) */
 #define BOTTLE_SPEC_MAX_PATH 4095
 #define BOTTLE_SPEC_MAX_NAME 63 /* bottle name, host name */
@@ -95,6 +98,8 @@ struct bottle_spec {
     size_t n_env;
     struct bottle_mount *mounts;
     size_t n_mounts;
+    char **protect; /* n_protect absolute paths beneath the workspace, made read-only */
+    size_t n_protect;
     char **argv; /* argc entries plus a terminating NULL */
     size_t argc;
 };
@@ -130,6 +135,9 @@ int bottle_spec_set_str(char **field, const char *value);
 int bottle_spec_set_env(struct bottle_spec *s, const char *name, const char *value);
 /* Parses "SRC:DST[:ro|:rw]" (both absolute, canonical) and appends it. -EINVAL, -E2BIG. */
 int bottle_spec_add_mount_arg(struct bottle_spec *s, const char *arg);
+/* Appends a protect path (absolute, canonical, beneath the workspace: checked by validate).
+ * -E2BIG past BOTTLE_SPEC_MAX_PROTECT. */
+int bottle_spec_add_protect(struct bottle_spec *s, const char *path);
 /* Appends argv (keeps it NULL-terminated). -E2BIG past BOTTLE_SPEC_MAX_ARGS. */
 int bottle_spec_add_arg(struct bottle_spec *s, const char *arg);
 

@@ -29,6 +29,7 @@
 #include "guest/spec.h"
 #include "supervisor/alias.h"
 #include "supervisor/stdio-relay.h"
+#include "supervisor/protect.h"
 #include "supervisor/tty.h"
 
 #define DAEMON_READY_TIMEOUT_MS 10000
@@ -73,6 +74,8 @@ struct sv {
     struct loop_timer audit_timer;
     char *notified[MAX_NOTIFIED_HOSTS];
     size_t n_notified;
+
+    struct protect_plan protect; /* read-only workspace paths and their placeholders */
 
     struct loop_timer kill_timer;
     bool stopping;
@@ -564,6 +567,47 @@ static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
     return 0;
 }
 
+/*
+ * True when another live bottle of this state root runs on the same workspace: its
+ * protections may sit on placeholders (removing one would detach its mount).
+ */
+static bool workspace_used_by_another(struct sv *s)
+{
+    char bottles[600];
+    DIR *d;
+    struct dirent *de;
+    bool used = false;
+
+    if (!s->root[0] || !s->o->workspace)
+        return false;
+    snprintf(bottles, sizeof(bottles), "%s/bottles", s->root);
+    d = opendir(bottles);
+    if (!d)
+        return false;
+    while (!used && (de = readdir(d))) {
+        char path[1024];
+        _cleanup_close_ int fd = -1;
+        json_t *o;
+        const char *ws = NULL;
+        if (de->d_name[0] == '.' || strcmp(de->d_name, s->name) == 0 ||
+            str_printf(path, sizeof(path), "%s/%s/lock", bottles, de->d_name) < 0)
+            continue;
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0)
+            continue; /* not running */
+        if (str_printf(path, sizeof(path), "%s/%s/info.json", bottles, de->d_name) < 0)
+            continue;
+        o = json_load_file(path, 0, NULL);
+        /* no info yet: it is starting, and may have seen our placeholders */
+        if (!o ||
+            (json_unpack(o, "{s:s}", "workspace", &ws) == 0 && strcmp(ws, s->o->workspace) == 0))
+            used = true;
+        json_decref(o);
+    }
+    closedir(d);
+    return used;
+}
+
 static int build_spec(struct sv *s, struct bottle_spec *spec)
 {
     struct passwd *pw;
@@ -613,13 +657,40 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         }
     }
     for (size_t i = 0; i < s->o->mounts.n; i++) {
+        char at[PATH_MAX];
         r = bottle_spec_add_mount_arg(spec, s->o->mounts.v[i]);
         if (r < 0) {
             log_error("--mount '%s': expected SRC:DST[:ro] with absolute, canonical paths",
                       s->o->mounts.v[i]);
             return r;
         }
+        /* bottle-init refuses it too (it opens the source without following symlinks); this
+         * says so before anything starts */
+        r = protect_check_nofollow(spec->mounts[spec->n_mounts - 1].src, at, sizeof(at));
+        if (r == -ELOOP) {
+            log_error("--mount %s: %s is a symbolic link (a bottle may have swapped it); "
+                      "bot-bottle mounts no source through a symlink: check it, then give the "
+                      "real path ($(realpath %s))",
+                      s->o->mounts.v[i], at, spec->mounts[spec->n_mounts - 1].src);
+            return r;
+        }
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "--mount %s: %s", s->o->mounts.v[i], at);
     }
+    /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
+    r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
+    if (r < 0)
+        return r;
+    {
+        char reg[600];
+        snprintf(reg, sizeof(reg), "%s/placeholders", s->root);
+        r = protect_registry_add(reg, s->o->workspace, &s->protect);
+        if (r < 0)
+            log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
+    }
+    for (size_t i = 0; i < s->protect.paths.n; i++)
+        if ((r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
+            return log_errno(LOG_LVL_ERROR, r, "too many protected paths");
     for (char **a = s->o->argv; *a; a++)
         if ((r = bottle_spec_add_arg(spec, *a)) < 0)
             return log_errno(LOG_LVL_ERROR, r, "command too long");
@@ -796,6 +867,16 @@ out:
     channel_host_relay_free(s.relay);
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
+    {
+        /* The last bottle to leave a workspace removes every placeholder made for it. */
+        bool shared = workspace_used_by_another(&s);
+        char reg[600];
+        if (!shared && s.root[0] && s.o->workspace) {
+            snprintf(reg, sizeof(reg), "%s/placeholders", s.root);
+            protect_registry_clean(reg, s.o->workspace);
+        }
+        protect_plan_done(&s.protect, !shared);
+    }
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
     stop_daemon(&s);

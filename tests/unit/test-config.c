@@ -31,6 +31,8 @@ static void test_config_example(void **state)
                                "cpus = 2\n"
                                "memory = 2G\n"
                                "name = b1\n"
+                               "allow_write = .vscode\n"
+                               "allow_write = .git/hooks\n"
                                "\n"
                                "; the egress allowlist\n"
                                "[egress]  ; comment\n"
@@ -55,6 +57,8 @@ static void test_config_example(void **state)
     assert_int_equal(cfg.cpus, 2);
     assert_true(cfg.memory == 2ull << 30);
     assert_string_equal(cfg.name, "b1");
+    assert_int_equal(cfg.allow_write.n, 2);
+    assert_string_equal(cfg.allow_write.v[1], ".git/hooks");
     assert_int_equal(cfg.allow.n, 2);
     assert_string_equal(cfg.allow.v[0], "api.anthropic.com");
     assert_string_equal(cfg.allow.v[1], "*.githubusercontent.com");
@@ -97,6 +101,9 @@ static const struct err_case err_cases[] = {
     { "[bottle]\nname = ../x\n", 2, "name" },
     { "[bottle]\nbackend = microvm\n[bottle]\nbackend = namespace\n", 4, "already set" },
     { "[bottle]\nbogus = 1\n", 2, "unknown key 'bogus' in [bottle]" },
+    { "[bottle]\nallow_write = /etc\n", 2, "allow_write" },
+    { "[bottle]\nallow_write = ../x\n", 2, "allow_write" },
+    { "[bottle]\nallow_write = .git/\n", 2, "allow_write" },
     { "[bottle]\nCPUS = 1\n", 2, "unknown key" },
     { "[egress]\nallow = *\n", 2, "alone" },
     { "[egress]\nallow = 127.0.0.1\n", 2, "allow_cidr" },

@@ -52,6 +52,8 @@ static void make_spec(struct bottle_spec *s)
     assert_int_equal(bottle_spec_set_env(s, "GREETING", "h\xc3\xa9llo\nworld\\"), 0);
     assert_int_equal(bottle_spec_add_mount_arg(s, "/srv/data:/data:ro"), 0);
     assert_int_equal(bottle_spec_add_mount_arg(s, "/srv/cache:/home/alice/.cache"), 0);
+    assert_int_equal(bottle_spec_add_protect(s, "/home/alice/my project/.git/config"), 0);
+    assert_int_equal(bottle_spec_add_protect(s, "/home/alice/my project/.vscode"), 0);
     assert_int_equal(bottle_spec_add_arg(s, "sh"), 0);
     assert_int_equal(bottle_spec_add_arg(s, "-c"), 0);
     assert_int_equal(bottle_spec_add_arg(s, "echo 'a b' \t\x01"), 0);
@@ -78,6 +80,10 @@ static void test_roundtrip(void **state)
     assert_non_null(strstr(enc, "env GREETING=h\\xc3\\xa9llo\\x0aworld\\x5c\n"));
     assert_non_null(strstr(enc, "mount ro /srv/data /data\n"));
     assert_non_null(strstr(enc, "arg \n"));
+    /* protect records follow the mount records and precede the arguments */
+    assert_non_null(strstr(enc, "mount rw /srv/cache /home/alice/.cache\n"
+                                "protect /home/alice/my\\x20project/.git/config\n"
+                                "protect /home/alice/my\\x20project/.vscode\narg sh\n"));
     assert_int_equal(bottle_spec_decode(enc, strlen(enc), &d, NULL), 0);
     assert_string_equal(d.name, "b1");
     assert_string_equal(d.workspace, "/home/alice/my project");
@@ -94,6 +100,9 @@ static void test_roundtrip(void **state)
     assert_true(d.mounts[0].ro);
     assert_false(d.mounts[1].ro);
     assert_string_equal(d.mounts[1].dst, "/home/alice/.cache");
+    assert_int_equal(d.n_protect, 2);
+    assert_string_equal(d.protect[0], "/home/alice/my project/.git/config");
+    assert_string_equal(d.protect[1], "/home/alice/my project/.vscode");
     assert_int_equal(d.argc, 4);
     assert_string_equal(d.argv[2], "echo 'a b' \t\x01");
     assert_string_equal(d.argv[3], "");
@@ -179,6 +188,17 @@ static void test_decode_rejects(void **state)
         { "mount ro /srv/data /data\n", "mount ro /srv/data /data /x\n", "four fields" },
         { "mount ro /srv/data /data\n", "mount ro /srv/data\n", "two fields" },
         { "mount ro /srv/data /data\n", "mount ro /srv/data  /data\n", "empty field" },
+        { "project/.vscode\n", "project\n", "protect the workspace itself" },
+        { "project/.vscode\n", "project2/.vscode\n", "protect beside the workspace" },
+        { "protect /home/alice/my\\x20project/.vscode\n", "protect /etc\n", "protect outside" },
+        { "project/.vscode\n", "project/../x\n", "protect with dotdot" },
+        { "project/.vscode\n", "project/.vscode/\n", "protect trailing slash" },
+        { "project/.vscode\n", "project//.vscode\n", "protect double slash" },
+        { "protect /home/alice/my\\x20project/.vscode\n", "protect .vscode\n", "protect relative" },
+        { "protect /home/alice/my\\x20project/.vscode\narg sh\n",
+          "arg sh\nprotect /home/alice/my\\x20project/.vscode\n", "protect after arg" },
+        { "protect /home/alice/my\\x20project/.git/config\n",
+          "arg x\nprotect /home/alice/my\\x20project/.git/config\n", "arg before protect" },
         { "arg sh\n", "arg \n", "empty argv[0]" },
         { "end\n", "end\nx", "trailing data" },
         { "end\n", "", "missing end" },
@@ -244,6 +264,23 @@ static void test_caps(void **state)
     while (s.n_mounts < BOTTLE_SPEC_MAX_MOUNTS)
         assert_int_equal(bottle_spec_add_mount_arg(&s, "/a:/b"), 0);
     assert_int_equal(bottle_spec_add_mount_arg(&s, "/a:/b"), -E2BIG);
+    bottle_spec_done(&s);
+
+    make_spec(&s);
+    while (s.n_protect < BOTTLE_SPEC_MAX_PROTECT)
+        assert_int_equal(bottle_spec_add_protect(&s, "/home/alice/my project/x"), 0);
+    assert_int_equal(bottle_spec_add_protect(&s, "/home/alice/my project/x"), -E2BIG);
+    {
+        struct buf pb = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
+        char *pe;
+        assert_int_equal(bottle_spec_encode(&s, &pb), 0);
+        pe = buf_take(&pb);
+        /* one record more than the cap is E2BIG when decoding */
+        char *more = mutate(pe, "protect ", "protect /home/alice/my\\x20project/y\nprotect ");
+        assert_int_equal(bottle_spec_decode(more, strlen(more), &d, NULL), -E2BIG);
+        free(more);
+        free(pe);
+    }
     bottle_spec_done(&s);
 
     /* One argument over MAX_STR is invalid; the whole encoding over MAX_SIZE is E2BIG. */

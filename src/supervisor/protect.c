@@ -1,0 +1,750 @@
+/* What a bottle may not write in its workspace: the host's side (see protect.h). */
+#include "supervisor/protect.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+
+/*
+ * The list, relative to the workspace; docs/workspace.md says why each entry is here. A
+ * directory entry protects everything beneath it. `placeholder_file`: when missing, the
+ * placeholder is an empty file (git needs .git/config to be a file); every other placeholder
+ * is an empty directory, which git status does not show and a host tool cannot mistake for
+ * a config file it should use.
+ */
+struct protect_entry {
+    const char *path;
+    bool unless_dir;       /* protected only when it is not a directory (.git) */
+    bool placeholder_file; /* see above */
+};
+
+static const struct protect_entry protect_list[] = {
+    { ".git", true, false },        { ".git/config", false, true },
+    { ".git/hooks", false, false }, { ".git/modules", false, false },
+    { ".vscode", false, false },    { ".idea", false, false },
+    { ".claude", false, false },    { ".mcp.json", false, false },
+    { ".envrc", false, false },     { "bottle.ini", false, false },
+};
+
+const char *protect_list_entry(size_t i)
+{
+    return i < ARRAY_SIZE(protect_list) ? protect_list[i].path : NULL;
+}
+
+/* ---------------------------------------------------------------- paths */
+
+bool protect_rel_path_valid(const char *rel)
+{
+    size_t n = strlen(rel);
+
+    if (n == 0 || n >= PATH_MAX || rel[0] == '/' || rel[n - 1] == '/')
+        return false;
+    for (const char *c = rel;;) {
+        const char *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        if (!e)
+            return true;
+        c = e + 1;
+    }
+}
+
+/* a == b or a is an ancestor of b (relative, canonical) */
+static bool rel_covers(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+
+    return strncmp(a, b, n) == 0 && (b[n] == '\0' || b[n] == '/');
+}
+
+/*
+ * Lexically normalizes base + "/" + p (base relative to the workspace, "" for its root) into
+ * a canonical relative path in ret. -EXDEV when it leaves the workspace or is the workspace
+ * itself.
+ */
+static int rel_join(const char *base, const char *p, char *ret, size_t size)
+{
+    char tmp[PATH_MAX];
+    size_t n = 0;
+    int r = str_printf(tmp, sizeof(tmp), "%s%s%s", base, *base ? "/" : "", p);
+
+    if (r < 0)
+        return r;
+    for (char *c = tmp, *e; c; c = e) {
+        size_t len;
+        e = strchr(c, '/');
+        if (e)
+            *e++ = '\0';
+        len = strlen(c);
+        if (len == 0 || strcmp(c, ".") == 0)
+            continue;
+        if (strcmp(c, "..") == 0) {
+            if (n == 0)
+                return -EXDEV;
+            while (n > 0 && ret[n - 1] != '/')
+                n--;
+            if (n > 0)
+                n--; /* the slash */
+            continue;
+        }
+        if (n + (n ? 1 : 0) + len + 1 > size)
+            return -ENAMETOOLONG;
+        if (n)
+            ret[n++] = '/';
+        memcpy(ret + n, c, len);
+        n += len;
+    }
+    if (n == 0)
+        return -EXDEV;
+    ret[n] = '\0';
+    return 0;
+}
+
+int protect_check_nofollow(const char *path, char *reterr_at, size_t size)
+{
+    char prefix[PATH_MAX];
+    size_t n = strlen(path);
+
+    if (path[0] != '/' || n >= sizeof(prefix))
+        return -EINVAL;
+    memcpy(prefix, path, n + 1);
+    for (char *c = prefix + 1;; c++) {
+        struct stat st;
+        char saved;
+
+        if (*c != '/' && *c != '\0')
+            continue;
+        saved = *c;
+        *c = '\0';
+        int r = lstat(prefix, &st) < 0 ? -errno : S_ISLNK(st.st_mode) ? -ELOOP : 0;
+        if (r < 0) {
+            str_printf(reterr_at, size, "%s", prefix);
+            return r;
+        }
+        if (!saved)
+            return 0;
+        *c = saved;
+    }
+}
+
+/* ---------------------------------------------------------------- git config */
+
+static bool key_char(char c)
+{
+    return ascii_isalnum(c) || c == '-';
+}
+
+/* Parses a value at p (after '='): quotes, escapes, comments. Into out (truncated). */
+static void git_value(const char *p, const char *end, char *out, size_t size)
+{
+    bool quoted = false;
+    size_t n = 0, trail = 0; /* trail: length without unquoted trailing blanks */
+
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    for (; p < end; p++) {
+        char c = *p;
+        if (!quoted && (c == '#' || c == ';'))
+            break;
+        if (c == '"') {
+            quoted = !quoted;
+            continue;
+        }
+        if (c == '\\' && p + 1 < end) {
+            c = *++p;
+            c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'b' ? '\b' : c;
+        }
+        if (n + 1 < size)
+            out[n++] = c;
+        if (quoted || (c != ' ' && c != '\t' && c != '\r'))
+            trail = n;
+    }
+    out[trail < size ? trail : 0] = '\0';
+}
+
+static bool git_true(const char *v)
+{
+    static const char *const yes[] = { "true", "yes", "on", "1" };
+
+    for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
+        if (slice_eq_nocase(slice_cstr(v), slice_cstr(yes[i])))
+            return true;
+    return false;
+}
+
+int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                            struct strv *ret_includes)
+{
+    const char *p = text, *end = text + len;
+    char section[64] = "";
+    char value[PATH_MAX];
+
+    if (len > PROTECT_GIT_CONFIG_MAX)
+        return -EFBIG;
+    if (hooks_size)
+        ret_hooks[0] = '\0';
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        const char *k, *ke;
+
+        while (p < le && (*p == ' ' || *p == '\t' || *p == '\r'))
+            p++;
+        if (p < le && *p == '[') {
+            /* [section] or [section "subsection"]; a key may follow on the same line */
+            const char *q = ++p;
+            size_t n = 0;
+            while (q < le && key_char(*q) && n + 1 < sizeof(section))
+                section[n++] = (char)ascii_tolower(*q++);
+            section[n] = '\0';
+            if (q < le && *q == '.')
+                section[0] = '\0'; /* [a.b]: a subsection, never "core" or "include" */
+            if (q < le && (*q == ' ' || *q == '"')) {
+                /* a subsection: only includeIf's matter, and any of them counts */
+                if (strcmp(section, "includeif") != 0)
+                    section[0] = '\0';
+            }
+            while (q < le && *q != ']') {
+                if (*q == '\\' && q + 1 < le)
+                    q++;
+                q++;
+            }
+            p = q < le ? q + 1 : le;
+            while (p < le && (*p == ' ' || *p == '\t'))
+                p++;
+        }
+        k = p;
+        while (p < le && key_char(*p))
+            p++;
+        ke = p;
+        while (p < le && (*p == ' ' || *p == '\t'))
+            p++;
+        if (ke > k && p < le && *p == '=') {
+            struct slice key = slice_make(k, (size_t)(ke - k));
+            const char *ve = le;
+            /* a value continued with a trailing backslash: take its first line (bounded) */
+            git_value(p + 1, ve, value, sizeof(value));
+            if (strcmp(section, "core") == 0 && slice_eq_nocase(key, SLICE_LIT("hooksPath")))
+                str_printf(ret_hooks, hooks_size, "%s", value);
+            else if ((strcmp(section, "include") == 0 || strcmp(section, "includeif") == 0) &&
+                     slice_eq_nocase(key, SLICE_LIT("path")) && value[0])
+                strv_push(ret_includes, value);
+            else if (strcmp(section, "extensions") == 0 &&
+                     slice_eq_nocase(key, SLICE_LIT("worktreeConfig")) && git_true(value))
+                strv_push(ret_includes, "config.worktree"); /* read as config, like an include */
+        }
+        p = eol ? eol + 1 : end;
+    }
+    return 0;
+}
+
+static int read_all(int fd, struct buf *out)
+{
+    char tmp[16384];
+
+    for (;;) {
+        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        if (buf_append(out, tmp, (size_t)n) < 0)
+            return -EFBIG;
+    }
+}
+
+/* Reads <ws>/.git/config (when .git is a directory) without following symlinks. */
+static int read_git_config(int wsfd, struct buf *out)
+{
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = -1;
+
+    if (git < 0)
+        return -errno;
+    fd = openat(git, "config", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return read_all(fd, out);
+}
+
+/* A path git takes from config, as a workspace-relative path; false when it lies outside. */
+static bool git_path_in_ws(const char *ws, const char *base, const char *v, char *ret, size_t size)
+{
+    size_t wl = strlen(ws);
+
+    if (!v[0] || v[0] == '~')
+        return false;
+    if (v[0] == '/') {
+        if (strncmp(v, ws, wl) != 0 || v[wl] != '/')
+            return false;
+        return rel_join("", v + wl + 1, ret, size) == 0;
+    }
+    return rel_join(base, v, ret, size) == 0;
+}
+
+/* Adds a core.hooksPath value (from the file named by `from`) when it lies in the workspace. */
+static int add_hooks_path(const char *ws, const char *hooks, const char *from, struct strv *out)
+{
+    char rel[PATH_MAX];
+
+    if (!hooks[0])
+        return 0;
+    /* A relative core.hooksPath is relative to the top of the work tree. */
+    if (strcmp(hooks, ".") == 0 || strcmp(hooks, "./") == 0) {
+        log_error("core.hooksPath in %s is the workspace itself; bot-bottle cannot make it "
+                  "read-only. Point it at a directory below (git config core.hooksPath "
+                  ".githooks)",
+                  from);
+        return -EINVAL;
+    }
+    if (git_path_in_ws(ws, "", hooks, rel, sizeof(rel))) {
+        /* husky (v9) sets .husky/_, whose wrappers run the scripts in .husky */
+        char *slash = strrchr(rel, '/');
+        if (slash && strcmp(slash + 1, "_") == 0)
+            *slash = '\0';
+        strv_push(out, rel);
+    }
+    return 0;
+}
+
+/*
+ * core.hooksPath of the user's own git configuration (system, XDG, ~/.gitconfig): a relative
+ * one (say .githooks) names a directory in every work tree, this workspace's too. Protecting
+ * each one found, whichever wins, errs on the safe side. Includes there are not followed.
+ */
+static int host_git_configs(const char *ws, struct strv *out)
+{
+    const char *home = getenv("HOME"), *xdg = getenv("XDG_CONFIG_HOME");
+    char paths[3][PATH_MAX];
+    size_t n = 0;
+    int r;
+
+    if (str_printf(paths[n], sizeof(paths[n]), "/etc/gitconfig") == 0)
+        n++;
+    if (xdg && xdg[0] == '/' && str_printf(paths[n], sizeof(paths[n]), "%s/git/config", xdg) == 0)
+        n++;
+    else if (home && home[0] == '/' &&
+             str_printf(paths[n], sizeof(paths[n]), "%s/.config/git/config", home) == 0)
+        n++;
+    if (home && home[0] == '/' &&
+        str_printf(paths[n], sizeof(paths[n]), "%s/.gitconfig", home) == 0)
+        n++;
+    for (size_t i = 0; i < n; i++) {
+        struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
+        struct strv inc = { 0 };
+        char hooks[PATH_MAX] = "";
+        _cleanup_close_ int fd = open(paths[i], O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+        r = fd < 0 ? -errno : read_all(fd, &b);
+        if (r >= 0)
+            r = protect_scan_git_config(b.p ? b.p : "", b.len, hooks, sizeof(hooks), &inc);
+        buf_done(&b);
+        strv_done(&inc);
+        if (r == -ENOENT)
+            continue;
+        if (r < 0) {
+            log_warn("cannot read %s (%s): its core.hooksPath, if any, is not protected", paths[i],
+                     strerror(-r));
+            continue;
+        }
+        r = add_hooks_path(ws, hooks, paths[i], out);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* The workspace paths named by git configuration: core.hooksPath and include paths. */
+static int git_config_entries(const char *ws, int wsfd, struct strv *out)
+{
+    struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
+    struct strv inc = { 0 };
+    char hooks[PATH_MAX], rel[PATH_MAX], from[PATH_MAX + 16];
+    int r = host_git_configs(ws, out);
+
+    if (r < 0)
+        return r;
+    r = read_git_config(wsfd, &b);
+    if (r == -ENOENT || r == -ENOTDIR) {
+        buf_done(&b);
+        return 0;
+    }
+    if (r >= 0)
+        r = protect_scan_git_config(b.p ? b.p : "", b.len, hooks, sizeof(hooks), &inc);
+    buf_done(&b);
+    if (r < 0) {
+        strv_done(&inc);
+        return log_errno(LOG_LVL_ERROR, r,
+                         "cannot read %s/.git/config to find core.hooksPath (bot-bottle reads "
+                         "at most 1 MiB of it)",
+                         ws);
+    }
+    str_printf(from, sizeof(from), "%s/.git/config", ws);
+    r = add_hooks_path(ws, hooks, from, out);
+    /* A relative include path is relative to the directory of the including file. */
+    for (size_t i = 0; r >= 0 && i < inc.n; i++)
+        if (git_path_in_ws(ws, ".git", inc.v[i], rel, sizeof(rel)))
+            strv_push(out, rel);
+    strv_done(&inc);
+    return r;
+}
+
+/* ---------------------------------------------------------------- the plan */
+
+static void plan_remove_made(struct protect_plan *p)
+{
+    for (size_t i = p->n_made; i-- > 0;) {
+        struct protect_made *m = &p->made[i];
+        struct stat st;
+        if (lstat(m->path, &st) < 0 || st.st_dev != m->dev || st.st_ino != m->ino)
+            continue; /* not ours any more: leave it */
+        if (m->dir) {
+            if (S_ISDIR(st.st_mode) && rmdir(m->path) < 0)
+                log_info("left the placeholder %s in place: %s", m->path, strerror(errno));
+        } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+            unlink(m->path);
+        }
+    }
+}
+
+void protect_plan_done(struct protect_plan *p, bool remove)
+{
+    if (remove)
+        plan_remove_made(p);
+    else if (p->n_made)
+        log_info("leaving the empty placeholders of protected paths (e.g. %s) in place: "
+                 "another bottle uses this workspace",
+                 p->made[0].path);
+    for (size_t i = 0; i < p->n_made; i++)
+        free(p->made[i].path);
+    strv_done(&p->paths);
+    memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Walks rel below wsfd. Sets *ret_len to the length of the prefix to protect (0: nothing,
+ * the path cannot exist) and creates a placeholder at the first missing component.
+ */
+static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const char *rel,
+                     bool unless_dir, bool placeholder_file, size_t *ret_len)
+{
+    char buf[PATH_MAX];
+    _cleanup_close_ int dir = fcntl(wsfd, F_DUPFD_CLOEXEC, 3);
+    int r;
+
+    *ret_len = 0;
+    r = str_printf(buf, sizeof(buf), "%s", rel);
+    if (r < 0 || dir < 0)
+        return r < 0 ? r : -errno;
+    for (char *c = buf, *next; c; c = next) {
+        struct stat st;
+        char full[PATH_MAX];
+
+        next = strchr(c, '/');
+        if (next)
+            *next++ = '\0';
+        if (str_printf(full, sizeof(full), "%s/%.*s", ws, (int)(c - buf + strlen(c)), rel) < 0)
+            return -ENAMETOOLONG;
+        if (fstatat(dir, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            struct protect_made *m;
+            bool as_dir = next || !placeholder_file;
+            if (errno != ENOENT)
+                return log_errno(LOG_LVL_ERROR, -errno, "cannot check %s", full);
+            if (p->n_made == PROTECT_MAX)
+                return -E2BIG;
+            if (as_dir)
+                r = mkdirat(dir, c, 0700) < 0 ? -errno : 0;
+            else {
+                int fd = openat(dir, c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                r = fd < 0 ? -errno : 0;
+                if (fd >= 0)
+                    close(fd);
+            }
+            if (r >= 0 && fstatat(dir, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                r = -errno;
+            if (r < 0)
+                return log_errno(LOG_LVL_ERROR, r,
+                                 "cannot create the placeholder %s that keeps the bottle from "
+                                 "creating it (see docs/workspace.md)",
+                                 full);
+            m = &p->made[p->n_made++];
+            *m = (struct protect_made){
+                .path = xstrdup(full), .dev = st.st_dev, .ino = st.st_ino, .dir = as_dir
+            };
+            *ret_len = (size_t)(c - buf + strlen(c));
+            return 0;
+        }
+        if (S_ISLNK(st.st_mode)) {
+            log_error("%s is a symbolic link: bot-bottle cannot make what it points to "
+                      "read-only for the bottle, and the host may run what the bottle writes "
+                      "there. Remove the link, or run with --allow-write %.*s",
+                      full, (int)(c - buf + strlen(c)), rel);
+            return -ELOOP;
+        }
+        if (!next) {
+            if (!(unless_dir && S_ISDIR(st.st_mode)))
+                *ret_len = strlen(rel);
+            return 0;
+        }
+        if (!S_ISDIR(st.st_mode))
+            return 0; /* beneath a file: cannot exist */
+        {
+            int fd = openat(dir, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0)
+                return log_errno(LOG_LVL_ERROR, -errno, "cannot open %s", full);
+            close(dir);
+            dir = fd;
+        }
+    }
+    return 0;
+}
+
+int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
+{
+    struct strv entries = { 0 }, chosen = { 0 };
+    _cleanup_close_ int wsfd = -1;
+    size_t n_static = ARRAY_SIZE(protect_list);
+    int r;
+
+    memset(p, 0, sizeof(*p));
+    wsfd = open(ws, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wsfd < 0)
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot open the workspace %s", ws);
+    for (size_t i = 0; i < n_static; i++)
+        strv_push(&entries, protect_list[i].path);
+    r = git_config_entries(ws, wsfd, &entries);
+    if (r < 0)
+        goto out;
+
+    for (size_t i = 0; i < entries.n; i++) {
+        const char *e = entries.v[i];
+        bool allowed = false, covered = false;
+        size_t len;
+
+        for (size_t j = 0; allow_write && j < allow_write->n; j++)
+            if (rel_covers(allow_write->v[j], e))
+                allowed = true;
+        for (size_t j = 0; j < chosen.n; j++)
+            if (rel_covers(chosen.v[j], e))
+                covered = true;
+        if (allowed || covered)
+            continue;
+        r = plan_walk(p, ws, wsfd, e, i < n_static && protect_list[i].unless_dir,
+                      i < n_static && protect_list[i].placeholder_file, &len);
+        if (r < 0)
+            goto out;
+        if (len) {
+            char *c = xstrndup(e, len);
+            strv_push(&chosen, c);
+            free(c);
+        }
+    }
+    /* An entry beneath another is covered by it (the protection is recursive). */
+    for (size_t i = 0; i < chosen.n; i++) {
+        bool covered = false;
+        char abs[PATH_MAX];
+        for (size_t j = 0; j < chosen.n; j++)
+            if (j != i && rel_covers(chosen.v[j], chosen.v[i]) &&
+                (strcmp(chosen.v[j], chosen.v[i]) != 0 || j < i))
+                covered = true;
+        if (covered)
+            continue;
+        if (p->paths.n == PROTECT_MAX ||
+            str_printf(abs, sizeof(abs), "%s/%s", ws, chosen.v[i]) < 0) {
+            r = log_errno(LOG_LVL_ERROR, -E2BIG, "too many protected paths in %s", ws);
+            goto out;
+        }
+        strv_push(&p->paths, abs);
+    }
+    r = 0;
+out:
+    strv_done(&entries);
+    strv_done(&chosen);
+    if (r < 0)
+        protect_plan_done(p, true);
+    return r;
+}
+
+/* ---------------------------------------------------------------- the registry */
+
+#define REGISTRY_MAX (1024 * 1024)
+
+/* A path with '%', and bytes outside 0x21..0x7e, written as %HH: one token, one line. */
+static int put_token(struct buf *b, const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    int r = 0;
+
+    for (const unsigned char *c = (const unsigned char *)v; r >= 0 && *c; c++) {
+        if (*c <= 0x20 || *c >= 0x7f || *c == '%') {
+            char e[3] = { '%', hex[*c >> 4], hex[*c & 15] };
+            r = buf_append(b, e, 3);
+        } else {
+            r = buf_append(b, (const char *)c, 1);
+        }
+    }
+    return r;
+}
+
+static int hexdig(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Decodes a token of s (len bytes) into out; -EINVAL when malformed. */
+static int get_token(const char *s, size_t len, char *out, size_t size)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (len - i < 3 || (hi = hexdig(s[i + 1])) < 0 || (lo = hexdig(s[i + 2])) < 0)
+                return -EINVAL;
+            c = (char)(hi << 4 | lo);
+            i += 2;
+        }
+        if (c == '\0' || n + 1 >= size)
+            return -EINVAL;
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+static int registry_open(const char *reg, struct buf *ret)
+{
+    _cleanup_close_ int fd = open(reg, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0)
+        return -errno;
+    r = read_all(fd, ret);
+    if (r < 0)
+        return r;
+    return TAKE_FD(fd);
+}
+
+static int registry_write(int fd, const struct buf *b)
+{
+    size_t off = 0;
+
+    if (ftruncate(fd, 0) < 0)
+        return -errno;
+    while (off < b->len) {
+        ssize_t n = RETRY_EINTR(pwrite(fd, b->p + off, b->len - off, (off_t)off));
+        if (n < 0)
+            return -errno;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p)
+{
+    struct buf b = BUF_INIT(REGISTRY_MAX);
+    _cleanup_close_ int fd = -1;
+    int r;
+
+    if (!p->n_made)
+        return 0;
+    fd = registry_open(reg, &b);
+    if (fd < 0) {
+        buf_done(&b);
+        return fd;
+    }
+    r = 0;
+    for (size_t i = 0; r >= 0 && i < p->n_made; i++) {
+        const struct protect_made *m = &p->made[i];
+        r = buf_printf(&b, "%c %llu %llu ", m->dir ? 'd' : 'f', (unsigned long long)m->dev,
+                       (unsigned long long)m->ino);
+        if (r >= 0)
+            r = put_token(&b, ws);
+        if (r >= 0)
+            r = buf_append(&b, " ", 1);
+        if (r >= 0)
+            r = put_token(&b, m->path);
+        if (r >= 0)
+            r = buf_append(&b, "\n", 1);
+    }
+    if (r >= 0)
+        r = registry_write(fd, &b);
+    buf_done(&b);
+    return r;
+}
+
+int protect_registry_clean(const char *reg, const char *ws)
+{
+    struct buf b = BUF_INIT(REGISTRY_MAX), keep = BUF_INIT(REGISTRY_MAX);
+    struct protect_plan gone = { 0 };
+    _cleanup_close_ int fd = -1;
+    const char *p, *end;
+    int r = 0;
+
+    fd = registry_open(reg, &b);
+    if (fd < 0) {
+        buf_done(&b);
+        return fd;
+    }
+    p = b.p ? b.p : "";
+    end = p + b.len;
+    while (p < end && r >= 0) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end, *f[5];
+        size_t nf = 0;
+        char rws[PATH_MAX], rpath[PATH_MAX];
+        uint64_t dev, ino;
+        bool mine = false;
+
+        /* "d|f DEV INO WS PATH": five fields separated by single spaces */
+        f[nf++] = p;
+        for (const char *q = p; q < le && nf < 5; q++)
+            if (*q == ' ')
+                f[nf++] = q + 1;
+        if (nf == 5 && (f[0][0] == 'd' || f[0][0] == 'f') && f[1] == f[0] + 2 &&
+            str_to_u64(slice_make(f[1], (size_t)(f[2] - f[1] - 1)), UINT64_MAX, &dev) == 0 &&
+            str_to_u64(slice_make(f[2], (size_t)(f[3] - f[2] - 1)), UINT64_MAX, &ino) == 0 &&
+            get_token(f[3], (size_t)(f[4] - f[3] - 1), rws, sizeof(rws)) == 0 &&
+            get_token(f[4], (size_t)(le - f[4]), rpath, sizeof(rpath)) == 0) {
+            mine = strcmp(rws, ws) == 0;
+            if (mine && gone.n_made < PROTECT_MAX) {
+                gone.made[gone.n_made++] = (struct protect_made){ .path = xstrdup(rpath),
+                                                                  .dev = (dev_t)dev,
+                                                                  .ino = (ino_t)ino,
+                                                                  .dir = f[0][0] == 'd' };
+            } else if (mine) {
+                mine = false; /* over the cap: kept for the next clean-up */
+            }
+        }
+        /* a line of another workspace is kept as it is; a malformed one is dropped */
+        if (!mine && nf == 5) {
+            r = buf_append(&keep, p, (size_t)(le - p));
+            if (r >= 0)
+                r = buf_append(&keep, "\n", 1);
+        }
+        p = eol ? eol + 1 : end;
+    }
+    if (r >= 0)
+        r = registry_write(fd, &keep);
+    protect_plan_done(&gone, true);
+    buf_done(&b);
+    buf_done(&keep);
+    return r;
+}

@@ -1,0 +1,80 @@
+/*
+ * The host's side of what a bottle may not write (docs/workspace.md): the workspace paths the
+ * host runs or trusts later (.git/config, .git/hooks, editor and agent config, ...), which
+ * bottle-init makes read-only from the spec's `protect` records, and the check that a host
+ * path handed to the bottle (a --mount source) is not, and does not pass through, a symlink.
+ *
+ * A protected path that does not exist yet still needs a mount point: the supervisor creates
+ * an empty placeholder at the first missing component before the bottle starts, records
+ * what it created (device and inode), and removes it after the bottle is gone if it is
+ * still that empty placeholder.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+
+#define PROTECT_MAX 32                 /* protected paths, placeholders */
+#define PROTECT_GIT_CONFIG_MAX 1048576 /* bytes of .git/config read to find core.hooksPath */
+
+struct protect_made {
+    char *path; /* absolute */
+    dev_t dev;
+    ino_t ino;
+    bool dir;
+};
+
+struct protect_plan {
+    struct strv paths; /* absolute paths strictly beneath the workspace, for the spec */
+    struct protect_made made[PROTECT_MAX];
+    size_t n_made;
+};
+
+/*
+ * Checks that no component of the absolute path is a symlink, and that it exists. Returns 0,
+ * -ELOOP with the first symlink's path in reterr_at, or another -errno (reterr_at then names
+ * the component that failed).
+ */
+int protect_check_nofollow(const char *path, char *reterr_at, size_t size);
+
+/* True when rel is a usable --allow-write / allow_write value: relative, canonical. */
+bool protect_rel_path_valid(const char *rel);
+
+/*
+ * Scans git config text for the values that name workspace paths git runs or reads config
+ * from: core.hooksPath (the last one) into ret_hooks ("" when unset); include.path,
+ * includeIf.*.path and, when extensions.worktreeConfig is true, "config.worktree" into
+ * ret_includes (appended; relative ones are relative to the directory of the config file). Bounded:
+ * refuses len > PROTECT_GIT_CONFIG_MAX with -EFBIG. Does not follow includes. Returns 0 or -errno.
+ */
+int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                            struct strv *ret_includes);
+
+/*
+ * Works out the protected paths of workspace ws (absolute, canonical) minus allow_write
+ * (relative paths; each opens the list entries equal to or beneath it), creates the
+ * placeholders, and fills *p (zeroed first). Logs what went wrong, naming the path, and
+ * returns -errno; placeholders created before a failure are removed again.
+ */
+int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p);
+
+/* Removes the placeholders that are still the empty ones created (when remove is true; when
+ * false they stay, e.g. because another bottle uses the workspace) and frees *p. */
+void protect_plan_done(struct protect_plan *p, bool remove);
+
+/*
+ * The placeholder registry: a file (<state root>/placeholders) listing the placeholders of
+ * every bottle of this state root, so that the last bottle to leave a workspace removes them
+ * all, including those of a bottle that left while another still used the workspace, or
+ * whose supervisor was killed. protect_registry_add() appends the plan's placeholders;
+ * protect_registry_clean() removes those of workspace ws that are still pristine and drops
+ * them from the file. Both hold an exclusive flock on the file. Return 0 or -errno.
+ */
+int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p);
+int protect_registry_clean(const char *reg, const char *ws);
+
+/* The fixed list, for --help and the docs: entry i (NULL past the end). */
+const char *protect_list_entry(size_t i);

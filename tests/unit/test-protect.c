@@ -1,0 +1,265 @@
+/* Unit tests for the host side of the protected workspace paths (src/supervisor/protect.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/str.h"
+#include "supervisor/protect.h"
+
+static void scan(const char *text, const char *want_hooks, const char *want_inc)
+{
+    char hooks[256], inc[1024] = "";
+    struct strv v = { 0 };
+
+    assert_int_equal(protect_scan_git_config(text, strlen(text), hooks, sizeof(hooks), &v), 0);
+    for (size_t i = 0; i < v.n; i++) {
+        size_t n = strlen(inc);
+        assert_int_equal(str_printf(inc + n, sizeof(inc) - n, "%s%s", i ? "|" : "", v.v[i]), 0);
+    }
+    if (strcmp(hooks, want_hooks) != 0 || strcmp(inc, want_inc) != 0)
+        fail_msg("config:\n%s\ngot hooks '%s' includes '%s', want '%s' '%s'", text, hooks, inc,
+                 want_hooks, want_inc);
+    strv_done(&v);
+}
+
+static void test_scan_git_config(void **state)
+{
+    (void)state;
+    scan("", "", "");
+    scan("[core]\n\trepositoryformatversion = 0\n\tbare = false\n", "", "");
+    scan("[core]\n\thooksPath = .husky/_\n", ".husky/_", "");
+    /* section and key names are case-insensitive; the last value wins */
+    scan("[CORE]\nHOOKSPATH = a\n[core]\n  hookspath=b  \n", "b", "");
+    /* quotes, escapes, comments */
+    scan("[core]\nhooksPath = \"my hooks\" # comment\n", "my hooks", "");
+    scan("[core]\nhooksPath = x ; comment\n", "x", "");
+    scan("[core]\nhooksPath = \"a;b\"\n", "a;b", "");
+    scan("[core]\nhooksPath = a\\\\b\n", "a\\b", "");
+    /* a key on the header line */
+    scan("[core] hooksPath = inline\n", "inline", "");
+    /* other sections and subsections are not core */
+    scan("[core2]\nhooksPath = no\n[remote \"core\"]\nhooksPath = no\n", "", "");
+    scan("[core.sub]\nhooksPath = no\n", "", "");
+    /* commented out, or a key without '=' */
+    scan("[core]\n# hooksPath = no\n;hooksPath = no\nhooksPath\n", "", "");
+    /* includes, includeIf with any condition, worktree config */
+    scan("[include]\n\tpath = ../.gitconfig\n[includeIf \"gitdir:~/w/\"]\n\tpath = /abs/x\n", "",
+         "../.gitconfig|/abs/x");
+    scan("[extensions]\n\tworktreeConfig = true\n", "", "config.worktree");
+    scan("[extensions]\n\tworktreeConfig = false\n", "", "");
+    /* CRLF and no final newline */
+    scan("[core]\r\n\thooksPath = crlf\r\n", "crlf", "");
+    scan("[core]\nhooksPath = last", "last", "");
+}
+
+static void test_scan_bounded(void **state)
+{
+    char hooks[8];
+    struct strv v = { 0 };
+    char *big = calloc(1, PROTECT_GIT_CONFIG_MAX + 2);
+    (void)state;
+
+    assert_non_null(big);
+    memset(big, '#', PROTECT_GIT_CONFIG_MAX + 1);
+    assert_int_equal(
+        protect_scan_git_config(big, PROTECT_GIT_CONFIG_MAX + 1, hooks, sizeof(hooks), &v), -EFBIG);
+    free(big);
+    /* a value longer than the output is truncated, never overflows */
+    assert_int_equal(protect_scan_git_config("[core]\nhooksPath = 0123456789abcdef\n", 34, hooks,
+                                             sizeof(hooks), &v),
+                     0);
+    assert_int_equal(strlen(hooks), sizeof(hooks) - 1);
+}
+
+static void test_rel_path_valid(void **state)
+{
+    (void)state;
+    assert_true(protect_rel_path_valid(".vscode"));
+    assert_true(protect_rel_path_valid(".git/hooks"));
+    assert_false(protect_rel_path_valid(""));
+    assert_false(protect_rel_path_valid("/etc"));
+    assert_false(protect_rel_path_valid(".git/"));
+    assert_false(protect_rel_path_valid("./.git"));
+    assert_false(protect_rel_path_valid("a/../b"));
+    assert_false(protect_rel_path_valid(".."));
+    assert_false(protect_rel_path_valid("a//b"));
+}
+
+/* The plan on a scratch workspace: placeholders at the first missing component, removed
+ * again; existing paths protected as they are; a symlink refused; allow_write honoured. */
+static void test_plan(void **state)
+{
+    char ws[] = "/tmp/bb-protect-XXXXXX", path[512];
+    struct protect_plan p;
+    struct strv allow = { 0 };
+    struct stat st;
+    (void)state;
+
+    assert_non_null(mkdtemp(ws));
+    snprintf(path, sizeof(path), "%s/.git", ws);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/.git/config", ws);
+    {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("[core]\n\thooksPath = tools/hooks\n[include]\n\tpath = ../.gitconfig\n", f);
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/.idea", ws);
+    assert_int_equal(mkdir(path, 0755), 0);
+    strv_push(&allow, ".claude");
+    /* the user's global config names a relative hooks directory: every work tree's */
+    snprintf(path, sizeof(path), "%s/home", ws);
+    assert_int_equal(mkdir(path, 0700), 0);
+    assert_int_equal(setenv("HOME", path, 1), 0);
+    unsetenv("XDG_CONFIG_HOME");
+    snprintf(path, sizeof(path), "%s/home/.gitconfig", ws);
+    {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("[core]\n\thooksPath = .githooks\n", f);
+        fclose(f);
+    }
+    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    {
+        const char *want[] = { ".git/config", ".git/hooks", ".git/modules", ".vscode",
+                               ".idea",       ".mcp.json",  ".envrc",       "bottle.ini",
+                               ".githooks",   "tools",      ".gitconfig" };
+        assert_int_equal(p.paths.n, sizeof(want) / sizeof(want[0]));
+        for (size_t i = 0; i < p.paths.n; i++) {
+            snprintf(path, sizeof(path), "%s/%s", ws, want[i]);
+            assert_string_equal(p.paths.v[i], path);
+            assert_int_equal(lstat(path, &st), 0);
+        }
+    }
+    /* the hooks directory's placeholder is at its first missing component */
+    snprintf(path, sizeof(path), "%s/tools", ws);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    snprintf(path, sizeof(path), "%s/.claude", ws);
+    assert_int_equal(lstat(path, &st), -1); /* allowed: no placeholder */
+    /* a placeholder someone filled in is left alone */
+    snprintf(path, sizeof(path), "%s/.vscode/kept", ws);
+    assert_int_equal(mkdir(path, 0755), 0);
+    protect_plan_done(&p, true);
+    snprintf(path, sizeof(path), "%s/.mcp.json", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.git/hooks", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.idea", ws);
+    assert_int_equal(lstat(path, &st), 0); /* the user's */
+    snprintf(path, sizeof(path), "%s/.vscode/kept", ws);
+    assert_int_equal(lstat(path, &st), 0);
+    rmdir(path);
+    snprintf(path, sizeof(path), "%s/.vscode", ws);
+    rmdir(path);
+
+    /* a symlink in the list is refused, nothing is left behind */
+    snprintf(path, sizeof(path), "%s/.envrc", ws);
+    assert_int_equal(symlink("/etc/passwd", path), 0);
+    assert_int_equal(protect_plan_build(ws, NULL, &p), -ELOOP);
+    snprintf(path, sizeof(path), "%s/.vscode", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.envrc", ws);
+    unlink(path);
+
+    strv_done(&allow);
+    {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ws);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+static void test_check_nofollow(void **state)
+{
+    char d[] = "/tmp/bb-nofollow-XXXXXX", p[512], at[512];
+    (void)state;
+
+    assert_non_null(mkdtemp(d));
+    snprintf(p, sizeof(p), "%s/real", d);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/link", d);
+    assert_int_equal(symlink("real", p), 0);
+    snprintf(p, sizeof(p), "%s/real", d);
+    assert_int_equal(protect_check_nofollow(p, at, sizeof(at)), 0);
+    snprintf(p, sizeof(p), "%s/link/x", d);
+    assert_int_equal(protect_check_nofollow(p, at, sizeof(at)), -ELOOP);
+    snprintf(p, sizeof(p), "%s/link", d);
+    assert_string_equal(at, p);
+    snprintf(p, sizeof(p), "%s/missing", d);
+    assert_int_equal(protect_check_nofollow(p, at, sizeof(at)), -ENOENT);
+    snprintf(p, sizeof(p), "%s/link", d);
+    unlink(p);
+    snprintf(p, sizeof(p), "%s/real", d);
+    rmdir(p);
+    rmdir(d);
+}
+
+/* The registry: the last one out removes what every bottle on the workspace made. */
+static void test_registry(void **state)
+{
+    char d[] = "/tmp/bb-registry-XXXXXX", reg[256], ws1[256], ws2[256], path[512];
+    struct protect_plan p1, p2;
+    struct stat st;
+    FILE *f;
+    char line[1024];
+    int lines = 0;
+    (void)state;
+
+    assert_non_null(mkdtemp(d));
+    snprintf(reg, sizeof(reg), "%s/placeholders", d);
+    snprintf(ws1, sizeof(ws1), "%s/w s%%1\n", d); /* space, '%', newline: escaped */
+    snprintf(ws2, sizeof(ws2), "%s/ws2", d);
+    assert_int_equal(mkdir(ws1, 0755), 0);
+    assert_int_equal(mkdir(ws2, 0755), 0);
+    assert_int_equal(protect_plan_build(ws1, NULL, &p1), 0);
+    assert_int_equal(protect_plan_build(ws2, NULL, &p2), 0);
+    assert_true(p1.n_made > 0);
+    assert_int_equal(protect_registry_add(reg, ws1, &p1), 0);
+    assert_int_equal(protect_registry_add(reg, ws2, &p2), 0);
+    /* the bottle that made ws1's placeholders leaves while another uses ws1: they stay */
+    protect_plan_done(&p1, false);
+    snprintf(path, sizeof(path), "%s/.vscode", ws1);
+    assert_int_equal(lstat(path, &st), 0);
+    /* the last one out of ws1 removes them, and leaves ws2's alone */
+    assert_int_equal(protect_registry_clean(reg, ws1), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.vscode", ws2);
+    assert_int_equal(lstat(path, &st), 0);
+    f = fopen(reg, "r");
+    assert_non_null(f);
+    while (fgets(line, sizeof(line), f)) {
+        assert_non_null(strstr(line, "/ws2 "));
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal((size_t)lines, p2.n_made);
+    assert_int_equal(protect_registry_clean(reg, ws2), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    protect_plan_done(&p2, false);
+    {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+        assert_int_equal(system(cmd), 0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scan_git_config), cmocka_unit_test(test_scan_bounded),
+        cmocka_unit_test(test_rel_path_valid),  cmocka_unit_test(test_plan),
+        cmocka_unit_test(test_check_nofollow),  cmocka_unit_test(test_registry),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
