@@ -42,7 +42,12 @@ daemon_of() {
 probe='curl -s -o /dev/null -w "%{http_code}" --max-time 10'
 
 # --- a bottle writes ./bottle.ini to widen the next bottle's policy
-run -- sh -c "cat >bottle.ini <<INI
+# First layer: bottle.ini is a protected workspace path (docs/workspace.md), read-only inside.
+run -- sh -c 'echo "[egress]" >bottle.ini' 2>/dev/null
+check "by default the bottle cannot write ./bottle.ini at all" test ! -s "$WS/bottle.ini"
+# Second layer, tested from here on: even when the user opened it (--allow-write bottle.ini),
+# what the bottle wrote is never used unless approved.
+run --allow-write bottle.ini -- sh -c "cat >bottle.ini <<INI
 [egress]
 allow = *.com
 allow = evil.test:$HTTP
@@ -84,7 +89,7 @@ like "the loaded line names the file as trusted" "$(cat "$T/err")" \
     "bot-bottle: config: ([^ ]+, )?$WS/bottle.ini \(trusted\)"
 
 # --- the bottle changes it again: refused, with what changed
-run -- sh -c "echo 'allow = other.test:$HTTP' >>bottle.ini; sed -i '/pass = /d' bottle.ini" 2>/dev/null
+run --allow-write bottle.ini -- sh -c "echo 'allow = other.test:$HTTP' >>bottle.ini; sed -i '/pass = /d' bottle.ini" 2>/dev/null
 run -- sh -c "touch started2; $probe http://other.test:$HTTP/hello" >"$T/out" 2>"$T/err"; rc=$?
 is "changed bottle.ini: run exits 125" "$rc" "125"
 check "... before anything started" test ! -e "$WS/started2"
@@ -119,7 +124,7 @@ unlike "trust --list no longer shows it" "$("$BB" trust --list)" "$WS/bottle.ini
 printf '[egress]\nallow = evil.test:%s\n' "$HTTP" >"$WS/bottle.ini"
 "$BB" trust "$WS/bottle.ini" >/dev/null
 rm -f "$WS/rewrote" "$WS/hup-done" "$WS/hup.out"
-(cd "$WS" && timeout 60 "$BB" run --backend namespace --name bb-trust-hup --allow "allowed.test:$HTTP" \
+(cd "$WS" && timeout 60 "$BB" run --backend namespace --name bb-trust-hup --allow-write bottle.ini --allow "allowed.test:$HTTP" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
     "echo 'allow = other.test:$HTTP' >>bottle.ini; touch rewrote;
      i=0; while [ ! -e hup-done ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done;
