@@ -632,6 +632,21 @@ static int step_connect(struct conn *c)
     if (!c->u_ready)
         return 0; /* the event that woke us was the client's; the connect is in progress */
     r = net_socket_error(c->u.fd);
+    if (r == 0) {
+        /* SO_ERROR is also 0 while the handshake is still running: only a socket with a peer
+         * is connected. The loop never hands us an event meant for an earlier socket on this
+         * fd, but a spurious wake-up must not turn into "200 Connection established" for a
+         * connect that may still fail (and then deserves a 502 or the next address). */
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        if (getpeername(c->u.fd, (struct sockaddr *)&peer, &plen) < 0) {
+            if (errno == ENOTCONN) {
+                c->u_ready = false;
+                return 0; /* still connecting: wait for the next writable event */
+            }
+            r = -errno;
+        }
+    }
     if (r < 0) {
         side_close(c->px, &c->u);
         c->addr_idx++;
