@@ -18,6 +18,8 @@
 #include <cmocka.h>
 
 #include "common/loop.h"
+#include "common/str.h"
+#include "common/macro.h"
 #include "common/net.h"
 #include "egress/audit.h"
 #include "policy/policy.h"
@@ -218,6 +220,16 @@ static size_t pump_until(struct fx *f, int fd, const char *want, char *out, size
     return got;
 }
 
+static void read_file(const char *path, char *out, size_t outsz)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n;
+    assert_true(fd >= 0);
+    n = read(fd, out, outsz - 1);
+    close(fd);
+    out[n > 0 ? n : 0] = '\0';
+}
+
 static void send_all(int fd, const char *s)
 {
     assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
@@ -408,6 +420,127 @@ static void test_connection_limit(void **state)
         close(fds[i]);
     for (int i = 0; i < 5; i++)
         loop_run_once(f->loop, 10);
+    /* The refusal is on record too. */
+    read_file(f->audit_path, out, sizeof(out));
+    assert_non_null(strstr(out, "\"decision\":\"deny\",\"reason\":\"too-many-connections\""));
+    assert_non_null(strstr(out, "\"status\":503"));
+}
+
+/* Sum of the decisions the audit lines containing `needle` stand for (a line with "count":N
+ * stands for N, one without for 1); *ret_lines gets the number of such lines. */
+static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret_lines)
+{
+    uint64_t total = 0;
+    size_t lines = 0;
+
+    for (const char *p = log; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        snprintf(line, sizeof(line), "%.*s", (int)MIN(len, sizeof(line) - 1), p);
+        if (strstr(line, needle)) {
+            const char *c = strstr(line, "\"count\":");
+            lines++;
+            if (c) {
+                uint64_t v;
+                assert_int_equal(
+                    str_to_u64(slice_make(c + 8, strspn(c + 8, "0123456789")), UINT32_MAX, &v), 0);
+                total += v;
+            } else {
+                total++;
+            }
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    *ret_lines = lines;
+    return total;
+}
+
+/* 1000 identical denials: a bounded number of audit lines whose counts add up to 1000
+ * (the first of each window written at once, the repeats summarised when the window ends). */
+static void test_denials_aggregated(void **state)
+{
+    struct fx *f = *state;
+    static char log[1 << 20];
+    char out[4096];
+    size_t lines;
+
+    audit_attach_loop(f->audit, f->loop);
+    for (int i = 0; i < 1000; i++) {
+        int fd = client_connect(f);
+        send_all(fd, "GET http://evil.test/x HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+        pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+        assert_non_null(strstr(out, "HTTP/1.1 403 Forbidden\r\n"));
+        close(fd);
+        fake_now += 3000000ull; /* 3 ms: the 1000 span three seconds */
+        loop_run_once(f->loop, 0);
+        loop_run_once(f->loop, 0);
+    }
+    audit_attach_loop(f->audit, NULL); /* writes the last summary */
+    read_file(f->audit_path, log, sizeof(log));
+    assert_int_equal(audit_decisions(log, "\"host\":\"evil.test\"", &lines), 1000);
+    assert_true(lines >= 2);
+    assert_true(lines <= 10); /* two per one-second window, at most */
+    assert_non_null(strstr(log, "\"count\":"));
+    assert_int_equal(f->origin.accepted, 0);
+}
+
+/* The audit log cannot be written (ENOSPC): nothing new goes out (503 audit-failed), for plain
+ * requests and CONNECT alike, and the origin never sees a connection. */
+static void test_audit_failed_refuses(void **state)
+{
+    struct fx *f = *state;
+    struct audit *full;
+    struct proxy *px;
+    struct proxy_limits lim;
+    struct net_addr la;
+    char out[4096], req[256];
+    int fd;
+
+    if (access("/dev/full", W_OK) < 0)
+        skip(); /* no /dev/full: the integration test (tmpfs) covers it */
+    assert_int_equal(audit_open("/dev/full", "unit", &full), 0);
+    proxy_limits_default(&lim);
+    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
+    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, full, &px), 0);
+    proxy_set_policy(px, f->policy);
+    assert_int_equal(proxy_local_addr(px, &la), 0);
+    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+
+    /* A denial whose record cannot be written puts the sink in the failed state. */
+    fd = client_connect(f);
+    send_all(fd, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n");
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 403 "));
+    close(fd);
+    assert_true(audit_failed(full));
+
+    fd = client_connect(f);
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 503 "));
+    assert_non_null(strstr(out, "X-Bottle-Error: audit-failed\r\n"));
+    close(fd);
+
+    fd = client_connect(f);
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\nping",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 503 "));
+    assert_non_null(strstr(out, "X-Bottle-Error: audit-failed\r\n"));
+    assert_null(strstr(out, "200 Connection established"));
+    close(fd);
+    for (int i = 0; i < 5; i++)
+        loop_run_once(f->loop, 0);
+    assert_int_equal(f->origin.accepted, 0);
+    assert_int_equal(f->origin.requests, 0);
+    proxy_free(px);
+    loop_run_once(f->loop, 0);
+    audit_close(full);
 }
 
 static void test_connect_tunnel(void **state)
@@ -483,6 +616,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_mismatch_audited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_denials_aggregated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_failed_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_tunnel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upstream_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ip_literal_outside_cidr, setup, teardown),
