@@ -460,9 +460,23 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         conn_deny(c, v, NULL);
         return;
     }
-    if (audit_failed(px->audit)) {
-        conn_audit_failed(c);
-        return;
+    /* The decision is on record before anything about it leaves (the name goes to the resolver
+     * next): first per host, method and window, repeats counted. A sink that cannot write
+     * refuses (fail closed); while it is failing every decision is a write attempt, so the first
+     * request after space comes back goes through. */
+    {
+        struct audit_event ev = {
+            .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+            .host = c->host.name,
+            .port = c->port,
+            .allow = true,
+            .reason = "allowlisted",
+            .method = c->is_connect ? NULL : c->method,
+        };
+        if (audit_note(px->audit, &ev) < 0) {
+            conn_audit_failed(c);
+            return;
+        }
     }
 
     /* Request body framing (CONNECT: everything after the head is tunnel data). */
