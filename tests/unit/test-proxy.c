@@ -456,6 +456,78 @@ static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret
     return total;
 }
 
+/*
+ * The idle upstream's RST and the client's next CONNECT in one epoll batch (the CONNECT first):
+ * the CONNECT replaces the upstream socket, and the RST's event, fetched for the old socket, must
+ * not reach the new one, whose connect is still in SYN-SENT (its target's accept queue is full,
+ * so its SYN is dropped). Before the loop's generation check this answered "200 Connection
+ * established" for a connection that did not exist.
+ */
+static void test_stale_rst_no_early_200(void **state)
+{
+    struct fx *f = *state;
+    struct sockaddr_in sin = { .sin_family = AF_INET };
+    socklen_t sl = sizeof(sin);
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    char out[8192], req[256];
+    struct proxy *px;
+    struct proxy_limits lim;
+    struct net_addr la;
+    int fd, full, fillers[2];
+
+    /* The default run budget: the CONNECT's upstream socket is opened in the same run that
+     * reads the head, as in the daemon (the fixture's budget of 2 would defer it). */
+    proxy_limits_default(&lim);
+    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
+    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &px), 0);
+    proxy_set_policy(px, f->policy);
+    assert_int_equal(proxy_local_addr(px, &la), 0);
+    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    fd = client_connect(f);
+
+    /* A listener that never accepts, its queue filled: connects to it stay in SYN-SENT. */
+    full = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(full, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    assert_int_equal(listen(full, 0), 0);
+    getsockname(full, (struct sockaddr *)&sin, &sl);
+    for (int i = 0; i < 2; i++) {
+        fillers[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        connect(fillers[i], (struct sockaddr *)&sin, sizeof(sin));
+    }
+    usleep(50000);
+
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK"));
+    for (int i = 0; i < 3; i++)
+        loop_run_once(f->loop, 10);
+    assert_int_equal(f->origin.nconns, 1);
+
+    /* The CONNECT is ready first, then the origin resets the idle upstream; one batch. */
+    snprintf(req, sizeof(req), "CONNECT 127.0.0.1:%u HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             ntohs(sin.sin_port), ntohs(sin.sin_port));
+    send_all(fd, req);
+    usleep(20000);
+    loop_del(f->loop, &f->origin.conns[0]);
+    setsockopt(f->origin.conns[0].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(f->origin.conns[0].fd);
+    usleep(20000);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out)); /* 200 passes of 10 ms */
+    assert_null(strstr(out, "200 Connection established"));
+    close(fd);
+    for (int i = 0; i < 3; i++)
+        loop_run_once(f->loop, 0);
+    for (int i = 0; i < 2; i++)
+        close(fillers[i]);
+    close(full);
+    proxy_free(px);
+    loop_run_once(f->loop, 0);
+}
+
 /* 1000 identical denials: a bounded number of audit lines whose counts add up to 1000
  * (the first of each window written at once, the repeats summarised when the window ends). */
 static void test_denials_aggregated(void **state)
@@ -617,6 +689,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_head_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_denials_aggregated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stale_rst_no_early_200, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_failed_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connect_tunnel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upstream_refused, setup, teardown),
