@@ -22,6 +22,7 @@ enum {
     OPT_MAX_CONNS,
     OPT_DRAIN_TIMEOUT,
     OPT_HANDOFF_FD,
+    OPT_AUDIT_MAX_SIZE,
 };
 
 static void usage(FILE *f)
@@ -39,7 +40,10 @@ static void usage(FILE *f)
             "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
             "      --dns ADDR:PORT      also serve DNS (UDP and TCP) on this address\n"
             "      --name NAME          bottle name recorded in audit records (default: "
-            "egress)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
+            "egress)\n"
+            "      --audit-max-size N[K|M|G]  rotate the audit file (to FILE.1) when it would\n"
+            "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP
+            "  -v, --verbose            debug logging\n"
             "  -q, --quiet              only warnings and errors\n"
             "  -h, --help               this text\n"
             "\n"
@@ -72,6 +76,35 @@ static int parse_count(const char *opt, const char *arg, uint64_t max, const cha
     return 0;
 }
 
+/* Bytes with an optional K, M or G suffix (powers of 1024); 0 allowed. */
+static int parse_size(const char *opt, const char *arg, uint64_t *ret)
+{
+    char num[32];
+    size_t n = strlen(arg);
+    uint64_t mult = 1, v;
+
+    if (n && (arg[n - 1] == 'K' || arg[n - 1] == 'k'))
+        mult = 1024;
+    else if (n && (arg[n - 1] == 'M' || arg[n - 1] == 'm'))
+        mult = 1024 * 1024;
+    else if (n && (arg[n - 1] == 'G' || arg[n - 1] == 'g'))
+        mult = 1024 * 1024 * 1024;
+    if (mult > 1)
+        n--;
+    if (n == 0 || n >= sizeof(num)) {
+        log_error("%s '%s': expected a size in bytes, e.g. 4M", opt, arg);
+        return -EINVAL;
+    }
+    memcpy(num, arg, n);
+    num[n] = '\0';
+    if (str_to_u64_cstr(num, UINT64_MAX / mult, &v) < 0) {
+        log_error("%s '%s': expected a size in bytes, e.g. 4M", opt, arg);
+        return -EINVAL;
+    }
+    *ret = v * mult;
+    return 0;
+}
+
 static int parse_ms(const char *opt, const char *arg, unsigned *ret)
 {
     return parse_count(opt, arg, 86400000, "milliseconds", ret);
@@ -91,6 +124,7 @@ int cmd_egress(int argc, char **argv)
         { "drain-timeout-ms", required_argument, NULL, OPT_DRAIN_TIMEOUT },
         { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
         { "handoff-fd", required_argument, NULL, OPT_HANDOFF_FD },
+        { "audit-max-size", required_argument, NULL, OPT_AUDIT_MAX_SIZE },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -161,6 +195,10 @@ int cmd_egress(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_count("--max-conns", optarg, 1000000, "a number of connections",
                             &o.limits.max_conns) < 0)
+                goto out;
+            break;
+        case OPT_AUDIT_MAX_SIZE:
+            if (parse_size("--audit-max-size", optarg, &o.audit_max_size) < 0)
                 goto out;
             break;
         case 'v':

@@ -38,6 +38,10 @@ struct loop {
     struct loop_sig sigs[LOOP_MAX_SIGNALS];
     size_t nsigs;
 
+    /* Incremented when an epoll batch is fetched; a source registered during the dispatch of
+     * a batch carries the batch's generation, and the batch's events are not for it. */
+    uint64_t gen;
+
     bool quit;
     int quit_code;
 };
@@ -113,6 +117,7 @@ int loop_add(struct loop *l, struct loop_source *src, int fd, uint32_t events, l
     src->events = events;
     src->cb = cb;
     src->userdata = userdata;
+    src->gen = l->gen;
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         src->registered = false;
         return -errno;
@@ -344,11 +349,15 @@ int loop_run_once(struct loop *l, int timeout_ms)
     if (n < 0 && errno != EINTR)
         return -errno;
     l->now = l->clock(l->clock_ud);
+    l->gen++;
     for (int i = 0; i < n; i++) {
         struct loop_source *src = evs[i].data.ptr;
         /* An earlier callback in this pass may have unregistered it (its owner frees it only
-         * in deferred work, so the pointer is still valid). */
-        if (!src->registered)
+         * in deferred work, so the pointer is still valid), or unregistered it and registered
+         * it again, maybe on a new socket that reuses the fd number: the event was for the old
+         * one (a reset seen as "connected", say), so the new registration must not get it.
+         * Like redis:src/ae.c re-checking the mask after each callback. */
+        if (!src->registered || src->gen == l->gen)
             continue;
         src->cb(src, evs[i].events);
     }

@@ -6,6 +6,8 @@
  * keeps pointers. An owner must loop_del()/loop_timer_stop() before freeing, and should free
  * from a loop_defer callback when it is closed from inside a dispatch pass, because a later
  * event of the same pass may still point at it (loop_del() makes the loop skip such events).
+ * A source unregistered and registered again (even on a new fd with the same number) during a
+ * dispatch pass gets none of that pass's events: they were for its previous user.
  */
 #pragma once
 
@@ -27,6 +29,10 @@ struct loop_source {
     loop_io_fn cb;
     void *userdata;
     bool registered; /* private */
+    /* private: the loop's generation when this registration was made. Events fetched before
+     * it (in the batch being dispatched) belong to a previous user of the source or its fd and
+     * are never delivered to this one. */
+    uint64_t gen;
 };
 
 struct loop_timer {

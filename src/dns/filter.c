@@ -3,8 +3,8 @@
  *
  * Hot path (a denied name over UDP): recvmmsg() a batch, parse header + question in place,
  * dns_name_to_text() + host_parse() + policy_check_host() on the stack, write NXDOMAIN by
- * copying the question, sendmmsg() the batch. No allocation there except the audit line, which
- * is aggregated once a client passes DNS_AUDIT_RATE decisions per second.
+ * copying the question, sendmmsg() the batch. No allocation there except the audit line of the
+ * first of each distinct decision per audit window (repeats are only counted, audit_note()).
  *
  * Allowlisted names: answered from the cache, or forwarded to the upstream resolver from a pool
  * of DNS_UP_POOL connected UDP sockets on random ports (each replaced after DNS_UP_SOCK_USES
@@ -54,7 +54,6 @@
 #define DNS_CACHE_BUCKETS 4096 /* power of two */
 #define DNS_CACHE_MAX_TTL 3600
 #define DNS_CACHE_MAX_NEG_TTL 300
-#define DNS_AUDIT_RATE 100       /* individual audit records per client per second */
 #define DNS_UP_POOL 32           /* connected upstream UDP sockets, each on a random port */
 #define DNS_UP_SOCK_USES 64      /* queries sent from one socket before its port is replaced */
 #define DNS_UP_SOCK_AGE_MS 10000 /* ... or once it is this old */
@@ -70,9 +69,7 @@ struct dns_client {
     uint8_t addr[16];
     unsigned outstanding;
     uint64_t last_used;
-    uint64_t window; /* second of the current audit window */
-    unsigned in_window;
-    uint32_t agg_allow, agg_deny, agg_dropped;
+    uint32_t agg_dropped; /* flood-dropped queries not yet audited */
 };
 
 /* ---- cache ---- */
@@ -263,33 +260,43 @@ static bool sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_
     return false;
 }
 
-/* ---- audit, with per-client aggregation ---- */
+/* ---- audit ---- */
 
-static void audit_one(struct dns_filter *f, const char *host, const char *qtype, bool allow,
-                      const char *reason, uint32_t count)
+/*
+ * Decisions go through the audit sink's aggregation (audit_note): the first of each distinct
+ * (name, qtype, decision, reason) in a window is written at once, repeats are counted. Every
+ * name that is forwarded therefore appears by name at least once per window, however fast the
+ * client asks. Returns 0, or -errno when the decision could not be recorded: the caller must then
+ * not forward (fail closed).
+ */
+static int audit_decision(struct dns_filter *f, const char *host, uint16_t qtype, bool allow,
+                          const char *reason)
 {
+    char tbuf[16];
     struct audit_event ev = {
         .kind = AUDIT_DNS,
         .host = host,
         .allow = allow,
         .reason = reason,
-        .qtype = qtype,
-        .count = count,
+        .qtype = dns_type_name(qtype, tbuf),
     };
-    if (f->audit)
-        audit_emit(f->audit, &ev);
+    return f->audit ? audit_note(f->audit, &ev) : 0;
 }
 
+/* Queries dropped under a flood (never forwarded, never answered) are counted per client. */
 static void client_flush(struct dns_filter *f, struct dns_client *cl)
 {
-    /* One record per outcome stands for every decision folded into it this window. */
-    if (cl->agg_allow)
-        audit_one(f, "*", NULL, true, "aggregated", cl->agg_allow);
-    if (cl->agg_deny)
-        audit_one(f, "*", NULL, false, "aggregated", cl->agg_deny);
-    if (cl->agg_dropped)
-        audit_one(f, "*", NULL, false, "flood-dropped", cl->agg_dropped);
-    cl->agg_allow = cl->agg_deny = cl->agg_dropped = 0;
+    if (cl->agg_dropped && f->audit) {
+        struct audit_event ev = {
+            .kind = AUDIT_DNS,
+            .host = "*",
+            .allow = false,
+            .reason = "flood-dropped",
+            .count = cl->agg_dropped,
+        };
+        audit_emit(f->audit, &ev);
+    }
+    cl->agg_dropped = 0;
 }
 
 static void on_agg_timer(struct loop_timer *t)
@@ -298,30 +305,6 @@ static void on_agg_timer(struct loop_timer *t)
     for (size_t i = 0; i < DNS_MAX_CLIENTS; i++)
         if (f->clients[i].used)
             client_flush(f, &f->clients[i]);
-}
-
-static void audit_decision(struct dns_filter *f, struct dns_client *cl, const char *host,
-                           uint16_t qtype, bool allow, const char *reason)
-{
-    uint64_t sec = loop_now(f->loop) / NS_PER_SEC;
-    char tbuf[16];
-
-    if (cl->window != sec) {
-        client_flush(f, cl);
-        cl->window = sec;
-        cl->in_window = 0;
-    }
-    if (cl->in_window < DNS_AUDIT_RATE) {
-        cl->in_window++;
-        audit_one(f, host, dns_type_name(qtype, tbuf), allow, reason, 0);
-        return;
-    }
-    if (allow)
-        cl->agg_allow++;
-    else
-        cl->agg_deny++;
-    if (!loop_timer_armed(&f->agg_timer))
-        loop_timer_set(f->loop, &f->agg_timer, (sec + 1) * NS_PER_SEC);
 }
 
 static void audit_dropped(struct dns_filter *f, struct dns_client *cl)
@@ -367,7 +350,6 @@ static struct dns_client *client_get(struct dns_filter *f, const struct sockaddr
     *victim = (struct dns_client){ .used = true, .family = fam };
     memcpy(victim->addr, key, sizeof(key));
     victim->last_used = loop_now(f->loop);
-    victim->window = loop_now(f->loop) / NS_PER_SEC;
     return victim;
 }
 
@@ -947,10 +929,17 @@ static int up_answer(struct dns_up *up, const uint8_t *msg, size_t len)
         up_finish(up);
         return 0;
     }
-    if (k.denied) {
+    if (k.denied && f->audit) {
         char tbuf[16];
-        audit_one(f, up->host, dns_type_name(up->q.qtype, tbuf), false, verdict_reason(k.verdict),
-                  k.denied > 1 ? k.denied : 0);
+        struct audit_event ev = {
+            .kind = AUDIT_DNS,
+            .host = up->host,
+            .allow = false,
+            .reason = verdict_reason(k.verdict),
+            .qtype = dns_type_name(up->q.qtype, tbuf),
+            .count = k.denied > 1 ? k.denied : 0,
+        };
+        audit_emit(f->audit, &ev);
     }
     if ((info->flags & DNS_FLAG_TC) && !up->tcp) {
         if (up->conn) {
@@ -1379,16 +1368,20 @@ static int handle_query(struct dns_filter *f, const uint8_t *msg, size_t len,
     }
     if (v != V_ALLOW) {
         f->stats.denied++;
-        audit_decision(f, cl, text, q.qtype, false, verdict_reason(v));
+        audit_decision(f, text, q.qtype, false, verdict_reason(v));
         return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
     }
     if (q.qclass != DNS_CLASS_IN || qtype_refused(q.qtype)) {
         f->stats.denied++;
-        audit_decision(f, cl, text, q.qtype, false,
+        audit_decision(f, text, q.qtype, false,
                        q.qclass != DNS_CLASS_IN ? "refused-qclass" : "refused-qtype");
         return dns_reply_build(msg, &q, DNS_RCODE_REFUSED, reply, reply_size);
     }
-    audit_decision(f, cl, text, q.qtype, true, "allowlisted");
+    if (audit_decision(f, text, q.qtype, true, "allowlisted") < 0) {
+        /* The audit log cannot be written: nothing leaves unrecorded (fail closed). */
+        f->stats.denied++;
+        return dns_reply_build(msg, &q, DNS_RCODE_SERVFAIL, reply, reply_size);
+    }
 
     struct dns_cache_entry *e = cache_find(&f->cache, loop_now(f->loop), msg, &q);
     if (e) {

@@ -5,11 +5,28 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
+#include "common/loop.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
+
+#define AGG_BUCKETS 8192 /* power of two, >= AUDIT_AGG_MAX */
+#define AGG_KEY_MAX 2048 /* longer keys (hostile raw names) are cut; still one entry each */
+#define NS_PER_MS 1000000ull
+
+/* One distinct decision of the current window; the strings of ev point into key. */
+struct agg_entry {
+    struct agg_entry *next;
+    uint64_t hash;
+    uint32_t repeats; /* after the first, which was written */
+    size_t klen;
+    struct audit_event ev;
+    char key[];
+};
 
 struct audit {
     char *path; /* NULL: disabled; "-": stdout */
@@ -18,6 +35,18 @@ struct audit {
     bool own_fd;
     uint64_t write_errors;
     uint64_t (*clock)(void);
+
+    uint64_t max_size; /* 0: no cap */
+    uint64_t size;     /* bytes in the current file, as far as we know */
+    bool failed;       /* the last write failed: refuse new egress */
+
+    struct loop *loop;
+    struct loop_timer timer;
+    bool window_open;
+    uint64_t window_end; /* ns, on the window clock */
+    struct agg_entry *buckets[AGG_BUCKETS];
+    size_t n_agg;
+    uint32_t overflow_deny[AUDIT_KIND_MAX]; /* denials past AUDIT_AGG_MAX distinct ones */
 };
 
 static uint64_t wall_ns(void)
@@ -41,13 +70,25 @@ static int open_sink(const char *path, int *ret_fd, bool *ret_own)
         *ret_own = false;
         return 0;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY, 0600);
+    /* Never through a symlink: whoever can write the log directory must not be able to point
+     * our appends (as root, in the supervisor's case) at another file. */
+    fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
     if (fd < 0)
         return -errno;
     *ret_fd = fd;
     *ret_own = true;
     return 0;
 }
+
+static uint64_t fd_size(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    return (uint64_t)st.st_size;
+}
+
+static void on_window_end(struct loop_timer *t);
 
 int audit_open(const char *path, const char *bottle, struct audit **ret)
 {
@@ -64,14 +105,21 @@ int audit_open(const char *path, const char *bottle, struct audit **ret)
     a->fd = fd;
     a->own_fd = own;
     a->clock = wall_ns;
+    a->max_size = AUDIT_DEFAULT_MAX_SIZE;
+    a->size = own ? fd_size(fd) : 0;
+    loop_timer_init(&a->timer, on_window_end, a);
     *ret = a;
     return 0;
 }
+
+static void window_close(struct audit *a);
 
 struct audit *audit_close(struct audit *a)
 {
     if (!a)
         return NULL;
+    audit_attach_loop(a, NULL);
+    window_close(a);
     if (a->own_fd)
         close(a->fd);
     free(a->path);
@@ -92,7 +140,13 @@ int audit_reopen(struct audit *a)
         return r;
     close(a->fd);
     a->fd = fd;
+    a->size = fd_size(fd);
     return 0;
+}
+
+void audit_set_max_size(struct audit *a, uint64_t max)
+{
+    a->max_size = max;
 }
 
 void audit_set_clock(struct audit *a, uint64_t (*fn)(void))
@@ -103,6 +157,106 @@ void audit_set_clock(struct audit *a, uint64_t (*fn)(void))
 uint64_t audit_write_errors(const struct audit *a)
 {
     return a->write_errors;
+}
+
+bool audit_failed(const struct audit *a)
+{
+    return a && a->failed;
+}
+
+/* ---- the file: size cap, rotation, failure state ---- */
+
+/*
+ * PATH is full: rename it to PATH.1 and start a new PATH. When PATH no longer names our file
+ * (another writer rotated it, or it was moved away), just reopen PATH.
+ */
+static int rotate(struct audit *a, size_t need)
+{
+    struct stat st, pst;
+    char old[4096];
+    int fd, r;
+    bool own;
+
+    if (fstat(a->fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode)) {
+        a->size = 0; /* a FIFO or a device: nothing to cap */
+        return 0;
+    }
+    if (lstat(a->path, &pst) == 0 && pst.st_dev == st.st_dev && pst.st_ino == st.st_ino) {
+        if ((uint64_t)st.st_size + need <= a->max_size) {
+            a->size = (uint64_t)st.st_size; /* someone truncated it */
+            return 0;
+        }
+        if (snprintf(old, sizeof(old), "%s.1", a->path) >= (int)sizeof(old))
+            return -ENAMETOOLONG;
+        if (rename(a->path, old) < 0)
+            return -errno;
+    }
+    r = open_sink(a->path, &fd, &own);
+    if (r < 0)
+        return r;
+    close(a->fd);
+    a->fd = fd;
+    a->size = fd_size(fd);
+    return 0;
+}
+
+static void set_failed(struct audit *a, int err)
+{
+    a->write_errors++;
+    if (a->failed)
+        return;
+    a->failed = true;
+    log_errno(LOG_LVL_ERROR, err,
+              "egress: cannot write the audit log %s; refusing new egress for bottle '%s' until "
+              "it can be written again (free space on its filesystem; --audit-max-size caps each "
+              "bottle's log)",
+              a->path ? a->path : "(stdout)", a->bottle);
+}
+
+static void set_ok(struct audit *a)
+{
+    if (!a->failed)
+        return;
+    a->failed = false;
+    log_info("egress: the audit log %s can be written again; egress resumes for bottle '%s'",
+             a->path ? a->path : "(stdout)", a->bottle);
+}
+
+static int sink_write(struct audit *a, const char *line, size_t len)
+{
+    ssize_t n;
+    int r;
+
+    if (a->own_fd && a->max_size && a->size + len > a->max_size && a->size > 0) {
+        r = rotate(a, len);
+        if (r < 0) {
+            set_failed(a, r);
+            return r;
+        }
+    }
+    n = write(a->fd, line, len);
+    if (n < 0) {
+        r = -errno;
+        set_failed(a, r);
+        return r;
+    }
+    if ((size_t)n != len) {
+        /* A short write: the rest did not fit. Take the piece back (when the file still ends
+         * with it), so the next record does not start in the middle of a broken line. */
+        off_t end = lseek(a->fd, 0, SEEK_CUR);
+        struct stat st;
+        if (end >= n && fstat(a->fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == end &&
+            ftruncate(a->fd, end - n) == 0)
+            n = 0;
+        a->size += (uint64_t)n;
+        set_failed(a, -ENOSPC);
+        return -ENOSPC;
+    }
+    a->size += (uint64_t)n;
+    set_ok(a);
+    return 0;
 }
 
 static void format_ts(uint64_t ns, char out[32])
@@ -117,16 +271,17 @@ static void format_ts(uint64_t ns, char out[32])
     snprintf(out + n, 32 - n, ".%03uZ", ms);
 }
 
-void audit_emit(struct audit *a, const struct audit_event *ev)
+int audit_emit(struct audit *a, const struct audit_event *ev)
 {
     static const char *const kinds[AUDIT_KIND_MAX] = { "connect", "http", "dns" };
     char ts[32];
     json_t *o;
     char *line;
     size_t len;
+    int r;
 
     if (!a || a->fd < 0)
-        return;
+        return 0;
     format_ts(a->clock(), ts);
     /* jansson escapes every string, so hostile host names cannot break the line. Strings
      * that are not valid UTF-8 are refused by jansson; we pass them through json_stringn
@@ -154,18 +309,170 @@ void audit_emit(struct audit *a, const struct audit_event *ev)
         json_object_set_new(o, "qtype", json_string(ev->qtype));
     if (ev->status)
         json_object_set_new(o, "status", json_integer(ev->status));
-    if (ev->count > 1)
+    if (ev->count)
         json_object_set_new(o, "count", json_integer(ev->count));
 
     line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     json_decref(o);
     if (!line) {
-        a->write_errors++;
-        return;
+        set_failed(a, -ENOMEM);
+        return -ENOMEM;
     }
     len = strlen(line);
     line[len] = '\n'; /* json_dumps NUL-terminates; overwrite it and write len+1 bytes */
-    if (write(a->fd, line, len + 1) != (ssize_t)(len + 1))
-        a->write_errors++;
+    r = sink_write(a, line, len + 1);
     free(line);
+    return r;
+}
+
+/* ---- aggregation of repeated decisions ---- */
+
+static uint64_t window_now(struct audit *a)
+{
+    return a->loop ? loop_now(a->loop) : a->clock();
+}
+
+/* Write the summaries of the window and forget it. */
+static void window_close(struct audit *a)
+{
+    for (size_t i = 0; i < AGG_BUCKETS && a->n_agg; i++) {
+        struct agg_entry *e = a->buckets[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            if (e->repeats) {
+                e->ev.count = e->repeats;
+                audit_emit(a, &e->ev);
+            }
+            free(e);
+            a->n_agg--;
+        }
+        a->buckets[i] = NULL;
+    }
+    for (int k = 0; k < AUDIT_KIND_MAX; k++) {
+        if (a->overflow_deny[k]) {
+            struct audit_event ev = {
+                .kind = (enum audit_kind)k,
+                .host = "*",
+                .allow = false,
+                .reason = "aggregated",
+                .count = a->overflow_deny[k],
+            };
+            audit_emit(a, &ev);
+            a->overflow_deny[k] = 0;
+        }
+    }
+    a->window_open = false;
+    if (a->loop)
+        loop_timer_stop(a->loop, &a->timer);
+}
+
+static void on_window_end(struct loop_timer *t)
+{
+    window_close(t->userdata);
+}
+
+void audit_attach_loop(struct audit *a, struct loop *l)
+{
+    if (!a)
+        return;
+    if (a->loop) {
+        loop_timer_stop(a->loop, &a->timer);
+        window_close(a);
+    }
+    a->loop = l;
+}
+
+/* Append s (or "") and a NUL to the key; false when it does not fit. */
+static bool key_add(char *key, size_t *len, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (*len + n + 1 > AGG_KEY_MAX)
+        return false;
+    if (n)
+        memcpy(key + *len, s, n);
+    key[*len + n] = '\0';
+    *len += n + 1;
+    return true;
+}
+
+static uint64_t key_hash(const char *key, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (uint8_t)key[i]) * 1099511628211ull;
+    return h;
+}
+
+int audit_note(struct audit *a, const struct audit_event *ev)
+{
+    char key[AGG_KEY_MAX], nums[48];
+    size_t klen = 0;
+    struct agg_entry *e, **slot;
+    uint64_t h, now;
+    int r;
+
+    if (!a || a->fd < 0)
+        return 0;
+    /* A failed sink writes every decision: each is a try, and none may go unrecorded. */
+    if (a->failed)
+        return audit_emit(a, ev);
+
+    now = window_now(a);
+    if (a->window_open && now >= a->window_end)
+        window_close(a);
+    if (!a->window_open) {
+        a->window_open = true;
+        a->window_end = now + AUDIT_AGG_WINDOW_MS * NS_PER_MS;
+        if (a->loop)
+            loop_timer_set(a->loop, &a->timer, a->window_end);
+    }
+
+    snprintf(nums, sizeof(nums), "%d %d %u %d", (int)ev->kind, ev->allow ? 1 : 0, ev->port,
+             ev->status);
+    if (!key_add(key, &klen, nums) || !key_add(key, &klen, ev->reason) ||
+        !key_add(key, &klen, ev->method) || !key_add(key, &klen, ev->qtype) ||
+        !key_add(key, &klen, ev->host))
+        return audit_emit(a, ev); /* too long to track: written on its own */
+    h = key_hash(key, klen);
+    slot = &a->buckets[h & (AGG_BUCKETS - 1)];
+    for (e = *slot; e; e = e->next) {
+        if (e->hash == h && e->klen == klen && memcmp(e->key, key, klen) == 0) {
+            if (e->repeats < UINT32_MAX)
+                e->repeats++;
+            return 0;
+        }
+    }
+    if (a->n_agg >= AUDIT_AGG_MAX) {
+        if (ev->allow)
+            return audit_emit(a, ev);
+        if (a->overflow_deny[ev->kind < AUDIT_KIND_MAX ? ev->kind : 0] < UINT32_MAX)
+            a->overflow_deny[ev->kind < AUDIT_KIND_MAX ? ev->kind : 0]++;
+        return 0;
+    }
+    r = audit_emit(a, ev);
+    if (r < 0)
+        return r; /* not recorded: not tracked either, so the next one is written (a try) */
+    e = xmalloc(sizeof(*e) + klen);
+    memcpy(e->key, key, klen);
+    e->klen = klen;
+    e->hash = h;
+    e->repeats = 0;
+    e->ev = *ev;
+    e->ev.count = 0;
+    e->ev.bytes_up = e->ev.bytes_down = 0;
+    {
+        /* The strings, in key order: nums, reason, method, qtype, host. */
+        const char *p = e->key + strlen(e->key) + 1;
+        e->ev.reason = ev->reason ? p : NULL;
+        p += strlen(p) + 1;
+        e->ev.method = ev->method ? p : NULL;
+        p += strlen(p) + 1;
+        e->ev.qtype = ev->qtype ? p : NULL;
+        p += strlen(p) + 1;
+        e->ev.host = ev->host ? p : NULL;
+    }
+    e->next = *slot;
+    *slot = e;
+    a->n_agg++;
+    return 0;
 }

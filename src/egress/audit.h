@@ -26,23 +26,66 @@ struct audit_event {
     const char *method; /* HTTP method (AUDIT_HTTP), NULL otherwise */
     const char *qtype;  /* DNS query type name (AUDIT_DNS), NULL otherwise */
     int status;         /* HTTP status sent to the client, 0 when none */
-    uint32_t count;     /* >1: an aggregate record standing for this many decisions */
+    uint32_t count;     /* > 0: a summary record standing for this many decisions (written as
+                         * "count"); 0: one decision */
 };
 
 struct audit;
+struct loop;
+
+/* Defaults (docs/proxy.md "Audit records"). */
+#define AUDIT_DEFAULT_MAX_SIZE (4ull * 1024 * 1024) /* bytes per file; one rotated file kept */
+#define AUDIT_AGG_WINDOW_MS 1000                    /* repeats are summarised per window */
+#define AUDIT_AGG_MAX 4096                          /* distinct decisions tracked per window */
 
 /*
- * Open the audit sink. path: a file (created 0600, appended), "-" for stdout, NULL for none
- * (events are dropped). bottle: name recorded in every line (copied).
- * Returns 0 and *ret, or -errno.
+ * Open the audit sink. path: a file (created 0600, appended, never through a symlink), "-" for
+ * stdout, NULL for none (events are dropped). bottle: name recorded in every line (copied).
+ * Returns 0 and *ret, or -errno (-ELOOP: path is a symlink).
  */
 int audit_open(const char *path, const char *bottle, struct audit **ret);
+/* Writes the pending summaries, then frees. Accepts NULL; returns NULL. */
 struct audit *audit_close(struct audit *a);
 /* Reopen the file (after logrotate, on SIGHUP). */
 int audit_reopen(struct audit *a);
 
-/* Write one record. Failures are counted, never fatal (see audit_write_errors()). */
-void audit_emit(struct audit *a, const struct audit_event *ev);
+/*
+ * Size cap of the file (0: none; default AUDIT_DEFAULT_MAX_SIZE). A record that would take the
+ * file past it first renames PATH to PATH.1 (replacing the previous PATH.1) and starts a new
+ * PATH, so a bottle's log never takes more than about twice the cap.
+ */
+void audit_set_max_size(struct audit *a, uint64_t max);
+
+/*
+ * Let the sink use l's clock for the aggregation windows and a timer on l to write the
+ * summaries when a window ends. NULL: write the pending summaries and detach (do this before
+ * the loop is freed). Without a loop, windows use the audit clock and close on the next record.
+ */
+void audit_attach_loop(struct audit *a, struct loop *l);
+
+/*
+ * Write one record at once (allowed exchanges with byte counts, closing records). Returns 0, or
+ * -errno when it could not be written. A failed write puts the sink in the failed state (said
+ * once on stderr) until a later write succeeds; see audit_failed().
+ */
+int audit_emit(struct audit *a, const struct audit_event *ev);
+
+/*
+ * Record a decision that may repeat (denials, DNS decisions): the first of each distinct
+ * (kind, host, port, decision, reason, method, qtype, status) in a window is written at once;
+ * repeats are counted and written as one record with "count" when the window ends. When
+ * AUDIT_AGG_MAX distinct decisions are already tracked, a new allowed one is written on its own
+ * (a name that leaves the machine is never hidden) and a new denied one is counted in a
+ * `"host":"*","reason":"aggregated"` record. While the sink is failed every decision is
+ * written on its own (each try may find the disk writable again).
+ * Returns 0 when recorded (written, or counted after a written first), -errno when not: the
+ * caller must then refuse the egress it was about to allow.
+ */
+int audit_note(struct audit *a, const struct audit_event *ev);
+
+/* True while the last write failed: new egress must be refused (fail closed). A sink with no
+ * file (path NULL) never fails. */
+bool audit_failed(const struct audit *a);
 uint64_t audit_write_errors(const struct audit *a);
 
 /* Clock used for "ts" (wall clock by default; tests pin it). Returns ns since the epoch. */

@@ -33,6 +33,7 @@ void egress_options_default(struct egress_options *ret)
     memset(ret, 0, sizeof(*ret));
     proxy_limits_default(&ret->limits);
     ret->drain_timeout_ms = 5000;
+    ret->audit_max_size = AUDIT_DEFAULT_MAX_SIZE;
     ret->ready_fd = -1;
     ret->handoff_fd = -1;
 }
@@ -139,9 +140,12 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     loop_timer_init(&e.drain_timer, on_drain_timeout, &e);
     r = audit_open(o->audit_path, o->bottle_name, &e.audit);
     if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "egress: cannot open the audit log %s", o->audit_path);
+        log_errno(LOG_LVL_ERROR, r, "egress: cannot open the audit log %s%s", o->audit_path,
+                  r == -ELOOP ? " (it is a symlink; give the path of a regular file)" : "");
         goto out;
     }
+    audit_set_max_size(e.audit, o->audit_max_size);
+    audit_attach_loop(e.audit, e.loop);
     r = resolver_new(e.loop, o->have_upstream_dns ? &o->upstream_dns : NULL, &e.res);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "egress: cannot set up the resolver");
@@ -208,6 +212,8 @@ out:
     /* loop_free runs the deferred frees that still point at the proxy and the resolver. */
     if (e.loop)
         loop_timer_stop(e.loop, &e.drain_timer);
+    /* The last summaries of repeated decisions are written while the loop still exists. */
+    audit_attach_loop(e.audit, NULL);
     loop_free(e.loop);
     audit_close(e.audit);
     policy_free(e.policy);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/net.h"
 #include "policy/policy.h"
@@ -20,6 +21,7 @@ struct egress_options {
     struct net_addr upstream_dns; /* resolver for allowlisted names; else the host's */
     const char *audit_path;       /* NULL: none; "-": stdout */
     const char *bottle_name;      /* recorded in audit lines */
+    uint64_t audit_max_size;      /* bytes per audit file before rotation (0: no cap) */
     struct proxy_limits limits;
     unsigned drain_timeout_ms;
     int ready_fd; /* >= 0: write "ready\n" there once listening, then close it */

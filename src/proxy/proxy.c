@@ -162,7 +162,12 @@ static const char *target_text(const struct conn *c)
     return c->host.name[0] ? c->host.name : "(invalid)";
 }
 
-static void conn_audit(struct conn *c, bool allow, const char *reason)
+/*
+ * The record of this exchange. Allowed outcomes are written at once (they carry byte counts);
+ * denials go through the aggregation (repeats of one decision become one record with "count").
+ * Returns 0, or -errno when it could not be recorded (the audit sink is failing).
+ */
+static int conn_audit(struct conn *c, bool allow, const char *reason)
 {
     struct audit_event ev = {
         .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
@@ -175,8 +180,8 @@ static void conn_audit(struct conn *c, bool allow, const char *reason)
         .method = c->is_connect ? NULL : c->method,
         .status = c->status,
     };
-    audit_emit(c->px->audit, &ev);
     c->audited = true;
+    return allow ? audit_emit(c->px->audit, &ev) : audit_note(c->px->audit, &ev);
 }
 
 /* Write as much of b as the socket takes. Returns > 0 progress, 0 would block, < 0 error. */
@@ -327,6 +332,25 @@ static void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *add
     conn_respond_error(c, 403, "X-Bottle-Block", verdict_reason(v), text);
 }
 
+/*
+ * The audit log cannot be written: nothing new may leave unrecorded (fail closed). 503 +
+ * X-Bottle-Error: audit-failed. The refusal is itself offered to the audit log, which is how
+ * the sink finds out that it can write again.
+ */
+static void conn_audit_failed(struct conn *c)
+{
+    char msg[512];
+
+    c->px->st.denied++;
+    c->status = 503;
+    conn_audit(c, false, "audit-failed");
+    snprintf(msg, sizeof(msg),
+             "bot-bottle: %s: refused because the audit log cannot be written (see the egress "
+             "daemon's stderr)",
+             target_text(c));
+    conn_respond_error(c, 503, "X-Bottle-Error", "audit-failed", msg);
+}
+
 /* An upstream failure: 502/504 + X-Bottle-Error. Audited as an allowed decision that failed. */
 static void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text)
 {
@@ -435,6 +459,24 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (v != V_ALLOW) {
         conn_deny(c, v, NULL);
         return;
+    }
+    /* The decision is on record before anything about it leaves (the name goes to the resolver
+     * next): first per host, method and window, repeats counted. A sink that cannot write
+     * refuses (fail closed); while it is failing every decision is a write attempt, so the first
+     * request after space comes back goes through. */
+    {
+        struct audit_event ev = {
+            .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+            .host = c->host.name,
+            .port = c->port,
+            .allow = true,
+            .reason = "allowlisted",
+            .method = c->is_connect ? NULL : c->method,
+        };
+        if (audit_note(px->audit, &ev) < 0) {
+            conn_audit_failed(c);
+            return;
+        }
     }
 
     /* Request body framing (CONNECT: everything after the head is tunnel data). */
@@ -632,6 +674,21 @@ static int step_connect(struct conn *c)
     if (!c->u_ready)
         return 0; /* the event that woke us was the client's; the connect is in progress */
     r = net_socket_error(c->u.fd);
+    if (r == 0) {
+        /* SO_ERROR is also 0 while the handshake is still running: only a socket with a peer
+         * is connected. The loop never hands us an event meant for an earlier socket on this
+         * fd, but a spurious wake-up must not turn into "200 Connection established" for a
+         * connect that may still fail (and then deserves a 502 or the next address). */
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        if (getpeername(c->u.fd, (struct sockaddr *)&peer, &plen) < 0) {
+            if (errno == ENOTCONN) {
+                c->u_ready = false;
+                return 0; /* still connecting: wait for the next writable event */
+            }
+            r = -errno;
+        }
+    }
     if (r < 0) {
         side_close(c->px, &c->u);
         c->addr_idx++;
@@ -648,7 +705,11 @@ static int step_connect(struct conn *c)
     c->px->st.allowed++;
     if (c->is_connect) {
         c->status = 200;
-        conn_audit(c, true, "allowlisted");
+        if (conn_audit(c, true, "allowlisted") < 0) {
+            /* Not one byte through a tunnel that is not on record. */
+            conn_audit_failed(c);
+            return 1;
+        }
         become_tunnel(c);
         return 1;
     }
@@ -1309,7 +1370,20 @@ static int conn_new(struct proxy *px, int fd)
     return 0;
 }
 
-/* Answer 503 and close: over the connection limit, or draining. */
+/* A connection refused before any request was read (no host known yet). */
+static void audit_refused_conn(struct proxy *px, const char *reason, int status)
+{
+    struct audit_event ev = {
+        .kind = AUDIT_HTTP,
+        .host = "",
+        .allow = false,
+        .reason = reason,
+        .status = status,
+    };
+    audit_note(px->audit, &ev);
+}
+
+/* Answer 503 and close: over the connection limit, or draining. Audited (aggregated). */
 static bool refuse_if_busy(struct proxy *px, int fd)
 {
     static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
@@ -1323,6 +1397,7 @@ static bool refuse_if_busy(struct proxy *px, int fd)
     (void)w;
     close(fd);
     px->st.refused_busy++;
+    audit_refused_conn(px, px->drain_fn ? "draining" : "too-many-connections", 503);
     return true;
 }
 
@@ -1357,6 +1432,7 @@ static void on_accept(struct loop_source *src, uint32_t events)
                     close(fd);
                 px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
                 px->st.refused_busy++;
+                audit_refused_conn(px, "out-of-descriptors", 0);
                 continue;
             }
             return; /* EAGAIN: done */

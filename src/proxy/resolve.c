@@ -108,7 +108,8 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
 {
     struct resolver *r;
     struct ares_options opts = { 0 };
-    int optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES;
+    int optmask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS |
+                  ARES_OPT_DOMAINS | ARES_OPT_NDOTS;
     int st;
     static bool lib_init;
 
@@ -124,6 +125,14 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
     opts.sock_state_cb_data = r;
     opts.timeout = 2000;
     opts.tries = 3;
+    /* Resolve exactly the name the bottle asked for: no search list and no ndots rule, or a
+     * bottle-chosen label plus the host's search domain ("x" -> "x.corp.example") would go to
+     * the host's resolver. An empty domain list set here keeps c-ares from reading one from
+     * resolv.conf, LOCALDOMAIN or the host name; NOSEARCH and ndots 1 say the same again. */
+    opts.flags = ARES_FLAG_NOSEARCH;
+    opts.domains = NULL;
+    opts.ndomains = 0;
+    opts.ndots = 1;
     if (upstream) {
         /* An explicit resolver: DNS only, never /etc/hosts. */
         opts.lookups = (char *)"b";

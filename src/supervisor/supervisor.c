@@ -501,6 +501,27 @@ static void notice_denials(struct sv *s)
     while ((n = read(s->audit_fd, tmp, sizeof(tmp))) > 0)
         if (buf_append(&s->audit_tail, tmp, (size_t)n) < 0)
             buf_init(&s->audit_tail, 1 << 20); /* a runaway line: drop it */
+    /* The daemon rotates the log (NAME.audit.log -> NAME.audit.log.1) at its size cap: once the
+     * old file is read to its end, follow the name to the new file. A truncated file is read
+     * again from its start. */
+    {
+        struct stat fst, pst;
+        if (fstat(s->audit_fd, &fst) == 0 && stat(s->audit, &pst) == 0) {
+            if (pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino) {
+                int fd = open(s->audit, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd >= 0) {
+                    close(s->audit_fd);
+                    s->audit_fd = fd;
+                    while ((n = read(s->audit_fd, tmp, sizeof(tmp))) > 0)
+                        if (buf_append(&s->audit_tail, tmp, (size_t)n) < 0)
+                            buf_init(&s->audit_tail, 1 << 20);
+                }
+            } else if (lseek(s->audit_fd, 0, SEEK_CUR) > fst.st_size) {
+                lseek(s->audit_fd, 0, SEEK_SET);
+                buf_reset(&s->audit_tail);
+            }
+        }
+    }
     while (s->audit_tail.len && (nl = memchr(s->audit_tail.p, '\n', s->audit_tail.len))) {
         size_t len = (size_t)(nl - s->audit_tail.p);
         json_t *o = json_loadb(s->audit_tail.p, len, 0, NULL);

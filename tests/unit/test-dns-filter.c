@@ -393,6 +393,7 @@ static int fx_setup(void **state)
     snprintf(x->audit_path, sizeof(x->audit_path), "/tmp/test-dns-audit-%d.log", (int)getpid());
     unlink(x->audit_path);
     assert_int_equal(audit_open(x->audit_path, "t1", &x->audit), 0);
+    audit_attach_loop(x->audit, x->l);
     loopback_any(&la);
     assert_int_equal(dns_filter_new(x->l, &la, &x->stub->addr, x->audit, &x->f), 0);
     dns_filter_set_policy(x->f, x->p);
@@ -524,14 +525,6 @@ static char *read_audit(struct fx *x)
         fclose(fp);
     buf[n] = '\0';
     return buf;
-}
-
-static size_t count_substr(const char *hay, const char *needle)
-{
-    size_t c = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p++)
-        c++;
-    return c;
 }
 
 /* ---- tests ---- */
@@ -1129,19 +1122,60 @@ static void test_audit(void **state)
     assert_non_null(strstr(log, "\"qtype\":\"TXT\""));
 }
 
+/* Sum of the decisions the audit lines containing `needle` stand for (a line with "count":N
+ * stands for N, one without for 1); *ret_lines gets the number of such lines. */
+static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret_lines)
+{
+    uint64_t total = 0;
+    size_t lines = 0;
+
+    for (const char *p = log; *p;) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1), p);
+        if (strstr(line, needle)) {
+            const char *c = strstr(line, "\"count\":");
+            uint64_t v = 1;
+            if (c)
+                assert_int_equal(
+                    str_to_u64(slice_make(c + 8, strspn(c + 8, "0123456789")), UINT32_MAX, &v), 0);
+            lines++;
+            total += v;
+        }
+        p += len + (nl ? 1 : 0);
+    }
+    *ret_lines = lines;
+    return total;
+}
+
+/* Drive the loop for ms milliseconds, counting datagrams that reach the client. */
+static int pump_ms(struct fx *x, unsigned ms)
+{
+    uint8_t resp[4096];
+    uint64_t end = now_ms() + ms;
+    int got = 0;
+    while (now_ms() < end) {
+        loop_run_once(x->l, 10);
+        while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
+            got++;
+    }
+    return got;
+}
+
+/* 1000 identical denials as fast as possible: a bounded number of audit lines (the first of each
+ * window at once, the repeats as one record with "count"), and the counts add up. */
 static void test_flood_aggregated(void **state)
 {
     struct fx *x = *state;
     uint8_t q[512], resp[4096];
-    char name[64];
     struct dns_filter_stats st;
+    uint64_t t0 = now_ms();
+    size_t lines;
     int got = 0;
 
-    /* 400 denied queries as fast as possible: the first 100 in a second are audited one by
-     * one, the rest fold into aggregate records with a count. */
-    for (int i = 0; i < 400; i++) {
-        snprintf(name, sizeof(name), "f%d.evil.test", i);
-        size_t ql = make_q(q, (uint16_t)i, name, DNS_TYPE_A, false);
+    for (int i = 0; i < 1000; i++) {
+        size_t ql = make_q(q, (uint16_t)i, "same.evil.test", DNS_TYPE_A, false);
         send_udp(x, q, ql);
         if (i % 32 == 31)
             for (int k = 0; k < 3; k++)
@@ -1149,30 +1183,84 @@ static void test_flood_aggregated(void **state)
         while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
             got++;
     }
-    uint64_t end = now_ms() + 2500; /* let the aggregate timer fire */
-    while (now_ms() < end) {
-        loop_run_once(x->l, 10);
-        while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
-            got++;
-    }
+    got += pump_ms(x, 1300); /* the window ends, its summary is written */
     dns_filter_get_stats(x->f, &st);
-    assert_int_equal(st.denied + st.dropped + (400 - st.queries), 400);
     const char *log = read_audit(x);
-    size_t lines = count_substr(log, "\n");
-    size_t individual = count_substr(log, ".evil.test\"");
-    assert_true(individual <= 2 * 100); /* at most two one-second windows */
-    assert_true(lines < 250);
-    assert_non_null(strstr(log, "\"reason\":\"aggregated\""));
-    /* The counts add up to every decision. */
-    size_t total = individual;
-    for (const char *p = log; (p = strstr(p, "\"count\":")); p++) {
-        uint64_t v;
-        size_t d = strspn(p + 8, "0123456789");
-        assert_int_equal(str_to_u64(slice_make(p + 8, d), UINT32_MAX, &v), 0);
-        total += v;
+    assert_int_equal(audit_decisions(log, "\"host\":\"same.evil.test\"", &lines), st.denied);
+    assert_true(st.denied > 900);
+    /* at most two lines per one-second window the test lasted */
+    assert_true(lines <= 2 * ((now_ms() - t0) / 1000 + 1));
+    assert_non_null(strstr(log, "\"count\":"));
+    assert_true(got > 900);
+}
+
+/* Item: aggregation must not hide names. 300 distinct allowlisted names under a wildcard, far
+ * above 100 decisions per second: every one that went upstream is in the audit by name. */
+static void test_flood_distinct_allowed_all_named(void **state)
+{
+    struct fx *x = *state;
+    uint8_t q[512];
+    char name[64], needle[160];
+
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "x%d.allowed.test", i);
+        size_t ql = make_q(q, (uint16_t)i, name, DNS_TYPE_A, false);
+        send_udp(x, q, ql);
+        if (i % 32 == 31)
+            pump_ms(x, 20);
     }
-    assert_int_equal(total, st.denied);
-    assert_true(got > 300);
+    pump_ms(x, 300);
+    const char *log = read_audit(x);
+    size_t forwarded = 0;
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof(name), "x%d.allowed.test", i);
+        if (!stub_count(x->stub, name))
+            continue;
+        forwarded++;
+        snprintf(needle, sizeof(needle), "\"host\":\"%s\",\"port\":0,\"decision\":\"allow\"", name);
+        if (!strstr(log, needle))
+            fail_msg("%s went upstream but is not in the audit log", name);
+    }
+    assert_true(forwarded > 250);
+    assert_null(strstr(log, "\"host\":\"*\",\"port\":0,\"decision\":\"allow\""));
+}
+
+/* The audit log cannot be written: an allowlisted name is answered SERVFAIL and never forwarded
+ * (fail closed); a denied one still gets NXDOMAIN. */
+static void test_audit_failed_not_forwarded(void **state)
+{
+    struct fx *x = *state;
+    struct audit *full;
+    struct dns_filter *f;
+    struct net_addr la;
+    uint8_t q[512], resp[4096];
+    size_t ql;
+    int n;
+
+    if (access("/dev/full", W_OK) < 0)
+        skip();
+    assert_int_equal(audit_open("/dev/full", "t1", &full), 0);
+    loopback_any(&la);
+    assert_int_equal(dns_filter_new(x->l, &la, &x->stub->addr, full, &f), 0);
+    dns_filter_set_policy(f, x->p);
+    dns_filter_get_listen(f, &la);
+
+    ql = make_q(q, 0x11, "nope.evil.test", DNS_TYPE_A, false);
+    assert_int_equal(sendto(x->cfd, q, ql, 0, (struct sockaddr *)&la.ss, la.len), (ssize_t)ql);
+    n = recv_udp(x, resp, sizeof(resp), 2000);
+    assert_true(n >= DNS_HEADER_LEN);
+    assert_int_equal(dns_get16(resp + 2) & 0xf, DNS_RCODE_NXDOMAIN);
+    assert_true(audit_failed(full));
+
+    ql = make_q(q, 0x12, "www.allowed.test", DNS_TYPE_A, false);
+    assert_int_equal(sendto(x->cfd, q, ql, 0, (struct sockaddr *)&la.ss, la.len), (ssize_t)ql);
+    n = recv_udp(x, resp, sizeof(resp), 2000);
+    assert_true(n >= DNS_HEADER_LEN);
+    assert_int_equal(dns_get16(resp + 2) & 0xf, DNS_RCODE_SERVFAIL);
+    pump_ms(x, 50);
+    assert_int_equal(stub_count(x->stub, "www.allowed.test"), 0);
+    dns_filter_free(f);
+    audit_close(full);
 }
 
 static void test_resolv_conf(void **state)
@@ -1252,6 +1340,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edns_echo, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_flood_aggregated, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_flood_distinct_allowed_all_named, fx_setup,
+                                        fx_teardown),
+        cmocka_unit_test_setup_teardown(test_audit_failed_not_forwarded, fx_setup, fx_teardown),
         cmocka_unit_test(test_resolv_conf),
         cmocka_unit_test(test_no_upstream_and_loop),
     };

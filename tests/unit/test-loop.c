@@ -128,12 +128,82 @@ static void test_defer(void **state)
     loop_free(l);
 }
 
+/*
+ * Item: a stale event must never reach the next user of a source. Two readable sockets are
+ * reported in one epoll batch; whichever callback runs first closes the other's socket and
+ * registers the same loop_source on a fresh socket that reuses the fd number (exactly what the
+ * proxy does with its upstream side when a CONNECT replaces an idle upstream whose RST is in the
+ * same batch). The old readiness event of that fd must not be delivered to the new registration.
+ */
+struct reuse {
+    struct loop *l;
+    struct loop_source s[2];
+    int fds[2][2]; /* the socketpairs; [i][0] is watched */
+    int calls[2];
+    int replaced; /* index replaced by the first callback, -1 if none yet */
+    int reused_fd_ok;
+};
+
+static void on_reuse(struct loop_source *src, uint32_t ev)
+{
+    struct reuse *r = src->userdata;
+    int me = src == &r->s[0] ? 0 : 1, other = 1 - me;
+    int old_fd, sv[2];
+    (void)ev;
+
+    r->calls[me]++;
+    if (r->replaced >= 0)
+        return;
+    r->replaced = other;
+    old_fd = r->fds[other][0];
+    loop_del(r->l, &r->s[other]);
+    close(r->fds[other][0]);
+    close(r->fds[other][1]);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    r->reused_fd_ok = sv[0] == old_fd;
+    r->fds[other][0] = sv[0];
+    r->fds[other][1] = sv[1];
+    /* Same source, same fd number, new socket with nothing to read: any event now is stale. */
+    assert_int_equal(loop_add(r->l, &r->s[other], sv[0], EPOLLIN | EPOLLOUT, on_reuse, r), 0);
+    loop_mod(r->l, &r->s[other], EPOLLIN);
+}
+
+static void test_stale_event_after_fd_reuse(void **state)
+{
+    struct reuse r = { .replaced = -1 };
+    (void)state;
+
+    assert_int_equal(loop_new(&r.l), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r.fds[i]), 0);
+        assert_int_equal(write(r.fds[i][1], "x", 1), 1);
+        assert_int_equal(loop_add(r.l, &r.s[i], r.fds[i][0], EPOLLIN, on_reuse, &r), 0);
+    }
+    loop_run_once(r.l, 100);
+    assert_true(r.replaced >= 0);
+    assert_true(r.reused_fd_ok); /* the new socket did get the old fd number */
+    /* The replaced source's event came from the old socket: it must not have been delivered. */
+    assert_int_equal(r.calls[r.replaced], 0);
+    assert_int_equal(r.calls[1 - r.replaced], 1);
+    /* The new registration works: data on the new socket is delivered on a later pass. */
+    assert_int_equal(write(r.fds[r.replaced][1], "y", 1), 1);
+    loop_run_once(r.l, 100);
+    assert_int_equal(r.calls[r.replaced], 1);
+    for (int i = 0; i < 2; i++) {
+        loop_del(r.l, &r.s[i]);
+        close(r.fds[i][0]);
+        close(r.fds[i][1]);
+    }
+    loop_free(r.l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timers),
         cmocka_unit_test(test_delete_during_dispatch),
         cmocka_unit_test(test_defer),
+        cmocka_unit_test(test_stale_event_after_fd_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
