@@ -11,7 +11,7 @@
 
 #include "common/loop.h"
 #include "common/net.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 #include "policy/policy.h"
 
 struct dns_filter;

@@ -12,7 +12,7 @@
 #include "channel/handoff.h"
 #include "dns/filter.h"
 #include "egress/confine.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 #include "proxy/resolve.h"
 
 struct egress {

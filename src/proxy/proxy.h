@@ -14,7 +14,7 @@
 
 #include "common/loop.h"
 #include "common/net.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 #include "policy/policy.h"
 #include "proxy/resolve.h"
 

@@ -20,7 +20,7 @@
 
 #include "common/loop.h"
 #include "common/str.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 
 static uint64_t fake_now = 5000000000ull;
 static uint64_t fake_clock(void *ud)

@@ -26,7 +26,7 @@
 #include "common/str.h"
 #include "dns/filter.h"
 #include "dns/wire.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 #include "policy/policy.h"
 
 /* 127.0.0.1 port 0: the kernel picks a free port (net_addr_parse() refuses port 0). */

@@ -21,7 +21,7 @@
 #include "common/str.h"
 #include "common/macro.h"
 #include "common/net.h"
-#include "egress/audit.h"
+#include "audit/audit.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/resolve.h"

@@ -1,4 +1,4 @@
-#include "egress/audit.h"
+#include "audit/audit.h"
 
 #include <errno.h>
 #include <fcntl.h>
