@@ -10,7 +10,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-
 enum audit_kind { AUDIT_CONNECT, AUDIT_HTTP, AUDIT_DNS, AUDIT_KIND_MAX };
 
 struct audit_event {
