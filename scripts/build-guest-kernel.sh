@@ -233,7 +233,7 @@ vm=$src/vmlinux
 if command -v readelf >/dev/null 2>&1; then
     readelf -n "$vm" 2>/dev/null | grep -q 'Xen' || die "$vm has no PVH (Xen ELF) note; CONFIG_PVH missing?"
 fi
-stage_done "$(du -h "$vm" | cut -f1)"
+stage_done "$(($(stat -c %s "$vm") / 1048576)) MiB"
 
 # ---- 7. install ----
 stage "installing into $cache_dir"
@@ -257,4 +257,4 @@ stage_done
 stage "keeping the build log"
 cp "$log" "$cache_dir/build-$name.log"
 stage_done
-echo "$prog: built $cache_dir/vmlinux-$name ($source_pkg $pkg_version, $(du -h "$cache_dir/vmlinux-$name" | cut -f1), $((SECONDS / 60))m$((SECONDS % 60))s)"
+echo "$prog: built $cache_dir/vmlinux-$name ($source_pkg $pkg_version, $(($(stat -c %s "$cache_dir/vmlinux-$name") / 1048576)) MiB, $((SECONDS / 60))m$((SECONDS % 60))s)"
