@@ -146,10 +146,10 @@ cleanup() {
     local rc=$?
     if [ $rc -ne 0 ]; then
         if [ -s "$log" ]; then
-            echo "$prog: last lines of the build log ($log):" >&2
+            echo "bot-bottle: $prog: last lines of the build log ($log):" >&2
             tail -n 25 "$log" | sed 's/^/  /' >&2
         fi
-        echo "$prog: failed; the scratch tree is kept at $work" >&2
+        echo "bot-bottle: $prog: failed; the scratch tree is kept at $work (remove it when done)" >&2
     elif [ $keep_build -eq 0 ]; then
         rm -rf "$work"
     else
@@ -214,9 +214,12 @@ while IFS= read -r line; do
     fi
 done < <(fragment_lines)
 if [ ${#lost[@]} -gt 0 ]; then
-    printf '%s: option lost by olddefconfig (a dependency is missing from the fragment?): %s\n' \
-        "bot-bottle: $prog" "${lost[@]}" >&2
-    die "${#lost[@]} option(s) of $fragment did not survive; the final config is $src/.config"
+    [ $tty -eq 1 ] && printf '\n'
+    in_stage=0
+    for l in "${lost[@]}"; do
+        echo "bot-bottle: $prog: lost by olddefconfig: $l" >&2
+    done
+    die "${#lost[@]} option(s) of $fragment did not survive (a dependency missing from the fragment?); the final config is $src/.config"
 fi
 stage_done "$(fragment_lines | wc -l) options ok"
 

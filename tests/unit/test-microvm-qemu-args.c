@@ -311,13 +311,66 @@ static void test_refused(void **state)
 #undef REFUSED
 }
 
+/* The argv builder's assumptions about the guest kernel hold in the repository's fragment:
+ * acpi=off needs the virtio-mmio command-line devices, lpj= is computed for its HZ, -smp is
+ * capped at its NR_CPUS, and it has no network driver and no io_uring. */
+static void test_kernel_fragment(void **state)
+{
+    static const char *const want[] = {
+        "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y",
+        "CONFIG_VIRTIO_CONSOLE=y",
+        "CONFIG_9P_FS=y",
+        "CONFIG_PVH=y",
+        "CONFIG_ACPI=n",
+        "CONFIG_PCI=n",
+        "CONFIG_MODULES=n",
+        "CONFIG_NETDEVICES=n",
+        "CONFIG_VIRTIO_NET=n",
+        "CONFIG_VSOCKETS=n",
+        "CONFIG_PACKET=n",
+        "CONFIG_IO_URING=n",
+    };
+    char path[PATH_MAX], hz[32], cpus[32], text[16384];
+    const char *src = __FILE__;
+    const char *cut = strstr(src, "tests/unit/");
+    (void)state;
+
+    /* meson compiles the test from its absolute source path */
+    assert_non_null(cut);
+    assert_true(src[0] == '/');
+    assert_true(snprintf(path, sizeof(path), "%.*sguest/kernel/bottle.config", (int)(cut - src),
+                         src) < (int)sizeof(path));
+    FILE *f = fopen(path, "re");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    assert_true(n > 0 && n < sizeof(text) - 1);
+    text[n] = '\0';
+    fclose(f);
+
+    snprintf(hz, sizeof(hz), "\nCONFIG_HZ=%d\n", MICROVM_GUEST_HZ);
+    snprintf(cpus, sizeof(cpus), "\nCONFIG_NR_CPUS=%d\n", MICROVM_MAX_CPUS);
+    assert_non_null(strstr(text, hz));
+    assert_non_null(strstr(text, cpus));
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        char line[64];
+        snprintf(line, sizeof(line), "\n%s\n", want[i]);
+        if (!strstr(text, line))
+            fail_msg("%s lacks %s", path, want[i]);
+    }
+    /* and nothing turns a network driver on */
+    static const char *const never[] = { "CONFIG_VIRTIO_NET=y", "CONFIG_VSOCKETS=y",
+                                         "CONFIG_VIRTIO_VSOCKETS=y", "CONFIG_NETDEVICES=y",
+                                         "CONFIG_IO_URING=y" };
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+        assert_null(strstr(text, never[i]));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sample_kvm),
-        cmocka_unit_test(test_tcg_minimal),
-        cmocka_unit_test(test_option_injection),
-        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_sample_kvm),       cmocka_unit_test(test_tcg_minimal),
+        cmocka_unit_test(test_option_injection), cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_kernel_fragment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
