@@ -13,6 +13,7 @@ cache_dir=
 jobs=$(nproc 2>/dev/null || echo 1)
 keep_build=0
 force=0
+print_hash=0
 
 usage() {
     cat <<EOF
@@ -38,6 +39,7 @@ options:
   -j, --jobs N       parallel make jobs (default: nproc = $jobs); make runs under nice -n 19
   --force            rebuild even when the cached kernel matches
   --keep-build       keep the scratch build tree (its path is printed)
+  --print-hash       check the fragment's syntax, print its hash and exit (no build)
   -h, --help         this text
 Build dependencies (scripts/install-deps.sh installs them): gcc make flex bison bc
 libelf-dev xz-utils.
@@ -64,6 +66,7 @@ while [ $# -gt 0 ]; do
     --jobs=*) jobs=${1#*=}; shift ;;
     --force) force=1; shift ;;
     --keep-build) keep_build=1; shift ;;
+    --print-hash) print_hash=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -115,6 +118,10 @@ fragment_lines() {
 bad=$(fragment_lines | grep -v -E '^CONFIG_[A-Za-z0-9_]+=("[^"]*"|[A-Za-z0-9_x-]+)$' || true)
 [ -z "$bad" ] || die "$fragment: lines that are not CONFIG_X=value: $(echo "$bad" | head -3 | tr '\n' ' ')"
 hash=$(fragment_lines | sha256sum | cut -c1-16)
+if [ $print_hash -eq 1 ]; then
+    echo "$hash"
+    exit 0
+fi
 
 meta_get() { # meta_get FILE KEY
     sed -n "s/^$2=//p" "$1" 2>/dev/null | head -1
