@@ -11,6 +11,9 @@ packages=(
     # libraries (DESIGN.md section 4)
     libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
     libssl-dev
+    # microvm backend: QEMU, and scripts/build-guest-kernel.sh's kernel build tools (the
+    # kernel source itself is fetched with apt-get download, never installed)
+    qemu-system-x86 flex bison libelf-dev bc xz-utils
     # tests: fake upstreams, clients, namespaces
     python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc libcap2-bin
     # benchmarks (anchors): bench/*.sh

@@ -1,0 +1,300 @@
+/*
+ * newc cpio writer and the guest initramfs (initramfs.h). The format, as the kernel reads it
+ * (Documentation/driver-api/early-userspace/buffer-format.rst): a 110-byte ASCII header
+ * "070701" followed by 13 fields of 8 hex digits (ino, mode, uid, gid, nlink, mtime,
+ * filesize, devmajor, devminor, rdevmajor, rdevminor, namesize including the NUL, check),
+ * the name and its NUL padded to a multiple of 4, then the data padded to a multiple of 4.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/microvm/initramfs.h"
+#include "common/cleanup.h"
+#include "common/macro.h"
+#include "common/str.h"
+
+#define CPIO_MAGIC "070701"
+#define CPIO_HEADER_LEN 110
+#define CPIO_TRAILER "TRAILER!!!"
+
+void cpio_writer_init(struct cpio_writer *w, struct buf *out)
+{
+    *w = (struct cpio_writer){ .out = out, .next_ino = 1, .mtime = 0, .finished = false };
+}
+
+int cpio_name_check(const char *name)
+{
+    size_t len = strlen(name);
+
+    if (len == 0)
+        return -EINVAL;
+    if (len > INITRAMFS_NAME_MAX)
+        return -ENAMETOOLONG;
+    if (name[0] == '/')
+        return -EINVAL;
+    for (const char *p = name; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return -EINVAL;
+    }
+    /* every component: not empty, not ".", not ".." */
+    const char *c = name;
+    for (;;) {
+        const char *slash = strchr(c, '/');
+        size_t clen = slash ? (size_t)(slash - c) : strlen(c);
+
+        if (clen == 0 || (clen == 1 && c[0] == '.') || (clen == 2 && c[0] == '.' && c[1] == '.'))
+            return -EINVAL;
+        if (!slash)
+            break;
+        c = slash + 1;
+    }
+    return 0;
+}
+
+static void hex8(char *dst, uint32_t v)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (int i = 7; i >= 0; i--) {
+        dst[i] = digits[v & 0xf];
+        v >>= 4;
+    }
+}
+
+static int pad4(struct buf *out)
+{
+    static const char zeros[4] = { 0 };
+    size_t n = (4 - (out->len & 3)) & 3;
+
+    return n ? buf_append(out, zeros, n) : 0;
+}
+
+/* One entry; name already checked (or the trailer). */
+static int add_entry(struct cpio_writer *w, const char *name, mode_t mode, uint32_t nlink,
+                     uint32_t rmajor, uint32_t rminor, const void *data, size_t len)
+{
+    char hdr[CPIO_HEADER_LEN];
+    size_t namesize = strlen(name) + 1;
+    bool trailer = strcmp(name, CPIO_TRAILER) == 0;
+    uint32_t fields[13];
+    int r;
+
+    if (w->finished)
+        return -EBUSY;
+    if (len > UINT32_MAX)
+        return -EFBIG;
+    fields[0] = trailer ? 0 : w->next_ino;
+    fields[1] = (uint32_t)mode;
+    fields[2] = 0; /* uid: root */
+    fields[3] = 0; /* gid */
+    fields[4] = nlink;
+    fields[5] = w->mtime;
+    fields[6] = (uint32_t)len;
+    fields[7] = 0; /* devmajor/devminor of the archive's own device: unused */
+    fields[8] = 0;
+    fields[9] = rmajor;
+    fields[10] = rminor;
+    fields[11] = (uint32_t)namesize;
+    fields[12] = 0; /* check: only for "070702" */
+
+    memcpy(hdr, CPIO_MAGIC, 6);
+    for (size_t i = 0; i < ARRAY_SIZE(fields); i++)
+        hex8(hdr + 6 + 8 * i, fields[i]);
+
+    /* appends are capped by the buffer: a partial entry empties it (buf.h), never half-kept */
+    r = buf_append(w->out, hdr, sizeof(hdr));
+    if (r >= 0)
+        r = buf_append(w->out, name, namesize);
+    if (r >= 0)
+        r = pad4(w->out);
+    if (r >= 0 && len > 0)
+        r = buf_append(w->out, data, len);
+    if (r >= 0)
+        r = pad4(w->out);
+    if (r < 0)
+        return r;
+    if (!trailer)
+        w->next_ino++;
+    return 0;
+}
+
+static int check_perm(mode_t mode)
+{
+    return (mode & ~(mode_t)07777) ? -EINVAL : 0;
+}
+
+int cpio_add_dir(struct cpio_writer *w, const char *name, mode_t mode)
+{
+    int r = cpio_name_check(name);
+
+    if (r >= 0)
+        r = check_perm(mode);
+    return r < 0 ? r : add_entry(w, name, S_IFDIR | mode, 2, 0, 0, NULL, 0);
+}
+
+int cpio_add_file(struct cpio_writer *w, const char *name, mode_t mode, const void *data,
+                  size_t len)
+{
+    int r = cpio_name_check(name);
+
+    if (r >= 0)
+        r = check_perm(mode);
+    return r < 0 ? r : add_entry(w, name, S_IFREG | mode, 1, 0, 0, data, len);
+}
+
+int cpio_add_symlink(struct cpio_writer *w, const char *name, const char *target)
+{
+    size_t tlen = strlen(target);
+    int r = cpio_name_check(name);
+
+    if (r < 0)
+        return r;
+    if (tlen == 0)
+        return -EINVAL;
+    if (tlen > INITRAMFS_LINK_MAX)
+        return -ENAMETOOLONG;
+    /* the target is the entry's data, without a NUL */
+    return add_entry(w, name, S_IFLNK | 0777, 1, 0, 0, target, tlen);
+}
+
+int cpio_add_chardev(struct cpio_writer *w, const char *name, mode_t mode, uint32_t major,
+                     uint32_t minor)
+{
+    int r = cpio_name_check(name);
+
+    if (r >= 0)
+        r = check_perm(mode);
+    return r < 0 ? r : add_entry(w, name, S_IFCHR | mode, 1, major, minor, NULL, 0);
+}
+
+int cpio_finish(struct cpio_writer *w)
+{
+    static const char zeros[512] = { 0 };
+    int r = add_entry(w, CPIO_TRAILER, 0, 1, 0, 0, NULL, 0);
+    size_t n;
+
+    if (r < 0)
+        return r;
+    w->finished = true;
+    n = (512 - (w->out->len % 512)) % 512;
+    return n ? buf_append(w->out, zeros, n) : 0;
+}
+
+int initramfs_build(const void *init, size_t init_len, struct buf *out)
+{
+    static const char *const dirs[] = { "dev", "proc", "sys", "tmp", "usr", "etc", "run" };
+    static const struct {
+        const char *name, *target;
+    } links[] = {
+        { "bin", "usr/bin" },
+        { "lib", "usr/lib" },
+        { "lib64", "usr/lib64" },
+        { "sbin", "usr/sbin" },
+    };
+    struct cpio_writer w;
+    int r;
+
+    if (init_len > INITRAMFS_INIT_MAX)
+        return -EFBIG;
+    cpio_writer_init(&w, out);
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        /* /tmp is sticky and world-writable until bottle-init mounts a tmpfs over it */
+        r = cpio_add_dir(&w, dirs[i], strcmp(dirs[i], "tmp") == 0 ? 01777 : 0755);
+        if (r < 0)
+            return r;
+    }
+    /* the kernel opens /dev/console for init's stdio before devtmpfs exists */
+    r = cpio_add_chardev(&w, "dev/console", 0600, 5, 1);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
+        r = cpio_add_symlink(&w, links[i].name, links[i].target);
+        if (r < 0)
+            return r;
+    }
+    r = cpio_add_file(&w, "init", 0755, init, init_len);
+    if (r < 0)
+        return r;
+    return cpio_finish(&w);
+}
+
+static int read_init(const char *path, struct buf *ret)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    if ((uint64_t)st.st_size > INITRAMFS_INIT_MAX)
+        return -EFBIG;
+    for (;;) {
+        char chunk[65536];
+        ssize_t n = RETRY_EINTR(read(fd, chunk, sizeof(chunk)));
+
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        int r = buf_append(ret, chunk, (size_t)n);
+        if (r < 0)
+            return r == -E2BIG ? -EFBIG : r; /* the file grew while we read it */
+    }
+    return 0;
+}
+
+static int write_all(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = RETRY_EINTR(write(fd, p, len));
+
+        if (n < 0)
+            return -errno;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int initramfs_write(const char *init_path, const char *out_path)
+{
+    struct buf init = BUF_INIT(INITRAMFS_INIT_MAX);
+    struct buf img = BUF_INIT(INITRAMFS_MAX);
+    char tmp[PATH_MAX];
+    int fd = -1, r;
+
+    r = str_printf(tmp, sizeof(tmp), "%s.tmp.%ld", out_path, (long)getpid());
+    if (r < 0)
+        return r;
+    r = read_init(init_path, &init);
+    if (r >= 0)
+        r = initramfs_build(init.p ? init.p : "", init.len, &img);
+    buf_done(&init);
+    if (r < 0)
+        goto out;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = write_all(fd, img.p, img.len);
+    if (r >= 0 && fsync(fd) < 0)
+        r = -errno;
+    if (close(fd) < 0 && r >= 0)
+        r = -errno;
+    if (r >= 0 && rename(tmp, out_path) < 0)
+        r = -errno;
+    if (r < 0)
+        (void)unlink(tmp);
+out:
+    buf_done(&img);
+    return r;
+}

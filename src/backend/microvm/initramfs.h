@@ -1,0 +1,69 @@
+/*
+ * The microvm guest's initramfs: an uncompressed newc cpio archive ("070701", the format the
+ * kernel's init/initramfs.c unpacks) written here rather than by an external tool, so its
+ * exact content is ours: /dev/console, empty /proc /sys /dev /tmp /usr /etc /run, the
+ * usrmerge symlinks /bin /lib /lib64 /sbin -> usr/..., and the static /init.
+ *
+ * Uncompressed on purpose: gzip -1 gained nothing under TCG (docs/microvm.md), and the
+ * kernel then needs no decompressor for it.
+ *
+ * Nothing here logs; functions return 0 or a negative errno.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+
+/* Longest path name of one archive entry, without the NUL. */
+#define INITRAMFS_NAME_MAX 255
+/* Longest symlink target. */
+#define INITRAMFS_LINK_MAX 255
+/* The largest /init we accept (bottle-init is a few MB). */
+#define INITRAMFS_INIT_MAX (64u * 1024 * 1024)
+/* Cap on the whole archive. */
+#define INITRAMFS_MAX (INITRAMFS_INIT_MAX + 1024 * 1024)
+
+/* A writer appending entries to a caller-owned buffer. Inode numbers start at 1. */
+struct cpio_writer {
+    struct buf *out;
+    uint32_t next_ino;
+    uint32_t mtime; /* 0: reproducible archives */
+    bool finished;
+};
+
+void cpio_writer_init(struct cpio_writer *w, struct buf *out);
+
+/*
+ * Entry names are relative ("dev/console", never "/dev"), made of components that are not
+ * empty, "." or "..", with no control characters, at most INITRAMFS_NAME_MAX bytes: a name
+ * the kernel would resolve outside the archive's root, or that a reader could misparse, is
+ * refused with -EINVAL (-ENAMETOOLONG when too long). mode holds only permission bits
+ * (07777); the file type comes from the function. On failure nothing is appended except when
+ * the buffer's cap is hit (-E2BIG, and the buffer is emptied, see buf.h).
+ */
+int cpio_add_dir(struct cpio_writer *w, const char *name, mode_t mode);
+int cpio_add_file(struct cpio_writer *w, const char *name, mode_t mode, const void *data,
+                  size_t len);
+int cpio_add_symlink(struct cpio_writer *w, const char *name, const char *target);
+int cpio_add_chardev(struct cpio_writer *w, const char *name, mode_t mode, uint32_t major,
+                     uint32_t minor);
+/* Appends the TRAILER!!! entry and pads the archive to a multiple of 512 bytes. */
+int cpio_finish(struct cpio_writer *w);
+
+/* Returns 0 when name is acceptable as an archive entry name (rules above). */
+int cpio_name_check(const char *name);
+
+/* The guest's initramfs around an init binary already in memory. Appends to out. */
+int initramfs_build(const void *init, size_t init_len, struct buf *out);
+
+/*
+ * Reads the static init binary at init_path (a regular file, at most INITRAMFS_INIT_MAX
+ * bytes) and writes the initramfs to out_path atomically (a temporary file in the same
+ * directory, then rename), mode 0644. Returns 0 or a negative errno; -EFBIG for an init too
+ * large, -EINVAL when init_path is not a regular file.
+ */
+int initramfs_write(const char *init_path, const char *out_path);

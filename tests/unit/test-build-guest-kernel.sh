@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Unit test (TAP) of scripts/build-guest-kernel.sh's logic that needs no kernel build: the
+# fragment hash (what decides a rebuild), fragment syntax checking, and the up-to-date skip.
+# Usage: test-build-guest-kernel.sh SOURCE_ROOT
+set -uo pipefail
+src=${1:-$(dirname "$0")/../..}
+script=$src/scripts/build-guest-kernel.sh
+frag=$src/guest/kernel/bottle.config
+t=$(mktemp -d /tmp/test-build-guest-kernel.XXXXXX)
+trap 'rm -rf "$t"' EXIT
+n=0
+fails=0
+ok() { # ok DESCRIPTION CONDITION...
+    local d=$1
+    shift
+    n=$((n + 1))
+    if "$@"; then echo "ok $n - $d"; else echo "not ok $n - $d"; fails=$((fails + 1)); fi
+}
+hash_of() { "$script" --fragment "$1" --print-hash 2>/dev/null; }
+
+echo "1..10"
+ok "--help exits 0 and documents --cache-dir" \
+    bash -c '"$1" --help | grep -q -- "--cache-dir DIR"' _ "$script"
+
+h=$(hash_of "$frag")
+ok "the repository's fragment hashes to 16 hex digits ($h)" \
+    bash -c '[[ $1 =~ ^[0-9a-f]{16}$ ]]' _ "$h"
+
+{ echo "# a new comment"; echo; sed 's/^\(CONFIG_.*\)$/\1   /' "$frag"; echo "   "; } >"$t/commented.config"
+ok "comments, blank lines and trailing blanks do not change the hash" \
+    test "$(hash_of "$t/commented.config")" = "$h"
+
+printf 'CONFIG_A=y\nCONFIG_B=n\n' >"$t/a.config"
+printf 'CONFIG_A=y\n# CONFIG_B is not set\n' >"$t/b.config"
+ok "'# CONFIG_B is not set' is the same as CONFIG_B=n" \
+    test "$(hash_of "$t/a.config")" = "$(hash_of "$t/b.config")"
+
+printf 'CONFIG_A=y\nCONFIG_B=y\n' >"$t/c.config"
+ok "changing a value changes the hash" test "$(hash_of "$t/a.config")" != "$(hash_of "$t/c.config")"
+
+printf 'CONFIG_B=n\nCONFIG_A=y\n' >"$t/d.config"
+ok "reordering lines changes the hash (merge order can matter)" \
+    test "$(hash_of "$t/a.config")" != "$(hash_of "$t/d.config")"
+
+printf 'CONFIG_A=y\nCONFIG_B = y\n' >"$t/bad.config"
+out=$("$script" --fragment "$t/bad.config" --print-hash 2>&1)
+rc=$?
+ok "a line that is not CONFIG_X=value is refused, and named" \
+    bash -c '[ "$1" -ne 0 ] && [[ $2 == *"CONFIG_B = y"* ]] && [[ $2 == "bot-bottle: "* ]]' _ "$rc" "$out"
+
+mkdir -p "$t/cache"
+: >"$t/cache/vmlinux-test"
+printf 'version=6.1.0\nfragment_hash=%s\nvmlinux=vmlinux-test\n' "$h" >"$t/cache/kernel.meta"
+out=$("$script" --cache-dir "$t/cache" --source-deb /nonexistent.deb 2>&1)
+rc=$?
+ok "a cached kernel built from the same fragment is up to date: exit 0, nothing built" \
+    bash -c '[ "$1" -eq 0 ] && [[ $2 == *"up to date"* ]] && [ "$(ls "$3" | wc -l)" -eq 2 ]' \
+    _ "$rc" "$out" "$t/cache"
+
+printf 'version=6.1.0\nfragment_hash=0000000000000000\nvmlinux=vmlinux-test\n' >"$t/cache/kernel.meta"
+out=$("$script" --cache-dir "$t/cache" --source-deb /nonexistent.deb 2>&1)
+rc=$?
+ok "a kernel from another fragment is not up to date (goes on to build, fails on the missing .deb)" \
+    bash -c '[ "$1" -ne 0 ] && [[ $2 != *"up to date"* ]]' _ "$rc" "$out"
+
+out=$("$script" --no-such-option 2>&1)
+rc=$?
+ok "an unknown option is an error naming it" \
+    bash -c '[ "$1" -ne 0 ] && [[ $2 == *"--no-such-option"* ]]' _ "$rc" "$out"
+
+[ $fails -eq 0 ]
