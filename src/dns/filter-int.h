@@ -20,29 +20,12 @@
 #include <sys/socket.h>
 
 #include "common/buf.h"
+#include "common/limits.h"
 #include "common/loop.h"
 #include "dns/filter.h"
 #include "dns/wire.h"
 
-/* Limits (see docs/dns.md). */
-#define DNS_UDP_RECV 4096              /* larger client datagrams are dropped */
-#define DNS_UPSTREAM_TIMEOUT_MS 1500   /* per try */
-#define DNS_UPSTREAM_TRIES 2           /* UDP tries before SERVFAIL */
-#define DNS_MAX_OUTSTANDING 1024       /* upstream queries in flight, whole filter */
-#define DNS_MAX_CLIENT_OUTSTANDING 256 /* upstream queries in flight per client address */
-#define DNS_MAX_CLIENTS 256            /* client addresses tracked (rate, outstanding) */
-#define DNS_MAX_TCP_CONNS 64
-#define DNS_TCP_MAX_QUERY 4096        /* a longer length prefix closes the connection */
-#define DNS_TCP_MAX_PENDING 16        /* queries in flight per connection before we stop reading */
-#define DNS_TCP_WBUF_MAX (512 * 1024) /* unread answers: past this the connection is closed */
-#define DNS_TCP_IDLE_MS 10000
-#define DNS_CACHE_MAX_ENTRIES 4096
-#define DNS_CACHE_MAX_BYTES (4u * 1024 * 1024)
-#define DNS_CACHE_MAX_ENTRY_BYTES (DNS_CACHE_MAX_BYTES / 16)
-#define DNS_CACHE_MAX_TTL 3600
-#define DNS_CACHE_MAX_NEG_TTL 300
-
-/* Tuning. */
+/* Tuning (the caps a peer can push against are in common/limits.h). */
 #define DNS_UDP_BATCH 32         /* datagrams per recvmmsg()/sendmmsg() */
 #define DNS_CLIENT_PROBE 8       /* slots probed for a client address */
 #define DNS_CACHE_BUCKETS 4096   /* power of two */

@@ -95,7 +95,7 @@ static void audit_dropped(struct dns_filter *f, struct dns_client *cl)
 {
     cl->agg_dropped++;
     if (!loop_timer_armed(&f->agg_timer))
-        loop_timer_set_in(f->loop, &f->agg_timer, 1000);
+        loop_timer_set_in(f->loop, &f->agg_timer, AUDIT_AGG_WINDOW_MS);
 }
 
 /* The slot for a client address, or NULL when every candidate slot is busy (then the query is
@@ -493,7 +493,7 @@ int dns_filter_new(struct loop *l, const struct net_addr *listen, const struct n
             goto fail;
         }
         f->listen = bound;
-        r = net_listen_tcp(&bound, 64);
+        r = net_listen_tcp(&bound, DNS_TCP_BACKLOG);
         if (r >= 0 || r != -EADDRINUSE || net_addr_port((const struct sockaddr *)&listen->ss))
             break;
         close(f->udp_fd);

@@ -96,7 +96,7 @@ static void tcp_update_events(struct dns_tcp *c)
 
     if (c->closing)
         return;
-    c->reading = !c->eof && c->pending < DNS_TCP_MAX_PENDING && c->wbuf.len < 65536;
+    c->reading = !c->eof && c->pending < DNS_TCP_MAX_PENDING && c->wbuf.len < DNS_TCP_WBUF_PAUSE;
     if (c->reading)
         ev |= EPOLLIN;
     if (c->wbuf.len)
