@@ -1325,6 +1325,41 @@ static void test_flood_aggregated(void **state)
     assert_true(got > 900);
 }
 
+/* One client with DNS_MAX_CLIENT_OUTSTANDING upstream queries in flight: its next allowlisted
+ * queries are dropped (no answer, never forwarded), a denied name is still answered, and the
+ * drops are audited as one "flood-dropped" record when the audit window ends. */
+static void test_client_outstanding_cap(void **state)
+{
+    struct fx *x = *state;
+    enum { EXTRA = 10 };
+    uint8_t q[512];
+    char name[64];
+    struct dns_filter_stats st;
+
+    x->stub->hold_want = ARRAY_SIZE(x->stub->held); /* never reached: nothing is answered */
+    for (int i = 0; i < DNS_MAX_CLIENT_OUTSTANDING + EXTRA; i++) {
+        snprintf(name, sizeof(name), "hold%d.allowed.test", i);
+        size_t ql = make_q(q, (uint16_t)i, name, DNS_TYPE_A, false);
+        send_udp(x, q, ql);
+        if (i % 32 == 31)
+            settle(x);
+    }
+    WAIT_UNTIL(x, x->stub->hold_n == DNS_MAX_CLIENT_OUTSTANDING);
+    expect_barrier_first(x, "over the cap");
+    settle(x);
+    assert_int_equal(x->stub->hold_n, DNS_MAX_CLIENT_OUTSTANDING);
+    dns_filter_get_stats(x->f, &st);
+    assert_int_equal(st.dropped, EXTRA);
+    assert_int_equal(st.forwarded, DNS_MAX_CLIENT_OUTSTANDING);
+    assert_null(strstr(read_audit(x), "flood-dropped"));
+    advance(x, AUDIT_AGG_WINDOW_MS);
+    assert_non_null(strstr(read_audit(x), "\"host\":\"*\",\"port\":0,\"decision\":\"deny\","
+                                          "\"reason\":\"flood-dropped\""));
+    size_t lines;
+    assert_int_equal(audit_decisions(read_audit(x), "flood-dropped", &lines), EXTRA);
+    assert_int_equal(lines, 1);
+}
+
 /* Item: aggregation must not hide names. 300 distinct allowlisted names under a wildcard, far
  * above 100 decisions per second: every one that went upstream is in the audit by name. */
 static void test_flood_distinct_allowed_all_named(void **state)
@@ -1474,6 +1509,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_edns_echo, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_flood_aggregated, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_outstanding_cap, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_flood_distinct_allowed_all_named, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit_failed_not_forwarded, fx_setup, fx_teardown),
