@@ -12,7 +12,6 @@
  */
 #include "dns/filter.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -15,7 +15,6 @@
 #include "dns/filter-int.h"
 
 static void tcp_update_events(struct dns_tcp *c);
-static void tcp_close(struct dns_tcp *c);
 
 void dns_tcp_free(struct dns_tcp *c)
 {

@@ -174,7 +174,6 @@ static void up_reply_rcode(struct dns_up *up, unsigned rcode)
 
 struct keep_ctx {
     struct dns_filter *f;
-    struct dns_up *up;
     unsigned denied;
     enum verdict verdict;
 };
@@ -216,7 +215,7 @@ static int up_answer(struct dns_up *up, const uint8_t *msg, size_t len)
 {
     struct dns_filter *f = up->f;
     struct dns_resp_info *info = &f->resp_info;
-    struct keep_ctx k = { .f = f, .up = up };
+    struct keep_ctx k = { .f = f };
     uint8_t *stored = f->scratch2;
     uint32_t ttl;
     int n, r;
@@ -318,10 +317,13 @@ static void on_usock(struct loop_source *src, uint32_t events)
     }
 }
 
-static void on_up_tcp(struct dns_up *up, uint32_t events)
+/* The upstream over TCP: write the query, then read one length-prefixed answer. */
+static void on_up_tcp(struct loop_source *src, uint32_t events)
 {
+    struct dns_up *up = src->userdata;
     ssize_t n;
 
+    (void)events; /* the socket error and recv() tell all */
     if (!up->treading) {
         if (net_socket_error(up->fd) < 0)
             goto fail;
@@ -342,7 +344,6 @@ static void on_up_tcp(struct dns_up *up, uint32_t events)
         loop_mod(up->f->loop, &up->src, EPOLLIN);
         return;
     }
-    (void)events;
     for (;;) {
         n = recv(up->fd, up->tbuf + up->toff, up->tlen - up->toff, 0);
         if (n < 0) {
@@ -368,13 +369,6 @@ static void on_up_tcp(struct dns_up *up, uint32_t events)
 fail:
     up_reply_rcode(up, DNS_RCODE_SERVFAIL);
     dns_up_finish(up);
-}
-
-static void on_up_io(struct loop_source *src, uint32_t events)
-{
-    struct dns_up *up = src->userdata;
-
-    on_up_tcp(up, events);
 }
 
 static void on_up_timeout(struct loop_timer *t)
@@ -529,7 +523,7 @@ static int up_send(struct dns_up *up)
         up->tlen = (size_t)n + 2;
         up->toff = 0;
         up->treading = false;
-        r = loop_add(f->loop, &up->src, fd, EPOLLOUT, on_up_io, up);
+        r = loop_add(f->loop, &up->src, fd, EPOLLOUT, on_up_tcp, up);
     } else {
         struct dns_usock *s;
         r = usock_get(f, &s);
