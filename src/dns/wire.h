@@ -112,7 +112,6 @@ static inline void dns_put32(uint8_t *p, uint32_t v)
 
 /* Parse the 12-byte header. Returns 0, or -EBADMSG when len < 12. */
 int dns_hdr_parse(const uint8_t *msg, size_t len, struct dns_hdr *ret);
-void dns_hdr_write(uint8_t *p, const struct dns_hdr *h);
 
 /*
  * Read the (possibly compressed) name at *off of msg. Writes its uncompressed wire form
