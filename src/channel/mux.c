@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/bufq.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/net.h"
@@ -29,14 +30,10 @@
  *          by the credit we granted: recv_avail + len(rx) + pending_grant == CHANNEL_WINDOW,
  *          and capped at CHANNEL_WINDOW besides; its chunks are freed as soon as it drains.
  */
-#define MUX_IN_CAP (64u * 1024u)
+/* MUX_IN_CAP and MUX_OUT_HIGH/LOW/STOP_IN/MAX: common/limits.h */
 #define MUX_OUT_CHUNK (64u * 1024u)
 #define MUX_OUT_SPARE 2
 #define MUX_RX_CHUNK (16u * 1024u)
-#define MUX_OUT_HIGH (128u * 1024u)
-#define MUX_OUT_LOW (64u * 1024u)
-#define MUX_OUT_STOP_IN (512u * 1024u)
-#define MUX_OUT_MAX (2u * 1024u * 1024u)
 #define MUX_GRANT_MIN (CHANNEL_WINDOW / 4)
 #define MUX_READS_PER_EVENT 8
 

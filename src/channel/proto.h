@@ -23,12 +23,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h" /* CHANNEL_MAX_STREAMS */
+
 #define CHANNEL_VERSION 1
 #define CHANNEL_MAGIC "BBCH"
 #define CHANNEL_HDR_LEN 8
+/* Protocol facts (both ends must agree, the decoder enforces them): they stay here, while the
+ * caps each endpoint chooses (CHANNEL_MAX_STREAMS, the mux queues) live in common/limits.h. */
 #define CHANNEL_MAX_PAYLOAD 16384 /* bytes of payload in one frame */
 #define CHANNEL_MAX_FRAME (CHANNEL_HDR_LEN + CHANNEL_MAX_PAYLOAD)
-#define CHANNEL_MAX_STREAMS 1024      /* concurrently open streams per channel */
 #define CHANNEL_WINDOW (256u * 1024u) /* initial = maximum per-stream credit, each way */
 #define CHANNEL_HELLO_LEN 6           /* magic[4] version role */
 
