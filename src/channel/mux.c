@@ -385,7 +385,7 @@ static void stream_read(struct mux_stream *s)
     }
 }
 
-/* Host: the connect() to the daemon finished (or failed). */
+/* Acceptor: the local fd's connect() finished (or failed). */
 static void stream_connected(struct mux_stream *s)
 {
     int err = net_socket_error(s->fd);
@@ -396,7 +396,7 @@ static void stream_connected(struct mux_stream *s)
     }
     s->connecting = false;
     queue_ctl(s->mux, CHANNEL_T_OPEN_OK, s->ss.id, 0);
-    /* Bytes and a FIN the guest pipelined behind its OPEN. */
+    /* Bytes and a FIN the opener pipelined behind its OPEN. */
     stream_write(s);
 }
 
@@ -452,10 +452,14 @@ static void on_stream(struct loop_source *src, uint32_t events)
 
 /* ---- frames from the peer ---- */
 
-static void host_open(struct mux *m, const struct channel_frame *f)
+/* The peer opened a stream (host: a guest kind; guest: exec/status): bind it to the fd the
+ * owner gives, or refuse it. A guest owner that serves no host-opened kind has no
+ * open_stream: every such OPEN gets RESET(REFUSED) and the channel lives on. */
+static void peer_open(struct mux *m, const struct channel_frame *f)
 {
     struct mux_stream *s;
-    int fd = m->ops.open_stream(m->ud, (enum channel_kind)f->kind);
+    int fd =
+        m->ops.open_stream ? m->ops.open_stream(m->ud, (enum channel_kind)f->kind) : -EOPNOTSUPP;
 
     if (fd < 0) {
         queue_ctl(m, CHANNEL_T_RESET, f->stream, CHANNEL_RESET_REFUSED);
@@ -536,6 +540,12 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
     int ev = channel_session_recv(&m->ses, f, &ss);
 
     m->st.frames_in++;
+    if (ev == -EPROTONOSUPPORT) {
+        log_debug("channel: the peer speaks protocol version %u, we speak %u",
+                  (unsigned)m->ses.peer_version, (unsigned)CHANNEL_VERSION);
+        mux_die(m, ev);
+        return;
+    }
     if (ev < 0) {
         log_debug("channel: protocol violation: %s on stream %u", channel_type_name(f->type),
                   (unsigned)f->stream);
@@ -551,7 +561,7 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
         queue_ctl(m, CHANNEL_T_RESET, f->stream, CHANNEL_RESET_LIMIT);
         break;
     case CHANNEL_EV_OPEN:
-        host_open(m, f);
+        peer_open(m, f);
         break;
     case CHANNEL_EV_OPEN_OK:
     case CHANNEL_EV_WINDOW:
@@ -714,11 +724,17 @@ bool mux_is_dead(const struct mux *m)
     return m->dead;
 }
 
-static int guest_open_check(struct mux *m)
+unsigned mux_peer_version(const struct mux *m)
+{
+    return m->ses.peer_version;
+}
+
+/* May we open a stream of kind? (Each kind has one opening side.) */
+static int open_check(struct mux *m, enum channel_kind kind)
 {
     if (m->dead)
         return -EPIPE;
-    if (m->ses.role != CHANNEL_ROLE_GUEST)
+    if (channel_kind_opener(kind) != m->ses.role)
         return -EINVAL;
     return 0;
 }
@@ -726,9 +742,9 @@ static int guest_open_check(struct mux *m)
 int mux_open_fd(struct mux *m, enum channel_kind kind, int fd)
 {
     struct mux_stream *s;
-    int r = guest_open_check(m);
+    int r = open_check(m, kind);
 
-    if (r == 0 && (kind == 0 || kind >= CHANNEL_KIND_MAX || kind == CHANNEL_KIND_UDP_DNS))
+    if (r == 0 && kind == CHANNEL_KIND_UDP_DNS)
         r = -EINVAL;
     if (r == 0)
         r = fd_set_nonblock(fd, true);
@@ -753,7 +769,7 @@ int mux_open_dgram(struct mux *m, enum channel_kind kind, const struct mux_dgram
                    void *userdata, struct mux_stream **ret)
 {
     struct mux_stream *s;
-    int r = guest_open_check(m);
+    int r = open_check(m, kind);
 
     if (r < 0)
         return r;

@@ -992,6 +992,9 @@ enum mal_case {
     MAL_OVERSIZED,
     MAL_NO_HELLO,
     MAL_BAD_VERSION,
+    MAL_V1,
+    MAL_GUEST_OPENS_EXEC,
+    MAL_HOST_ID_SPACE,
     MAL_UNKNOWN_STREAM,
     MAL_DUP_OPEN,
     MAL_OVER_CREDIT,
@@ -1005,10 +1008,10 @@ enum mal_case {
 static void test_malicious_guest(void **state)
 {
     static const char *const names[MAL_MAX] = {
-        "garbage",         "http",          "oversized",
-        "no hello",        "bad version",   "unknown stream",
-        "duplicate open",  "over credit",   "exact credit",
-        "open_ok to host", "duplicate fin", "window overflow",
+        "garbage",         "http",           "oversized",        "no hello",
+        "bad version",     "v1 peer",        "guest opens exec", "host id space",
+        "unknown stream",  "duplicate open", "over credit",      "exact credit",
+        "open_ok to host", "duplicate fin",  "window overflow",
     };
     (void)state;
 
@@ -1042,6 +1045,22 @@ static void test_malicious_guest(void **state)
             raw_bytes(h.raw, b, n);
             break;
         }
+        case MAL_V1: {
+            /* A v1 guest (before host-opened streams) is refused with its own error. */
+            size_t n = channel_frame_encode_ctl(b, CHANNEL_T_HELLO, 0, CHANNEL_ROLE_GUEST);
+            b[CHANNEL_HDR_LEN + 4] = 1;
+            raw_bytes(h.raw, b, n);
+            raw_ctl(h.raw, CHANNEL_T_OPEN, 1, CHANNEL_KIND_TCP_PROXY);
+            break;
+        }
+        case MAL_GUEST_OPENS_EXEC:
+            raw_ctl(h.raw, CHANNEL_T_HELLO, 0, CHANNEL_ROLE_GUEST);
+            raw_ctl(h.raw, CHANNEL_T_OPEN, 1, CHANNEL_KIND_EXEC);
+            break;
+        case MAL_HOST_ID_SPACE:
+            raw_ctl(h.raw, CHANNEL_T_HELLO, 0, CHANNEL_ROLE_GUEST);
+            raw_ctl(h.raw, CHANNEL_T_OPEN, CHANNEL_ID_HOST + 1, CHANNEL_KIND_TCP_PROXY);
+            break;
         case MAL_UNKNOWN_STREAM:
             hello_open(h.raw, 1);
             raw_data(h.raw, 2, 10);
@@ -1078,8 +1097,12 @@ static void test_malicious_guest(void **state)
             if (!run_until(h.loop, pred_hostenv_dead, &h, 5000))
                 fail_msg("%s: channel not torn down", names[c]);
             assert_int_equal(h.dead, 1);
-            if (h.err != -EPROTO)
+            if (h.err != (c == MAL_BAD_VERSION || c == MAL_V1 ? -EPROTONOSUPPORT : -EPROTO))
                 fail_msg("%s: err %d", names[c], h.err);
+            if (c == MAL_V1)
+                assert_int_equal(mux_peer_version(h.m), 1);
+            if (c == MAL_V1 || c == MAL_GUEST_OPENS_EXEC || c == MAL_HOST_ID_SPACE)
+                assert_int_equal(h.npeers, 0); /* the OPEN never reached the owner */
             assert_true(mux_is_dead(h.m));
             mux_get_stats(h.m, &st);
             assert_int_equal(st.streams, 0); /* everything torn down */
@@ -1151,7 +1174,8 @@ static void test_refused_open(void **state)
 
 static void test_malicious_host(void **state)
 {
-    /* Guest side: a host that opens streams, or sends garbage, kills the channel. */
+    /* Guest side: a host that opens a guest kind in the guest id space, says the wrong role or
+     * answers a stream that does not exist kills the channel. */
     for (int c = 0; c < 3; c++) {
         struct hostenv h;
         (void)state;
@@ -1169,6 +1193,218 @@ static void test_malicious_host(void **state)
         assert_int_equal(h.err, -EPROTO);
         hostenv_stop(&h);
     }
+}
+
+/* ---- v2: streams the host opens toward the guest (exec, status) ---- */
+
+struct exec_env {
+    struct loop *loop;
+    struct mux *g, *h;
+    int gpeer; /* the guest owner's end of the stream it accepted; -1 before */
+    enum channel_kind kind;
+    int opens, dead;
+};
+
+static int exec_guest_open(void *ud, enum channel_kind kind)
+{
+    struct exec_env *x = ud;
+    int sv[2];
+
+    x->opens++;
+    x->kind = kind;
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    x->gpeer = sv[1];
+    return sv[0];
+}
+
+static int exec_host_open(void *ud, enum channel_kind kind)
+{
+    (void)ud;
+    (void)kind;
+    return -ECONNREFUSED;
+}
+
+static void exec_dead(void *ud, int err)
+{
+    struct exec_env *x = ud;
+    (void)err;
+    x->dead++;
+}
+
+static bool pred_gpeer(void *arg)
+{
+    return ((struct exec_env *)arg)->gpeer >= 0;
+}
+
+/* Reads an fd until EOF (or an error, e.g. a reset); the bytes are kept. */
+struct reader {
+    int fd;
+    uint8_t buf[256];
+    size_t len;
+    bool eof;
+    int err;
+};
+
+static bool pred_read_eof(void *arg)
+{
+    struct reader *r = arg;
+
+    while (!r->eof) {
+        ssize_t n = recv(r->fd, r->buf + r->len, sizeof(r->buf) - r->len, MSG_DONTWAIT);
+        if (n > 0) {
+            r->len += (size_t)n;
+            assert_true(r->len < sizeof(r->buf));
+        } else if (n == 0) {
+            r->eof = true;
+        } else if (errno != EAGAIN) {
+            r->err = -errno;
+            r->eof = true;
+        } else {
+            break;
+        }
+    }
+    return r->eof;
+}
+
+static bool pred_muxes_idle(void *arg)
+{
+    struct exec_env *x = arg;
+    struct mux_stats gs, hs;
+    mux_get_stats(x->g, &gs);
+    mux_get_stats(x->h, &hs);
+    return gs.streams == 0 && hs.streams == 0 && gs.out_queued == 0 && hs.out_queued == 0;
+}
+
+static void test_host_opened_stream(void **state)
+{
+    static const struct mux_ops gops = { .open_stream = exec_guest_open, .dead = exec_dead };
+    static const struct mux_ops hops = { .open_stream = exec_host_open, .dead = exec_dead };
+    struct exec_env x = { .gpeer = -1 };
+    struct reader rg = { 0 }, rh = { 0 };
+    struct mux_stats gs, hs;
+    int sp[2], hsv[2], t[2];
+    (void)state;
+
+    assert_int_equal(loop_new(&x.loop), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(mux_new(x.loop, sp[0], CHANNEL_ROLE_GUEST, &gops, &x, &x.g), 0);
+    assert_int_equal(mux_new(x.loop, sp[1], CHANNEL_ROLE_HOST, &hops, &x, &x.h), 0);
+
+    /* Each side opens only its own kinds. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t), 0);
+    assert_int_equal(mux_open_fd(x.g, CHANNEL_KIND_EXEC, t[0]), -EINVAL);
+    close(t[1]);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, t), 0);
+    assert_int_equal(mux_open_fd(x.h, CHANNEL_KIND_TCP_PROXY, t[0]), -EINVAL);
+    close(t[1]);
+
+    /* The host opens an exec stream and pipelines a request and a FIN behind the OPEN. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, hsv), 0);
+    assert_int_equal(mux_open_fd(x.h, CHANNEL_KIND_EXEC, hsv[0]), 0);
+    assert_int_equal(write(hsv[1], "echo hi", 7), 7);
+    assert_int_equal(shutdown(hsv[1], SHUT_WR), 0);
+    assert_true(run_until(x.loop, pred_gpeer, &x, 5000));
+    assert_int_equal(x.opens, 1);
+    assert_int_equal(x.kind, CHANNEL_KIND_EXEC);
+    rg.fd = x.gpeer;
+    assert_true(run_until(x.loop, pred_read_eof, &rg, 5000));
+    assert_int_equal(rg.err, 0);
+    assert_int_equal(rg.len, 7);
+    assert_memory_equal(rg.buf, "echo hi", 7);
+
+    /* The guest answers and half-closes: the host's end gets the bytes and EOF. */
+    assert_int_equal(write(x.gpeer, "hi\n", 3), 3);
+    assert_int_equal(shutdown(x.gpeer, SHUT_WR), 0);
+    rh.fd = hsv[1];
+    assert_true(run_until(x.loop, pred_read_eof, &rh, 5000));
+    assert_int_equal(rh.err, 0);
+    assert_int_equal(rh.len, 3);
+    assert_memory_equal(rh.buf, "hi\n", 3);
+
+    /* Both FINs exchanged: the stream is gone on both sides, nothing was reset. */
+    assert_true(run_until(x.loop, pred_muxes_idle, &x, 5000));
+    mux_get_stats(x.g, &gs);
+    mux_get_stats(x.h, &hs);
+    assert_int_equal(gs.resets_in + gs.resets_out + hs.resets_in + hs.resets_out, 0);
+    assert_int_equal(x.dead, 0);
+
+    close(x.gpeer);
+    close(hsv[1]);
+    x.g = mux_free(x.g);
+    x.h = mux_free(x.h);
+    x.loop = loop_free(x.loop);
+}
+
+/* The guest relay (what bottle-init runs) serves no host-opened kind: each OPEN is refused with
+ * RESET(REFUSED) on the wire, pipelined bytes are dropped, and the channel lives on. */
+static void test_guest_refuses_host_open(void **state)
+{
+    static const struct mux_ops gops = { .dead = exec_dead }; /* no open_stream */
+    struct exec_env x = { .gpeer = -1 };
+    struct raw *r = xcalloc(1, sizeof(*r));
+    struct count_pred p;
+    struct mux_stats st;
+    int sp[2];
+    (void)state;
+
+    assert_int_equal(loop_new(&x.loop), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+    assert_int_equal(mux_new(x.loop, sp[0], CHANNEL_ROLE_GUEST, &gops, &x, &x.g), 0);
+    raw_init(r, x.loop, sp[1]);
+    raw_ctl(r, CHANNEL_T_HELLO, 0, CHANNEL_ROLE_HOST);
+    raw_ctl(r, CHANNEL_T_OPEN, CHANNEL_ID_HOST + 1, CHANNEL_KIND_STATUS);
+    raw_data(r, CHANNEL_ID_HOST + 1, 10);
+    raw_ctl(r, CHANNEL_T_FIN, CHANNEL_ID_HOST + 1, 0);
+    raw_ctl(r, CHANNEL_T_OPEN, CHANNEL_ID_HOST + 2, CHANNEL_KIND_EXEC);
+    p = (struct count_pred){ r, CHANNEL_T_RESET, 2 };
+    assert_true(run_until(x.loop, pred_count, &p, 5000));
+    assert_int_equal(r->reasons[CHANNEL_RESET_REFUSED], 2);
+    assert_int_equal(r->count[CHANNEL_T_OPEN_OK], 0);
+    assert_false(r->bad);
+    /* Frames crossing the RESET are dropped quietly, not a violation. */
+    raw_data(r, CHANNEL_ID_HOST + 2, 10);
+    for (int i = 0; i < 5; i++)
+        assert_true(loop_run_once(x.loop, 10) >= 0);
+    assert_int_equal(x.dead, 0);
+    assert_false(mux_is_dead(x.g));
+    mux_get_stats(x.g, &st);
+    assert_int_equal(st.streams, 0);
+    assert_int_equal(st.resets_out, 2);
+    x.g = mux_free(x.g);
+    raw_done(r);
+    free(r);
+    x.loop = loop_free(x.loop);
+}
+
+static void test_guest_relay_refuses_exec(void **state)
+{
+    struct env e;
+    struct client c;
+    struct reader rh = { 0 };
+    struct mux_stats gs, hs;
+    int hsv[2];
+    (void)state;
+
+    env_start(&e, 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, hsv), 0);
+    assert_int_equal(mux_open_fd(channel_host_relay_mux(e.h), CHANNEL_KIND_EXEC, hsv[0]), 0);
+    assert_int_equal(write(hsv[1], "id", 2), 2);
+    rh.fd = hsv[1];
+    assert_true(run_until(e.loop, pred_read_eof, &rh, 5000));
+    assert_int_equal(rh.len, 0);
+    mux_get_stats(channel_guest_relay_mux(e.g), &gs);
+    mux_get_stats(channel_host_relay_mux(e.h), &hs);
+    assert_int_equal(gs.resets_out, 1);
+    assert_int_equal(hs.resets_in, 1);
+    assert_int_equal(hs.streams, 0);
+    /* The channel still carries the bottle's traffic. */
+    client_start(&c, e.loop, &e.g_proxy, 1000, 41, true);
+    assert_true(run_until(e.loop, pred_client_done, &c, 5000));
+    check_echo(&c, 1000);
+    client_close(&c);
+    assert_int_equal(e.g_dead + e.h_dead, 0);
+    close(hsv[1]);
+    env_stop(&e);
 }
 
 static void test_throughput(void **state)
@@ -1213,6 +1449,9 @@ int main(void)
         cmocka_unit_test(test_too_many_streams),
         cmocka_unit_test(test_refused_open),
         cmocka_unit_test(test_malicious_host),
+        cmocka_unit_test(test_host_opened_stream),
+        cmocka_unit_test(test_guest_refuses_host_open),
+        cmocka_unit_test(test_guest_relay_refuses_exec),
         cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
