@@ -5,8 +5,9 @@
  * /dev/vportNpM in the guest) and multiplexes streams over it with the protocol in
  * channel/proto.h. Each stream is bound to a local endpoint:
  *   - an fd the mux owns: a TCP socket (guest: the accepted client; host: the socket connected
- *     or connecting to the egress daemon) or, host side, a connected UDP socket (one datagram
- *     per DATA frame);
+ *     or connecting to the egress daemon), any byte-stream socket for the host-opened kinds
+ *     (exec, status; the host opens them with mux_open_fd, the guest owner accepts them in
+ *     ops->open_stream) or, host side, a connected UDP socket (one datagram per DATA frame);
  *   - guest side, a datagram sink (mux_open_dgram): the owner feeds datagrams in and gets the
  *     replies through a callback (the UDP relay keeps the client address).
  *
