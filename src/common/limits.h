@@ -30,6 +30,17 @@
 #define BB_RESOLVE_TIMEOUT_MS 10000 /* upstream name resolution */
 #define BB_MAX_ADDRS 16             /* resolved addresses considered per name */
 
+/* Channel (docs/channel.md; the wire-format limits CHANNEL_MAX_PAYLOAD and CHANNEL_WINDOW
+ * are protocol facts both ends must share: they stay in channel/proto.h) */
+#define CHANNEL_MAX_STREAMS 1024       /* concurrently open streams per channel */
+#define CHANNEL_MAX_UDP_FLOWS 64       /* guest: client addresses with a live DNS datagram stream */
+#define CHANNEL_UDP_IDLE_MS 30000      /* guest: a UDP flow with no datagram either way is reset */
+#define MUX_IN_CAP (64u * 1024u)       /* channel input buffer (>= one whole frame) */
+#define MUX_OUT_HIGH (128u * 1024u)    /* output queue: stop reading local sockets at this */
+#define MUX_OUT_LOW (64u * 1024u)      /* ... and resume below this */
+#define MUX_OUT_STOP_IN (512u * 1024u) /* output queue: stop reading the channel at this */
+#define MUX_OUT_MAX (2u * 1024u * 1024u) /* output queue hard cap: beyond it the channel dies */
+
 /* Config */
 #define BB_MAX_CONFIG_LINE 4096
 #define BB_MAX_CONFIG_FILE (1024 * 1024)
