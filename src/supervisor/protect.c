@@ -21,9 +21,11 @@
 /*
  * The list, relative to the workspace; docs/workspace.md says why each entry is here. A
  * directory entry protects everything beneath it. `placeholder_file`: when missing, the
- * placeholder is an empty file (git needs .git/config to be a file); every other placeholder
- * is an empty directory, which git status does not show and a host tool cannot mistake for
- * a config file it should use.
+ * placeholder is an empty file (git needs .git/config to be a file), or a file holding
+ * COMMONDIR_PLACEHOLDER for .git/commondir (git dies on an empty or unreadable one; "."
+ * names the gitdir itself, so git works as without the file); every other placeholder is an
+ * empty directory, which git status does not show and a host tool cannot mistake for a
+ * config file it should use.
  */
 struct protect_entry {
     const char *path;
@@ -32,12 +34,21 @@ struct protect_entry {
 };
 
 static const struct protect_entry protect_list[] = {
-    { ".git", true, false },        { ".git/config", false, true },
-    { ".git/hooks", false, false }, { ".git/modules", false, false },
-    { ".vscode", false, false },    { ".idea", false, false },
-    { ".claude", false, false },    { ".mcp.json", false, false },
-    { ".envrc", false, false },     { "bottle.ini", false, false },
+    { ".git", true, false },           { ".git/config", false, true },
+    { ".git/commondir", false, true }, { ".git/hooks", false, false },
+    { ".git/modules", false, false },  { ".vscode", false, false },
+    { ".idea", false, false },         { ".claude", false, false },
+    { ".mcp.json", false, false },     { ".envrc", false, false },
+    { "bottle.ini", false, false },
 };
+
+#define COMMONDIR_PLACEHOLDER ".\n"
+
+/* The content of a file placeholder at rel: only .git/commondir's is not empty. */
+static const char *placeholder_text(const char *rel)
+{
+    return strcmp(rel, ".git/commondir") == 0 ? COMMONDIR_PLACEHOLDER : "";
+}
 
 const char *protect_list_entry(size_t i)
 {
@@ -405,6 +416,24 @@ static int git_config_entries(const char *ws, int wsfd, struct strv *out)
 
 /* ---------------------------------------------------------------- the plan */
 
+/* A file placeholder is removed only while it still holds what we wrote: empty, or (a
+ * .git/commondir placeholder) exactly COMMONDIR_PLACEHOLDER. */
+static bool placeholder_unchanged(const char *path, const struct stat *st)
+{
+    char b[sizeof(COMMONDIR_PLACEHOLDER)];
+    _cleanup_close_ int fd = -1;
+
+    if (st->st_size == 0)
+        return true;
+    if (st->st_size != (off_t)strlen(COMMONDIR_PLACEHOLDER))
+        return false;
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    return read(fd, b, sizeof(b)) == (ssize_t)strlen(COMMONDIR_PLACEHOLDER) &&
+           memcmp(b, COMMONDIR_PLACEHOLDER, strlen(COMMONDIR_PLACEHOLDER)) == 0;
+}
+
 static void plan_remove_made(struct protect_plan *p)
 {
     for (size_t i = p->n_made; i-- > 0;) {
@@ -415,7 +444,7 @@ static void plan_remove_made(struct protect_plan *p)
         if (m->dir) {
             if (S_ISDIR(st.st_mode) && rmdir(m->path) < 0)
                 log_info("left the placeholder %s in place: %s", m->path, strerror(errno));
-        } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+        } else if (S_ISREG(st.st_mode) && placeholder_unchanged(m->path, &st)) {
             unlink(m->path);
         }
     }
@@ -469,8 +498,14 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
             if (as_dir)
                 r = mkdirat(dir, c, 0700) < 0 ? -errno : 0;
             else {
-                int fd = openat(dir, c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                const char *text = placeholder_text(rel);
+                int fd = openat(dir, c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                *text ? 0644 : 0600);
                 r = fd < 0 ? -errno : 0;
+                if (fd >= 0 && *text && write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+                    r = -EIO;
+                    unlinkat(dir, c, 0);
+                }
                 if (fd >= 0)
                     close(fd);
             }

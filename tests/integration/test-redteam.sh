@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Red-team probes from inside a real bottle run as root (`bot-bottle run --backend namespace`),
+# by routes the other integration tests do not take. Each one is an attack that failed (or
+# was fixed); the test keeps it failing. Bounded and loopback only: the daemon's upstream DNS
+# is the stub on 127.0.0.1, no name is allowlisted, nothing connects anywhere else.
+source "$(dirname "$0")/lib.sh"
+
+if [ "$(id -u)" != 0 ]; then
+    skip "red-team probes" "they need root (a bottle whose uid 0 is host root is the case tested)"
+    done_testing
+fi
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "Bail out! $PY is needed inside the bottle (install-deps installs python3)"; exit 1; }
+command -v git >/dev/null || { echo "Bail out! git is needed (scripts/install-deps.sh)"; exit 1; }
+
+DNS=$(free_port)
+bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
+wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+
+WS=$T/ws
+mkdir -p "$WS"
+run() {
+    (cd "$WS" && env -u SUDO_UID -u SUDO_GID -u SUDO_USER timeout 60 "$BB" run \
+        --backend namespace --upstream-dns "127.0.0.1:$DNS" "$@")
+}
+PWNED=$T/pwned
+
+# --- .git/commondir: git reads config and hooks from the directory it names. A bottle that
+# writes it points the host's git at a config of its own (core.fsmonitor runs on the next
+# `git status`), past the read-only .git/config and .git/hooks.
+G=$T/repo
+git init -q -b main "$G"
+git -C "$G" -c user.name=t -c user.email=t@example.invalid commit -q --allow-empty -m init
+cat >"$G/evil.sh" <<SH
+#!/bin/sh
+touch "$PWNED"
+exit 1
+SH
+chmod 755 "$G/evil.sh"
+ls_before=$(ls -A "$G/.git" | sort)
+out=$( (cd "$G" && env -u SUDO_UID -u SUDO_GID timeout 60 "$BB" run --backend namespace \
+    --upstream-dns "127.0.0.1:$DNS" -- sh -c '
+w() { desc=$1; shift; if "$@" 2>/dev/null; then echo "WROTE: $desc"; fi; }
+mkdir -p .git/evil/hooks && cp -r .git/objects .git/refs .git/HEAD .git/evil/
+printf "[core]\n\trepositoryformatversion = 0\n\tfsmonitor = $PWD/evil.sh\n" >.git/evil/config
+cp evil.sh .git/evil/hooks/post-checkout
+w "create .git/commondir" sh -c "echo evil >.git/commondir"
+w "rename onto .git/commondir" sh -c "echo evil >.git/cd.tmp && mv -f .git/cd.tmp .git/commondir"
+w "link onto .git/commondir" sh -c "echo evil >.git/cd.tmp && ln -f .git/cd.tmp .git/commondir"
+rm -f .git/cd.tmp
+git status >/dev/null 2>&1 && echo git-works-inside
+echo attempts-done') 2>&1)
+is "commondir: every write to .git/commondir failed inside the bottle" \
+    "$(grep WROTE <<<"$out")" ""
+like "commondir: git still works inside (the placeholder names the gitdir itself)" "$out" \
+    "git-works-inside"
+like "commondir: ... and the attempts ran" "$out" "attempts-done"
+(cd "$G" && git status >/dev/null 2>&1; git checkout -q -b x >/dev/null 2>&1)
+check "commondir: the host's git status/checkout ran nothing the bottle wrote" test ! -e "$PWNED"
+rm -rf "$G/.git/evil"
+is "commondir: no placeholder is left in .git" "$(ls -A "$G/.git" | sort)" "$ls_before"
+
+done_testing
