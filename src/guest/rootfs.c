@@ -49,11 +49,16 @@ static const char *const proc_readonly[] = {
     "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
 };
 /* Host-wide information a bottle has no need to read: a file gets /dev/null bound over it
- * (reads return nothing), a directory an empty read-only tmpfs. */
+ * (reads return nothing), a directory an empty read-only tmpfs. Beyond runc's list: the
+ * files only root may read (mode 0400), which a bottle whose uid 0 is host root could:
+ * the physical page tables (kpage*: page flags, map counts, owning cgroups) and the slab
+ * and page allocators' state (slabinfo, pagetypeinfo), which help kernel exploits. */
 static const char *const proc_masked[] = {
-    "/proc/cmdline",     "/proc/kcore",       "/proc/keys",          "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats", "/proc/kmsg",
-    "/proc/vmallocinfo", "/proc/acpi",        "/proc/scsi",          "/proc/asound",
+    "/proc/cmdline",     "/proc/kcore",        "/proc/keys",          "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug",  "/proc/latency_stats", "/proc/kmsg",
+    "/proc/vmallocinfo", "/proc/kpageflags",   "/proc/kpagecount",    "/proc/kpagecgroup",
+    "/proc/slabinfo",    "/proc/pagetypeinfo", "/proc/acpi",          "/proc/scsi",
+    "/proc/asound",
 };
 
 enum link_kind { LINK_ABSENT, LINK_SYMLINK, LINK_TREE };

@@ -60,4 +60,12 @@ check "commondir: the host's git status/checkout ran nothing the bottle wrote" t
 rm -rf "$G/.git/evil"
 is "commondir: no placeholder is left in .git" "$(ls -A "$G/.git" | sort)" "$ls_before"
 
+# --- /proc files only root may read: the bottle's uid 0 is host root, so without a mask it
+# reads the host's physical page tables (kpageflags, kpagecount, kpagecgroup) and allocator
+# state (slabinfo, pagetypeinfo). Every such file the host has reads nothing inside.
+rootonly=$(find /proc -maxdepth 1 -type f ! -perm -004 -printf '%f ' 2>/dev/null)
+[ -n "$rootonly" ] || diag "no root-only file at the top of the host's /proc: the check below proves little"
+out=$(run -- sh -c 'for f in '"$rootonly"'; do test -e /proc/$f || continue; n=$(head -c 64 /proc/$f 2>/dev/null | wc -c); [ "$n" = 0 ] || echo "$f:$n"; done; echo read-done')
+is "proc: every root-only host /proc file ($rootonly) reads nothing inside" "$out" "read-done"
+
 done_testing
