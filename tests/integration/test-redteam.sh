@@ -68,4 +68,29 @@ rootonly=$(find /proc -maxdepth 1 -type f ! -perm -004 -printf '%f ' 2>/dev/null
 out=$(run -- sh -c 'for f in '"$rootonly"'; do test -e /proc/$f || continue; n=$(head -c 64 /proc/$f 2>/dev/null | wc -c); [ "$n" = 0 ] || echo "$f:$n"; done; echo read-done')
 is "proc: every root-only host /proc file ($rootonly) reads nothing inside" "$out" "read-done"
 
+# --- the home directory as the workspace: the workspace is mounted over the bottle's private
+# $HOME, so a bottle started in ~ (the default workspace is the current directory) wrote the
+# host's ~/.bashrc, ~/.gitconfig, ~/.ssh. Refused before anything is made or started.
+H=$(getent passwd "$(id -u)" | cut -d: -f6)
+if [ -d "$H" ] && [ "$H" != / ]; then
+    home_before=$(ls -A "$H")
+    out=$( (cd "$H" && env -u SUDO_UID -u SUDO_GID timeout 60 "$BB" run --backend namespace \
+        --upstream-dns "127.0.0.1:$DNS" -- sh -c 'echo bottle-ran') 2>&1)
+    rc=$?
+    unlike "home: a bottle in the home directory $H does not run" "$out" "bottle-ran"
+    like "home: ... it is refused, saying why and what to do" "$out" \
+        "bot-bottle: .*the workspace $H is the home directory.*--workspace DIR"
+    is "home: ... with a failure status" "$([ "$rc" != 0 ] && echo fail)" "fail"
+    is "home: ... and nothing was made in $H" "$(ls -A "$H")" "$home_before"
+    out=$(cd "$H" && cd .. && env -u SUDO_UID -u SUDO_GID timeout 60 "$BB" run --backend namespace \
+        --upstream-dns "127.0.0.1:$DNS" -w "$(dirname "$H")" -- sh -c 'echo bottle-ran' 2>&1)
+    if [ "$(dirname "$H")" = / ]; then
+        unlike "home: a workspace holding $H (/) does not run either" "$out" "bottle-ran"
+    else
+        like "home: a workspace holding $H is refused too" "$out" "holds the home directory"
+    fi
+else
+    skip "home: the workspace may not be the home directory" "uid $(id -u) has no home directory"
+fi
+
 done_testing
