@@ -1,6 +1,7 @@
 /* What a bottle may not write in its workspace: the host's side (see protect.h). */
 #include "supervisor/protect.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -44,10 +45,12 @@ static const struct protect_entry protect_list[] = {
 
 #define COMMONDIR_PLACEHOLDER ".\n"
 
-/* The content of a file placeholder at rel: only .git/commondir's is not empty. */
+/* The content of a file placeholder at rel: only a commondir's is not empty. */
 static const char *placeholder_text(const char *rel)
 {
-    return strcmp(rel, ".git/commondir") == 0 ? COMMONDIR_PLACEHOLDER : "";
+    const char *base = strrchr(rel, '/');
+
+    return strcmp(base ? base + 1 : rel, "commondir") == 0 ? COMMONDIR_PLACEHOLDER : "";
 }
 
 const char *protect_list_entry(size_t i)
@@ -548,6 +551,70 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
     return 0;
 }
 
+#define PROTECT_MAX_WORKTREES 8
+
+/*
+ * The linked worktrees of the workspace's repository (.git/worktrees/ID, one per `git worktree
+ * add`): git in such a worktree, which may lie outside the workspace, takes its config and
+ * hooks from the directory ID/commondir names, and reads ID/config.worktree as config when
+ * extensions.worktreeConfig is on. A bottle that rewrote them would run its code in the
+ * user's other checkouts.
+ */
+static int worktree_entries(const char *ws, int wsfd, struct strv *out)
+{
+    bool wt_config = false;
+    size_t n = 0;
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    DIR *d;
+    struct dirent *de;
+
+    if (git < 0)
+        return 0;
+    fd = openat(git, "worktrees", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* none; a symlink there is not followed by git-aware code here either */
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/worktrees", ws);
+    }
+    for (size_t i = 0; i < out->n; i++)
+        if (strcmp(out->v[i], ".git/config.worktree") == 0)
+            wt_config = true;
+    while ((de = readdir(d))) {
+        struct stat st;
+        char rel[PATH_MAX];
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (++n > PROTECT_MAX_WORKTREES) {
+            closedir(d);
+            log_error("%s/.git/worktrees has more than %d linked worktrees, whose commondir "
+                      "files bot-bottle protects: remove the stale ones (git worktree prune), "
+                      "or run with --allow-write .git/worktrees",
+                      ws, PROTECT_MAX_WORKTREES);
+            return -E2BIG;
+        }
+        if (str_printf(rel, sizeof(rel), ".git/worktrees/%s/commondir", de->d_name) == 0)
+            strv_push(out, rel);
+        if (wt_config &&
+            str_printf(rel, sizeof(rel), ".git/worktrees/%s/config.worktree", de->d_name) == 0)
+            strv_push(out, rel);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Entries whose placeholder is a file: git reads them as files (commondir, config). */
+static bool wants_placeholder_file(const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+
+    base = base ? base + 1 : rel;
+    return strcmp(base, "commondir") == 0 || strcmp(base, "config.worktree") == 0;
+}
+
 int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
 {
     struct strv entries = { 0 }, chosen = { 0 };
@@ -562,6 +629,9 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
     for (size_t i = 0; i < n_static; i++)
         strv_push(&entries, protect_list[i].path);
     r = git_config_entries(ws, wsfd, &entries);
+    if (r < 0)
+        goto out;
+    r = worktree_entries(ws, wsfd, &entries);
     if (r < 0)
         goto out;
 
@@ -579,7 +649,8 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
         if (allowed || covered)
             continue;
         r = plan_walk(p, ws, wsfd, e, i < n_static && protect_list[i].unless_dir,
-                      i < n_static && protect_list[i].placeholder_file, &len);
+                      i < n_static ? protect_list[i].placeholder_file : wants_placeholder_file(e),
+                      &len);
         if (r < 0)
             goto out;
         if (len) {

@@ -60,6 +60,33 @@ check "commondir: the host's git status/checkout ran nothing the bottle wrote" t
 rm -rf "$G/.git/evil"
 is "commondir: no placeholder is left in .git" "$(ls -A "$G/.git" | sort)" "$ls_before"
 
+# --- a linked worktree outside the workspace (git worktree add ../wt): git there takes its
+# config and hooks from the directory .git/worktrees/ID/commondir names, a file inside the
+# workspace. A bottle that rewrote it ran its code in the user's other checkout.
+rm -f "$PWNED"
+git -C "$G" worktree add -q "$T/other-wt" -b other 2>/dev/null
+wt_id=$(basename "$(sed -n 's/^gitdir: //p' "$T/other-wt/.git")")
+out=$( (cd "$G" && env -u SUDO_UID -u SUDO_GID timeout 60 "$BB" run --backend namespace \
+    --upstream-dns "127.0.0.1:$DNS" -- sh -c '
+mkdir -p .git/evil/hooks && cp -r .git/objects .git/refs .git/HEAD .git/evil/
+printf "[core]\n\trepositoryformatversion = 0\n\tfsmonitor = $PWD/evil.sh\n" >.git/evil/config
+W=.git/worktrees/'"$wt_id"'
+(mv $W .git/wt.old && mv .git/wt.old $W) 2>/dev/null && echo "WROTE: moved the worktree gitdir"
+(echo ../../evil >.git/cd.tmp && mv -f .git/cd.tmp $W/commondir) 2>/dev/null &&
+    echo "WROTE: rename onto commondir"
+(echo ../../evil >$W/commondir) 2>/dev/null && echo "WROTE: commondir"
+rm -f .git/cd.tmp
+git worktree add -q inside-wt 2>/dev/null && git -C inside-wt status >/dev/null 2>&1 && echo worktree-add-works
+echo attempts-done') 2>&1)
+is "worktree: the linked worktree's commondir cannot be rewritten inside the bottle" \
+    "$(grep WROTE <<<"$out")" ""
+like "worktree: git worktree add still works inside" "$out" "worktree-add-works"
+(cd "$T/other-wt" && git status >/dev/null 2>&1)
+check "worktree: the host's git status in the other worktree ran nothing the bottle wrote" \
+    test ! -e "$PWNED"
+is "worktree: its commondir is unchanged" "$(cat "$G/.git/worktrees/$wt_id/commondir")" "../.."
+rm -rf "$G/.git/evil"
+
 # --- /proc files only root may read: the bottle's uid 0 is host root, so without a mask it
 # reads the host's physical page tables (kpageflags, kpagecount, kpagecgroup) and allocator
 # state (slabinfo, pagetypeinfo). Every such file the host has reads nothing inside.
