@@ -556,6 +556,50 @@ static int setup_dev(struct plan *p, const struct bottle_spec *s, const char **w
     return 0;
 }
 
+/*
+ * inotify instances and watches are counted per user, up the chain of user namespaces: what
+ * the bottle holds is charged to the user who made its namespace (host root, when run as
+ * root), against the host's fs.inotify.max_user_* limits. A bottle taking all of them left
+ * every host process of that user (systemd, editors, tail -f) with EMFILE/ENOSPC. Our own
+ * namespace's limits (user.max_inotify_*, ours to set before /proc/sys goes read-only) are
+ * set to half of the host's, so a bottle leaves the host at least the other half.
+ */
+static const char *const ucount_limits[][2] = {
+    { "/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances" },
+    { "/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches" },
+};
+
+static int limit_ucounts(void)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(ucount_limits); i++) {
+        char b[32];
+        uint64_t host;
+        ssize_t n;
+        _cleanup_close_ int in = open(ucount_limits[i][0], O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = -1;
+
+        if (in < 0 && errno == ENOENT)
+            continue; /* a kernel without inotify */
+        if (in < 0)
+            return -errno;
+        n = read(in, b, sizeof(b) - 1);
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == ' '))
+            n--;
+        if (str_to_u64(slice_make(b, (size_t)n), UINT64_MAX, &host) < 0)
+            return -EIO;
+        out = open(ucount_limits[i][1], O_WRONLY | O_CLOEXEC);
+        if (out < 0)
+            return -errno;
+        if (str_printf(b, sizeof(b), "%llu\n", (unsigned long long)(host > 1 ? host / 2 : 1)) < 0)
+            return -EIO;
+        if (write(out, b, strlen(b)) != (ssize_t)strlen(b))
+            return -errno;
+    }
+    return 0;
+}
+
 static int setup_proc(const char **what)
 {
     int r;
@@ -566,6 +610,10 @@ static int setup_proc(const char **what)
     /* Allowed because we own the pid namespace and the host's /proc is still visible. */
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return -errno;
+    *what = "limiting inotify (user.max_inotify_instances, user.max_inotify_watches)";
+    r = limit_ucounts();
+    if (r < 0)
+        return r;
 
     *what = "masking /proc";
     for (size_t i = 0; i < ARRAY_SIZE(proc_readonly); i++) {

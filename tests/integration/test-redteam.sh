@@ -120,6 +120,37 @@ else
     skip "home: the workspace may not be the home directory" "uid $(id -u) has no home directory"
 fi
 
+# --- inotify instances are counted per user up the user namespaces: a bottle run as root that
+# took all of them left every host process of root (systemd, editors, tail -f) with EMFILE.
+cat >"$WS/inotify.py" <<'PY'
+import ctypes, os, time
+libc = ctypes.CDLL(None, use_errno=True)
+fds = []
+while len(fds) < 100000:
+    fd = libc.inotify_init1(0)
+    if fd < 0:
+        break
+    fds.append(fd)
+with open("ino.ready", "w") as f:
+    f.write("%d %d\n" % (len(fds), ctypes.get_errno()))
+for _ in range(100):
+    if os.path.exists("ino.done"):
+        break
+    time.sleep(0.05)
+PY
+rm -f "$WS/ino.ready" "$WS/ino.done"
+run -- "$PY" inotify.py >/dev/null 2>&1 &
+ino_pid=$!
+wait_file "$WS/ino.ready"
+host_ino=$("$PY" -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); fd = l.inotify_init1(0); print("ok" if fd >= 0 else "errno %d" % ctypes.get_errno())')
+touch "$WS/ino.done"
+wait "$ino_pid"
+like "inotify: the bottle took instances until refused (EMFILE)" "$(cat "$WS/ino.ready" 2>/dev/null)" "^[0-9]+ 24\b"
+is "inotify: ... and the host's root could still make one meanwhile" "$host_ino" "ok"
+max_ino=$(cat /proc/sys/fs/inotify/max_user_instances)
+check "inotify: ... the bottle held at most half of fs.inotify.max_user_instances ($max_ino)" \
+    test "$(cut -d' ' -f1 "$WS/ino.ready")" -le $((max_ino / 2))
+
 # --- probes that the boundary holds against (kept so it stays that way), in one bottle:
 #  bottle-init (PID 1, uid 0 with capabilities in the bottle's namespaces) is out of reach of
 #  the command (uid 0, none): its /proc entries and, via pidfd_getfd, its fds (channel,
