@@ -120,36 +120,65 @@ else
     skip "home: the workspace may not be the home directory" "uid $(id -u) has no home directory"
 fi
 
-# --- inotify instances are counted per user up the user namespaces: a bottle run as root that
-# took all of them left every host process of root (systemd, editors, tail -f) with EMFILE.
-cat >"$WS/inotify.py" <<'PY'
+# --- inotify and fanotify objects and POSIX message queue bytes are counted per user up the
+# user namespaces: a bottle run as root that took all of them left every host process of root
+# (systemd, editors, tail -f) with EMFILE. The bottle takes what it can, then the host tries.
+cat >"$WS/ucounts.py" <<'PY'
 import ctypes, os, time
 libc = ctypes.CDLL(None, use_errno=True)
-fds = []
-while len(fds) < 100000:
-    fd = libc.inotify_init1(0)
-    if fd < 0:
-        break
-    fds.append(fd)
-with open("ino.ready", "w") as f:
-    f.write("%d %d\n" % (len(fds), ctypes.get_errno()))
+libc.syscall.restype = ctypes.c_long
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+class MqAttr(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long), ("msgsize", ctypes.c_long),
+                ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+def take(make):
+    n = 0
+    while n < 100000 and make(n) >= 0:
+        n += 1
+    return "%d %d" % (n, ctypes.get_errno())
+res = [take(lambda n: libc.inotify_init1(0)),
+       take(lambda n: libc.syscall(300, 0x200, 0)),  # fanotify_init(FAN_REPORT_FID): unprivileged
+       take(lambda n: rt.mq_open(b"/bb%d" % n, os.O_CREAT | os.O_RDWR, 0o600,
+                                 ctypes.byref(MqAttr(0, 10, 8192, 0))))]
+with open("uc.ready", "w") as f:
+    f.write("\n".join(res) + "\n")
 for _ in range(100):
-    if os.path.exists("ino.done"):
+    if os.path.exists("uc.done"):
         break
     time.sleep(0.05)
 PY
-rm -f "$WS/ino.ready" "$WS/ino.done"
-run -- "$PY" inotify.py >/dev/null 2>&1 &
-ino_pid=$!
-wait_file "$WS/ino.ready"
-host_ino=$("$PY" -c 'import ctypes; l = ctypes.CDLL(None, use_errno=True); fd = l.inotify_init1(0); print("ok" if fd >= 0 else "errno %d" % ctypes.get_errno())')
-touch "$WS/ino.done"
-wait "$ino_pid"
-like "inotify: the bottle took instances until refused (EMFILE)" "$(cat "$WS/ino.ready" 2>/dev/null)" "^[0-9]+ 24\b"
-is "inotify: ... and the host's root could still make one meanwhile" "$host_ino" "ok"
+cat >"$T/host-ucounts.py" <<'PY'
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+rt = ctypes.CDLL("librt.so.1", use_errno=True)
+class MqAttr(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_long), ("maxmsg", ctypes.c_long), ("msgsize", ctypes.c_long),
+                ("curmsgs", ctypes.c_long), ("pad", ctypes.c_long * 4)]
+def res(fd):
+    return "ok" if fd >= 0 else "errno %d" % ctypes.get_errno()
+print("inotify", res(libc.inotify_init1(0)))
+print("fanotify", res(libc.syscall(300, 0x200, 0)))
+name = b"/bb-redteam-host-%d" % os.getpid()
+print("mqueue", res(rt.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, ctypes.byref(MqAttr(0, 10, 8192, 0)))))
+rt.mq_unlink(name)
+PY
+rm -f "$WS/uc.ready" "$WS/uc.done"
+run -- "$PY" ucounts.py >/dev/null 2>&1 &
+uc_pid=$!
+wait_file "$WS/uc.ready"
+host_uc=$("$PY" "$T/host-ucounts.py" 2>&1)
+touch "$WS/uc.done"
+wait "$uc_pid"
+like "ucounts: the bottle took inotify, fanotify, mqueue until refused (EMFILE)" \
+    "$(tr '\n' ' ' <"$WS/uc.ready" 2>/dev/null)" "^[0-9]+ 24 [0-9]+ 24 [0-9]+ 24 "
+for k in inotify fanotify mqueue; do
+    is "ucounts: ... and meanwhile the host's root could still make a $k" \
+        "$(sed -n "s/^$k //p" <<<"$host_uc")" "ok"
+done
 max_ino=$(cat /proc/sys/fs/inotify/max_user_instances)
-check "inotify: ... the bottle held at most half of fs.inotify.max_user_instances ($max_ino)" \
-    test "$(cut -d' ' -f1 "$WS/ino.ready")" -le $((max_ino / 2))
+check "ucounts: ... the bottle held at most half of fs.inotify.max_user_instances ($max_ino)" \
+    test "$(head -n 1 "$WS/uc.ready" | cut -d' ' -f1)" -le $((max_ino / 2))
 
 # --- probes that the boundary holds against (kept so it stays that way), in one bottle:
 #  bottle-init (PID 1, uid 0 with capabilities in the bottle's namespaces) is out of reach of
