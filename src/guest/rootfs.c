@@ -558,13 +558,13 @@ static int setup_dev(struct plan *p, const struct bottle_spec *s, const char **w
 }
 
 /*
- * inotify and fanotify objects and POSIX message queue bytes are counted per user, up the
- * chain of user namespaces: what the bottle holds is charged to the user who made its
- * namespace (host root, when run as root), against the host's per-user limits. A bottle
+ * inotify and fanotify objects, POSIX message queue bytes and queued signals are counted per
+ * user, up the chain of user namespaces: what the bottle holds is charged to the user who made
+ * its namespace (host root, when run as root), against the host's per-user limits. A bottle
  * taking all of them left every host process of that user (systemd, editors, tail -f) with
- * EMFILE/ENOSPC. Our own namespace's limits (user.max_*, ours to set before /proc/sys goes
- * read-only) and RLIMIT_MSGQUEUE (inherited by the command, which cannot raise it) are set
- * to half of the host's, so a bottle leaves the host at least the other half.
+ * EMFILE/ENOSPC/EAGAIN. Our own namespace's limits (user.max_*, ours to set before /proc/sys
+ * goes read-only), RLIMIT_MSGQUEUE and RLIMIT_SIGPENDING (inherited by the command, which
+ * cannot raise them) are set to half of the host's, so a bottle leaves the host the other half.
  */
 static const char *const ucount_limits[][2] = {
     { "/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances" },
@@ -573,16 +573,19 @@ static const char *const ucount_limits[][2] = {
     { "/proc/sys/fs/fanotify/max_user_marks", "/proc/sys/user/max_fanotify_marks" },
 };
 
+static const int ucount_rlimits[] = { RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING };
+
 static int limit_ucounts(void)
 {
-    struct rlimit mq;
-
-    if (getrlimit(RLIMIT_MSGQUEUE, &mq) < 0)
-        return -errno;
-    if (mq.rlim_max != RLIM_INFINITY) {
-        mq.rlim_max /= 2;
-        mq.rlim_cur = mq.rlim_cur < mq.rlim_max ? mq.rlim_cur : mq.rlim_max;
-        if (setrlimit(RLIMIT_MSGQUEUE, &mq) < 0)
+    for (size_t i = 0; i < ARRAY_SIZE(ucount_rlimits); i++) {
+        struct rlimit rl;
+        if (getrlimit(ucount_rlimits[i], &rl) < 0)
+            return -errno;
+        if (rl.rlim_max == RLIM_INFINITY)
+            continue;
+        rl.rlim_max /= 2;
+        rl.rlim_cur = rl.rlim_cur < rl.rlim_max ? rl.rlim_cur : rl.rlim_max;
+        if (setrlimit(ucount_rlimits[i], &rl) < 0)
             return -errno;
     }
     for (size_t i = 0; i < ARRAY_SIZE(ucount_limits); i++) {
@@ -624,7 +627,7 @@ static int setup_proc(const char **what)
     /* Allowed because we own the pid namespace and the host's /proc is still visible. */
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return -errno;
-    *what = "limiting inotify, fanotify and mqueue use (user.max_*, RLIMIT_MSGQUEUE)";
+    *what = "limiting per-user counts (user.max_*, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING)";
     r = limit_ucounts();
     if (r < 0)
         return r;

@@ -120,11 +120,12 @@ else
     skip "home: the workspace may not be the home directory" "uid $(id -u) has no home directory"
 fi
 
-# --- inotify and fanotify objects and POSIX message queue bytes are counted per user up the
+# --- inotify and fanotify objects, POSIX message queue bytes and queued signals are counted per
+# user up the
 # user namespaces: a bottle run as root that took all of them left every host process of root
 # (systemd, editors, tail -f) with EMFILE. The bottle takes what it can, then the host tries.
 cat >"$WS/ucounts.py" <<'PY'
-import ctypes, os, time
+import ctypes, os, signal, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 rt = ctypes.CDLL("librt.so.1", use_errno=True)
@@ -136,10 +137,14 @@ def take(make):
     while n < 100000 and make(n) >= 0:
         n += 1
     return "%d %d" % (n, ctypes.get_errno())
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])
+class SigVal(ctypes.Union):
+    _fields_ = [("i", ctypes.c_int), ("p", ctypes.c_void_p)]
 res = [take(lambda n: libc.inotify_init1(0)),
        take(lambda n: libc.syscall(300, 0x200, 0)),  # fanotify_init(FAN_REPORT_FID): unprivileged
        take(lambda n: rt.mq_open(b"/bb%d" % n, os.O_CREAT | os.O_RDWR, 0o600,
-                                 ctypes.byref(MqAttr(0, 10, 8192, 0))))]
+                                 ctypes.byref(MqAttr(0, 10, 8192, 0)))),
+       take(lambda n: libc.sigqueue(os.getpid(), signal.SIGRTMIN, SigVal(0)))]
 with open("uc.ready", "w") as f:
     f.write("\n".join(res) + "\n")
 for _ in range(100):
@@ -148,7 +153,7 @@ for _ in range(100):
     time.sleep(0.05)
 PY
 cat >"$T/host-ucounts.py" <<'PY'
-import ctypes, os
+import ctypes, os, signal
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 rt = ctypes.CDLL("librt.so.1", use_errno=True)
@@ -162,6 +167,10 @@ print("fanotify", res(libc.syscall(300, 0x200, 0)))
 name = b"/bb-redteam-host-%d" % os.getpid()
 print("mqueue", res(rt.mq_open(name, os.O_CREAT | os.O_RDWR, 0o600, ctypes.byref(MqAttr(0, 10, 8192, 0)))))
 rt.mq_unlink(name)
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGRTMIN])
+class SigVal(ctypes.Union):
+    _fields_ = [("i", ctypes.c_int), ("p", ctypes.c_void_p)]
+print("sigqueue", res(libc.sigqueue(os.getpid(), signal.SIGRTMIN, SigVal(0))))
 PY
 rm -f "$WS/uc.ready" "$WS/uc.done"
 run -- "$PY" ucounts.py >/dev/null 2>&1 &
@@ -170,9 +179,9 @@ wait_file "$WS/uc.ready"
 host_uc=$("$PY" "$T/host-ucounts.py" 2>&1)
 touch "$WS/uc.done"
 wait "$uc_pid"
-like "ucounts: the bottle took inotify, fanotify, mqueue until refused (EMFILE)" \
-    "$(tr '\n' ' ' <"$WS/uc.ready" 2>/dev/null)" "^[0-9]+ 24 [0-9]+ 24 [0-9]+ 24 "
-for k in inotify fanotify mqueue; do
+like "ucounts: the bottle took inotify, fanotify, mqueue (EMFILE), queued signals (EAGAIN) until refused" \
+    "$(tr '\n' ' ' <"$WS/uc.ready" 2>/dev/null)" "^[0-9]+ 24 [0-9]+ 24 [0-9]+ 24 [0-9]+ 11 "
+for k in inotify fanotify mqueue sigqueue; do
     is "ucounts: ... and meanwhile the host's root could still make a $k" \
         "$(sed -n "s/^$k //p" <<<"$host_uc")" "ok"
 done
