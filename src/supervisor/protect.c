@@ -40,7 +40,9 @@ static const struct protect_entry protect_list[] = {
     { ".git/modules", false, false },  { ".vscode", false, false },
     { ".idea", false, false },         { ".claude", false, false },
     { ".mcp.json", false, false },     { ".envrc", false, false },
-    { "bottle.ini", false, false },
+    { "bottle.ini", false, false },    { ".devcontainer", false, false },
+    { ".cursor", false, false },       { ".gemini", false, false },
+    { ".zed", false, false },
 };
 
 #define COMMONDIR_PLACEHOLDER ".\n"

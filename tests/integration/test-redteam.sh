@@ -87,6 +87,21 @@ check "worktree: the host's git status in the other worktree ran nothing the bot
 is "worktree: its commondir is unchanged" "$(cat "$G/.git/worktrees/$wt_id/commondir")" "../.."
 rm -rf "$G/.git/evil"
 
+# --- editor and agent configuration that runs commands on the host, beyond .vscode/.claude:
+# a dev container's initializeCommand, Cursor's and Gemini CLI's MCP servers, Zed's language
+# server binaries. None can be created from inside, and nothing of them is left behind.
+ls_ws=$(ls -A "$WS")
+out=$(run -- sh -c '
+for f in .devcontainer/devcontainer.json .cursor/mcp.json .gemini/settings.json .zed/settings.json; do
+    d=${f%%/*}
+    (mkdir -p "$d" && echo "{\"initializeCommand\": \"touch /tmp/x\"}" >"$f") 2>/dev/null && echo "WROTE: $f"
+    (rm -rf "$d" && mkdir "$d") 2>/dev/null && echo "WROTE: replaced $d"
+done
+echo attempts-done' 2>&1)
+is "editors: .devcontainer, .cursor, .gemini, .zed cannot be written inside" "$(grep WROTE <<<"$out")" ""
+like "editors: ... and the attempts ran" "$out" "attempts-done"
+is "editors: ... and no placeholder is left in the workspace" "$(ls -A "$WS")" "$ls_ws"
+
 # --- /proc files only root may read: the bottle's uid 0 is host root, so without a mask it
 # reads the host's physical page tables (kpageflags, kpagecount, kpagecgroup) and allocator
 # state (slabinfo, pagetypeinfo). Every such file the host has reads nothing inside.

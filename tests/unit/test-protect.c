@@ -133,7 +133,8 @@ static void test_plan(void **state)
     {
         const char *want[] = { ".git/config", ".git/commondir", ".git/hooks", ".git/modules",
                                ".vscode",     ".idea",          ".mcp.json",  ".envrc",
-                               "bottle.ini",  ".githooks",      "tools",      ".gitconfig" };
+                               "bottle.ini",  ".devcontainer",  ".cursor",    ".gemini",
+                               ".zed",        ".githooks",      "tools",      ".gitconfig" };
         assert_int_equal(p.paths.n, sizeof(want) / sizeof(want[0]));
         for (size_t i = 0; i < p.paths.n; i++) {
             snprintf(path, sizeof(path), "%s/%s", ws, want[i]);
