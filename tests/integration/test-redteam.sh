@@ -204,6 +204,26 @@ max_ino=$(cat /proc/sys/fs/inotify/max_user_instances)
 check "ucounts: ... the bottle held at most half of fs.inotify.max_user_instances ($max_ino)" \
     test "$(head -n 1 "$WS/uc.ready" | cut -d' ' -f1)" -le $((max_ino / 2))
 
+# --- -t: the bottle's pty. TIOCSETD (line discipline) makes the host kernel autoload
+# tty-ldisc modules (n_gsm, n_hdlc, ppp) when dev.tty.ldisc_autoload is 1; refused. N_NULL
+# (27) is built in, so without the rule the switch succeeds here.
+if command -v script >/dev/null; then
+    cat >"$WS/ldisc.py" <<'PY'
+import errno, fcntl, struct, termios
+try:
+    fcntl.ioctl(0, termios.TIOCSETD, struct.pack("i", 27))
+    fcntl.ioctl(0, termios.TIOCSETD, struct.pack("i", 0))
+    print("ldisc=OK")
+except OSError as e:
+    print("ldisc=%s" % errno.errorcode.get(e.errno, e.errno))
+PY
+    out=$(cd "$WS" && env -u SUDO_UID -u SUDO_GID timeout 60 script -qec \
+        "$BB run --backend namespace --upstream-dns 127.0.0.1:$DNS -t -- $PY ldisc.py" /dev/null 2>&1)
+    like "tty: TIOCSETD on the bottle's pty is refused (EPERM)" "$out" "ldisc=EPERM"
+else
+    skip "tty: TIOCSETD" "script(1) (bsdutils) is needed to give bot-bottle a terminal"
+fi
+
 # --- probes that the boundary holds against (kept so it stays that way), in one bottle:
 #  bottle-init (PID 1, uid 0 with capabilities in the bottle's namespaces) is out of reach of
 #  the command (uid 0, none): its /proc entries and, via pidfd_getfd, its fds (channel,
