@@ -202,8 +202,8 @@ static bool git_true(const char *v)
     return false;
 }
 
-int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
-                            struct strv *ret_includes)
+static int scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                           struct strv *ret_includes, char *ret_worktree, size_t worktree_size)
 {
     const char *p = text, *end = text + len;
     char section[64] = "";
@@ -256,6 +256,9 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
             git_value(p + 1, ve, value, sizeof(value));
             if (strcmp(section, "core") == 0 && slice_eq_nocase(key, SLICE_LIT("hooksPath")))
                 str_printf(ret_hooks, hooks_size, "%s", value);
+            else if (ret_worktree && strcmp(section, "core") == 0 &&
+                     slice_eq_nocase(key, SLICE_LIT("worktree")))
+                str_printf(ret_worktree, worktree_size, "%s", value);
             else if ((strcmp(section, "include") == 0 || strcmp(section, "includeif") == 0) &&
                      slice_eq_nocase(key, SLICE_LIT("path")) && value[0])
                 strv_push(ret_includes, value);
@@ -266,6 +269,12 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
         p = eol ? eol + 1 : end;
     }
     return 0;
+}
+
+int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                            struct strv *ret_includes)
+{
+    return scan_git_config(text, len, ret_hooks, hooks_size, ret_includes, NULL, 0);
 }
 
 static int read_all(int fd, struct buf *out)
@@ -553,6 +562,75 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
     return 0;
 }
 
+#define PROTECT_MAX_SUBMODULES 8
+
+/*
+ * The checkouts of the repository's submodules: each one's .git is a file ("gitdir:
+ * ../.git/modules/NAME") that the host's git status in the workspace follows to run git
+ * status in the submodule. A bottle that rewrote it to point at a gitdir of its own made the
+ * host's plain `git status` run that gitdir's core.fsmonitor. The checkout is found from
+ * core.worktree in .git/modules/NAME/config (read-only inside, unlike .gitmodules). Only a .git
+ * that exists is protected (an uninitialised submodule has none; a bottle creating one is the
+ * nested repository case of docs/workspace.md). First-level submodules only.
+ */
+static int submodule_entries(const char *ws, int wsfd, struct strv *out)
+{
+    size_t n = 0;
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    DIR *d;
+    struct dirent *de;
+
+    if (git < 0)
+        return 0;
+    fd = openat(git, "modules", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/modules", ws);
+    }
+    while ((de = readdir(d))) {
+        struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
+        struct strv inc = { 0 };
+        char hooks[8], wt[PATH_MAX] = "", base[PATH_MAX], rel[PATH_MAX];
+        struct stat st;
+        int cfd, r;
+
+        if (de->d_name[0] == '.')
+            continue;
+        if (str_printf(base, sizeof(base), "%s/config", de->d_name) < 0)
+            continue;
+        cfd = openat(dirfd(d), base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (cfd < 0)
+            continue;
+        r = fstat(cfd, &st) < 0 || !S_ISREG(st.st_mode) ? -EINVAL : read_all(cfd, &b);
+        close(cfd);
+        if (r >= 0)
+            r = scan_git_config(b.p ? b.p : "", b.len, hooks, sizeof(hooks), &inc, wt, sizeof(wt));
+        buf_done(&b);
+        strv_done(&inc);
+        /* core.worktree is relative to the submodule's gitdir */
+        if (r < 0 || !wt[0] || str_printf(base, sizeof(base), ".git/modules/%s", de->d_name) < 0 ||
+            !git_path_in_ws(ws, base, wt, base, sizeof(base)) || !base[0] ||
+            str_printf(rel, sizeof(rel), "%s/.git", base) < 0)
+            continue;
+        if (fstatat(wsfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (++n > PROTECT_MAX_SUBMODULES) {
+            closedir(d);
+            log_error("%s has more than %d submodules, whose .git files bot-bottle protects; "
+                      "run with --allow-write for the ones the bottle may change",
+                      ws, PROTECT_MAX_SUBMODULES);
+            return -E2BIG;
+        }
+        strv_push(out, rel);
+    }
+    closedir(d);
+    return 0;
+}
+
 #define PROTECT_MAX_WORKTREES 8
 
 /*
@@ -634,6 +712,9 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
     if (r < 0)
         goto out;
     r = worktree_entries(ws, wsfd, &entries);
+    if (r < 0)
+        goto out;
+    r = submodule_entries(ws, wsfd, &entries);
     if (r < 0)
         goto out;
 

@@ -102,6 +102,34 @@ is "editors: .devcontainer, .cursor, .gemini, .zed cannot be written inside" "$(
 like "editors: ... and the attempts ran" "$out" "attempts-done"
 is "editors: ... and no placeholder is left in the workspace" "$(ls -A "$WS")" "$ls_ws"
 
+# --- an existing submodule: its checkout's .git is a file ("gitdir: ../.git/modules/sub") the
+# host's git status in the superproject follows, running git status in the submodule. A bottle
+# that pointed it at a gitdir of its own ran that gitdir's core.fsmonitor on the host's plain
+# `git status`, without a single write to .git.
+rm -f "$PWNED"
+git init -q -b main "$T/subsrc"
+git -C "$T/subsrc" -c user.name=t -c user.email=t@example.invalid commit -q --allow-empty -m s
+(cd "$G" && git -c protocol.file.allow=always submodule -q add "$T/subsrc" sub >/dev/null 2>&1 &&
+    git -c user.name=t -c user.email=t@example.invalid commit -q -m sub)
+gitlink_before=$(cat "$G/sub/.git")
+out=$( (cd "$G" && env -u SUDO_UID -u SUDO_GID timeout 60 "$BB" run --backend namespace \
+    --upstream-dns "127.0.0.1:$DNS" -- sh -c '
+mkdir -p evilgd && cp -r .git/modules/sub/objects .git/modules/sub/refs .git/modules/sub/HEAD .git/modules/sub/index evilgd/
+printf "[core]\n\trepositoryformatversion = 0\n\tworktree = ../sub\n\tfsmonitor = $PWD/evil.sh\n" >evilgd/config
+(mv sub sub.old && mv sub.old sub) 2>/dev/null && echo "WROTE: moved the submodule checkout"
+(echo "gitdir: ../evilgd" >sub/g.tmp && mv -f sub/g.tmp sub/.git) 2>/dev/null && echo "WROTE: rename onto sub/.git"
+(echo "gitdir: ../evilgd" >sub/.git) 2>/dev/null && echo "WROTE: sub/.git"
+rm -f sub/g.tmp
+git -C sub status >/dev/null 2>&1 && echo submodule-git-works
+echo attempts-done') 2>&1)
+is "submodule: the checkout's .git cannot be rewritten inside the bottle" "$(grep WROTE <<<"$out")" ""
+like "submodule: git still works in the submodule inside" "$out" "submodule-git-works"
+(cd "$G" && git status >/dev/null 2>&1)
+check "submodule: the host's git status in the superproject ran nothing the bottle wrote" \
+    test ! -e "$PWNED"
+is "submodule: its .git is unchanged" "$(cat "$G/sub/.git")" "$gitlink_before"
+rm -rf "$G/evilgd"
+
 # --- /proc files only root may read: the bottle's uid 0 is host root, so without a mask it
 # reads the host's physical page tables (kpageflags, kpagecount, kpagecgroup) and allocator
 # state (slabinfo, pagetypeinfo). Every such file the host has reads nothing inside.
