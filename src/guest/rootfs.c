@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -49,11 +50,16 @@ static const char *const proc_readonly[] = {
     "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs",
 };
 /* Host-wide information a bottle has no need to read: a file gets /dev/null bound over it
- * (reads return nothing), a directory an empty read-only tmpfs. */
+ * (reads return nothing), a directory an empty read-only tmpfs. Beyond runc's list: the
+ * files only root may read (mode 0400), which a bottle whose uid 0 is host root could:
+ * the physical page tables (kpage*: page flags, map counts, owning cgroups) and the slab
+ * and page allocators' state (slabinfo, pagetypeinfo), which help kernel exploits. */
 static const char *const proc_masked[] = {
-    "/proc/cmdline",     "/proc/kcore",       "/proc/keys",          "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/latency_stats", "/proc/kmsg",
-    "/proc/vmallocinfo", "/proc/acpi",        "/proc/scsi",          "/proc/asound",
+    "/proc/cmdline",     "/proc/kcore",        "/proc/keys",          "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug",  "/proc/latency_stats", "/proc/kmsg",
+    "/proc/vmallocinfo", "/proc/kpageflags",   "/proc/kpagecount",    "/proc/kpagecgroup",
+    "/proc/slabinfo",    "/proc/pagetypeinfo", "/proc/acpi",          "/proc/scsi",
+    "/proc/asound",
 };
 
 enum link_kind { LINK_ABSENT, LINK_SYMLINK, LINK_TREE };
@@ -551,6 +557,66 @@ static int setup_dev(struct plan *p, const struct bottle_spec *s, const char **w
     return 0;
 }
 
+/*
+ * inotify and fanotify objects, POSIX message queue bytes and queued signals are counted per
+ * user, up the chain of user namespaces: what the bottle holds is charged to the user who made
+ * its namespace (host root, when run as root), against the host's per-user limits. A bottle
+ * taking all of them left every host process of that user (systemd, editors, tail -f) with
+ * EMFILE/ENOSPC/EAGAIN. Our own namespace's limits (user.max_*, ours to set before /proc/sys
+ * goes read-only), RLIMIT_MSGQUEUE and RLIMIT_SIGPENDING (inherited by the command, which
+ * cannot raise them) are set to half of the host's, so a bottle leaves the host the other half.
+ */
+static const char *const ucount_limits[][2] = {
+    { "/proc/sys/fs/inotify/max_user_instances", "/proc/sys/user/max_inotify_instances" },
+    { "/proc/sys/fs/inotify/max_user_watches", "/proc/sys/user/max_inotify_watches" },
+    { "/proc/sys/fs/fanotify/max_user_groups", "/proc/sys/user/max_fanotify_groups" },
+    { "/proc/sys/fs/fanotify/max_user_marks", "/proc/sys/user/max_fanotify_marks" },
+};
+
+static const int ucount_rlimits[] = { RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING };
+
+static int limit_ucounts(void)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(ucount_rlimits); i++) {
+        struct rlimit rl;
+        if (getrlimit(ucount_rlimits[i], &rl) < 0)
+            return -errno;
+        if (rl.rlim_max == RLIM_INFINITY)
+            continue;
+        rl.rlim_max /= 2;
+        rl.rlim_cur = rl.rlim_cur < rl.rlim_max ? rl.rlim_cur : rl.rlim_max;
+        if (setrlimit(ucount_rlimits[i], &rl) < 0)
+            return -errno;
+    }
+    for (size_t i = 0; i < ARRAY_SIZE(ucount_limits); i++) {
+        char b[32];
+        uint64_t host;
+        ssize_t n;
+        _cleanup_close_ int in = open(ucount_limits[i][0], O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = -1;
+
+        if (in < 0 && errno == ENOENT)
+            continue; /* a kernel without inotify */
+        if (in < 0)
+            return -errno;
+        n = read(in, b, sizeof(b) - 1);
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        while (n > 0 && (b[n - 1] == '\n' || b[n - 1] == ' '))
+            n--;
+        if (str_to_u64(slice_make(b, (size_t)n), UINT64_MAX, &host) < 0)
+            return -EIO;
+        out = open(ucount_limits[i][1], O_WRONLY | O_CLOEXEC);
+        if (out < 0)
+            return -errno;
+        if (str_printf(b, sizeof(b), "%llu\n", (unsigned long long)(host > 1 ? host / 2 : 1)) < 0)
+            return -EIO;
+        if (write(out, b, strlen(b)) != (ssize_t)strlen(b))
+            return -errno;
+    }
+    return 0;
+}
+
 static int setup_proc(const char **what)
 {
     int r;
@@ -561,6 +627,10 @@ static int setup_proc(const char **what)
     /* Allowed because we own the pid namespace and the host's /proc is still visible. */
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return -errno;
+    *what = "limiting per-user counts (user.max_*, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING)";
+    r = limit_ucounts();
+    if (r < 0)
+        return r;
 
     *what = "masking /proc";
     for (size_t i = 0; i < ARRAY_SIZE(proc_readonly); i++) {

@@ -190,15 +190,18 @@ int guest_seccomp_build(int err, int af_err, scmp_filter_ctx *ret)
     if (r < 0)
         return r;
     /* TIOCSTI pushes bytes into a terminal's input: a bottle sharing the user's terminal
-     * could type commands into the host shell. The command number is 32 bits. */
+     * could type commands into the host shell. TIOCSETD changes the line discipline of the
+     * bottle's pty (-t), which makes the host kernel autoload tty-ldisc modules (n_gsm,
+     * n_hdlc, ppp: a history of privilege escalations) when dev.tty.ldisc_autoload is 1, as
+     * on Debian. The command number is 32 bits. */
     {
-        struct scmp_arg_cmp sti = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI);
-        struct scmp_arg_cmp lnx = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX);
-        r = deny_name(ctx, deny, "ioctl", 1, &sti);
-        if (r >= 0)
-            r = deny_name(ctx, deny, "ioctl", 1, &lnx);
-        if (r < 0)
-            return r;
+        static const unsigned long tty_denied[] = { TIOCSTI, TIOCLINUX, TIOCSETD };
+        for (size_t i = 0; i < ARRAY_SIZE(tty_denied); i++) {
+            struct scmp_arg_cmp c = SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, tty_denied[i]);
+            r = deny_name(ctx, deny, "ioctl", 1, &c);
+            if (r < 0)
+                return r;
+        }
     }
     r = deny_setid_modes(ctx, deny);
     if (r >= 0)

@@ -1,6 +1,7 @@
 /* What a bottle may not write in its workspace: the host's side (see protect.h). */
 #include "supervisor/protect.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -21,9 +22,11 @@
 /*
  * The list, relative to the workspace; docs/workspace.md says why each entry is here. A
  * directory entry protects everything beneath it. `placeholder_file`: when missing, the
- * placeholder is an empty file (git needs .git/config to be a file); every other placeholder
- * is an empty directory, which git status does not show and a host tool cannot mistake for
- * a config file it should use.
+ * placeholder is an empty file (git needs .git/config to be a file), or a file holding
+ * COMMONDIR_PLACEHOLDER for .git/commondir (git dies on an empty or unreadable one; "."
+ * names the gitdir itself, so git works as without the file); every other placeholder is an
+ * empty directory, which git status does not show and a host tool cannot mistake for a
+ * config file it should use.
  */
 struct protect_entry {
     const char *path;
@@ -32,12 +35,25 @@ struct protect_entry {
 };
 
 static const struct protect_entry protect_list[] = {
-    { ".git", true, false },        { ".git/config", false, true },
-    { ".git/hooks", false, false }, { ".git/modules", false, false },
-    { ".vscode", false, false },    { ".idea", false, false },
-    { ".claude", false, false },    { ".mcp.json", false, false },
-    { ".envrc", false, false },     { "bottle.ini", false, false },
+    { ".git", true, false },           { ".git/config", false, true },
+    { ".git/commondir", false, true }, { ".git/hooks", false, false },
+    { ".git/modules", false, false },  { ".vscode", false, false },
+    { ".idea", false, false },         { ".claude", false, false },
+    { ".mcp.json", false, false },     { ".envrc", false, false },
+    { "bottle.ini", false, false },    { ".devcontainer", false, false },
+    { ".cursor", false, false },       { ".gemini", false, false },
+    { ".zed", false, false },
 };
+
+#define COMMONDIR_PLACEHOLDER ".\n"
+
+/* The content of a file placeholder at rel: only a commondir's is not empty. */
+static const char *placeholder_text(const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+
+    return strcmp(base ? base + 1 : rel, "commondir") == 0 ? COMMONDIR_PLACEHOLDER : "";
+}
 
 const char *protect_list_entry(size_t i)
 {
@@ -186,8 +202,8 @@ static bool git_true(const char *v)
     return false;
 }
 
-int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
-                            struct strv *ret_includes)
+static int scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                           struct strv *ret_includes, char *ret_worktree, size_t worktree_size)
 {
     const char *p = text, *end = text + len;
     char section[64] = "";
@@ -240,6 +256,9 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
             git_value(p + 1, ve, value, sizeof(value));
             if (strcmp(section, "core") == 0 && slice_eq_nocase(key, SLICE_LIT("hooksPath")))
                 str_printf(ret_hooks, hooks_size, "%s", value);
+            else if (ret_worktree && strcmp(section, "core") == 0 &&
+                     slice_eq_nocase(key, SLICE_LIT("worktree")))
+                str_printf(ret_worktree, worktree_size, "%s", value);
             else if ((strcmp(section, "include") == 0 || strcmp(section, "includeif") == 0) &&
                      slice_eq_nocase(key, SLICE_LIT("path")) && value[0])
                 strv_push(ret_includes, value);
@@ -250,6 +269,12 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
         p = eol ? eol + 1 : end;
     }
     return 0;
+}
+
+int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
+                            struct strv *ret_includes)
+{
+    return scan_git_config(text, len, ret_hooks, hooks_size, ret_includes, NULL, 0);
 }
 
 static int read_all(int fd, struct buf *out)
@@ -405,6 +430,24 @@ static int git_config_entries(const char *ws, int wsfd, struct strv *out)
 
 /* ---------------------------------------------------------------- the plan */
 
+/* A file placeholder is removed only while it still holds what we wrote: empty, or (a
+ * .git/commondir placeholder) exactly COMMONDIR_PLACEHOLDER. */
+static bool placeholder_unchanged(const char *path, const struct stat *st)
+{
+    char b[sizeof(COMMONDIR_PLACEHOLDER)];
+    _cleanup_close_ int fd = -1;
+
+    if (st->st_size == 0)
+        return true;
+    if (st->st_size != (off_t)strlen(COMMONDIR_PLACEHOLDER))
+        return false;
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    return read(fd, b, sizeof(b)) == (ssize_t)strlen(COMMONDIR_PLACEHOLDER) &&
+           memcmp(b, COMMONDIR_PLACEHOLDER, strlen(COMMONDIR_PLACEHOLDER)) == 0;
+}
+
 static void plan_remove_made(struct protect_plan *p)
 {
     for (size_t i = p->n_made; i-- > 0;) {
@@ -415,7 +458,7 @@ static void plan_remove_made(struct protect_plan *p)
         if (m->dir) {
             if (S_ISDIR(st.st_mode) && rmdir(m->path) < 0)
                 log_info("left the placeholder %s in place: %s", m->path, strerror(errno));
-        } else if (S_ISREG(st.st_mode) && st.st_size == 0) {
+        } else if (S_ISREG(st.st_mode) && placeholder_unchanged(m->path, &st)) {
             unlink(m->path);
         }
     }
@@ -469,8 +512,14 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
             if (as_dir)
                 r = mkdirat(dir, c, 0700) < 0 ? -errno : 0;
             else {
-                int fd = openat(dir, c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                const char *text = placeholder_text(rel);
+                int fd = openat(dir, c, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                *text ? 0644 : 0600);
                 r = fd < 0 ? -errno : 0;
+                if (fd >= 0 && *text && write(fd, text, strlen(text)) != (ssize_t)strlen(text)) {
+                    r = -EIO;
+                    unlinkat(dir, c, 0);
+                }
                 if (fd >= 0)
                     close(fd);
             }
@@ -513,6 +562,139 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
     return 0;
 }
 
+#define PROTECT_MAX_SUBMODULES 8
+
+/*
+ * The checkouts of the repository's submodules: each one's .git is a file ("gitdir:
+ * ../.git/modules/NAME") that the host's git status in the workspace follows to run git
+ * status in the submodule. A bottle that rewrote it to point at a gitdir of its own made the
+ * host's plain `git status` run that gitdir's core.fsmonitor. The checkout is found from
+ * core.worktree in .git/modules/NAME/config (read-only inside, unlike .gitmodules). Only a .git
+ * that exists is protected (an uninitialised submodule has none; a bottle creating one is the
+ * nested repository case of docs/workspace.md). First-level submodules only.
+ */
+static int submodule_entries(const char *ws, int wsfd, struct strv *out)
+{
+    size_t n = 0;
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    DIR *d;
+    struct dirent *de;
+
+    if (git < 0)
+        return 0;
+    fd = openat(git, "modules", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/modules", ws);
+    }
+    while ((de = readdir(d))) {
+        struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
+        struct strv inc = { 0 };
+        char hooks[8], wt[PATH_MAX] = "", base[PATH_MAX], rel[PATH_MAX];
+        struct stat st;
+        int cfd, r;
+
+        if (de->d_name[0] == '.')
+            continue;
+        if (str_printf(base, sizeof(base), "%s/config", de->d_name) < 0)
+            continue;
+        cfd = openat(dirfd(d), base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (cfd < 0)
+            continue;
+        r = fstat(cfd, &st) < 0 || !S_ISREG(st.st_mode) ? -EINVAL : read_all(cfd, &b);
+        close(cfd);
+        if (r >= 0)
+            r = scan_git_config(b.p ? b.p : "", b.len, hooks, sizeof(hooks), &inc, wt, sizeof(wt));
+        buf_done(&b);
+        strv_done(&inc);
+        /* core.worktree is relative to the submodule's gitdir */
+        if (r < 0 || !wt[0] || str_printf(base, sizeof(base), ".git/modules/%s", de->d_name) < 0 ||
+            !git_path_in_ws(ws, base, wt, base, sizeof(base)) || !base[0] ||
+            str_printf(rel, sizeof(rel), "%s/.git", base) < 0)
+            continue;
+        if (fstatat(wsfd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        if (++n > PROTECT_MAX_SUBMODULES) {
+            closedir(d);
+            log_error("%s has more than %d submodules, whose .git files bot-bottle protects; "
+                      "run with --allow-write for the ones the bottle may change",
+                      ws, PROTECT_MAX_SUBMODULES);
+            return -E2BIG;
+        }
+        strv_push(out, rel);
+    }
+    closedir(d);
+    return 0;
+}
+
+#define PROTECT_MAX_WORKTREES 8
+
+/*
+ * The linked worktrees of the workspace's repository (.git/worktrees/ID, one per `git worktree
+ * add`): git in such a worktree, which may lie outside the workspace, takes its config and
+ * hooks from the directory ID/commondir names, and reads ID/config.worktree as config when
+ * extensions.worktreeConfig is on. A bottle that rewrote them would run its code in the
+ * user's other checkouts.
+ */
+static int worktree_entries(const char *ws, int wsfd, struct strv *out)
+{
+    bool wt_config = false;
+    size_t n = 0;
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    DIR *d;
+    struct dirent *de;
+
+    if (git < 0)
+        return 0;
+    fd = openat(git, "worktrees", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0; /* none; a symlink there is not followed by git-aware code here either */
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/worktrees", ws);
+    }
+    for (size_t i = 0; i < out->n; i++)
+        if (strcmp(out->v[i], ".git/config.worktree") == 0)
+            wt_config = true;
+    while ((de = readdir(d))) {
+        struct stat st;
+        char rel[PATH_MAX];
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        if (++n > PROTECT_MAX_WORKTREES) {
+            closedir(d);
+            log_error("%s/.git/worktrees has more than %d linked worktrees, whose commondir "
+                      "files bot-bottle protects: remove the stale ones (git worktree prune), "
+                      "or run with --allow-write .git/worktrees",
+                      ws, PROTECT_MAX_WORKTREES);
+            return -E2BIG;
+        }
+        if (str_printf(rel, sizeof(rel), ".git/worktrees/%s/commondir", de->d_name) == 0)
+            strv_push(out, rel);
+        if (wt_config &&
+            str_printf(rel, sizeof(rel), ".git/worktrees/%s/config.worktree", de->d_name) == 0)
+            strv_push(out, rel);
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Entries whose placeholder is a file: git reads them as files (commondir, config). */
+static bool wants_placeholder_file(const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+
+    base = base ? base + 1 : rel;
+    return strcmp(base, "commondir") == 0 || strcmp(base, "config.worktree") == 0;
+}
+
 int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
 {
     struct strv entries = { 0 }, chosen = { 0 };
@@ -527,6 +709,12 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
     for (size_t i = 0; i < n_static; i++)
         strv_push(&entries, protect_list[i].path);
     r = git_config_entries(ws, wsfd, &entries);
+    if (r < 0)
+        goto out;
+    r = worktree_entries(ws, wsfd, &entries);
+    if (r < 0)
+        goto out;
+    r = submodule_entries(ws, wsfd, &entries);
     if (r < 0)
         goto out;
 
@@ -544,7 +732,8 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
         if (allowed || covered)
             continue;
         r = plan_walk(p, ws, wsfd, e, i < n_static && protect_list[i].unless_dir,
-                      i < n_static && protect_list[i].placeholder_file, &len);
+                      i < n_static ? protect_list[i].placeholder_file : wants_placeholder_file(e),
+                      &len);
         if (r < 0)
             goto out;
         if (len) {

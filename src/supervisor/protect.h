@@ -17,7 +17,7 @@
 
 #include "config/config.h"
 
-#define PROTECT_MAX 32                 /* protected paths, placeholders */
+#define PROTECT_MAX 48                 /* protected paths, placeholders */
 #define PROTECT_GIT_CONFIG_MAX 1048576 /* bytes of .git/config read to find core.hooksPath */
 
 struct protect_made {

@@ -629,6 +629,28 @@ static bool workspace_used_by_another(struct sv *s)
     return used;
 }
 
+/*
+ * A workspace that is a home directory, or holds one, gives the bottle the user's dotfiles
+ * (~/.bashrc, ~/.profile, ~/.gitconfig, ~/.ssh, ~/.config/...), which the host runs or trusts
+ * later: the bottle's private $HOME tmpfs lies beneath the workspace mount and is hidden.
+ * Checked for the bottle's user and the invoking one (root without sudo: the same).
+ */
+static int refuse_home_workspace(const char *ws, const char *home)
+{
+    char real[PATH_MAX];
+    size_t n = strlen(ws);
+
+    if (!home || home[0] != '/' || !realpath(home, real))
+        return 0;
+    if (strcmp(real, ws) != 0 && !(strncmp(real, ws, n) == 0 && (n == 1 || real[n] == '/')))
+        return 0;
+    log_error("the workspace %s %s the home directory %s: the bottle could write the "
+              "dotfiles the host runs later (~/.bashrc, ~/.gitconfig, ~/.ssh, ...). Run "
+              "bot-bottle in a project directory (cd DIR, or --workspace DIR)",
+              ws, strcmp(real, ws) == 0 ? "is" : "holds", real);
+    return -EPERM;
+}
+
 static int build_spec(struct sv *s, struct bottle_spec *spec)
 {
     struct passwd *pw;
@@ -658,6 +680,12 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         (r = bottle_spec_set_str(&spec->workspace, s->o->workspace)) < 0 ||
         (r = bottle_spec_set_str(&spec->channel, "fd:3")) < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot build the bottle spec");
+    {
+        struct passwd *me = getpwuid(geteuid());
+        if ((r = refuse_home_workspace(s->o->workspace, spec->home)) < 0 ||
+            (me && (r = refuse_home_workspace(s->o->workspace, me->pw_dir)) < 0))
+            return r;
+    }
     if (term && (r = bottle_spec_set_env(spec, "TERM", term)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "TERM");
     for (size_t i = 0; i < s->o->env.n; i++) {

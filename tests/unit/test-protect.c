@@ -131,15 +131,26 @@ static void test_plan(void **state)
     }
     assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
     {
-        const char *want[] = { ".git/config", ".git/hooks", ".git/modules", ".vscode",
-                               ".idea",       ".mcp.json",  ".envrc",       "bottle.ini",
-                               ".githooks",   "tools",      ".gitconfig" };
+        const char *want[] = { ".git/config", ".git/commondir", ".git/hooks", ".git/modules",
+                               ".vscode",     ".idea",          ".mcp.json",  ".envrc",
+                               "bottle.ini",  ".devcontainer",  ".cursor",    ".gemini",
+                               ".zed",        ".githooks",      "tools",      ".gitconfig" };
         assert_int_equal(p.paths.n, sizeof(want) / sizeof(want[0]));
         for (size_t i = 0; i < p.paths.n; i++) {
             snprintf(path, sizeof(path), "%s/%s", ws, want[i]);
             assert_string_equal(p.paths.v[i], path);
             assert_int_equal(lstat(path, &st), 0);
         }
+    }
+    /* .git/commondir's placeholder names the gitdir itself (git dies on an empty one) */
+    snprintf(path, sizeof(path), "%s/.git/commondir", ws);
+    {
+        char text[8] = { 0 };
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        assert_int_equal(fread(text, 1, sizeof(text) - 1, f), 2);
+        fclose(f);
+        assert_string_equal(text, ".\n");
     }
     /* the hooks directory's placeholder is at its first missing component */
     snprintf(path, sizeof(path), "%s/tools", ws);
@@ -154,6 +165,8 @@ static void test_plan(void **state)
     snprintf(path, sizeof(path), "%s/.mcp.json", ws);
     assert_int_equal(lstat(path, &st), -1);
     snprintf(path, sizeof(path), "%s/.git/hooks", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.git/commondir", ws);
     assert_int_equal(lstat(path, &st), -1);
     snprintf(path, sizeof(path), "%s/.idea", ws);
     assert_int_equal(lstat(path, &st), 0); /* the user's */

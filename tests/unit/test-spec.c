@@ -708,6 +708,17 @@ static int seccomp_child(void)
         fprintf(stderr, "TIOCSTI not denied\n");
         bad++;
     }
+    /* TIOCSETD (line discipline: autoloads tty-ldisc modules), also with high bits set */
+    if (try_syscall(SYS_ioctl, fds[0], TIOCSETD) != TEST_ERRNO) {
+        fprintf(stderr, "TIOCSETD not denied\n");
+        bad++;
+    }
+#if __SIZEOF_LONG__ == 8
+    if (try_syscall(SYS_ioctl, fds[0], (long)((1UL << 32) | TIOCSETD)) != TEST_ERRNO) {
+        fprintf(stderr, "TIOCSETD with high bits not denied\n");
+        bad++;
+    }
+#endif
     {
         int avail = -1;
         if (ioctl(fds[0], FIONREAD, &avail) < 0 || avail != 0) {
