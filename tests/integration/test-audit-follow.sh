@@ -27,9 +27,8 @@ for _ in $(seq 40); do grep -q "blocked one.test" "$T/run.err" && break; sleep 0
 like "before rotation: the blocked host is reported" "$(cat "$T/run.err")" "blocked one.test"
 
 LOG="$STATE/logs/bb-test-follow.audit.log"
-SPID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" \
+DAEMON=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['daemon_pid'])" \
     "$STATE/bottles/bb-test-follow/info.json")
-DAEMON=$(pgrep -P "$SPID" -x bot-bottle | head -1)
 mv "$LOG" "$LOG.1"
 kill -HUP "$DAEMON" # the daemon reopens the name: a new, empty NAME.audit.log
 for _ in $(seq 40); do [ -e "$LOG" ] && break; sleep 0.05; done

@@ -175,8 +175,8 @@ supervisor_pid() {
     wait_file "$STATE/bottles/$1/info.json"
     "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$STATE/bottles/$1/info.json"
 }
-# Live (not zombie) bottle-init processes.
-live_inits() { ps -C bottle-init -o stat= | grep -vc '^Z'; }
+# This test's own live bottle-init processes (never another bottle's on the machine).
+INIT_RE='^(\S*/)?bottle-init( |$)'
 
 # --- signals: SIGTERM to bot-bottle reaches the command, whose status comes back
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-sig -- sh -c 'trap "exit 42" TERM; echo up >sig-ready; while :; do sleep 0.1; done') &
@@ -260,31 +260,35 @@ else
     skip "unprivileged run" "needs root to switch to an unprivileged user for the test"
 fi
 
-# --- no leftovers
-sleep 0.3
+# --- no leftovers (processes: of this test only; it is their subreaper, see lib.sh)
 is "cleanup: no bottle state left after normal exits" "$(ls "$STATE/bottles" 2>/dev/null | wc -l)" "0"
-is "cleanup: no bottle-init process left" "$(live_inits)" "0"
+wait_gone "$INIT_RE"
+is "cleanup: no bottle-init process left" "$(procs "$INIT_RE")" ""
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-k -- sh -c 'echo up >k-ready; sleep 30') &
 SUP=$!
 wait_file "$T/ws/k-ready"
+is "kill -9 (control): the bottle's bottle-init runs" "$(procs "$INIT_RE" | wc -l)" "1"
+is "kill -9 (control): ... the command inside" "$(procs '^sleep 30$' | wc -l)" "1"
+is "kill -9 (control): ... and its egress daemon" "$(procs ' egress .*--name bb-test-k ' | wc -l)" "1"
 kill -9 "$(supervisor_pid bb-test-k)"; wait "$SUP" 2>/dev/null
-sleep 0.5
-is "kill -9: the bottle's processes die with the supervisor" "$(live_inits)" "0"
-is "kill -9: ... and so does the command inside" "$(pgrep -fc 'sleep 30' || true)" "0"
-is "kill -9: ... and its egress daemon" "$(ps -eo stat=,args= | grep -v '^Z' | grep -c '[b]b-test-k')" "0"
+wait_gone "$INIT_RE|^sleep 30$| egress .*--name bb-test-k "
+is "kill -9: the bottle's processes die with the supervisor" "$(procs "$INIT_RE")" ""
+is "kill -9: ... and so does the command inside" "$(procs '^sleep 30$')" ""
+is "kill -9: ... and its egress daemon" "$(procs ' egress .*--name bb-test-k ')" ""
 run -- true
 is "kill -9: the next run removes the stale state" "$(ls "$STATE/bottles" 2>/dev/null | wc -l)" "0"
 
 # --- S7: kill the egress daemon mid-run
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-s7 --allow "allowed.test:$HTTP" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
-    'echo up >s7-ready; sleep 2; curl -s --max-time 3 http://allowed.test:'"$HTTP"'/hello; echo curl-rc=$? >s7-out; sleep 20' \
+    'echo up >s7-ready; i=0; while [ ! -e s7-killed ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; curl -s --max-time 3 http://allowed.test:'"$HTTP"'/hello; echo curl-rc=$? >s7-out; sleep 20' \
     >"$T/s7.out" 2>"$T/s7.err") &
 SUP=$!
 wait_file "$T/ws/s7-ready"
 DAEMON=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['daemon_pid'])" "$STATE/bottles/bb-test-s7/info.json")
 diag "supervisor $(supervisor_pid bb-test-s7), egress daemon $DAEMON"
-kill -9 "$DAEMON" 
+kill -9 "$DAEMON"
+touch "$T/ws/s7-killed"
 t0=$(date +%s)
 wait "$SUP"; rc=$?
 t1=$(date +%s)
