@@ -5,7 +5,7 @@
 set -uo pipefail
 src=${1:-$(dirname "$0")/..}
 cd "$src"
-echo "1..4"
+echo "1..5"
 files=$(git ls-files '*.c' '*.h' 2>/dev/null)
 if out=$(clang-format --dry-run -Werror $files 2>&1); then
     echo "ok 1 - clang-format"
@@ -48,3 +48,12 @@ else
     echo "not ok 4 - the layering check fails on an unchanged copy of src/"
 fi
 rm -rf "$tmp"
+# docs/architecture.md carries exactly the table the check enforces, between its markers.
+if out=$(diff <(scripts/check-layers.sh --table) \
+    <(sed -n '/^<!-- layers:/,/^<!-- end layers -->/{/^<!--/d;p}' docs/architecture.md) 2>&1); then
+    echo "ok 5 - docs/architecture.md has the layering table of scripts/check-layers.sh"
+else
+    echo "$out" | head -20 | sed 's/^/# /'
+    echo "# paste the output of scripts/check-layers.sh --table into docs/architecture.md"
+    echo "not ok 5 - docs/architecture.md has the layering table of scripts/check-layers.sh"
+fi
