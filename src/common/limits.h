@@ -35,4 +35,3 @@
 #define BB_MAX_CONFIG_FILE (1024 * 1024)
 
 /* Audit */
-#define BB_MAX_AUDIT_LINE 4096
