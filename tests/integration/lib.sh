@@ -46,6 +46,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The python the tests and the bottles run (a host path: a bottle sees the host's /usr).
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "Bail out! $PY is needed (scripts/install-deps.sh installs python3)"; exit 1; }
+
 # The plan is printed at the end (TAP allows it), so counts never go stale.
 plan() { :; }
 diag() { sed 's/^/# /' <<<"$*"; }
@@ -101,6 +105,22 @@ skip() { _n=$((_n + 1)); echo "ok $_n # SKIP $1: $2"; }
 done_testing() {
     echo "1..$_n"
     exit $((_failed > 0))
+}
+
+# need_bottles WHAT: the rest of the test runs bottles; skip it all (saying why) when this user
+# cannot (not root, and no unprivileged user namespaces).
+need_bottles() {
+    if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
+        skip "$1" "user namespaces are not available to this user"
+        done_testing
+    fi
+}
+# need_root WHAT WHY: skip the rest of the test unless running as root.
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        skip "$1" "$2"
+        done_testing
+    fi
 }
 
 # A free TCP+UDP port on 127.0.0.1 (the kernel picks; tiny race accepted in tests).

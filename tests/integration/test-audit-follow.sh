@@ -4,10 +4,7 @@
 # hosts blocked after the rotation must still be reported.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "audit follow" "user namespaces are not available to this user"
-    done_testing
-fi
+need_bottles "audit follow"
 HTTP=$(free_port); DNS=$(free_port)
 bg python3 "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
     --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone one.test=127.0.0.1 \

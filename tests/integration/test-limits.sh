@@ -5,13 +5,8 @@
 # the memory test --memory 64M, the fillers 32M/8M.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ]; then
-    # Unprivileged runs need a delegated cgroup; this machine's tests run as root.
-    skip "limit tests" "they need root (or a delegated cgroup) to create cgroups"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed (install-deps installs python3)"; exit 1; }
+# Unprivileged runs need a delegated cgroup; this machine's tests run as root.
+need_root "limit tests" "they need root (or a delegated cgroup) to create cgroups"
 
 mkdir -p "$T/ws"
 DNS=$(free_port)

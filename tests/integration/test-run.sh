@@ -4,12 +4,7 @@
 # and two bottles at once. Fake origin and DNS stub on the host's loopback.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "run tests" "user namespaces are not available to this user"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed inside the bottle (install-deps installs python3)"; exit 1; }
+need_bottles "run tests"
 
 HTTP=$(free_port); DNS=$(free_port); OTHER=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
@@ -186,58 +181,13 @@ kill -TERM "$(supervisor_pid bb-test-sig)"
 wait "$SUP"; is "signals: SIGTERM reaches the command (status 42 comes back)" "$?" "42"
 
 # --- TTY: the command gets a terminal of the caller's size
-cat >"$T/ttysize.py" <<'PY'
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101, 0, 0))
-out = b""
-while True:
-    try:
-        d = os.read(fd, 4096)
-    except OSError:
-        break
-    if not d:
-        break
-    out += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(st))
-PY
-out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ttysize.py" "$BB" run --backend namespace -t -- sh -c 'stty size; test -t 0 && echo is-a-tty')
+out=$(cd "$T/ws" && timeout 30 "$PY" "$HELPERS/pty-run.py" --size 37 101 -- "$BB" run --backend namespace -t -- sh -c 'stty size; test -t 0 && echo is-a-tty')
 like "tty: the command's terminal has the caller's size" "$out" "37 101"
 like "tty: stdin is a terminal inside" "$out" "is-a-tty"
+like "tty: ... and the status comes back" "$out" "status=0"
 
 # Ctrl-C typed at the terminal reaches the command (through the pty), not bot-bottle.
-cat >"$T/ctrlc.py" <<'PY'
-import os, select, sys, time
-pid, fd = __import__("pty").fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-buf = b""
-deadline = time.time() + 20
-while b"ready" not in buf and time.time() < deadline:
-    r, _, _ = select.select([fd], [], [], 0.5)
-    if r:
-        try:
-            buf += os.read(fd, 4096)
-        except OSError:
-            break
-os.write(fd, b"\x03")
-while True:
-    try:
-        d = os.read(fd, 4096)
-    except OSError:
-        break
-    if not d:
-        break
-    buf += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(buf.decode(errors="replace"))
-print("status=%d" % os.waitstatus_to_exitcode(st))
-PY
-out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ctrlc.py" "$BB" run --backend namespace -t -- sh -c 'trap "echo got-sigint; exit 7" INT; echo ready; while :; do sleep 0.1; done')
+out=$(cd "$T/ws" && timeout 30 "$PY" "$HELPERS/pty-run.py" --when ready --send '\x03' -- "$BB" run --backend namespace -t -- sh -c 'trap "echo got-sigint; exit 7" INT; echo ready; while :; do sleep 0.1; done')
 like "tty: Ctrl-C is delivered to the command" "$out" "got-sigint"
 like "tty: ... and bot-bottle returns the command's status" "$out" "status=7"
 

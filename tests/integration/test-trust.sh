@@ -6,11 +6,7 @@
 # Fake origin and DNS stub on the host's loopback, as in test-run.sh.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "trust tests" "user namespaces are not available to this user"
-    done_testing
-fi
-PY=/usr/bin/python3
+need_bottles "trust tests"
 
 HTTP=$(free_port); DNS=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
