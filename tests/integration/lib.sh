@@ -1,6 +1,10 @@
-# Shared helpers for the integration tests (bash, TAP output). Source it; then call
-# `check DESC CMD...`, `is DESC GOT WANT`, `like DESC TEXT REGEX`, `skip DESC WHY`.
-# Every test runs in its own scratch directory, and everything it started is killed on exit.
+# Shared helpers for the integration tests (bash, TAP output; the one harness: no test has
+# its own ok/not ok). Source it; then call `check DESC CMD...`, `is DESC GOT WANT`,
+# `like DESC TEXT REGEX`, `unlike`, `skip DESC WHY`, `done_testing`.
+# Every test runs in its own scratch directory ($T) and state root, sees only its own processes
+# (`procs REGEX`, `wait_gone REGEX`: never ps/pgrep, which see every bottle on the machine),
+# orders itself by events (`wait_file`, `wait_port`, `wait_grep`), not by sleeps, and
+# everything it started is killed on exit.
 set -uo pipefail
 
 # The test is the subreaper of everything it starts (prctl PR_SET_CHILD_SUBREAPER, kept across
