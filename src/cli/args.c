@@ -1,6 +1,7 @@
 /* The policy options shared by `egress`, `policy check` and `run`, and the config files
  * behind them: which are read, which need the user's approval (docs/config.md "Trust"). */
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,6 +69,40 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
     default:
         return 0;
     }
+}
+
+int cli_getopt(const struct cli_parser *p, int argc, char **argv, int *ret_status)
+{
+    int opt, r;
+
+    while ((opt = getopt_long(argc, argv, p->shortopts, p->longopts, NULL)) != -1) {
+        if (p->policy) {
+            r = policy_args_handle(p->policy, opt, optarg);
+            if (r < 0) {
+                *ret_status = EXIT_BB_FAILURE;
+                return CLI_OPT_EXIT;
+            }
+            if (r > 0)
+                continue;
+        }
+        switch (opt) {
+        case 'v':
+            log_set_level(LOG_LVL_DEBUG);
+            continue;
+        case 'h':
+            p->usage(stdout);
+            *ret_status = 0;
+            return CLI_OPT_EXIT;
+        case '?':
+        case ':':
+            fprintf(stderr, "Try 'bot-bottle %s --help'.\n", p->verb);
+            *ret_status = EXIT_BB_FAILURE;
+            return CLI_OPT_EXIT;
+        default:
+            return opt;
+        }
+    }
+    return -1;
 }
 
 static void merge_strv(struct strv *dst, const struct strv *src)

@@ -24,6 +24,9 @@ int cmd_trust(int argc, char **argv);
 
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */
+#include <getopt.h>
+#include <stdio.h>
+
 #include "config/config.h"
 #include "config/trust.h"
 
@@ -72,6 +75,23 @@ struct policy_args {
 /* Returns 1 when opt was a policy option (consumed), 0 when not, or a negative errno after
  * printing an error. */
 int policy_args_handle(struct policy_args *a, int opt, const char *optarg_);
+
+/* The option loop the verbs share (getopt_long; the caller sets optind = 1 first). */
+struct cli_parser {
+    const char *verb;              /* as typed after bot-bottle: "run", "policy check" */
+    const char *shortopts;         /* starting with "+" (options end at the command) */
+    const struct option *longopts; /* needs <getopt.h> */
+    void (*usage)(FILE *f);        /* the verb's --help text */
+    struct policy_args *policy;    /* the policy options go here; NULL: the verb has none */
+};
+#define CLI_OPT_EXIT (-2)
+/*
+ * Returns the next option the verb handles itself (optarg set), -1 when the options end, or
+ * CLI_OPT_EXIT with *ret_status: 0 after -h/--help (usage on stdout), EXIT_BB_FAILURE after an
+ * unknown option ("Try 'bot-bottle VERB --help'.") or a bad policy option (said on stderr).
+ * Handles the policy options and -v/--verbose (debug logging) when the verb has them.
+ */
+int cli_getopt(const struct cli_parser *p, int argc, char **argv, int *ret_status);
 /*
  * The first call fixes the list of config files (the -c files, or the search), checks that
  * every file a bottle could write is approved (config/trust.h; an unapproved or changed one is

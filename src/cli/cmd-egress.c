@@ -138,15 +138,15 @@ int cmd_egress(int argc, char **argv)
     bool quiet = false;
     int opt, r, ret = EXIT_BB_FAILURE;
 
+    const struct cli_parser parser = { "egress", "+" POLICY_OPTS_SHORT "l:vqh", longopts, usage,
+                                       &args };
+
     egress_options_default(&o);
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "l:vqh", longopts, NULL)) != -1) {
-        r = policy_args_handle(&args, opt, optarg);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            continue;
+    while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
         switch (opt) {
+        case CLI_OPT_EXIT:
+            goto out;
         case 'l':
             free(args.cli.listen);
             args.cli.listen = xstrdup(optarg);
@@ -201,20 +201,12 @@ int cmd_egress(int argc, char **argv)
             if (parse_size("--audit-max-size", optarg, &o.audit_max_size) < 0)
                 goto out;
             break;
-        case 'v':
-            log_set_level(LOG_LVL_DEBUG);
-            break;
         case 'q':
             quiet = true;
             if (log_get_level() < LOG_LVL_DEBUG)
                 log_set_level(LOG_LVL_WARN);
             break;
-        case 'h':
-            usage(stdout);
-            ret = 0;
-            goto out;
-        default:
-            fprintf(stderr, "Try 'bot-bottle egress --help'.\n");
+        default: /* (cli_getopt returns only the options above) */
             goto out;
         }
     }

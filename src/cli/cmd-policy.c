@@ -66,23 +66,15 @@ static int policy_check_main(int argc, char **argv)
     uint16_t port = 0;
     const char *herr = NULL;
     enum verdict v;
-    int opt, r, ret = EXIT_BB_FAILURE;
+    int opt, ret = EXIT_BB_FAILURE;
+
+    const struct cli_parser parser = { "policy check", "+" POLICY_OPTS_SHORT "h", longopts, usage,
+                                       &args };
 
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "h", longopts, NULL)) != -1) {
-        r = policy_args_handle(&args, opt, optarg);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            continue;
-        if (opt == 'h') {
-            usage(stdout);
-            ret = 0;
-            goto out;
-        }
-        fprintf(stderr, "Try 'bot-bottle policy check --help'.\n");
+    /* (every option is the parser's: what it returns is CLI_OPT_EXIT) */
+    if ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1)
         goto out;
-    }
     if (optind != argc - 1) {
         log_error("policy check: expected exactly one TARGET (a URL or host[:port])");
         goto out;

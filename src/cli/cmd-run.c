@@ -32,7 +32,6 @@ enum {
     OPT_CPUS,
     OPT_MEMORY,
     OPT_INIT,
-    OPT_ACCEL,
     OPT_PIDS,
     OPT_TMPFS_SIZE,
     OPT_SHM_SIZE,
@@ -140,8 +139,23 @@ static int set_limits(struct supervisor_opts *o, bool no_limits, uint64_t tmpfs_
     return 0;
 }
 
-/* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped). */
-static int add_env(struct strv *out, const char *spec)
+/* The names the compiled-in backends answer to (backend_list()), and auto. */
+static void say_unknown_backend(const char *name)
+{
+    size_t n = 0;
+    const struct backend_ops *const *list = backend_list(&n);
+    struct buf b = BUF_INIT(1024);
+
+    for (size_t i = 0; i < n; i++)
+        (void)buf_printf(&b, "%s, ", list[i]->name);
+    (void)buf_printf(&b, "auto");
+    log_error("unknown backend '%s' (known: %s)", name, buf_str(&b));
+    buf_done(&b);
+}
+
+/* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped).
+ * what names the source in the error message (-E2BIG, logged): "--env" or "[env] pass". */
+static int add_env(struct strv *out, const char *spec, const char *what)
 {
     const char *eq = strchr(spec, '=');
     const char *val;
@@ -155,8 +169,11 @@ static int add_env(struct strv *out, const char *spec)
     val = getenv(spec);
     if (!val)
         return 0;
-    if (buf_printf(&b, "%s=%s", spec, val) < 0)
+    if (buf_printf(&b, "%s=%s", spec, val) < 0) {
+        log_error("%s %s: the host's value is too long to pass (at most %zu bytes)", what, spec,
+                  b.max);
         return -E2BIG;
+    }
     kv = buf_take(&b);
     strv_push(out, kv);
     return 0;
@@ -267,17 +284,16 @@ int cmd_run(int argc, char **argv)
     uint64_t tmpfs_size = 0, shm_size = 0;
     bool no_limits = false;
     _cleanup_free_ char *audit = NULL;
-    int opt, r, ret = EXIT_BB_FAILURE;
+    int opt, ret = EXIT_BB_FAILURE;
+
+    const struct cli_parser parser = { "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, usage,
+                                       &args };
 
     optind = 1;
-    while ((opt = getopt_long(argc, argv, "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, NULL)) !=
-           -1) {
-        r = policy_args_handle(&args, opt, optarg);
-        if (r < 0)
-            goto out;
-        if (r > 0)
-            continue;
+    while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
         switch (opt) {
+        case CLI_OPT_EXIT:
+            goto out;
         case 'b':
             backend = optarg;
             break;
@@ -344,15 +360,7 @@ int cmd_run(int argc, char **argv)
         case 'i':
             o.interactive = true;
             break;
-        case 'v':
-            log_set_level(LOG_LVL_DEBUG);
-            break;
-        case 'h':
-            usage(stdout);
-            ret = 0;
-            goto out;
-        default:
-            fprintf(stderr, "Try 'bot-bottle run --help'.\n");
+        default: /* (cli_getopt returns only the options above) */
             goto out;
         }
     }
@@ -386,17 +394,15 @@ int cmd_run(int argc, char **argv)
                       "with --backend namespace (or BOT_BOTTLE_BACKEND=namespace) for the "
                       "namespace backend");
         else
-            log_error("unknown backend '%s' (known: namespace, auto)", backend);
+            say_unknown_backend(backend);
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
-        if (add_env(&o.env, cfg.env_pass.v[i]) < 0)
+        if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass") < 0)
             goto out;
     for (size_t i = 0; i < env_specs.n; i++)
-        if (add_env(&o.env, env_specs.v[i]) < 0) {
-            log_error("--env %s: value too long", env_specs.v[i]);
+        if (add_env(&o.env, env_specs.v[i], "--env") < 0)
             goto out;
-        }
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;

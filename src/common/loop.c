@@ -2,13 +2,13 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "common/cleanup.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
 

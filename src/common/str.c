@@ -96,3 +96,16 @@ int str_printf(char *dst, size_t size, const char *fmt, ...)
         return -ENAMETOOLONG;
     return 0;
 }
+
+bool str_path_rel_clean(const char *p)
+{
+    for (const char *c = p;;) {
+        const char *e = strchr(c, '/');
+        size_t len = e ? (size_t)(e - c) : strlen(c);
+        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+            return false;
+        if (!e)
+            return true;
+        c = e + 1;
+    }
+}

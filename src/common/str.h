@@ -72,5 +72,9 @@ int str_to_port(struct slice s, uint16_t *ret);
 /* Parse hex digits (whole slice), at most max. */
 int str_hex_to_u64(struct slice s, uint64_t max, uint64_t *ret);
 
+/* A relative path of one or more '/'-separated components, none empty, "." or "..": so no
+ * leading, trailing or doubled '/'. ("a/b" yes; "", "/a", "a/", "a//b", "a/../b" no.) */
+bool str_path_rel_clean(const char *p);
+
 /* snprintf that reports truncation: returns 0 or -ENAMETOOLONG. */
 int str_printf(char *dst, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

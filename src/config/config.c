@@ -241,19 +241,7 @@ static bool valid_backend(const char *v)
 /* A canonical relative path: no leading or trailing '/', no empty, '.' or '..' component. */
 static bool valid_rel_path(const char *v)
 {
-    size_t n = strlen(v);
-
-    if (n == 0 || n >= PATH_MAX || v[0] == '/' || v[n - 1] == '/')
-        return false;
-    for (const char *c = v;;) {
-        const char *e = strchr(c, '/');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return false;
-        if (!e)
-            return true;
-        c = e + 1;
-    }
+    return strlen(v) < PATH_MAX && str_path_rel_clean(v);
 }
 
 static bool valid_name(const char *v)
@@ -506,6 +494,7 @@ int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_le
     _cleanup_free_ char *data = NULL;
     struct stat st;
     size_t got = 0;
+    int r;
 
     if (!path || !ret_data || !ret_len)
         return -EINVAL;
@@ -528,24 +517,36 @@ int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_le
         set_error(reterr, path, 0, "not a regular file");
         return -EINVAL;
     }
-    /* Read one byte past the cap so an oversized file is noticed even if it grew. */
-    data = xmalloc(BB_MAX_CONFIG_FILE + 2);
+    r = config_read_fd(fd, BB_MAX_CONFIG_FILE, &data, &got);
+    if (r < 0) {
+        set_error(reterr, path, 0,
+                  r == -EFBIG ? "file larger than 1 MiB; this is not a bot-bottle config"
+                              : strerror(-r));
+        return r;
+    }
+    *ret_data = TAKE_PTR(data);
+    *ret_len = got;
+    return 0;
+}
+
+int config_read_fd(int fd, size_t max, char **ret_data, size_t *ret_len)
+{
+    /* One byte past the cap is read, so an oversized file is noticed even if it grew. */
+    _cleanup_free_ char *data = xmalloc(max + 1);
+    size_t got = 0;
+
     for (;;) {
-        ssize_t n = read(fd, data + got, BB_MAX_CONFIG_FILE + 1 - got);
+        ssize_t n = read(fd, data + got, max + 1 - got);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            int err = errno;
-            set_error(reterr, path, 0, strerror(err));
-            return -err;
+            return -errno;
         }
         if (n == 0)
             break;
         got += (size_t)n;
-        if (got > BB_MAX_CONFIG_FILE) {
-            set_error(reterr, path, 0, "file larger than 1 MiB; this is not a bot-bottle config");
+        if (got > max)
             return -EFBIG;
-        }
     }
     data[got] = '\0';
     *ret_data = TAKE_PTR(data);
@@ -606,31 +607,34 @@ int config_default_path(char **ret_path)
     return 0;
 }
 
+/* add(p, item) for each item of list; on failure the reason and the item, and the error. */
+static int add_each(struct policy *p, const struct strv *list,
+                    int (*add)(struct policy *, const char *, size_t, const char **),
+                    const char **reterr_msg, const char **reterr_item)
+{
+    const char *msg = NULL;
+
+    for (size_t i = 0; i < list->n; i++) {
+        int r = add(p, list->v[i], strlen(list->v[i]), &msg);
+        if (r < 0) {
+            *reterr_msg = msg;
+            *reterr_item = list->v[i];
+            return r;
+        }
+    }
+    return 0;
+}
+
 int config_build_policy(const struct bb_config *cfg, struct policy **ret, const char **reterr_msg,
                         const char **reterr_item)
 {
     struct policy *p = policy_new();
-    const char *msg = NULL;
+    int r;
 
-    for (size_t i = 0; i < cfg->allow.n; i++) {
-        const char *s = cfg->allow.v[i];
-        int r = policy_add_allow(p, s, strlen(s), &msg);
-        if (r < 0) {
-            policy_free(p);
-            *reterr_msg = msg;
-            *reterr_item = s;
-            return r;
-        }
-    }
-    for (size_t i = 0; i < cfg->allow_cidr.n; i++) {
-        const char *s = cfg->allow_cidr.v[i];
-        int r = policy_add_cidr(p, s, strlen(s), &msg);
-        if (r < 0) {
-            policy_free(p);
-            *reterr_msg = msg;
-            *reterr_item = s;
-            return r;
-        }
+    if ((r = add_each(p, &cfg->allow, policy_add_allow, reterr_msg, reterr_item)) < 0 ||
+        (r = add_each(p, &cfg->allow_cidr, policy_add_cidr, reterr_msg, reterr_item)) < 0) {
+        policy_free(p);
+        return r;
     }
     *ret = p;
     return 0;

@@ -77,6 +77,9 @@ int config_load(const char *path, struct bb_config *cfg, struct config_error *re
  */
 int config_read(const char *path, bool nofollow, char **ret_data, size_t *ret_len,
                 struct config_error *reterr);
+/* All of fd, at most max bytes (-EFBIG past them), into *ret_data (malloc'd, NUL-terminated)
+ * and *ret_len. Returns 0 or -errno; the outputs are written only on success. */
+int config_read_fd(int fd, size_t max, char **ret_data, size_t *ret_len);
 /* Same, from a memory buffer (used by the fuzzer and unit tests); `name` is used in errors. */
 int config_load_string(const char *name, const char *text, size_t len, struct bb_config *cfg,
                        struct config_error *reterr);

@@ -17,6 +17,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "config/config.h"
 
 #define TRUST_MAGIC "bot-bottle-trust 1\n"
 /* An entry is a header plus at most one config file. */
@@ -160,9 +161,7 @@ static int entry_path(const char *store, const char *path, char **ret)
 static int read_entry(const char *p, size_t max, char **ret, size_t *ret_len)
 {
     _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
-    _cleanup_free_ char *data = NULL;
     struct stat st;
-    size_t got = 0;
 
     if (fd < 0)
         return errno == ELOOP ? -EBADMSG : -errno;
@@ -171,24 +170,7 @@ static int read_entry(const char *p, size_t max, char **ret, size_t *ret_len)
     /* An approval someone else could have written is no approval. */
     if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
         return -EBADMSG;
-    data = xmalloc(max + 1);
-    for (;;) {
-        ssize_t n = read(fd, data + got, max + 1 - got);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (n == 0)
-            break;
-        got += (size_t)n;
-        if (got > max)
-            return -EFBIG;
-    }
-    data[got] = '\0';
-    *ret = TAKE_PTR(data);
-    *ret_len = got;
-    return 0;
+    return config_read_fd(fd, max, ret, ret_len);
 }
 
 /* Parse an entry: header fields and where the content starts. */
@@ -421,6 +403,22 @@ static void show_line(struct buf *out, char sign, struct slice l)
     (void)buf_append_str(out, n < l.len ? " [...]\n" : "\n");
 }
 
+/* The lines of l not matched in the other file, while *shown < max_lines; the rest counted. */
+static void show_unmatched(struct buf *out, char sign, const struct lines *l, size_t max_lines,
+                           size_t *shown, size_t *more)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->used[i])
+            continue;
+        if (*shown < max_lines) {
+            show_line(out, sign, l->v[i]);
+            (*shown)++;
+        } else {
+            (*more)++;
+        }
+    }
+}
+
 void trust_diff(const char *old, size_t old_len, const char *new_, size_t new_len, size_t max_lines,
                 struct buf *out)
 {
@@ -436,24 +434,8 @@ void trust_diff(const char *old, size_t old_len, const char *new_, size_t new_le
                 a.used[j] = b.used[i] = true;
                 break;
             }
-    for (size_t j = 0; j < a.n; j++)
-        if (!a.used[j]) {
-            if (shown < max_lines) {
-                show_line(out, '-', a.v[j]);
-                shown++;
-            } else {
-                more++;
-            }
-        }
-    for (size_t i = 0; i < b.n; i++)
-        if (!b.used[i]) {
-            if (shown < max_lines) {
-                show_line(out, '+', b.v[i]);
-                shown++;
-            } else {
-                more++;
-            }
-        }
+    show_unmatched(out, '-', &a, max_lines, &shown, &more);
+    show_unmatched(out, '+', &b, max_lines, &shown, &more);
     if (more)
         (void)buf_printf(out, "  ... and %zu more changed lines\n", more);
     free(a.v);

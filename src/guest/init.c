@@ -33,7 +33,6 @@
 #include <grp.h>
 
 #include "common/buf.h"
-#include "common/cleanup.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"

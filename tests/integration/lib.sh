@@ -1,7 +1,23 @@
-# Shared helpers for the integration tests (bash, TAP output). Source it; then call
-# `check DESC CMD...`, `is DESC GOT WANT`, `like DESC TEXT REGEX`, `skip DESC WHY`.
-# Every test runs in its own scratch directory, and everything it started is killed on exit.
+# Shared helpers for the integration tests (bash, TAP output; the one harness: no test has
+# its own ok/not ok). Source it; then call `check DESC CMD...`, `is DESC GOT WANT`,
+# `like DESC TEXT REGEX`, `unlike`, `skip DESC WHY`, `done_testing`.
+# Every test runs in its own scratch directory ($T) and state root, sees only its own processes
+# (`procs REGEX`, `wait_gone REGEX`: never ps/pgrep, which see every bottle on the machine),
+# orders itself by events (`wait_file`, `wait_port`, `wait_grep`), not by sleeps, and
+# everything it started is killed on exit.
 set -uo pipefail
+
+# The test is the subreaper of everything it starts (prctl PR_SET_CHILD_SUBREAPER, kept across
+# this one re-exec): a process that outlives its parent, like a bottle-init whose supervisor
+# was killed, is re-parented to this shell instead of the machine's init, so `procs` below
+# still finds it. Nothing of another test or bottle on the machine is ever in that tree.
+if [ "${_BB_TEST_SUBREAPER:-}" != $$ ] && [ "${#BASH_SOURCE[@]}" -gt 1 ]; then
+    export _BB_TEST_SUBREAPER=$$
+    exec python3 -c 'import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+    sys.exit("lib.sh: prctl(PR_SET_CHILD_SUBREAPER) failed")
+os.execv(sys.argv[1], sys.argv[1:])' "$BASH" "${BASH_SOURCE[-1]}" "$@"
+fi
 
 : "${BB:?BB must point at the bot-bottle binary (meson sets it)}"
 : "${BB_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
@@ -18,6 +34,7 @@ _failed=0
 _pids=()
 
 cleanup() {
+    local p
     for p in "${_pids[@]}"; do
         kill "$p" 2>/dev/null
     done
@@ -25,9 +42,17 @@ cleanup() {
     for p in "${_pids[@]}"; do
         kill -9 "$p" 2>/dev/null
     done
+    # whatever else this test started and left behind (its own process tree only)
+    for p in $(procs . | cut -d' ' -f1); do
+        kill -9 "$p" 2>/dev/null
+    done
     rm -rf "$T"
 }
 trap cleanup EXIT
+
+# The python the tests and the bottles run (a host path: a bottle sees the host's /usr).
+PY=/usr/bin/python3
+[ -x "$PY" ] || { echo "Bail out! $PY is needed (scripts/install-deps.sh installs python3)"; exit 1; }
 
 # The plan is printed at the end (TAP allows it), so counts never go stale.
 plan() { :; }
@@ -86,6 +111,22 @@ done_testing() {
     exit $((_failed > 0))
 }
 
+# need_bottles WHAT: the rest of the test runs bottles; skip it all (saying why) when this user
+# cannot (not root, and no unprivileged user namespaces).
+need_bottles() {
+    if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
+        skip "$1" "user namespaces are not available to this user"
+        done_testing
+    fi
+}
+# need_root WHAT WHY: skip the rest of the test unless running as root.
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        skip "$1" "$2"
+        done_testing
+    fi
+}
+
 # A free TCP+UDP port on 127.0.0.1 (the kernel picks; tiny race accepted in tests).
 free_port() {
     python3 - <<'PY'
@@ -134,4 +175,55 @@ make_cert() {
     for n in "$@"; do san="${san:+$san,}DNS:$n"; done
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=$1" \
         -addext "subjectAltName=$san" -keyout "$T/key.pem" -out "$T/cert.pem" >/dev/null 2>&1
+}
+
+# procs REGEX: the live (not zombie) processes this test started, directly or not, orphans
+# included (the test is their subreaper), whose command line (arguments joined by spaces)
+# matches the extended REGEX; one "PID COMMAND LINE" a line. Never anything else on the machine.
+procs() {
+    python3 - "$$" "$1" <<'PY'
+import os, re, sys
+root, pat, me = int(sys.argv[1]), re.compile(sys.argv[2]), os.getpid()
+kids, info = {}, {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        with open("/proc/%s/status" % d) as f:
+            st = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        with open("/proc/%s/cmdline" % d, "rb") as f:
+            cmd = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        continue
+    kids.setdefault(int(st["PPid"]), []).append(int(d))
+    info[int(d)] = (st["State"].strip()[:1], cmd)
+todo, seen = list(kids.get(root, [])), []
+while todo:
+    p = todo.pop()
+    seen.append(p)
+    todo += kids.get(p, [])
+for p in sorted(seen):
+    state, cmd = info[p]
+    if p != me and state != "Z" and cmd and pat.search(cmd):
+        print(p, cmd)
+PY
+}
+
+# wait_gone REGEX: until no process of this test matches (5 s max); 1 if some still do.
+wait_gone() {
+    for _ in $(seq 100); do
+        [ -z "$(procs "$1")" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# wait_grep REGEX FILE [COUNT]: until FILE has at least COUNT (default 1) lines matching the
+# extended REGEX (10 s max). For ordering a test by what a daemon says it did, not by sleeps.
+wait_grep() {
+    for _ in $(seq 200); do
+        [ "$(grep -cE -- "$1" "$2" 2>/dev/null)" -ge "${3:-1}" ] && return 0
+        sleep 0.05
+    done
+    return 1
 }

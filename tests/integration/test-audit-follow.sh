@@ -4,10 +4,7 @@
 # hosts blocked after the rotation must still be reported.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "audit follow" "user namespaces are not available to this user"
-    done_testing
-fi
+need_bottles "audit follow"
 HTTP=$(free_port); DNS=$(free_port)
 bg python3 "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
     --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone one.test=127.0.0.1 \
@@ -27,9 +24,8 @@ for _ in $(seq 40); do grep -q "blocked one.test" "$T/run.err" && break; sleep 0
 like "before rotation: the blocked host is reported" "$(cat "$T/run.err")" "blocked one.test"
 
 LOG="$STATE/logs/bb-test-follow.audit.log"
-SPID=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" \
+DAEMON=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['daemon_pid'])" \
     "$STATE/bottles/bb-test-follow/info.json")
-DAEMON=$(pgrep -P "$SPID" -x bot-bottle | head -1)
 mv "$LOG" "$LOG.1"
 kill -HUP "$DAEMON" # the daemon reopens the name: a new, empty NAME.audit.log
 for _ in $(seq 40); do [ -e "$LOG" ] && break; sleep 0.05; done

@@ -2,7 +2,6 @@
 # The command-line contract: --help everywhere, version, exit codes, config errors naming
 # file:line.
 source "$(dirname "$0")/lib.sh"
-plan 12
 
 check "bot-bottle --help exits 0" "$BB" --help
 check "version prints the version" bash -c "'$BB' version | grep -qE '^bot-bottle [0-9]+\.[0-9]+'"
@@ -16,6 +15,21 @@ is "an unknown option exits 125" "$?" "125"
 "$BB" egress --allow example.com >/dev/null 2>"$T/err"
 is "egress without --listen exits 125" "$?" "125"
 like "... and says what is missing" "$(cat "$T/err")" "--listen"
+# the verbs share one option loop (src/cli/args.c cli_getopt): same refusal, naming the verb
+for v in run egress "policy check"; do
+    "$BB" $v --no-such-option >/dev/null 2>"$T/err"
+    is "$v: an unknown option exits 125" "$?" "125"
+    is "... saying so, then how to get help" "$(cat "$T/err")" \
+        "${v##* }: unrecognized option '--no-such-option'
+Try 'bot-bottle $v --help'."
+done
+"$BB" run --allow 'bad pattern' -- true >/dev/null 2>"$T/err"
+is "run: a bad policy option exits 125 with one line" "$?:$(cat "$T/err")" \
+    "125:bot-bottle: error: 'bad pattern': character not allowed in a host"
+"$BB" run --backend no-such-backend -- true 2>"$T/err"
+is "run: an unknown backend exits 125" "$?" "125"
+is "... naming the backends this build has (backend_list) and auto" "$(cat "$T/err")" \
+    "bot-bottle: error: unknown backend 'no-such-backend' (known: namespace, auto)"
 printf '[egress]\nallow = example.com\nallow = exa mple.com\n' >"$T/bad.ini"
 "$BB" policy check -c "$T/bad.ini" example.com >/dev/null 2>"$T/err"
 is "a bad config value exits 125" "$?" "125"

@@ -3,37 +3,11 @@
 #   bot-bottle egress --dns ... --upstream-dns <stub> --allow ... --audit FILE
 # with tests/integration/helpers/dns-stub.py as the upstream (it logs every name it is asked)
 # and as the client. Everything on 127.0.0.1. TAP output.
-set -u
+source "$(dirname "$0")/lib.sh"
 
-BB=${BB:?BB must point at the bot-bottle binary}
-SRC=${BB_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-STUB="$SRC/tests/integration/helpers/dns-stub.py"
+STUB=$HELPERS/dns-stub.py
 PY=${PYTHON:-python3}
-
-tmp=$(mktemp -d /tmp/bb-test-dns.XXXXXX)
-pids=()
-cleanup() {
-    # The stub writes its own pid to its ready file (python may run under a wrapper).
-    [ -s "$tmp/stub.ready" ] && pids+=("$(cat "$tmp/stub.ready")")
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null
-    done
-    for p in "${pids[@]}"; do
-        wait "$p" 2>/dev/null
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-n=0
-failed=0
-ok() { n=$((n + 1)); echo "ok $n - $*"; }
-nok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
-check() { # check DESCRIPTION COMMAND...
-    local d=$1
-    shift
-    if "$@"; then ok "$d"; else nok "$d"; fi
-}
+tmp=$T
 
 # N distinct ports free for both UDP and TCP on 127.0.0.1 (held until all are chosen).
 free_ports() {
@@ -55,20 +29,16 @@ print(" ".join(map(str, ports)))
 EOF
 }
 
-echo "1..18"
-
 read -r SPORT DPORT PPORT <<<"$(free_ports 3)"
 DNS="127.0.0.1:$DPORT"
 stublog="$tmp/stub.log"
 audit="$tmp/audit.log"
 : >"$stublog"
 
-"$PY" "$STUB" serve --port "$SPORT" --log "$stublog" --ready "$tmp/stub.ready" &
-pids+=($!)
-"$BB" egress --listen "127.0.0.1:$PPORT" --dns "$DNS" --upstream-dns "127.0.0.1:$SPORT" \
-    --allow allowed.test --allow '*.allowed.test' --audit "$audit" 2>"$tmp/egress.err" &
-pids+=($!)
-egress_pid=$!
+bg "$PY" "$STUB" serve --port "$SPORT" --log "$stublog" --ready "$tmp/stub.ready"
+bg "$BB" egress --listen "127.0.0.1:$PPORT" --dns "$DNS" --upstream-dns "127.0.0.1:$SPORT" \
+    --allow allowed.test --allow '*.allowed.test' --audit "$audit" 2>"$tmp/egress.err"
+egress_pid=$BGPID
 
 q() { "$PY" "$STUB" query --server "$DNS" "$@"; }
 
@@ -82,11 +52,8 @@ for _ in $(seq 1 50); do
     fi
     sleep 0.1
 done
-if [ $up = 1 ]; then ok "daemon answers DNS on $DNS"; else
-    nok "daemon answers DNS on $DNS"
-    sed 's/^/# /' "$tmp/egress.err"
-    exit 1
-fi
+is "daemon answers DNS on $DNS" "$up" 1
+[ $up = 1 ] || { echo "Bail out! the daemon did not answer: $(head -c 500 "$tmp/egress.err")"; exit 1; }
 
 out=$(q www.allowed.test A)
 check "allowlisted name is answered ($out)" grep -q 'rcode=NOERROR .*addrs=93.184.216.34' <<<"$out"
@@ -161,11 +128,9 @@ out=$(q after.malformed.allowed.test A)
 check "malformed packets leave the filter answering ($out)" grep -q 'rcode=NOERROR' <<<"$out"
 check "daemon still running" kill -0 "$egress_pid"
 
-# Give the audit writer a moment, then read it.
-sleep 0.2
+# The audit writer may still be flushing: wait (bounded) for the records, then check them.
 check "audit has a DNS allow record" \
-    grep -q '"kind":"dns","host":"www.allowed.test",.*"decision":"allow"' "$audit"
+    wait_grep '"kind":"dns","host":"www.allowed.test",.*"decision":"allow"' "$audit"
 check "audit has a DNS deny record with its reason" \
-    grep -q '"kind":"dns","host":"evil.test",.*"decision":"deny","reason":"not-allowlisted"' "$audit"
-
-[ $failed = 0 ]
+    wait_grep '"kind":"dns","host":"evil.test",.*"decision":"deny","reason":"not-allowlisted"' "$audit"
+done_testing

@@ -11,12 +11,7 @@
 # Nothing leaves the machine: the daemon's upstream DNS is a stub on loopback.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ]; then
-    skip "escape tests" "they need root (a bottle whose uid 0 is host root is the case tested)"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed inside the bottle (install-deps installs python3)"; exit 1; }
+need_root "escape tests" "they need root (a bottle whose uid 0 is host root is the case tested)"
 command -v getcap >/dev/null && command -v setcap >/dev/null ||
     { echo "Bail out! getcap/setcap are needed (libcap2-bin; scripts/install-deps.sh)"; exit 1; }
 

@@ -5,30 +5,28 @@
 # the memory test --memory 64M, the fillers 32M/8M.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ]; then
-    # Unprivileged runs need a delegated cgroup; this machine's tests run as root.
-    skip "limit tests" "they need root (or a delegated cgroup) to create cgroups"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed (install-deps installs python3)"; exit 1; }
+# Unprivileged runs need a delegated cgroup; this machine's tests run as root.
+need_root "limit tests" "they need root (or a delegated cgroup) to create cgroups"
 
 mkdir -p "$T/ws"
 DNS=$(free_port)
 run() {
     (cd "$T/ws" && timeout 120 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" "$@")
 }
+# Bottle names end in this test's own tag: the cgroups looked for are this test's, never those
+# of the same test running elsewhere on the machine.
+TAG=${T##*.}
 cgdirs() { find /sys/fs/cgroup -maxdepth 8 -type d -name "$1.*" 2>/dev/null; }
 MIB=$((1 << 20))
 ram=$(( $(awk '/^MemTotal:/ {print $2}' /proc/meminfo) * 1024 ))
 mem_default=$(( ram / 2 < 8 * 1024 * MIB ? ram / 2 : 8 * 1024 * MIB ))
 
 # --- the defaults, seen from the host while a bottle runs
-run --name lim-default -- sh -c 'cat /proc/self/cgroup >cgroup; stat -f -c "%b %S" /tmp; stat -f -c "%b %S" "$HOME"; stat -f -c "%b %S" /dev/shm; sleep 3' >"$T/sizes" &
+run --name lim-default-$TAG -- sh -c 'cat /proc/self/cgroup >cgroup; stat -f -c "%b %S" /tmp; stat -f -c "%b %S" "$HOME"; stat -f -c "%b %S" /dev/shm; sleep 3' >"$T/sizes" &
 bgpid=$!
-for _ in $(seq 50); do [ -n "$(cgdirs lim-default)" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -n "$(cgdirs lim-default-$TAG)" ] && break; sleep 0.1; done
 sleep 0.3
-dirs=$(cgdirs lim-default)
+dirs=$(cgdirs lim-default-$TAG)
 pids_max=""; mem_max=""
 for d in $dirs; do
     [ -f "$d/pids.max" ] && pids_max=$(cat "$d/pids.max")
@@ -51,21 +49,21 @@ sizes() { sed -n "$1p" "$T/sizes" | bytes; }
 is "default: /tmp is a tmpfs of memory/4" "$(sizes 1)" "$((mem_default / 4))"
 is "default: \$HOME is a tmpfs of memory/4" "$(sizes 2)" "$((mem_default / 4))"
 is "default: /dev/shm is a tmpfs of 64M" "$(sizes 3)" "$((64 * MIB))"
-is "default: the cgroups are removed after exit" "$(cgdirs lim-default)" ""
+is "default: the cgroups are removed after exit" "$(cgdirs lim-default-$TAG)" ""
 
 # --- --cpus: a CPU quota (cgroup v1 cfs or v2 cpu.max)
-run --name lim-cpu --cpus 0.5 -- sleep 2 &
+run --name lim-cpu-$TAG --cpus 0.5 -- sleep 2 &
 bgpid=$!
-for _ in $(seq 50); do [ -n "$(cgdirs lim-cpu)" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -n "$(cgdirs lim-cpu-$TAG)" ] && break; sleep 0.1; done
 sleep 0.3
 quota=""
-for d in $(cgdirs lim-cpu); do
+for d in $(cgdirs lim-cpu-$TAG); do
     [ -f "$d/cpu.cfs_quota_us" ] && quota="$(cat "$d/cpu.cfs_quota_us") $(cat "$d/cpu.cfs_period_us")"
     [ -f "$d/cpu.max" ] && quota=$(cat "$d/cpu.max")
 done
 is "--cpus 0.5: the bottle's cgroup has a quota of 50000 per 100000 us" "$quota" "50000 100000"
 wait "$bgpid"
-is "--cpus: the cgroups are removed after exit" "$(cgdirs lim-cpu)" ""
+is "--cpus: the cgroups are removed after exit" "$(cgdirs lim-cpu-$TAG)" ""
 
 # --- a fork bomb hits the pids limit; the host stays responsive; everything is cleaned up
 cat >"$T/ws/forker.py" <<'PY'
@@ -85,7 +83,7 @@ else:
     print("no-limit: forked", n, flush=True)
 time.sleep(2)
 PY
-run --name lim-fork --pids 200 -- python3 forker.py forkbomb-marker >"$T/fork.out" 2>&1 &
+run --name lim-fork-$TAG --pids 200 -- python3 forker.py forkbomb-marker >"$T/fork.out" 2>&1 &
 bgpid=$!
 for _ in $(seq 100); do grep -q fork- "$T/fork.out" && break; sleep 0.1; done
 t0=$(date +%s%N)
@@ -99,22 +97,22 @@ diag "forked $n processes before EAGAIN (limit 200)"
 is "fork bomb: ... at about the pids limit (150-200 forks)" "$(( ${n:-0} >= 150 && ${n:-0} <= 200 ))" "1"
 is "fork bomb: a host command run meanwhile finishes (< 2 s)" \
     "$(cat "$T/host.out"):$(( (t1 - t0) / 1000000 < 2000 ))" "host-ok:1"
-sleep 0.5
-is "fork bomb: no process of the bottle is left on the host" "$(pgrep -f forkbomb-marker)" ""
-is "fork bomb: the cgroups are removed after exit" "$(cgdirs lim-fork)" ""
+wait_gone forkbomb-marker
+is "fork bomb: no process of the bottle is left on the host" "$(procs forkbomb-marker)" ""
+is "fork bomb: the cgroups are removed after exit" "$(cgdirs lim-fork-$TAG)" ""
 
 # --- a supervisor killed with SIGKILL leaves its cgroups; the next bottle removes them
-run --name lim-kill -- sh -c 'echo up >kill-ready; sleep 30' &
+run --name lim-kill-$TAG -- sh -c 'echo up >kill-ready; sleep 30' &
 bgpid=$!
 wait_file "$T/ws/kill-ready"
 sup=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' \
-    "$BOT_BOTTLE_STATE_DIR/bottles/lim-kill/info.json")
+    "$BOT_BOTTLE_STATE_DIR/bottles/lim-kill-$TAG/info.json")
 kill -9 "$sup"
 wait "$bgpid" 2>/dev/null
 sleep 0.5
-diag "left by the killed supervisor: $(cgdirs lim-kill)"
+diag "left by the killed supervisor: $(cgdirs lim-kill-$TAG)"
 run -- true
-is "kill -9: the next bottle removes the dead supervisor's cgroups" "$(cgdirs lim-kill)" ""
+is "kill -9: the next bottle removes the dead supervisor's cgroups" "$(cgdirs lim-kill-$TAG)" ""
 
 # --- tmpfs fillers stop at ENOSPC at the given sizes
 out=$(run --tmpfs-size 32M -- sh -c 'dd if=/dev/zero of=/tmp/fill bs=1M 2>&1; stat -c "size=%s" /tmp/fill; dd if=/dev/zero of="$HOME/fill" bs=1M 2>&1; stat -c "home=%s" "$HOME/fill"')
@@ -126,13 +124,13 @@ like "tmpfs: /dev/shm stops at --shm-size (8M)" "$out" "No space left on device.
 
 # --- a memory hog is stopped by --memory; so is filling a tmpfs past it (tmpfs counts)
 t0=$(date +%s%N)
-run --name lim-mem --memory 64M -- python3 -c 'b = b"x" * (512 << 20); print("survived")' >"$T/mem.out" 2>&1
+run --name lim-mem-$TAG --memory 64M -- python3 -c 'b = b"x" * (512 << 20); print("survived")' >"$T/mem.out" 2>&1
 rc=$?
 timeout 10 sh -c 'echo host-ok' >"$T/host.out"
 unlike "memory: a 512M allocation does not succeed under --memory 64M" "$(cat "$T/mem.out")" "survived"
 like "memory: ... the command is OOM-killed or gets ENOMEM" "$rc:$(cat "$T/mem.out")" "^137:|MemoryError"
 is "memory: the host is unaffected" "$(cat "$T/host.out")" "host-ok"
-is "memory: the cgroups are removed after exit" "$(cgdirs lim-mem)" ""
+is "memory: the cgroups are removed after exit" "$(cgdirs lim-mem-$TAG)" ""
 out=$(run --memory 64M --tmpfs-size 1G -- sh -c 'dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>/dev/null; echo "dd=$?"; stat -c "size=%s" /tmp/fill')
 rc=$?
 size=$(sed -n 's/^size=//p' <<<"$out")
@@ -184,5 +182,5 @@ else
     skip "unprivileged limits" "setpriv is not installed"
 fi
 
-is "no bottle cgroup is left behind" "$(cgdirs 'lim-*')" ""
+is "no bottle cgroup is left behind" "$(cgdirs "lim-*-$TAG")" ""
 done_testing

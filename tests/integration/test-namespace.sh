@@ -2,7 +2,7 @@
 # Integration test of the namespace backend and bottle-init, driven by the ns-launch helper
 # (tests/integration/helpers/ns-launch.c): no supervisor, no egress daemon.
 # Env: BB_BUILD_DIR (or NS_LAUNCH and BOTTLE_INIT). TAP output.
-set -u
+source "$(dirname "$0")/lib.sh"
 
 NS_LAUNCH=${NS_LAUNCH:-}
 BOTTLE_INIT=${BOTTLE_INIT:-}
@@ -14,39 +14,22 @@ if [ -z "$NS_LAUNCH" ]; then
 fi
 [ -z "$BOTTLE_INIT" ] && BOTTLE_INIT=$BB_BUILD_DIR/src/guest/bottle-init
 
-T=0
-ok() { T=$((T + 1)); echo "ok $T - $1"; }
-notok() { T=$((T + 1)); echo "not ok $T - $1"; }
-skip() { T=$((T + 1)); echo "ok $T # SKIP $1"; }
-check() { # check DESCRIPTION COMMAND...
-    local d=$1
-    shift
-    if "$@"; then ok "$d"; else notok "$d"; fi
-}
-
-N=27
-echo "1..$N"
 if [ ! -x "$NS_LAUNCH" ] || [ ! -x "$BOTTLE_INIT" ]; then
-    for _ in $(seq $N); do skip "ns-launch or bottle-init not built"; done
-    exit 0
+    echo "Bail out! ns-launch or bottle-init not built (meson builds both for this test)"
+    exit 1
 fi
 if ! probe=$("$NS_LAUNCH" --init "$BOTTLE_INIT" --probe); then
-    for _ in $(seq $N); do skip "namespace backend unavailable: $probe"; done
-    exit 0
+    skip "namespace backend" "unavailable here: $probe"
+    done_testing
 fi
 
-WORK=$(mktemp -d /tmp/bb-ns-test.XXXXXX)
-WS=$WORK/ws
-mkdir -p "$WS" "$WORK/extra"
-echo extra-content >"$WORK/extra/file"
-echo outside >"$WORK/outside-file"
-LOG=$WORK/log
-cleanup() {
-    [ -n "${LISTENER:-}" ] && kill "$LISTENER" 2>/dev/null
-    rm -rf "$WORK"
-    [ -n "${HOME_MARKER:-}" ] && rm -f "$HOME_MARKER"
-}
-trap cleanup EXIT
+WS=$T/ws
+mkdir -p "$WS" "$T/extra"
+echo extra-content >"$T/extra/file"
+echo outside >"$T/outside-file"
+LOG=$T/log
+HOME_MARKER=
+trap '[ -n "$HOME_MARKER" ] && rm -f "$HOME_MARKER"; cleanup' EXIT
 
 # run [ns-launch options] -- CMD...: output in $OUT, status in $RC
 run() {
@@ -63,10 +46,8 @@ check "only lo inside the bottle (got: $OUT)" test "$OUT" = "lo "
 
 # 2. PID 1 is bottle-init, the command is not.
 sh_in 'echo "$(tr "\0" " " </proc/1/cmdline)|$$"'
-case $OUT in
-"bottle-init --spec-fd 4 |"*) [ "${OUT#*|}" != 1 ] && ok "pid 1 is bottle-init" || notok "pid 1: $OUT" ;;
-*) notok "pid 1 is bottle-init (got: $OUT)" ;;
-esac
+is "pid 1 is bottle-init" "${OUT%%|*}" "bottle-init --spec-fd 4 "
+check "... the command is not (it is ${OUT#*|})" test "${OUT#*|}" != 1
 
 # 3-5. Environment: host variables do not leak, -e ones do.
 export BB_NS_HOST_SECRET=leaked BB_NS_PASS=passed-through
@@ -108,11 +89,11 @@ sh_in 'pwd; echo from-bottle > written-inside'
 check "workspace writable at the same path" bash -c '[ "$0" = "$1" ] && [ "$(cat "$1/written-inside")" = from-bottle ]' "$OUT" "$(realpath "$WS")"
 
 # 13. Something next to the workspace is not visible.
-sh_in "test -e '$WORK/outside-file' && echo visible || echo hidden"
+sh_in "test -e '$T/outside-file' && echo visible || echo hidden"
 check "file outside the workspace not visible" test "$OUT" = hidden
 
 # 14. --mount SRC:DST:ro is readable, not writable.
-run --mount "$WORK/extra:/data:ro" -- /bin/sh -c 'cat /data/file; touch /data/new 2>/dev/null; echo rc=$?'
+run --mount "$T/extra:/data:ro" -- /bin/sh -c 'cat /data/file; touch /data/new 2>/dev/null; echo rc=$?'
 check "--mount ro: readable, not writable" test "$OUT" = "$(printf 'extra-content\nrc=1')"
 
 # 15-18. Exit statuses.
@@ -138,20 +119,19 @@ check "no capabilities, no_new_privs, seccomp ($OUT)" test "$OUT" = \
 
 # 21. The host's loopback services are unreachable (another network namespace).
 PORT=$((20000 + $$ % 20000))
-python3 -c "
+bg python3 -c "
 import socket,sys,time
 s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(('127.0.0.1', $PORT)); s.listen(8); time.sleep(60)" &
-LISTENER=$!
-for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.05; done
-if (echo >/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then
+s.bind(('127.0.0.1', $PORT)); s.listen(8); time.sleep(60)"
+LISTENER=$BGPID
+if wait_port "$PORT"; then
     run -- /bin/bash -c "timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/$PORT' 2>/dev/null && echo reached || echo refused"
     check "host 127.0.0.1:$PORT reachable from the host but not from the bottle" test "$OUT" = refused
 else
-    skip "could not start a host listener"
+    echo "Bail out! could not start a host listener on 127.0.0.1:$PORT"
+    exit 1
 fi
 kill "$LISTENER" 2>/dev/null
-LISTENER=
 
 # 22. Hostname is the bottle's name.
 run --name bbtest -- /bin/cat /proc/sys/kernel/hostname
@@ -168,24 +148,24 @@ check "SIGTERM forwarded, command's status returned" test "$?" = 42
 # 24. No leftovers: background processes die with the bottle; no mounts leak to the host.
 TAG=$((3000 + $$ % 1000))
 sh_in "sleep $TAG.5 >/dev/null 2>&1 & echo started"
-sleep 0.2
-check "no processes left after exit" bash -c '! pgrep -f "sleep $0.5" >/dev/null' "$TAG"
+wait_gone "^sleep $TAG\.5$"
+is "no processes left after exit (this test's own processes)" "$(procs "^sleep $TAG\.5$")" ""
 check "no mounts left on the host" test "$(wc -l </proc/self/mountinfo)" = "$mounts_before"
 
 # 26-27. Unprivileged: as uid 65534 (if the helper binaries are reachable for that user).
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
     setpriv --reuid=65534 --regid=65534 --clear-groups test -x "$NS_LAUNCH" -a -x "$BOTTLE_INIT" &&
     setpriv --reuid=65534 --regid=65534 --clear-groups "$NS_LAUNCH" --init "$BOTTLE_INIT" --probe >/dev/null; then
-    UWS=$WORK/uws
+    UWS=$T/uws
     mkdir -p "$UWS"
     chown 65534:65534 "$UWS"
-    chmod 0755 "$WORK"
+    chmod 0755 "$T"
     OUT=$(cd "$UWS" && setpriv --reuid=65534 --regid=65534 --clear-groups "$NS_LAUNCH" --init "$BOTTLE_INIT" -- \
         /bin/sh -c 'id -u; echo x > f; grep -E "^CapEff|^CapBnd" /proc/self/status | tr -s "\t" " " | tr "\n" ";"; unshare -U true 2>/dev/null; echo rc=$?' 2>"$LOG")
     check "unprivileged: runs as the caller, workspace writable, no caps (got: $(tr "\n" " " <<<"$OUT"))" test \
         "$OUT" = "$(printf '65534\nCapEff: 0000000000000000;CapBnd: 0000000000000000;rc=1')"
     check "unprivileged: file owned by the caller on the host" test "$(stat -c %u "$UWS/f")" = 65534
 else
-    skip "not root, no setpriv, or the build tree is not reachable as uid 65534"
-    skip "unprivileged run skipped"
+    skip "unprivileged run" "not root, no setpriv, or the build tree is not reachable as uid 65534"
 fi
+done_testing

@@ -145,14 +145,15 @@ r=$(head -c 3000 /dev/urandom | tr -d '\\' | raw --timeout 3)
 like "random bytes get a 400-class answer or a close" "$r" "^(HTTP/1.1 4|$)"
 r=$(printf 'GET http://allowed.test/' | raw --timeout 4)
 like "a head that never completes is cut off by the head timeout (408)" "$r" "^HTTP/1.1 408"
-sleep 0.3
+# the daemon closes the refused connections on its next loop pass: wait (bounded) for that
+for _ in $(seq 100); do [ "$(ls /proc/$EGRESS/fd | wc -l)" -le "$fds0" ] && break; sleep 0.05; done
 fds1=$(ls /proc/$EGRESS/fd | wc -l)
 is "no descriptor leaked after the hostile requests" "$fds1" "$fds0"
 r=$(fetch "http://allowed.test:$HTTP/hello")
 is "the daemon still serves after all of that" "$r" "200||hello from fake upstream"
 
-# --- audit (S9)
-sleep 0.2
+# --- audit (S9): the last request's record is written once its connection ended
+wait_grep '"host":"allowed.test".*"decision":"allow"' "$T/audit.log" 2
 like "audit has the allowed HTTP request with bytes" "$(cat "$T/audit.log")" \
     '"kind":"http","host":"allowed.test","port":'"$HTTP"',"decision":"allow","reason":"allowlisted","bytes_up":[1-9][0-9]*,"bytes_down":[1-9]'
 like "audit has the CONNECT decision" "$(cat "$T/audit.log")" '"kind":"connect","host":"allowed.test".*"decision":"allow"'
@@ -165,12 +166,16 @@ for l in open('$T/audit.log'):
 "
 
 # --- reload (SIGHUP) keeps live tunnels and applies the new policy
-python3 - "$PX" "$HTTPS" >"$T/tunnel.out" 2>&1 <<'PY' &
-import socket, sys, time
+python3 - "$PX" "$HTTPS" "$T/reloaded" >"$T/tunnel.out" 2>&1 <<'PY' &
+import os, socket, sys, time
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 s.sendall(b"CONNECT allowed.test:%s HTTP/1.1\r\nHost: allowed.test:%s\r\n\r\n" % (sys.argv[2].encode(), sys.argv[2].encode()))
-print(s.recv(100).split(b"\r\n")[0].decode())
-time.sleep(1.5)  # the reload happens now
+print(s.recv(100).split(b"\r\n")[0].decode(), flush=True)
+# the test reloads the daemon now and creates the file once the reload is done
+for _ in range(200):
+    if os.path.exists(sys.argv[3]):
+        break
+    time.sleep(0.05)
 s.sendall(b"\x16\x03\x01\x00\x05hello")  # junk TLS record: the origin answers with an alert or closes
 s.settimeout(3)
 try:
@@ -180,10 +185,13 @@ except Exception as e:
     print("tunnel-error", e)
 PY
 TUN=$!
-sleep 0.5
+wait_grep '^HTTP/1.1 200' "$T/tunnel.out" || diag "the tunnel did not open: $(cat "$T/tunnel.out")"
+reloads=$(grep -c 'policy reloaded' "$T/egress.err")
 echo "allow = other.test:$HTTP" >>"$T/bottle.ini"
 kill -HUP "$EGRESS"
-sleep 0.3
+check "SIGHUP: the daemon says it reloaded the policy" \
+    wait_grep 'egress: policy reloaded' "$T/egress.err" $((reloads + 1))
+touch "$T/reloaded"
 r=$(fetch "http://other.test:$HTTP/hello")
 is "after SIGHUP the new pattern is in force" "$r" "200||hello from fake upstream"
 wait "$TUN"

@@ -5,10 +5,7 @@
 # agent config) that must stay read-only (DESIGN.md S10, S11; docs/workspace.md).
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "rootfs tests" "user namespaces are not available to this user"
-    done_testing
-fi
+need_bottles "rootfs tests"
 
 DNS=$(free_port)
 bg python3 "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"

@@ -4,12 +4,7 @@
 # and two bottles at once. Fake origin and DNS stub on the host's loopback.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "run tests" "user namespaces are not available to this user"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed inside the bottle (install-deps installs python3)"; exit 1; }
+need_bottles "run tests"
 
 HTTP=$(free_port); DNS=$(free_port); OTHER=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
@@ -175,8 +170,8 @@ supervisor_pid() {
     wait_file "$STATE/bottles/$1/info.json"
     "$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$STATE/bottles/$1/info.json"
 }
-# Live (not zombie) bottle-init processes.
-live_inits() { ps -C bottle-init -o stat= | grep -vc '^Z'; }
+# This test's own live bottle-init processes (never another bottle's on the machine).
+INIT_RE='^(\S*/)?bottle-init( |$)'
 
 # --- signals: SIGTERM to bot-bottle reaches the command, whose status comes back
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-sig -- sh -c 'trap "exit 42" TERM; echo up >sig-ready; while :; do sleep 0.1; done') &
@@ -186,58 +181,13 @@ kill -TERM "$(supervisor_pid bb-test-sig)"
 wait "$SUP"; is "signals: SIGTERM reaches the command (status 42 comes back)" "$?" "42"
 
 # --- TTY: the command gets a terminal of the caller's size
-cat >"$T/ttysize.py" <<'PY'
-import fcntl, os, pty, struct, sys, termios
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 37, 101, 0, 0))
-out = b""
-while True:
-    try:
-        d = os.read(fd, 4096)
-    except OSError:
-        break
-    if not d:
-        break
-    out += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-sys.exit(os.waitstatus_to_exitcode(st))
-PY
-out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ttysize.py" "$BB" run --backend namespace -t -- sh -c 'stty size; test -t 0 && echo is-a-tty')
+out=$(cd "$T/ws" && timeout 30 "$PY" "$HELPERS/pty-run.py" --size 37 101 -- "$BB" run --backend namespace -t -- sh -c 'stty size; test -t 0 && echo is-a-tty')
 like "tty: the command's terminal has the caller's size" "$out" "37 101"
 like "tty: stdin is a terminal inside" "$out" "is-a-tty"
+like "tty: ... and the status comes back" "$out" "status=0"
 
 # Ctrl-C typed at the terminal reaches the command (through the pty), not bot-bottle.
-cat >"$T/ctrlc.py" <<'PY'
-import os, select, sys, time
-pid, fd = __import__("pty").fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-buf = b""
-deadline = time.time() + 20
-while b"ready" not in buf and time.time() < deadline:
-    r, _, _ = select.select([fd], [], [], 0.5)
-    if r:
-        try:
-            buf += os.read(fd, 4096)
-        except OSError:
-            break
-os.write(fd, b"\x03")
-while True:
-    try:
-        d = os.read(fd, 4096)
-    except OSError:
-        break
-    if not d:
-        break
-    buf += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(buf.decode(errors="replace"))
-print("status=%d" % os.waitstatus_to_exitcode(st))
-PY
-out=$(cd "$T/ws" && timeout 30 "$PY" "$T/ctrlc.py" "$BB" run --backend namespace -t -- sh -c 'trap "echo got-sigint; exit 7" INT; echo ready; while :; do sleep 0.1; done')
+out=$(cd "$T/ws" && timeout 30 "$PY" "$HELPERS/pty-run.py" --when ready --send '\x03' -- "$BB" run --backend namespace -t -- sh -c 'trap "echo got-sigint; exit 7" INT; echo ready; while :; do sleep 0.1; done')
 like "tty: Ctrl-C is delivered to the command" "$out" "got-sigint"
 like "tty: ... and bot-bottle returns the command's status" "$out" "status=7"
 
@@ -260,31 +210,35 @@ else
     skip "unprivileged run" "needs root to switch to an unprivileged user for the test"
 fi
 
-# --- no leftovers
-sleep 0.3
+# --- no leftovers (processes: of this test only; it is their subreaper, see lib.sh)
 is "cleanup: no bottle state left after normal exits" "$(ls "$STATE/bottles" 2>/dev/null | wc -l)" "0"
-is "cleanup: no bottle-init process left" "$(live_inits)" "0"
+wait_gone "$INIT_RE"
+is "cleanup: no bottle-init process left" "$(procs "$INIT_RE")" ""
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-k -- sh -c 'echo up >k-ready; sleep 30') &
 SUP=$!
 wait_file "$T/ws/k-ready"
+is "kill -9 (control): the bottle's bottle-init runs" "$(procs "$INIT_RE" | wc -l)" "1"
+is "kill -9 (control): ... the command inside" "$(procs '^sleep 30$' | wc -l)" "1"
+is "kill -9 (control): ... and its egress daemon" "$(procs ' egress .*--name bb-test-k ' | wc -l)" "1"
 kill -9 "$(supervisor_pid bb-test-k)"; wait "$SUP" 2>/dev/null
-sleep 0.5
-is "kill -9: the bottle's processes die with the supervisor" "$(live_inits)" "0"
-is "kill -9: ... and so does the command inside" "$(pgrep -fc 'sleep 30' || true)" "0"
-is "kill -9: ... and its egress daemon" "$(ps -eo stat=,args= | grep -v '^Z' | grep -c '[b]b-test-k')" "0"
+wait_gone "$INIT_RE|^sleep 30$| egress .*--name bb-test-k "
+is "kill -9: the bottle's processes die with the supervisor" "$(procs "$INIT_RE")" ""
+is "kill -9: ... and so does the command inside" "$(procs '^sleep 30$')" ""
+is "kill -9: ... and its egress daemon" "$(procs ' egress .*--name bb-test-k ')" ""
 run -- true
 is "kill -9: the next run removes the stale state" "$(ls "$STATE/bottles" 2>/dev/null | wc -l)" "0"
 
 # --- S7: kill the egress daemon mid-run
 (cd "$T/ws" && "$BB" run --backend namespace --name bb-test-s7 --allow "allowed.test:$HTTP" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
-    'echo up >s7-ready; sleep 2; curl -s --max-time 3 http://allowed.test:'"$HTTP"'/hello; echo curl-rc=$? >s7-out; sleep 20' \
+    'echo up >s7-ready; i=0; while [ ! -e s7-killed ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done; curl -s --max-time 3 http://allowed.test:'"$HTTP"'/hello; echo curl-rc=$? >s7-out; sleep 20' \
     >"$T/s7.out" 2>"$T/s7.err") &
 SUP=$!
 wait_file "$T/ws/s7-ready"
 DAEMON=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['daemon_pid'])" "$STATE/bottles/bb-test-s7/info.json")
 diag "supervisor $(supervisor_pid bb-test-s7), egress daemon $DAEMON"
-kill -9 "$DAEMON" 
+kill -9 "$DAEMON"
+touch "$T/ws/s7-killed"
 t0=$(date +%s)
 wait "$SUP"; rc=$?
 t1=$(date +%s)

@@ -5,12 +5,7 @@
 # pipe fed from our stdin with -i.
 source "$(dirname "$0")/lib.sh"
 
-if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
-    skip "stdio tests" "user namespaces are not available to this user"
-    done_testing
-fi
-PY=/usr/bin/python3
-[ -x "$PY" ] || { echo "Bail out! $PY is needed (install-deps installs python3)"; exit 1; }
+need_bottles "stdio tests"
 
 mkdir -p "$T/ws"
 DNS=$(free_port)
@@ -19,23 +14,6 @@ run() {
 }
 
 # --- under a real terminal, without -t: the bottle must not get it
-cat >"$T/inpty.py" <<'PY'
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-out = b""
-while True:
-    try:
-        d = os.read(fd, 65536)
-    except OSError:
-        break
-    if not d:
-        break
-    out += d
-_, st = os.waitpid(pid, 0)
-sys.stdout.write(out.decode(errors="replace"))
-PY
 cat >"$T/ws/probe.sh" <<'SH'
 for fd in 0 1 2; do
     if test -t $fd; then echo "fd$fd-is-a-tty"; else echo "fd$fd-not-a-tty"; fi
@@ -62,7 +40,7 @@ echo "rc=\$?"
 after=\$(stty -g)
 if [ "\$before" = "\$after" ]; then echo modes-unchanged; else echo "modes-changed \$before -> \$after"; fi
 SH
-out=$(timeout 90 "$PY" "$T/inpty.py" sh "$T/outer.sh" | tr -d '\r')
+out=$(timeout 90 "$PY" "$HELPERS/pty-run.py" sh "$T/outer.sh" | tr -d '\r')
 like "pty: the command ran" "$out" "probe-done"
 like "pty: stdin is not a terminal inside without -t" "$out" "fd0-not-a-tty"
 like "pty: stdout is not a terminal inside without -t" "$out" "fd1-not-a-tty"
@@ -79,7 +57,7 @@ cat >"$T/outer-i.sh" <<SH
 cd "$T/ws" && timeout 60 "$BB" run --backend namespace --upstream-dns 127.0.0.1:$DNS -i -- \
     sh -c 'test -t 0 && echo in-is-tty || echo in-not-tty' </dev/tty
 SH
-out=$(timeout 90 "$PY" "$T/inpty.py" sh "$T/outer-i.sh" | tr -d '\r')
+out=$(timeout 90 "$PY" "$HELPERS/pty-run.py" sh "$T/outer-i.sh" | tr -d '\r')
 like "pty -i: stdin inside is not the terminal" "$out" "in-not-tty"
 
 # --- the relay

@@ -103,6 +103,18 @@ static void test_str_to_u64(void **state)
     assert_int_equal(port, 443);
 }
 
+static void test_str_path_rel_clean(void **state)
+{
+    (void)state;
+    static const char *const good[] = { "a", "a/b", ".git/hooks", "..a", "a../b", ".x" };
+    static const char *const bad[] = { "",  "/",  "/a",    "a/",   "a//b",
+                                       ".", "..", "a/./b", "a/..", "../a" };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        assert_true(str_path_rel_clean(good[i]));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(str_path_rel_clean(bad[i]));
+}
+
 static void test_slice(void **state)
 {
     (void)state;
@@ -139,8 +151,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),    cmocka_unit_test(test_buf_consume_offset),
-        cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_slice),
-        cmocka_unit_test(test_net_addr),
+        cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_str_path_rel_clean),
+        cmocka_unit_test(test_slice),      cmocka_unit_test(test_net_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

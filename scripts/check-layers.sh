@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Lint: the include edges between the folders of src/ (STYLE.md section 12 item 9). A file in
+# src/F may include "G/..." only when G is F itself or listed for F below; every other
+# `#include "folder/..."`, a relative `#include "../..."`, and a folder missing from the table
+# fail with FILE:LINE and the rule. Lower layers never include higher ones.
+#
+# Usage: scripts/check-layers.sh [SOURCE_DIR]   check SOURCE_DIR/src (default: this tree)
+#        scripts/check-layers.sh --table        the table as markdown (docs/architecture.md
+#                                               carries exactly this; lint compares them)
+set -uo pipefail
+
+# layer | folder | may include (besides itself) | what it owns
+# Bottom to top. Keep docs/architecture.md in step: `scripts/check-layers.sh --table`.
+RULES='0|common||log, buf, str, net addresses, loop (epoll, timers, signals), xalloc, syscalls, cleanup.h, caps (limits.h); also built into the static bottle-init
+1|policy|common|the allowlist: host patterns, CIDRs, the verdict and its reason
+1|channel|common|the host<->guest channel: frames (proto), the stream mux, the relays, the connection hand-off to the daemon
+1|audit|common|the audit log: JSON records, aggregation, rotation, failing closed
+2|proxy|common policy audit|the HTTP/1 head parser, the forward proxy state machine, upstream resolution (c-ares)
+2|dns|common policy audit|the DNS wire format and the DNS filter
+2|config|common policy|INI files into a validated struct bb_config; the trust store of approved files
+3|egress|common policy channel audit proxy dns|the egress daemon: one loop running proxy and DNS filter, reload, its seccomp confinement
+3|guest|common channel|bottle-init (PID 1 of a bottle), its rootfs, network and seccomp filter; the bottle spec
+4|backend|common guest|backend ops (probe, create, start, wait, stop, destroy), the namespace backend, cgroups
+5|supervisor|common policy channel config egress guest backend|one bottle per `run`: state dir, alias lease, starts the daemon (fork+exec) and the bottle, host relay, stdio and tty, workspace protection
+6|cli|common policy proxy config egress guest backend supervisor|main and one file per verb; option parsing shared in args.c'
+
+if [ "${1:-}" = --table ]; then
+    echo "| layer | folder | owns | may include |"
+    echo "|---|---|---|---|"
+    while IFS='|' read -r layer folder deps owns; do
+        echo "| $layer | src/$folder | $owns | ${deps:-(nothing)} |"
+    done <<<"$RULES"
+    exit 0
+fi
+
+cd "${1:-$(dirname "$0")/..}" || exit 1
+[ -d src ] || { echo "check-layers: no src/ in $PWD"; exit 1; }
+declare -A allowed
+while IFS='|' read -r _ folder deps _; do
+    allowed[$folder]=" $folder $deps "
+done <<<"$RULES"
+
+bad=0
+for dir in src/*/; do
+    folder=${dir#src/}
+    folder=${folder%/}
+    if [ -z "${allowed[$folder]+set}" ]; then
+        echo "src/$folder: a folder missing from the layering table in scripts/check-layers.sh"
+        bad=1
+    fi
+done
+while IFS= read -r hit; do
+    file=${hit%%:*}
+    rest=${hit#*:}
+    line=${rest%%:*}
+    target=$(sed -nE 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]*)".*/\1/p' <<<"${rest#*:}")
+    folder=${file#src/}
+    folder=${folder%%/*}
+    case $target in
+    ../* | */../* | ./*)
+        echo "$file:$line: relative include \"$target\": name it from src/ (\"folder/file.h\")"
+        bad=1
+        continue
+        ;;
+    */*) ;;
+    *) continue ;; # a header next to the file
+    esac
+    to=${target%%/*}
+    [ -n "${allowed[$folder]+set}" ] || continue # reported above
+    if [[ ${allowed[$folder]} != *" $to "* ]]; then
+        deps=$(echo ${allowed[$folder]# $folder })
+        echo "$file:$line: src/$folder may not include \"$target\" (src/$folder may include: ${deps:-only itself}; the table is in scripts/check-layers.sh)"
+        bad=1
+    fi
+done < <(grep -rnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' src --include='*.c' --include='*.h' | sort)
+[ $bad = 0 ] || echo "check-layers: include edge not allowed (STYLE.md section 12 item 9)"
+exit $bad
