@@ -26,6 +26,8 @@ static void conn_run(struct conn *c);
 static void side_init(struct side *s)
 {
     s->fd = -1;
+    s->tp = &transport_tcp;
+    s->tp_ctx = NULL;
     s->eof = s->wshut = false;
     s->src.registered = false;
 }
@@ -35,29 +37,29 @@ void side_close(struct proxy *px, struct side *s)
     if (s->fd < 0)
         return;
     loop_del(px->loop, &s->src);
-    close(s->fd);
+    s->tp->close(s);
     side_init(s);
 }
 
-/* Write as much of b as the socket takes. Returns > 0 progress, 0 would block, < 0 error. */
-int side_flush(int fd, struct buf *b, uint64_t *counter)
+/* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
+int side_flush(struct side *s, struct buf *b, uint64_t *counter)
 {
     ssize_t n;
 
     if (!b->len)
         return 0;
-    n = send(fd, b->p, b->len, MSG_NOSIGNAL);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+    n = s->tp->send(s, b->p, b->len);
+    if (n <= 0)
+        return (int)n;
     buf_consume(b, (size_t)n);
     if (counter)
         *counter += (uint64_t)n;
     return 1;
 }
 
-/* Read up to max bytes from fd and append to b. Returns > 0 bytes, 0 would block,
- * -ECONNRESET-like errors, or -EPIPE for EOF (sets *eof). */
-static int read_into(int fd, struct buf *b, size_t max, bool *eof)
+/* Read up to max bytes from s and append to b. Returns > 0 bytes, 0 would block, -ECONNRESET-like
+ * errors, or -EPIPE for EOF (sets s->eof). */
+static int read_into(struct side *s, struct buf *b, size_t max)
 {
     char tmp[RELAY_CHUNK];
     ssize_t n;
@@ -67,12 +69,11 @@ static int read_into(int fd, struct buf *b, size_t max, bool *eof)
         max = sizeof(tmp);
     if (max == 0)
         return 0;
-    n = recv(fd, tmp, max, 0);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-    if (n == 0) {
-        *eof = true;
-        return -EPIPE;
+    n = s->tp->recv(s, tmp, max);
+    if (n <= 0) {
+        if (n == -EPIPE)
+            s->eof = true;
+        return (int)n;
     }
     r = buf_append(b, tmp, (size_t)n);
     if (r < 0)
@@ -106,10 +107,15 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
  * (servers drop idle connections after a few seconds): a pending EOF, an error or unexpected
  * bytes all mean "open a new one", instead of a 502 for a request the origin never saw.
  */
-static bool upstream_idle_alive(int fd)
+static bool upstream_idle_alive(const struct side *s)
 {
     char b;
-    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+
+    if (side_pending(s))
+        return false; /* the transport holds bytes nobody asked for */
+    /* A look at the socket itself, beneath any transport: EOF, an error or any byte. */
+    n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -202,7 +208,7 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (c->u.fd >= 0) {
         /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
-            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(c->u.fd) &&
+            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(&c->u) &&
             policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
                 V_ALLOW) {
             c->state = CS_SEND_REQ;
@@ -245,7 +251,7 @@ static int step_read_head(struct conn *c)
 
     /* Anything still owed to the client (a 100 Continue of a previous exchange) goes first. */
     if (c->tocl.len) {
-        r = side_flush(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -255,7 +261,7 @@ static int step_read_head(struct conn *c)
     if (end == 0 && c->cin.len >= BB_MAX_HTTP_HEAD)
         end = -EMSGSIZE;
     if (end == 0) {
-        r = read_into(c->c.fd, &c->cin, BB_MAX_HTTP_HEAD - c->cin.len, &c->c.eof);
+        r = read_into(&c->c, &c->cin, BB_MAX_HTTP_HEAD - c->cin.len);
         if (r == -EPIPE) {
             /* Client closed between requests (normal) or mid-head (nothing to answer). */
             conn_close(c);
@@ -350,6 +356,7 @@ static int start_connect(struct conn *c)
             continue;
         }
         c->u.fd = fd;
+        c->u.tp = &transport_tcp;
         c->u_ready = false;
         if (loop_add(px->loop, &c->u.src, fd, EPOLLOUT, on_io, c) < 0) {
             side_close(px, &c->u);
@@ -480,7 +487,7 @@ static int step_send_req(struct conn *c)
     int r;
 
     if (c->tocl.len) { /* 100 Continue */
-        r = side_flush(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0)
             return r;
     }
@@ -495,7 +502,7 @@ static int step_send_req(struct conn *c)
         }
     }
     if (c->toup.len) {
-        r = side_flush(c->u.fd, &c->toup, &c->bytes_up);
+        r = side_flush(&c->u, &c->toup, &c->bytes_up);
         if (r < 0) {
             conn_upstream_error(c, 502, "upstream-write-failed", "the upstream closed early");
             return 1;
@@ -512,7 +519,7 @@ static int step_send_req(struct conn *c)
     if (c->cin.len)
         return 1; /* it fits now that toup is empty */
     /* need more body from the client */
-    r = read_into(c->c.fd, &c->cin, RELAY_CHUNK, &c->c.eof);
+    r = read_into(&c->c, &c->cin, RELAY_CHUNK);
     if (r == -EPIPE) {
         conn_close(c); /* client gave up mid-body */
         return 0;
@@ -529,7 +536,7 @@ static int step_read_resp(struct conn *c)
     int end, r;
 
     if (c->tocl.len) {
-        r = side_flush(c->c.fd, &c->tocl, &c->bytes_down);
+        r = side_flush(&c->c, &c->tocl, &c->bytes_down);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -539,7 +546,7 @@ static int step_read_resp(struct conn *c)
     if (end == 0 && c->uin.len >= BB_MAX_HTTP_HEAD)
         end = -EMSGSIZE;
     if (end == 0) {
-        r = read_into(c->u.fd, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len, &c->u.eof);
+        r = read_into(&c->u, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len);
         if (r == -EPIPE || (r < 0 && r != -E2BIG)) {
             conn_upstream_error(c, 502, "upstream-closed",
                                 "the upstream closed the connection without a response");
@@ -620,7 +627,7 @@ static int step_send_resp(struct conn *c)
         }
     }
     if (c->tocl.len) {
-        r = side_flush(c->c.fd, &c->tocl, &c->bytes_down);
+        r = side_flush(&c->c, &c->tocl, &c->bytes_down);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -642,7 +649,7 @@ static int step_send_resp(struct conn *c)
         conn_close(c);
         return 0;
     }
-    r = read_into(c->u.fd, &c->uin, RELAY_CHUNK, &c->u.eof);
+    r = read_into(&c->u, &c->uin, RELAY_CHUNK);
     if (r == -EPIPE)
         return 1; /* handled above on the next pass */
     if (r < 0) {
@@ -662,7 +669,7 @@ static int step_drain(struct conn *c)
     int r;
 
     if (c->tocl.len) {
-        r = side_flush(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0) {
             conn_close(c);
             return 0;
@@ -671,16 +678,16 @@ static int step_drain(struct conn *c)
             return 0;
     }
     if (!c->c.wshut) {
-        shutdown(c->c.fd, SHUT_WR);
+        c->c.tp->shutdown(&c->c);
         c->c.wshut = true;
     }
     /* Discard what the client still sends so closing does not turn into a RST that could
      * destroy the response before the client read it. */
     for (;;) {
-        n = recv(c->c.fd, sink, sizeof(sink), 0);
+        n = c->c.tp->recv(&c->c, sink, sizeof(sink));
         if (n > 0)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n == 0)
             return 0;
         conn_close(c);
         return 0;
@@ -744,6 +751,9 @@ static void set_interest(struct conn *c)
     /* epoll reports EPOLLERR/EPOLLHUP even with no interest; level-triggered, a reset socket
      * we are not using right now would wake us forever. With no interest, ask for edges only:
      * it is reported once, and the step that next uses the socket sees the error. */
+    /* Bytes a transport already holds will not be announced by the fd: run again next pass. */
+    if (((ce & EPOLLIN) && side_pending(&c->c)) || ((ue & EPOLLIN) && side_pending(&c->u)))
+        loop_defer(px->loop, &c->rerun_defer, on_rerun, c);
     if (c->c.fd >= 0)
         loop_mod(px->loop, &c->c.src, ce ? ce : EPOLLET);
     if (c->u.fd >= 0 && c->u.src.registered)
@@ -934,6 +944,7 @@ int conn_new(struct proxy *px, int fd)
     c->last_active = loop_now(px->loop);
     c->deadline = c->last_active + (uint64_t)px->lim.head_timeout_ms * 1000000ull;
     c->c.fd = fd;
+    c->c.tp = &transport_tcp;
     r = loop_add(px->loop, &c->c.src, fd, EPOLLIN, on_io, c);
     if (r < 0) {
         free(c);

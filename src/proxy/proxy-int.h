@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "common/buf.h"
 #include "proxy/http1.h"
@@ -44,12 +45,48 @@ enum conn_state {
     CS_MAX
 };
 
+struct side;
+
+/*
+ * How bytes cross one side of a connection (the client's or the upstream's): a small ops table,
+ * so that a TLS transport can later sit beside plain TCP without the state machine knowing
+ * (modelled on curl's connection filters, docs/internals/CONNECTION-FILTERS.md, cut down to one
+ * transport per side). Only plain TCP (transport_tcp, transport.c) exists; its ops are the very
+ * syscalls the state machine made before, one each, called indirectly.
+ */
+struct transport_ops {
+    const char *name;
+    /* Returns > 0 bytes read, 0 would block, -EPIPE at the end of the stream, or -errno. */
+    ssize_t (*recv)(struct side *s, void *p, size_t len);
+    /* Returns > 0 bytes written, 0 would block, or -errno. Never raises SIGPIPE. */
+    ssize_t (*send)(struct side *s, const void *p, size_t len);
+    /* End our write direction (TCP: FIN). Returns 0 or -errno. */
+    int (*shutdown)(struct side *s);
+    /* Release the transport's state and close the fd. */
+    void (*close)(struct side *s);
+    /* Bytes already read from the fd and held by the transport (a TLS record read ahead): no
+     * readiness event will announce them. NULL: the transport never holds any. */
+    size_t (*pending)(const struct side *s);
+    /* The payload travels on the fd as is, so a tunnel may splice(2) it. */
+    bool can_splice;
+};
+
+extern const struct transport_ops transport_tcp;
+
 struct side {
     int fd;
+    const struct transport_ops *tp; /* how bytes cross this side; set with the fd */
+    void *tp_ctx;                   /* the transport's state (TCP: none) */
     struct loop_source src;
     bool eof;   /* read returned 0 */
     bool wshut; /* we shut down our write side */
 };
+
+/* Bytes the transport holds that no readiness event will announce. */
+static inline size_t side_pending(const struct side *s)
+{
+    return s->fd >= 0 && s->tp->pending ? s->tp->pending(s) : 0;
+}
 
 struct conn {
     struct proxy *px;
@@ -124,8 +161,8 @@ struct proxy {
 int conn_new(struct proxy *px, int fd);
 void conn_close(struct conn *c);
 void side_close(struct proxy *px, struct side *s);
-/* Write as much of b as the socket takes. Returns > 0 progress, 0 would block, < 0 error. */
-int side_flush(int fd, struct buf *b, uint64_t *counter);
+/* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
+int side_flush(struct side *s, struct buf *b, uint64_t *counter);
 
 /* reply.c */
 int conn_audit(struct conn *c, bool allow, const char *reason);
