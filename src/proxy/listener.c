@@ -109,6 +109,8 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     r = loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px);
     if (r < 0) {
         close(fd);
+        if (px->spare_fd >= 0)
+            close(px->spare_fd);
         free(px);
         return r;
     }
