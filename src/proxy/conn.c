@@ -61,7 +61,7 @@ int side_flush(struct side *s, struct buf *b, uint64_t *counter)
  * errors, or -EPIPE for EOF (sets s->eof). */
 static int read_into(struct side *s, struct buf *b, size_t max)
 {
-    char tmp[RELAY_CHUNK];
+    char tmp[BB_RELAY_CHUNK];
     ssize_t n;
     int r;
 
@@ -519,7 +519,7 @@ static int step_send_req(struct conn *c)
     if (c->cin.len)
         return 1; /* it fits now that toup is empty */
     /* need more body from the client */
-    r = read_into(&c->c, &c->cin, RELAY_CHUNK);
+    r = read_into(&c->c, &c->cin, BB_RELAY_CHUNK);
     if (r == -EPIPE) {
         conn_close(c); /* client gave up mid-body */
         return 0;
@@ -603,7 +603,7 @@ static void exchange_done(struct conn *c)
     buf_reset(&c->uin);
     if (!c->client_keep_alive) {
         c->state = CS_DRAIN;
-        c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
+        c->deadline = loop_now(c->px->loop) + (uint64_t)BB_DRAIN_LINGER_MS * 1000000ull;
         return;
     }
     exchange_reset(c);
@@ -649,7 +649,7 @@ static int step_send_resp(struct conn *c)
         conn_close(c);
         return 0;
     }
-    r = read_into(&c->u, &c->uin, RELAY_CHUNK);
+    r = read_into(&c->u, &c->uin, BB_RELAY_CHUNK);
     if (r == -EPIPE)
         return 1; /* handled above on the next pass */
     if (r < 0) {
@@ -934,10 +934,10 @@ int conn_new(struct proxy *px, int fd)
     side_init(&c->c);
     side_init(&c->u);
     c->pipe_cu[0] = c->pipe_cu[1] = c->pipe_uc[0] = c->pipe_uc[1] = -1;
-    buf_init(&c->cin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->toup, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->tocl, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->uin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    buf_init(&c->cin, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->toup, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->tocl, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->uin, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
     loop_timer_init(&c->timer, on_timer, c);
     exchange_reset(c);
     c->state = CS_READ_HEAD;

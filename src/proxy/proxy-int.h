@@ -10,7 +10,7 @@
  *  - A handler never frees a connection: conn_close() marks it, unregisters its fds and queues
  *    the free as deferred work that runs after the dispatch pass.
  *  - Every byte a client or upstream can make us hold is capped: heads by BB_MAX_HTTP_HEAD,
- *    bodies pass through bounded buffers (RELAY_CHUNK), tunnels through kernel pipes.
+ *    bodies pass through bounded buffers (BB_RELAY_CHUNK), tunnels through kernel pipes.
  *  - The upstream address is the one that was vetted by policy_check_addr(); there is no
  *    second lookup.
  */
@@ -22,15 +22,13 @@
 #include <sys/types.h>
 
 #include "common/buf.h"
+#include "common/limits.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
 
-#define RELAY_CHUNK 65536       /* bytes moved per read while relaying HTTP bodies */
-#define PIPE_CHUNK (1 << 20)    /* bytes asked of splice(2) per call */
-#define PIPE_DEFAULT_CAP 65536  /* a new pipe's capacity */
-#define PIPE_BULK_CAP (1 << 20) /* what a tunnel's pipe grows to once it carries bulk data */
-#define ACCEPT_BATCH 64         /* accept() calls per readiness event (fairness) */
-#define DRAIN_LINGER_MS 2000    /* after an error response, discard client input this long */
+/* The caps a peer can push against are in common/limits.h (BB_RELAY_CHUNK, BB_PIPE_*, ...). */
+#define PIPE_CHUNK (1 << 20) /* bytes asked of splice(2) per call */
+#define ACCEPT_BATCH 64      /* accept() calls per readiness event (fairness) */
 
 enum conn_state {
     CS_READ_HEAD,

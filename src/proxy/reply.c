@@ -86,7 +86,7 @@ static void conn_respond_error(struct conn *c, int status, const char *hdr, cons
     tunnel_pipes_close(c);
     c->client_keep_alive = false;
     c->state = CS_DRAIN;
-    c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
+    c->deadline = loop_now(c->px->loop) + (uint64_t)BB_DRAIN_LINGER_MS * 1000000ull;
 }
 
 /* A policy refusal: 403 + X-Bottle-Block + audit. */

@@ -10,8 +10,6 @@
 #include "common/macro.h"
 #include "common/xalloc.h"
 
-#define RESOLVER_MAX_SOCKS 16
-
 struct resolver_sock {
     struct loop_source src;
     struct resolver *r;
@@ -24,7 +22,7 @@ struct resolver {
     resolver_answer_fn answer; /* resolver_new_answering() */
     void *answer_ud;
     struct loop_timer timer;
-    struct resolver_sock socks[RESOLVER_MAX_SOCKS];
+    struct resolver_sock socks[BB_RESOLVER_MAX_SOCKS];
 };
 
 struct resolve_req {

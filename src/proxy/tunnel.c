@@ -85,11 +85,11 @@ static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t 
         }
         *in_pipe += (size_t)n;
         progress = 1;
-        if (*in_pipe >= PIPE_DEFAULT_CAP && !*grown) {
+        if (*in_pipe >= BB_PIPE_DEFAULT_CAP && !*grown) {
             /* Bulk data: a larger pipe means fewer splice calls per byte. Best effort: the
              * per-user pipe quota may refuse it, and 64 KiB still works. */
             *grown = true;
-            fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BULK_CAP);
+            fcntl(pipefd[1], F_SETPIPE_SZ, BB_PIPE_BULK_CAP);
         }
     }
     if (src->eof && !*in_pipe && !dst->wshut) {
