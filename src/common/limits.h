@@ -23,12 +23,16 @@
 
 /* Proxy */
 #define BB_MAX_CONNS 4096           /* simultaneous client connections per daemon */
-#define BB_RELAY_BUF 65536          /* bytes per direction per connection (ring) */
 #define BB_HEAD_TIMEOUT_MS 30000    /* client must send a complete head within this */
 #define BB_IDLE_TIMEOUT_MS 600000   /* idle keep-alive / tunnel with no bytes either way */
 #define BB_CONNECT_TIMEOUT_MS 10000 /* upstream TCP connect */
 #define BB_RESOLVE_TIMEOUT_MS 10000 /* upstream name resolution */
 #define BB_MAX_ADDRS 16             /* resolved addresses considered per name */
+#define BB_RELAY_CHUNK 65536        /* bytes per read when relaying bodies (buffers: head + this) */
+#define BB_PIPE_DEFAULT_CAP 65536   /* a tunnel pipe's capacity until it carries bulk data */
+#define BB_PIPE_BULK_CAP (1 << 20)  /* what a tunnel's pipe grows to (per direction) */
+#define BB_DRAIN_LINGER_MS 2000     /* after an error response, discard client input this long */
+#define BB_RESOLVER_MAX_SOCKS 16    /* c-ares sockets watched at once (more are not watched) */
 
 /* Channel (docs/channel.md; the wire-format limits CHANNEL_MAX_PAYLOAD and CHANNEL_WINDOW
  * are protocol facts both ends must share: they stay in channel/proto.h) */

@@ -10,8 +10,6 @@
 #include "common/macro.h"
 #include "common/xalloc.h"
 
-#define RESOLVER_MAX_SOCKS 16
-
 struct resolver_sock {
     struct loop_source src;
     struct resolver *r;
@@ -20,9 +18,11 @@ struct resolver_sock {
 
 struct resolver {
     struct loop *loop;
-    ares_channel channel;
+    ares_channel channel;      /* NULL when answer is set */
+    resolver_answer_fn answer; /* resolver_new_answering() */
+    void *answer_ud;
     struct loop_timer timer;
-    struct resolver_sock socks[RESOLVER_MAX_SOCKS];
+    struct resolver_sock socks[BB_RESOLVER_MAX_SOCKS];
 };
 
 struct resolve_req {
@@ -165,12 +165,26 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
     return 0;
 }
 
+int resolver_new_answering(struct loop *l, resolver_answer_fn fn, void *userdata,
+                           struct resolver **ret)
+{
+    struct resolver *r = xcalloc(1, sizeof(*r));
+
+    r->loop = l;
+    r->answer = fn;
+    r->answer_ud = userdata;
+    loop_timer_init(&r->timer, on_timer, r);
+    *ret = r;
+    return 0;
+}
+
 struct resolver *resolver_free(struct resolver *r)
 {
     if (!r)
         return NULL;
     /* ares_destroy calls pending callbacks with ARES_EDESTRUCTION; they free their requests. */
-    ares_destroy(r->channel);
+    if (r->channel)
+        ares_destroy(r->channel);
     for (size_t i = 0; i < ARRAY_SIZE(r->socks); i++)
         if (r->socks[i].used)
             loop_del(r->loop, &r->socks[i].src);
@@ -231,6 +245,13 @@ struct resolve_req *resolver_lookup(struct resolver *r, const char *name, resolv
     q->r = r;
     q->fn = fn;
     q->userdata = userdata;
+    if (r->answer) {
+        int n = r->answer(r->answer_ud, name, q->addrs, ARRAY_SIZE(q->addrs));
+        q->status = n > 0 ? 0 : n < 0 ? n : -ENOENT;
+        q->n = n > 0 ? MIN((size_t)n, ARRAY_SIZE(q->addrs)) : 0;
+        loop_defer(r->loop, &q->defer, deliver, q);
+        return q;
+    }
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = ARES_AI_NOSORT;

@@ -27,6 +27,17 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
 struct resolver *resolver_free(struct resolver *r);
 
 /*
+ * A resolver whose answers come from fn instead of DNS (tests: the proxy's resolve -> vet ->
+ * connect path without a DNS server). fn(userdata, name, addrs, max) fills up to max addresses
+ * (AF_INET/AF_INET6, port 0) and returns how many (>= 1), or -ENOENT, -ETIMEDOUT or -EIO. It runs
+ * once per lookup; the result is delivered from deferred work, as a real one is.
+ */
+typedef int (*resolver_answer_fn)(void *userdata, const char *name, struct sockaddr_storage *addrs,
+                                  size_t max);
+int resolver_new_answering(struct loop *l, resolver_answer_fn fn, void *userdata,
+                           struct resolver **ret);
+
+/*
  * Start a lookup of name (NUL-terminated, already normalised). fn is called exactly once,
  * later (never from inside this call), unless the request is cancelled first. Returns the
  * request handle (owned by the resolver).

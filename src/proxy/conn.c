@@ -1,210 +1,67 @@
 /*
- * The forward proxy. See proxy.h for the state diagram and docs/proxy.md for the design.
- *
- * Invariants:
- *  - A handler never frees a connection: conn_close() marks it, unregisters its fds and queues
- *    the free as deferred work that runs after the dispatch pass.
- *  - Every byte a client or upstream can make us hold is capped: heads by BB_MAX_HTTP_HEAD,
- *    bodies pass through bounded buffers (RELAY_CHUNK), tunnels through kernel pipes.
- *  - The upstream address is the one that was vetted by policy_check_addr(); there is no
- *    second lookup.
+ * The connection state machine (docs/proxy.md, "A connection"): one step per state,
+ * conn_run() drives them, timers and readiness events re-enter it.
  */
-#include "proxy/proxy.h"
+#include "proxy/proxy-int.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
-#include "proxy/http1.h"
-
-#define RELAY_CHUNK 65536       /* bytes moved per read while relaying HTTP bodies */
-#define PIPE_CHUNK (1 << 20)    /* bytes asked of splice(2) per call */
-#define PIPE_DEFAULT_CAP 65536  /* a new pipe's capacity */
-#define PIPE_BULK_CAP (1 << 20) /* what a tunnel's pipe grows to once it carries bulk data */
-#define ACCEPT_BATCH 64         /* accept() calls per readiness event (fairness) */
-#define DRAIN_LINGER_MS 2000    /* after an error response, discard client input this long */
-
-enum conn_state {
-    CS_READ_HEAD,
-    CS_RESOLVE,
-    CS_CONNECT,
-    CS_SEND_REQ,
-    CS_READ_RESP,
-    CS_SEND_RESP,
-    CS_TUNNEL,
-    CS_DRAIN,
-    CS_CLOSED,
-    CS_MAX
-};
-
-struct side {
-    int fd;
-    struct loop_source src;
-    bool eof;   /* read returned 0 */
-    bool wshut; /* we shut down our write side */
-};
-
-struct conn {
-    struct proxy *px;
-    struct conn *prev, *next;
-    enum conn_state state;
-    struct side c, u;
-    struct loop_timer timer;
-    struct loop_defer free_defer;
-    struct loop_defer rerun_defer; /* conn_run() again on the next pass (fairness cut-off) */
-    bool u_ready;                  /* the upstream socket reported writable/error since the
-                                    * connect started: its SO_ERROR is final */
-    uint64_t last_active;
-    uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
-
-    struct buf cin; /* client bytes not yet consumed (head, pipelined data, body start) */
-    size_t head_scan;
-    struct buf toup; /* bytes to write upstream */
-    struct buf tocl; /* bytes to write to the client */
-    struct buf uin;  /* upstream bytes not yet consumed (response head) */
-    size_t resp_scan;
-
-    /* the current exchange */
-    struct host host;
-    uint16_t port;
-    bool is_connect;
-    bool is_head;
-    bool client_keep_alive;
-    bool upstream_reusable;
-    bool audited;
-    enum http_body req_body, resp_body;
-    uint64_t req_remaining, resp_remaining;
-    struct http_chunked req_chunked, resp_chunked;
-    int status; /* status sent to the client */
-    char method[16];
-    uint64_t bytes_up, bytes_down;
-
-    const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
-    struct resolve_req *rq;
-    struct sockaddr_storage addrs[BB_MAX_ADDRS];
-    size_t naddrs, addr_idx;
-    char up_host[BB_MAX_HOSTNAME + 1]; /* what the open upstream connection is for */
-    uint16_t up_port;
-    struct sockaddr_storage up_addr; /* the vetted address it is connected to */
-
-    /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
-    int pipe_cu[2], pipe_uc[2];
-    size_t in_pipe_cu, in_pipe_uc;
-    bool grown_cu, grown_uc; /* pipe enlarged for bulk data (tried once) */
-};
-
-struct proxy {
-    struct loop *loop;
-    struct resolver *res;
-    struct audit *audit;
-    const struct policy *policy;
-    struct proxy_limits lim;
-    int lfd;
-    struct loop_source lsrc;
-    int spare_fd; /* held in reserve to shed connections when out of descriptors */
-    struct conn *conns;
-    struct proxy_stats st;
-    void (*drain_fn)(void *);
-    void *drain_ud;
-    struct loop_defer drain_defer;
-    /* Deferred work still pointing at us (connection frees, the drain check). proxy_free()
-     * leaves the last of them to free the struct. */
-    unsigned pending;
-    bool dead;
-};
 
 static void conn_run(struct conn *c);
-static void conn_close(struct conn *c);
 
 /* ---------------------------------------------------------------- helpers */
 
 static void side_init(struct side *s)
 {
     s->fd = -1;
+    s->tp = &transport_tcp;
+    s->tp_ctx = NULL;
     s->eof = s->wshut = false;
     s->src.registered = false;
 }
 
-static void side_close(struct proxy *px, struct side *s)
+void side_close(struct proxy *px, struct side *s)
 {
     if (s->fd < 0)
         return;
     loop_del(px->loop, &s->src);
-    close(s->fd);
+    s->tp->close(s);
     side_init(s);
 }
 
-static void pipes_close(struct conn *c)
-{
-    for (int i = 0; i < 2; i++) {
-        if (c->pipe_cu[i] >= 0)
-            close(c->pipe_cu[i]);
-        if (c->pipe_uc[i] >= 0)
-            close(c->pipe_uc[i]);
-        c->pipe_cu[i] = c->pipe_uc[i] = -1;
-    }
-    c->in_pipe_cu = c->in_pipe_uc = 0;
-}
-
-static const char *target_text(const struct conn *c)
-{
-    return c->host.name[0] ? c->host.name : "(invalid)";
-}
-
-/*
- * The record of this exchange. Allowed outcomes are written at once (they carry byte counts);
- * denials go through the aggregation (repeats of one decision become one record with "count").
- * Returns 0, or -errno when it could not be recorded (the audit sink is failing).
- */
-static int conn_audit(struct conn *c, bool allow, const char *reason)
-{
-    struct audit_event ev = {
-        .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
-        .host = target_text(c),
-        .port = c->port,
-        .allow = allow,
-        .reason = reason,
-        .bytes_up = c->bytes_up,
-        .bytes_down = c->bytes_down,
-        .method = c->is_connect ? NULL : c->method,
-        .status = c->status,
-    };
-    c->audited = true;
-    return allow ? audit_emit(c->px->audit, &ev) : audit_note(c->px->audit, &ev);
-}
-
-/* Write as much of b as the socket takes. Returns > 0 progress, 0 would block, < 0 error. */
-static int flush_buf(int fd, struct buf *b, uint64_t *counter)
+/* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
+int side_flush(struct side *s, struct buf *b, uint64_t *counter)
 {
     ssize_t n;
 
     if (!b->len)
         return 0;
-    n = send(fd, b->p, b->len, MSG_NOSIGNAL);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
+    n = s->tp->send(s, b->p, b->len);
+    if (n <= 0)
+        return (int)n;
     buf_consume(b, (size_t)n);
     if (counter)
         *counter += (uint64_t)n;
     return 1;
 }
 
-/* Read up to max bytes from fd and append to b. Returns > 0 bytes, 0 would block,
- * -ECONNRESET-like errors, or -EPIPE for EOF (sets *eof). */
-static int read_into(int fd, struct buf *b, size_t max, bool *eof)
+/* Read up to max bytes from s and append to b. Returns > 0 bytes, 0 would block, -ECONNRESET-like
+ * errors, or -EPIPE for EOF (sets s->eof). */
+static int read_into(struct side *s, struct buf *b, size_t max)
 {
-    char tmp[RELAY_CHUNK];
+    char tmp[BB_RELAY_CHUNK];
     ssize_t n;
     int r;
 
@@ -212,169 +69,16 @@ static int read_into(int fd, struct buf *b, size_t max, bool *eof)
         max = sizeof(tmp);
     if (max == 0)
         return 0;
-    n = recv(fd, tmp, max, 0);
-    if (n < 0)
-        return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
-    if (n == 0) {
-        *eof = true;
-        return -EPIPE;
+    n = s->tp->recv(s, tmp, max);
+    if (n <= 0) {
+        if (n == -EPIPE)
+            s->eof = true;
+        return (int)n;
     }
     r = buf_append(b, tmp, (size_t)n);
     if (r < 0)
         return r;
     return (int)n;
-}
-
-/* ---------------------------------------------------------------- responses */
-
-/* Queue a complete error response and switch to CS_DRAIN (close after sending). */
-static void conn_respond_error(struct conn *c, int status, const char *hdr, const char *reason,
-                               const char *text)
-{
-    static const struct {
-        int status;
-        const char *phrase;
-    } phrases[] = {
-        { 400, "Bad Request" },
-        { 403, "Forbidden" },
-        { 408, "Request Timeout" },
-        { 414, "URI Too Long" },
-        { 431, "Request Header Fields Too Large" },
-        { 501, "Not Implemented" },
-        { 502, "Bad Gateway" },
-        { 503, "Service Unavailable" },
-        { 504, "Gateway Timeout" },
-        { 505, "HTTP Version Not Supported" },
-    };
-    const char *phrase = "Error";
-    struct buf body = BUF_INIT(1024);
-
-    for (size_t i = 0; i < ARRAY_SIZE(phrases); i++)
-        if (phrases[i].status == status)
-            phrase = phrases[i].phrase;
-    if (buf_printf(&body, "%s\n", text) < 0)
-        buf_append_str(&body, "blocked by bot-bottle\n");
-    buf_reset(&c->tocl);
-    if (buf_printf(&c->tocl,
-                   "HTTP/1.1 %d %s\r\n%s: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                   status, phrase, hdr, reason, body.len, buf_str(&body)) < 0)
-        buf_append_str(&c->tocl, "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n"
-                                 "Content-Length: 0\r\n\r\n");
-    buf_done(&body);
-    c->status = status;
-    if (c->rq) {
-        resolve_req_cancel(c->rq);
-        c->rq = NULL;
-    }
-    side_close(c->px, &c->u);
-    pipes_close(c);
-    c->client_keep_alive = false;
-    c->state = CS_DRAIN;
-    c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
-}
-
-/* A policy refusal: 403 + X-Bottle-Block + audit. */
-static void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
-{
-    char text[768], astr[NET_ADDRSTR_MAX] = "";
-    const char *h = target_text(c);
-
-    if (addr) {
-        char *colon;
-        net_addr_format(addr, astr);
-        /* strip the ":port" for the message */
-        colon = strrchr(astr, ':');
-        if (colon)
-            *colon = '\0';
-    }
-    switch (v) {
-    case V_DENY_NOT_ALLOWLISTED:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: %s is not in the allowlist; add it with --allow %s", h, h);
-        break;
-    case V_DENY_PORT:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: %s is allowlisted, but not on port %u; add it with "
-                 "--allow %s:%u",
-                 h, c->port, h, c->port);
-        break;
-    case V_DENY_IP_LITERAL:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: %s is an IP address, and no --allow-cidr covers it; "
-                 "allow names with --allow, or the address with --allow-cidr %s/%s",
-                 h, h, c->host.kind == HOST_IPV6 ? "128" : "32");
-        break;
-    case V_DENY_SSRF:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: %s resolves to %s, a private, loopback or reserved "
-                 "address; if that is intended, add --allow-cidr for it",
-                 h, astr[0] ? astr : "a restricted address");
-        break;
-    case V_DENY_METADATA:
-        snprintf(text, sizeof(text), "blocked by bot-bottle: %s is a cloud metadata address (%s)",
-                 h, astr[0] ? astr : h);
-        break;
-    case V_DENY_BAD_HOST:
-        snprintf(text, sizeof(text),
-                 "blocked by bot-bottle: the target host is not a valid host name");
-        break;
-    case V_DENY_NO_ADDRESS:
-    case V_ALLOW:
-    case V_MAX:
-    default:
-        snprintf(text, sizeof(text), "blocked by bot-bottle: %s (%s)", h, verdict_reason(v));
-        break;
-    }
-    c->px->st.denied++;
-    c->status = 403;
-    conn_audit(c, false, verdict_reason(v));
-    conn_respond_error(c, 403, "X-Bottle-Block", verdict_reason(v), text);
-}
-
-/*
- * The audit log cannot be written: nothing new may leave unrecorded (fail closed). 503 +
- * X-Bottle-Error: audit-failed. The refusal is itself offered to the audit log, which is how
- * the sink finds out that it can write again.
- */
-static void conn_audit_failed(struct conn *c)
-{
-    char msg[512];
-
-    c->px->st.denied++;
-    c->status = 503;
-    conn_audit(c, false, "audit-failed");
-    snprintf(msg, sizeof(msg),
-             "bot-bottle: %s: refused because the audit log cannot be written (see the egress "
-             "daemon's stderr)",
-             target_text(c));
-    conn_respond_error(c, 503, "X-Bottle-Error", "audit-failed", msg);
-}
-
-/* An upstream failure: 502/504 + X-Bottle-Error. Audited as an allowed decision that failed. */
-static void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text)
-{
-    char msg[512];
-
-    c->px->st.upstream_errors++;
-    c->status = status;
-    if (!c->audited)
-        conn_audit(c, true, reason);
-    snprintf(msg, sizeof(msg), "bot-bottle: %s: %s", target_text(c), text);
-    conn_respond_error(c, status, "X-Bottle-Error", reason, msg);
-}
-
-static void conn_bad_request(struct conn *c, const struct http_error *e)
-{
-    char msg[256];
-
-    c->px->st.bad_requests++;
-    c->status = e->status ? e->status : 400;
-    if (!c->audited)
-        conn_audit(c, false, e->status == 408 ? "head-timeout" : "bad-request");
-    snprintf(msg, sizeof(msg), "bot-bottle: bad request: %s", e->msg ? e->msg : "malformed");
-    log_debug("proxy: %d %s", e->status, e->msg ? e->msg : "");
-    conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
 }
 
 /* ---------------------------------------------------------------- CS_READ_HEAD */
@@ -403,10 +107,15 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
  * (servers drop idle connections after a few seconds): a pending EOF, an error or unexpected
  * bytes all mean "open a new one", instead of a 502 for a request the origin never saw.
  */
-static bool upstream_idle_alive(int fd)
+static bool upstream_idle_alive(const struct side *s)
 {
     char b;
-    ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n;
+
+    if (side_pending(s))
+        return false; /* the transport holds bytes nobody asked for */
+    /* A look at the socket itself, beneath any transport: EOF, an error or any byte. */
+    n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -499,7 +208,7 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (c->u.fd >= 0) {
         /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
-            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(c->u.fd) &&
+            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(&c->u) &&
             policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
                 V_ALLOW) {
             c->state = CS_SEND_REQ;
@@ -542,7 +251,7 @@ static int step_read_head(struct conn *c)
 
     /* Anything still owed to the client (a 100 Continue of a previous exchange) goes first. */
     if (c->tocl.len) {
-        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -552,7 +261,7 @@ static int step_read_head(struct conn *c)
     if (end == 0 && c->cin.len >= BB_MAX_HTTP_HEAD)
         end = -EMSGSIZE;
     if (end == 0) {
-        r = read_into(c->c.fd, &c->cin, BB_MAX_HTTP_HEAD - c->cin.len, &c->c.eof);
+        r = read_into(&c->c, &c->cin, BB_MAX_HTTP_HEAD - c->cin.len);
         if (r == -EPIPE) {
             /* Client closed between requests (normal) or mid-head (nothing to answer). */
             conn_close(c);
@@ -647,6 +356,7 @@ static int start_connect(struct conn *c)
             continue;
         }
         c->u.fd = fd;
+        c->u.tp = &transport_tcp;
         c->u_ready = false;
         if (loop_add(px->loop, &c->u.src, fd, EPOLLOUT, on_io, c) < 0) {
             side_close(px, &c->u);
@@ -657,7 +367,7 @@ static int start_connect(struct conn *c)
     return -ECONNREFUSED;
 }
 
-static void become_tunnel(struct conn *c);
+void tunnel_start(struct conn *c);
 
 static int step_connect(struct conn *c)
 {
@@ -710,7 +420,7 @@ static int step_connect(struct conn *c)
             conn_audit_failed(c);
             return 1;
         }
-        become_tunnel(c);
+        tunnel_start(c);
         return 1;
     }
     c->state = CS_SEND_REQ;
@@ -777,7 +487,7 @@ static int step_send_req(struct conn *c)
     int r;
 
     if (c->tocl.len) { /* 100 Continue */
-        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0)
             return r;
     }
@@ -792,7 +502,7 @@ static int step_send_req(struct conn *c)
         }
     }
     if (c->toup.len) {
-        r = flush_buf(c->u.fd, &c->toup, &c->bytes_up);
+        r = side_flush(&c->u, &c->toup, &c->bytes_up);
         if (r < 0) {
             conn_upstream_error(c, 502, "upstream-write-failed", "the upstream closed early");
             return 1;
@@ -809,7 +519,7 @@ static int step_send_req(struct conn *c)
     if (c->cin.len)
         return 1; /* it fits now that toup is empty */
     /* need more body from the client */
-    r = read_into(c->c.fd, &c->cin, RELAY_CHUNK, &c->c.eof);
+    r = read_into(&c->c, &c->cin, BB_RELAY_CHUNK);
     if (r == -EPIPE) {
         conn_close(c); /* client gave up mid-body */
         return 0;
@@ -826,7 +536,7 @@ static int step_read_resp(struct conn *c)
     int end, r;
 
     if (c->tocl.len) {
-        r = flush_buf(c->c.fd, &c->tocl, &c->bytes_down);
+        r = side_flush(&c->c, &c->tocl, &c->bytes_down);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -836,7 +546,7 @@ static int step_read_resp(struct conn *c)
     if (end == 0 && c->uin.len >= BB_MAX_HTTP_HEAD)
         end = -EMSGSIZE;
     if (end == 0) {
-        r = read_into(c->u.fd, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len, &c->u.eof);
+        r = read_into(&c->u, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len);
         if (r == -EPIPE || (r < 0 && r != -E2BIG)) {
             conn_upstream_error(c, 502, "upstream-closed",
                                 "the upstream closed the connection without a response");
@@ -893,7 +603,7 @@ static void exchange_done(struct conn *c)
     buf_reset(&c->uin);
     if (!c->client_keep_alive) {
         c->state = CS_DRAIN;
-        c->deadline = loop_now(c->px->loop) + (uint64_t)DRAIN_LINGER_MS * 1000000ull;
+        c->deadline = loop_now(c->px->loop) + (uint64_t)BB_DRAIN_LINGER_MS * 1000000ull;
         return;
     }
     exchange_reset(c);
@@ -917,7 +627,7 @@ static int step_send_resp(struct conn *c)
         }
     }
     if (c->tocl.len) {
-        r = flush_buf(c->c.fd, &c->tocl, &c->bytes_down);
+        r = side_flush(&c->c, &c->tocl, &c->bytes_down);
         if (r < 0)
             return r;
         if (c->tocl.len)
@@ -939,7 +649,7 @@ static int step_send_resp(struct conn *c)
         conn_close(c);
         return 0;
     }
-    r = read_into(c->u.fd, &c->uin, RELAY_CHUNK, &c->u.eof);
+    r = read_into(&c->u, &c->uin, BB_RELAY_CHUNK);
     if (r == -EPIPE)
         return 1; /* handled above on the next pass */
     if (r < 0) {
@@ -948,109 +658,6 @@ static int step_send_resp(struct conn *c)
         return 0;
     }
     return r;
-}
-
-/* ---------------------------------------------------------------- CS_TUNNEL */
-
-static void become_tunnel(struct conn *c)
-{
-    if (pipe2(c->pipe_cu, O_CLOEXEC | O_NONBLOCK) < 0 ||
-        pipe2(c->pipe_uc, O_CLOEXEC | O_NONBLOCK) < 0) {
-        conn_upstream_error(c, 502, "proxy-out-of-resources", "out of file descriptors");
-        return;
-    }
-    buf_reset(&c->tocl);
-    buf_append_str(&c->tocl, "HTTP/1.1 200 Connection established\r\n\r\n");
-    /* Whatever the client sent after the CONNECT head (a TLS ClientHello) goes upstream first. */
-    if (c->cin.len)
-        buf_append(&c->toup, c->cin.p, c->cin.len);
-    buf_done(&c->cin);
-    buf_done(&c->uin);
-    c->state = CS_TUNNEL;
-}
-
-/*
- * One direction of a tunnel: src -> pipe -> dst. Returns > 0 progress, 0 nothing to do, < 0
- * error.
- */
-static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t *in_pipe,
-                      bool *grown, uint64_t *counter)
-{
-    int progress = 0;
-    ssize_t n;
-
-    for (int round = 0; round < 4; round++) {
-        if (*in_pipe) {
-            n = splice(pipefd[0], NULL, dst->fd, NULL, *in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n < 0) {
-                if (errno == EAGAIN)
-                    break;
-                return -errno;
-            }
-            *in_pipe -= (size_t)n;
-            *counter += (uint64_t)n;
-            progress = 1;
-            if (*in_pipe)
-                break; /* dst is full */
-        }
-        if (src->eof)
-            break;
-        n = splice(src->fd, NULL, pipefd[1], NULL, PIPE_CHUNK, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n < 0) {
-            if (errno == EAGAIN)
-                break;
-            return -errno;
-        }
-        if (n == 0) {
-            src->eof = true;
-            progress = 1;
-            break;
-        }
-        *in_pipe += (size_t)n;
-        progress = 1;
-        if (*in_pipe >= PIPE_DEFAULT_CAP && !*grown) {
-            /* Bulk data: a larger pipe means fewer splice calls per byte. Best effort: the
-             * per-user pipe quota may refuse it, and 64 KiB still works. */
-            *grown = true;
-            fcntl(pipefd[1], F_SETPIPE_SZ, PIPE_BULK_CAP);
-        }
-    }
-    if (src->eof && !*in_pipe && !dst->wshut) {
-        shutdown(dst->fd, SHUT_WR);
-        dst->wshut = true;
-        progress = 1;
-    }
-    return progress;
-}
-
-static int step_tunnel(struct conn *c)
-{
-    int r1, r2, r;
-
-    /* Buffered bytes from before the tunnel started go first, in order. */
-    if (c->tocl.len) {
-        r = flush_buf(c->c.fd, &c->tocl, NULL);
-        if (r < 0)
-            return r;
-    }
-    if (c->toup.len) {
-        r = flush_buf(c->u.fd, &c->toup, &c->bytes_up);
-        if (r < 0)
-            return r;
-    }
-    if (c->tocl.len || c->toup.len)
-        return 0;
-    r1 = splice_dir(&c->c, &c->u, c->pipe_cu, &c->in_pipe_cu, &c->grown_cu, &c->bytes_up);
-    if (r1 < 0)
-        return r1;
-    r2 = splice_dir(&c->u, &c->c, c->pipe_uc, &c->in_pipe_uc, &c->grown_uc, &c->bytes_down);
-    if (r2 < 0)
-        return r2;
-    if (c->c.wshut && c->u.wshut) {
-        conn_close(c);
-        return 0;
-    }
-    return 0; /* splice_dir loops internally; wait for readiness */
 }
 
 /* ---------------------------------------------------------------- CS_DRAIN */
@@ -1062,7 +669,7 @@ static int step_drain(struct conn *c)
     int r;
 
     if (c->tocl.len) {
-        r = flush_buf(c->c.fd, &c->tocl, NULL);
+        r = side_flush(&c->c, &c->tocl, NULL);
         if (r < 0) {
             conn_close(c);
             return 0;
@@ -1071,16 +678,16 @@ static int step_drain(struct conn *c)
             return 0;
     }
     if (!c->c.wshut) {
-        shutdown(c->c.fd, SHUT_WR);
+        c->c.tp->shutdown(&c->c);
         c->c.wshut = true;
     }
     /* Discard what the client still sends so closing does not turn into a RST that could
      * destroy the response before the client read it. */
     for (;;) {
-        n = recv(c->c.fd, sink, sizeof(sink), 0);
+        n = c->c.tp->recv(&c->c, sink, sizeof(sink));
         if (n > 0)
             continue;
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n == 0)
             return 0;
         conn_close(c);
         return 0;
@@ -1144,6 +751,9 @@ static void set_interest(struct conn *c)
     /* epoll reports EPOLLERR/EPOLLHUP even with no interest; level-triggered, a reset socket
      * we are not using right now would wake us forever. With no interest, ask for edges only:
      * it is reported once, and the step that next uses the socket sees the error. */
+    /* Bytes a transport already holds will not be announced by the fd: run again next pass. */
+    if (((ce & EPOLLIN) && side_pending(&c->c)) || ((ue & EPOLLIN) && side_pending(&c->u)))
+        loop_defer(px->loop, &c->rerun_defer, on_rerun, c);
     if (c->c.fd >= 0)
         loop_mod(px->loop, &c->c.src, ce ? ce : EPOLLET);
     if (c->u.fd >= 0 && c->u.src.registered)
@@ -1167,7 +777,7 @@ static int (*const steps[CS_MAX])(struct conn *c) = {
     [CS_SEND_REQ] = step_send_req,
     [CS_READ_RESP] = step_read_resp,
     [CS_SEND_RESP] = step_send_resp,
-    [CS_TUNNEL] = step_tunnel,
+    [CS_TUNNEL] = tunnel_step,
     [CS_DRAIN] = step_drain,
     [CS_CLOSED] = NULL,
 };
@@ -1265,27 +875,6 @@ static void on_timer(struct loop_timer *t)
     arm_timer(c);
 }
 
-/* ---------------------------------------------------------------- lifetime */
-
-/*
- * A piece of deferred work that pointed at px has run: free a proxy that proxy_free() left to
- * the last of them, or report a finished drain.
- */
-static void proxy_deferred_done(struct proxy *px)
-{
-    px->pending--;
-    if (px->dead) {
-        if (!px->pending)
-            free(px);
-        return;
-    }
-    if (px->drain_fn && !px->conns) {
-        void (*fn)(void *) = px->drain_fn;
-        px->drain_fn = NULL;
-        fn(px->drain_ud);
-    }
-}
-
 static void conn_free_deferred(struct loop_defer *d)
 {
     struct conn *c = d->userdata;
@@ -1299,7 +888,7 @@ static void conn_free_deferred(struct loop_defer *d)
     proxy_deferred_done(px);
 }
 
-static void conn_close(struct conn *c)
+void conn_close(struct conn *c)
 {
     struct proxy *px = c->px;
 
@@ -1319,7 +908,7 @@ static void conn_close(struct conn *c)
     }
     side_close(px, &c->c);
     side_close(px, &c->u);
-    pipes_close(c);
+    tunnel_pipes_close(c);
     loop_timer_stop(px->loop, &c->timer);
     if (c->prev)
         c->prev->next = c->next;
@@ -1334,7 +923,7 @@ static void conn_close(struct conn *c)
 }
 
 /* Start serving a connected client socket (non-blocking). Returns 0, or -errno (fd not taken). */
-static int conn_new(struct proxy *px, int fd)
+int conn_new(struct proxy *px, int fd)
 {
     struct conn *c;
     int one = 1, r;
@@ -1345,16 +934,17 @@ static int conn_new(struct proxy *px, int fd)
     side_init(&c->c);
     side_init(&c->u);
     c->pipe_cu[0] = c->pipe_cu[1] = c->pipe_uc[0] = c->pipe_uc[1] = -1;
-    buf_init(&c->cin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->toup, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->tocl, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
-    buf_init(&c->uin, BB_MAX_HTTP_HEAD + RELAY_CHUNK);
+    buf_init(&c->cin, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->toup, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->tocl, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->uin, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
     loop_timer_init(&c->timer, on_timer, c);
     exchange_reset(c);
     c->state = CS_READ_HEAD;
     c->last_active = loop_now(px->loop);
     c->deadline = c->last_active + (uint64_t)px->lim.head_timeout_ms * 1000000ull;
     c->c.fd = fd;
+    c->c.tp = &transport_tcp;
     r = loop_add(px->loop, &c->c.src, fd, EPOLLIN, on_io, c);
     if (r < 0) {
         free(c);
@@ -1368,189 +958,4 @@ static int conn_new(struct proxy *px, int fd)
     px->st.open_conns++;
     arm_timer(c);
     return 0;
-}
-
-/* A connection refused before any request was read (no host known yet). */
-static void audit_refused_conn(struct proxy *px, const char *reason, int status)
-{
-    struct audit_event ev = {
-        .kind = AUDIT_HTTP,
-        .host = "",
-        .allow = false,
-        .reason = reason,
-        .status = status,
-    };
-    audit_note(px->audit, &ev);
-}
-
-/* Answer 503 and close: over the connection limit, or draining. Audited (aggregated). */
-static bool refuse_if_busy(struct proxy *px, int fd)
-{
-    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
-                               "X-Bottle-Error: too-many-connections\r\n"
-                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
-    ssize_t w;
-
-    if (px->st.open_conns < px->lim.max_conns && !px->drain_fn)
-        return false;
-    w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)w;
-    close(fd);
-    px->st.refused_busy++;
-    audit_refused_conn(px, px->drain_fn ? "draining" : "too-many-connections", 503);
-    return true;
-}
-
-int proxy_adopt(struct proxy *px, int fd)
-{
-    int r;
-
-    if (refuse_if_busy(px, fd))
-        return 0;
-    r = fd_set_nonblock(fd, true);
-    if (r >= 0)
-        r = conn_new(px, fd);
-    if (r < 0)
-        close(fd);
-    return r;
-}
-
-static void on_accept(struct loop_source *src, uint32_t events)
-{
-    struct proxy *px = src->userdata;
-    (void)events;
-
-    for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if ((errno == EMFILE || errno == ENFILE) && px->spare_fd >= 0) {
-                /* Out of descriptors: the pending connection would keep the level-triggered
-                 * listener firing forever. Use the spare to accept and close it. */
-                close(px->spare_fd);
-                fd = accept4(px->lfd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd >= 0)
-                    close(fd);
-                px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                px->st.refused_busy++;
-                audit_refused_conn(px, "out-of-descriptors", 0);
-                continue;
-            }
-            return; /* EAGAIN: done */
-        }
-        if (refuse_if_busy(px, fd))
-            continue;
-        if (conn_new(px, fd) < 0)
-            close(fd);
-    }
-}
-
-void proxy_limits_default(struct proxy_limits *ret)
-{
-    ret->max_conns = BB_MAX_CONNS;
-    ret->head_timeout_ms = BB_HEAD_TIMEOUT_MS;
-    ret->idle_timeout_ms = BB_IDLE_TIMEOUT_MS;
-    ret->connect_timeout_ms = BB_CONNECT_TIMEOUT_MS;
-    ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
-    ret->run_budget = 64;
-}
-
-int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
-              struct resolver *res, struct audit *audit, struct proxy **ret)
-{
-    struct proxy *px;
-    int fd, r;
-
-    fd = net_listen_tcp(listen, 1024);
-    if (fd < 0)
-        return fd;
-    px = xcalloc(1, sizeof(*px));
-    px->loop = l;
-    px->res = res;
-    px->audit = audit;
-    px->lfd = fd;
-    px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (limits)
-        px->lim = *limits;
-    else
-        proxy_limits_default(&px->lim);
-    r = loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px);
-    if (r < 0) {
-        close(fd);
-        free(px);
-        return r;
-    }
-    *ret = px;
-    return 0;
-}
-
-void proxy_set_policy(struct proxy *px, const struct policy *p)
-{
-    px->policy = p;
-}
-
-static void drain_now(struct loop_defer *d)
-{
-    proxy_deferred_done(d->userdata);
-}
-
-void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata)
-{
-    if (px->lfd >= 0) {
-        loop_del(px->loop, &px->lsrc);
-        close(px->lfd);
-        px->lfd = -1;
-    }
-    px->drain_fn = fn;
-    px->drain_ud = userdata;
-    /* Idle keep-alive connections would hold the drain forever: close those now. */
-    for (struct conn *c = px->conns, *next; c; c = next) {
-        next = c->next;
-        if (c->state == CS_READ_HEAD && c->cin.len == 0)
-            conn_close(c);
-    }
-    if (!px->drain_defer.queued) {
-        px->pending++;
-        loop_defer(px->loop, &px->drain_defer, drain_now, px);
-    }
-}
-
-void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret)
-{
-    *ret = px->st;
-}
-
-int proxy_local_addr(const struct proxy *px, struct net_addr *ret)
-{
-    struct net_addr a = { 0 };
-
-    a.len = sizeof(a.ss);
-    if (px->lfd < 0)
-        return -EBADF;
-    if (getsockname(px->lfd, (struct sockaddr *)&a.ss, &a.len) < 0)
-        return -errno;
-    *ret = a;
-    return 0;
-}
-
-struct proxy *proxy_free(struct proxy *px)
-{
-    if (!px)
-        return NULL;
-    while (px->conns) {
-        struct conn *c = px->conns;
-        conn_close(c);
-    }
-    if (px->lfd >= 0) {
-        loop_del(px->loop, &px->lsrc);
-        close(px->lfd);
-    }
-    if (px->spare_fd >= 0)
-        close(px->spare_fd);
-    /* Deferred frees of the connections run from the loop (or loop_free); the last one frees
-     * the struct. */
-    px->drain_fn = NULL;
-    px->dead = true;
-    if (!px->pending)
-        free(px);
-    return NULL;
 }

@@ -1,0 +1,180 @@
+/*
+ * The forward proxy's insides, shared by its four parts (proxy.h is the interface for callers):
+ *
+ *   conn.c      the connection state machine: one step per state, conn_run(), timers
+ *   reply.c     refusals and error replies, each with its audit record
+ *   tunnel.c    CONNECT tunnels: splice(2) through two kernel pipes
+ *   listener.c  accept, adopt a handed-off fd, drain, free
+ *
+ * Invariants:
+ *  - A handler never frees a connection: conn_close() marks it, unregisters its fds and queues
+ *    the free as deferred work that runs after the dispatch pass.
+ *  - Every byte a client or upstream can make us hold is capped: heads by BB_MAX_HTTP_HEAD,
+ *    bodies pass through bounded buffers (BB_RELAY_CHUNK), tunnels through kernel pipes.
+ *  - The upstream address is the one that was vetted by policy_check_addr(); there is no
+ *    second lookup.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "common/buf.h"
+#include "common/limits.h"
+#include "proxy/http1.h"
+#include "proxy/proxy.h"
+
+/* The caps a peer can push against are in common/limits.h (BB_RELAY_CHUNK, BB_PIPE_*, ...). */
+#define PIPE_CHUNK (1 << 20) /* bytes asked of splice(2) per call */
+#define ACCEPT_BATCH 64      /* accept() calls per readiness event (fairness) */
+
+enum conn_state {
+    CS_READ_HEAD,
+    CS_RESOLVE,
+    CS_CONNECT,
+    CS_SEND_REQ,
+    CS_READ_RESP,
+    CS_SEND_RESP,
+    CS_TUNNEL,
+    CS_DRAIN,
+    CS_CLOSED,
+    CS_MAX
+};
+
+struct side;
+
+/*
+ * How bytes cross one side of a connection (the client's or the upstream's): a small ops table,
+ * so that a TLS transport can later sit beside plain TCP without the state machine knowing
+ * (modelled on curl's connection filters, docs/internals/CONNECTION-FILTERS.md, cut down to one
+ * transport per side). Only plain TCP (transport_tcp, transport.c) exists; its ops are the very
+ * syscalls the state machine made before, one each, called indirectly.
+ */
+struct transport_ops {
+    const char *name;
+    /* Returns > 0 bytes read, 0 would block, -EPIPE at the end of the stream, or -errno. */
+    ssize_t (*recv)(struct side *s, void *p, size_t len);
+    /* Returns > 0 bytes written, 0 would block, or -errno. Never raises SIGPIPE. */
+    ssize_t (*send)(struct side *s, const void *p, size_t len);
+    /* End our write direction (TCP: FIN). Returns 0 or -errno. */
+    int (*shutdown)(struct side *s);
+    /* Release the transport's state and close the fd. */
+    void (*close)(struct side *s);
+    /* Bytes already read from the fd and held by the transport (a TLS record read ahead): no
+     * readiness event will announce them. NULL: the transport never holds any. */
+    size_t (*pending)(const struct side *s);
+    /* The payload travels on the fd as is, so a tunnel may splice(2) it. */
+    bool can_splice;
+};
+
+extern const struct transport_ops transport_tcp;
+
+struct side {
+    int fd;
+    const struct transport_ops *tp; /* how bytes cross this side; set with the fd */
+    void *tp_ctx;                   /* the transport's state (TCP: none) */
+    struct loop_source src;
+    bool eof;   /* read returned 0 */
+    bool wshut; /* we shut down our write side */
+};
+
+/* Bytes the transport holds that no readiness event will announce. */
+static inline size_t side_pending(const struct side *s)
+{
+    return s->fd >= 0 && s->tp->pending ? s->tp->pending(s) : 0;
+}
+
+struct conn {
+    struct proxy *px;
+    struct conn *prev, *next;
+    enum conn_state state;
+    struct side c, u;
+    struct loop_timer timer;
+    struct loop_defer free_defer;
+    struct loop_defer rerun_defer; /* conn_run() again on the next pass (fairness cut-off) */
+    bool u_ready;                  /* the upstream socket reported writable/error since the
+                                    * connect started: its SO_ERROR is final */
+    uint64_t last_active;
+    uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
+
+    struct buf cin; /* client bytes not yet consumed (head, pipelined data, body start) */
+    size_t head_scan;
+    struct buf toup; /* bytes to write upstream */
+    struct buf tocl; /* bytes to write to the client */
+    struct buf uin;  /* upstream bytes not yet consumed (response head) */
+    size_t resp_scan;
+
+    /* the current exchange */
+    struct host host;
+    uint16_t port;
+    bool is_connect;
+    bool is_head;
+    bool client_keep_alive;
+    bool upstream_reusable;
+    bool audited;
+    enum http_body req_body, resp_body;
+    uint64_t req_remaining, resp_remaining;
+    struct http_chunked req_chunked, resp_chunked;
+    int status; /* status sent to the client */
+    char method[16];
+    uint64_t bytes_up, bytes_down;
+
+    const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
+    struct resolve_req *rq;
+    struct sockaddr_storage addrs[BB_MAX_ADDRS];
+    size_t naddrs, addr_idx;
+    char up_host[BB_MAX_HOSTNAME + 1]; /* what the open upstream connection is for */
+    uint16_t up_port;
+    struct sockaddr_storage up_addr; /* the vetted address it is connected to */
+
+    /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
+    int pipe_cu[2], pipe_uc[2];
+    size_t in_pipe_cu, in_pipe_uc;
+    bool grown_cu, grown_uc; /* pipe enlarged for bulk data (tried once) */
+};
+
+struct proxy {
+    struct loop *loop;
+    struct resolver *res;
+    struct audit *audit;
+    const struct policy *policy;
+    struct proxy_limits lim;
+    int lfd;
+    struct loop_source lsrc;
+    int spare_fd; /* held in reserve to shed connections when out of descriptors */
+    struct conn *conns;
+    struct proxy_stats st;
+    void (*drain_fn)(void *);
+    void *drain_ud;
+    struct loop_defer drain_defer;
+    /* Deferred work still pointing at us (connection frees, the drain check). proxy_free()
+     * leaves the last of them to free the struct. */
+    unsigned pending;
+    bool dead;
+};
+
+/* conn.c */
+int conn_new(struct proxy *px, int fd);
+void conn_close(struct conn *c);
+void side_close(struct proxy *px, struct side *s);
+/* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
+int side_flush(struct side *s, struct buf *b, uint64_t *counter);
+
+/* reply.c */
+int conn_audit(struct conn *c, bool allow, const char *reason);
+void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
+void conn_audit_failed(struct conn *c);
+void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text);
+void conn_bad_request(struct conn *c, const struct http_error *e);
+bool proxy_refuse_if_busy(struct proxy *px, int fd);
+void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
+
+/* tunnel.c */
+void tunnel_start(struct conn *c);
+int tunnel_step(struct conn *c);
+void tunnel_pipes_close(struct conn *c);
+
+/* listener.c */
+void proxy_deferred_done(struct proxy *px);

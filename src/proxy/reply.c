@@ -1,0 +1,224 @@
+/*
+ * The proxy's refusals and error replies (403, 400-class, 502/503/504), each with its audit
+ * record; and the records of connections refused before a request was read.
+ */
+#include "proxy/proxy-int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/macro.h"
+
+static const char *target_text(const struct conn *c)
+{
+    return c->host.name[0] ? c->host.name : "(invalid)";
+}
+
+/*
+ * The record of this exchange. Allowed outcomes are written at once (they carry byte counts);
+ * denials go through the aggregation (repeats of one decision become one record with "count").
+ * Returns 0, or -errno when it could not be recorded (the audit sink is failing).
+ */
+int conn_audit(struct conn *c, bool allow, const char *reason)
+{
+    struct audit_event ev = {
+        .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+        .host = target_text(c),
+        .port = c->port,
+        .allow = allow,
+        .reason = reason,
+        .bytes_up = c->bytes_up,
+        .bytes_down = c->bytes_down,
+        .method = c->is_connect ? NULL : c->method,
+        .status = c->status,
+    };
+    c->audited = true;
+    return allow ? audit_emit(c->px->audit, &ev) : audit_note(c->px->audit, &ev);
+}
+
+/* ---------------------------------------------------------------- responses */
+
+/* Queue a complete error response and switch to CS_DRAIN (close after sending). */
+static void conn_respond_error(struct conn *c, int status, const char *hdr, const char *reason,
+                               const char *text)
+{
+    static const struct {
+        int status;
+        const char *phrase;
+    } phrases[] = {
+        { 400, "Bad Request" },
+        { 403, "Forbidden" },
+        { 408, "Request Timeout" },
+        { 414, "URI Too Long" },
+        { 431, "Request Header Fields Too Large" },
+        { 501, "Not Implemented" },
+        { 502, "Bad Gateway" },
+        { 503, "Service Unavailable" },
+        { 504, "Gateway Timeout" },
+        { 505, "HTTP Version Not Supported" },
+    };
+    const char *phrase = "Error";
+    struct buf body = BUF_INIT(1024);
+
+    for (size_t i = 0; i < ARRAY_SIZE(phrases); i++)
+        if (phrases[i].status == status)
+            phrase = phrases[i].phrase;
+    if (buf_printf(&body, "%s\n", text) < 0)
+        buf_append_str(&body, "blocked by bot-bottle\n");
+    buf_reset(&c->tocl);
+    if (buf_printf(&c->tocl,
+                   "HTTP/1.1 %d %s\r\n%s: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                   status, phrase, hdr, reason, body.len, buf_str(&body)) < 0)
+        buf_append_str(&c->tocl, "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n"
+                                 "Content-Length: 0\r\n\r\n");
+    buf_done(&body);
+    c->status = status;
+    if (c->rq) {
+        resolve_req_cancel(c->rq);
+        c->rq = NULL;
+    }
+    side_close(c->px, &c->u);
+    tunnel_pipes_close(c);
+    c->client_keep_alive = false;
+    c->state = CS_DRAIN;
+    c->deadline = loop_now(c->px->loop) + (uint64_t)BB_DRAIN_LINGER_MS * 1000000ull;
+}
+
+/* A policy refusal: 403 + X-Bottle-Block + audit. */
+void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
+{
+    char text[768], astr[NET_ADDRSTR_MAX] = "";
+    const char *h = target_text(c);
+
+    if (addr) {
+        char *colon;
+        net_addr_format(addr, astr);
+        /* strip the ":port" for the message */
+        colon = strrchr(astr, ':');
+        if (colon)
+            *colon = '\0';
+    }
+    switch (v) {
+    case V_DENY_NOT_ALLOWLISTED:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is not in the allowlist; add it with --allow %s", h, h);
+        break;
+    case V_DENY_PORT:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is allowlisted, but not on port %u; add it with "
+                 "--allow %s:%u",
+                 h, c->port, h, c->port);
+        break;
+    case V_DENY_IP_LITERAL:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s is an IP address, and no --allow-cidr covers it; "
+                 "allow names with --allow, or the address with --allow-cidr %s/%s",
+                 h, h, c->host.kind == HOST_IPV6 ? "128" : "32");
+        break;
+    case V_DENY_SSRF:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s resolves to %s, a private, loopback or reserved "
+                 "address; if that is intended, add --allow-cidr for it",
+                 h, astr[0] ? astr : "a restricted address");
+        break;
+    case V_DENY_METADATA:
+        snprintf(text, sizeof(text), "blocked by bot-bottle: %s is a cloud metadata address (%s)",
+                 h, astr[0] ? astr : h);
+        break;
+    case V_DENY_BAD_HOST:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: the target host is not a valid host name");
+        break;
+    case V_DENY_NO_ADDRESS:
+    case V_ALLOW:
+    case V_MAX:
+    default:
+        snprintf(text, sizeof(text), "blocked by bot-bottle: %s (%s)", h, verdict_reason(v));
+        break;
+    }
+    c->px->st.denied++;
+    c->status = 403;
+    conn_audit(c, false, verdict_reason(v));
+    conn_respond_error(c, 403, "X-Bottle-Block", verdict_reason(v), text);
+}
+
+/*
+ * The audit log cannot be written: nothing new may leave unrecorded (fail closed). 503 +
+ * X-Bottle-Error: audit-failed. The refusal is itself offered to the audit log, which is how
+ * the sink finds out that it can write again.
+ */
+void conn_audit_failed(struct conn *c)
+{
+    char msg[512];
+
+    c->px->st.denied++;
+    c->status = 503;
+    conn_audit(c, false, "audit-failed");
+    snprintf(msg, sizeof(msg),
+             "bot-bottle: %s: refused because the audit log cannot be written (see the egress "
+             "daemon's stderr)",
+             target_text(c));
+    conn_respond_error(c, 503, "X-Bottle-Error", "audit-failed", msg);
+}
+
+/* An upstream failure: 502/504 + X-Bottle-Error. Audited as an allowed decision that failed. */
+void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text)
+{
+    char msg[512];
+
+    c->px->st.upstream_errors++;
+    c->status = status;
+    if (!c->audited)
+        conn_audit(c, true, reason);
+    snprintf(msg, sizeof(msg), "bot-bottle: %s: %s", target_text(c), text);
+    conn_respond_error(c, status, "X-Bottle-Error", reason, msg);
+}
+
+void conn_bad_request(struct conn *c, const struct http_error *e)
+{
+    char msg[256];
+
+    c->px->st.bad_requests++;
+    c->status = e->status ? e->status : 400;
+    if (!c->audited)
+        conn_audit(c, false, e->status == 408 ? "head-timeout" : "bad-request");
+    snprintf(msg, sizeof(msg), "bot-bottle: bad request: %s", e->msg ? e->msg : "malformed");
+    log_debug("proxy: %d %s", e->status, e->msg ? e->msg : "");
+    conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
+}
+
+/* A connection refused before any request was read (no host known yet). */
+void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status)
+{
+    struct audit_event ev = {
+        .kind = AUDIT_HTTP,
+        .host = "",
+        .allow = false,
+        .reason = reason,
+        .status = status,
+    };
+    audit_note(px->audit, &ev);
+}
+
+/* Answer 503 and close: over the connection limit, or draining. Audited (aggregated). */
+bool proxy_refuse_if_busy(struct proxy *px, int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                               "X-Bottle-Error: too-many-connections\r\n"
+                               "Content-Length: 0\r\nConnection: close\r\n\r\n";
+    ssize_t w;
+
+    if (px->st.open_conns < px->lim.max_conns && !px->drain_fn)
+        return false;
+    w = send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)w;
+    close(fd);
+    px->st.refused_busy++;
+    proxy_audit_refused_conn(px, px->drain_fn ? "draining" : "too-many-connections", 503);
+    return true;
+}
