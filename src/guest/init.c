@@ -22,6 +22,7 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -432,6 +433,16 @@ static int vm_early_init(void)
         mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
         mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
         return -errno;
+    /* The guest kernel has IPv6, which brings the SIT driver and its fallback device sit0 in
+     * every network namespace unless this says "only the initial one". The bottle gets a
+     * network namespace of its own (vm_own_netns), so it sees only lo. */
+    {
+        int fd = open("/proc/sys/net/core/fb_tunnels_only_for_init_net", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!write(fd, "1", 1);
+            close(fd);
+        }
+    }
     if (fcntl(STDERR_FILENO, F_GETFD) < 0) {
         int fd = -1;
         for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += 10) {
@@ -529,6 +540,14 @@ static int run(int argc, char **argv)
     if (is_vm) {
         if (!spec.tty)
             vm_console_raw();
+        /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
+         * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
+         * namespace backend. */
+        if (unshare(CLONE_NEWNET) < 0) {
+            r = -errno;
+            log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
+            goto out;
+        }
         /* The channel port, while /sys and devtmpfs are still ours to look in. */
         if (strncmp(spec.channel, VM_PORT_DIR, strlen(VM_PORT_DIR)) == 0)
             vm_chan_fd = vm_open_port(spec.channel + strlen(VM_PORT_DIR), O_NONBLOCK);

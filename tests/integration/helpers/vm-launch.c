@@ -5,7 +5,7 @@
  *
  *   vm-launch [--init PATH] [-w DIR] [--alias A] [--name N] [--uid N] [--gid N]
  *             [--mount SRC:DST[:ro]]... [--memory MIB] [--cpus N] [--timeout SEC] [-t]
- *             -- CMD [ARG...]
+ *             [--chan-stats] -- CMD [ARG...]
  *   vm-launch --probe        exit 0 when QEMU and a guest kernel are there, 1 (with why) if not
  *
  * It writes the spec (rootfs 9p, channel /dev/virtio-ports/bottle.chan), a per-run initramfs
@@ -13,7 +13,8 @@
  * the ctl and chan unix sockets QEMU connects to, and runs QEMU (nice 10, the accelerator the
  * probe picks, the argv from backend/microvm/qemu-args.h) with its console on our stdout.
  * The guest's "exit N" line on bottle.ctl is our exit status; none: 125. The channel is
- * accepted and held open, but nothing answers on it (no egress daemon).
+ * accepted and held open, but nothing answers on it (no egress daemon); --chan-stats prints
+ * on stderr whether QEMU connected it and how many bytes the guest's relay sent.
  *
  * As root, QEMU runs as the bottle's uid/gid (default: the workspace's owner), never as root
  * unless the workspace belongs to root (docs/microvm.md, S10 rule 1).
@@ -97,19 +98,13 @@ static long long now_ms(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "init", required_argument, NULL, 'I' },
-        { "workspace", required_argument, NULL, 'w' },
-        { "alias", required_argument, NULL, 'a' },
-        { "name", required_argument, NULL, 'n' },
-        { "uid", required_argument, NULL, 'u' },
-        { "gid", required_argument, NULL, 'g' },
-        { "mount", required_argument, NULL, 'm' },
-        { "memory", required_argument, NULL, 'M' },
-        { "cpus", required_argument, NULL, 'c' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "tty", no_argument, NULL, 't' },
-        { "probe", no_argument, NULL, 'p' },
-        { NULL, 0, NULL, 0 },
+        { "init", required_argument, NULL, 'I' },  { "workspace", required_argument, NULL, 'w' },
+        { "alias", required_argument, NULL, 'a' }, { "name", required_argument, NULL, 'n' },
+        { "uid", required_argument, NULL, 'u' },   { "gid", required_argument, NULL, 'g' },
+        { "mount", required_argument, NULL, 'm' }, { "memory", required_argument, NULL, 'M' },
+        { "cpus", required_argument, NULL, 'c' },  { "timeout", required_argument, NULL, 'T' },
+        { "tty", no_argument, NULL, 't' },         { "probe", no_argument, NULL, 'p' },
+        { "chan-stats", no_argument, NULL, 'S' },  { NULL, 0, NULL, 0 },
     };
     struct bottle_spec spec = { 0 };
     struct microvm_probe probe;
@@ -126,7 +121,8 @@ int main(int argc, char **argv)
     uint64_t v, timeout_s = 120;
     struct passwd *pw;
     struct stat st;
-    bool do_probe = false;
+    bool do_probe = false, chan_stats = false, chan_accepted = false;
+    unsigned long long chan_bytes = 0;
     int ctl_l = -1, chan_l = -1, ctl_c = -1, chan_c = -1, pidfd = -1;
     int c, r, status = 125, wstatus;
     size_t n_shares = 0;
@@ -179,6 +175,9 @@ int main(int argc, char **argv)
             break;
         case 'p':
             do_probe = true;
+            break;
+        case 'S':
+            chan_stats = true;
             break;
         default:
             return usage();
@@ -337,6 +336,7 @@ int main(int argc, char **argv)
         }
         if (p[2].revents && chan_c < 0) {
             chan_c = accept4(chan_l, NULL, NULL, SOCK_CLOEXEC);
+            chan_accepted = chan_c >= 0;
             close(chan_l);
             chan_l = -1;
         }
@@ -350,6 +350,8 @@ int main(int argc, char **argv)
         if (p[4].revents && chan_c >= 0) {
             /* Held open but unanswered: what the guest sends is dropped. */
             ssize_t n = read(chan_c, tmp, sizeof(tmp));
+            if (n > 0)
+                chan_bytes += (unsigned long long)n;
             if (n == 0 || (n < 0 && errno != EINTR))
                 close(chan_c), chan_c = -1;
         }
@@ -383,6 +385,9 @@ int main(int argc, char **argv)
                       WIFEXITED(wstatus) ? "exited with" : "killed by signal",
                       WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus), line);
     }
+    if (chan_stats)
+        fprintf(stderr, "vm-launch: channel: %s, %llu bytes from the guest\n",
+                chan_accepted ? "connected" : "not connected", chan_bytes);
 out:
     if (ctl_l >= 0)
         close(ctl_l);
