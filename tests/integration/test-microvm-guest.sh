@@ -29,6 +29,8 @@ chmod 0711 "$T"
 WS=$T/ws
 mkdir -p "$WS"
 chown "$BOTTLE_UID:$BOTTLE_UID" "$WS"
+mkdir -p "$T/extra"
+echo extra-content >"$T/extra/file"
 
 # boot [vm-launch options] -- CMD...: console in $OUT, vm-launch's stderr in $ERR, status in $RC
 boot() {
@@ -49,6 +51,9 @@ echo "pwd=\$(pwd)"
 echo from-the-guest >"$WS/written" && echo ws_write=ok
 touch /usr/bb-probe 2>/dev/null && echo usr_write=allowed || echo usr_write=refused
 echo "usr_mount=\$(awk '\$2 == "/usr" {print \$3 " " \$4}' /proc/mounts)"
+echo "extra=\$(cat /extra/file)"
+touch /extra/new 2>/dev/null && echo extra_write=allowed || echo extra_write=refused
+echo "extra_mount=\$(awk '\$2 == "/extra" {print \$1 " " \$3 " " \$4}' /proc/mounts)"
 echo "ws_mount=\$(awk -v ws="$WS" '\$2 == ws {print \$3 " " \$4}' /proc/mounts)"
 echo "links=\$(ip -o link | awk -F': ' '{print \$2}' | tr '\n' ' ')"
 echo "netdev=\$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')"
@@ -76,7 +81,7 @@ fi
 exit 3
 EOF
 cp "$T/probe.sh" "$WS/probe.sh"
-boot --chan-stats -- /bin/bash probe.sh
+boot --chan-stats --mount "$T/extra:/extra:ro" -- /bin/bash probe.sh
 is "boot 1: the command's status comes through" "$RC" 3
 is "runs as the spec's uid/gid" "$(val uid)" "$BOTTLE_UID:$BOTTLE_UID"
 is "no capabilities in any set" "$(val caps)" "0000000000000000 "
@@ -88,8 +93,11 @@ is "the guest's write reached the host" "$(cat "$WS/written" 2>&1)" from-the-gue
 is "the host file belongs to the bottle's uid (QEMU unprivileged)" \
     "$(stat -c %u "$WS/written" 2>&1)" "$BOTTLE_UID"
 is "/usr is read-only" "$(val usr_write)" refused
-like "/usr is 9p, ro, nosuid, nodev" "$(val usr_mount)" '^9p ro,.*nosuid,nodev'
-like "the workspace is 9p, rw, nosuid, nodev" "$(val ws_mount)" '^9p rw,.*nosuid,nodev'
+like "/usr is 9p, ro, nosuid, nodev, cache=loose" "$(val usr_mount)" '^9p ro,.*nosuid,nodev.*,loose,'
+like "the workspace is 9p, rw, nosuid, nodev, cache=mmap" "$(val ws_mount)" '^9p rw,.*nosuid,nodev.*,mmap,'
+is "--mount SRC:DST:ro is readable" "$(val extra)" extra-content
+is "... and read-only" "$(val extra_write)" refused
+like "... as 9p share m0, nosuid, nodev" "$(val extra_mount)" '^m0 9p ro,.*nosuid,nodev'
 is "ip link: only lo" "$(val links)" "lo "
 is "/proc/net/dev: only lo" "$(val netdev)" "lo "
 is "lo carries 127.0.0.1 and the alias" "$(val lo_addrs)" "127.0.0.1/8 $ALIAS/32 "
