@@ -9,29 +9,42 @@
 
 #define HANDOFF_BYTE 'C'
 
-int handoff_send(int sock, int fd)
-{
-    char byte = HANDOFF_BYTE;
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+/* One hand-off message, either way: one byte and room for exactly one descriptor. */
+struct handoff_msg {
+    char byte;
+    struct iovec iov;
     union {
         struct cmsghdr align;
         char buf[CMSG_SPACE(sizeof(int))];
     } u;
-    struct msghdr msg = {
-        .msg_iov = &iov,
+    struct msghdr msg;
+};
+
+static void handoff_msg_init(struct handoff_msg *m, char byte)
+{
+    memset(m, 0, sizeof(*m));
+    m->byte = byte;
+    m->iov = (struct iovec){ .iov_base = &m->byte, .iov_len = 1 };
+    m->msg = (struct msghdr){
+        .msg_iov = &m->iov,
         .msg_iovlen = 1,
-        .msg_control = u.buf,
-        .msg_controllen = sizeof(u.buf),
+        .msg_control = m->u.buf,
+        .msg_controllen = sizeof(m->u.buf),
     };
+}
+
+int handoff_send(int sock, int fd)
+{
+    struct handoff_msg m;
     struct cmsghdr *cm;
 
-    memset(u.buf, 0, sizeof(u.buf));
-    cm = CMSG_FIRSTHDR(&msg);
+    handoff_msg_init(&m, HANDOFF_BYTE);
+    cm = CMSG_FIRSTHDR(&m.msg);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
     cm->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    if (sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
+    if (sendmsg(sock, &m.msg, MSG_NOSIGNAL | MSG_DONTWAIT) != 1)
         return errno ? -errno : -EIO;
     return 0;
 }
@@ -64,28 +77,19 @@ static bool is_connected_tcp(int fd)
 
 int handoff_recv(int sock, int *ret_fd)
 {
-    char byte = 0;
-    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } u;
-    struct msghdr msg = {
-        .msg_iov = &iov,
-        .msg_iovlen = 1,
-        .msg_control = u.buf,
-        .msg_controllen = sizeof(u.buf),
-    };
+    struct handoff_msg m;
+    struct msghdr *msg = &m.msg;
     int fd = -1, nfds = 0, r = 0;
     ssize_t n;
 
-    n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    handoff_msg_init(&m, 0);
+    n = recvmsg(sock, msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
     if (n < 0)
         return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -errno;
     if (n == 0)
         return -EPIPE;
     /* Collect whatever descriptors arrived, so none leaks whatever else is wrong. */
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -98,7 +102,8 @@ int handoff_recv(int sock, int *ret_fd)
                 close(one);
         }
     }
-    if (n != 1 || byte != HANDOFF_BYTE || (msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) || nfds != 1)
+    if (n != 1 || m.byte != HANDOFF_BYTE || (msg->msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
+        nfds != 1)
         r = -EBADMSG;
     else if (!is_connected_tcp(fd))
         r = -EBADMSG;

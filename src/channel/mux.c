@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/bufq.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/net.h"
@@ -16,19 +18,22 @@
 /*
  * Buffers and their bounds:
  *   in   : fixed MUX_IN_CAP bytes (>= one whole frame), read from the channel and decoded
- *          in place.
- *   out  : frames waiting for the channel fd. DATA is only produced while out is below
- *          MUX_OUT_HIGH (then local fds stop being read until it drains below MUX_OUT_LOW);
- *          the channel fd is not read while out is at or above MUX_OUT_STOP_IN (control
- *          frames answer input, so input stops too). Beyond MUX_OUT_MAX the channel dies.
- *   rx   : per stream, bytes from the peer not yet written to the local fd. Bounded by the
- *          credit we granted: recv_avail + rx.len + pending_grant == CHANNEL_WINDOW.
+ *          in place (a partial frame at the end is moved to the front: < one frame).
+ *   out  : frames waiting for the channel fd, a bufq (common/bufq.h) of MUX_OUT_CHUNK-byte
+ *          chunks capped at MUX_OUT_MAX, written with one sendmsg/writev of several chunks.
+ *          Frames are written whole into one chunk (a DATA frame shrinks to the room left).
+ *          DATA is only produced while out is below MUX_OUT_HIGH (then local fds stop being
+ *          read until it drains below MUX_OUT_LOW); the channel fd is not read while out is at
+ *          or above MUX_OUT_STOP_IN (control frames answer input, so input stops too). Beyond
+ *          MUX_OUT_MAX the channel dies.
+ *   rx   : per stream, a bufq of bytes from the peer not yet written to the local fd. Bounded
+ *          by the credit we granted: recv_avail + len(rx) + pending_grant == CHANNEL_WINDOW,
+ *          and capped at CHANNEL_WINDOW besides; its chunks are freed as soon as it drains.
  */
-#define MUX_IN_CAP (64u * 1024u)
-#define MUX_OUT_HIGH (128u * 1024u)
-#define MUX_OUT_LOW (64u * 1024u)
-#define MUX_OUT_STOP_IN (512u * 1024u)
-#define MUX_OUT_MAX (2u * 1024u * 1024u)
+/* MUX_IN_CAP and MUX_OUT_HIGH/LOW/STOP_IN/MAX: common/limits.h */
+#define MUX_OUT_CHUNK (64u * 1024u)
+#define MUX_OUT_SPARE 2
+#define MUX_RX_CHUNK (16u * 1024u)
 #define MUX_GRANT_MIN (CHANNEL_WINDOW / 4)
 #define MUX_READS_PER_EVENT 8
 
@@ -36,11 +41,6 @@ enum mux_bind {
     MUX_BIND_STREAM,   /* TCP socket */
     MUX_BIND_DGRAM_FD, /* connected UDP socket (host) */
     MUX_BIND_DGRAM_CB, /* callbacks (guest UDP relay) */
-};
-
-struct rxq {
-    uint8_t *p;
-    size_t head, len, cap;
 };
 
 struct mux_stream {
@@ -55,7 +55,7 @@ struct mux_stream {
     bool wr_shut;    /* shutdown(SHUT_WR) done on the local fd */
     bool closed;     /* destroyed; memory freed by the reaper */
     uint32_t pending_grant;
-    struct rxq rx;
+    struct bufq rx;
     const struct mux_dgram_ops *dops;
     void *dud;
     struct mux_stream *prev, *next; /* live streams */
@@ -72,8 +72,7 @@ struct mux {
     struct channel_session ses;
     uint8_t *in;
     size_t in_len;
-    uint8_t *out;
-    size_t out_head, out_len, out_cap;
+    struct bufq out;
     bool out_blocked;
     bool dead, dead_notified, freeing;
     int dead_err;
@@ -101,7 +100,7 @@ static void on_reap(struct loop_defer *d)
     }
     if (m->freeing) {
         free(m->in);
-        free(m->out);
+        bufq_done(&m->out);
         free(m);
         return;
     }
@@ -119,44 +118,35 @@ static void schedule_reap(struct mux *m)
 
 /* ---- output queue ---- */
 
-/* Room for n more bytes at the end of out, or NULL (the channel died of overflow). */
-static uint8_t *out_reserve(struct mux *m, size_t n)
+/* At least min contiguous bytes at the end of out (*avail of them), or NULL (the channel
+ * died of overflow, or was dead already). */
+static uint8_t *out_reserve(struct mux *m, size_t min, size_t *avail)
 {
+    uint8_t *p;
+
     if (m->dead)
         return NULL;
-    if (m->out_len + n > MUX_OUT_MAX) {
+    if (bufq_reserve(&m->out, min, &p, avail) < 0) {
         mux_die(m, -ENOBUFS);
         return NULL;
     }
-    if (m->out_head + m->out_len + n > m->out_cap) {
-        if (m->out_head > 0) {
-            memmove(m->out, m->out + m->out_head, m->out_len);
-            m->out_head = 0;
-        }
-        if (m->out_len + n > m->out_cap) {
-            size_t cap = m->out_cap ? m->out_cap : 64 * 1024;
-            while (cap < m->out_len + n)
-                cap *= 2;
-            m->out = xrealloc(m->out, cap);
-            m->out_cap = cap;
-        }
-    }
-    return m->out + m->out_head + m->out_len;
+    return p;
 }
 
 static void out_commit(struct mux *m, size_t n)
 {
-    m->out_len += n;
+    bufq_commit(&m->out, n);
     m->st.frames_out++;
-    if (m->out_len > m->st.out_max)
-        m->st.out_max = m->out_len;
-    if (m->out_len >= MUX_OUT_HIGH)
+    if (bufq_len(&m->out) > m->st.out_max)
+        m->st.out_max = bufq_len(&m->out);
+    if (bufq_len(&m->out) >= MUX_OUT_HIGH)
         m->out_blocked = true;
 }
 
 static void queue_ctl(struct mux *m, enum channel_type type, uint32_t stream, uint32_t arg)
 {
-    uint8_t *p = out_reserve(m, CHANNEL_HDR_LEN + CHANNEL_HELLO_LEN);
+    size_t avail;
+    uint8_t *p = out_reserve(m, CHANNEL_HDR_LEN + CHANNEL_HELLO_LEN, &avail);
 
     if (!p)
         return;
@@ -171,9 +161,9 @@ static void channel_sync(struct mux *m)
 
     if (m->dead)
         return;
-    if (m->out_len < MUX_OUT_STOP_IN)
+    if (bufq_len(&m->out) < MUX_OUT_STOP_IN)
         ev |= EPOLLIN;
-    if (m->out_len > 0)
+    if (!bufq_empty(&m->out))
         ev |= EPOLLOUT;
     if (loop_mod(m->loop, &m->src, ev) < 0)
         mux_die(m, -EIO);
@@ -182,72 +172,23 @@ static void channel_sync(struct mux *m)
 /* Write what we can of out; then fix interest, and wake streams if out drained. */
 static void mux_flush(struct mux *m)
 {
-    while (!m->dead && m->out_len > 0) {
-        ssize_t n;
-        if (m->is_sock)
-            n = send(m->fd, m->out + m->out_head, m->out_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        else
-            n = write(m->fd, m->out + m->out_head, m->out_len);
+    while (!m->dead && !bufq_empty(&m->out)) {
+        ssize_t n = bufq_write_fd(&m->out, m->fd, m->is_sock);
+        if (n == -EAGAIN)
+            break;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            mux_die(m, errno == EPIPE ? -ECONNRESET : -errno);
+            mux_die(m, n == -EPIPE ? -ECONNRESET : (int)n);
             return;
         }
-        m->out_head += (size_t)n;
-        m->out_len -= (size_t)n;
-        if (m->out_len == 0)
-            m->out_head = 0;
     }
     if (m->dead)
         return;
-    if (m->out_blocked && m->out_len < MUX_OUT_LOW) {
+    if (m->out_blocked && bufq_len(&m->out) < MUX_OUT_LOW) {
         m->out_blocked = false;
         for (struct mux_stream *s = m->streams; s; s = s->next)
             stream_sync(s);
     }
     channel_sync(m);
-}
-
-/* ---- per-stream receive queue ---- */
-
-static int rxq_append(struct rxq *q, const uint8_t *p, size_t n)
-{
-    if (q->len + n > CHANNEL_WINDOW)
-        return -ENOBUFS; /* cannot happen while credit accounting holds */
-    if (q->head + q->len + n > q->cap) {
-        if (q->head > 0) {
-            memmove(q->p, q->p + q->head, q->len);
-            q->head = 0;
-        }
-        if (q->len + n > q->cap) {
-            size_t cap = q->cap ? q->cap : 16 * 1024;
-            while (cap < q->len + n)
-                cap *= 2;
-            q->p = xrealloc(q->p, cap);
-            q->cap = cap;
-        }
-    }
-    memcpy(q->p + q->head + q->len, p, n);
-    q->len += n;
-    return 0;
-}
-
-static void rxq_consume(struct rxq *q, size_t n)
-{
-    q->head += n;
-    q->len -= n;
-    if (q->len == 0) {
-        q->head = 0;
-        /* Give memory back once a stream is idle; a busy stream keeps its buffer. */
-        if (q->cap > 16 * 1024) {
-            free(q->p);
-            q->p = NULL;
-            q->cap = 0;
-        }
-    }
 }
 
 /* ---- streams ---- */
@@ -260,6 +201,7 @@ static struct mux_stream *stream_new(struct mux *m, enum mux_bind bind, int fd)
     s->bind = bind;
     s->fd = fd;
     s->src.fd = -1;
+    bufq_init(&s->rx, MUX_RX_CHUNK, CHANNEL_WINDOW, 0);
     s->next = m->streams;
     if (m->streams)
         m->streams->prev = s;
@@ -299,9 +241,8 @@ static void stream_destroy(struct mux_stream *s, bool rst, bool notify)
         channel_session_remove(&m->ses, &s->ss);
         s->in_session = false;
     }
-    m->st.rx_queued -= s->rx.len;
-    free(s->rx.p);
-    s->rx = (struct rxq){ 0 };
+    m->st.rx_queued -= bufq_len(&s->rx);
+    bufq_done(&s->rx);
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -330,7 +271,7 @@ static void stream_reset(struct mux_stream *s, enum channel_reason reason)
 /* Done when both sides sent FIN and everything received has been delivered. */
 static void stream_check_done(struct mux_stream *s)
 {
-    if (s->closed || !channel_stream_finished(&s->ss) || s->rx.len > 0)
+    if (s->closed || !channel_stream_finished(&s->ss) || !bufq_empty(&s->rx))
         return;
     if (s->bind == MUX_BIND_STREAM && !s->wr_shut)
         return;
@@ -363,7 +304,7 @@ static void stream_send_fin(struct mux_stream *s)
 
 static void stream_maybe_shut(struct mux_stream *s)
 {
-    if (s->closed || s->connecting || s->wr_shut || s->rx.len > 0 ||
+    if (s->closed || s->connecting || s->wr_shut || !bufq_empty(&s->rx) ||
         !(s->ss.flags & CHANNEL_SS_PEER_FIN) || s->bind != MUX_BIND_STREAM)
         return;
     shutdown(s->fd, SHUT_WR);
@@ -375,17 +316,14 @@ static void stream_write(struct mux_stream *s)
 {
     struct mux *m = s->mux;
 
-    while (!s->closed && s->rx.len > 0) {
-        ssize_t n = send(s->fd, s->rx.p + s->rx.head, s->rx.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (!s->closed && !bufq_empty(&s->rx)) {
+        ssize_t n = bufq_write_fd(&s->rx, s->fd, true);
+        if (n == -EAGAIN)
+            break;
         if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
             stream_reset(s, CHANNEL_RESET_ABORTED);
             return;
         }
-        rxq_consume(&s->rx, (size_t)n);
         m->st.rx_queued -= (size_t)n;
         stream_consumed(s, (size_t)n);
     }
@@ -399,15 +337,23 @@ static void stream_read(struct mux_stream *s)
     struct mux *m = s->mux;
 
     for (int i = 0; i < MUX_READS_PER_EVENT; i++) {
-        size_t want;
+        size_t want, avail;
         uint8_t *p;
         ssize_t n;
 
         if (s->closed || m->dead || s->read_eof || m->out_blocked || s->ss.send_credit == 0)
             return;
-        want = s->bind == MUX_BIND_STREAM ? MIN((size_t)CHANNEL_MAX_PAYLOAD, s->ss.send_credit)
-                                          : CHANNEL_MAX_PAYLOAD;
-        p = out_reserve(m, CHANNEL_HDR_LEN + want);
+        if (s->bind == MUX_BIND_STREAM) {
+            /* A byte stream: a frame as large as credit and the chunk's room allow. */
+            p = out_reserve(m, CHANNEL_HDR_LEN + 1, &avail);
+            want = p ? MIN(MIN((size_t)CHANNEL_MAX_PAYLOAD, s->ss.send_credit),
+                           avail - CHANNEL_HDR_LEN)
+                     : 0;
+        } else {
+            /* A datagram must fit one frame whatever its size. */
+            p = out_reserve(m, CHANNEL_MAX_FRAME, &avail);
+            want = CHANNEL_MAX_PAYLOAD;
+        }
         if (!p)
             return;
         n = recv(s->fd, p + CHANNEL_HDR_LEN, want,
@@ -439,7 +385,7 @@ static void stream_read(struct mux_stream *s)
     }
 }
 
-/* Host: the connect() to the daemon finished (or failed). */
+/* Acceptor: the local fd's connect() finished (or failed). */
 static void stream_connected(struct mux_stream *s)
 {
     int err = net_socket_error(s->fd);
@@ -450,7 +396,7 @@ static void stream_connected(struct mux_stream *s)
     }
     s->connecting = false;
     queue_ctl(s->mux, CHANNEL_T_OPEN_OK, s->ss.id, 0);
-    /* Bytes and a FIN the guest pipelined behind its OPEN. */
+    /* Bytes and a FIN the opener pipelined behind its OPEN. */
     stream_write(s);
 }
 
@@ -467,7 +413,7 @@ static void stream_sync(struct mux_stream *s)
     } else {
         if (!s->read_eof && s->ss.send_credit > 0 && !m->out_blocked)
             ev |= EPOLLIN;
-        if (s->rx.len > 0)
+        if (!bufq_empty(&s->rx))
             ev |= EPOLLOUT;
     }
     /* With no interest the fd leaves epoll: a HUP on a stream waiting for credit must not
@@ -495,7 +441,7 @@ static void on_stream(struct loop_source *src, uint32_t events)
         if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             stream_connected(s);
     } else {
-        if (s->rx.len > 0 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+        if (!bufq_empty(&s->rx) && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
             stream_write(s);
         if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
             stream_read(s);
@@ -506,10 +452,14 @@ static void on_stream(struct loop_source *src, uint32_t events)
 
 /* ---- frames from the peer ---- */
 
-static void host_open(struct mux *m, const struct channel_frame *f)
+/* The peer opened a stream (host: a guest kind; guest: exec/status): bind it to the fd the
+ * owner gives, or refuse it. A guest owner that serves no host-opened kind has no
+ * open_stream: every such OPEN gets RESET(REFUSED) and the channel lives on. */
+static void peer_open(struct mux *m, const struct channel_frame *f)
 {
     struct mux_stream *s;
-    int fd = m->ops.open_stream(m->ud, (enum channel_kind)f->kind);
+    int fd =
+        m->ops.open_stream ? m->ops.open_stream(m->ud, (enum channel_kind)f->kind) : -EOPNOTSUPP;
 
     if (fd < 0) {
         queue_ctl(m, CHANNEL_T_RESET, f->stream, CHANNEL_RESET_REFUSED);
@@ -558,7 +508,7 @@ static void stream_on_data(struct mux_stream *s, const uint8_t *p, size_t len)
     default:
         break;
     }
-    if (s->rx.len == 0 && !s->connecting) {
+    if (bufq_empty(&s->rx) && !s->connecting) {
         /* Fast path: straight to the socket, queue only what it does not take. */
         ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -569,7 +519,8 @@ static void stream_on_data(struct mux_stream *s, const uint8_t *p, size_t len)
             done = (size_t)n;
     }
     if (done < len) {
-        if (rxq_append(&s->rx, p + done, len - done) < 0) {
+        /* Cannot fail while credit accounting holds (rx is capped at the window). */
+        if (bufq_append(&s->rx, p + done, len - done) < 0) {
             stream_reset(s, CHANNEL_RESET_ABORTED);
             return;
         }
@@ -589,6 +540,12 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
     int ev = channel_session_recv(&m->ses, f, &ss);
 
     m->st.frames_in++;
+    if (ev == -EPROTONOSUPPORT) {
+        log_debug("channel: the peer speaks protocol version %u, we speak %u",
+                  (unsigned)m->ses.peer_version, (unsigned)CHANNEL_VERSION);
+        mux_die(m, ev);
+        return;
+    }
     if (ev < 0) {
         log_debug("channel: protocol violation: %s on stream %u", channel_type_name(f->type),
                   (unsigned)f->stream);
@@ -604,7 +561,7 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
         queue_ctl(m, CHANNEL_T_RESET, f->stream, CHANNEL_RESET_LIMIT);
         break;
     case CHANNEL_EV_OPEN:
-        host_open(m, f);
+        peer_open(m, f);
         break;
     case CHANNEL_EV_OPEN_OK:
     case CHANNEL_EV_WINDOW:
@@ -700,7 +657,7 @@ static void mux_die(struct mux *m, int err)
         close(m->fd);
         m->fd = -1;
     }
-    m->out_len = m->out_head = 0;
+    bufq_reset(&m->out);
     m->in_len = 0;
     schedule_reap(m);
 }
@@ -732,6 +689,7 @@ int mux_new(struct loop *loop, int fd, enum channel_role role, const struct mux_
         m->ops = *ops;
     m->ud = userdata;
     m->in = xmalloc(MUX_IN_CAP);
+    bufq_init(&m->out, MUX_OUT_CHUNK, MUX_OUT_MAX, MUX_OUT_SPARE);
     channel_session_init(&m->ses, role);
     r = loop_add(loop, &m->src, fd, EPOLLIN, on_channel, m);
     if (r < 0) {
@@ -766,11 +724,17 @@ bool mux_is_dead(const struct mux *m)
     return m->dead;
 }
 
-static int guest_open_check(struct mux *m)
+unsigned mux_peer_version(const struct mux *m)
+{
+    return m->ses.peer_version;
+}
+
+/* May we open a stream of kind? (Each kind has one opening side.) */
+static int open_check(struct mux *m, enum channel_kind kind)
 {
     if (m->dead)
         return -EPIPE;
-    if (m->ses.role != CHANNEL_ROLE_GUEST)
+    if (channel_kind_opener(kind) != m->ses.role)
         return -EINVAL;
     return 0;
 }
@@ -778,9 +742,9 @@ static int guest_open_check(struct mux *m)
 int mux_open_fd(struct mux *m, enum channel_kind kind, int fd)
 {
     struct mux_stream *s;
-    int r = guest_open_check(m);
+    int r = open_check(m, kind);
 
-    if (r == 0 && (kind == 0 || kind >= CHANNEL_KIND_MAX || kind == CHANNEL_KIND_UDP_DNS))
+    if (r == 0 && kind == CHANNEL_KIND_UDP_DNS)
         r = -EINVAL;
     if (r == 0)
         r = fd_set_nonblock(fd, true);
@@ -805,7 +769,7 @@ int mux_open_dgram(struct mux *m, enum channel_kind kind, const struct mux_dgram
                    void *userdata, struct mux_stream **ret)
 {
     struct mux_stream *s;
-    int r = guest_open_check(m);
+    int r = open_check(m, kind);
 
     if (r < 0)
         return r;
@@ -831,6 +795,7 @@ int mux_open_dgram(struct mux *m, enum channel_kind kind, const struct mux_dgram
 int mux_stream_send_dgram(struct mux_stream *s, const void *p, size_t len)
 {
     struct mux *m = s->mux;
+    size_t avail;
     uint8_t *q;
 
     if (s->closed || m->dead || s->bind != MUX_BIND_DGRAM_CB ||
@@ -842,7 +807,7 @@ int mux_stream_send_dgram(struct mux_stream *s, const void *p, size_t len)
         m->st.dgrams_dropped++;
         return -EAGAIN;
     }
-    q = out_reserve(m, CHANNEL_HDR_LEN + len);
+    q = out_reserve(m, CHANNEL_HDR_LEN + len, &avail);
     if (!q)
         return -EPIPE;
     channel_frame_header(q, CHANNEL_T_DATA, s->ss.id, (uint16_t)len);
@@ -868,5 +833,5 @@ void mux_stream_close(struct mux_stream *s, enum channel_reason reason)
 void mux_get_stats(const struct mux *m, struct mux_stats *ret)
 {
     *ret = m->st;
-    ret->out_queued = m->out_len;
+    ret->out_queued = bufq_len(&m->out);
 }

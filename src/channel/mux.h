@@ -5,8 +5,9 @@
  * /dev/vportNpM in the guest) and multiplexes streams over it with the protocol in
  * channel/proto.h. Each stream is bound to a local endpoint:
  *   - an fd the mux owns: a TCP socket (guest: the accepted client; host: the socket connected
- *     or connecting to the egress daemon) or, host side, a connected UDP socket (one datagram
- *     per DATA frame);
+ *     or connecting to the egress daemon), any byte-stream socket for the host-opened kinds
+ *     (exec, status; the host opens them with mux_open_fd, the guest owner accepts them in
+ *     ops->open_stream) or, host side, a connected UDP socket (one datagram per DATA frame);
  *   - guest side, a datagram sink (mux_open_dgram): the owner feeds datagrams in and gets the
  *     replies through a callback (the UDP relay keeps the client address).
  *
@@ -36,16 +37,19 @@ struct mux_stream;
 
 struct mux_ops {
     /*
-     * Host role only: the guest opened a stream of `kind`. Return a non-blocking, close-on-exec
-     * fd whose connect may still be in progress (the mux answers OPEN_OK once it completes, or
-     * RESET(REFUSED) if it fails): a SOCK_STREAM socket for the TCP kinds, a connected
+     * The peer opened a stream of `kind` (host role: a guest kind; guest role: EXEC or
+     * STATUS). Return a non-blocking, close-on-exec fd whose connect may still be in progress
+     * (the mux answers OPEN_OK once it completes, or RESET(REFUSED) if it fails): a
+     * SOCK_STREAM socket (or one end of a socketpair) for the byte-stream kinds, a connected
      * SOCK_DGRAM socket for CHANNEL_KIND_UDP_DNS. The mux owns it from then on. Return -errno
-     * to refuse the stream (RESET(REFUSED)).
+     * to refuse the stream (RESET(REFUSED)). Required for the host role; a guest without it
+     * refuses every host-opened stream.
      */
     int (*open_stream)(void *userdata, enum channel_kind kind);
     /*
-     * The channel died (err: -EPROTO protocol violation by the peer, -ECONNRESET peer closed
-     * the channel, -ENOBUFS output overflow, other -errno I/O error). Called once, from the
+     * The channel died (err: -EPROTO protocol violation by the peer, -EPROTONOSUPPORT the
+     * peer speaks another protocol version (mux_peer_version), -ECONNRESET peer closed the
+     * channel, -ENOBUFS output overflow, other -errno I/O error). Called once, from the
      * loop's deferred work, never from inside a mux_* call. The mux is inert afterwards; the
      * callback may call mux_free().
      */
@@ -88,11 +92,14 @@ int mux_new(struct loop *loop, int fd, enum channel_role role, const struct mux_
 struct mux *mux_free(struct mux *m);
 /* True once the channel has died (ops->dead has been or is about to be called). */
 bool mux_is_dead(const struct mux *m);
+/* The version in the peer's HELLO (0 before it arrived), e.g. to explain -EPROTONOSUPPORT. */
+unsigned mux_peer_version(const struct mux *m);
 
 /*
- * Guest role: open a stream of `kind` carried to the host, bound to the connected socket fd
- * (owned by the mux from now on; closed on failure too). Data read from fd may be sent before
- * OPEN_OK arrives. Returns 0, -EPIPE (channel dead), -ENOSPC (stream limit) or -errno.
+ * Open a byte stream of `kind` to the peer, bound to the connected socket fd (owned by the mux
+ * from now on; closed on failure too): the guest opens TCP_PROXY / TCP_DNS, the host EXEC /
+ * STATUS. Data read from fd may be sent before OPEN_OK arrives. Returns 0, -EPIPE (channel
+ * dead), -ENOSPC (stream limit), -EINVAL (a kind this role may not open) or -errno.
  */
 int mux_open_fd(struct mux *m, enum channel_kind kind, int fd);
 /*

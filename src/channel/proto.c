@@ -149,12 +149,41 @@ size_t channel_frame_encode_ctl(uint8_t *out, enum channel_type type, uint32_t s
     return CHANNEL_HDR_LEN + (size_t)len;
 }
 
+enum channel_role channel_kind_opener(enum channel_kind kind)
+{
+    switch (kind) {
+    case CHANNEL_KIND_TCP_PROXY:
+    case CHANNEL_KIND_TCP_DNS:
+    case CHANNEL_KIND_UDP_DNS:
+        return CHANNEL_ROLE_GUEST;
+    case CHANNEL_KIND_EXEC:
+    case CHANNEL_KIND_STATUS:
+        return CHANNEL_ROLE_HOST;
+    default:
+        return 0;
+    }
+}
+
 /* ---- session ---- */
+
+/* Which side's id space an id is in. */
+static enum channel_role id_space(uint32_t id)
+{
+    return (id & CHANNEL_ID_HOST) ? CHANNEL_ROLE_HOST : CHANNEL_ROLE_GUEST;
+}
+
+static enum channel_role peer_role(const struct channel_session *s)
+{
+    return s->role == CHANNEL_ROLE_GUEST ? CHANNEL_ROLE_HOST : CHANNEL_ROLE_GUEST;
+}
 
 void channel_session_init(struct channel_session *s, enum channel_role role)
 {
     memset(s, 0, sizeof(*s));
     s->role = role;
+    /* Each side's ids start just above the bottom of its space. */
+    s->last_local = role == CHANNEL_ROLE_HOST ? CHANNEL_ID_HOST : 0;
+    s->last_peer = role == CHANNEL_ROLE_HOST ? 0 : CHANNEL_ID_HOST;
 }
 
 /* Index of the first stream with id >= the given one. */
@@ -184,27 +213,35 @@ struct channel_stream_state *channel_session_find(struct channel_session *s, uin
 int channel_session_add(struct channel_session *s, struct channel_stream_state *ss, uint32_t id,
                         enum channel_kind kind, void *owner)
 {
+    bool local = id == 0;
+    size_t i;
+
     if (s->n >= CHANNEL_MAX_STREAMS)
         return -ENOSPC;
-    if (s->role == CHANNEL_ROLE_GUEST) {
-        if (id != 0)
+    if (local) {
+        uint32_t top = s->role == CHANNEL_ROLE_GUEST ? CHANNEL_ID_HOST - 1 : UINT32_MAX;
+        if (channel_kind_opener(kind) != s->role)
             return -EINVAL;
-        if (s->last_id == UINT32_MAX)
+        if (s->last_local == top)
             return -ENOSPC;
-        id = ++s->last_id;
-    } else if (id == 0 || id != s->last_id || channel_session_find(s, id)) {
+        id = ++s->last_local;
+    } else if (id != s->last_peer || id_space(id) == s->role || channel_session_find(s, id)) {
         return -EINVAL;
     }
     *ss = (struct channel_stream_state){
         .id = id,
         .kind = (uint8_t)kind,
-        .flags = s->role == CHANNEL_ROLE_GUEST ? CHANNEL_SS_OPENING : 0,
+        .flags = local ? CHANNEL_SS_OPENING : 0,
         .send_credit = CHANNEL_WINDOW,
         .recv_avail = CHANNEL_WINDOW,
         .owner = owner,
     };
-    /* Ids only grow, so a new stream always goes at the end: the array stays sorted. */
-    s->streams[s->n++] = ss;
+    /* Ids only grow within a space, so a new stream goes at the end of its space (all guest
+     * ids sort before all host ids): at most the host-space streams move up one slot. */
+    i = lower_bound(s, id);
+    memmove(&s->streams[i + 1], &s->streams[i], (s->n - i) * sizeof(s->streams[0]));
+    s->streams[i] = ss;
+    s->n++;
     return 0;
 }
 
@@ -222,11 +259,16 @@ int channel_session_recv(struct channel_session *s, const struct channel_frame *
                          struct channel_stream_state **ret_ss)
 {
     struct channel_stream_state *ss;
-    enum channel_role peer = s->role == CHANNEL_ROLE_GUEST ? CHANNEL_ROLE_HOST : CHANNEL_ROLE_GUEST;
+    enum channel_role peer = peer_role(s);
+    bool peers_id = id_space(f->stream) == peer;
 
     if (f->type == CHANNEL_T_HELLO) {
-        if (s->hello_recv || f->version != CHANNEL_VERSION || f->role != peer)
+        if (s->hello_recv || f->role != peer)
             return -EPROTO;
+        s->peer_version = f->version;
+        /* Both ends come from one build; another version is refused, not negotiated. */
+        if (f->version != CHANNEL_VERSION)
+            return -EPROTONOSUPPORT;
         s->hello_recv = true;
         return CHANNEL_EV_HELLO;
     }
@@ -234,22 +276,27 @@ int channel_session_recv(struct channel_session *s, const struct channel_frame *
         return -EPROTO;
 
     if (f->type == CHANNEL_T_OPEN) {
-        /* Only the guest opens, with strictly increasing ids (no reuse, no duplicates). */
-        if (s->role != CHANNEL_ROLE_HOST || f->stream <= s->last_id)
+        /* Each side opens only its own kinds, in its own id space, with strictly increasing
+         * ids (no reuse, no duplicates). */
+        if (channel_kind_opener((enum channel_kind)f->kind) != peer || !peers_id ||
+            f->stream <= s->last_peer)
             return -EPROTO;
-        s->last_id = f->stream;
+        s->last_peer = f->stream;
         if (s->n >= CHANNEL_MAX_STREAMS)
             return CHANNEL_EV_REFUSE;
         return CHANNEL_EV_OPEN;
     }
-    if (f->type == CHANNEL_T_OPEN_OK && s->role != CHANNEL_ROLE_GUEST)
+    /* OPEN_OK answers our OPEN: never valid for a stream the peer opened. */
+    if (f->type == CHANNEL_T_OPEN_OK && peers_id)
         return -EPROTO;
 
     ss = channel_session_find(s, f->stream);
     if (!ss) {
         /* A stream that was opened and has since closed: frames still in flight when it
          * closed are normal. One that was never opened: the peer made it up. */
-        return f->stream <= s->last_id ? CHANNEL_EV_IGNORE : -EPROTO;
+        if (f->stream != CHANNEL_ID_HOST && f->stream <= (peers_id ? s->last_peer : s->last_local))
+            return CHANNEL_EV_IGNORE;
+        return -EPROTO;
     }
 
     switch (f->type) {
@@ -260,7 +307,8 @@ int channel_session_recv(struct channel_session *s, const struct channel_frame *
         *ret_ss = ss;
         return CHANNEL_EV_OPEN_OK;
     case CHANNEL_T_DATA:
-        /* The host sends nothing before OPEN_OK; the guest may pipeline DATA after OPEN. */
+        /* The acceptor sends nothing but RESET before OPEN_OK; the opener may pipeline DATA
+         * and FIN right behind its OPEN. */
         if ((ss->flags & (CHANNEL_SS_PEER_FIN | CHANNEL_SS_OPENING)) || f->len > ss->recv_avail)
             return -EPROTO;
         ss->recv_avail -= f->len;

@@ -1,6 +1,7 @@
 /*
- * The bottle channel wire protocol: one byte stream between a bottle (guest) and its host,
- * carrying many streams (TCP connections to the proxy / DNS, DNS datagram flows).
+ * The bottle channel wire protocol (version 2): one byte stream between a bottle (guest) and
+ * its host, carrying many streams: the guest opens TCP connections to the proxy / DNS and DNS
+ * datagram flows; the host opens exec and status streams toward the guest.
  *
  * Frame = 8-byte header + payload (all integers big-endian):
  *   byte 0     type     (enum channel_type)
@@ -23,19 +24,25 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CHANNEL_VERSION 1
+#include "common/limits.h" /* CHANNEL_MAX_STREAMS */
+
+#define CHANNEL_VERSION 2 /* v1 (guest-opened streams only) is refused: -EPROTONOSUPPORT */
 #define CHANNEL_MAGIC "BBCH"
 #define CHANNEL_HDR_LEN 8
+/* Protocol facts (both ends must agree, the decoder enforces them): they stay here, while the
+ * caps each endpoint chooses (CHANNEL_MAX_STREAMS, the mux queues) live in common/limits.h. */
 #define CHANNEL_MAX_PAYLOAD 16384 /* bytes of payload in one frame */
 #define CHANNEL_MAX_FRAME (CHANNEL_HDR_LEN + CHANNEL_MAX_PAYLOAD)
-#define CHANNEL_MAX_STREAMS 1024      /* concurrently open streams per channel */
 #define CHANNEL_WINDOW (256u * 1024u) /* initial = maximum per-stream credit, each way */
 #define CHANNEL_HELLO_LEN 6           /* magic[4] version role */
+/* Stream ids: the guest opens 1..0x7fffffff, the host 0x80000001..0xffffffff; each side's ids
+ * strictly increase and are never reused. */
+#define CHANNEL_ID_HOST 0x80000000u
 
 enum channel_type {
     CHANNEL_T_HELLO = 1,   /* stream 0; payload "BBCH" version role; first frame each way */
-    CHANNEL_T_OPEN = 2,    /* guest -> host; payload: kind (1 byte) */
-    CHANNEL_T_OPEN_OK = 3, /* host -> guest; empty */
+    CHANNEL_T_OPEN = 2,    /* opener -> acceptor (either way, by kind); payload: kind (1 byte) */
+    CHANNEL_T_OPEN_OK = 3, /* acceptor -> opener; empty */
     CHANNEL_T_RESET = 4,   /* either way; payload: reason (1 byte); the stream is gone */
     CHANNEL_T_DATA = 5,    /* either way; 1..CHANNEL_MAX_PAYLOAD bytes (one datagram for UDP) */
     CHANNEL_T_FIN = 6,     /* either way; empty; sender will send no more DATA (half-close) */
@@ -43,11 +50,14 @@ enum channel_type {
     CHANNEL_T_MAX
 };
 
-/* What a stream is for. The host maps a kind to a target; the guest never names an address. */
+/* What a stream is for; each kind has one side that may open it. The host maps a guest kind
+ * to a target; the guest never names an address. */
 enum channel_kind {
-    CHANNEL_KIND_TCP_PROXY = 1, /* TCP to the egress proxy (A:3128) */
-    CHANNEL_KIND_TCP_DNS = 2,   /* TCP to the DNS filter (A:53) */
-    CHANNEL_KIND_UDP_DNS = 3,   /* datagrams to the DNS filter (A:53), one per DATA frame */
+    CHANNEL_KIND_TCP_PROXY = 1, /* guest opens: TCP to the egress proxy (A:3128) */
+    CHANNEL_KIND_TCP_DNS = 2,   /* guest opens: TCP to the DNS filter (A:53) */
+    CHANNEL_KIND_UDP_DNS = 3,   /* guest opens: datagrams to the DNS filter, one per DATA frame */
+    CHANNEL_KIND_EXEC = 4,      /* host opens (v2): run a command in the bottle (byte stream) */
+    CHANNEL_KIND_STATUS = 5,    /* host opens (v2): ask the guest for its status (byte stream) */
     CHANNEL_KIND_MAX
 };
 
@@ -61,10 +71,13 @@ enum channel_reason {
 };
 
 enum channel_role {
-    CHANNEL_ROLE_GUEST = 1, /* opens streams */
-    CHANNEL_ROLE_HOST = 2,  /* accepts them */
+    CHANNEL_ROLE_GUEST = 1, /* opens the proxy/DNS kinds, accepts exec/status */
+    CHANNEL_ROLE_HOST = 2,  /* opens exec/status, accepts the proxy/DNS kinds */
     CHANNEL_ROLE_MAX
 };
+
+/* The role that may open streams of kind (0 for an unknown kind). */
+enum channel_role channel_kind_opener(enum channel_kind kind);
 
 /* A decoded frame. payload points into the decoder's input (valid while that buffer is). */
 struct channel_frame {
@@ -102,7 +115,7 @@ size_t channel_frame_encode_ctl(uint8_t *out, enum channel_type type, uint32_t s
 
 /* Per-stream protocol state; embedded in the caller's stream object. */
 enum {
-    CHANNEL_SS_OPENING = 1u << 0,   /* guest: OPEN sent, OPEN_OK not yet received */
+    CHANNEL_SS_OPENING = 1u << 0,   /* we opened: OPEN sent, OPEN_OK not yet received */
     CHANNEL_SS_LOCAL_FIN = 1u << 1, /* we sent FIN */
     CHANNEL_SS_PEER_FIN = 1u << 2,  /* peer sent FIN */
 };
@@ -119,8 +132,10 @@ struct channel_stream_state {
 struct channel_session {
     enum channel_role role;
     bool hello_recv;
-    uint32_t last_id; /* guest: last id allocated; host: highest id the guest opened */
-    size_t n;         /* live streams */
+    uint8_t peer_version; /* from the peer's HELLO (also when it was refused) */
+    uint32_t last_local;  /* last id we allocated (in our id space) */
+    uint32_t last_peer;   /* highest id the peer opened (in its id space) */
+    size_t n;             /* live streams */
     struct channel_stream_state *streams[CHANNEL_MAX_STREAMS]; /* sorted by id */
 };
 
@@ -128,9 +143,10 @@ struct channel_session {
 enum channel_event {
     CHANNEL_EV_IGNORE = 1, /* frame for a stream that is already closed (a race): drop it */
     CHANNEL_EV_HELLO,      /* the peer's HELLO */
-    CHANNEL_EV_OPEN,       /* host: new stream; call channel_session_add() with frame->stream */
-    CHANNEL_EV_REFUSE,     /* host: OPEN over the stream limit: send RESET(LIMIT), keep nothing */
-    CHANNEL_EV_OPEN_OK,    /* guest: stream established */
+    CHANNEL_EV_OPEN,       /* peer opened a stream: channel_session_add() it with frame->stream,
+                              or answer RESET */
+    CHANNEL_EV_REFUSE,     /* OPEN over the stream limit: send RESET(LIMIT), keep nothing */
+    CHANNEL_EV_OPEN_OK,    /* a stream we opened is established */
     CHANNEL_EV_DATA,       /* payload for *ret_ss (credit already taken) */
     CHANNEL_EV_FIN,        /* peer half-closed *ret_ss */
     CHANNEL_EV_WINDOW,     /* send credit of *ret_ss grew */
@@ -141,19 +157,23 @@ enum channel_event {
 void channel_session_init(struct channel_session *s, enum channel_role role);
 /*
  * Check a decoded frame against the session and update state. Returns a channel_event (> 0)
- * and, for stream events, *ret_ss; or -EPROTO when the peer violated the protocol (frame
- * before HELLO, second HELLO, wrong version or role, OPEN from the host or with a reused id,
- * frames for never-opened streams, DATA beyond the granted credit or after FIN, duplicate
- * FIN or OPEN_OK, credit overflow). After -EPROTO the channel must be torn down.
+ * and, for stream events, *ret_ss; -EPROTONOSUPPORT when the peer's HELLO has another
+ * version (peer_version says which); or -EPROTO when the peer violated the protocol (frame
+ * before HELLO, second HELLO, wrong role, OPEN of a kind the peer may not open, in the wrong
+ * id space or with a reused id, frames for never-opened streams, DATA beyond the granted
+ * credit or after FIN, duplicate FIN, OPEN_OK for a stream we did not open or twice, credit
+ * overflow). After either error the channel must be torn down.
  */
 int channel_session_recv(struct channel_session *s, const struct channel_frame *f,
                          struct channel_stream_state **ret_ss);
 /* Look a live stream up by id (NULL when not live). */
 struct channel_stream_state *channel_session_find(struct channel_session *s, uint32_t id);
 /*
- * Add a stream: host, after CHANNEL_EV_OPEN, with id = the frame's stream; guest, with id = 0
- * to allocate the next id. Initialises *ss (credit both ways = CHANNEL_WINDOW). Returns 0,
- * -ENOSPC (stream limit or ids exhausted) or -EINVAL (host: id not the one just opened).
+ * Add a stream: after CHANNEL_EV_OPEN with id = the frame's stream (the peer opened it); or
+ * with id = 0 to open one ourselves (the next id of our space; kind must be one our role
+ * opens; the stream starts CHANNEL_SS_OPENING). Initialises *ss (credit both ways =
+ * CHANNEL_WINDOW). Returns 0, -ENOSPC (stream limit or ids exhausted) or -EINVAL (id not the
+ * one just opened by the peer, or a kind we may not open).
  */
 int channel_session_add(struct channel_session *s, struct channel_stream_state *ss, uint32_t id,
                         enum channel_kind kind, void *owner);

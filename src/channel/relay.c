@@ -220,6 +220,8 @@ static void guest_on_dead(void *ud, int err)
         r->cfg.dead(r->cfg.userdata, err);
 }
 
+/* No open_stream: the guest relay serves no host-opened kind (exec, status) yet, so the mux
+ * answers each such OPEN with RESET(REFUSED) and the channel lives on. */
 static const struct mux_ops guest_mux_ops = {
     .dead = guest_on_dead,
 };

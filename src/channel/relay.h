@@ -19,13 +19,13 @@
 #include <stdbool.h>
 
 #include "channel/mux.h"
+#include "common/limits.h"
 #include "common/loop.h"
 #include "common/net.h"
 
 #define CHANNEL_PROXY_PORT 3128
 #define CHANNEL_DNS_PORT 53
-#define CHANNEL_MAX_UDP_FLOWS 64  /* client addresses with a live DNS datagram stream */
-#define CHANNEL_UDP_IDLE_MS 30000 /* a UDP flow with no datagram either way is reset */
+/* CHANNEL_MAX_UDP_FLOWS and CHANNEL_UDP_IDLE_MS: common/limits.h */
 
 struct channel_guest_relay;
 struct channel_host_relay;

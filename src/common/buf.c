@@ -15,16 +15,30 @@ void buf_init(struct buf *b, size_t max)
 
 void buf_done(struct buf *b)
 {
-    free(b->p);
+    if (b->p)
+        free(b->p - b->off);
     b->p = NULL;
-    b->len = b->cap = 0;
+    b->len = b->cap = b->off = 0;
+}
+
+/* Move the contents (and NUL) back to the start of the allocation. */
+static void buf_compact(struct buf *b)
+{
+    if (!b->p || b->off == 0)
+        return;
+    memmove(b->p - b->off, b->p, b->len + 1);
+    b->p -= b->off;
+    b->cap += b->off;
+    b->off = 0;
 }
 
 void buf_reset(struct buf *b)
 {
     b->len = 0;
-    if (b->p)
+    if (b->p) {
         b->p[0] = '\0';
+        buf_compact(b);
+    }
 }
 
 static int buf_reserve(struct buf *b, size_t add)
@@ -36,6 +50,9 @@ static int buf_reserve(struct buf *b, size_t add)
         return -E2BIG;
     }
     need = b->len + add;
+    if (need <= b->cap && b->p)
+        return 0;
+    buf_compact(b); /* no room after the contents: reuse the consumed prefix first */
     if (need <= b->cap && b->p)
         return 0;
     ncap = b->cap ? b->cap : 64;
@@ -100,14 +117,18 @@ void buf_consume(struct buf *b, size_t n)
         buf_reset(b);
         return;
     }
-    memmove(b->p, b->p + n, b->len - n);
+    b->p += n;
+    b->off += n;
+    b->cap -= n;
     b->len -= n;
-    b->p[b->len] = '\0';
 }
 
 char *buf_take(struct buf *b)
 {
-    char *p = b->p ? b->p : xstrdup("");
+    char *p;
+
+    buf_compact(b);
+    p = b->p ? b->p : xstrdup("");
     b->p = NULL;
     b->len = b->cap = 0;
     return p;

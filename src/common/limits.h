@@ -30,9 +30,46 @@
 #define BB_RESOLVE_TIMEOUT_MS 10000 /* upstream name resolution */
 #define BB_MAX_ADDRS 16             /* resolved addresses considered per name */
 
+/* Channel (docs/channel.md; the wire-format limits CHANNEL_MAX_PAYLOAD and CHANNEL_WINDOW
+ * are protocol facts both ends must share: they stay in channel/proto.h) */
+#define CHANNEL_MAX_STREAMS 1024       /* concurrently open streams per channel */
+#define CHANNEL_MAX_UDP_FLOWS 64       /* guest: client addresses with a live DNS datagram stream */
+#define CHANNEL_UDP_IDLE_MS 30000      /* guest: a UDP flow with no datagram either way is reset */
+#define MUX_IN_CAP (64u * 1024u)       /* channel input buffer (>= one whole frame) */
+#define MUX_OUT_HIGH (128u * 1024u)    /* output queue: stop reading local sockets at this */
+#define MUX_OUT_LOW (64u * 1024u)      /* ... and resume below this */
+#define MUX_OUT_STOP_IN (512u * 1024u) /* output queue: stop reading the channel at this */
+#define MUX_OUT_MAX (2u * 1024u * 1024u) /* output queue hard cap: beyond it the channel dies */
+
 /* Config */
 #define BB_MAX_CONFIG_LINE 4096
 #define BB_MAX_CONFIG_FILE (1024 * 1024)
+
+/* DNS filter (src/dns; see docs/dns.md). Protocol facts (a name is at most 255 octets, a
+ * message 65535, ...) stay in dns/wire.h: they are not ours to tune. */
+#define DNS_UDP_RECV 4096              /* larger client datagrams are dropped */
+#define DNS_MAX_CLIENT_UDP 4096        /* largest UDP answer we send, whatever a client offers */
+#define DNS_MAX_RRS 512                /* resource records in one upstream answer we accept */
+#define DNS_MAX_PTR_HOPS 64            /* compression pointers followed for one name */
+#define DNS_UPSTREAM_TIMEOUT_MS 1500   /* per upstream try */
+#define DNS_UPSTREAM_TRIES 2           /* UDP tries before SERVFAIL */
+#define DNS_MAX_OUTSTANDING 1024       /* upstream queries in flight, whole filter */
+#define DNS_MAX_CLIENT_OUTSTANDING 256 /* upstream queries in flight per client address */
+#define DNS_MAX_CLIENTS 256            /* client addresses tracked (outstanding, flood count) */
+#define DNS_MAX_TCP_CONNS 64           /* more are accepted and closed */
+#define DNS_TCP_BACKLOG 64             /* listen() backlog */
+#define DNS_TCP_MAX_QUERY 4096         /* a longer length prefix closes the connection */
+#define DNS_TCP_MAX_PENDING 16         /* queries in flight per connection, then reading stops */
+#define DNS_TCP_WBUF_PAUSE 65536       /* unread answers past which reading stops */
+#define DNS_TCP_WBUF_MAX (512 * 1024)  /* unread answers past which the connection is closed */
+#define DNS_TCP_IDLE_MS 10000          /* a connection with nothing in flight or unsent */
+#define DNS_CACHE_MAX_ENTRIES 4096     /* cached answers */
+#define DNS_CACHE_MAX_TTL 3600         /* s, positive answers */
+#define DNS_CACHE_MAX_NEG_TTL 300      /* s, NXDOMAIN / NODATA (RFC 2308) */
+/* Bytes of the cache (entry structs + messages + TTL offsets); an answer larger than a 16th of
+ * that is not cached. */
+#define DNS_CACHE_MAX_BYTES (4u * 1024 * 1024)
+#define DNS_CACHE_MAX_ENTRY_BYTES (DNS_CACHE_MAX_BYTES / 16)
 
 /* Audit */
 #define BB_MAX_AUDIT_LINE 4096

@@ -24,7 +24,7 @@ int dns_hdr_parse(const uint8_t *msg, size_t len, struct dns_hdr *ret)
     return 0;
 }
 
-void dns_hdr_write(uint8_t *p, const struct dns_hdr *h)
+static void hdr_write(uint8_t *p, const struct dns_hdr *h)
 {
     dns_put16(p, h->id);
     dns_put16(p + 2, h->flags);
@@ -301,7 +301,7 @@ int dns_reply_build(const uint8_t *query, const struct dns_query_info *q, unsign
         .qdcount = 1,
         .arcount = q->has_opt ? 1 : 0,
     };
-    dns_hdr_write(out, &h);
+    hdr_write(out, &h);
     memcpy(out + DNS_HEADER_LEN, query + DNS_HEADER_LEN, qlen);
     if (q->has_opt)
         write_opt(out + DNS_HEADER_LEN + qlen, rcode >> 4, q->do_bit);
@@ -317,7 +317,7 @@ int dns_reply_header_only(const struct dns_hdr *qh, unsigned rcode, uint8_t *out
         .flags = (uint16_t)(DNS_FLAG_QR | (qh->flags & (0xfu << 11)) | (qh->flags & DNS_FLAG_RD) |
                             (rcode & 0xfu)),
     };
-    dns_hdr_write(out, &h);
+    hdr_write(out, &h);
     return DNS_HEADER_LEN;
 }
 
@@ -335,7 +335,7 @@ int dns_query_build(uint16_t id, uint16_t flags, const uint8_t *qname, size_t qn
         .qdcount = 1,
         .arcount = edns ? 1 : 0,
     };
-    dns_hdr_write(out, &h);
+    hdr_write(out, &h);
     memcpy(out + DNS_HEADER_LEN, qname, qname_len);
     dns_put16(out + DNS_HEADER_LEN + qname_len, qtype);
     dns_put16(out + DNS_HEADER_LEN + qname_len + 2, qclass);

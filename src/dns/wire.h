@@ -14,16 +14,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h"
+
+/* Sizes fixed by the protocol, not caps of ours (those, DNS_MAX_RRS, DNS_MAX_PTR_HOPS and
+ * DNS_MAX_CLIENT_UDP among them, are in common/limits.h): a peer cannot push past them because
+ * the wire format cannot express more. */
 #define DNS_HEADER_LEN 12
 #define DNS_MAX_NAME 255      /* wire octets of a name, root label included (RFC 1035 2.3.4) */
 #define DNS_MAX_NAME_TEXT 253 /* presentation form without the trailing dot */
-#define DNS_MAX_PTR_HOPS 64   /* compression pointers followed for one name */
-#define DNS_MAX_MSG 65535
-#define DNS_MAX_RRS 512         /* resource records in one upstream response we accept */
-#define DNS_MIN_UDP 512         /* UDP payload every client accepts (RFC 1035 4.2.1) */
-#define DNS_EDNS_UDP 1232       /* payload size we advertise (DNS flag day 2020) */
-#define DNS_MAX_CLIENT_UDP 4096 /* largest UDP answer we send even if a client offers more */
-#define DNS_OPT_LEN 11          /* an OPT record without options */
+#define DNS_MAX_MSG 65535     /* a 16-bit length (RFC 1035 4.2.2) */
+#define DNS_MIN_UDP 512       /* UDP payload every client accepts (RFC 1035 4.2.1) */
+#define DNS_EDNS_UDP 1232     /* payload size we advertise (DNS flag day 2020) */
+#define DNS_OPT_LEN 11        /* an OPT record without options */
 
 /* Header flag bits (RFC 1035 4.1.1, RFC 4035 3.2). */
 enum {
@@ -110,7 +112,6 @@ static inline void dns_put32(uint8_t *p, uint32_t v)
 
 /* Parse the 12-byte header. Returns 0, or -EBADMSG when len < 12. */
 int dns_hdr_parse(const uint8_t *msg, size_t len, struct dns_hdr *ret);
-void dns_hdr_write(uint8_t *p, const struct dns_hdr *h);
 
 /*
  * Read the (possibly compressed) name at *off of msg. Writes its uncompressed wire form

@@ -275,7 +275,13 @@ static void on_channel_dead(void *userdata, int err)
 
     /* Fail closed: the bottle has no network without its channel; stop the command so the
      * user sees it rather than an agent retrying forever. */
-    log_errno(LOG_LVL_ERROR, err, "the channel to the host died; stopping the bottle");
+    if (err == -EPROTONOSUPPORT)
+        log_error("the host speaks channel protocol v%u, this bottle-init v%u: they must come "
+                  "from the same bot-bottle build (reinstall bot-bottle); stopping the bottle",
+                  st->relay ? mux_peer_version(channel_guest_relay_mux(st->relay)) : 0,
+                  (unsigned)CHANNEL_VERSION);
+    else
+        log_errno(LOG_LVL_ERROR, err, "the channel to the host died; stopping the bottle");
     if (st->main_pid > 0 && !st->main_exited)
         kill(st->main_pid, SIGTERM);
 }

@@ -1,10 +1,12 @@
 /*
  * Fuzz the channel frame decoder and the session state machine (src/channel/proto.c).
  *
- * Input: byte 0 picks the role we play (bit 0), how many guest streams to pre-allocate
- * (bits 1-4) and the chunking seed (all bits); the rest is the byte stream from the peer.
- * When bit 7 of byte 0 is set, the bytes instead go through a real struct mux (host role, or
- * guest role with a few streams open) over a socketpair, on the project loop, under ASan.
+ * Input: byte 0 picks the role we play (bit 0), how many streams of our own to pre-allocate
+ * (bits 1-4; guest: proxy streams, host: exec streams, protocol v2) and the chunking seed (all
+ * bits); the rest is the byte stream from the peer.
+ * When bit 7 of byte 0 is set, the bytes instead go through a real struct mux (host role with
+ * an exec stream open, or guest role with a few streams open, serving host-opened streams)
+ * over a socketpair, on the project loop, under ASan.
  * Checks:
  *   - no crash, no leak, and the mux stays within its caps (streams, queues);
  *   - whole-buffer and chunked (incremental, like the mux) decoding agree frame by frame;
@@ -178,6 +180,14 @@ static void run_mux(const uint8_t *data, size_t size)
         }
         if (mux_open_dgram(m, CHANNEL_KIND_UDP_DNS, &fz_dops, &dg, &dg) == 0)
             (void)mux_stream_send_dgram(dg, "q", 1);
+    } else {
+        /* A host-opened exec stream (id 0x80000001) the hostile guest can answer. */
+        int sv[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0) {
+            (void)!write(sv[1], "command", 7);
+            z.peers[z.npeers++] = sv[1];
+            (void)mux_open_fd(m, CHANNEL_KIND_EXEC, sv[0]);
+        }
     }
     for (int round = 0; round < 16 && !z.dead; round++) {
         if (off < size) {
@@ -254,10 +264,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!s)
         return 0;
     channel_session_init(s, (data[0] & 1) ? CHANNEL_ROLE_HOST : CHANNEL_ROLE_GUEST);
-    if (s->role == CHANNEL_ROLE_GUEST) {
-        for (int i = 0; i < ((data[0] >> 1) & 15); i++)
-            check(channel_session_add(s, &pool[used++], 0, CHANNEL_KIND_TCP_PROXY, NULL) == 0);
-    }
+    for (int i = 0; i < ((data[0] >> 1) & 15); i++)
+        check(channel_session_add(s, &pool[used++], 0,
+                                  s->role == CHANNEL_ROLE_GUEST ? CHANNEL_KIND_TCP_PROXY
+                                                                : CHANNEL_KIND_EXEC,
+                                  NULL) == 0);
     {
         size_t fed = 0, have = 0, consumed_total = 0;
         int dead = 0;
@@ -297,14 +308,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 k++;
                 r = channel_session_recv(s, &f, &ss);
                 if (r < 0) {
-                    check(r == -EPROTO);
+                    check(r == -EPROTO || (r == -EPROTONOSUPPORT && f.type == CHANNEL_T_HELLO &&
+                                           f.version != CHANNEL_VERSION));
                     dead = 1;
                     break;
                 }
                 check(r > 0 && r < CHANNEL_EV_MAX);
                 switch (r) {
                 case CHANNEL_EV_OPEN:
-                    check(s->role == CHANNEL_ROLE_HOST && s->n < CHANNEL_MAX_STREAMS);
+                    /* Only the peer's kinds, in the peer's id space. */
+                    check(s->n < CHANNEL_MAX_STREAMS && channel_kind_opener(f.kind) != s->role &&
+                          ((f.stream & CHANNEL_ID_HOST) != 0) == (s->role == CHANNEL_ROLE_GUEST));
                     check(used < sizeof(pool) / sizeof(pool[0]));
                     check(channel_session_add(s, &pool[used], f.stream, (enum channel_kind)f.kind,
                                               NULL) == 0);

@@ -128,7 +128,7 @@ static void test_reject(void **state)
         { "data empty", { CHANNEL_T_DATA, 0, 0, 0, 0, 0, 0, 1 }, 8 },
         { "open len 2", { CHANNEL_T_OPEN, 0, 0, 2, 0, 0, 0, 1, 1, 1 }, 10 },
         { "open kind 0", { CHANNEL_T_OPEN, 0, 0, 1, 0, 0, 0, 1, 0 }, 9 },
-        { "open kind 4", { CHANNEL_T_OPEN, 0, 0, 1, 0, 0, 0, 1, 4 }, 9 },
+        { "open kind 6", { CHANNEL_T_OPEN, 0, 0, 1, 0, 0, 0, 1, 6 }, 9 },
         { "open_ok len 1", { CHANNEL_T_OPEN_OK, 0, 0, 1, 0, 0, 0, 1, 0 }, 9 },
         { "fin len 1", { CHANNEL_T_FIN, 0, 0, 1, 0, 0, 0, 1, 0 }, 9 },
         { "reset reason 0", { CHANNEL_T_RESET, 0, 0, 1, 0, 0, 0, 1, 0 }, 9 },
@@ -216,6 +216,9 @@ static int feed(struct feeder *fd, enum channel_type type, uint32_t stream, uint
 #define W CHANNEL_WINDOW
 #define H CHANNEL_ROLE_HOST
 #define G CHANNEL_ROLE_GUEST
+#define HID(n) (CHANNEL_ID_HOST + (n)) /* the host's n-th stream id */
+#define EXEC CHANNEL_KIND_EXEC
+#define STATUS CHANNEL_KIND_STATUS
 
 struct step {
     enum channel_type type;
@@ -223,11 +226,12 @@ struct step {
     int expect;
 };
 
-/* Each scenario: the role we play, guest-side streams to allocate first, and frames in. */
+/* Each scenario: the role we play, streams we open first (guest: TCP_PROXY, ids 1, 2, ...;
+ * host: EXEC, ids HID(1), HID(2), ...), and frames in. */
 static const struct {
     const char *name;
     enum channel_role role;
-    int guest_streams;
+    int local_streams;
     struct step steps[8];
 } scenarios[] = {
     { "hello then open",
@@ -335,6 +339,60 @@ static const struct {
       G,
       1,
       { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO }, { CHANNEL_T_OPEN_OK, 2, 0, EP } } },
+    /* v2: host-opened streams (exec, status) */
+    { "guest: host opens exec",
+      G,
+      0,
+      { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO },
+        { CHANNEL_T_OPEN, HID(1), EXEC, CHANNEL_EV_OPEN },
+        { CHANNEL_T_DATA, HID(1), 100, CHANNEL_EV_DATA }, /* pipelined behind the OPEN */
+        { CHANNEL_T_FIN, HID(1), 0, CHANNEL_EV_FIN },
+        { CHANNEL_T_OPEN, HID(7), STATUS, CHANNEL_EV_OPEN },
+        { CHANNEL_T_WINDOW, HID(3), 10, CHANNEL_EV_IGNORE }, /* skipped id: a closed stream */
+        { CHANNEL_T_OPEN, HID(5), STATUS, EP } } },
+    { "guest: host opens in the guest id space",
+      G,
+      1,
+      { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO }, { CHANNEL_T_OPEN, 2, EXEC, EP } } },
+    { "guest: host opens a guest kind",
+      G,
+      0,
+      { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO },
+        { CHANNEL_T_OPEN, HID(1), CHANNEL_KIND_TCP_DNS, EP } } },
+    { "guest: open_ok to the acceptor",
+      G,
+      0,
+      { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO },
+        { CHANNEL_T_OPEN, HID(1), EXEC, CHANNEL_EV_OPEN },
+        { CHANNEL_T_OPEN_OK, HID(1), 0, EP } } },
+    { "guest: host id 0x80000000 is never valid",
+      G,
+      0,
+      { { CHANNEL_T_HELLO, 0, H, CHANNEL_EV_HELLO }, { CHANNEL_T_OPEN, HID(0), EXEC, EP } } },
+    { "host: guest opens exec",
+      H,
+      0,
+      { { CHANNEL_T_HELLO, 0, G, CHANNEL_EV_HELLO }, { CHANNEL_T_OPEN, 1, EXEC, EP } } },
+    { "host: guest opens in the host id space",
+      H,
+      0,
+      { { CHANNEL_T_HELLO, 0, G, CHANNEL_EV_HELLO },
+        { CHANNEL_T_OPEN, HID(9), CHANNEL_KIND_TCP_PROXY, EP } } },
+    { "host: own stream, open_ok then data",
+      H,
+      2,
+      { { CHANNEL_T_HELLO, 0, G, CHANNEL_EV_HELLO },
+        { CHANNEL_T_OPEN, 1, CHANNEL_KIND_TCP_PROXY, CHANNEL_EV_OPEN }, /* both spaces live */
+        { CHANNEL_T_OPEN_OK, HID(2), 0, CHANNEL_EV_OPEN_OK },
+        { CHANNEL_T_DATA, HID(2), 100, CHANNEL_EV_DATA },
+        { CHANNEL_T_DATA, HID(1), 100, EP } } }, /* the guest sends nothing before OPEN_OK */
+    { "host: own stream refused",
+      H,
+      1,
+      { { CHANNEL_T_HELLO, 0, G, CHANNEL_EV_HELLO },
+        { CHANNEL_T_RESET, HID(1), CHANNEL_RESET_REFUSED, CHANNEL_EV_RESET },
+        { CHANNEL_T_OPEN_OK, HID(1), 0, CHANNEL_EV_IGNORE },
+        { CHANNEL_T_OPEN_OK, HID(2), 0, EP } } },
     { "guest: reset while opening",
       G,
       2,
@@ -350,8 +408,11 @@ static void test_session_scenarios(void **state)
     for (size_t i = 0; i < ARRAY_SIZE(scenarios); i++) {
         struct feeder *fd = calloc(1, sizeof(*fd));
         channel_session_init(&fd->s, scenarios[i].role);
-        for (int k = 0; k < scenarios[i].guest_streams; k++)
-            assert_int_equal(channel_session_add(&fd->s, &fd->pool[fd->used++], 0, 1, NULL), 0);
+        for (int k = 0; k < scenarios[i].local_streams; k++)
+            assert_int_equal(
+                channel_session_add(&fd->s, &fd->pool[fd->used++], 0,
+                                    scenarios[i].role == G ? CHANNEL_KIND_TCP_PROXY : EXEC, NULL),
+                0);
         for (size_t j = 0; j < ARRAY_SIZE(scenarios[i].steps); j++) {
             const struct step *st = &scenarios[i].steps[j];
             int r;
@@ -451,6 +512,56 @@ static void test_session_limit(void **state)
     free(fd);
 }
 
+/* v2 id spaces: each side opens only its own kinds, in its own space, until it runs out. */
+static void test_session_ids(void **state)
+{
+    struct feeder *fd = calloc(1, sizeof(*fd));
+    (void)state;
+
+    channel_session_init(&fd->s, H);
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[0], 0, CHANNEL_KIND_TCP_PROXY, NULL),
+                     -EINVAL);
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[0], 0, STATUS, NULL), 0);
+    assert_int_equal(fd->pool[0].id, HID(1));
+    assert_true(fd->pool[0].flags & CHANNEL_SS_OPENING);
+    assert_int_equal(channel_kind_opener(EXEC), H);
+    assert_int_equal(channel_kind_opener(CHANNEL_KIND_UDP_DNS), G);
+    assert_int_equal(channel_kind_opener(CHANNEL_KIND_MAX), 0);
+    /* The last host id is 0xffffffff; then the host must restart the channel. */
+    fd->s.last_local = UINT32_MAX - 1;
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[1], 0, EXEC, NULL), 0);
+    assert_int_equal(fd->pool[1].id, UINT32_MAX);
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[2], 0, EXEC, NULL), -ENOSPC);
+    free(fd);
+
+    fd = calloc(1, sizeof(*fd));
+    channel_session_init(&fd->s, G);
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[0], 0, EXEC, NULL), -EINVAL);
+    fd->s.last_local = CHANNEL_ID_HOST - 2;
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[0], 0, CHANNEL_KIND_TCP_DNS, NULL), 0);
+    assert_int_equal(fd->pool[0].id, CHANNEL_ID_HOST - 1);
+    assert_int_equal(channel_session_add(&fd->s, &fd->pool[1], 0, CHANNEL_KIND_TCP_DNS, NULL),
+                     -ENOSPC);
+    /* A v1 HELLO is refused with its own error, and its version is kept for the message. */
+    assert_int_equal(feed(fd, CHANNEL_T_HELLO, 0, H), CHANNEL_EV_HELLO);
+    free(fd);
+    {
+        uint8_t b[32];
+        const uint8_t *cur = b;
+        struct channel_frame f;
+        struct channel_stream_state *ss = NULL;
+        struct channel_session *s = calloc(1, sizeof(*s));
+        size_t n = channel_frame_encode_ctl(b, CHANNEL_T_HELLO, 0, H);
+
+        b[CHANNEL_HDR_LEN + 4] = 1;
+        channel_session_init(s, G);
+        assert_int_equal(channel_frame_decode(&cur, b + n, &f), 1);
+        assert_int_equal(channel_session_recv(s, &f, &ss), -EPROTONOSUPPORT);
+        assert_int_equal(s->peer_version, 1);
+        free(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -458,6 +569,7 @@ int main(void)
         cmocka_unit_test(test_incremental),     cmocka_unit_test(test_reject),
         cmocka_unit_test(test_oversized_early), cmocka_unit_test(test_session_scenarios),
         cmocka_unit_test(test_session_credit),  cmocka_unit_test(test_session_limit),
+        cmocka_unit_test(test_session_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -36,6 +36,47 @@ static void test_buf_cap(void **state)
     buf_done(&b);
 }
 
+/* buf_consume moves no bytes; an append that runs out of room reuses the consumed prefix. */
+static void test_buf_consume_offset(void **state)
+{
+    struct buf b = BUF_INIT(64);
+    char *base;
+    (void)state;
+
+    assert_int_equal(buf_append_str(&b, "0123456789"), 0);
+    base = b.p;
+    buf_consume(&b, 4);
+    assert_ptr_equal(b.p, base + 4); /* nothing moved */
+    assert_int_equal(b.off, 4);
+    assert_string_equal(buf_str(&b), "456789");
+    buf_consume(&b, 2);
+    assert_ptr_equal(b.p, base + 6);
+    assert_string_equal(buf_str(&b), "6789");
+    /* Fill to the allocation's end (64): the contents go back to the front, same memory. */
+    while (b.len < b.cap)
+        assert_int_equal(buf_append(&b, "x", 1), 0);
+    assert_ptr_equal(b.p, base + 6);
+    assert_int_equal(buf_append(&b, "yz", 2), 0);
+    assert_ptr_equal(b.p, base);
+    assert_int_equal(b.off, 0);
+    assert_int_equal(memcmp(b.p, "6789", 4), 0);
+    assert_int_equal(b.p[b.len], '\0');
+    assert_int_equal(b.p[b.len - 1], 'z');
+    /* The cap still counts only unconsumed bytes. */
+    buf_consume(&b, b.len - 3);
+    assert_int_equal(
+        buf_append(&b, "0123456789012345678901234567890123456789012345678901234567890", 61), 0);
+    assert_int_equal(b.len, 64);
+    assert_int_equal(buf_append(&b, "!", 1), -E2BIG);
+    /* buf_take hands out a pointer free() accepts even after consuming. */
+    assert_int_equal(buf_append_str(&b, "abcdef"), 0);
+    buf_consume(&b, 3);
+    char *t = buf_take(&b);
+    assert_string_equal(t, "def");
+    free(t);
+    buf_done(&b);
+}
+
 static void test_str_to_u64(void **state)
 {
     uint64_t v = 7;
@@ -97,9 +138,8 @@ static void test_net_addr(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_buf_cap),
-        cmocka_unit_test(test_str_to_u64),
-        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_buf_cap),    cmocka_unit_test(test_buf_consume_offset),
+        cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_slice),
         cmocka_unit_test(test_net_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

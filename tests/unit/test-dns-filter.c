@@ -1,7 +1,14 @@
 /*
- * Unit tests for src/dns/filter.c over real loopback sockets: the filter, a stub upstream
+ * Unit tests for the DNS filter (src/dns) over real loopback sockets: the filter, a stub upstream
  * resolver (UDP + TCP, records every name it is asked) and the test's client all live on
  * 127.0.0.1 and are driven by one loop in this process.
+ *
+ * Time: the loop runs on a fake clock (loop_set_clock) that only advance() moves, so upstream
+ * timeouts, cache TTLs, TCP idle and audit windows are stepped exactly, and nothing here sleeps
+ * or asserts on the wall clock. Waiting for bytes to cross loopback does take real time; that
+ * wait ends as soon as the bytes arrive and is bounded (REAL_WAIT_MS) only so that a broken
+ * filter fails instead of hanging; fake time does not move meanwhile, so a slow machine cannot
+ * make a timer fire early.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -20,6 +27,7 @@
 
 #include <cmocka.h>
 
+#include "common/limits.h"
 #include "common/loop.h"
 #include "common/macro.h"
 #include "common/net.h"
@@ -375,7 +383,15 @@ struct fx {
     struct net_addr faddr;
     int cfd;
     char audit_path[64];
+    uint64_t now_ns; /* the loop's clock */
 };
+
+#define NS_PER_MS 1000000ull
+
+static uint64_t fake_clock(void *userdata)
+{
+    return ((struct fx *)userdata)->now_ns;
+}
 
 static int fx_setup(void **state)
 {
@@ -385,6 +401,8 @@ static int fx_setup(void **state)
     static const char *const allow[] = { "allowed.test", "*.allowed.test" };
 
     assert_int_equal(loop_new(&x->l), 0);
+    x->now_ns = 1000000 * NS_PER_MS; /* any start; not 0 */
+    loop_set_clock(x->l, fake_clock, x);
     x->stub = stub_new(x->l);
     x->p = policy_new();
     for (size_t i = 0; i < ARRAY_SIZE(allow); i++)
@@ -418,19 +436,41 @@ static int fx_teardown(void **state)
     return 0;
 }
 
-static uint64_t now_ms(void)
+/* Real time, only to bound waits for bytes in flight (see the top of the file). */
+#define REAL_WAIT_MS 10000
+
+static uint64_t real_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-static void pump(struct fx *x, int ms)
+/* Drive the loop until nothing is left to do (a few passes in a row without an event); the fake
+ * clock does not move. */
+static void settle(struct fx *x)
 {
-    uint64_t end = now_ms() + (uint64_t)ms;
-    while (now_ms() < end)
-        loop_run_once(x->l, 5);
+    for (int idle = 0; idle < 3;)
+        idle = loop_run_once(x->l, 1) > 0 ? 0 : idle + 1;
 }
+
+/* Move the fake clock by ms, fire what is due and let the consequences settle. */
+static void advance(struct fx *x, uint64_t ms)
+{
+    x->now_ns += ms * NS_PER_MS;
+    settle(x);
+}
+
+/* Drive the loop until cond holds; fails the test if it does not within REAL_WAIT_MS. */
+#define WAIT_UNTIL(x, cond)                                                                        \
+    do {                                                                                           \
+        uint64_t end_ = real_ms() + REAL_WAIT_MS;                                                  \
+        while (!(cond)) {                                                                          \
+            if (real_ms() >= end_)                                                                 \
+                fail_msg("gave up waiting for %s", #cond);                                         \
+            loop_run_once((x)->l, 1);                                                              \
+        }                                                                                          \
+    } while (0)
 
 static void send_udp(struct fx *x, const uint8_t *q, size_t len)
 {
@@ -438,18 +478,27 @@ static void send_udp(struct fx *x, const uint8_t *q, size_t len)
                      (ssize_t)len);
 }
 
-/* Drive the loop until a datagram arrives on the client socket; -ETIMEDOUT otherwise. */
-static int recv_udp(struct fx *x, uint8_t *out, size_t cap, int timeout_ms)
+/* Drive the loop until a datagram arrives on the client socket (fake time stands still);
+ * -ETIMEDOUT after REAL_WAIT_MS. */
+static int recv_udp(struct fx *x, uint8_t *out, size_t cap)
 {
-    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    uint64_t end = real_ms() + REAL_WAIT_MS;
     for (;;) {
         ssize_t n = recv(x->cfd, out, cap, 0);
         if (n >= 0)
             return (int)n;
-        if (now_ms() >= end)
+        if (real_ms() >= end)
             return -ETIMEDOUT;
-        loop_run_once(x->l, 5);
+        loop_run_once(x->l, 1);
     }
+}
+
+/* Nothing is waiting for the client once the loop has settled. */
+static void assert_no_udp_reply(struct fx *x)
+{
+    uint8_t b[512];
+    settle(x);
+    assert_int_equal(recv(x->cfd, b, sizeof(b), 0), -1);
 }
 
 static size_t make_q(uint8_t *out, uint16_t id, const char *name, uint16_t qtype, bool edns)
@@ -477,7 +526,7 @@ static int ask(struct fx *x, const char *name, uint16_t qtype, uint8_t *resp, si
     uint8_t q[512];
     size_t ql = make_q(q, 0x4242, name, qtype, false);
     send_udp(x, q, ql);
-    int n = recv_udp(x, resp, cap, 4000);
+    int n = recv_udp(x, resp, cap);
     if (n >= 2)
         assert_int_equal(dns_get16(resp), 0x4242);
     return n;
@@ -618,7 +667,7 @@ static void test_denied_never_forwarded(void **state)
                                  false, 0, false, q, sizeof(q));
         assert_true(ql > 0);
         send_udp(x, q, (size_t)ql);
-        int n = recv_udp(x, resp, sizeof(resp), 2000);
+        int n = recv_udp(x, resp, sizeof(resp));
         assert_true(n >= 12);
         assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_NXDOMAIN);
     }
@@ -645,7 +694,7 @@ static void test_refused_types_and_classes(void **state)
     size_t ql = make_q(q, 9, "version.allowed.test", DNS_TYPE_TXT, false);
     dns_put16(q + ql - 2, 3);
     send_udp(x, q, ql);
-    int n = recv_udp(x, resp, sizeof(resp), 2000);
+    int n = recv_udp(x, resp, sizeof(resp));
     assert_true(n >= 12);
     assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_REFUSED);
     assert_int_equal(x->stub->n, 0);
@@ -686,6 +735,12 @@ static void test_private_answers_stripped(void **state)
     assert_non_null(strstr(log, "\"reason\":\"ssrf-private\""));
 }
 
+/* The TTL of the one A record in an answer for "cached.allowed.test". */
+static uint32_t cached_ttl(const uint8_t *resp)
+{
+    return dns_get32(resp + DNS_HEADER_LEN + 21 + 4 + 2 + 2 + 2);
+}
+
 static void test_cache(void **state)
 {
     struct fx *x = *state;
@@ -701,8 +756,7 @@ static void test_cache(void **state)
                                       DNS_TYPE_A, &a),
                          0);
         assert_int_equal(a.n, 1);
-        uint32_t ttl = dns_get32(resp + 12 + 21 + 4 + 2 + 2 + 2);
-        assert_true(ttl <= 300 && ttl >= 298);
+        assert_int_equal(cached_ttl(resp), 300); /* no time has passed */
     }
     assert_int_equal(stub_count(x->stub, "cached.allowed.test"), 1);
     dns_filter_get_stats(x->f, &st);
@@ -724,6 +778,28 @@ static void test_cache(void **state)
     dns_filter_set_policy(x->f, x->p);
     ask(x, "cached.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
     assert_int_equal(stub_count(x->stub, "cached.allowed.test"), 3);
+
+    /* TTLs count down on the loop's clock; an entry goes when its TTL is over: the NXDOMAIN
+     * after the SOA's 30 s minimum, the A record after its 300 s. */
+    ask(x, "nx.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(stub_count(x->stub, "nx.allowed.test"), 2); /* the swap dropped it too */
+    advance(x, 30 * 1000 - 1);
+    ask(x, "nx.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(stub_count(x->stub, "nx.allowed.test"), 2);
+    advance(x, 1);
+    ask(x, "nx.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_NXDOMAIN);
+    assert_int_equal(stub_count(x->stub, "nx.allowed.test"), 3);
+    ask(x, "cached.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(cached_ttl(resp), 270);
+    advance(x, 270 * 1000 - 1);
+    ask(x, "cached.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(cached_ttl(resp), 1);
+    assert_int_equal(stub_count(x->stub, "cached.allowed.test"), 3);
+    advance(x, 1);
+    ask(x, "cached.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    assert_int_equal(cached_ttl(resp), 300);
+    assert_int_equal(stub_count(x->stub, "cached.allowed.test"), 4);
 }
 
 static void test_upstream_randomised(void **state)
@@ -746,7 +822,7 @@ static void test_upstream_randomised(void **state)
     assert_true(same_id <= 1);
 }
 
-/* The pool: 32 sockets on random ports, each replaced after 64 queries (filter.c
+/* The pool: 32 sockets on random ports, each replaced after 64 queries (filter-int.h
  * DNS_UP_POOL, DNS_UP_SOCK_USES). 3000 sequential queries must come from well over 32 ports
  * (ports are re-randomised) and no port may serve far more than 64 of them. */
 static void test_upstream_ports_rerandomised(void **state)
@@ -797,10 +873,10 @@ static void test_upstream_many_concurrent(void **state)
         size_t ql = make_q(q, (uint16_t)(0x1000 + i), name, DNS_TYPE_A, false);
         send_udp(x, q, ql);
         if (i % 32 == 31)
-            pump(x, 2); /* let the filter read its socket */
+            settle(x); /* let the filter read its socket */
     }
     for (int k = 0; k < N; k++) {
-        int n = recv_udp(x, resp, sizeof(resp), 4000);
+        int n = recv_udp(x, resp, sizeof(resp));
         assert_true(n > 12);
         int i = dns_get16(resp) - 0x1000;
         assert_true(i >= 0 && i < N && !got[i]);
@@ -820,7 +896,7 @@ static void test_upstream_many_concurrent(void **state)
 static void test_upstream_wrong_socket_ignored(void **state)
 {
     struct fx *x = *state;
-    uint8_t resp[4096];
+    uint8_t q[512], resp[4096];
     char name[64];
     struct addrs a;
     struct dns_filter_stats st;
@@ -830,15 +906,21 @@ static void test_upstream_wrong_socket_ignored(void **state)
         snprintf(name, sizeof(name), "w%d.allowed.test", i);
         assert_true(ask(x, name, DNS_TYPE_A, resp, sizeof(resp)) > 0);
     }
-    uint64_t t0 = now_ms();
-    int n = ask(x, "wrongsock.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
+    size_t ql = make_q(q, 0x4343, "wrongsock.allowed.test", DNS_TYPE_A, false);
+    send_udp(x, q, ql);
+    /* The stub's two decoys are counted and ignored: no answer until the first try times out. */
+    WAIT_UNTIL(x, (dns_filter_get_stats(x->f, &st), st.malformed >= 2));
+    advance(x, DNS_UPSTREAM_TIMEOUT_MS - 1);
+    assert_no_udp_reply(x);
+    assert_int_equal(stub_count(x->stub, "wrongsock.allowed.test"), 1);
+    advance(x, 1); /* the retry, on a fresh pool socket and ID, gets the real answer */
+    int n = recv_udp(x, resp, sizeof(resp));
+    assert_true(n > 0);
+    assert_int_equal(dns_get16(resp), 0x4343);
     assert_int_equal(answer_addrs(resp, (size_t)n, "wrongsock.allowed.test", DNS_TYPE_A, &a), 0);
     assert_int_equal(a.n, 1);
     assert_string_equal(a.a[0], "93.184.216.34");
-    assert_true(now_ms() - t0 >= 1400); /* the first try timed out */
     assert_int_equal(stub_count(x->stub, "wrongsock.allowed.test"), 2);
-    dns_filter_get_stats(x->f, &st);
-    assert_true(st.malformed >= 2);
 }
 
 static void test_spoofed_answer_ignored(void **state)
@@ -861,23 +943,30 @@ static void test_servfail_and_timeout(void **state)
     struct fx *x = *state;
     uint8_t q[512], resp[4096];
     struct dns_filter_stats st;
-    uint64_t t0 = now_ms();
 
     size_t ql = make_q(q, 0x5151, "slow.allowed.test", DNS_TYPE_A, false);
     send_udp(x, q, ql);
+    WAIT_UNTIL(x, stub_count(x->stub, "slow.allowed.test") == 1);
     /* Other queries are not held up by the silent upstream. */
     int n = ask(x, "fast.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
     assert_true(n > 0);
-    assert_true(now_ms() - t0 < 1000);
     n = ask(x, "fail.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
     assert_true(n >= 12);
     assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_SERVFAIL);
-    n = recv_udp(x, resp, sizeof(resp), 5000);
+    /* Each try waits DNS_UPSTREAM_TIMEOUT_MS: one retry, then SERVFAIL. */
+    advance(x, DNS_UPSTREAM_TIMEOUT_MS - 1);
+    assert_no_udp_reply(x);
+    assert_int_equal(stub_count(x->stub, "slow.allowed.test"), 1);
+    advance(x, 1);
+    WAIT_UNTIL(x, stub_count(x->stub, "slow.allowed.test") == 2);
+    advance(x, DNS_UPSTREAM_TIMEOUT_MS - 1);
+    assert_no_udp_reply(x);
+    advance(x, 1);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_true(n >= 12);
     assert_int_equal(dns_get16(resp), 0x5151);
     assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_SERVFAIL);
-    assert_true(now_ms() - t0 >= 2500);
-    assert_int_equal(stub_count(x->stub, "slow.allowed.test"), 2); /* one retry */
+    assert_int_equal(stub_count(x->stub, "slow.allowed.test"), DNS_UPSTREAM_TRIES);
     dns_filter_get_stats(x->f, &st);
     assert_int_equal(st.upstream_timeouts, 1);
     /* SERVFAIL is not cached. */
@@ -891,17 +980,17 @@ static int tcp_connect(struct fx *x)
     assert_true(fd >= 0);
     int r = connect(fd, (struct sockaddr *)&x->faddr.ss, x->faddr.len);
     assert_true(r == 0 || errno == EINPROGRESS);
-    pump(x, 20);
+    settle(x);
     return fd;
 }
 
 /* Read one length-prefixed message from a TCP socket, driving the loop. */
-static int tcp_recv_msg(struct fx *x, int fd, uint8_t *out, size_t cap, int timeout_ms)
+static int tcp_recv_msg(struct fx *x, int fd, uint8_t *out, size_t cap)
 {
     static uint8_t buf[70000];
     static size_t have;
     static int have_fd = -1;
-    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    uint64_t end = real_ms() + REAL_WAIT_MS;
 
     if (have_fd != fd) {
         have = 0;
@@ -923,9 +1012,9 @@ static int tcp_recv_msg(struct fx *x, int fd, uint8_t *out, size_t cap, int time
             have += (size_t)n;
             continue;
         }
-        if (now_ms() >= end)
+        if (real_ms() >= end)
             return -ETIMEDOUT;
-        loop_run_once(x->l, 5);
+        loop_run_once(x->l, 1);
     }
 }
 
@@ -944,7 +1033,7 @@ static void test_tcp(void **state)
     assert_int_equal(send(fd, q, l1 + l2 + 4, 0), (ssize_t)(l1 + l2 + 4));
     int seen = 0;
     for (int i = 0; i < 2; i++) {
-        int n = tcp_recv_msg(x, fd, resp, sizeof(resp), 3000);
+        int n = tcp_recv_msg(x, fd, resp, sizeof(resp));
         assert_true(n >= 12);
         if (dns_get16(resp) == 1) {
             assert_int_equal(answer_addrs(resp, (size_t)n, "www.allowed.test", DNS_TYPE_A, &a), 0);
@@ -965,7 +1054,7 @@ static void test_tcp(void **state)
     size_t l3 = make_q(q + 2, 3, "big.allowed.test", DNS_TYPE_TXT, true);
     dns_put16(q, (uint16_t)l3);
     assert_int_equal(send(fd, q, l3 + 2, 0), (ssize_t)(l3 + 2));
-    n = tcp_recv_msg(x, fd, resp, sizeof(resp), 3000);
+    n = tcp_recv_msg(x, fd, resp, sizeof(resp));
     assert_true(n > 3000);
     assert_false(dns_get16(resp + 2) & DNS_FLAG_TC);
     assert_int_equal(dns_get16(resp + 6), 12);
@@ -978,20 +1067,54 @@ static void test_tcp(void **state)
     close(fd);
     fd = tcp_connect(x);
     assert_int_equal(send(fd, "\x00", 1, 0), 1);
-    pump(x, 20);
+    settle(x);
     close(fd);
     fd = tcp_connect(x);
     dns_put16(q, 300);
     assert_int_equal(send(fd, q, 10, 0), 10); /* length says 300, 8 bytes follow */
-    pump(x, 20);
+    settle(x);
     close(fd);
     /* An absurd length prefix closes the connection. */
     fd = tcp_connect(x);
     assert_int_equal(send(fd, "\xff\xff", 2, 0), 2);
-    assert_int_equal(tcp_recv_msg(x, fd, resp, sizeof(resp), 2000), -ECONNRESET);
+    assert_int_equal(tcp_recv_msg(x, fd, resp, sizeof(resp)), -ECONNRESET);
     close(fd);
     n = ask(x, "www.allowed.test", DNS_TYPE_A, resp, sizeof(resp));
     assert_true(n > 0);
+}
+
+/* A connection with nothing in flight and nothing unsent is closed after DNS_TCP_IDLE_MS. */
+static void test_tcp_idle(void **state)
+{
+    struct fx *x = *state;
+    uint8_t q[512], resp[4096];
+    int fd = tcp_connect(x);
+
+    /* One answered query: the connection is accepted and idle from now on. */
+    size_t ql = make_q(q + 2, 1, "evil.test", DNS_TYPE_A, false);
+    dns_put16(q, (uint16_t)ql);
+    assert_int_equal(send(fd, q, ql + 2, 0), (ssize_t)(ql + 2));
+    assert_true(tcp_recv_msg(x, fd, resp, sizeof(resp)) >= 12);
+    settle(x);
+    advance(x, DNS_TCP_IDLE_MS - 1);
+    assert_int_equal(recv(fd, resp, sizeof(resp), 0), -1);
+    assert_int_equal(errno, EAGAIN);
+    advance(x, 1);
+    WAIT_UNTIL(x, recv(fd, resp, sizeof(resp), 0) == 0);
+    close(fd);
+}
+
+/* Datagrams the filter must not answer were sent: a query it answers at once, sent after them,
+ * gets the first reply (datagrams are handled in order), so none of them was answered. */
+static void expect_barrier_first(struct fx *x, const char *what)
+{
+    uint8_t q[512], resp[4096];
+    size_t ql = make_q(q, 0xb0b0, "barrier.evil.test", DNS_TYPE_A, false);
+
+    send_udp(x, q, ql);
+    int n = recv_udp(x, resp, sizeof(resp));
+    if (n < 12 || dns_get16(resp) != 0xb0b0)
+        fail_msg("%s: got a reply (%d bytes, id %#x)", what, n, n >= 2 ? dns_get16(resp) : 0);
 }
 
 static void test_malformed(void **state)
@@ -1026,12 +1149,11 @@ static void test_malformed(void **state)
 
     for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
         send_udp(x, (const uint8_t *)cases[i].bytes, cases[i].len);
-        int n = recv_udp(x, resp, sizeof(resp), cases[i].rcode < 0 ? 100 : 2000);
         if (cases[i].rcode < 0) {
-            if (n != -ETIMEDOUT)
-                fail_msg("%s: got a reply", cases[i].what);
+            expect_barrier_first(x, cases[i].what);
             continue;
         }
+        int n = recv_udp(x, resp, sizeof(resp));
         if (n < 12)
             fail_msg("%s: no reply", cases[i].what);
         assert_int_equal(dns_get16(resp), 0x1234);
@@ -1051,7 +1173,7 @@ static void test_malformed(void **state)
     dns_put32(q + ql, 0x00010001);
     ql += 4;
     send_udp(x, q, ql);
-    assert_int_equal(recv_udp(x, resp, sizeof(resp), 2000), 12);
+    assert_int_equal(recv_udp(x, resp, sizeof(resp)), 12);
     assert_int_equal(DNS_RCODE(dns_get16(resp + 2)), DNS_RCODE_FORMERR);
     srand(1);
     for (size_t len = 0; len < 64; len++) {
@@ -1060,14 +1182,12 @@ static void test_malformed(void **state)
         q[2] |= 0x80; /* responses: never answered */
         send_udp(x, q, len);
     }
-    pump(x, 50);
-    while (recv(x->cfd, resp, sizeof(resp), 0) > 0) {
-    }
+    expect_barrier_first(x, "garbage");
     /* EDNS version 1: BADVERS in the OPT record. */
     ql = make_q(q, 0x77, "www.allowed.test", DNS_TYPE_A, true);
     q[ql - 5] = 1;
     send_udp(x, q, ql);
-    int n = recv_udp(x, resp, sizeof(resp), 2000);
+    int n = recv_udp(x, resp, sizeof(resp));
     assert_int_equal(n, (int)ql);
     assert_int_equal(resp[n - 6], 1); /* extended rcode 16 >> 4 */
     /* Still answering, and nothing malformed was forwarded. */
@@ -1085,24 +1205,24 @@ static void test_edns_echo(void **state)
     /* A denied name with OPT: NXDOMAIN echoes an OPT record; without OPT, none. */
     size_t ql = make_q(q, 0x99, "evil.test", DNS_TYPE_A, true);
     send_udp(x, q, ql);
-    int n = recv_udp(x, resp, sizeof(resp), 2000);
+    int n = recv_udp(x, resp, sizeof(resp));
     assert_int_equal(n, (int)ql);
     assert_int_equal(dns_get16(resp + 10), 1);
     assert_int_equal(dns_get16(resp + n - 11 + 1), DNS_TYPE_OPT);
     ql = make_q(q, 0x99, "evil.test", DNS_TYPE_A, false);
     send_udp(x, q, ql);
-    n = recv_udp(x, resp, sizeof(resp), 2000);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_int_equal(n, (int)ql);
     assert_int_equal(dns_get16(resp + 10), 0);
     /* Forwarded answers: same rule (the upstream's OPT never reaches the client). */
     ql = make_q(q, 0x98, "edns.allowed.test", DNS_TYPE_A, false);
     send_udp(x, q, ql);
-    n = recv_udp(x, resp, sizeof(resp), 2000);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_true(n > 0);
     assert_int_equal(dns_get16(resp + 10), 0);
     ql = make_q(q, 0x97, "edns.allowed.test", DNS_TYPE_A, true);
     send_udp(x, q, ql);
-    n = recv_udp(x, resp, sizeof(resp), 2000);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_true(n > 0);
     assert_int_equal(dns_get16(resp + 10), 1);
 }
@@ -1149,49 +1269,95 @@ static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret
     return total;
 }
 
-/* Drive the loop for ms milliseconds, counting datagrams that reach the client. */
-static int pump_ms(struct fx *x, unsigned ms)
+/* Datagrams waiting on the client socket, read and counted. */
+static int drain(struct fx *x)
 {
     uint8_t resp[4096];
-    uint64_t end = now_ms() + ms;
     int got = 0;
-    while (now_ms() < end) {
-        loop_run_once(x->l, 10);
-        while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
-            got++;
-    }
+    while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
+        got++;
     return got;
 }
 
-/* 1000 identical denials as fast as possible: a bounded number of audit lines (the first of each
- * window at once, the repeats as one record with "count"), and the counts add up. */
+/* Audit records with a "count" (summaries of repeats). */
+static int count_records(const char *log)
+{
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, "\"count\":")); p++)
+        n++;
+    return n;
+}
+
+/* 2 x 500 identical denials as fast as possible, in two audit windows: two lines per window (the
+ * first at once, the repeats as one record with "count" when the window ends), and the counts
+ * add up. */
 static void test_flood_aggregated(void **state)
 {
     struct fx *x = *state;
-    uint8_t q[512], resp[4096];
+    uint8_t q[512];
     struct dns_filter_stats st;
-    uint64_t t0 = now_ms();
     size_t lines;
     int got = 0;
 
-    for (int i = 0; i < 1000; i++) {
-        size_t ql = make_q(q, (uint16_t)i, "same.evil.test", DNS_TYPE_A, false);
+    for (int w = 0; w < 2; w++) {
+        for (int i = 0; i < 500; i++) {
+            size_t ql = make_q(q, (uint16_t)i, "same.evil.test", DNS_TYPE_A, false);
+            send_udp(x, q, ql);
+            if (i % 32 == 31)
+                for (int k = 0; k < 3; k++)
+                    loop_run_once(x->l, 0);
+            got += drain(x);
+        }
+        settle(x);
+        got += drain(x);
+        /* The window is still open: its repeats are counted, not written. */
+        assert_int_equal(count_records(read_audit(x)), w);
+        advance(x, AUDIT_AGG_WINDOW_MS - 1);
+        assert_int_equal(count_records(read_audit(x)), w);
+        advance(x, 1); /* the window ends, its summary is written */
+        const char *log = read_audit(x);
+        assert_int_equal(count_records(log), w + 1);
+        dns_filter_get_stats(x->f, &st);
+        assert_int_equal(audit_decisions(log, "\"host\":\"same.evil.test\"", &lines), st.denied);
+        assert_int_equal(lines, 2 * (size_t)(w + 1));
+    }
+    assert_true(st.denied > 900);
+    assert_true(got > 900);
+}
+
+/* One client with DNS_MAX_CLIENT_OUTSTANDING upstream queries in flight: its next allowlisted
+ * queries are dropped (no answer, never forwarded), a denied name is still answered, and the
+ * drops are audited as one "flood-dropped" record when the audit window ends. */
+static void test_client_outstanding_cap(void **state)
+{
+    struct fx *x = *state;
+    enum { EXTRA = 10 };
+    uint8_t q[512];
+    char name[64];
+    struct dns_filter_stats st;
+
+    x->stub->hold_want = ARRAY_SIZE(x->stub->held); /* never reached: nothing is answered */
+    for (int i = 0; i < DNS_MAX_CLIENT_OUTSTANDING + EXTRA; i++) {
+        snprintf(name, sizeof(name), "hold%d.allowed.test", i);
+        size_t ql = make_q(q, (uint16_t)i, name, DNS_TYPE_A, false);
         send_udp(x, q, ql);
         if (i % 32 == 31)
-            for (int k = 0; k < 3; k++)
-                loop_run_once(x->l, 0);
-        while (recv(x->cfd, resp, sizeof(resp), 0) > 0)
-            got++;
+            settle(x);
     }
-    got += pump_ms(x, 1300); /* the window ends, its summary is written */
+    WAIT_UNTIL(x, x->stub->hold_n == DNS_MAX_CLIENT_OUTSTANDING);
+    expect_barrier_first(x, "over the cap");
+    settle(x);
+    assert_int_equal(x->stub->hold_n, DNS_MAX_CLIENT_OUTSTANDING);
     dns_filter_get_stats(x->f, &st);
-    const char *log = read_audit(x);
-    assert_int_equal(audit_decisions(log, "\"host\":\"same.evil.test\"", &lines), st.denied);
-    assert_true(st.denied > 900);
-    /* at most two lines per one-second window the test lasted */
-    assert_true(lines <= 2 * ((now_ms() - t0) / 1000 + 1));
-    assert_non_null(strstr(log, "\"count\":"));
-    assert_true(got > 900);
+    assert_int_equal(st.dropped, EXTRA);
+    assert_int_equal(st.forwarded, DNS_MAX_CLIENT_OUTSTANDING);
+    assert_null(strstr(read_audit(x), "flood-dropped"));
+    advance(x, AUDIT_AGG_WINDOW_MS);
+    assert_non_null(strstr(read_audit(x), "\"host\":\"*\",\"port\":0,\"decision\":\"deny\","
+                                          "\"reason\":\"flood-dropped\""));
+    size_t lines;
+    assert_int_equal(audit_decisions(read_audit(x), "flood-dropped", &lines), EXTRA);
+    assert_int_equal(lines, 1);
 }
 
 /* Item: aggregation must not hide names. 300 distinct allowlisted names under a wildcard, far
@@ -1206,10 +1372,12 @@ static void test_flood_distinct_allowed_all_named(void **state)
         snprintf(name, sizeof(name), "x%d.allowed.test", i);
         size_t ql = make_q(q, (uint16_t)i, name, DNS_TYPE_A, false);
         send_udp(x, q, ql);
-        if (i % 32 == 31)
-            pump_ms(x, 20);
+        if (i % 32 == 31) {
+            settle(x);
+            drain(x);
+        }
     }
-    pump_ms(x, 300);
+    settle(x);
     const char *log = read_audit(x);
     size_t forwarded = 0;
     for (int i = 0; i < 300; i++) {
@@ -1247,17 +1415,17 @@ static void test_audit_failed_not_forwarded(void **state)
 
     ql = make_q(q, 0x11, "nope.evil.test", DNS_TYPE_A, false);
     assert_int_equal(sendto(x->cfd, q, ql, 0, (struct sockaddr *)&la.ss, la.len), (ssize_t)ql);
-    n = recv_udp(x, resp, sizeof(resp), 2000);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_true(n >= DNS_HEADER_LEN);
     assert_int_equal(dns_get16(resp + 2) & 0xf, DNS_RCODE_NXDOMAIN);
     assert_true(audit_failed(full));
 
     ql = make_q(q, 0x12, "www.allowed.test", DNS_TYPE_A, false);
     assert_int_equal(sendto(x->cfd, q, ql, 0, (struct sockaddr *)&la.ss, la.len), (ssize_t)ql);
-    n = recv_udp(x, resp, sizeof(resp), 2000);
+    n = recv_udp(x, resp, sizeof(resp));
     assert_true(n >= DNS_HEADER_LEN);
     assert_int_equal(dns_get16(resp + 2) & 0xf, DNS_RCODE_SERVFAIL);
-    pump_ms(x, 50);
+    settle(x);
     assert_int_equal(stub_count(x->stub, "www.allowed.test"), 0);
     dns_filter_free(f);
     audit_close(full);
@@ -1336,10 +1504,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_spoofed_answer_ignored, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_servfail_and_timeout, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_tcp, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_tcp_idle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_malformed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_edns_echo, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_flood_aggregated, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_client_outstanding_cap, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_flood_distinct_allowed_all_named, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_audit_failed_not_forwarded, fx_setup, fx_teardown),
