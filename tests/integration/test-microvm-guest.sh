@@ -3,7 +3,9 @@
 # (tests/integration/helpers/vm-launch.c) writes the spec and a per-run initramfs around the
 # static bottle-init, boots the cached guest kernel under QEMU (TCG here: this host's KVM is
 # PVM), serves bottle.ctl and bottle.chan, and exits with the status the guest reported.
-# No supervisor, no egress daemon. Three boots, each a few seconds under TCG.
+# No supervisor, no egress daemon: in the first boot vm-launch runs the host relay on
+# bottle.chan towards a local fake (HTTP origin and DNS, loopback only). Three boots, each a few
+# seconds under TCG.
 # Env: BB_BUILD_DIR (or VM_LAUNCH and BOTTLE_INIT). TAP output.
 . "$(dirname "$0")/lib.sh"
 
@@ -31,6 +33,12 @@ mkdir -p "$WS"
 chown "$BOTTLE_UID:$BOTTLE_UID" "$WS"
 mkdir -p "$T/extra"
 echo extra-content >"$T/extra/file"
+# The far end of the channel: a fake HTTP origin and DNS server on loopback (no egress daemon).
+UP_HTTP=$(free_port)
+UP_DNS=$(free_port)
+bg python3 "$HELPERS/fake-upstream.py" --http "$UP_HTTP" --dns "$UP_DNS" \
+    --zone guest-check.test=127.0.0.1 --log "$T/upstream.log" --ready "$T/upstream.ready"
+wait_file "$T/upstream.ready" || diag "fake upstream did not start"
 
 # boot [vm-launch options] -- CMD...: console in $OUT, vm-launch's stderr in $ERR, status in $RC
 boot() {
@@ -73,15 +81,15 @@ python3 -c 'import os; os.mkdir("sgid-dir", 0o2755)' 2>/dev/null \
     && echo mkdir_sgid=allowed || echo mkdir_sgid=refused
 echo "cmdline_bytes=\$(wc -c </proc/cmdline)"
 echo "stdin=\$(readlink /proc/self/fd/0)"
-if exec 3<>/dev/tcp/$ALIAS/3128; then
-    printf 'GET http://example.test/ HTTP/1.1\r\nHost: example.test\r\n\r\n' >&3
-    echo relay=connected
-    sleep 1
-fi
+# A:3128 and A:53 are the guest relay's; over bottle.chan they reach the host relay, which
+# connects them to the fake (as --proxy and --dns).
+echo "http=\$(curl -sS --max-time 20 --noproxy '*' http://$ALIAS:3128/hello 2>&1)"
+echo "dns=\$(python3 -c 'import socket; print(socket.gethostbyname("guest-check.test"))' 2>&1)"
 exit 3
 EOF
 cp "$T/probe.sh" "$WS/probe.sh"
-boot --chan-stats --mount "$T/extra:/extra:ro" -- /bin/bash probe.sh
+boot --chan-stats --proxy "127.0.0.1:$UP_HTTP" --dns "127.0.0.1:$UP_DNS" \
+    --mount "$T/extra:/extra:ro" -- /bin/bash probe.sh
 is "boot 1: the command's status comes through" "$RC" 3
 is "runs as the spec's uid/gid" "$(val uid)" "$BOTTLE_UID:$BOTTLE_UID"
 is "no capabilities in any set" "$(val caps)" "0000000000000000 "
@@ -114,9 +122,11 @@ is "mkdir(02755) is refused" "$(val mkdir_sgid)" refused
 is "the host sees no setuid/setgid file in the workspace" "$(find "$WS" -perm /6000)" ""
 is "/proc/cmdline shows nothing" "$(val cmdline_bytes)" 0
 is "stdin is /dev/null" "$(val stdin)" /dev/null
-is "the relay listens on the alias" "$(val relay)" connected
-like "the relay carried the connection over bottle.chan" "$ERR" \
-    'channel: connected, [1-9][0-9]* bytes from the guest'
+is "HTTP to A:3128 crosses bottle.chan to the host relay and back" "$(val http)" \
+    "hello from fake upstream"
+is "DNS to A:53 (resolv.conf) crosses bottle.chan and back" "$(val dns)" 127.0.0.1
+like "the fake saw both" "$(cat "$T/upstream.log" 2>&1)" "http GET $ALIAS:3128 /hello.*dns guest-check.test"
+like "QEMU connected bottle.chan and vm-launch relayed it" "$ERR" 'channel: connected, relayed'
 unlike "nothing of the host's paths on the console but the workspace" \
     "$(grep -v "$WS" <<<"$OUT")" "$T|/var/cache/bot-bottle"
 [ "$RC" = 3 ] || diag "console: $OUT" "stderr: $ERR"

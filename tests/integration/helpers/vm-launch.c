@@ -5,7 +5,7 @@
  *
  *   vm-launch [--init PATH] [-w DIR] [--alias A] [--name N] [--uid N] [--gid N]
  *             [--mount SRC:DST[:ro]]... [--memory MIB] [--cpus N] [--timeout SEC] [-t]
- *             [--chan-stats] -- CMD [ARG...]
+ *             [--chan-stats] [--proxy ADDR:PORT --dns ADDR:PORT] -- CMD [ARG...]
  *   vm-launch --probe        exit 0 when QEMU and a guest kernel are there, 1 (with why) if not
  *
  * It writes the spec (rootfs 9p, channel /dev/virtio-ports/bottle.chan), a per-run initramfs
@@ -14,7 +14,9 @@
  * probe picks, the argv from backend/microvm/qemu-args.h) with its console on our stdout.
  * The guest's "exit N" line on bottle.ctl is our exit status; none: 125. The channel is
  * accepted and held open, but nothing answers on it (no egress daemon); --chan-stats prints
- * on stderr whether QEMU connected it and how many bytes the guest's relay sent.
+ * on stderr whether QEMU connected it and how many bytes the guest's relay sent. With --proxy
+ * and --dns, the host relay (channel/relay.h) runs on it instead, in a child process, and
+ * connects the guest's proxy and DNS streams to those addresses (a local fake).
  *
  * As root, QEMU runs as the bottle's uid/gid (default: the workspace's owner), never as root
  * unless the workspace belongs to root (docs/microvm.md, S10 rule 1).
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -43,8 +46,12 @@
 #include "backend/microvm/initramfs.h"
 #include "backend/microvm/probe.h"
 #include "backend/microvm/qemu-args.h"
+#include "channel/relay.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/loop.h"
+#include "common/macro.h"
+#include "common/net.h"
 #include "common/str.h"
 #include "guest/rootfs.h"
 #include "guest/spec.h"
@@ -87,6 +94,37 @@ static int listen_unix(const char *path, uid_t uid, gid_t gid)
     return fd;
 }
 
+static void relay_dead(void *userdata, int err)
+{
+    log_errno(LOG_LVL_INFO, err, "the channel ended");
+    loop_quit(userdata, 0);
+}
+
+/* The host relay on the accepted channel connection, until the channel ends. */
+static _noreturn_ void run_host_relay(int fd, struct channel_host_config *hc)
+{
+    struct channel_host_relay *relay = NULL;
+    struct loop *l = NULL;
+
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
+    signal(SIGPIPE, SIG_IGN);
+    if (loop_new(&l) < 0)
+        _exit(1);
+    hc->dead = relay_dead;
+    hc->userdata = l;
+    if (channel_host_relay_start(l, fd, hc, &relay) < 0) {
+        log_error("starting the host relay failed");
+        _exit(1);
+    }
+    loop_run(l);
+    channel_host_relay_free(relay);
+    loop_free(l);
+    _exit(0);
+}
+
 static long long now_ms(void)
 {
     struct timespec ts;
@@ -104,7 +142,8 @@ int main(int argc, char **argv)
         { "mount", required_argument, NULL, 'm' }, { "memory", required_argument, NULL, 'M' },
         { "cpus", required_argument, NULL, 'c' },  { "timeout", required_argument, NULL, 'T' },
         { "tty", no_argument, NULL, 't' },         { "probe", no_argument, NULL, 'p' },
-        { "chan-stats", no_argument, NULL, 'S' },  { NULL, 0, NULL, 0 },
+        { "chan-stats", no_argument, NULL, 'S' },  { "proxy", required_argument, NULL, 'P' },
+        { "dns", required_argument, NULL, 'D' },   { NULL, 0, NULL, 0 },
     };
     struct bottle_spec spec = { 0 };
     struct microvm_probe probe;
@@ -123,6 +162,9 @@ int main(int argc, char **argv)
     struct stat st;
     bool do_probe = false, chan_stats = false, chan_accepted = false;
     unsigned long long chan_bytes = 0;
+    struct channel_host_config hc = { 0 };
+    bool have_proxy = false, have_dns = false;
+    pid_t relay_pid = -1;
     int ctl_l = -1, chan_l = -1, ctl_c = -1, chan_c = -1, pidfd = -1;
     int c, r, status = 125, wstatus;
     size_t n_shares = 0;
@@ -179,9 +221,21 @@ int main(int argc, char **argv)
         case 'S':
             chan_stats = true;
             break;
+        case 'P':
+        case 'D':
+            if (net_addr_parse(optarg, 0, c == 'P' ? &hc.proxy : &hc.dns) < 0) {
+                log_error("bad --%s %s (ADDR:PORT)", c == 'P' ? "proxy" : "dns", optarg);
+                return 2;
+            }
+            *(c == 'P' ? &have_proxy : &have_dns) = true;
+            break;
         default:
             return usage();
         }
+    }
+    if (have_proxy != have_dns) {
+        log_error("--proxy and --dns go together");
+        return 2;
     }
     microvm_probe_run(NULL, &probe);
     if (do_probe) {
@@ -337,6 +391,15 @@ int main(int argc, char **argv)
         if (p[2].revents && chan_c < 0) {
             chan_c = accept4(chan_l, NULL, NULL, SOCK_CLOEXEC);
             chan_accepted = chan_c >= 0;
+            if (chan_accepted && have_proxy) {
+                relay_pid = fork();
+                if (relay_pid == 0)
+                    run_host_relay(chan_c, &hc);
+                if (relay_pid < 0)
+                    log_errno(LOG_LVL_ERROR, -errno, "fork (host relay)");
+                close(chan_c); /* the relay's now */
+                chan_c = -1;
+            }
             close(chan_l);
             chan_l = -1;
         }
@@ -385,7 +448,13 @@ int main(int argc, char **argv)
                       WIFEXITED(wstatus) ? "exited with" : "killed by signal",
                       WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus), line);
     }
-    if (chan_stats)
+    if (relay_pid > 0) {
+        kill(relay_pid, SIGTERM);
+        (void)waitpid(relay_pid, NULL, 0);
+    }
+    if (chan_stats && relay_pid > 0)
+        fprintf(stderr, "vm-launch: channel: connected, relayed\n");
+    else if (chan_stats)
         fprintf(stderr, "vm-launch: channel: %s, %llu bytes from the guest\n",
                 chan_accepted ? "connected" : "not connected", chan_bytes);
 out:
