@@ -4,7 +4,7 @@
 # static bottle-init, boots the cached guest kernel under QEMU (TCG here: this host's KVM is
 # PVM), serves bottle.ctl and bottle.chan, and exits with the status the guest reported.
 # No supervisor, no egress daemon: in the first boot vm-launch runs the host relay on
-# bottle.chan towards a local fake (HTTP origin and DNS, loopback only). Three boots, each a few
+# bottle.chan towards a local fake (HTTP origin and DNS, loopback only). Four boots, each a few
 # seconds under TCG.
 # Env: BB_BUILD_DIR (or VM_LAUNCH and BOTTLE_INIT). TAP output.
 . "$(dirname "$0")/lib.sh"
@@ -22,7 +22,13 @@ if ! probe=$("$VM_LAUNCH" --probe 2>&1); then
     diag "$probe"
     diag "build the guest kernel into the cache with scripts/build-guest-kernel.sh" \
         "(QEMU: scripts/install-deps.sh)"
-    done_testing
+    # ---- boot 4: the host end of the channel goes away: fail closed ----
+boot --close-chan -- /bin/sh -c 'sleep 100; echo survived'
+is "boot 4: without its channel the command is stopped (SIGTERM)" "$RC" 143
+like "... and bottle-init says why" "$OUT" 'the channel to the host died; stopping the bottle'
+unlike "... before the command finished" "$OUT" survived
+
+done_testing
 fi
 _result 0 "a microVM can boot here ($probe)"
 
@@ -140,5 +146,11 @@ is "boot 2: true exits 0" "$RC" 0
 boot -- bb-no-such-command
 is "boot 3: a missing command exits 127" "$RC" 127
 like "and says so on the console" "$OUT" 'bb-no-such-command: command not found'
+
+# ---- boot 4: the host end of the channel goes away: fail closed ----
+boot --close-chan -- /bin/sh -c 'sleep 100; echo survived'
+is "boot 4: without its channel the command is stopped (SIGTERM)" "$RC" 143
+like "... and bottle-init says why" "$OUT" 'the channel to the host died; stopping the bottle'
+unlike "... before the command finished" "$OUT" survived
 
 done_testing

@@ -5,7 +5,7 @@
  *
  *   vm-launch [--init PATH] [-w DIR] [--alias A] [--name N] [--uid N] [--gid N]
  *             [--mount SRC:DST[:ro]]... [--memory MIB] [--cpus N] [--timeout SEC] [-t]
- *             [--chan-stats] [--proxy ADDR:PORT --dns ADDR:PORT] -- CMD [ARG...]
+ *             [--chan-stats] [--proxy ADDR:PORT --dns ADDR:PORT | --close-chan] -- CMD...
  *   vm-launch --probe        exit 0 when QEMU and a guest kernel are there, 1 (with why) if not
  *
  * It writes the spec (rootfs 9p, channel /dev/virtio-ports/bottle.chan), a per-run initramfs
@@ -16,7 +16,8 @@
  * accepted and held open, but nothing answers on it (no egress daemon); --chan-stats prints
  * on stderr whether QEMU connected it and how many bytes the guest's relay sent. With --proxy
  * and --dns, the host relay (channel/relay.h) runs on it instead, in a child process, and
- * connects the guest's proxy and DNS streams to those addresses (a local fake).
+ * connects the guest's proxy and DNS streams to those addresses (a local fake). --close-chan
+ * closes it as soon as QEMU connects (the guest must fail closed).
  *
  * As root, QEMU runs as the bottle's uid/gid (default: the workspace's owner), never as root
  * unless the workspace belongs to root (docs/microvm.md, S10 rule 1).
@@ -136,14 +137,23 @@ static long long now_ms(void)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "init", required_argument, NULL, 'I' },  { "workspace", required_argument, NULL, 'w' },
-        { "alias", required_argument, NULL, 'a' }, { "name", required_argument, NULL, 'n' },
-        { "uid", required_argument, NULL, 'u' },   { "gid", required_argument, NULL, 'g' },
-        { "mount", required_argument, NULL, 'm' }, { "memory", required_argument, NULL, 'M' },
-        { "cpus", required_argument, NULL, 'c' },  { "timeout", required_argument, NULL, 'T' },
-        { "tty", no_argument, NULL, 't' },         { "probe", no_argument, NULL, 'p' },
-        { "chan-stats", no_argument, NULL, 'S' },  { "proxy", required_argument, NULL, 'P' },
-        { "dns", required_argument, NULL, 'D' },   { NULL, 0, NULL, 0 },
+        { "init", required_argument, NULL, 'I' },
+        { "workspace", required_argument, NULL, 'w' },
+        { "alias", required_argument, NULL, 'a' },
+        { "name", required_argument, NULL, 'n' },
+        { "uid", required_argument, NULL, 'u' },
+        { "gid", required_argument, NULL, 'g' },
+        { "mount", required_argument, NULL, 'm' },
+        { "memory", required_argument, NULL, 'M' },
+        { "cpus", required_argument, NULL, 'c' },
+        { "timeout", required_argument, NULL, 'T' },
+        { "tty", no_argument, NULL, 't' },
+        { "probe", no_argument, NULL, 'p' },
+        { "chan-stats", no_argument, NULL, 'S' },
+        { "proxy", required_argument, NULL, 'P' },
+        { "dns", required_argument, NULL, 'D' },
+        { "close-chan", no_argument, NULL, 'C' },
+        { NULL, 0, NULL, 0 },
     };
     struct bottle_spec spec = { 0 };
     struct microvm_probe probe;
@@ -163,7 +173,7 @@ int main(int argc, char **argv)
     bool do_probe = false, chan_stats = false, chan_accepted = false;
     unsigned long long chan_bytes = 0;
     struct channel_host_config hc = { 0 };
-    bool have_proxy = false, have_dns = false;
+    bool have_proxy = false, have_dns = false, close_chan = false;
     pid_t relay_pid = -1;
     int ctl_l = -1, chan_l = -1, ctl_c = -1, chan_c = -1, pidfd = -1;
     int c, r, status = 125, wstatus;
@@ -220,6 +230,9 @@ int main(int argc, char **argv)
             break;
         case 'S':
             chan_stats = true;
+            break;
+        case 'C':
+            close_chan = true;
             break;
         case 'P':
         case 'D':
@@ -391,7 +404,10 @@ int main(int argc, char **argv)
         if (p[2].revents && chan_c < 0) {
             chan_c = accept4(chan_l, NULL, NULL, SOCK_CLOEXEC);
             chan_accepted = chan_c >= 0;
-            if (chan_accepted && have_proxy) {
+            if (chan_accepted && close_chan) {
+                close(chan_c);
+                chan_c = -1;
+            } else if (chan_accepted && have_proxy) {
                 relay_pid = fork();
                 if (relay_pid == 0)
                     run_host_relay(chan_c, &hc);
