@@ -393,8 +393,10 @@ int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s)
 /*
  * A host path for the bottle; nofollow for the paths a bottle can write (see above). In a
  * microVM the host path is shared as the 9p tag `tag` (NULL: not shared, -EOPNOTSUPP), and
- * the share's root is the path itself: the host resolved it (the backend refuses a symlink
- * there as the bind path does). 9p trees are read-only when `ro`; all are nosuid,nodev.
+ * the share's root is the path itself, opened by QEMU on the host: refusing a workspace or
+ * --mount source that is or passes through a symlink is then the host backend's job
+ * (docs/bottle-init.md, "microvm"). Symlinks inside a share resolve in the guest. 9p trees are
+ * read-only when `ro`; all are nosuid,nodev.
  */
 static int source_path(const struct bottle_spec *s, const char *host_path, const char *tag,
                        bool nofollow, bool ro, bool *ret_is_dir)
