@@ -22,7 +22,13 @@ if ! probe=$("$VM_LAUNCH" --probe 2>&1); then
     diag "$probe"
     diag "build the guest kernel into the cache with scripts/build-guest-kernel.sh" \
         "(QEMU: scripts/install-deps.sh)"
-    # ---- boot 4: the host end of the channel goes away: fail closed ----
+    # ---- no boot: a --mount source through a symlink never reaches QEMU ----
+ln -s "$T/extra" "$T/extra-link"
+boot --mount "$T/extra-link:/extra:ro" -- true
+is "a symlinked --mount source is refused on the host" "$RC" 125
+like "... naming it" "$ERR" 'extra-link is or passes through a symbolic link'
+
+# ---- boot 4: the host end of the channel goes away: fail closed ----
 boot --close-chan -- /bin/sh -c 'sleep 100; echo survived'
 is "boot 4: without its channel the command is stopped (SIGTERM)" "$RC" 143
 like "... and bottle-init says why" "$OUT" 'the channel to the host died; stopping the bottle'
@@ -150,6 +156,12 @@ is "boot 2: true exits 0" "$RC" 0
 boot -- bb-no-such-command
 is "boot 3: a missing command exits 127" "$RC" 127
 like "and says so on the console" "$OUT" 'bb-no-such-command: command not found'
+
+# ---- no boot: a --mount source through a symlink never reaches QEMU ----
+ln -s "$T/extra" "$T/extra-link"
+boot --mount "$T/extra-link:/extra:ro" -- true
+is "a symlinked --mount source is refused on the host" "$RC" 125
+like "... naming it" "$ERR" 'extra-link is or passes through a symbolic link'
 
 # ---- boot 4: the host end of the channel goes away: fail closed ----
 boot --close-chan -- /bin/sh -c 'sleep 100; echo survived'

@@ -28,6 +28,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -89,6 +90,31 @@ static int listen_unix(const char *path, uid_t uid, gid_t gid)
         bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 ||
         (geteuid() == 0 && chown(path, uid, gid) < 0)) {
         int r = errno ? -errno : -ENAMETOOLONG;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/*
+ * A share's host directory, opened without following any symlink (an earlier bottle may have
+ * replaced a --mount source with one: docs/bottle-init.md, "microvm"). QEMU inherits the O_PATH
+ * fd and gets "/proc/self/fd/N" as the share's path, so the path is not looked up twice.
+ * Returns the fd or -errno (-ELOOP for a symlink).
+ */
+static int share_open(const char *path, char *ret, size_t size)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_DIRECTORY,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    r = str_printf(ret, size, "/proc/self/fd/%d", fd);
+    if (r < 0) {
         close(fd);
         return r;
     }
@@ -159,7 +185,7 @@ int main(int argc, char **argv)
     struct microvm_probe probe;
     struct microvm_qemu_config qc = { .cpus = 1, .memory_mib = 512 };
     struct microvm_share shares[1 + 2 + BOTTLE_SPEC_MAX_MOUNTS];
-    char tags[BOTTLE_SPEC_MAX_MOUNTS][16];
+    char tags[BOTTLE_SPEC_MAX_MOUNTS][16], share_paths[1 + BOTTLE_SPEC_MAX_MOUNTS][32];
     struct buf enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     struct buf ctl = BUF_INIT(4096);
     char ws[PATH_MAX], *ws_arg = NULL, home[PATH_MAX], dir[] = "/tmp/bb-vm.XXXXXX";
@@ -327,15 +353,28 @@ int main(int argc, char **argv)
 
     /* Shares in the order bottle-init expects their tags (rootfs.h). */
     shares[n_shares++] = (struct microvm_share){ GUEST_9P_TAG_USR, "/usr", true };
-    shares[n_shares++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, ws, false };
+    r = share_open(ws, share_paths[0], sizeof(share_paths[0]));
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "opening the workspace %s", ws);
+        goto out;
+    }
+    shares[n_shares++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, share_paths[0], false };
     for (size_t i = 0; i < spec.n_mounts; i++) {
         if (n_shares >= MICROVM_MAX_SHARES ||
             str_printf(tags[i], sizeof(tags[i]), GUEST_9P_TAG_MOUNT_FMT, i) < 0) {
             log_error("too many --mount");
             goto out;
         }
+        r = share_open(spec.mounts[i].src, share_paths[1 + i], sizeof(share_paths[1 + i]));
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r,
+                      r == -ELOOP ? "--mount source %s is or passes through a symbolic link"
+                                  : "--mount source %s",
+                      spec.mounts[i].src);
+            goto out;
+        }
         shares[n_shares++] =
-            (struct microvm_share){ tags[i], spec.mounts[i].src, spec.mounts[i].ro };
+            (struct microvm_share){ tags[i], share_paths[1 + i], spec.mounts[i].ro };
     }
     qc.accel = probe.accel;
     qc.tsc_khz = probe.cpu_khz;
