@@ -2,6 +2,7 @@
  * bottle-init: PID 1 of a bottle (docs/bottle-init.md).
  *
  *   bottle-init --spec-fd N | --spec PATH
+ *   /init                         (PID 1 with no arguments: a microVM's init, see below)
  *
  * Reads and validates the bottle spec, builds the root file system, brings up loopback with
  * the alias, starts the channel relay (A:3128 and A:53 carried over the channel), then runs
@@ -10,12 +11,18 @@
  * status (126 not executable, 127 not found, 125 bottle-init itself failed).
  *
  * Statically linked, no NSS: it runs before the root it builds exists, and as a VM's init.
+ *
+ * As a microVM's init (docs/bottle-init.md, "microvm"): mounts /proc, /sys and devtmpfs,
+ * takes the console for stdio, reads the spec from the initramfs (GUEST_VM_SPEC), opens the
+ * virtio-serial ports by name, builds the root from 9p shares, and at the end reports the
+ * command's status on the bottle.ctl port as "exit N\n" and reboots (which ends QEMU).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/securebits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,7 +34,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <termios.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <grp.h>
@@ -58,8 +69,17 @@ struct report {
 static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
                                          SIGUSR1, SIGUSR2, SIGWINCH };
 
-/* Set once the spec says host paths arrive as 9p shares, i.e. we are a VM's init. */
+/* PID 1 started with no arguments: a microVM's init. The spec must then say `rootfs 9p`. */
 static bool is_vm;
+/* VM only: the bottle.ctl port (the exit status goes there), or -1. */
+static int ctl_fd = -1;
+
+/* The virtio-serial port names (backend/microvm/qemu-args.h: MICROVM_PORT_CTL; the channel's
+ * comes from the spec as /dev/virtio-ports/NAME, the path udev would create). */
+#define VM_PORT_CTL "bottle.ctl"
+#define VM_PORT_DIR "/dev/virtio-ports/"
+/* How long the kernel may take to announce the console and the ports (TCG is slow). */
+#define VM_PORT_WAIT_MS 10000
 
 struct init_state {
     struct loop *loop;
@@ -188,6 +208,15 @@ static _noreturn_ void run_command(const struct bottle_spec *s, char **envp, scm
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
+    /* In a VM the command's stdout and stderr are the console (hvc0). Its stdin is /dev/null
+     * unless the spec asks for a terminal: nothing forwards the user's keyboard to the
+     * console yet (the lifecycle work moves stdio onto channel streams). */
+    if (is_vm && !s->tty) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
+            child_fail(report_fd, REPORT_SETUP, errno);
+        close(fd);
+    }
     /* A session of its own; with a terminal, make it the controlling one (job control). */
     if (setsid() < 0)
         child_fail(report_fd, REPORT_SETUP, errno);
@@ -256,13 +285,15 @@ static void on_channel_dead(void *userdata, int err)
         kill(st->main_pid, SIGTERM);
 }
 
-static int start_relay(struct init_state *st, const struct bottle_spec *s)
+static int start_relay(struct init_state *st, const struct bottle_spec *s, int vm_chan_fd)
 {
     struct channel_guest_config cfg;
     char alias[INET_ADDRSTRLEN];
     int fd, r;
 
-    if (strncmp(s->channel, "fd:", 3) == 0) {
+    if (vm_chan_fd >= 0) {
+        fd = vm_chan_fd; /* opened before the root was built (no /sys in the bottle) */
+    } else if (strncmp(s->channel, "fd:", 3) == 0) {
         uint64_t n;
         r = str_to_u64_cstr(s->channel + 3, INT_MAX, &n);
         if (r < 0)
@@ -326,6 +357,10 @@ static int open_spec(int argc, char **argv)
 {
     uint64_t n;
 
+    if (is_vm) {
+        int fd = open(GUEST_VM_SPEC, O_RDONLY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+    }
     if (argc == 3 && strcmp(argv[1], "--spec-fd") == 0) {
         if (str_to_u64_cstr(argv[2], INT_MAX, &n) < 0)
             return -EINVAL;
@@ -336,6 +371,130 @@ static int open_spec(int argc, char **argv)
         return fd < 0 ? -errno : fd;
     }
     return -EINVAL;
+}
+
+/* ---- a microVM's init ---- */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/*
+ * Opens the virtio-serial port called name: /sys/class/virtio-ports/vportNpM/name holds it
+ * (there is no udev for /dev/virtio-ports/NAME). The kernel adds ports, and names them, as
+ * QEMU announces them, which may come after init starts: retry for VM_PORT_WAIT_MS.
+ */
+static int vm_open_port(const char *name, int flags)
+{
+    for (long waited = 0;; waited += 10) {
+        DIR *d = opendir("/sys/class/virtio-ports");
+        struct dirent *e;
+        int fd = -ENOENT;
+
+        while (d && (e = readdir(d)) != NULL) {
+            char path[PATH_MAX], got[256];
+            ssize_t n;
+            int nfd;
+
+            if (e->d_name[0] == '.' ||
+                str_printf(path, sizeof(path), "/sys/class/virtio-ports/%s/name", e->d_name) < 0)
+                continue;
+            nfd = open(path, O_RDONLY | O_CLOEXEC);
+            if (nfd < 0)
+                continue;
+            n = read(nfd, got, sizeof(got) - 1);
+            close(nfd);
+            if (n <= 0)
+                continue;
+            got[n] = '\0';
+            got[strcspn(got, "\n")] = '\0';
+            if (strcmp(got, name) != 0 || str_printf(path, sizeof(path), "/dev/%s", e->d_name) < 0)
+                continue;
+            fd = open(path, flags | O_RDWR | O_NOCTTY | O_CLOEXEC);
+            if (fd < 0)
+                fd = -errno;
+            break;
+        }
+        if (d)
+            closedir(d);
+        if (fd != -ENOENT || waited >= VM_PORT_WAIT_MS)
+            return fd;
+        sleep_ms(10);
+    }
+}
+
+/*
+ * Early init of a VM: /proc, /sys and devtmpfs (every node the kernel knows, no udev), the
+ * console as stdio when the kernel could not open it for us (hvc0 may register after init
+ * starts), then the control port.
+ */
+static int vm_early_init(void)
+{
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+        mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+        mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
+        return -errno;
+    /* The guest kernel has IPv6, which brings the SIT driver and its fallback device sit0 in
+     * every network namespace unless this says "only the initial one". The bottle gets a
+     * network namespace of its own (vm_own_netns), so it sees only lo. */
+    {
+        int fd = open("/proc/sys/net/core/fb_tunnels_only_for_init_net", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            (void)!write(fd, "1", 1);
+            close(fd);
+        }
+    }
+    if (fcntl(STDERR_FILENO, F_GETFD) < 0) {
+        int fd = -1;
+        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += 10) {
+            fd = open("/dev/console", O_RDWR | O_NOCTTY);
+            if (fd < 0)
+                sleep_ms(10);
+        }
+        if (fd < 0)
+            return -ENODEV; /* nowhere to say anything; the status still goes to ctl */
+        for (int i = 0; i <= 2; i++)
+            if (fd != i)
+                (void)dup2(fd, i);
+        if (fd > 2)
+            close(fd);
+    }
+    ctl_fd = vm_open_port(VM_PORT_CTL, 0);
+    return ctl_fd < 0 ? ctl_fd : 0;
+}
+
+/*
+ * Without a terminal for the command, the console carries its output byte for byte: no
+ * "\n" -> "\r\n" (OPOST), no echo of anything the host side sends.
+ */
+static void vm_console_raw(void)
+{
+    struct termios t;
+
+    if (tcgetattr(STDOUT_FILENO, &t) < 0)
+        return;
+    t.c_oflag &= ~(tcflag_t)OPOST;
+    t.c_lflag &= ~(tcflag_t)(ECHO | ECHONL | ICANON | ISIG);
+    (void)tcsetattr(STDOUT_FILENO, TCSANOW, &t);
+}
+
+/* The status line on bottle.ctl, after the console's output is out. */
+static void vm_report(int code)
+{
+    char line[32];
+    int n = str_printf(line, sizeof(line), "exit %d\n", code);
+
+    (void)tcdrain(STDOUT_FILENO);
+    if (ctl_fd < 0 || n < 0)
+        return;
+    /* A port write returns once the host has the data. */
+    (void)!write(ctl_fd, line, strlen(line));
+    close(ctl_fd);
+    ctl_fd = -1;
 }
 
 static void ctx_releasep(scmp_filter_ctx *c)
@@ -353,19 +512,58 @@ static int run(int argc, char **argv)
     const char *what = NULL;
     int report[2] = { -1, -1 };
     struct report rep;
+    int vm_chan_fd = -1;
     ssize_t n;
     int fd, r;
 
+    if (is_vm) {
+        r = vm_early_init();
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
+            return EXIT_INIT_FAILED;
+        }
+    }
     fd = open_spec(argc, argv);
     if (fd < 0) {
-        log_error("usage: bottle-init --spec-fd N | --spec PATH");
+        if (is_vm)
+            log_errno(LOG_LVL_ERROR, fd, "%s", GUEST_VM_SPEC);
+        else
+            log_error("usage: bottle-init --spec-fd N | --spec PATH");
         return EXIT_INIT_FAILED;
     }
     r = read_spec(fd, &spec);
     close(fd);
     if (r < 0)
         return EXIT_INIT_FAILED;
-    is_vm = spec.rootfs == BOTTLE_ROOTFS_9P;
+    /* 9p shares exist only in a VM, and a VM has nothing to bind from. */
+    if (is_vm != (spec.rootfs == BOTTLE_ROOTFS_9P)) {
+        log_error("the spec says rootfs %s, but bottle-init %s a VM's init",
+                  bottle_rootfs_name(spec.rootfs), is_vm ? "is" : "is not");
+        r = -EINVAL;
+        goto out;
+    }
+    if (is_vm) {
+        if (!spec.tty)
+            vm_console_raw();
+        /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
+         * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
+         * namespace backend. */
+        if (unshare(CLONE_NEWNET) < 0) {
+            r = -errno;
+            log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
+            goto out;
+        }
+        /* The channel port, while /sys and devtmpfs are still ours to look in. */
+        if (strncmp(spec.channel, VM_PORT_DIR, strlen(VM_PORT_DIR)) == 0)
+            vm_chan_fd = vm_open_port(spec.channel + strlen(VM_PORT_DIR), O_NONBLOCK);
+        else if ((vm_chan_fd = open(spec.channel, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK)) < 0)
+            vm_chan_fd = -errno;
+        if (vm_chan_fd < 0) {
+            r = vm_chan_fd;
+            log_errno(LOG_LVL_ERROR, r, "opening the channel port %s", spec.channel);
+            goto out;
+        }
+    }
 
     r = guest_rootfs_setup(&spec, &what);
     if (r < 0) {
@@ -394,7 +592,8 @@ static int run(int argc, char **argv)
         log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
         goto out;
     }
-    r = start_relay(&st, &spec);
+    r = start_relay(&st, &spec, vm_chan_fd);
+    vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
         goto out;
@@ -436,6 +635,8 @@ static int run(int argc, char **argv)
                                                 : EXIT_NOT_EXECUTABLE;
     r = 0;
 out:
+    if (vm_chan_fd >= 0)
+        close(vm_chan_fd);
     if (report[0] >= 0)
         close(report[0]);
     if (report[1] >= 0)
@@ -453,13 +654,16 @@ int main(int argc, char **argv)
     int code;
 
     log_set_prefix("bottle-init");
+    is_vm = getpid() == 1 && argc == 1;
     code = run(argc, argv);
-    /* As a VM's init, exiting would panic the kernel: power off instead. (In a pid namespace
-     * our exit kills every other process of the bottle.) TODO(microvm): report the status
-     * over the control port first. */
-    if (is_vm && getpid() == 1) {
+    /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with
+     * reboot=t on the kernel command line and QEMU's -no-reboot that ends QEMU (without ACPI,
+     * power-off would not). (In a pid namespace our exit kills every other process of the
+     * bottle.) */
+    if (is_vm) {
+        vm_report(code);
         sync();
-        reboot(RB_POWER_OFF);
+        reboot(RB_AUTOBOOT);
     }
     return code;
 }

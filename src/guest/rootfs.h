@@ -8,6 +8,22 @@
 
 #include "guest/spec.h"
 
+/* Public host files copied into the bottle's generated /etc (never anything with secrets). The
+ * microvm backend puts them into the guest's initramfs under GUEST_VM_ETC. */
+#define GUEST_ETC_PUBLIC_FILES                                                                     \
+    "ssl/certs/ca-certificates.crt", "ld.so.cache", "protocols", "services", "localtime"
+
+/*
+ * In a microVM (spec `rootfs 9p`) the guest has no host paths: the spec and the host's public
+ * /etc files arrive in the initramfs (backend/microvm/initramfs.h writes them), host
+ * directories as 9p shares with these tags (the backend creates them in this order).
+ */
+#define GUEST_VM_SPEC "/bottle/spec"
+#define GUEST_VM_ETC "/bottle/etc"
+#define GUEST_9P_TAG_USR "usr"
+#define GUEST_9P_TAG_WORKSPACE "ws"
+#define GUEST_9P_TAG_MOUNT_FMT "m%zu" /* the i-th `mount` record of the spec, from 0 */
+
 /*
  * Builds the root and pivots into it. Needs CAP_SYS_ADMIN over the current mount namespace
  * (which must be private to the bottle) and an owned pid namespace for /proc. On success the

@@ -5,10 +5,12 @@
  * filesize, devmajor, devminor, rdevmajor, rdevminor, namesize including the NUL, check),
  * the name and its NUL padded to a multiple of 4, then the data padded to a multiple of 4.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@
 #include "common/cleanup.h"
 #include "common/macro.h"
 #include "common/str.h"
+#include "guest/rootfs.h"
 
 #define CPIO_MAGIC "070701"
 #define CPIO_HEADER_LEN 110
@@ -185,7 +188,8 @@ int cpio_finish(struct cpio_writer *w)
     return n ? buf_append(w->out, zeros, n) : 0;
 }
 
-int initramfs_build(const void *init, size_t init_len, struct buf *out)
+/* The base image (directories, /dev/console, the usrmerge links, /init); not finished. */
+static int build_base(struct cpio_writer *w, const void *init, size_t init_len)
 {
     static const char *const dirs[] = { "dev", "proc", "sys", "tmp", "usr", "etc", "run" };
     static const struct {
@@ -196,31 +200,181 @@ int initramfs_build(const void *init, size_t init_len, struct buf *out)
         { "lib64", "usr/lib64" },
         { "sbin", "usr/sbin" },
     };
-    struct cpio_writer w;
     int r;
 
     if (init_len > INITRAMFS_INIT_MAX)
         return -EFBIG;
-    cpio_writer_init(&w, out);
     for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
         /* /tmp is sticky and world-writable until bottle-init mounts a tmpfs over it */
-        r = cpio_add_dir(&w, dirs[i], strcmp(dirs[i], "tmp") == 0 ? 01777 : 0755);
+        r = cpio_add_dir(w, dirs[i], strcmp(dirs[i], "tmp") == 0 ? 01777 : 0755);
         if (r < 0)
             return r;
     }
     /* the kernel opens /dev/console for init's stdio before devtmpfs exists */
-    r = cpio_add_chardev(&w, "dev/console", 0600, 5, 1);
+    r = cpio_add_chardev(w, "dev/console", 0600, 5, 1);
     if (r < 0)
         return r;
     for (size_t i = 0; i < ARRAY_SIZE(links); i++) {
-        r = cpio_add_symlink(&w, links[i].name, links[i].target);
+        r = cpio_add_symlink(w, links[i].name, links[i].target);
         if (r < 0)
             return r;
     }
-    r = cpio_add_file(&w, "init", 0755, init, init_len);
+    return cpio_add_file(w, "init", 0755, init, init_len);
+}
+
+int initramfs_build(const void *init, size_t init_len, struct buf *out)
+{
+    struct cpio_writer w;
+    int r;
+
+    cpio_writer_init(&w, out);
+    r = build_base(&w, init, init_len);
+    return r < 0 ? r : cpio_finish(&w);
+}
+
+/* Reads a whole host file (following symlinks: /etc/localtime is one) into b. */
+static int read_host_file(const char *path, struct buf *b)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    for (;;) {
+        char chunk[65536];
+        ssize_t n = RETRY_EINTR(read(fd, chunk, sizeof(chunk)));
+        int r;
+
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        r = buf_append(b, chunk, (size_t)n);
+        if (r < 0)
+            return r;
+    }
+}
+
+/* Adds every missing parent directory of name (relative, checked) below bottle/etc. */
+static int add_parents(struct cpio_writer *w, const char *name,
+                       char added[][INITRAMFS_NAME_MAX + 1], size_t *n_added, size_t max_added)
+{
+    char dir[INITRAMFS_NAME_MAX + 1];
+    const char *slash;
+    int r;
+
+    for (const char *c = name; (slash = strchr(c, '/')) != NULL; c = slash + 1) {
+        size_t len = (size_t)(slash - name);
+        bool seen = false;
+
+        if (len >= sizeof(dir))
+            return -ENAMETOOLONG;
+        memcpy(dir, name, len);
+        dir[len] = '\0';
+        for (size_t i = 0; i < *n_added && !seen; i++)
+            seen = strcmp(added[i], dir) == 0;
+        if (seen)
+            continue;
+        if (*n_added >= max_added)
+            return -E2BIG;
+        r = cpio_add_dir(w, dir, 0755);
+        if (r < 0)
+            return r;
+        memcpy(added[(*n_added)++], dir, len + 1);
+    }
+    return 0;
+}
+
+/* The host's public /etc files (GUEST_ETC_PUBLIC_FILES) and /etc/alternatives' symlinks. */
+static int add_host_etc(struct cpio_writer *w, const char *host_etc)
+{
+    static const char *const files[] = { GUEST_ETC_PUBLIC_FILES };
+    char added[16][INITRAMFS_NAME_MAX + 1];
+    size_t n_added = 0;
+    char path[PATH_MAX], name[INITRAMFS_NAME_MAX + 1];
+    struct dirent **ents = NULL;
+    int n, r = 0;
+
+    for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+        struct buf data = BUF_INIT(INITRAMFS_ETC_FILE_MAX);
+
+        r = str_printf(path, sizeof(path), "%s/%s", host_etc, files[i]);
+        if (r >= 0)
+            r = str_printf(name, sizeof(name), "%s/%s", INITRAMFS_ETC_DIR, files[i]);
+        if (r >= 0)
+            r = read_host_file(path, &data);
+        if (r == -ENOENT) { /* the guest then has none either, like the namespace backend */
+            buf_done(&data);
+            continue;
+        }
+        if (r >= 0)
+            r = add_parents(w, name, added, &n_added, ARRAY_SIZE(added));
+        if (r >= 0)
+            r = cpio_add_file(w, name, 0644, data.p ? data.p : "", data.len);
+        buf_done(&data);
+        if (r < 0)
+            return r;
+    }
+
+    /* Debian's /etc/alternatives holds only symlinks (awk, editor, ...): copy those. */
+    r = str_printf(path, sizeof(path), "%s/alternatives", host_etc);
     if (r < 0)
         return r;
-    return cpio_finish(&w);
+    n = scandir(path, &ents, NULL, alphasort); /* sorted: the archive stays reproducible */
+    if (n < 0)
+        return errno == ENOENT ? 0 : -errno;
+    r = cpio_add_dir(w, INITRAMFS_ETC_DIR "/alternatives", 0755);
+    for (int i = 0; r >= 0 && i < n; i++) {
+        char target[INITRAMFS_LINK_MAX + 2];
+        ssize_t tl;
+        int fr;
+
+        if (ents[i]->d_name[0] == '.')
+            continue;
+        fr = str_printf(path, sizeof(path), "%s/alternatives/%s", host_etc, ents[i]->d_name);
+        if (fr >= 0)
+            fr = str_printf(name, sizeof(name), INITRAMFS_ETC_DIR "/alternatives/%s",
+                            ents[i]->d_name);
+        if (fr < 0)
+            continue; /* a name too long for the archive: leave it out */
+        tl = readlink(path, target, sizeof(target) - 1);
+        if (tl <= 0 || tl > INITRAMFS_LINK_MAX)
+            continue; /* not a symlink (README), or a target the archive cannot hold */
+        target[tl] = '\0';
+        if (cpio_name_check(name) < 0)
+            continue;
+        r = cpio_add_symlink(w, name, target);
+    }
+    for (int i = 0; i < n; i++)
+        free(ents[i]);
+    free(ents);
+    return r;
+}
+
+int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,
+                           struct buf *out)
+{
+    struct cpio_writer w;
+    int r;
+
+    if (!b->spec || b->spec_len == 0)
+        return -EINVAL;
+    cpio_writer_init(&w, out);
+    r = build_base(&w, init, init_len);
+    if (r >= 0)
+        r = cpio_add_dir(&w, INITRAMFS_BOTTLE_DIR, 0700);
+    /* root-only: the spec names host paths the command has no need to read */
+    if (r >= 0)
+        r = cpio_add_file(&w, INITRAMFS_SPEC_PATH, 0400, b->spec, b->spec_len);
+    if (r >= 0)
+        r = cpio_add_dir(&w, INITRAMFS_ETC_DIR, 0755);
+    if (r >= 0 && b->host_etc)
+        r = add_host_etc(&w, b->host_etc);
+    return r < 0 ? r : cpio_finish(&w);
 }
 
 static int read_init(const char *path, struct buf *ret)
@@ -264,7 +418,8 @@ static int write_all(int fd, const char *p, size_t len)
     return 0;
 }
 
-int initramfs_write(const char *init_path, const char *out_path)
+static int write_image(const char *init_path, const struct initramfs_bottle *b,
+                       const char *out_path)
 {
     struct buf init = BUF_INIT(INITRAMFS_INIT_MAX);
     struct buf img = BUF_INIT(INITRAMFS_MAX);
@@ -276,7 +431,8 @@ int initramfs_write(const char *init_path, const char *out_path)
         return r;
     r = read_init(init_path, &init);
     if (r >= 0)
-        r = initramfs_build(init.p ? init.p : "", init.len, &img);
+        r = b ? initramfs_build_bottle(init.p ? init.p : "", init.len, b, &img)
+              : initramfs_build(init.p ? init.p : "", init.len, &img);
     buf_done(&init);
     if (r < 0)
         goto out;
@@ -297,4 +453,15 @@ int initramfs_write(const char *init_path, const char *out_path)
 out:
     buf_done(&img);
     return r;
+}
+
+int initramfs_write(const char *init_path, const char *out_path)
+{
+    return write_image(init_path, NULL, out_path);
+}
+
+int initramfs_write_bottle(const char *init_path, const struct initramfs_bottle *b,
+                           const char *out_path)
+{
+    return write_image(init_path, b, out_path);
 }

@@ -67,3 +67,31 @@ int initramfs_build(const void *init, size_t init_len, struct buf *out);
  * large, -EINVAL when init_path is not a regular file.
  */
 int initramfs_write(const char *init_path, const char *out_path);
+
+/*
+ * A bottle's own initramfs (the microvm backend writes one per bottle): the image above plus
+ *
+ *   bottle/            0700
+ *   bottle/spec        0400, the encoded bottle spec bottle-init reads when it is PID 1 with
+ *                      no arguments (GUEST_VM_SPEC)
+ *   bottle/etc/...     the host's public files bottle-init copies into the bottle's /etc
+ *                      (GUEST_ETC_PUBLIC_FILES, read through symlinks; missing ones are left
+ *                      out) and bottle/etc/alternatives/ with the symlinks of
+ *                      host_etc/alternatives (GUEST_VM_ETC): the guest has no host /etc.
+ */
+#define INITRAMFS_BOTTLE_DIR "bottle"
+#define INITRAMFS_SPEC_PATH "bottle/spec"
+#define INITRAMFS_ETC_DIR "bottle/etc"
+#define INITRAMFS_ETC_FILE_MAX (8u * 1024 * 1024) /* one copied /etc file */
+
+struct initramfs_bottle {
+    const void *spec; /* encoded spec (bottle_spec_encode), not empty */
+    size_t spec_len;
+    const char *host_etc; /* "/etc" normally (tests may point elsewhere); NULL: no files */
+};
+
+int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,
+                           struct buf *out);
+/* As initramfs_write(), with the bottle's files. */
+int initramfs_write_bottle(const char *init_path, const struct initramfs_bottle *b,
+                           const char *out_path);
