@@ -115,6 +115,32 @@ static int lock_held(const char *path)
     return errno == EWOULDBLOCK ? 1 : -errno;
 }
 
+/*
+ * The lock over the bottles directory (bottles/.lock, LOCK_EX), held while a bottle's
+ * directory is created and locked, while stale ones are reclaimed and while one is removed.
+ * Without it a reclaim could remove a directory between another supervisor's mkdir and its
+ * lock, or, having found a new lock file not yet flock'ed, delete a live bottle's state.
+ * Every holder keeps it for a few syscalls only. Returns the fd or -errno.
+ */
+static int bottles_lock(const struct state *st)
+{
+    char p[sizeof(st->bottles) + 8];
+    int fd, r;
+
+    r = str_printf(p, sizeof(p), "%s/.lock", st->bottles);
+    if (r < 0)
+        return r;
+    fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    if (RETRY_EINTR(flock(fd, LOCK_EX)) < 0) {
+        r = -errno;
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
 static int reclaim_locked(const struct state *st)
 {
     DIR *d = opendir(st->bottles);
@@ -146,18 +172,26 @@ static int reclaim_locked(const struct state *st)
 
 int state_reclaim_stale(const struct state *st)
 {
+    _cleanup_close_ int lk = bottles_lock(st);
+
+    if (lk < 0)
+        return lk;
     return reclaim_locked(st);
 }
 
 int state_bottle_create(const struct state *st, const char *name, struct state_bottle *ret)
 {
     char lock[sizeof(ret->dir) + 8];
+    _cleanup_close_ int lk = -1;
     int r;
 
     memset(ret, 0, sizeof(*ret));
     ret->lock_fd = -1;
     if (!state_name_valid(name))
         return -EINVAL;
+    lk = bottles_lock(st);
+    if (lk < 0)
+        return lk;
     (void)reclaim_locked(st);
     if ((r = str_printf(ret->name, sizeof(ret->name), "%s", name)) < 0 ||
         (r = state_bottle_path(st, name, NULL, ret->dir, sizeof(ret->dir))) < 0 ||
@@ -171,7 +205,11 @@ int state_bottle_create(const struct state *st, const char *name, struct state_b
     ret->lock_fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ret->lock_fd < 0 || flock(ret->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         r = -errno;
-        state_bottle_remove(st, ret);
+        remove_state_dir(ret->dir);
+        ret->dir[0] = '\0';
+        if (ret->lock_fd >= 0)
+            close(ret->lock_fd);
+        ret->lock_fd = -1;
         return r;
     }
     return 0;
@@ -179,7 +217,10 @@ int state_bottle_create(const struct state *st, const char *name, struct state_b
 
 void state_bottle_remove(const struct state *st, struct state_bottle *b)
 {
-    (void)st;
+    /* under the bottles lock too: a bottle of the same name created meanwhile never sees
+     * our half-removed directory (it would be refused as running) */
+    _cleanup_close_ int lk = b->dir[0] ? bottles_lock(st) : -1;
+
     if (b->dir[0])
         remove_state_dir(b->dir);
     b->dir[0] = '\0';
@@ -269,16 +310,28 @@ int state_bottle_running(const struct state *st, const char *name)
     return r == -ENOENT ? 0 : r;
 }
 
-static int cmp_names(const void *a, const void *b)
+/* Insert name into the sorted names[0..*n) keeping the max smallest. */
+static void insert_sorted(char (*names)[BOTTLE_SPEC_MAX_NAME + 1], size_t max, size_t *n,
+                          const char *name)
 {
-    return strcmp(a, b);
+    size_t i = *n < max ? *n : max;
+
+    if (max == 0 || (i == max && strcmp(name, names[max - 1]) >= 0))
+        return;
+    if (i == max)
+        i--;
+    for (; i > 0 && strcmp(names[i - 1], name) > 0; i--)
+        memcpy(names[i], names[i - 1], sizeof(names[i]));
+    copy_str(names[i], sizeof(names[i]), name);
+    if (*n < max)
+        (*n)++;
 }
 
 int state_list(const struct state *st, char (*names)[BOTTLE_SPEC_MAX_NAME + 1], size_t max)
 {
     DIR *d = opendir(st->bottles);
     struct dirent *de;
-    size_t n = 0;
+    size_t n = 0, kept = 0;
 
     if (!d)
         return -errno;
@@ -286,11 +339,9 @@ int state_list(const struct state *st, char (*names)[BOTTLE_SPEC_MAX_NAME + 1], 
         if (de->d_name[0] == '.' || !state_name_valid(de->d_name) ||
             state_bottle_running(st, de->d_name) != 1)
             continue;
-        if (n < max)
-            copy_str(names[n], sizeof(names[n]), de->d_name);
+        insert_sorted(names, max, &kept, de->d_name);
         n++;
     }
     closedir(d);
-    qsort(names, n < max ? n : max, sizeof(names[0]), cmp_names);
     return (int)(n > INT32_MAX ? INT32_MAX : n);
 }

@@ -97,7 +97,7 @@ int state_info_read(const struct state *st, const char *name, struct state_info 
 int state_bottle_running(const struct state *st, const char *name);
 
 /*
- * Names of running bottles, sorted, into names (each at most BOTTLE_SPEC_MAX_NAME + 1 bytes,
- * at most max of them). Returns the count (may exceed max: only max are written) or -errno.
+ * Names of running bottles into names: the first max of them in sorted order. Returns the count
+ * (may exceed max: only max are written) or -errno.
  */
 int state_list(const struct state *st, char (*names)[BOTTLE_SPEC_MAX_NAME + 1], size_t max);
