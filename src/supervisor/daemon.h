@@ -31,6 +31,7 @@ struct egress_daemon {
     pid_t pid;   /* 0: not running */
     int pidfd;   /* -1: none; watch it for the daemon's death */
     int handoff; /* the bottle's end of the hand-off socket (channel/handoff.h), or -1 */
+    int control; /* our end of the daemon's control socket (egress/egress.h), or -1 */
 };
 
 /* The DNS port the daemon listens on, on the host. */
@@ -41,5 +42,13 @@ int daemon_host_dns_port(void);
  * -errno after logging why (the daemon is then stopped again).
  */
 int daemon_start(const struct daemon_config *c, struct egress_daemon *d);
+/*
+ * Change the running daemon's policy: verb "allow" or "deny" (remove an allow pattern) and a
+ * pattern (policy.h grammar). Waits up to 2 s for the daemon's answer (the loop is blocked that
+ * long at most; the daemon answers at once). Returns 0; -EINVAL with the daemon's reason in
+ * reterr; -ETIMEDOUT, -ENOTCONN or -errno.
+ */
+int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,
+                         char *reterr, size_t errsize);
 /* SIGTERM, SIGKILL after 3 s, reap; close what d holds. Accepts a never-started one. */
 void daemon_stop(struct egress_daemon *d);

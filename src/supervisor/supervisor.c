@@ -21,6 +21,7 @@
 #include "common/str.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/control.h"
 #include "supervisor/daemon.h"
 #include "supervisor/notice.h"
 #include "supervisor/state.h"
@@ -54,7 +55,8 @@ struct sv {
     struct stdio_relay pipes;
     int devnull;
 
-    struct notice notice; /* the blocked-host notices (notice.h) */
+    struct notice notice;           /* the blocked-host notices (notice.h) */
+    struct control_server *control; /* bottles/NAME/control (control.h) */
 
     struct protect_plan protect; /* read-only workspace paths and their placeholders */
 
@@ -192,6 +194,49 @@ static void on_channel_dead(void *ud, int err)
     if (s->stopping || s->done)
         return;
     log_debug("channel closed (%s)", strerror(-err));
+}
+
+/* A request on the control socket (control.h), from a process of our own user or root. */
+static int on_control(void *ud, const struct control_request *req, json_t *reply)
+{
+    struct sv *s = ud;
+    const char *state = !s->started.pid ? "starting"
+                        : s->done       ? "exited"
+                        : s->stopping   ? "stopping"
+                                        : "running";
+
+    switch (req->cmd) {
+    case CONTROL_STATUS:
+        json_object_set_new(reply, "name", json_string(s->name));
+        json_object_set_new(reply, "backend", json_string(s->be ? s->be->name : ""));
+        json_object_set_new(reply, "alias", json_string(s->alias.text));
+        json_object_set_new(reply, "pid", json_integer(getpid()));
+        json_object_set_new(reply, "bottle_pid", json_integer(s->started.pid));
+        json_object_set_new(reply, "daemon_pid", json_integer(s->daemon.pid));
+        json_object_set_new(reply, "state", json_string(state));
+        return 0;
+    case CONTROL_STOP:
+        if (!s->started.pid) {
+            json_object_set_new(reply, "error", json_string("the bottle is still starting"));
+            return -EAGAIN;
+        }
+        log_info("stop requested through the control socket");
+        request_stop(s);
+        return 0;
+    case CONTROL_ALLOW: {
+        char why[256];
+        int r = daemon_policy_change(&s->daemon, "allow", req->pattern, why, sizeof(why));
+        if (r < 0) {
+            json_object_set_new(reply, "error", json_string(r == -EINVAL ? why : strerror(-r)));
+            return r;
+        }
+        log_info("allowed %s through the control socket", req->pattern);
+        return 0;
+    }
+    case CONTROL_CMD_MAX:
+    default:
+        return -EINVAL;
+    }
 }
 
 static void on_signal(struct loop *l, int signo, void *ud)
@@ -357,13 +402,10 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     return 0;
 }
 
-static int start_bottle(struct sv *s)
+/* Choose the backend (before the daemon starts). */
+static int select_backend(struct sv *s)
 {
-    struct bottle_spec spec;
-    struct backend_create_args ca = { 0 };
     struct backend_probe probe = { 0 };
-    struct channel_host_config hc = { 0 };
-    char addr[64];
     int r;
 
     r = backend_select(s->o->backend, NULL, &s->be, &probe);
@@ -375,6 +417,17 @@ static int start_bottle(struct sv *s)
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
     }
+    return 0;
+}
+
+static int start_bottle(struct sv *s)
+{
+    struct bottle_spec spec;
+    struct backend_create_args ca = { 0 };
+    struct channel_host_config hc = { 0 };
+    char addr[64];
+    int r;
+
     r = build_spec(s, &spec);
     if (r < 0) {
         bottle_spec_done(&spec);
@@ -401,7 +454,8 @@ static int start_bottle(struct sv *s)
     if (r < 0)
         return r;
     /* bottle-init has its copy; ours would keep the socket open after the bottle is gone. */
-    close(s->daemon.handoff);
+    if (s->daemon.handoff >= 0)
+        close(s->daemon.handoff);
     s->daemon.handoff = -1;
     if (s->use_tty) {
         /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
@@ -428,9 +482,10 @@ static int start_bottle(struct sv *s)
 
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
-    struct sv s = {
-        .o = o, .status = 125, .daemon = { .pidfd = -1, .handoff = -1 }, .notice = { .fd = -1 }
-    };
+    struct sv s = { .o = o,
+                    .status = 125,
+                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
+                    .notice = { .fd = -1 } };
     int r;
 
     s.alias.lock_fd = -1;
@@ -447,6 +502,17 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     if (r < 0)
         goto out;
     loop_timer_init(&s.kill_timer, on_kill_timer, &s);
+    /* The control socket lives in the state directory, which no bottle ever sees (the state
+     * root is not mounted into any bottle). */
+    r = control_listen(s.sb.dir);
+    if (r < 0 || (r = control_server_new(s.loop, r, on_control, &s, &s.control)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "cannot create the control socket in %s", s.sb.dir);
+        goto out;
+    }
+
+    r = select_backend(&s);
+    if (r < 0)
+        goto out;
 
     /* The audit log: created now so we can follow it from the start. */
     r = notice_open(&s.notice, s.audit);
@@ -530,6 +596,7 @@ out:
         tty_relay_done(&s.tty);
     stdio_relay_done(&s.pipes);
     channel_host_relay_free(s.relay);
+    s.control = control_server_free(s.control);
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
     {
