@@ -17,7 +17,6 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"
-#include "common/pidfd.h"
 #include "common/str.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
@@ -135,8 +134,9 @@ static void request_stop(struct sv *s)
     if (s->stopping || !s->started.pid)
         return;
     s->stopping = true;
-    /* bottle-init forwards SIGTERM to the command; if it lingers, it is killed. */
-    (void)bb_pidfd_send_signal(s->started.pidfd, SIGTERM);
+    /* Never blocks (namespace: SIGTERM to bottle-init, which forwards it to the command); if
+     * the bottle lingers, it is killed. */
+    (void)s->be->request_stop(s->bottle);
     loop_timer_set_in(s->loop, &s->kill_timer, STOP_GRACE_MS);
 }
 
@@ -144,7 +144,7 @@ static void on_kill_timer(struct loop_timer *t)
 {
     struct sv *s = t->userdata;
     log_warn("the bottle did not stop within %d s; killing it", STOP_GRACE_MS / 1000);
-    (void)bb_pidfd_send_signal(s->started.pidfd, SIGKILL);
+    (void)s->be->kill(s->bottle);
 }
 
 static void on_bottle_exit(struct loop_source *src, uint32_t ev)
@@ -214,6 +214,8 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
         json_object_set_new(reply, "bottle_pid", json_integer(s->started.pid));
         json_object_set_new(reply, "daemon_pid", json_integer(s->daemon.pid));
         json_object_set_new(reply, "state", json_string(state));
+        json_object_set_new(reply, "shares_host_kernel",
+                            json_boolean(s->be && (s->be->flags & BACKEND_SHARES_HOST_KERNEL)));
         return 0;
     case CONTROL_STOP:
         if (!s->started.pid) {
@@ -402,7 +404,7 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     return 0;
 }
 
-/* Choose the backend (before the daemon starts). */
+/* Choose the backend (before the daemon: its flags say what the daemon needs). */
 static int select_backend(struct sv *s)
 {
     struct backend_probe probe = { 0 };
@@ -416,6 +418,12 @@ static int select_backend(struct sv *s)
     if (r < 0) {
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
+    }
+    if (s->be->flags & BACKEND_DAEMON_ELSEWHERE) {
+        log_error("the %s backend runs its egress daemon elsewhere, which 'run' does not "
+                  "support yet; use --backend namespace",
+                  s->be->name);
+        return -EOPNOTSUPP;
     }
     return 0;
 }
@@ -436,7 +444,7 @@ static int start_bottle(struct sv *s)
     ca.spec = &spec;
     ca.paths.init = s->o->init_path;
     ca.cpus_milli = s->o->cpus_milli;
-    ca.handoff_fd = s->daemon.handoff;
+    ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;
     ca.memory_bytes = s->o->memory_bytes;
     ca.pids_max = s->o->pids_max;
     if (s->use_tty) {
@@ -464,6 +472,8 @@ static int start_bottle(struct sv *s)
     } else {
         stdio_relay_close_child(&s->pipes); /* EOF on the pipes = the bottle is gone */
     }
+    if (!(s->be->flags & BACKEND_HAS_CHANNEL))
+        goto watch;
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
     net_addr_parse(addr, 0, &hc.proxy);
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, daemon_host_dns_port());
@@ -474,6 +484,7 @@ static int start_bottle(struct sv *s)
     s->started.channel_fd = -1;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+watch:
     r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot watch the bottle");
@@ -539,7 +550,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .audit = s.audit,
                                     .extra = &o->daemon_args,
                                     .devnull = s.devnull,
-                                    .handoff = true };
+                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
         r = daemon_start(&dc, &s.daemon);
     }
     if (r < 0)

@@ -42,6 +42,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/pidfd.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 
@@ -161,11 +162,6 @@ int ns_find_init(const char *explicit, char *buf, size_t size)
 static long sys_clone3(struct clone_args *args)
 {
     return syscall(SYS_clone3, args, sizeof(*args));
-}
-
-static int pidfd_signal(int pidfd, int sig)
-{
-    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
 }
 
 /* ---- probe ---- */
@@ -545,7 +541,7 @@ out:
             close(err_p[i]);
     }
     if (r < 0 && b->pid > 0) {
-        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
         (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
         b->reaped = true;
         b->status = 125;
@@ -571,27 +567,31 @@ static int ns_wait(struct bottle *bb, int *ret_status)
     return 0;
 }
 
-static int ns_stop(struct bottle *bb, int timeout_ms)
+static int ns_signal(struct bottle *bb, int sig)
 {
     struct ns_bottle *b = ns_of(bb);
-    struct pollfd pfd;
     int r;
 
     if (b->pid <= 0 || b->reaped)
         return 0;
-    /* bottle-init forwards SIGTERM to the command and exits with its status. */
-    r = pidfd_signal(b->pidfd, SIGTERM);
-    if (r < 0 && r != -ESRCH)
-        return r;
-    pfd = (struct pollfd){ .fd = b->pidfd, .events = POLLIN };
-    r = RETRY_EINTR(poll(&pfd, 1, timeout_ms));
-    if (r == 0) {
-        log_warn("bottle did not stop within %d ms; killing it", timeout_ms);
-        r = pidfd_signal(b->pidfd, SIGKILL);
-        if (r < 0 && r != -ESRCH)
-            return r;
-    }
+    r = bb_pidfd_send_signal(b->pidfd, sig);
+    if (r == -ESRCH)
+        return 0; /* exited, not reaped yet */
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "namespace backend: signalling bottle-init (pid %d)",
+                         (int)b->pid);
     return 0;
+}
+
+/* bottle-init forwards SIGTERM to the command and exits with its status. */
+static int ns_request_stop(struct bottle *bb)
+{
+    return ns_signal(bb, SIGTERM);
+}
+
+static int ns_kill(struct bottle *bb)
+{
+    return ns_signal(bb, SIGKILL);
 }
 
 static void ns_destroy(struct bottle *bb)
@@ -603,7 +603,7 @@ static void ns_destroy(struct bottle *bb)
         return;
     b = ns_of(bb);
     if (b->pid > 0 && !b->reaped) {
-        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
         (void)ns_wait(bb, &status);
     }
     if (b->pidfd >= 0)
@@ -621,11 +621,16 @@ static void ns_destroy(struct bottle *bb)
 const struct backend_ops backend_namespace_ops = {
     .name = "namespace",
     .summary = "Linux namespaces + seccomp, no VM (user, mount, pid, net, ipc, uts, cgroup)",
+    .flags = BACKEND_SHARES_HOST_KERNEL | BACKEND_NEEDS_HANDOFF | BACKEND_HAS_CHANNEL,
     .probe = ns_probe,
     .create = ns_create,
     .start = ns_start,
-    .exec = NULL,
     .wait = ns_wait,
-    .stop = ns_stop,
+    .request_stop = ns_request_stop,
+    .kill = ns_kill,
+    /* Not yet: it would join the bottle's namespaces via setns on bottle-init's pidfd and
+     * apply the command's confinement (guest/seccomp-filter.c, no capabilities,
+     * no_new_privs). */
+    .exec = NULL,
     .destroy = ns_destroy,
 };
