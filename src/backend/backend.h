@@ -102,8 +102,10 @@ struct backend_exec_args {
     bool tty;
 };
 
-/* A running exec'd command; the backend's own type. */
-struct backend_exec;
+/* A running exec'd command: backends embed this as the first member of their own state. */
+struct backend_exec {
+    const struct backend_ops *ops;
+};
 
 /* A bottle: backends embed this as the first member of their own state. */
 struct bottle {
@@ -133,8 +135,9 @@ struct backend_ops {
     /*
      * Run a command in the running bottle with the bottle's confinement (namespace: join its
      * namespaces through bottle-init's pidfd, the same seccomp filter, no capabilities,
-     * no_new_privs). Returns 0 and *ret, or -errno (logged). NULL: not supported by this
-     * backend yet -- the namespace backend does not implement it yet either.
+     * no_new_privs, in the bottle's cgroup, with the bottle's environment plus args->env).
+     * Returns 0 and *ret once the command was exec'd, or -errno (logged; -ENOENT/-EACCES: the
+     * command was not found / not executable). NULL: not supported by this backend.
      */
     int (*exec)(struct bottle *b, const struct backend_exec_args *args, struct backend_exec **ret);
     /* The exec'd command's pidfd (owned by e): poll it on the loop. */
