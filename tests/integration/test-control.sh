@@ -80,4 +80,69 @@ like "stop is acknowledged" "$out" '"ok": true'
 for _ in $(seq 100); do [ -s "$T/rc" ] && break; sleep 0.1; done
 like "... and the bottle ends (SIGTERM to its command: 143)" "$(cat "$T/rc" 2>/dev/null)" 'rc=143'
 check "its state directory (and socket) is gone" test ! -e "$BOT_BOTTLE_STATE_DIR/bottles/ctl"
+
+# --- the daemon's control fd on its own (`bot-bottle egress --control-fd`): allow, deny,
+# errors, a tunnel opened before the changes keeps working, changes survive a SIGHUP reload
+PX=$(free_port)
+"$PY" - "$BB" "$PX" "$HTTP" "$DNS" "$T" >"$T/egress-ctl.out" 2>"$T/egress-ctl.err" <<'PY'
+import signal, socket, subprocess, sys, time
+bb, px, http, dns, t = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+d = subprocess.Popen([bb, "egress", "--quiet", "--listen", "127.0.0.1:%d" % px,
+                      "--control-fd", str(theirs.fileno()), "--allow", "allowed.test:" + http,
+                      "--allow-cidr", "127.0.0.1/32", "--upstream-dns", "127.0.0.1:" + dns,
+                      "--audit", t + "/egress-ctl.audit"], pass_fds=[theirs.fileno()])
+theirs.close()
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", px)).close(); break
+    except OSError:
+        time.sleep(0.05)
+def ctl(msg):
+    ours.send(msg.encode()); ours.settimeout(5)
+    print("ctl %s -> %s" % (msg, ours.recv(4096).decode()))
+def get(host):
+    s = socket.create_connection(("127.0.0.1", px)); s.settimeout(10)
+    s.sendall(b"GET http://%s:%s/hello HTTP/1.1\r\nHost: %s:%s\r\nConnection: close\r\n\r\n"
+              % (host.encode(), http.encode(), host.encode(), http.encode()))
+    r = b""
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        r += c
+    return r.split(b"\r\n")[0].decode()
+tun = socket.create_connection(("127.0.0.1", px)); tun.settimeout(10)
+tun.sendall(b"CONNECT allowed.test:%s HTTP/1.1\r\nHost: allowed.test:%s\r\n\r\n" % (http.encode(), http.encode()))
+print("tunnel", tun.recv(200).split(b"\r\n")[0].decode())
+print("late before", get("late.test"))
+ctl("allow late.test:" + http)
+print("late after allow", get("late.test"))
+ctl("deny allowed.test:" + http)
+print("allowed after deny", get("allowed.test"))
+tun.sendall(b"GET /hello HTTP/1.0\r\nHost: allowed.test\r\n\r\n")
+print("tunnel after changes", tun.recv(200).split(b"\r\n")[0].decode())
+ctl("deny nothere.test")
+ctl("allow *")
+ctl("reboot now")
+d.send_signal(signal.SIGHUP); time.sleep(0.5)
+print("late after reload", get("late.test"))
+print("allowed after reload", get("allowed.test"))
+d.terminate(); print("exit", d.wait(10))
+PY
+out=$(cat "$T/egress-ctl.out")
+like "egress: a tunnel is open" "$out" "tunnel HTTP/1.1 200"
+like "egress: late.test refused at first" "$out" "late before HTTP/1.1 403"
+like "egress: allow over the control fd answers ok" "$out" "ctl allow late.test:$HTTP -> ok"
+like "egress: ... and late.test is reached" "$out" "late after allow HTTP/1.1 200"
+like "egress: deny removes a pattern" "$out" "allowed after deny HTTP/1.1 403"
+like "egress: the tunnel opened before both changes still works" "$out" \
+    "tunnel after changes HTTP/1.[01] 200"
+like "egress: deny of a pattern not in force is an error" "$out" \
+    "ctl deny nothere.test -> error no such allow pattern"
+like "egress: a bad pattern is refused" "$out" "ctl allow \* -> error '\*' alone"
+like "egress: an unknown request is refused" "$out" "ctl reboot now -> error unknown request"
+like "egress: after SIGHUP the run-time allow is still in force" "$out" \
+    "late after reload HTTP/1.1 200"
+like "egress: ... and so is the deny" "$out" "allowed after reload HTTP/1.1 403"
+like "egress: it stops cleanly" "$out" "exit 0"
 done_testing
