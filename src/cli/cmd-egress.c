@@ -23,6 +23,7 @@ enum {
     OPT_DRAIN_TIMEOUT,
     OPT_HANDOFF_FD,
     OPT_AUDIT_MAX_SIZE,
+    OPT_CONTROL_FD,
 };
 
 static void usage(FILE *f)
@@ -55,6 +56,8 @@ static void usage(FILE *f)
             "  --ready-fd FD            write \"ready\" to FD once listening, then close it\n"
             "  --handoff-fd FD          a SOCK_SEQPACKET socket over which the bottle hands over\n"
             "                           its proxy connections (docs/channel.md)\n"
+            "  --control-fd FD          a SOCK_SEQPACKET socket over which the supervisor\n"
+            "                           adds or removes allow patterns (docs/supervisor.md)\n"
             "  --config-sha256 HEX      the -c FILE just before must have this SHA-256, at start\n"
             "                           and at every reload (else the reload is refused)\n"
             "  --no-default-config      read only the -c files; never search for one\n"
@@ -125,6 +128,7 @@ int cmd_egress(int argc, char **argv)
         { "max-conns", required_argument, NULL, OPT_MAX_CONNS },
         { "handoff-fd", required_argument, NULL, OPT_HANDOFF_FD },
         { "audit-max-size", required_argument, NULL, OPT_AUDIT_MAX_SIZE },
+        { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -174,6 +178,15 @@ int cmd_egress(int argc, char **argv)
                 goto out;
             }
             o.handoff_fd = (int)v;
+            break;
+        }
+        case OPT_CONTROL_FD: {
+            uint64_t v;
+            if (str_to_u64_cstr(optarg, 65535, &v) < 0 || v <= 2) {
+                log_error("--control-fd '%s': expected a file descriptor number above 2", optarg);
+                goto out;
+            }
+            o.control_fd = (int)v;
             break;
         }
         case OPT_HEAD_TIMEOUT:

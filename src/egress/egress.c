@@ -4,10 +4,13 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/str.h"
+#include "config/config.h"
 #include "channel/handoff.h"
 #include "dns/filter.h"
 #include "egress/confine.h"
@@ -24,6 +27,8 @@ struct egress {
     struct dns_filter *dns;
     struct loop_timer drain_timer;
     struct loop_source handoff_src;
+    struct loop_source control_src;
+    struct strv changes; /* "allow X" / "deny X" received on the control fd, in order */
     bool stopping;
 };
 
@@ -35,6 +40,108 @@ void egress_options_default(struct egress_options *ret)
     ret->audit_max_size = AUDIT_DEFAULT_MAX_SIZE;
     ret->ready_fd = -1;
     ret->handoff_fd = -1;
+    ret->control_fd = -1;
+}
+
+/* Put np in force (the old policy is freed). Connections read the policy at each decision and
+ * keep no pointer to it, so none is dropped. */
+static void swap_policy(struct egress *e, struct policy *np)
+{
+    proxy_set_policy(e->proxy, np);
+    if (e->dns)
+        dns_filter_set_policy(e->dns, np);
+    policy_free(e->policy);
+    e->policy = np;
+}
+
+/*
+ * Apply one change ("allow X" / "deny X") to p, giving a new policy in *ret. Returns 0, or
+ * -EINVAL with *reterr_msg.
+ */
+static int apply_change(const struct policy *p, const char *change, struct policy **ret,
+                        const char **reterr_msg)
+{
+    struct policy *np;
+    const char *arg;
+
+    if (strncmp(change, "allow ", 6) == 0) {
+        arg = change + 6;
+        np = policy_copy(p, NULL);
+        if (policy_add_allow(np, arg, strlen(arg), reterr_msg) < 0) {
+            policy_free(np);
+            return -EINVAL;
+        }
+    } else if (strncmp(change, "deny ", 5) == 0) {
+        /* the pattern as the policy stores it (normalised) */
+        struct policy *one = policy_new();
+        bool found = false;
+        arg = change + 5;
+        if (policy_add_allow(one, arg, strlen(arg), reterr_msg) < 0) {
+            policy_free(one);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < policy_n_allow(p); i++)
+            if (strcmp(policy_allow_text(p, i), policy_allow_text(one, 0)) == 0)
+                found = true;
+        if (!found) {
+            policy_free(one);
+            *reterr_msg = "no such allow pattern in force";
+            return -ENOENT;
+        }
+        np = policy_copy(p, policy_allow_text(one, 0));
+        policy_free(one);
+    } else {
+        *reterr_msg = "unknown request (allow PATTERN, deny PATTERN)";
+        return -EINVAL;
+    }
+    *ret = np;
+    return 0;
+}
+
+static void control_reply(int fd, const char *msg)
+{
+    (void)!send(fd, msg, strnlen(msg, EGRESS_CONTROL_MAX), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* A policy change from the supervisor. */
+static void on_control(struct loop_source *src, uint32_t events)
+{
+    struct egress *e = src->userdata;
+    char req[EGRESS_CONTROL_MAX + 1], reply[EGRESS_CONTROL_MAX];
+    (void)events;
+
+    for (int i = 0; i < 16; i++) {
+        struct policy *np = NULL;
+        const char *why = NULL;
+        ssize_t n = recv(src->fd, req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n <= 0) {
+            /* the supervisor is gone (it kills us too) or the socket broke */
+            loop_del(e->loop, src);
+            return;
+        }
+        if ((size_t)n > EGRESS_CONTROL_MAX || memchr(req, '\0', (size_t)n)) {
+            control_reply(src->fd, "error request too long or not text");
+            continue;
+        }
+        req[n] = '\0';
+        if (e->changes.n >= BB_MAX_PATTERNS) {
+            control_reply(src->fd, "error too many run-time changes");
+            continue;
+        }
+        if (apply_change(e->policy, req, &np, &why) < 0) {
+            (void)str_printf(reply, sizeof(reply), "error %s", why);
+            control_reply(src->fd, reply);
+            continue;
+        }
+        swap_policy(e, np);
+        strv_push(&e->changes, req);
+        log_info("egress: policy changed by the supervisor (%s; %zu allow patterns)", req,
+                 policy_n_allow(np));
+        (void)str_printf(reply, sizeof(reply), "ok %zu", policy_n_allow(np));
+        control_reply(src->fd, reply);
+    }
 }
 
 static void on_hup(struct loop *l, int signo, void *ud)
@@ -52,12 +159,18 @@ static void on_hup(struct loop *l, int signo, void *ud)
         log_warn("egress: reload failed; the previous policy stays in force");
         return;
     }
-    /* Connections read the policy at each decision and keep no pointer to it. */
-    proxy_set_policy(e->proxy, np);
-    if (e->dns)
-        dns_filter_set_policy(e->dns, np);
-    policy_free(e->policy);
-    e->policy = np;
+    /* The supervisor's run-time changes stay in force on top of the files. */
+    for (size_t i = 0; i < e->changes.n; i++) {
+        struct policy *next = NULL;
+        const char *why;
+        if (apply_change(np, e->changes.v[i], &next, &why) < 0) {
+            log_warn("egress: after the reload, '%s' no longer applies (%s)", e->changes.v[i], why);
+            continue;
+        }
+        policy_free(np);
+        np = next;
+    }
+    swap_policy(e, np);
     log_info("egress: policy reloaded (%zu allow patterns, %zu allow_cidr)", policy_n_allow(np),
              policy_n_cidr(np));
 }
@@ -175,6 +288,14 @@ int egress_run(const struct egress_options *o, struct policy *policy)
             goto out;
         }
     }
+    if (o->control_fd >= 0) {
+        fd_set_nonblock(o->control_fd, true);
+        r = loop_add(e.loop, &e.control_src, o->control_fd, EPOLLIN, on_control, &e);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the control socket");
+            goto out;
+        }
+    }
     if ((r = loop_add_signal(e.loop, SIGHUP, on_hup, &e)) < 0 ||
         (r = loop_add_signal(e.loop, SIGTERM, on_term, &e)) < 0 ||
         (r = loop_add_signal(e.loop, SIGINT, on_term, &e)) < 0) {
@@ -201,10 +322,15 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     }
     r = loop_run(e.loop);
 out:
-    if (e.loop)
+    if (e.loop) {
         loop_del(e.loop, &e.handoff_src);
+        loop_del(e.loop, &e.control_src);
+    }
     if (o->handoff_fd >= 0)
         close(o->handoff_fd);
+    if (o->control_fd >= 0)
+        close(o->control_fd);
+    strv_done(&e.changes);
     proxy_free(e.proxy);
     dns_filter_free(e.dns);
     resolver_free(e.res);

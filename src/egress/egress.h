@@ -3,6 +3,13 @@
  * log and its policy. SIGHUP reloads the policy (through the caller's reload function) and
  * reopens the audit file; SIGTERM/SIGINT stop accepting, let live connections finish for up to
  * drain_timeout_ms, then exit.
+ *
+ * The control fd (--control-fd): one request per SOCK_SEQPACKET message, one reply each.
+ *   "allow PATTERN"  add an allow pattern      "deny PATTERN"  remove one
+ *   reply "ok N" (N allow patterns now) or "error WHY"
+ * A change builds a new policy from the one in force and swaps it in exactly like a SIGHUP
+ * reload: connections read the policy at each decision, none is dropped. The changes are
+ * kept and applied again on top of every SIGHUP reload, in order.
  */
 #pragma once
 
@@ -28,11 +35,16 @@ struct egress_options {
     /* >= 0: a SOCK_SEQPACKET socket over which the bottle hands over proxy connections
      * (channel/handoff.h); owned by the daemon. -1: none. */
     int handoff_fd;
+    /* >= 0: a SOCK_SEQPACKET socket to the supervisor over which it changes the policy at run
+     * time (egress_control below); owned by the daemon. -1: none. */
+    int control_fd;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
      * policy then stays in force. */
     int (*reload)(void *userdata, struct policy **ret);
     void *reload_userdata;
 };
+
+#define EGRESS_CONTROL_MAX 2048 /* bytes of one control request or reply */
 
 void egress_options_default(struct egress_options *ret);
 

@@ -176,6 +176,22 @@ const char *policy_allow_text(const struct policy *p, size_t i)
     return p->texts[i];
 }
 
+struct policy *policy_copy(const struct policy *p, const char *without)
+{
+    struct policy *c = policy_new();
+    const char *why;
+
+    for (size_t i = 0; p && i < p->n_texts; i++)
+        if (!without || strcmp(p->texts[i], without) != 0)
+            (void)policy_add_allow(c, p->texts[i], strlen(p->texts[i]), &why); /* valid */
+    if (p && p->n_cidrs) {
+        c->cidrs = xmalloc(p->n_cidrs * sizeof(*c->cidrs));
+        memcpy(c->cidrs, p->cidrs, p->n_cidrs * sizeof(*c->cidrs));
+        c->n_cidrs = p->n_cidrs;
+    }
+    return c;
+}
+
 static bool entry_has_port(const struct name_entry *e, uint16_t port)
 {
     for (size_t i = 0; i < e->n_ports; i++)

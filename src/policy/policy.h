@@ -97,6 +97,10 @@ size_t policy_n_cidr(const struct policy *p);
 /* Pattern i in its normalised text form (for `logs`, `ls`, errors). */
 const char *policy_allow_text(const struct policy *p, size_t i);
 
+/* A new policy with p's allow patterns and allow_cidr entries, leaving out the pattern whose
+ * normalised text (policy_allow_text) is `without` (NULL: none). Never NULL (aborts on OOM). */
+struct policy *policy_copy(const struct policy *p, const char *without);
+
 /*
  * Decide on a target before resolution.
  *  - HOST_NAME: V_ALLOW when a pattern matches the name and the port (port 0 = "any port", used

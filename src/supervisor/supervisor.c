@@ -1,21 +1,14 @@
 #include "supervisor/supervisor.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
-#include <poll.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -23,37 +16,30 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/loop.h"
+#include "common/macro.h"
 #include "common/str.h"
-#include "common/xalloc.h"
-#include "egress/egress.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/control.h"
+#include "supervisor/daemon.h"
+#include "supervisor/notice.h"
+#include "supervisor/state.h"
 #include "supervisor/stdio-relay.h"
 #include "supervisor/protect.h"
 #include "supervisor/tty.h"
 
-#define DAEMON_READY_TIMEOUT_MS 10000
-/* The host-side DNS port of the daemon. Inside the bottle the relay always listens on A:53
- * (the bottle owns its network namespace); on the host, ports below 1024 need privilege, so
- * an unprivileged supervisor's daemon listens on A:5353 instead. The alias is this bottle's
- * alone, so the port cannot collide with another bottle. */
-#define HOST_DNS_PORT_ROOT 53
-#define HOST_DNS_PORT_USER 5353
 #define STOP_GRACE_MS 5000
-#define AUDIT_POLL_MS 200
-#define MAX_NOTIFIED_HOSTS 256
 
 struct sv {
     const struct supervisor_opts *o;
-    char root[512], dir[700], aliases[600], audit[1024];
+    struct state st;        /* the state root (state.h) */
+    struct state_bottle sb; /* bottles/NAME, locked while we run */
+    char audit[1024];
     char name[BOTTLE_SPEC_MAX_NAME + 1];
-    int dir_lock;
     struct alias_lease alias;
     struct loop *loop;
 
-    pid_t daemon_pid;
-    int daemon_pidfd;
-    int handoff; /* the bottle's end of the connection hand-off socket (channel/handoff.h) */
+    struct egress_daemon daemon; /* daemon.h */
     struct loop_source daemon_src;
 
     const struct backend_ops *be;
@@ -68,12 +54,8 @@ struct sv {
     struct stdio_relay pipes;
     int devnull;
 
-    /* the blocked-request notices */
-    int audit_fd;
-    struct buf audit_tail;
-    struct loop_timer audit_timer;
-    char *notified[MAX_NOTIFIED_HOSTS];
-    size_t n_notified;
+    struct notice notice;           /* the blocked-host notices (notice.h) */
+    struct control_server *control; /* bottles/NAME/control (control.h) */
 
     struct protect_plan protect; /* read-only workspace paths and their placeholders */
 
@@ -83,126 +65,20 @@ struct sv {
     bool done;
 };
 
-static int pidfd_open_(pid_t pid)
-{
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-}
-
-static int pidfd_signal_(int pidfd, int sig)
-{
-    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
-}
-
-int supervisor_state_root(char *buf, size_t size)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-    const char *over = getenv("BOT_BOTTLE_STATE_DIR");
-    int r;
-
-    if (over && over[0] == '/')
-        r = str_printf(buf, size, "%s", over);
-    else if (geteuid() == 0)
-        r = str_printf(buf, size, "/run/bot-bottle");
-    else if (xdg && xdg[0] == '/')
-        r = str_printf(buf, size, "%s/bot-bottle", xdg);
-    else
-        r = str_printf(buf, size, "/tmp/bot-bottle-%u", (unsigned)geteuid());
-    return r;
-}
-
-static int mkdir_private(const char *path)
-{
-    struct stat st;
-
-    if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    /* Refuse a directory someone else planted for us (e.g. in /tmp). */
-    if (lstat(path, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0077))
-        return -EPERM;
-    return 0;
-}
-
-/* Remove a state directory's known files and the directory. */
-static void remove_state_dir(const char *dir)
-{
-    static const char *const files[] = { "info.json", ".info.json.tmp", "lock" };
-    char p[1024];
-
-    for (size_t i = 0; i < ARRAY_SIZE(files); i++)
-        if (str_printf(p, sizeof(p), "%s/%s", dir, files[i]) == 0)
-            unlink(p);
-    rmdir(dir);
-}
-
-/*
- * Bottles whose supervisor died (kill -9) leave their state directory behind, unlocked.
- * Their processes are gone already (PDEATHSIG), their alias lock was dropped by the kernel.
- */
-static void reclaim_stale(const char *bottles)
-{
-    DIR *d = opendir(bottles);
-    struct dirent *de;
-
-    if (!d)
-        return;
-    while ((de = readdir(d))) {
-        char dir[1024], lock[1100];
-        int fd;
-        if (de->d_name[0] == '.')
-            continue;
-        if (str_printf(dir, sizeof(dir), "%s/%s", bottles, de->d_name) < 0 ||
-            str_printf(lock, sizeof(lock), "%s/lock", dir) < 0)
-            continue;
-        fd = open(lock, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) {
-            remove_state_dir(dir); /* no lock file: a half-created directory */
-            continue;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-            log_info("removing stale state of bottle '%s' (its supervisor is gone)", de->d_name);
-            remove_state_dir(dir);
-        }
-        close(fd);
-    }
-    closedir(d);
-}
-
-static bool name_valid(const char *n)
-{
-    size_t len = strlen(n);
-
-    if (len == 0 || len > BOTTLE_SPEC_MAX_NAME || !ascii_isalnum(n[0]))
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!ascii_isalnum(n[i]) && n[i] != '-' && n[i] != '_' && n[i] != '.')
-            return false;
-    return true;
-}
-
 static int setup_state(struct sv *s)
 {
-    char bottles[600], logs[600];
     int r;
 
-    if ((r = supervisor_state_root(s->root, sizeof(s->root))) < 0)
+    r = state_open(NULL, true, &s->st);
+    if (r == -ENAMETOOLONG)
         return log_errno(LOG_LVL_ERROR, r, "state directory path too long");
-    if ((r = mkdir_private(s->root)) < 0)
+    if (r < 0)
         return log_errno(LOG_LVL_ERROR, r,
-                         "cannot use the state directory %s (it must be a directory owned by "
-                         "you, mode 0700)",
-                         s->root);
-    snprintf(bottles, sizeof(bottles), "%s/bottles", s->root);
-    snprintf(logs, sizeof(logs), "%s/logs", s->root);
-    snprintf(s->aliases, sizeof(s->aliases), "%s/aliases", s->root);
-    if ((r = mkdir_private(bottles)) < 0 || (r = mkdir_private(logs)) < 0 ||
-        (r = mkdir_private(s->aliases)) < 0)
-        return log_errno(LOG_LVL_ERROR, r, "cannot create the state directories under %s", s->root);
-    reclaim_stale(bottles);
-
+                         "cannot use the state directory %s (it and its bottles, logs and "
+                         "aliases directories must be owned by you, mode 0700)",
+                         s->st.root);
     if (s->o->name) {
-        if (!name_valid(s->o->name)) {
+        if (!state_name_valid(s->o->name)) {
             log_error("invalid bottle name '%s': use up to %d letters, digits, '-', '_' or '.', "
                       "starting with a letter or digit",
                       s->o->name, BOTTLE_SPEC_MAX_NAME);
@@ -215,26 +91,20 @@ static int setup_state(struct sv *s)
             rnd = (uint32_t)getpid();
         snprintf(s->name, sizeof(s->name), "bb-%06x", rnd & 0xffffff);
     }
-    snprintf(s->dir, sizeof(s->dir), "%s/%s", bottles, s->name);
-    if (mkdir(s->dir, 0700) < 0) {
-        if (errno == EEXIST) {
-            log_error("a bottle named '%s' is already running; choose another --name", s->name);
-            return -EEXIST;
-        }
-        return log_errno(LOG_LVL_ERROR, -errno, "cannot create %s", s->dir);
+    /* (reclaims the state of bottles whose supervisor is gone first) */
+    r = state_bottle_create(&s->st, s->name, &s->sb);
+    if (r == -EEXIST) {
+        log_error("a bottle named '%s' is already running; choose another --name", s->name);
+        return r;
     }
-    {
-        char lock[800];
-        snprintf(lock, sizeof(lock), "%s/lock", s->dir);
-        s->dir_lock = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (s->dir_lock < 0 || flock(s->dir_lock, LOCK_EX | LOCK_NB) < 0)
-            return log_errno(LOG_LVL_ERROR, -errno, "cannot lock %s", lock);
-    }
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot create the state of bottle '%s' in %s", s->name,
+                         s->st.bottles);
     if (s->o->audit_path)
         snprintf(s->audit, sizeof(s->audit), "%s", s->o->audit_path);
     else
-        snprintf(s->audit, sizeof(s->audit), "%s/%s.audit.log", logs, s->name);
-    r = alias_acquire(s->aliases, BOTTLE_PROXY_PORT, &s->alias);
+        snprintf(s->audit, sizeof(s->audit), "%s/%s.audit.log", s->st.logs, s->name);
+    r = alias_acquire(s->st.aliases, BOTTLE_PROXY_PORT, &s->alias);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot allocate a loopback alias in 127.77.0.0/16");
     return 0;
@@ -242,168 +112,19 @@ static int setup_state(struct sv *s)
 
 static void write_info(struct sv *s)
 {
-    char path[800], tmp[800];
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s}", "name", s->name, "backend",
-                          s->be ? s->be->name : "", "alias", s->alias.text, "pid", (int)getpid(),
-                          "bottle_pid", (int)s->started.pid, "daemon_pid", (int)s->daemon_pid,
-                          "audit", s->audit, "workspace", s->o->workspace);
-    if (!o)
-        return;
-    /* Written aside and renamed, so a reader never sees half a file. */
-    snprintf(tmp, sizeof(tmp), "%s/.info.json.tmp", s->dir);
-    snprintf(path, sizeof(path), "%s/info.json", s->dir);
-    if (json_dump_file(o, tmp, JSON_COMPACT) == 0)
-        rename(tmp, path);
-    json_decref(o);
-}
+    struct state_info i = { .pid = getpid(),
+                            .bottle_pid = s->started.pid,
+                            .daemon_pid = s->daemon.pid };
+    int r;
 
-/* ---------------------------------------------------------------- egress daemon */
-
-static int host_dns_port(void)
-{
-    return geteuid() == 0 ? HOST_DNS_PORT_ROOT : HOST_DNS_PORT_USER;
-}
-
-/*
- * The egress daemon parses what the bottle sends and must hold nothing of the host it does not
- * need (DESIGN.md: started by exec, empty environment, explicit fds). So it is a fork + exec of
- * this very binary (/proc/self/exe opened as O_PATH and execveat'd: the binary now at our path
- * on disk may have been replaced, the inode we run from cannot be) as `bot-bottle egress`,
- * with the policy as arguments (o->daemon_args: the config files with their pinned hashes,
- * the command line's patterns), an empty environment (it needs no variable: no HOME, no
- * XDG_CONFIG_HOME since it never searches for a config file, and it resolves through
- * --upstream-dns or /etc/resolv.conf), and exactly these descriptors:
- *   0 /dev/null, 1 /dev/null, 2 the supervisor's stderr (the daemon's fatal errors and reload
- *   refusals go there), 3 the ready pipe (--ready-fd 3), 4 the hand-off socket (--handoff-fd 4).
- */
-static int start_daemon(struct sv *s, struct policy *policy)
-{
-    _cleanup_close_ int exe = -1;
-    int pipefd[2], hand[2], r;
-    pid_t parent = getpid(), pid;
-    char listen[64], dns[64];
-    struct strv argv = { 0 };
-    char *const envp[] = { NULL };
-
-    policy_free(policy); /* the daemon builds the same policy from the same arguments */
-    exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
-    if (exe < 0)
-        return log_errno(LOG_LVL_ERROR, -errno,
-                         "cannot open /proc/self/exe to start the "
-                         "egress daemon");
-    snprintf(listen, sizeof(listen), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
-    snprintf(dns, sizeof(dns), "%s:%d", s->alias.text, host_dns_port());
-    strv_push(&argv, "bot-bottle");
-    strv_push(&argv, "egress");
-    /* the user sees the command, not the daemon (unless -v) */
-    strv_push(&argv, log_get_level() >= LOG_LVL_DEBUG ? "--verbose" : "--quiet");
-    strv_push(&argv, "--listen");
-    strv_push(&argv, listen);
-    strv_push(&argv, "--dns");
-    strv_push(&argv, dns);
-    strv_push(&argv, "--name");
-    strv_push(&argv, s->name);
-    strv_push(&argv, "--audit");
-    strv_push(&argv, s->audit);
-    strv_push(&argv, "--ready-fd");
-    strv_push(&argv, "3");
-    strv_push(&argv, "--handoff-fd");
-    strv_push(&argv, "4");
-    for (size_t i = 0; i < s->o->daemon_args.n; i++)
-        strv_push(&argv, s->o->daemon_args.v[i]);
-
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, -errno, "pipe");
-    }
-    /* Proxy connections made inside a namespace bottle are handed to the daemon directly. */
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) < 0) {
-        r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "socketpair");
-    }
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0) {
-        r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(hand[0]);
-        close(hand[1]);
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
-    }
-    if (pid == 0) {
-        static const char fail[] = "bot-bottle: error: cannot exec the egress daemon\n";
-        sigset_t none;
-        int null = s->devnull, ready, ho, ex;
-
-        /* The daemon dies with its supervisor, however the supervisor dies (kept across exec:
-         * the binary is not setuid). */
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-            _exit(125);
-        setsid();
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        if (null < 0)
-            null = open("/dev/null", O_RDWR | O_CLOEXEC);
-        /* Move every source above the fixed slots first, so placing one cannot clobber
-         * another; the copies are close-on-exec, the fixed slots (dup2) are not. */
-        null = fcntl(null, F_DUPFD_CLOEXEC, 10);
-        ready = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
-        ho = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
-        ex = fcntl(exe, F_DUPFD_CLOEXEC, 10);
-        if (null < 0 || ready < 0 || ho < 0 || ex < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
-            dup2(ready, 3) < 0 || dup2(ho, 4) < 0 || dup3(ex, 5, O_CLOEXEC) < 0)
-            _exit(125);
-        /* Nothing else of the supervisor's: not the terminal, not the locks, not the bottle's
-         * channel. */
-        close_range(6, ~0u, 0);
-        if (chdir("/") < 0)
-            _exit(125);
-        syscall(SYS_execveat, 5, "", argv.v, envp, AT_EMPTY_PATH);
-        if (write(STDERR_FILENO, fail, sizeof(fail) - 1) < 0)
-            _exit(125);
-        _exit(125);
-    }
-    strv_done(&argv);
-    close(pipefd[1]);
-    close(hand[0]);
-    s->handoff = hand[1];
-    s->daemon_pid = pid;
-    s->daemon_pidfd = pidfd_open_(pid);
-    {
-        struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
-        char buf[8] = { 0 };
-        ssize_t n = 0;
-        if (RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1)
-            n = read(pipefd[0], buf, sizeof(buf) - 1);
-        close(pipefd[0]);
-        if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
-            log_error("the egress daemon did not start (see above); the bottle is not started");
-            return -EIO;
-        }
-    }
-    return 0;
-}
-
-static void stop_daemon(struct sv *s)
-{
-    if (s->daemon_pid <= 0)
-        return;
-    if (s->daemon_pidfd >= 0) {
-        struct pollfd pfd = { .fd = s->daemon_pidfd, .events = POLLIN };
-        pidfd_signal_(s->daemon_pidfd, SIGTERM);
-        if (RETRY_EINTR(poll(&pfd, 1, 3000)) == 0)
-            pidfd_signal_(s->daemon_pidfd, SIGKILL);
-    } else {
-        kill(s->daemon_pid, SIGKILL);
-    }
-    RETRY_EINTR(waitpid(s->daemon_pid, NULL, 0));
-    s->daemon_pid = 0;
+    snprintf(i.name, sizeof(i.name), "%s", s->name);
+    snprintf(i.backend, sizeof(i.backend), "%s", s->be ? s->be->name : "");
+    snprintf(i.alias, sizeof(i.alias), "%s", s->alias.text);
+    snprintf(i.audit, sizeof(i.audit), "%s", s->audit);
+    snprintf(i.workspace, sizeof(i.workspace), "%s", s->o->workspace);
+    r = state_info_write(&s->sb, &i);
+    if (r < 0)
+        log_errno(LOG_LVL_WARN, r, "cannot write %s/info.json", s->sb.dir);
 }
 
 /* ---------------------------------------------------------------- events */
@@ -413,8 +134,9 @@ static void request_stop(struct sv *s)
     if (s->stopping || !s->started.pid)
         return;
     s->stopping = true;
-    /* bottle-init forwards SIGTERM to the command; if it lingers, it is killed. */
-    pidfd_signal_(s->started.pidfd, SIGTERM);
+    /* Never blocks (namespace: SIGTERM to bottle-init, which forwards it to the command); if
+     * the bottle lingers, it is killed. */
+    (void)s->be->request_stop(s->bottle);
     loop_timer_set_in(s->loop, &s->kill_timer, STOP_GRACE_MS);
 }
 
@@ -422,7 +144,7 @@ static void on_kill_timer(struct loop_timer *t)
 {
     struct sv *s = t->userdata;
     log_warn("the bottle did not stop within %d s; killing it", STOP_GRACE_MS / 1000);
-    pidfd_signal_(s->started.pidfd, SIGKILL);
+    (void)s->be->kill(s->bottle);
 }
 
 static void on_bottle_exit(struct loop_source *src, uint32_t ev)
@@ -474,6 +196,51 @@ static void on_channel_dead(void *ud, int err)
     log_debug("channel closed (%s)", strerror(-err));
 }
 
+/* A request on the control socket (control.h), from a process of our own user or root. */
+static int on_control(void *ud, const struct control_request *req, json_t *reply)
+{
+    struct sv *s = ud;
+    const char *state = !s->started.pid ? "starting"
+                        : s->done       ? "exited"
+                        : s->stopping   ? "stopping"
+                                        : "running";
+
+    switch (req->cmd) {
+    case CONTROL_STATUS:
+        json_object_set_new(reply, "name", json_string(s->name));
+        json_object_set_new(reply, "backend", json_string(s->be ? s->be->name : ""));
+        json_object_set_new(reply, "alias", json_string(s->alias.text));
+        json_object_set_new(reply, "pid", json_integer(getpid()));
+        json_object_set_new(reply, "bottle_pid", json_integer(s->started.pid));
+        json_object_set_new(reply, "daemon_pid", json_integer(s->daemon.pid));
+        json_object_set_new(reply, "state", json_string(state));
+        json_object_set_new(reply, "shares_host_kernel",
+                            json_boolean(s->be && (s->be->flags & BACKEND_SHARES_HOST_KERNEL)));
+        return 0;
+    case CONTROL_STOP:
+        if (!s->started.pid) {
+            json_object_set_new(reply, "error", json_string("the bottle is still starting"));
+            return -EAGAIN;
+        }
+        log_info("stop requested through the control socket");
+        request_stop(s);
+        return 0;
+    case CONTROL_ALLOW: {
+        char why[256];
+        int r = daemon_policy_change(&s->daemon, "allow", req->pattern, why, sizeof(why));
+        if (r < 0) {
+            json_object_set_new(reply, "error", json_string(r == -EINVAL ? why : strerror(-r)));
+            return r;
+        }
+        log_info("allowed %s through the control socket", req->pattern);
+        return 0;
+    }
+    case CONTROL_CMD_MAX:
+    default:
+        return -EINVAL;
+    }
+}
+
 static void on_signal(struct loop *l, int signo, void *ud)
 {
     struct sv *s = ud;
@@ -489,75 +256,6 @@ static void on_signal(struct loop *l, int signo, void *ud)
         return;
     }
     request_stop(s);
-}
-
-/* Show each blocked host once, on our stderr (never inside the command's output). */
-static void notice_denials(struct sv *s)
-{
-    char tmp[8192];
-    ssize_t n;
-    char *nl;
-
-    while ((n = read(s->audit_fd, tmp, sizeof(tmp))) > 0)
-        if (buf_append(&s->audit_tail, tmp, (size_t)n) < 0)
-            buf_init(&s->audit_tail, 1 << 20); /* a runaway line: drop it */
-    /* The daemon rotates the log (NAME.audit.log -> NAME.audit.log.1) at its size cap: once the
-     * old file is read to its end, follow the name to the new file. A truncated file is read
-     * again from its start. */
-    {
-        struct stat fst, pst;
-        if (fstat(s->audit_fd, &fst) == 0 && stat(s->audit, &pst) == 0) {
-            if (pst.st_dev != fst.st_dev || pst.st_ino != fst.st_ino) {
-                int fd = open(s->audit, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-                if (fd >= 0) {
-                    close(s->audit_fd);
-                    s->audit_fd = fd;
-                    while ((n = read(s->audit_fd, tmp, sizeof(tmp))) > 0)
-                        if (buf_append(&s->audit_tail, tmp, (size_t)n) < 0)
-                            buf_init(&s->audit_tail, 1 << 20);
-                }
-            } else if (lseek(s->audit_fd, 0, SEEK_CUR) > fst.st_size) {
-                lseek(s->audit_fd, 0, SEEK_SET);
-                buf_reset(&s->audit_tail);
-            }
-        }
-    }
-    while (s->audit_tail.len && (nl = memchr(s->audit_tail.p, '\n', s->audit_tail.len))) {
-        size_t len = (size_t)(nl - s->audit_tail.p);
-        json_t *o = json_loadb(s->audit_tail.p, len, 0, NULL);
-        const char *host = NULL, *reason = NULL, *decision = NULL;
-        bool seen = false;
-
-        if (o &&
-            json_unpack(o, "{s:s, s:s, s:s}", "host", &host, "reason", &reason, "decision",
-                        &decision) == 0 &&
-            strcmp(decision, "deny") == 0) {
-            for (size_t i = 0; i < s->n_notified; i++)
-                if (strcmp(s->notified[i], host) == 0)
-                    seen = true;
-            if (!seen && s->n_notified < MAX_NOTIFIED_HOSTS) {
-                const char *eol = s->use_tty ? "\r\n" : "\n";
-                s->notified[s->n_notified++] = xstrdup(host);
-                if (strcmp(reason, "not-allowlisted") == 0)
-                    fprintf(stderr,
-                            "bot-bottle: blocked %s (not in the allowlist); to allow it, "
-                            "add --allow %s%s",
-                            host, host, eol);
-                else
-                    fprintf(stderr, "bot-bottle: blocked %s (%s); see docs/policy.md%s", host,
-                            reason, eol);
-            }
-        }
-        json_decref(o);
-        buf_consume(&s->audit_tail, len + 1);
-    }
-}
-
-static void on_audit_timer(struct loop_timer *t)
-{
-    struct sv *s = t->userdata;
-    notice_denials(s);
-    loop_timer_set_in(s->loop, t, AUDIT_POLL_MS);
 }
 
 /* ---------------------------------------------------------------- the bottle */
@@ -594,39 +292,27 @@ static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
  */
 static bool workspace_used_by_another(struct sv *s)
 {
-    char bottles[600];
-    DIR *d;
-    struct dirent *de;
-    bool used = false;
+    char names[64][BOTTLE_SPEC_MAX_NAME + 1];
+    int n;
 
-    if (!s->root[0] || !s->o->workspace)
+    if (!s->st.root[0] || !s->o->workspace)
         return false;
-    snprintf(bottles, sizeof(bottles), "%s/bottles", s->root);
-    d = opendir(bottles);
-    if (!d)
+    n = state_list(&s->st, names, ARRAY_SIZE(names));
+    if (n < 0)
         return false;
-    while (!used && (de = readdir(d))) {
-        char path[1024];
-        _cleanup_close_ int fd = -1;
-        json_t *o;
-        const char *ws = NULL;
-        if (de->d_name[0] == '.' || strcmp(de->d_name, s->name) == 0 ||
-            str_printf(path, sizeof(path), "%s/%s/lock", bottles, de->d_name) < 0)
+    if ((size_t)n > ARRAY_SIZE(names))
+        return true; /* too many to look at: keep the placeholders */
+    for (int k = 0; k < n; k++) {
+        struct state_info info;
+        int r;
+        if (strcmp(names[k], s->name) == 0)
             continue;
-        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0 || flock(fd, LOCK_SH | LOCK_NB) == 0)
-            continue; /* not running */
-        if (str_printf(path, sizeof(path), "%s/%s/info.json", bottles, de->d_name) < 0)
-            continue;
-        o = json_load_file(path, 0, NULL);
+        r = state_info_read(&s->st, names[k], &info);
         /* no info yet: it is starting, and may have seen our placeholders */
-        if (!o ||
-            (json_unpack(o, "{s:s}", "workspace", &ws) == 0 && strcmp(ws, s->o->workspace) == 0))
-            used = true;
-        json_decref(o);
+        if (r < 0 || strcmp(info.workspace, s->o->workspace) == 0)
+            return true;
     }
-    closedir(d);
-    return used;
+    return false;
 }
 
 /*
@@ -732,7 +418,7 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         return r;
     {
         char reg[600];
-        snprintf(reg, sizeof(reg), "%s/placeholders", s->root);
+        snprintf(reg, sizeof(reg), "%s/placeholders", s->st.root);
         r = protect_registry_add(reg, s->o->workspace, &s->protect);
         if (r < 0)
             log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
@@ -746,13 +432,10 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     return 0;
 }
 
-static int start_bottle(struct sv *s)
+/* Choose the backend (before the daemon: its flags say what the daemon needs). */
+static int select_backend(struct sv *s)
 {
-    struct bottle_spec spec;
-    struct backend_create_args ca = { 0 };
     struct backend_probe probe = { 0 };
-    struct channel_host_config hc = { 0 };
-    char addr[64];
     int r;
 
     r = backend_select(s->o->backend, NULL, &s->be, &probe);
@@ -764,6 +447,23 @@ static int start_bottle(struct sv *s)
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
     }
+    if (s->be->flags & BACKEND_DAEMON_ELSEWHERE) {
+        log_error("the %s backend runs its egress daemon elsewhere, which 'run' does not "
+                  "support yet; use --backend namespace",
+                  s->be->name);
+        return -EOPNOTSUPP;
+    }
+    return 0;
+}
+
+static int start_bottle(struct sv *s)
+{
+    struct bottle_spec spec;
+    struct backend_create_args ca = { 0 };
+    struct channel_host_config hc = { 0 };
+    char addr[64];
+    int r;
+
     r = build_spec(s, &spec);
     if (r < 0) {
         bottle_spec_done(&spec);
@@ -772,7 +472,7 @@ static int start_bottle(struct sv *s)
     ca.spec = &spec;
     ca.paths.init = s->o->init_path;
     ca.cpus_milli = s->o->cpus_milli;
-    ca.handoff_fd = s->handoff;
+    ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;
     ca.memory_bytes = s->o->memory_bytes;
     ca.pids_max = s->o->pids_max;
     if (s->use_tty) {
@@ -790,8 +490,9 @@ static int start_bottle(struct sv *s)
     if (r < 0)
         return r;
     /* bottle-init has its copy; ours would keep the socket open after the bottle is gone. */
-    close(s->handoff);
-    s->handoff = -1;
+    if (s->daemon.handoff >= 0)
+        close(s->daemon.handoff);
+    s->daemon.handoff = -1;
     if (s->use_tty) {
         /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
         close(s->tty.slave);
@@ -799,9 +500,11 @@ static int start_bottle(struct sv *s)
     } else {
         stdio_relay_close_child(&s->pipes); /* EOF on the pipes = the bottle is gone */
     }
+    if (!(s->be->flags & BACKEND_HAS_CHANNEL))
+        goto watch;
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, BOTTLE_PROXY_PORT);
     net_addr_parse(addr, 0, &hc.proxy);
-    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, host_dns_port());
+    snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, daemon_host_dns_port());
     net_addr_parse(addr, 0, &hc.dns);
     hc.dead = on_channel_dead;
     hc.userdata = s;
@@ -809,6 +512,7 @@ static int start_bottle(struct sv *s)
     s->started.channel_fd = -1;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+watch:
     r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot watch the bottle");
@@ -817,16 +521,17 @@ static int start_bottle(struct sv *s)
 
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
-    struct sv s = {
-        .o = o, .dir_lock = -1, .daemon_pidfd = -1, .handoff = -1, .audit_fd = -1, .status = 125
-    };
+    struct sv s = { .o = o,
+                    .status = 125,
+                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
+                    .notice = { .fd = -1 } };
     int r;
 
     s.alias.lock_fd = -1;
     s.started.channel_fd = -1;
     s.started.pidfd = -1;
     s.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-    buf_init(&s.audit_tail, 1 << 20);
+    s.sb.lock_fd = -1;
     signal(SIGPIPE, SIG_IGN);
 
     r = setup_state(&s);
@@ -836,33 +541,49 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     if (r < 0)
         goto out;
     loop_timer_init(&s.kill_timer, on_kill_timer, &s);
-    loop_timer_init(&s.audit_timer, on_audit_timer, &s);
-
-    /* The audit log: created now so we can follow it from the start. */
-    {
-        /* Never through a symlink: one planted there would make the daemon append to (and
-         * us create) whatever file it names. */
-        int fd = open(s.audit, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0) {
-            if (errno == ELOOP)
-                log_error("the audit log %s is a symbolic link; bot-bottle does not follow it "
-                          "(name the file itself with --audit)",
-                          s.audit);
-            else
-                log_errno(LOG_LVL_ERROR, -errno, "cannot create the audit log %s", s.audit);
-            r = -EPERM;
-            goto out;
-        }
-        close(fd);
-        s.audit_fd = open(s.audit, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (s.audit_fd >= 0)
-            lseek(s.audit_fd, 0, SEEK_END);
+    /* The control socket lives in the state directory, which no bottle ever sees (the state
+     * root is not mounted into any bottle). */
+    r = control_listen(s.sb.dir);
+    if (r < 0 || (r = control_server_new(s.loop, r, on_control, &s, &s.control)) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "cannot create the control socket in %s", s.sb.dir);
+        goto out;
     }
 
-    r = start_daemon(&s, TAKE_PTR(policy));
+    r = select_backend(&s);
     if (r < 0)
         goto out;
-    r = loop_add(s.loop, &s.daemon_src, s.daemon_pidfd, EPOLLIN, on_daemon_exit, &s);
+
+    /* The audit log: created now so we can follow it from the start. */
+    r = notice_open(&s.notice, s.audit);
+    if (r == -ELOOP) {
+        log_error("the audit log %s is a symbolic link; bot-bottle does not follow it "
+                  "(name the file itself with --audit)",
+                  s.audit);
+        r = -EPERM;
+        goto out;
+    }
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "cannot create the audit log %s", s.audit);
+        r = -EPERM;
+        goto out;
+    }
+    s.notice.crlf = o->tty;
+
+    /* the daemon builds the same policy from the same arguments */
+    policy = policy_free(policy);
+    {
+        struct daemon_config dc = { .alias = s.alias.text,
+                                    .proxy_port = BOTTLE_PROXY_PORT,
+                                    .name = s.name,
+                                    .audit = s.audit,
+                                    .extra = &o->daemon_args,
+                                    .devnull = s.devnull,
+                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
+        r = daemon_start(&dc, &s.daemon);
+    }
+    if (r < 0)
+        goto out;
+    r = loop_add(s.loop, &s.daemon_src, s.daemon.pidfd, EPOLLIN, on_daemon_exit, &s);
     if (r < 0)
         goto out;
 
@@ -904,52 +625,42 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         log_errno(LOG_LVL_ERROR, r, "cannot relay the command's stdio");
         goto out;
     }
-    loop_timer_set_in(s.loop, &s.audit_timer, AUDIT_POLL_MS);
+    notice_start(&s.notice, s.loop);
     r = loop_run(s.loop);
     if (s.use_tty)
         tty_relay_flush(&s.tty);
-    notice_denials(&s);
+    notice_poll(&s.notice);
 out:
     if (s.use_tty)
         tty_relay_done(&s.tty);
     stdio_relay_done(&s.pipes);
     channel_host_relay_free(s.relay);
+    s.control = control_server_free(s.control);
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
     {
         /* The last bottle to leave a workspace removes every placeholder made for it. */
         bool shared = workspace_used_by_another(&s);
         char reg[600];
-        if (!shared && s.root[0] && s.o->workspace) {
-            snprintf(reg, sizeof(reg), "%s/placeholders", s.root);
+        if (!shared && s.st.root[0] && s.o->workspace) {
+            snprintf(reg, sizeof(reg), "%s/placeholders", s.st.root);
             protect_registry_clean(reg, s.o->workspace);
         }
         protect_plan_done(&s.protect, !shared);
     }
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
-    stop_daemon(&s);
-    if (s.daemon_pidfd >= 0)
-        close(s.daemon_pidfd);
+    daemon_stop(&s.daemon);
+    notice_done(&s.notice);
     if (s.loop) {
         loop_timer_stop(s.loop, &s.kill_timer);
-        loop_timer_stop(s.loop, &s.audit_timer);
     }
     loop_free(s.loop);
-    alias_release(s.aliases, &s.alias);
-    if (s.dir[0] && s.dir_lock >= 0) {
-        remove_state_dir(s.dir);
-        close(s.dir_lock);
-    }
-    if (s.audit_fd >= 0)
-        close(s.audit_fd);
+    alias_release(s.st.aliases, &s.alias);
+    if (s.sb.lock_fd >= 0)
+        state_bottle_remove(&s.st, &s.sb);
     if (s.devnull >= 0)
         close(s.devnull);
-    if (s.handoff >= 0)
-        close(s.handoff);
-    buf_done(&s.audit_tail);
-    for (size_t i = 0; i < s.n_notified; i++)
-        free(s.notified[i]);
     policy_free(policy);
     return s.done ? s.status : 125;
 }

@@ -50,7 +50,4 @@ struct supervisor_opts {
  */
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy);
 
-/* The state root: $BOT_BOTTLE_STATE_DIR when set to an absolute path (tests use it to keep
- * their bottles apart), else /run/bot-bottle for root, else $XDG_RUNTIME_DIR/bot-bottle, else
- * /tmp/bot-bottle-<uid>. Writes it to buf. Returns 0 or -errno. */
-int supervisor_state_root(char *buf, size_t size);
+/* The state root and the bottles in it (also for other processes): supervisor/state.h. */

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -42,8 +43,11 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/pidfd.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "guest/command.h"
+#include "guest/seccomp-filter.h"
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -161,11 +165,6 @@ int ns_find_init(const char *explicit, char *buf, size_t size)
 static long sys_clone3(struct clone_args *args)
 {
     return syscall(SYS_clone3, args, sizeof(*args));
-}
-
-static int pidfd_signal(int pidfd, int sig)
-{
-    return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
 }
 
 /* ---- probe ---- */
@@ -545,7 +544,7 @@ out:
             close(err_p[i]);
     }
     if (r < 0 && b->pid > 0) {
-        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
         (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
         b->reaped = true;
         b->status = 125;
@@ -571,27 +570,344 @@ static int ns_wait(struct bottle *bb, int *ret_status)
     return 0;
 }
 
-static int ns_stop(struct bottle *bb, int timeout_ms)
+static int ns_signal(struct bottle *bb, int sig)
 {
     struct ns_bottle *b = ns_of(bb);
-    struct pollfd pfd;
     int r;
 
     if (b->pid <= 0 || b->reaped)
         return 0;
-    /* bottle-init forwards SIGTERM to the command and exits with its status. */
-    r = pidfd_signal(b->pidfd, SIGTERM);
-    if (r < 0 && r != -ESRCH)
-        return r;
-    pfd = (struct pollfd){ .fd = b->pidfd, .events = POLLIN };
-    r = RETRY_EINTR(poll(&pfd, 1, timeout_ms));
-    if (r == 0) {
-        log_warn("bottle did not stop within %d ms; killing it", timeout_ms);
-        r = pidfd_signal(b->pidfd, SIGKILL);
-        if (r < 0 && r != -ESRCH)
-            return r;
-    }
+    r = bb_pidfd_send_signal(b->pidfd, sig);
+    if (r == -ESRCH)
+        return 0; /* exited, not reaped yet */
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "namespace backend: signalling bottle-init (pid %d)",
+                         (int)b->pid);
     return 0;
+}
+
+/* bottle-init forwards SIGTERM to the command and exits with its status. */
+static int ns_request_stop(struct bottle *bb)
+{
+    return ns_signal(bb, SIGTERM);
+}
+
+static int ns_kill(struct bottle *bb)
+{
+    return ns_signal(bb, SIGKILL);
+}
+
+/* ---- exec: another command in the running bottle ---- */
+
+struct ns_exec {
+    struct backend_exec base;
+    pid_t pid;
+    int pidfd;
+    bool reaped;
+    int status;
+};
+
+static struct ns_exec *exec_of(struct backend_exec *e)
+{
+    return container_of(e, struct ns_exec, base);
+}
+
+/*
+ * The command's process: a child of the supervisor (CLONE_PARENT) created by a process that
+ * joined the bottle's namespaces, so it is in the bottle's pid namespace. Only async-signal-
+ * safe calls, plus libseccomp's load of the filter built before the fork. Reports a positive
+ * errno through err_fd (close-on-exec: EOF means exec succeeded).
+ */
+static _noreturn_ void exec_child(struct ns_bottle *b, const struct backend_exec_args *a,
+                                  const char *cwd, char **envp, scmp_filter_ctx ctx, int err_fd)
+{
+    sigset_t none;
+    int moved[3], e, r;
+
+    /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE: undo both */
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
+    if (err_fd < 0)
+        _exit(125);
+    for (int i = 0; i < 3; i++) {
+        int src = a->stdio[i] >= 0 ? a->stdio[i] : open("/dev/null", O_RDWR | O_CLOEXEC);
+        moved[i] = src >= 0 ? fcntl(src, F_DUPFD_CLOEXEC, 10) : -1;
+        if (moved[i] < 0)
+            goto fail;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup3(moved[i], i, 0) < 0)
+            goto fail;
+    if (setsid() < 0)
+        goto fail;
+    if (a->tty && ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
+        goto fail;
+    /* only 0-2 reach the command */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
+        goto fail;
+    r = guest_drop_privileges(b->uid, b->gid);
+    if (r < 0) {
+        errno = -r;
+        goto fail;
+    }
+    if (chdir(cwd) < 0)
+        goto fail;
+    /* last: after this, setns, mount and friends fail */
+    r = seccomp_load(ctx);
+    if (r < 0) {
+        errno = -r;
+        goto fail;
+    }
+    r = guest_exec_command(a->argv, envp);
+    errno = -r;
+fail:
+    e = errno;
+    (void)!write(err_fd, &e, sizeof(e));
+    _exit(e == ENOENT ? 127 : e == EACCES ? 126 : 125);
+}
+
+/* Between the two forks: join the bottle's cgroup and namespaces, then create the command's
+ * process as our parent's child and tell it its pid. */
+static _noreturn_ void exec_middle(struct ns_bottle *b, const struct backend_exec_args *a,
+                                   const char *cwd, char **envp, scmp_filter_ctx ctx, int err_fd,
+                                   int pid_fd)
+{
+    long pid;
+    int e;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    /* the bottle's limits cover it too (while we are still in the host's namespaces) */
+    if (b->cg.version != 0 && (e = cgroup_attach(&b->cg, getpid())) < 0) {
+        errno = -e;
+        goto fail;
+    }
+    /* one call, through bottle-init's pidfd: the kernel joins the user namespace first */
+    if (setns(b->pidfd, NS_FLAGS) < 0)
+        goto fail;
+    /* a fork now lands in the bottle's pid namespace; CLONE_PARENT makes it the supervisor's
+     * child, so the supervisor can wait for it through a pidfd */
+    pid = syscall(SYS_clone, CLONE_PARENT, NULL, NULL, NULL, NULL);
+    if (pid == 0)
+        exec_child(b, a, cwd, envp, ctx, err_fd);
+    if (pid < 0)
+        goto fail;
+    (void)!write(pid_fd, &pid, sizeof(pid));
+    _exit(0);
+fail:
+    e = errno;
+    (void)!write(err_fd, &e, sizeof(e));
+    _exit(125);
+}
+
+/* The bottle's command environment (from its spec) plus extra NAME=VALUE entries. */
+static int exec_environ(struct ns_bottle *b, char *const *extra, char ***ret)
+{
+    struct bottle_spec spec;
+    size_t line = 0;
+    int r;
+
+    memset(&spec, 0, sizeof(spec));
+    r = bottle_spec_decode(b->spec.p, b->spec.len, &spec, &line);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; r >= 0 && extra && extra[i]; i++) {
+        const char *eq = strchr(extra[i], '=');
+        char name[256];
+        if (!eq || (size_t)(eq - extra[i]) >= sizeof(name)) {
+            r = -EINVAL;
+            break;
+        }
+        memcpy(name, extra[i], (size_t)(eq - extra[i]));
+        name[eq - extra[i]] = '\0';
+        r = bottle_spec_set_env(&spec, name, eq + 1);
+    }
+    if (r >= 0)
+        r = bottle_spec_environ(&spec, ret);
+    bottle_spec_done(&spec);
+    return r;
+}
+
+static int ns_exec_wait(struct backend_exec *ee, int *ret_status);
+
+/*
+ * 1 once bottle-init has forked the bottle's command, which it does only after the bottle's
+ * root, mounts and network are complete; 0 before (or after the command ended). Joining the
+ * mount namespace earlier would show the host's tree (before pivot_root) or a half-built one.
+ */
+static int ns_bottle_ready(const struct ns_bottle *b)
+{
+    char path[64], buf[32];
+    _cleanup_close_ int fd = -1;
+    ssize_t n;
+
+    (void)str_printf(path, sizeof(path), "/proc/%d/task/%d/children", (int)b->pid, (int)b->pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    n = RETRY_EINTR(read(fd, buf, sizeof(buf)));
+    if (n < 0)
+        return -errno;
+    return n > 0 && buf[0] >= '1' && buf[0] <= '9';
+}
+
+static int ns_exec(struct bottle *bb, const struct backend_exec_args *a, struct backend_exec **ret)
+{
+    struct ns_bottle *b = ns_of(bb);
+    struct ns_exec *x = NULL;
+    scmp_filter_ctx ctx = NULL;
+    char **envp = NULL;
+    char cwd[PATH_MAX];
+    int err_p[2] = { -1, -1 }, pid_p[2] = { -1, -1 }, e = 0, r, status;
+    long pid = -1;
+    pid_t mid;
+    ssize_t n;
+
+    if (b->pid <= 0 || b->reaped)
+        return log_errno(LOG_LVL_ERROR, -ESRCH, "namespace backend: the bottle is not running");
+    if (!a->argv || !a->argv[0])
+        return -EINVAL;
+    r = ns_bottle_ready(b);
+    if (r == 0)
+        return log_errno(LOG_LVL_ERROR, -EAGAIN,
+                         "namespace backend: exec: the bottle is still starting (or its "
+                         "command has ended); try again");
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r,
+                         "namespace backend: exec: cannot tell whether the bottle is set up "
+                         "(/proc/PID/task/PID/children needs CONFIG_PROC_CHILDREN)");
+    {
+        struct bottle_spec spec;
+        size_t line = 0;
+        memset(&spec, 0, sizeof(spec));
+        r = bottle_spec_decode(b->spec.p, b->spec.len, &spec, &line);
+        if (r >= 0)
+            r = str_printf(cwd, sizeof(cwd), "%s", a->cwd ? a->cwd : spec.workspace);
+        bottle_spec_done(&spec);
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "namespace backend: exec: the bottle's spec");
+    }
+    r = exec_environ(b, a->env, &envp);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r,
+                         "namespace backend: exec: the environment (NAME=VALUE entries, not "
+                         "the variables bot-bottle sets itself)");
+    r = guest_seccomp_build(EPERM, EAFNOSUPPORT, &ctx);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "namespace backend: exec: building the seccomp filter");
+        goto out;
+    }
+    if (pipe2(err_p, O_CLOEXEC) < 0 || pipe2(pid_p, O_CLOEXEC) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: exec: pipe");
+        goto out;
+    }
+    fflush(NULL);
+    mid = fork();
+    if (mid < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: exec: fork");
+        goto out;
+    }
+    if (mid == 0) {
+        close(err_p[0]);
+        close(pid_p[0]);
+        exec_middle(b, a, cwd, envp, ctx, err_p[1], pid_p[1]);
+    }
+    close(err_p[1]);
+    err_p[1] = -1;
+    close(pid_p[1]);
+    pid_p[1] = -1;
+    (void)RETRY_EINTR(waitpid(mid, &status, 0));
+    if (RETRY_EINTR(read(pid_p[0], &pid, sizeof(pid))) != (ssize_t)sizeof(pid))
+        pid = -1;
+    x = xcalloc(1, sizeof(*x));
+    x->base.ops = &backend_namespace_ops;
+    x->pid = (pid_t)pid;
+    x->pidfd = -1;
+    if (pid > 0) {
+        r = bb_pidfd_open(x->pid);
+        if (r < 0) {
+            kill(x->pid, SIGKILL);
+            (void)RETRY_EINTR(waitpid(x->pid, NULL, 0));
+            x->reaped = true;
+            log_errno(LOG_LVL_ERROR, r, "namespace backend: exec: pidfd_open");
+            goto out;
+        }
+        x->pidfd = r;
+    }
+    /* EOF: exec'd (every write end is gone: ours, the middle's, the command's at exec) */
+    n = RETRY_EINTR(read(err_p[0], &e, sizeof(e)));
+    if (n == (ssize_t)sizeof(e) || pid <= 0) {
+        r = -(n == (ssize_t)sizeof(e) && e > 0 ? e : EIO);
+        if (r == -ENOENT || r == -EACCES)
+            log_error("namespace backend: exec: %s: %s", a->argv[0], strerror(-r));
+        else
+            log_errno(LOG_LVL_ERROR, r, "namespace backend: exec: entering the bottle");
+        goto out;
+    }
+    *ret = &x->base;
+    x = NULL;
+    r = 0;
+out:
+    if (x) {
+        int st;
+        if (x->pidfd >= 0)
+            (void)ns_exec_wait(&x->base, &st);
+        if (x->pidfd >= 0)
+            close(x->pidfd);
+        free(x);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (err_p[i] >= 0)
+            close(err_p[i]);
+        if (pid_p[i] >= 0)
+            close(pid_p[i]);
+    }
+    if (ctx)
+        seccomp_release(ctx);
+    bottle_spec_free_strv(envp);
+    return r;
+}
+
+static int ns_exec_pidfd(struct backend_exec *ee)
+{
+    return exec_of(ee)->pidfd;
+}
+
+static int ns_exec_wait(struct backend_exec *ee, int *ret_status)
+{
+    struct ns_exec *x = exec_of(ee);
+    siginfo_t si;
+
+    if (!x->reaped) {
+        memset(&si, 0, sizeof(si));
+        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)x->pidfd, &si, WEXITED)) < 0)
+            return -errno;
+        x->reaped = true;
+        x->status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+    }
+    *ret_status = x->status;
+    return 0;
+}
+
+static void ns_exec_free(struct backend_exec *ee)
+{
+    struct ns_exec *x;
+    int st;
+
+    if (!ee)
+        return;
+    x = exec_of(ee);
+    if (!x->reaped && x->pidfd >= 0) {
+        (void)bb_pidfd_send_signal(x->pidfd, SIGKILL);
+        (void)ns_exec_wait(ee, &st);
+    }
+    if (x->pidfd >= 0)
+        close(x->pidfd);
+    free(x);
 }
 
 static void ns_destroy(struct bottle *bb)
@@ -603,7 +919,7 @@ static void ns_destroy(struct bottle *bb)
         return;
     b = ns_of(bb);
     if (b->pid > 0 && !b->reaped) {
-        (void)pidfd_signal(b->pidfd, SIGKILL);
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
         (void)ns_wait(bb, &status);
     }
     if (b->pidfd >= 0)
@@ -621,11 +937,16 @@ static void ns_destroy(struct bottle *bb)
 const struct backend_ops backend_namespace_ops = {
     .name = "namespace",
     .summary = "Linux namespaces + seccomp, no VM (user, mount, pid, net, ipc, uts, cgroup)",
+    .flags = BACKEND_SHARES_HOST_KERNEL | BACKEND_NEEDS_HANDOFF | BACKEND_HAS_CHANNEL,
     .probe = ns_probe,
     .create = ns_create,
     .start = ns_start,
-    .exec = NULL,
     .wait = ns_wait,
-    .stop = ns_stop,
+    .request_stop = ns_request_stop,
+    .kill = ns_kill,
+    .exec = ns_exec,
+    .exec_pidfd = ns_exec_pidfd,
+    .exec_wait = ns_exec_wait,
+    .exec_free = ns_exec_free,
     .destroy = ns_destroy,
 };

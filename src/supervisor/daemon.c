@@ -1,0 +1,244 @@
+/* Starting and stopping the egress daemon (daemon.h). */
+#include "supervisor/daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/pidfd.h"
+#include "common/str.h"
+#include "egress/egress.h"
+
+#define DAEMON_READY_TIMEOUT_MS 10000
+#define DAEMON_STOP_GRACE_MS 3000
+#define DAEMON_CONTROL_TIMEOUT_MS 2000
+
+int daemon_host_dns_port(void)
+{
+    return geteuid() == 0 ? HOST_DNS_PORT_ROOT : HOST_DNS_PORT_USER;
+}
+
+/*
+ * The egress daemon parses what the bottle sends and must hold nothing of the host it does not
+ * need (DESIGN.md: started by exec, empty environment, explicit fds). So it is a fork + exec of
+ * this very binary (/proc/self/exe opened as O_PATH and execveat'd: the binary now at our path
+ * on disk may have been replaced, the inode we run from cannot be) as `bot-bottle egress`,
+ * with the policy as arguments (c->extra: the config files with their pinned hashes, the
+ * command line's patterns), an empty environment (it needs no variable: no HOME, no
+ * XDG_CONFIG_HOME since it never searches for a config file, and it resolves through
+ * --upstream-dns or /etc/resolv.conf), and exactly these descriptors:
+ *   0 /dev/null, 1 /dev/null, 2 the supervisor's stderr (the daemon's fatal errors and reload
+ *   refusals go there), 3 the ready pipe (--ready-fd 3), 4 the hand-off socket (--handoff-fd 4),
+ *   5 the control socket (--control-fd 5) over which we change its policy at run time.
+ */
+int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
+{
+    _cleanup_close_ int exe = -1;
+    int pipefd[2], hand[2] = { -1, -1 }, ctl[2], r;
+    pid_t parent = getpid(), pid;
+    char listen[64], dns[64];
+    struct strv argv = { 0 };
+    char *const envp[] = { NULL };
+
+    d->pid = 0;
+    d->pidfd = -1;
+    d->handoff = -1;
+    d->control = -1;
+    exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
+    if (exe < 0)
+        return log_errno(LOG_LVL_ERROR, -errno,
+                         "cannot open /proc/self/exe to start the "
+                         "egress daemon");
+    snprintf(listen, sizeof(listen), "%s:%d", c->alias, c->proxy_port);
+    snprintf(dns, sizeof(dns), "%s:%d", c->alias, daemon_host_dns_port());
+    strv_push(&argv, "bot-bottle");
+    strv_push(&argv, "egress");
+    /* the user sees the command, not the daemon (unless -v) */
+    strv_push(&argv, log_get_level() >= LOG_LVL_DEBUG ? "--verbose" : "--quiet");
+    strv_push(&argv, "--listen");
+    strv_push(&argv, listen);
+    strv_push(&argv, "--dns");
+    strv_push(&argv, dns);
+    strv_push(&argv, "--name");
+    strv_push(&argv, c->name);
+    strv_push(&argv, "--audit");
+    strv_push(&argv, c->audit);
+    strv_push(&argv, "--ready-fd");
+    strv_push(&argv, "3");
+    if (c->handoff) {
+        strv_push(&argv, "--handoff-fd");
+        strv_push(&argv, "4");
+    }
+    strv_push(&argv, "--control-fd");
+    strv_push(&argv, "5");
+    for (size_t i = 0; c->extra && i < c->extra->n; i++)
+        strv_push(&argv, c->extra->v[i]);
+
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        strv_done(&argv);
+        return log_errno(LOG_LVL_ERROR, -errno, "pipe");
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        strv_done(&argv);
+        return log_errno(LOG_LVL_ERROR, r, "socketpair");
+    }
+    /* Proxy connections made inside a namespace bottle are handed to the daemon directly. */
+    if (c->handoff && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) < 0) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(ctl[0]);
+        close(ctl[1]);
+        strv_done(&argv);
+        return log_errno(LOG_LVL_ERROR, r, "socketpair");
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(ctl[0]);
+        close(ctl[1]);
+        if (hand[0] >= 0) {
+            close(hand[0]);
+            close(hand[1]);
+        }
+        strv_done(&argv);
+        return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
+    }
+    if (pid == 0) {
+        static const char fail[] = "bot-bottle: error: cannot exec the egress daemon\n";
+        sigset_t none;
+        int null = c->devnull, ready, ho = -1, cf, ex;
+
+        /* The daemon dies with its supervisor, however the supervisor dies (kept across exec:
+         * the binary is not setuid). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(125);
+        setsid();
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (null < 0)
+            null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        /* Move every source above the fixed slots first, so placing one cannot clobber
+         * another; the copies are close-on-exec, the fixed slots (dup2) are not. */
+        null = fcntl(null, F_DUPFD_CLOEXEC, 10);
+        ready = fcntl(pipefd[1], F_DUPFD_CLOEXEC, 10);
+        if (hand[0] >= 0)
+            ho = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
+        cf = fcntl(ctl[0], F_DUPFD_CLOEXEC, 10);
+        ex = fcntl(exe, F_DUPFD_CLOEXEC, 10);
+        if (null < 0 || ready < 0 || (hand[0] >= 0 && ho < 0) || cf < 0 || ex < 0 ||
+            dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(ready, 3) < 0 ||
+            (ho >= 0 && dup2(ho, 4) < 0) || dup2(cf, 5) < 0 || dup3(ex, 6, O_CLOEXEC) < 0)
+            _exit(125);
+        /* Nothing else of the supervisor's: not the terminal, not the locks, not the bottle's
+         * channel, not the control socket's listener. */
+        close_range(7, ~0u, 0);
+        if (chdir("/") < 0)
+            _exit(125);
+        syscall(SYS_execveat, 6, "", argv.v, envp, AT_EMPTY_PATH);
+        if (write(STDERR_FILENO, fail, sizeof(fail) - 1) < 0)
+            _exit(125);
+        _exit(125);
+    }
+    strv_done(&argv);
+    close(pipefd[1]);
+    close(ctl[0]);
+    if (hand[0] >= 0)
+        close(hand[0]);
+    d->handoff = hand[1];
+    d->control = ctl[1];
+    d->pid = pid;
+    r = bb_pidfd_open(pid);
+    d->pidfd = r < 0 ? -1 : r;
+    {
+        struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
+        char buf[8] = { 0 };
+        ssize_t n = 0;
+        if (RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1)
+            n = read(pipefd[0], buf, sizeof(buf) - 1);
+        close(pipefd[0]);
+        if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
+            log_error("the egress daemon did not start (see above); the bottle is not started");
+            daemon_stop(d);
+            return -EIO;
+        }
+    }
+    return 0;
+}
+
+void daemon_stop(struct egress_daemon *d)
+{
+    if (d->pid > 0) {
+        if (d->pidfd >= 0) {
+            struct pollfd pfd = { .fd = d->pidfd, .events = POLLIN };
+            (void)bb_pidfd_send_signal(d->pidfd, SIGTERM);
+            if (RETRY_EINTR(poll(&pfd, 1, DAEMON_STOP_GRACE_MS)) == 0)
+                (void)bb_pidfd_send_signal(d->pidfd, SIGKILL);
+        } else {
+            kill(d->pid, SIGKILL);
+        }
+        RETRY_EINTR(waitpid(d->pid, NULL, 0));
+    }
+    d->pid = 0;
+    if (d->pidfd >= 0)
+        close(d->pidfd);
+    d->pidfd = -1;
+    if (d->handoff >= 0)
+        close(d->handoff);
+    d->handoff = -1;
+    if (d->control >= 0)
+        close(d->control);
+    d->control = -1;
+}
+
+int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,
+                         char *reterr, size_t errsize)
+{
+    char msg[EGRESS_CONTROL_MAX + 1], junk;
+    struct pollfd pfd = { .fd = d->control, .events = POLLIN };
+    ssize_t n;
+    int r;
+
+    reterr[0] = '\0';
+    if (d->control < 0)
+        return -ENOTCONN;
+    r = str_printf(msg, sizeof(msg), "%s %s", verb, pattern);
+    if (r < 0 || strlen(msg) > EGRESS_CONTROL_MAX)
+        return -E2BIG;
+    /* Drop a late reply to an earlier request that timed out. */
+    while (recv(d->control, &junk, 1, MSG_DONTWAIT | MSG_TRUNC) > 0)
+        ;
+    if (send(d->control, msg, strlen(msg), MSG_NOSIGNAL) < 0)
+        return -errno;
+    r = RETRY_EINTR(poll(&pfd, 1, DAEMON_CONTROL_TIMEOUT_MS));
+    if (r == 0)
+        return -ETIMEDOUT;
+    if (r < 0)
+        return -errno;
+    n = recv(d->control, msg, sizeof(msg) - 1, MSG_DONTWAIT);
+    if (n <= 0)
+        return n == 0 ? -ECONNRESET : -errno;
+    msg[n] = '\0';
+    if (strncmp(msg, "ok", 2) == 0)
+        return 0;
+    (void)str_printf(reterr, errsize, "%s", strncmp(msg, "error ", 6) == 0 ? msg + 6 : msg);
+    return -EINVAL;
+}

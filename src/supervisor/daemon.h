@@ -1,0 +1,54 @@
+/*
+ * The bottle's egress daemon as a child of the supervisor (docs/supervisor.md, step 3): a
+ * fork + exec of `bot-bottle egress` with an empty environment and an explicit fd contract,
+ * started before the bottle and stopped after it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "config/config.h"
+
+/* The host-side DNS port of the daemon. Inside the bottle the relay always listens on A:53
+ * (the bottle owns its network namespace); on the host, ports below 1024 need privilege, so
+ * an unprivileged supervisor's daemon listens on A:5353 instead. The alias is this bottle's
+ * alone, so the port cannot collide with another bottle. */
+#define HOST_DNS_PORT_ROOT 53
+#define HOST_DNS_PORT_USER 5353
+
+struct daemon_config {
+    const char *alias;        /* the bottle's address, text */
+    int proxy_port;           /* on the alias */
+    const char *name;         /* the bottle's name (audit records) */
+    const char *audit;        /* the audit log (created by the caller) */
+    const struct strv *extra; /* the policy as `egress` arguments */
+    int devnull;              /* an open /dev/null, or -1 */
+    bool handoff;             /* also create the connection hand-off socket */
+};
+
+struct egress_daemon {
+    pid_t pid;   /* 0: not running */
+    int pidfd;   /* -1: none; watch it for the daemon's death */
+    int handoff; /* the bottle's end of the hand-off socket (channel/handoff.h), or -1 */
+    int control; /* our end of the daemon's control socket (egress/egress.h), or -1 */
+};
+
+/* The DNS port the daemon listens on, on the host. */
+int daemon_host_dns_port(void);
+
+/*
+ * Start the daemon and wait (up to 10 s) until it reports ready. Returns 0 and fills *d, or
+ * -errno after logging why (the daemon is then stopped again).
+ */
+int daemon_start(const struct daemon_config *c, struct egress_daemon *d);
+/*
+ * Change the running daemon's policy: verb "allow" or "deny" (remove an allow pattern) and a
+ * pattern (policy.h grammar). Waits up to 2 s for the daemon's answer (the loop is blocked that
+ * long at most; the daemon answers at once). Returns 0; -EINVAL with the daemon's reason in
+ * reterr; -ETIMEDOUT, -ENOTCONN or -errno.
+ */
+int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,
+                         char *reterr, size_t errsize);
+/* SIGTERM, SIGKILL after 3 s, reap; close what d holds. Accepts a never-started one. */
+void daemon_stop(struct egress_daemon *d);
