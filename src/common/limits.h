@@ -75,7 +75,6 @@
 #define DNS_CACHE_MAX_BYTES (4u * 1024 * 1024)
 #define DNS_CACHE_MAX_ENTRY_BYTES (DNS_CACHE_MAX_BYTES / 16)
 
-/* Audit */
 /* Supervisor control socket (src/supervisor/control.h): one request or reply per frame */
 #define BB_MAX_CONTROL_FRAME 4096 /* bytes of JSON after the 4-byte length */
 #define BB_MAX_CONTROL_CONNS 8    /* connections served at once per bottle */
