@@ -247,6 +247,11 @@ static void write_info(struct sv *s)
                           s->be ? s->be->name : "", "alias", s->alias.text, "pid", (int)getpid(),
                           "bottle_pid", (int)s->started.pid, "daemon_pid", (int)s->daemon_pid,
                           "audit", s->audit, "workspace", s->o->workspace);
+    json_t *roots = o ? json_array() : NULL; /* the dirs we protect */
+    for (size_t i = 0; roots && i < s->protect.roots.n; i++)
+        json_array_append_new(roots, json_string(s->protect.roots.v[i]));
+    if (roots)
+        json_object_set_new(o, "protect_roots", roots);
     if (!o)
         return;
     /* Written aside and renamed, so a reader never sees half a file. */
@@ -592,7 +597,7 @@ static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
  * True when another live bottle of this state root runs on the same workspace: its
  * protections may sit on placeholders (removing one would detach its mount).
  */
-static bool workspace_used_by_another(struct sv *s)
+static bool workspace_used_by_another(struct sv *s, const char *dir)
 {
     char bottles[600];
     DIR *d;
@@ -620,9 +625,14 @@ static bool workspace_used_by_another(struct sv *s)
             continue;
         o = json_load_file(path, 0, NULL);
         /* no info yet: it is starting, and may have seen our placeholders */
-        if (!o ||
-            (json_unpack(o, "{s:s}", "workspace", &ws) == 0 && strcmp(ws, s->o->workspace) == 0))
+        if (!o || (json_unpack(o, "{s:s}", "workspace", &ws) == 0 && strcmp(ws, dir) == 0))
             used = true;
+        for (size_t i = 0; o && i < json_array_size(json_object_get(o, "protect_roots")); i++) {
+            const char *r =
+                json_string_value(json_array_get(json_object_get(o, "protect_roots"), i));
+            if (r && strcmp(r, dir) == 0)
+                used = true;
+        }
         json_decref(o);
     }
     closedir(d);
@@ -728,6 +738,10 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     }
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
+    for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
+        if (!spec->mounts[i].ro)
+            r = protect_plan_add_mount(spec->mounts[i].src, spec->mounts[i].dst, &s->o->allow_write,
+                                       &s->protect);
     if (r < 0)
         return r;
     {
@@ -738,7 +752,8 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
             log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
     }
     for (size_t i = 0; i < s->protect.paths.n; i++)
-        if ((r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
+        if (bottle_spec_protect_ok(spec, s->protect.paths.v[i]) && /* not in a :ro mount */
+            (r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
             return log_errno(LOG_LVL_ERROR, r, "too many protected paths");
     for (char **a = s->o->argv; *a; a++)
         if ((r = bottle_spec_add_arg(spec, *a)) < 0)
@@ -917,13 +932,22 @@ out:
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
     {
-        /* The last bottle to leave a workspace removes every placeholder made for it. */
-        bool shared = workspace_used_by_another(&s);
+        /* The last bottle to leave a workspace (or a --mount source) removes every
+         * placeholder made for it. */
+        bool shared = workspace_used_by_another(&s, s.o->workspace);
         char reg[600];
-        if (!shared && s.root[0] && s.o->workspace) {
-            snprintf(reg, sizeof(reg), "%s/placeholders", s.root);
-            protect_registry_clean(reg, s.o->workspace);
+        snprintf(reg, sizeof(reg), "%s/placeholders", s.root);
+        for (size_t i = 0; s.o->workspace && i < s.protect.roots.n; i++) {
+            const char *root = s.protect.roots.v[i];
+            if (strcmp(root, s.o->workspace) == 0)
+                continue;
+            if (workspace_used_by_another(&s, root))
+                shared = true; /* keeps this bottle's own too: simpler, errs on the safe side */
+            else if (s.root[0])
+                protect_registry_clean(reg, root);
         }
+        if (!shared && s.root[0] && s.o->workspace)
+            protect_registry_clean(reg, s.o->workspace);
         protect_plan_done(&s.protect, !shared);
     }
     if (s.started.channel_fd >= 0)
