@@ -107,6 +107,14 @@ static bool csi_passes(const uint8_t *h, size_t n)
     return true;
 }
 
+/* A CSI the terminal answers on the input: DSR (n), DA (c), XTVERSION (> q), kitty (? u). */
+static bool csi_asks(const uint8_t *h, size_t n)
+{
+    uint8_t fin = h[n - 1];
+
+    return fin == 'n' || fin == 'c' || (h[2] == '>' && fin == 'q') || (h[2] == '?' && fin == 'u');
+}
+
 static size_t emit_held(struct termfilter *f, uint8_t *out, size_t o)
 {
     memcpy(out + o, f->hold, f->n);
@@ -280,8 +288,10 @@ size_t termfilter_feed(struct termfilter *f, const void *in_, size_t len, void *
             } else {
                 if (!drop) {
                     f->hold[f->n++] = c;
-                    if (csi_passes(f->hold, f->n))
+                    if (csi_passes(f->hold, f->n)) {
+                        f->asked |= csi_asks(f->hold, f->n);
                         o = emit_held(f, out, o);
+                    }
                 }
                 f->n = 0;
                 f->state = S_GROUND;

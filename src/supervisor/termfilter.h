@@ -32,7 +32,8 @@ struct termfilter {
     uint8_t state;
     uint8_t u8need;     /* UTF-8 continuation bytes still expected (ground, OSC body) */
     uint8_t u8lo, u8hi; /* ... and the bounds of the next one */
-    uint8_t osc_kind;   /* OSC: whether the string passes */
+    uint8_t osc_kind;   /* a dropped string: an OSC (BEL ends it) or not */
+    uint8_t asked;      /* a query the terminal answers (DSR, DA, ...) was let through */
     uint16_t n;         /* bytes held */
     uint8_t hold[TERMFILTER_HOLD];
 };

@@ -181,10 +181,12 @@ void tty_relay_done(struct tty_relay *t)
         /* Replies to queries the bottle sent (cursor position, device attributes: those the
          * filter lets through) may still be on their way: read and drop them, then restore
          * with TCSAFLUSH, which drops what is left, so that none reaches the user's shell as
-         * typed input. At most 10 x 20 ms. */
+         * typed input. Until 20 ms pass without any (100 ms when the bottle asked the
+         * terminal something), at most 10 reads. */
         struct pollfd p = { .fd = t->in_fd, .events = POLLIN };
         char junk[256];
-        for (int i = 0; i < 10 && poll(&p, 1, 20) > 0 && (p.revents & POLLIN); i++)
+        int quiet = t->filter.asked ? 100 : 20;
+        for (int i = 0; i < 10 && poll(&p, 1, quiet) > 0 && (p.revents & POLLIN); i++)
             if (read(t->in_fd, junk, sizeof(junk)) <= 0)
                 break;
         tcsetattr(t->in_fd, TCSAFLUSH, &t->saved);
