@@ -17,9 +17,9 @@ mkdir -p "$T/ws"
 DNS=$(free_port)
 
 # interm.py OUT CMD...: runs CMD on a fresh pty and writes every byte the terminal got to OUT.
-# Like a terminal, it answers a cursor position query (ESC [ 6 n) at once.
+# Like a terminal, it answers a cursor position query (ESC [ 6 n), after $REPLY_DELAY s.
 cat >"$T/interm.py" <<'PY'
-import os, pty, sys
+import os, pty, sys, time
 pid, fd = pty.fork()
 if pid == 0:
     os.execvp(sys.argv[2], sys.argv[2:])
@@ -34,6 +34,7 @@ while True:
         break
     out += d
     while out.count(b"\x1b[6n") > answered:
+        time.sleep(float(os.environ.get("REPLY_DELAY", "0")))
         os.write(fd, b"\x1b[12;1R")
         answered += 1
 os.waitpid(pid, 0)
@@ -96,7 +97,8 @@ d = os.read(0, 100) if r else b""
 termios.tcsetattr(0, termios.TCSANOW, old)
 print("after-exit-input=%r" % d)'
 SH
-timeout 90 "$PY" "$T/interm.py" "$T/reply.out" sh "$T/reply.sh"
+# a terminal that answers 60 ms later (over ssh, say): after the bottle is gone
+REPLY_DELAY=0.06 timeout 90 "$PY" "$T/interm.py" "$T/reply.out" sh "$T/reply.sh"
 got=$("$PY" -c 'import sys; print(repr(open(sys.argv[1], "rb").read()))' "$T/reply.out")
 like "-t: the cursor position query reached the terminal (DSR passes)" "$got" '\\x1b\[6n'
 like "-t: its reply did not reach the shell after the bottle exited" "$got" "after-exit-input=b''"
