@@ -818,8 +818,6 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
  * one (e.g. ~/repo/.git, ~/repo/.git/config, ~/repo/.vscode). */
 static const char *entry_component(const char *src)
 {
-    static char name[NAME_MAX + 1];
-
     for (const char *c = src; *c;) {
         const char *e;
         size_t len;
@@ -829,10 +827,8 @@ static const char *entry_component(const char *src)
         len = (size_t)(e - c);
         for (size_t i = 0; len && i < ARRAY_SIZE(protect_list); i++) {
             const char *pe = protect_list[i].path;
-            if (!strchr(pe, '/') && strlen(pe) == len && memcmp(pe, c, len) == 0) {
-                str_printf(name, sizeof(name), "%s", pe);
-                return name;
-            }
+            if (!strchr(pe, '/') && strlen(pe) == len && memcmp(pe, c, len) == 0)
+                return pe;
         }
         c = e;
     }
