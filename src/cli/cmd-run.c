@@ -389,12 +389,7 @@ int cmd_run(int argc, char **argv)
     if (!backend || !*backend)
         backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
     if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        if (strcmp(backend, DEFAULT_BACKEND) == 0)
-            log_error("the default microVM backend is not available yet in this build; run "
-                      "with --backend namespace (or BOT_BOTTLE_BACKEND=namespace) for the "
-                      "namespace backend");
-        else
-            say_unknown_backend(backend);
+        say_unknown_backend(backend);
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
