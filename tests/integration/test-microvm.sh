@@ -107,7 +107,7 @@ like "... and the blocked request" "$(grep evil.test "$audit")" "not-allowlisted
 run -- true 2>/dev/null; is "boot 2: exit status 0 comes through" "$?" 0
 run -- /no/such-command >"$T/out3" 2>&1; is "boot 3: command not found is 127" "$?" 127
 like "... with bottle-init's message (on the console: stdout)" "$(cat "$T/out3")" \
-    "bottle-init: /no/such-command: No such file"
+    "bottle-init: error: /no/such-command: No such file"
 
 # -t and -i are refused (no boot), naming the backend that has them.
 run -i -- true </dev/null 2>"$T/err"; is "-i is refused on the microvm backend: 125" "$?" 125
