@@ -104,7 +104,13 @@ like "the audit log has the allowed CONNECT" "$(cat "$audit")" "allowed\.test"
 like "... and the blocked request" "$(grep evil.test "$audit")" "not-allowlisted"
 
 # ---- boots 2 and 3: statuses 0 and 127 ----
-run -- true 2>/dev/null; is "boot 2: exit status 0 comes through" "$?" 0
+out=$(run --cpus 1.5 --memory 640M -- sh -c \
+    'echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
+is "boot 2: exit status 0 comes through" "$?" 0
+is "--cpus 1.5 gives the guest 2 vCPUs (-smp ceil)" "$(sed -n 's/^cpus=//p' <<<"$out")" 2
+memkb=$(sed -n 's/^memkb=//p' <<<"$out")
+check "--memory 640M: guest RAM fits under the limit with QEMU's overhead (${memkb} kB)" \
+    test "${memkb:-0}" -gt 200000 -a "${memkb:-0}" -le $(((640 - 256) * 1024))
 run -- /no/such-command >"$T/out3" 2>&1; is "boot 3: command not found is 127" "$?" 127
 like "... with bottle-init's message (on the console: stdout)" "$(cat "$T/out3")" \
     "bottle-init: error: /no/such-command: No such file"
