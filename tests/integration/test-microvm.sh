@@ -149,6 +149,16 @@ is "S7: killing the egress daemon stops the bottle with status 125" "$rc" 125
 check "... within 10 s" test $(($(date +%s) - t0)) -le 10
 like "... and says why" "$(cat "$T/err5")" "egress daemon .* died"
 
+# ---- boot 6: a command that ignores SIGTERM: QEMU is killed after the grace period ----
+(cd "$T/ws" && timeout 120 "$BB" run --name bb-mv-6 -- sh -c \
+    'trap "" TERM; echo up >ready6; while :; do sleep 0.1; done' >/dev/null 2>"$T/err6") &
+SUP=$!
+for _ in $(seq 300); do [ -s "$T/ws/ready6" ] && break; sleep 0.1; done
+kill -TERM "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$STATE/bottles/bb-mv-6/info.json")"
+wait "$SUP"; rc=$?
+is "boot 6: a command ignoring the stop request is killed (SIGKILL to QEMU): 137" "$rc" 137
+like "... after saying so" "$(cat "$T/err6")" "did not stop within 5 s; killing it"
+
 # ---- no leftovers ----
 wait_gone 'qemu-system-x86_64'
 is "no QEMU process left" "$(procs 'qemu-system-x86_64')" ""

@@ -91,6 +91,7 @@ struct mv_bottle {
     pid_t pid;
     int pidfd;
     bool reaped;
+    bool killed; /* kill() sent SIGKILL: no report is expected */
     int status;
 };
 
@@ -545,9 +546,9 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     r = accept_qemu(b, &chan);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r,
-                  r == -ECHILD ? "microvm backend: QEMU exited before connecting to %s (its "
-                                 "message is above)"
-                               : "microvm backend: QEMU did not connect to %s",
+                  r == -ECHILD ? "microvm backend: QEMU exited before connecting to its sockets "
+                                 "in %s (can its user read the guest kernel and the shares?)"
+                               : "microvm backend: QEMU did not connect to its sockets in %s",
                   b->dir);
         goto fail;
     }
@@ -608,7 +609,9 @@ static int mv_wait(struct bottle *bb, int *ret_status)
             return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: waiting for QEMU");
         b->reaped = true;
         code = ctl_status(b, line, sizeof(line));
-        if (code < 0) {
+        if (code < 0 && b->killed && si.si_code != CLD_EXITED) {
+            code = 128 + si.si_status; /* as the namespace backend's SIGKILL to bottle-init */
+        } else if (code < 0) {
             log_error("microvm backend: the VM ended without reporting the command's status "
                       "(QEMU %s %d)",
                       si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal",
@@ -647,6 +650,7 @@ static int mv_kill(struct bottle *bb)
         return 0;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: killing QEMU (pid %d)", (int)b->pid);
+    b->killed = true;
     return 0;
 }
 
