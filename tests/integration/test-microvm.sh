@@ -115,6 +115,13 @@ run -- /no/such-command >"$T/out3" 2>&1; is "boot 3: command not found is 127" "
 like "... with bottle-init's message (on the console: stdout)" "$(cat "$T/out3")" \
     "bottle-init: error: /no/such-command: No such file"
 
+# Without QEMU the default backend says what is missing and how to fix it, and never falls
+# back to another backend (no boot).
+(cd "$T/ws" && PATH=/nonexistent "$BB" run -- true >/dev/null 2>"$T/err"); rc=$?
+is "no QEMU: the default backend refuses to run: 125" "$rc" 125
+like "... naming QEMU's package and --backend namespace" "$(cat "$T/err")" \
+    "microvm backend cannot run here: qemu-system-x86_64 not found.*qemu-system-x86.*--backend namespace"
+
 # -t and -i are refused (no boot), naming the backend that has them.
 run -i -- true </dev/null 2>"$T/err"; is "-i is refused on the microvm backend: 125" "$?" 125
 like "... naming --backend namespace" "$(cat "$T/err")" "--backend namespace"
