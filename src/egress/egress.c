@@ -135,6 +135,19 @@ static void on_control(struct loop_source *src, uint32_t events)
             control_reply(src->fd, reply);
             continue;
         }
+        {
+            /* audited before it takes effect: a change that cannot be recorded is not made */
+            bool allow = strncmp(req, "allow ", 6) == 0;
+            struct audit_event ev = { .kind = AUDIT_POLICY,
+                                      .host = req + (allow ? 6 : 5),
+                                      .allow = allow,
+                                      .reason = "control" };
+            if (audit_emit(e->audit, &ev) < 0) {
+                policy_free(np);
+                control_reply(src->fd, "error cannot write the audit log");
+                continue;
+            }
+        }
         swap_policy(e, np);
         strv_push(&e->changes, req);
         log_info("egress: policy changed by the supervisor (%s; %zu allow patterns)", req,
@@ -339,6 +352,7 @@ out:
         loop_timer_stop(e.loop, &e.drain_timer);
     /* The last summaries of repeated decisions are written while the loop still exists. */
     audit_attach_loop(e.audit, NULL);
+    audit_seal(e.audit);
     loop_free(e.loop);
     audit_close(e.audit);
     policy_free(e.policy);
