@@ -524,7 +524,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     struct sv s = { .o = o,
                     .status = 125,
                     .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
-                    .notice = { .fd = -1 } };
+                    .notice = { .f = { .fd = -1 } } };
     int r;
 
     s.alias.lock_fd = -1;
