@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "guest/spec.h"
@@ -51,6 +52,8 @@ struct state_info {
     pid_t daemon_pid; /* the egress daemon */
     char audit[1024];
     char workspace[4096];
+    char command[512]; /* the main command, its arguments joined by spaces (cut) */
+    int64_t started;   /* unix time the bottle started; 0: unknown */
 };
 
 /* The state root: $BOT_BOTTLE_STATE_DIR when set to an absolute path (tests use it to keep
