@@ -79,13 +79,13 @@ void audit_follow_close(struct audit_follow *f);
 
 /* The verifier of the hash chain, fed line by line in order (PATH.1, then PATH). */
 struct audit_verify {
-    uint64_t lines;   /* lines seen */
+    uint64_t lines;    /* lines seen */
     uint64_t bad_line; /* 0: none yet; else the first bad line (1-based, over both files) */
     char why[160];
     bool have_prev;
     char prev[SHA256_HEX_LEN + 1]; /* hash of the last line */
-    bool starts_rotated; /* the first record continues a file that was rotated away */
-    bool last_is_end;    /* the last record is the daemon's closing record */
+    bool starts_rotated;           /* the first record continues a file that was rotated away */
+    bool last_is_end;              /* the last record is the daemon's closing record */
 };
 
 void audit_verify_init(struct audit_verify *v);

@@ -38,8 +38,8 @@ typedef char name_t[BOTTLE_SPEC_MAX_NAME + 1];
 
 static int no_such_bottle(const char *name, bool running_only)
 {
-    log_error("no %sbottle named '%s'; 'bot-bottle ls%s' lists them", running_only ? "running " : "",
-              name, running_only ? "" : " -a");
+    log_error("no %sbottle named '%s'; 'bot-bottle ls%s' lists them",
+              running_only ? "running " : "", name, running_only ? "" : " -a");
     return EXIT_NO_BOTTLE;
 }
 
@@ -235,16 +235,21 @@ int cmd_ls(int argc, char **argv)
             bool live = strcmp(w->state, "running") == 0;
             json_object_set_new(b, "name", json_string(w->name));
             json_object_set_new(b, "state", json_string(w->state));
-            json_object_set_new(b, "backend", w->have_info ? json_string(w->info.backend) : json_null());
-            json_object_set_new(b, "alias", w->have_info ? json_string(w->info.alias) : json_null());
-            json_object_set_new(b, "pid", live && w->have_info ? json_integer(w->info.pid) : json_null());
-            json_object_set_new(b, "started", w->have_info && w->info.started
-                                                  ? json_integer(w->info.started)
-                                                  : json_null());
-            json_object_set_new(b, "uptime_s", live && w->have_info && w->info.started
-                                                   ? json_integer(now - w->info.started)
-                                                   : json_null());
-            json_object_set_new(b, "command", w->have_info ? json_string(w->info.command) : json_null());
+            json_object_set_new(b, "backend",
+                                w->have_info ? json_string(w->info.backend) : json_null());
+            json_object_set_new(b, "alias",
+                                w->have_info ? json_string(w->info.alias) : json_null());
+            json_object_set_new(b, "pid",
+                                live && w->have_info ? json_integer(w->info.pid) : json_null());
+            json_object_set_new(b, "started",
+                                w->have_info && w->info.started ? json_integer(w->info.started)
+                                                                : json_null());
+            json_object_set_new(b, "uptime_s",
+                                live && w->have_info && w->info.started
+                                    ? json_integer(now - w->info.started)
+                                    : json_null());
+            json_object_set_new(b, "command",
+                                w->have_info ? json_string(w->info.command) : json_null());
             json_object_set_new(b, "allowed", json_integer((json_int_t)w->counts.allowed));
             json_object_set_new(b, "denied", json_integer((json_int_t)w->counts.denied));
             json_object_set_new(b, "audit", json_string(w->audit));
@@ -353,13 +358,12 @@ int cmd_stop(int argc, char **argv)
         if (opt == CLI_OPT_EXIT)
             return ret;
         if (opt == 't') {
-            char *end;
-            errno = 0;
-            grace = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || grace < 0 || grace > CONTROL_MAX_STOP_TIME) {
+            uint64_t v;
+            if (str_to_u64_cstr(optarg, CONTROL_MAX_STOP_TIME, &v) < 0) {
                 log_error("stop: --time '%s': expected whole seconds from 0 to 3600", optarg);
                 return EXIT_BB_FAILURE;
             }
+            grace = (long)v;
         }
     }
     if (optind != argc - 1) {
@@ -411,34 +415,34 @@ static int check_pattern(const char *verb, const char *pattern)
 /* "90", "90s", "10m", "2h", "1d" -> seconds. Returns 0 or -EINVAL. */
 static int parse_duration(const char *s, uint32_t *ret)
 {
-    char *end;
-    unsigned long long n, mul = 1;
+    char num[16];
+    size_t len = strlen(s);
+    uint64_t n, mul = 1;
 
-    if (*s < '0' || *s > '9')
+    if (len == 0 || len >= sizeof(num))
         return -EINVAL;
-    errno = 0;
-    n = strtoull(s, &end, 10);
-    if (errno)
-        return -EINVAL;
-    if (*end && end[1])
-        return -EINVAL;
-    switch (*end) {
-    case '\0':
+    switch (s[len - 1]) {
     case 's':
+        len--;
         break;
     case 'm':
         mul = 60;
+        len--;
         break;
     case 'h':
         mul = 3600;
+        len--;
         break;
     case 'd':
         mul = 86400;
+        len--;
         break;
     default:
-        return -EINVAL;
+        break;
     }
-    if (n == 0 || n > CONTROL_MAX_GRANT / mul)
+    memcpy(num, s, len);
+    num[len] = '\0';
+    if (str_to_u64_cstr(num, CONTROL_MAX_GRANT / mul, &n) < 0 || n == 0)
         return -EINVAL;
     *ret = (uint32_t)(n * mul);
     return 0;
@@ -638,8 +642,9 @@ static int verify_file(const char *path, struct audit_verify *v, uint64_t *ret_l
         v->lines++;
         v->bad_line = v->lines;
         (*ret_lines)++;
-        snprintf(v->why, sizeof(v->why), "the last line is cut (no newline): the file was "
-                                         "truncated");
+        snprintf(v->why, sizeof(v->why),
+                 "the last line is cut (no newline): the file was "
+                 "truncated");
         r = -EBADMSG;
     }
     buf_done(&b);
@@ -676,8 +681,7 @@ static int logs_verify(const char *name, const char *path, bool running)
         before += lines;
     }
     if (v.lines == 0) {
-        printf("altered: %s is empty: every record was removed (or none was ever written)\n",
-               path);
+        printf("altered: %s is empty: every record was removed (or none was ever written)\n", path);
         return 1;
     }
     if (!running && !v.last_is_end) {

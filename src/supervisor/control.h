@@ -27,7 +27,7 @@
 
 #define CONTROL_HDR_LEN 4
 #define CONTROL_MAX_PATTERN 1024
-#define CONTROL_MAX_STOP_TIME 3600        /* stop's "time": at most an hour */
+#define CONTROL_MAX_STOP_TIME 3600         /* stop's "time": at most an hour */
 #define CONTROL_MAX_GRANT (30 * 24 * 3600) /* allow's "for": at most 30 days */
 
 enum control_cmd {
@@ -54,7 +54,8 @@ int control_frame_decode(const uint8_t **cursor, const uint8_t *end, const uint8
                          size_t *ret_len);
 /*
  * Parse a request payload (strict: an object with "cmd", "pattern" for allow and deny only,
- * "time" for stop and "for" for allow only (integer seconds); no other keys, no duplicates). Returns 0 and *ret, or -EBADMSG with *reterr_msg (static).
+ * "time" for stop and "for" for allow only (integer seconds); no other keys, no duplicates).
+ * Returns 0 and *ret, or -EBADMSG with *reterr_msg (static).
  */
 int control_request_parse(const uint8_t *p, size_t len, struct control_request *ret,
                           const char **reterr_msg);

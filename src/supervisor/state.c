@@ -235,8 +235,8 @@ int state_info_write(const struct state_bottle *b, const struct state_info *i)
     json_t *o;
     int r = 0;
 
-    o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:I}", "name", i->name,
-                  "backend", i->backend, "alias", i->alias, "pid", (int)i->pid, "bottle_pid",
+    o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:I}", "name", i->name, "backend",
+                  i->backend, "alias", i->alias, "pid", (int)i->pid, "bottle_pid",
                   (int)i->bottle_pid, "daemon_pid", (int)i->daemon_pid, "audit", i->audit,
                   "workspace", i->workspace, "command", i->command, "started",
                   (json_int_t)i->started);

@@ -137,8 +137,7 @@ static void write_info(struct sv *s)
     snprintf(i.workspace, sizeof(i.workspace), "%s", s->o->workspace);
     i.started = (int64_t)time(NULL);
     for (size_t k = 0, n = 0; s->o->argv && s->o->argv[k]; k++) {
-        int w = snprintf(i.command + n, sizeof(i.command) - n, "%s%s", k ? " " : "",
-                         s->o->argv[k]);
+        int w = snprintf(i.command + n, sizeof(i.command) - n, "%s%s", k ? " " : "", s->o->argv[k]);
         if (w < 0 || (size_t)w >= sizeof(i.command) - n)
             break; /* cut: `ls` shows a prefix */
         n += (size_t)w;
@@ -335,8 +334,7 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
         else
             grant_drop(s, grant_find(s, req->pattern));
         if (allow && req->has_seconds)
-            log_info("allowed %s for %u s through the control socket", req->pattern,
-                     req->seconds);
+            log_info("allowed %s for %u s through the control socket", req->pattern, req->seconds);
         else
             log_info("%s %s through the control socket", allow ? "allowed" : "denied",
                      req->pattern);
