@@ -20,6 +20,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "config/trust.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
 #include "supervisor/control.h"
@@ -442,6 +443,25 @@ static int refuse_home_workspace(const char *ws, const char *home)
     return -EPERM;
 }
 
+/* -EPERM (said) when path contains the state root or lies inside it. */
+static int check_state_hidden(const struct sv *s, const char *path, const char *what)
+{
+    char root[PATH_MAX], canon[PATH_MAX];
+
+    if (!path || !realpath(s->st.root, root))
+        return 0;
+    if (!realpath(path, canon))
+        (void)str_printf(canon, sizeof(canon), "%s", path);
+    if (trust_path_within(root, canon) || trust_path_within(canon, root)) {
+        log_error("%s %s would put the state directory %s (every bottle's control socket) "
+                  "inside the bottle; choose another directory, or move the state with "
+                  "BOT_BOTTLE_STATE_DIR",
+                  what, path, root);
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int build_spec(struct sv *s, struct bottle_spec *spec)
 {
     struct passwd *pw;
@@ -517,6 +537,15 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         if (r < 0)
             return log_errno(LOG_LVL_ERROR, r, "--mount %s: %s", s->o->mounts.v[i], at);
     }
+    /* The state root holds every bottle's control socket: a bottle that saw it could change
+     * its own allowlist (or stop other bottles), since a socket on a read-only mount still
+     * accepts connections and the peer check sees the invoking user. Neither the workspace nor
+     * any --mount source may contain it or lie inside it. */
+    r = check_state_hidden(s, s->o->workspace, "the workspace");
+    for (size_t i = 0; r == 0 && i < spec->n_mounts; i++)
+        r = check_state_hidden(s, spec->mounts[i].src, "--mount");
+    if (r < 0)
+        return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
     if (r < 0)

@@ -111,6 +111,21 @@ like "... nor through /proc/PID/root of any process the bottle sees" "$probe" \
 like "... nor as an abstract socket (the bottle has its own network namespace)" "$probe" \
     "refused abstract"
 unlike "... no connect succeeded" "$probe" "CONNECTED"
+# ... and no option puts it there: a socket on a read-only mount still takes connections, and
+# the peer check sees the invoking user
+mkdir -p "$T/ws-m"; cp "$T/probe.py" "$T/ws-m/"
+out=$(cd "$T/ws-m" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" \
+    --mount "$BOT_BOTTLE_STATE_DIR:$BOT_BOTTLE_STATE_DIR:ro" -- "$PY" probe.py \
+    "$BOT_BOTTLE_STATE_DIR" 2>&1); rc=$?
+is "run --mount of the state directory is refused (125)" "$rc" "125"
+like "... saying why" "$out" "would put the state directory .* inside the bottle"
+unlike "... and no bottle reached a control socket" "$out" "CONNECTED"
+out=$(cd "$T/ws-m" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" \
+    --mount "$T:/mnt:ro" -- "$PY" probe.py /mnt/state 2>&1); rc=$?
+is "run --mount of a directory above it is refused (125)" "$rc:$(grep -c CONNECTED <<<"$out")" "125:0"
+out=$(cd "$T" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" \
+    -- "$PY" ws-m/probe.py "$BOT_BOTTLE_STATE_DIR" 2>&1); rc=$?
+is "a workspace that contains it is refused (125)" "$rc:$(grep -c CONNECTED <<<"$out")" "125:0"
 
 # --- allow / deny / --for
 "$BB" allow lc-a '*' >/dev/null 2>"$T/err"
