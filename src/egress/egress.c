@@ -352,8 +352,9 @@ out:
         loop_timer_stop(e.loop, &e.drain_timer);
     /* The last summaries of repeated decisions are written while the loop still exists. */
     audit_attach_loop(e.audit, NULL);
-    audit_seal(e.audit);
     loop_free(e.loop);
+    /* the closing record of the hash chain, after every other record (audit.h) */
+    audit_seal(e.audit);
     audit_close(e.audit);
     policy_free(e.policy);
     return r;
