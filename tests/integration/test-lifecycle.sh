@@ -202,6 +202,36 @@ unlike "ls: without -a, not listed" "$("$BB" ls)" "lc-b"
 like "logs of a stopped bottle" "$("$BB" logs lc-b)" "late.test:$HTTP +deny"
 check "stop --time 1 exits 0" "$BB" stop --time 1 lc-a
 
+# --- a bottle whose supervisor was killed: stale
+mkdir -p "$T/ws-c"
+(cd "$T/ws-c" && timeout 60 "$BB" run --backend namespace --name lc-c \
+    --upstream-dns "127.0.0.1:$DNS" -- sh -c '
+        curl -s -o /dev/null --max-time 5 "http://late.test:'"$HTTP"'/"; sleep 30' \
+    >/dev/null 2>&1) &
+_pids+=("$!")
+for _ in $(seq 100); do
+    [ -s "$BOT_BOTTLE_STATE_DIR/bottles/lc-c/info.json" ] &&
+        [ -s "$BOT_BOTTLE_STATE_DIR/logs/lc-c.audit.log" ] && break
+    sleep 0.1
+done
+spid=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' \
+    "$BOT_BOTTLE_STATE_DIR/bottles/lc-c/info.json")
+kill -9 "$spid"
+for _ in $(seq 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+like "ls: a killed supervisor's bottle is stale" "$("$BB" ls)" "lc-c +namespace +[0-9.]+ +stale +-"
+"$BB" stop lc-c >/dev/null 2>&1
+is "stop of a stale bottle exits 1" "$?" "1"
+out=$("$BB" logs lc-c --verify); rc=$?
+is "verify: a log whose daemon was killed has no closing record (exit 1)" "$rc" "1"
+like "... and says it may have been killed" "$out" "or the daemon was killed"
+"$BB" ls -a --json >"$T/ls-a.json"
+is "ls -a --json: stopped and stale bottles with null where nothing is known" \
+    "$("$PY" -c 'import json,sys
+d = {b["name"]: b for b in json.load(open(sys.argv[1]))["bottles"]}
+b, c = d["lc-b"], d["lc-c"]
+print(b["state"], b["backend"], b["pid"], b["uptime_s"], c["state"], c["backend"], c["pid"])' \
+    "$T/ls-a.json")" "stopped None None None stale namespace None"
+
 # --- unknown names
 for v in "stop nosuch" "allow nosuch x.test" "deny nosuch x.test"; do
     "$BB" $v >/dev/null 2>"$T/err"
