@@ -65,7 +65,21 @@ static int apply_change(const struct policy *p, const char *change, struct polic
     const char *arg;
 
     if (strncmp(change, "allow ", 6) == 0) {
+        /* once only: a pattern in force twice would outlive one deny (a timed grant's expiry
+         * would leave it, a deny would seem to fail) */
+        struct policy *one = policy_new();
         arg = change + 6;
+        if (policy_add_allow(one, arg, strlen(arg), reterr_msg) < 0) {
+            policy_free(one);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < policy_n_allow(p); i++)
+            if (strcmp(policy_allow_text(p, i), policy_allow_text(one, 0)) == 0) {
+                policy_free(one);
+                *reterr_msg = "already in force";
+                return -EEXIST;
+            }
+        policy_free(one);
         np = policy_copy(p, NULL);
         if (policy_add_allow(np, arg, strlen(arg), reterr_msg) < 0) {
             policy_free(np);
@@ -176,7 +190,10 @@ static void on_hup(struct loop *l, int signo, void *ud)
     for (size_t i = 0; i < e->changes.n; i++) {
         struct policy *next = NULL;
         const char *why;
-        if (apply_change(np, e->changes.v[i], &next, &why) < 0) {
+        int r = apply_change(np, e->changes.v[i], &next, &why);
+        if (r == -EEXIST)
+            continue; /* the files now allow it too */
+        if (r < 0) {
             log_warn("egress: after the reload, '%s' no longer applies (%s)", e->changes.v[i], why);
             continue;
         }

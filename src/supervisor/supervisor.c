@@ -322,6 +322,16 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
                 return -ENOSPC;
             }
         }
+        if (allow && grant_find(s, req->pattern)) {
+            /* a timed grant in force: re-arm it, or (a plain allow) keep it for good */
+            if (req->has_seconds)
+                (void)grant_arm(s, req->pattern, req->seconds);
+            else
+                grant_drop(s, grant_find(s, req->pattern));
+            log_info("allowed %s through the control socket (%s)", req->pattern,
+                     req->has_seconds ? "timer re-armed" : "no longer timed");
+            return 0;
+        }
         r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
                                  sizeof(why));
         if (r < 0) {

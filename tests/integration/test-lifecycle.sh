@@ -149,6 +149,17 @@ t0=$(date +%s)
 check "allow --for: refused again once it expired (by itself)" wait_code lc-a 403
 t1=$(date +%s)
 check "... about 2 s later ($((t1 - t0)) s after the first 200)" test $((t1 - t0)) -ge 1 -a $((t1 - t0)) -le 12
+"$BB" allow lc-a "allowed.test:$HTTP" --for 2s >/dev/null 2>"$T/err"
+is "allow --for of a pattern given at start exits 125 (its expiry would revoke it)" "$?" "125"
+like "... saying it is already in force" "$(cat "$T/err")" "already in force"
+check "allow --for 2s, then a plain allow of it" bash -c \
+    "'$BB' allow lc-a 'late.test:$HTTP' --for 2s && '$BB' allow lc-a 'late.test:$HTTP'"
+check "... reached" wait_code lc-a 200
+sleep 3.5
+is "... and still reached after the 2 s (the plain allow made it permanent)" \
+    "$(cat "$T/ws-lc-a/last")" "200"
+check "... until denied" bash -c "'$BB' deny lc-a 'late.test:$HTTP'"
+check "... refused again" wait_code lc-a 403
 "$BB" allow lc-a x.test --for 10x >/dev/null 2>"$T/err"
 is "allow --for with a bad duration exits 125" "$?" "125"
 
