@@ -308,8 +308,13 @@ static int running_bottle(const char *name, struct state *st, char *dir, size_t 
 static int call(const char *verb, const char *name, const char *dir, json_t *req)
 {
     json_t *reply = NULL;
-    int r = control_call(dir, req, CONTROL_TIMEOUT_MS, &reply);
+    int r;
 
+    if (!req) {
+        log_error("%s: the request is not valid JSON text (a pattern must be UTF-8)", verb);
+        return EXIT_BB_FAILURE;
+    }
+    r = control_call(dir, req, CONTROL_TIMEOUT_MS, &reply);
     json_decref(req);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "%s: no answer from the supervisor of bottle '%s'", verb, name);
@@ -373,7 +378,7 @@ int cmd_stop(int argc, char **argv)
     if ((ret = running_bottle(argv[optind], &st, dir, sizeof(dir))) != 0)
         return ret;
     req = json_pack("{s:s}", "cmd", "stop");
-    if (grace >= 0)
+    if (req && grace >= 0)
         json_object_set_new(req, "time", json_integer(grace));
     if ((ret = call("stop", argv[optind], dir, req)) != 0)
         return ret;
@@ -518,7 +523,7 @@ static int allow_deny(int argc, char **argv, bool allow)
     if ((ret = running_bottle(argv[optind], &st, dir, sizeof(dir))) != 0)
         return ret;
     req = json_pack("{s:s, s:s}", "cmd", verb, "pattern", argv[optind + 1]);
-    if (secs)
+    if (req && secs)
         json_object_set_new(req, "for", json_integer(secs));
     if ((ret = call(verb, argv[optind], dir, req)) != 0)
         return ret;
