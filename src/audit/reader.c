@@ -131,6 +131,15 @@ bool audit_record_is_decision(const struct audit_record *r)
            strcmp(r->kind, "dns") == 0;
 }
 
+bool audit_record_match(const struct audit_record *r, const struct audit_filter *f)
+{
+    if (f->decisions_only && !audit_record_is_decision(r))
+        return false;
+    if (f->kind && strcmp(r->kind, f->kind) != 0)
+        return false;
+    return !f->decision || strcmp(r->decision, f->decision) == 0;
+}
+
 /* ---- following ---- */
 
 int audit_follow_open(struct audit_follow *f, const char *path, bool from_start)

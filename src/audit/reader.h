@@ -52,6 +52,15 @@ uint64_t audit_record_weight(const struct audit_record *r);
 /* An egress decision (connect, http, dns), not a policy change or the closing record. */
 bool audit_record_is_decision(const struct audit_record *r);
 
+/* A filter on records: each field NULL (any) or the value it must have. decisions_only: only
+ * egress decisions (audit_record_is_decision). */
+struct audit_filter {
+    const char *kind;     /* "connect", "http", "dns", "policy", "end" */
+    const char *decision; /* "allow", "deny" */
+    bool decisions_only;
+};
+bool audit_record_match(const struct audit_record *r, const struct audit_filter *f);
+
 /* Following a log. */
 struct audit_follow {
     char path[1024];

@@ -549,7 +549,8 @@ int cmd_deny(int argc, char **argv)
 
 static void logs_usage(FILE *f)
 {
-    fprintf(f, "Usage: bot-bottle logs NAME [--follow] [--json] [--denied] [--verify]\n"
+    fprintf(f, "Usage: bot-bottle logs NAME [--follow] [--json] [--denied] [--kind KIND] "
+               "[--verify]\n"
                "\n"
                "The egress decisions of a bottle (running, or stopped while its audit log is\n"
                "still there), oldest first, across the rotated NAME.audit.log.1: a table\n"
@@ -560,6 +561,7 @@ static void logs_usage(FILE *f)
                "  -f, --follow  keep printing new records until interrupted (Ctrl-C)\n"
                "      --json    the raw JSON lines (schema in docs/cli.md)\n"
                "      --denied  only denied decisions\n"
+               "      --kind KIND  only records of KIND: connect, http, dns, policy, end\n"
                "      --verify  check the log's hash chain: exit 0 when intact, 1 when a line\n"
                "                was altered, removed or the file truncated (the first bad line\n"
                "                is named)\n"
@@ -568,7 +570,9 @@ static void logs_usage(FILE *f)
 }
 
 struct logs_ctx {
-    bool json, denied;
+    bool json;
+    struct audit_filter filter;
+    bool filtered; /* --denied or --kind: unparsable lines are left out too */
     bool out_failed;
 };
 
@@ -581,13 +585,11 @@ static void print_line(void *ud, const char *line, size_t len)
     if (c->out_failed)
         return;
     if (audit_record_parse(line, len, &rec) < 0) {
-        if (!c->denied && c->json)
+        if (!c->filtered && c->json)
             fwrite(line, 1, len, stdout), fputc('\n', stdout);
         return;
     }
-    if (strcmp(rec.kind, "end") == 0 && !c->json)
-        return;
-    if (c->denied && (!audit_record_is_decision(&rec) || strcmp(rec.decision, "deny") != 0))
+    if ((strcmp(rec.kind, "end") == 0 && !c->json) || !audit_record_match(&rec, &c->filter))
         return;
     if (c->json) {
         fwrite(line, 1, len, stdout);
@@ -704,9 +706,13 @@ static int logs_verify(const char *name, const char *path, bool running)
 int cmd_logs(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "follow", no_argument, NULL, 'f' }, { "json", no_argument, NULL, 'j' },
-        { "denied", no_argument, NULL, 'd' }, { "verify", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' },   { NULL, 0, NULL, 0 },
+        { "follow", no_argument, NULL, 'f' },
+        { "json", no_argument, NULL, 'j' },
+        { "denied", no_argument, NULL, 'd' },
+        { "verify", no_argument, NULL, 'V' },
+        { "kind", required_argument, NULL, 'k' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
     };
     const struct cli_parser parser = { "logs", "fh", longopts, logs_usage, NULL };
     struct logs_ctx c = { 0 };
@@ -727,9 +733,22 @@ int cmd_logs(int argc, char **argv)
             follow = true;
         else if (opt == 'j')
             c.json = true;
-        else if (opt == 'd')
-            c.denied = true;
-        else if (opt == 'V')
+        else if (opt == 'd') {
+            c.filter.decision = "deny";
+            c.filter.decisions_only = true;
+            c.filtered = true;
+        } else if (opt == 'k') {
+            static const char *const kinds[] = { "connect", "http", "dns", "policy", "end" };
+            bool known = false;
+            for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+                known |= strcmp(optarg, kinds[i]) == 0;
+            if (!known) {
+                log_error("logs: --kind '%s': expected connect, http, dns, policy or end", optarg);
+                return EXIT_BB_FAILURE;
+            }
+            c.filter.kind = optarg;
+            c.filtered = true;
+        } else if (opt == 'V')
             verify = true;
     }
     if (optind != argc - 1) {

@@ -186,6 +186,11 @@ PY
 out=$("$BB" logs lc-a --denied)
 unlike "logs --denied: no allowed decision" "$out" " allow "
 like "... but the denied ones" "$out" "late.test:$HTTP +deny"
+out=$("$BB" logs lc-a --kind policy)
+like "logs --kind policy: the policy changes" "$out" "policy +late.test:$HTTP +allow"
+unlike "... only them" "$out" "(http|connect|dns) +"
+"$BB" logs lc-a --kind nope >/dev/null 2>&1
+is "logs --kind with an unknown kind exits 125" "$?" "125"
 "$BB" logs lc-a --follow >"$T/follow.out" 2>&1 &
 FPID=$!; _pids+=("$FPID")
 sleep 1

@@ -99,6 +99,17 @@ static void test_parse(void **state)
     assert_int_equal(r.port, 80);
     assert_int_equal(audit_record_weight(&r), 3);
     assert_true(audit_record_is_decision(&r));
+    {
+        struct audit_filter deny = { .decision = "deny", .decisions_only = true };
+        struct audit_filter http = { .kind = "http" }, dns = { .kind = "dns" }, any = { 0 };
+        assert_true(audit_record_match(&r, &deny));
+        assert_true(audit_record_match(&r, &http));
+        assert_false(audit_record_match(&r, &dns));
+        assert_true(audit_record_match(&r, &any));
+        assert_int_equal(P("{\"ts\":\"t\",\"kind\":\"policy\",\"decision\":\"deny\"}"), 0);
+        assert_false(audit_record_match(&r, &deny)); /* a policy change is not a decision */
+        assert_true(audit_record_match(&r, &any));
+    }
     assert_int_equal(P("{\"ts\":\"t\",\"kind\":\"policy\",\"decision\":\"allow\"}"), 0);
     assert_false(audit_record_is_decision(&r));
     assert_int_equal(audit_record_weight(&r), 1);
