@@ -276,12 +276,17 @@ static void set_ok(struct audit *a)
              a->path ? a->path : "(stdout)", a->bottle);
 }
 
+static bool needs_room(const struct audit *a, size_t len)
+{
+    return a->own_fd && a->max_size && a->size + len > a->max_size && a->size > 0;
+}
+
 /* Rotate first when a record of about len bytes would take the file past its cap. */
 static int sink_make_room(struct audit *a, size_t len)
 {
     int r;
 
-    if (a->own_fd && a->max_size && a->size + len > a->max_size && a->size > 0) {
+    if (needs_room(a, len)) {
         r = rotate(a, len);
         if (r < 0) {
             set_failed(a, r);
@@ -401,20 +406,22 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
     if (ev->count)
         json_object_set_new(o, "count", json_integer(ev->count));
 
-    /* Room first (the chain fields depend on whether the record opens a new file); they add
-     * at most ~170 bytes to the size measured here. */
-    line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
-    len = line ? strlen(line) : 0;
-    free(line);
-    if (len == 0) {
-        json_decref(o);
-        set_failed(a, -ENOMEM);
-        return -ENOMEM;
-    }
-    r = sink_make_room(a, len + 192);
-    if (r >= 0)
-        r = chain_fields(a, o);
+    /* One dump in the common case; a record that needs a rotation first is dumped again,
+     * since the chain fields of a new file's first record differ ("rotated"). */
+    r = chain_fields(a, o);
     line = r >= 0 ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
+    if (line && needs_room(a, strlen(line) + 1)) {
+        r = sink_make_room(a, strlen(line) + 1 + 16); /* + "rotated":true, */
+        free(line);
+        line = NULL;
+        if (r >= 0) {
+            json_object_del(o, "nonce");
+            json_object_del(o, "prev");
+            r = chain_fields(a, o);
+        }
+        if (r >= 0)
+            line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    }
     json_decref(o);
     if (r < 0 || !line) {
         r = r < 0 ? r : -ENOMEM;
