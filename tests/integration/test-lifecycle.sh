@@ -111,6 +111,24 @@ like "... nor through /proc/PID/root of any process the bottle sees" "$probe" \
 like "... nor as an abstract socket (the bottle has its own network namespace)" "$probe" \
     "refused abstract"
 unlike "... no connect succeeded" "$probe" "CONNECTED"
+# ... nor through the host's /proc mounted in (the supervisor's /proc/PID/root): the bottle may
+# not look into a process outside its namespaces
+spid=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' \
+    "$BOT_BOTTLE_STATE_DIR/bottles/lc-a/info.json")
+mkdir -p "$T/ws-p"
+cat >"$T/ws-p/p.py" <<PY
+import socket
+p = "/hostproc/$spid/root$BOT_BOTTLE_STATE_DIR/bottles/lc-a/control"
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(p); print("CONNECTED " + p)
+except OSError as e:
+    print("refused %s (%s)" % (p, e.strerror))
+PY
+out=$(cd "$T/ws-p" && timeout 60 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" \
+    --mount /proc:/hostproc:ro -- "$PY" p.py 2>&1)
+like "... nor through the host's /proc/SUPERVISOR/root mounted into a bottle" "$out" \
+    "refused /hostproc/$spid/root.*/control \(Permission denied\)"
 # ... and no option puts it there: a socket on a read-only mount still takes connections, and
 # the peer check sees the invoking user
 mkdir -p "$T/ws-m"; cp "$T/probe.py" "$T/ws-m/"
