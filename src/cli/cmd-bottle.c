@@ -274,6 +274,8 @@ int cmd_ls(int argc, char **argv)
                    w->have_info && w->info.command[0] ? w->info.command : "-");
         }
     }
+    for (size_t i = 0; i < n; i++)
+        state_info_done(&rows[i].info);
     free(rows);
     return fflush(stdout) == 0 ? 0 : EXIT_BB_FAILURE;
 }
@@ -767,8 +769,10 @@ int cmd_logs(int argc, char **argv)
     running = state_bottle_running(&st, name) == 1;
     if (running)
         have_info = state_info_read(&st, name, &info) == 0;
-    if (audit_path_of(&st, name, have_info ? &info : NULL, path, sizeof(path)) < 0 ||
-        !log_exists(path))
+    r = audit_path_of(&st, name, have_info ? &info : NULL, path, sizeof(path));
+    if (have_info)
+        state_info_done(&info);
+    if (r < 0 || !log_exists(path))
         return no_such_bottle(name, false);
     if (verify)
         return logs_verify(name, path, running);

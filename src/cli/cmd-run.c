@@ -57,7 +57,8 @@ static void usage(FILE *f)
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
-            "      --allow-write PATH   leave a protected workspace path (below) writable\n"
+            "      --allow-write PATH   leave a protected workspace path (below) writable;\n"
+            "                           /DST/PATH: one in a read-write --mount at DST\n"
             "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
@@ -307,9 +308,10 @@ int cmd_run(int argc, char **argv)
             strv_push(&mounts, optarg);
             break;
         case OPT_ALLOW_WRITE:
-            if (!protect_rel_path_valid(optarg)) {
+            if (!protect_rel_path_valid(optarg[0] == '/' ? optarg + 1 : optarg)) {
                 log_error("--allow-write '%s': give a path relative to the workspace, like "
-                          ".vscode or .git/hooks (no leading '/', no '.' or '..')",
+                          ".vscode or .git/hooks, or one inside the bottle in a --mount, like "
+                          "/data/.git/hooks (no '.' or '..')",
                           optarg);
                 goto out;
             }
