@@ -587,8 +587,10 @@ static void print_line(void *ud, const char *line, size_t len)
     if (c->out_failed)
         return;
     if (audit_record_parse(line, len, &rec) < 0) {
-        if (!c->filtered && c->json)
-            fwrite(line, 1, len, stdout), fputc('\n', stdout);
+        if (!c->filtered && c->json) { /* --json passes every line on, as written */
+            fwrite(line, 1, len, stdout);
+            fputc('\n', stdout);
+        }
         return;
     }
     if ((strcmp(rec.kind, "end") == 0 && !c->json) || !audit_record_match(&rec, &c->filter))
