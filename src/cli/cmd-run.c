@@ -51,8 +51,9 @@ static void usage(FILE *f)
             "executable, 127: COMMAND not found).\n"
             "\n"
             "Options:\n"
-            "  -b, --backend NAME       microvm (default), namespace, or auto (the strongest\n"
-            "                           available, and it says which); env BOT_BOTTLE_BACKEND\n"
+            "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
+            "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
+            "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
@@ -69,9 +70,11 @@ static void usage(FILE *f)
             "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
             "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
             "                           it, a limit that cannot be enforced is an error (125)\n"
-            "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
-            "  -i, --interactive        pass stdin to the command (default: "
-            "/dev/null)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
+            "  -t, --tty                give the command a terminal (a pty relayed to yours;\n"
+            "                           --backend namespace only, for now)\n"
+            "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
+            "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
+            "  -v, --verbose            debug logging\n"
             "  -h, --help               this text\n"
             "\n"
             "Inside, HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at http://A:3128 and DNS at A, where\n"
@@ -391,12 +394,7 @@ int cmd_run(int argc, char **argv)
     if (!backend || !*backend)
         backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
     if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        if (strcmp(backend, DEFAULT_BACKEND) == 0)
-            log_error("the default microVM backend is not available yet in this build; run "
-                      "with --backend namespace (or BOT_BOTTLE_BACKEND=namespace) for the "
-                      "namespace backend");
-        else
-            say_unknown_backend(backend);
+        say_unknown_backend(backend);
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)

@@ -610,6 +610,12 @@ static int select_backend(struct sv *s)
                   s->be->name);
         return -EOPNOTSUPP;
     }
+    if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
+        log_error("the %s backend does not support %s yet (the command's output comes over the "
+                  "VM's console, its stdin is /dev/null); run with --backend namespace",
+                  s->be->name, s->o->tty ? "-t" : "-i");
+        return -EOPNOTSUPP;
+    }
     return 0;
 }
 
