@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"
+#include "common/sha256.h"
 #include "common/xalloc.h"
 
 #define AGG_BUCKETS 8192 /* power of two, >= AUDIT_AGG_MAX */
@@ -39,6 +41,11 @@ struct audit {
     uint64_t max_size; /* 0: no cap */
     uint64_t size;     /* bytes in the current file, as far as we know */
     bool failed;       /* the last write failed: refuse new egress */
+
+    /* the hash chain (audit.h) */
+    char prev[SHA256_HEX_LEN + 1]; /* SHA-256 of the last record written */
+    bool prev_valid;               /* false: the next record starts a chain (with a nonce) */
+    bool file_start;               /* the file is new/empty: the next record is its first */
 
     struct loop *loop;
     struct loop_timer timer;
@@ -90,6 +97,48 @@ static uint64_t fd_size(int fd)
 
 static void on_window_end(struct loop_timer *t);
 
+#define CHAIN_TAIL_MAX (64 * 1024) /* the last line of an existing log is read from this much */
+
+/* Continue the chain of an existing file: hash its last line. prev_valid stays false when the
+ * file is empty, does not end with a newline, or its last line is longer than the window. */
+static void chain_load(struct audit *a)
+{
+    struct stat st;
+    char *tail;
+    size_t n;
+    ssize_t k;
+
+    a->prev_valid = false;
+    a->file_start = false;
+    if (!a->own_fd || fstat(a->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return;
+    if (st.st_size == 0) {
+        a->file_start = true;
+        return;
+    }
+    n = st.st_size > CHAIN_TAIL_MAX ? CHAIN_TAIL_MAX : (size_t)st.st_size;
+    tail = xmalloc(n);
+    /* the sink is opened write-only: read through a second, read-only open of the same inode */
+    {
+        char proc[64];
+        int rfd;
+        snprintf(proc, sizeof(proc), "/proc/self/fd/%d", a->fd);
+        rfd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        k = rfd >= 0 ? pread(rfd, tail, n, st.st_size - (off_t)n) : -1;
+        if (rfd >= 0)
+            close(rfd);
+    }
+    if (k == (ssize_t)n && tail[n - 1] == '\n') {
+        size_t start = n - 1;
+        while (start > 0 && tail[start - 1] != '\n')
+            start--;
+        if ((start > 0 || n == (size_t)st.st_size) &&
+            sha256_hex(tail + start, n - start, a->prev) == 0)
+            a->prev_valid = true;
+    }
+    free(tail);
+}
+
 int audit_open(const char *path, const char *bottle, struct audit **ret)
 {
     struct audit *a;
@@ -108,6 +157,7 @@ int audit_open(const char *path, const char *bottle, struct audit **ret)
     a->max_size = AUDIT_DEFAULT_MAX_SIZE;
     a->size = own ? fd_size(fd) : 0;
     loop_timer_init(&a->timer, on_window_end, a);
+    chain_load(a);
     *ret = a;
     return 0;
 }
@@ -141,6 +191,7 @@ int audit_reopen(struct audit *a)
     close(a->fd);
     a->fd = fd;
     a->size = fd_size(fd);
+    a->file_start = a->size == 0; /* a new file continues our chain ("rotated") */
     return 0;
 }
 
@@ -199,6 +250,7 @@ static int rotate(struct audit *a, size_t need)
     close(a->fd);
     a->fd = fd;
     a->size = fd_size(fd);
+    a->file_start = a->size == 0;
     return 0;
 }
 
@@ -224,18 +276,32 @@ static void set_ok(struct audit *a)
              a->path ? a->path : "(stdout)", a->bottle);
 }
 
-static int sink_write(struct audit *a, const char *line, size_t len)
+static bool needs_room(const struct audit *a, size_t len)
 {
-    ssize_t n;
+    return a->own_fd && a->max_size && a->size + len > a->max_size && a->size > 0;
+}
+
+/* Rotate first when a record of about len bytes would take the file past its cap. */
+static int sink_make_room(struct audit *a, size_t len)
+{
     int r;
 
-    if (a->own_fd && a->max_size && a->size + len > a->max_size && a->size > 0) {
+    if (needs_room(a, len)) {
         r = rotate(a, len);
         if (r < 0) {
             set_failed(a, r);
             return r;
         }
     }
+    return 0;
+}
+
+/* One write(2) of the whole record. */
+static int sink_write(struct audit *a, const char *line, size_t len)
+{
+    ssize_t n;
+    int r;
+
     n = write(a->fd, line, len);
     if (n < 0) {
         r = -errno;
@@ -271,9 +337,37 @@ static void format_ts(uint64_t ns, char out[32])
     snprintf(out + n, 32 - n, ".%03uZ", ms);
 }
 
+static const char *const kinds[AUDIT_KIND_MAX] = { "connect", "http", "dns", "policy", "end" };
+
+const char *audit_kind_name(enum audit_kind k)
+{
+    return (unsigned)k < AUDIT_KIND_MAX ? kinds[k] : "?";
+}
+
+/* The chain fields (audit.h): "nonce" at a chain's start, "rotated" on a new file's first
+ * record, then "prev". Returns 0 or -errno. */
+static int chain_fields(struct audit *a, json_t *o)
+{
+    if (!a->prev_valid) {
+        unsigned char rnd[32];
+        static const char hexd[] = "0123456789abcdef";
+        if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+            return -EIO;
+        for (unsigned i = 0; i < sizeof(rnd); i++) {
+            a->prev[2 * i] = hexd[rnd[i] >> 4];
+            a->prev[2 * i + 1] = hexd[rnd[i] & 15];
+        }
+        a->prev[SHA256_HEX_LEN] = '\0';
+        json_object_set_new(o, "nonce", json_string(a->prev));
+    } else if (a->file_start) {
+        json_object_set_new(o, "rotated", json_true());
+    }
+    json_object_set_new(o, "prev", json_string(a->prev));
+    return 0;
+}
+
 int audit_emit(struct audit *a, const struct audit_event *ev)
 {
-    static const char *const kinds[AUDIT_KIND_MAX] = { "connect", "http", "dns" };
     char ts[32];
     json_t *o;
     char *line;
@@ -289,7 +383,7 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
     o = json_object();
     json_object_set_new(o, "ts", json_string(ts));
     json_object_set_new(o, "bottle", json_string(a->bottle));
-    json_object_set_new(o, "kind", json_string(kinds[ev->kind < AUDIT_KIND_MAX ? ev->kind : 0]));
+    json_object_set_new(o, "kind", json_string(audit_kind_name(ev->kind)));
     {
         json_t *h = json_string(ev->host ? ev->host : "");
         if (!h)
@@ -312,17 +406,51 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
     if (ev->count)
         json_object_set_new(o, "count", json_integer(ev->count));
 
-    line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    /* One dump in the common case; a record that needs a rotation first is dumped again,
+     * since the chain fields of a new file's first record differ ("rotated"). */
+    r = chain_fields(a, o);
+    line = r >= 0 ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
+    if (line && needs_room(a, strlen(line) + 1)) {
+        r = sink_make_room(a, strlen(line) + 1 + 16); /* + "rotated":true, */
+        free(line);
+        line = NULL;
+        if (r >= 0) {
+            json_object_del(o, "nonce");
+            json_object_del(o, "prev");
+            r = chain_fields(a, o);
+        }
+        if (r >= 0)
+            line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    }
     json_decref(o);
-    if (!line) {
-        set_failed(a, -ENOMEM);
-        return -ENOMEM;
+    if (r < 0 || !line) {
+        r = r < 0 ? r : -ENOMEM;
+        set_failed(a, r);
+        return r;
     }
     len = strlen(line);
     line[len] = '\n'; /* json_dumps NUL-terminates; overwrite it and write len+1 bytes */
     r = sink_write(a, line, len + 1);
+    if (r >= 0 && sha256_hex(line, len + 1, a->prev) == 0) {
+        a->prev_valid = true;
+        a->file_start = false;
+    } else if (r >= 0) {
+        a->prev_valid = false; /* cannot hash: the next record starts a new chain */
+    }
     free(line);
     return r;
+}
+
+int audit_seal(struct audit *a)
+{
+    struct audit_event ev = { .kind = AUDIT_END, .host = "", .allow = true, .reason = "closed" };
+
+    if (!a || a->fd < 0)
+        return 0;
+    if (a->loop)
+        loop_timer_stop(a->loop, &a->timer);
+    window_close(a);
+    return audit_emit(a, &ev);
 }
 
 /* ---- aggregation of repeated decisions ---- */

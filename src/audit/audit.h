@@ -3,14 +3,26 @@
  * single write(2) to a file opened O_APPEND so lines from concurrent writers never interleave.
  *
  * {"ts":"2026-11-28T12:00:00.123Z","bottle":"b1","kind":"connect","host":"x","port":443,
- *  "decision":"allow","reason":"allowlisted","bytes_up":0,"bytes_down":0}
+ *  "decision":"allow","reason":"allowlisted","bytes_up":0,"bytes_down":0,"prev":"<64 hex>"}
+ *
+ * Hash chain (docs/cli.md, "The audit hash chain"): every record ends with "prev", the SHA-256
+ * of the previous record's bytes (its newline included). The first record of a chain (a new
+ * file, or one whose last line could not be read) carries "nonce" (64 random hex digits) and
+ * prev = nonce; the first record of the file a rotation starts carries "rotated":true and
+ * continues the chain of NAME.audit.log.1. audit_seal() writes an "end" record. The reader
+ * (audit/reader.h) verifies it.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
-enum audit_kind { AUDIT_CONNECT, AUDIT_HTTP, AUDIT_DNS, AUDIT_KIND_MAX };
+/* connect/http/dns: egress decisions. policy: a run-time policy change (host = the pattern,
+ * decision allow/deny, reason why). end: the daemon closed the log (audit_seal). */
+enum audit_kind { AUDIT_CONNECT, AUDIT_HTTP, AUDIT_DNS, AUDIT_POLICY, AUDIT_END, AUDIT_KIND_MAX };
+
+/* Name of a kind ("connect", ...), "?" when out of range. */
+const char *audit_kind_name(enum audit_kind k);
 
 struct audit_event {
     enum audit_kind kind;
@@ -85,6 +97,12 @@ int audit_note(struct audit *a, const struct audit_event *ev);
  * file (path NULL) never fails. */
 bool audit_failed(const struct audit *a);
 uint64_t audit_write_errors(const struct audit *a);
+
+/*
+ * Write the closing record (kind "end", reason "closed") after the pending summaries: a log
+ * whose last record is not one was cut, or its daemon was killed. Returns 0 or -errno.
+ */
+int audit_seal(struct audit *a);
 
 /* Clock used for "ts" (wall clock by default; tests pin it). Returns ns since the epoch. */
 void audit_set_clock(struct audit *a, uint64_t (*fn)(void));

@@ -21,6 +21,12 @@ int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 int cmd_trust(int argc, char **argv);
+/* cmd-bottle.c: the verbs on running and stopped bottles */
+int cmd_ls(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_allow(int argc, char **argv);
+int cmd_deny(int argc, char **argv);
+int cmd_logs(int argc, char **argv);
 
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */

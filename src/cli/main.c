@@ -10,9 +10,14 @@
 #include "common/macro.h"
 
 static const struct cli_command commands[] = {
+    { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
+    { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
+    { "logs", "a bottle's egress decisions (logs N [--follow] [--verify])", cmd_logs },
+    { "ls", "list the bottles", cmd_ls },
     { "policy", "check a target against a policy (policy check ...)", cmd_policy },
     { "run", "run a command in a new bottle", cmd_run },
+    { "stop", "stop a running bottle (stop N)", cmd_stop },
     { "trust", "approve a project's bottle.ini (its exact content)", cmd_trust },
     { "version", "print the version", cmd_version },
 };

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/limits.h"
 #include "common/macro.h"
+#include "common/sha256.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "config/config.h"
@@ -28,18 +28,7 @@
 
 int trust_sha256_hex(const void *data, size_t len, char ret_hex[TRUST_HEX_LEN + 1])
 {
-    static const char hexd[] = "0123456789abcdef";
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        return -EIO;
-    for (unsigned i = 0; i < 32; i++) {
-        ret_hex[2 * i] = hexd[md[i] >> 4];
-        ret_hex[2 * i + 1] = hexd[md[i] & 15];
-    }
-    ret_hex[TRUST_HEX_LEN] = '\0';
-    return 0;
+    return sha256_hex(data, len, ret_hex);
 }
 
 bool trust_hex_valid(const char *s)

@@ -65,7 +65,21 @@ static int apply_change(const struct policy *p, const char *change, struct polic
     const char *arg;
 
     if (strncmp(change, "allow ", 6) == 0) {
+        /* once only: a pattern in force twice would outlive one deny (a timed grant's expiry
+         * would leave it, a deny would seem to fail) */
+        struct policy *one = policy_new();
         arg = change + 6;
+        if (policy_add_allow(one, arg, strlen(arg), reterr_msg) < 0) {
+            policy_free(one);
+            return -EINVAL;
+        }
+        for (size_t i = 0; i < policy_n_allow(p); i++)
+            if (strcmp(policy_allow_text(p, i), policy_allow_text(one, 0)) == 0) {
+                policy_free(one);
+                *reterr_msg = "already in force";
+                return -EEXIST;
+            }
+        policy_free(one);
         np = policy_copy(p, NULL);
         if (policy_add_allow(np, arg, strlen(arg), reterr_msg) < 0) {
             policy_free(np);
@@ -135,6 +149,19 @@ static void on_control(struct loop_source *src, uint32_t events)
             control_reply(src->fd, reply);
             continue;
         }
+        {
+            /* audited before it takes effect: a change that cannot be recorded is not made */
+            bool allow = strncmp(req, "allow ", 6) == 0;
+            struct audit_event ev = { .kind = AUDIT_POLICY,
+                                      .host = req + (allow ? 6 : 5),
+                                      .allow = allow,
+                                      .reason = "control" };
+            if (audit_emit(e->audit, &ev) < 0) {
+                policy_free(np);
+                control_reply(src->fd, "error cannot write the audit log");
+                continue;
+            }
+        }
         swap_policy(e, np);
         strv_push(&e->changes, req);
         log_info("egress: policy changed by the supervisor (%s; %zu allow patterns)", req,
@@ -163,7 +190,10 @@ static void on_hup(struct loop *l, int signo, void *ud)
     for (size_t i = 0; i < e->changes.n; i++) {
         struct policy *next = NULL;
         const char *why;
-        if (apply_change(np, e->changes.v[i], &next, &why) < 0) {
+        int r = apply_change(np, e->changes.v[i], &next, &why);
+        if (r == -EEXIST)
+            continue; /* the files now allow it too */
+        if (r < 0) {
             log_warn("egress: after the reload, '%s' no longer applies (%s)", e->changes.v[i], why);
             continue;
         }
@@ -340,6 +370,8 @@ out:
     /* The last summaries of repeated decisions are written while the loop still exists. */
     audit_attach_loop(e.audit, NULL);
     loop_free(e.loop);
+    /* the closing record of the hash chain, after every other record (audit.h) */
+    audit_seal(e.audit);
     audit_close(e.audit);
     policy_free(e.policy);
     return r;

@@ -43,18 +43,22 @@ int control_frame_decode(const uint8_t **cursor, const uint8_t *end, const uint8
 static const struct {
     const char *name;
     enum control_cmd cmd;
-    bool pattern;
+    bool pattern;        /* "pattern" required */
+    const char *seconds; /* the optional number of seconds this command takes, or NULL */
+    uint32_t max_seconds;
 } commands[] = {
-    { "status", CONTROL_STATUS, false },
-    { "stop", CONTROL_STOP, false },
-    { "allow", CONTROL_ALLOW, true },
+    { "status", CONTROL_STATUS, false, NULL, 0 },
+    { "stop", CONTROL_STOP, false, "time", CONTROL_MAX_STOP_TIME },
+    { "allow", CONTROL_ALLOW, true, "for", CONTROL_MAX_GRANT },
+    { "deny", CONTROL_DENY, true, NULL, 0 },
 };
 
 int control_request_parse(const uint8_t *p, size_t len, struct control_request *ret,
                           const char **reterr_msg)
 {
     json_t *o, *v;
-    const char *key, *cmd = NULL, *pattern = NULL;
+    const char *key, *cmd = NULL, *pattern = NULL, *num_key = NULL;
+    json_int_t num = 0;
     size_t pattern_len = 0;
     int r = -EBADMSG;
 
@@ -74,6 +78,10 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
         } else if (strcmp(key, "pattern") == 0 && json_is_string(v)) {
             pattern = json_string_value(v);
             pattern_len = json_string_length(v);
+        } else if ((strcmp(key, "time") == 0 || strcmp(key, "for") == 0) && json_is_integer(v) &&
+                   !num_key) {
+            num_key = key;
+            num = json_integer_value(v);
         } else {
             *reterr_msg = "unknown key, or a key of the wrong type";
             goto out;
@@ -83,14 +91,26 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
         *reterr_msg = "no \"cmd\"";
         goto out;
     }
-    *reterr_msg = "unknown command (status, stop, allow)";
+    *reterr_msg = "unknown command (status, stop, allow, deny)";
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++) {
         if (strcmp(cmd, commands[i].name) != 0)
             continue;
         if (commands[i].pattern != (pattern != NULL)) {
             *reterr_msg = commands[i].pattern ? "\"pattern\" is required for this command"
-                                              : "\"pattern\" is only for allow";
+                                              : "\"pattern\" is only for allow and deny";
             goto out;
+        }
+        if (num_key) {
+            if (!commands[i].seconds || strcmp(num_key, commands[i].seconds) != 0) {
+                *reterr_msg = "\"time\" is only for stop, \"for\" only for allow";
+                goto out;
+            }
+            if (num < (cmd[0] == 'a' ? 1 : 0) || num > commands[i].max_seconds) {
+                *reterr_msg = "the number of seconds is out of range";
+                goto out;
+            }
+            ret->has_seconds = true;
+            ret->seconds = (uint32_t)num;
         }
         if (pattern) {
             /* a pattern is text: no NUL inside, bounded; its grammar is the daemon's to check */

@@ -6,7 +6,8 @@
  *
  * Framing: a 4-byte big-endian length, then that many bytes (1..BB_MAX_CONTROL_FRAME) of one
  * JSON object; one request per frame, one reply frame per request, in order.
- *   requests  {"cmd":"status"}  {"cmd":"stop"}  {"cmd":"allow","pattern":"example.com"}
+ *   requests  {"cmd":"status"}  {"cmd":"stop"[,"time":S]}
+ *             {"cmd":"allow","pattern":"example.com"[,"for":S]}  {"cmd":"deny","pattern":"..."}
  *   replies   {"ok":true, ...}  or  {"ok":false,"error":"what went wrong"}
  * A frame that is too long or not a request ends the connection (after an error reply when
  * the frame itself was well-formed). Peers are checked with SO_PEERCRED: the same uid as the
@@ -26,17 +27,22 @@
 
 #define CONTROL_HDR_LEN 4
 #define CONTROL_MAX_PATTERN 1024
+#define CONTROL_MAX_STOP_TIME 3600         /* stop's "time": at most an hour */
+#define CONTROL_MAX_GRANT (30 * 24 * 3600) /* allow's "for": at most 30 days */
 
 enum control_cmd {
     CONTROL_STATUS = 1, /* name, backend, alias, pids, state */
     CONTROL_STOP,       /* ask the bottle to end (non-blocking; the reply comes first) */
     CONTROL_ALLOW,      /* add an allow pattern to the running daemon's policy */
+    CONTROL_DENY,       /* remove an allow pattern from it */
     CONTROL_CMD_MAX
 };
 
 struct control_request {
     enum control_cmd cmd;
-    char pattern[CONTROL_MAX_PATTERN + 1]; /* CONTROL_ALLOW */
+    char pattern[CONTROL_MAX_PATTERN + 1]; /* CONTROL_ALLOW, CONTROL_DENY */
+    bool has_seconds; /* stop: "time" (grace before the kill); allow: "for" (expiry) */
+    uint32_t seconds;
 };
 
 /*
@@ -47,8 +53,9 @@ struct control_request {
 int control_frame_decode(const uint8_t **cursor, const uint8_t *end, const uint8_t **ret_p,
                          size_t *ret_len);
 /*
- * Parse a request payload (strict: an object with "cmd" and, for allow only, "pattern"; no
- * other keys, no duplicates). Returns 0 and *ret, or -EBADMSG with *reterr_msg (static).
+ * Parse a request payload (strict: an object with "cmd", "pattern" for allow and deny only,
+ * "time" for stop and "for" for allow only (integer seconds); no other keys, no duplicates).
+ * Returns 0 and *ret, or -EBADMSG with *reterr_msg (static).
  */
 int control_request_parse(const uint8_t *p, size_t len, struct control_request *ret,
                           const char **reterr_msg);

@@ -8,16 +8,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common/buf.h"
+#include "audit/reader.h"
 #include "common/loop.h"
 
 #define NOTICE_MAX_HOSTS 256
 
 struct notice {
-    char path[1024];
-    int fd;
-    bool crlf; /* the terminal is in raw mode (-t): end lines with \r\n */
-    struct buf tail;
+    struct audit_follow f; /* the log, followed (audit/reader.h) */
+    bool crlf;             /* the terminal is in raw mode (-t): end lines with \r\n */
     char *notified[NOTICE_MAX_HOSTS];
     size_t n_notified;
     struct loop *loop;
@@ -33,5 +31,5 @@ int notice_open(struct notice *n, const char *audit_path);
 void notice_start(struct notice *n, struct loop *loop);
 /* Read what is new and report the new denied hosts now. */
 void notice_poll(struct notice *n);
-/* Stop polling and free. Accepts a never-opened one (zeroed, fd -1). */
+/* Stop polling and free. Accepts a never-opened one (zeroed, f.fd -1). */
 void notice_done(struct notice *n);

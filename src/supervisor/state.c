@@ -235,10 +235,11 @@ int state_info_write(const struct state_bottle *b, const struct state_info *i)
     json_t *o;
     int r = 0;
 
-    o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s}", "name", i->name, "backend",
+    o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s:s, s:I}", "name", i->name, "backend",
                   i->backend, "alias", i->alias, "pid", (int)i->pid, "bottle_pid",
                   (int)i->bottle_pid, "daemon_pid", (int)i->daemon_pid, "audit", i->audit,
-                  "workspace", i->workspace);
+                  "workspace", i->workspace, "command", i->command, "started",
+                  (json_int_t)i->started);
     if (!o)
         return -ENOMEM;
     {
@@ -272,7 +273,8 @@ static void copy_str(char *dst, size_t size, const char *src)
 int state_info_read(const struct state *st, const char *name, struct state_info *ret)
 {
     char path[STATE_PATH_MAX + 128];
-    const char *n = NULL, *be = NULL, *al = NULL, *au = NULL, *ws = NULL;
+    const char *n = NULL, *be = NULL, *al = NULL, *au = NULL, *ws = NULL, *cmd = NULL;
+    json_int_t started = 0;
     int pid = 0, bpid = 0, dpid = 0, r;
     json_t *o;
 
@@ -287,9 +289,10 @@ int state_info_read(const struct state *st, const char *name, struct state_info 
     o = json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
     if (!o)
         return -EBADMSG;
-    if (json_unpack(o, "{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s}", "name", &n, "backend", &be,
-                    "alias", &al, "pid", &pid, "bottle_pid", &bpid, "daemon_pid", &dpid, "audit",
-                    &au, "workspace", &ws) < 0) {
+    if (json_unpack(o, "{s:s, s:s, s:s, s:i, s:i, s:i, s:s, s:s, s?:s, s?:I}", "name", &n,
+                    "backend", &be, "alias", &al, "pid", &pid, "bottle_pid", &bpid, "daemon_pid",
+                    &dpid, "audit", &au, "workspace", &ws, "command", &cmd, "started",
+                    &started) < 0) {
         json_decref(o);
         return -EBADMSG;
     }
@@ -298,6 +301,8 @@ int state_info_read(const struct state *st, const char *name, struct state_info 
     copy_str(ret->alias, sizeof(ret->alias), al);
     copy_str(ret->audit, sizeof(ret->audit), au);
     copy_str(ret->workspace, sizeof(ret->workspace), ws);
+    copy_str(ret->command, sizeof(ret->command), cmd);
+    ret->started = started;
     ret->pid = pid;
     ret->bottle_pid = bpid;
     ret->daemon_pid = dpid;

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "config/config.h"
@@ -52,6 +53,8 @@ struct state_info {
     pid_t daemon_pid; /* the egress daemon */
     char audit[1024];
     char workspace[4096];
+    char command[512]; /* the main command, its arguments joined by spaces (cut) */
+    int64_t started;   /* unix time the bottle started; 0: unknown */
     /* The host directories whose protected paths this bottle holds read-only (the workspace
      * and read-write --mount sources; docs/workspace.md). Written as given; read into a list
      * the reader owns (state_info_done). */

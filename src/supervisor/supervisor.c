@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -18,6 +19,8 @@
 #include "common/loop.h"
 #include "common/macro.h"
 #include "common/str.h"
+#include "common/xalloc.h"
+#include "config/trust.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
 #include "supervisor/control.h"
@@ -29,6 +32,15 @@
 #include "supervisor/tty.h"
 
 #define STOP_GRACE_MS 5000
+#define SV_MAX_GRANTS 32 /* timed grants (allow --for) in force at once */
+
+struct sv;
+/* A timed grant (`bot-bottle allow N P --for D`): its deny is sent when the timer fires. */
+struct grant {
+    struct loop_timer timer;
+    struct sv *s;
+    char pattern[CONTROL_MAX_PATTERN + 1];
+};
 
 struct sv {
     const struct supervisor_opts *o;
@@ -60,6 +72,8 @@ struct sv {
     struct protect_plan protect; /* read-only workspace paths and their placeholders */
 
     struct loop_timer kill_timer;
+    int grace_ms; /* before the kill (stop's "time"; default STOP_GRACE_MS) */
+    struct grant *grants[SV_MAX_GRANTS];
     bool stopping;
     int status;
     bool done;
@@ -123,6 +137,13 @@ static void write_info(struct sv *s)
     snprintf(i.alias, sizeof(i.alias), "%s", s->alias.text);
     snprintf(i.audit, sizeof(i.audit), "%s", s->audit);
     snprintf(i.workspace, sizeof(i.workspace), "%s", s->o->workspace);
+    i.started = (int64_t)time(NULL);
+    for (size_t k = 0, n = 0; s->o->argv && s->o->argv[k]; k++) {
+        int w = snprintf(i.command + n, sizeof(i.command) - n, "%s%s", k ? " " : "", s->o->argv[k]);
+        if (w < 0 || (size_t)w >= sizeof(i.command) - n)
+            break; /* cut: `ls` shows a prefix */
+        n += (size_t)w;
+    }
     r = state_info_write(&s->sb, &i);
     if (r < 0)
         log_errno(LOG_LVL_WARN, r, "cannot write %s/info.json", s->sb.dir);
@@ -138,13 +159,13 @@ static void request_stop(struct sv *s)
     /* Never blocks (namespace: SIGTERM to bottle-init, which forwards it to the command); if
      * the bottle lingers, it is killed. */
     (void)s->be->request_stop(s->bottle);
-    loop_timer_set_in(s->loop, &s->kill_timer, STOP_GRACE_MS);
+    loop_timer_set_in(s->loop, &s->kill_timer, s->grace_ms);
 }
 
 static void on_kill_timer(struct loop_timer *t)
 {
     struct sv *s = t->userdata;
-    log_warn("the bottle did not stop within %d s; killing it", STOP_GRACE_MS / 1000);
+    log_warn("the bottle did not stop within %d s; killing it", s->grace_ms / 1000);
     (void)s->be->kill(s->bottle);
 }
 
@@ -197,6 +218,60 @@ static void on_channel_dead(void *ud, int err)
     log_debug("channel closed (%s)", strerror(-err));
 }
 
+/* ---------------------------------------------------------------- timed grants */
+
+static struct grant **grant_find(struct sv *s, const char *pattern)
+{
+    for (size_t i = 0; i < SV_MAX_GRANTS; i++)
+        if (s->grants[i] && strcmp(s->grants[i]->pattern, pattern) == 0)
+            return &s->grants[i];
+    return NULL;
+}
+
+static void grant_drop(struct sv *s, struct grant **g)
+{
+    if (!g || !*g)
+        return;
+    loop_timer_stop(s->loop, &(*g)->timer);
+    free(*g);
+    *g = NULL;
+}
+
+static void on_grant_expired(struct loop_timer *t)
+{
+    struct grant *g = t->userdata;
+    struct sv *s = g->s;
+    char why[256];
+    int r = daemon_policy_change(&s->daemon, "deny", g->pattern, why, sizeof(why));
+
+    if (r < 0)
+        log_warn("the grant for %s expired but could not be revoked: %s", g->pattern,
+                 r == -EINVAL || r == -ENOENT ? why : strerror(-r));
+    else
+        log_info("the grant for %s expired", g->pattern);
+    grant_drop(s, grant_find(s, g->pattern));
+}
+
+/* Arm (or re-arm) the expiry of pattern. Returns 0 or -ENOSPC. */
+static int grant_arm(struct sv *s, const char *pattern, uint32_t seconds)
+{
+    struct grant **slot = grant_find(s, pattern);
+
+    for (size_t i = 0; !slot && i < SV_MAX_GRANTS; i++)
+        if (!s->grants[i])
+            slot = &s->grants[i];
+    if (!slot)
+        return -ENOSPC;
+    if (!*slot) {
+        *slot = xcalloc(1, sizeof(**slot));
+        (*slot)->s = s;
+        snprintf((*slot)->pattern, sizeof((*slot)->pattern), "%s", pattern);
+        loop_timer_init(&(*slot)->timer, on_grant_expired, *slot);
+    }
+    loop_timer_set_in(s->loop, &(*slot)->timer, (uint64_t)seconds * 1000);
+    return 0;
+}
+
 /* A request on the control socket (control.h), from a process of our own user or root. */
 static int on_control(void *ud, const struct control_request *req, json_t *reply)
 {
@@ -224,16 +299,57 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
             return -EAGAIN;
         }
         log_info("stop requested through the control socket");
+        if (req->has_seconds) {
+            s->grace_ms = (int)req->seconds * 1000;
+            if (s->stopping) /* a second stop shortens (or lengthens) the grace */
+                loop_timer_set_in(s->loop, &s->kill_timer, s->grace_ms);
+        }
         request_stop(s);
         return 0;
-    case CONTROL_ALLOW: {
+    case CONTROL_ALLOW:
+    case CONTROL_DENY: {
+        bool allow = req->cmd == CONTROL_ALLOW;
         char why[256];
-        int r = daemon_policy_change(&s->daemon, "allow", req->pattern, why, sizeof(why));
+        int r;
+
+        if (allow && req->has_seconds && !grant_find(s, req->pattern)) {
+            size_t used = 0;
+            for (size_t i = 0; i < SV_MAX_GRANTS; i++)
+                used += s->grants[i] != NULL;
+            if (used == SV_MAX_GRANTS) {
+                json_object_set_new(reply, "error",
+                                    json_string("too many timed grants in force (32); revoke one "
+                                                "with 'bot-bottle deny'"));
+                return -ENOSPC;
+            }
+        }
+        if (allow && grant_find(s, req->pattern)) {
+            /* a timed grant in force: re-arm it, or (a plain allow) keep it for good */
+            if (req->has_seconds)
+                (void)grant_arm(s, req->pattern, req->seconds);
+            else
+                grant_drop(s, grant_find(s, req->pattern));
+            log_info("allowed %s through the control socket (%s)", req->pattern,
+                     req->has_seconds ? "timer re-armed" : "no longer timed");
+            return 0;
+        }
+        r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
+                                 sizeof(why));
         if (r < 0) {
-            json_object_set_new(reply, "error", json_string(r == -EINVAL ? why : strerror(-r)));
+            json_object_set_new(reply, "error",
+                                json_string(r == -EINVAL || r == -ENOENT ? why : strerror(-r)));
             return r;
         }
-        log_info("allowed %s through the control socket", req->pattern);
+        /* a deny or a plain allow ends the pattern's timer; allow --for (re)arms it */
+        if (allow && req->has_seconds)
+            (void)grant_arm(s, req->pattern, req->seconds);
+        else
+            grant_drop(s, grant_find(s, req->pattern));
+        if (allow && req->has_seconds)
+            log_info("allowed %s for %u s through the control socket", req->pattern, req->seconds);
+        else
+            log_info("%s %s through the control socket", allow ? "allowed" : "denied",
+                     req->pattern);
         return 0;
     }
     case CONTROL_CMD_MAX:
@@ -345,6 +461,25 @@ static int refuse_home_workspace(const char *ws, const char *home)
     return -EPERM;
 }
 
+/* -EPERM (said) when path contains the state root or lies inside it. */
+static int check_state_hidden(const struct sv *s, const char *path, const char *what)
+{
+    char root[PATH_MAX], canon[PATH_MAX];
+
+    if (!path || !realpath(s->st.root, root))
+        return 0;
+    if (!realpath(path, canon))
+        (void)str_printf(canon, sizeof(canon), "%s", path);
+    if (trust_path_within(root, canon) || trust_path_within(canon, root)) {
+        log_error("%s %s would put the state directory %s (every bottle's control socket) "
+                  "inside the bottle; choose another directory, or move the state with "
+                  "BOT_BOTTLE_STATE_DIR",
+                  what, path, root);
+        return -EPERM;
+    }
+    return 0;
+}
+
 static int build_spec(struct sv *s, struct bottle_spec *spec)
 {
     struct passwd *pw;
@@ -420,6 +555,15 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         if (r < 0)
             return log_errno(LOG_LVL_ERROR, r, "--mount %s: %s", s->o->mounts.v[i], at);
     }
+    /* The state root holds every bottle's control socket: a bottle that saw it could change
+     * its own allowlist (or stop other bottles), since a socket on a read-only mount still
+     * accepts connections and the peer check sees the invoking user. Neither the workspace nor
+     * any --mount source may contain it or lie inside it. */
+    r = check_state_hidden(s, s->o->workspace, "the workspace");
+    for (size_t i = 0; r == 0 && i < spec->n_mounts; i++)
+        r = check_state_hidden(s, spec->mounts[i].src, "--mount");
+    if (r < 0)
+        return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
     for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
@@ -543,7 +687,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     struct sv s = { .o = o,
                     .status = 125,
                     .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
-                    .notice = { .fd = -1 } };
+                    .notice = { .f = { .fd = -1 } } };
     int r;
 
     s.alias.lock_fd = -1;
@@ -560,6 +704,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     if (r < 0)
         goto out;
     loop_timer_init(&s.kill_timer, on_kill_timer, &s);
+    s.grace_ms = STOP_GRACE_MS;
     /* The control socket lives in the state directory, which no bottle ever sees (the state
      * root is not mounted into any bottle). */
     r = control_listen(s.sb.dir);
@@ -682,6 +827,8 @@ out:
     notice_done(&s.notice);
     if (s.loop) {
         loop_timer_stop(s.loop, &s.kill_timer);
+        for (size_t i = 0; i < SV_MAX_GRANTS; i++)
+            grant_drop(&s, &s.grants[i]);
     }
     loop_free(s.loop);
     alias_release(s.st.aliases, &s.alias);

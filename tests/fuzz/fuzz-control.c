@@ -5,7 +5,8 @@
  * is decoded frame by frame, whole and in chunks (as the server receives it), and every frame
  * is parsed as a request. Checks: no crash or leak; whole and chunked decoding agree; a frame
  * never exceeds BB_MAX_CONTROL_FRAME; an accepted request is a known command, carries a
- * pattern exactly when it is allow, and the pattern is NUL-free text of at most 1024 bytes.
+ * pattern exactly when it is allow or deny, and the pattern is NUL-free text of at most 1024
+ * bytes; seconds only for stop ("time", <= 3600) and allow ("for", 1..30 days).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -32,11 +33,18 @@ static void check_request(const uint8_t *p, size_t len)
     }
     check(why == NULL);
     check(q.cmd >= CONTROL_STATUS && q.cmd < CONTROL_CMD_MAX);
-    if (q.cmd == CONTROL_ALLOW) {
+    if (q.cmd == CONTROL_ALLOW || q.cmd == CONTROL_DENY) {
         size_t n = strnlen(q.pattern, sizeof(q.pattern));
         check(n >= 1 && n <= CONTROL_MAX_PATTERN);
     } else {
         check(q.pattern[0] == '\0');
+    }
+    if (q.has_seconds) {
+        check(q.cmd == CONTROL_STOP || q.cmd == CONTROL_ALLOW);
+        check(q.cmd == CONTROL_STOP ? q.seconds <= CONTROL_MAX_STOP_TIME
+                                    : q.seconds >= 1 && q.seconds <= CONTROL_MAX_GRANT);
+    } else {
+        check(q.seconds == 0);
     }
 }
 

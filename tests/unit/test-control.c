@@ -43,6 +43,29 @@ static void test_parse(void **unused)
     assert_int_equal(parse("{\"cmd\":\"allow\",\"pattern\":\"*.example.com\"}", &q), 0);
     assert_int_equal(q.cmd, CONTROL_ALLOW);
     assert_string_equal(q.pattern, "*.example.com");
+    assert_false(q.has_seconds);
+    assert_int_equal(parse("{\"cmd\":\"deny\",\"pattern\":\"x.test\"}", &q), 0);
+    assert_int_equal(q.cmd, CONTROL_DENY);
+    assert_string_equal(q.pattern, "x.test");
+    assert_int_equal(parse("{\"cmd\":\"allow\",\"pattern\":\"x.test\",\"for\":600}", &q), 0);
+    assert_true(q.has_seconds);
+    assert_int_equal(q.seconds, 600);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":0}", &q), 0);
+    assert_true(q.has_seconds);
+    assert_int_equal(q.seconds, 0);
+    /* seconds: only for their command, in range, integers */
+    assert_int_equal(parse("{\"cmd\":\"deny\"}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"deny\",\"pattern\":\"x\",\"for\":5}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"for\":5}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"allow\",\"pattern\":\"x\",\"time\":5}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"allow\",\"pattern\":\"x\",\"for\":0}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"allow\",\"pattern\":\"x\",\"for\":2592001}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":3601}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":-1}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":\"5\"}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":1.5}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"stop\",\"time\":1,\"for\":1}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"status\",\"time\":1}", &q), -EBADMSG);
 
     assert_int_equal(parse("", &q), -EBADMSG);
     assert_int_equal(parse("[\"status\"]", &q), -EBADMSG);
