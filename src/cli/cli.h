@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 #define EXIT_BB_FAILURE 125 /* bot-bottle itself failed: bad option, backend, daemon */
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
@@ -21,6 +23,10 @@ int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 
 int cmd_trust(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+/* The compiled-in help topics (cmd-help.c): the text of NAME or NULL; the i-th name or NULL. */
+const char *help_topic_text(const char *name);
+const char *help_topic_name(size_t i);
 
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */

@@ -37,6 +37,7 @@ enum {
     OPT_SHM_SIZE,
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
+    OPT_QUIET,
 };
 
 static void usage(FILE *f)
@@ -70,13 +71,17 @@ static void usage(FILE *f)
             "                           it, a limit that cannot be enforced is an error (125)\n"
             "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
             "  -i, --interactive        pass stdin to the command (default: "
-            "/dev/null)\n" POLICY_OPTS_HELP "  -v, --verbose            debug logging\n"
+            "/dev/null)\n" POLICY_OPTS_HELP
+            "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
+            "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
             "\n"
             "Inside, HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at http://A:3128 and DNS at A, where\n"
-            "A is the bottle's own 127.77.x.y address. Blocked requests are reported once per\n"
-            "host on stderr; every decision is in the audit log\n"
-            "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
+            "A is the bottle's own 127.77.x.y address. Blocked and failed requests are reported\n"
+            "once per host and reason on stderr, with the option that fixes them (with -t: when\n"
+            "the command exits, never over its screen); every decision is in the audit log\n"
+            "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n"
+            "'bot-bottle help notices' explains each notice.\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
     fprintf(f, "\nRead-only inside the workspace, even when missing, since the host runs or "
                "trusts\nthem later (docs/workspace.md; .git only when it is not a directory):\n ");
@@ -271,6 +276,7 @@ int cmd_run(int argc, char **argv)
         { "tty", no_argument, NULL, 't' },
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, OPT_QUIET },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -359,6 +365,9 @@ int cmd_run(int argc, char **argv)
             break;
         case 'i':
             o.interactive = true;
+            break;
+        case OPT_QUIET:
+            o.quiet = true;
             break;
         default: /* (cli_getopt returns only the options above) */
             goto out;

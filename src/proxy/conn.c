@@ -89,6 +89,7 @@ static void exchange_reset(struct conn *c)
     c->port = 0;
     c->is_connect = c->is_head = false;
     c->audited = false;
+    c->addr_text[0] = '\0';
     c->close_reason = NULL;
     c->status = 0;
     c->method[0] = '\0';
@@ -376,7 +377,7 @@ static int step_connect(struct conn *c)
     if (c->u.fd < 0) {
         r = start_connect(c);
         if (r < 0) {
-            conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+            conn_upstream_error(c, 502, "upstream-connect-refused", "could not connect upstream");
             return 1;
         }
         return 0; /* wait for EPOLLOUT */
@@ -401,14 +402,19 @@ static int step_connect(struct conn *c)
     }
     if (r < 0) {
         side_close(c->px, &c->u);
+        conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
         c->addr_idx++;
         if (c->addr_idx < c->naddrs)
             return 1; /* try the next vetted address */
-        conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+        conn_upstream_error(
+            c, 502, r == -ECONNREFUSED ? "upstream-connect-refused" : "upstream-connect-failed",
+            r == -ECONNREFUSED ? "the upstream refused the connection"
+                               : "could not connect upstream");
         return 1;
     }
     /* Connected. */
     c->deadline = 0;
+    conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
     snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
     c->up_port = c->port;
     c->up_addr = c->addrs[c->addr_idx];
@@ -848,6 +854,8 @@ static void on_timer(struct loop_timer *t)
             conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
             break;
         case CS_CONNECT:
+            if (c->addr_idx < c->naddrs)
+                conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
             conn_upstream_error(c, 504, "upstream-connect-timeout",
                                 "the upstream did not accept the connection in time");
             break;

@@ -1,4 +1,4 @@
-/* The blocked-host notices (notice.h). */
+/* The blocked- and failed-host notices (notice.h). */
 #include "supervisor/notice.h"
 
 #include <errno.h>
@@ -23,6 +23,7 @@ int notice_open(struct notice *n, const char *audit_path)
     memset(n, 0, sizeof(*n));
     n->fd = -1;
     buf_init(&n->tail, NOTICE_TAIL_MAX);
+    buf_init(&n->held, NOTICE_HELD_MAX);
     r = str_printf(n->path, sizeof(n->path), "%s", audit_path);
     if (r < 0)
         return r;
@@ -49,7 +50,122 @@ static void read_new(struct notice *n)
             buf_reset(&n->tail); /* a runaway line: drop it */
 }
 
-/* Show each blocked host once, on our stderr (never inside the command's output). */
+/* The fix for an IP address: the --allow-cidr of exactly it. */
+static const char *cidr_len(const char *addr)
+{
+    return strchr(addr, ':') ? "128" : "32";
+}
+
+/*
+ * The line for one audit record, or -ENOENT when it says nothing to report: allowed
+ * exchanges that worked, aggregated or connection-level records without a host ("*", ""),
+ * the closing records of exchanges. *key gets what de-duplicates it ("reason host").
+ */
+static int format_line(const char *kind, const char *host, const char *decision, const char *reason,
+                       int port, const char *addr, struct buf *out, struct buf *key)
+{
+    bool deny = strcmp(decision, "deny") == 0;
+    bool dns = strcmp(kind, "dns") == 0;
+
+    if (!host[0] || strcmp(host, "*") == 0)
+        return -ENOENT;
+    if (deny && strcmp(reason, "bad-host") != 0 && strcmp(host, "(invalid)") == 0)
+        return -ENOENT;
+    if (deny) {
+        if (strcmp(reason, "not-allowlisted") == 0)
+            buf_printf(out, "blocked %s (not in the allowlist); to allow it, add --allow %s", host,
+                       host);
+        else if (strcmp(reason, "port-not-allowed") == 0 && port > 0)
+            buf_printf(out,
+                       "blocked %s port %d (port-not-allowed: %s is allowed on other ports); to "
+                       "allow it, add --allow %s:%d",
+                       host, port, host, host, port);
+        else if (strcmp(reason, "ip-literal") == 0)
+            buf_printf(out,
+                       "blocked %s (ip-literal: an IP address no --allow-cidr covers); to allow "
+                       "it, add --allow-cidr %s/%s, or use its name with --allow NAME",
+                       host, host, cidr_len(host));
+        else if (strcmp(reason, "ssrf-private") == 0 && addr)
+            buf_printf(out,
+                       "blocked %s (ssrf-private: it resolves to %s, a private, loopback or "
+                       "reserved address); if that is intended, add --allow-cidr %s/%s",
+                       host, addr, addr, cidr_len(addr));
+        else if (strcmp(reason, "ssrf-private") == 0)
+            buf_printf(out,
+                       "blocked %s (ssrf-private: it resolves to a private, loopback or "
+                       "reserved address); if that is intended, add --allow-cidr ADDRESS/32 "
+                       "(the address is in the audit log)",
+                       host);
+        else if (strcmp(reason, "ssrf-metadata") == 0)
+            buf_printf(out,
+                       "blocked %s (ssrf-metadata: a cloud metadata address; bot-bottle never "
+                       "allows it)",
+                       host);
+        else if (strcmp(reason, "bad-host") == 0)
+            buf_printf(out, "blocked a request (bad-host: '%s' is not a valid host name)", host);
+        else
+            buf_printf(out, "blocked %s (%s); run 'bot-bottle help notices'", host, reason);
+    } else {
+        /* Allowed, but it failed: the reasons the proxy and DNS filter give for that. */
+        static const struct {
+            const char *reason, *shown, *text;
+        } fails[] = {
+            { "no-address", "no-address",
+              "the name does not resolve; check the spelling, or the resolver (--upstream-dns)" },
+            { "resolve-timeout", "resolve-timeout",
+              "the resolver did not answer in time; check --upstream-dns or the host's resolver" },
+            { "upstream-timeout", "resolve-timeout",
+              "the resolver did not answer in time; check --upstream-dns or the host's resolver" },
+            { "resolve-failed", "resolve-failed",
+              "the resolver returned an error; check --upstream-dns or the host's resolver" },
+            { "upstream-connect-refused", "connect-refused",
+              "the server refused the connection (nothing listens on that port)" },
+            { "upstream-connect-failed", "connect-failed", "the connection to the server failed" },
+            { "upstream-connect-timeout", "connect-timeout",
+              "the server did not accept the connection in time" },
+            { "upstream-closed", "upstream-closed",
+              "the server closed the connection before it answered" },
+            { "upstream-write-failed", "upstream-closed",
+              "the server closed the connection while the request was sent" },
+            { "bad-upstream-response", "bad-upstream-response",
+              "the server's answer was not valid HTTP" },
+            { "upstream-tls-failed", "upstream-tls", "the TLS handshake with the server failed" },
+        };
+        size_t i;
+
+        for (i = 0; i < sizeof(fails) / sizeof(fails[0]); i++)
+            if (strcmp(reason, fails[i].reason) == 0)
+                break;
+        if (i == sizeof(fails) / sizeof(fails[0]))
+            return -ENOENT;
+        if (port > 0 && !dns && strncmp(reason, "upstream-", 9) == 0)
+            buf_printf(out, "%s port %d failed (%s%s%s): %s", host, port, fails[i].shown,
+                       addr ? " at " : "", addr ? addr : "", fails[i].text);
+        else
+            buf_printf(out, "%s failed (%s): %s", host, fails[i].shown, fails[i].text);
+        reason = fails[i].shown;
+    }
+    /* A port-dependent reason is said once per port: the fix differs. */
+    if (strcmp(reason, "port-not-allowed") == 0 || strncmp(reason, "connect-", 8) == 0)
+        buf_printf(key, "%s %s:%d", reason, host, port);
+    else
+        buf_printf(key, "%s %s", reason, host);
+    return 0;
+}
+
+static void say(struct notice *n, const char *line)
+{
+    if (n->quiet)
+        return;
+    if (n->hold) {
+        (void)buf_printf(&n->held, "bot-bottle: %s\n", line);
+        return;
+    }
+    fprintf(stderr, "bot-bottle: %s\n", line);
+}
+
+/* Show each blocked or failed host once per reason, on our stderr (never inside the command's
+ * output). */
 void notice_poll(struct notice *n)
 {
     char *nl;
@@ -79,32 +195,44 @@ void notice_poll(struct notice *n)
     while (n->tail.len && (nl = memchr(n->tail.p, '\n', n->tail.len))) {
         size_t len = (size_t)(nl - n->tail.p);
         json_t *o = json_loadb(n->tail.p, len, 0, NULL);
-        const char *host = NULL, *reason = NULL, *decision = NULL;
+        const char *host = NULL, *reason = NULL, *decision = NULL, *kind = "", *addr = NULL;
+        int port = 0;
+        struct buf line = BUF_INIT(2048), key = BUF_INIT(2048);
         bool seen = false;
 
         if (o &&
-            json_unpack(o, "{s:s, s:s, s:s}", "host", &host, "reason", &reason, "decision",
-                        &decision) == 0 &&
-            strcmp(decision, "deny") == 0) {
+            json_unpack(o, "{s:s, s:s, s:s, s?:s, s?:i, s?:s}", "host", &host, "reason", &reason,
+                        "decision", &decision, "kind", &kind, "port", &port, "addr", &addr) == 0 &&
+            format_line(kind, host, decision, reason, port, addr, &line, &key) == 0) {
             for (size_t i = 0; i < n->n_notified; i++)
-                if (strcmp(n->notified[i], host) == 0)
+                if (strcmp(n->notified[i], buf_str(&key)) == 0)
                     seen = true;
             if (!seen && n->n_notified < NOTICE_MAX_HOSTS) {
-                const char *eol = n->crlf ? "\r\n" : "\n";
-                n->notified[n->n_notified++] = xstrdup(host);
-                if (strcmp(reason, "not-allowlisted") == 0)
-                    fprintf(stderr,
-                            "bot-bottle: blocked %s (not in the allowlist); to allow it, "
-                            "add --allow %s%s",
-                            host, host, eol);
-                else
-                    fprintf(stderr, "bot-bottle: blocked %s (%s); see docs/policy.md%s", host,
-                            reason, eol);
+                n->notified[n->n_notified++] = xstrdup(buf_str(&key));
+                n->n_events++;
+                say(n, buf_str(&line));
             }
         }
+        buf_done(&line);
+        buf_done(&key);
         json_decref(o);
         buf_consume(&n->tail, len + 1);
     }
+}
+
+void notice_finish(struct notice *n)
+{
+    if (n->quiet)
+        return;
+    if (n->held.len)
+        fputs(buf_str(&n->held), stderr);
+    buf_reset(&n->held);
+    n->hold = false;
+    if (n->n_events)
+        fprintf(stderr,
+                "bot-bottle: bottle %s: every request is in its audit log %s (jq . %s); "
+                "'bot-bottle help notices' explains each line\n",
+                n->bottle ? n->bottle : "?", n->path, n->path);
 }
 
 static void on_timer(struct loop_timer *t)
@@ -131,6 +259,7 @@ void notice_done(struct notice *n)
         close(n->fd);
     n->fd = -1;
     buf_done(&n->tail);
+    buf_done(&n->held);
     for (size_t i = 0; i < n->n_notified; i++)
         free(n->notified[i]);
     n->n_notified = 0;

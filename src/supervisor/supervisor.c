@@ -191,8 +191,8 @@ static void on_daemon_exit(struct loop_source *src, uint32_t ev)
 static void on_channel_dead(void *ud, int err)
 {
     struct sv *s = ud;
-    if (s->stopping || s->done)
-        return;
+    if (s->stopping || s->done || err == 0 || err == -ECONNRESET || err == -EPIPE)
+        return; /* (how it ends when the bottle exits) */
     log_debug("channel closed (%s)", strerror(-err));
 }
 
@@ -567,7 +567,9 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         r = -EPERM;
         goto out;
     }
-    s.notice.crlf = o->tty;
+    s.notice.hold = o->tty; /* never drawn over the program's screen: said when it exits */
+    s.notice.quiet = o->quiet;
+    s.notice.bottle = s.name;
 
     /* the daemon builds the same policy from the same arguments */
     policy = policy_free(policy);
@@ -619,6 +621,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     if (r < 0)
         goto out;
     write_info(&s);
+    log_debug("bottle %s started (backend %s); audit log %s", s.name, s.be->name, s.audit);
     if (s.use_tty && (r = tty_relay_start(&s.tty)) < 0)
         goto out;
     if (!s.use_tty && (r = stdio_relay_start(&s.pipes, on_stdio_done, &s)) < 0) {
@@ -633,6 +636,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 out:
     if (s.use_tty)
         tty_relay_done(&s.tty);
+    notice_finish(&s.notice); /* (the terminal is ours again) */
     stdio_relay_done(&s.pipes);
     channel_host_relay_free(s.relay);
     s.control = control_server_free(s.control);

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# What a new user sees (issue 12): each blocked or failed host gets one line on stderr with the
+# reason and the option that fixes it; with -t the lines wait until the program gave the
+# terminal back; the bottle's name and audit log are said when anything went wrong.
+# Fake origin and DNS on the host's loopback; nothing leaves the machine.
+source "$(dirname "$0")/lib.sh"
+
+need_bottles "new-user tests"
+
+HTTP=$(free_port); DNS=$(free_port); CLOSED=$(free_port); SILENT=$(free_port)
+bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
+    --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone refused.test=127.0.0.1 \
+    --zone priv.test=203.0.113.80 --zone evil.test=127.0.0.1
+wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
+# a resolver that never answers (UDP and TCP bound, nothing sent back)
+bg "$PY" -c "
+import socket, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', $SILENT))
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(('127.0.0.1', $SILENT)); t.listen()
+open('$T/silent.ready', 'w').close()
+time.sleep(600)"
+wait_file "$T/silent.ready"
+mkdir -p "$T/ws"
+run() {
+    (cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-nu \
+        --allow "allowed.test:$HTTP" --allow "refused.test:$CLOSED" --allow "nx.test:$HTTP" \
+        --allow "priv.test:$HTTP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" "$@")
+}
+AUDIT=$BOT_BOTTLE_STATE_DIR/logs/bb-nu.audit.log
+
+# --- 1: say what failed, and the fix
+run -- sh -c "
+curl -s -o /dev/null --max-time 10 http://nx.test:$HTTP/
+curl -s -o /dev/null --max-time 10 http://refused.test:$CLOSED/
+curl -s -o /dev/null --max-time 10 http://priv.test:$HTTP/
+curl -s -o /dev/null --max-time 10 http://allowed.test:$((HTTP == 65535 ? 1 : HTTP + 1))/
+curl -s -o /dev/null --max-time 10 http://127.0.0.2:$HTTP/
+curl -s -o /dev/null --max-time 10 http://evil.test:$HTTP/
+curl -s -o /dev/null --max-time 10 http://evil.test:$HTTP/again
+curl -s -o /dev/null --max-time 10 http://allowed.test:$HTTP/hello
+exit 3" >"$T/out" 2>"$T/err"
+is "a run with failures keeps the command's status" "$?" "3"
+E=$(cat "$T/err")
+OTHER=$((HTTP == 65535 ? 1 : HTTP + 1))
+like "no-address: one line, the reason and what to check" "$E" \
+    "bot-bottle: nx.test failed \(no-address\): the name does not resolve; check the spelling, or the resolver \(--upstream-dns\)"
+like "connect-refused: one line with the port and address" "$E" \
+    "bot-bottle: refused.test port $CLOSED failed \(connect-refused at 127.0.0.1\): the server refused the connection"
+like "ssrf-private: the address and the exact --allow-cidr" "$E" \
+    "bot-bottle: blocked priv.test \(ssrf-private: it resolves to 203.0.113.80, a private, loopback or reserved address\); if that is intended, add --allow-cidr 203.0.113.80/32"
+like "port-not-allowed: the --allow host:port form" "$E" \
+    "bot-bottle: blocked allowed.test port $OTHER \(port-not-allowed: allowed.test is allowed on other ports\); to allow it, add --allow allowed.test:$OTHER"
+like "ip-literal: the --allow-cidr form" "$E" \
+    "bot-bottle: blocked 127.0.0.2 \(ip-literal: an IP address no --allow-cidr covers\); to allow it, add --allow-cidr 127.0.0.2/32"
+is "a host blocked twice for one reason is said once" "$(grep -c 'blocked evil.test' "$T/err")" "1"
+like "the closing line names the bottle and its audit log" "$E" \
+    "bot-bottle: bottle bb-nu: every request is in its audit log $AUDIT"
+unlike "no garbled line for a record without a host" "$E" "blocked  \(|blocked \* "
+is "nothing else on stderr (6 notices and the closing line)" "$(wc -l <"$T/err")" "7"
+
+# the same host blocked for a second, different reason is said again
+run -- sh -c "
+curl -s -o /dev/null --max-time 10 http://allowed.test:$OTHER/
+curl -s -o /dev/null --max-time 10 http://allowed.test:$((OTHER == 65535 ? 2 : OTHER + 1))/
+curl -s -o /dev/null --max-time 10 http://127.0.0.2:$HTTP/
+curl -s -o /dev/null --max-time 10 http://127.0.0.2:$OTHER/" 2>"$T/err2"
+is "per host and reason: two ports of one host are two lines" \
+    "$(grep -c 'blocked allowed.test port' "$T/err2")" "2"
+is "... and one IP literal on two ports is one" "$(grep -c 'blocked 127.0.0.2' "$T/err2")" "1"
+
+# the audit record carries the resolved address
+like "the audit record of a refused connect names the address" "$(grep refused.test "$AUDIT")" \
+    '"reason":"upstream-connect-refused".*"addr":"127.0.0.1"'
+
+# resolve-timeout: a resolver that never answers
+(cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-nu2 --allow "slow.test:$HTTP" \
+    --upstream-dns "127.0.0.1:$SILENT" -- curl -s -o /dev/null --max-time 20 \
+    "http://slow.test:$HTTP/") 2>"$T/err3"
+like "resolve-timeout: one line" "$(cat "$T/err3")" \
+    "bot-bottle: slow.test failed \(resolve-timeout\): the resolver did not answer in time; check --upstream-dns or the host's resolver"
+
+# --quiet: no notices at all
+run --quiet -- curl -s -o /dev/null --max-time 10 "http://evil.test:$HTTP/" 2>"$T/err4"
+is "--quiet: nothing on stderr" "$(cat "$T/err4")" ""
+
+# -v: the bottle's name and audit log at start, no alarming line at a normal exit
+run -v -- true 2>"$T/err5"
+like "-v: the name and the audit log at start" "$(cat "$T/err5")" \
+    "bottle bb-nu started \(backend namespace\); audit log $AUDIT"
+unlike "-v: no 'channel closed' at a normal exit" "$(cat "$T/err5")" "channel closed|Connection reset"
+is "... and no closing line when nothing failed" "$(grep -c 'every request is in' "$T/err5")" "0"
+
+# -t: no notice reaches the terminal while the program holds it in raw mode
+cat >"$T/ws/raw.py" <<PY
+import os, subprocess, sys, termios, time, tty
+fd = sys.stdin.fileno()
+old = termios.tcgetattr(fd)
+tty.setraw(fd)
+os.write(1, b"RAW-ON\r\n")
+subprocess.run(["curl", "-s", "-o", "/dev/null", "--max-time", "10", "http://evil.test:$HTTP/"])
+time.sleep(1.5)
+os.write(1, b"RAW-OFF\r\n")
+termios.tcsetattr(fd, termios.TCSADRAIN, old)
+PY
+"$PY" "$HELPERS/pty-run.py" -- sh -c "cd '$T/ws' && exec timeout 60 '$BB' run --backend namespace \
+    --name bb-nu --allow-cidr 127.0.0.1/32 --upstream-dns 127.0.0.1:$DNS -t -- $PY raw.py" \
+    >"$T/pty.out"
+P=$(tr -d '\r' <"$T/pty.out")
+like "-t: the program ran in raw mode" "$P" "RAW-ON"
+between=$(sed -n '/RAW-ON/,/RAW-OFF/p' <<<"$P")
+unlike "-t: no notice while the program holds the terminal" "$between" "bot-bottle:"
+like "-t: the notice comes after the program gave the terminal back" "$(sed -n '/RAW-OFF/,$p' <<<"$P")" \
+    "bot-bottle: blocked evil.test \(not in the allowlist\); to allow it, add --allow evil.test"
+like "-t: ... with where the full log is" "$P" "bottle bb-nu: every request is in its audit log"
+like "-t: the command's status" "$P" "status=0"
+
+# the notices point at a help topic the binary has
+H=$("$BB" help notices); st=$?
+is "bot-bottle help notices exits 0" "$st" "0"
+for r in not-allowlisted port-not-allowed ip-literal ssrf-private ssrf-metadata no-address \
+    resolve-timeout connect-refused connect-timeout upstream-closed; do
+    like "help notices explains $r" "$H" "$r"
+done
+"$BB" help nosuch >/dev/null 2>"$T/herr"
+is "an unknown help topic exits 125" "$?" "125"
+like "... and says so" "$(cat "$T/herr")" "^bot-bottle: no help topic 'nosuch'"
+
+done_testing
