@@ -67,16 +67,18 @@ struct policy_args {
     {                                                                                              \
         "no-default-config", no_argument, NULL, 0x1005                                             \
     }
-#define POLICY_OPTS_HELP                                                                           \
+#define POLICY_OPTS_HELP POLICY_OPTS_HELP_BASE POLICY_OPTS_HELP_AUDIT
+#define POLICY_OPTS_HELP_AUDIT                                                                     \
+    "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
+#define POLICY_OPTS_HELP_BASE                                                                      \
     "  -a, --allow PATTERN      allow a host: example.com, *.example.com, example.com:8443\n"      \
     "                           (repeatable; ports 80 and 443 when none is given)\n"               \
     "      --allow-cidr CIDR    allow IP-literal targets in CIDR (optionally :PORT), and let\n"    \
     "                           allowlisted names resolve into it (repeatable)\n"                  \
     "  -c, --config FILE        config file, repeatable (default: $XDG_CONFIG_HOME/bot-bottle/\n"  \
     "                           config.ini, plus ./bottle.ini once approved with\n"                \
-    "                           'bot-bottle trust'; see docs/config.md)\n"                         \
-    "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"     \
-    "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
+    "                           'bot-bottle trust'; bot-bottle help config)\n"                     \
+    "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"
 
 /* Returns 1 when opt was a policy option (consumed), 0 when not, or a negative errno after
  * printing an error. */

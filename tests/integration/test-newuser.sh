@@ -10,7 +10,8 @@ need_bottles "new-user tests"
 HTTP=$(free_port); DNS=$(free_port); CLOSED=$(free_port); SILENT=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
     --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone refused.test=127.0.0.1 \
-    --zone priv.test=203.0.113.80 --zone evil.test=127.0.0.1
+    --zone priv.test=203.0.113.80 --zone evil.test=127.0.0.1 \
+    --zone meta.test=169.254.169.254
 wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
 # a resolver that never answers (UDP and TCP bound, nothing sent back)
 bg "$PY" -c "
@@ -114,6 +115,41 @@ like "-t: the notice comes after the program gave the terminal back" "$(sed -n '
     "bot-bottle: blocked evil.test \(not in the allowlist\); to allow it, add --allow evil.test"
 like "-t: ... with where the full log is" "$P" "bottle bb-nu: every request is in its audit log"
 like "-t: the command's status" "$P" "status=0"
+
+# --- 2: policy check answers what run would, over a table of targets
+POL=(--allow "allowed.test:$HTTP" --allow "nx.test:$HTTP" --allow "priv.test:$HTTP"
+    --allow "meta.test:$HTTP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS")
+TARGETS=("http://allowed.test:$HTTP/hello" "http://priv.test:$HTTP/" "http://evil.test:$HTTP/"
+    "http://allowed.test:$OTHER/" "http://127.0.0.2:$HTTP/" "http://nx.test:$HTTP/"
+    "http://meta.test:$HTTP/" "http://169.254.169.254/" "http://127.0.0.1:$HTTP/hello")
+WANT=(allow ssrf-private not-allowlisted port-not-allowed ip-literal no-address ssrf-metadata
+    ssrf-metadata allow)
+(cd "$T/ws" && timeout 60 "$BB" run --backend namespace --quiet "${POL[@]}" -- sh -c '
+for t in "$@"; do
+    h=$(curl -s --noproxy "" -o /dev/null -D - --max-time 10 "$t" | tr -d "\r")
+    r=$(printf "%s\n" "$h" | sed -n "s/^X-Bottle-\(Block\|Error\): //p")
+    case "$h" in "HTTP/1.1 200"*) r=allow ;; esac
+    echo "$t ${r:-none}"
+done' sh "${TARGETS[@]}") >"$T/table.run" 2>"$T/table.err"
+for i in "${!TARGETS[@]}"; do
+    t=${TARGETS[$i]}
+    pc=$("$BB" policy check --no-default-config "${POL[@]}" "$t")
+    case "$pc" in
+        allow:*) p=allow ;;
+        *) p=$(sed -E 's/^(deny|fail): ([a-z-]+):.*/\2/' <<<"$pc") ;;
+    esac
+    r=$(grep -F "$t " "$T/table.run" | cut -d' ' -f2)
+    is "policy check and run agree on $t ($pc)" "$p" "$r"
+    is "... and it is ${WANT[$i]}" "$p" "${WANT[$i]}"
+done
+out=$("$BB" policy check --no-default-config -a priv.test --upstream-dns "127.0.0.1:$DNS" https://priv.test/)
+is "policy check -a NAME https://NAME/ says deny (ssrf-private) with the fix" "$?:$out" \
+    "1:deny: ssrf-private: priv.test port 443 resolves to 203.0.113.80, a private, loopback or reserved address; if that is intended, add --allow-cidr 203.0.113.80/32"
+"$BB" policy check --audit - -a x.test x.test >/dev/null 2>"$T/pcerr"
+is "policy check --audit (not in its --help) is refused" "$?:$(cat "$T/pcerr")" \
+    "125:bot-bottle: error: policy check: --audit does not apply (nothing is sent, nothing recorded)"
+unlike "... and its --help does not list it" "$("$BB" policy check --help)" "--audit"
+like "... but lists --resolve" "$("$BB" policy check --help)" "--resolve"
 
 # the notices point at a help topic the binary has
 H=$("$BB" help notices); st=$?
