@@ -48,8 +48,9 @@ struct policy_file {
 struct policy_args {
     struct policy_file *files; /* -c FILE (repeatable), then the list resolved at start */
     size_t n_files;
-    bool no_default_config; /* --no-default-config: no search, only the -c files */
-    bool resolved;          /* the file list is fixed (after the first finish) */
+    bool no_default_config;   /* --no-default-config: no search, only the -c files */
+    bool allow_public_suffix; /* --allow-public-suffix: a pattern may cover *.com */
+    bool resolved;            /* the file list is fixed (after the first finish) */
     /* Canonical directories a bottle can write (run: the workspace and rw mount sources);
      * a config file in one of them needs trust like the project file. NULL: none known. */
     const struct strv *writable_roots;
@@ -64,6 +65,7 @@ struct policy_args {
         { "upstream-dns", required_argument, NULL, 0x1002 },                                       \
         { "audit", required_argument, NULL, 0x1003 },                                              \
         { "config-sha256", required_argument, NULL, 0x1004 },                                      \
+        { "allow-public-suffix", no_argument, NULL, 0x1006 },                                      \
     {                                                                                              \
         "no-default-config", no_argument, NULL, 0x1005                                             \
     }
@@ -72,7 +74,9 @@ struct policy_args {
     "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
 #define POLICY_OPTS_HELP_BASE                                                                      \
     "  -a, --allow PATTERN      allow a host: example.com, *.example.com, example.com:8443\n"      \
-    "                           (repeatable; ports 80 and 443 when none is given)\n"               \
+    "                           (repeatable; ports 80 and 443 when none is given; a host\n"        \
+    "                           name, not a URL)\n"                                                \
+    "      --allow-public-suffix  let a pattern cover a whole public suffix (*.com, *.co.uk)\n"    \
     "      --allow-cidr CIDR    allow IP-literal targets in CIDR (optionally :PORT), and let\n"    \
     "                           allowlisted names resolve into it (repeatable)\n"                  \
     "  -c, --config FILE        config file, repeatable (default: $XDG_CONFIG_HOME/bot-bottle/\n"  \

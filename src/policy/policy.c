@@ -218,6 +218,10 @@ int policy_add_allow(struct policy *p, const char *text, size_t len, const char 
         *reterr_msg = "pattern too long";
         return -EINVAL;
     }
+    if (memchr(text, '/', len)) {
+        *reterr_msg = "a pattern is a host name (example.com), not a URL or a path";
+        return -EINVAL;
+    }
     colon = memchr(text, ':', len);
     if (text[0] == '[' || (colon && memchr(colon + 1, ':', len - (size_t)(colon - text) - 1))) {
         *reterr_msg = "IP literals are not patterns: put addresses in allow_cidr";

@@ -173,8 +173,10 @@ unset BOT_BOTTLE_CGROUP_ROOT
 # --- unprivileged, without a delegated cgroup: limits cannot be enforced, so run refuses
 if command -v setpriv >/dev/null; then
     mkdir -p "$T/uws" && chmod 777 "$T/uws" && chmod 755 "$T"
+    # (the state directory outside the workspace: run refuses a workspace that holds it)
+    mkdir -m 700 "$T/ustate" && chown 65534:65534 "$T/ustate"
     out=$(cd "$T/uws" && timeout 60 setpriv --reuid=65534 --regid=65534 --clear-groups \
-        env -i PATH=/usr/bin:/bin HOME=/tmp BOT_BOTTLE_STATE_DIR="$T/uws/state" "$BB" run \
+        env -i PATH=/usr/bin:/bin HOME=/tmp BOT_BOTTLE_STATE_DIR="$T/ustate" "$BB" run \
         --backend namespace --upstream-dns "127.0.0.1:$DNS" -- echo ran 2>&1; echo "rc=$?")
     like "unprivileged, no delegated cgroup: run fails (125) with the reason and the fix" "$out" \
         "cannot enforce.*Permission denied.*--no-limits.*rc=125"

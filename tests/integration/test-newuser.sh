@@ -151,6 +151,90 @@ is "policy check --audit (not in its --help) is refused" "$?:$(cat "$T/pcerr")" 
 unlike "... and its --help does not list it" "$("$BB" policy check --help)" "--audit"
 like "... but lists --resolve" "$("$BB" policy check --help)" "--resolve"
 
+# --- 3: refuse what is wrong, early and clearly (exit 125, one line naming the problem)
+touch "$T/ws/somefile"
+refused() { # DESC WANT-LINE ARGS...
+    local d=$1 want=$2
+    shift 2
+    (cd "$T/ws" && timeout 30 "$BB" run --backend namespace "$@" -- sh -c 'echo STARTED') \
+        >"$T/r.out" 2>"$T/r.err"
+    is "$d" "$?:$(cat "$T/r.err")" "125:$want"
+    is "... before anything started" "$(cat "$T/r.out")" ""
+}
+refused "-a URL: a pattern is a host name" \
+    "bot-bottle: error: --allow 'https://example.com/': a pattern is a host name, not a URL; use --allow example.com" \
+    -a https://example.com/
+refused "-a '*.com' covers a public suffix" \
+    "bot-bottle: error: the allow pattern '*.com' covers the whole public suffix .com (every site under it); name the sites instead (--allow example.com), or confirm with --allow-public-suffix" \
+    -a '*.com'
+refused "-a '*.co.uk' (a multi-label suffix) too" \
+    "bot-bottle: error: the allow pattern '*.co.uk' covers the whole public suffix .co.uk (every site under it); name the sites instead (--allow example.co.uk), or confirm with --allow-public-suffix" \
+    -a '*.co.uk'
+out=$("$BB" policy check --no-default-config -a '*.com' --allow-public-suffix x.com)
+is "--allow-public-suffix confirms it" "$?:$out" "0:allow: x.com port 443"
+out=$("$BB" policy check --no-default-config -a '*.example.co.uk' a.example.co.uk)
+is "a wildcard below a public suffix is fine" "$?" "0"
+out=$("$BB" policy check --no-default-config -a x.test ftp://x.test/)
+is "policy check ftp:// says what forms are accepted" "$?:$out" \
+    "1:deny: bad-host: 'ftp://x.test/' is not a valid target; give an http:// or https:// URL (https://example.com/path) or host[:port] (example.com:8443)"
+out=$("$BB" policy check --no-default-config -a x.test x.test/path)
+like "policy check host/path too" "$?:$out" "^1:deny: bad-host: 'x.test/path' is not a valid target; give an http"
+refused "--mount from a missing source" \
+    "bot-bottle: error: --mount /nonexistent-nu:/x: the source /nonexistent-nu does not exist" \
+    --mount /nonexistent-nu:/x
+refused "-w a file" \
+    "bot-bottle: error: the workspace somefile is not a directory; give a project directory with -w DIR" \
+    -w somefile
+refused "-w /" \
+    "bot-bottle: error: the workspace / is the root directory, which a bottle must never write; give a project directory with -w DIR" \
+    -w /
+for d in /usr /etc /boot; do
+    refused "-w $d" \
+        "bot-bottle: error: the workspace $d is the system directory $d, which a bottle must never write; give a project directory with -w DIR" \
+        -w "$d"
+done
+refused "-w inside /usr" \
+    "bot-bottle: error: the workspace /usr/share is inside the system directory /usr, which a bottle must never write; give a project directory with -w DIR" \
+    -w /usr/share
+mkdir -p "$BOT_BOTTLE_STATE_DIR"
+refused "-w the state directory" \
+    "bot-bottle: error: the workspace $BOT_BOTTLE_STATE_DIR is in or around bot-bottle's state directory, which a bottle must never write; give a project directory with -w DIR" \
+    -w "$BOT_BOTTLE_STATE_DIR"
+refused "--mount target under the read-only /usr" \
+    "bot-bottle: error: --mount $T/ws:/usr/local/x: the target /usr/local/x is inside the system directory /usr, which the bottle has read-only or builds itself; choose a target elsewhere (like /data or under \$HOME)" \
+    --mount "$T/ws:/usr/local/x"
+refused "a writable --mount of /usr" \
+    "bot-bottle: error: --mount /usr:/x: the source /usr is the system directory /usr, which a bottle must never write; add :ro to mount it read-only" \
+    --mount /usr:/x
+# the attack: as root, -w /usr made the host's /usr writable from the bottle
+probe=/usr/.bb-newuser-probe-$$
+(cd "$T/ws" && timeout 30 "$BB" run --backend namespace -w /usr -- sh -c "touch $probe") \
+    >/dev/null 2>&1
+is "security: a bottle given -w /usr cannot write the host's /usr" "$(ls "$probe" 2>&1 >/dev/null | wc -l)" "1"
+rm -f "$probe"
+# -e NAME not set on the host: one warning, and the bottle runs
+unset BB_NU_UNSET
+out=$(cd "$T/ws" && timeout 30 "$BB" run --backend namespace -e BB_NU_UNSET -e BB_NU_UNSET -- \
+    sh -c 'echo "[${BB_NU_UNSET-unset}]"' 2>"$T/e.err")
+is "-e NAME unset: the bottle runs without it" "$?:$out" "0:[unset]"
+is "... with one warning" "$(cat "$T/e.err")" \
+    "bot-bottle: warning: --env BB_NU_UNSET: the variable is not set here, so it is not passed; set it, or give a value with --env BB_NU_UNSET=VALUE"
+# option-parser errors: the prefix and the Try line
+"$BB" run --no-such-option >/dev/null 2>"$T/o.err"
+is "an unknown option: prefix, Try line, 125" "$?:$(cat "$T/o.err")" \
+    "125:bot-bottle: unrecognized option '--no-such-option'
+Try 'bot-bottle run --help'."
+"$BB" policy check --allow >/dev/null 2>"$T/o.err"
+is "a missing argument: prefix, Try line, 125" "$?:$(cat "$T/o.err")" \
+    "125:bot-bottle: option '--allow' requires an argument
+Try 'bot-bottle policy check --help'."
+# the argument-length limit, stated
+big=$(head -c 120000 /dev/zero | tr '\0' a)
+(cd "$T/ws" && timeout 30 "$BB" run --backend namespace -e "B1=$big" -e "B2=$big" -e "B3=$big" -e "B4=$big" -e "B5=$big" -e "B6=$big" -e "B7=$big" \
+    -e "B8=$big" -e "B9=$big" -- true) 2>"$T/big.err"
+like "the argument-length limit is stated" "$?:$(cat "$T/big.err")" \
+    "^125:bot-bottle: error: the command and its variables take about [0-9]+ KiB; a bottle takes at most 960 KiB in all \\(Argument list too long: pass large data in a file in the workspace\\)"
+
 # the notices point at a help topic the binary has
 H=$("$BB" help notices); st=$?
 is "bot-bottle help notices exits 0" "$st" "0"
