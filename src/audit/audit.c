@@ -307,6 +307,10 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
     }
     if (ev->qtype)
         json_object_set_new(o, "qtype", json_string(ev->qtype));
+    if (ev->path) {
+        json_t *pa = json_string(ev->path);
+        json_object_set_new(o, "path", pa ? pa : json_string("?"));
+    }
     if (ev->addr)
         json_object_set_new(o, "addr", json_string(ev->addr));
     if (ev->status)
@@ -461,7 +465,7 @@ int audit_note(struct audit *a, const struct audit_event *ev)
     e->repeats = 0;
     e->ev = *ev;
     e->ev.count = 0;
-    e->ev.addr = NULL; /* (not kept: the first record carried it) */
+    e->ev.addr = e->ev.path = NULL; /* (not kept: the first record carried them) */
     e->ev.bytes_up = e->ev.bytes_down = 0;
     {
         /* The strings, in key order: nums, reason, method, qtype, host. */

@@ -90,6 +90,7 @@ static void exchange_reset(struct conn *c)
     c->is_connect = c->is_head = false;
     c->audited = false;
     c->addr_text[0] = '\0';
+    c->path[0] = '\0';
     c->close_reason = NULL;
     c->status = 0;
     c->method[0] = '\0';
@@ -142,6 +143,21 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         return;
     }
     c->port = t.port;
+    c->path[0] = '\0';
+    if (!req->is_connect) {
+        /* Bounded, printable ASCII, and never the query (it often carries tokens). */
+        size_t n = 0;
+        for (size_t i = 0; i < t.path.len && t.path.p[i] != '?' && t.path.p[i] != '#'; i++) {
+            unsigned char ch = (unsigned char)t.path.p[i];
+            if (n == BB_AUDIT_PATH_MAX) {
+                memcpy(c->path + n, "...", 3);
+                n += 3;
+                break;
+            }
+            c->path[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        c->path[n] = '\0';
+    }
     if (host_parse(t.host.p, t.host.len, &c->host, &herr) < 0) {
         c->host.name[0] = '\0';
         conn_deny(c, V_DENY_BAD_HOST, NULL);

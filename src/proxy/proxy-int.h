@@ -119,7 +119,8 @@ struct conn {
     struct http_chunked req_chunked, resp_chunked;
     int status; /* status sent to the client */
     char method[16];
-    char addr_text[NET_ADDRSTR_MAX]; /* the address connected to or refused for ("" none) */
+    char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
+    char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
     uint64_t bytes_up, bytes_down;
 
     const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */

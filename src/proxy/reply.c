@@ -45,6 +45,7 @@ int conn_audit(struct conn *c, bool allow, const char *reason)
         .bytes_down = c->bytes_down,
         .method = c->is_connect ? NULL : c->method,
         .addr = c->addr_text[0] ? c->addr_text : NULL,
+        .path = !c->is_connect && c->path[0] ? c->path : NULL,
         .status = c->status,
     };
     c->audited = true;

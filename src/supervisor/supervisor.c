@@ -60,6 +60,7 @@ struct sv {
     struct protect_plan protect; /* read-only workspace paths and their placeholders */
 
     struct loop_timer kill_timer;
+    int stop_signo; /* the signal that made us stop the bottle (0: none) */
     bool stopping;
     int status;
     bool done;
@@ -156,6 +157,10 @@ static void on_bottle_exit(struct loop_source *src, uint32_t ev)
     loop_del(s->loop, src);
     if (s->be->wait(s->bottle, &status) < 0)
         status = 125;
+    /* Stopped because we got SIGINT (or SIGHUP): the command died of the SIGTERM we sent;
+     * exit as a program killed by what we got would (130 for SIGINT, as shells do). */
+    if (s->stop_signo && s->stop_signo != SIGTERM && status == 128 + SIGTERM)
+        status = 128 + s->stop_signo;
     if (!s->done)
         s->status = status;
     s->done = true;
@@ -255,6 +260,8 @@ static void on_signal(struct loop *l, int signo, void *ud)
         loop_quit(s->loop, 0); /* the bottle is gone: stop waiting for a slow reader */
         return;
     }
+    if (!s->stop_signo)
+        s->stop_signo = signo;
     request_stop(s);
 }
 

@@ -235,6 +235,41 @@ big=$(head -c 120000 /dev/zero | tr '\0' a)
 like "the argument-length limit is stated" "$?:$(cat "$T/big.err")" \
     "^125:bot-bottle: error: the command and its variables take about [0-9]+ KiB; a bottle takes at most 960 KiB in all \\(Argument list too long: pass large data in a file in the workspace\\)"
 
+# --- 4: signals like the tools people know: SIGINT to the supervisor alone 130, SIGTERM 143
+for sig in INT TERM; do
+    rm -f "$T/ws/sig-ready"
+    (cd "$T/ws" && exec "$PY" -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a background job of a script ignores it)
+os.execv(sys.argv[1], sys.argv[1:])' "$BB" run --backend namespace --name "bb-nu-$sig" -- \
+        sh -c 'echo up >sig-ready; while :; do sleep 0.1; done') 2>"$T/sig.err" &
+    SUP=$!
+    wait_file "$T/ws/sig-ready"
+    kill -"$sig" "$SUP"
+    wait "$SUP"
+    st=$?
+    want=$([ "$sig" = INT ] && echo 130 || echo 143)
+    is "SIG$sig to the supervisor alone: exit $want" "$st" "$want"
+done
+
+# audit records: the resolved address, and for plain HTTP the method and path (no query)
+run -- curl -s -o /dev/null --max-time 10 \
+    "http://allowed.test:$HTTP/hello/%22q%0a?token=SECRET" 2>/dev/null
+rec=$(grep '"host":"allowed.test"' "$AUDIT" | grep '"status":' | tail -1)
+like "HTTP record: method, path (escaped), address" "$rec" \
+    '"method":"GET".*"path":"/hello/%22q%0a","addr":"127.0.0.1"'
+unlike "... and never the query" "$(cat "$AUDIT")" "SECRET"
+long=$(head -c 400 /dev/zero | tr '\0' a)
+run -- curl -s -o /dev/null --max-time 10 "http://allowed.test:$HTTP/$long" 2>/dev/null
+like "... a long path is bounded" "$(grep -o '"path":"/a*\.\.\."' "$AUDIT" | tail -1)" \
+    "^\"path\":\"/a{255}\\.\\.\\.\""
+# a DNS query whose upstream timed out says so
+(cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-nu3 --allow "slow.test" \
+    --upstream-dns "127.0.0.1:$SILENT" -- sh -c 'getent hosts slow.test; true') 2>"$T/err6"
+like "DNS: an upstream timeout is on record, not only 'allow'" \
+    "$(cat "$BOT_BOTTLE_STATE_DIR/logs/bb-nu3.audit.log")" \
+    '"kind":"dns","host":"slow.test","port":0,"decision":"allow","reason":"upstream-timeout"'
+like "... and the user is told" "$(cat "$T/err6")" "bot-bottle: slow.test failed \(resolve-timeout\)"
+
 # the notices point at a help topic the binary has
 H=$("$BB" help notices); st=$?
 is "bot-bottle help notices exits 0" "$st" "0"
