@@ -85,8 +85,10 @@ static void usage(FILE *f)
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n"
             "'bot-bottle help notices' explains each notice.\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
-    fprintf(f, "\nRead-only inside the workspace, even when missing, since the host runs or "
-               "trusts\nthem later (docs/workspace.md; .git only when it is not a directory):\n ");
+    fprintf(
+        f,
+        "\nRead-only inside the workspace, even when missing, since the host runs or "
+        "trusts\nthem later (bot-bottle help workspace; .git only when it is not a directory):\n ");
     for (size_t i = 0; protect_list_entry(i); i++)
         fprintf(f, " %s", protect_list_entry(i));
     fprintf(f, "\nand the directory core.hooksPath names. --allow-write PATH opens one.\n");
