@@ -251,6 +251,15 @@ os.execv(sys.argv[1], sys.argv[1:])' "$BB" run --backend namespace --name "bb-nu
     is "SIG$sig to the supervisor alone: exit $want" "$st" "$want"
 done
 
+# -t: `tty` inside names the terminal, and writing to it reaches ours (GPG_TTY=$(tty) works)
+out=$(cd "$T/ws" && timeout 60 "$PY" "$HELPERS/pty-run.py" -- "$BB" run --backend namespace -t \
+    -- sh -c 'GPG_TTY=$(tty) && echo "tty=$GPG_TTY" && echo via-tty >"$GPG_TTY"' | tr -d '\r')
+like "-t: tty prints the terminal's path inside the bottle" "$out" "tty=/dev/console"
+like "-t: ... which is the terminal (writing to it reaches ours)" "$out" "via-tty"
+like "-t: ... status 0" "$out" "status=0"
+out=$(cd "$T/ws" && timeout 60 "$BB" run --backend namespace -- sh -c 'tty; ls /dev/console 2>&1')
+like "without -t: not a tty, and no /dev/console" "$out" "not a tty.*No such file"
+
 # audit records: the resolved address, and for plain HTTP the method and path (no query)
 run -- curl -s -o /dev/null --max-time 10 \
     "http://allowed.test:$HTTP/hello/%22q%0a?token=SECRET" 2>/dev/null
