@@ -643,7 +643,6 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 out:
     if (s.use_tty)
         tty_relay_done(&s.tty);
-    notice_finish(&s.notice); /* (the terminal is ours again) */
     stdio_relay_done(&s.pipes);
     channel_host_relay_free(s.relay);
     s.control = control_server_free(s.control);
@@ -662,6 +661,10 @@ out:
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
     daemon_stop(&s.daemon);
+    /* The daemon wrote its last records (connections it closed on the way out); the terminal
+     * is ours again: the held lines and what is new, then where the log is. */
+    notice_poll(&s.notice);
+    notice_finish(&s.notice);
     notice_done(&s.notice);
     if (s.loop) {
         loop_timer_stop(s.loop, &s.kill_timer);

@@ -7,11 +7,11 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "new-user tests"
 
-HTTP=$(free_port); DNS=$(free_port); CLOSED=$(free_port); SILENT=$(free_port)
+HTTP=$(free_port); DNS=$(free_port); CLOSED=$(free_port); SILENT=$(free_port); HANGUP=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
     --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone refused.test=127.0.0.1 \
     --zone priv.test=203.0.113.80 --zone evil.test=127.0.0.1 \
-    --zone meta.test=169.254.169.254
+    --zone meta.test=169.254.169.254 --zone hangup.test=127.0.0.1
 wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
 # a resolver that never answers (UDP and TCP bound, nothing sent back)
 bg "$PY" -c "
@@ -22,6 +22,14 @@ t.bind(('127.0.0.1', $SILENT)); t.listen()
 open('$T/silent.ready', 'w').close()
 time.sleep(600)"
 wait_file "$T/silent.ready"
+# a server that reads what it is sent and hangs up without a byte (a refused TLS handshake)
+bg "$PY" -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', $HANGUP)); s.listen()
+while True:
+    c, _ = s.accept(); c.recv(4096); c.close()"
+wait_port "$HANGUP"
 mkdir -p "$T/ws"
 run() {
     (cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-nu \
@@ -80,6 +88,13 @@ like "the audit record of a refused connect names the address" "$(grep refused.t
     "http://slow.test:$HTTP/") 2>"$T/err3"
 like "resolve-timeout: one line" "$(cat "$T/err3")" \
     "bot-bottle: slow.test failed \(resolve-timeout\): the resolver did not answer in time; check --upstream-dns or the host's resolver"
+
+# upstream TLS/close: the server hangs up inside an HTTPS tunnel
+(cd "$T/ws" && timeout 60 "$BB" run --backend namespace --name bb-nu4 --allow "hangup.test:$HANGUP" \
+    --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- \
+    curl -s -o /dev/null --max-time 10 "https://hangup.test:$HANGUP/") 2>"$T/err7"
+like "upstream-closed: one line naming the host and port" "$(cat "$T/err7")" \
+    "bot-bottle: hangup.test port $HANGUP failed \(upstream-closed at 127.0.0.1\): the server closed the connection before it answered \(a TLS handshake it refused looks like this\)"
 
 # --quiet: no notices at all
 run --quiet -- curl -s -o /dev/null --max-time 10 "http://evil.test:$HTTP/" 2>"$T/err4"
