@@ -234,6 +234,14 @@ out=$(cd "$T/ws" && timeout 30 "$BB" run --backend namespace -e BB_NU_UNSET -e B
 is "-e NAME unset: the bottle runs without it" "$?:$out" "0:[unset]"
 is "... with one warning" "$(cat "$T/e.err")" \
     "bot-bottle: warning: --env BB_NU_UNSET: the variable is not set here, so it is not passed; set it, or give a value with --env BB_NU_UNSET=VALUE"
+# the CLI names options, not config keys
+"$BB" policy check --no-default-config -a 127.0.0.1 x.test >/dev/null 2>"$T/o.err"
+is "-a ADDR: the option to use" "$?:$(cat "$T/o.err")" \
+    "125:bot-bottle: error: '127.0.0.1': IP literals are not patterns: allow addresses with --allow-cidr ADDR/32 (config: allow_cidr)"
+"$BB" policy check --no-default-config --allow-cidr 10.0.0.0/33 x.test >/dev/null 2>"$T/o.err"
+is "--allow-cidr errors name --allow-cidr" "$?:$(cat "$T/o.err")" \
+    "125:bot-bottle: error: '10.0.0.0/33': bad prefix length in --allow-cidr (0-32 for IPv4, 0-128 for IPv6)"
+
 # option-parser errors: the prefix and the Try line
 "$BB" run --no-such-option >/dev/null 2>"$T/o.err"
 is "an unknown option: prefix, Try line, 125" "$?:$(cat "$T/o.err")" \
