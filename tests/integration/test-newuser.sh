@@ -96,6 +96,21 @@ like "resolve-timeout: one line" "$(cat "$T/err3")" \
 like "upstream-closed: one line naming the host and port" "$(cat "$T/err7")" \
     "bot-bottle: hangup.test port $HANGUP failed \(upstream-closed at 127.0.0.1\): the server closed the connection before it answered \(a TLS handshake it refused looks like this\)"
 
+# records without a host ("*" summaries, the 503 of a full proxy) never make a notice line
+(cd "$T/ws" && rm -f go && timeout 60 "$BB" run --backend namespace --name bb-nu5 -- \
+    sh -c 'echo >ready; while [ ! -e go ]; do sleep 0.1; done; sleep 0.5') 2>"$T/err8" &
+SUP=$!
+wait_file "$T/ws/ready"
+L5=$BOT_BOTTLE_STATE_DIR/logs/bb-nu5.audit.log
+printf '%s\n' \
+    '{"ts":"x","bottle":"bb-nu5","kind":"http","host":"*","port":0,"decision":"deny","reason":"aggregated","count":7}' \
+    '{"ts":"x","bottle":"bb-nu5","kind":"http","host":"","port":0,"decision":"deny","reason":"too-many-connections","status":503}' \
+    '{"ts":"x","bottle":"bb-nu5","kind":"dns","host":"*","port":0,"decision":"deny","reason":"flood-dropped","count":3}' \
+    >>"$L5"
+touch "$T/ws/go"
+wait "$SUP"
+is "no line for '*' or empty hosts (aggregated, 503, flood)" "$(cat "$T/err8")" ""
+
 # --quiet: no notices at all
 run --quiet -- curl -s -o /dev/null --max-time 10 "http://evil.test:$HTTP/" 2>"$T/err4"
 is "--quiet: nothing on stderr" "$(cat "$T/err4")" ""
