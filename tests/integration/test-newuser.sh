@@ -330,7 +330,7 @@ like "... and says so" "$(cat "$T/herr")" "^bot-bottle: no help topic 'nosuch'"
 
 # --- 5: the docs stay inside the repository; messages never point at a source tree's docs
 is "no page refers to files outside the repository" \
-    "$(grep -rlE 'DESIGN\.md|\.\./shared|/work/shared' "$BB_SOURCE_DIR/docs" "$BB_SOURCE_DIR/README.md")" ""
+    "$(grep -rlE 'DESIGN\.md|STYLE\.md|\.\./shared|/work/shared' "$BB_SOURCE_DIR/docs" "$BB_SOURCE_DIR/README.md")" ""
 check "the user guide exists and is linked from the README" \
     grep -q 'docs/guide.md' "$BB_SOURCE_DIR/README.md"
 unlike "no message or help text of the binary names a docs/*.md path" \
