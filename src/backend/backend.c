@@ -4,12 +4,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend/microvm/microvm.h"
 #include "backend/namespace/ns.h"
 #include "common/macro.h"
 #include "common/str.h"
 
-/* Strongest isolation first. TODO(microvm): add &backend_microvm_ops in front. */
+/* Strongest isolation first: the first is the default, and `auto` tries them in order. */
 static const struct backend_ops *const backends[] = {
+    &backend_microvm_ops,
     &backend_namespace_ops,
 };
 

@@ -48,6 +48,10 @@ enum {
     /* The egress daemon does not run as the supervisor's child on this host (e.g. a sidecar
      * VM); the supervisor does not start one. Not supported by the supervisor yet. */
     BACKEND_DAEMON_ELSEWHERE = 1u << 3,
+    /* The command's stdout and stderr arrive merged on stdio[1] (microvm: the virtio console
+     * is QEMU's stdout); stdin is not passed and there is no terminal: `run` refuses -t and
+     * -i. */
+    BACKEND_STDIO_CONSOLE = 1u << 4,
 };
 
 struct backend_probe {

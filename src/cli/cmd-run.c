@@ -54,13 +54,15 @@ static void usage(FILE *f)
             "executable, 127: COMMAND not found).\n"
             "\n"
             "Options:\n"
-            "  -b, --backend NAME       microvm (default), namespace, or auto (the strongest\n"
-            "                           available, and it says which); env BOT_BOTTLE_BACKEND\n"
+            "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
+            "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
+            "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
-            "      --allow-write PATH   leave a protected workspace path (below) writable\n"
+            "      --allow-write PATH   leave a protected workspace path (below) writable;\n"
+            "                           /DST/PATH: one in a read-write --mount at DST\n"
             "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
@@ -71,9 +73,10 @@ static void usage(FILE *f)
             "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
             "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
             "                           it, a limit that cannot be enforced is an error (125)\n"
-            "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
-            "  -i, --interactive        pass stdin to the command (default: "
-            "/dev/null)\n" POLICY_OPTS_HELP
+            "  -t, --tty                give the command a terminal (a pty relayed to yours;\n"
+            "                           --backend namespace only, for now)\n"
+            "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
+            "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -481,9 +484,10 @@ int cmd_run(int argc, char **argv)
             strv_push(&mounts, optarg);
             break;
         case OPT_ALLOW_WRITE:
-            if (!protect_rel_path_valid(optarg)) {
+            if (!protect_rel_path_valid(optarg[0] == '/' ? optarg + 1 : optarg)) {
                 log_error("--allow-write '%s': give a path relative to the workspace, like "
-                          ".vscode or .git/hooks (no leading '/', no '.' or '..')",
+                          ".vscode or .git/hooks, or one inside the bottle in a --mount, like "
+                          "/data/.git/hooks (no '.' or '..')",
                           optarg);
                 goto out;
             }
@@ -564,12 +568,7 @@ int cmd_run(int argc, char **argv)
     if (!backend || !*backend)
         backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
     if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        if (strcmp(backend, DEFAULT_BACKEND) == 0)
-            log_error("the default microVM backend is not available yet in this build; run "
-                      "with --backend namespace (or BOT_BOTTLE_BACKEND=namespace) for the "
-                      "namespace backend");
-        else
-            say_unknown_backend(backend);
+        say_unknown_backend(backend);
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)

@@ -88,6 +88,9 @@ struct init_state {
     int exit_code;
     bool main_exited;
     struct channel_guest_relay *relay;
+    struct loop_source ctl_src; /* VM: requests from the host on bottle.ctl */
+    char ctl_buf[64];
+    size_t ctl_len;
 };
 
 /* ---- the command's process (after fork; never returns) ---- */
@@ -185,6 +188,37 @@ static void on_channel_dead(void *userdata, int err)
         log_errno(LOG_LVL_ERROR, err, "the channel to the host died; stopping the bottle");
     if (st->main_pid > 0 && !st->main_exited)
         kill(st->main_pid, SIGTERM);
+}
+
+/*
+ * VM: a line from the host on bottle.ctl. "stop" asks the command to end (SIGTERM, as the
+ * namespace backend's SIGTERM to bottle-init); anything else is ignored. EOF: the host end
+ * went away; the channel's death handles that.
+ */
+static void on_ctl(struct loop_source *src, uint32_t events)
+{
+    struct init_state *st = src->userdata;
+    ssize_t n = read(ctl_fd, st->ctl_buf + st->ctl_len, sizeof(st->ctl_buf) - 1 - st->ctl_len);
+    char *nl;
+
+    (void)events;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        loop_del(st->loop, src);
+        return;
+    }
+    st->ctl_len += (size_t)n;
+    st->ctl_buf[st->ctl_len] = '\0';
+    while ((nl = strchr(st->ctl_buf, '\n')) != NULL) {
+        *nl = '\0';
+        if (strcmp(st->ctl_buf, "stop") == 0 && st->main_pid > 0 && !st->main_exited)
+            kill(st->main_pid, SIGTERM);
+        st->ctl_len -= (size_t)(nl + 1 - st->ctl_buf);
+        memmove(st->ctl_buf, nl + 1, st->ctl_len + 1);
+    }
+    if (st->ctl_len == sizeof(st->ctl_buf) - 1)
+        st->ctl_len = 0; /* a line too long for any request: dropped */
 }
 
 static int start_relay(struct init_state *st, const struct bottle_spec *s, int vm_chan_fd)
@@ -393,6 +427,11 @@ static void vm_report(int code)
     (void)tcdrain(STDOUT_FILENO);
     if (ctl_fd < 0 || n < 0)
         return;
+    {
+        int fl = fcntl(ctl_fd, F_GETFL);
+        if (fl >= 0)
+            (void)fcntl(ctl_fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
     /* A port write returns once the host has the data. */
     (void)!write(ctl_fd, line, strlen(line));
     close(ctl_fd);
@@ -494,6 +533,15 @@ static int run(int argc, char **argv)
         log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
         goto out;
     }
+    if (is_vm && ctl_fd >= 0) {
+        int fl = fcntl(ctl_fd, F_GETFL);
+        if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+            (r = loop_add(st.loop, &st.ctl_src, ctl_fd, EPOLLIN, on_ctl, &st)) < 0) {
+            r = r < 0 ? r : -errno;
+            log_errno(LOG_LVL_ERROR, r, "watching the port %s", VM_PORT_CTL);
+            goto out;
+        }
+    }
     r = start_relay(&st, &spec, vm_chan_fd);
     vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
     if (r < 0) {
@@ -544,8 +592,10 @@ out:
     if (report[1] >= 0)
         close(report[1]);
     channel_guest_relay_free(st.relay);
-    if (st.loop)
+    if (st.loop) {
+        loop_del(st.loop, &st.ctl_src);
         loop_free(st.loop);
+    }
     bottle_spec_free_strv(envp);
     bottle_spec_done(&spec);
     return r < 0 ? EXIT_INIT_FAILED : st.exit_code;

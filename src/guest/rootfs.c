@@ -798,27 +798,31 @@ static int bind_onto_itself(int fd, uint64_t attr_set)
 }
 
 /*
- * Makes path (strictly beneath the workspace, checked by the spec) read-only. Resolved
- * inside the bottle one component at a time without following symlinks. Every directory
- * between the workspace and path becomes a mount point of its own (bound onto itself,
- * still writable) so that the bottle cannot rename it away and put a directory of its own
- * making in its place (rename(2) refuses a mount point: EBUSY); the path itself is bound
- * onto itself read-only, so it can be neither written, nor replaced, nor removed.
+ * Makes path (strictly beneath the workspace or a read-write mount's DST, checked by the
+ * spec) read-only. Resolved inside the bottle one component at a time without following
+ * symlinks, from the deepest of those it lies beneath. Every directory between that and path
+ * becomes a mount point of its own (bound onto itself, still writable) so that the bottle cannot
+ * rename it away and put a directory of its own making in its place (rename(2) refuses a mount
+ * point: EBUSY); the path itself is bound onto itself read-only, so it can be neither written, nor
+ * replaced, nor removed.
  */
 static int protect_path(const struct bottle_spec *s, const char *path)
 {
     char rel[PATH_MAX];
     _cleanup_close_ int dir = -1;
+    const char *root = bottle_spec_protect_root(s, path); /* workspace or rw mount DST */
     char *c, *next;
     int r;
 
-    r = str_printf(rel, sizeof(rel), "%s", path + strlen(s->workspace) + 1);
+    if (!root)
+        return -EINVAL;
+    r = str_printf(rel, sizeof(rel), "%s", path + strlen(root) + 1);
     if (r < 0)
         return r;
     {
         struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
                                 .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
-        dir = (int)syscall(SYS_openat2, AT_FDCWD, s->workspace, &how, sizeof(how));
+        dir = (int)syscall(SYS_openat2, AT_FDCWD, root, &how, sizeof(how));
         if (dir < 0)
             return -errno;
     }

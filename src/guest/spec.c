@@ -117,6 +117,31 @@ static bool path_strictly_beneath(const char *p, const char *dir)
            p[n + 1] != '\0';
 }
 
+const char *bottle_spec_protect_root(const struct bottle_spec *s, const char *path)
+{
+    const char *root = NULL;
+    bool ro = false;
+
+    if (s->workspace && path_strictly_beneath(path, s->workspace))
+        root = s->workspace;
+    /* The deepest wins (a later mount on the same DST sits on top): it is what the bottle
+     * sees there. Beneath a read-only one, the path is read-only already. */
+    for (size_t i = 0; s->mounts && i < s->n_mounts; i++) {
+        const struct bottle_mount *m = &s->mounts[i];
+        if (m->dst && path_strictly_beneath(path, m->dst) &&
+            (!root || strlen(m->dst) >= strlen(root))) {
+            root = m->dst;
+            ro = m->ro;
+        }
+    }
+    return ro ? NULL : root;
+}
+
+bool bottle_spec_protect_ok(const struct bottle_spec *s, const char *path)
+{
+    return bottle_spec_protect_root(s, path) != NULL;
+}
+
 /* [A-Za-z0-9_.-]{1,max}, first character alphanumeric or '_'. */
 static bool name_ok(const char *s, size_t max)
 {
@@ -251,7 +276,7 @@ int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
             bad = "mount";
     }
     for (size_t i = 0; !bad && i < s->n_protect; i++)
-        if (!path_strictly_beneath(s->protect[i], s->workspace))
+        if (!bottle_spec_protect_root(s, s->protect[i]))
             bad = "protect";
     for (size_t i = 0; !bad && i < s->argc; i++)
         if (!s->argv[i] || strlen(s->argv[i]) > BOTTLE_SPEC_MAX_STR || (i == 0 && !*s->argv[0]))

@@ -21,7 +21,8 @@
  *   rootfs bind|9p       how host paths reach the bottle (namespace | microvm)
  *   env NAME=VALUE       0..BOTTLE_SPEC_MAX_ENV, explicitly passed variables (-e, TERM)
  *   mount ro|rw SRC DST  0..BOTTLE_SPEC_MAX_MOUNTS
- *   protect PATH         0..BOTTLE_SPEC_MAX_PROTECT, a path strictly beneath the workspace that
+ *   protect PATH         0..BOTTLE_SPEC_MAX_PROTECT, a path strictly beneath the workspace or
+ *                        a read-write mount's DST (and beneath no read-only mount's DST) that
  *                        bottle-init makes read-only (docs/workspace.md); it must exist
  *   arg ARG              1..BOTTLE_SPEC_MAX_ARGS
  *   end
@@ -135,7 +136,15 @@ int bottle_spec_set_str(char **field, const char *value);
 int bottle_spec_set_env(struct bottle_spec *s, const char *name, const char *value);
 /* Parses "SRC:DST[:ro|:rw]" (both absolute, canonical) and appends it. -EINVAL, -E2BIG. */
 int bottle_spec_add_mount_arg(struct bottle_spec *s, const char *arg);
-/* Appends a protect path (absolute, canonical, beneath the workspace: checked by validate).
+/*
+ * The directory a protect path is resolved from inside the bottle: the deepest of the
+ * workspace and the read-write mount destinations it lies strictly beneath; NULL when there
+ * is none or it lies beneath a read-only mount's destination (not a valid protect path).
+ */
+const char *bottle_spec_protect_root(const struct bottle_spec *s, const char *path);
+bool bottle_spec_protect_ok(const struct bottle_spec *s, const char *path);
+/* Appends a protect path (absolute, canonical, beneath the workspace or a rw mount: checked
+ * by validate).
  * -E2BIG past BOTTLE_SPEC_MAX_PROTECT. */
 int bottle_spec_add_protect(struct bottle_spec *s, const char *path);
 /* Appends argv (keeps it NULL-terminated). -E2BIG past BOTTLE_SPEC_MAX_ARGS. */

@@ -472,9 +472,12 @@ void protect_plan_done(struct protect_plan *p, bool remove)
         log_info("leaving the empty placeholders of protected paths (e.g. %s) in place: "
                  "another bottle uses this workspace",
                  p->made[0].path);
-    for (size_t i = 0; i < p->n_made; i++)
+    for (size_t i = 0; i < p->n_made; i++) {
         free(p->made[i].path);
+        free(p->made[i].root);
+    }
     strv_done(&p->paths);
+    strv_done(&p->roots);
     memset(p, 0, sizeof(*p));
 }
 
@@ -695,17 +698,24 @@ static bool wants_placeholder_file(const char *rel)
     return strcmp(base, "commondir") == 0 || strcmp(base, "config.worktree") == 0;
 }
 
-int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
+/*
+ * The plan of one host directory `root` (the workspace, or a read-write --mount source) that
+ * the bottle sees at `dst` (the same path for the workspace): the paths go into p->paths
+ * translated to dst, the placeholders into p->made with their root. allow_write: relative
+ * paths beneath root.
+ */
+static int plan_tree(const char *root, const char *dst, const struct strv *allow_write,
+                     struct protect_plan *p)
 {
     struct strv entries = { 0 }, chosen = { 0 };
     _cleanup_close_ int wsfd = -1;
-    size_t n_static = ARRAY_SIZE(protect_list);
+    size_t n_static = ARRAY_SIZE(protect_list), first_made = p->n_made;
+    const char *ws = root;
     int r;
 
-    memset(p, 0, sizeof(*p));
     wsfd = open(ws, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (wsfd < 0)
-        return log_errno(LOG_LVL_ERROR, -errno, "cannot open the workspace %s", ws);
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot open %s", ws);
     for (size_t i = 0; i < n_static; i++)
         strv_push(&entries, protect_list[i].path);
     r = git_config_entries(ws, wsfd, &entries);
@@ -742,6 +752,9 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
             free(c);
         }
     }
+    for (size_t i = first_made; i < p->n_made; i++)
+        p->made[i].root = xstrdup(root);
+    strv_push(&p->roots, root);
     /* An entry beneath another is covered by it (the protection is recursive). */
     for (size_t i = 0; i < chosen.n; i++) {
         bool covered = false;
@@ -753,7 +766,7 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
         if (covered)
             continue;
         if (p->paths.n == PROTECT_MAX ||
-            str_printf(abs, sizeof(abs), "%s/%s", ws, chosen.v[i]) < 0) {
+            str_printf(abs, sizeof(abs), "%s/%s", dst, chosen.v[i]) < 0) {
             r = log_errno(LOG_LVL_ERROR, -E2BIG, "too many protected paths in %s", ws);
             goto out;
         }
@@ -763,8 +776,114 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
 out:
     strv_done(&entries);
     strv_done(&chosen);
+    return r;
+}
+
+/* The relative allow_write entries, and the absolute ones beneath dir (made relative). */
+static void allow_for(const struct strv *allow_write, const char *dir, bool with_rel,
+                      struct strv *out, bool *ret_all)
+{
+    size_t n = strlen(dir);
+
+    *ret_all = false;
+    for (size_t j = 0; allow_write && j < allow_write->n; j++) {
+        const char *a = allow_write->v[j];
+        if (a[0] != '/') {
+            if (with_rel)
+                strv_push(out, a);
+        } else if (strcmp(a, dir) == 0) {
+            *ret_all = true;
+        } else if (strncmp(a, dir, n) == 0 && a[n] == '/') {
+            strv_push(out, a + n + 1);
+        }
+    }
+}
+
+int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
+{
+    struct strv allow = { 0 };
+    bool all;
+    int r;
+
+    memset(p, 0, sizeof(*p));
+    allow_for(allow_write, ws, true, &allow, &all);
+    r = all ? 0 : plan_tree(ws, ws, &allow, p);
+    strv_done(&allow);
     if (r < 0)
         protect_plan_done(p, true);
+    return r;
+}
+
+/* The names of the list's top-level entries: a read-write mount source may not pass through
+ * one (e.g. ~/repo/.git, ~/repo/.git/config, ~/repo/.vscode). */
+static const char *entry_component(const char *src)
+{
+    for (const char *c = src; *c;) {
+        const char *e;
+        size_t len;
+        while (*c == '/')
+            c++;
+        e = strchrnul(c, '/');
+        len = (size_t)(e - c);
+        for (size_t i = 0; len && i < ARRAY_SIZE(protect_list); i++) {
+            const char *pe = protect_list[i].path;
+            if (!strchr(pe, '/') && strlen(pe) == len && memcmp(pe, c, len) == 0)
+                return pe;
+        }
+        c = e;
+    }
+    return NULL;
+}
+
+int protect_plan_add_mount(const char *src, const char *dst, const struct strv *allow_write,
+                           struct protect_plan *p)
+{
+    struct protect_plan q = { 0 };
+    struct strv allow = { 0 };
+    const char *bad;
+    struct stat st;
+    bool all;
+    int r;
+
+    allow_for(allow_write, dst, false, &allow, &all);
+    if (all)
+        goto done; /* --allow-write DST: the user opened the whole mount */
+    bad = entry_component(src);
+    if (bad) {
+        log_error("--mount %s:%s: the source is or lies in %s, which bot-bottle protects in a "
+                  "workspace (the host runs or trusts what is written there); mount it "
+                  "read-only (--mount %s:%s:ro), or run with --allow-write %s",
+                  src, dst, bad, src, dst, dst);
+        r = -EPERM;
+        goto out;
+    }
+    if (lstat(src, &st) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "--mount %s:%s: cannot check %s", src, dst, src);
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode))
+        goto done; /* a single file: nothing beneath it to protect (docs/workspace.md) */
+    r = plan_tree(src, dst, &allow, &q);
+    if (r >= 0 && (p->n_made + q.n_made > PROTECT_MAX || p->paths.n + q.paths.n > PROTECT_MAX))
+        r = log_errno(LOG_LVL_ERROR, -E2BIG,
+                      "too many protected paths in the workspace and "
+                      "the --mount sources");
+    if (r < 0) {
+        protect_plan_done(&q, true);
+        goto out;
+    }
+    for (size_t i = 0; i < q.paths.n; i++)
+        strv_push(&p->paths, q.paths.v[i]);
+    for (size_t i = 0; i < q.roots.n; i++)
+        strv_push(&p->roots, q.roots.v[i]);
+    memcpy(p->made + p->n_made, q.made, q.n_made * sizeof(q.made[0]));
+    p->n_made += q.n_made;
+    q.n_made = 0;
+    protect_plan_done(&q, false);
+done:
+    r = 0;
+out:
+    strv_done(&allow);
     return r;
 }
 
@@ -865,7 +984,7 @@ int protect_registry_add(const char *reg, const char *ws, const struct protect_p
         r = buf_printf(&b, "%c %llu %llu ", m->dir ? 'd' : 'f', (unsigned long long)m->dev,
                        (unsigned long long)m->ino);
         if (r >= 0)
-            r = put_token(&b, ws);
+            r = put_token(&b, m->root ? m->root : ws);
         if (r >= 0)
             r = buf_append(&b, " ", 1);
         if (r >= 0)

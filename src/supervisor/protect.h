@@ -22,13 +22,16 @@
 
 struct protect_made {
     char *path; /* absolute */
+    char *root; /* the directory it protects: the workspace or a --mount source (or NULL) */
     dev_t dev;
     ino_t ino;
     bool dir;
 };
 
 struct protect_plan {
-    struct strv paths; /* absolute paths strictly beneath the workspace, for the spec */
+    struct strv paths; /* absolute paths inside the bottle, beneath the workspace or a
+                        * read-write --mount destination, for the spec */
+    struct strv roots; /* the host directories protected: the workspace, rw --mount sources */
     struct protect_made made[PROTECT_MAX];
     size_t n_made;
 };
@@ -40,7 +43,9 @@ struct protect_plan {
  */
 int protect_check_nofollow(const char *path, char *reterr_at, size_t size);
 
-/* True when rel is a usable --allow-write / allow_write value: relative, canonical. */
+/* True when rel is a usable allow_write value: relative, canonical. --allow-write also takes
+ * an absolute path inside the bottle ("/" + such a path), e.g. /data/.git/hooks for
+ * --mount SRC:/data. */
 bool protect_rel_path_valid(const char *rel);
 
 /*
@@ -60,6 +65,18 @@ int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_
  * returns -errno; placeholders created before a failure are removed again.
  */
 int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p);
+
+/*
+ * The same for a read-write --mount SRC:DST (absolute, canonical): appends to *p the
+ * protected paths of the directory src translated to dst, and src's placeholders (registered
+ * under src). allow_write: the absolute ones beneath dst open paths of the mount (DST/rel),
+ * DST itself opens the whole mount; relative ones are the workspace's. A source that is or
+ * passes through a top-level list entry (.git, .vscode, bottle.ini, ...) is refused (-EPERM)
+ * unless allow_write names DST; a file source gets nothing else. Logs, returns 0 or -errno;
+ * on failure *p is as before (the call's own placeholders are removed).
+ */
+int protect_plan_add_mount(const char *src, const char *dst, const struct strv *allow_write,
+                           struct protect_plan *p);
 
 /* Removes the placeholders that are still the empty ones created (when remove is true; when
  * false they stay, e.g. because another bottle uses the workspace) and frees *p. */

@@ -241,6 +241,15 @@ int state_info_write(const struct state_bottle *b, const struct state_info *i)
                   "workspace", i->workspace);
     if (!o)
         return -ENOMEM;
+    {
+        json_t *roots = json_array();
+        for (size_t k = 0; roots && k < i->protect_roots.n; k++)
+            json_array_append_new(roots, json_string(i->protect_roots.v[k]));
+        if (!roots || json_object_set_new(o, "protect_roots", roots) < 0) {
+            json_decref(o);
+            return -ENOMEM;
+        }
+    }
     if ((r = str_printf(tmp, sizeof(tmp), "%s/.info.json.tmp", b->dir)) < 0 ||
         (r = str_printf(path, sizeof(path), "%s/info.json", b->dir)) < 0)
         goto out;
@@ -292,8 +301,24 @@ int state_info_read(const struct state *st, const char *name, struct state_info 
     ret->pid = pid;
     ret->bottle_pid = bpid;
     ret->daemon_pid = dpid;
+    {
+        /* Bounded: the workspace plus one per --mount at most. */
+        json_t *roots = json_object_get(o, "protect_roots");
+        for (size_t k = 0;
+             json_is_array(roots) && k < json_array_size(roots) && k <= BOTTLE_SPEC_MAX_MOUNTS;
+             k++) {
+            const char *root = json_string_value(json_array_get(roots, k));
+            if (root)
+                strv_push(&ret->protect_roots, root);
+        }
+    }
     json_decref(o);
     return 0;
+}
+
+void state_info_done(struct state_info *info)
+{
+    strv_done(&info->protect_roots);
 }
 
 int state_bottle_running(const struct state *st, const char *name)

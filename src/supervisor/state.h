@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "config/config.h"
 #include "guest/spec.h"
 
 #define STATE_PATH_MAX 512
@@ -51,6 +52,10 @@ struct state_info {
     pid_t daemon_pid; /* the egress daemon */
     char audit[1024];
     char workspace[4096];
+    /* The host directories whose protected paths this bottle holds read-only (the workspace
+     * and read-write --mount sources; docs/workspace.md). Written as given; read into a list
+     * the reader owns (state_info_done). */
+    struct strv protect_roots;
 };
 
 /* The state root: $BOT_BOTTLE_STATE_DIR when set to an absolute path (tests use it to keep
@@ -92,6 +97,8 @@ int state_info_write(const struct state_bottle *b, const struct state_info *info
 /* Read bottles/NAME/info.json. Returns 0, -ENOENT (no such bottle, or not written yet),
  * -EBADMSG, or -errno. */
 int state_info_read(const struct state *st, const char *name, struct state_info *ret);
+/* Frees what state_info_read() allocated. Accepts a zeroed struct. */
+void state_info_done(struct state_info *info);
 
 /* 1 when the bottle's supervisor holds its lock, 0 when not (stale or absent), or -errno. */
 int state_bottle_running(const struct state *st, const char *name);

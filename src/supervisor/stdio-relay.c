@@ -76,6 +76,33 @@ static bool stream_finished(const struct stdio_stream *st)
     return st->dead || (st->eof && st->len == 0);
 }
 
+/* A read through the terminal filter (our stdout or stderr is a terminal), into the ring. */
+static bool stream_read_filtered(struct stdio_stream *st)
+{
+    char tmp[16384], out[sizeof(tmp) + TERMFILTER_HOLD];
+    size_t room = STDIO_RING - st->len, n, done = 0;
+    ssize_t k;
+
+    if (room <= TERMFILTER_HOLD)
+        return false;
+    k = read(st->from, tmp, MIN(sizeof(tmp), room - TERMFILTER_HOLD));
+    if (k < 0 && (errno == EAGAIN || errno == EINTR))
+        return false;
+    if (k <= 0) {
+        st->eof = true; /* an unfinished sequence held by the filter is dropped */
+        return true;
+    }
+    n = termfilter_feed(st->filter, tmp, (size_t)k, out);
+    while (done < n) {
+        char *p = NULL;
+        size_t span = MIN(ring_free_span(st, &p), n - done);
+        memcpy(p, out + done, span);
+        st->len += span;
+        done += span;
+    }
+    return true;
+}
+
 /* One read into the ring. Returns true when it made progress (bytes or EOF). */
 static bool stream_read(struct stdio_stream *st)
 {
@@ -85,6 +112,8 @@ static bool stream_read(struct stdio_stream *st)
 
     if (!span || st->eof || st->from < 0)
         return false;
+    if (st->filter)
+        return stream_read_filtered(st);
     n = st->from_sock ? recv(st->from, p, span, MSG_DONTWAIT) : read(st->from, p, span);
     if (n > 0) {
         st->len += (size_t)n;
@@ -256,6 +285,11 @@ int stdio_relay_open(struct stdio_relay *r, struct loop *l, bool interactive, in
         } else {
             st->to_sock = sock;
             st->to_blocking = blocking;
+            if (fd >= 0 && isatty(fd)) {
+                /* a terminal: what the bottle prints goes through the filter (termfilter.h) */
+                st->filter = xmalloc(sizeof(*st->filter));
+                termfilter_init(st->filter);
+            }
             if (fd < 0)
                 st->dead = true;
         }
@@ -332,6 +366,8 @@ void stdio_relay_done(struct stdio_relay *r)
         stream_close(r, &r->s[i]);
         free(r->s[i].ring);
         r->s[i].ring = NULL;
+        free(r->s[i].filter);
+        r->s[i].filter = NULL;
     }
     r->loop = NULL;
     r->opened = false;

@@ -13,7 +13,8 @@
  * shell): pipes, FIFOs and terminals are reopened through /proc/self/fd as a private
  * non-blocking description, sockets use MSG_DONTWAIT, regular files are read/written directly.
  * A write that fails (EPIPE: `run ... | head -1`) ends the stream: its pipe's read end is
- * closed, so the bottle's writer gets SIGPIPE/EPIPE.
+ * closed, so the bottle's writer gets SIGPIPE/EPIPE. When our stdout or stderr is a
+ * terminal, what the bottle writes there goes through the terminal filter (termfilter.h).
  */
 #pragma once
 
@@ -21,6 +22,7 @@
 #include <stddef.h>
 
 #include "common/loop.h"
+#include "supervisor/termfilter.h"
 
 #define STDIO_RING (64 * 1024)
 
@@ -40,6 +42,7 @@ struct stdio_stream {
     struct loop_source from_src, to_src;
     char *ring;
     size_t head, len;
+    struct termfilter *filter; /* `to` is a terminal: the bottle's output is filtered */
 };
 
 struct stdio_relay {

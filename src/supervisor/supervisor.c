@@ -115,7 +115,8 @@ static void write_info(struct sv *s)
 {
     struct state_info i = { .pid = getpid(),
                             .bottle_pid = s->started.pid,
-                            .daemon_pid = s->daemon.pid };
+                            .daemon_pid = s->daemon.pid,
+                            .protect_roots = s->protect.roots };
     int r;
 
     snprintf(i.name, sizeof(i.name), "%s", s->name);
@@ -297,7 +298,7 @@ static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
  * True when another live bottle of this state root runs on the same workspace: its
  * protections may sit on placeholders (removing one would detach its mount).
  */
-static bool workspace_used_by_another(struct sv *s)
+static bool workspace_used_by_another(struct sv *s, const char *dir)
 {
     char names[64][BOTTLE_SPEC_MAX_NAME + 1];
     int n;
@@ -316,7 +317,14 @@ static bool workspace_used_by_another(struct sv *s)
             continue;
         r = state_info_read(&s->st, names[k], &info);
         /* no info yet: it is starting, and may have seen our placeholders */
-        if (r < 0 || strcmp(info.workspace, s->o->workspace) == 0)
+        if (r < 0)
+            return true;
+        bool used = strcmp(info.workspace, dir) == 0;
+        for (size_t i = 0; i < info.protect_roots.n; i++)
+            if (strcmp(info.protect_roots.v[i], dir) == 0)
+                used = true;
+        state_info_done(&info);
+        if (used)
             return true;
     }
     return false;
@@ -421,6 +429,10 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     }
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
+    for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
+        if (!spec->mounts[i].ro)
+            r = protect_plan_add_mount(spec->mounts[i].src, spec->mounts[i].dst, &s->o->allow_write,
+                                       &s->protect);
     if (r < 0)
         return r;
     {
@@ -431,7 +443,8 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
             log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
     }
     for (size_t i = 0; i < s->protect.paths.n; i++)
-        if ((r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
+        if (bottle_spec_protect_ok(spec, s->protect.paths.v[i]) && /* not in a :ro mount */
+            (r = bottle_spec_add_protect(spec, s->protect.paths.v[i])) < 0)
             return log_errno(LOG_LVL_ERROR, r, "too many protected paths");
     for (char **a = s->o->argv; *a; a++)
         if ((r = bottle_spec_add_arg(spec, *a)) < 0)
@@ -458,6 +471,12 @@ static int select_backend(struct sv *s)
         log_error("the %s backend runs its egress daemon elsewhere, which 'run' does not "
                   "support yet; use --backend namespace",
                   s->be->name);
+        return -EOPNOTSUPP;
+    }
+    if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
+        log_error("the %s backend does not support %s yet (the command's output comes over the "
+                  "VM's console, its stdin is /dev/null); run with --backend namespace",
+                  s->be->name, s->o->tty ? "-t" : "-i");
         return -EOPNOTSUPP;
     }
     return 0;
@@ -649,13 +668,22 @@ out:
     if (s.bottle)
         s.be->destroy(s.bottle); /* kills and reaps what is still running */
     {
-        /* The last bottle to leave a workspace removes every placeholder made for it. */
-        bool shared = workspace_used_by_another(&s);
+        /* The last bottle to leave a workspace (or a --mount source) removes every
+         * placeholder made for it. */
+        bool shared = workspace_used_by_another(&s, s.o->workspace);
         char reg[600];
-        if (!shared && s.st.root[0] && s.o->workspace) {
-            snprintf(reg, sizeof(reg), "%s/placeholders", s.st.root);
-            protect_registry_clean(reg, s.o->workspace);
+        snprintf(reg, sizeof(reg), "%s/placeholders", s.st.root);
+        for (size_t i = 0; s.o->workspace && i < s.protect.roots.n; i++) {
+            const char *root = s.protect.roots.v[i];
+            if (strcmp(root, s.o->workspace) == 0)
+                continue;
+            if (workspace_used_by_another(&s, root))
+                shared = true; /* keeps this bottle's own too: simpler, errs on the safe side */
+            else if (s.st.root[0])
+                protect_registry_clean(reg, root);
         }
+        if (!shared && s.st.root[0] && s.o->workspace)
+            protect_registry_clean(reg, s.o->workspace);
         protect_plan_done(&s.protect, !shared);
     }
     if (s.started.channel_fd >= 0)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,20 +32,25 @@ int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
     t->out_fd = out_fd;
     buf_init(&t->to_master, TTY_BUF_MAX);
     buf_init(&t->to_out, TTY_BUF_MAX);
+    termfilter_init(&t->filter);
+    t->filtered = isatty(out_fd);
     return 0;
 }
 
 static void update(struct tty_relay *t);
 
-static void pump(int from, struct buf *b, bool *eof)
+/* One read from `from` into b, through filter (when not NULL). */
+static void pump(int from, struct buf *b, bool *eof, struct termfilter *filter)
 {
-    char tmp[16384];
+    char tmp[16384], out[sizeof(tmp) + TERMFILTER_HOLD];
     ssize_t n;
 
-    if (b->len >= TTY_BUF_MAX - sizeof(tmp))
+    if (b->len >= TTY_BUF_MAX - sizeof(out))
         return;
     n = read(from, tmp, sizeof(tmp));
-    if (n > 0)
+    if (n > 0 && filter)
+        buf_append(b, out, termfilter_feed(filter, tmp, (size_t)n, out));
+    else if (n > 0)
         buf_append(b, tmp, (size_t)n);
     else if (n == 0 || (errno != EAGAIN && errno != EINTR))
         *eof = true; /* EIO on a master means the slave side is all closed */
@@ -68,7 +74,7 @@ static void on_in(struct loop_source *s, uint32_t ev)
     struct tty_relay *t = s->userdata;
     bool eof = false;
     (void)ev;
-    pump(t->in_fd, &t->to_master, &eof);
+    pump(t->in_fd, &t->to_master, &eof, NULL);
     if (eof) {
         /* Host stdin closed: stop reading it. The pty has no EOF of its own to pass on; a
          * program reading the terminal sees nothing more, as with a detached terminal. */
@@ -81,7 +87,7 @@ static void on_master(struct loop_source *s, uint32_t ev)
 {
     struct tty_relay *t = s->userdata;
     if (ev & EPOLLIN || ev & EPOLLHUP || ev & EPOLLERR)
-        pump(t->master, &t->to_out, &t->master_eof);
+        pump(t->master, &t->to_out, &t->master_eof, t->filtered ? &t->filter : NULL);
     if (ev & EPOLLOUT)
         drain(t->master, &t->to_master);
     update(t);
@@ -151,7 +157,7 @@ void tty_relay_flush(struct tty_relay *t)
     /* Read what the bottle wrote before it exited, then write it all out (blocking). */
     for (int i = 0; i < 64 && !t->master_eof && t->master >= 0; i++) {
         size_t before = t->to_out.len;
-        pump(t->master, &t->to_out, &t->master_eof);
+        pump(t->master, &t->to_out, &t->master_eof, t->filtered ? &t->filter : NULL);
         if (t->to_out.len == before)
             break;
     }
@@ -172,7 +178,18 @@ void tty_relay_done(struct tty_relay *t)
         loop_del(t->loop, &t->master_src);
     }
     if (t->raw) {
-        tcsetattr(t->in_fd, TCSADRAIN, &t->saved);
+        /* Replies to queries the bottle sent (cursor position, device attributes: those the
+         * filter lets through) may still be on their way: read and drop them, then restore
+         * with TCSAFLUSH, which drops what is left, so that none reaches the user's shell as
+         * typed input. Until 20 ms pass without any (100 ms when the bottle asked the
+         * terminal something), at most 10 reads. */
+        struct pollfd p = { .fd = t->in_fd, .events = POLLIN };
+        char junk[256];
+        int quiet = t->filter.asked ? 100 : 20;
+        for (int i = 0; i < 10 && poll(&p, 1, quiet) > 0 && (p.revents & POLLIN); i++)
+            if (read(t->in_fd, junk, sizeof(junk)) <= 0)
+                break;
+        tcsetattr(t->in_fd, TCSAFLUSH, &t->saved);
         t->raw = false;
     }
     if (t->master >= 0)

@@ -4,7 +4,9 @@
  * master by the supervisor's loop. The bottle never gets the host's terminal itself, so it
  * cannot push input into it (TIOCSTI) or change its settings. Ctrl-C is a byte on the pty,
  * delivered to the bottle's foreground process by the pty's line discipline; window-size
- * changes (SIGWINCH) are copied to the pty.
+ * changes (SIGWINCH) are copied to the pty. What the bottle prints goes through the terminal
+ * filter (termfilter.h) when our stdout is a terminal; on the way out the terminal is
+ * restored with TCSAFLUSH after late replies to the bottle's queries are read and dropped.
  */
 #pragma once
 
@@ -13,6 +15,7 @@
 
 #include "common/buf.h"
 #include "common/loop.h"
+#include "supervisor/termfilter.h"
 
 struct tty_relay {
     struct loop *loop;
@@ -23,6 +26,8 @@ struct tty_relay {
     struct loop_source in_src, master_src, out_src;
     struct buf to_master, to_out;
     bool master_eof;
+    struct termfilter filter; /* what the bottle prints, on its way to our terminal */
+    bool filtered;            /* out_fd is a terminal */
 };
 
 /* Open the pty, sized like in_fd's terminal. Returns 0 or -errno. */
@@ -33,5 +38,6 @@ int tty_relay_start(struct tty_relay *t);
 void tty_relay_resize(struct tty_relay *t);
 /* Write out what the bottle printed that is still buffered (after it exited). */
 void tty_relay_flush(struct tty_relay *t);
-/* Restore the host terminal and close everything. Idempotent. */
+/* Restore the host terminal (dropping pending input: replies to the bottle's queries) and
+ * close everything. Idempotent. */
 void tty_relay_done(struct tty_relay *t);

@@ -1,7 +1,8 @@
 /*
  * Fuzz the bottle spec decoder (bottle-init parses it as PID 1). Properties: never crash or
  * leak; every accepted input is canonical (encode(decode(x)) == x byte for byte); the
- * environment can be built from every accepted spec and holds no reserved name twice.
+ * environment can be built from every accepted spec and holds no reserved name twice; every
+ * protect path lies strictly beneath the root bottle-init resolves it from.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (strncmp(*e, "HTTP_PROXY=", 11) == 0)
                 proxies++;
         if (proxies != 1)
+            abort();
+    }
+    for (size_t i = 0; i < s.n_protect; i++) {
+        const char *root = bottle_spec_protect_root(&s, s.protect[i]);
+        size_t n = root ? strlen(root) : 0;
+        if (!root || strncmp(s.protect[i], root, n) != 0 || s.protect[i][n] != '/')
             abort();
     }
     bottle_spec_free_strv(env);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bottle-init's guest mode, end to end inside a microVM: the vm-launch helper
-# (tests/integration/helpers/vm-launch.c) writes the spec and a per-run initramfs around the
+# (tests/integration/helpers/vm-launch.c), through the microvm backend's ops (the code
+# `bot-bottle run` uses), writes the spec and a per-run initramfs around the
 # static bottle-init, boots the cached guest kernel under QEMU (TCG here: this host's KVM is
 # PVM), serves bottle.ctl and bottle.chan, and exits with the status the guest reported.
 # No supervisor, no egress daemon: in the first boot vm-launch runs the host relay on
@@ -9,7 +10,7 @@
 # Env: BB_BUILD_DIR (or VM_LAUNCH and BOTTLE_INIT). TAP output.
 . "$(dirname "$0")/lib.sh"
 
-VM_LAUNCH=${VM_LAUNCH:-$BB_BUILD_DIR/src/backend/microvm/vm-launch}
+VM_LAUNCH=${VM_LAUNCH:-$BB_BUILD_DIR/src/backend/vm-launch}
 BOTTLE_INIT=${BOTTLE_INIT:-$BB_BUILD_DIR/src/guest/bottle-init}
 ALIAS=127.77.0.9
 BOTTLE_UID=4242 # no passwd entry on the host: the guest calls it "user"

@@ -140,7 +140,7 @@ static void test_tcg_minimal(void **state)
     c.shares = NULL;
     assert_int_equal(microvm_qemu_argv(&c, &v), 0);
     assert_string_equal(v[0], "qemu-system-x86_64");
-    assert_string_equal(v[4], "tcg");
+    assert_string_equal(v[4], "tcg,tb-size=128");
     assert_string_equal(v[6], "max");
     size_t n = argv_len(v);
     bool saw_append = false, saw_stdio = false;

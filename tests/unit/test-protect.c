@@ -193,6 +193,76 @@ static void test_plan(void **state)
     }
 }
 
+/* A read-write --mount SRC:DST: SRC's plan, translated to DST; its placeholders registered
+ * under SRC; /DST/PATH opens PATH; a source through a list entry is refused. */
+static void test_plan_mount(void **state)
+{
+    char ws[] = "/tmp/bb-protect-XXXXXX", src[] = "/tmp/bb-protect-src-XXXXXX", path[512];
+    char reg[600];
+    struct protect_plan p;
+    struct strv allow = { 0 };
+    struct stat st;
+    bool has_config = false, has_vscode = false, has_idea = false;
+    (void)state;
+
+    assert_non_null(mkdtemp(ws));
+    assert_non_null(mkdtemp(src));
+    unsetenv("XDG_CONFIG_HOME");
+    assert_int_equal(setenv("HOME", ws, 1), 0); /* no user config */
+    snprintf(path, sizeof(path), "%s/.git", src);
+    assert_int_equal(mkdir(path, 0755), 0);
+    strv_push(&allow, "/data/.vscode");
+    strv_push(&allow, ".idea"); /* the workspace's, not the mount's */
+    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    size_t n_ws = p.paths.n, made_ws = p.n_made;
+    assert_int_equal(protect_plan_add_mount(src, "/data", &allow, &p), 0);
+    assert_true(p.paths.n > n_ws);
+    for (size_t i = n_ws; i < p.paths.n; i++) {
+        assert_int_equal(strncmp(p.paths.v[i], "/data/", 6), 0);
+        has_config |= strcmp(p.paths.v[i], "/data/.git/config") == 0;
+        has_vscode |= strcmp(p.paths.v[i], "/data/.vscode") == 0;
+        has_idea |= strcmp(p.paths.v[i], "/data/.idea") == 0;
+    }
+    assert_true(has_config && has_idea);
+    assert_false(has_vscode);
+    assert_int_equal(p.roots.n, 2);
+    assert_string_equal(p.roots.v[1], src);
+    for (size_t i = made_ws; i < p.n_made; i++)
+        assert_string_equal(p.made[i].root, src);
+    snprintf(path, sizeof(path), "%s/.git/config", src); /* a file placeholder in SRC */
+    assert_int_equal(lstat(path, &st), 0);
+    assert_true(S_ISREG(st.st_mode));
+
+    /* refused: a source that is or lies in a list entry; p stays as it was */
+    size_t n = p.paths.n, made = p.n_made;
+    snprintf(path, sizeof(path), "%s/.git", src);
+    assert_int_equal(protect_plan_add_mount(path, "/g", &allow, &p), -EPERM);
+    snprintf(path, sizeof(path), "%s/.git/config", src);
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), -EPERM);
+    assert_int_equal(p.paths.n, n);
+    assert_int_equal(p.n_made, made);
+    /* ... unless --allow-write names DST: the user opened the whole mount */
+    strv_push(&allow, "/cfg");
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), 0);
+    assert_int_equal(p.paths.n, n);
+
+    /* the registry: SRC's placeholders are cleaned under SRC, not under the workspace */
+    snprintf(reg, sizeof(reg), "%s/placeholders", ws);
+    assert_int_equal(protect_registry_add(reg, ws, &p), 0);
+    protect_plan_done(&p, false);
+    assert_int_equal(protect_registry_clean(reg, ws), 0);
+    snprintf(path, sizeof(path), "%s/.git/config", src);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(protect_registry_clean(reg, src), 0);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.git", src);
+    assert_int_equal(rmdir(path), 0);
+    assert_int_equal(rmdir(src), 0);
+    assert_int_equal(unlink(reg), 0);
+    assert_int_equal(rmdir(ws), 0);
+    strv_done(&allow);
+}
+
 static void test_check_nofollow(void **state)
 {
     char d[] = "/tmp/bb-nofollow-XXXXXX", p[512], at[512];
@@ -273,6 +343,7 @@ int main(void)
         cmocka_unit_test(test_scan_git_config), cmocka_unit_test(test_scan_bounded),
         cmocka_unit_test(test_rel_path_valid),  cmocka_unit_test(test_plan),
         cmocka_unit_test(test_check_nofollow),  cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_plan_mount),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,6 +195,12 @@ static void test_decode_rejects(void **state)
         { "project/.vscode\n", "project/.vscode/\n", "protect trailing slash" },
         { "project/.vscode\n", "project//.vscode\n", "protect double slash" },
         { "protect /home/alice/my\\x20project/.vscode\n", "protect .vscode\n", "protect relative" },
+        { "protect /home/alice/my\\x20project/.vscode\n", "protect /data/.vscode\n",
+          "protect beneath a read-only mount" },
+        { "protect /home/alice/my\\x20project/.vscode\n", "protect /home/alice/.cache\n",
+          "protect a read-write mount's destination itself" },
+        { "protect /home/alice/my\\x20project/.vscode\n", "protect /home/alice/.cachex/.git\n",
+          "protect beside a read-write mount" },
         { "protect /home/alice/my\\x20project/.vscode\narg sh\n",
           "arg sh\nprotect /home/alice/my\\x20project/.vscode\n", "protect after arg" },
         { "protect /home/alice/my\\x20project/.git/config\n",
@@ -223,6 +229,38 @@ static void test_decode_rejects(void **state)
         free(m);
     }
     free(enc);
+    bottle_spec_done(&s);
+}
+
+/* protect paths: beneath the workspace or a read-write mount's DST; the deepest decides. */
+static void test_protect_roots(void **state)
+{
+    struct bottle_spec s, d;
+    char *enc;
+    (void)state;
+
+    make_spec(&s);
+    assert_int_equal(bottle_spec_add_protect(&s, "/home/alice/.cache/.git/config"), 0);
+    enc = encode(&s);
+    assert_int_equal(bottle_spec_decode(enc, strlen(enc), &d, NULL), 0);
+    assert_string_equal(d.protect[2], "/home/alice/.cache/.git/config");
+    assert_string_equal(bottle_spec_protect_root(&d, d.protect[2]), "/home/alice/.cache");
+    assert_string_equal(bottle_spec_protect_root(&d, d.protect[0]), "/home/alice/my project");
+    bottle_spec_done(&d);
+    free(enc);
+    assert_false(bottle_spec_protect_ok(&s, "/data/.git"));          /* ro mount */
+    assert_false(bottle_spec_protect_ok(&s, "/home/alice/.bashrc")); /* $HOME, no mount */
+    assert_false(bottle_spec_protect_ok(&s, "/home/alice/.cache"));  /* the DST itself */
+    /* a ro mount inside the workspace: its paths are read-only already, and refused */
+    assert_int_equal(bottle_spec_add_mount_arg(&s, "/srv/ro:/home/alice/my project/ro:ro"), 0);
+    assert_false(bottle_spec_protect_ok(&s, "/home/alice/my project/ro/.git"));
+    assert_true(bottle_spec_protect_ok(&s, "/home/alice/my project/ro"));
+    /* a rw mount inside that ro one is what the bottle sees there (mounted later) */
+    assert_int_equal(bottle_spec_add_mount_arg(&s, "/srv/rw:/home/alice/my project/ro/rw"), 0);
+    assert_string_equal(bottle_spec_protect_root(&s, "/home/alice/my project/ro/rw/.git"),
+                        "/home/alice/my project/ro/rw");
+    assert_int_equal(bottle_spec_add_protect(&s, "/data/.vscode"), 0);
+    assert_int_equal(bottle_spec_validate(&s, NULL), -EINVAL);
     bottle_spec_done(&s);
 }
 
@@ -763,9 +801,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_decode_rejects),
-        cmocka_unit_test(test_caps),      cmocka_unit_test(test_environ),
-        cmocka_unit_test(test_mount_arg), cmocka_unit_test(test_write_etc),
-        cmocka_unit_test(test_seccomp),
+        cmocka_unit_test(test_caps),      cmocka_unit_test(test_protect_roots),
+        cmocka_unit_test(test_environ),   cmocka_unit_test(test_mount_arg),
+        cmocka_unit_test(test_write_etc), cmocka_unit_test(test_seccomp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

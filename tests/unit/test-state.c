@@ -59,6 +59,8 @@ static void test_create_info_list(void **unused)
     snprintf(in.alias, sizeof(in.alias), "127.77.1.2");
     snprintf(in.audit, sizeof(in.audit), "/x/alpha.audit.log");
     snprintf(in.workspace, sizeof(in.workspace), "/home/u/proj");
+    strv_push(&in.protect_roots, "/home/u/proj");
+    strv_push(&in.protect_roots, "/home/u/repo");
     assert_int_equal(state_info_write(&a, &in), 0);
     assert_int_equal(state_info_read(&st, "alpha", &out), 0);
     assert_string_equal(out.name, "alpha");
@@ -68,6 +70,10 @@ static void test_create_info_list(void **unused)
     assert_int_equal(out.pid, 11);
     assert_int_equal(out.bottle_pid, 12);
     assert_int_equal(out.daemon_pid, 13);
+    assert_int_equal(out.protect_roots.n, 2);
+    assert_string_equal(out.protect_roots.v[1], "/home/u/repo");
+    state_info_done(&out);
+    strv_done(&in.protect_roots);
 
     /* sorted; only max written, the count is all of them */
     assert_int_equal(state_list(&st, names, 4), 2);

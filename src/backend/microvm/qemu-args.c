@@ -188,7 +188,9 @@ int microvm_qemu_argv(const struct microvm_qemu_config *c, char ***ret)
     add(&a, "-M");
     add(&a, MACHINE);
     add(&a, "-accel");
-    add(&a, kvm ? "kvm" : "tcg");
+    /* TCG: the translation cache is QEMU's largest own allocation (1 GiB by default); capped
+     * so that QEMU fits the bottle's memory limit (microvm.h, MICROVM_QEMU_OVERHEAD_MIB) */
+    add(&a, kvm ? "kvm" : "tcg,tb-size=" MICROVM_TCG_TB_MIB_STR);
     add(&a, "-cpu");
     add(&a, kvm ? "host" : "max");
     /* no default devices (no NIC, no serial, no monitor), no config files, no display */

@@ -28,6 +28,9 @@
 #define MICROVM_GUEST_HZ 250 /* CONFIG_HZ of guest/kernel/bottle.config's kernel */
 #define MICROVM_MAX_CPUS 16  /* CONFIG_NR_CPUS */
 #define MICROVM_MIN_MEMORY_MIB 64
+/* TCG's translation-cache size (-accel tcg,tb-size=, MiB) */
+#define MICROVM_TCG_TB_MIB 128
+#define MICROVM_TCG_TB_MIB_STR "128"
 
 /* The port names bottle-init looks for in /sys/class/virtio-ports/<port>/name. */
 #define MICROVM_PORT_CTL "bottle.ctl"

@@ -1,34 +1,30 @@
 /*
- * vm-launch: boots one bottle as a microVM with bottle-init as the guest's init, without the
- * supervisor, the backend API or an egress daemon, and exits with the command's status. For
- * tests/integration/test-microvm-guest.sh (bottle-init's guest mode) and for timing.
+ * vm-launch: boots one bottle through the microvm backend's ops (src/backend/microvm/microvm.c:
+ * the same create/start/wait/kill as `bot-bottle run`), without the supervisor or an egress
+ * daemon, and exits with the command's status. For tests/integration/test-microvm-guest.sh
+ * (bottle-init's guest mode) and for timing; `bot-bottle run` is the product's way in.
  *
  *   vm-launch [--init PATH] [-w DIR] [--alias A] [--name N] [--uid N] [--gid N]
- *             [--mount SRC:DST[:ro]]... [--memory MIB] [--cpus N] [--timeout SEC] [-t]
+ *             [--mount SRC:DST[:ro]]... [--memory MIB] [--cpus N] [--timeout SEC]
  *             [--chan-stats] [--proxy ADDR:PORT --dns ADDR:PORT | --close-chan] -- CMD...
- *   vm-launch --probe        exit 0 when QEMU and a guest kernel are there, 1 (with why) if not
+ *   vm-launch --probe        exit 0 when the backend can run here, 1 (with why) if not
  *
- * It writes the spec (rootfs 9p, channel /dev/virtio-ports/bottle.chan), a per-run initramfs
- * with the spec and the host's public /etc files (backend/microvm/initramfs.h), listens on
- * the ctl and chan unix sockets QEMU connects to, and runs QEMU (nice 10, the accelerator the
- * probe picks, the argv from backend/microvm/qemu-args.h) with its console on our stdout.
- * The guest's "exit N" line on bottle.ctl is our exit status; none: 125. The channel is
- * accepted and held open, but nothing answers on it (no egress daemon); --chan-stats prints
- * on stderr whether QEMU connected it and how many bytes the guest's relay sent. With --proxy
- * and --dns, the host relay (channel/relay.h) runs on it instead, in a child process, and
- * connects the guest's proxy and DNS streams to those addresses (a local fake). --close-chan
- * closes it as soon as QEMU connects (the guest must fail closed).
+ * The console (the command's stdout and stderr) is our stdout; stdin is /dev/null. The
+ * channel the backend returns is held open, but nothing answers on it (no egress daemon);
+ * --chan-stats prints on stderr whether QEMU connected it and how many bytes the guest's
+ * relay sent. With --proxy and --dns, the host relay (channel/relay.h) runs on it instead, in
+ * a child process, and connects the guest's proxy and DNS streams to those addresses (a local
+ * fake). --close-chan closes it at once (the guest must fail closed). --memory MIB sets the
+ * bottle's memory limit so that the guest gets MIB (at most the backend's default).
  *
- * As root, QEMU runs as the bottle's uid/gid (default: the workspace's owner), never as root
- * unless the workspace belongs to root (docs/microvm.md, S10 rule 1).
+ * QEMU's user is the backend's choice (docs/microvm.md, S10 rule 1): the spec's uid (default:
+ * the workspace's owner as root, else ours).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <grp.h>
 #include <limits.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -36,89 +32,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/microvm/initramfs.h"
-#include "backend/microvm/probe.h"
+#include "backend/microvm/microvm.h"
 #include "backend/microvm/qemu-args.h"
 #include "channel/relay.h"
-#include "common/buf.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"
 #include "common/net.h"
 #include "common/str.h"
-#include "guest/rootfs.h"
 #include "guest/spec.h"
 
 #ifndef BB_INIT_BUILD_PATH
 #define BB_INIT_BUILD_PATH "bottle-init"
 #endif
 
-static volatile sig_atomic_t qemu_pid = -1;
-
-static void forward(int sig)
-{
-    if (qemu_pid > 0)
-        kill(qemu_pid, sig == SIGINT ? SIGTERM : sig);
-}
-
 static int usage(void)
 {
     fprintf(stderr,
             "usage: vm-launch [--init PATH] [-w DIR] [--alias A] [--name N] [--uid N] [--gid N]"
-            " [--mount S:D[:ro]] [--memory MIB] [--cpus N] [--timeout SEC] [-t] -- CMD...\n"
+            " [--mount S:D[:ro]] [--memory MIB] [--cpus N] [--timeout SEC] -- CMD...\n"
             "       vm-launch --probe\n");
     return 2;
-}
-
-static int listen_unix(const char *path, uid_t uid, gid_t gid)
-{
-    struct sockaddr_un sa = { .sun_family = AF_UNIX };
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    if (fd < 0)
-        return -errno;
-    if (str_printf(sa.sun_path, sizeof(sa.sun_path), "%s", path) < 0 ||
-        bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0 ||
-        (geteuid() == 0 && chown(path, uid, gid) < 0)) {
-        int r = errno ? -errno : -ENAMETOOLONG;
-        close(fd);
-        return r;
-    }
-    return fd;
-}
-
-/*
- * A share's host directory, opened without following any symlink (an earlier bottle may have
- * replaced a --mount source with one: docs/bottle-init.md, "microvm"). QEMU inherits the O_PATH
- * fd and gets "/proc/self/fd/N" as the share's path, so the path is not looked up twice.
- * Returns the fd or -errno (-ELOOP for a symlink).
- */
-static int share_open(const char *path, char *ret, size_t size)
-{
-    struct open_how how = {
-        .flags = O_PATH | O_DIRECTORY,
-        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
-    int r;
-
-    if (fd < 0)
-        return -errno;
-    r = str_printf(ret, size, "/proc/self/fd/%d", fd);
-    if (r < 0) {
-        close(fd);
-        return r;
-    }
-    return fd;
 }
 
 static void relay_dead(void *userdata, int err)
@@ -160,55 +101,48 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        { "init", required_argument, NULL, 'I' },
-        { "workspace", required_argument, NULL, 'w' },
-        { "alias", required_argument, NULL, 'a' },
-        { "name", required_argument, NULL, 'n' },
-        { "uid", required_argument, NULL, 'u' },
-        { "gid", required_argument, NULL, 'g' },
-        { "mount", required_argument, NULL, 'm' },
-        { "memory", required_argument, NULL, 'M' },
-        { "cpus", required_argument, NULL, 'c' },
-        { "timeout", required_argument, NULL, 'T' },
-        { "tty", no_argument, NULL, 't' },
-        { "probe", no_argument, NULL, 'p' },
-        { "chan-stats", no_argument, NULL, 'S' },
-        { "proxy", required_argument, NULL, 'P' },
-        { "dns", required_argument, NULL, 'D' },
-        { "close-chan", no_argument, NULL, 'C' },
-        { NULL, 0, NULL, 0 },
+        { "init", required_argument, NULL, 'I' },  { "workspace", required_argument, NULL, 'w' },
+        { "alias", required_argument, NULL, 'a' }, { "name", required_argument, NULL, 'n' },
+        { "uid", required_argument, NULL, 'u' },   { "gid", required_argument, NULL, 'g' },
+        { "mount", required_argument, NULL, 'm' }, { "memory", required_argument, NULL, 'M' },
+        { "cpus", required_argument, NULL, 'c' },  { "timeout", required_argument, NULL, 'T' },
+        { "probe", no_argument, NULL, 'p' },       { "chan-stats", no_argument, NULL, 'S' },
+        { "proxy", required_argument, NULL, 'P' }, { "dns", required_argument, NULL, 'D' },
+        { "close-chan", no_argument, NULL, 'C' },  { NULL, 0, NULL, 0 },
     };
+    const struct backend_ops *ops = &backend_microvm_ops;
     struct bottle_spec spec = { 0 };
-    struct microvm_probe probe;
-    struct microvm_qemu_config qc = { .cpus = 1, .memory_mib = 512 };
-    struct microvm_share shares[1 + 2 + BOTTLE_SPEC_MAX_MOUNTS];
-    char tags[BOTTLE_SPEC_MAX_MOUNTS][16], share_paths[1 + BOTTLE_SPEC_MAX_MOUNTS][32];
-    struct buf enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
-    struct buf ctl = BUF_INIT(4096);
-    char ws[PATH_MAX], *ws_arg = NULL, home[PATH_MAX], dir[] = "/tmp/bb-vm.XXXXXX";
-    char initrd[PATH_MAX] = "", ctl_path[PATH_MAX] = "", chan_path[PATH_MAX] = "";
+    struct backend_probe probe;
+    struct backend_create_args ca = { .handoff_fd = -1 };
+    struct backend_started started = { .pidfd = -1, .channel_fd = -1 };
+    struct bottle *b = NULL;
+    char ws[PATH_MAX], *ws_arg = NULL, home[PATH_MAX];
     const char *init = BB_INIT_BUILD_PATH, *alias = "127.77.0.2", *name = "vm-test";
-    char **qargv = NULL;
     long long uid = -1, gid = -1, deadline;
-    uint64_t v, timeout_s = 120;
+    uint64_t v, timeout_s = 120, memory_mib = 0;
     struct passwd *pw;
     struct stat st;
-    bool do_probe = false, chan_stats = false, chan_accepted = false;
+    bool do_probe = false, chan_stats = false, have_proxy = false, have_dns = false;
+    bool close_chan = false, killed = false;
     unsigned long long chan_bytes = 0;
     struct channel_host_config hc = { 0 };
-    bool have_proxy = false, have_dns = false, close_chan = false;
     pid_t relay_pid = -1;
-    int ctl_l = -1, chan_l = -1, ctl_c = -1, chan_c = -1, pidfd = -1;
-    int c, r, status = 125, wstatus;
-    size_t n_shares = 0;
+    int c, r, status = 125, chan = -1, devnull = -1;
 
     log_set_prefix("vm-launch");
     spec.tmpfs_size[BOTTLE_TMPFS_TMP] = spec.tmpfs_size[BOTTLE_TMPFS_HOME] = 256ULL << 20;
     spec.tmpfs_size[BOTTLE_TMPFS_SHM] = 64ULL << 20;
-    while ((c = getopt_long(argc, argv, "+w:t", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+w:", opts, NULL)) != -1) {
         switch (c) {
         case 'I':
             init = optarg;
@@ -235,21 +169,18 @@ int main(int argc, char **argv)
             }
             break;
         case 'M':
-            if (str_to_u64_cstr(optarg, 1 << 20, &v) < 0)
+            if (str_to_u64_cstr(optarg, 1 << 20, &memory_mib) < 0 ||
+                memory_mib < MICROVM_MIN_MEMORY_MIB)
                 return usage();
-            qc.memory_mib = v;
             break;
         case 'c':
-            if (str_to_u64_cstr(optarg, MICROVM_MAX_CPUS, &v) < 0)
+            if (str_to_u64_cstr(optarg, MICROVM_MAX_CPUS, &v) < 0 || v == 0)
                 return usage();
-            qc.cpus = (unsigned)v;
+            ca.cpus_milli = (uint32_t)v * 1000;
             break;
         case 'T':
             if (str_to_u64_cstr(optarg, 3600, &timeout_s) < 0)
                 return usage();
-            break;
-        case 't':
-            spec.tty = true;
             break;
         case 'p':
             do_probe = true;
@@ -276,7 +207,8 @@ int main(int argc, char **argv)
         log_error("--proxy and --dns go together");
         return 2;
     }
-    microvm_probe_run(NULL, &probe);
+    ca.paths.init = init;
+    (void)ops->probe(&ca.paths, &probe);
     if (do_probe) {
         printf("%s: %s\n", probe.available ? "available" : "unavailable", probe.reason);
         return probe.available ? 0 : 1;
@@ -308,201 +240,73 @@ int main(int argc, char **argv)
     (void)bottle_spec_set_str(&spec.user, pw ? pw->pw_name : "user");
     (void)bottle_spec_set_str(&spec.home, home);
     (void)bottle_spec_set_str(&spec.workspace, ws);
-    (void)bottle_spec_set_str(&spec.channel, "/dev/virtio-ports/" MICROVM_PORT_CHAN);
-    spec.rootfs = BOTTLE_ROOTFS_9P;
+    (void)bottle_spec_set_str(&spec.channel, "fd:3"); /* the backend sets its port */
     if (getenv("TERM"))
         (void)bottle_spec_set_env(&spec, "TERM", getenv("TERM"));
     if (inet_pton(AF_INET, alias, &spec.alias) != 1) {
         log_error("bad --alias %s", alias);
         return 2;
     }
-    r = bottle_spec_encode(&spec, &enc);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "encoding the spec");
-        return 125;
-    }
-
-    /* The run's private directory: the initramfs and the two sockets, QEMU's user only. */
-    if (!mkdtemp(dir)) {
-        log_errno(LOG_LVL_ERROR, -errno, "mkdtemp");
-        return 125;
-    }
-    if (geteuid() == 0 && chown(dir, spec.uid, spec.gid) < 0) {
-        r = -errno;
-        log_errno(LOG_LVL_ERROR, r, "chown %s", dir);
-        goto out;
-    }
-    if (str_printf(initrd, sizeof(initrd), "%s/initramfs.cpio", dir) < 0 ||
-        str_printf(ctl_path, sizeof(ctl_path), "%s/ctl.sock", dir) < 0 ||
-        str_printf(chan_path, sizeof(chan_path), "%s/chan.sock", dir) < 0)
-        goto out;
-    {
-        struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
-        r = initramfs_write_bottle(init, &ib, initrd);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r, "writing the initramfs from %s", init);
-            goto out;
-        }
-    }
-    ctl_l = listen_unix(ctl_path, spec.uid, spec.gid);
-    chan_l = listen_unix(chan_path, spec.uid, spec.gid);
-    if (ctl_l < 0 || chan_l < 0) {
-        log_errno(LOG_LVL_ERROR, ctl_l < 0 ? ctl_l : chan_l, "listening in %s", dir);
-        goto out;
-    }
-
-    /* Shares in the order bottle-init expects their tags (rootfs.h). */
-    shares[n_shares++] = (struct microvm_share){ GUEST_9P_TAG_USR, "/usr", true };
-    r = share_open(ws, share_paths[0], sizeof(share_paths[0]));
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "opening the workspace %s", ws);
-        goto out;
-    }
-    shares[n_shares++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, share_paths[0], false };
-    for (size_t i = 0; i < spec.n_mounts; i++) {
-        if (n_shares >= MICROVM_MAX_SHARES ||
-            str_printf(tags[i], sizeof(tags[i]), GUEST_9P_TAG_MOUNT_FMT, i) < 0) {
-            log_error("too many --mount");
-            goto out;
-        }
-        r = share_open(spec.mounts[i].src, share_paths[1 + i], sizeof(share_paths[1 + i]));
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r,
-                      r == -ELOOP ? "--mount source %s is or passes through a symbolic link"
-                                  : "--mount source %s",
-                      spec.mounts[i].src);
-            goto out;
-        }
-        shares[n_shares++] =
-            (struct microvm_share){ tags[i], share_paths[1 + i], spec.mounts[i].ro };
-    }
-    qc.accel = probe.accel;
-    qc.tsc_khz = probe.cpu_khz;
-    qc.qemu = probe.qemu;
-    qc.kernel = probe.kernel.path;
-    qc.initrd = initrd;
-    qc.ctl_socket = ctl_path;
-    qc.chan_socket = chan_path;
-    qc.shares = shares;
-    qc.n_shares = n_shares;
-    r = microvm_qemu_argv(&qc, &qargv);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "building QEMU's command line");
-        goto out;
-    }
-
-    signal(SIGTERM, forward);
-    signal(SIGINT, forward);
-    signal(SIGHUP, forward);
-    {
-        pid_t pid = fork();
-        if (pid < 0) {
-            log_errno(LOG_LVL_ERROR, -errno, "fork");
-            goto out;
-        }
-        if (pid == 0) {
-            gid_t g = spec.gid;
-            int null = open("/dev/null", O_RDONLY);
-            if (null < 0 || dup2(null, STDIN_FILENO) < 0)
-                _exit(125);
-            (void)!nice(10);
-            if (geteuid() == 0 && (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
-                                   setresuid(spec.uid, spec.uid, spec.uid) < 0))
-                _exit(125);
-            execv(qargv[0], qargv);
-            _exit(127);
-        }
-        qemu_pid = pid;
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (memory_mib)
+        ca.memory_bytes = (memory_mib + memory_mib / 32 + MICROVM_QEMU_OVERHEAD_MIB + 1) << 20;
+    devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ca.spec = &spec;
+    ca.stdio[0] = devnull;
+    ca.stdio[1] = STDOUT_FILENO;
+    ca.stdio[2] = STDERR_FILENO;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGHUP, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    if (ops->create(&ca, &b) < 0 || ops->start(b, &started) < 0)
+        goto out; /* logged */
+    chan = started.channel_fd;
+    if (close_chan) {
+        close(chan);
+        chan = -1;
+    } else if (have_proxy) {
+        relay_pid = fork();
+        if (relay_pid == 0)
+            run_host_relay(chan, &hc);
+        if (relay_pid < 0)
+            log_errno(LOG_LVL_ERROR, -errno, "fork (host relay)");
+        close(chan); /* the relay's now */
+        chan = -1;
     }
 
     deadline = now_ms() + (long long)timeout_s * 1000;
     for (;;) {
-        struct pollfd p[5] = {
-            { .fd = pidfd, .events = POLLIN },  { .fd = ctl_l, .events = POLLIN },
-            { .fd = chan_l, .events = POLLIN }, { .fd = ctl_c, .events = POLLIN },
-            { .fd = chan_c, .events = POLLIN },
-        };
+        struct pollfd p[2] = { { .fd = started.pidfd, .events = POLLIN },
+                               { .fd = chan, .events = POLLIN } };
         long long left = deadline - now_ms();
         char tmp[4096];
 
-        if (left <= 0) {
+        if (got_signal && !killed) {
+            (void)ops->request_stop(b);
+            got_signal = 0;
+        }
+        if (left <= 0 && !killed) {
             log_error("the VM did not finish in %llu s; killing QEMU (raise --timeout)",
                       (unsigned long long)timeout_s);
-            kill(qemu_pid, SIGKILL);
-            status = 124;
+            (void)ops->kill(b);
+            killed = true;
+        }
+        if (poll(p, 2, (int)(left > 1000 ? 1000 : left > 0 ? left : 1000)) < 0 && errno != EINTR)
             break;
-        }
-        if (poll(p, 5, (int)(left > 1000 ? 1000 : left)) < 0 && errno != EINTR)
-            break;
-        if (p[1].revents && ctl_c < 0) {
-            ctl_c = accept4(ctl_l, NULL, NULL, SOCK_CLOEXEC);
-            close(ctl_l); /* one connection: QEMU's */
-            ctl_l = -1;
-        }
-        if (p[2].revents && chan_c < 0) {
-            chan_c = accept4(chan_l, NULL, NULL, SOCK_CLOEXEC);
-            chan_accepted = chan_c >= 0;
-            if (chan_accepted && close_chan) {
-                close(chan_c);
-                chan_c = -1;
-            } else if (chan_accepted && have_proxy) {
-                relay_pid = fork();
-                if (relay_pid == 0)
-                    run_host_relay(chan_c, &hc);
-                if (relay_pid < 0)
-                    log_errno(LOG_LVL_ERROR, -errno, "fork (host relay)");
-                close(chan_c); /* the relay's now */
-                chan_c = -1;
-            }
-            close(chan_l);
-            chan_l = -1;
-        }
-        if (p[3].revents && ctl_c >= 0) {
-            ssize_t n = read(ctl_c, tmp, sizeof(tmp));
-            if (n > 0)
-                (void)buf_append(&ctl, tmp, (size_t)n);
-            else if (n == 0 || errno != EINTR)
-                close(ctl_c), ctl_c = -1;
-        }
-        if (p[4].revents && chan_c >= 0) {
+        if (p[1].revents && chan >= 0) {
             /* Held open but unanswered: what the guest sends is dropped. */
-            ssize_t n = read(chan_c, tmp, sizeof(tmp));
+            ssize_t n = read(chan, tmp, sizeof(tmp));
             if (n > 0)
                 chan_bytes += (unsigned long long)n;
-            if (n == 0 || (n < 0 && errno != EINTR))
-                close(chan_c), chan_c = -1;
+            if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN))
+                close(chan), chan = -1;
         }
         if (p[0].revents)
             break;
     }
-    /* QEMU is gone (or killed): what it sent on ctl is in the socket buffer. */
-    while (ctl_c >= 0) {
-        char tmp[4096];
-        ssize_t n = read(ctl_c, tmp, sizeof(tmp));
-        if (n <= 0)
-            break;
-        (void)buf_append(&ctl, tmp, (size_t)n);
-    }
-    if (waitpid(qemu_pid, &wstatus, 0) == qemu_pid && status != 124) {
-        const char *line = ctl.len ? buf_str(&ctl) : "";
-        uint64_t code;
-
-        if (strncmp(line, "exit ", 5) == 0 && line[strlen(line) - 1] == '\n') {
-            char num[16];
-            size_t l = strlen(line) - 6;
-            if (l < sizeof(num)) {
-                memcpy(num, line + 5, l);
-                num[l] = '\0';
-                if (str_to_u64_cstr(num, 255, &code) == 0)
-                    status = (int)code;
-            }
-        }
-        if (status == 125 && strcmp(line, "exit 125\n") != 0)
-            log_error("the guest reported no exit status (QEMU %s %d; ctl said \"%.40s\")",
-                      WIFEXITED(wstatus) ? "exited with" : "killed by signal",
-                      WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : WTERMSIG(wstatus), line);
-    }
+    r = ops->wait(b, &status);
+    if (r < 0 || killed)
+        status = killed ? 124 : 125;
     if (relay_pid > 0) {
         kill(relay_pid, SIGTERM);
         (void)waitpid(relay_pid, NULL, 0);
@@ -510,26 +314,13 @@ int main(int argc, char **argv)
     if (chan_stats && relay_pid > 0)
         fprintf(stderr, "vm-launch: channel: connected, relayed\n");
     else if (chan_stats)
-        fprintf(stderr, "vm-launch: channel: %s, %llu bytes from the guest\n",
-                chan_accepted ? "connected" : "not connected", chan_bytes);
+        fprintf(stderr, "vm-launch: channel: connected, %llu bytes from the guest\n", chan_bytes);
 out:
-    if (ctl_l >= 0)
-        close(ctl_l);
-    if (chan_l >= 0)
-        close(chan_l);
-    if (ctl_c >= 0)
-        close(ctl_c);
-    if (chan_c >= 0)
-        close(chan_c);
-    if (pidfd >= 0)
-        close(pidfd);
-    (void)unlink(ctl_path);
-    (void)unlink(chan_path);
-    (void)unlink(initrd);
-    (void)rmdir(dir);
-    microvm_argv_free(qargv);
-    buf_done(&ctl);
-    buf_done(&enc);
+    if (chan >= 0)
+        close(chan);
+    ops->destroy(b);
+    if (devnull >= 0)
+        close(devnull);
     bottle_spec_done(&spec);
     return status;
 }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# bench/microvm-run.sh: `bot-bottle run -- true` on the default backend (microvm: supervisor,
+# egress daemon, per-bottle initramfs, QEMU, bottle-init's guest mode, exit status over
+# bottle.ctl) against the floor of booting the same kernel with a trivial init
+# (bench/boot-floor.sh), interleaved round by round under the same nice value, so both see
+# the same machine load. Prints each round, the two medians and their ratio.
+#
+# Prints numbers; it is not a test (exit 0 whatever the numbers, non-zero only when it could
+# not run). Recorded results: docs/microvm.md ("Measured: bot-bottle run").
+#
+# Usage: bench/microvm-run.sh [--runs N] [--build DIR] [--nice N] [--memory MIB]
+#   --runs N      rounds (default 10): one floor boot and one `bot-bottle run -- true` each
+#   --build DIR   meson build dir (default build)
+#   --nice N      nice value for both (default 10)
+#   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+runs=10
+build=$root/build
+nice_val=10
+memory=1024
+die() {
+    echo "bot-bottle: microvm-run: $*" >&2
+    exit 1
+}
+while [ $# -gt 0 ]; do
+    case $1 in
+    --runs) runs=${2:?}; shift 2 ;;
+    --build) build=${2:?}; shift 2 ;;
+    --nice) nice_val=${2:?}; shift 2 ;;
+    --memory) memory=${2:?}; shift 2 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+    esac
+done
+case $runs in '' | *[!0-9]* | 0) die "--runs wants a positive number" ;; esac
+bb=$build/src/cli/bot-bottle
+[ -x "$bb" ] || die "$bb not found (build it: meson setup $build && ninja -C $build)"
+
+tmp=$(mktemp -d /tmp/microvm-run.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+cc -O2 -o "$tmp/run-time" "$here/tools/run-time.c" || die "cannot build tools/run-time.c"
+mkdir -p "$tmp/ws" && mkdir -m 0700 "$tmp/state"
+
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
+echo "microvm-run: $runs rounds, nice $nice_val, floor guest ${memory} MiB, load $(cut -d' ' -f1-3 /proc/loadavg)"
+floors=()
+runs_ms=()
+for i in $(seq 1 "$runs"); do
+    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" |
+        sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
+    [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
+    res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
+        "$tmp/run-time" 120000 "$bb" run -- true 2>"$tmp/err" | tail -n 1)
+    [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err")"
+    r=$((${res%% *} / 1000))
+    floors+=("$f")
+    runs_ms+=("$r")
+    printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"
+done
+mf=$(median "${floors[@]}")
+mr=$(median "${runs_ms[@]}")
+echo "microvm-run: floor median $mf ms, bot-bottle run -- true median $mr ms, ratio $(awk -v a="$mr" -v b="$mf" 'BEGIN { printf "%.2f", a / b }'); load $(cut -d' ' -f1-3 /proc/loadavg)"

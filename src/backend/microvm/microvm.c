@@ -1,0 +1,708 @@
+/*
+ * The microvm backend (docs/microvm.md): the bottle is a QEMU `-M microvm` guest whose init
+ * is bottle-init (guest mode), with no network device of any kind; its only way out is the
+ * bottle.chan virtio-serial port, whose host end start() hands to the supervisor's channel
+ * relay.
+ *
+ * create(): validates the spec (rootfs 9p, channel /dev/virtio-ports/bottle.chan), makes the
+ * bottle's private run directory (mode 0700, owned by QEMU's user), writes the per-bottle
+ * initramfs there (bottle-init, the spec, the host's public /etc files), listens on the ctl
+ * and chan unix sockets there, opens the shares without following symlinks and creates the
+ * cgroup (limits below).
+ * start(): clone3(CLONE_PIDFD [| CLONE_INTO_CGROUP]) a child that becomes QEMU as the
+ * bottle's host user (S10 rule 1), with PR_SET_PDEATHSIG, stdin/stdout/stderr from the
+ * supervisor's pipes (the virtio console is QEMU's stdio: the command's stdout and stderr,
+ * merged), the share fds as /proc/self/fd/N, and nothing else; then accepts QEMU's two
+ * connections (it connects at startup) and returns the channel.
+ * wait(): the `exit N` line the guest wrote on bottle.ctl; QEMU gone without one: 125.
+ * request_stop(): a `stop` line on bottle.ctl (bottle-init sends SIGTERM to the command).
+ * kill(): SIGKILL to QEMU through its pidfd.
+ *
+ * Memory: the guest gets min(MICROVM_DEFAULT_GUEST_MIB, limit - overhead) MiB (-m), and the
+ * cgroup's memory.max is guest RAM + overhead, overhead = MICROVM_QEMU_OVERHEAD_MIB +
+ * guest/32 (QEMU itself, its TCG translation cache bounded by tb-size, page tables): never
+ * more than the bottle's memory limit. CPUs: -smp is ceil(--cpus) (at most
+ * MICROVM_MAX_CPUS), and cpu.max carries the exact fraction.
+ */
+#include "backend/microvm/microvm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/cgroup.h"
+#include "backend/microvm/initramfs.h"
+#include "backend/microvm/probe.h"
+#include "backend/microvm/qemu-args.h"
+#include "backend/namespace/ns.h"
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/log.h"
+#include "common/macro.h"
+#include "common/pidfd.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+#include "guest/rootfs.h"
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* How long QEMU may take to connect its ctl and chan sockets after exec. */
+#define MICROVM_CONNECT_MS 15000
+
+struct mv_bottle {
+    struct bottle base;
+    struct microvm_probe probe;
+    struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
+    char init[PATH_MAX];
+    char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
+    char initrd[PATH_MAX], ctl_path[PATH_MAX], chan_path[PATH_MAX];
+    uid_t qemu_uid;
+    gid_t qemu_gid;
+    uint64_t guest_mib;
+    unsigned cpus;
+    int stdio[3]; /* not owned */
+    int share_fd[1 + BOTTLE_SPEC_MAX_MOUNTS];
+    size_t n_share_fd;
+    char **qargv;
+    struct bb_cgroup cg;
+    int ctl_l, chan_l, ctl_c; /* listeners, then QEMU's ctl connection */
+    pid_t pid;
+    int pidfd;
+    bool reaped;
+    bool killed; /* kill() sent SIGKILL: no report is expected */
+    int status;
+};
+
+static struct mv_bottle *mv_of(struct bottle *b)
+{
+    return container_of(b, struct mv_bottle, base);
+}
+
+/* ---- probe ---- */
+
+static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret)
+{
+    struct microvm_probe_paths pp = { 0 };
+    struct microvm_probe *p = xcalloc(1, sizeof(*p));
+    char init[PATH_MAX];
+
+    pp.cache_dir = paths ? paths->cache_dir : NULL;
+    (void)microvm_probe_run(&pp, p);
+    memset(ret, 0, sizeof(*ret));
+    if (!p->available) {
+        (void)str_printf(ret->reason, sizeof(ret->reason),
+                         "%s; or run with --backend namespace (no VM)", p->reason);
+    } else if (ns_find_init(paths ? paths->init : NULL, init, sizeof(init)) < 0) {
+        (void)str_printf(ret->reason, sizeof(ret->reason),
+                         "bottle-init was not found (looked next to the executable and in "
+                         "libexec); build it or pass its path");
+    } else {
+        ret->available = true;
+        (void)str_printf(ret->reason, sizeof(ret->reason), "QEMU %u.%u.%u, kernel %s, %s: %s",
+                         p->qemu_version[0], p->qemu_version[1], p->qemu_version[2],
+                         p->kernel.version, microvm_accel_name(p->accel), p->reason);
+    }
+    free(p);
+    return 0;
+}
+
+/* ---- create ---- */
+
+static void mv_destroy(struct bottle *bb);
+
+/* A listening unix socket at path, owned by QEMU's user (it connects to it). */
+static int listen_unix(const char *path, uid_t uid, gid_t gid)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0)
+        return -errno;
+    if (str_printf(sa.sun_path, sizeof(sa.sun_path), "%s", path) < 0)
+        return -ENAMETOOLONG;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
+        return -errno;
+    if (geteuid() == 0 && chown(path, uid, gid) < 0)
+        return -errno;
+    return TAKE_FD(fd);
+}
+
+/* A share's host directory, opened without following any symlink; QEMU gets it as
+ * /proc/self/fd/N (the same number in the child), so the path is not looked up twice. */
+static int share_open(const char *path)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+        .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+
+    return fd < 0 ? -errno : fd;
+}
+
+/*
+ * QEMU's user (S10 rule 1): the bottle's own user when it is not root (sudo: SUDO_UID, chosen
+ * by the supervisor). A bottle of root (bot-bottle run as plain root) gets QEMU as the
+ * workspace's owner, as vm-launch did: what the guest writes lands as that user, and QEMU runs
+ * as root only when the workspace belongs to root.
+ */
+static int qemu_ids(struct mv_bottle *b)
+{
+    struct stat st;
+
+    if (b->spec.uid != 0 || geteuid() != 0) {
+        b->qemu_uid = geteuid() == 0 ? b->spec.uid : geteuid();
+        b->qemu_gid = geteuid() == 0 ? b->spec.gid : getegid();
+        return 0;
+    }
+    if (stat(b->spec.workspace, &st) < 0)
+        return -errno;
+    b->qemu_uid = st.st_uid;
+    b->qemu_gid = st.st_gid;
+    return 0;
+}
+
+static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
+                  struct cgroup_limits *lim)
+{
+    uint64_t limit_mib = args->memory_bytes >> 20;
+
+    b->guest_mib = MICROVM_DEFAULT_GUEST_MIB;
+    lim->pids_max = args->pids_max ? args->pids_max + MICROVM_QEMU_THREADS : 0;
+    lim->cpus_milli = args->cpus_milli;
+    b->cpus = args->cpus_milli ? (args->cpus_milli + 999) / 1000 : 1;
+    if (b->cpus > MICROVM_MAX_CPUS)
+        b->cpus = MICROVM_MAX_CPUS;
+    if (limit_mib) {
+        uint64_t fit = limit_mib * 32 / 33; /* guest + guest/32 <= limit - base overhead */
+        if (limit_mib < MICROVM_QEMU_OVERHEAD_MIB + MICROVM_MIN_MEMORY_MIB + 2 ||
+            (fit = (limit_mib - MICROVM_QEMU_OVERHEAD_MIB) * 32 / 33) < MICROVM_MIN_MEMORY_MIB) {
+            log_error("microvm backend: --memory %llu MiB leaves no room for the guest (QEMU "
+                      "needs about %d MiB on top of at least %d MiB of guest RAM); raise "
+                      "--memory",
+                      (unsigned long long)limit_mib, MICROVM_QEMU_OVERHEAD_MIB,
+                      MICROVM_MIN_MEMORY_MIB);
+            return -EINVAL;
+        }
+        if (fit < b->guest_mib)
+            b->guest_mib = fit;
+        lim->memory_bytes = (b->guest_mib + b->guest_mib / 32 + MICROVM_QEMU_OVERHEAD_MIB) << 20;
+    }
+    return 0;
+}
+
+static int mv_create(const struct backend_create_args *args, struct bottle **ret)
+{
+    struct mv_bottle *b;
+    struct cgroup_limits lim = { 0 };
+    struct buf enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
+    const char *field = NULL;
+    char why[PATH_MAX + 256];
+    int r;
+
+    b = xcalloc(1, sizeof(*b));
+    b->base.ops = &backend_microvm_ops;
+    b->pid = -1;
+    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = -1;
+    cgroup_init(&b->cg);
+    for (size_t i = 0; i < ARRAY_SIZE(b->share_fd); i++)
+        b->share_fd[i] = -1;
+    for (size_t i = 0; i < 3; i++)
+        b->stdio[i] = args->stdio[i];
+
+    (void)microvm_probe_run(NULL, &b->probe);
+    if (!b->probe.available) {
+        log_error("microvm backend: %s; or run with --backend namespace", b->probe.reason);
+        r = -EOPNOTSUPP;
+        goto fail;
+    }
+    {
+        struct bottle_spec tmp = *args->spec;
+        size_t line = 0;
+        tmp.rootfs = BOTTLE_ROOTFS_9P;
+        tmp.channel = (char *)"/dev/virtio-ports/" MICROVM_PORT_CHAN;
+        r = bottle_spec_validate(&tmp, &field);
+        if (r < 0) {
+            log_error("microvm backend: invalid bottle spec (%s)", field);
+            goto fail;
+        }
+        r = bottle_spec_encode(&tmp, &enc);
+        if (r >= 0)
+            r = bottle_spec_decode(enc.p, enc.len, &b->spec, &line);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: encoding the bottle spec");
+            goto fail;
+        }
+    }
+    if (b->spec.tty) {
+        log_error("microvm backend: -t is not supported yet (the console carries the "
+                  "command's output only); run with --backend namespace for a terminal");
+        r = -EOPNOTSUPP;
+        goto fail;
+    }
+    r = ns_find_init(args->paths.init, b->init, sizeof(b->init));
+    if (r < 0) {
+        log_error("microvm backend: bottle-init not found (%s)",
+                  args->paths.init ? args->paths.init : "default locations");
+        goto fail;
+    }
+    r = qemu_ids(b);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "microvm backend: the workspace %s", b->spec.workspace);
+        goto fail;
+    }
+    r = sizing(b, args, &lim);
+    if (r < 0)
+        goto fail;
+
+    /* The bottle's private run directory: the initramfs and the two sockets, QEMU's user
+     * only. */
+    {
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || tmp[0] != '/' || geteuid() == 0)
+            tmp = "/tmp";
+        (void)str_printf(b->dir, sizeof(b->dir), "%s/bb-vm.XXXXXX", tmp);
+        if (!mkdtemp(b->dir)) {
+            r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: creating %s (set TMPDIR)",
+                          b->dir);
+            b->dir[0] = '\0';
+            goto fail;
+        }
+    }
+    if (geteuid() == 0 && chown(b->dir, b->qemu_uid, b->qemu_gid) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: chown %s", b->dir);
+        goto fail;
+    }
+    if (str_printf(b->initrd, sizeof(b->initrd), "%s/initramfs.cpio", b->dir) < 0 ||
+        str_printf(b->ctl_path, sizeof(b->ctl_path), "%s/ctl.sock", b->dir) < 0 ||
+        str_printf(b->chan_path, sizeof(b->chan_path), "%s/chan.sock", b->dir) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "microvm backend: %s", b->dir);
+        goto fail;
+    }
+    {
+        struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
+        r = initramfs_write_bottle(b->init, &ib, b->initrd);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
+            goto fail;
+        }
+    }
+    b->ctl_l = listen_unix(b->ctl_path, b->qemu_uid, b->qemu_gid);
+    if (b->ctl_l >= 0)
+        b->chan_l = listen_unix(b->chan_path, b->qemu_uid, b->qemu_gid);
+    if (b->ctl_l < 0 || b->chan_l < 0) {
+        r = log_errno(LOG_LVL_ERROR, b->ctl_l < 0 ? b->ctl_l : b->chan_l,
+                      "microvm backend: listening in %s", b->dir);
+        goto fail;
+    }
+
+    /* Shares in the order bottle-init expects their tags (guest/rootfs.h). */
+    {
+        struct microvm_share shares[2 + BOTTLE_SPEC_MAX_MOUNTS];
+        char tags[BOTTLE_SPEC_MAX_MOUNTS][16], paths[1 + BOTTLE_SPEC_MAX_MOUNTS][32];
+        struct microvm_qemu_config qc = { 0 };
+        size_t n = 0;
+
+        shares[n++] = (struct microvm_share){ GUEST_9P_TAG_USR, "/usr", true };
+        for (size_t i = 0; i < 1 + b->spec.n_mounts; i++) {
+            const char *src = i == 0 ? b->spec.workspace : b->spec.mounts[i - 1].src;
+            if (n >= MICROVM_MAX_SHARES) {
+                log_error("microvm backend: at most %d --mount", MICROVM_MAX_SHARES - 2);
+                r = -E2BIG;
+                goto fail;
+            }
+            r = share_open(src);
+            if (r < 0) {
+                log_errno(LOG_LVL_ERROR, r,
+                          r == -ELOOP ? "microvm backend: %s is or passes through a symbolic link"
+                                      : "microvm backend: opening %s",
+                          src);
+                goto fail;
+            }
+            b->share_fd[b->n_share_fd++] = r;
+            (void)str_printf(paths[i], sizeof(paths[i]), "/proc/self/fd/%d", r);
+            if (i == 0) {
+                shares[n++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, paths[i], false };
+            } else {
+                (void)str_printf(tags[i - 1], sizeof(tags[i - 1]), GUEST_9P_TAG_MOUNT_FMT, i - 1);
+                shares[n++] =
+                    (struct microvm_share){ tags[i - 1], paths[i], b->spec.mounts[i - 1].ro };
+            }
+        }
+        qc.accel = b->probe.accel;
+        qc.tsc_khz = b->probe.cpu_khz;
+        qc.qemu = b->probe.qemu;
+        qc.kernel = b->probe.kernel.path;
+        qc.initrd = b->initrd;
+        qc.ctl_socket = b->ctl_path;
+        qc.chan_socket = b->chan_path;
+        qc.shares = shares;
+        qc.n_shares = n;
+        qc.cpus = b->cpus;
+        qc.memory_mib = b->guest_mib;
+        r = microvm_qemu_argv(&qc, &b->qargv);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");
+            goto fail;
+        }
+    }
+
+    {
+        char name[BOTTLE_SPEC_MAX_NAME + 16];
+        (void)str_printf(name, sizeof(name), "%s.%d", b->spec.name, (int)getpid());
+        r = cgroup_create(&lim, name, &b->cg, why, sizeof(why));
+        if (r < 0) {
+            log_error("microvm backend: cannot enforce the bottle's limits (%s%s%s): %s; run "
+                      "as root or inside a delegated cgroup (systemd-run --user --scope -p "
+                      "Delegate=yes bot-bottle run ...), or pass --no-limits to run without "
+                      "them",
+                      lim.memory_bytes ? "memory " : "", lim.pids_max ? "pids " : "",
+                      lim.cpus_milli ? "cpu" : "", why);
+            goto fail;
+        }
+    }
+    buf_done(&enc);
+    *ret = &b->base;
+    return 0;
+fail:
+    buf_done(&enc);
+    mv_destroy(&b->base);
+    return r;
+}
+
+/* ---- start ---- */
+
+/* The child between clone3() and exec: only async-signal-safe calls. Reports errno through
+ * err_fd (close-on-exec: EOF means exec succeeded). */
+static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
+{
+    static char *const envp[] = { (char *)"PATH=/usr/bin:/bin", NULL };
+    sigset_t none;
+    gid_t g = b->qemu_gid;
+    int moved[3], e;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 100);
+    if (err_fd < 0)
+        _exit(125);
+    /* QEMU dies with the supervisor. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    for (int i = 0; i < 3; i++) {
+        int src = b->stdio[i] >= 0 ? b->stdio[i] : i;
+        moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 100);
+        if (moved[i] < 0)
+            goto fail;
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup3(moved[i], i, 0) < 0)
+            goto fail;
+    /* Only stdio and the shares (at the numbers in the argv) reach QEMU. */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
+        goto fail;
+    for (size_t i = 0; i < b->n_share_fd; i++)
+        if (fcntl(b->share_fd[i], F_SETFD, 0) < 0)
+            goto fail;
+    if (setsid() < 0)
+        goto fail;
+    if (geteuid() == 0 && (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
+                           setresuid(b->qemu_uid, b->qemu_uid, b->qemu_uid) < 0))
+        goto fail;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) /* reset by the id change */
+        goto fail;
+    execve(b->qargv[0], b->qargv, envp);
+fail:
+    e = errno;
+    (void)!write(err_fd, &e, sizeof(e));
+    _exit(125);
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* QEMU connects both sockets at startup: accept them (or see QEMU die). */
+static int accept_qemu(struct mv_bottle *b, int *ret_chan)
+{
+    long long deadline = now_ms() + MICROVM_CONNECT_MS;
+    int chan_c = -1;
+
+    while (b->ctl_c < 0 || chan_c < 0) {
+        struct pollfd p[3] = { { .fd = b->pidfd, .events = POLLIN },
+                               { .fd = b->ctl_c < 0 ? b->ctl_l : -1, .events = POLLIN },
+                               { .fd = chan_c < 0 ? b->chan_l : -1, .events = POLLIN } };
+        long long left = deadline - now_ms();
+        int n;
+
+        if (left <= 0) {
+            if (chan_c >= 0)
+                close(chan_c);
+            return -ETIMEDOUT;
+        }
+        n = poll(p, 3, (int)left);
+        if (n < 0 && errno != EINTR)
+            return -errno;
+        if (n <= 0)
+            continue;
+        if (p[1].revents) {
+            b->ctl_c = accept4(b->ctl_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (b->ctl_c < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+        }
+        if (p[2].revents) {
+            chan_c = accept4(b->chan_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (chan_c < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+        }
+        if (p[0].revents && (b->ctl_c < 0 || chan_c < 0)) {
+            if (chan_c >= 0)
+                close(chan_c);
+            return -ECHILD;
+        }
+    }
+    /* One connection each: QEMU's. */
+    close(b->ctl_l);
+    b->ctl_l = -1;
+    close(b->chan_l);
+    b->chan_l = -1;
+    *ret_chan = chan_c;
+    return 0;
+}
+
+static int mv_start(struct bottle *bb, struct backend_started *ret)
+{
+    struct mv_bottle *b = mv_of(bb);
+    struct clone_args a;
+    int err_p[2] = { -1, -1 }, pidfd = -1, chan = -1, e, r;
+    ssize_t n;
+    long pid;
+
+    /* Said once per run, where the user sees it: TCG is much slower than KVM. */
+    if (b->probe.accel == MICROVM_ACCEL_TCG && access("/dev/kvm", F_OK) == 0)
+        log_warn("%s", b->probe.reason);
+    if (pipe2(err_p, O_CLOEXEC) < 0)
+        return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: pipe");
+    memset(&a, 0, sizeof(a));
+    a.flags = CLONE_PIDFD;
+    a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    a.exit_signal = SIGCHLD;
+    if (b->cg.fd >= 0) {
+        a.flags |= CLONE_INTO_CGROUP;
+        a.cgroup = (uint64_t)b->cg.fd;
+    }
+    fflush(NULL);
+    pid = syscall(SYS_clone3, &a, sizeof(a));
+    if (pid == 0) {
+        close(err_p[0]);
+        child_main(b, err_p[1]);
+    }
+    close(err_p[1]);
+    if (pid < 0) {
+        close(err_p[0]);
+        return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: starting QEMU (clone3)");
+    }
+    b->pid = (pid_t)pid;
+    b->pidfd = pidfd;
+    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
+        close(err_p[0]);
+        log_errno(LOG_LVL_ERROR, r, "microvm backend: moving QEMU into its cgroup");
+        goto fail;
+    }
+    n = RETRY_EINTR(read(err_p[0], &e, sizeof(e)));
+    close(err_p[0]);
+    if (n == (ssize_t)sizeof(e)) {
+        r = log_errno(LOG_LVL_ERROR, -e, "microvm backend: starting %s as uid %u", b->qargv[0],
+                      (unsigned)b->qemu_uid);
+        goto fail;
+    }
+    r = accept_qemu(b, &chan);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r,
+                  r == -ECHILD ? "microvm backend: QEMU exited before connecting to its sockets "
+                                 "in %s (can its user read the guest kernel and the shares?)"
+                               : "microvm backend: QEMU did not connect to its sockets in %s",
+                  b->dir);
+        goto fail;
+    }
+    ret->pid = b->pid;
+    ret->pidfd = b->pidfd;
+    ret->channel_fd = chan;
+    return 0;
+fail:
+    (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+    (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+    b->reaped = true;
+    b->status = 125;
+    return r;
+}
+
+/* ---- wait / stop / kill ---- */
+
+/* The status the guest reported ("exit N\n" on bottle.ctl), or -1. */
+static int ctl_status(struct mv_bottle *b, char *line, size_t size)
+{
+    size_t len = 0;
+    uint64_t code;
+
+    line[0] = '\0';
+    if (b->ctl_c < 0)
+        return -1;
+    /* QEMU is gone: everything the guest wrote is in the socket buffer. */
+    while (len + 1 < size) {
+        ssize_t n = read(b->ctl_c, line + len, size - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    line[len] = '\0';
+    if (strncmp(line, "exit ", 5) != 0 || len < 7 || line[len - 1] != '\n')
+        return -1;
+    line[len - 1] = '\0';
+    if (str_to_u64_cstr(line + 5, 255, &code) < 0)
+        return -1;
+    return (int)code;
+}
+
+static int mv_wait(struct bottle *bb, int *ret_status)
+{
+    struct mv_bottle *b = mv_of(bb);
+    siginfo_t si;
+
+    if (b->pid <= 0)
+        return -ECHILD;
+    if (!b->reaped) {
+        char line[64];
+        int code;
+
+        memset(&si, 0, sizeof(si));
+        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED)) < 0)
+            return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: waiting for QEMU");
+        b->reaped = true;
+        code = ctl_status(b, line, sizeof(line));
+        if (code < 0 && b->killed && si.si_code != CLD_EXITED) {
+            code = 128 + si.si_status; /* as the namespace backend's SIGKILL to bottle-init */
+        } else if (code < 0) {
+            log_error("microvm backend: the VM ended without reporting the command's status "
+                      "(QEMU %s %d)",
+                      si.si_code == CLD_EXITED ? "exited with status" : "was killed by signal",
+                      si.si_status);
+            code = 125;
+        }
+        b->status = code;
+    }
+    *ret_status = b->status;
+    return 0;
+}
+
+/* bottle-init reads "stop" on bottle.ctl and sends SIGTERM to the command. */
+static int mv_request_stop(struct bottle *bb)
+{
+    struct mv_bottle *b = mv_of(bb);
+    ssize_t n;
+
+    if (b->pid <= 0 || b->reaped || b->ctl_c < 0)
+        return 0;
+    n = send(b->ctl_c, "stop\n", 5, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno != EPIPE && errno != ECONNRESET)
+        return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: asking the guest to stop");
+    return 0;
+}
+
+static int mv_kill(struct bottle *bb)
+{
+    struct mv_bottle *b = mv_of(bb);
+    int r;
+
+    if (b->pid <= 0 || b->reaped)
+        return 0;
+    r = bb_pidfd_send_signal(b->pidfd, SIGKILL);
+    if (r == -ESRCH)
+        return 0;
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: killing QEMU (pid %d)", (int)b->pid);
+    b->killed = true;
+    return 0;
+}
+
+static void mv_destroy(struct bottle *bb)
+{
+    struct mv_bottle *b;
+
+    if (!bb)
+        return;
+    b = mv_of(bb);
+    if (b->pid > 0 && !b->reaped) {
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+        (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+        b->reaped = true;
+    }
+    if (b->pidfd >= 0)
+        close(b->pidfd);
+    if (b->ctl_l >= 0)
+        close(b->ctl_l);
+    if (b->chan_l >= 0)
+        close(b->chan_l);
+    if (b->ctl_c >= 0)
+        close(b->ctl_c);
+    for (size_t i = 0; i < b->n_share_fd; i++)
+        close(b->share_fd[i]);
+    if (b->dir[0]) {
+        (void)unlink(b->ctl_path);
+        (void)unlink(b->chan_path);
+        (void)unlink(b->initrd);
+        if (rmdir(b->dir) < 0 && errno != ENOENT)
+            log_errno(LOG_LVL_WARN, -errno, "microvm backend: removing %s", b->dir);
+    }
+    {
+        const char *path = NULL;
+        int r = cgroup_remove(&b->cg, &path);
+        if (r < 0)
+            log_errno(LOG_LVL_WARN, r, "removing cgroup %s", path);
+    }
+    microvm_argv_free(b->qargv);
+    bottle_spec_done(&b->spec);
+    free(b);
+}
+
+const struct backend_ops backend_microvm_ops = {
+    .name = "microvm",
+    .summary = "QEMU microVM: its own guest kernel, no network device, 9p shares",
+    .flags = BACKEND_HAS_CHANNEL | BACKEND_STDIO_CONSOLE,
+    .probe = mv_probe,
+    .create = mv_create,
+    .start = mv_start,
+    .wait = mv_wait,
+    .request_stop = mv_request_stop,
+    .kill = mv_kill,
+    .destroy = mv_destroy,
+};
