@@ -7,11 +7,16 @@
 #   make integration    only the integration suite (build/)
 #   make lint           clang-format check, banned functions, cppcheck
 #   make format         clang-format -i on all sources
+#   make install        build/ with --prefix=$(PREFIX) (default /usr/local), then install:
+#                       bin/bot-bottle, libexec/bot-bottle/bottle-init, share/man/man1/
+#                       bot-bottle.1; DESTDIR=... stages it elsewhere (packaging)
 MESON ?= meson
 SUITES ?= unit fuzz-regress integration lint
 suite_args = $(foreach s,$(SUITES),--suite $(s))
 
-.PHONY: all check asan fuzz integration lint format clean
+.PHONY: all check asan fuzz integration lint format clean install
+
+PREFIX ?= /usr/local
 
 all: build/build.ninja
 	ninja -C build
@@ -55,3 +60,10 @@ format:
 
 clean:
 	rm -rf build build-asan build-fuzz
+
+# The prefix is compiled in (the backend looks for bottle-init in <prefix>/libexec/bot-bottle
+# after next to the binary), so it is set on build/ before installing.
+install: build/build.ninja
+	$(MESON) configure build --prefix=$(PREFIX)
+	ninja -C build
+	$(MESON) install -C build $(if $(DESTDIR),--destdir $(DESTDIR))

@@ -401,6 +401,12 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
     }
     if (ev->qtype)
         json_object_set_new(o, "qtype", json_string(ev->qtype));
+    if (ev->path) {
+        json_t *pa = json_string(ev->path);
+        json_object_set_new(o, "path", pa ? pa : json_string("?"));
+    }
+    if (ev->addr)
+        json_object_set_new(o, "addr", json_string(ev->addr));
     if (ev->status)
         json_object_set_new(o, "status", json_integer(ev->status));
     if (ev->count)
@@ -587,6 +593,7 @@ int audit_note(struct audit *a, const struct audit_event *ev)
     e->repeats = 0;
     e->ev = *ev;
     e->ev.count = 0;
+    e->ev.addr = e->ev.path = NULL; /* (not kept: the first record carried them) */
     e->ev.bytes_up = e->ev.bytes_down = 0;
     {
         /* The strings, in key order: nums, reason, method, qtype, host. */

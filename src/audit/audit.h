@@ -34,6 +34,10 @@ struct audit_event {
     uint64_t bytes_up;  /* client -> upstream payload bytes (allowed connections, at close) */
     uint64_t bytes_down;
     const char *method; /* HTTP method (AUDIT_HTTP), NULL otherwise */
+    const char *path;   /* plain HTTP: the request path without its query (bounded, "path"),
+                         * NULL otherwise; not part of the aggregation key */
+    const char *addr;   /* the resolved address it was connected to or refused for ("addr"),
+                         * NULL when none; not part of the aggregation key */
     const char *qtype;  /* DNS query type name (AUDIT_DNS), NULL otherwise */
     int status;         /* HTTP status sent to the client, 0 when none */
     uint32_t count;     /* > 0: a summary record standing for this many decisions (written as

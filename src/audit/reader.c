@@ -43,7 +43,8 @@ int audit_record_parse(const char *line, size_t len, struct audit_record *ret)
 #define S(k, f) { k, offsetof(struct audit_record, f), sizeof(((struct audit_record *)0)->f) }
         S("ts", ts),         S("bottle", bottle),     S("kind", kind),
         S("host", host),     S("decision", decision), S("reason", reason),
-        S("method", method), S("qtype", qtype),
+        S("method", method), S("qtype", qtype),       S("addr", addr),
+        S("path", path),
 #undef S
     };
     json_t *o, *v;

@@ -31,6 +31,8 @@ struct audit_record {
     uint64_t bytes_up, bytes_down;
     char method[24];
     char qtype[16];
+    char addr[64];  /* the resolved address connected to or refused for ("" when absent) */
+    char path[257]; /* plain HTTP: the request path, as the daemon bounded it */
     int status;
     uint32_t count; /* 0: one decision; else a summary of this many */
     bool has_prev;

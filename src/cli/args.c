@@ -2,6 +2,7 @@
  * behind them: which are read, which need the user's approval (docs/config.md "Trust"). */
 #include <errno.h>
 #include <getopt.h>
+#include <libpsl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,11 +25,32 @@ static struct policy_file *add_file(struct policy_args *a, const char *path)
     return &a->files[a->n_files++];
 }
 
+/* -a https://example.com/path: a pattern is a host name; say which one was meant. */
+static int refuse_url_pattern(const char *arg)
+{
+    const char *sep = strstr(arg, "://"), *h = sep ? sep + 3 : arg;
+    size_t n = strcspn(h, "/?#");
+    const char *at = memchr(h, '@', n);
+
+    if (at) {
+        n -= (size_t)(at + 1 - h);
+        h = at + 1;
+    }
+    log_error("--allow '%s': a pattern is a host name, not a URL; use --allow %.*s", arg, (int)n,
+              h);
+    return -EINVAL;
+}
+
 int policy_args_handle(struct policy_args *a, int opt, const char *arg)
 {
     switch (opt) {
     case 'a':
+        if (strstr(arg, "://") || strchr(arg, '/'))
+            return refuse_url_pattern(arg);
         strv_push(&a->cli.allow, arg);
+        return 1;
+    case 0x1006:
+        a->allow_public_suffix = true;
         return 1;
     case 0x1001:
         strv_push(&a->cli.allow_cidr, arg);
@@ -73,9 +95,16 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
 
 int cli_getopt(const struct cli_parser *p, int argc, char **argv, int *ret_status)
 {
+    char *argv0 = argv[0];
     int opt, r;
 
-    while ((opt = getopt_long(argc, argv, p->shortopts, p->longopts, NULL)) != -1) {
+    /* getopt's own messages start with argv[0] (the verb here): "bot-bottle: ..." instead */
+    argv[0] = (char *)"bot-bottle";
+    opt = getopt_long(argc, argv, p->shortopts, p->longopts, NULL);
+    argv[0] = argv0;
+    for (; opt != -1; argv[0] = (char *)"bot-bottle",
+                      opt = getopt_long(argc, argv, p->shortopts, p->longopts, NULL),
+                      argv[0] = argv0) {
         if (p->policy) {
             r = policy_args_handle(p->policy, opt, optarg);
             if (r < 0) {
@@ -300,6 +329,54 @@ static int load_file(struct policy_args *a, struct policy_file *f, const char *s
     return 0;
 }
 
+/*
+ * A wildcard pattern over a whole public suffix (*.com, *.co.uk: ICANN section of the Public
+ * Suffix List, through libpsl) allows most of the internet: refused unless confirmed with
+ * --allow-public-suffix. Without the list's data, every single-label suffix (*.com) counts.
+ */
+static int refuse_public_suffix(const struct strv *allow)
+{
+    static psl_ctx_t *latest;
+    static bool loaded;
+    const psl_ctx_t *psl;
+
+    if (!loaded) {
+        latest = psl_latest(NULL);
+        loaded = true;
+    }
+    psl = latest ? latest : psl_builtin();
+    for (size_t i = 0; i < allow->n; i++) {
+        const char *pat = allow->v[i], *base;
+        char name[256];
+        size_t n;
+        bool pub;
+
+        if (strncmp(pat, "*.", 2) != 0)
+            continue;
+        base = pat + 2;
+        n = strcspn(base, ":");
+        if (n == 0 || n >= sizeof(name))
+            continue; /* (the policy parser says what is wrong with it) */
+        memcpy(name, base, n);
+        name[n] = '\0';
+        for (size_t k = 0; k < n; k++)
+            name[k] = (char)(name[k] >= 'A' && name[k] <= 'Z' ? name[k] + 32 : name[k]);
+        if (n > 1 && name[n - 1] == '.')
+            name[--n] = '\0';
+        pub = psl ? psl_is_public_suffix2(psl, name, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE)
+                  : !strchr(name, '.');
+        if (pub) {
+            log_error(
+                "the allow pattern '%s' covers the whole public suffix .%s (every site under it); "
+                "name the sites instead (--allow example.%s), or confirm with "
+                "--allow-public-suffix",
+                pat, name, name);
+            return -EPERM;
+        }
+    }
+    return 0;
+}
+
 int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct policy **ret_policy)
 {
     struct bb_config cfg = { 0 };
@@ -345,6 +422,13 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
     if (a->cli.memory)
         cfg.memory = a->cli.memory;
 
+    if (!a->allow_public_suffix) {
+        r = refuse_public_suffix(&cfg.allow);
+        if (r < 0) {
+            config_done(&cfg);
+            return r;
+        }
+    }
     if (ret_policy) {
         r = config_build_policy(&cfg, ret_policy, &msg, &item);
         if (r < 0) {
@@ -380,6 +464,8 @@ void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config
                              struct strv *out)
 {
     strv_push(out, "--no-default-config");
+    if (a->allow_public_suffix)
+        strv_push(out, "--allow-public-suffix");
     for (size_t i = 0; i < a->n_files; i++) {
         strv_push(out, "--config");
         strv_push(out, a->files[i].path);

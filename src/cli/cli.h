@@ -5,6 +5,8 @@
  */
 #pragma once
 
+#include <stddef.h>
+
 #define EXIT_BB_FAILURE 125 /* bot-bottle itself failed: bad option, backend, daemon */
 #define EXIT_NOT_EXECUTABLE 126
 #define EXIT_NOT_FOUND 127
@@ -27,6 +29,10 @@ int cmd_stop(int argc, char **argv);
 int cmd_allow(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+/* The compiled-in help topics (cmd-help.c): the text of NAME or NULL; the i-th name or NULL. */
+const char *help_topic_text(const char *name);
+const char *help_topic_name(size_t i);
 
 /* Shared handling of the policy options (-a/--allow, --allow-cidr, -c/--config,
  * --upstream-dns, --audit) for verbs that build a policy. See args.c. */
@@ -48,8 +54,9 @@ struct policy_file {
 struct policy_args {
     struct policy_file *files; /* -c FILE (repeatable), then the list resolved at start */
     size_t n_files;
-    bool no_default_config; /* --no-default-config: no search, only the -c files */
-    bool resolved;          /* the file list is fixed (after the first finish) */
+    bool no_default_config;   /* --no-default-config: no search, only the -c files */
+    bool allow_public_suffix; /* --allow-public-suffix: a pattern may cover *.com */
+    bool resolved;            /* the file list is fixed (after the first finish) */
     /* Canonical directories a bottle can write (run: the workspace and rw mount sources);
      * a config file in one of them needs trust like the project file. NULL: none known. */
     const struct strv *writable_roots;
@@ -64,19 +71,24 @@ struct policy_args {
         { "upstream-dns", required_argument, NULL, 0x1002 },                                       \
         { "audit", required_argument, NULL, 0x1003 },                                              \
         { "config-sha256", required_argument, NULL, 0x1004 },                                      \
+        { "allow-public-suffix", no_argument, NULL, 0x1006 },                                      \
     {                                                                                              \
         "no-default-config", no_argument, NULL, 0x1005                                             \
     }
-#define POLICY_OPTS_HELP                                                                           \
+#define POLICY_OPTS_HELP POLICY_OPTS_HELP_BASE POLICY_OPTS_HELP_AUDIT
+#define POLICY_OPTS_HELP_AUDIT                                                                     \
+    "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
+#define POLICY_OPTS_HELP_BASE                                                                      \
     "  -a, --allow PATTERN      allow a host: example.com, *.example.com, example.com:8443\n"      \
-    "                           (repeatable; ports 80 and 443 when none is given)\n"               \
+    "                           (repeatable; ports 80 and 443 when none is given; a host\n"        \
+    "                           name, not a URL)\n"                                                \
+    "      --allow-public-suffix  let a pattern cover a whole public suffix (*.com, *.co.uk)\n"    \
     "      --allow-cidr CIDR    allow IP-literal targets in CIDR (optionally :PORT), and let\n"    \
     "                           allowlisted names resolve into it (repeatable)\n"                  \
     "  -c, --config FILE        config file, repeatable (default: $XDG_CONFIG_HOME/bot-bottle/\n"  \
     "                           config.ini, plus ./bottle.ini once approved with\n"                \
-    "                           'bot-bottle trust'; see docs/config.md)\n"                         \
-    "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"     \
-    "      --audit FILE         append audit records (JSON lines) to FILE ('-' = stdout)\n"
+    "                           'bot-bottle trust'; bot-bottle help config)\n"                     \
+    "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"
 
 /* Returns 1 when opt was a policy option (consumed), 0 when not, or a negative errno after
  * printing an error. */

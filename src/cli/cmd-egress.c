@@ -55,15 +55,15 @@ static void usage(FILE *f)
             "an empty environment and only these descriptors besides stdin/stdout/stderr):\n"
             "  --ready-fd FD            write \"ready\" to FD once listening, then close it\n"
             "  --handoff-fd FD          a SOCK_SEQPACKET socket over which the bottle hands over\n"
-            "                           its proxy connections (docs/channel.md)\n"
+            "                           its proxy connections\n"
             "  --control-fd FD          a SOCK_SEQPACKET socket over which the supervisor\n"
-            "                           adds or removes allow patterns (docs/supervisor.md)\n"
+            "                           adds or removes allow patterns\n"
             "  --config-sha256 HEX      the -c FILE just before must have this SHA-256, at start\n"
             "                           and at every reload (else the reload is refused)\n"
             "  --no-default-config      read only the -c files; never search for one\n"
             "\n"
             "Config file keys ([egress] listen, dns, allow, allow_cidr, upstream_dns, audit) are\n"
-            "read as described in docs/config.md; the command line wins.\n");
+            "read as 'bot-bottle help config' describes; the command line wins.\n");
 }
 
 /* A positive number up to max; what names the unit in the error message. */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/backend.h"
@@ -15,6 +16,7 @@
 #include "common/xalloc.h"
 #include "guest/spec.h"
 #include "supervisor/protect.h"
+#include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
 #define DEFAULT_BACKEND "microvm"
@@ -37,6 +39,7 @@ enum {
     OPT_SHM_SIZE,
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
+    OPT_QUIET,
 };
 
 static void usage(FILE *f)
@@ -74,16 +77,21 @@ static void usage(FILE *f)
             "                           --backend namespace only, for now)\n"
             "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
             "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
-            "  -v, --verbose            debug logging\n"
+            "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
+            "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
             "\n"
             "Inside, HTTP_PROXY/HTTPS_PROXY/ALL_PROXY point at http://A:3128 and DNS at A, where\n"
-            "A is the bottle's own 127.77.x.y address. Blocked requests are reported once per\n"
-            "host on stderr; every decision is in the audit log\n"
-            "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n");
+            "A is the bottle's own 127.77.x.y address. Blocked and failed requests are reported\n"
+            "once per host and reason on stderr, with the option that fixes them (with -t: when\n"
+            "the command exits, never over its screen); every decision is in the audit log\n"
+            "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n"
+            "'bot-bottle help notices' explains each notice.\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
-    fprintf(f, "\nRead-only inside the workspace, even when missing, since the host runs or "
-               "trusts\nthem later (docs/workspace.md; .git only when it is not a directory):\n ");
+    fprintf(
+        f,
+        "\nRead-only inside the workspace, even when missing, since the host runs or "
+        "trusts\nthem later (bot-bottle help workspace; .git only when it is not a directory):\n ");
     for (size_t i = 0; protect_list_entry(i); i++)
         fprintf(f, " %s", protect_list_entry(i));
     fprintf(f, "\nand the directory core.hooksPath names. --allow-write PATH opens one.\n");
@@ -159,7 +167,15 @@ static void say_unknown_backend(const char *name)
 
 /* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped).
  * what names the source in the error message (-E2BIG, logged): "--env" or "[env] pass". */
-static int add_env(struct strv *out, const char *spec, const char *what)
+static bool strv_contains(const struct strv *v, const char *s)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (strcmp(v->v[i], s) == 0)
+            return true;
+    return false;
+}
+
+static int add_env(struct strv *out, const char *spec, const char *what, struct strv *warned)
 {
     const char *eq = strchr(spec, '=');
     const char *val;
@@ -171,8 +187,15 @@ static int add_env(struct strv *out, const char *spec, const char *what)
         return 0;
     }
     val = getenv(spec);
-    if (!val)
+    if (!val) {
+        if (!strv_contains(warned, spec)) {
+            log_warn("%s %s: the variable is not set here, so it is not passed; set it, or give "
+                     "a value with --env %s=VALUE",
+                     what, spec, spec);
+            strv_push(warned, spec);
+        }
         return 0;
+    }
     if (buf_printf(&b, "%s=%s", spec, val) < 0) {
         log_error("%s %s: the host's value is too long to pass (at most %zu bytes)", what, spec,
                   b.max);
@@ -183,22 +206,170 @@ static int add_env(struct strv *out, const char *spec, const char *what)
     return 0;
 }
 
-/* A read-write --mount SRC:DST[:rw] adds SRC (canonical) to what the bottle can write. */
+/*
+ * The host's system directories: the bottle has /usr read-only (and /bin, /lib, ... through
+ * it), builds /, /etc, /dev, /proc, /sys, /run itself, and the rest is the host's own state.
+ * A workspace or a writable mount source there would make it writable from the bottle (as
+ * root: the host's /usr), and a mount target there lands on what the bottle has read-only.
+ * Returns the directory p (canonical) is or lies under, "/" for / itself, or NULL.
+ */
+static const char *system_dir(const char *p, bool target)
+{
+    static const char *const sys[] = { "/usr", "/etc",   "/boot",  "/bin",    "/sbin",
+                                       "/lib", "/lib32", "/lib64", "/libx32", "/proc",
+                                       "/sys", "/dev",   "/run",   "/var" };
+    size_t n = target ? 12 : ARRAY_SIZE(sys); /* (a target may go under /run or /var) */
+    char st[PATH_MAX];
+
+    if (strcmp(p, "/") == 0)
+        return "/";
+    if (!target) {
+        if (strcmp(p, "/var/tmp") == 0 || strncmp(p, "/var/tmp/", 9) == 0)
+            return NULL; /* (a scratch directory like /tmp) */
+        if (state_root_path(st, sizeof(st)) >= 0 &&
+            (trust_path_within(p, st) || trust_path_within(st, p)))
+            return "the state directory";
+    }
+    for (size_t i = 0; i < n; i++)
+        if (trust_path_within(p, sys[i]))
+            return sys[i];
+    return NULL;
+}
+
+/* "the root directory", "the system directory /usr", "inside the system directory /usr"... */
+static const char *sys_desc(const char *sys, const char *p, char *buf, size_t size)
+{
+    if (strcmp(sys, "/") == 0)
+        return "the root directory";
+    if (sys[0] != '/')
+        snprintf(buf, size, "in or around bot-bottle's state directory");
+    else
+        snprintf(buf, size, "%s %s",
+                 strcmp(p, sys) == 0 ? "the system directory" : "inside the system directory", sys);
+    return buf;
+}
+
+/*
+ * -w DIR: it must exist, be a directory, and not be a system directory. Before anything
+ * starts; *ret (PATH_MAX) gets the canonical path.
+ */
+static int check_workspace(const char *arg, char *ret)
+{
+    struct stat st;
+    const char *sys;
+    char desc[PATH_MAX + 64];
+
+    if (!realpath(arg, ret) || stat(ret, &st) < 0) {
+        log_errno(LOG_LVL_ERROR, -errno,
+                  "the workspace %s cannot be used (-w DIR: a project "
+                  "directory, default .)",
+                  arg);
+        return -errno;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        log_error("the workspace %s is not a directory; give a project directory with -w DIR", arg);
+        return -ENOTDIR;
+    }
+    sys = system_dir(ret, false);
+    if (sys) {
+        log_error("the workspace %s is %s, which a bottle must never write; give a project "
+                  "directory with -w DIR",
+                  ret, sys_desc(sys, ret, desc, sizeof(desc)));
+        return -EPERM;
+    }
+    return 0;
+}
+
+/*
+ * The command and the variables travel to the bottle in its spec, which has limits
+ * (guest/spec.h): say which one a command goes past, before anything starts. The total is
+ * estimated with room for the rest of the spec.
+ */
+static int check_sizes(char **argv, const struct strv *env)
+{
+    size_t n = 0, total = 0;
+
+    for (char **a = argv; *a; a++, n++) {
+        size_t len = strlen(*a);
+        if (len > BOTTLE_SPEC_MAX_STR) {
+            log_error("argument %zu of the command is %zu bytes; a bottle takes arguments of "
+                      "at most %d KiB each (pass large data in a file in the workspace)",
+                      n + 1, len, BOTTLE_SPEC_MAX_STR / 1024);
+            return -E2BIG;
+        }
+        total += len + 16;
+    }
+    if (n > BOTTLE_SPEC_MAX_ARGS) {
+        log_error("the command has %zu arguments; a bottle takes at most %d (use xargs inside "
+                  "the bottle, or a file in the workspace)",
+                  n, BOTTLE_SPEC_MAX_ARGS);
+        return -E2BIG;
+    }
+    for (size_t i = 0; i < env->n; i++) {
+        size_t len = strlen(env->v[i]);
+        if (len > BOTTLE_SPEC_MAX_STR) {
+            log_error("the variable %.*s is %zu bytes; a bottle takes at most %d KiB each",
+                      (int)strcspn(env->v[i], "="), env->v[i], len, BOTTLE_SPEC_MAX_STR / 1024);
+            return -E2BIG;
+        }
+        total += len + 16;
+    }
+    if (total + 64 * 1024 > BOTTLE_SPEC_MAX_SIZE) {
+        log_error("the command and its variables take about %zu KiB; a bottle takes at most "
+                  "%d KiB in all (Argument list too long: pass large data in a file in the "
+                  "workspace)",
+                  total / 1024, (BOTTLE_SPEC_MAX_SIZE - 64 * 1024) / 1024);
+        return -E2BIG;
+    }
+    return 0;
+}
+
+/*
+ * --mount SRC:DST[:ro]: SRC must exist, DST be absolute and not under what the bottle has
+ * read-only or builds itself, a writable SRC not a system directory. A read-write one adds
+ * SRC (canonical) to what the bottle can write.
+ */
 static int add_writable_mount(struct strv *out, const char *spec)
 {
     const char *c1 = strchr(spec, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-    _cleanup_free_ char *src = NULL;
-    char rp[PATH_MAX];
+    _cleanup_free_ char *src = NULL, *dst = NULL;
+    const char *sys;
+    bool ro;
+    char rp[PATH_MAX], desc[PATH_MAX + 64];
 
     if (!c1) {
         log_error("--mount '%s': expected SRC:DST[:ro]", spec);
         return -EINVAL;
     }
-    if (c2 && strcmp(c2 + 1, "ro") == 0)
-        return 0;
+    ro = c2 && strcmp(c2 + 1, "ro") == 0;
     src = xstrndup(spec, (size_t)(c1 - spec));
-    if (!realpath(src, rp))
-        return log_errno(LOG_LVL_ERROR, -errno, "--mount %s", src);
+    dst = c2 ? xstrndup(c1 + 1, (size_t)(c2 - c1 - 1)) : xstrdup(c1 + 1);
+    if (!realpath(src, rp)) {
+        int r = -errno;
+        log_error("--mount %s: the source %s %s", spec, src,
+                  r == -ENOENT ? "does not exist" : strerror(-r));
+        return r;
+    }
+    if (dst[0] != '/') {
+        log_error("--mount %s: the target %s must be an absolute path (like /data)", spec, dst);
+        return -EINVAL;
+    }
+    sys = system_dir(dst, true);
+    if (sys) {
+        log_error("--mount %s: the target %s is %s, which the bottle has read-only or builds "
+                  "itself; choose a target elsewhere (like /data or under $HOME)",
+                  spec, dst, sys_desc(sys, dst, desc, sizeof(desc)));
+        return -EINVAL;
+    }
+    if (ro)
+        return 0;
+    sys = system_dir(rp, false);
+    if (sys) {
+        log_error("--mount %s: the source %s is %s, which a bottle must never write; add :ro "
+                  "to mount it read-only",
+                  spec, rp, sys_desc(sys, rp, desc, sizeof(desc)));
+        return -EPERM;
+    }
     strv_push(out, rp);
     return 0;
 }
@@ -275,6 +446,7 @@ int cmd_run(int argc, char **argv)
         { "tty", no_argument, NULL, 't' },
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
+        { "quiet", no_argument, NULL, OPT_QUIET },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -282,6 +454,7 @@ int cmd_run(int argc, char **argv)
     struct supervisor_opts o = { 0 };
     struct bb_config cfg = { 0 };
     struct policy *policy = NULL;
+    struct strv env_warned = { 0 };
     struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 }, allow_write = { 0 };
     const char *backend = NULL, *workspace = ".";
     char wsbuf[PATH_MAX];
@@ -365,6 +538,9 @@ int cmd_run(int argc, char **argv)
         case 'i':
             o.interactive = true;
             break;
+        case OPT_QUIET:
+            o.quiet = true;
+            break;
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
@@ -375,10 +551,8 @@ int cmd_run(int argc, char **argv)
     }
     /* The workspace and the rw mount sources are what the bottle can write: a config file
      * there is used only when approved, and the audit log never goes there. */
-    if (!realpath(workspace, wsbuf)) {
-        log_errno(LOG_LVL_ERROR, -errno, "workspace %s", workspace);
+    if (check_workspace(workspace, wsbuf) < 0)
         goto out;
-    }
     strv_push(&writable, wsbuf);
     for (size_t i = 0; i < mounts.n; i++)
         if (add_writable_mount(&writable, mounts.v[i]) < 0)
@@ -398,11 +572,13 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
-        if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass") < 0)
+        if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
             goto out;
     for (size_t i = 0; i < env_specs.n; i++)
-        if (add_env(&o.env, env_specs.v[i], "--env") < 0)
+        if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
+    if (check_sizes(argv + optind, &o.env) < 0)
+        goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;
@@ -432,6 +608,7 @@ out:
     policy_free(policy);
     config_done(&cfg);
     strv_done(&env_specs);
+    strv_done(&env_warned);
     strv_done(&o.env);
     strv_done(&mounts);
     strv_done(&writable);

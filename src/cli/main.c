@@ -12,6 +12,7 @@
 static const struct cli_command commands[] = {
     { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
     { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
+    { "help", "help on a topic: notices, policy, config, workspace", cmd_help },
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
     { "logs", "a bottle's egress decisions (logs N [--follow] [--verify])", cmd_logs },
     { "ls", "list the bottles", cmd_ls },
@@ -29,7 +30,13 @@ static void usage(FILE *f)
                "egress proxy and DNS filter.\n\nCommands:\n");
     for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-    fprintf(f, "\nRun 'bot-bottle COMMAND --help' for a command's options.\n");
+    fprintf(f, "\nHelp topics (bot-bottle help TOPIC):");
+    for (size_t i = 0; help_topic_name(i); i++)
+        fprintf(f, " %s", help_topic_name(i));
+    fprintf(f, "\n");
+    fprintf(f,
+            "\nRun 'bot-bottle COMMAND --help' for a command's options, 'bot-bottle help TOPIC'\n"
+            "for a topic.\n");
 }
 
 int main(int argc, char **argv)
@@ -41,7 +48,8 @@ int main(int argc, char **argv)
         return EXIT_BB_FAILURE;
     }
     verb = argv[1];
-    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+    if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 ||
+        (strcmp(verb, "help") == 0 && argc == 2)) {
         usage(stdout);
         return 0;
     }

@@ -27,6 +27,7 @@
 #define BB_IDLE_TIMEOUT_MS 600000   /* idle keep-alive / tunnel with no bytes either way */
 #define BB_CONNECT_TIMEOUT_MS 10000 /* upstream TCP connect */
 #define BB_RESOLVE_TIMEOUT_MS 10000 /* upstream name resolution */
+#define BB_AUDIT_PATH_MAX 256       /* bytes of an HTTP path kept in its audit record */
 #define BB_MAX_ADDRS 16             /* resolved addresses considered per name */
 #define BB_RELAY_CHUNK 65536        /* bytes per read when relaying bodies (buffers: head + this) */
 #define BB_PIPE_DEFAULT_CAP 65536   /* a tunnel pipe's capacity until it carries bulk data */

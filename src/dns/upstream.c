@@ -378,6 +378,18 @@ static void on_up_timeout(struct loop_timer *t)
     if (!up->tcp && up->tries < DNS_UPSTREAM_TRIES && up_send(up) == 0)
         return;
     up->f->stats.upstream_timeouts++;
+    /* The query was recorded as allowed before it was forwarded: say that it got no answer. */
+    if (up->f->audit) {
+        char tbuf[16];
+        struct audit_event ev = {
+            .kind = AUDIT_DNS,
+            .host = up->host,
+            .allow = true,
+            .reason = "upstream-timeout",
+            .qtype = dns_type_name(up->q.qtype, tbuf),
+        };
+        audit_note(up->f->audit, &ev);
+    }
     up_reply_rcode(up, DNS_RCODE_SERVFAIL);
     dns_up_finish(up);
 }

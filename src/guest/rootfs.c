@@ -91,6 +91,7 @@ struct plan {
     struct buf etc[ARRAY_SIZE(etc_copied)];
     bool etc_have[ARRAY_SIZE(etc_copied)];
     int dev[ARRAY_SIZE(dev_nodes)];
+    int console; /* -t: the terminal on our stdin (a host pty), bound at /dev/console */
     int workspace;
     int extra[BOTTLE_SPEC_MAX_MOUNTS];
     bool extra_dir[BOTTLE_SPEC_MAX_MOUNTS];
@@ -99,7 +100,7 @@ struct plan {
 static void plan_init(struct plan *p)
 {
     memset(p, 0, sizeof(*p));
-    p->usr = p->alternatives = p->workspace = -1;
+    p->usr = p->alternatives = p->workspace = p->console = -1;
     for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++)
         p->link_tree[i] = -1;
     for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++)
@@ -119,6 +120,7 @@ static void plan_done(struct plan *p)
         closep(&p->link_tree[i]);
     for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++)
         closep(&p->dev[i]);
+    closep(&p->console);
     for (size_t i = 0; i < BOTTLE_SPEC_MAX_MOUNTS; i++)
         closep(&p->extra[i]);
     for (size_t i = 0; i < ARRAY_SIZE(etc_copied); i++)
@@ -500,6 +502,27 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
             return r;
         p->dev[i] = r;
     }
+    /* The command's terminal is a pty of the host's devpts, which the bottle does not have
+     * (its own is a new instance): bound at /dev/console, ttyname() finds it there (it looks
+     * for the node with the same device and inode), so `tty` and GPG_TTY=$(tty) work. */
+    if (s->tty && !vm && isatty(STDIN_FILENO)) {
+        /* by its path in our copy of the host's mounts (the fd's own mount is the host
+         * namespace's, which open_tree cannot clone from here); the same node as stdin */
+        char pts[64];
+        struct stat a, b;
+        ssize_t n = readlink("/proc/self/fd/0", pts, sizeof(pts) - 1);
+        if (n > 0) {
+            pts[n] = '\0';
+            r = tree_clone(pts, NULL);
+            if (r >= 0 && (fstat(STDIN_FILENO, &a) < 0 || fstat(r, &b) < 0 ||
+                           a.st_rdev != b.st_rdev || a.st_ino != b.st_ino)) {
+                close(r);
+                r = -ENOENT;
+            }
+            if (r >= 0)
+                p->console = r; /* (without it: no /dev/console, as before) */
+        }
+    }
 
     *what = "capturing the workspace";
     r = source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
@@ -595,6 +618,14 @@ static int setup_dev(struct plan *p, const struct bottle_spec *s, const char **w
         r = make_mount_point(path, false);
         if (r >= 0)
             r = tree_attach(p->dev[i], path, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+        if (r < 0)
+            return r;
+    }
+    if (p->console >= 0) {
+        *what = "binding the terminal at /dev/console";
+        r = make_mount_point("/dev/console", false);
+        if (r >= 0)
+            r = tree_attach(p->console, "/dev/console", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
         if (r < 0)
             return r;
     }

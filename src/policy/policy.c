@@ -218,9 +218,14 @@ int policy_add_allow(struct policy *p, const char *text, size_t len, const char 
         *reterr_msg = "pattern too long";
         return -EINVAL;
     }
+    if (memchr(text, '/', len)) {
+        *reterr_msg = "a pattern is a host name (example.com), not a URL or a path";
+        return -EINVAL;
+    }
     colon = memchr(text, ':', len);
     if (text[0] == '[' || (colon && memchr(colon + 1, ':', len - (size_t)(colon - text) - 1))) {
-        *reterr_msg = "IP literals are not patterns: put addresses in allow_cidr";
+        *reterr_msg = "IP literals are not patterns: allow addresses with --allow-cidr ADDR/32 "
+                      "(config: allow_cidr)";
         return -EINVAL;
     }
     if (colon) {
@@ -250,7 +255,8 @@ int policy_add_allow(struct policy *p, const char *text, size_t len, const char 
     if (host_parse(name, name_len, &h, reterr_msg) < 0)
         return -EINVAL;
     if (h.kind != HOST_NAME) {
-        *reterr_msg = "IP literals are not patterns: put addresses in allow_cidr";
+        *reterr_msg = "IP literals are not patterns: allow addresses with --allow-cidr ADDR/32 "
+                      "(config: allow_cidr)";
         return -EINVAL;
     }
     if (port)
@@ -312,21 +318,21 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
     bool bracketed = false;
 
     if (!p || !text || len == 0) {
-        *reterr_msg = "empty allow_cidr";
+        *reterr_msg = "empty --allow-cidr";
         return -EINVAL;
     }
     if (len >= sizeof(buf)) {
-        *reterr_msg = "allow_cidr too long";
+        *reterr_msg = "--allow-cidr too long";
         return -EINVAL;
     }
     for (size_t i = 0; i < len; i++) {
         char ch = text[i];
         if (ch == '%') {
-            *reterr_msg = "IPv6 zone ids are not allowed in allow_cidr";
+            *reterr_msg = "IPv6 zone ids are not allowed in --allow-cidr";
             return -EINVAL;
         }
         if (!ascii_isalnum(ch) && ch != '.' && ch != ':' && ch != '/' && ch != '[' && ch != ']') {
-            *reterr_msg = "bad character in allow_cidr (expected ADDR[/PREFIX][:PORT])";
+            *reterr_msg = "bad character in --allow-cidr (expected ADDR[/PREFIX][:PORT])";
             return -EINVAL;
         }
         if (ch == ':')
@@ -339,7 +345,7 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
     if (buf[0] == '[') {
         const char *close = strchr(buf, ']');
         if (!close) {
-            *reterr_msg = "missing ']' in allow_cidr";
+            *reterr_msg = "missing ']' in --allow-cidr";
             return -EINVAL;
         }
         bracketed = true;
@@ -365,13 +371,13 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
     } else if (*rest == ':') {
         port_s = rest;
     } else if (*rest != '\0') {
-        *reterr_msg = "junk after address in allow_cidr";
+        *reterr_msg = "junk after address in --allow-cidr";
         return -EINVAL;
     }
 
     char a[INET6_ADDRSTRLEN + 1];
     if (addr_len == 0 || addr_len >= sizeof(a)) {
-        *reterr_msg = "bad address in allow_cidr";
+        *reterr_msg = "bad address in --allow-cidr";
         return -EINVAL;
     }
     memcpy(a, addr_s, addr_len);
@@ -381,33 +387,33 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
     } else if ((bracketed || colons >= 2) && inet_pton(AF_INET6, a, c.addr) == 1) {
         c.family = AF_INET6;
     } else {
-        *reterr_msg = "bad address in allow_cidr (dotted-quad IPv4, or IPv6; a port needs "
+        *reterr_msg = "bad address in --allow-cidr (dotted-quad IPv4, or IPv6; a port needs "
                       "[v6]:PORT)";
         return -EINVAL;
     }
     unsigned max = c.family == AF_INET ? 32 : 128;
     c.prefix = max;
     if (slash && parse_prefix(slash + 1, prefix_len, max, &c.prefix) < 0) {
-        *reterr_msg = "bad prefix length in allow_cidr (0-32 for IPv4, 0-128 for IPv6)";
+        *reterr_msg = "bad prefix length in --allow-cidr (0-32 for IPv4, 0-128 for IPv6)";
         return -EINVAL;
     }
     if (port_s && c.family == AF_INET6 && !bracketed) {
-        *reterr_msg = "an IPv6 allow_cidr with a port must be bracketed: [fd00::]/8:5432";
+        *reterr_msg = "an IPv6 --allow-cidr with a port must be bracketed: [fd00::]/8:5432";
         return -EINVAL;
     }
     if (port_s && str_to_port(slice_cstr(port_s + 1), &c.port) < 0) {
-        *reterr_msg = "bad port in allow_cidr (1-65535)";
+        *reterr_msg = "bad port in --allow-cidr (1-65535)";
         return -EINVAL;
     }
     if (!host_bits_clear(c.addr, max / 8, c.prefix)) {
-        *reterr_msg = "host bits set after the prefix length in allow_cidr (write the network "
+        *reterr_msg = "host bits set after the prefix length in --allow-cidr (write the network "
                       "address, e.g. 10.1.0.0/16)";
         return -EINVAL;
     }
     if (c.family == AF_INET6) {
         static const uint8_t mapped12[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
         if (c.prefix >= 96 && memcmp(c.addr, mapped12, 12) == 0) {
-            *reterr_msg = "IPv4-mapped allow_cidr: write the range as IPv4 (it covers the mapped "
+            *reterr_msg = "IPv4-mapped --allow-cidr: write the range as IPv4 (it covers the mapped "
                           "form too)";
             return -EINVAL;
         }
@@ -419,7 +425,7 @@ int policy_add_cidr(struct policy *p, const char *text, size_t len, const char *
             return 0; /* duplicate */
     }
     if (p->n_cidrs >= BB_MAX_CIDRS) {
-        *reterr_msg = "too many allow_cidr entries";
+        *reterr_msg = "too many --allow-cidr entries";
         return -ENOSPC;
     }
     p->cidrs = xrealloc(p->cidrs, (p->n_cidrs + 1) * sizeof(*p->cidrs));

@@ -89,6 +89,8 @@ static void exchange_reset(struct conn *c)
     c->port = 0;
     c->is_connect = c->is_head = false;
     c->audited = false;
+    c->addr_text[0] = '\0';
+    c->path[0] = '\0';
     c->close_reason = NULL;
     c->status = 0;
     c->method[0] = '\0';
@@ -141,6 +143,21 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         return;
     }
     c->port = t.port;
+    c->path[0] = '\0';
+    if (!req->is_connect) {
+        /* Bounded, printable ASCII, and never the query (it often carries tokens). */
+        size_t n = 0;
+        for (size_t i = 0; i < t.path.len && t.path.p[i] != '?' && t.path.p[i] != '#'; i++) {
+            unsigned char ch = (unsigned char)t.path.p[i];
+            if (n == BB_AUDIT_PATH_MAX) {
+                memcpy(c->path + n, "...", 3);
+                n += 3;
+                break;
+            }
+            c->path[n++] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+        }
+        c->path[n] = '\0';
+    }
     if (host_parse(t.host.p, t.host.len, &c->host, &herr) < 0) {
         c->host.name[0] = '\0';
         conn_deny(c, V_DENY_BAD_HOST, NULL);
@@ -376,7 +393,7 @@ static int step_connect(struct conn *c)
     if (c->u.fd < 0) {
         r = start_connect(c);
         if (r < 0) {
-            conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+            conn_upstream_error(c, 502, "upstream-connect-refused", "could not connect upstream");
             return 1;
         }
         return 0; /* wait for EPOLLOUT */
@@ -401,14 +418,19 @@ static int step_connect(struct conn *c)
     }
     if (r < 0) {
         side_close(c->px, &c->u);
+        conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
         c->addr_idx++;
         if (c->addr_idx < c->naddrs)
             return 1; /* try the next vetted address */
-        conn_upstream_error(c, 502, "upstream-connect-failed", "could not connect upstream");
+        conn_upstream_error(
+            c, 502, r == -ECONNREFUSED ? "upstream-connect-refused" : "upstream-connect-failed",
+            r == -ECONNREFUSED ? "the upstream refused the connection"
+                               : "could not connect upstream");
         return 1;
     }
     /* Connected. */
     c->deadline = 0;
+    conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
     snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
     c->up_port = c->port;
     c->up_addr = c->addrs[c->addr_idx];
@@ -848,6 +870,8 @@ static void on_timer(struct loop_timer *t)
             conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
             break;
         case CS_CONNECT:
+            if (c->addr_idx < c->naddrs)
+                conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
             conn_upstream_error(c, 504, "upstream-connect-timeout",
                                 "the upstream did not accept the connection in time");
             break;

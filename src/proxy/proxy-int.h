@@ -119,6 +119,8 @@ struct conn {
     struct http_chunked req_chunked, resp_chunked;
     int status; /* status sent to the client */
     char method[16];
+    char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
+    char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
     uint64_t bytes_up, bytes_down;
 
     const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
@@ -163,6 +165,8 @@ void side_close(struct proxy *px, struct side *s);
 int side_flush(struct side *s, struct buf *b, uint64_t *counter);
 
 /* reply.c */
+/* Record sa's address (no port) as the exchange's "addr" for the audit record. */
+void conn_set_addr(struct conn *c, const struct sockaddr *sa);
 int conn_audit(struct conn *c, bool allow, const char *reason);
 void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
 void conn_audit_failed(struct conn *c);

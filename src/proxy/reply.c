@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +17,15 @@
 static const char *target_text(const struct conn *c)
 {
     return c->host.name[0] ? c->host.name : "(invalid)";
+}
+
+void conn_set_addr(struct conn *c, const struct sockaddr *sa)
+{
+    const void *a = sa->sa_family == AF_INET6
+                        ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                        : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (!inet_ntop(sa->sa_family, a, c->addr_text, sizeof(c->addr_text)))
+        c->addr_text[0] = '\0';
 }
 
 /*
@@ -34,6 +44,8 @@ int conn_audit(struct conn *c, bool allow, const char *reason)
         .bytes_up = c->bytes_up,
         .bytes_down = c->bytes_down,
         .method = c->is_connect ? NULL : c->method,
+        .addr = c->addr_text[0] ? c->addr_text : NULL,
+        .path = !c->is_connect && c->path[0] ? c->path : NULL,
         .status = c->status,
     };
     c->audited = true;
@@ -96,12 +108,8 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
     const char *h = target_text(c);
 
     if (addr) {
-        char *colon;
-        net_addr_format(addr, astr);
-        /* strip the ":port" for the message */
-        colon = strrchr(astr, ':');
-        if (colon)
-            *colon = '\0';
+        conn_set_addr(c, addr);
+        snprintf(astr, sizeof(astr), "%s", c->addr_text);
     }
     switch (v) {
     case V_DENY_NOT_ALLOWLISTED:
@@ -123,8 +131,9 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
     case V_DENY_SSRF:
         snprintf(text, sizeof(text),
                  "blocked by bot-bottle: %s resolves to %s, a private, loopback or reserved "
-                 "address; if that is intended, add --allow-cidr for it",
-                 h, astr[0] ? astr : "a restricted address");
+                 "address; if that is intended, add --allow-cidr %s/%s",
+                 h, astr[0] ? astr : "a restricted address", astr[0] ? astr : "ADDR",
+                 strchr(astr, ':') ? "128" : "32");
         break;
     case V_DENY_METADATA:
         snprintf(text, sizeof(text), "blocked by bot-bottle: %s is a cloud metadata address (%s)",

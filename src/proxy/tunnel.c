@@ -123,6 +123,10 @@ int tunnel_step(struct conn *c)
     r2 = splice_dir(&c->u, &c->c, c->pipe_uc, &c->in_pipe_uc, &c->grown_uc, &c->bytes_down);
     if (r2 < 0)
         return r2;
+    /* The server hung up without a byte while the client was still there (a refused TLS
+     * handshake looks like this): the closing record says so. */
+    if (c->u.eof && !c->c.eof && c->bytes_down == 0 && !c->close_reason)
+        c->close_reason = "upstream-closed";
     if (c->c.wshut && c->u.wshut) {
         conn_close(c);
         return 0;

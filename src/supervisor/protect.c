@@ -531,7 +531,7 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
             if (r < 0)
                 return log_errno(LOG_LVL_ERROR, r,
                                  "cannot create the placeholder %s that keeps the bottle from "
-                                 "creating it (see docs/workspace.md)",
+                                 "creating it (bot-bottle help workspace)",
                                  full);
             m = &p->made[p->n_made++];
             *m = (struct protect_made){

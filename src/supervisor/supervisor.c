@@ -74,6 +74,7 @@ struct sv {
     struct loop_timer kill_timer;
     int grace_ms; /* before the kill (stop's "time"; default STOP_GRACE_MS) */
     struct grant *grants[SV_MAX_GRANTS];
+    int stop_signo; /* the signal that made us stop the bottle (0: none) */
     bool stopping;
     int status;
     bool done;
@@ -178,6 +179,10 @@ static void on_bottle_exit(struct loop_source *src, uint32_t ev)
     loop_del(s->loop, src);
     if (s->be->wait(s->bottle, &status) < 0)
         status = 125;
+    /* Stopped because we got SIGINT (or SIGHUP): the command died of the SIGTERM we sent;
+     * exit as a program killed by what we got would (130 for SIGINT, as shells do). */
+    if (s->stop_signo && s->stop_signo != SIGTERM && status == 128 + SIGTERM)
+        status = 128 + s->stop_signo;
     if (!s->done)
         s->status = status;
     s->done = true;
@@ -213,8 +218,8 @@ static void on_daemon_exit(struct loop_source *src, uint32_t ev)
 static void on_channel_dead(void *ud, int err)
 {
     struct sv *s = ud;
-    if (s->stopping || s->done)
-        return;
+    if (s->stopping || s->done || err == 0 || err == -ECONNRESET || err == -EPIPE)
+        return; /* (how it ends when the bottle exits) */
     log_debug("channel closed (%s)", strerror(-err));
 }
 
@@ -372,6 +377,8 @@ static void on_signal(struct loop *l, int signo, void *ud)
         loop_quit(s->loop, 0); /* the bottle is gone: stop waiting for a slow reader */
         return;
     }
+    if (!s->stop_signo)
+        s->stop_signo = signo;
     request_stop(s);
 }
 
@@ -731,7 +738,9 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         r = -EPERM;
         goto out;
     }
-    s.notice.crlf = o->tty;
+    s.notice.hold = o->tty; /* never drawn over the program's screen: said when it exits */
+    s.notice.quiet = o->quiet;
+    s.notice.bottle = s.name;
 
     /* the daemon builds the same policy from the same arguments */
     policy = policy_free(policy);
@@ -783,6 +792,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     if (r < 0)
         goto out;
     write_info(&s);
+    log_debug("bottle %s started (backend %s); audit log %s", s.name, s.be->name, s.audit);
     if (s.use_tty && (r = tty_relay_start(&s.tty)) < 0)
         goto out;
     if (!s.use_tty && (r = stdio_relay_start(&s.pipes, on_stdio_done, &s)) < 0) {
@@ -824,6 +834,10 @@ out:
     if (s.started.channel_fd >= 0)
         close(s.started.channel_fd);
     daemon_stop(&s.daemon);
+    /* The daemon wrote its last records (connections it closed on the way out); the terminal
+     * is ours again: the held lines and what is new, then where the log is. */
+    notice_poll(&s.notice);
+    notice_finish(&s.notice);
     notice_done(&s.notice);
     if (s.loop) {
         loop_timer_stop(s.loop, &s.kill_timer);

@@ -28,6 +28,7 @@ struct supervisor_opts {
     struct strv env;       /* NAME=VALUE to pass in */
     struct strv mounts;    /* SRC:DST[:ro] */
     bool tty, interactive;
+    bool quiet;              /* no blocked/failed-host notices on stderr */
     struct strv allow_write; /* workspace-relative protected paths to leave writable */
     /* cgroup limits (0: none; the CLI fills in the defaults) and the tmpfs sizes in bytes
      * (/tmp, $HOME, /dev/shm; must be non-zero). */

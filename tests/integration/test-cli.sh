@@ -20,7 +20,7 @@ for v in run egress "policy check"; do
     "$BB" $v --no-such-option >/dev/null 2>"$T/err"
     is "$v: an unknown option exits 125" "$?" "125"
     is "... saying so, then how to get help" "$(cat "$T/err")" \
-        "${v##* }: unrecognized option '--no-such-option'
+        "bot-bottle: unrecognized option '--no-such-option'
 Try 'bot-bottle $v --help'."
 done
 "$BB" run --allow 'bad pattern' -- true >/dev/null 2>"$T/err"

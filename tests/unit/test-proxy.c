@@ -641,7 +641,7 @@ static void test_upstream_refused(void **state)
     send_all(fd, "GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n\r\n");
     pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
     assert_non_null(strstr(out, "HTTP/1.1 502 "));
-    assert_non_null(strstr(out, "X-Bottle-Error: upstream-connect-failed"));
+    assert_non_null(strstr(out, "X-Bottle-Error: upstream-connect-refused"));
     close(fd);
 }
 

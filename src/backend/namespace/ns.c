@@ -300,8 +300,13 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
     b->handoff_fd = args->handoff_fd;
     buf_init(&b->spec, BOTTLE_SPEC_MAX_SIZE);
     r = bottle_spec_encode(&tmp, &b->spec);
-    if (r < 0) {
+    if (r == -E2BIG)
+        log_error("namespace backend: the bottle spec (the command, its variables, mounts) is "
+                  "larger than %d KiB: Argument list too long; pass large data in a file",
+                  BOTTLE_SPEC_MAX_SIZE / 1024);
+    else if (r < 0)
         log_errno(LOG_LVL_ERROR, r, "namespace backend: encoding the bottle spec");
+    if (r < 0) {
         goto fail;
     }
     r = ns_find_init(args->paths.init, b->init, sizeof(b->init));
