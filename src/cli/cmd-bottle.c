@@ -104,17 +104,19 @@ static struct counts count_log(const char *path)
 
 static void ls_usage(FILE *f)
 {
-    fprintf(f, "Usage: bot-bottle ls [--json] [-a]\n"
-               "\n"
-               "List the bottles: name, backend, loopback alias, state, uptime, the counts of\n"
-               "allowed and denied egress decisions in its audit log, and the main command.\n"
-               "state: running; stale (its supervisor was killed; the next 'run' removes it);\n"
-               "stopped (with -a: only its audit log is left).\n"
-               "\n"
-               "Options:\n"
-               "      --json   one JSON object (schema in docs/cli.md)\n"
-               "  -a, --all    also the stopped bottles whose audit log is still there\n"
-               "  -h, --help   this text\n");
+    fprintf(f,
+            "Usage: bot-bottle ls [--json] [-a]\n"
+            "\n"
+            "List the bottles: name, backend, loopback alias, state, uptime, the counts of\n"
+            "allowed and denied egress decisions in its audit log, and the main command.\n"
+            "state: running; stale (its supervisor was killed; the next 'run' removes it);\n"
+            "stopped (with -a: only its audit log is left).\n"
+            "\n"
+            "Options:\n"
+            "      --json   one JSON object: {\"version\":1, \"bottles\":[{name, state, backend,\n"
+            "               alias, pid, started, uptime_s, command, allowed, denied, audit}]}\n"
+            "  -a, --all    also the stopped bottles whose audit log is still there\n"
+            "  -h, --help   this text\n");
 }
 
 struct row {
@@ -561,7 +563,7 @@ static void logs_usage(FILE *f)
                "\n"
                "Options:\n"
                "  -f, --follow  keep printing new records until interrupted (Ctrl-C)\n"
-               "      --json    the raw JSON lines (schema in docs/cli.md)\n"
+               "      --json    the raw JSON lines, as the daemon wrote them\n"
                "      --denied  only denied decisions\n"
                "      --kind KIND  only records of KIND: connect, http, dns, policy, end\n"
                "      --verify  check the log's hash chain: exit 0 when intact, 1 when a line\n"
