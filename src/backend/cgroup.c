@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/fileio.h"
 #include "common/macro.h"
 #include "common/str.h"
 
@@ -39,33 +40,10 @@ void cgroup_init(struct bb_cgroup *cg)
 static int write_str(const char *dir, const char *file, const char *data)
 {
     char path[PATH_MAX + 64];
-    _cleanup_close_ int fd = -1;
-    size_t n = strlen(data);
-    ssize_t w;
 
     if (str_printf(path, sizeof(path), "%s/%s", dir, file) < 0)
         return -ENAMETOOLONG;
-    fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    w = RETRY_EINTR(write(fd, data, n));
-    if (w < 0)
-        return -errno;
-    return (size_t)w == n ? 0 : -EIO;
-}
-
-static int read_small(const char *path, char *buf, size_t size)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-
-    if (fd < 0)
-        return -errno;
-    n = RETRY_EINTR(read(fd, buf, size - 1));
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    return 0;
+    return file_write_str(path, data);
 }
 
 static bool fs_is(const char *path, long magic)
@@ -79,7 +57,7 @@ static int own_cgroup(const char *ctl, char *buf, size_t size)
 {
     char data[4096], *save = NULL;
 
-    if (read_small("/proc/self/cgroup", data, sizeof(data)) < 0)
+    if (file_read_small("/proc/self/cgroup", data, sizeof(data)) < 0)
         return -ENOENT;
     for (char *line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
@@ -202,7 +180,7 @@ static int enable_controllers(const char *dir, const bool need[CGROUP_CTL_MAX], 
     int r;
 
     (void)str_printf(path, sizeof(path), "%s/cgroup.controllers", dir);
-    if ((r = read_small(path, have, sizeof(have))) < 0)
+    if ((r = file_read_small(path, have, sizeof(have))) < 0)
         return fail(reterr, errsize, r, "cannot read", path);
     for (size_t i = 0; i < CGROUP_CTL_MAX; i++) {
         if (!need[i])

@@ -4,12 +4,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "common/buf.h"
+#include "common/fileio.h"
 #include "common/net.h"
 #include "common/str.h"
 
@@ -115,6 +118,31 @@ static void test_str_path_rel_clean(void **state)
         assert_false(str_path_rel_clean(bad[i]));
 }
 
+static void test_fileio(void **state)
+{
+    char dir[] = "/tmp/bb-test-fileio.XXXXXX", path[64], buf[8];
+    FILE *f;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/f", dir);
+    /* write needs an existing file (as for /proc and cgroup files) */
+    assert_int_equal(file_write_str(path, "x"), -ENOENT);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(file_write_str(path, "first\nsecond\n"), 0);
+    /* bounded: size-1 bytes at most, NUL-terminated */
+    assert_int_equal(file_read_small(path, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "first\ns");
+    assert_int_equal(file_read_line(path, buf, sizeof(buf)), 0);
+    assert_string_equal(buf, "first");
+    assert_int_equal(file_read_small(path, buf, 0), -EINVAL);
+    unlink(path);
+    assert_int_equal(file_read_line(path, buf, sizeof(buf)), -ENOENT);
+    rmdir(dir);
+}
+
 static void test_slice(void **state)
 {
     (void)state;
@@ -152,7 +180,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),    cmocka_unit_test(test_buf_consume_offset),
         cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_str_path_rel_clean),
-        cmocka_unit_test(test_slice),      cmocka_unit_test(test_net_addr),
+        cmocka_unit_test(test_slice),      cmocka_unit_test(test_fileio),
+        cmocka_unit_test(test_net_addr),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,7 @@
 #include "backend/cgroup.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
+#include "common/fileio.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/pidfd.h"
@@ -80,39 +81,6 @@ static struct ns_bottle *ns_of(struct bottle *b)
 }
 
 /* ---- small helpers ---- */
-
-static int write_file(const char *path, const char *data)
-{
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
-    size_t n = strlen(data);
-    ssize_t w;
-
-    if (fd < 0)
-        return -errno;
-    w = RETRY_EINTR(write(fd, data, n));
-    if (w < 0)
-        return -errno;
-    return (size_t)w == n ? 0 : -EIO;
-}
-
-/* First line of a small file (without the newline) into buf; -ENOENT etc. */
-static int read_line(const char *path, char *buf, size_t size)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n;
-    char *nl;
-
-    if (fd < 0)
-        return -errno;
-    n = RETRY_EINTR(read(fd, buf, size - 1));
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    nl = strchr(buf, '\n');
-    if (nl)
-        *nl = '\0';
-    return 0;
-}
 
 int ns_format_id_map(uint32_t host_id, char *buf, size_t size)
 {
@@ -176,7 +144,7 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
     bool root = geteuid() == 0;
     int r;
 
-    if (!root && read_line("/proc/sys/kernel/unprivileged_userns_clone", v, sizeof(v)) == 0 &&
+    if (!root && file_read_line("/proc/sys/kernel/unprivileged_userns_clone", v, sizeof(v)) == 0 &&
         strcmp(v, "0") == 0) {
         (void)str_printf(p.reason, sizeof(p.reason),
                          "unprivileged user namespaces are disabled "
@@ -185,7 +153,8 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
         goto done;
     }
     if (!root &&
-        read_line("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", v, sizeof(v)) == 0 &&
+        file_read_line("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", v, sizeof(v)) ==
+            0 &&
         strcmp(v, "1") == 0) {
         (void)str_printf(p.reason, sizeof(p.reason),
                          "unprivileged user namespaces are disabled "
@@ -193,7 +162,8 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
                          "kernel.apparmor_restrict_unprivileged_userns=0");
         goto done;
     }
-    if (read_line("/proc/sys/user/max_user_namespaces", v, sizeof(v)) == 0 && strcmp(v, "0") == 0) {
+    if (file_read_line("/proc/sys/user/max_user_namespaces", v, sizeof(v)) == 0 &&
+        strcmp(v, "0") == 0) {
         (void)str_printf(p.reason, sizeof(p.reason),
                          "user namespaces are disabled (user.max_user_namespaces=0); run: sudo "
                          "sysctl -w user.max_user_namespaces=15000");
@@ -437,7 +407,7 @@ static int write_id_maps(pid_t pid, uint32_t uid, uint32_t gid)
     if (!root) {
         /* Required before an unprivileged gid_map (CVE-2014-8989). */
         (void)str_printf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
-        r = write_file(path, "deny");
+        r = file_write_str(path, "deny");
         if (r < 0)
             return r;
     }
@@ -457,7 +427,7 @@ static int write_id_maps(pid_t pid, uint32_t uid, uint32_t gid)
             return r;
         (void)str_printf(path, sizeof(path), "/proc/%d/%s", (int)pid,
                          pass == 0 ? "uid_map" : "gid_map");
-        r = write_file(path, map);
+        r = file_write_str(path, map);
         if (r < 0)
             return r;
     }
