@@ -15,13 +15,20 @@ for d in sys.argv[1:]:
     for line in lines:
         if not line.strip():
             continue
-        r = json.loads(line).get("result", "")
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            # A damaged log (e.g. two runs writing it at once) never passes silently.
+            failed += 1
+            print(f"FAILED: {d}: an unreadable line in meson-logs/testlog.json")
+            continue
+        r = rec.get("result", "")
         if r in ("OK", "EXPECTEDFAIL"):
             passed += 1
         elif r == "SKIP":
             skipped += 1
         else:
             failed += 1
-            print(f"FAILED: {d}: {json.loads(line).get('name')} ({r})")
+            print(f"FAILED: {d}: {rec.get('name')} ({r})")
 print(f"{passed} passed, {failed} failed, {skipped} skipped")
 PY
