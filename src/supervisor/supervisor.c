@@ -604,7 +604,8 @@ static int select_backend(struct sv *s)
 
     r = backend_select(s->o->backend, NULL, &s->be, &probe);
     if (r == -ENOENT) {
-        log_error("unknown backend '%s'; 'bot-bottle run --help' lists the backends", s->o->backend);
+        log_error("unknown backend '%s'; 'bot-bottle run --help' lists the backends",
+                  s->o->backend);
         return r;
     }
     if (r < 0) {
