@@ -377,32 +377,12 @@ int initramfs_build_bottle(const void *init, size_t init_len, const struct initr
     return r < 0 ? r : cpio_finish(&w);
 }
 
+/* The init binary: a regular file of at most INITRAMFS_INIT_MAX bytes (ret's cap). */
 static int read_init(const char *path, struct buf *ret)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    struct stat st;
+    int r = read_host_file(path, ret);
 
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EINVAL;
-    if ((uint64_t)st.st_size > INITRAMFS_INIT_MAX)
-        return -EFBIG;
-    for (;;) {
-        char chunk[65536];
-        ssize_t n = RETRY_EINTR(read(fd, chunk, sizeof(chunk)));
-
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        int r = buf_append(ret, chunk, (size_t)n);
-        if (r < 0)
-            return r == -E2BIG ? -EFBIG : r; /* the file grew while we read it */
-    }
-    return 0;
+    return r == -E2BIG ? -EFBIG : r;
 }
 
 static int write_all(int fd, const char *p, size_t len)
