@@ -1,8 +1,16 @@
 #include "common/pidfd.h"
 
 #include <errno.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "common/macro.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
 
 int bb_pidfd_open(pid_t pid)
 {
@@ -14,4 +22,15 @@ int bb_pidfd_open(pid_t pid)
 int bb_pidfd_send_signal(int pidfd, int sig)
 {
     return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+int bb_pidfd_wait(int pidfd, siginfo_t *ret)
+{
+    memset(ret, 0, sizeof(*ret));
+    return RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)pidfd, ret, WEXITED)) < 0 ? -errno : 0;
+}
+
+int bb_siginfo_status(const siginfo_t *si)
+{
+    return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
 }

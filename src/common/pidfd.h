@@ -4,9 +4,15 @@
  */
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 /* A pidfd (close-on-exec) for pid; or -errno. */
 int bb_pidfd_open(pid_t pid);
 /* Send sig to the process behind pidfd. Returns 0 or -errno (-ESRCH: it has exited). */
 int bb_pidfd_send_signal(int pidfd, int sig);
+/* Reap the exited child behind pidfd (blocks until it exits); *ret gets its siginfo.
+ * Returns 0 or -errno. */
+int bb_pidfd_wait(int pidfd, siginfo_t *ret);
+/* The shell-style status of a reaped child: its exit code, or 128 + the signal that killed it. */
+int bb_siginfo_status(const siginfo_t *si);

@@ -64,9 +64,6 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 /* How long QEMU may take to connect its ctl and chan sockets after exec. */
 #define MICROVM_CONNECT_MS 15000
@@ -604,9 +601,10 @@ static int mv_wait(struct bottle *bb, int *ret_status)
         char line[64];
         int code;
 
-        memset(&si, 0, sizeof(si));
-        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED)) < 0)
-            return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: waiting for QEMU");
+        int r = bb_pidfd_wait(b->pidfd, &si);
+
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "microvm backend: waiting for QEMU");
         b->reaped = true;
         code = ctl_status(b, line, sizeof(line));
         if (code < 0 && b->killed && si.si_code != CLD_EXITED) {

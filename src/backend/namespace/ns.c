@@ -53,9 +53,6 @@
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
-#ifndef P_PIDFD
-#define P_PIDFD 3
-#endif
 
 #define NS_FLAGS                                                                                   \
     (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |     \
@@ -535,11 +532,11 @@ static int ns_wait(struct bottle *bb, int *ret_status)
     if (b->pid <= 0)
         return -ECHILD;
     if (!b->reaped) {
-        memset(&si, 0, sizeof(si));
-        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED)) < 0)
-            return log_errno(LOG_LVL_ERROR, -errno, "namespace backend: waiting for the bottle");
+        int r = bb_pidfd_wait(b->pidfd, &si);
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "namespace backend: waiting for the bottle");
         b->reaped = true;
-        b->status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        b->status = bb_siginfo_status(&si);
     }
     *ret_status = b->status;
     return 0;
@@ -858,11 +855,11 @@ static int ns_exec_wait(struct backend_exec *ee, int *ret_status)
     siginfo_t si;
 
     if (!x->reaped) {
-        memset(&si, 0, sizeof(si));
-        if (RETRY_EINTR(waitid((idtype_t)P_PIDFD, (id_t)x->pidfd, &si, WEXITED)) < 0)
-            return -errno;
+        int r = bb_pidfd_wait(x->pidfd, &si);
+        if (r < 0)
+            return r;
         x->reaped = true;
-        x->status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+        x->status = bb_siginfo_status(&si);
     }
     *ret_status = x->status;
     return 0;
