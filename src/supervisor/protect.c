@@ -568,6 +568,31 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
 #define PROTECT_MAX_SUBMODULES 8
 
 /*
+ * Open .git/NAME of the workspace for reading, never through a symlink. Returns 1 and *ret, 0
+ * when there is none (no .git directory, no NAME, or a symlink there), or -errno (logged).
+ */
+static int open_git_subdir(const char *ws, int wsfd, const char *name, DIR **ret)
+{
+    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int fd;
+    DIR *d;
+
+    if (git < 0)
+        return 0;
+    fd = openat(git, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    d = fdopendir(fd);
+    if (!d) {
+        int r = -errno;
+        close(fd);
+        return log_errno(LOG_LVL_ERROR, r, "cannot read %s/.git/%s", ws, name);
+    }
+    *ret = d;
+    return 1;
+}
+
+/*
  * The checkouts of the repository's submodules: each one's .git is a file ("gitdir:
  * ../.git/modules/NAME") that the host's git status in the workspace follows to run git
  * status in the submodule. A bottle that rewrote it to point at a gitdir of its own made the
@@ -579,21 +604,12 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
 static int submodule_entries(const char *ws, int wsfd, struct strv *out)
 {
     size_t n = 0;
-    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int fd;
-    DIR *d;
+    DIR *d = NULL;
     struct dirent *de;
+    int opened = open_git_subdir(ws, wsfd, "modules", &d);
 
-    if (git < 0)
-        return 0;
-    fd = openat(git, "modules", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/modules", ws);
-    }
+    if (opened <= 0)
+        return opened;
     while ((de = readdir(d))) {
         struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
         struct strv inc = { 0 };
@@ -647,21 +663,12 @@ static int worktree_entries(const char *ws, int wsfd, struct strv *out)
 {
     bool wt_config = false;
     size_t n = 0;
-    _cleanup_close_ int git = openat(wsfd, ".git", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    int fd;
-    DIR *d;
+    DIR *d = NULL;
     struct dirent *de;
+    int opened = open_git_subdir(ws, wsfd, "worktrees", &d);
 
-    if (git < 0)
-        return 0;
-    fd = openat(git, "worktrees", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return 0; /* none; a symlink there is not followed by git-aware code here either */
-    d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return log_errno(LOG_LVL_ERROR, -errno, "cannot read %s/.git/worktrees", ws);
-    }
+    if (opened <= 0)
+        return opened;
     for (size_t i = 0; i < out->n; i++)
         if (strcmp(out->v[i], ".git/config.worktree") == 0)
             wt_config = true;
