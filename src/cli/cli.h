@@ -30,6 +30,7 @@ int cmd_allow(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
 /* The compiled-in help topics (cmd-help.c): the text of NAME or NULL; the i-th name or NULL. */
 const char *help_topic_text(const char *name);
 const char *help_topic_name(size_t i);
@@ -132,3 +133,27 @@ int policy_args_reload(void *userdata, struct policy **ret);
  */
 void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config *cfg,
                              struct strv *out);
+
+/*
+ * What an agent profile adds to `run` (cmd-agent.c; docs/agents.md): its command, variables
+ * (NAME=VALUE: fixed ones, the host's API keys when set, PATH with the cached agent first, the
+ * state directory's variable) and mounts (SRC:DST[:ro]: the cache read-only, the state
+ * directory read-write). Its hosts go straight into the policy and args->cli.allow.
+ */
+struct agent_run {
+    char *command;
+    struct strv env;
+    struct strv mounts;
+};
+/* Whether name is an agent profile (built-in or in cfg). */
+bool agent_run_known(const struct bb_config *cfg, const char *name);
+/*
+ * For `run NAME` / `run --agent NAME` in workspace (canonical), after policy_args_finish:
+ * looks the profile up, finds the agent (the cache, else the host's /usr), allows its hosts in
+ * policy and args, creates its state directory (refused where a bottle can write, writable)
+ * and fills *ret. Logs and returns -errno on failure.
+ */
+int agent_run_prepare(const char *name, const char *workspace, struct policy_args *args,
+                      const struct bb_config *cfg, struct policy *policy,
+                      const struct strv *writable, struct agent_run *ret);
+void agent_run_done(struct agent_run *ar);

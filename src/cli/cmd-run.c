@@ -40,12 +40,15 @@ enum {
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
     OPT_QUIET,
+    OPT_AGENT,
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: bot-bottle run [options] [--] COMMAND [ARG...]\n"
+            "       bot-bottle run [options] AGENT [ARG...]     (an agent profile: claude, codex)\n"
+            "       bot-bottle run [options] --agent AGENT [--] [ARG...]\n"
             "\n"
             "Run COMMAND in a new bottle: it sees the workspace (read-write, at the same path)\n"
             "and the host's /usr read-only, nothing else of the host, and reaches the network\n"
@@ -58,6 +61,10 @@ static void usage(FILE *f)
             "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
             "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
+            "      --agent NAME         run the agent NAME with its profile: its hosts, API\n"
+            "                           keys and state directory (bot-bottle help agents).\n"
+            "                           'run NAME' does the same when the first argument names\n"
+            "                           a profile; 'run -- NAME' runs NAME as a plain command\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
@@ -447,6 +454,7 @@ int cmd_run(int argc, char **argv)
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "agent", required_argument, NULL, OPT_AGENT },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -461,6 +469,10 @@ int cmd_run(int argc, char **argv)
     uint64_t tmpfs_size = 0, shm_size = 0;
     bool no_limits = false;
     _cleanup_free_ char *audit = NULL;
+    const char *agent = NULL;
+    struct agent_run ar = { 0 };
+    _cleanup_free_ char **cmdv = NULL;
+    bool dashdash;
     int opt, ret = EXIT_BB_FAILURE;
 
     const struct cli_parser parser = { "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, usage,
@@ -541,11 +553,16 @@ int cmd_run(int argc, char **argv)
         case OPT_QUIET:
             o.quiet = true;
             break;
+        case OPT_AGENT:
+            agent = optarg;
+            break;
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
     }
-    if (optind >= argc) {
+    /* getopt stepped over a `--` ending the options: what follows is a plain command. */
+    dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+    if (optind >= argc && !agent) {
         log_error("run: no COMMAND given (e.g. bot-bottle run --backend namespace -- bash)");
         goto out;
     }
@@ -560,6 +577,26 @@ int cmd_run(int argc, char **argv)
     args.writable_roots = &writable;
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
+    /* `run NAME [ARGS]`: the first argument names an agent profile (docs/agents.md). */
+    if (!agent && !dashdash && agent_run_known(&cfg, argv[optind]))
+        agent = argv[optind++];
+    if (agent) {
+        size_t n = 0;
+        if (agent_run_prepare(agent, wsbuf, &args, &cfg, policy, &writable, &ar) < 0)
+            goto out;
+        for (size_t i = 0; i < ar.mounts.n; i++) {
+            strv_push(&mounts, ar.mounts.v[i]);
+            if (add_writable_mount(&writable, ar.mounts.v[i]) < 0)
+                goto out;
+        }
+        cmdv = xcalloc((size_t)(argc - optind) + 2, sizeof(*cmdv));
+        cmdv[n++] = ar.command;
+        for (int i = optind; i < argc; i++)
+            cmdv[n++] = argv[i];
+        /* the agent's variables first: [env] pass and --env come later and win */
+        for (size_t i = 0; i < ar.env.n; i++)
+            strv_push(&o.env, ar.env.v[i]);
+    }
     if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 
@@ -577,7 +614,7 @@ int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < env_specs.n; i++)
         if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
-    if (check_sizes(argv + optind, &o.env) < 0)
+    if (check_sizes(cmdv ? cmdv : argv + optind, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
@@ -586,7 +623,7 @@ int cmd_run(int argc, char **argv)
     o.backend = backend;
     o.name = cfg.name;
     o.workspace = wsbuf;
-    o.argv = argv + optind;
+    o.argv = cmdv ? cmdv : argv + optind;
     o.audit_path = audit;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
@@ -615,5 +652,6 @@ out:
     strv_done(&o.daemon_args);
     strv_done(&allow_write);
     policy_args_done(&args);
+    agent_run_done(&ar);
     return ret;
 }

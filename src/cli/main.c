@@ -10,6 +10,7 @@
 #include "common/macro.h"
 
 static const struct cli_command commands[] = {
+    { "agent", "install and list agents (agent install NAME, agent ls)", cmd_agent },
     { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
     { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
     { "help", "help on a topic: notices, policy, config, workspace", cmd_help },
