@@ -74,14 +74,15 @@ static int push_free(struct strv *v, char *s)
 
 bool agent_run_known(const struct bb_config *cfg, const char *name)
 {
-    struct agent_profile p;
+    struct agent_profile p = { 0 };
+    int r;
 
     if (!config_agent_name_valid(name))
         return false;
-    if (agent_profile_get(cfg, name, &p) == -ENOENT)
-        return false;
-    agent_profile_done(&p);
-    return true; /* (-EINVAL: it is one, and agent_run_prepare says what is wrong) */
+    r = agent_profile_get(cfg, name, &p);
+    if (r == 0)
+        agent_profile_done(&p);
+    return r != -ENOENT; /* (-EINVAL: it is one, and agent_run_prepare says what is wrong) */
 }
 
 static void say_unknown_agent(const char *name)
@@ -285,6 +286,8 @@ static void usage_agent(FILE *f)
             "the same backend as 'run' (-b, BOT_BOTTLE_BACKEND, [bottle] backend; default\n"
             "microvm, slow under TCG: -b namespace is faster and shares the host's kernel).\n"
             "  -b, --backend NAME       the install bottle's backend\n"
+            "  -c, --config FILE        config file for [agent] profiles and [bottle] backend\n"
+            "                           (repeatable; default: the user's config.ini)\n"
             "      --registry URL       the npm registry (default: 'npm config get registry')\n"
             "      --allow-cidr CIDR    let the registry's name resolve into CIDR (a registry\n"
             "                           on a private or local address; repeatable)\n"
@@ -306,11 +309,12 @@ static int cmd_agent_ls(int argc, char **argv)
 {
     static const struct option longopts[] = {
         { "json", no_argument, NULL, 'j' },
+        { "config", required_argument, NULL, 'c' },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const struct cli_parser parser = { "agent ls", "+vh", longopts, usage_agent, NULL };
+    const struct cli_parser parser = { "agent ls", "+c:vh", longopts, usage_agent, NULL };
     struct policy_args args = { 0 };
     struct bb_config cfg = { 0 };
     struct strv names = { 0 };
@@ -322,13 +326,16 @@ static int cmd_agent_ls(int argc, char **argv)
     optind = 1;
     while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
         if (opt == CLI_OPT_EXIT)
-            return ret;
+            goto out;
         if (opt == 'j')
             json = true;
+        if (opt == 'c')
+            (void)policy_args_handle(&args, 'c', optarg);
     }
+    ret = EXIT_BB_FAILURE;
     if (optind < argc) {
         log_error("agent ls takes no arguments; try 'bot-bottle agent --help'");
-        return EXIT_BB_FAILURE;
+        goto out;
     }
     if (agent_load_config(&args, &cfg) < 0)
         goto out;
@@ -526,6 +533,7 @@ static int cmd_agent_install(int argc, char **argv)
     enum { OPT_REGISTRY = 0x2200, OPT_ALLOW_CIDR, OPT_UPSTREAM_DNS, OPT_QUIET };
     static const struct option longopts[] = {
         { "backend", required_argument, NULL, 'b' },
+        { "config", required_argument, NULL, 'c' },
         { "registry", required_argument, NULL, OPT_REGISTRY },
         { "allow-cidr", required_argument, NULL, OPT_ALLOW_CIDR },
         { "upstream-dns", required_argument, NULL, OPT_UPSTREAM_DNS },
@@ -534,7 +542,7 @@ static int cmd_agent_install(int argc, char **argv)
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
-    const struct cli_parser parser = { "agent install", "+b:vh", longopts, usage_agent, NULL };
+    const struct cli_parser parser = { "agent install", "+b:c:vh", longopts, usage_agent, NULL };
     struct policy_args args = { 0 };
     struct bb_config cfg = { 0 };
     struct agent_profile p = { 0 };
@@ -542,7 +550,7 @@ static int cmd_agent_install(int argc, char **argv)
     _cleanup_free_ char *registry = NULL, *pattern = NULL, *cidr = NULL, *cache = NULL,
                         *dest = NULL, *stage = NULL, *old = NULL, *logpath = NULL, *version = NULL,
                         *spec = NULL, *name = NULL, *regenv = NULL, *cafile = NULL, *caenv = NULL,
-                        *camount = NULL;
+                        *camount = NULL, *bottle = NULL;
     const char *backend = NULL, *upstream = NULL, *want_version = NULL;
     _cleanup_close_ int logfd = -1;
     bool quiet = false, verbose = false;
@@ -554,9 +562,12 @@ static int cmd_agent_install(int argc, char **argv)
     while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
         switch (opt) {
         case CLI_OPT_EXIT:
-            return ret;
+            goto out;
         case 'b':
             backend = optarg;
+            break;
+        case 'c':
+            (void)policy_args_handle(&args, 'c', optarg);
             break;
         case OPT_REGISTRY:
             free(registry);
@@ -575,6 +586,7 @@ static int cmd_agent_install(int argc, char **argv)
             break;
         }
     }
+    ret = EXIT_BB_FAILURE;
     verbose = log_get_level() >= LOG_LVL_DEBUG;
     if (optind + 1 != argc) {
         log_error("agent install: name one agent (e.g. bot-bottle agent install claude)");
@@ -655,6 +667,9 @@ static int cmd_agent_install(int argc, char **argv)
     strv_push(&rargv, "bot-bottle");
     strv_push(&rargv, "run");
     strv_push(&rargv, "--no-default-config");
+    bottle = strf("install-%s-%ld", p.name, (long)getpid());
+    strv_push(&rargv, "--name");
+    strv_push(&rargv, bottle);
     strv_push(&rargv, "-w");
     strv_push(&rargv, stage);
     if (backend) {
@@ -764,7 +779,8 @@ static int cmd_agent_install(int argc, char **argv)
         goto out_stage;
     }
     (void)rm_tree(old);
-    progress_end(&pr, true, "installed %s %s (%s) in %s", p.name, version, p.package, dest);
+    progress_end(&pr, true, "installed %s %s (%s) in %s; audit: bot-bottle logs %s", p.name,
+                 version, p.package, dest, bottle);
     ret = 0;
     goto out;
 out_stage:
