@@ -81,7 +81,7 @@ for a in json.load(sys.stdin)["agents"]:
     out2=$(cd "$T/ws" && timeout 120 "$BB" run -v -b $BE --name "ver-$agent" "$agent" --version 2>"$T/ver-$agent.err")
     rc=$?
     is "run $agent --version exits 0" "$rc" 0 || diag "$(cat "$T/ver-$agent.err")"
-    like "... and prints the installed version ($version)" "$out2" "(^| )$(sed 's/[.]/[.]/g' <<<"$version")( |$)"
+    like "... and prints the installed version ($version)" "$out2" "(^| )$(sed 's/[.]/[.]/g' <<<"$version")([^0-9.]|$)"
     like "... run from bot-bottle's cache, mounted read-only" "$(cat "$T/ver-$agent.err")" \
         "agent $agent: $agent from $BOT_BOTTLE_AGENT_CACHE/$agent"
     "$BB" logs "ver-$agent" --json >"$T/ver-$agent.json" 2>/dev/null
