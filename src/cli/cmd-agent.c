@@ -162,7 +162,8 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
         (void)push_free(&ar.mounts, strf("%s:%s/%s:ro", prefix, AGENT_BOTTLE_ROOT, p.name));
         (void)push_free(&ar.env,
                         strf("PATH=%s/%s/bin:%s", AGENT_BOTTLE_ROOT, p.name, AGENT_DEFAULT_PATH));
-        log_debug("agent %s: %s from %s", p.name, p.command, prefix);
+        log_debug("agent %s: %s from %s, mounted read-only at %s/%s", p.name, p.command, prefix,
+                  AGENT_BOTTLE_ROOT, p.name);
     } else if (p.command[0] != '/' && !host_command(p.command, hostbuf, sizeof(hostbuf))) {
         if (p.package)
             log_error("agent %s: %s is not installed; install it (inside a bottle) with: "

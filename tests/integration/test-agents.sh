@@ -67,6 +67,14 @@ for agent in claude codex; do
         "$(find "$BOT_BOTTLE_AGENT_CACHE" -maxdepth 1 -name ".$agent.*" | wc -l)" 0
 done
 
+# The default backend (microvm) too, when it runs here.
+BACKENDS=namespace
+if (cd "$T/ws" && timeout 120 "$BB" run --backend microvm -- true) >/dev/null 2>"$T/microvm.err"; then
+    BACKENDS="namespace microvm"
+else
+    diag "the microvm backend does not run here: $(tail -1 "$T/microvm.err")"
+fi
+
 out=$("$BB" agent ls 2>&1)
 json=$("$BB" agent ls --json 2>&1)
 for agent in claude codex; do
@@ -78,23 +86,25 @@ for agent in claude codex; do
 for a in json.load(sys.stdin)["agents"]:
     if a["name"] == sys.argv[1]: print(a["version"] or "")' "$agent" <<<"$json")
     like "agent ls shows $agent's installed version" "$(grep "^$agent " <<<"$out")" "^$agent +$version +@"
-    out2=$(cd "$T/ws" && timeout 120 "$BB" run -v -b $BE --name "ver-$agent" "$agent" --version 2>"$T/ver-$agent.err")
-    rc=$?
-    is "run $agent --version exits 0" "$rc" 0 || diag "$(cat "$T/ver-$agent.err")"
-    like "... and prints the installed version ($version)" "$out2" "(^| )$(sed 's/[.]/[.]/g' <<<"$version")([^0-9.]|$)"
-    like "... run from bot-bottle's cache, mounted read-only" "$(cat "$T/ver-$agent.err")" \
-        "agent $agent: $agent from $BOT_BOTTLE_AGENT_CACHE/$agent"
-    "$BB" logs "ver-$agent" --json >"$T/ver-$agent.json" 2>/dev/null
-    got=$(hosts <"$T/ver-$agent.json")
-    diag "$agent --version reached: ${got:-nothing}"
-    case $agent in
-    claude) api=api.anthropic.com ;;
-    codex) api=api.openai.com ;;
-    esac
-    like "... its profile allows its API host $api" "$(cat "$T/ver-$agent.err")" \
-        "agent $agent: allows $api(,|$)"
-    is "... and nothing outside its profile was reached or refused" \
-        "$(grep -Ev " (api\.anthropic\.com|claude\.ai|platform\.claude\.com|console\.anthropic\.com|api\.openai\.com|chatgpt\.com|auth\.openai\.com) allow$" <<<"$got")" ""
+    for be in $BACKENDS; do
+        out2=$(cd "$T/ws" && timeout 300 "$BB" run -v -b $be --name "ver-$agent-$be" "$agent" --version 2>"$T/ver-$agent.err")
+        rc=$?
+        is "run -b $be $agent --version exits 0" "$rc" 0 || diag "$(cat "$T/ver-$agent.err")"
+        like "... and prints the installed version ($version)" "$out2" "(^| )$(sed 's/[.]/[.]/g' <<<"$version")([^0-9.]|$)"
+        like "... run from bot-bottle's cache, mounted read-only" "$(cat "$T/ver-$agent.err")" \
+            "agent $agent: $agent from $BOT_BOTTLE_AGENT_CACHE/$agent, mounted read-only at /opt/bot-bottle/agents/$agent"
+        "$BB" logs "ver-$agent-$be" --json >"$T/ver-$agent.json" 2>/dev/null
+        got=$(hosts <"$T/ver-$agent.json")
+        diag "$agent --version ($be) reached: ${got:-nothing}"
+        case $agent in
+        claude) api=api.anthropic.com ;;
+        codex) api=api.openai.com ;;
+        esac
+        like "... its profile allows its API host $api" "$(cat "$T/ver-$agent.err")" \
+            "agent $agent: allows $api(,|$)"
+        is "... and nothing outside its profile was reached or refused" \
+            "$(grep -Ev " (api\.anthropic\.com|claude\.ai|platform\.claude\.com|console\.anthropic\.com|api\.openai\.com|chatgpt\.com|auth\.openai\.com) allow$" <<<"$got")" ""
+    done
 done
 
 # ---- the profiles' allowlists, seen from the DNS filter (a local stub as the upstream) ----
@@ -145,6 +155,10 @@ is "a file written in claude's config dir is there in the next bottle" "$out" on
 state=$(ls -d "$XDG_DATA_HOME"/bot-bottle/agents/claude/ws-* 2>/dev/null)
 is "... kept in bot-bottle's state directory, outside the workspace" "$(cat "$state/marker" 2>/dev/null)" onboarded
 is "... which is private (0700)" "$(stat -c %a "$state" 2>/dev/null)" 700
+if [[ $BACKENDS == *microvm* ]]; then
+    out=$(cd "$T/ws" && timeout 300 "$BB" run -b microvm -c "$T/cfg/probe.ini" claude -c 'cat "$CLAUDE_CONFIG_DIR/marker"' 2>/dev/null)
+    is "... and in a microVM bottle of the same workspace" "$out" onboarded
+fi
 out=$(cd "$T/ws2" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 'cat "$CLAUDE_CONFIG_DIR/marker" 2>/dev/null || echo none' 2>&1)
 is "... another workspace has its own" "$out" none
 out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" codex -c 'cat "$CODEX_HOME/marker" 2>/dev/null || echo none' 2>&1)
