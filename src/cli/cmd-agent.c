@@ -718,6 +718,8 @@ static int cmd_agent_install(int argc, char **argv)
     strv_push(&rargv, "--no-audit");
     strv_push(&rargv, "--no-update-notifier");
     strv_push(&rargv, "--loglevel=http");
+    strv_push(&rargv, "--no-progress"); /* (a microVM's console looks like a terminal) */
+    strv_push(&rargv, "--color=false");
     strv_push(&rargv, spec);
 
     progress_begin(&pr, quiet, "installing %s (%s from %s) in a bottle", p.name, spec, registry);
