@@ -51,22 +51,39 @@ static void draw(struct progress *p)
     p->last_ms = now_ms();
 }
 
-void progress_begin(struct progress *p, bool quiet, const char *fmt, ...)
+static void begin(struct progress *p, FILE *f, bool tty, int width, bool quiet, const char *fmt,
+                  va_list ap)
 {
-    struct winsize ws;
-    va_list ap;
-
-    *p = (struct progress){ .f = stderr, .quiet = quiet, .width = 80 };
-    p->tty = isatty(STDERR_FILENO) == 1;
-    if (p->tty && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
-        p->width = ws.ws_col;
-    va_start(ap, fmt);
+    *p = (struct progress){ .f = f, .tty = tty, .quiet = quiet, .width = width > 0 ? width : 80 };
     vsnprintf(p->what, sizeof(p->what), fmt, ap);
-    va_end(ap);
     sanitize(p->what);
     p->start_ms = now_ms();
     if (!quiet)
         draw(p);
+}
+
+void progress_begin_to(struct progress *p, FILE *f, bool tty, int width, bool quiet,
+                       const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    begin(p, f, tty, width, quiet, fmt, ap);
+    va_end(ap);
+}
+
+void progress_begin(struct progress *p, bool quiet, const char *fmt, ...)
+{
+    struct winsize ws;
+    bool tty = isatty(STDERR_FILENO) == 1;
+    int width = 80;
+    va_list ap;
+
+    if (tty && ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+        width = ws.ws_col;
+    va_start(ap, fmt);
+    begin(p, stderr, tty, width, quiet, fmt, ap);
+    va_end(ap);
 }
 
 void progress_update(struct progress *p, const char *fmt, ...)

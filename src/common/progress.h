@@ -36,6 +36,9 @@ struct progress {
 };
 
 void progress_begin(struct progress *p, bool quiet, const char *fmt, ...) _printf_(3, 4);
+/* The same on f, a terminal of width columns when tty (tests; stderr is what users get). */
+void progress_begin_to(struct progress *p, FILE *f, bool tty, int width, bool quiet,
+                       const char *fmt, ...) _printf_(6, 7);
 /* A new detail (fmt NULL: the same one); draws when due. */
 void progress_update(struct progress *p, const char *fmt, ...) _printf_(2, 3);
 /* Erases the line on a terminal (before other output); the next update draws it again. */
