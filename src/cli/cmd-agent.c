@@ -722,7 +722,21 @@ static int cmd_agent_install(int argc, char **argv)
     strv_push(&rargv, "--color=false");
     strv_push(&rargv, spec);
 
-    progress_begin(&pr, quiet, "installing %s (%s from %s) in a bottle", p.name, spec, registry);
+    {
+        const char *env_be = getenv("BOT_BOTTLE_BACKEND");
+        const char *be = backend             ? backend
+                         : env_be && *env_be ? env_be
+                         : cfg.backend       ? cfg.backend
+                                             : "microvm";
+        progress_begin(&pr, quiet, "installing %s (%s from %s) in a %s bottle", p.name, spec,
+                       registry, be);
+        if (strcmp(be, "microvm") == 0 && !quiet) {
+            progress_clear(&pr);
+            log_info("the microvm backend can take minutes for this under TCG emulation; "
+                     "-b namespace is faster (and shares the host's kernel)");
+            progress_update(&pr, NULL);
+        }
+    }
     pid = fork();
     if (pid < 0) {
         progress_clear(&pr);
