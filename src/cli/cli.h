@@ -142,6 +142,7 @@ void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config
  */
 struct agent_run {
     char *command;
+    char *state; /* the state directory (canonical), or NULL */
     struct strv env;
     struct strv mounts;
 };
@@ -157,3 +158,9 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
                       const struct bb_config *cfg, struct policy *policy,
                       const struct strv *writable, struct agent_run *ret);
 void agent_run_done(struct agent_run *ar);
+/*
+ * Every run: refuses (logged, -EPERM) when a path the bottle can write (writable: the workspace
+ * and read-write mount sources, canonical) lies inside or holds the agent cache or the state
+ * root, but for ar's own state directory (ar may be NULL).
+ */
+int agent_run_check_roots(const struct strv *writable, const struct agent_run *ar);

@@ -239,6 +239,10 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
         }
         home_state = strf("%s/%s", strcmp(home, "/") == 0 ? "" : home, p.state);
         (void)push_free(&ar.mounts, strf("%s:%s", state, home_state));
+        {
+            char canon[PATH_MAX];
+            ar.state = xstrdup(realpath(state, canon) ? canon : state);
+        }
         if (p.state_env)
             (void)push_free(&ar.env, strf("%s=%s", p.state_env, home_state));
         log_debug("agent %s: state %s at %s", p.name, state, home_state);
@@ -260,11 +264,47 @@ out:
     return r;
 }
 
+int agent_run_check_roots(const struct strv *writable, const struct agent_run *ar)
+{
+    static const char *const what[] = { "cache", "state directories" };
+    char *roots[2] = { NULL, NULL };
+    int r = 0;
+
+    (void)agent_cache_root(&roots[0]);
+    (void)agent_state_root(&roots[1]);
+    for (size_t k = 0; k < ARRAY_SIZE(roots) && r == 0; k++) {
+        char canon[PATH_MAX];
+        const char *root = roots[k];
+        if (!root)
+            continue;
+        /* The canonical path when it exists (a symlink does not hide it), else as written. */
+        if (realpath(root, canon))
+            root = canon;
+        for (size_t i = 0; i < writable->n; i++) {
+            const char *w = writable->v[i];
+            if (ar && ar->state && strcmp(w, ar->state) == 0)
+                continue; /* (this agent's own state directory) */
+            if (trust_path_within(w, root) || trust_path_within(root, w)) {
+                log_error("%s %s the agents' %s %s, which are bot-bottle's and no bottle may "
+                          "write; use another directory (or set %s elsewhere)",
+                          w, trust_path_within(w, root) ? "lies inside" : "holds", what[k], root,
+                          k == 0 ? "XDG_CACHE_HOME" : "XDG_DATA_HOME");
+                r = -EPERM;
+                break;
+            }
+        }
+    }
+    free(roots[0]);
+    free(roots[1]);
+    return r;
+}
+
 void agent_run_done(struct agent_run *ar)
 {
     strv_done(&ar->mounts);
     strv_done(&ar->env);
     free(ar->command);
+    free(ar->state);
     *ar = (struct agent_run){ 0 };
 }
 

@@ -597,6 +597,8 @@ int cmd_run(int argc, char **argv)
         for (size_t i = 0; i < ar.env.n; i++)
             strv_push(&o.env, ar.env.v[i]);
     }
+    if (agent_run_check_roots(&writable, agent ? &ar : NULL) < 0)
+        goto out;
     if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 

@@ -93,7 +93,9 @@ for a in json.load(sys.stdin)["agents"]:
         like "... and prints the installed version ($version)" "$out2" "(^| )$(sed 's/[.]/[.]/g' <<<"$version")([^0-9.]|$)"
         like "... run from bot-bottle's cache, mounted read-only" "$(cat "$T/ver-$agent.err")" \
             "agent $agent: $agent from $BOT_BOTTLE_AGENT_CACHE/$agent, mounted read-only at /opt/bot-bottle/agents/$agent"
-        "$BB" logs "ver-$agent-$be" --json >"$T/ver-$agent.json" 2>/dev/null
+        "$BB" logs "ver-$agent-$be" --json >"$T/ver-$agent.json" 2>"$T/ver-$agent.logerr"
+        is "... its audit log is complete (ends with the bottle's end record)" \
+            "$?:$(tail -1 "$T/ver-$agent.json" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["kind"])')" "0:end"
         got=$(hosts <"$T/ver-$agent.json")
         diag "$agent --version ($be) reached: ${got:-nothing}"
         case $agent in
@@ -167,6 +169,14 @@ out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 
 unlike "... the user's real home is not in the bottle" "$out" "^\.(bashrc|profile|npmrc)$"
 out=$(cd "$T/ws" && XDG_DATA_HOME="$T/ws/.data" timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c true 2>&1; echo "rc=$?")
 like "a state directory inside the workspace is refused" "$out" "state directory .* lies inside $T/ws, which the bottle can write.*rc=125"
+mkdir -p "$T/data/bot-bottle/agents" "$BOT_BOTTLE_AGENT_CACHE"
+out=$(cd "$T/data" && timeout 60 "$BB" run -b $BE -- true 2>&1; echo "rc=$?")
+like "any bottle whose workspace holds the agents' state directories is refused" "$out" \
+    "$T/data holds the agents' state directories .*rc=125"
+out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE --mount "$BOT_BOTTLE_AGENT_CACHE:/data" -- true 2>&1; echo "rc=$?")
+like "... and one with the agent cache as a read-write mount" "$out" "lies inside the agents' cache .*rc=125"
+out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE --mount "$BOT_BOTTLE_AGENT_CACHE:/data:ro" -- true 2>&1; echo "rc=$?")
+is "... but not a read-only one" "$out" "rc=0"
 
 # ---- grammar: run NAME, run --agent NAME, run -- NAME, user profiles ----
 out=$(cd "$T/ws" && PROBE_PASS=passed timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" --agent probe -- -c 'echo "$PROBE_FIXED $PROBE_PASS $PROBE_HOME"' 2>&1)
