@@ -591,7 +591,7 @@ static int cmd_agent_install(int argc, char **argv)
     _cleanup_free_ char *registry = NULL, *pattern = NULL, *cidr = NULL, *cache = NULL,
                         *dest = NULL, *stage = NULL, *old = NULL, *logpath = NULL, *version = NULL,
                         *spec = NULL, *name = NULL, *regenv = NULL, *cafile = NULL, *caenv = NULL,
-                        *camount = NULL, *bottle = NULL;
+                        *camount = NULL, *bottle = NULL, *staging = NULL;
     const char *backend = NULL, *upstream = NULL, *want_version = NULL;
     _cleanup_close_ int logfd = -1;
     bool quiet = false, verbose = false;
@@ -677,7 +677,16 @@ static int cmd_agent_install(int argc, char **argv)
         goto out;
     }
     dest = strf("%s/%s", cache, p.name);
-    stage = strf("%s/.%s.new-%ld", cache, p.name, (long)getpid());
+    /* The staging directory is the install bottle's workspace, so it may not lie inside the
+     * cache (no bottle writes there: agent_run_check_roots); next to it, on the same file
+     * system, so that the rename below is one step. */
+    staging = strf("%s.staging", cache);
+    r = agent_mkdir_p(staging, 0755);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "agent staging directory %s", staging);
+        goto out;
+    }
+    stage = strf("%s/%s.new-%ld", staging, p.name, (long)getpid());
     old = strf("%s/.%s.old-%ld", cache, p.name, (long)getpid());
     logpath = strf("%s/%s.install.log", cache, p.name);
     spec = strf("%s@%s", p.package, want_version ? want_version : "latest");
@@ -836,12 +845,14 @@ static int cmd_agent_install(int argc, char **argv)
         goto out_stage;
     }
     (void)rm_tree(old);
+    (void)rmdir(staging);
     progress_end(&pr, true, "installed %s %s (%s) in %s; audit: bot-bottle logs %s", p.name,
                  version, p.package, dest, bottle);
     ret = 0;
     goto out;
 out_stage:
     (void)rm_tree(stage);
+    (void)rmdir(staging); /* (when empty) */
 out:
     strv_done(&cidrs);
     strv_done(&rargv);
