@@ -69,13 +69,13 @@ done
 # The install path every time, at the cost of one small metadata request: a version that does
 # not exist fails in npm, inside the bottle, and changes nothing in the cache.
 if [ $reachable = 1 ]; then
-    before=$(ls -la --time-style=full-iso "$BOT_BOTTLE_AGENT_CACHE" 2>/dev/null | grep -v install.log)
+    before=$(ls -l --time-style=full-iso "$BOT_BOTTLE_AGENT_CACHE" 2>/dev/null | grep -v install.log)
     out=$(timeout 300 "$BB" agent install -b $BE --allow-cidr "$ADDR/32" codex@0.0.0-no-such-version 2>&1)
     rc=$?
     like "agent install of a missing version fails with npm's status and its output" "$rc:$out" \
         "^[1-9][0-9]*:.*installing codex failed.*the install bottle exited with status.*(ETARGET|No matching version|notarget)"
     is "... and changes nothing in the cache" \
-        "$(ls -la --time-style=full-iso "$BOT_BOTTLE_AGENT_CACHE" 2>/dev/null | grep -v install.log)" "$before"
+        "$(ls -l --time-style=full-iso "$BOT_BOTTLE_AGENT_CACHE" 2>/dev/null | grep -v install.log)" "$before"
     is "... and leaves no staging directory" "$(ls -A "$BOT_BOTTLE_AGENT_CACHE.staging" 2>/dev/null)" ""
 fi
 
