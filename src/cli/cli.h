@@ -90,6 +90,16 @@ struct policy_args {
     "                           'bot-bottle trust'; bot-bottle help config)\n"                     \
     "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"
 
+/* --hold-blocked: only the verbs that run a daemon (run, egress) list it in their options. */
+#define POLICY_OPT_HOLD_BLOCKED                                                                    \
+    {                                                                                              \
+        "hold-blocked", required_argument, NULL, 0x1007                                            \
+    }
+#define POLICY_OPTS_HELP_HOLD                                                                      \
+    "      --hold-blocked SECONDS  hold a request for a host that is not allowlisted for up\n"     \
+    "                           to SECONDS (at most 3600) instead of refusing it at once: a\n"     \
+    "                           'bot-bottle allow' meanwhile lets it through (default 0: off)\n"
+
 /* Returns 1 when opt was a policy option (consumed), 0 when not, or a negative errno after
  * printing an error. */
 int policy_args_handle(struct policy_args *a, int opt, const char *optarg_);

@@ -77,6 +77,7 @@ static void usage(FILE *f)
             "                           --backend namespace only, for now)\n"
             "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
             "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
+                POLICY_OPTS_HELP_HOLD
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -430,6 +431,7 @@ int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "backend", required_argument, NULL, 'b' },
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
