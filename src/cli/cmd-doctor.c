@@ -61,7 +61,7 @@ static void usage(FILE *f)
                "\n"
                "Options:\n"
                "  -b, --backend NAME       the backend to check as selected (as run --backend)\n"
-               "      --json               one JSON object (schema: docs/backends.md)\n"
+               "      --json               one JSON object for scripts (\"schema\": 1)\n"
                "  -c, --config FILE        config file(s) to read [bottle] backend from (as run)\n"
                "      --no-default-config  read no config file\n"
                "      --upstream-dns ADDR[:PORT]  check this resolver instead of the host's\n"
