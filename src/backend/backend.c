@@ -128,7 +128,7 @@ static int choose_auto(const struct backend_ops *const *list, size_t n,
     if (slow_i < n) {
         ret->ops = list[slow_i];
         (void)str_printf(ret->why + len, sizeof(ret->why) - len,
-                         "; %s is the only one that can run here, slow but a VM boundary",
+                         "; %s is the only one that can run here (emulated: slow)",
                          list[slow_i]->name);
         return 0;
     }

@@ -216,7 +216,7 @@ static void probe_docker(struct findings *f)
     }
     (void)str_printf(sock, sizeof(sock), "%s", host && *host ? host + 7 : "/var/run/docker.sock");
     (void)str_printf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         err = errno;
     if (fd >= 0)

@@ -128,8 +128,13 @@ fi
 if [ "$mv_slow" != none ]; then
     rc=$(brun BOT_BOTTLE_PROC_SYS=$T/sys-nouserns BOT_BOTTLE_BACKEND=auto -- true)
     is "auto without user namespaces runs the microVM (stdin closed, no terminal)" "$rc" "rc=0"
-    like "... saying why" "$(cat "$T/err")" \
-        "backend auto \(from BOT_BOTTLE_BACKEND\) chose microvm: microvm (would be slow|can run here) \(.*\)(; namespace cannot run here \(user namespaces are disabled \(user.max_user_namespaces=0\).*\); microvm is the only one that can run here, slow but a VM boundary)?"
+    if [ "$mv_slow" = slow ]; then
+        like "... saying why: emulated, but the only one left" "$(cat "$T/err")" \
+            "^bot-bottle: backend auto \(from BOT_BOTTLE_BACKEND\) chose microvm: microvm would be slow \(.*TCG.*\); namespace cannot run here \(user namespaces are disabled \(user.max_user_namespaces=0\).*\); microvm is the only one that can run here \(emulated: slow\)"
+    else
+        like "... saying why" "$(cat "$T/err")" \
+            "^bot-bottle: backend auto \(from BOT_BOTTLE_BACKEND\) chose microvm: microvm can run here \("
+    fi
 else
     skip "auto falls back to the microVM" "microvm cannot run here: $(grep -o '"reason": "[^"]*' "$T/doc.json" | head -1)"
 fi
