@@ -602,7 +602,12 @@ static int select_backend(struct sv *s)
     struct backend_probe probe = { 0 };
     int r;
 
-    r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    if (s->o->backend_ops) {
+        s->be = s->o->backend_ops;
+        r = 0;
+    } else {
+        r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    }
     if (r == -ENOENT) {
         log_error("unknown backend '%s'; 'bot-bottle run --help' lists the backends",
                   s->o->backend);

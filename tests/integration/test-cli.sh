@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 check "bot-bottle --help exits 0" "$BB" --help
 check "version prints the version" bash -c "'$BB' version | grep -qE '^bot-bottle [0-9]+\.[0-9]+'"
-for v in egress policy version run trust ls stop allow deny logs; do
+for v in egress policy version run trust ls stop allow deny logs doctor; do
     check "bot-bottle $v --help exits 0 and shows usage" bash -c "'$BB' $v --help | grep -q Usage"
 done
 "$BB" frobnicate >/dev/null 2>&1
