@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <string.h>
 
+#include "backend/docker/docker.h"
 #include "backend/microvm/microvm.h"
 #include "backend/namespace/ns.h"
+#include "backend/smolmachines/smolvm.h"
 #include "common/macro.h"
 #include "common/str.h"
 
@@ -13,6 +15,9 @@
 static const struct backend_ops *const backends[] = {
     &backend_microvm_ops,
     &backend_namespace_ops,
+    /* BACKEND_NOT_AUTO: only by name */
+    &backend_smolmachines_ops,
+    &backend_docker_ops,
 };
 
 const struct backend_ops *const *backend_list(size_t *ret_n)
@@ -38,6 +43,8 @@ int backend_select(const char *name, const struct backend_paths *paths,
     if (strcmp(name, "auto") == 0) {
         struct backend_probe first = { 0 };
         for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+            if (backends[i]->flags & BACKEND_NOT_AUTO)
+                continue;
             r = backends[i]->probe(paths, &probe);
             if (r >= 0 && probe.available) {
                 *ret = backends[i];
