@@ -169,11 +169,27 @@ fail:
     return r;
 }
 
+/* The line of docker's stderr that says what went wrong: the first with "Error" in it (docker
+ * run prints "Unable to find image ..." before its error), else the first; cut at its end. */
+static const char *first_error_line(char *err)
+{
+    char *e = strstr(err, "Error");
+
+    if (e)
+        while (e > err && e[-1] != '\n')
+            e--;
+    else
+        e = err;
+    e[strcspn(e, "\n")] = '\0';
+    return e;
+}
+
 /* Runs one setup command; its stdout (trimmed) in out. 0, or -EIO after logging it. */
 static int docker_step(struct dk_bottle *b, struct ext_argv *a, const char *hint, char *out,
                        size_t out_size)
 {
     char err[1024], line[1024];
+    const char *msg;
     int status = 0, r;
 
     ext_argv_format(a->v, line, sizeof(line));
@@ -181,13 +197,13 @@ static int docker_step(struct dk_bottle *b, struct ext_argv *a, const char *hint
     r = ext_run(a->v, out, out_size, err, sizeof(err), DOCKER_CMD_TIMEOUT_MS, &status);
     if (r == 0 && status == 0)
         return 0;
-    err[strcspn(err, "\n")] = '\0';
+    msg = first_error_line(err);
     if (r < 0)
         log_error("docker backend: '%s' failed (%s)%s%s", line,
                   r == -ETIMEDOUT ? "timed out" : strerror(-r), hint ? "; " : "", hint ? hint : "");
     else
         log_error("docker backend: '%s' failed (exit status %d: %s)%s%s", line, status,
-                  err[0] ? err : "no message", hint ? "; " : "", hint ? hint : "");
+                  msg[0] ? msg : "no message", hint ? "; " : "", hint ? hint : "");
     (void)b;
     return -EIO;
 }
