@@ -31,10 +31,10 @@ out=$(run --name sm1 -a example.com -e SECRET_TOKEN=x -- sh -c '
 rc=$?
 is "the command's exit status comes back" "$rc" 5
 is "the egress daemon answers on the allowlisted alias (403 for a host not allowlisted)" "$out" 403
-cmd=$(grep '^smolvm machine run ' "$FAKE_SMOLVM_LOG" | head -1)
+cmd=$(grep '^smolvm machine run --image ' "$FAKE_SMOLVM_LOG" | head -1)
 alias=$(grep -oE -- '--allow-cidr 127\.77\.[0-9]+\.[0-9]+/32' <<<"$cmd" | cut -d' ' -f2)
 alias=${alias%/32}
-like "an ephemeral smolvm machine runs the bottle" "$cmd" "^smolvm machine run --image [^ ]+ --net-backend tsi "
+like "an ephemeral smolvm machine runs the bottle, on the virtio-net gateway (which enforces the allowlist)" "$cmd" "^smolvm machine run --image [^ ]+ --net-backend virtio-net "
 like "the allowlist is the bottle's alias, a /32 in 127.77/16" "$alias" "^127\\.77\\.[0-9]+\\.[0-9]+"
 is "... and nothing else is allowed (one --allow-cidr, no --allow-host, no bare --net)" \
     "$(grep -oE -- ' --(allow-cidr|allow-host|net|outbound-localhost-only|egress-proxy)( |$)' <<<"$cmd" | tr -d ' ' | tr '\n' ' ')" "--allow-cidr "
@@ -56,8 +56,11 @@ is "no smolvm: exit 125" "$?" 125
 like "... says so, with the fix" "$err" "the smolmachines backend cannot run here: the smolvm CLI is not on PATH: install smolvm .*or pick another backend \\(--backend microvm or --backend namespace\\)"
 err=$(BOT_BOTTLE_KVM_DEVICE="$T/no-kvm" run -- true 2>&1)
 is "no KVM: exit 125" "$?" 125
-like "... says smolvm needs KVM, with the fix" "$err" "smolvm 1\\.4\\.1 is installed but smolvm needs KVM and $T/no-kvm cannot be opened .*--backend microvm --accel tcg"
-unlike "... and no machine was started" "$(cat "$FAKE_SMOLVM_LOG")" "machine run"
+like "... says smolvm needs KVM, with the fix" "$err" "smolvm 1\\.6\\.11 is installed but smolvm needs KVM and $T/no-kvm cannot be opened .*--backend microvm --accel tcg"
+err=$(FAKE_SMOLVM_OLD=1 run -- true 2>&1)
+is "an smolvm without --allow-cidr/--net-backend: exit 125" "$?" 125
+like "... names the missing flag and says to upgrade" "$err" "smolvm 1\\.6\\.11's 'machine run' has no --allow-cidr .*upgrade smolvm"
+unlike "... and no machine was started in any of these" "$(cat "$FAKE_SMOLVM_LOG")" "machine run [^-]|machine run --image"
 
 # --- a protected file cannot be mounted read-only by smolvm (directories only): refused
 mkdir -p "$T/ws/.git"

@@ -3,7 +3,7 @@
  *
  * create() builds one command line (smolvm's CLI as of smol-machines/smolvm
  * src/cli/machine.rs, docs/backends.md names the version):
- *   smolvm machine run --image IMAGE --net-backend tsi --allow-cidr A/32 --dns A
+ *   smolvm machine run --image IMAGE --net-backend virtio-net --allow-cidr A/32 --dns A
  *     --cpus N --mem MIB -v WS:WS [-v SRC:DST[:ro]...] [-v P:P:ro for protected directories]
  *     -w WS -e HTTP_PROXY=http://A:3128 ... [-e NAME=VALUE...] [-i] [-t] -- COMMAND...
  * start() runs it as the bottle's top process, in the bottle's cgroup (the limits: smolvm's
@@ -11,8 +11,10 @@
  * command's. request_stop sends it SIGTERM, kill SIGKILL.
  *
  * No channel and no hand-off: the guest reaches the daemon over TCP to A, which smolvm's
- * allowlist admits (an explicit CIDR re-opens host loopback; nothing else is admitted), so
- * the supervisor's ordinary daemon on A serves it unchanged.
+ * gateway forwards to the host's loopback because the allowlist names it (host loopback is
+ * refused unless an explicit --allow-cidr covers it; nothing else is admitted), and its DNS
+ * queries, which the gateway intercepts and forwards to the --dns resolver, reach the DNS
+ * filter on A:53. So the supervisor's ordinary daemon on A serves it unchanged.
  */
 #include "backend/smolmachines/smolvm.h"
 
@@ -96,6 +98,29 @@ static int sm_probe(const struct backend_paths *paths, struct backend_probe *ret
         return 0;
     }
     out[strcspn(out, "\n")] = '\0';
+    /* The flags the bottle depends on, by name rather than by version number: an older
+     * smolvm without them would run the machine with its default (open) network. */
+    {
+        static const char *const need[] = { "--allow-cidr", "--net-backend", "virtio-net", "--dns",
+                                            "--volume",     "--workdir",     "--env" };
+        char help[16384];
+        char *hargv[] = { smolvm, (char *)"machine", (char *)"run", (char *)"--help", NULL };
+        const char *missing = NULL;
+
+        r = ext_run(hargv, help, sizeof(help), NULL, 0, SMOLVM_PROBE_TIMEOUT_MS, &status);
+        for (size_t i = 0; !missing && i < ARRAY_SIZE(need); i++)
+            if (r < 0 || status != 0 || !strstr(help, need[i]))
+                missing = need[i];
+        if (missing) {
+            (void)str_printf(ret->reason, sizeof(ret->reason),
+                             "%.64s's 'machine run' has no %s (bot-bottle needs --allow-cidr, "
+                             "--net-backend virtio-net and --dns to pin the machine's network "
+                             "to the bottle's address): upgrade smolvm, or pick another "
+                             "backend (--backend microvm or --backend namespace)",
+                             out, missing);
+            return 0;
+        }
+    }
     /* smolvm runs its VMs on KVM on Linux */
     fd = open(kvm, O_RDWR | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
@@ -130,9 +155,11 @@ static void build_argv(const char *smolvm, const struct bottle_spec *spec, unsig
     ext_argv_push(a, getenv("BOT_BOTTLE_SMOLVM_IMAGE") && *getenv("BOT_BOTTLE_SMOLVM_IMAGE")
                          ? getenv("BOT_BOTTLE_SMOLVM_IMAGE")
                          : SMOLVM_DEFAULT_IMAGE);
-    /* TSI: every guest socket is made by smolvm on the host, checked against the allowlist */
+    /* virtio-net: smolvm's host-side gateway terminates every guest flow and enforces the
+     * allowlist there; smolvm refuses an allowlist on TSI, whose filter does not enforce it
+     * (src/network/launch.rs) */
     ext_argv_push(a, "--net-backend");
-    ext_argv_push(a, "tsi");
+    ext_argv_push(a, "virtio-net");
     /* exactly the bottle's alias: the egress daemon's proxy and DNS filter, nothing else */
     ext_argv_push(a, "--allow-cidr");
     ext_argv_pushf(a, "%s/32", alias);
