@@ -27,10 +27,12 @@ run() {
 out=$(run --name sm1 -a example.com -e SECRET_TOKEN=x -- sh -c '
     a=$(grep -o "allow-cidr [0-9.]*/32" "$FAKE_SMOLVM_LOG" | tail -1 | cut -d" " -f2)
     curl -s -o /dev/null -w "%{http_code}\n" --max-time 10 -x "http://${a%/32}:3128" http://not-allowed.invalid/
+    dig +time=3 +tries=1 "@${a%/32}" not-allowed.invalid A | grep -o "status: [A-Z]*"
     exit 5' 2>"$T/err")
 rc=$?
 is "the command's exit status comes back" "$rc" 5
-is "the egress daemon answers on the allowlisted alias (403 for a host not allowlisted)" "$out" 403
+is "the egress daemon answers on the allowlisted alias: proxy 403, DNS filter NXDOMAIN on port 53 (what --dns names)" "$out" $'403\nstatus: NXDOMAIN'
+is "... and the denied name never reached the upstream resolver" "$(grep -c not-allowed "$T/dns.log" 2>/dev/null)" 0
 cmd=$(grep '^smolvm machine run --image ' "$FAKE_SMOLVM_LOG" | head -1)
 alias=$(grep -oE -- '--allow-cidr 127\.77\.[0-9]+\.[0-9]+/32' <<<"$cmd" | cut -d' ' -f2)
 alias=${alias%/32}
