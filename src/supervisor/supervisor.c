@@ -340,6 +340,14 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
         }
         r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
                                  sizeof(why));
+        if (r == -ENOTCONN && (s->be->flags & BACKEND_DAEMON_ELSEWHERE)) {
+            (void)str_printf(why, sizeof(why),
+                             "the %s backend's egress daemon runs outside bot-bottle and takes "
+                             "no changes; restart the bottle with the new policy",
+                             s->be->name);
+            json_object_set_new(reply, "error", json_string(why));
+            return r;
+        }
         if (r < 0) {
             json_object_set_new(reply, "error",
                                 json_string(r == -EINVAL || r == -ENOENT ? why : strerror(-r)));

@@ -62,6 +62,19 @@ is "... in that order" "$order" "$(tr ' ' '\n' <<<"$order" | grep . | sort -n | 
 like "teardown removes both containers, then both networks" "$log" $'docker rm -f bb-dk1\ndocker rm -f bb-dk1-egress\ndocker network rm bb-dk1-ext\ndocker network rm bb-dk1-int\n'
 unlike "no egress daemon was started on the host (it is the sidecar)" "$(ls "$T/state/aliases" 2>/dev/null; cat "$T/err")" "egress: proxy listening"
 
+# --- run-time policy changes cannot reach the sidecar: said plainly, not a socket error
+: >"$FAKE_DOCKER_LOG"
+run --name dk3 -- sh -c "touch $T/dk3.up; while [ ! -e $T/dk3.done ]; do sleep 0.05; done" >/dev/null 2>&1 &
+dk3=$!
+wait_file "$T/dk3.up" || touch "$T/dk3.up.missing"
+err=$("$BB" allow dk3 example.org 2>&1)
+rc=$?
+touch "$T/dk3.done"
+wait "$dk3"
+check "a bottle of the docker backend ran" test -e "$T/dk3.up"
+is "allow on a docker bottle fails (125)" "$rc" 125
+like "... saying the sidecar takes no changes" "$err" "the docker backend's egress daemon runs outside bot-bottle and takes no changes; restart the bottle with the new policy"
+
 # --- the real CLI parses every command the backend issued (no engine: nothing is sent)
 if [ -n "$REAL_DOCKER" ] && [ "$(readlink -f "$REAL_DOCKER")" != "$(readlink -f "$HELPERS/fake-docker")" ]; then
     bad=""
