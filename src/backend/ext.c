@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -100,7 +101,8 @@ int ext_find(const char *name, char *buf, size_t size)
             continue; /* a relative PATH entry: never */
         if (str_printf(buf, size, "%.*s/%s", (int)(end - p), p, name) < 0)
             return -ENAMETOOLONG;
-        if (access(buf, X_OK) == 0)
+        struct stat st;
+        if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
             return 0;
     }
     return -ENOENT;
@@ -227,6 +229,19 @@ int ext_spawn(char *const *argv, char *const *env, const int stdio[3], int cgrou
               pid_t *ret_pid, int *ret_pidfd)
 {
     return spawn(argv, env, stdio, cgroup_fd, ret_pid, ret_pidfd);
+}
+
+const char *ext_spec_bad_path(const struct bottle_spec *spec, const char *bad)
+{
+    if (strpbrk(spec->workspace, bad) || strpbrk(spec->home, bad))
+        return strpbrk(spec->workspace, bad) ? spec->workspace : spec->home;
+    for (size_t i = 0; i < spec->n_mounts; i++)
+        if (strpbrk(spec->mounts[i].src, bad) || strpbrk(spec->mounts[i].dst, bad))
+            return strpbrk(spec->mounts[i].src, bad) ? spec->mounts[i].src : spec->mounts[i].dst;
+    for (size_t i = 0; i < spec->n_protect; i++)
+        if (strpbrk(spec->protect[i], bad))
+            return spec->protect[i];
+    return NULL;
 }
 
 void ext_bottle_env(const struct bottle_spec *spec, const char *proxy_host, struct ext_argv *out)

@@ -52,6 +52,9 @@ int ext_spawn(char *const *argv, char *const *env, const int stdio[3], int cgrou
               pid_t *ret_pid, int *ret_pidfd);
 
 struct bottle_spec;
+/* The first path of the spec (workspace, home, mounts, protected paths) that contains one of
+ * the characters in bad (a tool's option syntax could not carry it), or NULL. */
+const char *ext_spec_bad_path(const struct bottle_spec *spec, const char *bad);
 /* The bottle's generated variables as NAME=VALUE (DESIGN.md section 2, "Inside the bottle"):
  * HTTP_PROXY, HTTPS_PROXY, http_proxy, https_proxy, ALL_PROXY = http://PROXY_HOST:3128,
  * NO_PROXY/no_proxy, BOT_BOTTLE=1, BOT_BOTTLE_NAME; appended to out. */

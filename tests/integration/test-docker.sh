@@ -41,6 +41,7 @@ like "... proxy and DNS filter on its addresses" "$sidecar" " --listen=0.0.0.0:3
 like "... with the bottle's policy" "$sidecar" "--no-default-config --allow example.com --upstream-dns 127.0.0.1:$DNS"
 like "... appending to the bottle's audit log" "$sidecar" "--mount=type=bind\\\\,src=$T/state/logs/dk1.audit.log\\\\,dst=/var/log/bot-bottle/audit.log .* --audit=/var/log/bot-bottle/audit.log --audit-max-size=0"
 like "... never pulled, no capabilities" "$sidecar" "--pull=never .*--cap-drop=ALL --security-opt=no-new-privileges"
+like "... as the owner of the audit log (this process's user)" "$sidecar" " --user=$(id -u):$(id -g) "
 is "the sidecar is connected to the outside network" "$(line '^docker network connect')" "docker network connect bb-dk1-ext bb-dk1-egress"
 agent=$(grep -E '^docker run --rm ' "$FAKE_DOCKER_LOG" | head -1)
 like "the agent runs on the internal network" "$agent" " --network=bb-dk1-int "
@@ -74,6 +75,14 @@ wait "$dk3"
 check "a bottle of the docker backend ran" test -e "$T/dk3.up"
 is "allow on a docker bottle fails (125)" "$rc" 125
 like "... saying the sidecar takes no changes" "$err" "the docker backend's egress daemon runs outside bot-bottle and takes no changes; restart the bottle with the new policy"
+
+# --- a path docker's --mount syntax cannot carry is refused, not spliced into the options
+mkdir -p "$T/ws,dst=/etc"
+: >"$FAKE_DOCKER_LOG"
+err=$(cd "$T/ws,dst=/etc" && /usr/bin/timeout 60 "$BB" run --backend docker -- true 2>&1)
+is "a workspace path with a comma: exit 125" "$?" 125
+like "... saying why" "$err" "the path $T/ws,dst=/etc contains a comma, quote or newline, which docker's --mount syntax cannot carry"
+unlike "... before anything was created" "$(cat "$FAKE_DOCKER_LOG")" "network create|run "
 
 # --- the real CLI parses every command the backend issued (no engine: nothing is sent)
 if [ -n "$REAL_DOCKER" ] && [ "$(readlink -f "$REAL_DOCKER")" != "$(readlink -f "$HELPERS/fake-docker")" ]; then

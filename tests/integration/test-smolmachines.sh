@@ -64,6 +64,14 @@ is "an smolvm without --allow-cidr/--net-backend: exit 125" "$?" 125
 like "... names the missing flag and says to upgrade" "$err" "smolvm 1\\.6\\.11's 'machine run' has no --allow-cidr .*upgrade smolvm"
 unlike "... and no machine was started in any of these" "$(cat "$FAKE_SMOLVM_LOG")" "machine run [^-]|machine run --image"
 
+# --- a path smolvm's -v HOST:GUEST syntax cannot carry is refused
+mkdir -p "$T/ws:x"
+: >"$FAKE_SMOLVM_LOG"
+err=$(cd "$T/ws:x" && /usr/bin/timeout 60 "$BB" run --backend smolmachines -- true 2>&1)
+is "a workspace path with ':': exit 125" "$?" 125
+like "... saying why" "$err" "the path $T/ws:x contains a ':' or a newline, which smolvm's -v HOST:GUEST syntax cannot carry"
+unlike "... and no machine was started" "$(cat "$FAKE_SMOLVM_LOG")" "machine run --image"
+
 # --- a protected file cannot be mounted read-only by smolvm (directories only): refused
 mkdir -p "$T/ws/.git"
 echo "[core]" >"$T/ws/.git/config"

@@ -147,6 +147,24 @@ static int dk_create(const struct backend_create_args *args, struct bottle **ret
         log_errno(LOG_LVL_ERROR, r, "docker backend: copying the bottle spec");
         goto fail;
     }
+    {
+        /* --mount and --tmpfs are comma-separated key=value lists: a path with a comma (or a
+         * quote) would change their meaning */
+        const char *bad = ext_spec_bad_path(&b->spec, ",\"\n");
+        for (size_t i = 0; !bad && args->egress_args && args->egress_args[i]; i++)
+            if (i > 0 && strcmp(args->egress_args[i - 1], "--config") == 0 &&
+                strpbrk(args->egress_args[i], ",\"\n"))
+                bad = args->egress_args[i];
+        if (!bad && args->audit && strpbrk(args->audit, ",\"\n"))
+            bad = args->audit;
+        if (bad) {
+            log_error("docker backend: the path %s contains a comma, quote or newline, which "
+                      "docker's --mount syntax cannot carry; rename it or use another backend",
+                      bad);
+            r = -EINVAL;
+            goto fail;
+        }
+    }
     for (size_t i = 0; args->egress_args && args->egress_args[i]; i++)
         ext_argv_push(&b->egress, args->egress_args[i]);
     if (args->audit && str_printf(b->audit, sizeof(b->audit), "%s", args->audit) < 0) {
@@ -226,7 +244,8 @@ static void sidecar_argv(struct dk_bottle *b, struct ext_argv *a)
     ext_argv_pushf(a, "--name=%s", b->sidecar);
     ext_argv_pushf(a, "--label=%s=%s", DOCKER_LABEL, b->spec.name);
     ext_argv_pushf(a, "--network=%s", b->net_int);
-    ext_argv_pushf(a, "--user=%u:%u", (unsigned)b->spec.uid, (unsigned)b->spec.gid);
+    /* as the owner of the audit log it appends to (the supervisor's user, root under sudo) */
+    ext_argv_pushf(a, "--user=%u:%u", (unsigned)geteuid(), (unsigned)getegid());
     ext_argv_push(a, "--read-only");
     ext_argv_push(a, "--cap-drop=ALL");
     ext_argv_push(a, "--security-opt=no-new-privileges");

@@ -229,6 +229,18 @@ static int sm_create(const struct backend_create_args *args, struct bottle **ret
         goto fail;
     }
     (void)ext_find("smolvm", smolvm, sizeof(smolvm));
+    {
+        /* -v is HOST:GUEST[:ro] */
+        const char *bad = ext_spec_bad_path(spec, ":\n");
+        if (bad) {
+            log_error("smolmachines backend: the path %s contains a ':' or a newline, which "
+                      "smolvm's -v HOST:GUEST syntax cannot carry; rename it or use another "
+                      "backend",
+                      bad);
+            r = -EINVAL;
+            goto fail;
+        }
+    }
     /* smolvm mounts directories only: a protected file stays writable */
     for (size_t i = 0; i < spec->n_protect; i++) {
         struct stat st;
