@@ -51,6 +51,13 @@ like "the command follows --" "$cmd" " -- sh -c "
 like "the limits reach the VM (vCPUs, memory)" "$cmd" " --cpus 1 --mem [0-9]+ "
 like "the audit log has the daemon's decision" "$(cat "$T/state/logs/sm1.audit.log")" '"host":"not-allowed.invalid".*"decision":"deny"'
 
+# --- nothing smolvm started outlives the bottle (a VM left running would keep the alias
+# reachable for the next bottle given it): a process it detached is killed with its cgroup
+run --name sm2 -- sh -c 'setsid sleep 4242 </dev/null >/dev/null 2>&1 & exit 0' >/dev/null 2>"$T/err2"
+is "a bottle whose smolvm left a detached process exits with the command's status" "$?" 0
+is "... and that process is gone (killed with the bottle's cgroup)" "$(procs 'sleep 4242')" ""
+unlike "... the cgroup was removed (no warning)" "$(cat "$T/err2")" "cannot remove the cgroup"
+
 # --- unavailable: exit 125 before anything runs, with the reason and the fix
 : >"$FAKE_SMOLVM_LOG"
 err=$(PATH="$T/empty" run -- true 2>&1)

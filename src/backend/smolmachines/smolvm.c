@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/cgroup.h"
@@ -356,6 +357,62 @@ static int sm_kill(struct bottle *bb)
     return sm_signal(bb, SIGKILL);
 }
 
+/*
+ * SIGKILL to every process left in the bottle's cgroup(s): smolvm may leave a VM process or a
+ * helper behind when it is killed, and a machine that outlived its bottle would still reach
+ * the alias, which the next bottle may be given. cgroup v2: cgroup.kill (Linux 5.14); else,
+ * and on v1, each pid in cgroup.procs, a few rounds (a forking process adds new ones).
+ */
+static void kill_cgroup(const struct bb_cgroup *cg)
+{
+    char path[PATH_MAX + 32], buf[4096];
+
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++) {
+        if (!cg->path[i][0])
+            continue;
+        if (cg->version == 2 &&
+            str_printf(path, sizeof(path), "%s/cgroup.kill", cg->path[i]) == 0) {
+            int fd = open(path, O_WRONLY | O_CLOEXEC);
+            bool done = fd >= 0 && write(fd, "1", 1) == 1;
+            if (fd >= 0)
+                close(fd);
+            if (done)
+                continue;
+        }
+        if (str_printf(path, sizeof(path), "%s/cgroup.procs", cg->path[i]) < 0)
+            continue;
+        for (int round = 0; round < 20; round++) {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            ssize_t n;
+            bool any = false;
+
+            if (fd < 0)
+                break;
+            n = read(fd, buf, sizeof(buf) - 1);
+            close(fd);
+            if (n <= 0)
+                break;
+            buf[n] = '\0';
+            for (char *p = buf, *end; *p; p = end) {
+                uint64_t pid;
+                end = p + strcspn(p, "\n");
+                if (str_to_u64(slice_make(p, (size_t)(end - p)), INT32_MAX, &pid) == 0 && pid > 1) {
+                    (void)kill((pid_t)pid, SIGKILL);
+                    any = true;
+                }
+                if (*end)
+                    end++;
+            }
+            if (!any)
+                break;
+            {
+                const struct timespec ms10 = { 0, 10 * 1000 * 1000 };
+                nanosleep(&ms10, NULL);
+            }
+        }
+    }
+}
+
 static void sm_destroy(struct bottle *bb)
 {
     struct sm_bottle *b = sm_of(bb);
@@ -369,6 +426,7 @@ static void sm_destroy(struct bottle *bb)
         (void)bb_pidfd_wait(b->pidfd, &si);
         b->reaped = true;
     }
+    kill_cgroup(&b->cg);
     if (b->pidfd >= 0)
         close(b->pidfd);
     if (cgroup_remove(&b->cg, &where) < 0)
