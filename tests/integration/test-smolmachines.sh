@@ -55,6 +55,7 @@ like "the audit log has the daemon's decision" "$(cat "$T/state/logs/sm1.audit.l
 # reachable for the next bottle given it): a process it detached is killed with its cgroup
 run --name sm2 -- sh -c 'setsid sleep 4242 </dev/null >/dev/null 2>&1 & exit 0' >/dev/null 2>"$T/err2"
 is "a bottle whose smolvm left a detached process exits with the command's status" "$?" 0
+for _ in $(seq 40); do [ -z "$(procs 'sleep 4242')" ] && break; sleep 0.05; done
 is "... and that process is gone (killed with the bottle's cgroup)" "$(procs 'sleep 4242')" ""
 unlike "... the cgroup was removed (no warning)" "$(cat "$T/err2")" "cannot remove the cgroup"
 
