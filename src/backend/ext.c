@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/cgroup.h"
 #include "common/macro.h"
 #include "common/pidfd.h"
 #include "common/str.h"
@@ -117,10 +118,12 @@ static int64_t now_ms(void)
 
 /* The child between clone3() and exec: only async-signal-safe calls. Reports errno through
  * err_fd (close-on-exec: EOF means exec succeeded). */
-static _noreturn_ void child(char *const *argv, char *const *envp, const int stdio[3], int err_fd)
+static _noreturn_ void child(char *const *argv, char *const *envp, const int stdio[3], int err_fd,
+                             int go_fd)
 {
     sigset_t none;
     int moved[3], e;
+    char c;
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -129,6 +132,9 @@ static _noreturn_ void child(char *const *argv, char *const *envp, const int std
     if (err_fd < 0)
         _exit(125);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+        goto fail;
+    /* cgroup v1: the parent moves us into the cgroups first (EOF or a byte: go on) */
+    if (go_fd >= 0 && read(go_fd, &c, 1) < 0)
         goto fail;
     for (int i = 0; i < 3; i++) {
         moved[i] = fcntl(stdio[i] >= 0 ? stdio[i] : i, F_DUPFD_CLOEXEC, 100);
@@ -180,38 +186,72 @@ static char **merge_env(char *const *env)
     return v;
 }
 
-static int spawn(char *const *argv, char *const *env, const int stdio[3], int cgroup_fd,
-                 pid_t *ret_pid, int *ret_pidfd)
+static int spawn(char *const *argv, char *const *env, const int stdio[3],
+                 const struct bb_cgroup *cg, pid_t *ret_pid, int *ret_pidfd)
 {
     struct clone_args a;
-    int err_p[2], pidfd = -1, e;
+    int err_p[2], go[2] = { -1, -1 }, pidfd = -1, e, r;
     char **envp;
     ssize_t n;
     long pid;
 
     if (pipe2(err_p, O_CLOEXEC) < 0)
         return -errno;
+    if (cg && cg->version == 1 && pipe2(go, O_CLOEXEC) < 0) {
+        e = errno;
+        close(err_p[0]);
+        close(err_p[1]);
+        return -e;
+    }
     envp = merge_env(env);
     memset(&a, 0, sizeof(a));
     a.flags = CLONE_PIDFD;
     a.pidfd = (uint64_t)(uintptr_t)&pidfd;
     a.exit_signal = SIGCHLD;
-    if (cgroup_fd >= 0) {
+    if (cg && cg->fd >= 0) {
         a.flags |= CLONE_INTO_CGROUP;
-        a.cgroup = (uint64_t)cgroup_fd;
+        a.cgroup = (uint64_t)cg->fd;
     }
     fflush(NULL);
     pid = syscall(SYS_clone3, &a, sizeof(a));
     if (pid == 0) {
         close(err_p[0]);
-        child(argv, envp, stdio, err_p[1]);
+        if (go[1] >= 0)
+            close(go[1]);
+        child(argv, envp, stdio, err_p[1], go[0]);
     }
     e = errno;
     free(envp);
     close(err_p[1]);
+    if (go[0] >= 0)
+        close(go[0]);
     if (pid < 0) {
         close(err_p[0]);
+        if (go[1] >= 0)
+            close(go[1]);
         return -e;
+    }
+    if (go[1] >= 0) {
+        /* into the v1 cgroups before it runs anything; on failure it is killed unreleased */
+        r = cgroup_attach(cg, (pid_t)pid);
+        if (r < 0) {
+            (void)bb_pidfd_send_signal(pidfd, SIGKILL);
+            (void)RETRY_EINTR(waitpid((pid_t)pid, NULL, 0));
+            close(pidfd);
+            close(go[1]);
+            close(err_p[0]);
+            return r;
+        }
+        if (write(go[1], "g", 1) != 1) {
+            e = errno;
+            (void)bb_pidfd_send_signal(pidfd, SIGKILL);
+            (void)RETRY_EINTR(waitpid((pid_t)pid, NULL, 0));
+            close(pidfd);
+            close(go[1]);
+            close(err_p[0]);
+            return -e;
+        }
+        close(go[1]);
     }
     n = RETRY_EINTR(read(err_p[0], &e, sizeof(e)));
     close(err_p[0]);
@@ -225,10 +265,10 @@ static int spawn(char *const *argv, char *const *env, const int stdio[3], int cg
     return 0;
 }
 
-int ext_spawn(char *const *argv, char *const *env, const int stdio[3], int cgroup_fd,
+int ext_spawn(char *const *argv, char *const *env, const int stdio[3], const struct bb_cgroup *cg,
               pid_t *ret_pid, int *ret_pidfd)
 {
-    return spawn(argv, env, stdio, cgroup_fd, ret_pid, ret_pidfd);
+    return spawn(argv, env, stdio, cg, ret_pid, ret_pidfd);
 }
 
 const char *ext_spec_bad_path(const struct bottle_spec *spec, const char *bad)
@@ -298,7 +338,7 @@ int ext_run(char *const *argv, char *out, size_t out_size, char *err, size_t err
     }
     {
         int stdio[3] = { null, o[1], e[1] };
-        r = spawn(argv, NULL, stdio, -1, &pid, &pidfd);
+        r = spawn(argv, NULL, stdio, NULL, &pid, &pidfd);
     }
     close(o[1]);
     close(e[1]);

@@ -41,14 +41,16 @@ int ext_find(const char *name, char *buf, size_t size);
 int ext_run(char *const *argv, char *out, size_t out_size, char *err, size_t err_size,
             int timeout_ms, int *ret_status);
 
+struct bb_cgroup;
 /*
  * Starts argv (argv[0] a path) with stdio[0..2] as its stdin/stdout/stderr (-1: ours), our
- * environment plus env (NAME=VALUE, NULL-terminated, may be NULL; these win), in the cgroup
- * cgroup_fd (v2 directory fd, or -1), and nothing else open; it gets SIGKILL when this process
- * dies. Returns 0, *ret_pid and *ret_pidfd (close-on-exec, owned by the caller), or -errno
- * (also when exec failed).
+ * environment plus env (NAME=VALUE, NULL-terminated, may be NULL; these win), in the cgroup(s)
+ * cg (NULL: ours; v2: clone3 into it; v1: moved there before it may run anything), and nothing
+ * else open; it gets SIGKILL when this process dies. Returns 0, *ret_pid and *ret_pidfd
+ * (close-on-exec, owned by the caller), or -errno (also when exec failed or the cgroup could
+ * not be entered; the child is then gone).
  */
-int ext_spawn(char *const *argv, char *const *env, const int stdio[3], int cgroup_fd,
+int ext_spawn(char *const *argv, char *const *env, const int stdio[3], const struct bb_cgroup *cg,
               pid_t *ret_pid, int *ret_pidfd);
 
 struct bottle_spec;

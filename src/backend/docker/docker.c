@@ -408,7 +408,7 @@ static int dk_start(struct bottle *bb, struct backend_started *ret)
         ext_argv_format(a.v, line, sizeof(line));
         log_debug("docker backend: %s", line);
     }
-    r = ext_spawn(a.v, env.v, b->stdio, -1, &b->pid, &b->pidfd);
+    r = ext_spawn(a.v, env.v, b->stdio, NULL, &b->pid, &b->pidfd);
     ext_argv_done(&a);
     ext_argv_done(&env);
     if (r < 0)

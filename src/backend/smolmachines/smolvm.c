@@ -306,13 +306,10 @@ static int sm_start(struct bottle *bb, struct backend_started *ret)
                  "(programs that use HTTP_PROXY resolve through the proxy)");
     ext_argv_format(b->argv.v, line, sizeof(line));
     log_debug("smolmachines backend: %s", line);
-    r = ext_spawn(b->argv.v, NULL, b->stdio, b->cg.fd, &b->pid, &b->pidfd);
+    r = ext_spawn(b->argv.v, NULL, b->stdio, &b->cg, &b->pid, &b->pidfd);
     if (r < 0)
-        return log_errno(LOG_LVL_ERROR, r, "smolmachines backend: starting %s", b->argv.v[0]);
-    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
-        log_errno(LOG_LVL_ERROR, r, "smolmachines backend: moving smolvm into its cgroup");
-        return r; /* destroy kills and reaps it */
-    }
+        return log_errno(LOG_LVL_ERROR, r, "smolmachines backend: starting %s in its cgroup",
+                         b->argv.v[0]);
     ret->pid = b->pid;
     ret->pidfd = b->pidfd;
     ret->channel_fd = -1;
