@@ -118,6 +118,11 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     return 0;
 }
 
+void proxy_set_policy_from_file(struct proxy *px, bool from_file)
+{
+    px->policy_from_file = from_file;
+}
+
 void proxy_set_policy(struct proxy *px, const struct policy *p)
 {
     px->policy = p;

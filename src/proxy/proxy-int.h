@@ -142,6 +142,8 @@ struct proxy {
     struct resolver *res;
     struct audit *audit;
     const struct policy *policy;
+    /* The policy came (partly) from config files: refusals also name the config key. */
+    bool policy_from_file;
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;

@@ -47,6 +47,10 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 /* The policy in force; not owned. Connections read it at each decision, so a reload applies to
  * the next decision and live connections are not dropped. */
 void proxy_set_policy(struct proxy *px, const struct policy *p);
+/* Say that the policy was read (partly) from config files: a 403's text then names the config
+ * key (`allow = HOST` under [egress]) next to the option. The file's path is not named: the
+ * text reaches the bottle, which has no business learning host paths. */
+void proxy_set_policy_from_file(struct proxy *px, bool from_file);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);

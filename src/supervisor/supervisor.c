@@ -709,6 +709,17 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     s.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     s.sb.lock_fd = -1;
     signal(SIGPIPE, SIG_IGN);
+    /* Held from here on (the loop reads them once it exists): a SIGINT, SIGTERM or SIGHUP
+     * during start-up then ends the start-up through the clean-up below, instead of killing
+     * us with the state directory, the alias lease and the daemon left behind. */
+    {
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+    }
 
     r = setup_state(&s);
     if (r < 0)
@@ -792,6 +803,15 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         (r = loop_add_signal(s.loop, SIGHUP, on_signal, &s)) < 0 ||
         (r = loop_add_signal(s.loop, SIGWINCH, on_signal, &s)) < 0) {
         log_errno(LOG_LVL_ERROR, r, "signal setup");
+        goto out;
+    }
+    /* A stop signal that came during the start-up: do not start the command at all. */
+    (void)loop_run_once(s.loop, 0);
+    if (s.stop_signo) {
+        log_debug("stopped by signal %d before the bottle started", s.stop_signo);
+        s.status = 128 + s.stop_signo;
+        s.done = true;
+        r = -EINTR;
         goto out;
     }
     r = start_bottle(&s);

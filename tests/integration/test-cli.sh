@@ -40,4 +40,13 @@ _pids+=($!)
 wait_port "$P"
 timeout 10 "$BB" egress --listen "127.0.0.1:$P" --allow example.com >/dev/null 2>"$T/err"
 like "a busy listen address is a clear error" "$(cat "$T/err")" "cannot listen on 127.0.0.1:$P: Address already in use"
+like "egress --help says where audit records go by default" "$("$BB" egress --help)" \
+    "go to standard output unless --audit FILE"
+P=$(free_port)
+bg "$BB" egress --no-default-config --listen "127.0.0.1:$P" --allow example.com \
+    --upstream-dns 127.0.0.1:1 --audit /dev/null 2>"$T/egress.err"
+wait_port "$P"
+r=$(curl -s --max-time 10 -x "http://127.0.0.1:$P" http://evil.test/ 2>/dev/null)
+is "a 403 from a command-line policy names only the option" "$r" \
+    "blocked by bot-bottle: evil.test is not in the allowlist; add it with --allow evil.test"
 done_testing
