@@ -58,6 +58,9 @@ is "a bottle whose smolvm left a detached process exits with the command's statu
 for _ in $(seq 40); do [ -z "$(procs 'sleep 4242')" ] && break; sleep 0.05; done
 is "... and that process is gone (killed with the bottle's cgroup)" "$(procs 'sleep 4242')" ""
 unlike "... the cgroup was removed (no warning)" "$(cat "$T/err2")" "cannot remove the cgroup"
+run --name sm3 --no-limits -- sh -c 'setsid sleep 4343 </dev/null >/dev/null 2>&1 & exit 0' >/dev/null 2>"$T/err3"
+for _ in $(seq 40); do [ -z "$(procs 'sleep 4343')" ] && break; sleep 0.05; done
+is "... also with --no-limits (a cgroup only to find them)" "$(procs 'sleep 4343')" ""
 
 # --- unavailable: exit 125 before anything runs, with the reason and the fix
 : >"$FAKE_SMOLVM_LOG"

@@ -44,8 +44,9 @@
 /* smolvm's own processes beside the guest's RAM (the VMM, its agent, the network proxy) */
 #define SMOLVM_OVERHEAD_MIB 256
 #define SMOLVM_MIN_GUEST_MIB 128
-#define SMOLVM_MAX_CPUS 255 /* its --cpus is a u8 */
-#define SMOLVM_THREADS 64   /* on top of the bottle's pids limit: the VMM's threads */
+#define SMOLVM_MAX_CPUS 255         /* its --cpus is a u8 */
+#define SMOLVM_THREADS 64           /* on top of the bottle's pids limit: the VMM's threads */
+#define SMOLVM_PIDS_CEILING 4194304 /* the kernel's pid_max ceiling: no limit in effect */
 
 struct sm_bottle {
     struct bottle base;
@@ -273,8 +274,19 @@ static int sm_create(const struct backend_create_args *args, struct bottle **ret
     lim.cpus_milli = args->cpus_milli;
     {
         char name[BOTTLE_SPEC_MAX_NAME + 16];
+        /* --no-limits: a cgroup all the same where one can be made, only to find what smolvm
+         * leaves behind (destroy kills it); a pids limit the kernel's own ceiling */
+        bool track_only = !lim.pids_max && !lim.memory_bytes && !lim.cpus_milli;
+        if (track_only)
+            lim.pids_max = SMOLVM_PIDS_CEILING;
         (void)str_printf(name, sizeof(name), "%s.%d", spec->name, (int)getpid());
         r = cgroup_create(&lim, name, &b->cg, why, sizeof(why));
+        if (r < 0 && track_only) {
+            log_warn("smolmachines backend: no cgroup for the bottle (%s): processes smolvm "
+                     "leaves behind are not killed when the bottle ends",
+                     why);
+            r = 0;
+        }
         if (r < 0) {
             log_error("smolmachines backend: cannot enforce the bottle's limits (%s%s%s): %s; "
                       "run as root or inside a delegated cgroup (systemd-run --user --scope -p "
