@@ -28,6 +28,7 @@ out=$(SECRET_TOKEN=s3cr3t-value run --name dk1 -a example.com -e SECRET_TOKEN --
 rc=$?
 err=$(cat "$T/err")
 log=$(cat "$FAKE_DOCKER_LOG")
+cp "$FAKE_DOCKER_LOG" "$T/dk1.log"
 is "the command's exit status comes back" "$rc" 7
 is "its output reaches stdout" "$out" "from-agent"
 is "the example notice is printed once" "$(grep -c 'docker backend is an example, not a tested security boundary' "$T/err")" 1
@@ -84,6 +85,20 @@ is "a workspace path with a comma: exit 125" "$?" 125
 like "... saying why" "$err" "the path $T/ws,dst=/etc contains a comma, quote or newline, which docker's --mount syntax cannot carry"
 unlike "... before anything was created" "$(cat "$FAKE_DOCKER_LOG")" "network create|run "
 
+# --- stop: SIGTERM to the `docker run` client (docker forwards it to the container), then the
+# teardown
+: >"$FAKE_DOCKER_LOG"
+run --name dk4 -- sh -c "touch $T/dk4.up; exec sleep 60" >/dev/null 2>&1 &
+dk4=$!
+wait_file "$T/dk4.up"
+t0=$(date +%s)
+"$BB" stop dk4 >/dev/null 2>&1
+wait "$dk4"
+rc=$?
+is "stop ends a docker bottle: the command died of the SIGTERM (143)" "$rc" 143
+check "... within the grace period, not by the kill after it" test $(($(date +%s) - t0)) -lt 5
+like "... and the teardown ran" "$(cat "$FAKE_DOCKER_LOG")" $'docker rm -f bb-dk4\ndocker rm -f bb-dk4-egress\ndocker network rm bb-dk4-ext\ndocker network rm bb-dk4-int\n'
+
 # --- the real CLI parses every command the backend issued (no engine: nothing is sent)
 if [ -n "$REAL_DOCKER" ] && [ "$(readlink -f "$REAL_DOCKER")" != "$(readlink -f "$HELPERS/fake-docker")" ]; then
     bad=""
@@ -92,8 +107,8 @@ if [ -n "$REAL_DOCKER" ] && [ "$(readlink -f "$REAL_DOCKER")" != "$(readlink -f 
         eval "set -- ${l#docker }"
         e=$(DOCKER_HOST="unix://$T/no-engine.sock" timeout 20 "$REAL_DOCKER" "$@" 2>&1 >/dev/null)
         grep -q 'Cannot connect to the Docker daemon' <<<"$e" || bad+="docker $* -> $e"$'\n'
-    done < <(grep '^docker ' "$FAKE_DOCKER_LOG")
-    is "the real docker CLI ($("$REAL_DOCKER" --version)) accepts every command's flags" "$bad" ""
+    done < <(grep '^docker ' "$T/dk1.log")
+    is "the real docker CLI ($("$REAL_DOCKER" --version)) accepts every command's flags ($(grep -c '^docker ' "$T/dk1.log") commands)" "$bad" ""
 else
     skip "the real docker CLI accepts the flags" "no docker CLI is installed here"
 fi
