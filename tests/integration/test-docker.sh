@@ -118,7 +118,7 @@ fi
 err=$(FAKE_DOCKER_NO_ENGINE=1 run -- true 2>&1)
 rc=$?
 is "no engine: exit 125" "$rc" 125
-like "... says why and how to fix it" "$err" "no Docker engine answers .*Cannot connect to the Docker daemon.*start it \\(sudo systemctl start docker\\) or point DOCKER_HOST at one, or pick another backend \\(--backend microvm or --backend namespace\\)"
+like "... says why and how to fix it" "$err" "no Docker engine answers .*Cannot connect to the Docker daemon.*start it \\(sudo systemctl start docker\\), get access to its socket, or point DOCKER_HOST at one; or pick another backend \\(--backend microvm or --backend namespace\\)"
 unlike "... and nothing was created" "$(cat "$FAKE_DOCKER_LOG")" "network create|run "
 err=$(PATH="$T/empty" run -- true 2>&1)
 rc=$?

@@ -108,8 +108,8 @@ static int dk_probe(const struct backend_paths *paths, struct backend_probe *ret
     err[strcspn(err, "\n")] = '\0';
     (void)str_printf(ret->reason, sizeof(ret->reason),
                      "no Docker engine answers (%s version: %.300s): start it (sudo systemctl "
-                     "start docker) or point DOCKER_HOST at one, or pick another backend "
-                     "(--backend microvm or --backend namespace)",
+                     "start docker), get access to its socket, or point DOCKER_HOST at one; or "
+                     "pick another backend (--backend microvm or --backend namespace)",
                      docker,
                      r == -ETIMEDOUT ? "timed out"
                      : r < 0         ? strerror(-r)
