@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/docker/docker.h"
 #include "backend/microvm/microvm.h"
 #include "backend/namespace/ns.h"
+#include "backend/smolmachines/smolvm.h"
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
@@ -17,6 +19,9 @@
 static const struct backend_ops *const backends[] = {
     &backend_microvm_ops,
     &backend_namespace_ops,
+    /* BACKEND_NOT_AUTO: only by name */
+    &backend_smolmachines_ops,
+    &backend_docker_ops,
 };
 
 const struct backend_ops *const *backend_list(size_t *ret_n)

@@ -1,5 +1,6 @@
 /*
- * Backends: one ops table per way of building a bottle (namespace, microvm, docker example).
+ * Backends: one ops table per way of building a bottle (namespace, microvm, docker example,
+ * smolmachines).
  *
  * Life cycle, driven by the per-bottle supervisor:
  *   probe   can this host run the backend? If not, one human sentence saying why (doctor,
@@ -47,7 +48,8 @@ enum {
      * backend_started.channel_fd; the supervisor runs the host relay on it. */
     BACKEND_HAS_CHANNEL = 1u << 2,
     /* The egress daemon does not run as the supervisor's child on this host (e.g. a sidecar
-     * VM); the supervisor does not start one. Not supported by the supervisor yet. */
+     * VM, or the docker example's sidecar container): the supervisor does not start one and
+     * passes the policy in backend_create_args.egress_args instead. */
     BACKEND_DAEMON_ELSEWHERE = 1u << 3,
     /* The command's stdout and stderr arrive merged on stdio[1] (microvm: the virtio console
      * is QEMU's stdout); stdin is not passed and there is no terminal: `run` refuses -t and
@@ -113,6 +115,11 @@ struct backend_create_args {
     uint32_t cpus_milli;
     uint64_t memory_bytes;
     uint64_t pids_max;
+    /* Read only by BACKEND_DAEMON_ELSEWHERE backends (docker: the sidecar): the policy as
+     * `bot-bottle egress` arguments (NULL-terminated, may be NULL) and the audit log the
+     * daemon appends to (created by the supervisor). Not owned. */
+    char *const *egress_args;
+    const char *audit;
 };
 
 struct backend_started {

@@ -29,7 +29,7 @@ is "run: a bad policy option exits 125 with one line" "$?:$(cat "$T/err")" \
 "$BB" run --backend no-such-backend -- true 2>"$T/err"
 is "run: an unknown backend exits 125" "$?" "125"
 is "... naming the backends this build has (backend_list) and auto" "$(cat "$T/err")" \
-    "bot-bottle: error: unknown backend 'no-such-backend' (known: microvm, namespace, auto)"
+    "bot-bottle: error: unknown backend 'no-such-backend' (known: microvm, namespace, smolmachines, docker, auto)"
 printf '[egress]\nallow = example.com\nallow = exa mple.com\n' >"$T/bad.ini"
 "$BB" policy check -c "$T/bad.ini" example.com >/dev/null 2>"$T/err"
 is "a bad config value exits 125" "$?" "125"
