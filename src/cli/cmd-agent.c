@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "agent/agent.h"
+#include "backend/backend.h"
 #include "cli/cli.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -772,11 +773,9 @@ static int cmd_agent_install(int argc, char **argv)
     strv_push(&rargv, spec);
 
     {
-        const char *env_be = getenv("BOT_BOTTLE_BACKEND");
-        const char *be = backend             ? backend
-                         : env_be && *env_be ? env_be
-                         : cfg.backend       ? cfg.backend
-                                             : "microvm";
+        enum backend_source src;
+        const char *be =
+            backend_resolve_name(backend, getenv("BOT_BOTTLE_BACKEND"), cfg.backend, &src);
         progress_begin(&pr, quiet, "installing %s (%s from %s) in a %s bottle", p.name, spec,
                        registry, be);
         if (strcmp(be, "microvm") == 0 && !quiet) {

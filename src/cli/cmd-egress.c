@@ -46,6 +46,7 @@ static void usage(FILE *f)
             "egress)\n"
             "      --audit-max-size N[K|M|G]  rotate the audit file (to FILE.1) when it would\n"
             "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP_BASE
+                POLICY_OPTS_HELP_HOLD
             "      --audit FILE         append audit records (JSON lines) to FILE (default:\n"
             "                           standard output; '-' = standard output)\n"
             "  -v, --verbose            debug logging\n"
@@ -121,6 +122,7 @@ int cmd_egress(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "listen", required_argument, NULL, 'l' },
         { "dns", required_argument, NULL, OPT_DNS },
         { "name", required_argument, NULL, OPT_NAME },
@@ -261,6 +263,8 @@ int cmd_egress(int argc, char **argv)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
     o.policy_from_file = args.n_files > 0;
+    if (cfg.have_hold_blocked)
+        o.limits.hold_blocked_ms = cfg.hold_blocked * 1000u;
     o.bottle_name = name ? name : cfg.name ? cfg.name : "egress";
     o.reload = policy_args_reload;
     o.reload_userdata = &args;

@@ -12,6 +12,7 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             hold_blocked = SECONDS (hold a not-allowlisted request for a live `allow`)
  *   [env]     pass = NAME[=VALUE] (repeatable)
  *   [agent "NAME"]  command = PROGRAM   allow = PATTERN (repeatable)   env = NAME[=VALUE]
  *             (repeatable)   state = DIR (relative to $HOME)   state_env = NAME
@@ -54,6 +55,7 @@ struct bb_config_agent {
 
 #define BB_MAX_CONFIG_AGENTS 32
 #define BB_MAX_AGENT_NAME 32
+#define HOLD_BLOCKED_MAX_S 3600 /* the longest hold_blocked / --hold-blocked */
 
 struct bb_config {
     /* [bottle] */
@@ -69,6 +71,8 @@ struct bb_config {
     char *listen;       /* validated "ADDR:PORT" */
     char *dns;          /* validated "ADDR:PORT" */
     char *audit;        /* path */
+    bool have_hold_blocked;
+    unsigned hold_blocked; /* seconds a not-allowlisted request is held (0: refused at once) */
     /* [env] */
     struct strv env_pass;
     /* [agent "NAME"]: a later file's section of the same name replaces an earlier one */

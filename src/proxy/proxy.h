@@ -27,10 +27,15 @@ struct proxy_limits {
     unsigned connect_timeout_ms; /* upstream TCP connect (all addresses together) */
     unsigned resolve_timeout_ms;
     unsigned run_budget; /* state-machine steps per connection before others get a turn */
+    /* > 0: a request or CONNECT refused only because its host (or port) is not allowlisted is
+     * held this long (audited as "hold"); a policy change that allows it lets it through,
+     * else it gets the usual 403 when the time is up. 0: refused at once (the default). */
+    unsigned hold_blocked_ms;
 };
 
 struct proxy_stats {
     uint64_t accepted, refused_busy, requests, allowed, denied, bad_requests, upstream_errors;
+    uint64_t held; /* requests held (hold_blocked_ms), whatever became of them */
     uint64_t open_conns;
 };
 

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 check "bot-bottle --help exits 0" "$BB" --help
 check "version prints the version" bash -c "'$BB' version | grep -qE '^bot-bottle [0-9]+\.[0-9]+'"
-for v in egress policy version run trust ls stop allow deny logs; do
+for v in egress policy version run trust ls stop allow deny logs doctor; do
     check "bot-bottle $v --help exits 0 and shows usage" bash -c "'$BB' $v --help | grep -q Usage"
 done
 "$BB" frobnicate >/dev/null 2>&1
@@ -29,7 +29,7 @@ is "run: a bad policy option exits 125 with one line" "$?:$(cat "$T/err")" \
 "$BB" run --backend no-such-backend -- true 2>"$T/err"
 is "run: an unknown backend exits 125" "$?" "125"
 is "... naming the backends this build has (backend_list) and auto" "$(cat "$T/err")" \
-    "bot-bottle: error: unknown backend 'no-such-backend' (known: microvm, namespace, auto)"
+    "bot-bottle: error: unknown backend 'no-such-backend' (known: microvm, namespace, smolmachines, docker, auto)"
 printf '[egress]\nallow = example.com\nallow = exa mple.com\n' >"$T/bad.ini"
 "$BB" policy check -c "$T/bad.ini" example.com >/dev/null 2>"$T/err"
 is "a bad config value exits 125" "$?" "125"
