@@ -592,7 +592,7 @@ static int cmd_agent_install(int argc, char **argv)
     _cleanup_free_ char *registry = NULL, *pattern = NULL, *cidr = NULL, *cache = NULL,
                         *dest = NULL, *stage = NULL, *old = NULL, *logpath = NULL, *version = NULL,
                         *spec = NULL, *name = NULL, *regenv = NULL, *cafile = NULL, *caenv = NULL,
-                        *camount = NULL, *bottle = NULL, *staging = NULL;
+                        *camount = NULL, *bottle = NULL, *staging = NULL, *allow_scripts = NULL;
     const char *backend = NULL, *upstream = NULL, *want_version = NULL;
     _cleanup_close_ int logfd = -1;
     bool quiet = false, verbose = false;
@@ -770,6 +770,11 @@ static int cmd_agent_install(int argc, char **argv)
     strv_push(&rargv, "--loglevel=http");
     strv_push(&rargv, "--no-progress"); /* (a microVM's console looks like a terminal) */
     strv_push(&rargv, "--color=false");
+    /* The package's own install scripts (Claude Code's postinstall links its native binary):
+     * they run inside this bottle, which is the point; npm 11 warns that it will stop running
+     * scripts not named here. Dependencies' scripts get no such allowance. */
+    allow_scripts = strf("--allow-scripts=%s", p.package);
+    strv_push(&rargv, allow_scripts);
     strv_push(&rargv, spec);
 
     {
