@@ -100,6 +100,7 @@ static void exchange_reset(struct conn *c)
     c->resp_scan = 0;
     c->req_body = c->resp_body = HTTP_BODY_NONE;
     c->req_remaining = c->resp_remaining = 0;
+    c->scan_body = false;
 }
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
@@ -121,6 +122,38 @@ static bool upstream_idle_alive(const struct side *s)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/*
+ * The upstream head with the credentials' real values in place of their placeholders. The
+ * values pass only through a few bounded buffers, wiped after use.
+ */
+static int build_with_creds(struct conn *c, const struct http_request *req,
+                            const struct http_target *t, const struct cred_subst *subs,
+                            size_t nsubs)
+{
+    static struct http_request copy; /* one loop, one thread: not on the stack (3+ KiB) */
+    struct buf vals[CRED_MAX];
+    int r = 0;
+
+    copy = *req;
+    for (size_t i = 0; i < nsubs; i++)
+        buf_init(&vals[i], BB_MAX_HTTP_LINE);
+    for (size_t i = 0; i < nsubs && r == 0; i++) {
+        r = cred_substitute(c->px->creds, subs[i].cred, req->headers[subs[i].header].value,
+                            &vals[i]);
+        if (r == 0)
+            copy.headers[subs[i].header].value = slice_make(buf_str(&vals[i]), vals[i].len);
+    }
+    if (r == 0)
+        r = http_build_upstream_request(&copy, t, c->host.name, &c->toup);
+    for (size_t i = 0; i < nsubs; i++) {
+        if (vals[i].p)
+            explicit_bzero(vals[i].p, vals[i].len);
+        buf_done(&vals[i]);
+    }
+    memset(&copy, 0, sizeof(copy));
+    return r < 0 ? -E2BIG : 0;
+}
+
 /* Decide on a parsed request; sets up the next state. */
 static void conn_start_exchange(struct conn *c, const struct http_request *req)
 {
@@ -128,6 +161,8 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     struct http_target t;
     struct http_error e = { 400, NULL };
     const char *herr = NULL;
+    struct cred_subst subs[CRED_MAX];
+    size_t nsubs = 0;
     enum verdict v;
     int r;
 
@@ -181,6 +216,17 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         }
     }
 
+    /* A credential placeholder anywhere but its own header to its own host: refused before
+     * the policy is asked, so the record says why (docs/credentials.md). */
+    if (cred_store_count(px->creds)) {
+        size_t ci = 0;
+        const char *where = NULL;
+        if (cred_check_head(px->creds, req, c->host.name, c->port, subs, &nsubs, &ci, &where) < 0) {
+            conn_cred_misuse(c, ci, where);
+            return;
+        }
+    }
+
     v = policy_check_host(px->policy, &c->host, c->port);
     if (v != V_ALLOW) {
         conn_deny(c, v, NULL);
@@ -210,8 +256,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         c->req_body = req->body;
         c->req_remaining = req->content_length;
         http_chunked_init(&c->req_chunked);
+        c->scan_body = cred_store_count(px->creds) > 0;
+        cred_scan_init(&c->req_scan);
         buf_reset(&c->toup);
-        r = http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
+                  : http_build_upstream_request(req, &t, c->host.name, &c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -516,11 +565,21 @@ static int step_send_req(struct conn *c)
     /* Body bytes already read join what is queued (for a small request: the head) so they leave
      * in one send(), whenever they fit. */
     if (c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
+        size_t before = c->toup.len;
         r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
         if (r < 0) {
             struct http_error e = { 400, "malformed chunked request body" };
             conn_bad_request(c, &e);
             return 1;
+        }
+        /* The body bytes just queued, before any of them leaves (docs/credentials.md). */
+        if (c->scan_body && c->toup.len > before) {
+            int hit = cred_scan_feed(c->px->creds, &c->req_scan, c->toup.p + before,
+                                     c->toup.len - before);
+            if (hit >= 0) {
+                conn_cred_misuse(c, (size_t)hit, "in the request body");
+                return 1;
+            }
         }
     }
     if (c->toup.len) {

@@ -23,6 +23,7 @@
 
 #include "common/buf.h"
 #include "common/limits.h"
+#include "proxy/cred.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
 
@@ -117,7 +118,9 @@ struct conn {
     enum http_body req_body, resp_body;
     uint64_t req_remaining, resp_remaining;
     struct http_chunked req_chunked, resp_chunked;
-    int status; /* status sent to the client */
+    bool scan_body;            /* credentials are held: look for placeholders in the body */
+    struct cred_scan req_scan; /* (docs/credentials.md) */
+    int status;                /* status sent to the client */
     char method[16];
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
     char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
@@ -142,6 +145,7 @@ struct proxy {
     struct resolver *res;
     struct audit *audit;
     const struct policy *policy;
+    const struct cred_store *creds; /* NULL: none (docs/credentials.md) */
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;
@@ -172,6 +176,8 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
 void conn_audit_failed(struct conn *c);
 void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text);
 void conn_bad_request(struct conn *c, const struct http_error *e);
+/* A credential placeholder where it may not be: 403 credential-misuse, the upstream aborted. */
+void conn_cred_misuse(struct conn *c, size_t cred, const char *where);
 bool proxy_refuse_if_busy(struct proxy *px, int fd);
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 
