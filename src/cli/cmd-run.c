@@ -10,11 +10,13 @@
 
 #include "backend/backend.h"
 #include "cli/cli.h"
+#include "cli/credentials.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
 #include "guest/spec.h"
+#include "proxy/cred.h"
 #include "supervisor/protect.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
@@ -40,6 +42,7 @@ enum {
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
     OPT_QUIET,
+    OPT_CREDENTIAL,
 };
 
 static void usage(FILE *f)
@@ -59,6 +62,12 @@ static void usage(FILE *f)
             "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
+            "      --credential NAME:HOST[:PORT]:HEADER:SOURCE\n"
+            "                           a secret the proxy puts into HEADER of requests to\n"
+            "                           HOST (port 443 by default); SOURCE is env:VAR,\n"
+            "                           file:/PATH or command:CMD, resolved here. The bottle\n"
+            "                           gets only a placeholder, in VAR for env:VAR\n"
+            "                           (config: [credential \"NAME\"]; repeatable)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
             "      --allow-write PATH   leave a protected workspace path (below) writable;\n"
@@ -447,12 +456,14 @@ int cmd_run(int argc, char **argv)
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "credential", required_argument, NULL, OPT_CREDENTIAL },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct policy_args args = { 0 };
     struct supervisor_opts o = { 0 };
-    struct bb_config cfg = { 0 };
+    struct bb_config cfg = { 0 }, cli_creds = { 0 };
+    struct buf cred_wire = BUF_INIT(CRED_WIRE_MAX);
     struct policy *policy = NULL;
     struct strv env_warned = { 0 };
     struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 }, allow_write = { 0 };
@@ -541,6 +552,14 @@ int cmd_run(int argc, char **argv)
         case OPT_QUIET:
             o.quiet = true;
             break;
+        case OPT_CREDENTIAL: {
+            const char *why = NULL;
+            if (config_parse_credential_arg(&cli_creds, optarg, &why) < 0) {
+                log_error("--credential '%s': %s", optarg, why);
+                goto out;
+            }
+            break;
+        }
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
@@ -577,6 +596,15 @@ int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < env_specs.n; i++)
         if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
+    /* Credentials: the command line's replace the file's of the same name. Resolved after
+     * the variables, so a credential's placeholder replaces a passed value of its variable. */
+    config_merge_credentials(&cfg, &cli_creds);
+    if (cfg.n_creds) {
+        if (credentials_prepare(&cfg, &o.env, &cred_wire) < 0)
+            goto out;
+        o.cred_wire = buf_str(&cred_wire);
+        o.cred_wire_len = cred_wire.len;
+    }
     if (check_sizes(argv + optind, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
@@ -605,6 +633,10 @@ int cmd_run(int argc, char **argv)
     policy_args_daemon_argv(&args, &cfg, &o.daemon_args);
     ret = supervisor_run(&o, TAKE_PTR(policy));
 out:
+    if (cred_wire.p)
+        explicit_bzero(cred_wire.p, cred_wire.len);
+    buf_done(&cred_wire);
+    config_done(&cli_creds);
     policy_free(policy);
     config_done(&cfg);
     strv_done(&env_specs);

@@ -13,6 +13,9 @@
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
  *   [env]     pass = NAME[=VALUE] (repeatable)
+ *   [credential "NAME"]  host = HOST   port = N   header = FIELD   value = SOURCE   env = VAR
+ *             (only in files that need no approval: a bottle must not be able to name a
+ *             command the host runs or a file it reads; the CLI enforces that)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -35,6 +38,20 @@ struct strv {
 void strv_push(struct strv *s, const char *str); /* copies */
 void strv_done(struct strv *s);
 
+/* [credential "NAME"] (docs/credentials.md): a secret the proxy puts into requests to one host;
+ * the bottle only ever holds a placeholder. */
+struct bb_credential {
+    char *name;    /* [a-z0-9_-]{1,32} */
+    char *host;    /* a host name, normalised (lower case), no wildcard */
+    uint16_t port; /* 443 unless set */
+    char *header;  /* the request header the value goes into, e.g. x-api-key */
+    char *value;   /* where the value comes from: env:NAME, file:/PATH or command:CMD */
+    char *env;     /* the bottle's variable that holds the placeholder; NULL: none set */
+    unsigned line; /* the section's line (0: the command line) */
+};
+
+#define BB_MAX_CREDENTIALS 64
+
 struct bb_config {
     /* [bottle] */
     char *backend;   /* NULL: not set */
@@ -51,7 +68,22 @@ struct bb_config {
     char *audit;        /* path */
     /* [env] */
     struct strv env_pass;
+    /* [credential "NAME"] */
+    struct bb_credential *creds;
+    size_t n_creds;
 };
+
+/* Validate and append a credential to cfg (copies the strings; port 0: 443; env NULL: the
+ * variable of an env: source, else none). Returns 0 or -EINVAL with *reterr_msg (static). Used
+ * for --credential; the file parser applies the same rules. */
+int config_add_credential(struct bb_config *cfg, const char *name, const char *host, uint16_t port,
+                          const char *header, const char *value, const char *env,
+                          const char **reterr_msg);
+/* Move src's credentials into dst; one of the same name is replaced (the later one wins). */
+void config_merge_credentials(struct bb_config *dst, struct bb_config *src);
+/* Parse --credential NAME:HOST[:PORT]:HEADER:SOURCE into cfg. Returns 0 or -EINVAL (*reterr_msg).
+ */
+int config_parse_credential_arg(struct bb_config *cfg, const char *arg, const char **reterr_msg);
 
 struct config_error {
     char path[512];

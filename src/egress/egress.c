@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include "dns/filter.h"
 #include "egress/confine.h"
 #include "audit/audit.h"
+#include "proxy/cred.h"
 #include "proxy/resolve.h"
 
 struct egress {
@@ -28,6 +31,8 @@ struct egress {
     struct loop_timer drain_timer;
     struct loop_source handoff_src;
     struct loop_source control_src;
+    struct loop_source relay_src;
+    struct cred_store *creds;
     struct strv changes; /* "allow X" / "deny X" received on the control fd, in order */
     bool stopping;
 };
@@ -41,6 +46,8 @@ void egress_options_default(struct egress_options *ret)
     ret->ready_fd = -1;
     ret->handoff_fd = -1;
     ret->control_fd = -1;
+    ret->relay_fd = -1;
+    ret->credentials_fd = -1;
 }
 
 /* Put np in force (the old policy is freed). Connections read the policy at each decision and
@@ -256,6 +263,77 @@ static void on_handoff(struct loop_source *src, uint32_t events)
     }
 }
 
+/* Channel streams the supervisor's relay hands over (a daemon without a TCP listener). */
+static void on_relay(struct loop_source *src, uint32_t events)
+{
+    struct egress *e = src->userdata;
+    (void)events;
+
+    for (int i = 0; i < 64; i++) {
+        int fd = -1;
+        int r = handoff_recv_relay(src->fd, &fd);
+        if (r == 0)
+            return;
+        if (r == -EBADMSG) {
+            log_warn("egress: refused a malformed connection hand-off from the supervisor");
+            continue;
+        }
+        if (r < 0) {
+            loop_del(e->loop, src);
+            return;
+        }
+        proxy_adopt(e->proxy, fd);
+    }
+}
+
+/*
+ * The credentials, from the supervisor's pipe (never argv or the environment): read to the
+ * end, decoded, the buffer wiped. A daemon holding any makes itself non-dumpable with no core
+ * (no core file, no ptrace by other processes of the user, /proc/PID/mem closed to them).
+ */
+static int read_credentials(int fd, struct cred_store **ret)
+{
+    size_t cap = CRED_WIRE_MAX + 1, len = 0;
+    char *p = malloc(cap);
+    const char *why = NULL;
+    int r;
+
+    if (!p)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t n = read(fd, p + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == cap) {
+            r = -EFBIG;
+            goto out;
+        }
+    }
+    r = cred_store_decode(p, len, ret, &why);
+    if (r < 0)
+        log_error("egress: the credentials from the supervisor are not valid: %s", why);
+out:
+    explicit_bzero(p, cap);
+    free(p);
+    return r;
+}
+
+static int no_core(void)
+{
+    struct rlimit rl = { 0, 0 };
+
+    if (setrlimit(RLIMIT_CORE, &rl) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return -errno;
+    return 0;
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -293,13 +371,26 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_errno(LOG_LVL_ERROR, r, "egress: cannot set up the resolver");
         goto out;
     }
-    r = proxy_new(e.loop, &o->listen, &o->limits, e.res, e.audit, &e.proxy);
+    if (o->credentials_fd >= 0) {
+        r = read_credentials(o->credentials_fd, &e.creds);
+        close(o->credentials_fd);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot read the credentials");
+            goto out;
+        }
+        if (cred_store_count(e.creds) && (r = no_core()) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot make the daemon non-dumpable");
+            goto out;
+        }
+    }
+    r = proxy_new(e.loop, o->no_listen ? NULL : &o->listen, &o->limits, e.res, e.audit, &e.proxy);
     if (r < 0) {
         net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
         log_errno(LOG_LVL_ERROR, r, "egress: cannot listen on %s", astr);
         goto out;
     }
     proxy_set_policy(e.proxy, e.policy);
+    proxy_set_creds(e.proxy, e.creds);
     if (o->have_dns) {
         r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL, e.audit,
                            &e.dns);
@@ -315,6 +406,14 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         r = loop_add(e.loop, &e.handoff_src, o->handoff_fd, EPOLLIN, on_handoff, &e);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the hand-off socket");
+            goto out;
+        }
+    }
+    if (o->relay_fd >= 0) {
+        fd_set_nonblock(o->relay_fd, true);
+        r = loop_add(e.loop, &e.relay_src, o->relay_fd, EPOLLIN, on_relay, &e);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the relay socket");
             goto out;
         }
     }
@@ -339,8 +438,13 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_errno(LOG_LVL_ERROR, r, "egress: cannot confine the daemon (seccomp, capabilities)");
         goto out;
     }
-    net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
-    log_info("egress: proxy listening on %s", astr);
+    if (o->no_listen) {
+        log_info("egress: proxy serving only the bottle's hand-off (no TCP listener)%s",
+                 cred_store_count(e.creds) ? "; holding credentials" : "");
+    } else {
+        net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
+        log_info("egress: proxy listening on %s", astr);
+    }
     if (o->have_dns) {
         net_addr_format((const struct sockaddr *)&o->dns.ss, astr);
         log_info("egress: DNS filter listening on %s (udp, tcp)", astr);
@@ -355,7 +459,10 @@ out:
     if (e.loop) {
         loop_del(e.loop, &e.handoff_src);
         loop_del(e.loop, &e.control_src);
+        loop_del(e.loop, &e.relay_src);
     }
+    if (o->relay_fd >= 0)
+        close(o->relay_fd);
     if (o->handoff_fd >= 0)
         close(o->handoff_fd);
     if (o->control_fd >= 0)
@@ -374,5 +481,6 @@ out:
     audit_seal(e.audit);
     audit_close(e.audit);
     policy_free(e.policy);
+    cred_store_free(e.creds);
     return r;
 }

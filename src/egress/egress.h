@@ -21,7 +21,10 @@
 #include "proxy/proxy.h"
 
 struct egress_options {
-    struct net_addr listen; /* proxy address (required) */
+    struct net_addr listen; /* proxy address (unless no_listen) */
+    /* No TCP listener: the proxy serves only connections handed over on handoff_fd and
+     * relay_fd (a daemon holding credentials, docs/credentials.md). */
+    bool no_listen;
     bool have_dns;
     struct net_addr dns; /* DNS filter address (UDP and TCP) */
     bool have_upstream_dns;
@@ -38,6 +41,12 @@ struct egress_options {
     /* >= 0: a SOCK_SEQPACKET socket to the supervisor over which it changes the policy at run
      * time (egress_control below); owned by the daemon. -1: none. */
     int control_fd;
+    /* >= 0: a SOCK_SEQPACKET socket over which the supervisor's channel relay hands over proxy
+     * streams as unix stream sockets (channel/handoff.h, handoff_recv_relay); owned. -1: none. */
+    int relay_fd;
+    /* >= 0: read the credentials (proxy/cred.h wire format) from this fd to its end at start,
+     * then close it; owned. -1: none. */
+    int credentials_fd;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
      * policy then stays in force. */
     int (*reload)(void *userdata, struct policy **ret);

@@ -84,6 +84,11 @@ static int format_line(const char *kind, const char *host, const char *decision,
                        host);
         else if (strcmp(reason, "bad-host") == 0)
             buf_printf(out, "blocked a request (bad-host: '%s' is not a valid host name)", host);
+        else if (strcmp(reason, "credential-misuse") == 0)
+            buf_printf(out,
+                       "blocked %s (credential-misuse: a credential's placeholder was sent "
+                       "somewhere other than its own header to its own host; the 403 says where)",
+                       host);
         else
             buf_printf(out, "blocked %s (%s); run 'bot-bottle help notices'", host, reason);
     } else {

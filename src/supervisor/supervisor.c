@@ -677,6 +677,11 @@ static int start_bottle(struct sv *s)
     net_addr_parse(addr, 0, &hc.proxy);
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, daemon_host_dns_port());
     net_addr_parse(addr, 0, &hc.dns);
+    if (s->daemon.relay >= 0) {
+        /* a daemon holding credentials: no TCP port; streams go over the relay socket */
+        hc.proxy_via_handoff = true;
+        hc.proxy_handoff_fd = s->daemon.relay;
+    }
     hc.dead = on_channel_dead;
     hc.userdata = s;
     r = channel_host_relay_start(s->loop, s->started.channel_fd, &hc, &s->relay);
@@ -694,7 +699,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
     struct sv s = { .o = o,
                     .status = 125,
-                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
+                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1, .relay = -1 },
                     .notice = { .f = { .fd = -1 } } };
     int r;
 
@@ -752,7 +757,9 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .audit = s.audit,
                                     .extra = &o->daemon_args,
                                     .devnull = s.devnull,
-                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
+                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF,
+                                    .creds = o->cred_wire,
+                                    .creds_len = o->cred_wire_len };
         r = daemon_start(&dc, &s.daemon);
     }
     if (r < 0)
