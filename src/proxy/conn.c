@@ -258,6 +258,8 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         http_chunked_init(&c->req_chunked);
         c->scan_body = cred_store_count(px->creds) > 0;
         cred_scan_init(&c->req_scan);
+        if (req->body == HTTP_BODY_CHUNKED)
+            cred_scan_set_chunked(&c->req_scan);
         buf_reset(&c->toup);
         r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
                   : http_build_upstream_request(req, &t, c->host.name, &c->toup);

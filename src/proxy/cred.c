@@ -382,9 +382,80 @@ int cred_substitute(const struct cred_store *s, size_t i, struct slice value, st
     return 0;
 }
 
+enum { CK_SIZE, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILER };
+
 void cred_scan_init(struct cred_scan *sc)
 {
     sc->carry_len = 0;
+    sc->chunked = false;
+    sc->ck_state = CK_SIZE;
+    sc->ck_remaining = 0;
+}
+
+void cred_scan_set_chunked(struct cred_scan *sc)
+{
+    sc->chunked = true;
+    sc->ck_state = CK_SIZE;
+    sc->ck_remaining = 0;
+}
+
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
+
+/* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
+ * only has to follow it: size line, data, CRLF, ..., then the trailer section). */
+static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        char ch = p[i];
+        switch (sc->ck_state) {
+        case CK_SIZE:
+            if (ascii_isdigit(ch) || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')) {
+                unsigned d =
+                    ascii_isdigit(ch) ? (unsigned)(ch - '0') : (unsigned)((ch | 0x20) - 'a' + 10);
+                if (sc->ck_remaining < (UINT64_MAX >> 4))
+                    sc->ck_remaining = (sc->ck_remaining << 4) | d;
+            } else {
+                sc->ck_state = ch == '\r' ? CK_SIZE_LF : CK_EXT;
+            }
+            i++;
+            break;
+        case CK_EXT:
+            if (ch == '\r')
+                sc->ck_state = CK_SIZE_LF;
+            i++;
+            break;
+        case CK_SIZE_LF:
+            i++;
+            sc->ck_state = sc->ck_remaining ? CK_DATA : CK_TRAILER;
+            break;
+        case CK_DATA: {
+            size_t take = (size_t)MIN((uint64_t)(len - i), sc->ck_remaining);
+            int hit = scan_plain(s, sc, p + i, take);
+            if (hit >= 0)
+                return hit;
+            i += take;
+            sc->ck_remaining -= take;
+            if (!sc->ck_remaining)
+                sc->ck_state = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            sc->ck_state = CK_DATA_LF;
+            i++;
+            break;
+        case CK_DATA_LF:
+            sc->ck_state = CK_SIZE;
+            i++;
+            break;
+        case CK_TRAILER:
+        default:
+            /* trailer fields: searched as they are */
+            return scan_plain(s, sc, p + i, len - i);
+        }
+    }
+    return -1;
 }
 
 static int scan_all(const struct cred_store *s, struct slice hay)
@@ -397,11 +468,18 @@ static int scan_all(const struct cred_store *s, struct slice hay)
 
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
 {
+    if (!s || !s->n || !len)
+        return -1;
+    return sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len);
+}
+
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
     char joint[2 * CRED_PLACEHOLDER_MAX];
     size_t keep, take;
     int hit;
 
-    if (!s || !s->n || !len)
+    if (!len)
         return -1;
     keep = s->max_placeholder - 1; /* a match needs at least one byte of the new data */
     /* Matches that start in the carried tail and end in p. */

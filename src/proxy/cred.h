@@ -92,11 +92,17 @@ int cred_substitute(const struct cred_store *s, size_t i, struct slice value, st
 
 /* Streaming placeholder search over a byte stream. */
 struct cred_scan {
+    bool chunked;          /* decode the chunked framing first (the bytes were checked) */
+    int ck_state;          /* private */
+    uint64_t ck_remaining; /* private */
     size_t carry_len;
     char carry[CRED_PLACEHOLDER_MAX]; /* the last bytes seen, for matches across feeds */
 };
 
 void cred_scan_init(struct cred_scan *sc);
+/* A body sent with Transfer-Encoding: chunked is searched in its decoded data (a placeholder
+ * split by the chunk framing is still found): call before the first feed. */
+void cred_scan_set_chunked(struct cred_scan *sc);
 /* Feed len more bytes of the stream. Returns the index of a credential whose placeholder
  * occurs in the stream so far (>= 0), or -1. */
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);

@@ -1,6 +1,6 @@
 /*
  * Fuzz the credential wire format (cred_store_decode) and, on a store that decoded, the body
- * search fed in two pieces: it must agree with a search of the whole input.
+ * search (plain and chunked) fed in two pieces: it must agree with a search of the whole input.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,15 +27,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nl2) {
         const char *body = nl2 + 2;
         size_t blen = size - (size_t)(body - p);
-        struct cred_scan a, b;
-        int whole, split;
-        cred_scan_init(&a);
-        cred_scan_init(&b);
-        whole = cred_scan_feed(s, &a, body, blen) >= 0;
-        split = cred_scan_feed(s, &b, body, blen / 2) >= 0 ||
-                cred_scan_feed(s, &b, body + blen / 2, blen - blen / 2) >= 0;
-        if (whole != split)
-            abort();
+        for (int chunked = 0; chunked < 2; chunked++) {
+            struct cred_scan a, b;
+            int whole, split;
+            cred_scan_init(&a);
+            cred_scan_init(&b);
+            if (chunked) {
+                cred_scan_set_chunked(&a);
+                cred_scan_set_chunked(&b);
+            }
+            whole = cred_scan_feed(s, &a, body, blen) >= 0;
+            split = cred_scan_feed(s, &b, body, blen / 2) >= 0 ||
+                    cred_scan_feed(s, &b, body + blen / 2, blen - blen / 2) >= 0;
+            if (whole != split)
+                abort();
+        }
     }
     cred_store_free(s);
     return 0;

@@ -185,13 +185,45 @@ static void test_scan_streaming(void **state)
     cred_store_free(s);
 }
 
+/* A placeholder split by the chunked framing is found in the decoded data. */
+static void test_scan_chunked(void **state)
+{
+    struct cred_store *s = two();
+    /* "bb-cred-npm-" | "0011...eeff" in two chunks, with an extension on the second */
+    const char body[] = "c\r\nbb-cred-npm-\r\n20;x=y\r\n00112233445566778899aabbccddeeff\r\n"
+                        "0\r\n\r\n";
+    const char clean[] = "c\r\nbb-cred-npm-\r\n3\r\nabc\r\n0\r\n\r\n";
+    size_t len = strlen(body);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_chunked(&sc);
+        hit = cred_scan_feed(s, &sc, body, cut);
+        if (hit < 0)
+            hit = cred_scan_feed(s, &sc, body + cut, len - cut);
+        assert_int_equal(hit, 1);
+    }
+    {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        /* as raw bytes, the framing hides it */
+        assert_int_equal(cred_scan_feed(s, &sc, body, len), -1);
+        cred_scan_init(&sc);
+        cred_scan_set_chunked(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, clean, strlen(clean)), -1);
+    }
+    cred_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wire_refusals),
-        cmocka_unit_test(test_check_head),
-        cmocka_unit_test(test_substitute),
-        cmocka_unit_test(test_scan_streaming),
+        cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
+        cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
+        cmocka_unit_test(test_scan_chunked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
