@@ -258,6 +258,8 @@ int cmd_egress(int argc, char **argv)
     }
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
+    o.inspect = &cfg.inspect;
+    o.tls_extra_ca = cfg.tls_extra_ca;
     if (cfg.n_creds && o.credentials_fd < 0)
         log_warn("egress: the config's [credential] sections are used by 'bot-bottle run' "
                  "only; this daemon puts no credential into requests");

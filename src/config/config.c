@@ -68,6 +68,8 @@ void config_done(struct bb_config *cfg)
     free(cfg->listen);
     free(cfg->dns);
     free(cfg->audit);
+    strv_done(&cfg->inspect);
+    free(cfg->tls_extra_ca);
     strv_done(&cfg->env_pass);
     strv_done(&cfg->allow_write);
     for (size_t i = 0; i < cfg->n_creds; i++)
@@ -133,6 +135,7 @@ enum scalar {
     SC_LISTEN,
     SC_DNS,
     SC_AUDIT,
+    SC_EXTRA_CA,
     SC_MAX
 };
 
@@ -187,7 +190,7 @@ static bool credential_section(const char *s, size_t len, const char **ret_name,
 
 static bool known_section(const char *s, size_t len)
 {
-    static const char *const sections[] = { "bottle", "egress", "env" };
+    static const char *const sections[] = { "bottle", "egress", "env", "tls" };
     const char *n;
     size_t nl;
     for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
@@ -254,10 +257,11 @@ static char *config_reader(char *str, int num, void *stream)
             }
         }
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
-            ctx_fail(c,
-                     "unknown section [%.*s]; known sections are [bottle], [egress], [env] and "
-                     "[credential \"NAME\"] (NAME: a-z, 0-9, '-', '_')",
-                     (int)MIN((size_t)(close - line - 1), 64), line + 1);
+            ctx_fail(
+                c,
+                "unknown section [%.*s]; known sections are [bottle], [egress], [env], [tls] and "
+                "[credential \"NAME\"] (NAME: a-z, 0-9, '-', '_')",
+                (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
     }
@@ -409,9 +413,20 @@ static int handle_egress(struct load_ctx *c, const char *key, const char *value)
             return ctx_fail(c, "audit: path too long");
         return set_scalar(c, SC_AUDIT, key, &c->cfg.audit, value);
     }
+    if (strcmp(key, "inspect") == 0) {
+        struct host h;
+        uint16_t port;
+        const char *msg2 = NULL;
+        if (host_parse_authority(value, strlen(value), 443, &h, &port, &msg2) < 0 ||
+            h.kind != HOST_NAME || strchr(value, '*'))
+            return ctx_fail(c, "inspect: '%.80s' is not HOST[:PORT] (one host name, no wildcard)",
+                            value);
+        strv_push(&c->cfg.inspect, value);
+        return 1;
+    }
     return ctx_fail(c,
                     "unknown key '%.64s' in [egress]; known keys: allow, allow_cidr, "
-                    "upstream_dns, listen, dns, audit",
+                    "upstream_dns, listen, dns, audit, inspect",
                     key);
 }
 
@@ -662,6 +677,16 @@ static int check_credentials(struct load_ctx *c)
     return 0;
 }
 
+static int handle_tls(struct load_ctx *c, const char *key, const char *value)
+{
+    if (strcmp(key, "extra_ca") == 0) {
+        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+            return ctx_fail(c, "extra_ca: give the absolute path of a PEM file");
+        return set_scalar(c, SC_EXTRA_CA, key, &c->cfg.tls_extra_ca, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [tls]; the only key is extra_ca = FILE", key);
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *c = user;
@@ -681,6 +706,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_egress(c, name, value);
     if (strcmp(section, "env") == 0)
         return handle_env(c, name, value);
+    if (strcmp(section, "tls") == 0)
+        return handle_tls(c, name, value);
     {
         const char *cn;
         size_t cl;
@@ -779,6 +806,8 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->listen, &c.cfg.listen);
     move_str(&cfg->dns, &c.cfg.dns);
     move_str(&cfg->audit, &c.cfg.audit);
+    move_strv(&cfg->inspect, &c.cfg.inspect);
+    move_str(&cfg->tls_extra_ca, &c.cfg.tls_extra_ca);
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
     move_strv(&cfg->allow_write, &c.cfg.allow_write);
     config_merge_credentials(cfg, &c.cfg);

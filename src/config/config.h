@@ -12,6 +12,8 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             inspect = HOST[:PORT] (repeatable; TLS interception, docs/credentials.md)
+ *   [tls]     extra_ca = FILE (PEM; trusted for origins, and inside bottles)
  *   [env]     pass = NAME[=VALUE] (repeatable)
  *   [credential "NAME"]  host = HOST   port = N   header = FIELD   value = SOURCE   env = VAR
  *             (only in files that need no approval: a bottle must not be able to name a
@@ -62,10 +64,13 @@ struct bb_config {
     /* [egress] */
     struct strv allow;
     struct strv allow_cidr;
-    char *upstream_dns; /* validated "ADDR[:PORT]" (numeric), NULL: host resolver */
-    char *listen;       /* validated "ADDR:PORT" */
-    char *dns;          /* validated "ADDR:PORT" */
-    char *audit;        /* path */
+    char *upstream_dns;  /* validated "ADDR[:PORT]" (numeric), NULL: host resolver */
+    char *listen;        /* validated "ADDR:PORT" */
+    char *dns;           /* validated "ADDR:PORT" */
+    char *audit;         /* path */
+    struct strv inspect; /* "host[:port]" (port 443 by default): TLS-intercepted hosts */
+    /* [tls] */
+    char *tls_extra_ca; /* a PEM file of CA certificates also trusted upstream and in bottles */
     /* [env] */
     struct strv env_pass;
     /* [credential "NAME"] */

@@ -18,6 +18,7 @@
 #include "egress/confine.h"
 #include "audit/audit.h"
 #include "proxy/cred.h"
+#include "proxy/tls.h"
 #include "proxy/resolve.h"
 
 struct egress {
@@ -33,6 +34,7 @@ struct egress {
     struct loop_source control_src;
     struct loop_source relay_src;
     struct cred_store *creds;
+    struct tls_ctx *tls;
     struct strv changes; /* "allow X" / "deny X" received on the control fd, in order */
     bool stopping;
 };
@@ -334,6 +336,39 @@ static int no_core(void)
     return 0;
 }
 
+/* The intercepted hosts (credential hosts and [egress] inspect), the CA: proxy/tls.h. */
+static int setup_tls(struct egress *e)
+{
+    const struct egress_options *o = e->o;
+    const char *why = NULL;
+    int r;
+
+    if (!cred_store_count(e->creds) && !(o->inspect && o->inspect->n))
+        return 0;
+    e->tls = tls_ctx_new();
+    for (size_t i = 0; i < cred_store_count(e->creds); i++)
+        if ((r = tls_intercept_add(e->tls, cred_host(e->creds, i), cred_port(e->creds, i))) < 0)
+            return log_errno(LOG_LVL_ERROR, r, "egress: cannot intercept %s",
+                             cred_host(e->creds, i));
+    for (size_t i = 0; o->inspect && i < o->inspect->n; i++) {
+        const char *v = o->inspect->v[i], *msg = NULL;
+        struct host h;
+        uint16_t port;
+        if (host_parse_authority(v, strlen(v), 443, &h, &port, &msg) < 0 || h.kind != HOST_NAME ||
+            (r = tls_intercept_add(e->tls, h.name, port)) < 0) {
+            log_error("egress: inspect '%s': expected HOST[:PORT] (one host name)", v);
+            return -EINVAL;
+        }
+    }
+    r = tls_ctx_start(e->tls, o->bottle_name, NULL, o->tls_extra_ca, &why);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "egress: TLS interception: %s", why);
+    proxy_set_tls(e->proxy, e->tls);
+    log_info("egress: intercepting TLS for %zu host(s) with a CA of this daemon's own",
+             tls_intercept_count(e->tls));
+    return 0;
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -391,6 +426,9 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     }
     proxy_set_policy(e.proxy, e.policy);
     proxy_set_creds(e.proxy, e.creds);
+    r = setup_tls(&e);
+    if (r < 0)
+        goto out;
     if (o->have_dns) {
         r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL, e.audit,
                            &e.dns);
@@ -450,8 +488,21 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_info("egress: DNS filter listening on %s (udp, tcp)", astr);
     }
     if (o->ready_fd >= 0) {
-        ssize_t w = write(o->ready_fd, "ready\n", 6);
-        (void)w;
+        /* "ready\n", then the CA certificate the bottle must trust (if any) */
+        struct buf msg = BUF_INIT(64 * 1024);
+        size_t off = 0;
+        buf_append_str(&msg, "ready\n");
+        if (e.tls && tls_ca_pem(e.tls, &msg) < 0)
+            log_warn("egress: cannot write the CA certificate out");
+        while (off < msg.len) {
+            ssize_t w = write(o->ready_fd, msg.p + off, msg.len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        buf_done(&msg);
         close(o->ready_fd);
     }
     r = loop_run(e.loop);
@@ -469,6 +520,7 @@ out:
         close(o->control_fd);
     strv_done(&e.changes);
     proxy_free(e.proxy);
+    tls_ctx_free(e.tls);
     dns_filter_free(e.dns);
     resolver_free(e.res);
     /* loop_free runs the deferred frees that still point at the proxy and the resolver. */

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "common/net.h"
+#include "config/config.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 
@@ -47,6 +48,11 @@ struct egress_options {
     /* >= 0: read the credentials (proxy/cred.h wire format) from this fd to its end at start,
      * then close it; owned. -1: none. */
     int credentials_fd;
+    /* TLS interception (proxy/tls.h) of these "host[:port]" besides the credential hosts;
+     * extra_ca: also trusted for origins. With any intercepted host, the CA certificate (PEM)
+     * follows "ready\n" on ready_fd. */
+    const struct strv *inspect;
+    const char *tls_extra_ca;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
      * policy then stays in force. */
     int (*reload)(void *userdata, struct policy **ret);

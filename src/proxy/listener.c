@@ -130,6 +130,11 @@ void proxy_set_creds(struct proxy *px, const struct cred_store *creds)
     px->creds = creds;
 }
 
+void proxy_set_tls(struct proxy *px, struct tls_ctx *tls)
+{
+    px->tls = tls;
+}
+
 static void drain_now(struct loop_defer *d)
 {
     proxy_deferred_done(d->userdata);

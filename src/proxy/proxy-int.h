@@ -25,6 +25,7 @@
 #include "common/limits.h"
 #include "proxy/cred.h"
 #include "proxy/http1.h"
+#include "proxy/tls.h"
 #include "proxy/proxy.h"
 
 /* The caps a peer can push against are in common/limits.h (BB_RELAY_CHUNK, BB_PIPE_*, ...). */
@@ -39,6 +40,8 @@ enum conn_state {
     CS_READ_RESP,
     CS_SEND_RESP,
     CS_TUNNEL,
+    CS_TLS_UP,   /* TLS handshake with the origin (intercepted host) */
+    CS_TLS_DOWN, /* 200 sent to the bottle's CONNECT, TLS handshake with it as the origin */
     CS_DRAIN,
     CS_CLOSED,
     CS_MAX
@@ -71,14 +74,16 @@ struct transport_ops {
 };
 
 extern const struct transport_ops transport_tcp;
+extern const struct transport_ops transport_tls; /* tls.c */
 
 struct side {
     int fd;
     const struct transport_ops *tp; /* how bytes cross this side; set with the fd */
     void *tp_ctx;                   /* the transport's state (TCP: none) */
     struct loop_source src;
-    bool eof;   /* read returned 0 */
-    bool wshut; /* we shut down our write side */
+    bool eof;      /* read returned 0 */
+    bool wshut;    /* we shut down our write side */
+    uint32_t want; /* readiness the transport needs besides what the state asks (TLS) */
 };
 
 /* Bytes the transport holds that no readiness event will announce. */
@@ -134,6 +139,13 @@ struct conn {
     uint16_t up_port;
     struct sockaddr_storage up_addr; /* the vetted address it is connected to */
 
+    /* TLS interception: the client side is a decrypted session for ic_host:ic_port (kept
+     * across exchanges); up_tls: the upstream connection needs TLS (an intercepted host). */
+    bool intercept;
+    bool up_tls;
+    struct host ic_host;
+    uint16_t ic_port;
+
     /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
     int pipe_cu[2], pipe_uc[2];
     size_t in_pipe_cu, in_pipe_uc;
@@ -146,6 +158,7 @@ struct proxy {
     struct audit *audit;
     const struct policy *policy;
     const struct cred_store *creds; /* NULL: none (docs/credentials.md) */
+    struct tls_ctx *tls;            /* NULL: no interception (tls.h) */
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;

@@ -52,6 +52,9 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 void proxy_set_policy(struct proxy *px, const struct policy *p);
 /* The credentials to put into requests (docs/credentials.md); not owned. NULL: none. */
 void proxy_set_creds(struct proxy *px, const struct cred_store *creds);
+/* TLS interception (tls.h); not owned. NULL: every CONNECT is a plain tunnel. */
+struct tls_ctx;
+void proxy_set_tls(struct proxy *px, struct tls_ctx *tls);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
