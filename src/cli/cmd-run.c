@@ -616,6 +616,7 @@ int cmd_run(int argc, char **argv)
     o.workspace = wsbuf;
     o.argv = argv + optind;
     o.audit_path = audit;
+    o.tls_extra_ca = cfg.tls_extra_ca;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -18,6 +19,8 @@
 #include "common/macro.h"
 #include "common/pidfd.h"
 #include "common/str.h"
+#include "common/buf.h"
+#include "common/xalloc.h"
 #include "egress/egress.h"
 
 #define DAEMON_READY_TIMEOUT_MS 10000
@@ -56,6 +59,8 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     d->handoff = -1;
     d->control = -1;
     d->relay = -1;
+    d->ca_pem = NULL;
+    d->ca_pem_len = 0;
     exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe < 0)
         return log_errno(LOG_LVL_ERROR, -errno,
@@ -234,17 +239,29 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
         }
     }
     {
+        /* "ready\n", then (with TLS interception) the CA certificate, then EOF */
         struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
-        char buf[8] = { 0 };
-        ssize_t n = 0;
-        if (RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1)
-            n = read(pipefd[0], buf, sizeof(buf) - 1);
+        struct buf msg = BUF_INIT(64 * 1024);
+        char tmp[4096];
+        ssize_t n = 1;
+        while (n > 0 && RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1) {
+            n = read(pipefd[0], tmp, sizeof(tmp));
+            if (n > 0 && buf_append(&msg, tmp, (size_t)n) < 0)
+                break;
+        }
         close(pipefd[0]);
-        if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
+        if (msg.len < 6 || strncmp(buf_str(&msg), "ready\n", 6) != 0) {
+            buf_done(&msg);
             log_error("the egress daemon did not start (see above); the bottle is not started");
             daemon_stop(d);
             return -EIO;
         }
+        if (msg.len > 6) {
+            d->ca_pem_len = msg.len - 6;
+            d->ca_pem = xmalloc(d->ca_pem_len + 1);
+            memcpy(d->ca_pem, buf_str(&msg) + 6, d->ca_pem_len + 1);
+        }
+        buf_done(&msg);
     }
     return 0;
 }
@@ -275,6 +292,9 @@ void daemon_stop(struct egress_daemon *d)
     if (d->relay >= 0)
         close(d->relay);
     d->relay = -1;
+    free(d->ca_pem);
+    d->ca_pem = NULL;
+    d->ca_pem_len = 0;
 }
 
 int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,

@@ -38,6 +38,10 @@ struct egress_daemon {
     int handoff; /* the bottle's end of the hand-off socket (channel/handoff.h), or -1 */
     int control; /* our end of the daemon's control socket (egress/egress.h), or -1 */
     int relay;   /* our end of the relay socket (creds only; channel/handoff.h), or -1 */
+    /* The CA certificate (PEM) the daemon intercepts TLS with, for the bottle's trust; NULL:
+     * no interception (proxy/tls.h). */
+    char *ca_pem;
+    size_t ca_pem_len;
 };
 
 /* The DNS port the daemon listens on, on the host. */

@@ -23,6 +23,7 @@
 #include "config/trust.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/bottle-ca.h"
 #include "supervisor/control.h"
 #include "supervisor/daemon.h"
 #include "supervisor/notice.h"
@@ -570,6 +571,11 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     for (size_t i = 0; r == 0 && i < spec->n_mounts; i++)
         r = check_state_hidden(s, spec->mounts[i].src, "--mount");
     if (r < 0)
+        return r;
+    /* TLS interception: the daemon's CA in the bottle's trust (bottle-ca.h) */
+    if (s->daemon.ca_pem &&
+        (r = bottle_ca_install(s->sb.dir, s->daemon.ca_pem, s->daemon.ca_pem_len,
+                               s->o->tls_extra_ca, spec)) < 0)
         return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);

@@ -48,6 +48,7 @@ struct supervisor_opts {
      * on no TCP port (docs/credentials.md). */
     const char *cred_wire;
     size_t cred_wire_len;
+    const char *tls_extra_ca; /* [tls] extra_ca: also trusted inside the bottle; NULL: none */
 };
 
 /*
