@@ -287,6 +287,27 @@ int tls_ctx_start(struct tls_ctx *t, const char *name, const char *ca_bundle, co
     return 0;
 }
 
+static int pem_of(X509 *c, struct buf *out)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    char *p = NULL;
+    long n;
+    int r = -ENOMEM;
+
+    if (b && PEM_write_bio_X509(b, c) == 1) {
+        n = BIO_get_mem_data(b, &p);
+        r = n > 0 ? buf_append(out, p, (size_t)n) : -EINVAL;
+    }
+    BIO_free(b);
+    return r;
+}
+
+int tls_leaf_pem(struct tls_ctx *t, const char *host, struct buf *out)
+{
+    X509 *c = t->ca ? leaf_for(t, host) : NULL;
+    return c ? pem_of(c, out) : -EINVAL;
+}
+
 int tls_ca_pem(const struct tls_ctx *t, struct buf *out)
 {
     BIO *b = BIO_new(BIO_s_mem());

@@ -46,6 +46,9 @@ bool tls_intercepts(const struct tls_ctx *t, const char *host, uint16_t port);
  */
 int tls_ctx_start(struct tls_ctx *t, const char *name, const char *ca_bundle, const char *extra_ca,
                   const char **reterr);
+/* The leaf certificate (PEM) the proxy presents for host, appended to out (made and cached on
+ * first use; tests check what the CA can and cannot sign). Returns 0 or -errno. */
+int tls_leaf_pem(struct tls_ctx *t, const char *host, struct buf *out);
 /* The CA certificate (PEM) for the bottle's trust, appended to out. Returns 0 or -E2BIG. */
 int tls_ca_pem(const struct tls_ctx *t, struct buf *out);
 

@@ -11,6 +11,8 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
   GET /chunked/N    -> 200 chunked, N bytes in 1000-byte chunks
   GET /close/N      -> 200 with N bytes, no length, then close
   POST /echo        -> 200 echoing the body (Content-Length or chunked)
+  GET /static/PATH  -> 200 with the file PATH under --static DIR (query ignored; e.g. a dumb
+                       HTTP git repository), 404 when missing or outside DIR
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
 Every HTTP request is logged as "http <method> <host header> <path>".
@@ -27,6 +29,7 @@ from http.server import BaseHTTPRequestHandler
 
 LOG_LOCK = threading.Lock()
 LOG_FILE = None
+STATIC_DIR = None
 
 
 def log(line):
@@ -86,6 +89,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n" % k + b"y" * k + b"\r\n")
                 n -= k
             self.wfile.write(b"0\r\n\r\n")
+        elif p.startswith("/static/") and STATIC_DIR:
+            f = os.path.realpath(os.path.join(STATIC_DIR, p[8:].split("?")[0]))
+            if f.startswith(STATIC_DIR + os.sep) and os.path.isfile(f):
+                with open(f, "rb") as fh:
+                    self._send(200, fh.read(), {"Content-Type": "application/octet-stream"})
+            else:
+                self._send(404, b"not found\n")
         elif p.startswith("/close/"):
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -174,7 +184,7 @@ class DNSTCPHandler(socketserver.BaseRequestHandler):
 
 
 def main():
-    global LOG_FILE
+    global LOG_FILE, STATIC_DIR
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", type=int)
     ap.add_argument("--https", type=int)
@@ -184,8 +194,10 @@ def main():
     ap.add_argument("--zone", action="append", default=[])
     ap.add_argument("--log")
     ap.add_argument("--ready")
+    ap.add_argument("--static")
     a = ap.parse_args()
     LOG_FILE = a.log
+    STATIC_DIR = os.path.realpath(a.static) if a.static else None
     zone = {}
     for z in a.zone:
         name, ip = z.split("=", 1)
