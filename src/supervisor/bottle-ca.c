@@ -100,6 +100,9 @@ int bottle_ca_install(const char *dir, const char *pem, size_t len, const char *
         r = bottle_spec_set_env(spec, "GIT_SSL_CAINFO", BOTTLE_CA_DIR "/ca-bundle.crt");
     if (r >= 0)
         r = bottle_spec_set_env(spec, "NODE_EXTRA_CA_CERTS", BOTTLE_CA_DIR "/ca.pem");
+    /* Debian's npm names the system bundle as its cafile (which replaces node's trust) */
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "NPM_CONFIG_CAFILE", BOTTLE_CA_DIR "/ca-bundle.crt");
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot add the bottle's CA to its spec");
     return 0;

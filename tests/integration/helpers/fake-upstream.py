@@ -12,7 +12,9 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
   GET /close/N      -> 200 with N bytes, no length, then close
   POST /echo        -> 200 echoing the body (Content-Length or chunked)
   GET /static/PATH  -> 200 with the file PATH under --static DIR (query ignored; e.g. a dumb
-                       HTTP git repository), 404 when missing or outside DIR
+                       HTTP git repository, an npm registry), 404 when missing or outside
+                       DIR; with --static-token T, /static/private/... is 401 without
+                       "Authorization: Bearer T"
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
 Every HTTP request is logged as "http <method> <host header> <path>".
@@ -30,6 +32,7 @@ from http.server import BaseHTTPRequestHandler
 LOG_LOCK = threading.Lock()
 LOG_FILE = None
 STATIC_DIR = None
+STATIC_TOKEN = None
 
 
 def log(line):
@@ -90,6 +93,10 @@ class Handler(BaseHTTPRequestHandler):
                 n -= k
             self.wfile.write(b"0\r\n\r\n")
         elif p.startswith("/static/") and STATIC_DIR:
+            if (STATIC_TOKEN and p.startswith("/static/private/")
+                    and self.headers.get("Authorization") != "Bearer " + STATIC_TOKEN):
+                self._send(401, b"unauthorized\n")
+                return
             f = os.path.realpath(os.path.join(STATIC_DIR, p[8:].split("?")[0]))
             if f.startswith(STATIC_DIR + os.sep) and os.path.isfile(f):
                 with open(f, "rb") as fh:
@@ -184,7 +191,7 @@ class DNSTCPHandler(socketserver.BaseRequestHandler):
 
 
 def main():
-    global LOG_FILE, STATIC_DIR
+    global LOG_FILE, STATIC_DIR, STATIC_TOKEN
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", type=int)
     ap.add_argument("--https", type=int)
@@ -195,9 +202,11 @@ def main():
     ap.add_argument("--log")
     ap.add_argument("--ready")
     ap.add_argument("--static")
+    ap.add_argument("--static-token")
     a = ap.parse_args()
     LOG_FILE = a.log
     STATIC_DIR = os.path.realpath(a.static) if a.static else None
+    STATIC_TOKEN = a.static_token
     zone = {}
     for z in a.zone:
         name, ip = z.split("=", 1)
