@@ -102,6 +102,7 @@ static void exchange_reset(struct conn *c)
     c->req_body = c->resp_body = HTTP_BODY_NONE;
     c->req_remaining = c->resp_remaining = 0;
     c->scan_body = false;
+    c->scan_resp = false;
 }
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
@@ -285,9 +286,13 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         c->req_remaining = req->content_length;
         http_chunked_init(&c->req_chunked);
         c->scan_body = cred_store_count(px->creds) > 0;
-        cred_scan_init(&c->req_scan);
+        cred_scan_done(&c->req_scan);
         if (req->body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->req_scan);
+        cred_scan_done(&c->reflect_scan);
+        c->scan_resp = nsubs > 0;
+        if (c->scan_resp)
+            cred_scan_set_values(&c->reflect_scan);
         buf_reset(&c->toup);
         r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
                   : http_build_upstream_request(req, &t, c->host.name, &c->toup);
@@ -788,6 +793,15 @@ static int step_read_resp(struct conn *c)
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
         return 1;
     }
+    if (c->scan_resp) {
+        int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
+        if (hit >= 0) {
+            conn_cred_reflected(c, (size_t)hit);
+            return 0;
+        }
+        if (resp.body == HTTP_BODY_CHUNKED)
+            cred_scan_set_chunked(&c->reflect_scan);
+    }
     buf_consume(&c->uin, (size_t)end);
     c->resp_scan = 0;
     c->state = CS_SEND_RESP;
@@ -816,7 +830,16 @@ static int step_send_resp(struct conn *c)
     /* Body bytes already read join what is queued (for a small response: the head) so they
      * leave in one send(), whenever they fit. */
     if (c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
+        size_t before = c->tocl.len;
         r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
+        if (r >= 0 && c->scan_resp && c->tocl.len > before) {
+            int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
+                                     c->tocl.len - before);
+            if (hit >= 0) {
+                conn_cred_reflected(c, (size_t)hit);
+                return 0;
+            }
+        }
         if (r < 0) {
             /* Headers are already out: the only honest signal left is to cut the connection. */
             c->upstream_reusable = false;
@@ -1101,6 +1124,8 @@ static void conn_free_deferred(struct loop_defer *d)
     buf_done(&c->toup);
     buf_done(&c->tocl);
     buf_done(&c->uin);
+    cred_scan_done(&c->req_scan);
+    cred_scan_done(&c->reflect_scan);
     free(c);
     proxy_deferred_done(px);
 }

@@ -26,6 +26,7 @@ struct cred_store {
     struct cred *v;
     size_t n;
     size_t max_placeholder;
+    size_t max_value;
     char *region; /* the values, MADV_DONTDUMP */
     size_t region_len;
 };
@@ -252,6 +253,7 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
         off += value.len;
         total += value.len;
         s->max_placeholder = MAX(s->max_placeholder, ph.len);
+        s->max_value = MAX(s->max_value, value.len);
         s->n++;
     }
     (void)total;
@@ -386,17 +388,27 @@ enum { CK_SIZE, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILER 
 
 void cred_scan_init(struct cred_scan *sc)
 {
-    sc->carry_len = 0;
-    sc->chunked = false;
+    memset(sc, 0, sizeof(*sc));
     sc->ck_state = CK_SIZE;
-    sc->ck_remaining = 0;
+}
+
+void cred_scan_done(struct cred_scan *sc)
+{
+    if (sc->carry) {
+        explicit_bzero(sc->carry, sc->carry_len);
+        free(sc->carry);
+    }
+    cred_scan_init(sc);
+}
+
+void cred_scan_set_values(struct cred_scan *sc)
+{
+    sc->values = true;
 }
 
 void cred_scan_set_chunked(struct cred_scan *sc)
 {
     sc->chunked = true;
-    sc->ck_state = CK_SIZE;
-    sc->ck_remaining = 0;
 }
 
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
@@ -458,8 +470,15 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
     return -1;
 }
 
-static int scan_all(const struct cred_store *s, struct slice hay)
+static int scan_all(const struct cred_store *s, const struct cred_scan *sc, struct slice hay)
 {
+    if (sc->values) {
+        for (size_t i = 0; i < s->n; i++)
+            if (hay.len >= s->v[i].value_len &&
+                memmem(hay.p, hay.len, s->v[i].value, s->v[i].value_len))
+                return (int)i;
+        return -1;
+    }
     for (size_t i = 0; i < s->n; i++)
         if (find(&s->v[i], hay))
             return (int)i;
@@ -475,24 +494,28 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
 
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
 {
-    char joint[2 * CRED_PLACEHOLDER_MAX];
+    char joint[2 * CRED_VALUE_MAX];
     size_t keep, take;
     int hit;
 
     if (!len)
         return -1;
-    keep = s->max_placeholder - 1; /* a match needs at least one byte of the new data */
+    /* a match needs at least one byte of the new data */
+    keep = (sc->values ? s->max_value : s->max_placeholder) - 1;
+    if (!sc->carry && keep)
+        sc->carry = xmalloc(keep);
     /* Matches that start in the carried tail and end in p. */
     if (sc->carry_len) {
         take = MIN(len, keep);
         memcpy(joint, sc->carry, sc->carry_len);
         memcpy(joint + sc->carry_len, p, take);
-        hit = scan_all(s, slice_make(joint, sc->carry_len + take));
+        hit = scan_all(s, sc, slice_make(joint, sc->carry_len + take));
+        explicit_bzero(joint, sc->carry_len + take);
         if (hit >= 0)
             return hit;
     }
-    hit = scan_all(s, slice_make(p, len));
-    if (hit >= 0)
+    hit = scan_all(s, sc, slice_make(p, len));
+    if (hit >= 0 || !keep)
         return hit;
     /* Keep the last `keep` bytes of carry + p. */
     if (len >= keep) {

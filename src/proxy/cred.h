@@ -90,19 +90,27 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
  * first). Returns 0, -ENOENT (no placeholder in value) or -E2BIG. The caller wipes out. */
 int cred_substitute(const struct cred_store *s, size_t i, struct slice value, struct buf *out);
 
-/* Streaming placeholder search over a byte stream. */
+/* Streaming search over a byte stream: for any placeholder (request bodies), or for any real
+ * value (responses to a request one was put in: an origin that reflects it would hand it to
+ * the bottle). O(1) state; the carried tail is allocated on first use. */
 struct cred_scan {
     bool chunked;          /* decode the chunked framing first (the bytes were checked) */
     int ck_state;          /* private */
     uint64_t ck_remaining; /* private */
+    bool values;           /* search the real values (all of them), not the placeholders */
     size_t carry_len;
-    char carry[CRED_PLACEHOLDER_MAX]; /* the last bytes seen, for matches across feeds */
+    char *carry; /* the last bytes seen, for matches across feeds */
 };
 
+/* An empty scanner for placeholders (holds no memory yet). */
 void cred_scan_init(struct cred_scan *sc);
+/* Free what the scanner holds; it is empty (as after init) afterwards. */
+void cred_scan_done(struct cred_scan *sc);
+/* Search for the credentials' real values instead (before the first feed). */
+void cred_scan_set_values(struct cred_scan *sc);
 /* A body sent with Transfer-Encoding: chunked is searched in its decoded data (a placeholder
  * split by the chunk framing is still found): call before the first feed. */
 void cred_scan_set_chunked(struct cred_scan *sc);
-/* Feed len more bytes of the stream. Returns the index of a credential whose placeholder
- * occurs in the stream so far (>= 0), or -1. */
+/* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
+ * value) occurs in the stream so far (>= 0), or -1. */
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);

@@ -125,7 +125,9 @@ struct conn {
     struct http_chunked req_chunked, resp_chunked;
     bool scan_body;            /* credentials are held: look for placeholders in the body */
     struct cred_scan req_scan; /* (docs/credentials.md) */
-    int status;                /* status sent to the client */
+    bool scan_resp;            /* a real value went out: refuse a response that reflects it */
+    struct cred_scan reflect_scan;
+    int status; /* status sent to the client */
     char method[16];
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
     char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
@@ -191,6 +193,8 @@ void conn_upstream_error(struct conn *c, int status, const char *reason, const c
 void conn_bad_request(struct conn *c, const struct http_error *e);
 /* A credential placeholder where it may not be: 403 credential-misuse, the upstream aborted. */
 void conn_cred_misuse(struct conn *c, size_t cred, const char *where);
+/* The origin sent a credential's real value back: cut the connection, audited. */
+void conn_cred_reflected(struct conn *c, size_t cred);
 bool proxy_refuse_if_busy(struct proxy *px, int fd);
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 

@@ -222,6 +222,17 @@ void conn_cred_misuse(struct conn *c, size_t cred, const char *where)
     conn_respond_error(c, 403, "X-Bottle-Block", "credential-misuse", msg);
 }
 
+void conn_cred_reflected(struct conn *c, size_t cred)
+{
+    log_warn("proxy: %s sent the real value of credential '%s' back in a response; the "
+             "connection is cut so the bottle does not get it",
+             c->host.name, cred_name(c->px->creds, cred));
+    c->upstream_reusable = false;
+    c->px->st.denied++;
+    conn_audit(c, false, "credential-reflected");
+    conn_close(c);
+}
+
 /* A connection refused before any request was read (no host known yet). */
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status)
 {

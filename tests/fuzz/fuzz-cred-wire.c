@@ -39,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             whole = cred_scan_feed(s, &a, body, blen) >= 0;
             split = cred_scan_feed(s, &b, body, blen / 2) >= 0 ||
                     cred_scan_feed(s, &b, body + blen / 2, blen - blen / 2) >= 0;
+            cred_scan_done(&a);
+            cred_scan_done(&b);
             if (whole != split)
                 abort();
         }

@@ -10,7 +10,7 @@ source "$(dirname "$0")/lib.sh"
 need_bottles "credential tests"
 
 HTTP=$(free_port); DNS=$(free_port)
-bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
+bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" --log-headers \
     --ready "$T/origin.ready" --zone api.test=127.0.0.1 --zone other.test=127.0.0.1
 wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
 
@@ -27,11 +27,15 @@ run() { # run BACKEND ARGS... -- CMD
         --credential "api:api.test:$HTTP:x-api-key:env:BB_TEST_API_KEY" "$@")
 }
 curl_='curl -s --max-time 20'
+# the header fields the origin received with the requests whose path contains $1
+got() { awk -v p="$1" '/^http / { f = index($0, p) > 0; next } f' "$T/origin.log"; }
 
 # --- the swap, and where the placeholder may not go (namespace backend, -v: all of stderr)
 cat >"$WS/inside.sh" <<EOF
 echo "env=\$BB_TEST_API_KEY"
-echo "swap: \$($curl_ -H "X-Api-Key: \$BB_TEST_API_KEY" http://api.test:$HTTP/headers | grep -i '^x-api-key')"
+echo "swap: \$($curl_ -o /dev/null -w '%{http_code}' -H "X-Api-Key: \$BB_TEST_API_KEY" http://api.test:$HTTP/swap)"
+# an origin that echoes the request (/headers) would hand the real value to the bottle
+echo "reflect: \$($curl_ -H "X-Api-Key: \$BB_TEST_API_KEY" http://api.test:$HTTP/headers; echo " rc=\$?")"
 code() { $curl_ -o /dev/null -w '%{http_code} %header{x-bottle-block}' "\$@"; echo; }
 echo "other-host: \$(code -H "X-Api-Key: \$BB_TEST_API_KEY" http://other.test:$HTTP/headers)"
 echo "url: \$(code "http://api.test:$HTTP/headers?key=\$BB_TEST_API_KEY")"
@@ -53,7 +57,11 @@ rm -f "$WS/inside.sh"
 is "a bottle with a credential runs (exit 0)" "$rc" "0"
 like "the bottle's variable holds a placeholder" "$out" "env=bb-cred-api-[0-9a-f]{32}"
 unlike "... never the real value" "$(grep '^env=' <<<"$out")" "$REAL"
-like "the origin gets the real value in the credential's header" "$out" "swap: [Xx]-[Aa]pi-[Kk]ey: $REAL"
+like "a request with the placeholder in the credential's header goes out" "$out" "swap: 404"
+like "... and the origin gets the real value in that header" "$(got /swap)" "X-Api-Key: $REAL"
+like "an origin reflecting the value: the connection is cut, the bottle gets nothing" "$out" \
+    "reflect: *rc=(18|52|56)"
+unlike "... (no value in what the bottle read)" "$(grep '^reflect:' <<<"$out")" "$REAL"
 like "the placeholder to another allowed host: 403 credential-misuse" "$out" "other-host: 403 credential-misuse"
 like "... in the URL: 403 credential-misuse" "$out" "url: 403 credential-misuse"
 like "... in another header: 403 credential-misuse" "$out" "other-header: 403 credential-misuse"
@@ -64,7 +72,7 @@ like "... in a chunked body: 403" "$out" "chunked-body: 403 credential-misuse"
 like "a body without it passes" "$out" "clean-body: no secret here"
 like "... to the credential's host on another port: 403" "$out" "wrong-port: 403 credential-misuse"
 is "no file or environment in the bottle holds the real value" "$(grep '^files:' <<<"$out")" "files: "
-is "the origin never saw a refused request (one GET /headers: the swap)" \
+is "the origin never saw a refused request (one GET /headers: the reflecting one)" \
     "$(grep -c 'http GET api.test:[0-9]* /headers' "$T/origin.log")" "1"
 unlike "... nor any request for other.test" "$(cat "$T/origin.log")" "other.test"
 audit=$(ls "$STATE"/logs/*.audit.log | head -1)
@@ -77,6 +85,7 @@ for l in open(sys.argv[1]):
     r=json.loads(l)
     if r.get("reason")=="credential-misuse": n+=r.get("count",1)
 print(n)' "$audit")" "8"
+like "the reflection is audited" "$(cat "$audit")" '"host":"api.test".*"reason":"credential-reflected"'
 unlike "the real value is not in the audit log" "$(cat "$STATE"/logs/*)" "$REAL"
 unlike "... nor on run's stderr (-v)" "$(cat "$T/err1")" "$REAL"
 is "... nor anywhere in the state directory" "$(grep -rlF -- "$REAL" "$STATE" | wc -l)" "0"
@@ -98,11 +107,12 @@ value = file:$T/token
 env = GH_TOKEN
 EOF
 out=$(run namespace -c "$T/config.ini" -- sh -c "
-    $curl_ -H \"Authorization: Bearer \$NPM_TOKEN\" http://api.test:$HTTP/headers | grep -i '^authorization'
-    $curl_ -H \"Authorization: token \$GH_TOKEN\" http://other.test:$HTTP/headers | grep -i '^authorization'
+    $curl_ -o /dev/null -H \"Authorization: Bearer \$NPM_TOKEN\" http://api.test:$HTTP/npm-swap
+    $curl_ -o /dev/null -H \"Authorization: token \$GH_TOKEN\" http://other.test:$HTTP/gh-swap
     echo npm=\$NPM_TOKEN" 2>"$T/err2")
-like "command: source, Bearer prefix kept" "$out" "Authorization: Bearer cmd-secret-42"
-like "file: source (trailing newline dropped), to its own host" "$out" "Authorization: token file-secret-value"
+like "command: source, Bearer prefix kept" "$(got /npm-swap)" "Authorization: Bearer cmd-secret-42"
+like "file: source (trailing newline dropped), to its own host" "$(got /gh-swap)" \
+    "Authorization: token file-secret-value"
 like "env = names the bottle's variable" "$out" "npm=bb-cred-npm-[0-9a-f]{32}"
 unlike "neither value on stderr" "$(cat "$T/err2")" "cmd-secret|file-secret"
 
@@ -164,8 +174,8 @@ is "the bottle exits 0" "$?" "0"
 
 # --- microVM backend: the channel's proxy streams reach the daemon through the supervisor's
 # relay socket (no TCP port either)
-out=$(run microvm -- sh -c "$curl_ -H \"X-Api-Key: \$BB_TEST_API_KEY\" http://api.test:$HTTP/headers | grep -i '^x-api-key'; $curl_ -o /dev/null -w '%{http_code}\n' -H \"X-Api-Key: \$BB_TEST_API_KEY\" http://other.test:$HTTP/headers" 2>"$T/err3")
-like "microvm: the origin gets the real value" "$out" "[Xx]-[Aa]pi-[Kk]ey: $REAL"
+out=$(run microvm -- sh -c "$curl_ -o /dev/null -H \"X-Api-Key: \$BB_TEST_API_KEY\" http://api.test:$HTTP/swap-vm; $curl_ -o /dev/null -w '%{http_code}\n' -H \"X-Api-Key: \$BB_TEST_API_KEY\" http://other.test:$HTTP/headers" 2>"$T/err3")
+like "microvm: the origin gets the real value" "$(got /swap-vm)" "X-Api-Key: $REAL"
 like "microvm: the placeholder to another host is refused" "$out" "403"
 unlike "microvm: nothing on stderr holds the value" "$(cat "$T/err3")" "$REAL"
 

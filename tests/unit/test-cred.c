@@ -166,6 +166,7 @@ static void test_scan_streaming(void **state)
         if (hit < 0)
             hit = cred_scan_feed(s, &sc, body + cut, len - cut);
         assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
     }
     {
         struct cred_scan sc;
@@ -174,6 +175,7 @@ static void test_scan_streaming(void **state)
         for (size_t i = 0; i < len && hit < 0; i++)
             hit = cred_scan_feed(s, &sc, body + i, 1);
         assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
     }
     {
         struct cred_scan sc;
@@ -181,6 +183,7 @@ static void test_scan_streaming(void **state)
         cred_scan_init(&sc);
         for (size_t i = 0; i < sizeof(near) - 1; i++)
             assert_int_equal(cred_scan_feed(s, &sc, near + i, 1), -1);
+        cred_scan_done(&sc);
     }
     cred_store_free(s);
 }
@@ -205,15 +208,46 @@ static void test_scan_chunked(void **state)
         if (hit < 0)
             hit = cred_scan_feed(s, &sc, body + cut, len - cut);
         assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
     }
     {
         struct cred_scan sc;
         cred_scan_init(&sc);
         /* as raw bytes, the framing hides it */
         assert_int_equal(cred_scan_feed(s, &sc, body, len), -1);
-        cred_scan_init(&sc);
+        cred_scan_done(&sc);
         cred_scan_set_chunked(&sc);
         assert_int_equal(cred_scan_feed(s, &sc, clean, strlen(clean)), -1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+/* The real values are found in a response (split anywhere); the placeholders are not. */
+static void test_scan_values(void **state)
+{
+    struct cred_store *s = two();
+    const char body[] = "{\"echo\":\"npmREAL\"}";
+    size_t len = strlen(body);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        hit = cred_scan_feed(s, &sc, body, cut);
+        if (hit < 0)
+            hit = cred_scan_feed(s, &sc, body + cut, len - cut);
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, PH " npmREA sk-REAL secre", 60), -1);
+        cred_scan_done(&sc);
     }
     cred_store_free(s);
 }
@@ -223,7 +257,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
         cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
-        cmocka_unit_test(test_scan_chunked),
+        cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

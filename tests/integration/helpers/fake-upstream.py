@@ -17,7 +17,8 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
                        "Authorization: Bearer T"
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
-Every HTTP request is logged as "http <method> <host header> <path>".
+Every HTTP request is logged as "http <method> <host header> <path>"; with --log-headers each
+of its header fields follows as "hdr <name>: <value>".
 """
 import argparse
 import os
@@ -33,6 +34,7 @@ LOG_LOCK = threading.Lock()
 LOG_FILE = None
 STATIC_DIR = None
 STATIC_TOKEN = None
+LOG_HEADERS = False
 
 
 def log(line):
@@ -74,6 +76,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         log(f"http {self.command} {self.headers.get('Host', '-')} {self.path}")
+        if LOG_HEADERS:
+            for k, v in self.headers.items():
+                log(f"hdr {k}: {v}")
         p = self.path
         if p == "/hello":
             self._send(200, b"hello from fake upstream\n")
@@ -116,6 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         log(f"http {self.command} {self.headers.get('Host', '-')} {self.path}")
+        if LOG_HEADERS:
+            for k, v in self.headers.items():
+                log(f"hdr {k}: {v}")
         body = self._read_body()
         self._send(200, body)
 
@@ -191,7 +199,7 @@ class DNSTCPHandler(socketserver.BaseRequestHandler):
 
 
 def main():
-    global LOG_FILE, STATIC_DIR, STATIC_TOKEN
+    global LOG_FILE, STATIC_DIR, STATIC_TOKEN, LOG_HEADERS
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", type=int)
     ap.add_argument("--https", type=int)
@@ -203,10 +211,12 @@ def main():
     ap.add_argument("--ready")
     ap.add_argument("--static")
     ap.add_argument("--static-token")
+    ap.add_argument("--log-headers", action="store_true")
     a = ap.parse_args()
     LOG_FILE = a.log
     STATIC_DIR = os.path.realpath(a.static) if a.static else None
     STATIC_TOKEN = a.static_token
+    LOG_HEADERS = a.log_headers
     zone = {}
     for z in a.zone:
         name, ip = z.split("=", 1)
