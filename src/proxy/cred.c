@@ -289,6 +289,12 @@ const char *cred_header(const struct cred_store *s, size_t i)
     return s->v[i].header;
 }
 
+const char *cred_value(const struct cred_store *s, size_t i, size_t *ret_len)
+{
+    *ret_len = s->v[i].value_len;
+    return s->v[i].value;
+}
+
 bool cred_store_has_host(const struct cred_store *s, const char *host, uint16_t port)
 {
     for (size_t i = 0; s && i < s->n; i++)

@@ -67,6 +67,10 @@ const char *cred_name(const struct cred_store *s, size_t i);
 const char *cred_host(const struct cred_store *s, size_t i);
 uint16_t cred_port(const struct cred_store *s, size_t i);
 const char *cred_header(const struct cred_store *s, size_t i);
+/* The real value of credential i (*ret_len bytes, not NUL-terminated), for checks that must
+ * recognise it elsewhere (the DLP "credential sent elsewhere" rule registers each one). Never
+ * log or copy it anywhere dumpable. */
+const char *cred_value(const struct cred_store *s, size_t i, size_t *ret_len);
 /* True when some credential is for host (normalised, lower case) on port: its traffic must be
  * seen in clear to put the value in. */
 bool cred_store_has_host(const struct cred_store *s, const char *host, uint16_t port);
