@@ -89,6 +89,11 @@ static int format_line(const char *kind, const char *host, const char *decision,
                        "blocked %s (credential-misuse: a credential's placeholder was sent "
                        "somewhere other than its own header to its own host; the 403 says where)",
                        host);
+        else if (strcmp(reason, "credential-reflected") == 0)
+            buf_printf(out,
+                       "cut a response from %s (credential-reflected: it carried a credential's "
+                       "real value back; the bottle did not get it)",
+                       host);
         else
             buf_printf(out, "blocked %s (%s); run 'bot-bottle help notices'", host, reason);
     } else {
