@@ -67,6 +67,7 @@ static void usage(FILE *f)
             "                           HOST (port 443 by default); SOURCE is env:VAR,\n"
             "                           file:/PATH or command:CMD, resolved here. The bottle\n"
             "                           gets only a placeholder, in VAR for env:VAR\n"
+            "                           (else BB_CRED_NAME)\n"
             "                           (config: [credential \"NAME\"]; repeatable)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"

@@ -486,6 +486,21 @@ static bool source_ok(const char *v)
     return false;
 }
 
+/* The bottle's variable when none is named: VAR of an env:VAR source, else BB_CRED_<NAME>
+ * (upper case, '-' as '_'). */
+static char *default_env(const struct bb_credential *c)
+{
+    char v[64];
+    size_t n;
+
+    if (strncmp(c->value, "env:", 4) == 0)
+        return xstrdup(c->value + 4);
+    n = (size_t)snprintf(v, sizeof(v), "BB_CRED_%s", c->name);
+    for (size_t i = 8; i < n && i < sizeof(v); i++)
+        v[i] = v[i] == '-' ? '_' : (char)(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 32 : v[i]);
+    return xstrdup(v);
+}
+
 int config_add_credential(struct bb_config *cfg, const char *name, const char *host, uint16_t port,
                           const char *header, const char *value, const char *env,
                           const char **reterr_msg)
@@ -534,10 +549,7 @@ int config_add_credential(struct bb_config *cfg, const char *name, const char *h
     c->port = port ? port : 443;
     c->header = xstrdup(header);
     c->value = xstrdup(value);
-    if (env)
-        c->env = xstrdup(env);
-    else if (strncmp(value, "env:", 4) == 0)
-        c->env = xstrdup(value + 4);
+    c->env = env ? xstrdup(env) : default_env(c);
     return 0;
 }
 
@@ -671,8 +683,8 @@ static int check_credentials(struct load_ctx *c)
         }
         if (!cr->port)
             cr->port = 443;
-        if (!cr->env && strncmp(cr->value, "env:", 4) == 0)
-            cr->env = xstrdup(cr->value + 4);
+        if (!cr->env)
+            cr->env = default_env(cr);
     }
     return 0;
 }

@@ -48,7 +48,8 @@ struct bb_credential {
     uint16_t port; /* 443 unless set */
     char *header;  /* the request header the value goes into, e.g. x-api-key */
     char *value;   /* where the value comes from: env:NAME, file:/PATH or command:CMD */
-    char *env;     /* the bottle's variable that holds the placeholder; NULL: none set */
+    char *env;     /* the bottle's variable that holds the placeholder (default: VAR of an
+                    * env:VAR value, else BB_CRED_<NAME>) */
     unsigned line; /* the section's line (0: the command line) */
 };
 
@@ -79,8 +80,8 @@ struct bb_config {
 };
 
 /* Validate and append a credential to cfg (copies the strings; port 0: 443; env NULL: the
- * variable of an env: source, else none). Returns 0 or -EINVAL with *reterr_msg (static). Used
- * for --credential; the file parser applies the same rules. */
+ * variable of an env: source, else BB_CRED_<NAME>). Returns 0 or -EINVAL with *reterr_msg (static).
+ * Used for --credential; the file parser applies the same rules. */
 int config_add_credential(struct bb_config *cfg, const char *name, const char *host, uint16_t port,
                           const char *header, const char *value, const char *env,
                           const char **reterr_msg);

@@ -195,7 +195,7 @@ static void test_config_credentials(void **state)
     assert_int_equal(cli.n_creds, 2);
     assert_string_equal(cli.creds[0].value, "command:gh auth token --host a:b");
     assert_int_equal(cli.creds[0].port, 443);
-    assert_null(cli.creds[0].env);
+    assert_string_equal(cli.creds[0].env, "BB_CRED_GH"); /* the default for non-env sources */
     assert_int_equal(cli.creds[1].port, 8080);
     assert_string_equal(cli.creds[1].header, "authorization");
     assert_string_equal(cli.creds[1].value, "file:/run/npm-token");
