@@ -12,6 +12,7 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             hold_blocked = SECONDS (hold a not-allowlisted request for a live `allow`)
  *             inspect = HOST[:PORT] (repeatable; TLS interception, docs/credentials.md)
  *   [tls]     extra_ca = FILE (PEM; trusted for origins, and inside bottles)
  *   [env]     pass = NAME[=VALUE] (repeatable)
@@ -54,6 +55,7 @@ struct bb_credential {
 };
 
 #define BB_MAX_CREDENTIALS 64
+#define HOLD_BLOCKED_MAX_S 3600 /* the longest hold_blocked / --hold-blocked */
 
 struct bb_config {
     /* [bottle] */
@@ -65,11 +67,13 @@ struct bb_config {
     /* [egress] */
     struct strv allow;
     struct strv allow_cidr;
-    char *upstream_dns;  /* validated "ADDR[:PORT]" (numeric), NULL: host resolver */
-    char *listen;        /* validated "ADDR:PORT" */
-    char *dns;           /* validated "ADDR:PORT" */
-    char *audit;         /* path */
-    struct strv inspect; /* "host[:port]" (port 443 by default): TLS-intercepted hosts */
+    char *upstream_dns; /* validated "ADDR[:PORT]" (numeric), NULL: host resolver */
+    char *listen;       /* validated "ADDR:PORT" */
+    char *dns;          /* validated "ADDR:PORT" */
+    char *audit;        /* path */
+    bool have_hold_blocked;
+    unsigned hold_blocked; /* seconds a not-allowlisted request is held (0: refused at once) */
+    struct strv inspect;   /* "host[:port]" (port 443 by default): TLS-intercepted hosts */
     /* [tls] */
     char *tls_extra_ca; /* a PEM file of CA certificates also trusted upstream and in bottles */
     /* [env] */
