@@ -637,11 +637,16 @@ static int select_backend(struct sv *s)
                   s->be->name, s->o->tty ? "-t" : "-i");
         return -EOPNOTSUPP;
     }
-    if ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) && s->o->cred_wire) {
-        /* its daemon is started elsewhere: it could get the values only through argv or files */
-        log_error("the %s backend runs its egress daemon elsewhere, which cannot hold "
-                  "credentials; use --backend namespace or microvm with --credential",
-                  s->be->name);
+    if (s->o->cred_wire && ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) ||
+                            !(s->be->flags & (BACKEND_HAS_CHANNEL | BACKEND_NEEDS_HANDOFF)))) {
+        /* A daemon started elsewhere could get the values only through argv or files; a bottle
+         * that reaches the daemon over TCP (A:3128) needs a port other host processes can use
+         * too (docs/credentials.md). */
+        log_error("the %s backend cannot carry credentials (its bottle reaches the egress "
+                  "daemon %s); use --backend namespace or microvm with --credential",
+                  s->be->name,
+                  s->be->flags & BACKEND_DAEMON_ELSEWHERE ? "started elsewhere"
+                                                          : "over a TCP port on the host");
         return -EOPNOTSUPP;
     }
     return 0;
