@@ -801,6 +801,10 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .creds_len = o->cred_wire_len };
         r = s.be->flags & BACKEND_DAEMON_ELSEWHERE ? 0 : daemon_start(&dc, &s.daemon);
     }
+    /* The daemon has the credentials (or never will): no copy stays here for the bottle's
+     * life. (The buffer is run's, handed over for this; const only for the other fields.) */
+    if (o->cred_wire)
+        explicit_bzero((void *)o->cred_wire, o->cred_wire_len);
     if (r < 0)
         goto out;
     if (s.daemon.pidfd >= 0 &&
