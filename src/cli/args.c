@@ -333,6 +333,21 @@ static int load_file(struct policy_args *a, struct policy_file *f, const char *s
         memcpy(f->sha256, hex, sizeof(hex));
         f->trusted = true;
     }
+    if (f->needs_trust) {
+        /* A file a bottle can write never defines a credential: it would name the command the
+         * host runs or the file it reads for the secret, and the host it is sent to. */
+        struct bb_config one = { 0 };
+        size_t n;
+        r = config_load_string(f->path, data, len, &one, &err);
+        n = one.n_creds;
+        config_done(&one);
+        if (r == 0 && n) {
+            log_error("%s defines [credential] sections, which bot-bottle reads only from your "
+                      "own config file (%s) or --credential: a bottle can write %s",
+                      f->path, "$XDG_CONFIG_HOME/bot-bottle/config.ini", f->path);
+            return -EPERM;
+        }
+    }
     r = config_load_string(f->path, data, len, cfg, &err);
     if (r < 0) {
         log_error("%s", config_error_str(&err, eb, sizeof(eb)));

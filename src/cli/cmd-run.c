@@ -10,11 +10,13 @@
 
 #include "backend/backend.h"
 #include "cli/cli.h"
+#include "cli/credentials.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
 #include "guest/spec.h"
+#include "proxy/cred.h"
 #include "supervisor/protect.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
@@ -40,6 +42,7 @@ enum {
     OPT_ALLOW_WRITE,
     OPT_QUIET,
     OPT_AGENT,
+    OPT_CREDENTIAL,
 };
 
 static void usage(FILE *f)
@@ -70,6 +73,13 @@ static void usage(FILE *f)
             "                           'run NAME' does the same when the first argument names\n"
             "                           a profile; 'run -- NAME' runs NAME as a plain command\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
+            "      --credential NAME:HOST[:PORT]:HEADER:SOURCE\n"
+            "                           a secret the proxy puts into HEADER of requests to\n"
+            "                           HOST (port 443 by default); SOURCE is env:VAR,\n"
+            "                           file:/PATH or command:CMD, resolved here. The bottle\n"
+            "                           gets only a placeholder, in VAR for env:VAR\n"
+            "                           (else BB_CRED_NAME)\n"
+            "                           (config: [credential \"NAME\"]; repeatable)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
             "      --allow-write PATH   leave a protected workspace path (below) writable;\n"
@@ -447,12 +457,14 @@ int cmd_run(int argc, char **argv)
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, OPT_QUIET },
         { "agent", required_argument, NULL, OPT_AGENT },
+        { "credential", required_argument, NULL, OPT_CREDENTIAL },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct policy_args args = { 0 };
     struct supervisor_opts o = { 0 };
-    struct bb_config cfg = { 0 };
+    struct bb_config cfg = { 0 }, cli_creds = { 0 };
+    struct buf cred_wire = BUF_INIT(CRED_WIRE_MAX);
     struct policy *policy = NULL;
     struct strv env_warned = { 0 };
     struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 }, allow_write = { 0 };
@@ -548,6 +560,14 @@ int cmd_run(int argc, char **argv)
         case OPT_AGENT:
             agent = optarg;
             break;
+        case OPT_CREDENTIAL: {
+            const char *why = NULL;
+            if (config_parse_credential_arg(&cli_creds, optarg, &why) < 0) {
+                log_error("--credential '%s': %s", optarg, why);
+                goto out;
+            }
+            break;
+        }
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
@@ -619,6 +639,15 @@ int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < env_specs.n; i++)
         if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
+    /* Credentials: the command line's replace the file's of the same name. Resolved after
+     * the variables, so a credential's placeholder replaces a passed value of its variable. */
+    config_merge_credentials(&cfg, &cli_creds);
+    if (cfg.n_creds) {
+        if (credentials_prepare(&cfg, &o.env, &cred_wire) < 0)
+            goto out;
+        o.cred_wire = buf_str(&cred_wire);
+        o.cred_wire_len = cred_wire.len;
+    }
     if (check_sizes(cmdv ? cmdv : argv + optind, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
@@ -629,6 +658,7 @@ int cmd_run(int argc, char **argv)
     o.workspace = wsbuf;
     o.argv = cmdv ? cmdv : argv + optind;
     o.audit_path = audit;
+    o.tls_extra_ca = cfg.tls_extra_ca;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
@@ -646,6 +676,10 @@ int cmd_run(int argc, char **argv)
     policy_args_daemon_argv(&args, &cfg, &o.daemon_args);
     ret = supervisor_run(&o, TAKE_PTR(policy));
 out:
+    if (cred_wire.p)
+        explicit_bzero(cred_wire.p, cred_wire.len);
+    buf_done(&cred_wire);
+    config_done(&cli_creds);
     policy_free(policy);
     config_done(&cfg);
     strv_done(&env_specs);

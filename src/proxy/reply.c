@@ -232,6 +232,38 @@ void conn_bad_request(struct conn *c, const struct http_error *e)
     conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
 }
 
+void conn_cred_misuse(struct conn *c, size_t cred, const char *where)
+{
+    char msg[512];
+
+    /* Whatever of the request already left is cut off hard (RST), not ended. */
+    if (c->u.fd >= 0) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        (void)setsockopt(c->u.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        c->upstream_reusable = false;
+    }
+    c->px->st.denied++;
+    c->status = 403;
+    conn_audit(c, false, "credential-misuse");
+    snprintf(msg, sizeof(msg),
+             "blocked by bot-bottle: the placeholder of credential '%s' was sent %s; bot-bottle "
+             "puts the real value only into the %s header of requests to %s:%u",
+             cred_name(c->px->creds, cred), where, cred_header(c->px->creds, cred),
+             cred_host(c->px->creds, cred), (unsigned)cred_port(c->px->creds, cred));
+    conn_respond_error(c, 403, "X-Bottle-Block", "credential-misuse", msg);
+}
+
+void conn_cred_reflected(struct conn *c, size_t cred)
+{
+    log_warn("proxy: %s sent the real value of credential '%s' back in a response; the "
+             "connection is cut so the bottle does not get it",
+             c->host.name, cred_name(c->px->creds, cred));
+    c->upstream_reusable = false;
+    c->px->st.denied++;
+    conn_audit(c, false, "credential-reflected");
+    conn_close(c);
+}
+
 /* A connection refused before any request was read (no host known yet). */
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status)
 {

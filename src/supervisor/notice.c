@@ -96,6 +96,16 @@ static int format_line(const char *bottle, const char *kind, const char *host, c
                        host);
         else if (strcmp(reason, "bad-host") == 0)
             buf_printf(out, "blocked a request (bad-host: '%s' is not a valid host name)", host);
+        else if (strcmp(reason, "credential-misuse") == 0)
+            buf_printf(out,
+                       "blocked %s (credential-misuse: a credential's placeholder was sent "
+                       "somewhere other than its own header to its own host; the 403 says where)",
+                       host);
+        else if (strcmp(reason, "credential-reflected") == 0)
+            buf_printf(out,
+                       "cut a response from %s (credential-reflected: it carried a credential's "
+                       "real value back; the bottle did not get it)",
+                       host);
         else
             buf_printf(out, "blocked %s (%s); run 'bot-bottle help notices'", host, reason);
     } else {

@@ -23,6 +23,7 @@
 #include "config/trust.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/bottle-ca.h"
 #include "supervisor/control.h"
 #include "supervisor/daemon.h"
 #include "supervisor/notice.h"
@@ -579,6 +580,11 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         r = check_state_hidden(s, spec->mounts[i].src, "--mount");
     if (r < 0)
         return r;
+    /* TLS interception: the daemon's CA in the bottle's trust (bottle-ca.h) */
+    if (s->daemon.ca_pem &&
+        (r = bottle_ca_install(s->sb.dir, s->daemon.ca_pem, s->daemon.ca_pem_len,
+                               s->o->tls_extra_ca, spec)) < 0)
+        return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
     for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
@@ -629,6 +635,18 @@ static int select_backend(struct sv *s)
         log_error("the %s backend does not support %s yet (the command's output comes over the "
                   "VM's console, its stdin is /dev/null); run with --backend namespace",
                   s->be->name, s->o->tty ? "-t" : "-i");
+        return -EOPNOTSUPP;
+    }
+    if (s->o->cred_wire && ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) ||
+                            !(s->be->flags & (BACKEND_HAS_CHANNEL | BACKEND_NEEDS_HANDOFF)))) {
+        /* A daemon started elsewhere could get the values only through argv or files; a bottle
+         * that reaches the daemon over TCP (A:3128) needs a port other host processes can use
+         * too (docs/credentials.md). */
+        log_error("the %s backend cannot carry credentials (its bottle reaches the egress "
+                  "daemon %s); use --backend namespace or microvm with --credential",
+                  s->be->name,
+                  s->be->flags & BACKEND_DAEMON_ELSEWHERE ? "started elsewhere"
+                                                          : "over a TCP port on the host");
         return -EOPNOTSUPP;
     }
     return 0;
@@ -687,6 +705,11 @@ static int start_bottle(struct sv *s)
     net_addr_parse(addr, 0, &hc.proxy);
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, daemon_host_dns_port());
     net_addr_parse(addr, 0, &hc.dns);
+    if (s->daemon.relay >= 0) {
+        /* a daemon holding credentials: no TCP port; streams go over the relay socket */
+        hc.proxy_via_handoff = true;
+        hc.proxy_handoff_fd = s->daemon.relay;
+    }
     hc.dead = on_channel_dead;
     hc.userdata = s;
     r = channel_host_relay_start(s->loop, s->started.channel_fd, &hc, &s->relay);
@@ -704,7 +727,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
     struct sv s = { .o = o,
                     .status = 125,
-                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
+                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1, .relay = -1 },
                     .notice = { .f = { .fd = -1 } } };
     int r;
 
@@ -773,9 +796,15 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .audit = s.audit,
                                     .extra = &o->daemon_args,
                                     .devnull = s.devnull,
-                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
+                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF,
+                                    .creds = o->cred_wire,
+                                    .creds_len = o->cred_wire_len };
         r = s.be->flags & BACKEND_DAEMON_ELSEWHERE ? 0 : daemon_start(&dc, &s.daemon);
     }
+    /* The daemon has the credentials (or never will): no copy stays here for the bottle's
+     * life. (The buffer is run's, handed over for this; const only for the other fields.) */
+    if (o->cred_wire)
+        explicit_bzero((void *)o->cred_wire, o->cred_wire_len);
     if (r < 0)
         goto out;
     if (s.daemon.pidfd >= 0 &&

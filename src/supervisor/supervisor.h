@@ -48,6 +48,12 @@ struct supervisor_opts {
     /* The policy as `bot-bottle egress` arguments (policy_args_daemon_argv): the daemon is
      * started by exec with an empty environment, and reloads (SIGHUP) from these. */
     struct strv daemon_args;
+    /* The credentials for the daemon (proxy/cred.h wire format; cli/credentials.c), sent over
+     * a pipe, never argv or the environment. NULL: none. A daemon holding credentials listens
+     * on no TCP port (docs/credentials.md). */
+    const char *cred_wire;
+    size_t cred_wire_len;
+    const char *tls_extra_ca; /* [tls] extra_ca: also trusted inside the bottle; NULL: none */
 };
 
 /*
