@@ -59,7 +59,18 @@ struct session {
     struct stdio_relay pipes;
     bool have_exit, finished, detached, gone;
     int status;
+    struct loop_timer linger; /* after the exit: the rest of the output, briefly */
 };
+
+#define LINGER_MS                                                                                  \
+    500 /* output still in the pipes when the command exited (a background                         \
+           process the command left may hold them open for good) */
+
+static void on_linger(struct loop_timer *t)
+{
+    struct session *s = t->userdata;
+    loop_quit(s->loop, 0);
+}
 
 static void maybe_done(struct session *s)
 {
@@ -85,6 +96,8 @@ static void on_sock(struct loop_source *src, uint32_t ev)
         s->status = (int)json_integer_value(json_object_get(m, "exit"));
         if (s->use_tty)
             tty_relay_flush(&s->tty);
+        else
+            loop_timer_set_in(s->loop, &s->linger, LINGER_MS);
     }
     json_decref(m); /* (replies to our signal requests) */
     maybe_done(s);
@@ -131,6 +144,7 @@ static int session_loop(struct session *s)
     static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGWINCH };
     int r;
 
+    loop_timer_init(&s->linger, on_linger, s);
     if ((r = loop_add(s->loop, &s->sock_src, s->sock, EPOLLIN, on_sock, s)) < 0)
         return r;
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
@@ -333,6 +347,8 @@ fail:
 out:
     for (size_t i = 0; i < nfds; i++)
         close(fds[i]);
+    if (s.loop)
+        loop_timer_stop(s.loop, &s.linger);
     if (s.use_tty)
         tty_relay_done(&s.tty);
     stdio_relay_done(&s.pipes);
@@ -472,8 +488,9 @@ static void rm_usage(FILE *f)
                "rotated .1) and its supervisor's log (NAME.log) in <state>/logs. A running\n"
                "bottle is refused unless -f, which stops it first (as 'bot-bottle stop NAME').\n"
                "Ended bottles' logs are also removed by themselves: the newest 50 are kept, for\n"
-               "at most 14 days (BOT_BOTTLE_KEEP_LOGS, BOT_BOTTLE_KEEP_DAYS; 'bot-bottle help\n"
-               "retention'). Exits 0, 1 when there is no such bottle, 125 on other failures.\n"
+               "at most 14 days (env BOT_BOTTLE_KEEP_LOGS, BOT_BOTTLE_KEEP_DAYS), checked when\n"
+               "a bottle starts and by 'bot-bottle ls'. Exits 0, 1 when there is no such\n"
+               "bottle, 125 on other failures.\n"
                "\n"
                "Options:\n"
                "  -f, --force  stop a running bottle first\n"

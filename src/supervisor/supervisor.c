@@ -1290,6 +1290,10 @@ int supervisor_start(const struct supervisor_opts *o, struct policy *policy)
         pid = fork();
         if (pid != 0)
             _exit(pid < 0 ? 125 : 0);
+        /* nothing ignored that the shell we came from ignored (a background job's SIGINT) */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP && sig != SIGPIPE)
+                signal(sig, SIG_DFL);
         null = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(logfd, STDOUT_FILENO) < 0 ||
             dup2(logfd, STDERR_FILENO) < 0)
