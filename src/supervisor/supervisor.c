@@ -330,6 +330,16 @@ static int grant_arm(struct sv *s, const char *pattern, uint32_t seconds)
 
 static void con_watch(struct sv *s, bool on);
 
+/* attach/exec events: in a detached supervisor's log; never on run's terminal (a program may
+ * be drawing on it), except with -v */
+#define sv_note(s, ...)                                                                            \
+    do {                                                                                           \
+        if ((s)->o->detach)                                                                        \
+            log_info(__VA_ARGS__);                                                                 \
+        else                                                                                       \
+            log_debug(__VA_ARGS__);                                                                \
+    } while (0)
+
 static void on_con_master(struct loop_source *src, uint32_t ev)
 {
     struct sv *s = src->userdata;
@@ -369,7 +379,7 @@ static void on_attach_closed(void *ud)
 {
     struct sv *s = ud;
     s->attached = NULL;
-    log_info("detached from the terminal of bottle '%s'", s->name);
+    sv_note(s, "detached from the terminal of bottle '%s'", s->name);
     con_watch(s, true); /* nobody reads it now: back to the ring */
 }
 
@@ -417,7 +427,7 @@ static int do_attach(struct sv *s, const struct control_request *req, json_t *re
     con_watch(s, false);
     s->attached = req->conn;
     control_conn_hold(req->conn, on_attach_closed, s);
-    log_info("attached to the terminal of bottle '%s'", s->name);
+    sv_note(s, "attached to the terminal of bottle '%s'", s->name);
     return 0;
 }
 
@@ -554,7 +564,7 @@ static int do_exec(struct sv *s, const struct control_request *req, json_t *repl
     e->next = s->execs;
     s->execs = e;
     control_conn_hold(req->conn, on_exec_conn_closed, e);
-    log_info("exec in bottle '%s': %s%s", s->name, req->argv[0], req->tty ? " (tty)" : "");
+    sv_note(s, "exec in bottle '%s': %s%s", s->name, req->argv[0], req->tty ? " (tty)" : "");
     return 0;
 }
 
