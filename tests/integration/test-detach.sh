@@ -36,6 +36,25 @@ is "supervisor: stdin is /dev/null" "$(readlink /proc/"$SV"/fd/0)" /dev/null
 is "supervisor: stderr is its log" "$(readlink /proc/"$SV"/fd/2)" "$ST/logs/d1.log"
 like "ls: the default command is a login shell" "$("$BB" ls)" "d1 .* (bash|sh) -l"
 
+# ... and from a real terminal that closes once start returned (SIGHUP to its session)
+out=$("$PY" "$HELPERS/pty-run.py" -- bash -c '"$0" start --backend namespace --upstream-dns 127.0.0.1:1 --name d5 -- sleep 1000' "$BB")
+like "start on a terminal: prints the name, exit 0" "$out" "d5.*status=0"
+sleep 0.5
+like "ls: d5 runs after its terminal closed" "$("$BB" ls)" "d5 .*running"
+is "stop: d5" "$("$BB" stop d5)" "stopped d5"
+"$BB" rm d5 >/dev/null
+
+# a supervisor that fails after it left: start says what it logged
+ln -s "$T/elsewhere" "$ST/logs/bad.audit.log"
+out=$("${START[@]}" --name bad -- true 2>&1); rc=$?
+is "start: a failure in the daemonised supervisor: 125" "$rc" 125
+like "start: ... with the supervisor's own message" "$out" "audit log .*bad.audit.log is a symbolic link"
+like "start: ... and where its log is" "$out" "did not start \\(its log: .*/logs/bad.log\\)"
+unlike "ls: no bottle 'bad'" "$("$BB" ls)" "bad "
+rm -f "$ST/logs/bad.audit.log" "$ST/logs/bad.log"
+"${START[@]}" --no-such-option >/dev/null 2>&1; rc=$?
+is "start: an unknown option: 125" "$rc" 125
+
 # --- names ------------------------------------------------------------------------------------
 out=$("${START[@]}" --name d1 2>&1); rc=$?
 is "start: a name in use is refused (125)" "$rc" 125
