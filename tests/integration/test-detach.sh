@@ -109,6 +109,14 @@ out=$("$PY" "$HELPERS/pty-run.py" --size 33 111 -- "$BB" exec -t d1 -- sh -c 'te
 like "exec -t: a terminal (test -t 0)" "$out" "TTY-YES"
 like "exec -t: the window size of ours" "$out" "33 111"
 like "exec -t: the exit status" "$out" "status=4"
+# S11: the command's terminal is one the supervisor made, never the terminal exec runs on
+out=$("$PY" "$HELPERS/pty-run.py" -- bash -c '
+    echo "outer=$(stat -L -c %t:%T /proc/self/fd/0)"
+    "$0" exec -t d1 -- "$1" -c "import os; s = os.stat(0).st_rdev; print(\"inner=%x:%x\" % (os.major(s), os.minor(s)))"' "$BB" "$PY")
+outer=$(grep -o 'outer=[0-9a-f:]*' <<<"$out" | cut -d= -f2)
+inner=$(grep -o 'inner=[0-9a-f:]*' <<<"$out" | cut -d= -f2)
+check "exec -t: both terminals seen ($outer, $inner)" test -n "$outer" -a -n "$inner"
+check "exec -t: the command's terminal is not exec's own" test "$outer" != "$inner"
 out=$("$BB" exec -t d1 -- true </dev/null 2>&1); rc=$?
 is "exec -t without a terminal: 125" "$rc" 125
 
