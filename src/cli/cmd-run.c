@@ -602,6 +602,13 @@ static int run_or_start(int argc, char **argv, bool start)
             goto out;
         o.backend = o.backend_ops->name;
     }
+    if (start && optind >= argc && (o.backend_ops->flags & BACKEND_STDIO_CONSOLE)) {
+        log_error("start: the %s backend cannot give the command a terminal yet, so the default "
+                  "login shell would end at once; give a COMMAND (start -- agent ...) or use "
+                  "--backend namespace",
+                  o.backend);
+        goto out;
+    }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
             goto out;
