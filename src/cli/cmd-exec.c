@@ -285,6 +285,13 @@ int cmd_exec(int argc, char **argv)
         json_array_append_new(av, json_string(argv[i]));
     req = json_pack("{s:s, s:o, s:o, s:b, s:b}", "cmd", "exec", "argv", av, "env", env, "tty", tty,
                     "interactive", inter);
+    if (req && tty) {
+        struct winsize ws;
+        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+            json_object_set_new(req, "rows", json_integer(ws.ws_row));
+            json_object_set_new(req, "cols", json_integer(ws.ws_col));
+        }
+    }
     if (!req || json_array_size(av) != (size_t)(argc - optind)) {
         log_error("exec: the command and variables must be UTF-8 text");
         json_decref(req);

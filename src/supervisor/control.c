@@ -92,6 +92,7 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
                           const char **reterr_msg)
 {
     json_t *o, *v, *argv = NULL, *env = NULL, *tty = NULL, *inter = NULL, *sig = NULL;
+    json_t *rows = NULL, *cols = NULL;
     const char *key, *cmd = NULL, *pattern = NULL, *num_key = NULL;
     json_int_t num = 0;
     size_t pattern_len = 0, used = 0;
@@ -127,6 +128,10 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
             inter = v;
         } else if (strcmp(key, "signal") == 0 && json_is_integer(v)) {
             sig = v;
+        } else if (strcmp(key, "rows") == 0 && json_is_integer(v)) {
+            rows = v;
+        } else if (strcmp(key, "cols") == 0 && json_is_integer(v)) {
+            cols = v;
         } else {
             *reterr_msg = "unknown key, or a key of the wrong type";
             goto out;
@@ -157,8 +162,9 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
             ret->has_seconds = true;
             ret->seconds = (uint32_t)num;
         }
-        if ((argv || env || tty || inter) && commands[i].cmd != CONTROL_EXEC) {
-            *reterr_msg = "\"argv\", \"env\", \"tty\", \"interactive\" are only for exec";
+        if ((argv || env || tty || inter || rows || cols) && commands[i].cmd != CONTROL_EXEC) {
+            *reterr_msg = "\"argv\", \"env\", \"tty\", \"interactive\", \"rows\", \"cols\" are "
+                          "only for exec";
             goto out;
         }
         if (sig && commands[i].cmd != CONTROL_SIGNAL) {
@@ -179,6 +185,13 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
                 }
             ret->tty = tty && json_is_true(tty);
             ret->interactive = inter && json_is_true(inter);
+            if ((rows && (json_integer_value(rows) < 0 || json_integer_value(rows) > 65535)) ||
+                (cols && (json_integer_value(cols) < 0 || json_integer_value(cols) > 65535))) {
+                *reterr_msg = "\"rows\" and \"cols\" are 0 to 65535";
+                goto out;
+            }
+            ret->rows = rows ? (uint16_t)json_integer_value(rows) : 0;
+            ret->cols = cols ? (uint16_t)json_integer_value(cols) : 0;
         }
         if (commands[i].cmd == CONTROL_SIGNAL) {
             json_int_t n = sig ? json_integer_value(sig) : 0;

@@ -61,7 +61,8 @@ struct control_request {
     char *argv[CONTROL_MAX_ARGS + 1];
     char *env[CONTROL_MAX_ARGS + 1];
     bool tty, interactive;
-    int signo; /* signal: "signal", one of CONTROL_SIGNALS */
+    uint16_t rows, cols; /* exec with tty: "rows", "cols" (the client's window; 0: unknown) */
+    int signo;           /* signal: "signal", one of CONTROL_SIGNALS */
     char strings[BB_MAX_CONTROL_FRAME];
     /* The connection the request came on (set by the server before the handler runs; NULL
      * for a request parsed elsewhere): for control_conn_hold() and control_conn_set_fds(). */

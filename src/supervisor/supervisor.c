@@ -510,7 +510,9 @@ static int do_exec(struct sv *s, const struct control_request *req, json_t *repl
                          !s->started.pid ? "the bottle is still starting" : "the bottle is ending");
     }
     if (req->tty) {
-        if (openpty(&host[0], &child[0], NULL, NULL, NULL) < 0)
+        /* the client's window size from the start: the command may read it at once */
+        struct winsize ws = { .ws_row = req->rows, .ws_col = req->cols };
+        if (openpty(&host[0], &child[0], NULL, NULL, req->rows && req->cols ? &ws : NULL) < 0)
             return exec_fail(reply, 125, "cannot open a pseudo-terminal");
         (void)fcntl(host[0], F_SETFD, FD_CLOEXEC);
         (void)fcntl(child[0], F_SETFD, FD_CLOEXEC);

@@ -47,7 +47,8 @@ static void check_request(const uint8_t *p, size_t len)
         for (size_t i = 0; q.env[i]; i++)
             check(strchr(q.env[i], '=') != NULL && q.env[i][0] != '=');
     } else {
-        check(q.argv[0] == NULL && q.env[0] == NULL && !q.tty && !q.interactive);
+        check(q.argv[0] == NULL && q.env[0] == NULL && !q.tty && !q.interactive && !q.rows &&
+              !q.cols);
     }
     for (size_t i = 0; q.argv[i]; i++)
         check(q.argv[i] >= q.strings && q.argv[i] < q.strings + sizeof(q.strings));

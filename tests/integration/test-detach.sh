@@ -242,7 +242,7 @@ like "retention: ... keeping the newest" "$left" "old-5.audit.log"
 # --- microVM: start, exec says it cannot, stop ----
 out=$("$BB" start --backend microvm --name vm0 --upstream-dns 127.0.0.1:1 2>&1); rc=$?
 is "microvm: start without COMMAND (no terminal there yet): 125" "$rc" 125
-like "microvm: ... saying why and what to do" "$out" "give a COMMAND .* or use --backend namespace"--------------------------------------------
+like "microvm: ... saying why and what to do" "$out" "give a COMMAND .* or use --backend namespace"
 if "$BB" start --backend microvm --name vm1 --upstream-dns 127.0.0.1:1 -- sleep 1000 \
     >"$T/vm.out" 2>"$T/vm.err"; then
     is "microvm: start prints the name" "$(cat "$T/vm.out")" vm1

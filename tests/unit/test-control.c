@@ -109,6 +109,11 @@ static void test_parse_exec(void **unused)
     assert_false(q.interactive);
     assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"true\"]}", &q), 0);
     assert_null(q.env[0]);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"rows\":33,\"cols\":111}", &q), 0);
+    assert_int_equal(q.rows, 33);
+    assert_int_equal(q.cols, 111);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"rows\":65536}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"status\",\"cols\":80}", &q), -EBADMSG);
     assert_int_equal(parse("{\"cmd\":\"signal\",\"signal\":15}", &q), 0);
     assert_int_equal(q.signo, 15);
     /* exec needs a non-empty argv of strings; env entries are NAME=VALUE */
