@@ -188,8 +188,9 @@ for _ in $(seq 100); do [ "$("$BB" ls --json | grep -c '"d2"')" = 0 ] && break; 
 unlike "ls: d2 is gone after its command ended" "$("$BB" ls)" "d2 .*running"
 
 # bounded: 300 KB printed while nobody was attached; attach shows at most the last 64 KiB
-"${START[@]}" --name d3 -- sh -c 'head -c 300000 /dev/zero | tr "\0" x; echo; echo END-MARK; exec sh' >/dev/null
-sleep 1
+"${START[@]}" --name d3 -- sh -c 'head -c 300000 /dev/zero | tr "\0" x; echo; echo END-MARK; touch d3-done; exec sh' >/dev/null
+for _ in $(seq 200); do [ -e "$WS/d3-done" ] && break; sleep 0.1; done
+sleep 0.3 # (the supervisor's read of the last bytes)
 out=$("$PY" "$T/attach.py" "$BB" d3 "w:END-MARK" 's:\x10\x11')
 like "attach: the end of a long output" "$out" "END-MARK"
 n=$(tr -cd x <<<"$out" | wc -c)
