@@ -137,7 +137,8 @@ unlike "exec: the control sockets stay unreachable from inside" "$out" "CONNECTE
 # --- attach ---------------------------------------------------------------------------------------
 cat >"$T/attach.py" <<'PY'
 # attach.py BB NAME STEPS...: run `BB attach NAME` on a pty; each step is "w:TEXT" (wait up to
-# 20 s for TEXT in the output) or "s:BYTES" (type BYTES, Python escapes). Prints the output and
+# 20 s for TEXT in the output), "p:SECONDS" (read for that long) or "s:BYTES" (type BYTES,
+# Python escapes). Prints the output and
 # "status=N" (N: the exit status, or "running" when it did not exit within 20 s).
 import os, pty, select, sys, time
 pid, fd = pty.fork()
@@ -160,6 +161,8 @@ def read_until(want, secs=20):
 for step in sys.argv[3:]:
     if step.startswith("w:"):
         read_until(step[2:].encode())
+    elif step.startswith("p:"):
+        read_until(None, float(step[2:]))
     else:
         os.write(fd, step[2:].encode().decode("unicode_escape").encode("latin-1"))
 status = "running"
@@ -180,6 +183,18 @@ like "attach: typing reaches the command's terminal" "$out" "MARK42"
 like "attach: ctrl-p ctrl-q detaches, exit 0" "$out" "status=0"
 like "attach: ... saying how to come back" "$out" "detached from d2; it still runs"
 like "ls: d2 still runs after the detach" "$("$BB" ls)" "d2 .*running"
+n0=$(grep -c "attached to the terminal" "$ST/logs/d2.log")
+"$PY" "$T/attach.py" "$BB" d2 'w:attached' 'p:4' 's:\x10\x11' >"$T/first.out" &
+p=$!
+for _ in $(seq 100); do
+    [ "$(grep -c "attached to the terminal" "$ST/logs/d2.log")" -gt "$n0" ] && break
+    sleep 0.05
+done
+out=$("$PY" "$T/attach.py" "$BB" d2)
+like "attach: a second attach at the same time is refused (125)" "$out" "status=125"
+like "attach: ... saying why" "$out" "someone is attached already"
+wait $p
+like "attach: the first one detached normally" "$(cat "$T/first.out")" "status=0"
 out=$("$PY" "$T/attach.py" "$BB" d2 's:echo again$((1+1))\r' "w:again2" 's:\x10\r' 'w:not found' 's:exit 5\r')
 like "attach: again after a detach" "$out" "again2"
 like "attach: ctrl-p then another key: both reach the command" "$out" "\^P"
