@@ -21,6 +21,10 @@ int cmd_version(int argc, char **argv);
 int cmd_egress(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 int cmd_trust(int argc, char **argv);
 /* cmd-bottle.c: the verbs on running and stopped bottles */

@@ -235,6 +235,12 @@ int cmd_ls(int argc, char **argv)
         free(rows);
         return EXIT_BB_FAILURE;
     }
+    if (r == 0) {
+        /* ended bottles' logs do not pile up (rm --help, docs/cli.md "Retention") */
+        unsigned keep, days;
+        state_retention_policy(&keep, &days);
+        (void)state_logs_retention(&st, keep, days, (int64_t)now);
+    }
     if (r == 0 && (d = opendir(st.bottles))) {
         while ((de = readdir(d)) && n < MAX_LISTED) {
             struct row *w = &rows[n];

@@ -45,6 +45,8 @@ enum {
     OPT_CREDENTIAL,
 };
 
+static void options_help(FILE *f, bool start);
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -56,7 +58,30 @@ static void usage(FILE *f)
             "and the host's /usr read-only, nothing else of the host, and reaches the network\n"
             "only through this bottle's egress proxy and DNS filter, which enforce the\n"
             "allowlist. Exits with COMMAND's status (125: bot-bottle failed, 126: COMMAND not\n"
-            "executable, 127: COMMAND not found).\n"
+            "executable, 127: COMMAND not found).\n");
+    options_help(f, false);
+}
+
+static void start_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: bot-bottle start [options] [--] [COMMAND [ARG...]]\n"
+            "\n"
+            "Start a bottle in the background, as 'run' would, and return once it runs: prints\n"
+            "its name (--name, or a generated one). COMMAND defaults to a login shell (bash -l,\n"
+            "else sh -l). The bottle's supervisor leaves the terminal (its own session, its\n"
+            "output in <state>/logs/NAME.log) and outlives it. The command gets a terminal the\n"
+            "supervisor holds ('bot-bottle attach NAME'; the last 64 KiB of output are kept\n"
+            "while nobody is attached). 'bot-bottle exec NAME CMD' runs another command in it,\n"
+            "'bot-bottle stop NAME' ends it, 'bot-bottle rm NAME' removes its logs. Exits 0, or\n"
+            "125 with what went wrong. -t and -i are accepted and implied (the terminal is\n"
+            "always there; a backend without one sends the output to the log).\n");
+    options_help(f, true);
+}
+
+static void options_help(FILE *f, bool start)
+{
+    fprintf(f,
             "\n"
             "Options:\n"
             "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
@@ -94,11 +119,7 @@ static void usage(FILE *f)
             "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
             "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
             "                           it, a limit that cannot be enforced is an error (125)\n"
-            "  -t, --tty                give the command a terminal (a pty relayed to yours;\n"
-            "                           --backend namespace only, for now)\n"
-            "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
-            "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
-                POLICY_OPTS_HELP_HOLD
+            "%s" POLICY_OPTS_HELP POLICY_OPTS_HELP_HOLD
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -108,7 +129,13 @@ static void usage(FILE *f)
             "once per host and reason on stderr, with the option that fixes them (with -t: when\n"
             "the command exits, never over its screen); every decision is in the audit log\n"
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n"
-            "'bot-bottle help notices' explains each notice.\n");
+            "'bot-bottle help notices' explains each notice.\n",
+            start ? "  -t, -i                   implied (see above)\n"
+                  : "  -t, --tty                give the command a terminal (a pty relayed to "
+                    "yours;\n"
+                    "                           --backend namespace only, for now)\n"
+                    "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
+                    "                           --backend namespace only, for now)\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
     fprintf(
         f,
@@ -434,7 +461,8 @@ static int check_audit_path(const char *path, const struct strv *writable, char 
     return 0;
 }
 
-int cmd_run(int argc, char **argv)
+/* run and start: one parser (start: detached, COMMAND optional). */
+static int run_or_start(int argc, char **argv, bool start)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
@@ -479,8 +507,9 @@ int cmd_run(int argc, char **argv)
     bool dashdash;
     int opt, ret = EXIT_BB_FAILURE;
 
-    const struct cli_parser parser = { "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, usage,
-                                       &args };
+    const struct cli_parser parser = { start ? "start" : "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh",
+                                       longopts, start ? start_usage : usage, &args };
+    char *shell[] = { access("/usr/bin/bash", X_OK) == 0 ? "bash" : "sh", "-l", NULL };
 
     optind = 1;
     while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
@@ -574,7 +603,7 @@ int cmd_run(int argc, char **argv)
     }
     /* getopt stepped over a `--` ending the options: what follows is a plain command. */
     dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
-    if (optind >= argc && !agent) {
+    if (optind >= argc && !agent && !start) {
         log_error("run: no COMMAND given (e.g. bot-bottle run --backend namespace -- bash)");
         goto out;
     }
@@ -590,7 +619,7 @@ int cmd_run(int argc, char **argv)
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
     /* `run NAME [ARGS]`: the first argument names an agent profile (docs/agents.md). */
-    if (!agent && !dashdash && agent_run_known(&cfg, argv[optind]))
+    if (!agent && !dashdash && optind < argc && agent_run_known(&cfg, argv[optind]))
         agent = argv[optind++];
     if (agent) {
         size_t n = 0;
@@ -633,6 +662,13 @@ int cmd_run(int argc, char **argv)
             goto out;
         o.backend = o.backend_ops->name;
     }
+    if (start && optind >= argc && (o.backend_ops->flags & BACKEND_STDIO_CONSOLE)) {
+        log_error("start: the %s backend cannot give the command a terminal yet, so the default "
+                  "login shell would end at once; give a COMMAND (start -- agent ...) or use "
+                  "--backend namespace",
+                  o.backend);
+        goto out;
+    }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
             goto out;
@@ -648,7 +684,7 @@ int cmd_run(int argc, char **argv)
         o.cred_wire = buf_str(&cred_wire);
         o.cred_wire_len = cred_wire.len;
     }
-    if (check_sizes(cmdv ? cmdv : argv + optind, &o.env) < 0)
+    if (check_sizes(cmdv ? cmdv : optind < argc ? argv + optind : shell, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
@@ -656,7 +692,7 @@ int cmd_run(int argc, char **argv)
     o.mounts = mounts;
     o.name = cfg.name;
     o.workspace = wsbuf;
-    o.argv = cmdv ? cmdv : argv + optind;
+    o.argv = cmdv ? cmdv : optind < argc ? argv + optind : shell;
     o.audit_path = audit;
     o.tls_extra_ca = cfg.tls_extra_ca;
     if (!o.cpus_milli && cfg.cpus)
@@ -674,7 +710,9 @@ int cmd_run(int argc, char **argv)
     }
     /* The daemon is exec'd with an empty environment: the policy reaches it as arguments. */
     policy_args_daemon_argv(&args, &cfg, &o.daemon_args);
-    ret = supervisor_run(&o, TAKE_PTR(policy));
+    o.ready_fd = -1;
+    o.detach = start;
+    ret = start ? supervisor_start(&o, TAKE_PTR(policy)) : supervisor_run(&o, TAKE_PTR(policy));
 out:
     if (cred_wire.p)
         explicit_bzero(cred_wire.p, cred_wire.len);
@@ -692,4 +730,14 @@ out:
     policy_args_done(&args);
     agent_run_done(&ar);
     return ret;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    return run_or_start(argc, argv, false);
+}
+
+int cmd_start(int argc, char **argv)
+{
+    return run_or_start(argc, argv, true);
 }

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 check "bot-bottle --help exits 0" "$BB" --help
 check "version prints the version" bash -c "'$BB' version | grep -qE '^bot-bottle [0-9]+\.[0-9]+'"
-for v in egress policy version run trust ls stop allow deny logs doctor; do
+for v in egress policy version run start exec attach rm trust ls stop allow deny logs doctor; do
     check "bot-bottle $v --help exits 0 and shows usage" bash -c "'$BB' $v --help | grep -q Usage"
 done
 "$BB" frobnicate >/dev/null 2>&1
@@ -16,7 +16,7 @@ is "an unknown option exits 125" "$?" "125"
 is "egress without --listen exits 125" "$?" "125"
 like "... and says what is missing" "$(cat "$T/err")" "--listen"
 # the verbs share one option loop (src/cli/args.c cli_getopt): same refusal, naming the verb
-for v in run egress "policy check"; do
+for v in run start exec egress "policy check"; do
     "$BB" $v --no-such-option >/dev/null 2>"$T/err"
     is "$v: an unknown option exits 125" "$?" "125"
     is "... saying so, then how to get help" "$(cat "$T/err")" \

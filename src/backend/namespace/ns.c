@@ -653,10 +653,14 @@ static _noreturn_ void exec_child(struct ns_bottle *b, const struct backend_exec
     sigset_t none;
     int moved[3], e, r;
 
-    /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE: undo both */
+    /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE (and may have
+     * inherited ignored ones, e.g. SIGINT from a shell's background job, which a shell in
+     * the bottle then cannot trap): every signal back to its default */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         goto fail;
     err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);
