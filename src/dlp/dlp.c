@@ -15,17 +15,25 @@
 #include "common/xalloc.h"
 
 static const char *const rule_names[DLP_RULE_MAX] = {
-    [DLP_CREDENTIAL] = "credential",     [DLP_AWS_KEY] = "aws-key",
-    [DLP_GITHUB_TOKEN] = "github-token", [DLP_GITLAB_TOKEN] = "gitlab-token",
-    [DLP_SLACK_TOKEN] = "slack-token",   [DLP_PRIVATE_KEY] = "private-key",
-    [DLP_JWT] = "jwt",                   [DLP_CARD] = "card",
+    [DLP_CREDENTIAL] = "credential",
+    [DLP_AWS_KEY] = "aws-key",
+    [DLP_GITHUB_TOKEN] = "github-token",
+    [DLP_GITLAB_TOKEN] = "gitlab-token",
+    [DLP_SLACK_TOKEN] = "slack-token",
+    [DLP_PRIVATE_KEY] = "private-key",
+    [DLP_JWT] = "jwt",
+    [DLP_CARD] = "card",
     [DLP_DNS_ENTROPY] = "dns-entropy",
 };
 static const char *const rule_reasons[DLP_RULE_MAX] = {
-    [DLP_CREDENTIAL] = "dlp:credential",     [DLP_AWS_KEY] = "dlp:aws-key",
-    [DLP_GITHUB_TOKEN] = "dlp:github-token", [DLP_GITLAB_TOKEN] = "dlp:gitlab-token",
-    [DLP_SLACK_TOKEN] = "dlp:slack-token",   [DLP_PRIVATE_KEY] = "dlp:private-key",
-    [DLP_JWT] = "dlp:jwt",                   [DLP_CARD] = "dlp:card",
+    [DLP_CREDENTIAL] = "dlp:credential",
+    [DLP_AWS_KEY] = "dlp:aws-key",
+    [DLP_GITHUB_TOKEN] = "dlp:github-token",
+    [DLP_GITLAB_TOKEN] = "dlp:gitlab-token",
+    [DLP_SLACK_TOKEN] = "dlp:slack-token",
+    [DLP_PRIVATE_KEY] = "dlp:private-key",
+    [DLP_JWT] = "dlp:jwt",
+    [DLP_CARD] = "dlp:card",
     [DLP_DNS_ENTROPY] = "dlp:dns-entropy",
 };
 
@@ -313,8 +321,8 @@ static int match_aws(const struct region *r, size_t i)
 
 /* A fixed prefix, then at least min (at most max) bytes of class `body`, then a byte outside
  * `stop`. */
-static int match_prefixed(const struct region *r, size_t i, const char *pfx, size_t min,
-                          size_t max, uint8_t body, uint8_t stop)
+static int match_prefixed(const struct region *r, size_t i, const char *pfx, size_t min, size_t max,
+                          uint8_t body, uint8_t stop)
 {
     size_t pl = strlen(pfx), n;
     if (!has_prefix(r, i, pfx, pl))
@@ -471,8 +479,7 @@ static bool card_iin_ok(const unsigned char *d, size_t n)
             return n == 15;
         if (p4 >= 3528 && p4 <= 3589)
             return n >= 16 && n <= 19;
-        return ((p3 >= 300 && p3 <= 305) || p2 == 36 || p2 == 38 || p2 == 39) && n >= 14 &&
-               n <= 19;
+        return ((p3 >= 300 && p3 <= 305) || p2 == 36 || p2 == 38 || p2 == 39) && n >= 14 && n <= 19;
     case 6:
         return (p4 == 6011 || p2 == 65 || (p3 >= 644 && p3 <= 649) || p2 == 62) && n >= 16 &&
                n <= 19;
@@ -491,9 +498,9 @@ static int match_card(const struct region *r, size_t i)
 
     if (i == 1 && !r->start_b)
         return NO; /* what precedes is unknown here; a region with it decides */
-    if (i > 0 && (r->p[i - 1] == '.' || r->p[i - 1] == ',' ||
-                  ((r->p[i - 1] == '-' || r->p[i - 1] == ' ') && i > 1 &&
-                   (cls[r->p[i - 2]] & C_DIGIT))))
+    if (i > 0 &&
+        (r->p[i - 1] == '.' || r->p[i - 1] == ',' ||
+         ((r->p[i - 1] == '-' || r->p[i - 1] == ' ') && i > 1 && (cls[r->p[i - 2]] & C_DIGIT))))
         return NO; /* a fraction, or the continuation of a number list */
     if (i > 0) {
         /* an unquoted JSON number ("id":4599456696819948, [4599...]) is an id, not a card */

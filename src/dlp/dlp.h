@@ -87,10 +87,10 @@ int dlp_scan_buf(const struct dlp_ctx *x, const void *p, size_t len);
 int dlp_check_host(const struct dlp_ctx *x, const char *name, size_t len);
 
 struct dlp_stream {
-    uint64_t total;           /* bytes fed so far */
-    size_t tail_len;          /* <= DLP_TAIL */
+    uint64_t total;  /* bytes fed so far */
+    size_t tail_len; /* <= DLP_TAIL */
     unsigned char tail[DLP_TAIL];
-    int hit;                  /* first rule that fired, DLP_NONE */
+    int hit; /* first rule that fired, DLP_NONE */
 };
 
 void dlp_stream_init(struct dlp_stream *s);

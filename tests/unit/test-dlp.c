@@ -26,7 +26,9 @@ struct tcase {
     int rule; /* DLP_NONE: must stay quiet */
 };
 
-#define GHP "ghp_" "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
+#define GHP                                                                                        \
+    "ghp_"                                                                                         \
+    "aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"
 #define JWT                                                                                        \
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwia"   \
     "WF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
@@ -36,17 +38,18 @@ static const struct tcase cases[] = {
     { "aws_access_key_id = AKIAIOSFODNN7EXAMPLE\n", DLP_AWS_KEY },
     { "key_ASIAY34FZKBOKMUTVV7A,", DLP_AWS_KEY },
     { "AKIAIOSFODNN7EXAMPLE", DLP_AWS_KEY },
-    { "AKIAIOSFODNN7EXAMPL", DLP_NONE },      /* 15 after the prefix */
-    { "AKIAIOSFODNN7EXAMPLEX", DLP_NONE },    /* 17 */
-    { "xAKIAIOSFODNN7EXAMPLE", DLP_NONE },    /* inside a word */
-    { "AKIAiosfodnn7example", DLP_NONE },     /* lower case */
+    { "AKIAIOSFODNN7EXAMPL", DLP_NONE },   /* 15 after the prefix */
+    { "AKIAIOSFODNN7EXAMPLEX", DLP_NONE }, /* 17 */
+    { "xAKIAIOSFODNN7EXAMPLE", DLP_NONE }, /* inside a word */
+    { "AKIAiosfodnn7example", DLP_NONE },  /* lower case */
     /* github-token */
     { "Authorization: token " GHP "\r\n", DLP_GITHUB_TOKEN },
     { "\"gho_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789\"", DLP_GITHUB_TOKEN },
     { "ghs_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", DLP_GITHUB_TOKEN },
     { "ghu_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", DLP_GITHUB_TOKEN },
     { "ghr_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789", DLP_GITHUB_TOKEN },
-    { "github_pat_11ABCDEFG0abcdefghijkl_mnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij"
+    { "github_pat_11ABCDEFG0abcdefghijkl_"
+      "mnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefghij"
       "klmnopq",
       DLP_GITHUB_TOKEN },
     { "ghp_short", DLP_NONE },
@@ -75,7 +78,7 @@ static const struct tcase cases[] = {
     { "Authorization: Bearer " JWT "\r\n", DLP_JWT },
     { "?token=" JWT "&x=1", DLP_JWT },
     { "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", DLP_JWT }, /* {"alg":"none"} */
-    { "eyJhbGciOiJIUzI1NiJ9", DLP_NONE },                  /* a header alone */
+    { "eyJhbGciOiJIUzI1NiJ9", DLP_NONE },                /* a header alone */
     { "eyJmb28iOiJiYXIifQ.eyJzdWIiOiIxMjM0NTY3ODkwIn0.abcdefghijkl", DLP_NONE }, /* no alg */
     { "eyes.eyJ.x", DLP_NONE },
     /* card */
@@ -85,9 +88,9 @@ static const struct tcase cases[] = {
     { "amex 3782 822463 10005.", DLP_CARD },
     { "\"pan\":\"5555555555554444\"", DLP_CARD },
     { "6011111111111117", DLP_CARD },
-    { "4111111111111112", DLP_NONE },  /* Luhn fails */
-    { "1234567812345670", DLP_NONE },  /* Luhn ok, no issuer starts with 1 */
-    { "0.4111111111111111", DLP_NONE }, /* a fraction */
+    { "4111111111111112", DLP_NONE },         /* Luhn fails */
+    { "1234567812345670", DLP_NONE },         /* Luhn ok, no issuer starts with 1 */
+    { "0.4111111111111111", DLP_NONE },       /* a fraction */
     { "4111 1111 1111 1111 1111", DLP_NONE }, /* too long */
     { "41111 1111 1111 111", DLP_NONE },      /* bad grouping */
     { "4111-1111 1111-1111", DLP_NONE },      /* mixed separators */
@@ -97,7 +100,8 @@ static const struct tcase cases[] = {
     { "f47ac10b-58cc-4372-a567-0e02b2c3d479", DLP_NONE }, /* UUID */
     { "da39a3ee5e6b4b0d3255bfef95601890afd80709", DLP_NONE },
     { "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", DLP_NONE },
-    { "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==",
+    { "sha512-z4PhNX7vuL3xVChQ1m2AB9Yg5AULVxXcg/"
+      "SpIdNs6c5H0NE8XYXysP+DGNKHfuwvY7kxvUdBeoGlODJ6+SfaPg==",
       DLP_NONE },
     { "https://registry.npmjs.org/left-pad/-/left-pad-1.3.0.tgz", DLP_NONE },
     { "Привет, 世界! مرحبا 🎉 Größe", DLP_NONE },
@@ -377,8 +381,8 @@ static void test_benign_corpus(void **state)
             for (size_t i = 0; i < len; i += steps[k]) {
                 r = dlp_stream_feed(&s, &x, t + i, MIN(steps[k], len - i));
                 if (r != DLP_NONE)
-                    fail_msg("%s (step %zu, at %zu): false positive %s", de->d_name, steps[k],
-                             i, dlp_rule_name(r));
+                    fail_msg("%s (step %zu, at %zu): false positive %s", de->d_name, steps[k], i,
+                             dlp_rule_name(r));
             }
             assert_int_equal(dlp_stream_end(&s, &x), DLP_NONE);
         }
@@ -395,9 +399,9 @@ static void test_benign_corpus(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_cases),          cmocka_unit_test(test_stream_splits),
+        cmocka_unit_test(test_cases),           cmocka_unit_test(test_stream_splits),
         cmocka_unit_test(test_stream_bytewise), cmocka_unit_test(test_disable),
-        cmocka_unit_test(test_credentials),    cmocka_unit_test(test_host_entropy),
+        cmocka_unit_test(test_credentials),     cmocka_unit_test(test_host_entropy),
         cmocka_unit_test(test_benign_corpus),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
