@@ -13,6 +13,7 @@
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
  *   [env]     pass = NAME[=VALUE] (repeatable)
+ *   [dlp]     disable = RULE[,RULE...] (repeatable; DLP rules to turn off, docs/dlp.md)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -51,6 +52,8 @@ struct bb_config {
     char *audit;        /* path */
     /* [env] */
     struct strv env_pass;
+    /* [dlp] */
+    struct strv dlp_disable; /* validated lists of rule names */
 };
 
 struct config_error {
@@ -100,8 +103,9 @@ void config_done(struct bb_config *cfg);
 int config_parse_size(const char *s, uint64_t *ret);
 
 /*
- * Build the policy from cfg's allow and allow_cidr lists. Returns 0 and *ret, or -EINVAL with
- * *reterr_msg pointing at a static description and *reterr_item at the offending entry.
+ * Build the policy from cfg's allow and allow_cidr lists (and the DLP rules turned off). Returns 0
+ * and *ret, or -EINVAL with *reterr_msg pointing at a static description and *reterr_item at the
+ * offending entry.
  */
 int config_build_policy(const struct bb_config *cfg, struct policy **ret, const char **reterr_msg,
                         const char **reterr_item);

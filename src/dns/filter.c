@@ -25,6 +25,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "dlp/dlp.h"
 #include "dns/filter-int.h"
 
 static bool sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -263,6 +264,17 @@ int dns_handle_query(struct dns_filter *f, const uint8_t *msg, size_t len,
         f->stats.denied++;
         audit_decision(f, text, q.qtype, false, verdict_reason(v));
         return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
+    }
+    {
+        /* An allowed (wildcard) name with a random-looking label: the shape of data carried
+         * out in DNS questions (docs/dlp.md, rule dns-entropy). */
+        struct dlp_ctx x = { .disabled = policy_dlp_off(f->policy), .host = text };
+        int hit = dlp_check_host(&x, text, strlen(text));
+        if (hit != DLP_NONE) {
+            f->stats.denied++;
+            audit_decision(f, text, q.qtype, false, dlp_rule_reason(hit));
+            return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
+        }
     }
     if (q.qclass != DNS_CLASS_IN || qtype_refused(q.qtype)) {
         f->stats.denied++;

@@ -121,6 +121,86 @@ static bool upstream_idle_alive(const struct side *s)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+static struct dlp_ctx conn_dlp_ctx(const struct conn *c)
+{
+    return (struct dlp_ctx){
+        .d = c->px->dlp,
+        .disabled = policy_dlp_off(c->px->policy),
+        .host = c->host.name,
+        .port = c->port,
+    };
+}
+
+static void deny_dlp(struct conn *c, int rule, const char *where)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text),
+             "blocked by bot-bottle: the request %s to %s carries what looks like %s (DLP rule "
+             "'%s'); if this is a false positive, turn the rule off with --dlp-disable %s "
+             "(config: [dlp] disable = %s)",
+             where, c->host.name,
+             rule == DLP_CREDENTIAL ? "a configured credential meant for another host" : "a secret",
+             dlp_rule_name(rule), dlp_rule_name(rule), dlp_rule_name(rule));
+    conn_deny_text(c, dlp_rule_reason(rule), text);
+}
+
+/*
+ * The checks on a request whose host is allowed: a random-looking host name (DNS exfil shape),
+ * method/path rules (a CONNECT to a host with rules would bypass them: refused until TLS
+ * interception exists), and DLP over the head (URL and header fields). Returns 0, or -EACCES
+ * after answering with the refusal.
+ */
+static int check_request(struct conn *c, const struct http_request *req,
+                         const struct http_target *t)
+{
+    struct proxy *px = c->px;
+    struct dlp_ctx x = conn_dlp_ctx(c);
+    const char *rule = NULL, *why = NULL;
+    enum verdict v;
+    int hit;
+
+    dlp_stream_init(&c->dlp_body);
+    dlp_stream_init(&c->dlp_raw);
+    hit = dlp_check_host(&x, c->host.name, strlen(c->host.name));
+    if (hit != DLP_NONE) {
+        deny_dlp(c, hit, "host name");
+        return -EACCES;
+    }
+    if (req->is_connect) {
+        if (policy_host_has_rules(px->policy, &c->host, c->port)) {
+            conn_deny(c, V_DENY_NEEDS_INTERCEPTION, NULL);
+            return -EACCES;
+        }
+        return 0;
+    }
+    v = policy_check_request(px->policy, &c->host, c->port, req->method.p, req->method.len,
+                             t->path.p, t->path.len, &rule, &why);
+    if (v != V_ALLOW) {
+        char text[1024];
+        if (why)
+            snprintf(text, sizeof(text),
+                     "blocked by bot-bottle: %s has method/path rules and this path is refused: "
+                     "%s (rule: %s)",
+                     c->host.name, why, rule ? rule : "?");
+        else
+            snprintf(text, sizeof(text),
+                     "blocked by bot-bottle: %s %s on %s is not allowed by its method/path rules "
+                     "(%s: %s); add a rule with --allow '%s %s %s'",
+                     c->method, c->path, c->host.name,
+                     v == V_DENY_METHOD ? "the path matches, the method does not" : "closest rule",
+                     rule ? rule : "?", c->host.name, c->method, c->path);
+        conn_deny_text(c, verdict_reason(v), text);
+        return -EACCES;
+    }
+    hit = dlp_scan_buf(&x, c->cin.p, req->head_len);
+    if (hit != DLP_NONE) {
+        deny_dlp(c, hit, "URL or header fields");
+        return -EACCES;
+    }
+    return 0;
+}
+
 /* Decide on a parsed request; sets up the next state. */
 static void conn_start_exchange(struct conn *c, const struct http_request *req)
 {
@@ -186,6 +266,9 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         conn_deny(c, v, NULL);
         return;
     }
+    /* Method/path rules and data-loss checks (docs/policy.md, docs/dlp.md). */
+    if (check_request(c, req, &t) < 0)
+        return;
     /* The decision is on record before anything about it leaves (the name goes to the resolver
      * next): first per host, method and window, repeats counted. A sink that cannot write
      * refuses (fail closed); while it is failing every decision is a write attempt, so the first
@@ -504,6 +587,61 @@ static int move_body(enum http_body *kind, uint64_t *remaining, struct http_chun
     return r;
 }
 
+static int dlp_on_data(void *userdata, const char *p, size_t len)
+{
+    struct conn *c = userdata;
+    struct dlp_ctx x = conn_dlp_ctx(c);
+
+    return dlp_stream_feed(&c->dlp_body, &x, p, len) == DLP_NONE ? 0 : -EACCES;
+}
+
+/*
+ * move_body for the request, with the DLP scan of every byte before it is queued upstream:
+ * Content-Length bodies as they are, chunked ones decoded (a secret split across chunks is
+ * joined again) and raw (extensions and trailers). *ret_hit gets the rule that fired.
+ */
+static int move_req_body(struct conn *c, int *ret_hit)
+{
+    struct dlp_ctx x = conn_dlp_ctx(c);
+    int r;
+
+    switch (c->req_body) {
+    case HTTP_BODY_LENGTH: {
+        size_t take = (size_t)MIN((uint64_t)c->cin.len, c->req_remaining);
+        if (take && (*ret_hit = dlp_stream_feed(&c->dlp_body, &x, c->cin.p, take)) != DLP_NONE)
+            return 0;
+        break;
+    }
+    case HTTP_BODY_CHUNKED: {
+        struct http_chunked probe = c->req_chunked;
+        bool done = false;
+        int64_t n;
+        /* a look ahead with a copy of the framing state: which bytes move, which are data */
+        n = http_chunked_feed_data(&probe, c->cin.p, c->cin.len, &done, dlp_on_data, c);
+        if (n == -ECANCELED) {
+            *ret_hit = c->dlp_body.hit;
+            return 0;
+        }
+        if (n > 0 && (*ret_hit = dlp_stream_feed(&c->dlp_raw, &x, c->cin.p, (size_t)n)) != DLP_NONE)
+            return 0;
+        break;
+    }
+    case HTTP_BODY_NONE:
+    case HTTP_BODY_CLOSE:
+    case HTTP_BODY_MAX:
+    default:
+        break;
+    }
+    r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
+    if (r == 1) {
+        /* the body is complete: a match may end at its very end */
+        *ret_hit = dlp_stream_end(&c->dlp_body, &x);
+        if (*ret_hit == DLP_NONE)
+            *ret_hit = dlp_stream_end(&c->dlp_raw, &x);
+    }
+    return r;
+}
+
 static int step_send_req(struct conn *c)
 {
     int r;
@@ -516,7 +654,13 @@ static int step_send_req(struct conn *c)
     /* Body bytes already read join what is queued (for a small request: the head) so they leave
      * in one send(), whenever they fit. */
     if (c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
-        r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
+        int hit = DLP_NONE;
+        r = move_req_body(c, &hit);
+        if (hit != DLP_NONE) {
+            /* Nothing of this piece has left; the upstream sees a request cut short. */
+            deny_dlp(c, hit, "body");
+            return 1;
+        }
         if (r < 0) {
             struct http_error e = { 400, "malformed chunked request body" };
             conn_bad_request(c, &e);

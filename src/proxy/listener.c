@@ -23,8 +23,10 @@ void proxy_deferred_done(struct proxy *px)
 {
     px->pending--;
     if (px->dead) {
-        if (!px->pending)
+        if (!px->pending) {
+            dlp_free(px->dlp);
             free(px);
+        }
         return;
     }
     if (px->drain_fn && !px->conns) {
@@ -106,11 +108,13 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
         px->lim = *limits;
     else
         proxy_limits_default(&px->lim);
+    px->dlp = dlp_new();
     r = loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px);
     if (r < 0) {
         close(fd);
         if (px->spare_fd >= 0)
             close(px->spare_fd);
+        dlp_free(px->dlp);
         free(px);
         return r;
     }
@@ -121,6 +125,12 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 void proxy_set_policy(struct proxy *px, const struct policy *p)
 {
     px->policy = p;
+}
+
+int proxy_add_secret(struct proxy *px, const char *host, uint16_t port, const void *value,
+                     size_t len)
+{
+    return dlp_add_secret(px->dlp, host, port, value, len);
 }
 
 static void drain_now(struct loop_defer *d)
@@ -185,7 +195,9 @@ struct proxy *proxy_free(struct proxy *px)
      * the struct. */
     px->drain_fn = NULL;
     px->dead = true;
-    if (!px->pending)
+    if (!px->pending) {
+        dlp_free(px->dlp);
         free(px);
+    }
     return NULL;
 }

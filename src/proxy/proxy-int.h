@@ -23,6 +23,7 @@
 
 #include "common/buf.h"
 #include "common/limits.h"
+#include "dlp/dlp.h"
 #include "proxy/http1.h"
 #include "proxy/proxy.h"
 
@@ -122,6 +123,9 @@ struct conn {
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
     char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
     uint64_t bytes_up, bytes_down;
+    /* DLP over the request body: the decoded data, and the raw bytes (chunk framing,
+     * extensions and trailers included) */
+    struct dlp_stream dlp_body, dlp_raw;
 
     const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
     struct resolve_req *rq;
@@ -142,6 +146,7 @@ struct proxy {
     struct resolver *res;
     struct audit *audit;
     const struct policy *policy;
+    struct dlp *dlp; /* the registered credentials (proxy_add_secret) */
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;
@@ -169,6 +174,8 @@ int side_flush(struct side *s, struct buf *b, uint64_t *counter);
 void conn_set_addr(struct conn *c, const struct sockaddr *sa);
 int conn_audit(struct conn *c, bool allow, const char *reason);
 void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
+/* A refusal with its own reason and text: 403 + X-Bottle-Block: reason + audit. */
+void conn_deny_text(struct conn *c, const char *reason, const char *text);
 void conn_audit_failed(struct conn *c);
 void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text);
 void conn_bad_request(struct conn *c, const struct http_error *e);

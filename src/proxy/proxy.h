@@ -47,6 +47,16 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 /* The policy in force; not owned. Connections read it at each decision, so a reload applies to
  * the next decision and live connections are not dropped. */
 void proxy_set_policy(struct proxy *px, const struct policy *p);
+/*
+ * Added: register a credential's real value and the host (normalised name) and port (0: any) it
+ * belongs to, for the DLP check "credential sent elsewhere" (dlp/dlp.h, docs/dlp.md): the value
+ * and its encodings are then refused (403 dlp:credential) in URLs, heads and bodies going to
+ * any other host. The value is copied (and wiped when the proxy is freed). Returns 0, -EINVAL
+ * (shorter than DLP_SECRET_MIN bytes) or -ENOSPC.
+ * Whether a host needs interception because of method/path rules: policy_host_has_rules().
+ */
+int proxy_add_secret(struct proxy *px, const char *host, uint16_t port, const void *value,
+                     size_t len);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
