@@ -99,10 +99,62 @@ struct secret {
     size_t n_needles;
 };
 
+/* The needles are found through a hash of 8-byte windows: every needle's windows at offsets
+ * 0..stride-1 are indexed, and the scan hashes only every stride-th position of the data (any
+ * occurrence of a needle at least stride + 7 bytes long covers one of them). */
+#define IDX_BUCKET_BITS 12
+
+struct idx_entry {
+    uint32_t h;
+    int32_t next;
+    uint16_t secret;
+    uint8_t needle, off; /* off < stride <= 16 */
+};
+
 struct dlp {
     struct secret *s;
     size_t n;
+    struct idx_entry *ents;
+    size_t n_ents;
+    unsigned stride;
+    int32_t heads[1u << IDX_BUCKET_BITS];
 };
+
+static inline uint32_t hash8(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (uint32_t)((v * 0x9E3779B97F4A7C15ull) >> 32);
+}
+
+static void index_rebuild(struct dlp *d)
+{
+    size_t min_len = SIZE_MAX, n = 0;
+
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t j = 0; j < d->s[i].n_needles; j++)
+            min_len = MIN(min_len, d->s[i].n[j].len);
+    d->stride = min_len == SIZE_MAX ? 1 : (unsigned)MIN((size_t)16, min_len - 7);
+    free(d->ents);
+    d->ents = NULL;
+    d->n_ents = 0;
+    for (size_t i = 0; i < d->n; i++)
+        n += d->s[i].n_needles * d->stride;
+    d->ents = xcalloc(n ? n : 1, sizeof(*d->ents));
+    for (size_t b = 0; b < ARRAY_SIZE(d->heads); b++)
+        d->heads[b] = -1;
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t j = 0; j < d->s[i].n_needles; j++)
+            for (unsigned o = 0; o < d->stride; o++) {
+                struct idx_entry *e = &d->ents[d->n_ents];
+                e->h = hash8(d->s[i].n[j].p + o);
+                e->secret = (uint16_t)i;
+                e->needle = (uint8_t)j;
+                e->off = (uint8_t)o;
+                e->next = d->heads[e->h >> (32 - IDX_BUCKET_BITS)];
+                d->heads[e->h >> (32 - IDX_BUCKET_BITS)] = (int32_t)d->n_ents++;
+            }
+}
 
 struct dlp *dlp_new(void)
 {
@@ -129,6 +181,7 @@ struct dlp *dlp_free(struct dlp *d)
         free(d->s[i].host);
     }
     free(d->s);
+    free(d->ents);
     free(d);
     return NULL;
 }
@@ -220,6 +273,7 @@ int dlp_add_secret(struct dlp *d, const char *host, uint16_t port, const void *v
     }
     add_needle(s, tmp, 3 * len);
     explicit_bzero(tmp, sizeof(tmp));
+    index_rebuild(d);
     return 0;
 }
 
@@ -230,15 +284,23 @@ static bool secret_exempt(const struct secret *s, const struct dlp_ctx *x)
 
 static bool scan_secrets(const struct dlp_ctx *x, const unsigned char *p, size_t len)
 {
-    if (!x->d || (x->disabled & DLP_BIT(DLP_CREDENTIAL)))
+    const struct dlp *d = x->d;
+
+    if (!d || !d->n || (x->disabled & DLP_BIT(DLP_CREDENTIAL)))
         return false;
-    for (size_t i = 0; i < x->d->n; i++) {
-        const struct secret *s = &x->d->s[i];
-        if (secret_exempt(s, x))
-            continue;
-        for (size_t j = 0; j < s->n_needles; j++)
-            if (memmem(p, len, s->n[j].p, s->n[j].len))
+    for (size_t i = 0; i + 8 <= len; i += d->stride) {
+        uint32_t h = hash8(p + i);
+        for (int32_t k = d->heads[h >> (32 - IDX_BUCKET_BITS)]; k >= 0; k = d->ents[k].next) {
+            const struct idx_entry *e = &d->ents[k];
+            if (e->h != h || i < e->off)
+                continue;
+            const struct secret *sec = &d->s[e->secret];
+            const struct needle *nd = &sec->n[e->needle];
+            size_t start = i - e->off;
+            if (start + nd->len <= len && memcmp(p + start, nd->p, nd->len) == 0 &&
+                !secret_exempt(sec, x))
                 return true;
+        }
     }
     return false;
 }
@@ -307,6 +369,8 @@ static int match_aws(const struct region *r, size_t i)
     static const char *const pfx[] = { "AKIA", "ASIA", "AGPA", "AIDA", "AROA",
                                        "ANPA", "ANVA", "APKA", "ABIA", "ACCA" };
     bool ok = false;
+    if (i + 4 > r->len || r->p[i + 3] != 'A') /* every prefix ends in 'A' */
+        return NO;
     for (size_t k = 0; k < ARRAY_SIZE(pfx) && !ok; k++)
         ok = has_prefix(r, i, pfx[k], 4);
     if (!ok)
@@ -560,58 +624,128 @@ static int match_card(const struct region *r, size_t i)
     return YES;
 }
 
-static int scan_formats(const struct dlp_ctx *x, const struct region *r)
+/* The rule that starts at word start i, if any fires. */
+static int match_at(const struct region *r, size_t i, uint32_t off)
 {
-    const unsigned char *p = r->p;
-    uint32_t off = x->disabled;
-    bool prev_al = !r->start_b; /* the region's first byte is a word start only at a real start */
+    switch (r->p[i]) {
+    case 'A':
+        if (!(off & DLP_BIT(DLP_AWS_KEY)) && match_aws(r, i) == YES)
+            return DLP_AWS_KEY;
+        break;
+    case 'g': {
+        int m = match_g(r, i);
+        if (m != DLP_NONE && !(off & DLP_BIT(m)))
+            return m;
+        break;
+    }
+    case 'x':
+        if (!(off & DLP_BIT(DLP_SLACK_TOKEN)) && match_slack(r, i) != DLP_NONE)
+            return DLP_SLACK_TOKEN;
+        break;
+    case 'B':
+        if (!(off & DLP_BIT(DLP_PRIVATE_KEY)) && match_pem(r, i) == YES)
+            return DLP_PRIVATE_KEY;
+        break;
+    case 'e':
+        if (!(off & DLP_BIT(DLP_JWT)) && match_jwt(r, i) == YES)
+            return DLP_JWT;
+        break;
+    case '2':
+    case '3':
+    case '4':
+    case '5':
+    case '6':
+        if (!(off & DLP_BIT(DLP_CARD)) && match_card(r, i) == YES)
+            return DLP_CARD;
+        break;
+    default:
+        break;
+    }
+    return DLP_NONE;
+}
 
-    for (size_t i = 0; i < r->len; i++) {
-        uint8_t c = cls[p[i]];
-        if (!(c & C_ALNUM)) {
+/* Scalar: every word start (an alphanumeric byte after a non-alphanumeric one) from i on. */
+static int scan_formats_scalar(const struct region *r, size_t i, bool prev_al, uint32_t off)
+{
+    for (; i < r->len; i++) {
+        if (!(cls[r->p[i]] & C_ALNUM)) {
             prev_al = false;
             continue;
         }
         if (prev_al)
             continue;
         prev_al = true;
-        switch (p[i]) {
-        case 'A':
-            if (!(off & DLP_BIT(DLP_AWS_KEY)) && match_aws(r, i) == YES)
-                return DLP_AWS_KEY;
-            break;
-        case 'g': {
-            int m = match_g(r, i);
-            if (m != DLP_NONE && !(off & DLP_BIT(m)))
-                return m;
-            break;
-        }
-        case 'x':
-            if (!(off & DLP_BIT(DLP_SLACK_TOKEN)) && match_slack(r, i) != DLP_NONE)
-                return DLP_SLACK_TOKEN;
-            break;
-        case 'B':
-            if (!(off & DLP_BIT(DLP_PRIVATE_KEY)) && match_pem(r, i) == YES)
-                return DLP_PRIVATE_KEY;
-            break;
-        case 'e':
-            if (!(off & DLP_BIT(DLP_JWT)) && match_jwt(r, i) == YES)
-                return DLP_JWT;
-            break;
-        case '2':
-        case '3':
-        case '4':
-        case '5':
-        case '6':
-            if (!(off & DLP_BIT(DLP_CARD)) && match_card(r, i) == YES)
-                return DLP_CARD;
-            break;
-        default:
-            break;
-        }
+        int m = match_at(r, i, off);
+        if (m != DLP_NONE)
+            return m;
     }
     return DLP_NONE;
 }
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+/* Bytes in [lo, lo+n) (unsigned), as a vector mask. */
+static inline __m128i in_range(__m128i v, unsigned char lo, unsigned char n)
+{
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    __m128i d = _mm_sub_epi8(v, _mm_set1_epi8((char)lo));
+    return _mm_cmplt_epi8(_mm_xor_si128(d, bias), _mm_set1_epi8((char)(n ^ 0x80)));
+}
+
+static inline __m128i eq(__m128i v, char c)
+{
+    return _mm_cmpeq_epi8(v, _mm_set1_epi8(c));
+}
+
+/*
+ * 16 bytes at a time: the word starts whose first two bytes can begin a rule ('A' + upper
+ * case, "gh", "gi", "gl", "xo", "BE", "ey", a digit 2-6 + digit/' '/'-'); only those reach
+ * match_at(). Same result as the scalar loop, which finishes the last bytes.
+ */
+static int scan_formats(const struct dlp_ctx *x, const struct region *r)
+{
+    const unsigned char *p = r->p;
+    uint32_t off = x->disabled;
+    unsigned carry = r->start_b ? 0 : 1; /* was the byte before the block alphanumeric? */
+    size_t i = 0;
+
+    for (; i + 17 <= r->len; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i w = _mm_loadu_si128((const __m128i *)(p + i + 1));
+        __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
+        __m128i digit = in_range(v, '0', 10);
+        unsigned al = (unsigned)_mm_movemask_epi8(_mm_or_si128(digit, in_range(lower, 'a', 26)));
+        unsigned ws = al & ~((al << 1) | carry);
+        carry = (al >> 15) & 1;
+        if (!ws)
+            continue;
+        __m128i wd = in_range(w, '0', 10);
+        __m128i cand = _mm_and_si128(eq(v, 'A'), in_range(w, 'A', 26));
+        cand = _mm_or_si128(
+            cand, _mm_and_si128(eq(v, 'g'), _mm_or_si128(in_range(w, 'h', 2), eq(w, 'l'))));
+        cand = _mm_or_si128(cand, _mm_and_si128(eq(v, 'x'), eq(w, 'o')));
+        cand = _mm_or_si128(cand, _mm_and_si128(eq(v, 'B'), eq(w, 'E')));
+        cand = _mm_or_si128(cand, _mm_and_si128(eq(v, 'e'), eq(w, 'y')));
+        cand = _mm_or_si128(cand,
+                            _mm_and_si128(in_range(v, '2', 5),
+                                          _mm_or_si128(wd, _mm_or_si128(eq(w, ' '), eq(w, '-')))));
+        unsigned m = ws & (unsigned)_mm_movemask_epi8(cand);
+        while (m) {
+            int hit = match_at(r, i + (size_t)__builtin_ctz(m), off);
+            if (hit != DLP_NONE)
+                return hit;
+            m &= m - 1;
+        }
+    }
+    return scan_formats_scalar(r, i, carry != 0, off);
+}
+#else
+static int scan_formats(const struct dlp_ctx *x, const struct region *r)
+{
+    return scan_formats_scalar(r, 0, !r->start_b, x->disabled);
+}
+#endif
 
 static int scan_region(const struct dlp_ctx *x, const struct region *r)
 {
