@@ -94,8 +94,11 @@ static const char config_text[] =
     "  allow_cidr = 203.0.113.0/24  ; --allow-cidr (repeatable)\n"
     "  upstream_dns = 127.0.0.1:5399  ; --upstream-dns\n"
     "  audit = /path/to/audit.jsonl   ; --audit\n"
+    "  allow = api.github.com GET,HEAD /repos/myorg/*   ; a method/path rule\n"
     "  [env]\n"
     "  pass = ANTHROPIC_API_KEY   ; --env (repeatable; NAME or NAME=VALUE)\n"
+    "  [dlp]\n"
+    "  disable = jwt,card         ; --dlp-disable (repeatable; rule names or 'all')\n"
     "\n"
     "Unknown sections and keys are errors, so a typo in a security setting is never ignored.\n";
 

@@ -403,20 +403,28 @@ static int match_prefixed(const struct region *r, size_t i, const char *pfx, siz
 
 static int match_g(const struct region *r, size_t i)
 {
-    static const char *const gh[] = { "ghp_", "gho_", "ghu_", "ghs_", "ghr_" };
     int m;
-    for (size_t k = 0; k < ARRAY_SIZE(gh); k++) {
-        m = match_prefixed(r, i, gh[k], 36, 251, C_ALNUM, C_ALNUM);
-        if (m == YES)
-            return DLP_GITHUB_TOKEN;
+
+    if (i + 4 > r->len)
+        return DLP_NONE;
+    switch (r->p[i + 1]) {
+    case 'h': {
+        /* ghp_ gho_ ghu_ ghs_ ghr_ */
+        char pfx[5] = { 'g', 'h', (char)r->p[i + 2], '_', '\0' };
+        if (r->p[i + 3] != '_' || !memchr("pousr", r->p[i + 2], 5))
+            return DLP_NONE;
+        m = match_prefixed(r, i, pfx, 36, 251, C_ALNUM, C_ALNUM);
+        return m == YES ? DLP_GITHUB_TOKEN : DLP_NONE;
     }
-    m = match_prefixed(r, i, "github_pat_", 70, 255, C_B64URL, C_ALNUM);
-    if (m == YES)
-        return DLP_GITHUB_TOKEN;
-    m = match_prefixed(r, i, "glpat-", 20, 255, C_B64URL, C_ALNUM);
-    if (m == YES)
-        return DLP_GITLAB_TOKEN;
-    return DLP_NONE;
+    case 'i':
+        m = match_prefixed(r, i, "github_pat_", 70, 255, C_B64URL, C_ALNUM);
+        return m == YES ? DLP_GITHUB_TOKEN : DLP_NONE;
+    case 'l':
+        m = match_prefixed(r, i, "glpat-", 20, 255, C_B64URL, C_ALNUM);
+        return m == YES ? DLP_GITLAB_TOKEN : DLP_NONE;
+    default:
+        return DLP_NONE;
+    }
 }
 
 static int match_slack(const struct region *r, size_t i)
