@@ -162,6 +162,9 @@ static int check_request(struct conn *c, const struct http_request *req,
 
     dlp_stream_init(&c->dlp_body);
     dlp_stream_init(&c->dlp_raw);
+    c->req_scanned = 0;
+    c->req_scan_done = false;
+    http_chunked_init(&c->req_scan_chunked);
     hit = dlp_check_host(&x, c->host.name, strlen(c->host.name));
     if (hit != DLP_NONE) {
         deny_dlp(c, hit, "host name");
@@ -598,48 +601,91 @@ static int dlp_on_data(void *userdata, const char *p, size_t len)
 /*
  * move_body for the request, with the DLP scan of every byte before it is queued upstream:
  * Content-Length bodies as they are, chunked ones decoded (a secret split across chunks is
- * joined again) and raw (extensions and trailers). *ret_hit gets the rule that fired.
+ * joined again) and raw (extensions and trailers). The last DLP_TAIL scanned bytes are held
+ * back until more of the body (or its end) is scanned, so no prefix of a match that completes
+ * in a later read has left when the request is refused. *ret_hit gets the rule that fired.
+ * Returns as move_body().
  */
 static int move_req_body(struct conn *c, int *ret_hit)
 {
     struct dlp_ctx x = conn_dlp_ctx(c);
-    int r;
+    size_t move = 0;
+    bool last = false;
 
     switch (c->req_body) {
     case HTTP_BODY_LENGTH: {
         size_t take = (size_t)MIN((uint64_t)c->cin.len, c->req_remaining);
-        if (take && (*ret_hit = dlp_stream_feed(&c->dlp_body, &x, c->cin.p, take)) != DLP_NONE)
+        if (take > c->req_scanned) {
+            *ret_hit =
+                dlp_stream_feed(&c->dlp_body, &x, c->cin.p + c->req_scanned, take - c->req_scanned);
+            if (*ret_hit != DLP_NONE)
+                return 0;
+            c->req_scanned = take;
+        }
+        last = take == c->req_remaining;
+        move = last ? take : (take > DLP_TAIL ? take - DLP_TAIL : 0);
+        if (move && buf_append(&c->toup, c->cin.p, move) < 0)
+            return -ENOBUFS;
+        buf_consume(&c->cin, move);
+        c->req_remaining -= move;
+        c->req_scanned -= move;
+        if (c->req_remaining)
             return 0;
         break;
     }
     case HTTP_BODY_CHUNKED: {
-        struct http_chunked probe = c->req_chunked;
         bool done = false;
         int64_t n;
-        /* a look ahead with a copy of the framing state: which bytes move, which are data */
-        n = http_chunked_feed_data(&probe, c->cin.p, c->cin.len, &done, dlp_on_data, c);
-        if (n == -ECANCELED) {
-            *ret_hit = c->dlp_body.hit;
-            return 0;
+        if (c->cin.len > c->req_scanned && !c->req_scan_done) {
+            n = http_chunked_feed_data(&c->req_scan_chunked, c->cin.p + c->req_scanned,
+                                       c->cin.len - c->req_scanned, &done, dlp_on_data, c);
+            if (n == -ECANCELED) {
+                *ret_hit = c->dlp_body.hit;
+                return 0;
+            }
+            if (n < 0)
+                return -EBADMSG;
+            *ret_hit = dlp_stream_feed(&c->dlp_raw, &x, c->cin.p + c->req_scanned, (size_t)n);
+            if (*ret_hit != DLP_NONE)
+                return 0;
+            c->req_scanned += (size_t)n;
+            c->req_scan_done = done;
         }
-        if (n > 0 && (*ret_hit = dlp_stream_feed(&c->dlp_raw, &x, c->cin.p, (size_t)n)) != DLP_NONE)
+        last = c->req_scan_done;
+        move = last ? c->req_scanned : (c->req_scanned > DLP_TAIL ? c->req_scanned - DLP_TAIL : 0);
+        if (move) {
+            /* the relay's own framing state follows the same bytes */
+            n = http_chunked_feed(&c->req_chunked, c->cin.p, move, &done);
+            if (n != (int64_t)move || done != (last && move == c->req_scanned))
+                return -EBADMSG;
+            if (buf_append(&c->toup, c->cin.p, move) < 0)
+                return -ENOBUFS;
+            buf_consume(&c->cin, move);
+            c->req_scanned -= move;
+        }
+        if (!last)
             return 0;
         break;
     }
     case HTTP_BODY_NONE:
+        return 1;
     case HTTP_BODY_CLOSE:
     case HTTP_BODY_MAX:
     default:
-        break;
+        return -EINVAL;
     }
-    r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
-    if (r == 1) {
-        /* the body is complete: a match may end at its very end */
-        *ret_hit = dlp_stream_end(&c->dlp_body, &x);
-        if (*ret_hit == DLP_NONE)
-            *ret_hit = dlp_stream_end(&c->dlp_raw, &x);
-    }
-    return r;
+    /* the body is complete: a match may end at its very end */
+    c->req_body = HTTP_BODY_NONE;
+    *ret_hit = dlp_stream_end(&c->dlp_body, &x);
+    if (*ret_hit == DLP_NONE)
+        *ret_hit = dlp_stream_end(&c->dlp_raw, &x);
+    return 1;
+}
+
+/* Request body bytes read but not movable yet (held back for the DLP scan). */
+static size_t req_held(const struct conn *c)
+{
+    return c->req_body == HTTP_BODY_NONE ? 0 : MIN(c->cin.len, c->req_scanned);
 }
 
 static int step_send_req(struct conn *c)
@@ -682,9 +728,9 @@ static int step_send_req(struct conn *c)
         c->resp_scan = 0;
         return 1;
     }
-    if (c->cin.len)
+    if (c->cin.len > req_held(c))
         return 1; /* it fits now that toup is empty */
-    /* need more body from the client */
+    /* need more body from the client (held-back bytes wait for it) */
     r = read_into(&c->c, &c->cin, BB_RELAY_CHUNK);
     if (r == -EPIPE) {
         conn_close(c); /* client gave up mid-body */

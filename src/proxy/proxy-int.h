@@ -126,6 +126,9 @@ struct conn {
     /* DLP over the request body: the decoded data, and the raw bytes (chunk framing,
      * extensions and trailers included) */
     struct dlp_stream dlp_body, dlp_raw;
+    size_t req_scanned;                   /* body bytes at the start of cin already scanned */
+    struct http_chunked req_scan_chunked; /* the framing state after them (chunked) */
+    bool req_scan_done;                   /* the scan saw the chunked body's end */
 
     const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
     struct resolve_req *rq;

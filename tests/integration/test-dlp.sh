@@ -6,14 +6,37 @@
 source "$(dirname "$0")/lib.sh"
 
 HTTP=$(free_port); DNS=$(free_port); PX=$(free_port); PX2=$(free_port); PXDNS=$(free_port)
+SINK=$(free_port)
+# A raw origin that records every byte it receives (to see what left before a refusal).
+cat >"$T/sink.py" <<'PY'
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(16)
+open(sys.argv[3], "w").write("ready\n")
+def serve(c):
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        with open(sys.argv[2], "ab") as f:
+            f.write(d)
+    c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+PY
+bg "$PY" "$T/sink.py" "$SINK" "$T/sink.bin" "$T/sink.ready"
+wait_file "$T/sink.ready" || { echo "Bail out! sink did not start"; exit 1; }
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --dns "$DNS" --log "$T/origin.log" \
     --ready "$T/origin.ready" --zone allowed.test=127.0.0.1 --zone rules.test=127.0.0.1 \
+    --zone sink.test=127.0.0.1 \
     --zone a.wild.test=127.0.0.1 --zone mzxw6ytboi4dsnrtgq2tmnzyhe3dmzrs.wild.test=127.0.0.1
 wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
 
 cat >"$T/bottle.ini" <<INI
 [egress]
 allow = allowed.test:$HTTP
+allow = sink.test:$SINK
 allow = *.wild.test:$HTTP
 allow = *.wild.test
 allow = rules.test:$HTTP GET,HEAD /repos/myorg/*
@@ -102,6 +125,19 @@ out=$("$PY" "$HELPERS/slowpost.py" 127.0.0.1 "$PX" "$A/echo" --chunked "x AKIAIO
     "EXAMPLE y")
 like "a token straddling HTTP chunks: 403 dlp:aws-key" "$out" \
     "^HTTP/1.1 403.*X-Bottle-Block: dlp:aws-key"
+# No prefix of a token that completes in a later read has left: the last bytes scanned are
+# held back until the next read (or the end of the body) is scanned.
+filler=$(printf 'f%.0s' $(seq 1000))
+out=$("$PY" "$HELPERS/slowpost.py" 127.0.0.1 "$PX" "http://sink.test:$SINK/up" --delay 0.3 \
+    "${filler} ghp_aBcDeFgHiJk" "LmNoPqRsTuVwXyZ0123456789 end")
+like "a token completed in a later read (to a raw origin): 403" "$out" "^HTTP/1.1 403.*dlp:github-token"
+like "... the origin got the request's start" "$(cat "$T/sink.bin")" "^POST /up HTTP/1.1.*ffff"
+unlike "... but no byte of the token" "$(cat "$T/sink.bin")" "ghp_"
+: >"$T/sink.bin"
+out=$("$PY" "$HELPERS/slowpost.py" 127.0.0.1 "$PX" "http://sink.test:$SINK/up" --delay 0.3 \
+    --chunked "${filler} xoxb-1234" "56789012-abcdefghij ")
+like "... the same with chunks: 403" "$out" "^HTTP/1.1 403.*dlp:slack-token"
+unlike "... and no byte of the token reached the origin" "$(cat "$T/sink.bin")" "xoxb"
 out=$("$PY" "$HELPERS/slowpost.py" 127.0.0.1 "$PX" "$A/echo" --chunked "hello " "world")
 like "a clean chunked body in pieces goes through" "$out" "^HTTP/1.1 200.*hello world"
 out=$("$PY" "$HELPERS/slowpost.py" 127.0.0.1 "$PX" "$A/echo" "aaaa ghp_aBcDeFgHiJkLmNoPqRsTu" \
