@@ -826,6 +826,21 @@ int dlp_check_host(const struct dlp_ctx *x, const char *name, size_t len)
     return DLP_NONE;
 }
 
+size_t dlp_host_redact_len(const char *name, size_t len)
+{
+    const struct dlp_ctx x = { 0 };
+    size_t start = 0, cut = 0;
+
+    for (size_t i = 0; i <= len; i++) {
+        if (i < len && name[i] != '.')
+            continue;
+        if (dlp_check_host(&x, name + start, i - start) != DLP_NONE)
+            cut = i;
+        start = i + 1;
+    }
+    return cut;
+}
+
 /* ---------------------------------------------------------------- streams */
 
 void dlp_stream_init(struct dlp_stream *s)

@@ -86,6 +86,10 @@ int dlp_scan_buf(const struct dlp_ctx *x, const void *p, size_t len);
  * DLP_DNS_ENTROPY or DLP_NONE. */
 int dlp_check_host(const struct dlp_ctx *x, const char *name, size_t len);
 
+/* For an audit record of a dns-entropy refusal: how many leading bytes of name (through the
+ * last label with a random-looking run) to replace by "(redacted)", 0 when none. */
+size_t dlp_host_redact_len(const char *name, size_t len);
+
 struct dlp_stream {
     uint64_t total;  /* bytes fed so far */
     size_t tail_len; /* <= DLP_TAIL */

@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -271,8 +272,12 @@ int dns_handle_query(struct dns_filter *f, const uint8_t *msg, size_t len,
         struct dlp_ctx x = { .disabled = policy_dlp_off(f->policy), .host = text };
         int hit = dlp_check_host(&x, text, strlen(text));
         if (hit != DLP_NONE) {
+            /* the record names the domain, never the random labels (they may be the data) */
+            char red[DNS_MAX_NAME_TEXT + 16];
+            size_t cut = dlp_host_redact_len(text, strlen(text));
+            snprintf(red, sizeof(red), "(redacted)%s", text + cut);
             f->stats.denied++;
-            audit_decision(f, text, q.qtype, false, dlp_rule_reason(hit));
+            audit_decision(f, red, q.qtype, false, dlp_rule_reason(hit));
             return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
         }
     }

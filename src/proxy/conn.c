@@ -142,6 +142,16 @@ static void deny_dlp(struct conn *c, int rule, const char *where)
              where, c->host.name,
              rule == DLP_CREDENTIAL ? "a configured credential meant for another host" : "a secret",
              dlp_rule_name(rule), dlp_rule_name(rule), dlp_rule_name(rule));
+    /* The audit record never holds what was caught: not the path (the query never is), and
+     * for a random-looking host name not the random labels. */
+    if (c->path[0])
+        snprintf(c->path, sizeof(c->path), "(redacted)");
+    size_t cut = dlp_host_redact_len(c->host.name, strlen(c->host.name));
+    if (cut) {
+        char red[sizeof(c->host.name)];
+        snprintf(red, sizeof(red), "(redacted)%s", c->host.name + cut);
+        snprintf(c->host.name, sizeof(c->host.name), "%s", red);
+    }
     conn_deny_text(c, dlp_rule_reason(rule), text);
 }
 

@@ -104,6 +104,9 @@ GHP=ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789
 JWT=eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c
 r=$(fetch "$proxy" "$A/hello?key=$AWS")
 like "an AWS key id in the URL: 403 dlp:aws-key" "$r" "^403\|dlp:aws-key\|"
+r=$(fetch "$proxy" "$A/v1/$GHP/x")
+like "a GitHub token in the path: 403 dlp:github-token (the audit path is redacted)" "$r" \
+    "^403\|dlp:github-token\|"
 r=$(fetch "$proxy" -H "Authorization: Bearer $JWT" "$A/hello")
 like "a JWT in a header: 403 dlp:jwt" "$r" "^403\|dlp:jwt\|"
 like "... the body says how to turn the rule off" "$r" "--dlp-disable jwt"
@@ -168,7 +171,9 @@ like "audit: needs-interception" "$audit" '"kind":"connect","host":"rules.test".
 for rule in aws-key jwt github-token private-key card dns-entropy; do
     like "audit: dlp:$rule" "$audit" "\"decision\":\"deny\",\"reason\":\"dlp:$rule\""
 done
-unlike "the audit log never holds a secret" "$audit" "IOSFODNN7|aBcDeFgHiJk|SflKxwRJ|4111|OPENSSH"
+unlike "the audit log never holds a secret" "$audit" "IOSFODNN7|aBcDeFgHiJk|SflKxwRJ|4111|OPENSSH|mzxw6ytboi"
+like "... the refusals name the domain, not the random label" "$audit" \
+    '"kind":"http","host":"\(redacted\)\.wild\.test".*"reason":"dlp:dns-entropy"'
 unlike "nor does the daemon's stderr" "$(cat "$T/egress.err")" "IOSFODNN7|aBcDeFgHiJk|SflKxwRJ|4111"
 
 # ---- turning rules off by name: [dlp] disable and --dlp-disable
