@@ -19,7 +19,6 @@
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
-#define DEFAULT_BACKEND "microvm"
 /* Default limits (docs/namespace.md, "Limits"): memory min(8 GiB, half of RAM), 4096
  * processes; /tmp and $HOME a quarter of the memory limit each, /dev/shm min(64 MiB, a
  * quarter). tmpfs pages count against the memory limit. */
@@ -40,12 +39,15 @@ enum {
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
     OPT_QUIET,
+    OPT_AGENT,
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: bot-bottle run [options] [--] COMMAND [ARG...]\n"
+            "       bot-bottle run [options] AGENT [ARG...]     (an agent profile: claude, codex)\n"
+            "       bot-bottle run [options] --agent AGENT [--] [ARG...]\n"
             "\n"
             "Run COMMAND in a new bottle: it sees the workspace (read-write, at the same path)\n"
             "and the host's /usr read-only, nothing else of the host, and reaches the network\n"
@@ -56,8 +58,17 @@ static void usage(FILE *f)
             "Options:\n"
             "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
             "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
-            "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
+            "                           (the strongest that can run here); else env\n"
+            "                           BOT_BOTTLE_BACKEND, else [bottle] backend. One that\n"
+            "                           cannot run here is an error (125), never swapped:\n"
+            "                           'bot-bottle doctor' says which can.\n"
+            "                           Only by name: smolmachines (a smolvm machine) and\n"
+            "                           docker (an example, not a tested boundary)\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
+            "      --agent NAME         run the agent NAME with its profile: its hosts, API\n"
+            "                           keys and state directory (bot-bottle help agents).\n"
+            "                           'run NAME' does the same when the first argument names\n"
+            "                           a profile; 'run -- NAME' runs NAME as a plain command\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
@@ -77,6 +88,7 @@ static void usage(FILE *f)
             "                           --backend namespace only, for now)\n"
             "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
             "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
+                POLICY_OPTS_HELP_HOLD
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -149,20 +161,6 @@ static int set_limits(struct supervisor_opts *o, bool no_limits, uint64_t tmpfs_
     o->tmp_size = o->home_size = tmpfs_size ? tmpfs_size : MAX(mem / 4, 1ULL << 20);
     o->shm_size = shm_size ? shm_size : MAX(MIN(DEFAULT_SHM_MAX, mem / 4), 1ULL << 20);
     return 0;
-}
-
-/* The names the compiled-in backends answer to (backend_list()), and auto. */
-static void say_unknown_backend(const char *name)
-{
-    size_t n = 0;
-    const struct backend_ops *const *list = backend_list(&n);
-    struct buf b = BUF_INIT(1024);
-
-    for (size_t i = 0; i < n; i++)
-        (void)buf_printf(&b, "%s, ", list[i]->name);
-    (void)buf_printf(&b, "auto");
-    log_error("unknown backend '%s' (known: %s)", name, buf_str(&b));
-    buf_done(&b);
 }
 
 /* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped).
@@ -430,6 +428,7 @@ int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "backend", required_argument, NULL, 'b' },
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
@@ -447,6 +446,7 @@ int cmd_run(int argc, char **argv)
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "agent", required_argument, NULL, OPT_AGENT },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -461,6 +461,10 @@ int cmd_run(int argc, char **argv)
     uint64_t tmpfs_size = 0, shm_size = 0;
     bool no_limits = false;
     _cleanup_free_ char *audit = NULL;
+    const char *agent = NULL;
+    struct agent_run ar = { 0 };
+    _cleanup_free_ char **cmdv = NULL;
+    bool dashdash;
     int opt, ret = EXIT_BB_FAILURE;
 
     const struct cli_parser parser = { "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, usage,
@@ -541,11 +545,16 @@ int cmd_run(int argc, char **argv)
         case OPT_QUIET:
             o.quiet = true;
             break;
+        case OPT_AGENT:
+            agent = optarg;
+            break;
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
     }
-    if (optind >= argc) {
+    /* getopt stepped over a `--` ending the options: what follows is a plain command. */
+    dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+    if (optind >= argc && !agent) {
         log_error("run: no COMMAND given (e.g. bot-bottle run --backend namespace -- bash)");
         goto out;
     }
@@ -560,16 +569,49 @@ int cmd_run(int argc, char **argv)
     args.writable_roots = &writable;
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
+    /* `run NAME [ARGS]`: the first argument names an agent profile (docs/agents.md). */
+    if (!agent && !dashdash && agent_run_known(&cfg, argv[optind]))
+        agent = argv[optind++];
+    if (agent) {
+        size_t n = 0;
+        if (agent_run_prepare(agent, wsbuf, &args, &cfg, policy, &writable, &ar) < 0)
+            goto out;
+        for (size_t i = 0; i < ar.mounts.n; i++) {
+            strv_push(&mounts, ar.mounts.v[i]);
+            if (add_writable_mount(&writable, ar.mounts.v[i]) < 0)
+                goto out;
+        }
+        cmdv = xcalloc((size_t)(argc - optind) + 2, sizeof(*cmdv));
+        cmdv[n++] = ar.command;
+        for (int i = optind; i < argc; i++)
+            cmdv[n++] = argv[i];
+        /* the agent's variables first: [env] pass and --env come later and win */
+        for (size_t i = 0; i < ar.env.n; i++)
+            strv_push(&o.env, ar.env.v[i]);
+    }
+    if (agent_run_check_roots(&writable, agent ? &ar : NULL) < 0)
+        goto out;
     if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 
-    if (!backend)
-        backend = getenv("BOT_BOTTLE_BACKEND");
-    if (!backend || !*backend)
-        backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
-    if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        say_unknown_backend(backend);
-        goto out;
+    /* Chosen and probed before anything starts: a backend that cannot run is an error here
+     * (exit 125), never a silent switch to another one, and never a prompt. */
+    {
+        struct cli_backend_sel *sel = xcalloc(1, sizeof(*sel));
+        struct backend_paths bp = { .init = o.init_path };
+        char msg[2 * BACKEND_REASON_MAX + sizeof(sel->choice.why)];
+
+        cli_backend_select(backend, cfg.backend, &bp, sel);
+        cli_backend_explain(sel, msg, sizeof(msg));
+        if (sel->r < 0)
+            log_error("%s", msg);
+        else if (strcmp(sel->name, "auto") == 0)
+            log_info("%s", msg);
+        o.backend_ops = sel->choice.ops;
+        free(sel);
+        if (!o.backend_ops)
+            goto out;
+        o.backend = o.backend_ops->name;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
@@ -577,16 +619,15 @@ int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < env_specs.n; i++)
         if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
-    if (check_sizes(argv + optind, &o.env) < 0)
+    if (check_sizes(cmdv ? cmdv : argv + optind, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;
     o.mounts = mounts;
-    o.backend = backend;
     o.name = cfg.name;
     o.workspace = wsbuf;
-    o.argv = argv + optind;
+    o.argv = cmdv ? cmdv : argv + optind;
     o.audit_path = audit;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
@@ -615,5 +656,6 @@ out:
     strv_done(&o.daemon_args);
     strv_done(&allow_write);
     policy_args_done(&args);
+    agent_run_done(&ar);
     return ret;
 }

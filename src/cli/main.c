@@ -10,9 +10,11 @@
 #include "common/macro.h"
 
 static const struct cli_command commands[] = {
+    { "agent", "install and list agents (agent install NAME, agent ls)", cmd_agent },
     { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
     { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
-    { "help", "help on a topic: notices, policy, config, workspace", cmd_help },
+    { "help", "help on a topic: notices, policy, config, workspace, backends, agents", cmd_help },
+    { "doctor", "say which backends can run here and why (doctor [--json])", cmd_doctor },
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
     { "logs", "a bottle's egress decisions (logs N [--follow] [--verify])", cmd_logs },
     { "ls", "list the bottles", cmd_ls },

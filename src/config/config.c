@@ -46,10 +46,46 @@ void strv_done(struct strv *s)
     s->n = 0;
 }
 
+static void agent_done(struct bb_config_agent *a)
+{
+    free(a->name);
+    free(a->command);
+    strv_done(&a->allow);
+    strv_done(&a->env);
+    free(a->state);
+    free(a->state_env);
+    free(a->package);
+    *a = (struct bb_config_agent){ 0 };
+}
+
+bool config_agent_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > BB_MAX_AGENT_NAME || !ascii_isalnum(name[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(name[i] >= 'a' && name[i] <= 'z') && !ascii_isdigit(name[i]) && name[i] != '-' &&
+            name[i] != '_')
+            return false;
+    return true;
+}
+
+const struct bb_config_agent *config_find_agent(const struct bb_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        if (strcmp(cfg->agents[i].name, name) == 0)
+            return &cfg->agents[i];
+    return NULL;
+}
+
 void config_done(struct bb_config *cfg)
 {
     if (!cfg)
         return;
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        agent_done(&cfg->agents[i]);
+    free(cfg->agents);
     free(cfg->backend);
     free(cfg->name);
     strv_done(&cfg->allow);
@@ -132,9 +168,11 @@ struct load_ctx {
     bool failed;
     unsigned err_line;
     char err_msg[sizeof(((struct config_error *)0)->msg)];
-    unsigned scalar_line[SC_MAX]; /* where each scalar was set, for "set twice" */
-    struct bb_config cfg;         /* scratch: merged into the caller's only on success */
-    struct policy *scratch;       /* validates patterns and CIDRs as they come */
+    unsigned scalar_line[SC_MAX];  /* where each scalar was set, for "set twice" */
+    struct bb_config cfg;          /* scratch: merged into the caller's only on success */
+    const char *name;              /* the file, for agent sections */
+    struct bb_config_agent *agent; /* the [agent "NAME"] section being read, or NULL */
+    struct policy *scratch;        /* validates patterns and CIDRs as they come */
 };
 
 static int ctx_fail(struct load_ctx *c, const char *fmt, ...) _printf_(2, 3);
@@ -152,8 +190,58 @@ static int ctx_fail(struct load_ctx *c, const char *fmt, ...)
     return 0; /* what an inih handler returns on error */
 }
 
+/*
+ * The reader saw a section header: `agent "NAME"` starts a profile (once per file); every
+ * other section ends the current one. Returns false after ctx_fail.
+ */
+static bool begin_section(struct load_ctx *c, const char *s, size_t len)
+{
+    char name[BB_MAX_AGENT_NAME + 1];
+    size_t n;
+    struct bb_config_agent *a;
+
+    c->agent = NULL;
+    if (len < 8 || memcmp(s, "agent \"", 7) != 0)
+        return true;
+    n = len - 8;
+    if (s[len - 1] != '"' || n == 0 || n > BB_MAX_AGENT_NAME) {
+        ctx_fail(c,
+                 "write an agent section as [agent \"NAME\"] (NAME: 1-%d of a-z, 0-9, "
+                 "'-', '_')",
+                 BB_MAX_AGENT_NAME);
+        return false;
+    }
+    memcpy(name, s + 7, n);
+    name[n] = '\0';
+    if (!config_agent_name_valid(name)) {
+        ctx_fail(c,
+                 "[agent \"%s\"]: an agent name is 1-%d of a-z, 0-9, '-', '_', starting with "
+                 "a letter or digit",
+                 name, BB_MAX_AGENT_NAME);
+        return false;
+    }
+    for (size_t i = 0; i < c->cfg.n_agents; i++)
+        if (strcmp(c->cfg.agents[i].name, name) == 0) {
+            ctx_fail(c, "[agent \"%s\"] is already on line %u; keep one section per agent", name,
+                     c->cfg.agents[i].line);
+            return false;
+        }
+    if (c->cfg.n_agents == BB_MAX_CONFIG_AGENTS) {
+        ctx_fail(c, "more than %d [agent] sections in one file", BB_MAX_CONFIG_AGENTS);
+        return false;
+    }
+    c->cfg.agents = xrealloc(c->cfg.agents, (c->cfg.n_agents + 1) * sizeof(*c->cfg.agents));
+    a = &c->cfg.agents[c->cfg.n_agents++];
+    *a = (struct bb_config_agent){ .name = xstrdup(name), .line = c->lineno };
+    snprintf(a->file, sizeof(a->file), "%s", c->name ? c->name : "(config)");
+    c->agent = a;
+    return true;
+}
+
 static bool known_section(const char *s, size_t len)
 {
+    if (len > 7 && memcmp(s, "agent \"", 7) == 0)
+        return true; /* (begin_section checks the rest) */
     static const char *const sections[] = { "bottle", "egress", "env", "dlp" };
     for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
         if (strlen(sections[i]) == len && memcmp(sections[i], s, len) == 0)
@@ -209,7 +297,8 @@ static char *config_reader(char *str, int num, void *stream)
     if (len > 0 && line[0] == '[') {
         const char *close = memchr(line, ']', len);
         if (!close) {
-            ctx_fail(c, "section header without ']'; write [bottle], [egress] or [env]");
+            ctx_fail(c, "section header without ']'; write [bottle], [egress], [env] or "
+                        "[agent \"NAME\"]");
             return NULL;
         }
         for (const char *t = close + 1; t < line + len && *t != ';' && *t != '#'; t++) {
@@ -220,10 +309,13 @@ static char *config_reader(char *str, int num, void *stream)
         }
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
             ctx_fail(c,
-                     "unknown section [%.*s]; known sections are [bottle], [egress], [env], [dlp]",
+                     "unknown section [%.*s]; known sections are [bottle], [egress], [env], [dlp], "
+                     "[agent \"NAME\"]",
                      (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
+        if (!begin_section(c, line + 1, (size_t)(close - line - 1)))
+            return NULL;
     }
     memcpy(str, line, len);
     str[len] = '\0';
@@ -373,9 +465,18 @@ static int handle_egress(struct load_ctx *c, const char *key, const char *value)
             return ctx_fail(c, "audit: path too long");
         return set_scalar(c, SC_AUDIT, key, &c->cfg.audit, value);
     }
+    if (strcmp(key, "hold_blocked") == 0) {
+        uint64_t v;
+        if (str_to_u64_cstr(value, HOLD_BLOCKED_MAX_S, &v) < 0)
+            return ctx_fail(c, "hold_blocked: '%.64s' is not a number of seconds from 0 to %d",
+                            value, HOLD_BLOCKED_MAX_S);
+        c->cfg.hold_blocked = (unsigned)v;
+        c->cfg.have_hold_blocked = true;
+        return 1;
+    }
     return ctx_fail(c,
                     "unknown key '%.64s' in [egress]; known keys: allow, allow_cidr, "
-                    "upstream_dns, listen, dns, audit",
+                    "upstream_dns, listen, dns, audit, hold_blocked",
                     key);
 }
 
@@ -410,6 +511,81 @@ static int handle_dlp(struct load_ctx *c, const char *key, const char *value)
     return 1;
 }
 
+/* An npm package name: name or @scope/name, lowercase URL-safe characters (npm's rules). */
+static bool valid_package(const char *v)
+{
+    size_t n = strlen(v);
+    const char *slash = strchr(v, '/');
+
+    if (n == 0 || n > 214 || v[0] == '.' || v[0] == '_' || v[0] == '-')
+        return false;
+    if (v[0] == '@' ? (!slash || slash == v + 1 || !slash[1] || strchr(slash + 1, '/')) : !!slash)
+        return false;
+    for (size_t i = v[0] == '@' ? 1 : 0; i < n; i++)
+        if (!(v[i] >= 'a' && v[i] <= 'z') && !ascii_isdigit(v[i]) && !strchr("-._~/", v[i]))
+            return false;
+    return true;
+}
+
+static int handle_agent(struct load_ctx *c, const char *key, const char *value)
+{
+    struct bb_config_agent *a = c->agent;
+    const char *msg = "invalid", *eq;
+    char **slot = NULL;
+
+    if (!a)
+        return ctx_fail(c, "'%.64s' outside an [agent \"NAME\"] section", key);
+    if (strcmp(key, "command") == 0) {
+        /* Exec'd as it is (no shell): a name on the bottle's PATH or an absolute path. */
+        if (strlen(value) > 255 || (strchr(value, '/') && value[0] != '/') || strpbrk(value, " \t"))
+            return ctx_fail(c,
+                            "command: '%.64s' is not a program name (looked up on the "
+                            "bottle's PATH) or an absolute path; arguments go after the agent "
+                            "name on the command line",
+                            value);
+        slot = &a->command;
+    } else if (strcmp(key, "allow") == 0) {
+        if (policy_add_allow(c->scratch, value, strlen(value), &msg) < 0)
+            return ctx_fail(c, "allow: '%.80s': %s", value, msg);
+        strv_push(&a->allow, value);
+        return 1;
+    } else if (strcmp(key, "env") == 0) {
+        eq = strchr(value, '=');
+        if (!valid_env_name(value, eq ? (size_t)(eq - value) : strlen(value)))
+            return ctx_fail(c, "env: '%.64s' is not NAME (passed when set here) or NAME=VALUE",
+                            value);
+        strv_push(&a->env, value);
+        return 1;
+    } else if (strcmp(key, "state") == 0) {
+        if (!valid_rel_path(value))
+            return ctx_fail(c,
+                            "state: '%.80s' is not a path relative to $HOME (like .aider: no "
+                            "leading '/', no '.' or '..')",
+                            value);
+        slot = &a->state;
+    } else if (strcmp(key, "state_env") == 0) {
+        if (!valid_env_name(value, strlen(value)))
+            return ctx_fail(c, "state_env: '%.64s' is not a variable name", value);
+        slot = &a->state_env;
+    } else if (strcmp(key, "package") == 0) {
+        if (!valid_package(value))
+            return ctx_fail(c,
+                            "package: '%.80s' is not an npm package name (name or "
+                            "@scope/name)",
+                            value);
+        slot = &a->package;
+    } else {
+        return ctx_fail(c,
+                        "unknown key '%.64s' in [agent \"%s\"]; known keys: command, allow, env, "
+                        "state, state_env, package",
+                        key, a->name);
+    }
+    if (*slot)
+        return ctx_fail(c, "%s is set twice in [agent \"%s\"]; keep one", key, a->name);
+    *slot = xstrdup(value);
+    return 1;
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *c = user;
@@ -421,7 +597,9 @@ static int config_handler(void *user, const char *section, const char *name, con
     if (!value || !*value)
         return ctx_fail(c, "%.64s has an empty value; give a value or remove the line", name);
     if (!section || !*section)
-        return ctx_fail(c, "'%.64s' outside a section; put it under [bottle], [egress] or [env]",
+        return ctx_fail(c,
+                        "'%.64s' outside a section; put it under [bottle], [egress], [env] or "
+                        "[agent \"NAME\"]",
                         name);
     if (strcmp(section, "bottle") == 0)
         return handle_bottle(c, name, value);
@@ -431,6 +609,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_env(c, name, value);
     if (strcmp(section, "dlp") == 0)
         return handle_dlp(c, name, value);
+    if (strncmp(section, "agent \"", 7) == 0)
+        return handle_agent(c, name, value);
     /* the reader refuses unknown sections; keep the check for safety */
     return ctx_fail(c, "unknown section [%.64s]", section);
 }
@@ -463,7 +643,7 @@ static void set_error(struct config_error *e, const char *name, unsigned line, c
 int config_load_string(const char *name, const char *text, size_t len, struct bb_config *cfg,
                        struct config_error *reterr)
 {
-    struct load_ctx c = { .text = text, .len = len };
+    struct load_ctx c = { .text = text, .len = len, .name = name };
     int r;
 
     if (!cfg || (!text && len))
@@ -500,9 +680,26 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->listen, &c.cfg.listen);
     move_str(&cfg->dns, &c.cfg.dns);
     move_str(&cfg->audit, &c.cfg.audit);
+    if (c.cfg.have_hold_blocked) {
+        cfg->have_hold_blocked = true;
+        cfg->hold_blocked = c.cfg.hold_blocked;
+    }
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
     move_strv(&cfg->dlp_disable, &c.cfg.dlp_disable);
     move_strv(&cfg->allow_write, &c.cfg.allow_write);
+    /* A later file's profile replaces an earlier one of the same name as a whole. */
+    for (size_t i = 0; i < c.cfg.n_agents; i++) {
+        struct bb_config_agent *old =
+            (struct bb_config_agent *)config_find_agent(cfg, c.cfg.agents[i].name);
+        if (old) {
+            agent_done(old);
+        } else {
+            cfg->agents = xrealloc(cfg->agents, (cfg->n_agents + 1) * sizeof(*cfg->agents));
+            old = &cfg->agents[cfg->n_agents++];
+        }
+        *old = c.cfg.agents[i];
+        c.cfg.agents[i] = (struct bb_config_agent){ 0 };
+    }
     config_done(&c.cfg);
     return 0;
 }

@@ -12,8 +12,12 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             hold_blocked = SECONDS (hold a not-allowlisted request for a live `allow`)
  *   [env]     pass = NAME[=VALUE] (repeatable)
  *   [dlp]     disable = RULE[,RULE...] (repeatable; DLP rules to turn off, docs/dlp.md)
+ *   [agent "NAME"]  command = PROGRAM   allow = PATTERN (repeatable)   env = NAME[=VALUE]
+ *             (repeatable)   state = DIR (relative to $HOME)   state_env = NAME
+ *             package = NPM-PACKAGE   (a user agent profile; src/agent, docs/agents.md)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -36,6 +40,24 @@ struct strv {
 void strv_push(struct strv *s, const char *str); /* copies */
 void strv_done(struct strv *s);
 
+/* An [agent "NAME"] section: what a user profile sets (src/agent merges it over a built-in
+ * profile of the same name). Unset scalars are NULL. */
+struct bb_config_agent {
+    char *name;
+    char *command;     /* a program name looked up on the bottle's PATH, or absolute */
+    struct strv allow; /* host patterns (validated like [egress] allow) */
+    struct strv env;   /* NAME (passed when set on the host) or NAME=VALUE */
+    char *state;       /* relative path under $HOME where the state directory is mounted */
+    char *state_env;   /* a variable set to the state directory's path inside the bottle */
+    char *package;     /* npm package for `bot-bottle agent install` */
+    char file[256];    /* where the section is, for messages about it */
+    unsigned line;
+};
+
+#define BB_MAX_CONFIG_AGENTS 32
+#define BB_MAX_AGENT_NAME 32
+#define HOLD_BLOCKED_MAX_S 3600 /* the longest hold_blocked / --hold-blocked */
+
 struct bb_config {
     /* [bottle] */
     char *backend;   /* NULL: not set */
@@ -50,11 +72,21 @@ struct bb_config {
     char *listen;       /* validated "ADDR:PORT" */
     char *dns;          /* validated "ADDR:PORT" */
     char *audit;        /* path */
+    bool have_hold_blocked;
+    unsigned hold_blocked; /* seconds a not-allowlisted request is held (0: refused at once) */
     /* [env] */
     struct strv env_pass;
     /* [dlp] */
     struct strv dlp_disable; /* validated lists of rule names */
+    /* [agent "NAME"]: a later file's section of the same name replaces an earlier one */
+    struct bb_config_agent *agents;
+    size_t n_agents;
 };
+
+/* The [agent "NAME"] section of cfg named name, or NULL. */
+const struct bb_config_agent *config_find_agent(const struct bb_config *cfg, const char *name);
+/* An agent profile name: 1-32 of [a-z0-9_-], starting with a letter or digit. */
+bool config_agent_name_valid(const char *name);
 
 struct config_error {
     char path[512];
