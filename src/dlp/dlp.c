@@ -93,8 +93,11 @@ struct needle {
 };
 
 struct secret {
-    char *host;
-    uint16_t port;
+    struct secret_host {
+        char *name;
+        uint16_t port;             /* 0: any */
+    } hosts[DLP_MAX_SECRET_HOSTS]; /* where the value belongs (one value, several hosts) */
+    size_t n_hosts;
     struct needle n[NEEDLES_PER_SECRET];
     size_t n_needles;
 };
@@ -178,7 +181,8 @@ struct dlp *dlp_free(struct dlp *d)
     for (size_t i = 0; i < d->n; i++) {
         for (size_t j = 0; j < d->s[i].n_needles; j++)
             needle_wipe(&d->s[i].n[j]);
-        free(d->s[i].host);
+        for (size_t j = 0; j < d->s[i].n_hosts; j++)
+            free(d->s[i].hosts[j].name);
     }
     free(d->s);
     free(d->ents);
@@ -236,15 +240,30 @@ int dlp_add_secret(struct dlp *d, const char *host, uint16_t port, const void *v
 
     if (!d || !host || !host[0] || !value || len < DLP_SECRET_MIN)
         return -EINVAL;
-    if (d->n >= DLP_MAX_SECRETS)
-        return -ENOSPC;
     if (len > DLP_SECRET_PREFIX)
         len = DLP_SECRET_PREFIX;
+    /* the same value again: one more host it belongs to */
+    for (size_t i = 0; i < d->n; i++) {
+        s = &d->s[i];
+        if (s->n[0].len != len || memcmp(s->n[0].p, v, len) != 0)
+            continue;
+        for (size_t j = 0; j < s->n_hosts; j++)
+            if (strcmp(s->hosts[j].name, host) == 0 && s->hosts[j].port == port)
+                return 0;
+        if (s->n_hosts >= DLP_MAX_SECRET_HOSTS)
+            return -ENOSPC;
+        s->hosts[s->n_hosts].name = xstrdup(host);
+        s->hosts[s->n_hosts++].port = port;
+        return 0;
+    }
+    if (d->n >= DLP_MAX_SECRETS)
+        return -ENOSPC;
     d->s = xrealloc(d->s, (d->n + 1) * sizeof(*d->s));
     s = &d->s[d->n++];
     memset(s, 0, sizeof(*s));
-    s->host = xstrdup(host);
-    s->port = port;
+    s->hosts[0].name = xstrdup(host);
+    s->hosts[0].port = port;
+    s->n_hosts = 1;
     add_needle(s, v, len);
     for (unsigned k = 0; k < 3; k++) {
         add_needle(s, tmp, b64_stable(v, len, k, b64std, tmp));
@@ -279,7 +298,11 @@ int dlp_add_secret(struct dlp *d, const char *host, uint16_t port, const void *v
 
 static bool secret_exempt(const struct secret *s, const struct dlp_ctx *x)
 {
-    return x->host && strcmp(s->host, x->host) == 0 && (s->port == 0 || s->port == x->port);
+    for (size_t i = 0; x->host && i < s->n_hosts; i++)
+        if (strcmp(s->hosts[i].name, x->host) == 0 &&
+            (s->hosts[i].port == 0 || s->hosts[i].port == x->port))
+            return true;
+    return false;
 }
 
 static bool scan_secrets(const struct dlp_ctx *x, const unsigned char *p, size_t len)

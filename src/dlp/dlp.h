@@ -45,6 +45,7 @@ enum dlp_rule {
 #define DLP_SECRET_PREFIX 128
 #define DLP_SECRET_MIN 8 /* shorter values are refused by dlp_add_secret (-EINVAL) */
 #define DLP_MAX_SECRETS 64
+#define DLP_MAX_SECRET_HOSTS 16 /* hosts one value may belong to */
 
 /* "credential", "aws-key", ...; NULL past the end. */
 const char *dlp_rule_name(int rule);
@@ -64,8 +65,9 @@ struct dlp *dlp_free(struct dlp *d);
 /*
  * Register a credential's real value and the host (normalised name) and port (0: any) it
  * belongs to. The scanner then reports DLP_CREDENTIAL when the value or an encoding of it goes
- * to any other host. Returns 0, -EINVAL (value shorter than DLP_SECRET_MIN, no host) or
- * -ENOSPC past DLP_MAX_SECRETS.
+ * to any other host. Registering the same value again adds a host it belongs to (it may go to
+ * any of them). Returns 0, -EINVAL (value shorter than DLP_SECRET_MIN, no host) or -ENOSPC
+ * past DLP_MAX_SECRETS values or DLP_MAX_SECRET_HOSTS hosts for one value.
  */
 int dlp_add_secret(struct dlp *d, const char *host, uint16_t port, const void *value, size_t len);
 size_t dlp_n_secrets(const struct dlp *d);

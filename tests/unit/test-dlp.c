@@ -278,6 +278,14 @@ static void test_credentials(void **state)
     /* a near miss: the value with one byte changed */
     buf[3] = 'X';
     assert_int_equal(dlp_scan_buf(&other, buf, strlen(buf)), DLP_NONE);
+    /* the same value registered for a second host: one value, two hosts it may go to */
+    assert_int_equal(dlp_add_secret(d, "uploads.example.com", 0, secret, strlen(secret)), 0);
+    assert_int_equal(dlp_n_secrets(d), 1);
+    struct dlp_ctx second = { d, 0, "uploads.example.com", 8443 };
+    snprintf(buf, sizeof(buf), "%s", secret);
+    assert_int_equal(dlp_scan_buf(&second, buf, strlen(buf)), DLP_NONE);
+    assert_int_equal(dlp_scan_buf(&other, buf, strlen(buf)), DLP_CREDENTIAL);
+    buf[3] = 'X';
     /* turned off */
     other.disabled = DLP_BIT(DLP_CREDENTIAL);
     snprintf(buf, sizeof(buf), "%s", secret);
