@@ -17,6 +17,7 @@
 
 #include "common/macro.h"
 #include "config/config.h"
+#include "dlp/dlp.h"
 
 static int load(const char *text, struct bb_config *cfg, struct config_error *err)
 {
@@ -364,6 +365,40 @@ static void test_config_merge(void **state)
     config_done(&cfg);
 }
 
+static void test_config_dlp_and_rules(void **state)
+{
+    struct bb_config cfg = { 0 };
+    struct config_error err;
+    struct policy *p = NULL;
+    const char *msg = NULL, *item = NULL;
+    (void)state;
+
+    assert_int_equal(load("[egress]\nallow = api.github.com GET,HEAD /repos/myorg/*\n"
+                          "[dlp]\ndisable = jwt, card\ndisable = aws-key\n",
+                          &cfg, &err),
+                     0);
+    assert_int_equal(config_build_policy(&cfg, &p, &msg, &item), 0);
+    assert_int_equal(policy_dlp_off(p),
+                     DLP_BIT(DLP_JWT) | DLP_BIT(DLP_CARD) | DLP_BIT(DLP_AWS_KEY));
+    assert_string_equal(policy_allow_text(p, 0), "api.github.com GET,HEAD /repos/myorg/*");
+    struct policy *c = policy_copy(p, NULL);
+    assert_int_equal(policy_dlp_off(c), policy_dlp_off(p)); /* reloads and control changes */
+    policy_free(c);
+    policy_free(p);
+    config_done(&cfg);
+
+    assert_int_equal(load("[dlp]\ndisable = jwt,nosuch\n", &cfg, &err), -EINVAL);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.msg, "unknown DLP rule"));
+    config_done(&cfg);
+    assert_int_equal(load("[dlp]\nenable = jwt\n", &cfg, &err), -EINVAL);
+    config_done(&cfg);
+    assert_int_equal(load("[egress]\nallow = api.github.com GET /a/%2e%2e/b\n", &cfg, &err),
+                     -EINVAL);
+    assert_non_null(strstr(err.msg, "dot segment"));
+    config_done(&cfg);
+}
+
 static void test_config_build_policy_error(void **state)
 {
     struct bb_config cfg = { 0 };
@@ -569,6 +604,7 @@ int main(void)
         cmocka_unit_test(test_config_too_big),
         cmocka_unit_test(test_config_merge),
         cmocka_unit_test(test_config_build_policy_error),
+        cmocka_unit_test(test_config_dlp_and_rules),
         cmocka_unit_test(test_config_parse_size),
         cmocka_unit_test(test_config_load_file),
         cmocka_unit_test(test_config_default_path),
