@@ -369,8 +369,11 @@ static void on_signal(struct loop *l, int signo, void *ud)
     (void)l;
 
     if (signo == SIGWINCH) {
-        if (s->use_tty)
+        if (s->use_tty) {
             tty_relay_resize(&s->tty);
+            if (s->be->resize && s->bottle)
+                s->be->resize(s->bottle);
+        }
         return;
     }
     if (s->done) {
@@ -618,12 +621,6 @@ static int select_backend(struct sv *s)
                   s->be->name);
         return -EOPNOTSUPP;
     }
-    if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
-        log_error("the %s backend does not support %s yet (the command's output comes over the "
-                  "VM's console, its stdin is /dev/null); run with --backend namespace",
-                  s->be->name, s->o->tty ? "-t" : "-i");
-        return -EOPNOTSUPP;
-    }
     return 0;
 }
 
@@ -683,6 +680,10 @@ static int start_bottle(struct sv *s)
     s->started.channel_fd = -1;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+    /* microvm: the command's stdio streams ride on the channel */
+    if (s->be->attach &&
+        (r = s->be->attach(s->bottle, s->loop, channel_host_relay_mux(s->relay))) < 0)
+        return r;
 watch:
     r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
     if (r < 0)

@@ -258,7 +258,9 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    if (ops->create(&ca, &b) < 0 || ops->start(b, &started) < 0)
+    if (ops->create(&ca, &b) == 0)
+        microvm_console_stdio(b); /* no loop here to pump channel streams */
+    if (!b || ops->start(b, &started) < 0)
         goto out; /* logged */
     chan = started.channel_fd;
     if (close_chan) {
