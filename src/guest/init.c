@@ -216,7 +216,7 @@ static pid_t spawn_command(const struct bottle_spec *s, const struct command *c,
             log_error("%s", msg);
         } else {
             char line[600];
-            if (str_printf(line, sizeof(line), "bottle-init: %s\n", msg) == 0)
+            if (str_printf(line, sizeof(line), "bottle-init: error: %s\n", msg) == 0)
                 (void)!write(err_fd, line, strlen(line));
         }
     }
