@@ -308,8 +308,14 @@ static void session_try_start(struct session *s)
         }
         req.stdio[0] = req.stdio[1] = req.stdio[2] = slave;
     } else {
-        for (int i = 0; i < 3; i++)
+        /* The command gets them as a pipe would be: blocking (bottle-init's own uses of these
+         * descriptions pass MSG_DONTWAIT). */
+        for (int i = 0; i < 3; i++) {
+            int fl = fcntl(s->fd[ROLE_IN + i], F_GETFL);
+            if (fl >= 0)
+                (void)fcntl(s->fd[ROLE_IN + i], F_SETFL, fl & ~O_NONBLOCK);
             req.stdio[i] = s->fd[ROLE_IN + i];
+        }
     }
     req.argv = s->argc ? s->argv : NULL;
     req.env = s->env;

@@ -114,9 +114,10 @@ like "... and the blocked request" "$(grep evil.test "$audit")" "not-allowlisted
 
 # ---- boots 2 and 3: statuses 0 and 127; -i passes stdin ----
 out=$(printf 'hi\nthere' | run -i --cpus 1.5 --memory 640M -- sh -c \
-    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
+    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; head -c 1048576 /dev/zero | tr "\0" y; echo; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
 is "boot 2: exit status 0 comes through" "$?" 0
 is "-i passes stdin byte for byte, then EOF" "$(sed -n 's/^stdin=//p' <<<"$out")" 68690a7468657265
+is "1 MiB of stdout arrives whole" "$(grep -o y <<<"$out" | wc -l)" 1048576
 is "--cpus 1.5 gives the guest 2 vCPUs (-smp ceil)" "$(sed -n 's/^cpus=//p' <<<"$out")" 2
 memkb=$(sed -n 's/^memkb=//p' <<<"$out")
 check "--memory 640M: guest RAM fits under the limit with QEMU's overhead (${memkb} kB)" \
