@@ -151,6 +151,15 @@ static int mv_exec(struct bottle *bb, const struct backend_exec_args *args,
     struct vm_session *x;
     int io[3], r;
 
+    if (!args->argv || !args->argv[0])
+        return -EINVAL;
+    for (char *const *v = args->env; v && *v; v++) {
+        const char *eq = strchr(*v, '=');
+        if (!eq || eq == *v) {
+            log_error("microvm backend: exec environment entry '%s' is not NAME=VALUE", *v);
+            return -EINVAL;
+        }
+    }
     if (!b->mux || b->reaped) {
         log_error("microvm backend: exec needs the running bottle's channel");
         return -ENOTCONN;
