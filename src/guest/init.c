@@ -79,6 +79,9 @@ static int ctl_fd = -1;
 /* VM only: the host said "streams" first on bottle.ctl: the command's stdio (and `exec`) come
  * over the channel (vmsession.h), not the console. */
 static bool vm_streams;
+/* VM with a pids limit: cgroup.procs of the guest's "bottle" cgroup (every command joins it
+ * before it drops its privileges), or -1. */
+static int vm_cg_procs = -1;
 
 /* The virtio-serial port names (backend/microvm/qemu-args.h: MICROVM_PORT_CTL; the channel's
  * comes from the spec as /dev/virtio-ports/NAME, the path udev would create). */
@@ -158,6 +161,8 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
         (void)ioctl(STDIN_FILENO, TIOCSCTTY, 0);
     /* Only 0-2 (and the report pipe, closed by exec) may reach the command. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
+        child_fail(report_fd, REPORT_SETUP, errno);
+    if (vm_cg_procs >= 0 && write(vm_cg_procs, "0", 1) != 1)
         child_fail(report_fd, REPORT_SETUP, errno);
     r = guest_drop_privileges(s->uid, s->gid);
     if (r < 0)
@@ -636,6 +641,42 @@ static void vm_report(int code)
     ctl_fd = -1;
 }
 
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -errno;
+    n = write(fd, text, strlen(text));
+    n = n < 0 ? -errno : 0;
+    close(fd);
+    return (int)n;
+}
+
+/*
+ * --pids inside a VM: a cgroup v2 "bottle" with pids.max (the guest kernel has CGROUP_PIDS),
+ * which every command joins (vm_cg_procs). bottle-init and its relay stay outside it. Done
+ * before the root is built: the bottle has no /sys, and the open cgroup.procs outlives it.
+ */
+static int vm_pids_cgroup(uint64_t max)
+{
+    char val[32];
+    int r;
+
+    if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return -errno;
+    if ((r = write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids")) < 0)
+        return r;
+    if (mkdir("/sys/fs/cgroup/bottle", 0755) < 0 && errno != EEXIST)
+        return -errno;
+    (void)str_printf(val, sizeof(val), "%llu", (unsigned long long)max);
+    if ((r = write_file("/sys/fs/cgroup/bottle/pids.max", val)) < 0)
+        return r;
+    vm_cg_procs = open("/sys/fs/cgroup/bottle/cgroup.procs", O_WRONLY | O_CLOEXEC);
+    return vm_cg_procs < 0 ? -errno : 0;
+}
+
 static void ctx_releasep(scmp_filter_ctx *c)
 {
     if (*c)
@@ -690,6 +731,10 @@ static int run(int argc, char **argv)
         if (unshare(CLONE_NEWNET) < 0) {
             r = -errno;
             log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
+            goto out;
+        }
+        if (spec.pids_max && (r = vm_pids_cgroup(spec.pids_max)) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
         }
         /* The channel port, while /sys and devtmpfs are still ours to look in. */

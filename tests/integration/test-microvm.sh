@@ -112,12 +112,28 @@ is "the VM's console and ports are not in the bottle's /dev" "$(sed -n 's/^conso
 like "the audit log has the allowed CONNECT" "$(cat "$audit")" "allowed\.test"
 like "... and the blocked request" "$(grep evil.test "$audit")" "not-allowlisted"
 
-# ---- boots 2 and 3: statuses 0 and 127; -i passes stdin ----
-out=$(printf 'hi\nthere' | run -i --cpus 1.5 --memory 640M -- sh -c \
-    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; head -c 1048576 /dev/zero | tr "\0" y; echo; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
+# ---- boots 2 and 3: statuses 0 and 127; -i passes stdin; --pids inside the guest ----
+cat >"$T/ws/forks.py" <<'EOF'
+import os, time
+n = 0
+for i in range(100):
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        n += 1
+    except OSError:
+        break
+print("forked=%d" % n)
+EOF
+out=$(printf 'hi\nthere' | run -i --cpus 1.5 --memory 640M --pids 40 -- sh -c \
+    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; head -c 1048576 /dev/zero | tr "\0" y; echo; python3 forks.py; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
 is "boot 2: exit status 0 comes through" "$?" 0
 is "-i passes stdin byte for byte, then EOF" "$(sed -n 's/^stdin=//p' <<<"$out")" 68690a7468657265
 is "1 MiB of stdout arrives whole" "$(grep -o y <<<"$out" | wc -l)" 1048576
+forked=$(sed -n 's/^forked=//p' <<<"$out")
+check "--pids 40 bounds the processes inside the guest (forked $forked of 100)" \
+    test "${forked:-100}" -lt 40 -a "${forked:-0}" -gt 5
 is "--cpus 1.5 gives the guest 2 vCPUs (-smp ceil)" "$(sed -n 's/^cpus=//p' <<<"$out")" 2
 memkb=$(sed -n 's/^memkb=//p' <<<"$out")
 check "--memory 640M: guest RAM fits under the limit with QEMU's overhead (${memkb} kB)" \

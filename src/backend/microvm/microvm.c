@@ -388,6 +388,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         struct bottle_spec tmp = *args->spec;
         size_t line = 0;
         tmp.rootfs = BOTTLE_ROOTFS_9P;
+        tmp.pids_max = args->pids_max; /* enforced in the guest by bottle-init */
         tmp.channel = (char *)"/dev/virtio-ports/" MICROVM_PORT_CHAN;
         r = bottle_spec_validate(&tmp, &field);
         if (r < 0) {
