@@ -72,10 +72,9 @@ static void usage(FILE *f)
             "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
             "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
             "                           it, a limit that cannot be enforced is an error (125)\n"
-            "  -t, --tty                give the command a terminal (a pty relayed to yours;\n"
-            "                           --backend namespace only, for now)\n"
-            "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
-            "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
+            "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
+            "  -i, --interactive        pass stdin to the command (default: "
+            "/dev/null)\n" POLICY_OPTS_HELP
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
