@@ -70,6 +70,18 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
         a->cli.upstream_dns = xstrdup(arg);
         return 1;
     }
+    case 0x1007: {
+        uint64_t v;
+        if (str_to_u64_cstr(arg, HOLD_BLOCKED_MAX_S, &v) < 0) {
+            log_error("--hold-blocked '%s': expected a number of seconds from 0 to %d (0: refuse "
+                      "at once)",
+                      arg, HOLD_BLOCKED_MAX_S);
+            return -EINVAL;
+        }
+        a->cli.hold_blocked = (unsigned)v;
+        a->cli.have_hold_blocked = true;
+        return 1;
+    }
     case 0x1003:
         free(a->cli.audit);
         a->cli.audit = xstrdup(arg);
@@ -413,6 +425,10 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
     merge_strv(&cfg.env_pass, &a->cli.env_pass);
     merge_str(&cfg.upstream_dns, a->cli.upstream_dns);
     merge_str(&cfg.audit, a->cli.audit);
+    if (a->cli.have_hold_blocked) {
+        cfg.have_hold_blocked = true;
+        cfg.hold_blocked = a->cli.hold_blocked;
+    }
     merge_str(&cfg.listen, a->cli.listen);
     merge_str(&cfg.dns, a->cli.dns);
     merge_str(&cfg.backend, a->cli.backend);
@@ -485,5 +501,11 @@ void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config
     if (cfg->upstream_dns) {
         strv_push(out, "--upstream-dns");
         strv_push(out, cfg->upstream_dns);
+    }
+    if (a->cli.have_hold_blocked) {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", a->cli.hold_blocked);
+        strv_push(out, "--hold-blocked");
+        strv_push(out, n);
     }
 }

@@ -35,7 +35,9 @@ static void usage(FILE *f)
             "CONNECT) and, with --dns, a DNS filter, both enforcing one allowlist. Everything\n"
             "not allowlisted gets 403 (proxy) or NXDOMAIN (DNS) and an audit record.\n"
             "SIGHUP reloads the config files (the same files as at start, never a new search)\n"
-            "and reopens the audit log; SIGTERM drains and exits.\n"
+            "and reopens the audit log; SIGTERM drains and exits. Audit records (JSON lines)\n"
+            "go to standard output unless --audit FILE (or audit = FILE in the config) says\n"
+            "otherwise.\n"
             "\n"
             "Options:\n"
             "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
@@ -43,7 +45,10 @@ static void usage(FILE *f)
             "      --name NAME          bottle name recorded in audit records (default: "
             "egress)\n"
             "      --audit-max-size N[K|M|G]  rotate the audit file (to FILE.1) when it would\n"
-            "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP
+            "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP_BASE
+                POLICY_OPTS_HELP_HOLD
+            "      --audit FILE         append audit records (JSON lines) to FILE (default:\n"
+            "                           standard output; '-' = standard output)\n"
             "  -v, --verbose            debug logging\n"
             "  -q, --quiet              only warnings and errors\n"
             "  -h, --help               this text\n"
@@ -117,6 +122,7 @@ int cmd_egress(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "listen", required_argument, NULL, 'l' },
         { "dns", required_argument, NULL, OPT_DNS },
         { "name", required_argument, NULL, OPT_NAME },
@@ -256,6 +262,9 @@ int cmd_egress(int argc, char **argv)
     if (policy_n_allow(policy) == 0 && !quiet)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
+    o.policy_from_file = args.n_files > 0;
+    if (cfg.have_hold_blocked)
+        o.limits.hold_blocked_ms = cfg.hold_blocked * 1000u;
     o.bottle_name = name ? name : cfg.name ? cfg.name : "egress";
     o.reload = policy_args_reload;
     o.reload_userdata = &args;

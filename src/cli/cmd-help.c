@@ -115,6 +115,26 @@ static const char workspace_text[] =
     "directory the bottle has read-only, like /usr). SRC must exist and is never followed\n"
     "through a symbolic link. Git identity: --mount ~/.gitconfig:$HOME/.gitconfig:ro.\n";
 
+static const char backends_text[] =
+    "Backends: what a bottle is made of, and which one run uses\n"
+    "\n"
+    "  microvm     a QEMU microVM with its own guest kernel (the default). Needs\n"
+    "              qemu-system-x86_64 and a guest kernel built once with\n"
+    "              scripts/build-guest-kernel.sh; KVM when usable, else TCG emulation (slow).\n"
+    "  namespace   Linux namespaces + seccomp on the host's kernel: fast, but a kernel bug\n"
+    "              is an escape. Needs user namespaces.\n"
+    "\n"
+    "Which one: --backend NAME, else $BOT_BOTTLE_BACKEND, else [bottle] backend in the\n"
+    "config, else microvm. 'auto' takes the strongest that can run here: microvm on KVM,\n"
+    "then namespace, then microvm under TCG, and says which and why in one line.\n"
+    "\n"
+    "A backend that cannot run here is an error (exit 125) naming what is missing and the\n"
+    "fix; bot-bottle never switches to another one by itself and never asks. run works\n"
+    "without a terminal and with stdin closed (scripts, CI, systemd).\n"
+    "\n"
+    "'bot-bottle doctor' shows every backend's findings, which one run would use now and\n"
+    "why (--json for scripts).\n";
+
 static const struct {
     const char *name, *summary, *text;
 } topics[] = {
@@ -122,6 +142,7 @@ static const struct {
     { "policy", "allow patterns, --allow-cidr, the address rules", policy_text },
     { "config", "the config files and their keys", config_text },
     { "workspace", "the workspace, mounts and protected paths", workspace_text },
+    { "backends", "microvm or namespace, how run chooses, doctor", backends_text },
 };
 
 const char *help_topic_text(const char *name)

@@ -19,7 +19,6 @@
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
-#define DEFAULT_BACKEND "microvm"
 /* Default limits (docs/namespace.md, "Limits"): memory min(8 GiB, half of RAM), 4096
  * processes; /tmp and $HOME a quarter of the memory limit each, /dev/shm min(64 MiB, a
  * quarter). tmpfs pages count against the memory limit. */
@@ -55,7 +54,12 @@ static void usage(FILE *f)
             "\n"
             "Options:\n"
             "  -b, --backend NAME       microvm (default: a QEMU microVM), namespace, or auto\n"
-            "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
+            "                           (the strongest that can run here); else env\n"
+            "                           BOT_BOTTLE_BACKEND, else [bottle] backend. One that\n"
+            "                           cannot run here is an error (125), never swapped:\n"
+            "                           'bot-bottle doctor' says which can.\n"
+            "                           Only by name: smolmachines (a smolvm machine) and\n"
+            "                           docker (an example, not a tested boundary)\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
@@ -74,7 +78,7 @@ static void usage(FILE *f)
             "                           it, a limit that cannot be enforced is an error (125)\n"
             "  -t, --tty                give the command a terminal (a pty relayed to yours)\n"
             "  -i, --interactive        pass stdin to the command (default: "
-            "/dev/null)\n" POLICY_OPTS_HELP
+            "/dev/null)\n" POLICY_OPTS_HELP POLICY_OPTS_HELP_HOLD
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -147,20 +151,6 @@ static int set_limits(struct supervisor_opts *o, bool no_limits, uint64_t tmpfs_
     o->tmp_size = o->home_size = tmpfs_size ? tmpfs_size : MAX(mem / 4, 1ULL << 20);
     o->shm_size = shm_size ? shm_size : MAX(MIN(DEFAULT_SHM_MAX, mem / 4), 1ULL << 20);
     return 0;
-}
-
-/* The names the compiled-in backends answer to (backend_list()), and auto. */
-static void say_unknown_backend(const char *name)
-{
-    size_t n = 0;
-    const struct backend_ops *const *list = backend_list(&n);
-    struct buf b = BUF_INIT(1024);
-
-    for (size_t i = 0; i < n; i++)
-        (void)buf_printf(&b, "%s, ", list[i]->name);
-    (void)buf_printf(&b, "auto");
-    log_error("unknown backend '%s' (known: %s)", name, buf_str(&b));
-    buf_done(&b);
 }
 
 /* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped).
@@ -428,6 +418,7 @@ int cmd_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "backend", required_argument, NULL, 'b' },
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
@@ -561,13 +552,24 @@ int cmd_run(int argc, char **argv)
     if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 
-    if (!backend)
-        backend = getenv("BOT_BOTTLE_BACKEND");
-    if (!backend || !*backend)
-        backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
-    if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        say_unknown_backend(backend);
-        goto out;
+    /* Chosen and probed before anything starts: a backend that cannot run is an error here
+     * (exit 125), never a silent switch to another one, and never a prompt. */
+    {
+        struct cli_backend_sel *sel = xcalloc(1, sizeof(*sel));
+        struct backend_paths bp = { .init = o.init_path };
+        char msg[2 * BACKEND_REASON_MAX + sizeof(sel->choice.why)];
+
+        cli_backend_select(backend, cfg.backend, &bp, sel);
+        cli_backend_explain(sel, msg, sizeof(msg));
+        if (sel->r < 0)
+            log_error("%s", msg);
+        else if (strcmp(sel->name, "auto") == 0)
+            log_info("%s", msg);
+        o.backend_ops = sel->choice.ops;
+        free(sel);
+        if (!o.backend_ops)
+            goto out;
+        o.backend = o.backend_ops->name;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
@@ -581,7 +583,6 @@ int cmd_run(int argc, char **argv)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;
     o.mounts = mounts;
-    o.backend = backend;
     o.name = cfg.name;
     o.workspace = wsbuf;
     o.argv = argv + optind;

@@ -12,7 +12,8 @@
 static const struct cli_command commands[] = {
     { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
     { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
-    { "help", "help on a topic: notices, policy, config, workspace", cmd_help },
+    { "help", "help on a topic: notices, policy, config, workspace, backends", cmd_help },
+    { "doctor", "say which backends can run here and why (doctor [--json])", cmd_doctor },
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
     { "logs", "a bottle's egress decisions (logs N [--follow] [--verify])", cmd_logs },
     { "ls", "list the bottles", cmd_ls },

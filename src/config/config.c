@@ -370,9 +370,18 @@ static int handle_egress(struct load_ctx *c, const char *key, const char *value)
             return ctx_fail(c, "audit: path too long");
         return set_scalar(c, SC_AUDIT, key, &c->cfg.audit, value);
     }
+    if (strcmp(key, "hold_blocked") == 0) {
+        uint64_t v;
+        if (str_to_u64_cstr(value, HOLD_BLOCKED_MAX_S, &v) < 0)
+            return ctx_fail(c, "hold_blocked: '%.64s' is not a number of seconds from 0 to %d",
+                            value, HOLD_BLOCKED_MAX_S);
+        c->cfg.hold_blocked = (unsigned)v;
+        c->cfg.have_hold_blocked = true;
+        return 1;
+    }
     return ctx_fail(c,
                     "unknown key '%.64s' in [egress]; known keys: allow, allow_cidr, "
-                    "upstream_dns, listen, dns, audit",
+                    "upstream_dns, listen, dns, audit, hold_blocked",
                     key);
 }
 
@@ -481,6 +490,10 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->listen, &c.cfg.listen);
     move_str(&cfg->dns, &c.cfg.dns);
     move_str(&cfg->audit, &c.cfg.audit);
+    if (c.cfg.have_hold_blocked) {
+        cfg->have_hold_blocked = true;
+        cfg->hold_blocked = c.cfg.hold_blocked;
+    }
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
     move_strv(&cfg->allow_write, &c.cfg.allow_write);
     config_done(&c.cfg);

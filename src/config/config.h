@@ -12,6 +12,7 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             hold_blocked = SECONDS (hold a not-allowlisted request for a live `allow`)
  *   [env]     pass = NAME[=VALUE] (repeatable)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
@@ -35,6 +36,8 @@ struct strv {
 void strv_push(struct strv *s, const char *str); /* copies */
 void strv_done(struct strv *s);
 
+#define HOLD_BLOCKED_MAX_S 3600 /* the longest hold_blocked / --hold-blocked */
+
 struct bb_config {
     /* [bottle] */
     char *backend;   /* NULL: not set */
@@ -49,6 +52,8 @@ struct bb_config {
     char *listen;       /* validated "ADDR:PORT" */
     char *dns;          /* validated "ADDR:PORT" */
     char *audit;        /* path */
+    bool have_hold_blocked;
+    unsigned hold_blocked; /* seconds a not-allowlisted request is held (0: refused at once) */
     /* [env] */
     struct strv env_pass;
 };

@@ -300,6 +300,7 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         goto out;
     }
     proxy_set_policy(e.proxy, e.policy);
+    proxy_set_policy_from_file(e.proxy, o->policy_from_file);
     if (o->have_dns) {
         r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL, e.audit,
                            &e.dns);

@@ -28,6 +28,7 @@ struct egress_options {
     struct net_addr upstream_dns; /* resolver for allowlisted names; else the host's */
     const char *audit_path;       /* NULL: none; "-": stdout */
     const char *bottle_name;      /* recorded in audit lines */
+    bool policy_from_file;        /* config files were read: 403s name the config key too */
     uint64_t audit_max_size;      /* bytes per audit file before rotation (0: no cap) */
     struct proxy_limits limits;
     unsigned drain_timeout_ms;

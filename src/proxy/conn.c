@@ -20,6 +20,7 @@
 #include "common/xalloc.h"
 
 static void conn_run(struct conn *c);
+static void on_rerun(struct loop_defer *d);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -89,6 +90,7 @@ static void exchange_reset(struct conn *c)
     c->port = 0;
     c->is_connect = c->is_head = false;
     c->audited = false;
+    c->hold_over = c->redecide = false;
     c->addr_text[0] = '\0';
     c->path[0] = '\0';
     c->close_reason = NULL;
@@ -121,6 +123,44 @@ static bool upstream_idle_alive(const struct side *s)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/*
+ * Hold a request refused only for want of an allow (--hold-blocked): it waits, its head still
+ * in cin, until proxy_set_policy() finds it allowed or its deadline passes. Recorded as a
+ * "hold" decision before anything else happens, so `logs --follow` shows it pending.
+ */
+static void conn_hold(struct conn *c)
+{
+    struct proxy *px = c->px;
+    struct audit_event ev = {
+        .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+        .host = c->host.name,
+        .port = c->port,
+        .held = true,
+        .reason = "pending",
+        .method = c->is_connect ? NULL : c->method,
+        .path = c->path[0] ? c->path : NULL,
+    };
+
+    if (audit_note(px->audit, &ev) < 0) {
+        conn_audit_failed(c);
+        return;
+    }
+    px->st.held++;
+    c->state = CS_HOLD;
+    c->head_scan = 0; /* the head is scanned again from its start when decided again */
+    c->deadline = loop_now(px->loop) + (uint64_t)px->lim.hold_blocked_ms * 1000000ull;
+}
+
+void conn_policy_changed(struct conn *c)
+{
+    if (c->state != CS_HOLD || policy_check_host(c->px->policy, &c->host, c->port) != V_ALLOW)
+        return;
+    c->redecide = true;
+    c->state = CS_READ_HEAD;
+    c->deadline = 0;
+    loop_defer(c->px->loop, &c->rerun_defer, on_rerun, c);
+}
+
 /* Decide on a parsed request; sets up the next state. */
 static void conn_start_exchange(struct conn *c, const struct http_request *req)
 {
@@ -131,7 +171,9 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     enum verdict v;
     int r;
 
-    px->st.requests++;
+    if (!c->redecide)
+        px->st.requests++;
+    c->redecide = false;
     c->is_connect = req->is_connect;
     snprintf(c->method, sizeof(c->method), "%.*s", (int)MIN(req->method.len, 15), req->method.p);
     c->is_head = slice_eq(req->method, SLICE_LIT("HEAD"));
@@ -183,6 +225,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
 
     v = policy_check_host(px->policy, &c->host, c->port);
     if (v != V_ALLOW) {
+        if (px->lim.hold_blocked_ms && !c->hold_over &&
+            (v == V_DENY_NOT_ALLOWLISTED || v == V_DENY_PORT)) {
+            conn_hold(c);
+            return;
+        }
         conn_deny(c, v, NULL);
         return;
     }
@@ -303,6 +350,9 @@ static int step_read_head(struct conn *c)
     }
     c->deadline = 0;
     conn_start_exchange(c, &req);
+    /* Held: the head stays in cin, to be decided again when the hold ends. */
+    if (c->state == CS_HOLD)
+        return 0;
     /* The head is consumed only now: req's slices pointed into cin until here. */
     buf_consume(&c->cin, req.head_len);
     c->head_scan = 0;
@@ -357,7 +407,6 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
 /* ---------------------------------------------------------------- CS_CONNECT */
 
 static void on_io(struct loop_source *src, uint32_t events);
-static void on_rerun(struct loop_defer *d);
 
 static int start_connect(struct conn *c)
 {
@@ -728,6 +777,7 @@ static void set_interest(struct conn *c)
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
         break;
     case CS_RESOLVE:
+    case CS_HOLD:
         break;
     case CS_CONNECT:
         ue = EPOLLOUT;
@@ -795,6 +845,7 @@ static void arm_timer(struct conn *c)
 static int (*const steps[CS_MAX])(struct conn *c) = {
     [CS_READ_HEAD] = step_read_head,
     [CS_RESOLVE] = NULL,
+    [CS_HOLD] = NULL,
     [CS_CONNECT] = step_connect,
     [CS_SEND_REQ] = step_send_req,
     [CS_READ_RESP] = step_read_resp,
@@ -868,6 +919,13 @@ static void on_timer(struct loop_timer *t)
         }
         case CS_RESOLVE:
             conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
+            break;
+        case CS_HOLD:
+            /* Nobody allowed it in time: the head is decided again, for good (403). */
+            c->hold_over = true;
+            c->redecide = true;
+            c->state = CS_READ_HEAD;
+            c->deadline = 0;
             break;
         case CS_CONNECT:
             if (c->addr_idx < c->naddrs)

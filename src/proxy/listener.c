@@ -85,6 +85,7 @@ void proxy_limits_default(struct proxy_limits *ret)
     ret->connect_timeout_ms = BB_CONNECT_TIMEOUT_MS;
     ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
     ret->run_budget = 64;
+    ret->hold_blocked_ms = 0; /* refused at once */
 }
 
 int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
@@ -118,9 +119,16 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     return 0;
 }
 
+void proxy_set_policy_from_file(struct proxy *px, bool from_file)
+{
+    px->policy_from_file = from_file;
+}
+
 void proxy_set_policy(struct proxy *px, const struct policy *p)
 {
     px->policy = p;
+    for (struct conn *c = px->conns; c; c = c->next)
+        conn_policy_changed(c);
 }
 
 static void drain_now(struct loop_defer *d)

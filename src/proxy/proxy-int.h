@@ -33,6 +33,7 @@
 enum conn_state {
     CS_READ_HEAD,
     CS_RESOLVE,
+    CS_HOLD, /* refused for now, held: waits for a policy change or its deadline */
     CS_CONNECT,
     CS_SEND_REQ,
     CS_READ_RESP,
@@ -114,6 +115,10 @@ struct conn {
     bool client_keep_alive;
     bool upstream_reusable;
     bool audited;
+    /* The request was held and the hold is over (deadline passed): decide for good. */
+    bool hold_over;
+    /* The head is decided a second time (after a hold): not a new request for the stats. */
+    bool redecide;
     enum http_body req_body, resp_body;
     uint64_t req_remaining, resp_remaining;
     struct http_chunked req_chunked, resp_chunked;
@@ -142,6 +147,8 @@ struct proxy {
     struct resolver *res;
     struct audit *audit;
     const struct policy *policy;
+    /* The policy came (partly) from config files: refusals also name the config key. */
+    bool policy_from_file;
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;
@@ -160,6 +167,8 @@ struct proxy {
 /* conn.c */
 int conn_new(struct proxy *px, int fd);
 void conn_close(struct conn *c);
+/* The policy changed: a held request it now allows goes on (at the next loop pass). */
+void conn_policy_changed(struct conn *c);
 void side_close(struct proxy *px, struct side *s);
 /* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
 int side_flush(struct side *s, struct buf *b, uint64_t *counter);

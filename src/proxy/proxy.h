@@ -27,10 +27,15 @@ struct proxy_limits {
     unsigned connect_timeout_ms; /* upstream TCP connect (all addresses together) */
     unsigned resolve_timeout_ms;
     unsigned run_budget; /* state-machine steps per connection before others get a turn */
+    /* > 0: a request or CONNECT refused only because its host (or port) is not allowlisted is
+     * held this long (audited as "hold"); a policy change that allows it lets it through,
+     * else it gets the usual 403 when the time is up. 0: refused at once (the default). */
+    unsigned hold_blocked_ms;
 };
 
 struct proxy_stats {
     uint64_t accepted, refused_busy, requests, allowed, denied, bad_requests, upstream_errors;
+    uint64_t held; /* requests held (hold_blocked_ms), whatever became of them */
     uint64_t open_conns;
 };
 
@@ -47,6 +52,10 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 /* The policy in force; not owned. Connections read it at each decision, so a reload applies to
  * the next decision and live connections are not dropped. */
 void proxy_set_policy(struct proxy *px, const struct policy *p);
+/* Say that the policy was read (partly) from config files: a 403's text then names the config
+ * key (`allow = HOST` under [egress]) next to the option. The file's path is not named: the
+ * text reaches the bottle, which has no business learning host paths. */
+void proxy_set_policy_from_file(struct proxy *px, bool from_file);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);

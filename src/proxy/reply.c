@@ -150,6 +150,37 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
         snprintf(text, sizeof(text), "blocked by bot-bottle: %s (%s)", h, verdict_reason(v));
         break;
     }
+    /* A policy read from a config file: name its key as well as the option. */
+    if (c->px->policy_from_file) {
+        size_t n = strlen(text);
+        const char *key = NULL;
+        char val[300] = "";
+
+        switch (v) {
+        case V_DENY_NOT_ALLOWLISTED:
+            key = "allow";
+            snprintf(val, sizeof(val), "%s", h);
+            break;
+        case V_DENY_PORT:
+            key = "allow";
+            snprintf(val, sizeof(val), "%s:%u", h, c->port);
+            break;
+        case V_DENY_IP_LITERAL:
+            key = "allow_cidr";
+            snprintf(val, sizeof(val), "%s/%s", h, c->host.kind == HOST_IPV6 ? "128" : "32");
+            break;
+        case V_DENY_SSRF:
+            key = "allow_cidr";
+            snprintf(val, sizeof(val), "%s/%s", astr[0] ? astr : "ADDR",
+                     strchr(astr, ':') ? "128" : "32");
+            break;
+        default:
+            break;
+        }
+        if (key && n < sizeof(text))
+            snprintf(text + n, sizeof(text) - n,
+                     " (or, in the config file, '%s = %s' under [egress])", key, val);
+    }
     c->px->st.denied++;
     c->status = 403;
     conn_audit(c, false, verdict_reason(v));

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/str.h"
 
@@ -141,6 +142,32 @@ static int bottles_lock(const struct state *st)
     return fd;
 }
 
+/*
+ * Alias lease files nobody holds (their supervisor was killed): removed, so they do not pile
+ * up. A supervisor that opened one just before we unlink it notices (alias_acquire compares
+ * the inode it locked with the path's) and tries again.
+ */
+static void sweep_aliases(const struct state *st)
+{
+    DIR *d = opendir(st->aliases);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char p[STATE_PATH_MAX + 64];
+        size_t n = strlen(de->d_name);
+
+        if (de->d_name[0] == '.' || n < 6 || strcmp(de->d_name + n - 5, ".lock") != 0)
+            continue;
+        if (str_printf(p, sizeof(p), "%s/%s", st->aliases, de->d_name) < 0)
+            continue;
+        if (lock_held(p) == 0)
+            unlink(p);
+    }
+    closedir(d);
+}
+
 static int reclaim_locked(const struct state *st)
 {
     DIR *d = opendir(st->bottles);
@@ -163,10 +190,14 @@ static int reclaim_locked(const struct state *st)
         /* r == 0: its supervisor is gone; -ENOENT: a half-created directory */
         if (r == 0 || r == -ENOENT) {
             remove_state_dir(dir);
+            log_info("removed the state that bottle '%s' left behind (its supervisor ended without "
+                     "cleaning up, e.g. killed with SIGKILL)",
+                     de->d_name);
             n++;
         }
     }
     closedir(d);
+    sweep_aliases(st);
     return n;
 }
 

@@ -340,6 +340,14 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
         }
         r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
                                  sizeof(why));
+        if (r == -ENOTCONN && (s->be->flags & BACKEND_DAEMON_ELSEWHERE)) {
+            (void)str_printf(why, sizeof(why),
+                             "the %s backend's egress daemon runs outside bot-bottle and takes "
+                             "no changes; restart the bottle with the new policy",
+                             s->be->name);
+            json_object_set_new(reply, "error", json_string(why));
+            return r;
+        }
         if (r < 0) {
             json_object_set_new(reply, "error",
                                 json_string(r == -EINVAL || r == -ENOENT ? why : strerror(-r)));
@@ -605,7 +613,12 @@ static int select_backend(struct sv *s)
     struct backend_probe probe = { 0 };
     int r;
 
-    r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    if (s->o->backend_ops) {
+        s->be = s->o->backend_ops;
+        r = 0;
+    } else {
+        r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    }
     if (r == -ENOENT) {
         log_error("unknown backend '%s'; 'bot-bottle run --help' lists the backends",
                   s->o->backend);
@@ -614,12 +627,6 @@ static int select_backend(struct sv *s)
     if (r < 0) {
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
-    }
-    if (s->be->flags & BACKEND_DAEMON_ELSEWHERE) {
-        log_error("the %s backend runs its egress daemon elsewhere, which 'run' does not "
-                  "support yet; use --backend namespace",
-                  s->be->name);
-        return -EOPNOTSUPP;
     }
     return 0;
 }
@@ -643,6 +650,9 @@ static int start_bottle(struct sv *s)
     ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;
     ca.memory_bytes = s->o->memory_bytes;
     ca.pids_max = s->o->pids_max;
+    /* BACKEND_DAEMON_ELSEWHERE: the backend starts the daemon (docker: a sidecar) */
+    ca.egress_args = s->o->daemon_args.v;
+    ca.audit = s->audit;
     if (s->use_tty) {
         ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
     } else {
@@ -705,6 +715,17 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     s.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     s.sb.lock_fd = -1;
     signal(SIGPIPE, SIG_IGN);
+    /* Held from here on (the loop reads them once it exists): a SIGINT, SIGTERM or SIGHUP
+     * during start-up then ends the start-up through the clean-up below, instead of killing
+     * us with the state directory, the alias lease and the daemon left behind. */
+    {
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+    }
 
     r = setup_state(&s);
     if (r < 0)
@@ -754,12 +775,12 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .extra = &o->daemon_args,
                                     .devnull = s.devnull,
                                     .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
-        r = daemon_start(&dc, &s.daemon);
+        r = s.be->flags & BACKEND_DAEMON_ELSEWHERE ? 0 : daemon_start(&dc, &s.daemon);
     }
     if (r < 0)
         goto out;
-    r = loop_add(s.loop, &s.daemon_src, s.daemon.pidfd, EPOLLIN, on_daemon_exit, &s);
-    if (r < 0)
+    if (s.daemon.pidfd >= 0 &&
+        (r = loop_add(s.loop, &s.daemon_src, s.daemon.pidfd, EPOLLIN, on_daemon_exit, &s)) < 0)
         goto out;
 
     s.use_tty = o->tty;
@@ -788,6 +809,15 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         (r = loop_add_signal(s.loop, SIGHUP, on_signal, &s)) < 0 ||
         (r = loop_add_signal(s.loop, SIGWINCH, on_signal, &s)) < 0) {
         log_errno(LOG_LVL_ERROR, r, "signal setup");
+        goto out;
+    }
+    /* A stop signal that came during the start-up: do not start the command at all. */
+    (void)loop_run_once(s.loop, 0);
+    if (s.stop_signo) {
+        log_debug("stopped by signal %d before the bottle started", s.stop_signo);
+        s.status = 128 + s.stop_signo;
+        s.done = true;
+        r = -EINTR;
         goto out;
     }
     r = start_bottle(&s);

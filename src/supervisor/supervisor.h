@@ -20,8 +20,13 @@
 #include "config/config.h"
 #include "policy/policy.h"
 
+struct backend_ops;
+
 struct supervisor_opts {
-    const char *backend;   /* a backend name; "auto" picks the strongest available */
+    const char *backend; /* a backend name; "auto" picks the strongest available */
+    /* Already chosen and probed by the caller (run: backend_choose, before anything starts);
+     * NULL: the supervisor selects `backend` itself. */
+    const struct backend_ops *backend_ops;
     const char *name;      /* NULL: generated */
     const char *workspace; /* absolute path */
     char **argv;           /* the command, NULL-terminated */

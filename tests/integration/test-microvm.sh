@@ -148,7 +148,7 @@ is "... and nothing on stdout" "$(cat "$T/out3")" ""
 (cd "$T/ws" && PATH=/nonexistent "$BB" run -- true >/dev/null 2>"$T/err"); rc=$?
 is "no QEMU: the default backend refuses to run: 125" "$rc" 125
 like "... naming QEMU's package and --backend namespace" "$(cat "$T/err")" \
-    "microvm backend cannot run here: qemu-system-x86_64 not found.*qemu-system-x86.*--backend namespace"
+    "microvm backend \(the default\) cannot run here: qemu-system-x86_64 not found.*qemu-system-x86.*--backend namespace"
 
 # ---- boot -t: a pty in the guest, the supervisor's tty path (size, SIGWINCH, Ctrl-C) ----
 out=$(cd "$T/ws" && timeout 120 "$PY" "$HELPERS/pty-run.py" --size 37 101 --when ready \

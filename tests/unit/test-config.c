@@ -43,6 +43,7 @@ static void test_config_example(void **state)
                                "listen = 127.77.0.1:3128\n"
                                "dns = [::1]:53\n"
                                "audit = /tmp/audit.jsonl\n"
+                               "hold_blocked = 45\n"
                                "[env]\n"
                                "pass = TERM\n"
                                "pass = ANTHROPIC_BASE_URL\n"
@@ -69,6 +70,8 @@ static void test_config_example(void **state)
     assert_string_equal(cfg.listen, "127.77.0.1:3128");
     assert_string_equal(cfg.dns, "[::1]:53");
     assert_string_equal(cfg.audit, "/tmp/audit.jsonl");
+    assert_true(cfg.have_hold_blocked);
+    assert_int_equal(cfg.hold_blocked, 45);
     assert_int_equal(cfg.env_pass.n, 3);
     assert_string_equal(cfg.env_pass.v[2], "FOO=bar baz");
 
@@ -116,6 +119,9 @@ static const struct err_case err_cases[] = {
     { "[egress]\nupstream_dns = ::1\n", 2, "upstream_dns" },
     { "[egress]\nlisten = 127.0.0.1\n", 2, "ADDR:PORT" },
     { "[egress]\ndns = 127.0.0.1:0\n", 2, "dns" },
+    { "[egress]\nhold_blocked = 3601\n", 2, "from 0 to 3600" },
+    { "[egress]\nhold_blocked = -1\n", 2, "hold_blocked" },
+    { "[egress]\nhold_blocked = 10s\n", 2, "hold_blocked" },
     { "[egress]\nallowed = x.example\n", 2, "unknown key 'allowed' in [egress]" },
     { "[egress]\nallow =\n", 2, "empty value" },
     { "[egress]\nallow = ; just a comment\n", 2, "empty value" },
