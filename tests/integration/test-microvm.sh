@@ -206,6 +206,14 @@ like "the bottle's run directory holds its initramfs" "$rundir" "/bb-vm\."
 kill -TERM "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$info")"
 wait "$SUP"; is "boot 4: SIGTERM reaches the command inside the VM (status 42)" "$?" 42
 
+# ---- boot 4b: SIGHUP to bot-bottle: the command ends (SIGTERM in the guest), run says 129 ----
+(cd "$T/ws" && timeout 120 "$BB" run --name bb-mv-4b -- sh -c \
+    'echo up >ready4b; while :; do sleep 0.1; done' >/dev/null 2>"$T/err4b") &
+SUP=$!
+for _ in $(seq 300); do [ -s "$T/ws/ready4b" ] && break; sleep 0.1; done
+kill -HUP "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$STATE/bottles/bb-mv-4b/info.json")"
+wait "$SUP"; is "boot 4b: SIGHUP to run gives 128+SIGHUP, as on namespace" "$?" 129
+
 # ---- boot 5: S7, killing the egress daemon stops the bottle with 125 ----
 (cd "$T/ws" && timeout 120 "$BB" run --name bb-mv-5 --allow "allowed.test:$HTTPS" \
     --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" -- sh -c \
