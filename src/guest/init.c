@@ -106,6 +106,7 @@ struct init_state {
     const struct bottle_spec *spec;
     char **envp;
     scmp_filter_ctx ctx;
+    struct loop_timer start_timer; /* the host must open the command's streams in time */
 };
 
 /* ---- the command's process (after fork; never returns) ---- */
@@ -376,6 +377,22 @@ static pid_t vm_spawn(void *ud, const struct vms_spawn *req)
             st->main_exited = true;
     }
     return pid;
+}
+
+/* How long the host may take to open the bottle command's streams after the relay started. */
+#define VM_STREAMS_WAIT_MS 60000
+
+static void on_start_timer(struct loop_timer *t)
+{
+    struct init_state *st = t->userdata;
+
+    if (st->main_pid > 0 || st->main_exited)
+        return;
+    log_error("the host did not open the command's streams within %d s; stopping the bottle",
+              VM_STREAMS_WAIT_MS / 1000);
+    st->main_exited = true;
+    st->exit_code = EXIT_INIT_FAILED;
+    loop_quit(st->loop, EXIT_INIT_FAILED);
 }
 
 static void vm_main_done(void *ud, int status)
@@ -795,6 +812,8 @@ static int run(int argc, char **argv)
         st.envp = envp;
         st.ctx = ctx;
         (void)vms_new(st.loop, &vo, &st.vms);
+        loop_timer_init(&st.start_timer, on_start_timer, &st);
+        loop_timer_set_in(st.loop, &st.start_timer, VM_STREAMS_WAIT_MS);
     }
     r = start_relay(&st, &spec, vm_chan_fd);
     vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
@@ -821,6 +840,8 @@ out:
     channel_guest_relay_free(st.relay);
     vms_free(st.vms);
     if (st.loop) {
+        if (st.vms) /* (armed together) */
+            loop_timer_stop(st.loop, &st.start_timer);
         loop_del(st.loop, &st.ctl_src);
         loop_free(st.loop);
     }
