@@ -84,8 +84,7 @@ static void options_help(FILE *f, bool start)
     fprintf(f,
             "\n"
             "Options:\n"
-            "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
-            "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
+            "  -b, --backend NAME       microvm (default: a QEMU microVM), namespace, or auto\n"
             "                           (the strongest that can run here); else env\n"
             "                           BOT_BOTTLE_BACKEND, else [bottle] backend. One that\n"
             "                           cannot run here is an error (125), never swapped:\n"
@@ -132,10 +131,8 @@ static void options_help(FILE *f, bool start)
             "'bot-bottle help notices' explains each notice.\n",
             start ? "  -t, -i                   implied (see above)\n"
                   : "  -t, --tty                give the command a terminal (a pty relayed to "
-                    "yours;\n"
-                    "                           --backend namespace only, for now)\n"
-                    "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
-                    "                           --backend namespace only, for now)\n");
+                    "yours)\n"
+                    "  -i, --interactive        pass stdin to the command (default: /dev/null)\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
     fprintf(
         f,
@@ -661,13 +658,6 @@ static int run_or_start(int argc, char **argv, bool start)
         if (!o.backend_ops)
             goto out;
         o.backend = o.backend_ops->name;
-    }
-    if (start && optind >= argc && (o.backend_ops->flags & BACKEND_STDIO_CONSOLE)) {
-        log_error("start: the %s backend cannot give the command a terminal yet, so the default "
-                  "login shell would end at once; give a COMMAND (start -- agent ...) or use "
-                  "--backend namespace",
-                  o.backend);
-        goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)

@@ -686,8 +686,11 @@ static void on_signal(struct loop *l, int signo, void *ud)
     (void)l;
 
     if (signo == SIGWINCH) {
-        if (s->use_tty)
+        if (s->use_tty) {
             tty_relay_resize(&s->tty);
+            if (s->be->resize && s->bottle)
+                s->be->resize(s->bottle);
+        }
         return;
     }
     if (s->done) {
@@ -939,12 +942,6 @@ static int select_backend(struct sv *s)
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
     }
-    if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
-        log_error("the %s backend does not support %s yet (the command's output comes over the "
-                  "VM's console, its stdin is /dev/null); run with --backend namespace",
-                  s->be->name, s->o->tty ? "-t" : "-i");
-        return -EOPNOTSUPP;
-    }
     if (s->o->cred_wire && ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) ||
                             !(s->be->flags & (BACKEND_HAS_CHANNEL | BACKEND_NEEDS_HANDOFF)))) {
         /* A daemon started elsewhere could get the values only through argv or files; a bottle
@@ -1029,6 +1026,10 @@ static int start_bottle(struct sv *s)
     s->started.channel_fd = -1;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+    /* microvm: the command's stdio streams ride on the channel */
+    if (s->be->attach &&
+        (r = s->be->attach(s->bottle, s->loop, channel_host_relay_mux(s->relay))) < 0)
+        return r;
 watch:
     r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
     if (r < 0)
@@ -1126,7 +1127,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         goto out;
 
     s.use_tty = o->tty && !o->detach;
-    s.console = o->detach && !(s.be->flags & BACKEND_STDIO_CONSOLE);
+    s.console = o->detach;
     if (s.console) {
         /* start: a terminal the supervisor holds; 80x24 until someone attaches */
         struct winsize ws = { .ws_row = 24, .ws_col = 80 };

@@ -42,21 +42,27 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend/cgroup.h"
+#include "channel/mux.h"
 #include "backend/microvm/initramfs.h"
 #include "backend/microvm/probe.h"
 #include "backend/microvm/qemu-args.h"
+#include "backend/microvm/session.h"
 #include "backend/namespace/ns.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/pidfd.h"
+#include "common/pump.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "guest/rootfs.h"
@@ -80,6 +86,7 @@ struct mv_bottle {
     uint64_t guest_mib;
     unsigned cpus;
     int stdio[3]; /* not owned */
+    int devnull;
     int share_fd[1 + BOTTLE_SPEC_MAX_MOUNTS];
     size_t n_share_fd;
     char **qargv;
@@ -90,11 +97,149 @@ struct mv_bottle {
     bool reaped;
     bool killed; /* kill() sent SIGKILL: no report is expected */
     int status;
+    bool console; /* stdio on the console (microvm_console_stdio), not channel streams */
+    int io[3];    /* our copies of the caller's stdio */
+    struct loop *loop;
+    struct mux *mux; /* after attach */
+    uint32_t next_id;
+    struct vm_session main; /* session 0: the bottle's command */
 };
 
 static struct mv_bottle *mv_of(struct bottle *b)
 {
     return container_of(b, struct mv_bottle, base);
+}
+
+/* After the supervisor started the host relay: the bottle's command's streams. */
+static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
+{
+    struct mv_bottle *b = mv_of(bb);
+    int r;
+
+    if (b->console)
+        return 0;
+    b->loop = loop;
+    b->mux = mux;
+    b->next_id = 1;
+    r = session_open(&b->main, loop, mux, b->io, b->spec.tty, NULL, NULL, NULL);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the command's streams");
+    /* ours are in the session now; the caller's EOF comes when the streams end */
+    for (int i = 0; i < 3; i++) {
+        close(b->io[i]);
+        b->io[i] = -1;
+    }
+    return 0;
+}
+
+static void mv_resize(struct bottle *bb)
+{
+    session_resize(&mv_of(bb)->main);
+}
+
+/* ---- exec ---- */
+
+static struct vm_session *sess_of(struct backend_exec *e)
+{
+    return container_of(e, struct vm_session, base);
+}
+
+static int mv_exec(struct bottle *bb, const struct backend_exec_args *args,
+                   struct backend_exec **ret)
+{
+    struct mv_bottle *b = mv_of(bb);
+    struct vm_session *x;
+    int io[3], r;
+
+    if (!args->argv || !args->argv[0])
+        return -EINVAL;
+    for (char *const *v = args->env; v && *v; v++) {
+        const char *eq = strchr(*v, '=');
+        if (!eq || eq == *v) {
+            log_error("microvm backend: exec environment entry '%s' is not NAME=VALUE", *v);
+            return -EINVAL;
+        }
+    }
+    if (!b->mux || b->reaped) {
+        log_error("microvm backend: exec needs the running bottle's channel");
+        return -ENOTCONN;
+    }
+    if (mux_is_dead(b->mux)) {
+        log_error("microvm backend: the bottle's channel is closed; cannot exec");
+        return -EPIPE;
+    }
+    x = xcalloc(1, sizeof(*x));
+    session_init(x, b->next_id++);
+    x->base.ops = &backend_microvm_ops;
+    for (int i = 0; i < 3; i++)
+        io[i] = args->stdio[i] >= 0 ? args->stdio[i] : b->devnull;
+    x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (x->efd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = session_open(x, b->loop, b->mux, io, args->tty, args->argv, args->env, args->cwd);
+    if (r >= 0)
+        r = session_watch_exit(x);
+    if (r < 0)
+        goto fail;
+    *ret = &x->base;
+    return 0;
+fail:
+    log_errno(LOG_LVL_ERROR, r, "microvm backend: starting %s in the VM", args->argv[0]);
+    session_close(x);
+    free(x);
+    return r;
+}
+
+static int mv_exec_pidfd(struct backend_exec *e)
+{
+    return sess_of(e)->efd;
+}
+
+static int mv_exec_wait(struct backend_exec *e, int *ret_status)
+{
+    struct vm_session *x = sess_of(e);
+
+    if (!x->reported)
+        return -EAGAIN;
+    *ret_status = x->status;
+    return 0;
+}
+
+static int mv_exec_signal(struct backend_exec *e, int signo)
+{
+    struct vm_session *x = sess_of(e);
+    char line[32];
+
+    if (x->exited)
+        return 0;
+    (void)str_printf(line, sizeof(line), "signal %d\n", signo);
+    return send_ctl_line(x, line);
+}
+
+static void mv_exec_resize(struct backend_exec *e)
+{
+    session_resize(sess_of(e));
+}
+
+static void session_free_later(struct loop_defer *d)
+{
+    free(d->userdata);
+}
+
+static void mv_exec_free(struct backend_exec *e)
+{
+    struct vm_session *x;
+
+    if (!e)
+        return;
+    x = sess_of(e);
+    if (!x->exited)
+        (void)mv_exec_signal(e, SIGKILL);
+    session_close(x);
+    /* maybe called from one of its own callbacks' dispatch pass: free after it */
+    loop_defer(x->loop, &x->free_later, session_free_later, x);
 }
 
 /* ---- probe ---- */
@@ -246,11 +391,15 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b->base.ops = &backend_microvm_ops;
     b->pid = -1;
     b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = -1;
+    b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < ARRAY_SIZE(b->share_fd); i++)
         b->share_fd[i] = -1;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 3; i++) {
         b->stdio[i] = args->stdio[i];
+        b->io[i] = -1;
+    }
+    session_init(&b->main, 0);
 
     {
         struct microvm_probe_paths pp;
@@ -266,6 +415,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         struct bottle_spec tmp = *args->spec;
         size_t line = 0;
         tmp.rootfs = BOTTLE_ROOTFS_9P;
+        tmp.pids_max = args->pids_max; /* enforced in the guest by bottle-init */
         tmp.channel = (char *)"/dev/virtio-ports/" MICROVM_PORT_CHAN;
         r = bottle_spec_validate(&tmp, &field);
         if (r < 0) {
@@ -280,11 +430,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             goto fail;
         }
     }
-    if (b->spec.tty) {
-        log_error("microvm backend: -t is not supported yet (the console carries the "
-                  "command's output only); run with --backend namespace for a terminal");
-        r = -EOPNOTSUPP;
-        goto fail;
+    /* Our copies of the command's stdio: the caller closes its own once the bottle started
+     * (its EOF is then ours to give, when the guest's streams end). */
+    for (size_t i = 0; i < 3; i++) {
+        b->io[i] = fcntl(b->stdio[i] >= 0 ? b->stdio[i] : (int)i, F_DUPFD_CLOEXEC, 3);
+        if (b->io[i] < 0) {
+            r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: the command's stdio");
+            goto fail;
+        }
     }
     r = ns_find_init(args->paths.init, b->init, sizeof(b->init));
     if (r < 0) {
@@ -438,6 +591,10 @@ static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
         goto fail;
     for (int i = 0; i < 3; i++) {
         int src = b->stdio[i] >= 0 ? b->stdio[i] : i;
+        /* With streams, the console (diagnostics: the kernel, bottle-init) goes to stderr and
+         * QEMU reads nothing. */
+        if (!b->console)
+            src = i == 0 ? b->devnull : b->stdio[2] >= 0 ? b->stdio[2] : 2;
         moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 100);
         if (moved[i] < 0)
             goto fail;
@@ -576,6 +733,15 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
                   b->dir);
         goto fail;
     }
+    /* bottle-init waits for this before it runs anything (guest/init.c, vm_read_mode). */
+    {
+        const char *mode = b->console ? "console\n" : "streams\n";
+        if (RETRY_EINTR(send(b->ctl_c, mode, strlen(mode), MSG_NOSIGNAL)) < 0) {
+            close(chan);
+            r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: writing to bottle.ctl");
+            goto fail;
+        }
+    }
     ret->pid = b->pid;
     ret->pidfd = b->pidfd;
     ret->channel_fd = chan;
@@ -691,6 +857,12 @@ static void mv_destroy(struct bottle *bb)
         (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
         b->reaped = true;
     }
+    session_close(&b->main);
+    for (size_t i = 0; i < 3; i++)
+        if (b->io[i] >= 0)
+            close(b->io[i]);
+    if (b->devnull >= 0)
+        close(b->devnull);
     if (b->pidfd >= 0)
         close(b->pidfd);
     if (b->ctl_l >= 0)
@@ -722,7 +894,7 @@ static void mv_destroy(struct bottle *bb)
 const struct backend_ops backend_microvm_ops = {
     .name = "microvm",
     .summary = "QEMU microVM: its own guest kernel, no network device, 9p shares",
-    .flags = BACKEND_HAS_CHANNEL | BACKEND_STDIO_CONSOLE,
+    .flags = BACKEND_HAS_CHANNEL,
     .probe = mv_probe,
     .create = mv_create,
     .start = mv_start,
@@ -730,4 +902,17 @@ const struct backend_ops backend_microvm_ops = {
     .request_stop = mv_request_stop,
     .kill = mv_kill,
     .destroy = mv_destroy,
+    .attach = mv_attach,
+    .resize = mv_resize,
+    .exec = mv_exec,
+    .exec_pidfd = mv_exec_pidfd,
+    .exec_wait = mv_exec_wait,
+    .exec_free = mv_exec_free,
+    .exec_resize = mv_exec_resize,
+    .exec_signal = mv_exec_signal,
 };
+
+void microvm_console_stdio(struct bottle *bb)
+{
+    mv_of(bb)->console = true;
+}

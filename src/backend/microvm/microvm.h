@@ -16,3 +16,7 @@
 #define MICROVM_QEMU_THREADS 128
 
 extern const struct backend_ops backend_microvm_ops;
+
+/* Before start: the command's stdout and stderr on the VM's console (stdio[1]), stdin
+ * /dev/null, no attach needed (tests/integration/helpers/vm-launch.c without a relay). */
+void microvm_console_stdio(struct bottle *b);

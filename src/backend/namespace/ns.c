@@ -926,6 +926,18 @@ static int ns_exec_wait(struct backend_exec *ee, int *ret_status)
     return 0;
 }
 
+/* The exec'd command is a child of ours with a pidfd: signal it directly. */
+static int ns_exec_signal(struct backend_exec *e, int signo)
+{
+    struct ns_exec *x = exec_of(e);
+    int r;
+
+    if (x->reaped)
+        return 0;
+    r = bb_pidfd_send_signal(x->pidfd, signo);
+    return r == -ESRCH ? 0 : r;
+}
+
 static void ns_exec_free(struct backend_exec *ee)
 {
     struct ns_exec *x;
@@ -981,5 +993,6 @@ const struct backend_ops backend_namespace_ops = {
     .exec_pidfd = ns_exec_pidfd,
     .exec_wait = ns_exec_wait,
     .exec_free = ns_exec_free,
+    .exec_signal = ns_exec_signal,
     .destroy = ns_destroy,
 };
