@@ -67,6 +67,26 @@ struct report {
     int32_t err; /* positive errno */
 };
 
+/*
+ * bbtrace=1 on the kernel command line (the host sets it for BOT_BOTTLE_VM_TRACE=1, used by
+ * bench/microvm-run.sh --trace): a VM's init writes "bb-trace STAGE MS" on the console at each
+ * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds.
+ */
+static bool vm_trace;
+
+static void vm_mark(const char *stage)
+{
+    struct timespec ts;
+    char line[96];
+
+    if (!vm_trace || clock_gettime(CLOCK_BOOTTIME, &ts) < 0 ||
+        str_printf(line, sizeof(line), "bb-trace %s %lld.%03ld\n", stage,
+                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                   (ts.tv_nsec / 1000) % 1000) < 0)
+        return;
+    (void)!write(STDERR_FILENO, line, strlen(line));
+}
+
 static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
                                          SIGUSR1, SIGUSR2, SIGWINCH };
 
@@ -459,6 +479,7 @@ static int run(int argc, char **argv)
 
     if (is_vm) {
         r = vm_early_init();
+        vm_mark("early-init");
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
@@ -506,7 +527,9 @@ static int run(int argc, char **argv)
         }
     }
 
+    vm_mark("spec-port");
     r = guest_rootfs_setup(&spec, &what);
+    vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
@@ -542,7 +565,9 @@ static int run(int argc, char **argv)
             goto out;
         }
     }
+    vm_mark("net-seccomp-loop");
     r = start_relay(&st, &spec, vm_chan_fd);
+    vm_mark("relay");
     vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
@@ -578,7 +603,9 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, -rep.err, "setting up the command failed");
         }
     }
+    vm_mark("exec");
     loop_run(st.loop);
+    vm_mark("command-exit");
     if (n == (ssize_t)sizeof(rep))
         st.exit_code = rep.stage != REPORT_EXEC ? EXIT_INIT_FAILED
                        : rep.err == ENOENT      ? EXIT_NOT_FOUND
@@ -607,6 +634,8 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
+    vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
+    vm_mark("init");
     code = run(argc, argv);
     /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with
      * reboot=t on the kernel command line and QEMU's -no-reboot that ends QEMU (without ACPI,
@@ -614,7 +643,9 @@ int main(int argc, char **argv)
      * bottle.) */
     if (is_vm) {
         vm_report(code);
+        vm_mark("reported");
         sync();
+        vm_mark("reboot");
         reboot(RB_AUTOBOOT);
     }
     return code;

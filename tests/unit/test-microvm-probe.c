@@ -169,6 +169,75 @@ static void test_qemu_version_exec(void **state)
     assert_int_equal(microvm_qemu_version(at("empty/none"), v), -ENOEXEC);
 }
 
+static int count_lines(const char *path)
+{
+    char buf[256];
+    int fd = open(path, O_RDONLY | O_CLOEXEC), n = 0;
+    ssize_t k;
+
+    if (fd < 0)
+        return 0;
+    while ((k = read(fd, buf, sizeof(buf))) > 0)
+        for (ssize_t i = 0; i < k; i++)
+            n += buf[i] == '\n';
+    close(fd);
+    return n;
+}
+
+/* `qemu -version` runs once per binary: then per process, and from cache_dir/qemu.version;
+ * a changed binary runs again. */
+static void test_qemu_version_cached(void **state)
+{
+    char script[PATH_MAX * 2];
+    unsigned v[3];
+    (void)state;
+
+    assert_int_equal(mkdir(at("vcache"), 0755), 0);
+    assert_int_equal(mkdir(at("bin-count"), 0755), 0);
+    assert_int_equal(mkdir(at("bin-count2"), 0755), 0);
+    assert_int_equal(str_printf(script, sizeof(script),
+                                "#!/bin/sh\necho run >>'%s'\n"
+                                "echo 'QEMU emulator version 8.1.3 (Debian)'\n",
+                                at("count")),
+                     0);
+    write_file(at("bin-count/qemu-system-x86_64"), script, 0755);
+    write_file(at("bin-count2/qemu-system-x86_64"), script, 0755);
+
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[1], 1);
+    assert_int_equal(v[2], 3);
+    assert_int_equal(count_lines(at("count")), 1);
+    /* the same process: remembered */
+    memset(v, 0, sizeof(v));
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(count_lines(at("count")), 1);
+    /* another binary, no cache directory: runs (and replaces what the process remembers) */
+    assert_int_equal(microvm_qemu_version_cached(at("bin-count2/qemu-system-x86_64"), NULL, v), 0);
+    assert_int_equal(count_lines(at("count")), 2);
+    /* the first one again: from vcache/qemu.version, not run */
+    memset(v, 0, sizeof(v));
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[2], 3);
+    assert_int_equal(count_lines(at("count")), 2);
+    /* the binary changed (an upgrade): runs again */
+    write_file(at("bin-count/qemu-system-x86_64"),
+               "#!/bin/sh\necho 'QEMU emulator version 9.0.0 (Debian, upgraded)'\n", 0755);
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 9);
+    /* a failing binary is an error, not cached */
+    assert_int_equal(microvm_qemu_version_cached(at("bin-bad/qemu-system-x86_64"), at("vcache"), v),
+                     -EINVAL);
+    assert_int_equal(microvm_qemu_version_cached(at("bin-bad/qemu-system-x86_64"), at("vcache"), v),
+                     -EINVAL);
+}
+
 static void test_real_qemu(void **state)
 {
     char path[PATH_MAX];
@@ -454,12 +523,19 @@ static void test_this_host(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accel_names),  cmocka_unit_test(test_qemu_parse_version),
-        cmocka_unit_test(test_find_in_path), cmocka_unit_test(test_qemu_version_exec),
-        cmocka_unit_test(test_real_qemu),    cmocka_unit_test(test_cache_dir),
-        cmocka_unit_test(test_kernel_meta),  cmocka_unit_test(test_kvm_gather),
-        cmocka_unit_test(test_kvm_decide),   cmocka_unit_test(test_cpuinfo),
-        cmocka_unit_test(test_probe_run),    cmocka_unit_test(test_this_host),
+        cmocka_unit_test(test_accel_names),
+        cmocka_unit_test(test_qemu_parse_version),
+        cmocka_unit_test(test_find_in_path),
+        cmocka_unit_test(test_qemu_version_exec),
+        cmocka_unit_test(test_qemu_version_cached),
+        cmocka_unit_test(test_real_qemu),
+        cmocka_unit_test(test_cache_dir),
+        cmocka_unit_test(test_kernel_meta),
+        cmocka_unit_test(test_kvm_gather),
+        cmocka_unit_test(test_kvm_decide),
+        cmocka_unit_test(test_cpuinfo),
+        cmocka_unit_test(test_probe_run),
+        cmocka_unit_test(test_this_host),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -359,6 +359,9 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.n_shares = n;
         qc.cpus = b->cpus;
         qc.memory_mib = b->guest_mib;
+        /* bottle-init's start-up stages on the console (bench/microvm-run.sh --trace) */
+        if (getenv("BOT_BOTTLE_VM_TRACE") && strcmp(getenv("BOT_BOTTLE_VM_TRACE"), "1") == 0)
+            qc.cmdline_extra = "bbtrace=1";
         r = microvm_qemu_argv(&qc, &b->qargv);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");

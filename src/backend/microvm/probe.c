@@ -206,6 +206,92 @@ int microvm_qemu_version(const char *qemu, unsigned ret[3])
     return microvm_qemu_parse_version(out, ret);
 }
 
+/*
+ * The version of one QEMU binary does not change while the binary does not: the answer is
+ * kept per process (create() probes again after probe()) and in cache_dir/qemu.version,
+ * keyed by the binary's path, device, inode, size and mtime, so `run` does not exec
+ * `qemu -version` (40-100 ms here) at all once it is known.
+ */
+#define QEMU_VERSION_CACHE "qemu.version"
+
+static int qemu_version_key(const char *qemu, char *ret, size_t size)
+{
+    struct stat st;
+
+    if (stat(qemu, &st) < 0)
+        return -errno;
+    return str_printf(ret, size, "%s\t%llu\t%llu\t%lld\t%lld.%09ld", qemu,
+                      (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                      (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                      (long)st.st_mtim.tv_nsec);
+}
+
+static int qemu_version_cache_read(const char *file, const char *key, unsigned ret[3])
+{
+    char text[PATH_MAX + 256];
+    size_t klen = strlen(key);
+    ssize_t n;
+    _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0)
+        return -errno;
+    n = RETRY_EINTR(read(fd, text, sizeof(text) - 1));
+    if (n < 0)
+        return -errno;
+    text[n] = '\0';
+    if ((size_t)n <= klen + 1 || memcmp(text, key, klen) != 0 || text[klen] != '\n')
+        return -ESTALE;
+    /* the line after the key is `qemu -version`'s first line, parsed as when fresh */
+    return microvm_qemu_parse_version(text + klen + 1, ret);
+}
+
+static void qemu_version_cache_write(const char *dir, const char *file, const char *key,
+                                     const unsigned v[3])
+{
+    char tmp[PATH_MAX], text[PATH_MAX + 256];
+    size_t n;
+    _cleanup_close_ int fd = -1;
+
+    if (str_printf(tmp, sizeof(tmp), "%s/." QEMU_VERSION_CACHE ".%d", dir, (int)getpid()) < 0 ||
+        str_printf(text, sizeof(text), "%s\nQEMU emulator version %u.%u.%u\n", key, v[0], v[1],
+                   v[2]) < 0)
+        return;
+    n = strlen(text);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return; /* no cache directory yet (no kernel built): nothing to keep */
+    if (RETRY_EINTR(write(fd, text, n)) != (ssize_t)n || rename(tmp, file) < 0)
+        (void)unlink(tmp);
+}
+
+int microvm_qemu_version_cached(const char *qemu, const char *cache_dir, unsigned ret[3])
+{
+    static char memo_key[PATH_MAX + 128];
+    static unsigned memo[3];
+    char key[PATH_MAX + 128], file[PATH_MAX];
+    bool have_file;
+    int r;
+
+    if (qemu_version_key(qemu, key, sizeof(key)) < 0 || strchr(qemu, '\n'))
+        return microvm_qemu_version(qemu, ret);
+    if (memo_key[0] && strcmp(memo_key, key) == 0) {
+        memcpy(ret, memo, sizeof(memo));
+        return 0;
+    }
+    have_file = cache_dir && cache_dir[0] &&
+                str_printf(file, sizeof(file), "%s/" QEMU_VERSION_CACHE, cache_dir) >= 0;
+    if (!have_file || qemu_version_cache_read(file, key, ret) < 0) {
+        r = microvm_qemu_version(qemu, ret);
+        if (r < 0)
+            return r;
+        if (have_file)
+            qemu_version_cache_write(cache_dir, file, key, ret);
+    }
+    (void)str_printf(memo_key, sizeof(memo_key), "%s", key);
+    memcpy(memo, ret, sizeof(memo));
+    return 0;
+}
+
 /* ---- guest kernel ---- */
 
 int microvm_cache_dir_for(uid_t uid, const char *xdg_cache_home, const char *home, char *ret,
@@ -469,7 +555,14 @@ static void probe_qemu(const struct microvm_probe_paths *paths, struct microvm_p
         p->qemu[0] = '\0';
         return;
     }
-    r = microvm_qemu_version(p->qemu, p->qemu_version);
+    {
+        char dir[PATH_MAX];
+        if (paths->cache_dir)
+            r = str_printf(dir, sizeof(dir), "%s", paths->cache_dir);
+        else
+            r = microvm_cache_dir_default(dir, sizeof(dir));
+        r = microvm_qemu_version_cached(p->qemu, r < 0 ? NULL : dir, p->qemu_version);
+    }
     if (r < 0) {
         FINDING(p, MICROVM_FINDING_QEMU, false,
                 "%s -version failed (%s); reinstall qemu-system-x86: scripts/install-deps.sh",

@@ -67,6 +67,11 @@ int microvm_qemu_parse_version(const char *text, unsigned ret[3]);
  * -ETIMEDOUT, -EINVAL for output that is not QEMU's, or the exec error. */
 int microvm_qemu_version(const char *qemu, unsigned ret[3]);
 
+/* The same, remembered: per process and in cache_dir/qemu.version (cache_dir may be NULL),
+ * keyed by the binary's path, device, inode, size and mtime; the binary runs only when the
+ * key changed. Same errors. */
+int microvm_qemu_version_cached(const char *qemu, const char *cache_dir, unsigned ret[3]);
+
 /* ---- guest kernel ---- */
 
 struct microvm_kernel {
