@@ -86,6 +86,12 @@ struct backend_create_args {
     uint32_t cpus_milli;
     uint64_t memory_bytes;
     uint64_t pids_max;
+    /* Read only by the microvm backend: the accelerator ("auto" or NULL, "kvm", "tcg"; kvm
+     * fails create when KVM is not usable) and a user's own guest kernel (NULL: the cache's). */
+    struct {
+        const char *accel;
+        const char *kernel;
+    } vm;
 };
 
 struct backend_started {

@@ -40,6 +40,7 @@ enum {
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
     OPT_QUIET,
+    OPT_ACCEL,
 };
 
 static void usage(FILE *f)
@@ -57,6 +58,9 @@ static void usage(FILE *f)
             "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
             "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
             "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
+            "      --accel A            microvm: kvm, tcg (emulation, slow) or auto (default:\n"
+            "                           KVM when it can boot the guest, else TCG); kvm fails\n"
+            "                           (125) where KVM is not usable; config: [microvm] accel\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
@@ -431,6 +435,7 @@ int cmd_run(int argc, char **argv)
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
         { "backend", required_argument, NULL, 'b' },
+        { "accel", required_argument, NULL, OPT_ACCEL },
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
         { "mount", required_argument, NULL, OPT_MOUNT },
@@ -473,6 +478,14 @@ int cmd_run(int argc, char **argv)
             goto out;
         case 'b':
             backend = optarg;
+            break;
+        case OPT_ACCEL:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
+                strcmp(optarg, "tcg") != 0) {
+                log_error("--accel '%s': expected kvm, tcg or auto", optarg);
+                goto out;
+            }
+            o.accel = optarg;
             break;
         case 'w':
             workspace = optarg;
@@ -584,6 +597,9 @@ int cmd_run(int argc, char **argv)
     o.allow_write = allow_write;
     o.mounts = mounts;
     o.backend = backend;
+    if (!o.accel)
+        o.accel = cfg.accel;
+    o.kernel = cfg.kernel;
     o.name = cfg.name;
     o.workspace = wsbuf;
     o.argv = argv + optind;

@@ -50,6 +50,8 @@ void config_done(struct bb_config *cfg)
     if (!cfg)
         return;
     free(cfg->backend);
+    free(cfg->accel);
+    free(cfg->kernel);
     free(cfg->name);
     strv_done(&cfg->allow);
     strv_done(&cfg->allow_cidr);
@@ -112,6 +114,8 @@ int config_parse_size(const char *s, uint64_t *ret)
 
 enum scalar {
     SC_BACKEND,
+    SC_ACCEL,
+    SC_KERNEL,
     SC_CPUS,
     SC_MEMORY,
     SC_NAME,
@@ -152,7 +156,7 @@ static int ctx_fail(struct load_ctx *c, const char *fmt, ...)
 
 static bool known_section(const char *s, size_t len)
 {
-    static const char *const sections[] = { "bottle", "egress", "env" };
+    static const char *const sections[] = { "bottle", "egress", "env", "microvm" };
     for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
         if (strlen(sections[i]) == len && memcmp(sections[i], s, len) == 0)
             return true;
@@ -217,8 +221,10 @@ static char *config_reader(char *str, int num, void *stream)
             }
         }
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
-            ctx_fail(c, "unknown section [%.*s]; known sections are [bottle], [egress], [env]",
-                     (int)MIN((size_t)(close - line - 1), 64), line + 1);
+            ctx_fail(
+                c,
+                "unknown section [%.*s]; known sections are [bottle], [egress], [env], [microvm]",
+                (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
     }
@@ -325,6 +331,22 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                     key);
 }
 
+/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux (docs/microvm.md) */
+static int handle_microvm(struct load_ctx *c, const char *key, const char *value)
+{
+    if (strcmp(key, "accel") == 0) {
+        if (strcmp(value, "auto") != 0 && strcmp(value, "kvm") != 0 && strcmp(value, "tcg") != 0)
+            return ctx_fail(c, "accel: '%.32s' is not auto, kvm or tcg", value);
+        return set_scalar(c, SC_ACCEL, key, &c->cfg.accel, value);
+    }
+    if (strcmp(key, "kernel") == 0) {
+        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+            return ctx_fail(c, "kernel: '%.80s' is not an absolute path to a vmlinux", value);
+        return set_scalar(c, SC_KERNEL, key, &c->cfg.kernel, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel", key);
+}
+
 static int handle_addr(struct load_ctx *c, enum scalar which, const char *key, char **slot,
                        const char *value, uint16_t default_port)
 {
@@ -412,6 +434,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_egress(c, name, value);
     if (strcmp(section, "env") == 0)
         return handle_env(c, name, value);
+    if (strcmp(section, "microvm") == 0)
+        return handle_microvm(c, name, value);
     /* the reader refuses unknown sections; keep the check for safety */
     return ctx_fail(c, "unknown section [%.64s]", section);
 }
@@ -470,6 +494,8 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     }
 
     move_str(&cfg->backend, &c.cfg.backend);
+    move_str(&cfg->accel, &c.cfg.accel);
+    move_str(&cfg->kernel, &c.cfg.kernel);
     if (c.cfg.cpus)
         cfg->cpus = c.cfg.cpus;
     if (c.cfg.memory)

@@ -13,6 +13,7 @@
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
  *   [env]     pass = NAME[=VALUE] (repeatable)
+ *   [microvm] accel = auto|kvm|tcg   kernel = /path/to/vmlinux (not from a project's bottle.ini)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -51,6 +52,9 @@ struct bb_config {
     char *audit;        /* path */
     /* [env] */
     struct strv env_pass;
+    /* [microvm] */
+    char *accel;  /* "auto", "kvm" or "tcg"; NULL: not set */
+    char *kernel; /* absolute path of a vmlinux; NULL: the cache's */
 };
 
 struct config_error {

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <elf.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -400,6 +402,116 @@ int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret)
     return 0;
 }
 
+/*
+ * What a user's own kernel ([microvm] kernel) must have for this backend, checked before
+ * QEMU starts so that a stock kernel fails with a sentence instead of a silent guest: an x86-64
+ * ELF vmlinux with the Xen PVH entry note (QEMU boots it directly; no bzImage, no firmware),
+ * and, built in, the drivers the guest needs before anything can be loaded. Built-in code
+ * leaves its module name in the image; a driver built as a module does not.
+ */
+static const struct {
+    const char *needle;
+    const char *what;
+} kernel_needs[] = {
+    { "virtio_mmio.device", "virtio-mmio devices from the command line (CONFIG_VIRTIO_MMIO=y, "
+                            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y)" },
+    { "virtio_console", "the virtio console and ports (CONFIG_VIRTIO_CONSOLE=y)" },
+    { "9pnet_virtio", "9p over virtio (CONFIG_NET_9P=y, CONFIG_NET_9P_VIRTIO=y)" },
+    { "v9fs_inode_cache", "the 9p file system (CONFIG_9P_FS=y)" },
+};
+
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define MICROVM_KERNEL_MAX_BYTES (512ULL << 20)
+
+static bool elf_has_pvh_note(const unsigned char *p, size_t size)
+{
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)p;
+
+    if (eh->e_phoff > size || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+        eh->e_phnum > (size - eh->e_phoff) / sizeof(Elf64_Phdr))
+        return false;
+    for (size_t i = 0; i < eh->e_phnum; i++) {
+        const Elf64_Phdr *ph = (const Elf64_Phdr *)(p + eh->e_phoff + i * sizeof(Elf64_Phdr));
+        size_t off, end;
+
+        if (ph->p_type != PT_NOTE || ph->p_offset > size || ph->p_filesz > size - ph->p_offset)
+            continue;
+        off = ph->p_offset;
+        end = off + ph->p_filesz;
+        while (end - off >= sizeof(Elf64_Nhdr)) {
+            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)(p + off);
+            size_t name = (nh->n_namesz + 3) & ~(size_t)3, desc = (nh->n_descsz + 3) & ~(size_t)3;
+
+            off += sizeof(*nh);
+            if (name > end - off || desc > end - off - name)
+                break;
+            if (nh->n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh->n_namesz == 4 &&
+                memcmp(p + off, "Xen", 4) == 0)
+                return true;
+            off += name + desc;
+        }
+    }
+    return false;
+}
+
+int microvm_kernel_check(const char *path, char *reason, size_t reason_size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    const unsigned char *p;
+    struct stat st;
+    int r = 0;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        r = -errno;
+        (void)str_printf(reason, reason_size, "cannot read the guest kernel %s (%s)", path,
+                         strerror(-r));
+        return r;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr) ||
+        (uint64_t)st.st_size > MICROVM_KERNEL_MAX_BYTES) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s is not a regular file of a kernel's size", path);
+        return -EINVAL;
+    }
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        r = -errno;
+        (void)str_printf(reason, reason_size, "cannot read the guest kernel %s (%s)", path,
+                         strerror(-r));
+        return r;
+    }
+    if (memcmp(p, ELFMAG, SELFMAG) != 0 || p[EI_CLASS] != ELFCLASS64 ||
+        ((const Elf64_Ehdr *)p)->e_machine != EM_X86_64) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s is not an x86-64 ELF vmlinux (a bzImage/vmlinuz "
+                         "cannot be booted without firmware; give the uncompressed vmlinux, "
+                         "e.g. from scripts/build-guest-kernel.sh)",
+                         path);
+        r = -ENOEXEC;
+    } else if (!elf_has_pvh_note(p, (size_t)st.st_size)) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s has no PVH entry note (CONFIG_PVH=y), so QEMU "
+                         "cannot boot it directly",
+                         path);
+        r = -ENOEXEC;
+    } else {
+        for (size_t i = 0; i < ARRAY_SIZE(kernel_needs); i++) {
+            if (!memmem(p, (size_t)st.st_size, kernel_needs[i].needle,
+                        strlen(kernel_needs[i].needle) + 1)) {
+                (void)str_printf(reason, reason_size,
+                                 "the guest kernel %s lacks %s built in (modules cannot be "
+                                 "loaded before the shares are mounted); build one with "
+                                 "scripts/build-guest-kernel.sh",
+                                 path, kernel_needs[i].what);
+                r = -ENOEXEC;
+                break;
+            }
+        }
+    }
+    munmap((void *)p, (size_t)st.st_size);
+    return r;
+}
+
 /* ---- KVM ---- */
 
 void microvm_kvm_gather(const char *kvm_dev, const char *sys_module, struct microvm_kvm_facts *ret)
@@ -677,8 +789,14 @@ int microvm_accel_choose(enum microvm_accel_request req, const struct microvm_pr
         return 0;
     case MICROVM_ACCEL_REQ_KVM:
         if (!p->kvm_usable) {
-            (void)str_printf(reason, reason_size, "--accel kvm: %s; use --accel tcg or auto",
-                             p->findings[MICROVM_FINDING_KVM].text);
+            /* "no usable KVM (why): running under TCG emulation" without the last part: here
+             * nothing runs */
+            const char *t = p->findings[MICROVM_FINDING_KVM].text;
+            const char *cut = strstr(t, ": running under TCG emulation");
+            (void)str_printf(reason, reason_size,
+                             "--accel kvm: %.*s, so the VM cannot run under KVM here; use "
+                             "--accel tcg (emulation, slow) or auto",
+                             (int)(cut ? (size_t)(cut - t) : strlen(t)), t);
             return -ENODEV;
         }
         *ret = MICROVM_ACCEL_KVM;

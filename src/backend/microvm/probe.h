@@ -98,6 +98,13 @@ int microvm_kernel_meta_parse(const char *text, const char *cache_dir, struct mi
  * -ENOENT when there is no kernel.meta or no vmlinux, -EINVAL for a bad kernel.meta. */
 int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret);
 
+/*
+ * Checks a user's own guest kernel ([microvm] kernel = PATH): an x86-64 ELF vmlinux with the
+ * PVH entry note, with virtio-mmio command-line devices, the virtio console, 9p and 9p over
+ * virtio built in. 0, or a negative errno with one sentence in reason naming what is missing.
+ */
+int microvm_kernel_check(const char *path, char *reason, size_t reason_size);
+
 /* ---- KVM ---- */
 
 struct microvm_kvm_facts {
