@@ -101,6 +101,8 @@ static int ctl_fd = -1;
 #define VM_PORT_DIR "/dev/virtio-ports/"
 /* How long the kernel may take to announce the console and the ports (TCG is slow). */
 #define VM_PORT_WAIT_MS 10000
+/* polling step while waiting for a port or the console (each 10 ms step showed in start-up) */
+#define VM_PORT_POLL_MS 2
 
 struct init_state {
     struct loop *loop;
@@ -346,7 +348,7 @@ static void sleep_ms(long ms)
  */
 static int vm_open_port(const char *name, int flags)
 {
-    for (long waited = 0;; waited += 10) {
+    for (long waited = 0;; waited += VM_PORT_POLL_MS) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         int fd = -ENOENT;
@@ -379,7 +381,7 @@ static int vm_open_port(const char *name, int flags)
             closedir(d);
         if (fd != -ENOENT || waited >= VM_PORT_WAIT_MS)
             return fd;
-        sleep_ms(10);
+        sleep_ms(VM_PORT_POLL_MS);
     }
 }
 
@@ -406,10 +408,10 @@ static int vm_early_init(void)
     }
     if (fcntl(STDERR_FILENO, F_GETFD) < 0) {
         int fd = -1;
-        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += 10) {
+        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += VM_PORT_POLL_MS) {
             fd = open("/dev/console", O_RDWR | O_NOCTTY);
             if (fd < 0)
-                sleep_ms(10);
+                sleep_ms(VM_PORT_POLL_MS);
         }
         if (fd < 0)
             return -ENODEV; /* nowhere to say anything; the status still goes to ctl */
