@@ -73,6 +73,7 @@ struct mv_bottle {
     struct microvm_probe probe;
     enum microvm_accel accel; /* --accel applied to the probe */
     bool accel_auto;
+    char cmdline_extra[64];
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
@@ -391,9 +392,19 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.n_shares = n;
         qc.cpus = b->cpus;
         qc.memory_mib = b->guest_mib;
-        /* bottle-init's start-up stages on the console (bench/microvm-run.sh --trace) */
-        if (getenv("BOT_BOTTLE_VM_TRACE") && strcmp(getenv("BOT_BOTTLE_VM_TRACE"), "1") == 0)
-            qc.cmdline_extra = "bbtrace=1";
+        /* Benchmark knobs: bottle-init's start-up stages on the console
+         * (bench/microvm-run.sh --trace), the workspace's 9p msize and cache mode
+         * (bench/microvm-ws.sh; bottle-init accepts only known values). */
+        {
+            const char *t = getenv("BOT_BOTTLE_VM_TRACE"), *p9 = getenv("BOT_BOTTLE_VM_9P");
+            bool tr = t && strcmp(t, "1") == 0;
+            bool ok9 = p9 && p9[0] && strlen(p9) < 32 &&
+                       strspn(p9, "0123456789,abcdefghijklmnopqrstuvwxyz") == strlen(p9);
+            (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
+                             tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
+                             ok9 ? p9 : "");
+            qc.cmdline_extra = b->cmdline_extra;
+        }
         r = microvm_qemu_argv(&qc, &b->qargv);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");
