@@ -70,7 +70,8 @@ static void usage(FILE *f)
             "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
-            "                           RAM, whichever is less)\n"
+            "                           RAM, whichever is less); microvm: the guest's RAM is\n"
+            "                           this less QEMU's share (without --memory: 1G)\n"
             "      --pids N             process limit (default: 4096)\n"
             "      --cpus N             CPU limit (e.g. 1.5; default: none)\n"
             "      --tmpfs-size SIZE    size of /tmp and of $HOME, each (default: memory/4)\n"
@@ -608,6 +609,7 @@ int cmd_run(int argc, char **argv)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
         o.memory_bytes = cfg.memory;
+    o.memory_given = o.memory_bytes != 0;
     if (set_limits(&o, no_limits, tmpfs_size, shm_size) < 0)
         goto out;
     if (cfg.upstream_dns) {

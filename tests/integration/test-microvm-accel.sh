@@ -4,7 +4,8 @@
 # host's KVM is PVM, which cannot boot the guest: --accel kvm must refuse with 125 and the
 # reason, before any VM starts; --accel tcg runs. [microvm] kernel = PATH boots a user's own
 # vmlinux, refuses one that lacks what the guest needs (a stock distribution kernel, a
-# bzImage) with the reason, and is never taken from a project's bottle.ini. One boot.
+# bzImage) with the reason, and is never taken from a project's bottle.ini. --memory sizes
+# the guest beyond its default 1 GiB. One boot.
 source "$(dirname "$0")/lib.sh"
 
 unset BOT_BOTTLE_BACKEND
@@ -79,10 +80,16 @@ if [ -z "$k" ]; then
     done_testing
 fi
 printf '[microvm]\nkernel = %s\n' "$cache/$k" >"$T/own.ini"
-out=$("$BB" run -c "$T/own.ini" --accel tcg -- sh -c 'echo in-vm; uname -r' 2>"$T/err"); rc=$?
+# --memory 1600M: the guest gets all of the limit but QEMU's share, (1600 - 256) * 32/33 = 1303
+# MiB, more than the 1 GiB it has by default
+out=$("$BB" run -c "$T/own.ini" --accel tcg --memory 1600M -- \
+    sh -c 'echo in-vm; uname -r; grep MemTotal /proc/meminfo' 2>"$T/err"); rc=$?
 is "--accel tcg with [microvm] kernel = the built kernel exits 0" "$rc" 0
 like "... the command ran in the VM" "$out" "in-vm"
 like "... on that kernel" "$out" "$(sed -n 's/^version=//p' "$cache/kernel.meta")"
 unlike "... no 'no usable KVM' warning when TCG was asked for" "$(cat "$T/err")" "no usable KVM"
+mem=$(sed -n 's/^MemTotal: *\([0-9]*\) kB.*/\1/p' <<<"$out")
+check "... --memory 1600M gives the guest more than 1 GiB (MemTotal ${mem:-?} kB)" \
+    test "${mem:-0}" -gt 1150000 -a "${mem:-0}" -lt 1340000
 
 done_testing
