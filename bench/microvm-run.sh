@@ -19,6 +19,7 @@
 #   --nice N      nice value for both (default 10)
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
 #   --trace       break the run's time down by stage (above)
+#   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +29,7 @@ build=$root/build
 nice_val=10
 memory=1024
 trace=0
+kernel=
 die() {
     echo "bot-bottle: microvm-run: $*" >&2
     exit 1
@@ -39,6 +41,7 @@ while [ $# -gt 0 ]; do
     --nice) nice_val=${2:?}; shift 2 ;;
     --memory) memory=${2:?}; shift 2 ;;
     --trace) trace=1; shift ;;
+    --kernel) kernel=${2:?}; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -51,6 +54,13 @@ tmp=$(mktemp -d /tmp/microvm-run.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/run-time" "$here/tools/run-time.c" || die "cannot build tools/run-time.c"
 mkdir -p "$tmp/ws" && mkdir -m 0700 "$tmp/state"
+floor_kernel=()
+run_cfg=()
+if [ -n "$kernel" ]; then
+    printf '[microvm]\nkernel = %s\n' "$kernel" >"$tmp/kernel.ini"
+    floor_kernel=(--kernel "$kernel")
+    run_cfg=(-c "$tmp/kernel.ini")
+fi
 
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'
@@ -59,11 +69,12 @@ echo "microvm-run: $runs rounds, nice $nice_val, floor guest ${memory} MiB, load
 floors=()
 runs_ms=()
 for i in $(seq 1 "$runs"); do
-    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" |
+    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
+        ${floor_kernel[@]+"${floor_kernel[@]}"} |
         sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
     res=$(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
-        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run -- true 2>"$tmp/err" |
+        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err" |
         tee "$tmp/out.$i" | tail -n 1)
     [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err")"
     r=$((${res%% *} / 1000))
