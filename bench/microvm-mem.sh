@@ -47,7 +47,7 @@ for r in $(seq 1 "$reps"); do
     (cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state exec "$bb" run --memory "$memory" -- \
         sh -c 'echo guest-ready; exec sleep 600') >"$tmp/out" 2>"$tmp/err" &
     run_pid=$!
-    for _ in $(seq 600); do grep -q guest-ready "$tmp/out" 2>/dev/null && break; sleep 0.1; done
+    for _ in $(seq 1800); do grep -q guest-ready "$tmp/out" 2>/dev/null && break; sleep 0.1; done
     grep -q guest-ready "$tmp/out" || die "the bottle did not start: $(cat "$tmp/err")"
     sleep "$settle"
     qemu=$(pgrep -P "$run_pid" -f qemu-system || true)
