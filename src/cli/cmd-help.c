@@ -96,6 +96,9 @@ static const char config_text[] =
     "  audit = /path/to/audit.jsonl   ; --audit\n"
     "  [env]\n"
     "  pass = ANTHROPIC_API_KEY   ; --env (repeatable; NAME or NAME=VALUE)\n"
+    "  [microvm]\n"
+    "  accel = auto               ; --accel (kvm, tcg or auto)\n"
+    "  kernel = /opt/k/vmlinux    ; your own guest kernel (your config only, never bottle.ini)\n"
     "\n"
     "Unknown sections and keys are errors, so a typo in a security setting is never ignored.\n";
 
