@@ -61,6 +61,16 @@ static int open_port(const char *name)
     return -1;
 }
 
+/* Decimal digits at *p (advanced past them); 0 when there are none. */
+static unsigned long long parse_num(const char **p)
+{
+    unsigned long long v = 0;
+
+    while (**p >= '0' && **p <= '9' && v < (1ULL << 40))
+        v = v * 10 + (unsigned long long)(*(*p)++ - '0');
+    return v;
+}
+
 int main(void)
 {
     unsigned long long size = 100ULL * 1000 * 1000, chunk = 64 * 1024, done = 0;
@@ -71,12 +81,18 @@ int main(void)
     int fd, n;
 
     if (arg) {
-        char *end;
-        size = strtoull(arg, &end, 10);
-        if (*end == ',')
-            chunk = strtoull(end + 1, &end, 10);
-        if (*end == ',')
-            in = strcmp(end + 1, "out") != 0;
+        const char *p = arg;
+        size = parse_num(&p);
+        if (*p == ',') {
+            p++;
+            chunk = parse_num(&p);
+        }
+        if (*p == ',')
+            in = strcmp(p + 1, "out") != 0;
+        if (!size || !chunk || chunk > (64ULL << 20)) {
+            size = 0; /* reported as 0 bytes moved */
+            chunk = 65536;
+        }
     }
     mount("sysfs", "/sys", "sysfs", 0, NULL);
     mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
