@@ -46,7 +46,7 @@ echo "microvm-ws: making a $files-file git tree in $ws/tree"
     mkdir "d$d"
     for f in $(seq 0 99); do echo "file $d/$f" >"d$d/f$f.txt"; done
 done && git init -q && git -c user.name=b -c user.email=b@example.invalid add -A &&
-    git -c user.name=b -c user.email=b@example.invalid commit -qm tree) || die "cannot make the tree"
+    git -c gc.auto=0 -c user.name=b -c user.email=b@example.invalid commit -qm tree) || die "cannot make the tree"
 
 # the workload: one "NAME MS" line per step
 cat >"$ws/work.sh" <<WORK
