@@ -19,10 +19,11 @@ RULES='0|common||log, buf, str, net addresses, loop (epoll, timers, signals), xa
 2|dns|common policy audit|the DNS wire format and the DNS filter
 2|config|common policy|INI files into a validated struct bb_config; the trust store of approved files
 3|egress|common policy channel audit proxy dns config|the egress daemon: one loop running proxy and DNS filter, reload (re-reads the config files it was given), its seccomp confinement
+3|agent|common config|agent profiles (built-in claude and codex, [agent "NAME"] from the config), the agent cache and state directories, installed versions
 3|guest|common channel|bottle-init (PID 1 of a bottle), its rootfs, network and seccomp filter; the bottle spec
 4|backend|common guest|backend ops (probe, create, start, wait, request_stop, kill, exec, destroy), the namespace backend, the microvm pieces (probe, QEMU argv, initramfs), cgroups
 5|supervisor|common policy channel audit config egress guest backend|one bottle per `run`: state (state.c, usable without a supervisor), alias lease, the daemon (daemon.c, fork+exec), notices, the control socket, host relay, stdio and tty, workspace protection
-6|cli|common policy audit proxy config egress guest backend supervisor|main and one file per verb; option parsing shared in args.c'
+6|cli|common policy audit proxy config agent egress guest backend supervisor|main and one file per verb; option parsing shared in args.c'
 
 if [ "${1:-}" = --table ]; then
     echo "| layer | folder | owns | may include |"

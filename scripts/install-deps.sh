@@ -16,6 +16,9 @@ packages=(
     qemu-system-x86 flex bison libelf-dev bc xz-utils
     # tests: fake upstreams, clients, namespaces
     python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc libcap2-bin
+    # tests: validates examples/docker/compose.yaml offline (`docker-compose config`; the
+    # client only: no Docker engine is installed or needed)
+    docker-compose
     # benchmarks (anchors): bench/*.sh
     squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap runsc
 )

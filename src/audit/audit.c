@@ -391,7 +391,10 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
         json_object_set_new(o, "host", h);
     }
     json_object_set_new(o, "port", json_integer(ev->port));
-    json_object_set_new(o, "decision", json_string(ev->allow ? "allow" : "deny"));
+    json_object_set_new(o, "decision",
+                        json_string(ev->held    ? "hold"
+                                    : ev->allow ? "allow"
+                                                : "deny"));
     json_object_set_new(o, "reason", json_string(ev->reason ? ev->reason : ""));
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)ev->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)ev->bytes_down));
@@ -561,8 +564,11 @@ int audit_note(struct audit *a, const struct audit_event *ev)
             loop_timer_set(a->loop, &a->timer, a->window_end);
     }
 
-    snprintf(nums, sizeof(nums), "%d %d %u %d", (int)ev->kind, ev->allow ? 1 : 0, ev->port,
-             ev->status);
+    snprintf(nums, sizeof(nums), "%d %d %u %d", (int)ev->kind,
+             ev->held    ? 2
+             : ev->allow ? 1
+                         : 0,
+             ev->port, ev->status);
     if (!key_add(key, &klen, nums) || !key_add(key, &klen, ev->reason) ||
         !key_add(key, &klen, ev->method) || !key_add(key, &klen, ev->qtype) ||
         !key_add(key, &klen, ev->host))

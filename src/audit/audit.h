@@ -29,6 +29,7 @@ struct audit_event {
     const char *host; /* as normalised, or the raw text (escaped) when it failed to parse */
     uint16_t port;    /* 0: not applicable (DNS) */
     bool allow;
+    bool held;          /* not decided yet: held, waiting for an allow ("decision":"hold") */
     const char *reason; /* verdict_reason() for denials; "allowlisted" or similar for allows;
                          * also upstream outcomes ("upstream-connect-failed") */
     uint64_t bytes_up;  /* client -> upstream payload bytes (allowed connections, at close) */

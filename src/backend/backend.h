@@ -1,5 +1,6 @@
 /*
- * Backends: one ops table per way of building a bottle (namespace, microvm, docker example).
+ * Backends: one ops table per way of building a bottle (namespace, microvm, docker example,
+ * smolmachines).
  *
  * Life cycle, driven by the per-bottle supervisor:
  *   probe   can this host run the backend? If not, one human sentence saying why (doctor,
@@ -29,6 +30,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/macro.h"
 #include "guest/spec.h"
 
 #define BACKEND_REASON_MAX 512
@@ -46,12 +48,29 @@ enum {
      * backend_started.channel_fd; the supervisor runs the host relay on it. */
     BACKEND_HAS_CHANNEL = 1u << 2,
     /* The egress daemon does not run as the supervisor's child on this host (e.g. a sidecar
-     * VM); the supervisor does not start one. Not supported by the supervisor yet. */
+     * VM, or the docker example's sidecar container): the supervisor does not start one and
+     * passes the policy in backend_create_args.egress_args instead. */
     BACKEND_DAEMON_ELSEWHERE = 1u << 3,
     /* The command's stdout and stderr arrive merged on stdio[1] (microvm: the virtio console
      * is QEMU's stdout); stdin is not passed and there is no terminal: `run` refuses -t and
      * -i. */
     BACKEND_STDIO_CONSOLE = 1u << 4,
+    /* Never chosen by `auto` (nor as the default): only when named (--backend,
+     * BOT_BOTTLE_BACKEND, [bottle] backend). For examples and adapters whose boundary this
+     * project does not test (docker, smolmachines). */
+    BACKEND_NOT_AUTO = 1u << 5,
+};
+
+/* The backend used when neither --backend, BOT_BOTTLE_BACKEND nor the config names one. */
+#define BACKEND_DEFAULT "microvm"
+#define BACKEND_FINDINGS_MAX 12
+#define BACKEND_FINDING_MAX 320
+
+/* One fact a probe established, for `doctor` (e.g. "qemu": "QEMU 7.2.22 at ..."). */
+struct backend_finding {
+    const char *name; /* a static string: "qemu", "kernel", "userns", ... */
+    bool ok;          /* false: this fact keeps the backend from running, or slows it */
+    char text[BACKEND_FINDING_MAX];
 };
 
 struct backend_probe {
@@ -59,7 +78,17 @@ struct backend_probe {
     /* When not available: what is missing and how to fix it, one sentence. When available:
      * a short note (e.g. "user namespaces work; running as root: uid 0 maps to host root"). */
     char reason[BACKEND_REASON_MAX];
+    /* Available, but emulated and slow (microvm under TCG, no usable KVM): `auto` takes it
+     * only when no faster backend can run (backend_choose). */
+    bool slow;
+    /* What the probe found, for `doctor` (backend_probe_add_finding); may be empty. */
+    size_t n_findings;
+    struct backend_finding findings[BACKEND_FINDINGS_MAX];
 };
+
+/* Appends a finding (dropped silently past BACKEND_FINDINGS_MAX; the text is cut to fit). */
+void backend_probe_add_finding(struct backend_probe *p, const char *name, bool ok, const char *fmt,
+                               ...) _printf_(4, 5);
 
 /* Where backend files live. Any field may be NULL for the default lookup. */
 struct backend_paths {
@@ -86,6 +115,11 @@ struct backend_create_args {
     uint32_t cpus_milli;
     uint64_t memory_bytes;
     uint64_t pids_max;
+    /* Read only by BACKEND_DAEMON_ELSEWHERE backends (docker: the sidecar): the policy as
+     * `bot-bottle egress` arguments (NULL-terminated, may be NULL) and the audit log the
+     * daemon appends to (created by the supervisor). Not owned. */
+    char *const *egress_args;
+    const char *audit;
     /* Read only by the microvm backend: the accelerator ("auto" or NULL, "kvm", "tcg"; kvm
      * fails create when KVM is not usable), a user's own guest kernel (NULL: the cache's), and
      * whether the memory limit was asked for (the guest then gets all of it, else 1 GiB). */
@@ -167,11 +201,53 @@ const struct backend_ops *const *backend_list(size_t *ret_n);
 /* By name; NULL when unknown. */
 const struct backend_ops *backend_find(const char *name);
 
+/* Where the backend's name came from, in precedence order. */
+enum backend_source {
+    BACKEND_SRC_FLAG,    /* --backend */
+    BACKEND_SRC_ENV,     /* BOT_BOTTLE_BACKEND */
+    BACKEND_SRC_CONFIG,  /* [bottle] backend in a config file */
+    BACKEND_SRC_DEFAULT, /* BACKEND_DEFAULT */
+};
+/* "--backend", "BOT_BOTTLE_BACKEND", "[bottle] backend in the config", "the default" */
+const char *backend_source_name(enum backend_source s);
+
 /*
- * Selects a backend by name ("auto": the first available one of backend_list()) and probes
- * it. Returns 0 and *ret; -ENOENT for an unknown name; -EOPNOTSUPP when the named backend is
- * not available here (or none is, for "auto"), with the probe's sentence in *reterr_probe
- * (may be NULL). Never falls back from a named backend to another one.
+ * The precedence, pure: the first of flag, env, config that is set and not empty, else
+ * BACKEND_DEFAULT. Each may be NULL. Returns the name and *ret_source.
+ */
+const char *backend_resolve_name(const char *flag, const char *env, const char *config,
+                                 enum backend_source *ret_source);
+
+/* The names `--backend` takes: every backend of the table, then auto ("microvm, namespace,
+ * auto"). */
+void backend_names(char *buf, size_t size);
+
+struct backend_choice {
+    const struct backend_ops *ops; /* the chosen backend; NULL on failure */
+    /* the chosen backend's probe; on -EOPNOTSUPP for a named backend its (failed) probe */
+    struct backend_probe probe;
+    /* auto: one sentence saying why this one (or, when none can run, why each could not) */
+    char why[3 * BACKEND_REASON_MAX];
+};
+
+/*
+ * Chooses from list (backend_list() or a test's table) by name and probes the choice.
+ * "auto": the first available backend without BACKEND_NOT_AUTO that is not slow, in list
+ * order; failing that the first available slow one (a VM under emulation still beats nothing,
+ * but a shared-kernel backend at full speed is taken before it). Backends with
+ * BACKEND_NOT_AUTO are never probed by auto.
+ * Returns 0 and *ret; -ENOENT for an unknown name; -EOPNOTSUPP when the named backend is not
+ * available here (or none is, for auto), the reason in ret->probe.reason (auto: ret->why);
+ * or a probe's own negative errno. Never falls back from a named backend to another one.
+ */
+int backend_choose(const struct backend_ops *const *list, size_t n, const char *name,
+                   const struct backend_paths *paths, struct backend_choice *ret);
+
+/*
+ * Selects a backend by name from backend_list() ("auto": as backend_choose) and probes it. Returns
+ * 0 and *ret; -ENOENT for an unknown name; -EOPNOTSUPP when the named backend is not available here
+ * (or none is, for "auto"), with the probe's sentence in *reterr_probe (may be NULL). Never falls
+ * back from a named backend to another one.
  */
 int backend_select(const char *name, const struct backend_paths *paths,
                    const struct backend_ops **ret, struct backend_probe *reterr_probe);

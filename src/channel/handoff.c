@@ -75,7 +75,31 @@ static bool is_connected_tcp(int fd)
     return getpeername(fd, (struct sockaddr *)&peer, &pl) == 0;
 }
 
+/* A connected unix stream socket (from the supervisor's own socketpair). */
+static bool is_connected_unix_stream(int fd)
+{
+    int domain, type, listening;
+
+    if (sockopt_int(fd, SOL_SOCKET, SO_DOMAIN, &domain) < 0 ||
+        sockopt_int(fd, SOL_SOCKET, SO_TYPE, &type) < 0 ||
+        sockopt_int(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening) < 0)
+        return false;
+    return domain == AF_UNIX && type == SOCK_STREAM && !listening;
+}
+
+static int recv_one(int sock, bool allow_unix, int *ret_fd);
+
 int handoff_recv(int sock, int *ret_fd)
+{
+    return recv_one(sock, false, ret_fd);
+}
+
+int handoff_recv_relay(int sock, int *ret_fd)
+{
+    return recv_one(sock, true, ret_fd);
+}
+
+static int recv_one(int sock, bool allow_unix, int *ret_fd)
 {
     struct handoff_msg m;
     struct msghdr *msg = &m.msg;
@@ -105,7 +129,7 @@ int handoff_recv(int sock, int *ret_fd)
     if (n != 1 || m.byte != HANDOFF_BYTE || (msg->msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
         nfds != 1)
         r = -EBADMSG;
-    else if (!is_connected_tcp(fd))
+    else if (!is_connected_tcp(fd) && !(allow_unix && is_connected_unix_stream(fd)))
         r = -EBADMSG;
     if (r < 0) {
         if (fd >= 0)

@@ -26,3 +26,10 @@ int handoff_send(int sock, int fd);
  * returned; the message is consumed), or another -errno.
  */
 int handoff_recv(int sock, int *ret_fd);
+
+/*
+ * The same for the supervisor's relay socket (a daemon holding credentials listens on no TCP
+ * port: the host relay hands it each proxy stream of the channel as one end of a unix stream
+ * socketpair): also accepts a connected AF_UNIX SOCK_STREAM socket.
+ */
+int handoff_recv_relay(int sock, int *ret_fd);

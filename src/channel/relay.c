@@ -333,6 +333,18 @@ static int host_open_stream(void *ud, enum channel_kind kind)
     /* The kind alone picks the target; there is no other destination. */
     switch (kind) {
     case CHANNEL_KIND_TCP_PROXY:
+        if (r->cfg.proxy_via_handoff) {
+            int sp[2], h;
+            if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0)
+                return -errno;
+            h = handoff_send(r->cfg.proxy_handoff_fd, sp[1]);
+            close(sp[1]);
+            if (h < 0) {
+                close(sp[0]);
+                return h;
+            }
+            return sp[0];
+        }
         return net_connect_tcp((const struct sockaddr *)&r->cfg.proxy.ss, r->cfg.proxy.len);
     case CHANNEL_KIND_TCP_DNS:
         return net_connect_tcp((const struct sockaddr *)&r->cfg.dns.ss, r->cfg.dns.len);

@@ -65,7 +65,12 @@ struct mux *channel_guest_relay_mux(struct channel_guest_relay *r);
 
 struct channel_host_config {
     struct net_addr proxy; /* the egress daemon's proxy, A:3128 on the host */
-    struct net_addr dns;   /* the egress daemon's DNS filter, A:53 on the host (TCP and UDP) */
+    /* true: proxy streams are not connected to `proxy` but handed to the daemon as one end of
+     * a unix stream socketpair over proxy_handoff_fd (a SOCK_SEQPACKET socket, not owned;
+     * channel/handoff.h): a daemon holding credentials has no TCP listener. */
+    bool proxy_via_handoff;
+    int proxy_handoff_fd;
+    struct net_addr dns; /* the egress daemon's DNS filter, A:53 on the host (TCP and UDP) */
     void (*dead)(void *userdata, int err);
     void *userdata;
 };

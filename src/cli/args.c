@@ -70,6 +70,18 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
         a->cli.upstream_dns = xstrdup(arg);
         return 1;
     }
+    case 0x1007: {
+        uint64_t v;
+        if (str_to_u64_cstr(arg, HOLD_BLOCKED_MAX_S, &v) < 0) {
+            log_error("--hold-blocked '%s': expected a number of seconds from 0 to %d (0: refuse "
+                      "at once)",
+                      arg, HOLD_BLOCKED_MAX_S);
+            return -EINVAL;
+        }
+        a->cli.hold_blocked = (unsigned)v;
+        a->cli.have_hold_blocked = true;
+        return 1;
+    }
     case 0x1003:
         free(a->cli.audit);
         a->cli.audit = xstrdup(arg);
@@ -321,6 +333,21 @@ static int load_file(struct policy_args *a, struct policy_file *f, const char *s
         memcpy(f->sha256, hex, sizeof(hex));
         f->trusted = true;
     }
+    if (f->needs_trust) {
+        /* A file a bottle can write never defines a credential: it would name the command the
+         * host runs or the file it reads for the secret, and the host it is sent to. */
+        struct bb_config one = { 0 };
+        size_t n;
+        r = config_load_string(f->path, data, len, &one, &err);
+        n = one.n_creds;
+        config_done(&one);
+        if (r == 0 && n) {
+            log_error("%s defines [credential] sections, which bot-bottle reads only from your "
+                      "own config file (%s) or --credential: a bottle can write %s",
+                      f->path, "$XDG_CONFIG_HOME/bot-bottle/config.ini", f->path);
+            return -EPERM;
+        }
+    }
     /* [microvm] kernel picks the code the bottle's own kernel runs: only from the user's
      * config, never from a file a project or a bottle can write (even an approved one). */
     char *kernel = cfg->kernel;
@@ -429,6 +456,10 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
     merge_strv(&cfg.env_pass, &a->cli.env_pass);
     merge_str(&cfg.upstream_dns, a->cli.upstream_dns);
     merge_str(&cfg.audit, a->cli.audit);
+    if (a->cli.have_hold_blocked) {
+        cfg.have_hold_blocked = true;
+        cfg.hold_blocked = a->cli.hold_blocked;
+    }
     merge_str(&cfg.listen, a->cli.listen);
     merge_str(&cfg.dns, a->cli.dns);
     merge_str(&cfg.backend, a->cli.backend);
@@ -501,5 +532,11 @@ void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config
     if (cfg->upstream_dns) {
         strv_push(out, "--upstream-dns");
         strv_push(out, cfg->upstream_dns);
+    }
+    if (a->cli.have_hold_blocked) {
+        char n[16];
+        snprintf(n, sizeof(n), "%u", a->cli.hold_blocked);
+        strv_push(out, "--hold-blocked");
+        strv_push(out, n);
     }
 }

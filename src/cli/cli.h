@@ -21,6 +21,10 @@ int cmd_version(int argc, char **argv);
 int cmd_egress(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_start(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_attach(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
 
 int cmd_trust(int argc, char **argv);
 /* cmd-bottle.c: the verbs on running and stopped bottles */
@@ -30,6 +34,8 @@ int cmd_allow(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cmd_logs(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_agent(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
 /* The compiled-in help topics (cmd-help.c): the text of NAME or NULL; the i-th name or NULL. */
 const char *help_topic_text(const char *name);
 const char *help_topic_name(size_t i);
@@ -90,6 +96,16 @@ struct policy_args {
     "                           'bot-bottle trust'; bot-bottle help config)\n"                     \
     "      --upstream-dns ADDR[:PORT]  resolver for allowlisted names (default: the host's)\n"
 
+/* --hold-blocked: only the verbs that run a daemon (run, egress) list it in their options. */
+#define POLICY_OPT_HOLD_BLOCKED                                                                    \
+    {                                                                                              \
+        "hold-blocked", required_argument, NULL, 0x1007                                            \
+    }
+#define POLICY_OPTS_HELP_HOLD                                                                      \
+    "      --hold-blocked SECONDS  hold a request for a host that is not allowlisted for up\n"     \
+    "                           to SECONDS (at most 3600) instead of refusing it at once: a\n"     \
+    "                           'bot-bottle allow' meanwhile lets it through (default 0: off)\n"
+
 /* Returns 1 when opt was a policy option (consumed), 0 when not, or a negative errno after
  * printing an error. */
 int policy_args_handle(struct policy_args *a, int opt, const char *optarg_);
@@ -132,3 +148,58 @@ int policy_args_reload(void *userdata, struct policy **ret);
  */
 void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config *cfg,
                              struct strv *out);
+
+/*
+ * What an agent profile adds to `run` (cmd-agent.c; docs/agents.md): its command, variables
+ * (NAME=VALUE: fixed ones, the host's API keys when set, PATH with the cached agent first, the
+ * state directory's variable) and mounts (SRC:DST[:ro]: the cache read-only, the state
+ * directory read-write). Its hosts go straight into the policy and args->cli.allow.
+ */
+struct agent_run {
+    char *command;
+    char *state; /* the state directory (canonical), or NULL */
+    struct strv env;
+    struct strv mounts;
+};
+/* Whether name is an agent profile (built-in or in cfg). */
+bool agent_run_known(const struct bb_config *cfg, const char *name);
+/*
+ * For `run NAME` / `run --agent NAME` in workspace (canonical), after policy_args_finish:
+ * looks the profile up, finds the agent (the cache, else the host's /usr), allows its hosts in
+ * policy and args, creates its state directory (refused where a bottle can write, writable)
+ * and fills *ret. Logs and returns -errno on failure.
+ */
+int agent_run_prepare(const char *name, const char *workspace, struct policy_args *args,
+                      const struct bb_config *cfg, struct policy *policy,
+                      const struct strv *writable, struct agent_run *ret);
+void agent_run_done(struct agent_run *ar);
+/*
+ * Every run: refuses (logged, -EPERM) when a path the bottle can write (writable: the workspace
+ * and read-write mount sources, canonical) lies inside or holds the agent cache or the state
+ * root, but for ar's own state directory (ar may be NULL).
+ */
+int agent_run_check_roots(const struct strv *writable, const struct agent_run *ar);
+
+/* ---- backend selection (select.c), shared by run and doctor ---- */
+#include "backend/backend.h"
+
+struct cli_backend_sel {
+    const char *name;           /* what was asked for ("auto" included) */
+    enum backend_source source; /* where that came from */
+    int r;                      /* backend_choose's result: 0, -ENOENT, -EOPNOTSUPP, -errno */
+    struct backend_choice choice;
+};
+
+/*
+ * The choice run makes: the name from --backend (flag, may be NULL), then
+ * $BOT_BOTTLE_BACKEND, then [bottle] backend (config, may be NULL), then the default; then
+ * backend_choose() over backend_list(). Never prompts, never falls back.
+ */
+void cli_backend_select(const char *flag, const char *config, const struct backend_paths *paths,
+                        struct cli_backend_sel *ret);
+/*
+ * One sentence for the outcome: r == 0: which backend and why (for auto, the line run
+ * prints); otherwise what is missing and the option or command that fixes it or picks another
+ * backend (the error run prints before exiting 125).
+ */
+void cli_backend_explain(const struct cli_backend_sel *s, char *buf, size_t size);

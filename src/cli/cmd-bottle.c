@@ -72,9 +72,50 @@ static bool log_exists(const char *path)
 
 /* ---------------------------------------------------------------- ls */
 
+#define PENDING_SLOTS 64 /* distinct held host:port tracked per log */
+
 struct counts {
     uint64_t allowed, denied;
+    /* Held requests (--hold-blocked) not yet decided: a "hold" record, and no later allow or
+     * deny of the same kind, host and port. */
+    struct {
+        char key[BB_MAX_HOSTNAME + 16];
+        uint64_t n;
+    } held[PENDING_SLOTS];
+    size_t n_held;
 };
+
+static void count_pending(struct counts *c, const struct audit_record *rec, bool hold)
+{
+    char key[sizeof(c->held[0].key)];
+    size_t i;
+
+    if (str_printf(key, sizeof(key), "%s %s:%d", rec->kind, rec->host, rec->port) < 0)
+        return;
+    for (i = 0; i < c->n_held; i++)
+        if (strcmp(c->held[i].key, key) == 0)
+            break;
+    if (!hold) {
+        /* decided: as many holds of it as this record stands for */
+        if (i < c->n_held)
+            c->held[i].n -= MIN(c->held[i].n, audit_record_weight(rec));
+        return;
+    }
+    if (i == c->n_held) {
+        if (c->n_held == PENDING_SLOTS)
+            return;
+        memcpy(c->held[c->n_held++].key, key, sizeof(key));
+    }
+    c->held[i].n += audit_record_weight(rec);
+}
+
+static uint64_t pending_total(const struct counts *c)
+{
+    uint64_t t = 0;
+    for (size_t i = 0; i < c->n_held; i++)
+        t += c->held[i].n;
+    return t;
+}
 
 static void count_line(void *ud, const char *line, size_t len)
 {
@@ -87,6 +128,7 @@ static void count_line(void *ud, const char *line, size_t len)
         c->allowed += audit_record_weight(&rec);
     else if (strcmp(rec.decision, "deny") == 0)
         c->denied += audit_record_weight(&rec);
+    count_pending(c, &rec, strcmp(rec.decision, "hold") == 0);
 }
 
 /* Decisions in the log, counted from both files: the work is bounded by the daemon's size cap
@@ -114,7 +156,8 @@ static void ls_usage(FILE *f)
             "\n"
             "Options:\n"
             "      --json   one JSON object: {\"version\":1, \"bottles\":[{name, state, backend,\n"
-            "               alias, pid, started, uptime_s, command, allowed, denied, audit}]}\n"
+            "               alias, pid, started, uptime_s, command, allowed, denied, pending,\n"
+            "               audit}]} (pending: requests held by --hold-blocked right now)\n"
             "  -a, --all    also the stopped bottles whose audit log is still there\n"
             "  -h, --help   this text\n");
 }
@@ -192,6 +235,12 @@ int cmd_ls(int argc, char **argv)
         free(rows);
         return EXIT_BB_FAILURE;
     }
+    if (r == 0) {
+        /* ended bottles' logs do not pile up (rm --help, docs/cli.md "Retention") */
+        unsigned keep, days;
+        state_retention_policy(&keep, &days);
+        (void)state_logs_retention(&st, keep, days, (int64_t)now);
+    }
     if (r == 0 && (d = opendir(st.bottles))) {
         while ((de = readdir(d)) && n < MAX_LISTED) {
             struct row *w = &rows[n];
@@ -254,6 +303,8 @@ int cmd_ls(int argc, char **argv)
                                 w->have_info ? json_string(w->info.command) : json_null());
             json_object_set_new(b, "allowed", json_integer((json_int_t)w->counts.allowed));
             json_object_set_new(b, "denied", json_integer((json_int_t)w->counts.denied));
+            json_object_set_new(b, "pending",
+                                json_integer(live ? (json_int_t)pending_total(&w->counts) : 0));
             json_object_set_new(b, "audit", json_string(w->audit));
             json_array_append_new(arr, b);
         }
@@ -262,17 +313,19 @@ int cmd_ls(int argc, char **argv)
         fputc('\n', stdout);
         json_decref(o);
     } else {
-        printf("%-20s %-10s %-16s %-8s %-8s %8s %8s  %s\n", "NAME", "BACKEND", "ALIAS", "STATE",
-               "UPTIME", "ALLOWED", "DENIED", "COMMAND");
+        printf("%-20s %-10s %-16s %-8s %-8s %8s %8s %8s  %s\n", "NAME", "BACKEND", "ALIAS", "STATE",
+               "UPTIME", "ALLOWED", "DENIED", "PENDING", "COMMAND");
         for (size_t i = 0; i < n; i++) {
             const struct row *w = &rows[i];
             char up[32] = "-";
             if (strcmp(w->state, "running") == 0 && w->have_info && w->info.started)
                 fmt_uptime(now - w->info.started, up, sizeof(up));
-            printf("%-20s %-10s %-16s %-8s %-8s %8llu %8llu  %s\n", w->name,
+            bool live = strcmp(w->state, "running") == 0;
+            printf("%-20s %-10s %-16s %-8s %-8s %8llu %8llu %8llu  %s\n", w->name,
                    w->have_info ? w->info.backend : "-", w->have_info ? w->info.alias : "-",
                    w->state, up, (unsigned long long)w->counts.allowed,
                    (unsigned long long)w->counts.denied,
+                   (unsigned long long)(live ? pending_total(&w->counts) : 0),
                    w->have_info && w->info.command[0] ? w->info.command : "-");
         }
     }

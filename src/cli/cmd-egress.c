@@ -24,6 +24,9 @@ enum {
     OPT_HANDOFF_FD,
     OPT_AUDIT_MAX_SIZE,
     OPT_CONTROL_FD,
+    OPT_RELAY_FD,
+    OPT_CREDENTIALS_FD,
+    OPT_NO_LISTEN,
 };
 
 static void usage(FILE *f)
@@ -35,7 +38,9 @@ static void usage(FILE *f)
             "CONNECT) and, with --dns, a DNS filter, both enforcing one allowlist. Everything\n"
             "not allowlisted gets 403 (proxy) or NXDOMAIN (DNS) and an audit record.\n"
             "SIGHUP reloads the config files (the same files as at start, never a new search)\n"
-            "and reopens the audit log; SIGTERM drains and exits.\n"
+            "and reopens the audit log; SIGTERM drains and exits. Audit records (JSON lines)\n"
+            "go to standard output unless --audit FILE (or audit = FILE in the config) says\n"
+            "otherwise.\n"
             "\n"
             "Options:\n"
             "  -l, --listen ADDR:PORT   proxy address (numeric), e.g. 127.77.0.2:3128\n"
@@ -43,7 +48,10 @@ static void usage(FILE *f)
             "      --name NAME          bottle name recorded in audit records (default: "
             "egress)\n"
             "      --audit-max-size N[K|M|G]  rotate the audit file (to FILE.1) when it would\n"
-            "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP
+            "                           pass N bytes (default 4M; 0: never)\n" POLICY_OPTS_HELP_BASE
+                POLICY_OPTS_HELP_HOLD
+            "      --audit FILE         append audit records (JSON lines) to FILE (default:\n"
+            "                           standard output; '-' = standard output)\n"
             "  -v, --verbose            debug logging\n"
             "  -q, --quiet              only warnings and errors\n"
             "  -h, --help               this text\n"
@@ -58,6 +66,12 @@ static void usage(FILE *f)
             "                           its proxy connections\n"
             "  --control-fd FD          a SOCK_SEQPACKET socket over which the supervisor\n"
             "                           adds or removes allow patterns\n"
+            "  --relay-fd FD            a SOCK_SEQPACKET socket over which the supervisor hands\n"
+            "                           over the channel's proxy streams (unix stream sockets)\n"
+            "  --credentials-fd FD      read the credentials to put into requests from FD\n"
+            "                           (never from argv or the environment)\n"
+            "  --no-listen              no TCP listener: serve only --handoff-fd and --relay-fd\n"
+            "                           (a daemon holding credentials)\n"
             "  --config-sha256 HEX      the -c FILE just before must have this SHA-256, at start\n"
             "                           and at every reload (else the reload is refused)\n"
             "  --no-default-config      read only the -c files; never search for one\n"
@@ -117,6 +131,7 @@ int cmd_egress(int argc, char **argv)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "listen", required_argument, NULL, 'l' },
         { "dns", required_argument, NULL, OPT_DNS },
         { "name", required_argument, NULL, OPT_NAME },
@@ -129,6 +144,9 @@ int cmd_egress(int argc, char **argv)
         { "handoff-fd", required_argument, NULL, OPT_HANDOFF_FD },
         { "audit-max-size", required_argument, NULL, OPT_AUDIT_MAX_SIZE },
         { "control-fd", required_argument, NULL, OPT_CONTROL_FD },
+        { "relay-fd", required_argument, NULL, OPT_RELAY_FD },
+        { "credentials-fd", required_argument, NULL, OPT_CREDENTIALS_FD },
+        { "no-listen", no_argument, NULL, OPT_NO_LISTEN },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -189,6 +207,23 @@ int cmd_egress(int argc, char **argv)
             o.control_fd = (int)v;
             break;
         }
+        case OPT_RELAY_FD:
+        case OPT_CREDENTIALS_FD: {
+            uint64_t v;
+            const char *oname = opt == OPT_RELAY_FD ? "--relay-fd" : "--credentials-fd";
+            if (str_to_u64_cstr(optarg, 65535, &v) < 0 || v <= 2) {
+                log_error("%s '%s': expected a file descriptor number above 2", oname, optarg);
+                goto out;
+            }
+            if (opt == OPT_RELAY_FD)
+                o.relay_fd = (int)v;
+            else
+                o.credentials_fd = (int)v;
+            break;
+        }
+        case OPT_NO_LISTEN:
+            o.no_listen = true;
+            break;
         case OPT_HEAD_TIMEOUT:
             if (parse_ms("--head-timeout-ms", optarg, &o.limits.head_timeout_ms) < 0)
                 goto out;
@@ -229,11 +264,20 @@ int cmd_egress(int argc, char **argv)
     }
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
-    if (!cfg.listen) {
+    o.inspect = &cfg.inspect;
+    o.tls_extra_ca = cfg.tls_extra_ca;
+    if (cfg.n_creds && o.credentials_fd < 0)
+        log_warn("egress: the config's [credential] sections are used by 'bot-bottle run' "
+                 "only; this daemon puts no credential into requests");
+    if (o.no_listen) {
+        if (o.handoff_fd < 0 && o.relay_fd < 0) {
+            log_error("egress: --no-listen needs --handoff-fd or --relay-fd (the only way in)");
+            goto out;
+        }
+    } else if (!cfg.listen) {
         log_error("egress: --listen ADDR:PORT is required (e.g. --listen 127.0.0.1:3128)");
         goto out;
-    }
-    if (net_addr_parse(cfg.listen, 0, &o.listen) < 0) {
+    } else if (net_addr_parse(cfg.listen, 0, &o.listen) < 0) {
         log_error("egress: --listen '%s': expected a numeric ADDR:PORT", cfg.listen);
         goto out;
     }
@@ -256,6 +300,9 @@ int cmd_egress(int argc, char **argv)
     if (policy_n_allow(policy) == 0 && !quiet)
         log_warn("egress: the allowlist is empty: every request will be refused (add --allow)");
     o.audit_path = cfg.audit ? cfg.audit : "-";
+    o.policy_from_file = args.n_files > 0;
+    if (cfg.have_hold_blocked)
+        o.limits.hold_blocked_ms = cfg.hold_blocked * 1000u;
     o.bottle_name = name ? name : cfg.name ? cfg.name : "egress";
     o.reload = policy_args_reload;
     o.reload_userdata = &args;

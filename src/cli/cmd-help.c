@@ -33,6 +33,13 @@ static const char notices_text[] =
     "    A cloud metadata address (169.254.169.254 and similar): never allowed.\n"
     "blocked a request (bad-host: ...)\n"
     "    The target was not a valid host name; nothing to allow.\n"
+    "blocked HOST (credential-misuse: ...)\n"
+    "    A credential's placeholder (bb-cred-NAME-...) went to another host or port, into\n"
+    "    the URL, the body, another header or a second header. bot-bottle puts the real\n"
+    "    value only into the credential's own header to its own host (--credential).\n"
+    "cut a response from HOST (credential-reflected: ...)\n"
+    "    The credential's host sent the real value back (an echo of the request): the\n"
+    "    connection was cut before those bytes reached the bottle.\n"
     "HOST failed (no-address): the name does not resolve\n"
     "    The host is allowed but has no address: check its spelling, or the resolver\n"
     "    (--upstream-dns ADDR[:PORT]; default: the host's).\n"
@@ -99,6 +106,8 @@ static const char config_text[] =
     "  [microvm]\n"
     "  accel = auto               ; --accel (kvm, tcg or auto)\n"
     "  kernel = /opt/k/vmlinux    ; your own guest kernel (your config only, never bottle.ini)\n"
+    "  [agent \"NAME\"]             ; an agent profile: command, allow, env, state, state_env,\n"
+    "                             ; package (bot-bottle help agents)\n"
     "\n"
     "Unknown sections and keys are errors, so a typo in a security setting is never ignored.\n";
 
@@ -118,6 +127,67 @@ static const char workspace_text[] =
     "directory the bottle has read-only, like /usr). SRC must exist and is never followed\n"
     "through a symbolic link. Git identity: --mount ~/.gitconfig:$HOME/.gitconfig:ro.\n";
 
+static const char agents_text[] =
+    "Agents: run claude, run codex, agent install\n"
+    "\n"
+    "  bot-bottle agent install claude      # npm, inside a bottle that reaches only the registry\n"
+    "  bot-bottle run -t -i claude          # Claude Code in a bottle (its hosts, keys, state)\n"
+    "  bot-bottle run codex exec 'fix the tests'\n"
+    "  bot-bottle agent ls                  # installed versions\n"
+    "\n"
+    "'run NAME [ARG...]' runs the agent profile NAME when the first argument names one and no\n"
+    "'--' came before it; 'run --agent NAME [--] [ARG...]' says so explicitly; 'run -- NAME'\n"
+    "runs NAME as a plain command. A profile gives the bottle:\n"
+    "  - its command, from bot-bottle's cache ($XDG_CACHE_HOME/bot-bottle/agents/NAME, read-only\n"
+    "    at /opt/bot-bottle/agents/NAME, first on PATH), else from the host's /usr;\n"
+    "  - the hosts it needs: claude: api.anthropic.com (the API), claude.ai, platform.claude.com\n"
+    "    and console.anthropic.com (sign-in); codex: api.openai.com (the API), chatgpt.com (the\n"
+    "    ChatGPT-plan backend), auth.openai.com (sign-in). Telemetry, error reports, auto-update\n"
+    "    and plugin hosts are not allowed, and turned off where the agent has a switch\n"
+    "    (claude: DISABLE_TELEMETRY, DISABLE_ERROR_REPORTING, DISABLE_AUTOUPDATER,\n"
+    "    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC);\n"
+    "  - the host's variables it uses, when set: claude: ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN,\n"
+    "    ANTHROPIC_BASE_URL, ANTHROPIC_MODEL, CLAUDE_CODE_OAUTH_TOKEN; codex: OPENAI_API_KEY,\n"
+    "    OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID;\n"
+    "  - its own state directory per workspace, $XDG_DATA_HOME/bot-bottle/agents/NAME/DIR-HASH,\n"
+    "    at $HOME/.claude (CLAUDE_CONFIG_DIR) or $HOME/.codex (CODEX_HOME): sign in once per\n"
+    "    project, and 'claude --resume' finds the sessions of earlier bottles. Never your home.\n"
+    "-a, -e and --mount add to a profile as usual.\n"
+    "\n"
+    "Your own profiles, or additions to a built-in one, in the config file:\n"
+    "  [agent \"aider\"]\n"
+    "  command = aider              # a program on the bottle's PATH, or an absolute path\n"
+    "  allow = api.openai.com       # repeatable\n"
+    "  env = OPENAI_API_KEY         # passed when set; NAME=VALUE: always (repeatable)\n"
+    "  state = .aider               # under $HOME: a per-workspace state directory mounted there\n"
+    "  state_env = AIDER_HOME       # set to $HOME/<state>\n"
+    "  package = aider-js           # for 'bot-bottle agent install'\n"
+    "A section named claude or codex adds its allow and env lines to the built-in profile and\n"
+    "replaces its command, state, state_env or package.\n"
+    "\n"
+    "'agent install' uses the same backend as 'run' (default microvm; -b namespace is faster\n"
+    "and shares the host's kernel), the registry of 'npm config get registry' (--registry URL)\n"
+    "and the CA file the host's npm trusts. It never runs npm on the host itself.\n";
+static const char backends_text[] =
+    "Backends: what a bottle is made of, and which one run uses\n"
+    "\n"
+    "  microvm     a QEMU microVM with its own guest kernel (the default). Needs\n"
+    "              qemu-system-x86_64 and a guest kernel built once with\n"
+    "              scripts/build-guest-kernel.sh; KVM when usable, else TCG emulation (slow).\n"
+    "  namespace   Linux namespaces + seccomp on the host's kernel: fast, but a kernel bug\n"
+    "              is an escape. Needs user namespaces.\n"
+    "\n"
+    "Which one: --backend NAME, else $BOT_BOTTLE_BACKEND, else [bottle] backend in the\n"
+    "config, else microvm. 'auto' takes the strongest that can run here: microvm on KVM,\n"
+    "then namespace, then microvm under TCG, and says which and why in one line.\n"
+    "\n"
+    "A backend that cannot run here is an error (exit 125) naming what is missing and the\n"
+    "fix; bot-bottle never switches to another one by itself and never asks. run works\n"
+    "without a terminal and with stdin closed (scripts, CI, systemd).\n"
+    "\n"
+    "'bot-bottle doctor' shows every backend's findings, which one run would use now and\n"
+    "why (--json for scripts).\n";
+
 static const struct {
     const char *name, *summary, *text;
 } topics[] = {
@@ -125,6 +195,8 @@ static const struct {
     { "policy", "allow patterns, --allow-cidr, the address rules", policy_text },
     { "config", "the config files and their keys", config_text },
     { "workspace", "the workspace, mounts and protected paths", workspace_text },
+    { "agents", "run claude / codex: agent profiles, install, state", agents_text },
+    { "backends", "microvm or namespace, how run chooses, doctor", backends_text },
 };
 
 const char *help_topic_text(const char *name)

@@ -10,16 +10,17 @@
 
 #include "backend/backend.h"
 #include "cli/cli.h"
+#include "cli/credentials.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
 #include "guest/spec.h"
+#include "proxy/cred.h"
 #include "supervisor/protect.h"
 #include "supervisor/state.h"
 #include "supervisor/supervisor.h"
 
-#define DEFAULT_BACKEND "microvm"
 /* Default limits (docs/namespace.md, "Limits"): memory min(8 GiB, half of RAM), 4096
  * processes; /tmp and $HOME a quarter of the memory limit each, /dev/shm min(64 MiB, a
  * quarter). tmpfs pages count against the memory limit. */
@@ -41,28 +42,73 @@ enum {
     OPT_ALLOW_WRITE,
     OPT_QUIET,
     OPT_ACCEL,
+    OPT_AGENT,
+    OPT_CREDENTIAL,
 };
+
+static void options_help(FILE *f, bool start);
 
 static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: bot-bottle run [options] [--] COMMAND [ARG...]\n"
+            "       bot-bottle run [options] AGENT [ARG...]     (an agent profile: claude, codex)\n"
+            "       bot-bottle run [options] --agent AGENT [--] [ARG...]\n"
             "\n"
             "Run COMMAND in a new bottle: it sees the workspace (read-write, at the same path)\n"
             "and the host's /usr read-only, nothing else of the host, and reaches the network\n"
             "only through this bottle's egress proxy and DNS filter, which enforce the\n"
             "allowlist. Exits with COMMAND's status (125: bot-bottle failed, 126: COMMAND not\n"
-            "executable, 127: COMMAND not found).\n"
+            "executable, 127: COMMAND not found).\n");
+    options_help(f, false);
+}
+
+static void start_usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: bot-bottle start [options] [--] [COMMAND [ARG...]]\n"
+            "\n"
+            "Start a bottle in the background, as 'run' would, and return once it runs: prints\n"
+            "its name (--name, or a generated one). COMMAND defaults to a login shell (bash -l,\n"
+            "else sh -l). The bottle's supervisor leaves the terminal (its own session, its\n"
+            "output in <state>/logs/NAME.log) and outlives it. The command gets a terminal the\n"
+            "supervisor holds ('bot-bottle attach NAME'; the last 64 KiB of output are kept\n"
+            "while nobody is attached). 'bot-bottle exec NAME CMD' runs another command in it,\n"
+            "'bot-bottle stop NAME' ends it, 'bot-bottle rm NAME' removes its logs. Exits 0, or\n"
+            "125 with what went wrong. -t and -i are accepted and implied (the terminal is\n"
+            "always there; a backend without one sends the output to the log).\n");
+    options_help(f, true);
+}
+
+static void options_help(FILE *f, bool start)
+{
+    fprintf(f,
             "\n"
             "Options:\n"
             "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
             "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
-            "                           (the strongest available); env BOT_BOTTLE_BACKEND\n"
+            "                           (the strongest that can run here); else env\n"
+            "                           BOT_BOTTLE_BACKEND, else [bottle] backend. One that\n"
+            "                           cannot run here is an error (125), never swapped:\n"
+            "                           'bot-bottle doctor' says which can.\n"
+            "                           Only by name: smolmachines (a smolvm machine) and\n"
+            "                           docker (an example, not a tested boundary)\n"
             "      --accel A            microvm: kvm, tcg (emulation, slow) or auto (default:\n"
             "                           KVM when it can boot the guest, else TCG); kvm fails\n"
             "                           (125) where KVM is not usable; config: [microvm] accel\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
+            "      --agent NAME         run the agent NAME with its profile: its hosts, API\n"
+            "                           keys and state directory (bot-bottle help agents).\n"
+            "                           'run NAME' does the same when the first argument names\n"
+            "                           a profile; 'run -- NAME' runs NAME as a plain command\n"
             "  -e, --env NAME[=VALUE]   pass a variable (without VALUE: the host's value)\n"
+            "      --credential NAME:HOST[:PORT]:HEADER:SOURCE\n"
+            "                           a secret the proxy puts into HEADER of requests to\n"
+            "                           HOST (port 443 by default); SOURCE is env:VAR,\n"
+            "                           file:/PATH or command:CMD, resolved here. The bottle\n"
+            "                           gets only a placeholder, in VAR for env:VAR\n"
+            "                           (else BB_CRED_NAME)\n"
+            "                           (config: [credential \"NAME\"]; repeatable)\n"
             "      --mount SRC:DST[:ro] an extra host path inside the bottle (never through a\n"
             "                           symlink)\n"
             "      --allow-write PATH   leave a protected workspace path (below) writable;\n"
@@ -78,10 +124,7 @@ static void usage(FILE *f)
             "      --shm-size SIZE      size of /dev/shm (default: 64M, at most memory/4)\n"
             "      --no-limits          run without memory/pids/cpu limits (one warning); without\n"
             "                           it, a limit that cannot be enforced is an error (125)\n"
-            "  -t, --tty                give the command a terminal (a pty relayed to yours;\n"
-            "                           --backend namespace only, for now)\n"
-            "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
-            "                           --backend namespace only, for now)\n" POLICY_OPTS_HELP
+            "%s" POLICY_OPTS_HELP POLICY_OPTS_HELP_HOLD
             "  -v, --verbose            debug logging (and the bottle's name and audit log)\n"
             "      --quiet              no blocked/failed-host notices (the audit log has all)\n"
             "  -h, --help               this text\n"
@@ -91,7 +134,13 @@ static void usage(FILE *f)
             "once per host and reason on stderr, with the option that fixes them (with -t: when\n"
             "the command exits, never over its screen); every decision is in the audit log\n"
             "($XDG_RUNTIME_DIR/bot-bottle/logs/NAME.audit.log, /run/bot-bottle/logs for root).\n"
-            "'bot-bottle help notices' explains each notice.\n");
+            "'bot-bottle help notices' explains each notice.\n",
+            start ? "  -t, -i                   implied (see above)\n"
+                  : "  -t, --tty                give the command a terminal (a pty relayed to "
+                    "yours;\n"
+                    "                           --backend namespace only, for now)\n"
+                    "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
+                    "                           --backend namespace only, for now)\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
     fprintf(
         f,
@@ -154,20 +203,6 @@ static int set_limits(struct supervisor_opts *o, bool no_limits, uint64_t tmpfs_
     o->tmp_size = o->home_size = tmpfs_size ? tmpfs_size : MAX(mem / 4, 1ULL << 20);
     o->shm_size = shm_size ? shm_size : MAX(MIN(DEFAULT_SHM_MAX, mem / 4), 1ULL << 20);
     return 0;
-}
-
-/* The names the compiled-in backends answer to (backend_list()), and auto. */
-static void say_unknown_backend(const char *name)
-{
-    size_t n = 0;
-    const struct backend_ops *const *list = backend_list(&n);
-    struct buf b = BUF_INIT(1024);
-
-    for (size_t i = 0; i < n; i++)
-        (void)buf_printf(&b, "%s, ", list[i]->name);
-    (void)buf_printf(&b, "auto");
-    log_error("unknown backend '%s' (known: %s)", name, buf_str(&b));
-    buf_done(&b);
 }
 
 /* NAME or NAME=VALUE -> "NAME=VALUE" (the host's value for a bare NAME; unset: skipped).
@@ -431,10 +466,12 @@ static int check_audit_path(const char *path, const struct strv *writable, char 
     return 0;
 }
 
-int cmd_run(int argc, char **argv)
+/* run and start: one parser (start: detached, COMMAND optional). */
+static int run_or_start(int argc, char **argv, bool start)
 {
     static const struct option longopts[] = {
         POLICY_LONG_OPTIONS,
+        POLICY_OPT_HOLD_BLOCKED,
         { "backend", required_argument, NULL, 'b' },
         { "accel", required_argument, NULL, OPT_ACCEL },
         { "workspace", required_argument, NULL, 'w' },
@@ -453,12 +490,15 @@ int cmd_run(int argc, char **argv)
         { "interactive", no_argument, NULL, 'i' },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, OPT_QUIET },
+        { "agent", required_argument, NULL, OPT_AGENT },
+        { "credential", required_argument, NULL, OPT_CREDENTIAL },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     struct policy_args args = { 0 };
     struct supervisor_opts o = { 0 };
-    struct bb_config cfg = { 0 };
+    struct bb_config cfg = { 0 }, cli_creds = { 0 };
+    struct buf cred_wire = BUF_INIT(CRED_WIRE_MAX);
     struct policy *policy = NULL;
     struct strv env_warned = { 0 };
     struct strv env_specs = { 0 }, mounts = { 0 }, writable = { 0 }, allow_write = { 0 };
@@ -467,10 +507,15 @@ int cmd_run(int argc, char **argv)
     uint64_t tmpfs_size = 0, shm_size = 0;
     bool no_limits = false;
     _cleanup_free_ char *audit = NULL;
+    const char *agent = NULL;
+    struct agent_run ar = { 0 };
+    _cleanup_free_ char **cmdv = NULL;
+    bool dashdash;
     int opt, ret = EXIT_BB_FAILURE;
 
-    const struct cli_parser parser = { "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh", longopts, usage,
-                                       &args };
+    const struct cli_parser parser = { start ? "start" : "run", "+" POLICY_OPTS_SHORT "b:w:e:tivh",
+                                       longopts, start ? start_usage : usage, &args };
+    char *shell[] = { access("/usr/bin/bash", X_OK) == 0 ? "bash" : "sh", "-l", NULL };
 
     optind = 1;
     while ((opt = cli_getopt(&parser, argc, argv, &ret)) != -1) {
@@ -555,11 +600,24 @@ int cmd_run(int argc, char **argv)
         case OPT_QUIET:
             o.quiet = true;
             break;
+        case OPT_AGENT:
+            agent = optarg;
+            break;
+        case OPT_CREDENTIAL: {
+            const char *why = NULL;
+            if (config_parse_credential_arg(&cli_creds, optarg, &why) < 0) {
+                log_error("--credential '%s': %s", optarg, why);
+                goto out;
+            }
+            break;
+        }
         default: /* (cli_getopt returns only the options above) */
             goto out;
         }
     }
-    if (optind >= argc) {
+    /* getopt stepped over a `--` ending the options: what follows is a plain command. */
+    dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+    if (optind >= argc && !agent && !start) {
         log_error("run: no COMMAND given (e.g. bot-bottle run --backend namespace -- bash)");
         goto out;
     }
@@ -574,15 +632,55 @@ int cmd_run(int argc, char **argv)
     args.writable_roots = &writable;
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
+    /* `run NAME [ARGS]`: the first argument names an agent profile (docs/agents.md). */
+    if (!agent && !dashdash && optind < argc && agent_run_known(&cfg, argv[optind]))
+        agent = argv[optind++];
+    if (agent) {
+        size_t n = 0;
+        if (agent_run_prepare(agent, wsbuf, &args, &cfg, policy, &writable, &ar) < 0)
+            goto out;
+        for (size_t i = 0; i < ar.mounts.n; i++) {
+            strv_push(&mounts, ar.mounts.v[i]);
+            if (add_writable_mount(&writable, ar.mounts.v[i]) < 0)
+                goto out;
+        }
+        cmdv = xcalloc((size_t)(argc - optind) + 2, sizeof(*cmdv));
+        cmdv[n++] = ar.command;
+        for (int i = optind; i < argc; i++)
+            cmdv[n++] = argv[i];
+        /* the agent's variables first: [env] pass and --env come later and win */
+        for (size_t i = 0; i < ar.env.n; i++)
+            strv_push(&o.env, ar.env.v[i]);
+    }
+    if (agent_run_check_roots(&writable, agent ? &ar : NULL) < 0)
+        goto out;
     if (cfg.audit && check_audit_path(cfg.audit, &writable, &audit) < 0)
         goto out;
 
-    if (!backend)
-        backend = getenv("BOT_BOTTLE_BACKEND");
-    if (!backend || !*backend)
-        backend = cfg.backend ? cfg.backend : DEFAULT_BACKEND;
-    if (strcmp(backend, "auto") != 0 && !backend_find(backend)) {
-        say_unknown_backend(backend);
+    /* Chosen and probed before anything starts: a backend that cannot run is an error here
+     * (exit 125), never a silent switch to another one, and never a prompt. */
+    {
+        struct cli_backend_sel *sel = xcalloc(1, sizeof(*sel));
+        struct backend_paths bp = { .init = o.init_path };
+        char msg[2 * BACKEND_REASON_MAX + sizeof(sel->choice.why)];
+
+        cli_backend_select(backend, cfg.backend, &bp, sel);
+        cli_backend_explain(sel, msg, sizeof(msg));
+        if (sel->r < 0)
+            log_error("%s", msg);
+        else if (strcmp(sel->name, "auto") == 0)
+            log_info("%s", msg);
+        o.backend_ops = sel->choice.ops;
+        free(sel);
+        if (!o.backend_ops)
+            goto out;
+        o.backend = o.backend_ops->name;
+    }
+    if (start && optind >= argc && (o.backend_ops->flags & BACKEND_STDIO_CONSOLE)) {
+        log_error("start: the %s backend cannot give the command a terminal yet, so the default "
+                  "login shell would end at once; give a COMMAND (start -- agent ...) or use "
+                  "--backend namespace",
+                  o.backend);
         goto out;
     }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
@@ -591,20 +689,29 @@ int cmd_run(int argc, char **argv)
     for (size_t i = 0; i < env_specs.n; i++)
         if (add_env(&o.env, env_specs.v[i], "--env", &env_warned) < 0)
             goto out;
-    if (check_sizes(argv + optind, &o.env) < 0)
+    /* Credentials: the command line's replace the file's of the same name. Resolved after
+     * the variables, so a credential's placeholder replaces a passed value of its variable. */
+    config_merge_credentials(&cfg, &cli_creds);
+    if (cfg.n_creds) {
+        if (credentials_prepare(&cfg, &o.env, &cred_wire) < 0)
+            goto out;
+        o.cred_wire = buf_str(&cred_wire);
+        o.cred_wire_len = cred_wire.len;
+    }
+    if (check_sizes(cmdv ? cmdv : optind < argc ? argv + optind : shell, &o.env) < 0)
         goto out;
     for (size_t i = 0; i < cfg.allow_write.n; i++)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;
     o.mounts = mounts;
-    o.backend = backend;
     if (!o.accel)
         o.accel = cfg.accel;
     o.kernel = cfg.kernel;
     o.name = cfg.name;
     o.workspace = wsbuf;
-    o.argv = argv + optind;
+    o.argv = cmdv ? cmdv : optind < argc ? argv + optind : shell;
     o.audit_path = audit;
+    o.tls_extra_ca = cfg.tls_extra_ca;
     if (!o.cpus_milli && cfg.cpus)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
@@ -621,8 +728,14 @@ int cmd_run(int argc, char **argv)
     }
     /* The daemon is exec'd with an empty environment: the policy reaches it as arguments. */
     policy_args_daemon_argv(&args, &cfg, &o.daemon_args);
-    ret = supervisor_run(&o, TAKE_PTR(policy));
+    o.ready_fd = -1;
+    o.detach = start;
+    ret = start ? supervisor_start(&o, TAKE_PTR(policy)) : supervisor_run(&o, TAKE_PTR(policy));
 out:
+    if (cred_wire.p)
+        explicit_bzero(cred_wire.p, cred_wire.len);
+    buf_done(&cred_wire);
+    config_done(&cli_creds);
     policy_free(policy);
     config_done(&cfg);
     strv_done(&env_specs);
@@ -633,5 +746,16 @@ out:
     strv_done(&o.daemon_args);
     strv_done(&allow_write);
     policy_args_done(&args);
+    agent_run_done(&ar);
     return ret;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    return run_or_start(argc, argv, false);
+}
+
+int cmd_start(int argc, char **argv)
+{
+    return run_or_start(argc, argv, true);
 }

@@ -10,14 +10,20 @@
 #include "common/macro.h"
 
 static const struct cli_command commands[] = {
+    { "agent", "install and list agents (agent install NAME, agent ls)", cmd_agent },
     { "allow", "add a pattern to a running bottle's allowlist (allow N PATTERN)", cmd_allow },
+    { "attach", "connect to the terminal of a started bottle (detach: ctrl-p ctrl-q)", cmd_attach },
     { "deny", "remove a pattern from a running bottle's allowlist", cmd_deny },
-    { "help", "help on a topic: notices, policy, config, workspace", cmd_help },
+    { "doctor", "say which backends can run here and why (doctor [--json])", cmd_doctor },
     { "egress", "run the egress daemon (HTTP proxy + DNS filter) on its own", cmd_egress },
+    { "exec", "run another command in a running bottle (exec N [-t] [-i] CMD)", cmd_exec },
+    { "help", "help on a topic: notices, policy, config, workspace, backends, agents", cmd_help },
     { "logs", "a bottle's egress decisions (logs N [--follow] [--verify])", cmd_logs },
     { "ls", "list the bottles", cmd_ls },
     { "policy", "check a target against a policy (policy check ...)", cmd_policy },
+    { "rm", "remove an ended bottle's logs (rm N [-f])", cmd_rm },
     { "run", "run a command in a new bottle", cmd_run },
+    { "start", "start a bottle in the background (start [--name N] [-- CMD])", cmd_start },
     { "stop", "stop a running bottle (stop N)", cmd_stop },
     { "trust", "approve a project's bottle.ini (its exact content)", cmd_trust },
     { "version", "print the version", cmd_version },

@@ -78,5 +78,5 @@
 
 /* Supervisor control socket (src/supervisor/control.h): one request or reply per frame */
 #define BB_MAX_CONTROL_FRAME 4096 /* bytes of JSON after the 4-byte length */
-#define BB_MAX_CONTROL_CONNS 8    /* connections served at once per bottle */
+#define BB_MAX_CONTROL_CONNS 16   /* connections served at once per bottle */
 #define BB_CONTROL_IDLE_MS 10000  /* a connection with no complete request for this long */

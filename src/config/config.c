@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,10 +46,56 @@ void strv_done(struct strv *s)
     s->n = 0;
 }
 
+static void agent_done(struct bb_config_agent *a)
+{
+    free(a->name);
+    free(a->command);
+    strv_done(&a->allow);
+    strv_done(&a->env);
+    free(a->state);
+    free(a->state_env);
+    free(a->package);
+    *a = (struct bb_config_agent){ 0 };
+}
+
+bool config_agent_name_valid(const char *name)
+{
+    size_t n = strlen(name);
+
+    if (n == 0 || n > BB_MAX_AGENT_NAME || !ascii_isalnum(name[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(name[i] >= 'a' && name[i] <= 'z') && !ascii_isdigit(name[i]) && name[i] != '-' &&
+            name[i] != '_')
+            return false;
+    return true;
+}
+
+const struct bb_config_agent *config_find_agent(const struct bb_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        if (strcmp(cfg->agents[i].name, name) == 0)
+            return &cfg->agents[i];
+    return NULL;
+}
+
+static void credential_done(struct bb_credential *c)
+{
+    free(c->name);
+    free(c->host);
+    free(c->header);
+    free(c->value);
+    free(c->env);
+    *c = (struct bb_credential){ 0 };
+}
+
 void config_done(struct bb_config *cfg)
 {
     if (!cfg)
         return;
+    for (size_t i = 0; i < cfg->n_agents; i++)
+        agent_done(&cfg->agents[i]);
+    free(cfg->agents);
     free(cfg->backend);
     free(cfg->accel);
     free(cfg->kernel);
@@ -59,8 +106,13 @@ void config_done(struct bb_config *cfg)
     free(cfg->listen);
     free(cfg->dns);
     free(cfg->audit);
+    strv_done(&cfg->inspect);
+    free(cfg->tls_extra_ca);
     strv_done(&cfg->env_pass);
     strv_done(&cfg->allow_write);
+    for (size_t i = 0; i < cfg->n_creds; i++)
+        credential_done(&cfg->creds[i]);
+    free(cfg->creds);
     *cfg = (struct bb_config){ 0 };
 }
 
@@ -123,6 +175,7 @@ enum scalar {
     SC_LISTEN,
     SC_DNS,
     SC_AUDIT,
+    SC_EXTRA_CA,
     SC_MAX
 };
 
@@ -134,9 +187,11 @@ struct load_ctx {
     bool failed;
     unsigned err_line;
     char err_msg[sizeof(((struct config_error *)0)->msg)];
-    unsigned scalar_line[SC_MAX]; /* where each scalar was set, for "set twice" */
-    struct bb_config cfg;         /* scratch: merged into the caller's only on success */
-    struct policy *scratch;       /* validates patterns and CIDRs as they come */
+    unsigned scalar_line[SC_MAX];  /* where each scalar was set, for "set twice" */
+    struct bb_config cfg;          /* scratch: merged into the caller's only on success */
+    const char *name;              /* the file, for agent sections */
+    struct bb_config_agent *agent; /* the [agent "NAME"] section being read, or NULL */
+    struct policy *scratch;        /* validates patterns and CIDRs as they come */
 };
 
 static int ctx_fail(struct load_ctx *c, const char *fmt, ...) _printf_(2, 3);
@@ -154,13 +209,87 @@ static int ctx_fail(struct load_ctx *c, const char *fmt, ...)
     return 0; /* what an inih handler returns on error */
 }
 
+/*
+ * The reader saw a section header: `agent "NAME"` starts a profile (once per file); every
+ * other section ends the current one. Returns false after ctx_fail.
+ */
+static bool begin_section(struct load_ctx *c, const char *s, size_t len)
+{
+    char name[BB_MAX_AGENT_NAME + 1];
+    size_t n;
+    struct bb_config_agent *a;
+
+    c->agent = NULL;
+    if (len < 8 || memcmp(s, "agent \"", 7) != 0)
+        return true;
+    n = len - 8;
+    if (s[len - 1] != '"' || n == 0 || n > BB_MAX_AGENT_NAME) {
+        ctx_fail(c,
+                 "write an agent section as [agent \"NAME\"] (NAME: 1-%d of a-z, 0-9, "
+                 "'-', '_')",
+                 BB_MAX_AGENT_NAME);
+        return false;
+    }
+    memcpy(name, s + 7, n);
+    name[n] = '\0';
+    if (!config_agent_name_valid(name)) {
+        ctx_fail(c,
+                 "[agent \"%s\"]: an agent name is 1-%d of a-z, 0-9, '-', '_', starting with "
+                 "a letter or digit",
+                 name, BB_MAX_AGENT_NAME);
+        return false;
+    }
+    for (size_t i = 0; i < c->cfg.n_agents; i++)
+        if (strcmp(c->cfg.agents[i].name, name) == 0) {
+            ctx_fail(c, "[agent \"%s\"] is already on line %u; keep one section per agent", name,
+                     c->cfg.agents[i].line);
+            return false;
+        }
+    if (c->cfg.n_agents == BB_MAX_CONFIG_AGENTS) {
+        ctx_fail(c, "more than %d [agent] sections in one file", BB_MAX_CONFIG_AGENTS);
+        return false;
+    }
+    c->cfg.agents = xrealloc(c->cfg.agents, (c->cfg.n_agents + 1) * sizeof(*c->cfg.agents));
+    a = &c->cfg.agents[c->cfg.n_agents++];
+    *a = (struct bb_config_agent){ .name = xstrdup(name), .line = c->lineno };
+    snprintf(a->file, sizeof(a->file), "%s", c->name ? c->name : "(config)");
+    c->agent = a;
+    return true;
+}
+
+static bool cred_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+/* `credential "NAME"`: sets ret_name and ret_len to the NAME. */
+static bool credential_section(const char *s, size_t len, const char **ret_name, size_t *ret_len)
+{
+    static const char pre[] = "credential \"";
+    if (len < sizeof(pre) || memcmp(s, pre, sizeof(pre) - 1) != 0 || s[len - 1] != '"')
+        return false;
+    *ret_name = s + sizeof(pre) - 1;
+    *ret_len = len - (sizeof(pre) - 1) - 1;
+    return cred_name_ok(*ret_name, *ret_len);
+}
+
 static bool known_section(const char *s, size_t len)
 {
-    static const char *const sections[] = { "bottle", "egress", "env", "microvm" };
+    static const char *const sections[] = { "bottle", "egress", "env", "tls", "microvm" };
+    const char *n;
+    size_t nl;
+
+    if (len > 7 && memcmp(s, "agent \"", 7) == 0)
+        return true; /* (begin_section checks the rest) */
     for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
         if (strlen(sections[i]) == len && memcmp(sections[i], s, len) == 0)
             return true;
-    return false;
+    return credential_section(s, len, &n, &nl);
 }
 
 /* inih's reader: one physical line per call, vetted before inih sees it. */
@@ -211,7 +340,8 @@ static char *config_reader(char *str, int num, void *stream)
     if (len > 0 && line[0] == '[') {
         const char *close = memchr(line, ']', len);
         if (!close) {
-            ctx_fail(c, "section header without ']'; write [bottle], [egress] or [env]");
+            ctx_fail(c, "section header without ']'; write [bottle], [egress], [env] or "
+                        "[agent \"NAME\"]");
             return NULL;
         }
         for (const char *t = close + 1; t < line + len && *t != ';' && *t != '#'; t++) {
@@ -221,12 +351,16 @@ static char *config_reader(char *str, int num, void *stream)
             }
         }
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
-            ctx_fail(
-                c,
-                "unknown section [%.*s]; known sections are [bottle], [egress], [env], [microvm]",
-                (int)MIN((size_t)(close - line - 1), 64), line + 1);
+            ctx_fail(c,
+                     "unknown section [%.*s]; known sections are [bottle], [egress], [env], "
+                     "[tls], [microvm], [agent \"NAME\"] and [credential \"NAME\"] (NAME: a-z, "
+                     "0-9, '-', "
+                     "'_')",
+                     (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
+        if (!begin_section(c, line + 1, (size_t)(close - line - 1)))
+            return NULL;
     }
     memcpy(str, line, len);
     str[len] = '\0';
@@ -392,9 +526,29 @@ static int handle_egress(struct load_ctx *c, const char *key, const char *value)
             return ctx_fail(c, "audit: path too long");
         return set_scalar(c, SC_AUDIT, key, &c->cfg.audit, value);
     }
+    if (strcmp(key, "inspect") == 0) {
+        struct host h;
+        uint16_t port;
+        const char *msg2 = NULL;
+        if (host_parse_authority(value, strlen(value), 443, &h, &port, &msg2) < 0 ||
+            h.kind != HOST_NAME || strchr(value, '*'))
+            return ctx_fail(c, "inspect: '%.80s' is not HOST[:PORT] (one host name, no wildcard)",
+                            value);
+        strv_push(&c->cfg.inspect, value);
+        return 1;
+    }
+    if (strcmp(key, "hold_blocked") == 0) {
+        uint64_t v;
+        if (str_to_u64_cstr(value, HOLD_BLOCKED_MAX_S, &v) < 0)
+            return ctx_fail(c, "hold_blocked: '%.64s' is not a number of seconds from 0 to %d",
+                            value, HOLD_BLOCKED_MAX_S);
+        c->cfg.hold_blocked = (unsigned)v;
+        c->cfg.have_hold_blocked = true;
+        return 1;
+    }
     return ctx_fail(c,
                     "unknown key '%.64s' in [egress]; known keys: allow, allow_cidr, "
-                    "upstream_dns, listen, dns, audit",
+                    "upstream_dns, listen, dns, audit, hold_blocked, inspect",
                     key);
 }
 
@@ -415,6 +569,333 @@ static int handle_env(struct load_ctx *c, const char *key, const char *value)
     return 1;
 }
 
+/* An npm package name: name or @scope/name, lowercase URL-safe characters (npm's rules). */
+static bool valid_package(const char *v)
+{
+    size_t n = strlen(v);
+    const char *slash = strchr(v, '/');
+
+    if (n == 0 || n > 214 || v[0] == '.' || v[0] == '_' || v[0] == '-')
+        return false;
+    if (v[0] == '@' ? (!slash || slash == v + 1 || !slash[1] || strchr(slash + 1, '/')) : !!slash)
+        return false;
+    for (size_t i = v[0] == '@' ? 1 : 0; i < n; i++)
+        if (!(v[i] >= 'a' && v[i] <= 'z') && !ascii_isdigit(v[i]) && !strchr("-._~/", v[i]))
+            return false;
+    return true;
+}
+
+static int handle_agent(struct load_ctx *c, const char *key, const char *value)
+{
+    struct bb_config_agent *a = c->agent;
+    const char *msg = "invalid", *eq;
+    char **slot = NULL;
+
+    if (!a)
+        return ctx_fail(c, "'%.64s' outside an [agent \"NAME\"] section", key);
+    if (strcmp(key, "command") == 0) {
+        /* Exec'd as it is (no shell): a name on the bottle's PATH or an absolute path. */
+        if (strlen(value) > 255 || (strchr(value, '/') && value[0] != '/') || strpbrk(value, " \t"))
+            return ctx_fail(c,
+                            "command: '%.64s' is not a program name (looked up on the "
+                            "bottle's PATH) or an absolute path; arguments go after the agent "
+                            "name on the command line",
+                            value);
+        slot = &a->command;
+    } else if (strcmp(key, "allow") == 0) {
+        if (policy_add_allow(c->scratch, value, strlen(value), &msg) < 0)
+            return ctx_fail(c, "allow: '%.80s': %s", value, msg);
+        strv_push(&a->allow, value);
+        return 1;
+    } else if (strcmp(key, "env") == 0) {
+        eq = strchr(value, '=');
+        if (!valid_env_name(value, eq ? (size_t)(eq - value) : strlen(value)))
+            return ctx_fail(c, "env: '%.64s' is not NAME (passed when set here) or NAME=VALUE",
+                            value);
+        strv_push(&a->env, value);
+        return 1;
+    } else if (strcmp(key, "state") == 0) {
+        if (!valid_rel_path(value))
+            return ctx_fail(c,
+                            "state: '%.80s' is not a path relative to $HOME (like .aider: no "
+                            "leading '/', no '.' or '..')",
+                            value);
+        slot = &a->state;
+    } else if (strcmp(key, "state_env") == 0) {
+        if (!valid_env_name(value, strlen(value)))
+            return ctx_fail(c, "state_env: '%.64s' is not a variable name", value);
+        slot = &a->state_env;
+    } else if (strcmp(key, "package") == 0) {
+        if (!valid_package(value))
+            return ctx_fail(c,
+                            "package: '%.80s' is not an npm package name (name or "
+                            "@scope/name)",
+                            value);
+        slot = &a->package;
+    } else {
+        return ctx_fail(c,
+                        "unknown key '%.64s' in [agent \"%s\"]; known keys: command, allow, env, "
+                        "state, state_env, package",
+                        key, a->name);
+    }
+    if (*slot)
+        return ctx_fail(c, "%s is set twice in [agent \"%s\"]; keep one", key, a->name);
+    *slot = xstrdup(value);
+    return 1;
+}
+
+static bool header_ok(const char *s)
+{
+    static const char *const refused[] = {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+        "proxy-authorization",
+    };
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!ascii_isalnum(s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
+            return false;
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+        if (strcasecmp(s, refused[i]) == 0)
+            return false;
+    return true;
+}
+
+/* env:NAME, file:/PATH or command:CMD */
+static bool source_ok(const char *v)
+{
+    if (strncmp(v, "env:", 4) == 0)
+        return valid_env_name(v + 4, strlen(v + 4));
+    if (strncmp(v, "file:", 5) == 0)
+        return v[5] == '/' && strlen(v) < PATH_MAX;
+    if (strncmp(v, "command:", 8) == 0)
+        return v[8] != '\0' && strspn(v + 8, " \t") < strlen(v + 8);
+    return false;
+}
+
+/* The bottle's variable when none is named: VAR of an env:VAR source, else BB_CRED_<NAME>
+ * (upper case, '-' as '_'). */
+static char *default_env(const struct bb_credential *c)
+{
+    char v[64];
+    size_t n;
+
+    if (strncmp(c->value, "env:", 4) == 0)
+        return xstrdup(c->value + 4);
+    n = (size_t)snprintf(v, sizeof(v), "BB_CRED_%s", c->name);
+    for (size_t i = 8; i < n && i < sizeof(v); i++)
+        v[i] = v[i] == '-' ? '_' : (char)(v[i] >= 'a' && v[i] <= 'z' ? v[i] - 32 : v[i]);
+    return xstrdup(v);
+}
+
+int config_add_credential(struct bb_config *cfg, const char *name, const char *host, uint16_t port,
+                          const char *header, const char *value, const char *env,
+                          const char **reterr_msg)
+{
+    struct host h;
+    const char *herr = NULL;
+    struct bb_credential *c;
+
+    if (!cred_name_ok(name, strlen(name))) {
+        *reterr_msg = "a credential name is 1-32 of a-z, 0-9, '-', '_'";
+        return -EINVAL;
+    }
+    if (host_parse(host, strlen(host), &h, &herr) < 0 || h.kind != HOST_NAME || strchr(host, '*')) {
+        *reterr_msg = "host: expected one host name (no wildcard, no address), e.g. "
+                      "api.anthropic.com";
+        return -EINVAL;
+    }
+    if (!header_ok(header)) {
+        *reterr_msg = "header: expected a request header name such as x-api-key or "
+                      "authorization (not Host, Content-Length, Transfer-Encoding, "
+                      "Proxy-Authorization or a hop-by-hop field)";
+        return -EINVAL;
+    }
+    if (!source_ok(value)) {
+        *reterr_msg = "value: expected env:VARIABLE, file:/ABSOLUTE/PATH or command:COMMAND";
+        return -EINVAL;
+    }
+    if (env && !valid_env_name(env, strlen(env))) {
+        *reterr_msg = "env: expected a variable name (letters, digits, '_')";
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < cfg->n_creds; i++)
+        if (strcmp(cfg->creds[i].name, name) == 0) {
+            *reterr_msg = "a credential of that name is already defined";
+            return -EINVAL;
+        }
+    if (cfg->n_creds >= BB_MAX_CREDENTIALS) {
+        *reterr_msg = "too many credentials (at most 64)";
+        return -EINVAL;
+    }
+    cfg->creds = xrealloc(cfg->creds, (cfg->n_creds + 1) * sizeof(*cfg->creds));
+    c = &cfg->creds[cfg->n_creds++];
+    *c = (struct bb_credential){ 0 };
+    c->name = xstrdup(name);
+    c->host = xstrdup(h.name);
+    c->port = port ? port : 443;
+    c->header = xstrdup(header);
+    c->value = xstrdup(value);
+    c->env = env ? xstrdup(env) : default_env(c);
+    return 0;
+}
+
+int config_parse_credential_arg(struct bb_config *cfg, const char *arg, const char **reterr_msg)
+{
+    /* NAME:HOST[:PORT]:HEADER:SOURCE; SOURCE (last) may hold ':' itself. */
+    char *copy = xstrdup(arg), *f[4] = { NULL }, *p = copy, *src;
+    uint64_t port = 0;
+    size_t n = 0;
+    int r;
+
+    while (n < 4 && p) {
+        char *colon = strchr(p, ':');
+        if (!colon)
+            break;
+        *colon = '\0';
+        f[n++] = p;
+        p = colon + 1;
+    }
+    /* f[0] NAME, f[1] HOST, then PORT (all digits) or HEADER */
+    if (n >= 3 && f[2][0] && strspn(f[2], "0123456789") == strlen(f[2])) {
+        if (n < 4 || str_to_u64_cstr(f[2], 65535, &port) < 0 || port == 0) {
+            *reterr_msg = "expected NAME:HOST[:PORT]:HEADER:SOURCE, the port 1..65535";
+            free(copy);
+            return -EINVAL;
+        }
+        src = p;
+        r = config_add_credential(cfg, f[0], f[1], (uint16_t)port, f[3], src, NULL, reterr_msg);
+    } else if (n >= 3) {
+        /* the source started at f[3] (its own ':' was cut): glue it back */
+        char *header = f[2];
+        src = n == 4 ? f[3] : p;
+        if (n == 4)
+            src[strlen(src)] = ':';
+        r = config_add_credential(cfg, f[0], f[1], 0, header, src, NULL, reterr_msg);
+    } else {
+        *reterr_msg = "expected NAME:HOST[:PORT]:HEADER:SOURCE, e.g. "
+                      "anthropic:api.anthropic.com:x-api-key:env:ANTHROPIC_API_KEY";
+        r = -EINVAL;
+    }
+    free(copy);
+    return r;
+}
+
+/* [credential "NAME"] keys; the entry is created by its first key. */
+static int handle_credential(struct load_ctx *c, const char *cname, size_t cname_len,
+                             const char *key, const char *value)
+{
+    struct bb_credential *cr = NULL;
+    char **slot = NULL;
+    uint64_t v;
+
+    for (size_t i = 0; i < c->cfg.n_creds; i++)
+        if (strlen(c->cfg.creds[i].name) == cname_len &&
+            memcmp(c->cfg.creds[i].name, cname, cname_len) == 0)
+            cr = &c->cfg.creds[i];
+    if (!cr) {
+        if (c->cfg.n_creds >= BB_MAX_CREDENTIALS)
+            return ctx_fail(c, "too many credentials (at most %d)", BB_MAX_CREDENTIALS);
+        c->cfg.creds = xrealloc(c->cfg.creds, (c->cfg.n_creds + 1) * sizeof(*c->cfg.creds));
+        cr = &c->cfg.creds[c->cfg.n_creds++];
+        *cr = (struct bb_credential){ 0 };
+        cr->name = xstrndup(cname, cname_len);
+        cr->line = c->lineno;
+    }
+    if (strcmp(key, "host") == 0) {
+        struct host h;
+        const char *herr = NULL;
+        if (host_parse(value, strlen(value), &h, &herr) < 0 || h.kind != HOST_NAME ||
+            strchr(value, '*'))
+            return ctx_fail(c, "host: '%.80s' is not one host name (no wildcard, no address)",
+                            value);
+        slot = &cr->host;
+        value = h.name;
+        if (*slot)
+            return ctx_fail(c, "host is already set for credential %s", cr->name);
+        *slot = xstrdup(value);
+        return 1;
+    }
+    if (strcmp(key, "port") == 0) {
+        if (cr->port)
+            return ctx_fail(c, "port is already set for credential %s", cr->name);
+        if (str_to_u64_cstr(value, 65535, &v) < 0 || v == 0)
+            return ctx_fail(c, "port: '%.16s' is not a port (1..65535)", value);
+        cr->port = (uint16_t)v;
+        return 1;
+    }
+    if (strcmp(key, "header") == 0) {
+        if (!header_ok(value))
+            return ctx_fail(c,
+                            "header: '%.64s' is not a request header a credential can go in "
+                            "(e.g. x-api-key, authorization)",
+                            value);
+        slot = &cr->header;
+    } else if (strcmp(key, "value") == 0) {
+        /* never echo it: it names where the secret is, and may be mistyped as the secret */
+        if (!source_ok(value))
+            return ctx_fail(c, "value: expected env:VARIABLE, file:/ABSOLUTE/PATH or "
+                               "command:COMMAND (the secret itself never goes in a file)");
+        slot = &cr->value;
+    } else if (strcmp(key, "env") == 0) {
+        if (!valid_env_name(value, strlen(value)))
+            return ctx_fail(c, "env: '%.64s' is not a variable name", value);
+        slot = &cr->env;
+    } else {
+        return ctx_fail(c,
+                        "unknown key '%.64s' in [credential \"%s\"]; known keys: host, port, "
+                        "header, value, env",
+                        key, cr->name);
+    }
+    if (*slot)
+        return ctx_fail(c, "%s is already set for credential %s", key, cr->name);
+    *slot = xstrdup(value);
+    return 1;
+}
+
+/* Each credential of the file must be complete. Returns 0 or fails c. */
+static int check_credentials(struct load_ctx *c)
+{
+    for (size_t i = 0; i < c->cfg.n_creds; i++) {
+        struct bb_credential *cr = &c->cfg.creds[i];
+        const char *missing = !cr->host     ? "host"
+                              : !cr->header ? "header"
+                              : !cr->value  ? "value"
+                                            : NULL;
+        if (missing) {
+            c->lineno = cr->line;
+            ctx_fail(c, "credential %s has no %s; it needs host, header and value", cr->name,
+                     missing);
+            return -EINVAL;
+        }
+        if (!cr->port)
+            cr->port = 443;
+        if (!cr->env)
+            cr->env = default_env(cr);
+    }
+    return 0;
+}
+
+static int handle_tls(struct load_ctx *c, const char *key, const char *value)
+{
+    if (strcmp(key, "extra_ca") == 0) {
+        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+            return ctx_fail(c, "extra_ca: give the absolute path of a PEM file");
+        return set_scalar(c, SC_EXTRA_CA, key, &c->cfg.tls_extra_ca, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [tls]; the only key is extra_ca = FILE", key);
+}
+
 static int config_handler(void *user, const char *section, const char *name, const char *value)
 {
     struct load_ctx *c = user;
@@ -426,7 +907,9 @@ static int config_handler(void *user, const char *section, const char *name, con
     if (!value || !*value)
         return ctx_fail(c, "%.64s has an empty value; give a value or remove the line", name);
     if (!section || !*section)
-        return ctx_fail(c, "'%.64s' outside a section; put it under [bottle], [egress] or [env]",
+        return ctx_fail(c,
+                        "'%.64s' outside a section; put it under [bottle], [egress], [env] or "
+                        "[agent \"NAME\"]",
                         name);
     if (strcmp(section, "bottle") == 0)
         return handle_bottle(c, name, value);
@@ -436,6 +919,16 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_env(c, name, value);
     if (strcmp(section, "microvm") == 0)
         return handle_microvm(c, name, value);
+    if (strncmp(section, "agent \"", 7) == 0)
+        return handle_agent(c, name, value);
+    if (strcmp(section, "tls") == 0)
+        return handle_tls(c, name, value);
+    {
+        const char *cn;
+        size_t cl;
+        if (credential_section(section, strlen(section), &cn, &cl))
+            return handle_credential(c, cn, cl, name, value);
+    }
     /* the reader refuses unknown sections; keep the check for safety */
     return ctx_fail(c, "unknown section [%.64s]", section);
 }
@@ -465,10 +958,31 @@ static void set_error(struct config_error *e, const char *name, unsigned line, c
     snprintf(e->msg, sizeof(e->msg), "%s", msg);
 }
 
+void config_merge_credentials(struct bb_config *dst, struct bb_config *src)
+{
+    for (size_t i = 0; i < src->n_creds; i++) {
+        /* a name defined before: the later definition replaces it */
+        struct bb_credential *cr = &src->creds[i];
+        size_t k = 0;
+        while (k < dst->n_creds && strcmp(dst->creds[k].name, cr->name) != 0)
+            k++;
+        if (k == dst->n_creds) {
+            if (dst->n_creds >= BB_MAX_CREDENTIALS)
+                continue;
+            dst->creds = xrealloc(dst->creds, (dst->n_creds + 1) * sizeof(*dst->creds));
+            dst->n_creds++;
+        } else {
+            credential_done(&dst->creds[k]);
+        }
+        dst->creds[k] = *cr;
+        *cr = (struct bb_credential){ 0 };
+    }
+}
+
 int config_load_string(const char *name, const char *text, size_t len, struct bb_config *cfg,
                        struct config_error *reterr)
 {
-    struct load_ctx c = { .text = text, .len = len };
+    struct load_ctx c = { .text = text, .len = len, .name = name };
     int r;
 
     if (!cfg || (!text && len))
@@ -487,6 +1001,8 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
         config_done(&c.cfg);
         return -EINVAL;
     }
+    if (!c.failed && r == 0)
+        (void)check_credentials(&c);
     if (c.failed || r != 0) {
         set_error(reterr, name, c.err_line, c.failed ? c.err_msg : "cannot parse");
         config_done(&c.cfg);
@@ -507,8 +1023,28 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->listen, &c.cfg.listen);
     move_str(&cfg->dns, &c.cfg.dns);
     move_str(&cfg->audit, &c.cfg.audit);
+    move_strv(&cfg->inspect, &c.cfg.inspect);
+    move_str(&cfg->tls_extra_ca, &c.cfg.tls_extra_ca);
+    if (c.cfg.have_hold_blocked) {
+        cfg->have_hold_blocked = true;
+        cfg->hold_blocked = c.cfg.hold_blocked;
+    }
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
     move_strv(&cfg->allow_write, &c.cfg.allow_write);
+    config_merge_credentials(cfg, &c.cfg);
+    /* A later file's profile replaces an earlier one of the same name as a whole. */
+    for (size_t i = 0; i < c.cfg.n_agents; i++) {
+        struct bb_config_agent *old =
+            (struct bb_config_agent *)config_find_agent(cfg, c.cfg.agents[i].name);
+        if (old) {
+            agent_done(old);
+        } else {
+            cfg->agents = xrealloc(cfg->agents, (cfg->n_agents + 1) * sizeof(*cfg->agents));
+            old = &cfg->agents[cfg->n_agents++];
+        }
+        *old = c.cfg.agents[i];
+        c.cfg.agents[i] = (struct bb_config_agent){ 0 };
+    }
     config_done(&c.cfg);
     return 0;
 }

@@ -12,7 +12,16 @@
  *             allow_write = PATH (repeatable; a protected workspace path to leave writable)
  *   [egress]  allow = PATTERN (repeatable)   allow_cidr = CIDR (repeatable)
  *             upstream_dns = ADDR[:PORT]   listen = ADDR:PORT   dns = ADDR:PORT   audit = FILE
+ *             hold_blocked = SECONDS (hold a not-allowlisted request for a live `allow`)
+ *             inspect = HOST[:PORT] (repeatable; TLS interception, docs/credentials.md)
+ *   [tls]     extra_ca = FILE (PEM; trusted for origins, and inside bottles)
  *   [env]     pass = NAME[=VALUE] (repeatable)
+ *   [agent "NAME"]  command = PROGRAM   allow = PATTERN (repeatable)   env = NAME[=VALUE]
+ *             (repeatable)   state = DIR (relative to $HOME)   state_env = NAME
+ *             package = NPM-PACKAGE   (a user agent profile; src/agent, docs/agents.md)
+ *   [credential "NAME"]  host = HOST   port = N   header = FIELD   value = SOURCE   env = VAR
+ *             (only in files that need no approval: a bottle must not be able to name a
+ *             command the host runs or a file it reads; the CLI enforces that)
  *   [microvm] accel = auto|kvm|tcg   kernel = /path/to/vmlinux (not from a project's bottle.ini)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
@@ -36,6 +45,38 @@ struct strv {
 void strv_push(struct strv *s, const char *str); /* copies */
 void strv_done(struct strv *s);
 
+/* An [agent "NAME"] section: what a user profile sets (src/agent merges it over a built-in
+ * profile of the same name). Unset scalars are NULL. */
+struct bb_config_agent {
+    char *name;
+    char *command;     /* a program name looked up on the bottle's PATH, or absolute */
+    struct strv allow; /* host patterns (validated like [egress] allow) */
+    struct strv env;   /* NAME (passed when set on the host) or NAME=VALUE */
+    char *state;       /* relative path under $HOME where the state directory is mounted */
+    char *state_env;   /* a variable set to the state directory's path inside the bottle */
+    char *package;     /* npm package for `bot-bottle agent install` */
+    char file[256];    /* where the section is, for messages about it */
+    unsigned line;
+};
+
+#define BB_MAX_CONFIG_AGENTS 32
+#define BB_MAX_AGENT_NAME 32
+/* [credential "NAME"] (docs/credentials.md): a secret the proxy puts into requests to one host;
+ * the bottle only ever holds a placeholder. */
+struct bb_credential {
+    char *name;    /* [a-z0-9_-]{1,32} */
+    char *host;    /* a host name, normalised (lower case), no wildcard */
+    uint16_t port; /* 443 unless set */
+    char *header;  /* the request header the value goes into, e.g. x-api-key */
+    char *value;   /* where the value comes from: env:NAME, file:/PATH or command:CMD */
+    char *env;     /* the bottle's variable that holds the placeholder (default: VAR of an
+                    * env:VAR value, else BB_CRED_<NAME>) */
+    unsigned line; /* the section's line (0: the command line) */
+};
+
+#define BB_MAX_CREDENTIALS 64
+#define HOLD_BLOCKED_MAX_S 3600 /* the longest hold_blocked / --hold-blocked */
+
 struct bb_config {
     /* [bottle] */
     char *backend;   /* NULL: not set */
@@ -50,12 +91,40 @@ struct bb_config {
     char *listen;       /* validated "ADDR:PORT" */
     char *dns;          /* validated "ADDR:PORT" */
     char *audit;        /* path */
+    bool have_hold_blocked;
+    unsigned hold_blocked; /* seconds a not-allowlisted request is held (0: refused at once) */
+    struct strv inspect;   /* "host[:port]" (port 443 by default): TLS-intercepted hosts */
+    /* [tls] */
+    char *tls_extra_ca; /* a PEM file of CA certificates also trusted upstream and in bottles */
     /* [env] */
     struct strv env_pass;
+    /* [agent "NAME"]: a later file's section of the same name replaces an earlier one */
+    struct bb_config_agent *agents;
+    size_t n_agents;
+    /* [credential "NAME"] */
+    struct bb_credential *creds;
+    size_t n_creds;
     /* [microvm] */
     char *accel;  /* "auto", "kvm" or "tcg"; NULL: not set */
     char *kernel; /* absolute path of a vmlinux; NULL: the cache's */
 };
+
+/* The [agent "NAME"] section of cfg named name, or NULL. */
+const struct bb_config_agent *config_find_agent(const struct bb_config *cfg, const char *name);
+/* An agent profile name: 1-32 of [a-z0-9_-], starting with a letter or digit. */
+bool config_agent_name_valid(const char *name);
+
+/* Validate and append a credential to cfg (copies the strings; port 0: 443; env NULL: the
+ * variable of an env: source, else BB_CRED_<NAME>). Returns 0 or -EINVAL with *reterr_msg (static).
+ * Used for --credential; the file parser applies the same rules. */
+int config_add_credential(struct bb_config *cfg, const char *name, const char *host, uint16_t port,
+                          const char *header, const char *value, const char *env,
+                          const char **reterr_msg);
+/* Move src's credentials into dst; one of the same name is replaced (the later one wins). */
+void config_merge_credentials(struct bb_config *dst, struct bb_config *src);
+/* Parse --credential NAME:HOST[:PORT]:HEADER:SOURCE into cfg. Returns 0 or -EINVAL (*reterr_msg).
+ */
+int config_parse_credential_arg(struct bb_config *cfg, const char *arg, const char **reterr_msg);
 
 struct config_error {
     char path[512];

@@ -2,7 +2,9 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,8 @@
 #include "dns/filter.h"
 #include "egress/confine.h"
 #include "audit/audit.h"
+#include "proxy/cred.h"
+#include "proxy/tls.h"
 #include "proxy/resolve.h"
 
 struct egress {
@@ -28,6 +32,9 @@ struct egress {
     struct loop_timer drain_timer;
     struct loop_source handoff_src;
     struct loop_source control_src;
+    struct loop_source relay_src;
+    struct cred_store *creds;
+    struct tls_ctx *tls;
     struct strv changes; /* "allow X" / "deny X" received on the control fd, in order */
     bool stopping;
 };
@@ -41,6 +48,8 @@ void egress_options_default(struct egress_options *ret)
     ret->ready_fd = -1;
     ret->handoff_fd = -1;
     ret->control_fd = -1;
+    ret->relay_fd = -1;
+    ret->credentials_fd = -1;
 }
 
 /* Put np in force (the old policy is freed). Connections read the policy at each decision and
@@ -256,6 +265,110 @@ static void on_handoff(struct loop_source *src, uint32_t events)
     }
 }
 
+/* Channel streams the supervisor's relay hands over (a daemon without a TCP listener). */
+static void on_relay(struct loop_source *src, uint32_t events)
+{
+    struct egress *e = src->userdata;
+    (void)events;
+
+    for (int i = 0; i < 64; i++) {
+        int fd = -1;
+        int r = handoff_recv_relay(src->fd, &fd);
+        if (r == 0)
+            return;
+        if (r == -EBADMSG) {
+            log_warn("egress: refused a malformed connection hand-off from the supervisor");
+            continue;
+        }
+        if (r < 0) {
+            loop_del(e->loop, src);
+            return;
+        }
+        proxy_adopt(e->proxy, fd);
+    }
+}
+
+/*
+ * The credentials, from the supervisor's pipe (never argv or the environment): read to the
+ * end, decoded, the buffer wiped. A daemon holding any makes itself non-dumpable with no core
+ * (no core file, no ptrace by other processes of the user, /proc/PID/mem closed to them).
+ */
+static int read_credentials(int fd, struct cred_store **ret)
+{
+    size_t cap = CRED_WIRE_MAX + 1, len = 0;
+    char *p = malloc(cap);
+    const char *why = NULL;
+    int r;
+
+    if (!p)
+        return -ENOMEM;
+    for (;;) {
+        ssize_t n = read(fd, p + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            r = -errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+        if (len == cap) {
+            r = -EFBIG;
+            goto out;
+        }
+    }
+    r = cred_store_decode(p, len, ret, &why);
+    if (r < 0)
+        log_error("egress: the credentials from the supervisor are not valid: %s", why);
+out:
+    explicit_bzero(p, cap);
+    free(p);
+    return r;
+}
+
+static int no_core(void)
+{
+    struct rlimit rl = { 0, 0 };
+
+    if (setrlimit(RLIMIT_CORE, &rl) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+/* The intercepted hosts (credential hosts and [egress] inspect), the CA: proxy/tls.h. */
+static int setup_tls(struct egress *e)
+{
+    const struct egress_options *o = e->o;
+    const char *why = NULL;
+    int r;
+
+    if (!cred_store_count(e->creds) && !(o->inspect && o->inspect->n))
+        return 0;
+    e->tls = tls_ctx_new();
+    for (size_t i = 0; i < cred_store_count(e->creds); i++)
+        if ((r = tls_intercept_add(e->tls, cred_host(e->creds, i), cred_port(e->creds, i))) < 0)
+            return log_errno(LOG_LVL_ERROR, r, "egress: cannot intercept %s",
+                             cred_host(e->creds, i));
+    for (size_t i = 0; o->inspect && i < o->inspect->n; i++) {
+        const char *v = o->inspect->v[i], *msg = NULL;
+        struct host h;
+        uint16_t port;
+        if (host_parse_authority(v, strlen(v), 443, &h, &port, &msg) < 0 || h.kind != HOST_NAME ||
+            (r = tls_intercept_add(e->tls, h.name, port)) < 0) {
+            log_error("egress: inspect '%s': expected HOST[:PORT] (one host name)", v);
+            return -EINVAL;
+        }
+    }
+    r = tls_ctx_start(e->tls, o->bottle_name, NULL, o->tls_extra_ca, &why);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "egress: TLS interception: %s", why);
+    proxy_set_tls(e->proxy, e->tls);
+    log_info("egress: intercepting TLS for %zu host(s) with a CA of this daemon's own",
+             tls_intercept_count(e->tls));
+    return 0;
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -293,13 +406,30 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_errno(LOG_LVL_ERROR, r, "egress: cannot set up the resolver");
         goto out;
     }
-    r = proxy_new(e.loop, &o->listen, &o->limits, e.res, e.audit, &e.proxy);
+    if (o->credentials_fd >= 0) {
+        r = read_credentials(o->credentials_fd, &e.creds);
+        close(o->credentials_fd);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot read the credentials");
+            goto out;
+        }
+        if (cred_store_count(e.creds) && (r = no_core()) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot make the daemon non-dumpable");
+            goto out;
+        }
+    }
+    r = proxy_new(e.loop, o->no_listen ? NULL : &o->listen, &o->limits, e.res, e.audit, &e.proxy);
     if (r < 0) {
         net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
         log_errno(LOG_LVL_ERROR, r, "egress: cannot listen on %s", astr);
         goto out;
     }
     proxy_set_policy(e.proxy, e.policy);
+    proxy_set_creds(e.proxy, e.creds);
+    r = setup_tls(&e);
+    if (r < 0)
+        goto out;
+    proxy_set_policy_from_file(e.proxy, o->policy_from_file);
     if (o->have_dns) {
         r = dns_filter_new(e.loop, &o->dns, o->have_upstream_dns ? &o->upstream_dns : NULL, e.audit,
                            &e.dns);
@@ -315,6 +445,14 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         r = loop_add(e.loop, &e.handoff_src, o->handoff_fd, EPOLLIN, on_handoff, &e);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the hand-off socket");
+            goto out;
+        }
+    }
+    if (o->relay_fd >= 0) {
+        fd_set_nonblock(o->relay_fd, true);
+        r = loop_add(e.loop, &e.relay_src, o->relay_fd, EPOLLIN, on_relay, &e);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot watch the relay socket");
             goto out;
         }
     }
@@ -339,15 +477,33 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_errno(LOG_LVL_ERROR, r, "egress: cannot confine the daemon (seccomp, capabilities)");
         goto out;
     }
-    net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
-    log_info("egress: proxy listening on %s", astr);
+    if (o->no_listen) {
+        log_info("egress: proxy serving only the bottle's hand-off (no TCP listener)%s",
+                 cred_store_count(e.creds) ? "; holding credentials" : "");
+    } else {
+        net_addr_format((const struct sockaddr *)&o->listen.ss, astr);
+        log_info("egress: proxy listening on %s", astr);
+    }
     if (o->have_dns) {
         net_addr_format((const struct sockaddr *)&o->dns.ss, astr);
         log_info("egress: DNS filter listening on %s (udp, tcp)", astr);
     }
     if (o->ready_fd >= 0) {
-        ssize_t w = write(o->ready_fd, "ready\n", 6);
-        (void)w;
+        /* "ready\n", then the CA certificate the bottle must trust (if any) */
+        struct buf msg = BUF_INIT(64 * 1024);
+        size_t off = 0;
+        buf_append_str(&msg, "ready\n");
+        if (e.tls && tls_ca_pem(e.tls, &msg) < 0)
+            log_warn("egress: cannot write the CA certificate out");
+        while (off < msg.len) {
+            ssize_t w = write(o->ready_fd, msg.p + off, msg.len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        buf_done(&msg);
         close(o->ready_fd);
     }
     r = loop_run(e.loop);
@@ -355,13 +511,17 @@ out:
     if (e.loop) {
         loop_del(e.loop, &e.handoff_src);
         loop_del(e.loop, &e.control_src);
+        loop_del(e.loop, &e.relay_src);
     }
+    if (o->relay_fd >= 0)
+        close(o->relay_fd);
     if (o->handoff_fd >= 0)
         close(o->handoff_fd);
     if (o->control_fd >= 0)
         close(o->control_fd);
     strv_done(&e.changes);
     proxy_free(e.proxy);
+    tls_ctx_free(e.tls);
     dns_filter_free(e.dns);
     resolver_free(e.res);
     /* loop_free runs the deferred frees that still point at the proxy and the resolver. */
@@ -374,5 +534,6 @@ out:
     audit_seal(e.audit);
     audit_close(e.audit);
     policy_free(e.policy);
+    cred_store_free(e.creds);
     return r;
 }

@@ -17,17 +17,22 @@
 #include <stdint.h>
 
 #include "common/net.h"
+#include "config/config.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 
 struct egress_options {
-    struct net_addr listen; /* proxy address (required) */
+    struct net_addr listen; /* proxy address (unless no_listen) */
+    /* No TCP listener: the proxy serves only connections handed over on handoff_fd and
+     * relay_fd (a daemon holding credentials, docs/credentials.md). */
+    bool no_listen;
     bool have_dns;
     struct net_addr dns; /* DNS filter address (UDP and TCP) */
     bool have_upstream_dns;
     struct net_addr upstream_dns; /* resolver for allowlisted names; else the host's */
     const char *audit_path;       /* NULL: none; "-": stdout */
     const char *bottle_name;      /* recorded in audit lines */
+    bool policy_from_file;        /* config files were read: 403s name the config key too */
     uint64_t audit_max_size;      /* bytes per audit file before rotation (0: no cap) */
     struct proxy_limits limits;
     unsigned drain_timeout_ms;
@@ -38,6 +43,17 @@ struct egress_options {
     /* >= 0: a SOCK_SEQPACKET socket to the supervisor over which it changes the policy at run
      * time (egress_control below); owned by the daemon. -1: none. */
     int control_fd;
+    /* >= 0: a SOCK_SEQPACKET socket over which the supervisor's channel relay hands over proxy
+     * streams as unix stream sockets (channel/handoff.h, handoff_recv_relay); owned. -1: none. */
+    int relay_fd;
+    /* >= 0: read the credentials (proxy/cred.h wire format) from this fd to its end at start,
+     * then close it; owned. -1: none. */
+    int credentials_fd;
+    /* TLS interception (proxy/tls.h) of these "host[:port]" besides the credential hosts;
+     * extra_ca: also trusted for origins. With any intercepted host, the CA certificate (PEM)
+     * follows "ready\n" on ready_fd. */
+    const struct strv *inspect;
+    const char *tls_extra_ca;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
      * policy then stays in force. */
     int (*reload)(void *userdata, struct policy **ret);

@@ -20,6 +20,7 @@
 #include "common/xalloc.h"
 
 static void conn_run(struct conn *c);
+static void on_rerun(struct loop_defer *d);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -29,6 +30,7 @@ static void side_init(struct side *s)
     s->tp = &transport_tcp;
     s->tp_ctx = NULL;
     s->eof = s->wshut = false;
+    s->want = 0;
     s->src.registered = false;
 }
 
@@ -89,6 +91,7 @@ static void exchange_reset(struct conn *c)
     c->port = 0;
     c->is_connect = c->is_head = false;
     c->audited = false;
+    c->hold_over = c->redecide = false;
     c->addr_text[0] = '\0';
     c->path[0] = '\0';
     c->close_reason = NULL;
@@ -100,6 +103,8 @@ static void exchange_reset(struct conn *c)
     c->resp_scan = 0;
     c->req_body = c->resp_body = HTTP_BODY_NONE;
     c->req_remaining = c->resp_remaining = 0;
+    c->scan_body = false;
+    c->scan_resp = false;
 }
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
@@ -109,16 +114,88 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
  * (servers drop idle connections after a few seconds): a pending EOF, an error or unexpected
  * bytes all mean "open a new one", instead of a 502 for a request the origin never saw.
  */
-static bool upstream_idle_alive(const struct side *s)
+static bool upstream_idle_alive(struct side *s)
 {
     char b;
     ssize_t n;
 
     if (side_pending(s))
         return false; /* the transport holds bytes nobody asked for */
+    if (s->tp == &transport_tls)
+        return tls_side_idle_alive((struct side *)s);
     /* A look at the socket itself, beneath any transport: EOF, an error or any byte. */
     n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/*
+ * The upstream head with the credentials' real values in place of their placeholders. The
+ * values pass only through a few bounded buffers, wiped after use.
+ */
+static int build_with_creds(struct conn *c, const struct http_request *req,
+                            const struct http_target *t, const struct cred_subst *subs,
+                            size_t nsubs)
+{
+    static struct http_request copy; /* one loop, one thread: not on the stack (3+ KiB) */
+    struct buf vals[CRED_MAX];
+    int r = 0;
+
+    copy = *req;
+    for (size_t i = 0; i < nsubs; i++)
+        buf_init(&vals[i], BB_MAX_HTTP_LINE);
+    for (size_t i = 0; i < nsubs && r == 0; i++) {
+        r = cred_substitute(c->px->creds, subs[i].cred, req->headers[subs[i].header].value,
+                            &vals[i]);
+        if (r == 0)
+            copy.headers[subs[i].header].value = slice_make(buf_str(&vals[i]), vals[i].len);
+    }
+    if (r == 0)
+        r = http_build_upstream_request(&copy, t, c->host.name, &c->toup);
+    for (size_t i = 0; i < nsubs; i++) {
+        if (vals[i].p)
+            explicit_bzero(vals[i].p, vals[i].len);
+        buf_done(&vals[i]);
+    }
+    memset(&copy, 0, sizeof(copy));
+    return r < 0 ? -E2BIG : 0;
+}
+
+/*
+ * Hold a request refused only for want of an allow (--hold-blocked): it waits, its head still
+ * in cin, until proxy_set_policy() finds it allowed or its deadline passes. Recorded as a
+ * "hold" decision before anything else happens, so `logs --follow` shows it pending.
+ */
+static void conn_hold(struct conn *c)
+{
+    struct proxy *px = c->px;
+    struct audit_event ev = {
+        .kind = c->is_connect ? AUDIT_CONNECT : AUDIT_HTTP,
+        .host = c->host.name,
+        .port = c->port,
+        .held = true,
+        .reason = "pending",
+        .method = c->is_connect ? NULL : c->method,
+        .path = c->path[0] ? c->path : NULL,
+    };
+
+    if (audit_note(px->audit, &ev) < 0) {
+        conn_audit_failed(c);
+        return;
+    }
+    px->st.held++;
+    c->state = CS_HOLD;
+    c->head_scan = 0; /* the head is scanned again from its start when decided again */
+    c->deadline = loop_now(px->loop) + (uint64_t)px->lim.hold_blocked_ms * 1000000ull;
+}
+
+void conn_policy_changed(struct conn *c)
+{
+    if (c->state != CS_HOLD || policy_check_host(c->px->policy, &c->host, c->port) != V_ALLOW)
+        return;
+    c->redecide = true;
+    c->state = CS_READ_HEAD;
+    c->deadline = 0;
+    loop_defer(c->px->loop, &c->rerun_defer, on_rerun, c);
 }
 
 /* Decide on a parsed request; sets up the next state. */
@@ -128,19 +205,39 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     struct http_target t;
     struct http_error e = { 400, NULL };
     const char *herr = NULL;
+    struct cred_subst subs[CRED_MAX];
+    size_t nsubs = 0;
     enum verdict v;
     int r;
 
-    px->st.requests++;
+    if (!c->redecide)
+        px->st.requests++;
+    c->redecide = false;
     c->is_connect = req->is_connect;
     snprintf(c->method, sizeof(c->method), "%.*s", (int)MIN(req->method.len, 15), req->method.p);
     c->is_head = slice_eq(req->method, SLICE_LIT("HEAD"));
     c->client_keep_alive = req->keep_alive && !req->is_connect;
 
-    r = http_parse_target(req->target, req->is_connect, &t, &e);
-    if (r < 0) {
-        conn_bad_request(c, &e);
-        return;
+    if (c->intercept) {
+        /* A request inside an intercepted TLS session: origin-form, for the CONNECT's host. */
+        if (req->is_connect || !req->target.len || req->target.p[0] != '/') {
+            struct http_error ie = { 400, "expected an origin-form request (GET /path) inside "
+                                          "the TLS session" };
+            conn_bad_request(c, &ie);
+            return;
+        }
+        memset(&t, 0, sizeof(t));
+        t.form = HTTP_TARGET_ABSOLUTE;
+        t.host = slice_cstr(c->ic_host.name);
+        t.port = c->ic_port;
+        t.path = req->target;
+        t.tls = true;
+    } else {
+        r = http_parse_target(req->target, req->is_connect, &t, &e);
+        if (r < 0) {
+            conn_bad_request(c, &e);
+            return;
+        }
     }
     c->port = t.port;
     c->path[0] = '\0';
@@ -170,7 +267,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         struct slice hh;
         uint16_t hport;
         struct host hhost;
-        if (http_parse_host_header(req->host, req->is_connect ? t.port : 80, &hh, &hport) < 0 ||
+        if (http_parse_host_header(req->host,
+                                   req->is_connect ? t.port
+                                   : c->intercept  ? 443
+                                                   : 80,
+                                   &hh, &hport) < 0 ||
             host_parse(hh.p, hh.len, &hhost, &herr) < 0 || hhost.kind != c->host.kind ||
             strcmp(hhost.name, c->host.name) != 0 || hport != t.port) {
             struct http_error me = { 400, "the Host header does not match the request target" };
@@ -181,8 +282,24 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         }
     }
 
+    /* A credential placeholder anywhere but its own header to its own host: refused before
+     * the policy is asked, so the record says why (docs/credentials.md). */
+    if (cred_store_count(px->creds)) {
+        size_t ci = 0;
+        const char *where = NULL;
+        if (cred_check_head(px->creds, req, c->host.name, c->port, subs, &nsubs, &ci, &where) < 0) {
+            conn_cred_misuse(c, ci, where);
+            return;
+        }
+    }
+
     v = policy_check_host(px->policy, &c->host, c->port);
     if (v != V_ALLOW) {
+        if (px->lim.hold_blocked_ms && !c->hold_over &&
+            (v == V_DENY_NOT_ALLOWLISTED || v == V_DENY_PORT)) {
+            conn_hold(c);
+            return;
+        }
         conn_deny(c, v, NULL);
         return;
     }
@@ -205,13 +322,27 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         }
     }
 
+    /* TLS to the origin: inside an intercepted session, or a CONNECT to an intercepted host
+     * (tls.h: the one "needs interception" predicate). */
+    c->up_tls = c->intercept ||
+                (req->is_connect && px->tls && tls_intercepts(px->tls, c->host.name, c->port));
+
     /* Request body framing (CONNECT: everything after the head is tunnel data). */
     if (!req->is_connect) {
         c->req_body = req->body;
         c->req_remaining = req->content_length;
         http_chunked_init(&c->req_chunked);
+        c->scan_body = cred_store_count(px->creds) > 0;
+        cred_scan_done(&c->req_scan);
+        if (req->body == HTTP_BODY_CHUNKED)
+            cred_scan_set_chunked(&c->req_scan);
+        cred_scan_done(&c->reflect_scan);
+        c->scan_resp = nsubs > 0;
+        if (c->scan_resp)
+            cred_scan_set_values(&c->reflect_scan);
         buf_reset(&c->toup);
-        r = http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
+                  : http_build_upstream_request(req, &t, c->host.name, &c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -303,6 +434,9 @@ static int step_read_head(struct conn *c)
     }
     c->deadline = 0;
     conn_start_exchange(c, &req);
+    /* Held: the head stays in cin, to be decided again when the hold ends. */
+    if (c->state == CS_HOLD)
+        return 0;
     /* The head is consumed only now: req's slices pointed into cin until here. */
     buf_consume(&c->cin, req.head_len);
     c->head_scan = 0;
@@ -357,7 +491,6 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
 /* ---------------------------------------------------------------- CS_CONNECT */
 
 static void on_io(struct loop_source *src, uint32_t events);
-static void on_rerun(struct loop_defer *d);
 
 static int start_connect(struct conn *c)
 {
@@ -435,6 +568,16 @@ static int step_connect(struct conn *c)
     c->up_port = c->port;
     c->up_addr = c->addrs[c->addr_idx];
     c->px->st.allowed++;
+    if (c->up_tls) {
+        r = tls_side_client(c->px->tls, &c->u, c->host.name);
+        if (r < 0) {
+            conn_upstream_error(c, 502, "upstream-tls-failed", "could not start TLS upstream");
+            return 1;
+        }
+        c->state = CS_TLS_UP;
+        c->deadline = loop_now(c->px->loop) + (uint64_t)c->px->lim.connect_timeout_ms * 1000000ull;
+        return 1;
+    }
     if (c->is_connect) {
         c->status = 200;
         if (conn_audit(c, true, "allowlisted") < 0) {
@@ -446,6 +589,84 @@ static int step_connect(struct conn *c)
         return 1;
     }
     c->state = CS_SEND_REQ;
+    return 1;
+}
+
+/* ---------------------------------------------------------------- TLS interception */
+
+/* The TLS handshake with the origin of an intercepted host. */
+static int step_tls_up(struct conn *c)
+{
+    const char *why = "TLS handshake failed";
+    char msg[256];
+    int r = tls_side_handshake(&c->u, &why);
+
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        snprintf(msg, sizeof(msg), "TLS with the origin failed: %s", why);
+        conn_upstream_error(c, 502, "upstream-tls-failed", msg);
+        return 1;
+    }
+    c->deadline = 0;
+    c->upstream_reusable = true;
+    if (!c->is_connect) {
+        c->state = CS_SEND_REQ;
+        return 1;
+    }
+    /* The bottle's CONNECT: on record, then 200, then TLS with the bottle as the origin. */
+    c->status = 200;
+    if (conn_audit(c, true, "intercepted") < 0) {
+        conn_audit_failed(c);
+        return 1;
+    }
+    if (c->cin.len) {
+        /* TLS bytes sent before our 200 (the client did not wait): not supported */
+        c->close_reason = "client-tls-early-data";
+        conn_close(c);
+        return 0;
+    }
+    buf_reset(&c->tocl);
+    buf_append_str(&c->tocl, "HTTP/1.1 200 Connection established\r\n\r\n");
+    c->state = CS_TLS_DOWN;
+    c->deadline = loop_now(c->px->loop) + (uint64_t)c->px->lim.head_timeout_ms * 1000000ull;
+    return 1;
+}
+
+/* The 200, then the TLS handshake with the bottle (our leaf certificate for the host). */
+static int step_tls_down(struct conn *c)
+{
+    const char *why = "TLS handshake failed";
+    int r;
+
+    if (c->tocl.len) {
+        r = side_flush(&c->c, &c->tocl, NULL);
+        if (r < 0 || c->tocl.len)
+            return r;
+    }
+    if (c->c.tp != &transport_tls) {
+        r = tls_side_server(c->px->tls, &c->c, c->host.name);
+        if (r < 0) {
+            conn_close(c);
+            return 0;
+        }
+    }
+    r = tls_side_handshake(&c->c, &why);
+    if (r == 0)
+        return 0;
+    if (r < 0) {
+        /* e.g. the client does not trust the bottle's CA */
+        log_debug("proxy: TLS with the bottle for %s failed: %s", c->host.name, why);
+        conn_audit(c, true, "client-tls-failed");
+        conn_close(c);
+        return 0;
+    }
+    c->intercept = true;
+    c->ic_host = c->host;
+    c->ic_port = c->port;
+    exchange_reset(c);
+    c->deadline = 0;
+    c->state = CS_READ_HEAD;
     return 1;
 }
 
@@ -516,11 +737,21 @@ static int step_send_req(struct conn *c)
     /* Body bytes already read join what is queued (for a small request: the head) so they leave
      * in one send(), whenever they fit. */
     if (c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
+        size_t before = c->toup.len;
         r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
         if (r < 0) {
             struct http_error e = { 400, "malformed chunked request body" };
             conn_bad_request(c, &e);
             return 1;
+        }
+        /* The body bytes just queued, before any of them leaves (docs/credentials.md). */
+        if (c->scan_body && c->toup.len > before) {
+            int hit = cred_scan_feed(c->px->creds, &c->req_scan, c->toup.p + before,
+                                     c->toup.len - before);
+            if (hit >= 0) {
+                conn_cred_misuse(c, (size_t)hit, "in the request body");
+                return 1;
+            }
         }
     }
     if (c->toup.len) {
@@ -611,6 +842,15 @@ static int step_read_resp(struct conn *c)
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
         return 1;
     }
+    if (c->scan_resp) {
+        int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
+        if (hit >= 0) {
+            conn_cred_reflected(c, (size_t)hit);
+            return 0;
+        }
+        if (resp.body == HTTP_BODY_CHUNKED)
+            cred_scan_set_chunked(&c->reflect_scan);
+    }
     buf_consume(&c->uin, (size_t)end);
     c->resp_scan = 0;
     c->state = CS_SEND_RESP;
@@ -639,7 +879,16 @@ static int step_send_resp(struct conn *c)
     /* Body bytes already read join what is queued (for a small response: the head) so they
      * leave in one send(), whenever they fit. */
     if (c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
+        size_t before = c->tocl.len;
         r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
+        if (r >= 0 && c->scan_resp && c->tocl.len > before) {
+            int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
+                                     c->tocl.len - before);
+            if (hit >= 0) {
+                conn_cred_reflected(c, (size_t)hit);
+                return 0;
+            }
+        }
         if (r < 0) {
             /* Headers are already out: the only honest signal left is to cut the connection. */
             c->upstream_reusable = false;
@@ -728,6 +977,7 @@ static void set_interest(struct conn *c)
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
         break;
     case CS_RESOLVE:
+    case CS_HOLD:
         break;
     case CS_CONNECT:
         ue = EPOLLOUT;
@@ -765,6 +1015,12 @@ static void set_interest(struct conn *c)
     case CS_DRAIN:
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
         break;
+    case CS_TLS_UP:
+        ue = c->u.want ? c->u.want : EPOLLIN;
+        break;
+    case CS_TLS_DOWN:
+        ce = c->tocl.len ? EPOLLOUT : (c->c.want ? c->c.want : EPOLLIN);
+        break;
     case CS_CLOSED:
     case CS_MAX:
     default:
@@ -773,6 +1029,9 @@ static void set_interest(struct conn *c)
     /* epoll reports EPOLLERR/EPOLLHUP even with no interest; level-triggered, a reset socket
      * we are not using right now would wake us forever. With no interest, ask for edges only:
      * it is reported once, and the step that next uses the socket sees the error. */
+    /* A TLS side may need the other readiness to make progress (a read that must write). */
+    ce |= c->c.fd >= 0 ? c->c.want : 0;
+    ue |= c->u.fd >= 0 ? c->u.want : 0;
     /* Bytes a transport already holds will not be announced by the fd: run again next pass. */
     if (((ce & EPOLLIN) && side_pending(&c->c)) || ((ue & EPOLLIN) && side_pending(&c->u)))
         loop_defer(px->loop, &c->rerun_defer, on_rerun, c);
@@ -793,15 +1052,10 @@ static void arm_timer(struct conn *c)
 }
 
 static int (*const steps[CS_MAX])(struct conn *c) = {
-    [CS_READ_HEAD] = step_read_head,
-    [CS_RESOLVE] = NULL,
-    [CS_CONNECT] = step_connect,
-    [CS_SEND_REQ] = step_send_req,
-    [CS_READ_RESP] = step_read_resp,
-    [CS_SEND_RESP] = step_send_resp,
-    [CS_TUNNEL] = tunnel_step,
-    [CS_DRAIN] = step_drain,
-    [CS_CLOSED] = NULL,
+    [CS_READ_HEAD] = step_read_head, [CS_RESOLVE] = NULL,           [CS_HOLD] = NULL,
+    [CS_CONNECT] = step_connect,     [CS_SEND_REQ] = step_send_req, [CS_READ_RESP] = step_read_resp,
+    [CS_SEND_RESP] = step_send_resp, [CS_TUNNEL] = tunnel_step,     [CS_TLS_UP] = step_tls_up,
+    [CS_TLS_DOWN] = step_tls_down,   [CS_DRAIN] = step_drain,       [CS_CLOSED] = NULL,
 };
 
 static void conn_run(struct conn *c)
@@ -869,12 +1123,24 @@ static void on_timer(struct loop_timer *t)
         case CS_RESOLVE:
             conn_upstream_error(c, 504, "resolve-timeout", "name resolution timed out");
             break;
+        case CS_HOLD:
+            /* Nobody allowed it in time: the head is decided again, for good (403). */
+            c->hold_over = true;
+            c->redecide = true;
+            c->state = CS_READ_HEAD;
+            c->deadline = 0;
+            break;
         case CS_CONNECT:
             if (c->addr_idx < c->naddrs)
                 conn_set_addr(c, (const struct sockaddr *)&c->addrs[c->addr_idx]);
             conn_upstream_error(c, 504, "upstream-connect-timeout",
                                 "the upstream did not accept the connection in time");
             break;
+        case CS_TLS_UP:
+            conn_upstream_error(c, 504, "upstream-tls-timeout",
+                                "the TLS handshake with the origin did not finish in time");
+            break;
+        case CS_TLS_DOWN:
         case CS_DRAIN:
             conn_close(c);
             return;
@@ -908,6 +1174,8 @@ static void conn_free_deferred(struct loop_defer *d)
     buf_done(&c->toup);
     buf_done(&c->tocl);
     buf_done(&c->uin);
+    cred_scan_done(&c->req_scan);
+    cred_scan_done(&c->reflect_scan);
     free(c);
     proxy_deferred_done(px);
 }

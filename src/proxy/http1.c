@@ -921,7 +921,7 @@ int http_build_upstream_request(const struct http_request *req, const struct htt
     if (r >= 0)
         r = buf_printf(out, " HTTP/1.1\r\nHost: %s%.*s%s", v6 ? "[" : "", (int)host.len, host.p,
                        v6 ? "]" : "");
-    if (r >= 0 && t->port != 80)
+    if (r >= 0 && t->port != (t->tls ? 443 : 80))
         r = buf_printf(out, ":%u", (unsigned)t->port);
     if (r >= 0)
         r = buf_append(out, "\r\n", 2);

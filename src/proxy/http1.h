@@ -101,6 +101,7 @@ struct http_target {
                         * ("[::1]"). To be normalised by host_parse(). */
     uint16_t port;     /* explicit port, or the scheme default (80 for http://) */
     bool port_explicit;
+    bool tls;          /* an intercepted https request (the default port is 443, not 80) */
     struct slice path; /* origin-form to send upstream: path + "?" query; "/" when empty
                         * (points into the input, or at a static "/") */
 };

@@ -85,17 +85,20 @@ void proxy_limits_default(struct proxy_limits *ret)
     ret->connect_timeout_ms = BB_CONNECT_TIMEOUT_MS;
     ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
     ret->run_budget = 64;
+    ret->hold_blocked_ms = 0; /* refused at once */
 }
 
 int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
               struct resolver *res, struct audit *audit, struct proxy **ret)
 {
     struct proxy *px;
-    int fd, r;
+    int fd = -1, r;
 
-    fd = net_listen_tcp(listen, 1024);
-    if (fd < 0)
-        return fd;
+    if (listen) {
+        fd = net_listen_tcp(listen, 1024);
+        if (fd < 0)
+            return fd;
+    }
     px = xcalloc(1, sizeof(*px));
     px->loop = l;
     px->res = res;
@@ -106,7 +109,7 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
         px->lim = *limits;
     else
         proxy_limits_default(&px->lim);
-    r = loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px);
+    r = fd >= 0 ? loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px) : 0;
     if (r < 0) {
         close(fd);
         if (px->spare_fd >= 0)
@@ -118,9 +121,26 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     return 0;
 }
 
+void proxy_set_policy_from_file(struct proxy *px, bool from_file)
+{
+    px->policy_from_file = from_file;
+}
+
 void proxy_set_policy(struct proxy *px, const struct policy *p)
 {
     px->policy = p;
+    for (struct conn *c = px->conns; c; c = c->next)
+        conn_policy_changed(c);
+}
+
+void proxy_set_creds(struct proxy *px, const struct cred_store *creds)
+{
+    px->creds = creds;
+}
+
+void proxy_set_tls(struct proxy *px, struct tls_ctx *tls)
+{
+    px->tls = tls;
 }
 
 static void drain_now(struct loop_defer *d)

@@ -23,7 +23,9 @@
 
 #include "common/buf.h"
 #include "common/limits.h"
+#include "proxy/cred.h"
 #include "proxy/http1.h"
+#include "proxy/tls.h"
 #include "proxy/proxy.h"
 
 /* The caps a peer can push against are in common/limits.h (BB_RELAY_CHUNK, BB_PIPE_*, ...). */
@@ -33,11 +35,14 @@
 enum conn_state {
     CS_READ_HEAD,
     CS_RESOLVE,
+    CS_HOLD, /* refused for now, held: waits for a policy change or its deadline */
     CS_CONNECT,
     CS_SEND_REQ,
     CS_READ_RESP,
     CS_SEND_RESP,
     CS_TUNNEL,
+    CS_TLS_UP,   /* TLS handshake with the origin (intercepted host) */
+    CS_TLS_DOWN, /* 200 sent to the bottle's CONNECT, TLS handshake with it as the origin */
     CS_DRAIN,
     CS_CLOSED,
     CS_MAX
@@ -70,14 +75,16 @@ struct transport_ops {
 };
 
 extern const struct transport_ops transport_tcp;
+extern const struct transport_ops transport_tls; /* tls.c */
 
 struct side {
     int fd;
     const struct transport_ops *tp; /* how bytes cross this side; set with the fd */
     void *tp_ctx;                   /* the transport's state (TCP: none) */
     struct loop_source src;
-    bool eof;   /* read returned 0 */
-    bool wshut; /* we shut down our write side */
+    bool eof;      /* read returned 0 */
+    bool wshut;    /* we shut down our write side */
+    uint32_t want; /* readiness the transport needs besides what the state asks (TLS) */
 };
 
 /* Bytes the transport holds that no readiness event will announce. */
@@ -114,9 +121,17 @@ struct conn {
     bool client_keep_alive;
     bool upstream_reusable;
     bool audited;
+    /* The request was held and the hold is over (deadline passed): decide for good. */
+    bool hold_over;
+    /* The head is decided a second time (after a hold): not a new request for the stats. */
+    bool redecide;
     enum http_body req_body, resp_body;
     uint64_t req_remaining, resp_remaining;
     struct http_chunked req_chunked, resp_chunked;
+    bool scan_body;            /* credentials are held: look for placeholders in the body */
+    struct cred_scan req_scan; /* (docs/credentials.md) */
+    bool scan_resp;            /* a real value went out: refuse a response that reflects it */
+    struct cred_scan reflect_scan;
     int status; /* status sent to the client */
     char method[16];
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
@@ -131,6 +146,13 @@ struct conn {
     uint16_t up_port;
     struct sockaddr_storage up_addr; /* the vetted address it is connected to */
 
+    /* TLS interception: the client side is a decrypted session for ic_host:ic_port (kept
+     * across exchanges); up_tls: the upstream connection needs TLS (an intercepted host). */
+    bool intercept;
+    bool up_tls;
+    struct host ic_host;
+    uint16_t ic_port;
+
     /* CS_TUNNEL: kernel pipes for splice, client->upstream and upstream->client */
     int pipe_cu[2], pipe_uc[2];
     size_t in_pipe_cu, in_pipe_uc;
@@ -142,6 +164,10 @@ struct proxy {
     struct resolver *res;
     struct audit *audit;
     const struct policy *policy;
+    const struct cred_store *creds; /* NULL: none (docs/credentials.md) */
+    struct tls_ctx *tls;            /* NULL: no interception (tls.h) */
+    /* The policy came (partly) from config files: refusals also name the config key. */
+    bool policy_from_file;
     struct proxy_limits lim;
     int lfd;
     struct loop_source lsrc;
@@ -160,6 +186,8 @@ struct proxy {
 /* conn.c */
 int conn_new(struct proxy *px, int fd);
 void conn_close(struct conn *c);
+/* The policy changed: a held request it now allows goes on (at the next loop pass). */
+void conn_policy_changed(struct conn *c);
 void side_close(struct proxy *px, struct side *s);
 /* Write as much of b as the side takes. Returns > 0 progress, 0 would block, < 0 error. */
 int side_flush(struct side *s, struct buf *b, uint64_t *counter);
@@ -172,6 +200,10 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
 void conn_audit_failed(struct conn *c);
 void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text);
 void conn_bad_request(struct conn *c, const struct http_error *e);
+/* A credential placeholder where it may not be: 403 credential-misuse, the upstream aborted. */
+void conn_cred_misuse(struct conn *c, size_t cred, const char *where);
+/* The origin sent a credential's real value back: cut the connection, audited. */
+void conn_cred_reflected(struct conn *c, size_t cred);
 bool proxy_refuse_if_busy(struct proxy *px, int fd);
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 

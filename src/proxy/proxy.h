@@ -27,18 +27,26 @@ struct proxy_limits {
     unsigned connect_timeout_ms; /* upstream TCP connect (all addresses together) */
     unsigned resolve_timeout_ms;
     unsigned run_budget; /* state-machine steps per connection before others get a turn */
+    /* > 0: a request or CONNECT refused only because its host (or port) is not allowlisted is
+     * held this long (audited as "hold"); a policy change that allows it lets it through,
+     * else it gets the usual 403 when the time is up. 0: refused at once (the default). */
+    unsigned hold_blocked_ms;
 };
 
 struct proxy_stats {
     uint64_t accepted, refused_busy, requests, allowed, denied, bad_requests, upstream_errors;
+    uint64_t held; /* requests held (hold_blocked_ms), whatever became of them */
     uint64_t open_conns;
 };
 
 /* The defaults from common/limits.h. */
 void proxy_limits_default(struct proxy_limits *ret);
 
+struct cred_store;
+
 /*
- * Listen on `listen` and serve. The proxy does not own loop, resolver or audit. The policy must
+ * Listen on `listen` and serve (listen NULL: no listener; connections come only through
+ * proxy_adopt()). The proxy does not own loop, resolver or audit. The policy must
  * be set with proxy_set_policy() before the first request arrives (until then, everything is
  * denied). Returns 0 and *ret, or -errno (e.g. -EADDRINUSE, -EADDRNOTAVAIL).
  */
@@ -47,13 +55,23 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
 /* The policy in force; not owned. Connections read it at each decision, so a reload applies to
  * the next decision and live connections are not dropped. */
 void proxy_set_policy(struct proxy *px, const struct policy *p);
+/* The credentials to put into requests (docs/credentials.md); not owned. NULL: none. */
+void proxy_set_creds(struct proxy *px, const struct cred_store *creds);
+/* TLS interception (tls.h); not owned. NULL: every CONNECT is a plain tunnel. */
+struct tls_ctx;
+void proxy_set_tls(struct proxy *px, struct tls_ctx *tls);
+/* Say that the policy was read (partly) from config files: a 403's text then names the config
+ * key (`allow = HOST` under [egress]) next to the option. The file's path is not named: the
+ * text reaches the bottle, which has no business learning host paths. */
+void proxy_set_policy_from_file(struct proxy *px, bool from_file);
 /* Stop accepting; fn(userdata) runs (from the loop) once no connection is left. */
 void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata);
 void proxy_get_stats(const struct proxy *px, struct proxy_stats *ret);
 /*
  * Serve a client connection accepted elsewhere (the namespace backend hands over connections
- * the bottle made to A:3128). Takes ownership of fd, a connected TCP socket; the caller has
- * checked that it is one. Returns 0 (also when it was refused with 503) or -errno.
+ * the bottle made to A:3128; the supervisor hands over channel streams as unix stream sockets).
+ * Takes ownership of fd, a connected stream socket; the caller has checked that it is one. Returns
+ * 0 (also when it was refused with 503) or -errno.
  */
 int proxy_adopt(struct proxy *px, int fd);
 /* The address the proxy listens on (useful with port 0). Returns 0 or -errno. */

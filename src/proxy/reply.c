@@ -150,6 +150,37 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
         snprintf(text, sizeof(text), "blocked by bot-bottle: %s (%s)", h, verdict_reason(v));
         break;
     }
+    /* A policy read from a config file: name its key as well as the option. */
+    if (c->px->policy_from_file) {
+        size_t n = strlen(text);
+        const char *key = NULL;
+        char val[300] = "";
+
+        switch (v) {
+        case V_DENY_NOT_ALLOWLISTED:
+            key = "allow";
+            snprintf(val, sizeof(val), "%s", h);
+            break;
+        case V_DENY_PORT:
+            key = "allow";
+            snprintf(val, sizeof(val), "%s:%u", h, c->port);
+            break;
+        case V_DENY_IP_LITERAL:
+            key = "allow_cidr";
+            snprintf(val, sizeof(val), "%s/%s", h, c->host.kind == HOST_IPV6 ? "128" : "32");
+            break;
+        case V_DENY_SSRF:
+            key = "allow_cidr";
+            snprintf(val, sizeof(val), "%s/%s", astr[0] ? astr : "ADDR",
+                     strchr(astr, ':') ? "128" : "32");
+            break;
+        default:
+            break;
+        }
+        if (key && n < sizeof(text))
+            snprintf(text + n, sizeof(text) - n,
+                     " (or, in the config file, '%s = %s' under [egress])", key, val);
+    }
     c->px->st.denied++;
     c->status = 403;
     conn_audit(c, false, verdict_reason(v));
@@ -199,6 +230,38 @@ void conn_bad_request(struct conn *c, const struct http_error *e)
     snprintf(msg, sizeof(msg), "bot-bottle: bad request: %s", e->msg ? e->msg : "malformed");
     log_debug("proxy: %d %s", e->status, e->msg ? e->msg : "");
     conn_respond_error(c, e->status ? e->status : 400, "X-Bottle-Error", "bad-request", msg);
+}
+
+void conn_cred_misuse(struct conn *c, size_t cred, const char *where)
+{
+    char msg[512];
+
+    /* Whatever of the request already left is cut off hard (RST), not ended. */
+    if (c->u.fd >= 0) {
+        struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+        (void)setsockopt(c->u.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        c->upstream_reusable = false;
+    }
+    c->px->st.denied++;
+    c->status = 403;
+    conn_audit(c, false, "credential-misuse");
+    snprintf(msg, sizeof(msg),
+             "blocked by bot-bottle: the placeholder of credential '%s' was sent %s; bot-bottle "
+             "puts the real value only into the %s header of requests to %s:%u",
+             cred_name(c->px->creds, cred), where, cred_header(c->px->creds, cred),
+             cred_host(c->px->creds, cred), (unsigned)cred_port(c->px->creds, cred));
+    conn_respond_error(c, 403, "X-Bottle-Block", "credential-misuse", msg);
+}
+
+void conn_cred_reflected(struct conn *c, size_t cred)
+{
+    log_warn("proxy: %s sent the real value of credential '%s' back in a response; the "
+             "connection is cut so the bottle does not get it",
+             c->host.name, cred_name(c->px->creds, cred));
+    c->upstream_reusable = false;
+    c->px->st.denied++;
+    conn_audit(c, false, "credential-reflected");
+    conn_close(c);
 }
 
 /* A connection refused before any request was read (no host known yet). */

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -18,6 +19,8 @@
 #include "common/macro.h"
 #include "common/pidfd.h"
 #include "common/str.h"
+#include "common/buf.h"
+#include "common/xalloc.h"
 #include "egress/egress.h"
 
 #define DAEMON_READY_TIMEOUT_MS 10000
@@ -45,7 +48,7 @@ int daemon_host_dns_port(void)
 int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
 {
     _cleanup_close_ int exe = -1;
-    int pipefd[2], hand[2] = { -1, -1 }, ctl[2], r;
+    int pipefd[2], hand[2] = { -1, -1 }, ctl[2], cp[2] = { -1, -1 }, rl[2] = { -1, -1 }, r;
     pid_t parent = getpid(), pid;
     char listen[64], dns[64];
     struct strv argv = { 0 };
@@ -55,6 +58,9 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     d->pidfd = -1;
     d->handoff = -1;
     d->control = -1;
+    d->relay = -1;
+    d->ca_pem = NULL;
+    d->ca_pem_len = 0;
     exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe < 0)
         return log_errno(LOG_LVL_ERROR, -errno,
@@ -66,8 +72,18 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     strv_push(&argv, "egress");
     /* the user sees the command, not the daemon (unless -v) */
     strv_push(&argv, log_get_level() >= LOG_LVL_DEBUG ? "--verbose" : "--quiet");
-    strv_push(&argv, "--listen");
-    strv_push(&argv, listen);
+    if (c->creds) {
+        /* Only the bottle reaches a daemon that holds credentials: no TCP listener any host
+         * process could connect to; the hand-off and the relay socket are the way in. */
+        strv_push(&argv, "--no-listen");
+        strv_push(&argv, "--credentials-fd");
+        strv_push(&argv, "7");
+        strv_push(&argv, "--relay-fd");
+        strv_push(&argv, "8");
+    } else {
+        strv_push(&argv, "--listen");
+        strv_push(&argv, listen);
+    }
     strv_push(&argv, "--dns");
     strv_push(&argv, dns);
     strv_push(&argv, "--name");
@@ -106,10 +122,34 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
         strv_done(&argv);
         return log_errno(LOG_LVL_ERROR, r, "socketpair");
     }
+    if (c->creds && (pipe2(cp, O_CLOEXEC) < 0 ||
+                     socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rl) < 0)) {
+        r = -errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        close(ctl[0]);
+        close(ctl[1]);
+        if (hand[0] >= 0) {
+            close(hand[0]);
+            close(hand[1]);
+        }
+        if (cp[0] >= 0) {
+            close(cp[0]);
+            close(cp[1]);
+        }
+        strv_done(&argv);
+        return log_errno(LOG_LVL_ERROR, r, "cannot create the credential pipe");
+    }
     fflush(NULL);
     pid = fork();
     if (pid < 0) {
         r = -errno;
+        if (cp[0] >= 0) {
+            close(cp[0]);
+            close(cp[1]);
+            close(rl[0]);
+            close(rl[1]);
+        }
         close(pipefd[0]);
         close(pipefd[1]);
         close(ctl[0]);
@@ -124,7 +164,7 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     if (pid == 0) {
         static const char fail[] = "bot-bottle: error: cannot exec the egress daemon\n";
         sigset_t none;
-        int null = c->devnull, ready, ho = -1, cf, ex;
+        int null = c->devnull, ready, ho = -1, cf, ex, cr = -1, rs = -1;
 
         /* The daemon dies with its supervisor, however the supervisor dies (kept across exec:
          * the binary is not setuid). */
@@ -144,13 +184,20 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
             ho = fcntl(hand[0], F_DUPFD_CLOEXEC, 10);
         cf = fcntl(ctl[0], F_DUPFD_CLOEXEC, 10);
         ex = fcntl(exe, F_DUPFD_CLOEXEC, 10);
+        if (cp[0] >= 0) {
+            cr = fcntl(cp[0], F_DUPFD_CLOEXEC, 10);
+            rs = fcntl(rl[0], F_DUPFD_CLOEXEC, 10);
+            if (cr < 0 || rs < 0)
+                _exit(125);
+        }
         if (null < 0 || ready < 0 || (hand[0] >= 0 && ho < 0) || cf < 0 || ex < 0 ||
             dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(ready, 3) < 0 ||
-            (ho >= 0 && dup2(ho, 4) < 0) || dup2(cf, 5) < 0 || dup3(ex, 6, O_CLOEXEC) < 0)
+            (ho >= 0 && dup2(ho, 4) < 0) || dup2(cf, 5) < 0 || dup3(ex, 6, O_CLOEXEC) < 0 ||
+            (cr >= 0 && (dup2(cr, 7) < 0 || dup2(rs, 8) < 0)))
             _exit(125);
         /* Nothing else of the supervisor's: not the terminal, not the locks, not the bottle's
          * channel, not the control socket's listener. */
-        close_range(7, ~0u, 0);
+        close_range(cr >= 0 ? 9 : 7, ~0u, 0);
         if (chdir("/") < 0)
             _exit(125);
         syscall(SYS_execveat, 6, "", argv.v, envp, AT_EMPTY_PATH);
@@ -168,18 +215,53 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     d->pid = pid;
     r = bb_pidfd_open(pid);
     d->pidfd = r < 0 ? -1 : r;
+    if (cp[0] >= 0) {
+        /* The credentials go over the pipe; the daemon reads it to its end before "ready". */
+        size_t off = 0;
+        close(cp[0]);
+        close(rl[0]);
+        d->relay = rl[1];
+        while (off < c->creds_len) {
+            ssize_t w = write(cp[1], c->creds + off, c->creds_len - off);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+        close(cp[1]);
+        if (off < c->creds_len) {
+            log_error("cannot give the egress daemon its credentials (it exited?); the bottle "
+                      "is not started");
+            daemon_stop(d);
+            close(pipefd[0]);
+            return -EIO;
+        }
+    }
     {
+        /* "ready\n", then (with TLS interception) the CA certificate, then EOF */
         struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
-        char buf[8] = { 0 };
-        ssize_t n = 0;
-        if (RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1)
-            n = read(pipefd[0], buf, sizeof(buf) - 1);
+        struct buf msg = BUF_INIT(64 * 1024);
+        char tmp[4096];
+        ssize_t n = 1;
+        while (n > 0 && RETRY_EINTR(poll(&pfd, 1, DAEMON_READY_TIMEOUT_MS)) == 1) {
+            n = read(pipefd[0], tmp, sizeof(tmp));
+            if (n > 0 && buf_append(&msg, tmp, (size_t)n) < 0)
+                break;
+        }
         close(pipefd[0]);
-        if (n <= 0 || strncmp(buf, "ready", 5) != 0) {
+        if (msg.len < 6 || strncmp(buf_str(&msg), "ready\n", 6) != 0) {
+            buf_done(&msg);
             log_error("the egress daemon did not start (see above); the bottle is not started");
             daemon_stop(d);
             return -EIO;
         }
+        if (msg.len > 6) {
+            d->ca_pem_len = msg.len - 6;
+            d->ca_pem = xmalloc(d->ca_pem_len + 1);
+            memcpy(d->ca_pem, buf_str(&msg) + 6, d->ca_pem_len + 1);
+        }
+        buf_done(&msg);
     }
     return 0;
 }
@@ -207,6 +289,12 @@ void daemon_stop(struct egress_daemon *d)
     if (d->control >= 0)
         close(d->control);
     d->control = -1;
+    if (d->relay >= 0)
+        close(d->relay);
+    d->relay = -1;
+    free(d->ca_pem);
+    d->ca_pem = NULL;
+    d->ca_pem_len = 0;
 }
 
 int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,

@@ -25,6 +25,11 @@ struct daemon_config {
     const struct strv *extra; /* the policy as `egress` arguments */
     int devnull;              /* an open /dev/null, or -1 */
     bool handoff;             /* also create the connection hand-off socket */
+    /* Credentials (proxy/cred.h wire format), or NULL. With them the daemon gets them over a
+     * pipe (fd 7), listens on no TCP port (--no-listen) and takes the channel's proxy streams
+     * over the relay socket (fd 8): docs/credentials.md. */
+    const char *creds;
+    size_t creds_len;
 };
 
 struct egress_daemon {
@@ -32,6 +37,11 @@ struct egress_daemon {
     int pidfd;   /* -1: none; watch it for the daemon's death */
     int handoff; /* the bottle's end of the hand-off socket (channel/handoff.h), or -1 */
     int control; /* our end of the daemon's control socket (egress/egress.h), or -1 */
+    int relay;   /* our end of the relay socket (creds only; channel/handoff.h), or -1 */
+    /* The CA certificate (PEM) the daemon intercepts TLS with, for the bottle's trust; NULL:
+     * no interception (proxy/tls.h). */
+    char *ca_pem;
+    size_t ca_pem_len;
 };
 
 /* The DNS port the daemon listens on, on the host. */

@@ -42,8 +42,9 @@ static const char *cidr_len(const char *addr)
  * exchanges that worked, aggregated or connection-level records without a host ("*", ""),
  * the closing records of exchanges. *key gets what de-duplicates it ("reason host").
  */
-static int format_line(const char *kind, const char *host, const char *decision, const char *reason,
-                       int port, const char *addr, struct buf *out, struct buf *key)
+static int format_line(const char *bottle, const char *kind, const char *host, const char *decision,
+                       const char *reason, int port, const char *addr, struct buf *out,
+                       struct buf *key)
 {
     bool deny = strcmp(decision, "deny") == 0;
     bool dns = strcmp(kind, "dns") == 0;
@@ -52,6 +53,17 @@ static int format_line(const char *kind, const char *host, const char *decision,
         return -ENOENT;
     if (deny && strcmp(reason, "bad-host") != 0 && strcmp(host, "(invalid)") == 0)
         return -ENOENT;
+    if (strcmp(decision, "hold") == 0) {
+        /* --hold-blocked: the request waits; an allow now lets it through. */
+        bool std_port = port == 80 || port == 443;
+        buf_printf(out,
+                   "holding a request to %s port %d (not in the allowlist); to let it through, "
+                   "run: bot-bottle allow %s %s%s%.0d",
+                   host, port, bottle ? bottle : "NAME", host, std_port ? "" : ":",
+                   std_port ? 0 : port);
+        buf_printf(key, "hold %s:%d", host, port);
+        return 0;
+    }
     if (deny) {
         if (strcmp(reason, "not-allowlisted") == 0)
             buf_printf(out, "blocked %s (not in the allowlist); to allow it, add --allow %s", host,
@@ -84,6 +96,16 @@ static int format_line(const char *kind, const char *host, const char *decision,
                        host);
         else if (strcmp(reason, "bad-host") == 0)
             buf_printf(out, "blocked a request (bad-host: '%s' is not a valid host name)", host);
+        else if (strcmp(reason, "credential-misuse") == 0)
+            buf_printf(out,
+                       "blocked %s (credential-misuse: a credential's placeholder was sent "
+                       "somewhere other than its own header to its own host; the 403 says where)",
+                       host);
+        else if (strcmp(reason, "credential-reflected") == 0)
+            buf_printf(out,
+                       "cut a response from %s (credential-reflected: it carried a credential's "
+                       "real value back; the bottle did not get it)",
+                       host);
         else
             buf_printf(out, "blocked %s (%s); run 'bot-bottle help notices'", host, reason);
     } else {
@@ -156,7 +178,7 @@ static void on_line(void *ud, const char *text, size_t len)
     bool seen = false;
 
     if (audit_record_parse(text, len, &rec) == 0 && audit_record_is_decision(&rec) &&
-        format_line(rec.kind, rec.host, rec.decision, rec.reason, rec.port,
+        format_line(n->bottle, rec.kind, rec.host, rec.decision, rec.reason, rec.port,
                     rec.addr[0] ? rec.addr : NULL, &line, &key) == 0) {
         for (size_t i = 0; i < n->n_notified; i++)
             if (strcmp(n->notified[i], buf_str(&key)) == 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/str.h"
 
@@ -141,6 +142,32 @@ static int bottles_lock(const struct state *st)
     return fd;
 }
 
+/*
+ * Alias lease files nobody holds (their supervisor was killed): removed, so they do not pile
+ * up. A supervisor that opened one just before we unlink it notices (alias_acquire compares
+ * the inode it locked with the path's) and tries again.
+ */
+static void sweep_aliases(const struct state *st)
+{
+    DIR *d = opendir(st->aliases);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        char p[STATE_PATH_MAX + 64];
+        size_t n = strlen(de->d_name);
+
+        if (de->d_name[0] == '.' || n < 6 || strcmp(de->d_name + n - 5, ".lock") != 0)
+            continue;
+        if (str_printf(p, sizeof(p), "%s/%s", st->aliases, de->d_name) < 0)
+            continue;
+        if (lock_held(p) == 0)
+            unlink(p);
+    }
+    closedir(d);
+}
+
 static int reclaim_locked(const struct state *st)
 {
     DIR *d = opendir(st->bottles);
@@ -163,10 +190,14 @@ static int reclaim_locked(const struct state *st)
         /* r == 0: its supervisor is gone; -ENOENT: a half-created directory */
         if (r == 0 || r == -ENOENT) {
             remove_state_dir(dir);
+            log_info("removed the state that bottle '%s' left behind (its supervisor ended without "
+                     "cleaning up, e.g. killed with SIGKILL)",
+                     de->d_name);
             n++;
         }
     }
     closedir(d);
+    sweep_aliases(st);
     return n;
 }
 
@@ -374,4 +405,126 @@ int state_list(const struct state *st, char (*names)[BOTTLE_SPEC_MAX_NAME + 1], 
     }
     closedir(d);
     return (int)(n > INT32_MAX ? INT32_MAX : n);
+}
+
+/* ---- ended bottles' logs: rm and retention ---- */
+
+DEFINE_CLEANUP(DIR, closedir)
+
+static const char *const log_suffixes[] = { ".audit.log", ".audit.log.1", ".log" };
+
+/* The bottle a file in logs/ belongs to (NAME.audit.log, NAME.audit.log.1, NAME.log), or
+ * false. */
+static bool log_owner(const char *file, char *name, size_t size)
+{
+    size_t n = strlen(file);
+
+    for (size_t i = 0; i < ARRAY_SIZE(log_suffixes); i++) {
+        size_t k = strlen(log_suffixes[i]);
+        if (n > k && n - k < size && strcmp(file + n - k, log_suffixes[i]) == 0) {
+            memcpy(name, file, n - k);
+            name[n - k] = '\0';
+            if (state_name_valid(name))
+                return true;
+        }
+    }
+    return false;
+}
+
+int state_logs_remove(const struct state *st, const char *name)
+{
+    char path[STATE_PATH_MAX + 64 + BOTTLE_SPEC_MAX_NAME];
+    int n = 0;
+
+    if (!state_name_valid(name))
+        return -EINVAL;
+    for (size_t i = 0; i < ARRAY_SIZE(log_suffixes); i++) {
+        if (str_printf(path, sizeof(path), "%s/%s%s", st->logs, name, log_suffixes[i]) < 0)
+            return -ENAMETOOLONG;
+        if (unlink(path) == 0)
+            n++;
+        else if (errno != ENOENT)
+            return -errno;
+    }
+    return n;
+}
+
+struct ended {
+    char name[BOTTLE_SPEC_MAX_NAME + 1];
+    int64_t mtime; /* the newest of its files */
+};
+
+static int cmp_newest_first(const void *a, const void *b)
+{
+    const struct ended *x = a, *y = b;
+    return x->mtime < y->mtime ? 1 : x->mtime > y->mtime ? -1 : strcmp(x->name, y->name);
+}
+
+int state_logs_retention(const struct state *st, unsigned keep, unsigned days, int64_t now)
+{
+    _cleanup_(closedirp) DIR *d = opendir(st->logs);
+    struct ended *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    int removed = 0;
+
+    if (!d)
+        return -errno;
+    while ((de = readdir(d))) {
+        char name[BOTTLE_SPEC_MAX_NAME + 1];
+        struct stat sb;
+        size_t i;
+
+        if (!log_owner(de->d_name, name, sizeof(name)) ||
+            fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(sb.st_mode))
+            continue;
+        for (i = 0; i < n && strcmp(v[i].name, name) != 0; i++)
+            ;
+        if (i == n) {
+            if (n == cap) {
+                struct ended *nv = realloc(v, (cap ? cap * 2 : 64) * sizeof(*v));
+                if (!nv) {
+                    free(v);
+                    return -ENOMEM;
+                }
+                v = nv;
+                cap = cap ? cap * 2 : 64;
+            }
+            snprintf(v[n].name, sizeof(v[n].name), "%s", name);
+            v[n].mtime = 0;
+            n++;
+        }
+        if ((int64_t)sb.st_mtime > v[i].mtime)
+            v[i].mtime = (int64_t)sb.st_mtime;
+    }
+    qsort(v, n, sizeof(*v), cmp_newest_first);
+    for (size_t i = 0, kept = 0; i < n; i++) {
+        /* a bottle that runs (or is starting: its directory exists) keeps its logs */
+        char dir[STATE_PATH_MAX + 32 + BOTTLE_SPEC_MAX_NAME];
+        struct stat sb;
+        if (str_printf(dir, sizeof(dir), "%s/%s", st->bottles, v[i].name) < 0 ||
+            lstat(dir, &sb) == 0 || state_bottle_running(st, v[i].name) == 1)
+            continue;
+        if (kept < keep && (days == 0 || now - v[i].mtime < (int64_t)days * 86400)) {
+            kept++;
+            continue;
+        }
+        if (state_logs_remove(st, v[i].name) > 0)
+            removed++;
+    }
+    free(v);
+    return removed;
+}
+
+void state_retention_policy(unsigned *ret_keep, unsigned *ret_days)
+{
+    const char *k = getenv("BOT_BOTTLE_KEEP_LOGS"), *dd = getenv("BOT_BOTTLE_KEEP_DAYS");
+    uint64_t v;
+
+    *ret_keep = STATE_KEEP_LOGS;
+    *ret_days = STATE_KEEP_DAYS;
+    if (k && str_to_u64_cstr(k, 1000000, &v) == 0)
+        *ret_keep = (unsigned)v;
+    if (dd && str_to_u64_cstr(dd, 36500, &v) == 0)
+        *ret_days = (unsigned)v;
 }

@@ -111,3 +111,20 @@ int state_bottle_running(const struct state *st, const char *name);
  * (may exceed max: only max are written) or -errno.
  */
 int state_list(const struct state *st, char (*names)[BOTTLE_SPEC_MAX_NAME + 1], size_t max);
+
+/*
+ * Ended bottles' logs in logs/ (NAME.audit.log, NAME.audit.log.1, NAME.log: the supervisor's
+ * log of a `start`ed bottle). Retention (docs/cli.md, "Retention"): of the bottles that do not
+ * run, the logs of the newest `keep` (by their newest file's mtime) are kept, unless older
+ * than `days` days (0: no age limit); the rest are removed. Applied when a bottle starts and
+ * by `ls`. Defaults below; BOT_BOTTLE_KEEP_LOGS and BOT_BOTTLE_KEEP_DAYS override them.
+ */
+#define STATE_KEEP_LOGS 50
+#define STATE_KEEP_DAYS 14
+/* Remove an ended bottle's logs. Returns how many files were removed, or -errno. */
+int state_logs_remove(const struct state *st, const char *name);
+/* Apply the retention at time now (unix seconds). Returns the number of bottles whose logs
+ * were removed, or -errno. */
+int state_logs_retention(const struct state *st, unsigned keep, unsigned days, int64_t now);
+/* The policy in force: the defaults, or the environment's override. */
+void state_retention_policy(unsigned *ret_keep, unsigned *ret_days);

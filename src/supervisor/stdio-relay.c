@@ -241,8 +241,8 @@ static void stream_open(struct stdio_relay *r, struct stdio_stream *st, int from
     st->from_owned = st->to_owned = true;
 }
 
-int stdio_relay_open(struct stdio_relay *r, struct loop *l, bool interactive, int devnull,
-                     int in_fd, int out_fd, int err_fd)
+static int relay_open(struct stdio_relay *r, struct loop *l, bool interactive, int devnull,
+                      int in_fd, int out_fd, int err_fd, const int *given)
 {
     int p[2], fd, ours = -1;
     bool sock, blocking;
@@ -260,12 +260,16 @@ int stdio_relay_open(struct stdio_relay *r, struct loop *l, bool interactive, in
             r->child[i] = devnull;
             continue;
         }
-        if (pipe2(p, O_CLOEXEC) < 0)
-            goto fail;
-        /* The bottle's end stays blocking, as an inherited stdio fd normally is. */
-        r->child[i] = i == STDIO_IN ? p[0] : p[1];
-        r->child_owned[i] = true;
-        ours = i == STDIO_IN ? p[1] : p[0];
+        if (given) {
+            ours = given[i]; /* the bottle's end is elsewhere already */
+        } else {
+            if (pipe2(p, O_CLOEXEC) < 0)
+                goto fail;
+            /* The bottle's end stays blocking, as an inherited stdio fd normally is. */
+            r->child[i] = i == STDIO_IN ? p[0] : p[1];
+            r->child_owned[i] = true;
+            ours = i == STDIO_IN ? p[1] : p[0];
+        }
         if (fd_set_nonblock(ours, true) < 0)
             goto fail_ours;
         fd = reopen_private(i == STDIO_IN    ? in_fd
@@ -304,6 +308,21 @@ fail_ours:
     close(ours);
     stdio_relay_done(r);
     return fd;
+}
+
+int stdio_relay_open(struct stdio_relay *r, struct loop *l, bool interactive, int devnull,
+                     int in_fd, int out_fd, int err_fd)
+{
+    return relay_open(r, l, interactive, devnull, in_fd, out_fd, err_fd, NULL);
+}
+
+int stdio_relay_adopt(struct stdio_relay *r, struct loop *l, const int host[STDIO_MAX], int in_fd,
+                      int out_fd, int err_fd)
+{
+    for (size_t i = 0; i < STDIO_MAX; i++)
+        if (host[i] >= 0)
+            (void)fcntl(host[i], F_SETFD, FD_CLOEXEC);
+    return relay_open(r, l, host[STDIO_IN] >= 0, -1, in_fd, out_fd, err_fd, host);
 }
 
 void stdio_relay_close_child(struct stdio_relay *r)

@@ -64,6 +64,13 @@ struct stdio_relay {
  */
 int stdio_relay_open(struct stdio_relay *r, struct loop *l, bool interactive, int devnull,
                      int in_fd, int out_fd, int err_fd);
+/*
+ * The same relay for pipes someone else made (exec: the supervisor made them and passed our
+ * ends): host[STDIO_IN] the write end of the command's stdin (-1: none), host[STDIO_OUT] and
+ * host[STDIO_ERR] the read ends of its stdout and stderr; owned from now on (also on failure).
+ */
+int stdio_relay_adopt(struct stdio_relay *r, struct loop *l, const int host[STDIO_MAX], int in_fd,
+                      int out_fd, int err_fd);
 /* Closes our copies of the bottle's ends (after the backend started the bottle). */
 void stdio_relay_close_child(struct stdio_relay *r);
 /* Starts relaying; done(userdata) is called once, when stdout and stderr both reached EOF (or

@@ -8,7 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,11 +24,13 @@
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"
+#include "common/pidfd.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "config/trust.h"
 #include "guest/spec.h"
 #include "supervisor/alias.h"
+#include "supervisor/bottle-ca.h"
 #include "supervisor/control.h"
 #include "supervisor/daemon.h"
 #include "supervisor/notice.h"
@@ -35,6 +43,15 @@
 #define SV_MAX_GRANTS 32 /* timed grants (allow --for) in force at once */
 
 struct sv;
+/* A command run by `bot-bottle exec` (backend exec op), tied to its client's connection. */
+struct exec_session {
+    struct sv *s;
+    struct control_conn *conn;
+    struct backend_exec *x;
+    struct loop_source src; /* its pidfd */
+    struct exec_session *next;
+};
+
 /* A timed grant (`bot-bottle allow N P --for D`): its deny is sent when the timer fires. */
 struct grant {
     struct loop_timer timer;
@@ -70,6 +87,18 @@ struct sv {
     struct control_server *control; /* bottles/NAME/control (control.h) */
 
     struct protect_plan protect; /* read-only workspace paths and their placeholders */
+
+    /* start: the main command's terminal, held here (docs/supervisor.md, "Detached
+     * bottles"). While nobody is attached the master is read into a ring of the last
+     * SV_CONSOLE_RING bytes; an attach client gets a duplicate of the master and the ring. */
+    bool console;
+    int con_master, con_slave;
+    struct loop_source con_src;
+    bool con_reading, con_eof;
+    char *ring;
+    size_t ring_head, ring_len;
+    struct control_conn *attached;
+    struct exec_session *execs;
 
     struct loop_timer kill_timer;
     int grace_ms; /* before the kill (stop's "time"; default STOP_GRACE_MS) */
@@ -115,6 +144,14 @@ static int setup_state(struct sv *s)
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot create the state of bottle '%s' in %s", s->name,
                          s->st.bottles);
+    {
+        /* ended bottles' logs do not pile up (docs/cli.md, "Retention") */
+        unsigned keep, days;
+        state_retention_policy(&keep, &days);
+        r = state_logs_retention(&s->st, keep, days, (int64_t)time(NULL));
+        if (r > 0)
+            log_debug("removed the logs of %d ended bottles (retention)", r);
+    }
     if (s->o->audit_path)
         snprintf(s->audit, sizeof(s->audit), "%s", s->o->audit_path);
     else
@@ -157,6 +194,13 @@ static void request_stop(struct sv *s)
     if (s->stopping || !s->started.pid)
         return;
     s->stopping = true;
+    /* start: hang up the terminal we hold, as closing a terminal window would (an
+     * interactive shell ignores SIGTERM, not SIGHUP) */
+    if (s->console && s->con_master >= 0) {
+        pid_t fg = 0; /* the terminal's foreground process group, in our pid namespace */
+        if (ioctl(s->con_master, TIOCGPGRP, &fg) == 0 && fg > 1)
+            (void)kill(-fg, SIGHUP);
+    }
     /* Never blocks (namespace: SIGTERM to bottle-init, which forwards it to the command); if
      * the bottle lingers, it is killed. */
     (void)s->be->request_stop(s->bottle);
@@ -188,7 +232,13 @@ static void on_bottle_exit(struct loop_source *src, uint32_t ev)
     s->done = true;
     /* Every byte the command wrote reaches our stdout/stderr first: the pipes end when the
      * bottle's last process is gone. */
-    if (s->use_tty || stdio_relay_finished(&s->pipes))
+    if (s->attached) {
+        json_t *m = json_pack("{s:i}", "exit", s->status);
+        if (m)
+            (void)control_conn_send(s->attached, m);
+        json_decref(m);
+    }
+    if (s->use_tty || s->console || stdio_relay_finished(&s->pipes))
         loop_quit(s->loop, 0);
 }
 
@@ -277,6 +327,259 @@ static int grant_arm(struct sv *s, const char *pattern, uint32_t seconds)
     return 0;
 }
 
+/* ---------------------------------------------------------------- start, attach, exec */
+
+static void con_watch(struct sv *s, bool on);
+
+/* attach/exec events: in a detached supervisor's log; never on run's terminal (a program may
+ * be drawing on it), except with -v */
+#define sv_note(s, ...)                                                                            \
+    do {                                                                                           \
+        if ((s)->o->detach)                                                                        \
+            log_info(__VA_ARGS__);                                                                 \
+        else                                                                                       \
+            log_debug(__VA_ARGS__);                                                                \
+    } while (0)
+
+static void on_con_master(struct loop_source *src, uint32_t ev)
+{
+    struct sv *s = src->userdata;
+    char tmp[16384];
+    ssize_t n;
+    (void)ev;
+
+    n = read(s->con_master, tmp, sizeof(tmp));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        s->con_eof = true; /* EIO: every slave is closed, the bottle is gone */
+        con_watch(s, false);
+        return;
+    }
+    /* a ring of the last SV_CONSOLE_RING bytes: the oldest are overwritten, never grown */
+    for (ssize_t i = 0; i < n; i++) {
+        size_t at = (s->ring_head + s->ring_len) % SV_CONSOLE_RING;
+        s->ring[at] = tmp[i];
+        if (s->ring_len < SV_CONSOLE_RING)
+            s->ring_len++;
+        else
+            s->ring_head = (s->ring_head + 1) % SV_CONSOLE_RING;
+    }
+}
+
+static void con_watch(struct sv *s, bool on)
+{
+    if (on && !s->con_reading && !s->con_eof && s->con_master >= 0)
+        s->con_reading =
+            loop_add(s->loop, &s->con_src, s->con_master, EPOLLIN, on_con_master, s) == 0;
+    else if (!on && s->con_reading) {
+        loop_del(s->loop, &s->con_src);
+        s->con_reading = false;
+    }
+}
+
+static void on_attach_closed(void *ud)
+{
+    struct sv *s = ud;
+    s->attached = NULL;
+    sv_note(s, "detached from the terminal of bottle '%s'", s->name);
+    con_watch(s, true); /* nobody reads it now: back to the ring */
+}
+
+/* attach: a duplicate of the pty master and a memfd with the recent output. */
+static int do_attach(struct sv *s, const struct control_request *req, json_t *reply)
+{
+    int fds[2], r;
+
+    if (!s->console) {
+        json_object_set_new(reply, "error",
+                            json_string("this bottle's command has no terminal to attach to "
+                                        "(only bottles made by 'bot-bottle start' have one)"));
+        return -ENOTTY;
+    }
+    if (s->attached) {
+        json_object_set_new(reply, "error",
+                            json_string("someone is attached already (one at a time; they "
+                                        "detach with ctrl-p ctrl-q)"));
+        return -EBUSY;
+    }
+    if (s->done || s->con_eof) {
+        json_object_set_new(reply, "error", json_string("the bottle's command has exited"));
+        return -ESRCH;
+    }
+    fds[0] = s->con_master;
+    fds[1] = memfd_create("bot-bottle-attach", MFD_CLOEXEC);
+    if (fds[1] < 0)
+        return -errno;
+    {
+        size_t first = MIN(s->ring_len, SV_CONSOLE_RING - s->ring_head);
+        if ((first && write(fds[1], s->ring + s->ring_head, first) != (ssize_t)first) ||
+            (s->ring_len > first &&
+             write(fds[1], s->ring, s->ring_len - first) != (ssize_t)(s->ring_len - first)) ||
+            lseek(fds[1], 0, SEEK_SET) < 0) {
+            r = -errno;
+            close(fds[1]);
+            return r ? r : -EIO;
+        }
+    }
+    r = control_conn_set_fds(req->conn, fds, 2);
+    close(fds[1]);
+    if (r < 0)
+        return r;
+    s->ring_head = s->ring_len = 0; /* shown once; the client reads the master from now on */
+    con_watch(s, false);
+    s->attached = req->conn;
+    control_conn_hold(req->conn, on_attach_closed, s);
+    sv_note(s, "attached to the terminal of bottle '%s'", s->name);
+    return 0;
+}
+
+static void exec_session_free(struct exec_session *e)
+{
+    struct sv *s = e->s;
+
+    loop_del(s->loop, &e->src);
+    for (struct exec_session **pp = &s->execs; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    s->be->exec_free(e->x); /* kills it if it still runs, reaps */
+    free(e);
+}
+
+static void on_exec_exit(struct loop_source *src, uint32_t ev)
+{
+    struct exec_session *e = src->userdata;
+    int status = 125;
+    json_t *m;
+    (void)ev;
+
+    loop_del(e->s->loop, &e->src);
+    if (e->s->be->exec_wait(e->x, &status) < 0)
+        status = 125;
+    m = json_pack("{s:i}", "exit", status);
+    if (m)
+        (void)control_conn_send(e->conn, m);
+    json_decref(m);
+    control_conn_release(e->conn); /* the client closes it once it has read everything */
+    exec_session_free(e);
+}
+
+static void on_exec_conn_closed(void *ud)
+{
+    /* the client went away before its command ended: the command ends too */
+    exec_session_free(ud);
+}
+
+static void close_fds(int *fds, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+}
+
+static int exec_fail(json_t *reply, int status, const char *msg)
+{
+    json_object_set_new(reply, "error", json_string(msg));
+    json_object_set_new(reply, "status", json_integer(status));
+    return status == 127 ? -ENOENT : status == 126 ? -EACCES : -EIO;
+}
+
+/*
+ * exec: the command runs through the backend's exec op with stdio the supervisor made (a pty
+ * of its own, or pipes; never a descriptor of the client's terminal: the client relays its
+ * terminal to our ends, which it gets with the reply).
+ */
+static int do_exec(struct sv *s, const struct control_request *req, json_t *reply)
+{
+    struct backend_exec_args a = { .argv = req->argv, .env = req->env, .tty = req->tty };
+    int child[3] = { -1, -1, -1 }, host[3] = { -1, -1, -1 }, p[2], r;
+    struct exec_session *e;
+    char msg[512];
+
+    if (!s->be || !s->be->exec) {
+        snprintf(msg, sizeof(msg),
+                 "the %s backend cannot run another command in a bottle yet (no exec); "
+                 "start the bottle with --backend namespace",
+                 s->be ? s->be->name : "?");
+        return exec_fail(reply, 125, msg);
+    }
+    if (!s->started.pid || s->done || s->stopping) {
+        json_object_set_new(reply, "retry", json_boolean(!s->started.pid));
+        return exec_fail(reply, 125,
+                         !s->started.pid ? "the bottle is still starting" : "the bottle is ending");
+    }
+    if (req->tty) {
+        /* the client's window size from the start: the command may read it at once */
+        struct winsize ws = { .ws_row = req->rows, .ws_col = req->cols };
+        if (openpty(&host[0], &child[0], NULL, NULL, req->rows && req->cols ? &ws : NULL) < 0)
+            return exec_fail(reply, 125, "cannot open a pseudo-terminal");
+        (void)fcntl(host[0], F_SETFD, FD_CLOEXEC);
+        (void)fcntl(child[0], F_SETFD, FD_CLOEXEC);
+        a.stdio[0] = a.stdio[1] = a.stdio[2] = child[0];
+    } else {
+        for (int i = 0; i < 3; i++) {
+            if (i == 0 && !req->interactive) {
+                a.stdio[0] = s->devnull;
+                continue;
+            }
+            if (pipe2(p, O_CLOEXEC) < 0) {
+                close_fds(child, 3);
+                close_fds(host, 3);
+                return exec_fail(reply, 125, "cannot create pipes");
+            }
+            child[i] = i == 0 ? p[0] : p[1];
+            host[i] = i == 0 ? p[1] : p[0];
+            a.stdio[i] = child[i];
+        }
+    }
+    e = xcalloc(1, sizeof(*e));
+    e->s = s;
+    e->conn = req->conn;
+    r = s->be->exec(s->bottle, &a, &e->x);
+    close_fds(child, 3);
+    if (r < 0) {
+        close_fds(host, 3);
+        free(e);
+        if (r == -EAGAIN)
+            json_object_set_new(reply, "retry", json_true());
+        snprintf(msg, sizeof(msg), "%s: %s", req->argv[0],
+                 r == -ENOENT   ? "command not found in the bottle"
+                 : r == -EACCES ? "not executable in the bottle"
+                                : strerror(-r));
+        return exec_fail(reply, r == -ENOENT ? 127 : r == -EACCES ? 126 : 125, msg);
+    }
+    if (req->tty)
+        r = control_conn_set_fds(req->conn, host, 1);
+    else if (req->interactive)
+        r = control_conn_set_fds(req->conn, host, 3);
+    else
+        r = control_conn_set_fds(req->conn, host + 1, 2);
+    close_fds(host, 3);
+    if (r == 0)
+        r = loop_add(s->loop, &e->src, s->be->exec_pidfd(e->x), EPOLLIN, on_exec_exit, e);
+    if (r < 0) {
+        s->be->exec_free(e->x);
+        free(e);
+        return exec_fail(reply, 125, "cannot pass the command's stdio to the client");
+    }
+    e->next = s->execs;
+    s->execs = e;
+    control_conn_hold(req->conn, on_exec_conn_closed, e);
+    sv_note(s, "exec in bottle '%s': %s%s", s->name, req->argv[0], req->tty ? " (tty)" : "");
+    return 0;
+}
+
+static int do_signal(struct sv *s, const struct control_request *req, json_t *reply)
+{
+    for (struct exec_session *e = s->execs; e; e = e->next)
+        if (e->conn == req->conn)
+            return bb_pidfd_send_signal(s->be->exec_pidfd(e->x), req->signo);
+    json_object_set_new(reply, "error", json_string("no command of this connection runs"));
+    return -ESRCH;
+}
+
 /* A request on the control socket (control.h), from a process of our own user or root. */
 static int on_control(void *ud, const struct control_request *req, json_t *reply)
 {
@@ -340,6 +643,14 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
         }
         r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
                                  sizeof(why));
+        if (r == -ENOTCONN && (s->be->flags & BACKEND_DAEMON_ELSEWHERE)) {
+            (void)str_printf(why, sizeof(why),
+                             "the %s backend's egress daemon runs outside bot-bottle and takes "
+                             "no changes; restart the bottle with the new policy",
+                             s->be->name);
+            json_object_set_new(reply, "error", json_string(why));
+            return r;
+        }
         if (r < 0) {
             json_object_set_new(reply, "error",
                                 json_string(r == -EINVAL || r == -ENOENT ? why : strerror(-r)));
@@ -357,6 +668,12 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
                      req->pattern);
         return 0;
     }
+    case CONTROL_ATTACH:
+        return do_attach(s, req, reply);
+    case CONTROL_EXEC:
+        return do_exec(s, req, reply);
+    case CONTROL_SIGNAL:
+        return do_signal(s, req, reply);
     case CONTROL_CMD_MAX:
     default:
         return -EINVAL;
@@ -503,7 +820,7 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     spec->alias = s->alias.addr;
     spec->uid = uid;
     spec->gid = gid;
-    spec->tty = s->use_tty;
+    spec->tty = s->use_tty || s->console;
     spec->tmpfs_size[BOTTLE_TMPFS_TMP] = s->o->tmp_size;
     spec->tmpfs_size[BOTTLE_TMPFS_HOME] = s->o->home_size;
     spec->tmpfs_size[BOTTLE_TMPFS_SHM] = s->o->shm_size;
@@ -571,6 +888,11 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
         r = check_state_hidden(s, spec->mounts[i].src, "--mount");
     if (r < 0)
         return r;
+    /* TLS interception: the daemon's CA in the bottle's trust (bottle-ca.h) */
+    if (s->daemon.ca_pem &&
+        (r = bottle_ca_install(s->sb.dir, s->daemon.ca_pem, s->daemon.ca_pem_len,
+                               s->o->tls_extra_ca, spec)) < 0)
+        return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
     for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
@@ -602,7 +924,12 @@ static int select_backend(struct sv *s)
     struct backend_probe probe = { 0 };
     int r;
 
-    r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    if (s->o->backend_ops) {
+        s->be = s->o->backend_ops;
+        r = 0;
+    } else {
+        r = backend_select(s->o->backend, NULL, &s->be, &probe);
+    }
     if (r == -ENOENT) {
         log_error("unknown backend '%s'; 'bot-bottle run --help' lists the backends",
                   s->o->backend);
@@ -612,16 +939,22 @@ static int select_backend(struct sv *s)
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
     }
-    if (s->be->flags & BACKEND_DAEMON_ELSEWHERE) {
-        log_error("the %s backend runs its egress daemon elsewhere, which 'run' does not "
-                  "support yet; use --backend namespace",
-                  s->be->name);
-        return -EOPNOTSUPP;
-    }
     if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
         log_error("the %s backend does not support %s yet (the command's output comes over the "
                   "VM's console, its stdin is /dev/null); run with --backend namespace",
                   s->be->name, s->o->tty ? "-t" : "-i");
+        return -EOPNOTSUPP;
+    }
+    if (s->o->cred_wire && ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) ||
+                            !(s->be->flags & (BACKEND_HAS_CHANNEL | BACKEND_NEEDS_HANDOFF)))) {
+        /* A daemon started elsewhere could get the values only through argv or files; a bottle
+         * that reaches the daemon over TCP (A:3128) needs a port other host processes can use
+         * too (docs/credentials.md). */
+        log_error("the %s backend cannot carry credentials (its bottle reaches the egress "
+                  "daemon %s); use --backend namespace or microvm with --credential",
+                  s->be->name,
+                  s->be->flags & BACKEND_DAEMON_ELSEWHERE ? "started elsewhere"
+                                                          : "over a TCP port on the host");
         return -EOPNOTSUPP;
     }
     return 0;
@@ -649,7 +982,12 @@ static int start_bottle(struct sv *s)
     ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;
     ca.memory_bytes = s->o->memory_bytes;
     ca.pids_max = s->o->pids_max;
-    if (s->use_tty) {
+    /* BACKEND_DAEMON_ELSEWHERE: the backend starts the daemon (docker: a sidecar) */
+    ca.egress_args = s->o->daemon_args.v;
+    ca.audit = s->audit;
+    if (s->console) {
+        ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->con_slave;
+    } else if (s->use_tty) {
         ca.stdio[0] = ca.stdio[1] = ca.stdio[2] = s->tty.slave;
     } else {
         /* Never our own stdio: pipes relayed by the loop (S11). */
@@ -667,7 +1005,10 @@ static int start_bottle(struct sv *s)
     if (s->daemon.handoff >= 0)
         close(s->daemon.handoff);
     s->daemon.handoff = -1;
-    if (s->use_tty) {
+    if (s->console) {
+        close(s->con_slave);
+        s->con_slave = -1;
+    } else if (s->use_tty) {
         /* Only the bottle holds the slave now: its exit shows as EIO/HUP on the master. */
         close(s->tty.slave);
         s->tty.slave = -1;
@@ -680,6 +1021,11 @@ static int start_bottle(struct sv *s)
     net_addr_parse(addr, 0, &hc.proxy);
     snprintf(addr, sizeof(addr), "%s:%d", s->alias.text, daemon_host_dns_port());
     net_addr_parse(addr, 0, &hc.dns);
+    if (s->daemon.relay >= 0) {
+        /* a daemon holding credentials: no TCP port; streams go over the relay socket */
+        hc.proxy_via_handoff = true;
+        hc.proxy_handoff_fd = s->daemon.relay;
+    }
     hc.dead = on_channel_dead;
     hc.userdata = s;
     r = channel_host_relay_start(s->loop, s->started.channel_fd, &hc, &s->relay);
@@ -697,16 +1043,28 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
 {
     struct sv s = { .o = o,
                     .status = 125,
-                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1 },
+                    .daemon = { .pidfd = -1, .handoff = -1, .control = -1, .relay = -1 },
                     .notice = { .f = { .fd = -1 } } };
     int r;
 
     s.alias.lock_fd = -1;
+    s.con_master = s.con_slave = -1;
     s.started.channel_fd = -1;
     s.started.pidfd = -1;
     s.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     s.sb.lock_fd = -1;
     signal(SIGPIPE, SIG_IGN);
+    /* Held from here on (the loop reads them once it exists): a SIGINT, SIGTERM or SIGHUP
+     * during start-up then ends the start-up through the clean-up below, instead of killing
+     * us with the state directory, the alias lease and the daemon left behind. */
+    {
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGHUP);
+        sigprocmask(SIG_BLOCK, &stop, NULL);
+    }
 
     r = setup_state(&s);
     if (r < 0)
@@ -755,17 +1113,43 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
                                     .audit = s.audit,
                                     .extra = &o->daemon_args,
                                     .devnull = s.devnull,
-                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF };
-        r = daemon_start(&dc, &s.daemon);
+                                    .handoff = s.be->flags & BACKEND_NEEDS_HANDOFF,
+                                    .creds = o->cred_wire,
+                                    .creds_len = o->cred_wire_len };
+        r = s.be->flags & BACKEND_DAEMON_ELSEWHERE ? 0 : daemon_start(&dc, &s.daemon);
     }
+    /* The daemon has the credentials (or never will): no copy stays here for the bottle's
+     * life. (The buffer is run's, handed over for this; const only for the other fields.) */
+    if (o->cred_wire)
+        explicit_bzero((void *)o->cred_wire, o->cred_wire_len);
     if (r < 0)
         goto out;
-    r = loop_add(s.loop, &s.daemon_src, s.daemon.pidfd, EPOLLIN, on_daemon_exit, &s);
-    if (r < 0)
+    if (s.daemon.pidfd >= 0 &&
+        (r = loop_add(s.loop, &s.daemon_src, s.daemon.pidfd, EPOLLIN, on_daemon_exit, &s)) < 0)
         goto out;
 
-    s.use_tty = o->tty;
-    if (s.use_tty) {
+    s.use_tty = o->tty && !o->detach;
+    s.console = o->detach && !(s.be->flags & BACKEND_STDIO_CONSOLE);
+    if (s.console) {
+        /* start: a terminal the supervisor holds; 80x24 until someone attaches */
+        struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+        if (openpty(&s.con_master, &s.con_slave, NULL, NULL, &ws) < 0) {
+            r = log_errno(LOG_LVL_ERROR, -errno, "cannot open a pseudo-terminal");
+            goto out;
+        }
+        (void)fcntl(s.con_master, F_SETFD, FD_CLOEXEC);
+        (void)fcntl(s.con_slave, F_SETFD, FD_CLOEXEC);
+        (void)fd_set_nonblock(s.con_master, true);
+        s.ring = xmalloc(SV_CONSOLE_RING);
+    } else if (o->detach) {
+        /* a backend without a terminal: the command's output goes to our log */
+        r = stdio_relay_open(&s.pipes, s.loop, false, s.devnull, s.devnull, STDERR_FILENO,
+                             STDERR_FILENO);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "cannot create the pipes for the command's stdio");
+            goto out;
+        }
+    } else if (s.use_tty) {
         if (!isatty(STDIN_FILENO)) {
             log_error("-t needs a terminal on stdin; run without -t (with -i to pass stdin)");
             r = -ENOTTY;
@@ -785,11 +1169,22 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
             goto out;
         }
     }
+    if (o->detach)
+        signal(SIGHUP, SIG_IGN); /* no terminal of ours to hang up; stop with SIGTERM */
     if ((r = loop_add_signal(s.loop, SIGINT, on_signal, &s)) < 0 ||
         (r = loop_add_signal(s.loop, SIGTERM, on_signal, &s)) < 0 ||
-        (r = loop_add_signal(s.loop, SIGHUP, on_signal, &s)) < 0 ||
+        (!o->detach && (r = loop_add_signal(s.loop, SIGHUP, on_signal, &s)) < 0) ||
         (r = loop_add_signal(s.loop, SIGWINCH, on_signal, &s)) < 0) {
         log_errno(LOG_LVL_ERROR, r, "signal setup");
+        goto out;
+    }
+    /* A stop signal that came during the start-up: do not start the command at all. */
+    (void)loop_run_once(s.loop, 0);
+    if (s.stop_signo) {
+        log_debug("stopped by signal %d before the bottle started", s.stop_signo);
+        s.status = 128 + s.stop_signo;
+        s.done = true;
+        r = -EINTR;
         goto out;
     }
     r = start_bottle(&s);
@@ -797,9 +1192,17 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         goto out;
     write_info(&s);
     log_debug("bottle %s started (backend %s); audit log %s", s.name, s.be->name, s.audit);
+    if (s.console)
+        con_watch(&s, true);
+    if (o->detach && o->ready_fd >= 0) {
+        /* `start` returns now */
+        if (write(o->ready_fd, "ok\n", 3) != 3)
+            log_warn("cannot tell 'start' that the bottle runs");
+        close(o->ready_fd);
+    }
     if (s.use_tty && (r = tty_relay_start(&s.tty)) < 0)
         goto out;
-    if (!s.use_tty && (r = stdio_relay_start(&s.pipes, on_stdio_done, &s)) < 0) {
+    if (!s.use_tty && !s.console && (r = stdio_relay_start(&s.pipes, on_stdio_done, &s)) < 0) {
         log_errno(LOG_LVL_ERROR, r, "cannot relay the command's stdio");
         goto out;
     }
@@ -809,6 +1212,35 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         tty_relay_flush(&s.tty);
     notice_poll(&s.notice);
 out:
+    /* exec'd commands end with the bottle; their clients get a status */
+    while (s.execs) {
+        struct exec_session *e = s.execs;
+        int st = 128 + SIGKILL;
+        json_t *m;
+        loop_del(s.loop, &e->src);
+        {
+            /* the bottle is gone or going: its processes die with it */
+            struct pollfd pfd = { .fd = s.be->exec_pidfd(e->x), .events = POLLIN };
+            if (RETRY_EINTR(poll(&pfd, 1, 500)) == 1)
+                (void)s.be->exec_wait(e->x, &st);
+        }
+        m = json_pack("{s:i}", "exit", st);
+        if (m)
+            (void)control_conn_send(e->conn, m);
+        json_decref(m);
+        control_conn_release(e->conn);
+        exec_session_free(e);
+    }
+    if (s.attached) {
+        control_conn_release(s.attached);
+        s.attached = NULL;
+    }
+    con_watch(&s, false);
+    if (s.con_master >= 0)
+        close(s.con_master);
+    if (s.con_slave >= 0)
+        close(s.con_slave);
+    free(s.ring);
     if (s.use_tty)
         tty_relay_done(&s.tty);
     stdio_relay_done(&s.pipes);
@@ -856,4 +1288,123 @@ out:
         close(s.devnull);
     policy_free(policy);
     return s.done ? s.status : 125;
+}
+
+/* ---------------------------------------------------------------- start */
+
+int supervisor_start(const struct supervisor_opts *o, struct policy *policy)
+{
+    struct supervisor_opts d = *o;
+    struct state st;
+    char name[BOTTLE_SPEC_MAX_NAME + 1], logpath[STATE_PATH_MAX + 64 + BOTTLE_SPEC_MAX_NAME];
+    char buf[4096];
+    int ready[2], logfd, r, status;
+    off_t start_off;
+    pid_t pid;
+    ssize_t n;
+    bool ok = false;
+
+    r = state_open(NULL, true, &st);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "cannot use the state directory %s", st.root);
+        policy_free(policy);
+        return 125;
+    }
+    if (o->name) {
+        if (!state_name_valid(o->name)) {
+            log_error("invalid bottle name '%s': use up to %d letters, digits, '-', '_' or '.', "
+                      "starting with a letter or digit",
+                      o->name, BOTTLE_SPEC_MAX_NAME);
+            policy_free(policy);
+            return 125;
+        }
+        snprintf(name, sizeof(name), "%s", o->name);
+    } else {
+        uint32_t rnd = 0;
+        if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+            rnd = (uint32_t)getpid();
+        snprintf(name, sizeof(name), "bb-%06x", rnd & 0xffffff);
+    }
+    if (state_bottle_running(&st, name) == 1) {
+        log_error("a bottle named '%s' is already running; choose another --name", name);
+        policy_free(policy);
+        return 125;
+    }
+    /* the supervisor's own log: what it says once the terminal is gone */
+    if (str_printf(logpath, sizeof(logpath), "%s/%s.log", st.logs, name) < 0 ||
+        (logfd = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0) {
+        log_errno(LOG_LVL_ERROR, -errno, "cannot open the bottle's log %s", logpath);
+        policy_free(policy);
+        return 125;
+    }
+    start_off = lseek(logfd, 0, SEEK_END);
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        log_errno(LOG_LVL_ERROR, -errno, "pipe");
+        close(logfd);
+        policy_free(policy);
+        return 125;
+    }
+    fflush(NULL);
+    pid = fork();
+    if (pid < 0) {
+        log_errno(LOG_LVL_ERROR, -errno, "cannot start the bottle's supervisor");
+        close(logfd);
+        close(ready[0]);
+        close(ready[1]);
+        policy_free(policy);
+        return 125;
+    }
+    if (pid == 0) {
+        /* the daemon: its own session, not a session leader (it can never get a controlling
+         * terminal again), stdin /dev/null, stdout and stderr to the log */
+        int null;
+        close(ready[0]);
+        if (setsid() < 0)
+            _exit(125);
+        pid = fork();
+        if (pid != 0)
+            _exit(pid < 0 ? 125 : 0);
+        /* nothing ignored that the shell we came from ignored (a background job's SIGINT) */
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP && sig != SIGPIPE)
+                signal(sig, SIG_DFL);
+        null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(logfd, STDOUT_FILENO) < 0 ||
+            dup2(logfd, STDERR_FILENO) < 0)
+            _exit(125);
+        close(null);
+        close(logfd);
+        if (chdir("/") < 0)
+            _exit(125);
+        d.name = name;
+        d.detach = true;
+        d.ready_fd = ready[1];
+        d.tty = d.interactive = false;
+        _exit(supervisor_run(&d, policy));
+    }
+    close(ready[1]);
+    policy_free(policy);
+    (void)RETRY_EINTR(waitpid(pid, &status, 0));
+    n = RETRY_EINTR(read(ready[0], buf, sizeof(buf) - 1));
+    ok = n >= 2 && strncmp(buf, "ok", 2) == 0;
+    close(ready[0]);
+    if (ok) {
+        close(logfd);
+        printf("%s\n", name);
+        fflush(stdout);
+        return 0;
+    }
+    /* it failed: show what it said (in the log) */
+    {
+        int rfd = open(logpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (rfd >= 0 && lseek(rfd, start_off, SEEK_SET) >= 0)
+            while ((n = RETRY_EINTR(read(rfd, buf, sizeof(buf)))) > 0)
+                if (write(STDERR_FILENO, buf, (size_t)n) != n)
+                    break;
+        if (rfd >= 0)
+            close(rfd);
+    }
+    close(logfd);
+    log_error("bottle '%s' did not start (its log: %s)", name, logpath);
+    return 125;
 }

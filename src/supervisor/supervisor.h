@@ -20,8 +20,13 @@
 #include "config/config.h"
 #include "policy/policy.h"
 
+struct backend_ops;
+
 struct supervisor_opts {
-    const char *backend;   /* a backend name; "auto" picks the strongest available */
+    const char *backend; /* a backend name; "auto" picks the strongest available */
+    /* Already chosen and probed by the caller (run: backend_choose, before anything starts);
+     * NULL: the supervisor selects `backend` itself. */
+    const struct backend_ops *backend_ops;
     const char *name;      /* NULL: generated */
     const char *workspace; /* absolute path */
     char **argv;           /* the command, NULL-terminated */
@@ -47,12 +52,34 @@ struct supervisor_opts {
     /* The policy as `bot-bottle egress` arguments (policy_args_daemon_argv): the daemon is
      * started by exec with an empty environment, and reloads (SIGHUP) from these. */
     struct strv daemon_args;
+    /* The credentials for the daemon (proxy/cred.h wire format; cli/credentials.c), sent over
+     * a pipe, never argv or the environment. NULL: none. A daemon holding credentials listens
+     * on no TCP port (docs/credentials.md). */
+    const char *cred_wire;
+    size_t cred_wire_len;
+    const char *tls_extra_ca; /* [tls] extra_ca: also trusted inside the bottle; NULL: none */
+    /* `start` (supervisor_start): no terminal of ours; the main command gets a pty the
+     * supervisor holds for `attach` (a backend without a terminal: its output goes to the
+     * supervisor's log), and "ok\n" is written to ready_fd once the bottle runs. */
+    bool detach;
+    int ready_fd; /* -1: none */
 };
+
+/* Bytes of the main command's recent output kept for `attach` while nobody is attached. */
+#define SV_CONSOLE_RING (64 * 1024)
 
 /*
  * Run the command in a new bottle. Takes ownership of policy. Returns the exit status to exit
  * with: the command's, or 125 when bot-bottle itself failed (after logging why).
  */
 int supervisor_run(const struct supervisor_opts *o, struct policy *policy);
+
+/*
+ * `bot-bottle start`: run supervisor_run() with o->detach in a daemon (double fork, setsid,
+ * stdin /dev/null, stdout and stderr appended to <state>/logs/NAME.log), wait until the bottle
+ * runs, print its name (generated when o->name is NULL) and return 0; or print what the
+ * supervisor logged and return 125. Takes ownership of policy.
+ */
+int supervisor_start(const struct supervisor_opts *o, struct policy *policy);
 
 /* The state root and the bottles in it (also for other processes): supervisor/state.h. */

@@ -37,7 +37,58 @@ int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
     return 0;
 }
 
+int tty_relay_adopt(struct tty_relay *t, struct loop *l, int master, int in_fd, int out_fd)
+{
+    memset(t, 0, sizeof(*t));
+    t->slave = -1;
+    t->master = master;
+    fcntl(t->master, F_SETFD, FD_CLOEXEC);
+    fd_set_nonblock(t->master, true);
+    t->loop = l;
+    t->in_fd = in_fd;
+    t->out_fd = out_fd;
+    buf_init(&t->to_master, TTY_BUF_MAX);
+    buf_init(&t->to_out, TTY_BUF_MAX);
+    termfilter_init(&t->filter);
+    t->filtered = isatty(out_fd);
+    tty_relay_resize(t);
+    return 0;
+}
+
 static void update(struct tty_relay *t);
+
+/* Typed input with the detach keys taken out (attach). True when they were typed. */
+static bool take_detach_keys(struct tty_relay *t)
+{
+    char tmp[4096], out[sizeof(tmp) + 1];
+    size_t n_out = 0;
+    ssize_t n;
+
+    if (t->to_master.len >= TTY_BUF_MAX - sizeof(out))
+        return false;
+    n = read(t->in_fd, tmp, sizeof(tmp));
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        loop_del(t->loop, &t->in_src);
+        return false;
+    }
+    for (ssize_t i = 0; i < n; i++) {
+        char c = tmp[i];
+        if (t->ctrl_p) {
+            t->ctrl_p = false;
+            if (c == TTY_DETACH_2) {
+                buf_append(&t->to_master, out, n_out);
+                return true;
+            }
+            out[n_out++] = TTY_DETACH_1;
+        }
+        if (c == TTY_DETACH_1)
+            t->ctrl_p = true;
+        else
+            out[n_out++] = c;
+    }
+    buf_append(&t->to_master, out, n_out);
+    return false;
+}
 
 /* One read from `from` into b, through filter (when not NULL). */
 static void pump(int from, struct buf *b, bool *eof, struct termfilter *filter)
@@ -74,6 +125,14 @@ static void on_in(struct loop_source *s, uint32_t ev)
     struct tty_relay *t = s->userdata;
     bool eof = false;
     (void)ev;
+    if (t->detach) {
+        if (take_detach_keys(t)) {
+            t->detach(t->detach_ud);
+            return;
+        }
+        update(t);
+        return;
+    }
     pump(t->in_fd, &t->to_master, &eof, NULL);
     if (eof) {
         /* Host stdin closed: stop reading it. The pty has no EOF of its own to pass on; a

@@ -28,10 +28,21 @@ struct tty_relay {
     bool master_eof;
     struct termfilter filter; /* what the bottle prints, on its way to our terminal */
     bool filtered;            /* out_fd is a terminal */
+    /* attach: ctrl-p ctrl-q typed on in_fd calls detach(detach_ud) instead of reaching the
+     * pty (ctrl-p followed by anything else passes both on) */
+    void (*detach)(void *userdata);
+    void *detach_ud;
+    bool ctrl_p; /* a ctrl-p was typed and is held */
 };
+
+#define TTY_DETACH_1 0x10 /* ctrl-p */
+#define TTY_DETACH_2 0x11 /* ctrl-q */
 
 /* Open the pty, sized like in_fd's terminal. Returns 0 or -errno. */
 int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd);
+/* As tty_relay_open, for a pty master someone else opened (attach, exec -t: the supervisor
+ * passed it): owned from now on; sized like in_fd's terminal. Returns 0 or -errno. */
+int tty_relay_adopt(struct tty_relay *t, struct loop *l, int master, int in_fd, int out_fd);
 /* Put the host terminal in raw mode and start relaying. Returns 0 or -errno. */
 int tty_relay_start(struct tty_relay *t);
 /* Copy the host terminal's size to the pty (on SIGWINCH). */

@@ -6,9 +6,11 @@
  * is parsed as a request. Checks: no crash or leak; whole and chunked decoding agree; a frame
  * never exceeds BB_MAX_CONTROL_FRAME; an accepted request is a known command, carries a
  * pattern exactly when it is allow or deny, and the pattern is NUL-free text of at most 1024
- * bytes; seconds only for stop ("time", <= 3600) and allow ("for", 1..30 days).
+ * bytes; seconds only for stop ("time", <= 3600) and allow ("for", 1..30 days); argv/env
+ * only for exec (argv non-empty, env NAME=VALUE), a signal only for signal.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,18 @@ static void check_request(const uint8_t *p, size_t len)
     } else {
         check(q.pattern[0] == '\0');
     }
+    /* exec: a non-empty argv, env entries NAME=VALUE, all inside the request's own buffer */
+    if (q.cmd == CONTROL_EXEC) {
+        check(q.argv[0] != NULL);
+        for (size_t i = 0; q.env[i]; i++)
+            check(strchr(q.env[i], '=') != NULL && q.env[i][0] != '=');
+    } else {
+        check(q.argv[0] == NULL && q.env[0] == NULL && !q.tty && !q.interactive && !q.rows &&
+              !q.cols);
+    }
+    for (size_t i = 0; q.argv[i]; i++)
+        check(q.argv[i] >= q.strings && q.argv[i] < q.strings + sizeof(q.strings));
+    check(q.cmd == CONTROL_SIGNAL ? q.signo > 0 && q.signo != SIGSTOP : q.signo == 0);
     if (q.has_seconds) {
         check(q.cmd == CONTROL_STOP || q.cmd == CONTROL_ALLOW);
         check(q.cmd == CONTROL_STOP ? q.seconds <= CONTROL_MAX_STOP_TIME

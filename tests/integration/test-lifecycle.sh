@@ -80,9 +80,9 @@ wait_code lc-a 403; wait_code lc-b 403
 
 # --- ls
 out=$("$BB" ls)
-like "ls: a header" "$out" 'NAME +BACKEND +ALIAS +STATE +UPTIME +ALLOWED +DENIED +COMMAND'
+like "ls: a header" "$out" 'NAME +BACKEND +ALIAS +STATE +UPTIME +ALLOWED +DENIED +PENDING +COMMAND'
 like "ls: lc-a running on the namespace backend, with its alias and command" "$out" \
-    'lc-a +namespace +127\.77\.[0-9]+\.[0-9]+ +running +[0-9]+s +[0-9]+ +[1-9][0-9]* +sh -c'
+    'lc-a +namespace +127\.77\.[0-9]+\.[0-9]+ +running +[0-9]+s +[0-9]+ +[1-9][0-9]* +0 +sh -c'
 like "ls: lc-b beside it" "$out" 'lc-b +namespace +127\.77\.[0-9.]+ +running'
 "$BB" ls --json >"$T/ls.json"
 is "ls --json: the documented schema (docs/cli.md), both bottles" "$("$PY" - "$T/ls.json" <<'PY'
@@ -90,7 +90,8 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert set(d) == {"version", "bottles"} and d["version"] == 1, d
 keys = {"name": str, "state": str, "backend": str, "alias": str, "pid": int, "started": int,
-        "uptime_s": int, "command": str, "allowed": int, "denied": int, "audit": str}
+        "uptime_s": int, "command": str, "allowed": int, "denied": int, "pending": int,
+        "audit": str}
 for b in d["bottles"]:
     assert set(b) == set(keys), sorted(b)
     for k, t in keys.items():

@@ -120,7 +120,7 @@ like "... with bottle-init's message (on the console: stdout)" "$(cat "$T/out3")
 (cd "$T/ws" && PATH=/nonexistent "$BB" run -- true >/dev/null 2>"$T/err"); rc=$?
 is "no QEMU: the default backend refuses to run: 125" "$rc" 125
 like "... naming QEMU's package and --backend namespace" "$(cat "$T/err")" \
-    "microvm backend cannot run here: qemu-system-x86_64 not found.*qemu-system-x86.*--backend namespace"
+    "microvm backend \(the default\) cannot run here: qemu-system-x86_64 not found.*qemu-system-x86.*--backend namespace"
 
 # -t and -i are refused (no boot), naming the backend that has them.
 run -i -- true </dev/null 2>"$T/err"; is "-i is refused on the microvm backend: 125" "$?" 125

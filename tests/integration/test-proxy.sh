@@ -3,7 +3,7 @@
 # DNS stub, all on loopback. Shows allowed traffic works, and that every refusal happens at the
 # proxy (403 + X-Bottle-Block + audit record) while the origin never sees the request.
 source "$(dirname "$0")/lib.sh"
-plan 44
+plan 46
 
 HTTP=$(free_port); HTTPS=$(free_port); DNS=$(free_port); PX=$(free_port)
 make_cert allowed.test
@@ -89,6 +89,9 @@ is "two pipelined requests on one keep-alive connection get two responses" \
 n0=$(origin_saw 'evil')
 r=$(fetch "http://evil.test:$HTTP/hello")
 like "a non-allowlisted host gets 403 not-allowlisted" "$r" "^403\|not-allowlisted\|blocked by bot-bottle: evil.test is not in the allowlist; add it with --allow evil.test"
+like "... and, as the policy came from a config file, names the config key too" "$r" \
+    "add it with --allow evil.test \\(or, in the config file, 'allow = evil.test' under \\[egress\\]\\)"
+unlike "... but not the config file's host path (the text reaches the bottle)" "$r" "bottle.ini"
 r=$(curl -s --max-time 10 -x "$proxy" -o /dev/null -w '%{http_code}' --cacert "$T/cert.pem" \
     "https://evil.test:$HTTPS/" 2>/dev/null; true)
 r2=$(printf 'CONNECT evil.test:443 HTTP/1.1\\r\\nHost: evil.test:443\\r\\n\\r\\n' | raw)

@@ -14,6 +14,7 @@
 #include "common/buf.h"
 #include "common/fileio.h"
 #include "common/net.h"
+#include "common/progress.h"
 #include "common/str.h"
 
 static void test_buf_cap(void **state)
@@ -175,13 +176,84 @@ static void test_net_addr(void **state)
     assert_int_equal(net_addr_parse("", 0, &a), -EINVAL);
 }
 
+/* Everything written to f so far (a memstream), then emptied. */
+static char *drain(FILE *f, char **buf, size_t *len)
+{
+    char *copy;
+
+    fflush(f);
+    copy = strndup(*buf, *len);
+    rewind(f);
+    fflush(f);
+    (*buf)[0] = '\0';
+    return copy;
+}
+
+static void test_progress(void **state)
+{
+    char *buf = NULL, *got;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    struct progress p;
+    (void)state;
+
+    assert_non_null(f);
+    /* not a terminal: plain lines; a new detail is a line, the same one is not */
+    progress_begin_to(&p, f, false, 0, false, "installing %s", "x");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "bot-bottle: installing x (0 s)\n");
+    free(got);
+    progress_update(&p, "step %d", 1);
+    progress_update(&p, "step %d", 1);
+    progress_update(&p, NULL);
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "bot-bottle: installing x: step 1 (0 s)\n");
+    free(got);
+    progress_update(&p, "line\twith\033[1mescape");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "bot-bottle: installing x: line with [1mescape (0 s)\n");
+    free(got);
+    progress_end(&p, true, "installed %s", "x");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "bot-bottle: installed x (0 s)\n");
+    free(got);
+
+    /* a terminal: one line redrawn in place, cut to the width, erased at the end */
+    progress_begin_to(&p, f, true, 20, false, "a long description of the work");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "\r\033[Kbot-bottle: a long ");
+    free(got);
+    progress_update(&p, "more"); /* (drawn at most every PROGRESS_TTY_INTERVAL_MS) */
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "");
+    free(got);
+    progress_end(&p, false, "failed");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "\r\033[Kbot-bottle: failed (0 s)\n");
+    free(got);
+
+    /* quiet: nothing at all */
+    progress_begin_to(&p, f, true, 80, true, "x");
+    progress_update(&p, "y");
+    progress_clear(&p);
+    progress_end(&p, true, "z");
+    progress_begin_to(&p, f, false, 80, true, "x");
+    progress_update(&p, "y");
+    progress_end(&p, false, "z");
+    got = drain(f, &buf, &len);
+    assert_string_equal(got, "");
+    free(got);
+    fclose(f);
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),    cmocka_unit_test(test_buf_consume_offset),
         cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_str_path_rel_clean),
         cmocka_unit_test(test_slice),      cmocka_unit_test(test_fileio),
-        cmocka_unit_test(test_net_addr),
+        cmocka_unit_test(test_net_addr),   cmocka_unit_test(test_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

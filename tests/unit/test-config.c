@@ -43,6 +43,7 @@ static void test_config_example(void **state)
                                "listen = 127.77.0.1:3128\n"
                                "dns = [::1]:53\n"
                                "audit = /tmp/audit.jsonl\n"
+                               "hold_blocked = 45\n"
                                "[env]\n"
                                "pass = TERM\n"
                                "pass = ANTHROPIC_BASE_URL\n"
@@ -74,6 +75,8 @@ static void test_config_example(void **state)
     assert_string_equal(cfg.listen, "127.77.0.1:3128");
     assert_string_equal(cfg.dns, "[::1]:53");
     assert_string_equal(cfg.audit, "/tmp/audit.jsonl");
+    assert_true(cfg.have_hold_blocked);
+    assert_int_equal(cfg.hold_blocked, 45);
     assert_int_equal(cfg.env_pass.n, 3);
     assert_string_equal(cfg.env_pass.v[2], "FOO=bar baz");
 
@@ -121,6 +124,9 @@ static const struct err_case err_cases[] = {
     { "[egress]\nupstream_dns = ::1\n", 2, "upstream_dns" },
     { "[egress]\nlisten = 127.0.0.1\n", 2, "ADDR:PORT" },
     { "[egress]\ndns = 127.0.0.1:0\n", 2, "dns" },
+    { "[egress]\nhold_blocked = 3601\n", 2, "from 0 to 3600" },
+    { "[egress]\nhold_blocked = -1\n", 2, "hold_blocked" },
+    { "[egress]\nhold_blocked = 10s\n", 2, "hold_blocked" },
     { "[egress]\nallowed = x.example\n", 2, "unknown key 'allowed' in [egress]" },
     { "[egress]\nallow =\n", 2, "empty value" },
     { "[egress]\nallow = ; just a comment\n", 2, "empty value" },
@@ -143,11 +149,81 @@ static const struct err_case err_cases[] = {
     { "[egress]\nallow x.example\n[bottle]\ncpus = 0\n", 2, "syntax error" },
     { "[bottle]\ncpus = 0\nnot a key\n", 2, "cpus" },
     { "[egress]\n= value\n", 2, "no key" },
+    /* credentials */
+    { "[credential \"a\"]\nhost = *.example.com\nheader = x\nvalue = env:A\n", 2, "host" },
+    { "[credential \"a\"]\nhost = 10.0.0.1\nheader = x\nvalue = env:A\n", 2, "host" },
+    { "[credential \"a\"]\nhost = a.example\nheader = Host\nvalue = env:A\n", 3, "header" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x y\nvalue = env:A\n", 3, "header" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\nvalue = sk-literal\n", 4, "value" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\nvalue = file:rel\n", 4, "value" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\nvalue = command:  \n", 4, "value" },
+    { "[credential \"a\"]\nhost = a.example\nport = 0\n", 3, "port" },
+    { "[credential \"a\"]\nhost = a.example\nhost = b.example\n", 3, "already set" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\nvalue = env:A\nenv = 1X\n", 5, "env" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\nsecret = y\n", 4, "unknown key" },
+    { "[credential \"a\"]\nhost = a.example\nheader = x\n", 2, "has no value" },
+    { "[credential \"A b\"]\nhost = a.example\n", 1, "unknown section" },
+    { "[credential a]\nhost = a.example\n", 1, "unknown section" },
     /* bytes that do not belong in a text file */
     { "[bottle]\ncpus = 2\x01\n", 2, "control character" },
     { "[bottle]\n\x1b[31mcpus = 2\n", 2, "control character" },
     { "[bottle]\ncpus = 2\rbackend = x\n", 2, "control character" },
 };
+
+static void test_config_credentials(void **state)
+{
+    static const char text[] = "[credential \"anthropic\"]\n"
+                               "host = API.Anthropic.com\n"
+                               "header = x-api-key\n"
+                               "value = env:ANTHROPIC_API_KEY\n"
+                               "[credential \"gh\"]\n"
+                               "host = api.github.com\n"
+                               "port = 8443\n"
+                               "header = authorization\n"
+                               "value = command:gh auth token\n"
+                               "env = GH_TOKEN\n";
+    struct bb_config cfg = { 0 }, cli = { 0 };
+    struct config_error err = { 0 };
+    const char *why = NULL;
+    (void)state;
+
+    assert_int_equal(load(text, &cfg, &err), 0);
+    assert_int_equal(cfg.n_creds, 2);
+    assert_string_equal(cfg.creds[0].host, "api.anthropic.com");
+    assert_int_equal(cfg.creds[0].port, 443);
+    assert_string_equal(cfg.creds[0].env, "ANTHROPIC_API_KEY"); /* from env:NAME */
+    assert_int_equal(cfg.creds[1].port, 8443);
+    assert_string_equal(cfg.creds[1].value, "command:gh auth token");
+    assert_string_equal(cfg.creds[1].env, "GH_TOKEN");
+
+    /* --credential: NAME:HOST[:PORT]:HEADER:SOURCE, the source may hold ':' */
+    assert_int_equal(config_parse_credential_arg(&cli,
+                                                 "gh:api.github.com:authorization:"
+                                                 "command:gh auth token --host a:b",
+                                                 &why),
+                     0);
+    assert_int_equal(config_parse_credential_arg(&cli,
+                                                 "npm:registry.npmjs.org:8080:authorization:"
+                                                 "file:/run/npm-token",
+                                                 &why),
+                     0);
+    assert_int_equal(cli.n_creds, 2);
+    assert_string_equal(cli.creds[0].value, "command:gh auth token --host a:b");
+    assert_int_equal(cli.creds[0].port, 443);
+    assert_string_equal(cli.creds[0].env, "BB_CRED_GH"); /* the default for non-env sources */
+    assert_int_equal(cli.creds[1].port, 8080);
+    assert_string_equal(cli.creds[1].header, "authorization");
+    assert_string_equal(cli.creds[1].value, "file:/run/npm-token");
+    assert_int_equal(config_parse_credential_arg(&cli, "x:h.example:x-api-key", &why), -EINVAL);
+    assert_int_equal(config_parse_credential_arg(&cli, "x:h.example:0:x:env:A", &why), -EINVAL);
+    assert_int_equal(config_parse_credential_arg(&cli, "gh:h.example:x:env:A", &why), -EINVAL);
+    /* the command line's replaces the file's of the same name */
+    config_merge_credentials(&cfg, &cli);
+    assert_int_equal(cfg.n_creds, 3);
+    assert_string_equal(cfg.creds[1].value, "command:gh auth token --host a:b");
+    config_done(&cli);
+    config_done(&cfg);
+}
 
 static void test_config_errors(void **state)
 {
@@ -496,6 +572,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_example),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_credentials),
         cmocka_unit_test(test_config_nul_byte),
         cmocka_unit_test(test_config_long_line),
         cmocka_unit_test(test_config_too_big),

@@ -88,6 +88,63 @@ static void test_parse(void **unused)
     }
 }
 
+static void test_parse_exec(void **unused)
+{
+    struct control_request q;
+    (void)unused;
+
+    assert_int_equal(parse("{\"cmd\":\"attach\"}", &q), 0);
+    assert_int_equal(q.cmd, CONTROL_ATTACH);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"sh\",\"-c\",\"x\"],"
+                           "\"env\":[\"A=1\"],\"tty\":true,\"interactive\":false}",
+                           &q),
+                     0);
+    assert_int_equal(q.cmd, CONTROL_EXEC);
+    assert_string_equal(q.argv[0], "sh");
+    assert_string_equal(q.argv[2], "x");
+    assert_null(q.argv[3]);
+    assert_string_equal(q.env[0], "A=1");
+    assert_null(q.env[1]);
+    assert_true(q.tty);
+    assert_false(q.interactive);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"true\"]}", &q), 0);
+    assert_null(q.env[0]);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"rows\":33,\"cols\":111}", &q), 0);
+    assert_int_equal(q.rows, 33);
+    assert_int_equal(q.cols, 111);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"rows\":65536}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"status\",\"cols\":80}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"signal\",\"signal\":15}", &q), 0);
+    assert_int_equal(q.signo, 15);
+    /* exec needs a non-empty argv of strings; env entries are NAME=VALUE */
+    assert_int_equal(parse("{\"cmd\":\"exec\"}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[1]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"a\\u0000b\"]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"env\":[\"NOEQ\"]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"env\":[\"=v\"]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"tty\":1}", &q), -EBADMSG);
+    /* the exec keys only for exec; signal only for signal, and only a few signals */
+    assert_int_equal(parse("{\"cmd\":\"status\",\"argv\":[\"x\"]}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"attach\",\"tty\":true}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"exec\",\"argv\":[\"x\"],\"signal\":15}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"signal\"}", &q), -EBADMSG);
+    assert_int_equal(parse("{\"cmd\":\"signal\",\"signal\":19}", &q), -EBADMSG); /* STOP */
+    assert_int_equal(parse("{\"cmd\":\"signal\",\"signal\":0}", &q), -EBADMSG);
+    {
+        /* more than 128 arguments */
+        char big[1200];
+        size_t n = (size_t)snprintf(big, sizeof(big), "{\"cmd\":\"exec\",\"argv\":[");
+        for (int i = 0; i < 129; i++)
+            n += (size_t)snprintf(big + n, sizeof(big) - n, i ? ",\"a\"" : "\"a\"");
+        snprintf(big + n, sizeof(big) - n, "]}");
+        assert_int_equal(parse(big, &q), -EBADMSG);
+        big[n - 4] = '\0'; /* 128 of them: fine */
+        snprintf(big + n - 4, sizeof(big) - n + 4, "]}");
+        assert_int_equal(parse(big, &q), 0);
+    }
+}
+
 static void test_frame(void **unused)
 {
     uint8_t b[16] = { 0, 0, 0, 2, '{', '}', 0, 0 };
@@ -306,6 +363,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_parse_exec),
         cmocka_unit_test(test_frame),
         cmocka_unit_test(test_server_socketpair),
         cmocka_unit_test(test_client_and_peer_check),

@@ -102,24 +102,47 @@ static struct mv_bottle *mv_of(struct bottle *b)
 
 /* ---- probe ---- */
 
+/*
+ * The probe's inputs: the caller's paths, else the test hooks (docs/backends.md, "Test
+ * hooks": BOT_BOTTLE_QEMU names the QEMU binary, BOT_BOTTLE_KERNEL_CACHE the guest kernel
+ * cache), else the defaults.
+ */
+static void probe_paths(const struct backend_paths *paths, struct microvm_probe_paths *pp)
+{
+    const char *qemu = getenv("BOT_BOTTLE_QEMU"), *cache = getenv("BOT_BOTTLE_KERNEL_CACHE");
+
+    memset(pp, 0, sizeof(*pp));
+    pp->qemu = qemu && *qemu ? qemu : NULL;
+    pp->cache_dir = paths && paths->cache_dir ? paths->cache_dir : cache && *cache ? cache : NULL;
+}
+
 static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret)
 {
-    struct microvm_probe_paths pp = { 0 };
+    struct microvm_probe_paths pp;
     struct microvm_probe *p = xcalloc(1, sizeof(*p));
     char init[PATH_MAX];
+    bool have_init;
 
-    pp.cache_dir = paths ? paths->cache_dir : NULL;
+    probe_paths(paths, &pp);
     (void)microvm_probe_run(&pp, p);
     memset(ret, 0, sizeof(*ret));
+    for (size_t i = 0; i < MICROVM_FINDING_MAX_ID; i++)
+        backend_probe_add_finding(ret, microvm_finding_name((enum microvm_finding_id)i),
+                                  p->findings[i].ok, "%s", p->findings[i].text);
+    have_init = ns_find_init(paths ? paths->init : NULL, init, sizeof(init)) == 0;
+    backend_probe_add_finding(ret, "initramfs", have_init, "%s%s%s",
+                              have_init ? "built for each bottle from bottle-init at " : "",
+                              have_init ? init : "bottle-init was not found",
+                              have_init ? "" : " (looked next to the executable and in libexec)");
     if (!p->available) {
-        (void)str_printf(ret->reason, sizeof(ret->reason),
-                         "%s; or run with --backend namespace (no VM)", p->reason);
-    } else if (ns_find_init(paths ? paths->init : NULL, init, sizeof(init)) < 0) {
+        (void)str_printf(ret->reason, sizeof(ret->reason), "%s", p->reason);
+    } else if (!have_init) {
         (void)str_printf(ret->reason, sizeof(ret->reason),
                          "bottle-init was not found (looked next to the executable and in "
                          "libexec); build it or pass its path");
     } else {
         ret->available = true;
+        ret->slow = p->accel == MICROVM_ACCEL_TCG;
         (void)str_printf(ret->reason, sizeof(ret->reason), "QEMU %u.%u.%u, kernel %s, %s: %s",
                          p->qemu_version[0], p->qemu_version[1], p->qemu_version[2],
                          p->kernel.version, microvm_accel_name(p->accel), p->reason);
@@ -235,7 +258,11 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     for (size_t i = 0; i < 3; i++)
         b->stdio[i] = args->stdio[i];
 
-    (void)microvm_probe_run(NULL, &b->probe);
+    {
+        struct microvm_probe_paths pp;
+        probe_paths(&args->paths, &pp);
+        (void)microvm_probe_run(&pp, &b->probe);
+    }
     /* A user's own kernel ([microvm] kernel) stands in for the cache's. */
     if (args->vm.kernel) {
         char why_k[MICROVM_REASON_MAX];

@@ -655,9 +655,16 @@ static void probe_qemu(const struct microvm_probe_paths *paths, struct microvm_p
     *ok = false;
     if (!path_env)
         path_env = "/usr/local/bin:/usr/bin:/bin";
-    if (paths->qemu)
+    if (paths->qemu) {
         r = str_printf(p->qemu, sizeof(p->qemu), "%s", paths->qemu);
-    else
+        if (r == 0 && access(p->qemu, X_OK) < 0) {
+            FINDING(p, MICROVM_FINDING_QEMU, false,
+                    "QEMU %s: %s (install Debian's qemu-system-x86: scripts/install-deps.sh)",
+                    paths->qemu, strerror(errno));
+            p->qemu[0] = '\0';
+            return;
+        }
+    } else
         r = microvm_find_in_path(MICROVM_QEMU_NAME, path_env, p->qemu, sizeof(p->qemu));
     if (r < 0) {
         FINDING(p, MICROVM_FINDING_QEMU, false,

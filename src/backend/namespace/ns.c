@@ -134,43 +134,82 @@ static long sys_clone3(struct clone_args *args)
 
 /* ---- probe ---- */
 
-static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret)
+/* A sysctl file: under $BOT_BOTTLE_PROC_SYS (a test hook, docs/backends.md) or /proc/sys. */
+static int read_sysctl(const char *name, char *buf, size_t size)
 {
-    struct backend_probe p = { .available = false };
-    char v[64], init[PATH_MAX];
-    bool root = geteuid() == 0;
-    int r;
+    const char *root = getenv("BOT_BOTTLE_PROC_SYS");
+    char path[PATH_MAX];
 
-    if (!root && file_read_line("/proc/sys/kernel/unprivileged_userns_clone", v, sizeof(v)) == 0 &&
+    if (str_printf(path, sizeof(path), "%s/%s", root && root[0] == '/' ? root : "/proc/sys", name) <
+        0)
+        return -ENAMETOOLONG;
+    return file_read_line(path, buf, size);
+}
+
+/* Whether user namespaces are allowed for this process: 0, or the reason and fix in why. */
+static int userns_allowed(bool root, char *why, size_t size)
+{
+    char v[64];
+
+    /* Debian's knob and AppArmor's restriction (Ubuntu 24.04) stop only processes without
+     * CAP_SYS_ADMIN; user.max_user_namespaces=0 stops root too. */
+    if (!root && read_sysctl("kernel/unprivileged_userns_clone", v, sizeof(v)) == 0 &&
         strcmp(v, "0") == 0) {
-        (void)str_printf(p.reason, sizeof(p.reason),
+        (void)str_printf(why, size,
                          "unprivileged user namespaces are disabled "
                          "(kernel.unprivileged_userns_clone=0); run: sudo sysctl -w "
                          "kernel.unprivileged_userns_clone=1");
-        goto done;
+        return -EPERM;
     }
-    if (!root &&
-        file_read_line("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", v, sizeof(v)) ==
-            0 &&
+    if (!root && read_sysctl("kernel/apparmor_restrict_unprivileged_userns", v, sizeof(v)) == 0 &&
         strcmp(v, "1") == 0) {
-        (void)str_printf(p.reason, sizeof(p.reason),
-                         "unprivileged user namespaces are disabled "
-                         "(kernel.apparmor_restrict_unprivileged_userns=1); run: sudo sysctl -w "
-                         "kernel.apparmor_restrict_unprivileged_userns=0");
-        goto done;
+        (void)str_printf(why, size,
+                         "AppArmor restricts unprivileged user namespaces "
+                         "(kernel.apparmor_restrict_unprivileged_userns=1, as on Ubuntu 24.04); "
+                         "run: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0");
+        return -EPERM;
     }
-    if (file_read_line("/proc/sys/user/max_user_namespaces", v, sizeof(v)) == 0 &&
-        strcmp(v, "0") == 0) {
-        (void)str_printf(p.reason, sizeof(p.reason),
+    if (read_sysctl("user/max_user_namespaces", v, sizeof(v)) == 0 && strcmp(v, "0") == 0) {
+        (void)str_printf(why, size,
                          "user namespaces are disabled (user.max_user_namespaces=0); run: sudo "
                          "sysctl -w user.max_user_namespaces=15000");
+        return -EPERM;
+    }
+    return 0;
+}
+
+static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret)
+{
+    struct backend_probe p = { .available = false };
+    char init[PATH_MAX], why[BACKEND_REASON_MAX], actions[256];
+    bool root = geteuid() == 0;
+    int r;
+
+    r = userns_allowed(root, why, sizeof(why));
+    if (r < 0) {
+        backend_probe_add_finding(&p, "userns", false, "%s", why);
+        (void)str_printf(p.reason, sizeof(p.reason), "%s", why);
         goto done;
     }
+    /* The bottle's seccomp filter needs SECCOMP_MODE_FILTER (prctl answers EINVAL without
+     * CONFIG_SECCOMP). */
+    if (prctl(PR_GET_SECCOMP, 0, 0, 0, 0) < 0 && errno == EINVAL) {
+        backend_probe_add_finding(&p, "seccomp", false, "this kernel has no seccomp");
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "this kernel has no seccomp (CONFIG_SECCOMP_FILTER), which the "
+                         "namespace backend's filter needs; use --backend microvm");
+        goto done;
+    }
+    if (read_sysctl("kernel/seccomp/actions_avail", actions, sizeof(actions)) < 0)
+        (void)str_printf(actions, sizeof(actions), "?");
+    backend_probe_add_finding(&p, "seccomp", true, "seccomp filters available (actions: %s)",
+                              actions);
     /* open_tree/move_mount (5.2) and mount_setattr (5.12): probe the newest. */
     if (syscall(SYS_mount_setattr, -1, "", 0, NULL, 0) < 0 && errno == ENOSYS) {
         (void)str_printf(p.reason, sizeof(p.reason),
                          "this kernel lacks mount_setattr(2); the namespace backend needs "
                          "Linux 5.12 or newer");
+        backend_probe_add_finding(&p, "kernel", false, "%s", p.reason);
         goto done;
     }
     {
@@ -186,18 +225,36 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
                              "creating user/mount/pid/net namespaces failed (clone3: %s)%s",
                              strerror(errno),
                              errno == ENOSYS ? "; Linux 5.3 or newer is needed" : "");
+            backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
             goto done;
         }
         (void)RETRY_EINTR(waitpid((pid_t)pid, &status, 0));
         close(pidfd);
+    }
+    {
+        char clone[16], aa[16], max[32];
+        if (read_sysctl("kernel/unprivileged_userns_clone", clone, sizeof(clone)) < 0)
+            (void)str_printf(clone, sizeof(clone), "absent");
+        if (read_sysctl("kernel/apparmor_restrict_unprivileged_userns", aa, sizeof(aa)) < 0)
+            (void)str_printf(aa, sizeof(aa), "absent");
+        if (read_sysctl("user/max_user_namespaces", max, sizeof(max)) < 0)
+            (void)str_printf(max, sizeof(max), "absent");
+        backend_probe_add_finding(&p, "userns", true,
+                                  "user, mount, pid and net namespaces work%s "
+                                  "(kernel.unprivileged_userns_clone %s, "
+                                  "kernel.apparmor_restrict_unprivileged_userns %s, "
+                                  "user.max_user_namespaces %s)",
+                                  root ? " as root" : "", clone, aa, max);
     }
     r = ns_find_init(paths ? paths->init : NULL, init, sizeof(init));
     if (r < 0) {
         (void)str_printf(
             p.reason, sizeof(p.reason), "bottle-init was not found (%s); build it or pass its path",
             paths && paths->init ? paths->init : "looked next to the executable and in libexec");
+        backend_probe_add_finding(&p, "init", false, "%s", p.reason);
         goto done;
     }
+    backend_probe_add_finding(&p, "init", true, "bottle-init at %s", init);
     p.available = true;
     (void)str_printf(p.reason, sizeof(p.reason), "user namespaces work; bottle-init is %s%s", init,
                      root ? "; running as root: the bottle's uid 0 is host root" : "");
@@ -596,10 +653,14 @@ static _noreturn_ void exec_child(struct ns_bottle *b, const struct backend_exec
     sigset_t none;
     int moved[3], e, r;
 
-    /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE: undo both */
+    /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE (and may have
+     * inherited ignored ones, e.g. SIGINT from a shell's background job, which a shell in
+     * the bottle then cannot trap): every signal back to its default */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
         goto fail;
     err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 10);

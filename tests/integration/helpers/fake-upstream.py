@@ -11,9 +11,14 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
   GET /chunked/N    -> 200 chunked, N bytes in 1000-byte chunks
   GET /close/N      -> 200 with N bytes, no length, then close
   POST /echo        -> 200 echoing the body (Content-Length or chunked)
+  GET /static/PATH  -> 200 with the file PATH under --static DIR (query ignored; e.g. a dumb
+                       HTTP git repository, an npm registry), 404 when missing or outside
+                       DIR; with --static-token T, /static/private/... is 401 without
+                       "Authorization: Bearer T"
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
-Every HTTP request is logged as "http <method> <host header> <path>".
+Every HTTP request is logged as "http <method> <host header> <path>"; with --log-headers each
+of its header fields follows as "hdr <name>: <value>".
 """
 import argparse
 import os
@@ -27,6 +32,9 @@ from http.server import BaseHTTPRequestHandler
 
 LOG_LOCK = threading.Lock()
 LOG_FILE = None
+STATIC_DIR = None
+STATIC_TOKEN = None
+LOG_HEADERS = False
 
 
 def log(line):
@@ -68,6 +76,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         log(f"http {self.command} {self.headers.get('Host', '-')} {self.path}")
+        if LOG_HEADERS:
+            for k, v in self.headers.items():
+                log(f"hdr {k}: {v}")
         p = self.path
         if p == "/hello":
             self._send(200, b"hello from fake upstream\n")
@@ -86,6 +97,17 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n" % k + b"y" * k + b"\r\n")
                 n -= k
             self.wfile.write(b"0\r\n\r\n")
+        elif p.startswith("/static/") and STATIC_DIR:
+            if (STATIC_TOKEN and p.startswith("/static/private/")
+                    and self.headers.get("Authorization") != "Bearer " + STATIC_TOKEN):
+                self._send(401, b"unauthorized\n")
+                return
+            f = os.path.realpath(os.path.join(STATIC_DIR, p[8:].split("?")[0]))
+            if f.startswith(STATIC_DIR + os.sep) and os.path.isfile(f):
+                with open(f, "rb") as fh:
+                    self._send(200, fh.read(), {"Content-Type": "application/octet-stream"})
+            else:
+                self._send(404, b"not found\n")
         elif p.startswith("/close/"):
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -99,6 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         log(f"http {self.command} {self.headers.get('Host', '-')} {self.path}")
+        if LOG_HEADERS:
+            for k, v in self.headers.items():
+                log(f"hdr {k}: {v}")
         body = self._read_body()
         self._send(200, body)
 
@@ -174,7 +199,7 @@ class DNSTCPHandler(socketserver.BaseRequestHandler):
 
 
 def main():
-    global LOG_FILE
+    global LOG_FILE, STATIC_DIR, STATIC_TOKEN, LOG_HEADERS
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", type=int)
     ap.add_argument("--https", type=int)
@@ -184,8 +209,14 @@ def main():
     ap.add_argument("--zone", action="append", default=[])
     ap.add_argument("--log")
     ap.add_argument("--ready")
+    ap.add_argument("--static")
+    ap.add_argument("--static-token")
+    ap.add_argument("--log-headers", action="store_true")
     a = ap.parse_args()
     LOG_FILE = a.log
+    STATIC_DIR = os.path.realpath(a.static) if a.static else None
+    STATIC_TOKEN = a.static_token
+    LOG_HEADERS = a.log_headers
     zone = {}
     for z in a.zone:
         name, ip = z.split("=", 1)

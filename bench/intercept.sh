@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# bench/intercept.sh: intercepted HTTPS through bot-bottle's egress daemon ([egress] inspect,
+# docs/credentials.md) against squid with ssl-bump, on loopback.
+#
+# Prints numbers; not a test. Measures, for each proxy, with one curl process per run:
+#   - GETs/s: N small GETs (/hello) on one kept-alive intercepted connection, and N GETs each on
+#     a fresh connection (a TLS handshake on both sides each time);
+#   - MB/s: one 64 MiB body (/size/...) through the intercepted connection.
+# The origin is tests/integration/helpers/fake-upstream.py --https (Python, threaded): it bounds
+# both proxies alike; compare the proxies with each other, not with other numbers.
+#
+# Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (N from the environment, default 500)
+# Needs squid built with OpenSSL (Debian: squid-openssl, which replaces squid); installs it with
+# apt-get when missing and running as root, else says so and measures bot-bottle only.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+BB=${1:-$here/../build/src/cli/bot-bottle}
+N=${N:-500}
+T=$(mktemp -d)
+OP=$((20000 + RANDOM % 10000)) DP=$((OP + 1)) BP=$((OP + 2)) SQ=$((OP + 3))
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+# A test CA for the origin, and the origin's certificate for bench.test.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=bench origin CA" \
+    -keyout "$T/oca.key" -out "$T/oca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench.test" \
+    -addext "subjectAltName=DNS:bench.test" -keyout "$T/o.key" -out "$T/o.csr" 2>/dev/null
+openssl x509 -req -in "$T/o.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial -days 2 \
+    -copy_extensions copy -out "$T/o.pem" 2>/dev/null
+python3 "$here/../tests/integration/helpers/fake-upstream.py" --https "$OP" --cert "$T/o.pem" \
+    --key "$T/o.key" --dns "$DP" --zone bench.test=127.0.0.1 --ready "$T/ready" &
+pids+=($!)
+for _ in $(seq 50); do [ -e "$T/ready" ] && break; sleep 0.1; done
+
+# bot-bottle: the CA certificate follows "ready" on the ready fd.
+printf '[egress]\ninspect = bench.test:%s\n[tls]\nextra_ca = %s\n' "$OP" "$T/oca.pem" >"$T/bb.ini"
+"$BB" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$BP" -q \
+    --allow "bench.test:$OP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DP" \
+    --audit "$T/audit.log" --ready-fd 3 3>"$T/bb.ready" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$T/bb.ready" ] && grep -q END "$T/bb.ready" && break; sleep 0.1; done
+sed -n '2,$p' "$T/bb.ready" >"$T/bbca.pem"
+
+measure() { # NAME PROXY CAFILE
+    local name=$1 proxy=$2 ca=$3 urls=() t0 t1
+    for _ in $(seq "$N"); do urls+=("https://bench.test:$OP/hello"); done
+    t0=$(date +%s.%N)
+    curl -s -o /dev/null -x "$proxy" --cacert "$ca" "${urls[@]}"
+    t1=$(date +%s.%N)
+    printf '%-12s keep-alive   %8.0f GETs/s\n' "$name" "$(echo "$N / ($t1 - $t0)" | bc -l)"
+    t0=$(date +%s.%N)
+    for _ in $(seq $((N / 10))); do
+        curl -s -o /dev/null -x "$proxy" --cacert "$ca" "https://bench.test:$OP/hello"
+    done
+    t1=$(date +%s.%N)
+    printf '%-12s fresh conn.  %8.0f GETs/s (incl. curl start-up)\n' "$name" \
+        "$(echo "($N / 10) / ($t1 - $t0)" | bc -l)"
+    t0=$(date +%s.%N)
+    curl -s -o /dev/null -x "$proxy" --cacert "$ca" "https://bench.test:$OP/size/67108864"
+    t1=$(date +%s.%N)
+    printf '%-12s bulk         %8.1f MB/s\n' "$name" "$(echo "64 / ($t1 - $t0)" | bc -l)"
+}
+measure bot-bottle "http://127.0.0.1:$BP" "$T/bbca.pem"
+
+# squid with ssl-bump
+if ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q squid-openssl >/dev/null
+    fi
+fi
+if ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then
+    echo "squid: not built with OpenSSL (install squid-openssl); bot-bottle only"
+    exit 0
+fi
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=squid bump CA" \
+    -keyout "$T/sq.key" -out "$T/sq.pem" 2>/dev/null
+cat "$T/sq.pem" "$T/sq.key" >"$T/sq-bundle.pem"
+/usr/lib/squid/security_file_certgen -c -s "$T/ssldb" -M 16MB >/dev/null
+cat >"$T/squid.conf" <<EOF
+http_port 127.0.0.1:$SQ ssl-bump cert=$T/sq-bundle.pem generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program /usr/lib/squid/security_file_certgen -s $T/ssldb -M 16MB
+sslcrtd_children 4
+ssl_bump bump all
+tls_outgoing_options cafile=$T/oca.pem
+http_access allow all
+cache deny all
+access_log none
+cache_log $T/squid.log
+pid_filename $T/squid.pid
+coredump_dir $T
+dns_nameservers 127.0.0.1
+hosts_file $T/hosts
+EOF
+echo "127.0.0.1 bench.test" >"$T/hosts"
+squid -N -f "$T/squid.conf" &
+pids+=($!)
+for _ in $(seq 100); do curl -s -o /dev/null -x "http://127.0.0.1:$SQ" --cacert "$T/sq.pem" \
+    "https://bench.test:$OP/hello" && break; sleep 0.1; done
+measure squid-bump "http://127.0.0.1:$SQ" "$T/sq.pem"

@@ -1,0 +1,537 @@
+/* Credentials held by the egress daemon (cred.h, docs/credentials.md). */
+#include "proxy/cred.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/macro.h"
+#include "common/str.h"
+#include "common/xalloc.h"
+
+struct cred {
+    char name[CRED_NAME_MAX + 1];
+    char host[BB_MAX_HOSTNAME + 1];
+    uint16_t port;
+    char header[128];
+    char placeholder[CRED_PLACEHOLDER_MAX + 1];
+    size_t placeholder_len;
+    const char *value; /* in the store's dont-dump region */
+    size_t value_len;
+};
+
+struct cred_store {
+    struct cred *v;
+    size_t n;
+    size_t max_placeholder;
+    size_t max_value;
+    char *region; /* the values, MADV_DONTDUMP */
+    size_t region_len;
+};
+
+static bool is_tchar(char c)
+{
+    return ascii_isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+bool cred_name_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > CRED_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+bool cred_header_valid(const char *s, size_t n)
+{
+    /* Fields that frame the message or belong to the hop: a value there would not reach the
+     * origin as a credential, or would change how the request is read. */
+    static const char *const refused[] = {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+        "proxy-authorization",
+    };
+    struct slice sl = slice_make(s, n);
+
+    if (n == 0 || n >= sizeof(((struct cred *)0)->header))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!is_tchar(s[i]))
+            return false;
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+        if (slice_eq_nocase_cstr(sl, refused[i]))
+            return false;
+    return true;
+}
+
+bool cred_value_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > CRED_VALUE_MAX)
+        return false;
+    if (s[0] == ' ' || s[0] == '\t' || s[n - 1] == ' ' || s[n - 1] == '\t')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool host_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > BB_MAX_HOSTNAME)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '.'))
+            return false;
+    return s[0] != '.' && s[0] != '-' && s[n - 1] != '.';
+}
+
+static bool placeholder_valid(const char *s, size_t n, const char *name, size_t name_len)
+{
+    size_t pre = strlen(CRED_PLACEHOLDER_PREFIX), hex;
+
+    if (n < pre + name_len + 1 + 16 || n > CRED_PLACEHOLDER_MAX)
+        return false;
+    if (memcmp(s, CRED_PLACEHOLDER_PREFIX, pre) != 0 || memcmp(s + pre, name, name_len) != 0 ||
+        s[pre + name_len] != '-')
+        return false;
+    hex = n - pre - name_len - 1;
+    if (hex < 16 || hex > 64)
+        return false;
+    for (size_t i = n - hex; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int cred_wire_append(struct buf *out, const char *name, const char *host, uint16_t port,
+                     const char *header, const char *placeholder, const char *value)
+{
+    if (!cred_name_valid(name, strlen(name)) || !host_valid(host, strlen(host)) || port == 0 ||
+        !cred_header_valid(header, strlen(header)) ||
+        !placeholder_valid(placeholder, strlen(placeholder), name, strlen(name)) ||
+        !cred_value_valid(value, strlen(value)))
+        return -EINVAL;
+    if (buf_printf(out, "%s %s %u %s %s ", name, host, (unsigned)port, header, placeholder) < 0 ||
+        buf_append_str(out, value) < 0 || buf_append(out, "\n", 1) < 0)
+        return -E2BIG;
+    return 0;
+}
+
+/* The next field up to a space, into [*p, *end). */
+static bool next_field(const char **p, const char *end, struct slice *ret)
+{
+    const char *sp = memchr(*p, ' ', (size_t)(end - *p));
+    if (!sp)
+        return false;
+    *ret = slice_make(*p, (size_t)(sp - *p));
+    *p = sp + 1;
+    return true;
+}
+
+struct cred_store *cred_store_free(struct cred_store *s)
+{
+    if (!s)
+        return NULL;
+    if (s->region) {
+        explicit_bzero(s->region, s->region_len);
+        munmap(s->region, s->region_len);
+    }
+    free(s->v);
+    free(s);
+    return NULL;
+}
+
+int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const char **reterr)
+{
+    struct cred_store *s;
+    const char *end = p + len, *q;
+    size_t lines = 0, total = 0, off = 0;
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (len > CRED_WIRE_MAX) {
+        *reterr = "too many bytes of credentials";
+        return -EINVAL;
+    }
+    if (len && p[len - 1] != '\n') {
+        *reterr = "the last credential line is not terminated";
+        return -EINVAL;
+    }
+    for (q = p; q < end; q++)
+        if (*q == '\n')
+            lines++;
+    if (lines > CRED_MAX) {
+        *reterr = "too many credentials";
+        return -EINVAL;
+    }
+    s = xcalloc(1, sizeof(*s));
+    if (lines)
+        s->v = xcalloc(lines, sizeof(*s->v));
+    /* All the values fit in len bytes; one region, excluded from core dumps. */
+    if (len) {
+        s->region_len = ((len + 1 + (size_t)page - 1) / (size_t)page) * (size_t)page;
+        s->region =
+            mmap(NULL, s->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (s->region == MAP_FAILED) {
+            s->region = NULL;
+            free(s->v);
+            free(s);
+            *reterr = "cannot allocate memory for the credentials";
+            return -ENOMEM;
+        }
+        (void)madvise(s->region, s->region_len, MADV_DONTDUMP);
+        (void)mlock(s->region, s->region_len); /* best effort: never swapped out */
+    }
+    q = p;
+    while (q < end) {
+        const char *nl = memchr(q, '\n', (size_t)(end - q));
+        struct slice name, host, port, header, ph, value;
+        struct cred *c = &s->v[s->n];
+        uint64_t pv;
+
+        if (!next_field(&q, nl, &name) || !next_field(&q, nl, &host) ||
+            !next_field(&q, nl, &port) || !next_field(&q, nl, &header) ||
+            !next_field(&q, nl, &ph)) {
+            *reterr = "a credential line has too few fields";
+            goto fail;
+        }
+        value = slice_make(q, (size_t)(nl - q));
+        q = nl + 1;
+        if (!cred_name_valid(name.p, name.len)) {
+            *reterr = "a credential name is not valid ([a-z0-9_-], 1-32)";
+            goto fail;
+        }
+        if (!host_valid(host.p, host.len)) {
+            *reterr = "a credential host is not a lower-case host name";
+            goto fail;
+        }
+        if (str_to_u64(port, 65535, &pv) < 0 || pv == 0) {
+            *reterr = "a credential port is not 1..65535";
+            goto fail;
+        }
+        if (!cred_header_valid(header.p, header.len)) {
+            *reterr = "a credential header is not a valid field name";
+            goto fail;
+        }
+        if (!placeholder_valid(ph.p, ph.len, name.p, name.len)) {
+            *reterr = "a credential placeholder is not valid";
+            goto fail;
+        }
+        if (!cred_value_valid(value.p, value.len)) {
+            *reterr = "a credential value is empty, too long or holds control characters";
+            goto fail;
+        }
+        for (size_t i = 0; i < s->n; i++) {
+            if (strlen(s->v[i].name) == name.len && memcmp(s->v[i].name, name.p, name.len) == 0) {
+                *reterr = "two credentials have the same name";
+                goto fail;
+            }
+        }
+        memcpy(c->name, name.p, name.len);
+        memcpy(c->host, host.p, host.len);
+        c->port = (uint16_t)pv;
+        memcpy(c->header, header.p, header.len);
+        memcpy(c->placeholder, ph.p, ph.len);
+        c->placeholder_len = ph.len;
+        memcpy(s->region + off, value.p, value.len);
+        c->value = s->region + off;
+        c->value_len = value.len;
+        off += value.len;
+        total += value.len;
+        s->max_placeholder = MAX(s->max_placeholder, ph.len);
+        s->max_value = MAX(s->max_value, value.len);
+        s->n++;
+    }
+    (void)total;
+    *ret = s;
+    return 0;
+fail:
+    cred_store_free(s);
+    return -EINVAL;
+}
+
+size_t cred_store_count(const struct cred_store *s)
+{
+    return s ? s->n : 0;
+}
+
+const char *cred_name(const struct cred_store *s, size_t i)
+{
+    return s->v[i].name;
+}
+
+const char *cred_host(const struct cred_store *s, size_t i)
+{
+    return s->v[i].host;
+}
+
+uint16_t cred_port(const struct cred_store *s, size_t i)
+{
+    return s->v[i].port;
+}
+
+const char *cred_header(const struct cred_store *s, size_t i)
+{
+    return s->v[i].header;
+}
+
+const char *cred_value(const struct cred_store *s, size_t i, size_t *ret_len)
+{
+    *ret_len = s->v[i].value_len;
+    return s->v[i].value;
+}
+
+bool cred_store_has_host(const struct cred_store *s, const char *host, uint16_t port)
+{
+    for (size_t i = 0; s && i < s->n; i++)
+        if (s->v[i].port == port && strcmp(s->v[i].host, host) == 0)
+            return true;
+    return false;
+}
+
+static const char *find(const struct cred *c, struct slice hay)
+{
+    if (!hay.p || hay.len < c->placeholder_len)
+        return NULL;
+    return memmem(hay.p, hay.len, c->placeholder, c->placeholder_len);
+}
+
+int cred_check_head(const struct cred_store *s, const struct http_request *req, const char *host,
+                    uint16_t port, struct cred_subst *subs, size_t *ret_n, size_t *ret_cred,
+                    const char **ret_where)
+{
+    size_t n = 0;
+
+    *ret_n = 0;
+    for (size_t i = 0; s && i < s->n; i++) {
+        const struct cred *c = &s->v[i];
+        bool ours = !req->is_connect && c->port == port && strcmp(c->host, host) == 0;
+        bool used = false;
+
+        *ret_cred = i;
+        if (find(c, req->target) || find(c, req->method)) {
+            *ret_where = "in the request target";
+            return -EPERM;
+        }
+        for (size_t h = 0; h < req->n_headers; h++) {
+            const struct http_header *hd = &req->headers[h];
+            const char *at;
+
+            if (find(c, hd->name)) {
+                *ret_where = "in a header name";
+                return -EPERM;
+            }
+            at = find(c, hd->value);
+            if (!at)
+                continue;
+            if (req->is_connect) {
+                *ret_where = "in a CONNECT request";
+                return -EPERM;
+            }
+            if (!ours) {
+                *ret_where = "in a request to a host or port it is not for";
+                return -EPERM;
+            }
+            if (!slice_eq_nocase_cstr(hd->name, c->header)) {
+                *ret_where = "in a header other than the credential's own";
+                return -EPERM;
+            }
+            if (used) {
+                *ret_where = "in a second header";
+                return -EPERM;
+            }
+            /* once per value: a second copy would put the secret in twice */
+            {
+                size_t rest = hd->value.len - (size_t)(at - hd->value.p) - c->placeholder_len;
+                if (find(c, slice_make(at + c->placeholder_len, rest))) {
+                    *ret_where = "twice in one header";
+                    return -EPERM;
+                }
+            }
+            used = true;
+            subs[n].header = h;
+            subs[n].cred = i;
+            n++;
+        }
+    }
+    *ret_n = n;
+    return 0;
+}
+
+int cred_substitute(const struct cred_store *s, size_t i, struct slice value, struct buf *out)
+{
+    const struct cred *c = &s->v[i];
+    const char *at = find(c, value);
+    size_t before, after;
+
+    buf_reset(out);
+    if (!at)
+        return -ENOENT;
+    before = (size_t)(at - value.p);
+    after = value.len - before - c->placeholder_len;
+    if ((before && buf_append(out, value.p, before) < 0) ||
+        buf_append(out, c->value, c->value_len) < 0 ||
+        (after && buf_append(out, at + c->placeholder_len, after) < 0))
+        return -E2BIG;
+    return 0;
+}
+
+enum { CK_SIZE, CK_EXT, CK_SIZE_LF, CK_DATA, CK_DATA_CR, CK_DATA_LF, CK_TRAILER };
+
+void cred_scan_init(struct cred_scan *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->ck_state = CK_SIZE;
+}
+
+void cred_scan_done(struct cred_scan *sc)
+{
+    if (sc->carry) {
+        explicit_bzero(sc->carry, sc->carry_len);
+        free(sc->carry);
+    }
+    cred_scan_init(sc);
+}
+
+void cred_scan_set_values(struct cred_scan *sc)
+{
+    sc->values = true;
+}
+
+void cred_scan_set_chunked(struct cred_scan *sc)
+{
+    sc->chunked = true;
+}
+
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
+
+/* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
+ * only has to follow it: size line, data, CRLF, ..., then the trailer section). */
+static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        char ch = p[i];
+        switch (sc->ck_state) {
+        case CK_SIZE:
+            if (ascii_isdigit(ch) || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F')) {
+                unsigned d =
+                    ascii_isdigit(ch) ? (unsigned)(ch - '0') : (unsigned)((ch | 0x20) - 'a' + 10);
+                if (sc->ck_remaining < (UINT64_MAX >> 4))
+                    sc->ck_remaining = (sc->ck_remaining << 4) | d;
+            } else {
+                sc->ck_state = ch == '\r' ? CK_SIZE_LF : CK_EXT;
+            }
+            i++;
+            break;
+        case CK_EXT:
+            if (ch == '\r')
+                sc->ck_state = CK_SIZE_LF;
+            i++;
+            break;
+        case CK_SIZE_LF:
+            i++;
+            sc->ck_state = sc->ck_remaining ? CK_DATA : CK_TRAILER;
+            break;
+        case CK_DATA: {
+            size_t take = (size_t)MIN((uint64_t)(len - i), sc->ck_remaining);
+            int hit = scan_plain(s, sc, p + i, take);
+            if (hit >= 0)
+                return hit;
+            i += take;
+            sc->ck_remaining -= take;
+            if (!sc->ck_remaining)
+                sc->ck_state = CK_DATA_CR;
+            break;
+        }
+        case CK_DATA_CR:
+            sc->ck_state = CK_DATA_LF;
+            i++;
+            break;
+        case CK_DATA_LF:
+            sc->ck_state = CK_SIZE;
+            i++;
+            break;
+        case CK_TRAILER:
+        default:
+            /* trailer fields: searched as they are */
+            return scan_plain(s, sc, p + i, len - i);
+        }
+    }
+    return -1;
+}
+
+static int scan_all(const struct cred_store *s, const struct cred_scan *sc, struct slice hay)
+{
+    if (sc->values) {
+        for (size_t i = 0; i < s->n; i++)
+            if (hay.len >= s->v[i].value_len &&
+                memmem(hay.p, hay.len, s->v[i].value, s->v[i].value_len))
+                return (int)i;
+        return -1;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (find(&s->v[i], hay))
+            return (int)i;
+    return -1;
+}
+
+int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
+    if (!s || !s->n || !len)
+        return -1;
+    return sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len);
+}
+
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
+    char joint[2 * CRED_VALUE_MAX];
+    size_t keep, take;
+    int hit;
+
+    if (!len)
+        return -1;
+    /* a match needs at least one byte of the new data */
+    keep = (sc->values ? s->max_value : s->max_placeholder) - 1;
+    if (!sc->carry && keep)
+        sc->carry = xmalloc(keep);
+    /* Matches that start in the carried tail and end in p. */
+    if (sc->carry_len) {
+        take = MIN(len, keep);
+        memcpy(joint, sc->carry, sc->carry_len);
+        memcpy(joint + sc->carry_len, p, take);
+        hit = scan_all(s, sc, slice_make(joint, sc->carry_len + take));
+        explicit_bzero(joint, sc->carry_len + take);
+        if (hit >= 0)
+            return hit;
+    }
+    hit = scan_all(s, sc, slice_make(p, len));
+    if (hit >= 0 || !keep)
+        return hit;
+    /* Keep the last `keep` bytes of carry + p. */
+    if (len >= keep) {
+        memcpy(sc->carry, p + len - keep, keep);
+        sc->carry_len = keep;
+    } else {
+        size_t from_carry = MIN(sc->carry_len, keep - len);
+        memmove(sc->carry, sc->carry + sc->carry_len - from_carry, from_carry);
+        memcpy(sc->carry + from_carry, p, len);
+        sc->carry_len = from_carry + len;
+    }
+    return -1;
+}

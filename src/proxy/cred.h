@@ -1,0 +1,120 @@
+/*
+ * Credentials held by the egress daemon (docs/credentials.md): the real secret values that the
+ * proxy puts into requests in place of the placeholders the bottle holds.
+ *
+ * The supervisor resolves each value on the host and sends the set to the daemon over a pipe
+ * (never argv, never the environment) in the wire format below; the daemon decodes it once at
+ * start (cred_store_decode) and keeps the values in memory excluded from core dumps
+ * (MADV_DONTDUMP; the daemon is also made non-dumpable with no core limit).
+ *
+ * Wire format: one credential per line, fields separated by one space, the value last:
+ *   NAME SP HOST SP PORT SP HEADER SP PLACEHOLDER SP VALUE LF
+ * NAME [a-z0-9_-]{1,32}; HOST a lower-case host name (no wildcard); PORT 1..65535; HEADER an
+ * HTTP token; PLACEHOLDER "bb-cred-" NAME "-" 16..64 hex digits; VALUE 1..CRED_VALUE_MAX bytes of
+ * VCHAR / SP / HTAB (what an HTTP field value may hold; no CR, LF or NUL), not starting or ending
+ * with whitespace. At most CRED_MAX lines, CRED_WIRE_MAX bytes; names and placeholders unique.
+ *
+ * Use in the proxy (the rules, docs/credentials.md):
+ *  - cred_check_head(): a placeholder is allowed only inside the credential's own header of a
+ *    request (not CONNECT) to the credential's host and port, once; anywhere else (the target,
+ *    another header, a second header, another host or port) the request is refused
+ *    (credential-misuse). It also says which header values to substitute.
+ *  - cred_substitute(): the header value with the placeholder replaced by the real value.
+ *  - cred_scan_feed(): a streaming search of request body bytes for any placeholder, matches
+ *    across chunk boundaries included, with O(1) state.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "proxy/http1.h"
+
+#define CRED_MAX 64
+#define CRED_VALUE_MAX 8192
+#define CRED_NAME_MAX 32
+#define CRED_WIRE_MAX (CRED_MAX * (CRED_VALUE_MAX + 512))
+#define CRED_PLACEHOLDER_PREFIX "bb-cred-"
+/* "bb-cred-" + name + "-" + at most 64 hex digits */
+#define CRED_PLACEHOLDER_MAX (8 + CRED_NAME_MAX + 1 + 64)
+
+struct cred_store;
+
+/* A valid credential name: [a-z0-9_-]{1,32}. */
+bool cred_name_valid(const char *s, size_t n);
+/* A valid header name for a credential (an HTTP token, not a framing or hop-by-hop field). */
+bool cred_header_valid(const char *s, size_t n);
+/* A valid value (what the wire format allows). */
+bool cred_value_valid(const char *s, size_t n);
+
+/* Append one credential in the wire format to out. Returns 0, -EINVAL (a field is not valid), or
+ * -E2BIG. */
+int cred_wire_append(struct buf *out, const char *name, const char *host, uint16_t port,
+                     const char *header, const char *placeholder, const char *value);
+
+/*
+ * Decode the wire format. Returns 0 and *ret (an empty store for len 0), or -EINVAL with
+ * *reterr (static text; never contains any of the input). The values are copied into memory
+ * marked MADV_DONTDUMP; the caller wipes its input.
+ */
+int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const char **reterr);
+/* Wipes the values. NULL is fine. */
+struct cred_store *cred_store_free(struct cred_store *s);
+size_t cred_store_count(const struct cred_store *s);
+const char *cred_name(const struct cred_store *s, size_t i);
+const char *cred_host(const struct cred_store *s, size_t i);
+uint16_t cred_port(const struct cred_store *s, size_t i);
+const char *cred_header(const struct cred_store *s, size_t i);
+/* The real value of credential i (*ret_len bytes, not NUL-terminated), for checks that must
+ * recognise it elsewhere (the DLP "credential sent elsewhere" rule registers each one). Never
+ * log or copy it anywhere dumpable. */
+const char *cred_value(const struct cred_store *s, size_t i, size_t *ret_len);
+/* True when some credential is for host (normalised, lower case) on port: its traffic must be
+ * seen in clear to put the value in. */
+bool cred_store_has_host(const struct cred_store *s, const char *host, uint16_t port);
+
+struct cred_subst {
+    size_t header; /* index into the request's headers */
+    size_t cred;   /* index of the credential */
+};
+
+/*
+ * Check a parsed request head bound for host:port (host as normalised by host_parse). Returns
+ * 0 with *ret_n substitutions in subs[] (room for CRED_MAX), or -EPERM on misuse with
+ * *ret_cred the credential's index and *ret_where a static description ("in the request
+ * target", "in a header to a host it is not for", ...).
+ */
+int cred_check_head(const struct cred_store *s, const struct http_request *req, const char *host,
+                    uint16_t port, struct cred_subst *subs, size_t *ret_n, size_t *ret_cred,
+                    const char **ret_where);
+
+/* value with the (one) placeholder of credential i replaced by the real value, into out (reset
+ * first). Returns 0, -ENOENT (no placeholder in value) or -E2BIG. The caller wipes out. */
+int cred_substitute(const struct cred_store *s, size_t i, struct slice value, struct buf *out);
+
+/* Streaming search over a byte stream: for any placeholder (request bodies), or for any real
+ * value (responses to a request one was put in: an origin that reflects it would hand it to
+ * the bottle). O(1) state; the carried tail is allocated on first use. */
+struct cred_scan {
+    bool chunked;          /* decode the chunked framing first (the bytes were checked) */
+    int ck_state;          /* private */
+    uint64_t ck_remaining; /* private */
+    bool values;           /* search the real values (all of them), not the placeholders */
+    size_t carry_len;
+    char *carry; /* the last bytes seen, for matches across feeds */
+};
+
+/* An empty scanner for placeholders (holds no memory yet). */
+void cred_scan_init(struct cred_scan *sc);
+/* Free what the scanner holds; it is empty (as after init) afterwards. */
+void cred_scan_done(struct cred_scan *sc);
+/* Search for the credentials' real values instead (before the first feed). */
+void cred_scan_set_values(struct cred_scan *sc);
+/* A body sent with Transfer-Encoding: chunked is searched in its decoded data (a placeholder
+ * split by the chunk framing is still found): call before the first feed. */
+void cred_scan_set_chunked(struct cred_scan *sc);
+/* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
+ * value) occurs in the stream so far (>= 0), or -1. */
+int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);

@@ -1,0 +1,109 @@
+/* The bottle's trust for TLS interception (bottle-ca.h). */
+#include "supervisor/bottle-ca.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/cleanup.h"
+#include "common/fileio.h"
+#include "common/log.h"
+
+#define HOST_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
+#define BUNDLE_MAX (16 * 1024 * 1024)
+
+/* Append the file at path (a PEM bundle) to b, with a newline after it. */
+static int append_file(struct buf *b, const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    char tmp[65536];
+    ssize_t n;
+
+    if (fd < 0)
+        return -errno;
+    while ((n = read(fd, tmp, sizeof(tmp))) != 0) {
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (buf_append(b, tmp, (size_t)n) < 0)
+            return -E2BIG;
+    }
+    return buf_append(b, "\n", 1) < 0 ? -E2BIG : 0;
+}
+
+static int write_at(int dirfd, const char *name, const char *p, size_t len)
+{
+    _cleanup_close_ int fd =
+        openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    size_t off = 0;
+
+    if (fd < 0)
+        return -errno;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -errno;
+        off += (size_t)w;
+    }
+    return 0;
+}
+
+int bottle_ca_install(const char *dir, const char *pem, size_t len, const char *extra_ca,
+                      struct bottle_spec *spec)
+{
+    struct buf bundle = BUF_INIT(BUNDLE_MAX);
+    char path[PATH_MAX], arg[PATH_MAX + 64];
+    _cleanup_close_ int dfd = -1;
+    int r;
+
+    if (snprintf(path, sizeof(path), "%s/tls", dir) >= (int)sizeof(path))
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "%s/tls", dir);
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot create %s", path);
+    dfd = open(path, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot open %s", path);
+    r = append_file(&bundle, HOST_CA_BUNDLE);
+    if (r < 0 && r != -ENOENT) {
+        buf_done(&bundle);
+        return log_errno(LOG_LVL_ERROR, r, "cannot read %s", HOST_CA_BUNDLE);
+    }
+    if (extra_ca && (r = append_file(&bundle, extra_ca)) < 0) {
+        buf_done(&bundle);
+        return log_errno(LOG_LVL_ERROR, r, "cannot read [tls] extra_ca %s", extra_ca);
+    }
+    r = buf_append(&bundle, pem, len);
+    if (r >= 0)
+        r = write_at(dfd, "ca-bundle.crt", buf_str(&bundle), bundle.len);
+    if (r >= 0)
+        r = write_at(dfd, "ca.pem", pem, len);
+    buf_done(&bundle);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot write the bottle's CA bundle in %s", path);
+    snprintf(arg, sizeof(arg), "%s:%s:ro", path, BOTTLE_CA_DIR);
+    r = bottle_spec_add_mount_arg(spec, arg);
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "SSL_CERT_FILE", BOTTLE_CA_DIR "/ca-bundle.crt");
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "CURL_CA_BUNDLE", BOTTLE_CA_DIR "/ca-bundle.crt");
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "REQUESTS_CA_BUNDLE", BOTTLE_CA_DIR "/ca-bundle.crt");
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "GIT_SSL_CAINFO", BOTTLE_CA_DIR "/ca-bundle.crt");
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "NODE_EXTRA_CA_CERTS", BOTTLE_CA_DIR "/ca.pem");
+    /* Debian's npm names the system bundle as its cafile (which replaces node's trust) */
+    if (r >= 0)
+        r = bottle_spec_set_env(spec, "NPM_CONFIG_CAFILE", BOTTLE_CA_DIR "/ca-bundle.crt");
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot add the bottle's CA to its spec");
+    return 0;
+}

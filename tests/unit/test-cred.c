@@ -1,0 +1,263 @@
+/* Unit tests for src/proxy/cred.c: the credential wire format, where a placeholder may be, the
+ * substitution, and the streaming body search (matches across feeds). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/buf.h"
+#include "common/macro.h"
+#include "proxy/cred.h"
+#include "proxy/http1.h"
+
+#define PH "bb-cred-api-0123456789abcdef0123456789abcdef"
+#define PH2 "bb-cred-npm-00112233445566778899aabbccddeeff"
+
+static struct cred_store *two(void)
+{
+    struct buf w = BUF_INIT(CRED_WIRE_MAX);
+    struct cred_store *s = NULL;
+    const char *err = NULL;
+
+    assert_int_equal(
+        cred_wire_append(&w, "api", "api.example.com", 443, "x-api-key", PH, "sk-REAL secret"), 0);
+    assert_int_equal(
+        cred_wire_append(&w, "npm", "registry.example.com", 8080, "authorization", PH2, "npmREAL"),
+        0);
+    assert_int_equal(cred_store_decode(w.p, w.len, &s, &err), 0);
+    buf_done(&w);
+    assert_int_equal(cred_store_count(s), 2);
+    return s;
+}
+
+static void test_wire_refusals(void **state)
+{
+    static const char *const bad[] = {
+        "api api.example.com 443 x-api-key " PH " SECRETV", /* no LF */
+        "api api.example.com 443 x-api-key " PH "\n",       /* no value */
+        "API api.example.com 443 x-api-key " PH " SECRETV\n",
+        "api Api.example.com 443 x-api-key " PH " SECRETV\n",
+        "api api.example.com 0 x-api-key " PH " SECRETV\n",
+        "api api.example.com 65536 x-api-key " PH " SECRETV\n",
+        "api api.example.com 443 host " PH " SECRETV\n",
+        "api api.example.com 443 content-length " PH " SECRETV\n",
+        "api api.example.com 443 x:y " PH " SECRETV\n",
+        "api api.example.com 443 x-api-key bb-cred-other-0123456789abcdef SECRETV\n",
+        "api api.example.com 443 x-api-key bb-cred-api-0123 SECRETV\n",
+        "api api.example.com 443 x-api-key " PH " SECRETV\r\n",
+        "api api.example.com 443 x-api-key " PH " SECRETV \n",
+        "api api.example.com 443 x-api-key " PH " a\x01"
+        "b\n",
+        "api *.example.com 443 x-api-key " PH " SECRETV\n",
+        "api api.example.com 443 x-api-key " PH " SECRETV\napi api.example.com 443 x-api-key " PH
+        " SECRETW\n",
+    };
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        struct cred_store *s = NULL;
+        const char *err = NULL;
+        assert_int_equal(cred_store_decode(bad[i], strlen(bad[i]), &s, &err), -EINVAL);
+        assert_non_null(err);
+        /* the message never carries the input */
+        assert_null(strstr(err, "SECRET"));
+    }
+}
+
+static int parse(const char *text, struct http_request *req)
+{
+    struct http_error e;
+    return http_parse_request(text, strlen(text), req, &e);
+}
+
+static void test_check_head(void **state)
+{
+    static const struct {
+        const char *req;
+        const char *host;
+        uint16_t port;
+        int want; /* 0 ok, -EPERM misuse */
+        size_t nsubs;
+    } cases[] = {
+        { "GET http://api.example.com:443/ HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n",
+          "api.example.com", 443, 0, 1 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Bearer " PH2 "\r\n\r\n",
+          "registry.example.com", 8080, 0, 1 },
+        /* no placeholder: nothing to do */
+        { "GET http://other.example/ HTTP/1.0\r\nX-Api-Key: hello\r\n\r\n", "other.example", 80, 0,
+          0 },
+        /* another host, another port */
+        { "GET http://other.example/ HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n", "other.example", 80,
+          -EPERM, 0 },
+        { "GET http://api.example.com/ HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n", "api.example.com",
+          80, -EPERM, 0 },
+        /* in the target */
+        { "GET http://api.example.com:443/?k=" PH " HTTP/1.0\r\n\r\n", "api.example.com", 443,
+          -EPERM, 0 },
+        /* another header, a second header, twice in one */
+        { "GET http://api.example.com:443/ HTTP/1.0\r\nX-Other: " PH "\r\n\r\n", "api.example.com",
+          443, -EPERM, 0 },
+        { "GET http://api.example.com:443/ HTTP/1.0\r\nX-Api-Key: " PH "\r\nX-Api-Key: " PH
+          "\r\n\r\n",
+          "api.example.com", 443, -EPERM, 0 },
+        { "GET http://api.example.com:443/ HTTP/1.0\r\nX-Api-Key: " PH PH "\r\n\r\n",
+          "api.example.com", 443, -EPERM, 0 },
+        /* the other credential's placeholder to this host */
+        { "GET http://api.example.com:443/ HTTP/1.0\r\nAuthorization: Bearer " PH2 "\r\n\r\n",
+          "api.example.com", 443, -EPERM, 0 },
+        /* CONNECT never carries one */
+        { "CONNECT api.example.com:443 HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n", "api.example.com",
+          443, -EPERM, 0 },
+    };
+    struct cred_store *s = two();
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct http_request req;
+        struct cred_subst subs[CRED_MAX];
+        size_t n = 99, ci = 99;
+        const char *where = NULL;
+        if (parse(cases[i].req, &req) <= 0)
+            fail_msg("case %zu does not parse", i);
+        assert_int_equal(
+            cred_check_head(s, &req, cases[i].host, cases[i].port, subs, &n, &ci, &where),
+            cases[i].want);
+        if (cases[i].want == 0)
+            assert_int_equal(n, cases[i].nsubs);
+        else
+            assert_non_null(where);
+    }
+    cred_store_free(s);
+}
+
+static void test_substitute(void **state)
+{
+    struct cred_store *s = two();
+    struct buf out = BUF_INIT(4096);
+    (void)state;
+
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("Bearer " PH2), &out), 0);
+    assert_string_equal(buf_str(&out), "Bearer npmREAL");
+    assert_int_equal(cred_substitute(s, 0, slice_cstr(PH), &out), 0);
+    assert_string_equal(buf_str(&out), "sk-REAL secret");
+    assert_int_equal(cred_substitute(s, 0, slice_cstr("nothing"), &out), -ENOENT);
+    buf_done(&out);
+    cred_store_free(s);
+}
+
+/* A placeholder split at every possible point, and fed one byte at a time, is found; text
+ * that only shares a prefix is not. */
+static void test_scan_streaming(void **state)
+{
+    struct cred_store *s = two();
+    const char body[] = "{\"a\":\"xx" PH2 "yy\"}";
+    size_t len = strlen(body);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        hit = cred_scan_feed(s, &sc, body, cut);
+        if (hit < 0)
+            hit = cred_scan_feed(s, &sc, body + cut, len - cut);
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        int hit = -1;
+        cred_scan_init(&sc);
+        for (size_t i = 0; i < len && hit < 0; i++)
+            hit = cred_scan_feed(s, &sc, body + i, 1);
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        const char near[] = "bb-cred-npm-00112233445566778899aabbccddeef bb-cred-api-01234";
+        cred_scan_init(&sc);
+        for (size_t i = 0; i < sizeof(near) - 1; i++)
+            assert_int_equal(cred_scan_feed(s, &sc, near + i, 1), -1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+/* A placeholder split by the chunked framing is found in the decoded data. */
+static void test_scan_chunked(void **state)
+{
+    struct cred_store *s = two();
+    /* "bb-cred-npm-" | "0011...eeff" in two chunks, with an extension on the second */
+    const char body[] = "c\r\nbb-cred-npm-\r\n20;x=y\r\n00112233445566778899aabbccddeeff\r\n"
+                        "0\r\n\r\n";
+    const char clean[] = "c\r\nbb-cred-npm-\r\n3\r\nabc\r\n0\r\n\r\n";
+    size_t len = strlen(body);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_chunked(&sc);
+        hit = cred_scan_feed(s, &sc, body, cut);
+        if (hit < 0)
+            hit = cred_scan_feed(s, &sc, body + cut, len - cut);
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        /* as raw bytes, the framing hides it */
+        assert_int_equal(cred_scan_feed(s, &sc, body, len), -1);
+        cred_scan_done(&sc);
+        cred_scan_set_chunked(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, clean, strlen(clean)), -1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+/* The real values are found in a response (split anywhere); the placeholders are not. */
+static void test_scan_values(void **state)
+{
+    struct cred_store *s = two();
+    const char body[] = "{\"echo\":\"npmREAL\"}";
+    size_t len = strlen(body);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        hit = cred_scan_feed(s, &sc, body, cut);
+        if (hit < 0)
+            hit = cred_scan_feed(s, &sc, body + cut, len - cut);
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, PH " npmREA sk-REAL secre", 60), -1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
+        cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
+        cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
