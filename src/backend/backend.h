@@ -123,6 +123,14 @@ struct backend_create_args {
      * daemon appends to (created by the supervisor). Not owned. */
     char *const *egress_args;
     const char *audit;
+    /* Read only by the microvm backend: the accelerator ("auto" or NULL, "kvm", "tcg"; kvm
+     * fails create when KVM is not usable), a user's own guest kernel (NULL: the cache's), and
+     * whether the memory limit was asked for (the guest then gets all of it, else 1 GiB). */
+    struct {
+        const char *accel;
+        const char *kernel;
+        bool memory_given; /* memory_bytes came from --memory or the config, not the default */
+    } vm;
 };
 
 struct backend_started {

@@ -360,11 +360,27 @@ static int load_file(struct policy_args *a, struct policy_file *f, const char *s
             return -EPERM;
         }
     }
+    /* [microvm] kernel picks the code the bottle's own kernel runs: only from the user's
+     * config, never from a file a project or a bottle can write (even an approved one). */
+    char *kernel = cfg->kernel;
+    cfg->kernel = NULL;
     r = config_load_string(f->path, data, len, cfg, &err);
     if (r < 0) {
+        cfg->kernel = kernel;
         log_error("%s", config_error_str(&err, eb, sizeof(eb)));
         return r;
     }
+    if (cfg->kernel && f->needs_trust) {
+        free(kernel);
+        log_error("%s: [microvm] kernel is not taken from a project's or workspace's config "
+                  "file (it chooses the bottle's kernel); set it in your own config file",
+                  f->path);
+        return -EPERM;
+    }
+    if (!cfg->kernel)
+        cfg->kernel = kernel;
+    else
+        free(kernel);
     return 0;
 }
 

@@ -98,6 +98,8 @@ void config_done(struct bb_config *cfg)
         agent_done(&cfg->agents[i]);
     free(cfg->agents);
     free(cfg->backend);
+    free(cfg->accel);
+    free(cfg->kernel);
     free(cfg->name);
     strv_done(&cfg->allow);
     strv_done(&cfg->allow_cidr);
@@ -166,6 +168,8 @@ int config_parse_size(const char *s, uint64_t *ret)
 
 enum scalar {
     SC_BACKEND,
+    SC_ACCEL,
+    SC_KERNEL,
     SC_CPUS,
     SC_MEMORY,
     SC_NAME,
@@ -278,7 +282,7 @@ static bool credential_section(const char *s, size_t len, const char **ret_name,
 
 static bool known_section(const char *s, size_t len)
 {
-    static const char *const sections[] = { "bottle", "egress", "env", "tls", "dlp" };
+    static const char *const sections[] = { "bottle", "egress", "env", "tls", "dlp", "microvm" };
     const char *n;
     size_t nl;
 
@@ -351,8 +355,8 @@ static char *config_reader(char *str, int num, void *stream)
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
             ctx_fail(c,
                      "unknown section [%.*s]; known sections are [bottle], [egress], [env], "
-                     "[dlp], [tls], [agent \"NAME\"] and [credential \"NAME\"] (NAME: a-z, 0-9, "
-                     "'-', '_')",
+                     "[dlp], [tls], [microvm], [agent \"NAME\"] and [credential \"NAME\"] (NAME: "
+                     "a-z, 0-9, '-', '_')",
                      (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
@@ -460,6 +464,22 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                     "unknown key '%.64s' in [bottle]; known keys: backend, cpus, memory, name, "
                     "allow_write",
                     key);
+}
+
+/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux (docs/microvm.md) */
+static int handle_microvm(struct load_ctx *c, const char *key, const char *value)
+{
+    if (strcmp(key, "accel") == 0) {
+        if (strcmp(value, "auto") != 0 && strcmp(value, "kvm") != 0 && strcmp(value, "tcg") != 0)
+            return ctx_fail(c, "accel: '%.32s' is not auto, kvm or tcg", value);
+        return set_scalar(c, SC_ACCEL, key, &c->cfg.accel, value);
+    }
+    if (strcmp(key, "kernel") == 0) {
+        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+            return ctx_fail(c, "kernel: '%.80s' is not an absolute path to a vmlinux", value);
+        return set_scalar(c, SC_KERNEL, key, &c->cfg.kernel, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel", key);
 }
 
 static int handle_addr(struct load_ctx *c, enum scalar which, const char *key, char **slot,
@@ -914,6 +934,8 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_env(c, name, value);
     if (strcmp(section, "dlp") == 0)
         return handle_dlp(c, name, value);
+    if (strcmp(section, "microvm") == 0)
+        return handle_microvm(c, name, value);
     if (strncmp(section, "agent \"", 7) == 0)
         return handle_agent(c, name, value);
     if (strcmp(section, "tls") == 0)
@@ -1005,6 +1027,8 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     }
 
     move_str(&cfg->backend, &c.cfg.backend);
+    move_str(&cfg->accel, &c.cfg.accel);
+    move_str(&cfg->kernel, &c.cfg.kernel);
     if (c.cfg.cpus)
         cfg->cpus = c.cfg.cpus;
     if (c.cfg.memory)

@@ -23,6 +23,7 @@
  *   [credential "NAME"]  host = HOST   port = N   header = FIELD   value = SOURCE   env = VAR
  *             (only in files that need no approval: a bottle must not be able to name a
  *             command the host runs or a file it reads; the CLI enforces that)
+ *   [microvm] accel = auto|kvm|tcg   kernel = /path/to/vmlinux (not from a project's bottle.ini)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -106,6 +107,9 @@ struct bb_config {
     /* [credential "NAME"] */
     struct bb_credential *creds;
     size_t n_creds;
+    /* [microvm] */
+    char *accel;  /* "auto", "kvm" or "tcg"; NULL: not set */
+    char *kernel; /* absolute path of a vmlinux; NULL: the cache's */
 };
 
 /* The [agent "NAME"] section of cfg named name, or NULL. */

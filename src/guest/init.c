@@ -69,6 +69,26 @@ struct report {
     int32_t err; /* positive errno */
 };
 
+/*
+ * bbtrace=1 on the kernel command line (the host sets it for BOT_BOTTLE_VM_TRACE=1, used by
+ * bench/microvm-run.sh --trace): a VM's init writes "bb-trace STAGE MS" on the console at each
+ * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds.
+ */
+static bool vm_trace;
+
+static void vm_mark(const char *stage)
+{
+    struct timespec ts;
+    char line[96];
+
+    if (!vm_trace || clock_gettime(CLOCK_BOOTTIME, &ts) < 0 ||
+        str_printf(line, sizeof(line), "bb-trace %s %lld.%03ld\n", stage,
+                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                   (ts.tv_nsec / 1000) % 1000) < 0)
+        return;
+    (void)!write(STDERR_FILENO, line, strlen(line));
+}
+
 static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
                                          SIGUSR1, SIGUSR2, SIGWINCH };
 
@@ -91,6 +111,8 @@ static int vm_cg_procs = -1;
 #define VM_PORT_WAIT_MS 10000
 /* How long the host may take to say how stdio is carried (its first line on bottle.ctl). */
 #define VM_MODE_WAIT_MS 30000
+/* polling step while waiting for a port or the console (each 10 ms step showed in start-up) */
+#define VM_PORT_POLL_MS 2
 
 struct init_state {
     struct loop *loop;
@@ -510,7 +532,7 @@ static void sleep_ms(long ms)
  */
 static int vm_open_port(const char *name, int flags)
 {
-    for (long waited = 0;; waited += 10) {
+    for (long waited = 0;; waited += VM_PORT_POLL_MS) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         int fd = -ENOENT;
@@ -543,7 +565,7 @@ static int vm_open_port(const char *name, int flags)
             closedir(d);
         if (fd != -ENOENT || waited >= VM_PORT_WAIT_MS)
             return fd;
-        sleep_ms(10);
+        sleep_ms(VM_PORT_POLL_MS);
     }
 }
 
@@ -570,10 +592,10 @@ static int vm_early_init(void)
     }
     if (fcntl(STDERR_FILENO, F_GETFD) < 0) {
         int fd = -1;
-        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += 10) {
+        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += VM_PORT_POLL_MS) {
             fd = open("/dev/console", O_RDWR | O_NOCTTY);
             if (fd < 0)
-                sleep_ms(10);
+                sleep_ms(VM_PORT_POLL_MS);
         }
         if (fd < 0)
             return -ENODEV; /* nowhere to say anything; the status still goes to ctl */
@@ -712,6 +734,7 @@ static int run(int argc, char **argv)
 
     if (is_vm) {
         r = vm_early_init();
+        vm_mark("early-init");
         if (r >= 0 && (r = vm_read_mode()) < 0)
             log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
                       VM_PORT_CTL);
@@ -766,7 +789,9 @@ static int run(int argc, char **argv)
         }
     }
 
+    vm_mark("spec-port");
     r = guest_rootfs_setup(&spec, &what);
+    vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
@@ -802,6 +827,7 @@ static int run(int argc, char **argv)
             goto out;
         }
     }
+    vm_mark("net-seccomp-loop");
     if (vm_streams) {
         struct vms_ops vo = { .spawn = vm_spawn,
                               .main_done = vm_main_done,
@@ -816,6 +842,7 @@ static int run(int argc, char **argv)
         loop_timer_set_in(st.loop, &st.start_timer, VM_STREAMS_WAIT_MS);
     }
     r = start_relay(&st, &spec, vm_chan_fd);
+    vm_mark("relay");
     vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
@@ -856,6 +883,8 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
+    vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
+    vm_mark("init");
     code = run(argc, argv);
     /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with
      * reboot=t on the kernel command line and QEMU's -no-reboot that ends QEMU (without ACPI,
@@ -863,7 +892,9 @@ int main(int argc, char **argv)
      * bottle.) */
     if (is_vm) {
         vm_report(code);
+        vm_mark("reported");
         sync();
+        vm_mark("reboot");
         reboot(RB_AUTOBOOT);
     }
     return code;

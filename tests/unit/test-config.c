@@ -48,7 +48,10 @@ static void test_config_example(void **state)
                                "[env]\n"
                                "pass = TERM\n"
                                "pass = ANTHROPIC_BASE_URL\n"
-                               "pass = FOO=bar baz\n";
+                               "pass = FOO=bar baz\n"
+                               "[microvm]\n"
+                               "accel = tcg\n"
+                               "kernel = /opt/k/vmlinux\n";
     struct bb_config cfg = { 0 };
     struct config_error err = { 0 };
     (void)state;
@@ -56,6 +59,8 @@ static void test_config_example(void **state)
     if (load(text, &cfg, &err) != 0)
         fail_msg("%s:%u: %s", err.path, err.line, err.msg);
     assert_string_equal(cfg.backend, "microvm");
+    assert_string_equal(cfg.accel, "tcg");
+    assert_string_equal(cfg.kernel, "/opt/k/vmlinux");
     assert_int_equal(cfg.cpus, 2);
     assert_true(cfg.memory == 2ull << 30);
     assert_string_equal(cfg.name, "b1");
@@ -130,6 +135,10 @@ static const struct err_case err_cases[] = {
     { "[env]\npass = =x\n", 2, "pass" },
     { "[env]\npass = A-B\n", 2, "pass" },
     { "[env]\nset = A\n", 2, "unknown key" },
+    { "[microvm]\naccel = hvf\n", 2, "accel: 'hvf' is not auto, kvm or tcg" },
+    { "[microvm]\naccel = kvm\naccel = tcg\n", 3, "already set" },
+    { "[microvm]\nkernel = vmlinux\n", 2, "absolute path" },
+    { "[microvm]\nmemory = 2G\n", 2, "unknown key 'memory' in [microvm]" },
     /* sections */
     { "[egres]\n", 1, "unknown section [egres]" },
     { "# c\n[Egress]\nallow = x.example\n", 2, "unknown section" },

@@ -77,6 +77,9 @@
 struct mv_bottle {
     struct bottle base;
     struct microvm_probe probe;
+    enum microvm_accel accel; /* --accel applied to the probe */
+    bool accel_auto;
+    char cmdline_extra[64];
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
@@ -371,8 +374,11 @@ static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
                       MICROVM_MIN_MEMORY_MIB);
             return -EINVAL;
         }
-        if (fit < b->guest_mib)
-            b->guest_mib = fit;
+        /* Asked for (--memory, [bottle] memory): the guest gets all of it. The default limit
+         * (up to 8 GiB) keeps the 1 GiB guest: under TCG every GiB of guest RAM adds about
+         * 0.2 s to the boot (the kernel initializes a struct page per 4 KiB). */
+        if (fit < b->guest_mib || args->vm.memory_given)
+            b->guest_mib = MIN(fit, MICROVM_MAX_GUEST_MIB);
         lim->memory_bytes = (b->guest_mib + b->guest_mib / 32 + MICROVM_QEMU_OVERHEAD_MIB) << 20;
     }
     return 0;
@@ -406,10 +412,40 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         probe_paths(&args->paths, &pp);
         (void)microvm_probe_run(&pp, &b->probe);
     }
+    /* A user's own kernel ([microvm] kernel) stands in for the cache's. */
+    if (args->vm.kernel) {
+        char why_k[MICROVM_REASON_MAX];
+        r = microvm_kernel_check(args->vm.kernel, why_k, sizeof(why_k));
+        if (r < 0) {
+            log_error("microvm backend: %s ([microvm] kernel in your config)", why_k);
+            goto fail;
+        }
+        (void)str_printf(b->probe.kernel.path, sizeof(b->probe.kernel.path), "%s", args->vm.kernel);
+        (void)str_printf(b->probe.kernel.version, sizeof(b->probe.kernel.version), "%s", "own");
+        b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
+        if (!b->probe.available)
+            (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
+                             b->probe.findings[MICROVM_FINDING_QEMU].text);
+    }
     if (!b->probe.available) {
         log_error("microvm backend: %s; or run with --backend namespace", b->probe.reason);
         r = -EOPNOTSUPP;
         goto fail;
+    }
+    {
+        enum microvm_accel_request req = MICROVM_ACCEL_REQ_AUTO;
+        char why_a[MICROVM_REASON_MAX];
+        if (args->vm.accel && microvm_accel_request_from_string(args->vm.accel, &req) < 0) {
+            log_error("microvm backend: --accel '%s': expected kvm, tcg or auto", args->vm.accel);
+            r = -EINVAL;
+            goto fail;
+        }
+        r = microvm_accel_choose(req, &b->probe, &b->accel, why_a, sizeof(why_a));
+        if (r < 0) {
+            log_error("microvm backend: %s", why_a);
+            goto fail;
+        }
+        b->accel_auto = req == MICROVM_ACCEL_REQ_AUTO;
     }
     {
         struct bottle_spec tmp = *args->spec;
@@ -528,7 +564,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
                     (struct microvm_share){ tags[i - 1], paths[i], b->spec.mounts[i - 1].ro };
             }
         }
-        qc.accel = b->probe.accel;
+        qc.accel = b->accel;
         qc.tsc_khz = b->probe.cpu_khz;
         qc.qemu = b->probe.qemu;
         qc.kernel = b->probe.kernel.path;
@@ -539,6 +575,19 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.n_shares = n;
         qc.cpus = b->cpus;
         qc.memory_mib = b->guest_mib;
+        /* Benchmark knobs: bottle-init's start-up stages on the console
+         * (bench/microvm-run.sh --trace), the workspace's 9p msize and cache mode
+         * (bench/microvm-ws.sh; bottle-init accepts only known values). */
+        {
+            const char *t = getenv("BOT_BOTTLE_VM_TRACE"), *p9 = getenv("BOT_BOTTLE_VM_9P");
+            bool tr = t && strcmp(t, "1") == 0;
+            bool ok9 = p9 && p9[0] && strlen(p9) < 32 &&
+                       strspn(p9, "0123456789,abcdefghijklmnopqrstuvwxyz") == strlen(p9);
+            (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
+                             tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
+                             ok9 ? p9 : "");
+            qc.cmdline_extra = b->cmdline_extra;
+        }
         r = microvm_qemu_argv(&qc, &b->qargv);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");
@@ -687,7 +736,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     long pid;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
-    if (b->probe.accel == MICROVM_ACCEL_TCG && access("/dev/kvm", F_OK) == 0)
+    if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
         log_warn("%s", b->probe.reason);
     if (pipe2(err_p, O_CLOEXEC) < 0)
         return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: pipe");

@@ -8,6 +8,8 @@
 
 /* Guest RAM when the memory limit leaves room for it (-m, MiB). */
 #define MICROVM_DEFAULT_GUEST_MIB 1024
+/* The most guest RAM -m gets (microvm maps RAM above 4 GiB too; QEMU allocates on touch). */
+#define MICROVM_MAX_GUEST_MIB (256u * 1024u)
 /* QEMU's own memory on top of guest RAM (its TCG translation cache is capped at
  * MICROVM_TCG_TB_MIB by the argv): the cgroup's memory.max is guest + guest/32 + this. */
 #define MICROVM_QEMU_OVERHEAD_MIB 256
