@@ -65,7 +65,8 @@ struct ns_bottle {
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
     int handoff_fd;      /* not owned; -1: none */
-    struct bb_cgroup cg; /* version 0: no limits applied */
+    struct bb_cgroup cg;          /* version 0: no limits applied */
+    int cg_tasks[CGROUP_CTL_MAX]; /* v1, during ns_start: cgroup_open_tasks, for the child */
     pid_t pid;
     int pidfd;
     bool reaped;
@@ -317,6 +318,8 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
     b->pid = -1;
     b->pidfd = -1;
     cgroup_init(&b->cg);
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
+        b->cg_tasks[i] = -1;
     b->uid = tmp.uid;
     b->gid = tmp.gid;
     for (size_t i = 0; i < 3; i++)
@@ -402,9 +405,10 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     /* Wait for the id maps. EOF: the parent gave up. */
     if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
         _exit(125);
-    /* cgroup v1 moved us into the bottle's cgroups only now: make them our cgroup namespace's
-     * root, so the bottle sees its cgroup as "/" as on v2 (a no-op change there). */
-    if (b->cg.version == 1 && unshare(CLONE_NEWCGROUP) < 0)
+    /* cgroup v1: into the bottle's cgroups now (we are its only thread: cgroup.h says why we
+     * move ourselves), then make them our cgroup namespace's root, so the bottle sees its
+     * cgroup as "/" as on v2 (a no-op change there). */
+    if (b->cg.version == 1 && (cgroup_enter_self(b->cg_tasks) < 0 || unshare(CLONE_NEWCGROUP) < 0))
         goto fail;
     /* Keep every capability across exec even as a non-zero uid (unprivileged case): copy
      * permitted into inheritable, then raise all of them as ambient capabilities. */
@@ -522,12 +526,18 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
         a.flags |= CLONE_INTO_CGROUP;
         a.cgroup = (uint64_t)b->cg.fd;
     }
+    if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0) {
+        log_errno(LOG_LVL_ERROR, r,
+                  "namespace backend: opening the tasks files of the bottle's cgroups");
+        goto out;
+    }
     pid = sys_clone3(&a);
     if (pid == 0) {
         close(sync_p[1]);
         close(err_p[0]);
         child_main(b, sync_p[0], err_p[1], guest_end, spec_fd);
     }
+    cgroup_close_tasks(b->cg_tasks);
     if (pid < 0) {
         r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: clone3 into new namespaces");
         goto out;
@@ -539,11 +549,6 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
     close(err_p[1]);
     err_p[1] = -1;
 
-    /* cgroup v1: into every hierarchy now, while the child still waits for its release. */
-    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
-        log_errno(LOG_LVL_ERROR, r, "namespace backend: moving the bottle into its cgroup");
-        goto out;
-    }
     r = write_id_maps(b->pid, b->uid, b->gid);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "namespace backend: writing the uid/gid maps of %d",
