@@ -1248,7 +1248,8 @@ out:
     channel_host_relay_free(s.relay);
     s.control = control_server_free(s.control);
     if (s.bottle)
-        s.be->destroy(s.bottle); /* kills and reaps what is still running */
+        s.be->destroy(s.bottle);    /* kills and reaps what is still running */
+    daemon_request_stop(&s.daemon); /* it drains while we clean up; daemon_stop waits */
     {
         /* The last bottle to leave a workspace (or a --mount source) removes every
          * placeholder made for it. */

@@ -64,7 +64,7 @@ struct ns_bottle {
     uint32_t uid, gid;   /* the command's ids (mapped to themselves) */
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
-    int handoff_fd;      /* not owned; -1: none */
+    int handoff_fd;               /* not owned; -1: none */
     struct bb_cgroup cg;          /* version 0: no limits applied */
     int cg_tasks[CGROUP_CTL_MAX]; /* v1, during ns_start: cgroup_open_tasks, for the child */
     pid_t pid;
