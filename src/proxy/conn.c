@@ -200,7 +200,7 @@ static int check_request(struct conn *c, const struct http_request *req,
     v = policy_check_request(px->policy, &c->host, c->port, req->method.p, req->method.len,
                              t->path.p, t->path.len, &rule, &why);
     if (v != V_ALLOW) {
-        char text[1024];
+        char text[2048]; /* room for two host names, two paths and the rule */
         if (why)
             snprintf(text, sizeof(text),
                      "blocked by bot-bottle: %s has method/path rules and this path is refused: "
