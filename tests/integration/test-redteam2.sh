@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Red-team round 2: an honest origin that reflects the credential's header back must not hand
+# the bottle the real value, or any usable part of it, however the reflection is framed
+# (docs/credentials.md, "The rules the proxy applies", 4). The origin is
+# helpers/echo-origin.py on loopback; names resolve through a local DNS stub.
+source "$(dirname "$0")/lib.sh"
+
+need_bottles "red-team credential tests"
+
+ECHO=$(free_port); DNS=$(free_port)
+bg "$PY" "$HELPERS/echo-origin.py" --port "$ECHO" --ready "$T/echo.ready"
+bg "$PY" "$HELPERS/fake-upstream.py" --dns "$DNS" --ready "$T/dns.ready" --zone api.test=127.0.0.1
+wait_file "$T/echo.ready" || { echo "Bail out! echo origin did not start"; exit 1; }
+wait_file "$T/dns.ready" || { echo "Bail out! DNS stub did not start"; exit 1; }
+
+WS=$T/ws
+mkdir -p "$WS"
+# a value with no piece in common with the placeholder (bb-cred-api-<hex>)
+REAL=sk-REAL-QRSTUVWXYZ-mnopqrstuvwxyz
+export BB_TEST_API_KEY=$REAL
+# any 6 consecutive characters of the value but its first two
+PIECES=$(for ((i = 2; i + 6 <= ${#REAL}; i++)); do printf '%s|' "${REAL:i:6}"; done)
+PIECES=${PIECES%|}
+run() {
+    (cd "$WS" && timeout 120 "$BB" run --backend namespace --allow "api.test:$ECHO" \
+        --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" \
+        --credential "api:api.test:$ECHO:x-api-key:env:BB_TEST_API_KEY" "$@")
+}
+got() { tr -d '\0' <"$WS/out-$1" 2>/dev/null; }
+
+cat >"$WS/inside.sh" <<'EOF'
+u=http://api.test:$ECHO
+c() { curl -s --max-time 20 -H "X-Api-Key: $BB_TEST_API_KEY" "$@"; }
+# a reflection that arrives in two reads, the first ending inside the value
+c "$u/stream?split=20" >out-stream
+# ... compressed because the bottle asked for it
+c -H 'Accept-Encoding: gzip' "$u/gzip" >out-gzip
+# ... in an interim (1xx) response
+c -i "$u/hints" >out-hints
+# ... a few bytes at a time with Range requests
+for a in 4 10 16 22 28; do c -H "Range: bytes=$a-$((a + 5))" "$u/range"; echo; done >out-range
+# what still works: a stream that reflects nothing arrives whole, and keep-alive still does
+c "$u/sse" >out-sse
+c -o /dev/null -w '%{http_code} %{num_connects}\n' "$u/sse" -o /dev/null "$u/sse" >out-keepalive
+# a response the origin encodes although asked not to is refused, not relayed unsearched
+c -o /dev/null -w '%{http_code}\n' -H 'Accept-Encoding: gzip' "$u/always-gzip" >out-always-gzip
+echo probes-done
+EOF
+out=$(run -e "ECHO=$ECHO" -- sh "$WS/inside.sh" 2>"$T/err")
+like "the bottle ran the probes" "$out" "probes-done"
+for f in stream gzip hints range; do diag "$f: $(got $f | head -c 300 | cat -v)"; done
+unlike "a reflection split across reads: not one piece of the value reaches the bottle" \
+    "$(got stream)" "$PIECES"
+unlike "a gzip-encoded reflection: no piece of the value" \
+    "$("$PY" -c 'import sys,zlib
+b=open(sys.argv[1],"rb").read()
+try: b=zlib.decompress(b, 47)
+except Exception: pass
+print(b.decode("latin-1"))' "$WS/out-gzip")" "$PIECES"
+unlike "a reflection in a 1xx interim response: no piece of the value" "$(got hints)" "$PIECES"
+unlike "a reflection in Range pieces: no piece of the value" "$(got range)" "$PIECES"
+is "a streamed response that reflects nothing arrives whole (the held tail too)" \
+    "$(got sse)" "$(printf 'data: one\n\ndata: two\n\ntail-without-newline')"
+is "... over one kept-alive connection" "$(got keepalive | tr '\n' ' ')" "200 1 200 0 "
+is "a response compressed against the request's identity: 502" "$(got always-gzip)" "502"
+like "... audited as credential-unscannable" "$(cat "$BOT_BOTTLE_STATE_DIR"/logs/*.audit.log)" \
+    '"reason":"credential-unscannable"'
+
+done_testing
