@@ -105,6 +105,7 @@ static void exchange_reset(struct conn *c)
     c->req_remaining = c->resp_remaining = 0;
     c->scan_body = false;
     c->scan_resp = false;
+    c->resp_identity = false;
     c->resp_hold = 0;
 }
 
@@ -361,12 +362,16 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         if (req->body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->req_scan);
         cred_scan_done(&c->reflect_scan);
-        c->scan_resp = nsubs > 0;
+        /* Every response is searched while values are held: an origin may show a value later,
+         * to a request that carries none (one that lists what it received), or under another
+         * of its names. The credential's own host is asked for whole, unencoded responses. */
+        c->scan_resp = cred_store_count(px->creds) > 0;
+        c->resp_identity = nsubs > 0 || cred_store_has_host(px->creds, c->host.name, c->port);
         if (c->scan_resp)
             cred_scan_set_values(&c->reflect_scan);
         buf_reset(&c->toup);
-        r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
-                  : http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        r = c->resp_identity ? build_with_creds(c, req, &t, subs, nsubs)
+                             : http_build_upstream_request(req, &t, c->host.name, &c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -897,7 +902,7 @@ static int step_read_resp(struct conn *c)
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
         return 1;
     }
-    if (c->scan_resp && !content_identity(&resp)) {
+    if (c->resp_identity && !content_identity(&resp)) {
         /* Compressed, the value would pass the search unseen (the request asked for identity,
          * build_with_creds): not relayed. */
         buf_reset(&c->tocl);

@@ -9,7 +9,8 @@ need_bottles "red-team credential tests"
 
 ECHO=$(free_port); DNS=$(free_port)
 bg "$PY" "$HELPERS/echo-origin.py" --port "$ECHO" --ready "$T/echo.ready"
-bg "$PY" "$HELPERS/fake-upstream.py" --dns "$DNS" --ready "$T/dns.ready" --zone api.test=127.0.0.1
+bg "$PY" "$HELPERS/fake-upstream.py" --dns "$DNS" --ready "$T/dns.ready" \
+    --zone api.test=127.0.0.1 --zone other.test=127.0.0.1
 wait_file "$T/echo.ready" || { echo "Bail out! echo origin did not start"; exit 1; }
 wait_file "$T/dns.ready" || { echo "Bail out! DNS stub did not start"; exit 1; }
 
@@ -23,6 +24,7 @@ PIECES=$(for ((i = 2; i + 6 <= ${#REAL}; i++)); do printf '%s|' "${REAL:i:6}"; d
 PIECES=${PIECES%|}
 run() {
     (cd "$WS" && timeout 120 "$BB" run --backend namespace --allow "api.test:$ECHO" \
+        --allow "other.test:$ECHO" \
         --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" \
         --credential "api:api.test:$ECHO:x-api-key:env:BB_TEST_API_KEY" "$@")
 }
@@ -39,6 +41,11 @@ c -H 'Accept-Encoding: gzip' "$u/gzip" >out-gzip
 c -i "$u/hints" >out-hints
 # ... a few bytes at a time with Range requests
 for a in 4 10 16 22 28; do c -H "Range: bytes=$a-$((a + 5))" "$u/range"; echo; done >out-range
+# ... later, to a request that carries no credential (an origin that shows what it received),
+# on the credential's host and under another name of the same server
+c -o /dev/null "$u/record"
+curl -s --max-time 20 "$u/last" >out-last
+curl -s --max-time 20 "http://other.test:$ECHO/last" >out-last-other
 # what still works: a stream that reflects nothing arrives whole, and keep-alive still does
 c "$u/sse" >out-sse
 c -o /dev/null -w '%{http_code} %{num_connects}\n' "$u/sse" -o /dev/null "$u/sse" >out-keepalive
@@ -59,6 +66,10 @@ except Exception: pass
 print(b.decode("latin-1"))' "$WS/out-gzip")" "$PIECES"
 unlike "a reflection in a 1xx interim response: no piece of the value" "$(got hints)" "$PIECES"
 unlike "a reflection in Range pieces: no piece of the value" "$(got range)" "$PIECES"
+unlike "a later response without a credential in its request: no piece of the value" \
+    "$(got last)" "$PIECES"
+unlike "... from another name of the same server: no piece of the value" \
+    "$(got last-other)" "$PIECES"
 is "a streamed response that reflects nothing arrives whole (the held tail too)" \
     "$(got sse)" "$(printf 'data: one\n\ndata: two\n\ntail-without-newline')"
 is "... over one kept-alive connection" "$(got keepalive | tr '\n' ' ')" "200 1 200 0 "

@@ -9,6 +9,7 @@
   GET /gzip             200 "key=VALUE\n", gzip-encoded when the request accepts gzip
   GET /hints            103 Early Hints with "Link: </k?VALUE>", then 200 "ok\n"
   GET /range            "key=VALUE\n", honouring "Range: bytes=A-B" with 206
+  GET /record           remembers the request's X-Api-Key; GET /last returns it (any request)
   GET /sse              no reflection: chunked events with pauses, the last one unterminated
   GET /always-gzip      no reflection, gzip-encoded whatever the request accepts
 """
@@ -37,6 +38,9 @@ def read_head(f):
     return lines[0], hdrs
 
 
+LAST = {"key": ""}
+
+
 def serve(conn):
     f = conn.makefile("rb")
     while True:
@@ -50,6 +54,12 @@ def serve(conn):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:split])
             time.sleep(0.5)
             conn.sendall(body[split:])
+        elif path.startswith("/record"):
+            LAST["key"] = h.get("x-api-key", "")
+            conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        elif path.startswith("/last"):
+            last = ("last=" + LAST["key"] + "\n").encode()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(last) + last)
         elif path.startswith("/sse"):
             # no reflection: events in small chunks with pauses, the last without a newline
             conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
