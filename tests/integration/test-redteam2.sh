@@ -77,4 +77,19 @@ is "a response compressed against the request's identity: 502" "$(got always-gzi
 like "... audited as credential-unscannable" "$(cat "$BOT_BOTTLE_STATE_DIR"/logs/*.audit.log)" \
     '"reason":"credential-unscannable"'
 
+# --- exec: another command in a running bottle gets the main command's confinement, its
+# resource limits included (bottle-init halves RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE so a
+# bottle cannot take the host user's whole budget of queued signals and message queues)
+(cd "$WS" && timeout 60 "$BB" start --backend namespace --name rt2exec \
+    --upstream-dns "127.0.0.1:$DNS" -- sleep 1000 >/dev/null 2>"$T/start.err")
+is "start: a detached bottle" "$?" "0"
+limits=$(cd "$WS" && timeout 30 "$BB" exec rt2exec -- sh -c \
+    'main=$(cat /proc/1/task/1/children | cut -d" " -f1)
+     for f in limits status; do grep -E "^(Max|Cap|NoNewPrivs|Seccomp)" /proc/$main/$f >main.$f
+         grep -E "^(Max|Cap|NoNewPrivs|Seccomp)" /proc/self/$f >self.$f; done
+     diff main.limits self.limits && diff main.status self.status && echo same' 2>&1)
+is "exec'd: the same limits, capabilities, no_new_privs and seccomp as the main command" \
+    "$(tr -d '\r' <<<"$limits")" "same"
+(cd "$WS" && timeout 30 "$BB" stop rt2exec >/dev/null 2>&1)
+
 done_testing

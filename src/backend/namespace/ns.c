@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -718,6 +719,14 @@ static _noreturn_ void exec_middle(struct ns_bottle *b, const struct backend_exe
     if (b->cg.version != 0 && (e = cgroup_attach(&b->cg, getpid())) < 0) {
         errno = -e;
         goto fail;
+    }
+    /* ... and its resource limits: bottle-init's own (it lowers some of them for the bottle,
+     * e.g. RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE, rootfs.c), which the command inherited */
+    for (int res = 0; res < RLIM_NLIMITS; res++) {
+        struct rlimit rl;
+        if (prlimit(b->pid, (enum __rlimit_resource)res, NULL, &rl) < 0 ||
+            setrlimit((enum __rlimit_resource)res, &rl) < 0)
+            goto fail;
     }
     /* one call, through bottle-init's pidfd: the kernel joins the user namespace first */
     if (setns(b->pidfd, NS_FLAGS) < 0)
