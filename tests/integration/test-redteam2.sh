@@ -77,6 +77,29 @@ is "a response compressed against the request's identity: 502" "$(got always-gzi
 like "... audited as credential-unscannable" "$(cat "$BOT_BOTTLE_STATE_DIR"/logs/*.audit.log)" \
     '"reason":"credential-unscannable"'
 
+# --- [tls] extra_ca in an approved project file: the host reads that file and puts it in the
+# bottle's CA bundle. Only its certificates may go there: a host file holding a certificate
+# and its private key (a combined PEM), or anything else, must not reach the bottle.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=corp test CA" -keyout "$T/corp.key" -out "$T/corp.crt" 2>/dev/null
+{ cat "$T/corp.crt" "$T/corp.key"; echo "HOST-ONLY-SECRET-7f3e"; } >"$T/host-combined.pem"
+mkdir -p "$T/proj"
+cat >"$T/proj/bottle.ini" <<EOF
+[egress]
+inspect = api.test:443
+[tls]
+extra_ca = $T/host-combined.pem
+EOF
+(cd "$T/proj" && "$BB" trust >/dev/null 2>&1)
+(cd "$T/proj" && timeout 120 "$BB" run --backend namespace --upstream-dns "127.0.0.1:$DNS" -- \
+    sh -c 'cat /etc/ssl/bot-bottle/ca-bundle.crt >bundle.out' >"$T/ca.out" 2>&1)
+is "a project with [tls] extra_ca runs" "$?" "0"
+check "... its certificate is in the bottle's bundle" grep -qF "$(sed -n 2p "$T/corp.crt")" \
+    "$T/proj/bundle.out"
+unlike "... the private key next to it is not" "$(cat "$T/proj/bundle.out")" \
+    "PRIVATE KEY|$(sed -n 2p "$T/corp.key" | cut -c1-40)"
+unlike "... nor the rest of the host's file" "$(cat "$T/proj/bundle.out")" "HOST-ONLY-SECRET"
+
 # --- exec: another command in a running bottle gets the main command's confinement, its
 # resource limits included (bottle-init halves RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE so a
 # bottle cannot take the host user's whole budget of queued signals and message queues)
