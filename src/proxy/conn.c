@@ -316,6 +316,12 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
             conn_cred_misuse(c, ci, where);
             return;
         }
+        /* Port 443 is HTTPS: a value for it goes only inside an intercepted TLS session, never
+         * in clear text over the network (http://HOST:443/). */
+        if (nsubs && c->port == 443 && !c->intercept) {
+            conn_cred_misuse(c, subs[0].cred, "in a plain-HTTP request to port 443 (use https://)");
+            return;
+        }
     }
 
     v = policy_check_host(px->policy, &c->host, c->port);

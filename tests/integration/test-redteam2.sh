@@ -77,6 +77,16 @@ is "a response compressed against the request's identity: 502" "$(got always-gzi
 like "... audited as credential-unscannable" "$(cat "$BOT_BOTTLE_STATE_DIR"/logs/*.audit.log)" \
     '"reason":"credential-unscannable"'
 
+# --- a credential for port 443 (HTTPS) is never put into a plain-HTTP request to that port: it
+# would cross the network in clear text (nothing needs to listen: the refusal comes first)
+out=$(cd "$WS" && timeout 120 "$BB" run --backend namespace --allow api.test \
+    --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" \
+    --credential "web:api.test:x-api-key:env:BB_TEST_API_KEY" -- \
+    sh -c 'curl -s --max-time 20 -o /dev/null -w "%{http_code} %header{x-bottle-block}\n" \
+        -H "X-Api-Key: $BB_TEST_API_KEY" http://api.test:443/' 2>"$T/plain443.err")
+is "the placeholder over plain HTTP to the credential's port 443: 403 credential-misuse" \
+    "$out" "403 credential-misuse"
+
 # --- [tls] extra_ca in an approved project file: the host reads that file and puts it in the
 # bottle's CA bundle. Only its certificates may go there: a host file holding a certificate
 # and its private key (a combined PEM), or anything else, must not reach the bottle.
