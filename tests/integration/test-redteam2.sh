@@ -77,6 +77,28 @@ is "a response compressed against the request's identity: 502" "$(got always-gzi
 like "... audited as credential-unscannable" "$(cat "$BOT_BOTTLE_STATE_DIR"/logs/*.audit.log)" \
     '"reason":"credential-unscannable"'
 
+# --- the value under another variable of the bottle: `env =` names the placeholder's variable,
+# and -e passes the source variable (or another holds the same value, or holds it inside)
+mkdir -p "$T/config/bot-bottle"
+cat >"$T/config/bot-bottle/config.ini" <<EOF
+[credential "api"]
+host = api.test
+port = $ECHO
+header = x-api-key
+value = env:BB_TEST_API_KEY
+env = API_PLACEHOLDER
+EOF
+out=$(cd "$WS" && BB_TEST_COPY=$REAL timeout 120 "$BB" run --backend namespace \
+    --upstream-dns "127.0.0.1:$DNS" -e BB_TEST_API_KEY -e BB_TEST_COPY \
+    -e "BB_TEST_URL=https://u:$REAL@example.test/" -- \
+    sh -c 'echo "src=$BB_TEST_API_KEY copy=$BB_TEST_COPY url=${BB_TEST_URL:-unset} ph=$API_PLACEHOLDER"' \
+    2>"$T/envs.err")
+unlike "-e of the env: source under another env =: the bottle never gets the value" "$out" "$PIECES"
+like "... it gets the placeholder in its place (and in every variable that held the value)" \
+    "$out" "src=bb-cred-api-[0-9a-f]{32} copy=bb-cred-api-[0-9a-f]{32} url=unset ph=bb-cred-api-"
+like "... said on stderr" "$(cat "$T/envs.err")" "BB_TEST_URL holds its value; the variable is not passed"
+rm -f "$T/config/bot-bottle/config.ini"
+
 # --- a credential for port 443 (HTTPS) is never put into a plain-HTTP request to that port: it
 # would cross the network in clear text (nothing needs to listen: the refusal comes first)
 out=$(cd "$WS" && timeout 120 "$BB" run --backend namespace --allow api.test \
