@@ -136,7 +136,9 @@ unlike "... nor the rest of the host's file" "$(cat "$T/proj/bundle.out")" "HOST
 # resource limits included (bottle-init halves RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE so a
 # bottle cannot take the host user's whole budget of queued signals and message queues)
 (cd "$WS" && timeout 60 "$BB" start --backend namespace --name rt2exec \
-    --upstream-dns "127.0.0.1:$DNS" -- sleep 1000 >/dev/null 2>"$T/start.err")
+    --upstream-dns "127.0.0.1:$DNS" --allow "api.test:$ECHO" \
+    --credential "api:api.test:$ECHO:x-api-key:env:BB_TEST_API_KEY" -- sleep 1000 \
+    >/dev/null 2>"$T/start.err")
 is "start: a detached bottle" "$?" "0"
 limits=$(cd "$WS" && timeout 30 "$BB" exec rt2exec -- sh -c \
     'main=$(cat /proc/1/task/1/children | cut -d" " -f1)
@@ -145,6 +147,15 @@ limits=$(cd "$WS" && timeout 30 "$BB" exec rt2exec -- sh -c \
      diff main.limits self.limits && diff main.status self.status && echo same' 2>&1)
 is "exec'd: the same limits, capabilities, no_new_privs and seccomp as the main command" \
     "$(tr -d '\r' <<<"$limits")" "same"
+# exec -e VAR of a credential's variable: run would put the placeholder there; exec must not
+# carry the host's real value into the bottle either
+out=$(cd "$WS" && timeout 30 "$BB" exec rt2exec -e BB_TEST_API_KEY -- sh -c 'echo "v=$BB_TEST_API_KEY"' 2>&1)
+rc=$?
+unlike "exec -e of a credential's variable: the real value does not enter the bottle" "$out" "$PIECES"
+is "... refused (125)" "$rc" "125"
+like "... saying why" "$out" "BB_TEST_API_KEY holds the placeholder of a credential"
+out=$(cd "$WS" && timeout 30 "$BB" exec rt2exec -- sh -c 'echo "v=$BB_TEST_API_KEY"' 2>&1)
+like "... without -e the command has the placeholder" "$out" "v=bb-cred-api-[0-9a-f]{32}"
 (cd "$WS" && timeout 30 "$BB" stop rt2exec >/dev/null 2>&1)
 
 done_testing
