@@ -8,11 +8,18 @@
 # Prints numbers; it is not a test (exit 0 whatever the numbers, non-zero only when it could
 # not run). Recorded results: docs/microvm.md ("Measured: bot-bottle run").
 #
-# Usage: bench/microvm-run.sh [--runs N] [--build DIR] [--nice N] [--memory MIB]
+# With --trace, the run goes with BOT_BOTTLE_VM_TRACE=1: bottle-init prints a "bb-trace STAGE
+# MS" line (guest CLOCK_BOOTTIME) at each stage of its start, and the script prints the median
+# time of each stage, the guest's uptime when init started, and what is outside the guest's
+# uptime (supervisor and egress daemon before QEMU, QEMU's own start and exit, tear-down).
+#
+# Usage: bench/microvm-run.sh [--runs N] [--build DIR] [--nice N] [--memory MIB] [--trace]
 #   --runs N      rounds (default 10): one floor boot and one `bot-bottle run -- true` each
 #   --build DIR   meson build dir (default build)
 #   --nice N      nice value for both (default 10)
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
+#   --trace       break the run's time down by stage (above)
+#   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +28,8 @@ runs=10
 build=$root/build
 nice_val=10
 memory=1024
+trace=0
+kernel=
 die() {
     echo "bot-bottle: microvm-run: $*" >&2
     exit 1
@@ -31,6 +40,8 @@ while [ $# -gt 0 ]; do
     --build) build=${2:?}; shift 2 ;;
     --nice) nice_val=${2:?}; shift 2 ;;
     --memory) memory=${2:?}; shift 2 ;;
+    --trace) trace=1; shift ;;
+    --kernel) kernel=${2:?}; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -43,6 +54,13 @@ tmp=$(mktemp -d /tmp/microvm-run.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/run-time" "$here/tools/run-time.c" || die "cannot build tools/run-time.c"
 mkdir -p "$tmp/ws" && mkdir -m 0700 "$tmp/state"
+floor_kernel=()
+run_cfg=()
+if [ -n "$kernel" ]; then
+    printf '[microvm]\nkernel = %s\n' "$kernel" >"$tmp/kernel.ini"
+    floor_kernel=(--kernel "$kernel")
+    run_cfg=(-c "$tmp/kernel.ini")
+fi
 
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'
@@ -51,17 +69,45 @@ echo "microvm-run: $runs rounds, nice $nice_val, floor guest ${memory} MiB, load
 floors=()
 runs_ms=()
 for i in $(seq 1 "$runs"); do
-    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" |
+    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
+        ${floor_kernel[@]+"${floor_kernel[@]}"} |
         sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
-    res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
-        "$tmp/run-time" 120000 "$bb" run -- true 2>"$tmp/err" | tail -n 1)
+    res=$(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
+        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err" |
+        tee "$tmp/out.$i" | tail -n 1)
     [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err")"
     r=$((${res%% *} / 1000))
     floors+=("$f")
     runs_ms+=("$r")
     printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"
 done
+if [ $trace = 1 ]; then
+    # per round: the guest uptime at each stage and the wall time; stage = this mark - previous
+    for i in $(seq 1 "$runs"); do
+        wall=$(tail -n 1 "$tmp/out.$i" | cut -d' ' -f1)
+        tr -d '\r' <"$tmp/out.$i" | awk -v wall="$wall" '
+            /^bb-trace / { t[$2] = $3; order[n++] = $2 }
+            END {
+                if (!("early-init" in t) || !("reboot" in t)) exit
+                printf "kernel-to-init %.1f\n", t["early-init"]
+                prev = "early-init"
+                for (k = 0; k < n; k++) {
+                    s = order[k]
+                    if (s == "init" || s == "early-init") continue
+                    printf "%s %.1f\n", s, t[s] - t[prev]; prev = s
+                }
+                printf "outside-guest-uptime %.1f\n", wall / 1000 - t["reboot"]
+            }'
+    done >"$tmp/stages"
+    echo "microvm-run: stages of bot-bottle run -- true, median of $runs (ms; guest stages in guest time):"
+    awk '{ if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 } v[$1] = v[$1] " " $2 }
+         END { for (k = 0; k < n; k++) print order[k], v[order[k]] }' "$tmp/stages" |
+        while read -r name vals; do
+            # shellcheck disable=SC2086
+            printf '  %-22s %8s\n' "$name" "$(printf '%s\n' $vals | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f", (a[NR / 2] + a[NR / 2 + 1]) / 2 }')"
+        done
+fi
 mf=$(median "${floors[@]}")
 mr=$(median "${runs_ms[@]}")
 echo "microvm-run: floor median $mf ms, bot-bottle run -- true median $mr ms, ratio $(awk -v a="$mr" -v b="$mf" 'BEGIN { printf "%.2f", a / b }'); load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -14,16 +14,17 @@ set -uo pipefail
 RULES='0|common||log, buf, str, net addresses, loop (epoll, timers, signals), xalloc, syscalls, cleanup.h, caps (limits.h); also built into the static bottle-init
 1|policy|common|the allowlist: host patterns, CIDRs, the verdict and its reason
 1|channel|common|the host<->guest channel: frames (proto), the stream mux, the relays, the connection hand-off to the daemon
+1|dlp|common|data-loss checks: the streaming scanner for credentials and secret formats, host-name entropy
 1|audit|common|the audit log: JSON records, aggregation, rotation, failing closed, the hash chain; its reader (parse, follow, verify)
-2|proxy|common policy audit|the HTTP/1 head parser, the forward proxy state machine, upstream resolution (c-ares)
-2|dns|common policy audit|the DNS wire format and the DNS filter
-2|config|common policy|INI files into a validated struct bb_config; the trust store of approved files
-3|egress|common policy channel audit proxy dns config|the egress daemon: one loop running proxy and DNS filter, reload (re-reads the config files it was given), its seccomp confinement
+2|proxy|common policy audit dlp|the HTTP/1 head parser, the forward proxy state machine, upstream resolution (c-ares)
+2|dns|common policy audit dlp|the DNS wire format and the DNS filter
+2|config|common policy dlp|INI files into a validated struct bb_config; the trust store of approved files
+3|egress|common policy dlp channel audit proxy dns config|the egress daemon: one loop running proxy and DNS filter, reload (re-reads the config files it was given), its seccomp confinement
 3|agent|common config|agent profiles (built-in claude and codex, [agent "NAME"] from the config), the agent cache and state directories, installed versions
 3|guest|common channel|bottle-init (PID 1 of a bottle), its rootfs, network and seccomp filter; the bottle spec
-4|backend|common guest|backend ops (probe, create, start, wait, request_stop, kill, exec, destroy), the namespace backend, the microvm pieces (probe, QEMU argv, initramfs), cgroups
+4|backend|common channel guest|backend ops (probe, create, start, wait, request_stop, kill, exec, destroy), the namespace backend, the microvm pieces (probe, QEMU argv, initramfs), cgroups
 5|supervisor|common policy channel audit config egress guest backend|one bottle per `run`: state (state.c, usable without a supervisor), alias lease, the daemon (daemon.c, fork+exec), notices, the control socket, host relay, stdio and tty, workspace protection
-6|cli|common policy audit proxy config agent egress guest backend supervisor|main and one file per verb; option parsing shared in args.c'
+6|cli|common policy dlp audit proxy config agent egress guest backend supervisor|main and one file per verb; option parsing shared in args.c'
 
 if [ "${1:-}" = --table ]; then
     echo "| layer | folder | owns | may include |"

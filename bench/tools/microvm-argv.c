@@ -4,10 +4,12 @@
  *
  * Usage: microvm-argv --init PATH --initramfs OUT --kernel VMLINUX [--accel kvm|tcg]
  *                     [--tsc-khz N] [--cpus N] [--memory MIB] [--share TAG:PATH[:ro]]...
- *                     [--append TEXT]
+ *                     [--append TEXT] [--chan-socket PATH]
  * Writes the initramfs around the init binary to OUT, then prints QEMU's argv on stdout, each
  * element followed by a NUL (read it with bash's `mapfile -d ''`). The console is QEMU's
- * stdio. Exit status 0, or 2 with a message on stderr.
+ * stdio. --chan-socket adds the bottle.chan port on a unix socket QEMU connects to (the caller
+ * listens first), as the backend does (bench/microvm-chan.sh). Exit status 0, or 2 with a
+ * message on stderr.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -65,6 +67,8 @@ int main(int argc, char **argv)
             if (str_to_u64_cstr(val, UINT32_MAX, &v) < 0)
                 return usage("bad --memory");
             c.memory_mib = v;
+        } else if (strcmp(o, "--chan-socket") == 0) {
+            c.chan_socket = val;
         } else if (strcmp(o, "--append") == 0) {
             c.cmdline_extra = val;
         } else if (strcmp(o, "--share") == 0) {

@@ -15,6 +15,8 @@
  *           request, not a signal). The supervisor's loop then waits for the pidfd, and after
  *           its grace period calls kill.
  *   kill    end the bottle now, without blocking (SIGKILL to its top process).
+ *   attach  (optional) after start: the supervisor's loop and the channel's host mux, for
+ *           backends that carry stdio and exec over the channel (microvm).
  *   exec    run another command in a running bottle (`bot-bottle exec`, the lifecycle issue).
  *   destroy reap and release everything (idempotent teardown of a half-built bottle too).
  *
@@ -30,8 +32,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/loop.h"
 #include "common/macro.h"
 #include "guest/spec.h"
+
+struct mux;
 
 #define BACKEND_REASON_MAX 512
 
@@ -51,10 +56,7 @@ enum {
      * VM, or the docker example's sidecar container): the supervisor does not start one and
      * passes the policy in backend_create_args.egress_args instead. */
     BACKEND_DAEMON_ELSEWHERE = 1u << 3,
-    /* The command's stdout and stderr arrive merged on stdio[1] (microvm: the virtio console
-     * is QEMU's stdout); stdin is not passed and there is no terminal: `run` refuses -t and
-     * -i. */
-    BACKEND_STDIO_CONSOLE = 1u << 4,
+    /* (1u << 4 was BACKEND_STDIO_CONSOLE: microvm's stdio now rides on channel streams.) */
     /* Never chosen by `auto` (nor as the default): only when named (--backend,
      * BOT_BOTTLE_BACKEND, [bottle] backend). For examples and adapters whose boundary this
      * project does not test (docker, smolmachines). */
@@ -104,7 +106,8 @@ struct backend_create_args {
                                        filled in by the backend */
     struct backend_paths paths;
     /* The bottle's stdin/stdout/stderr (namespace: inherited by bottle-init; -1: this
-     * process's own). microvm connects them to the virtio console. Not owned. */
+     * process's own). microvm keeps copies and pumps them to and from channel streams (the
+     * VM's console, diagnostics only, goes to stdio[2]). Not owned. */
     int stdio[3];
     /* Read only by BACKEND_NEEDS_HANDOFF backends (namespace: given to bottle-init as fd 5):
      * a SOCK_SEQPACKET socket to the egress daemon for handing over proxy connections
@@ -120,6 +123,14 @@ struct backend_create_args {
      * daemon appends to (created by the supervisor). Not owned. */
     char *const *egress_args;
     const char *audit;
+    /* Read only by the microvm backend: the accelerator ("auto" or NULL, "kvm", "tcg"; kvm
+     * fails create when KVM is not usable), a user's own guest kernel (NULL: the cache's), and
+     * whether the memory limit was asked for (the guest then gets all of it, else 1 GiB). */
+    struct {
+        const char *accel;
+        const char *kernel;
+        bool memory_given; /* memory_bytes came from --memory or the config, not the default */
+    } vm;
 };
 
 struct backend_started {
@@ -176,9 +187,14 @@ struct backend_ops {
      * no_new_privs, in the bottle's cgroup, with the bottle's environment plus args->env).
      * Returns 0 and *ret once the command was exec'd, or -errno (logged; -ENOENT/-EACCES: the
      * command was not found / not executable). NULL: not supported by this backend.
+     * microvm: needs attach (-ENOTCONN before); returns at once, the command starts in the
+     * guest a moment later, and one that cannot run ends with 125/126/127 and the reason on
+     * its stderr (as `run` says it), not with -ENOENT.
      */
     int (*exec)(struct bottle *b, const struct backend_exec_args *args, struct backend_exec **ret);
-    /* The exec'd command's pidfd (owned by e): poll it on the loop. */
+    /* An fd (owned by e) that becomes readable once the command has ended and exec_wait will
+     * not block: poll it on the loop. namespace: the command's pidfd; microvm: an eventfd,
+     * readable once the guest reported the status and the command's output is across. */
     int (*exec_pidfd)(struct backend_exec *e);
     /* After the pidfd became readable: its exit status (as wait). Then free with exec_free. */
     int (*exec_wait)(struct backend_exec *e, int *ret_status);
@@ -186,6 +202,19 @@ struct backend_ops {
     void (*exec_free)(struct backend_exec *e);
     /* Kills what is left, reaps, removes resources, frees b. Accepts NULL. */
     void (*destroy)(struct bottle *b);
+    /*
+     * Optional (NULL: nothing to do). Right after the supervisor started the host relay on
+     * the channel: its loop and mux, which the backend may use until destroy (microvm: the
+     * command's stdio streams, exec). Returns 0 or -errno (logged).
+     */
+    int (*attach)(struct bottle *b, struct loop *loop, struct mux *mux);
+    /* Optional: the pty whose slave is the bottle's stdio (tty) changed size; pass it on
+     * (microvm: to the guest's pty). The namespace bottle holds that pty itself. */
+    void (*resize)(struct bottle *b);
+    /* Optional: as resize, for an exec'd command with tty. */
+    void (*exec_resize)(struct backend_exec *e);
+    /* Optional: send signal signo to the exec'd command (namespace: through its pidfd). */
+    int (*exec_signal)(struct backend_exec *e, int signo);
 };
 
 /* Every compiled-in backend, strongest isolation first (the order `auto` tries). */

@@ -328,6 +328,47 @@ int cgroup_attach(const struct bb_cgroup *cg, pid_t pid)
     return 0;
 }
 
+int cgroup_open_tasks(const struct bb_cgroup *cg, int ret_fds[CGROUP_CTL_MAX])
+{
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
+        ret_fds[i] = -1;
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++) {
+        char path[PATH_MAX + 64];
+        if (!cg->path[i][0])
+            continue;
+        if (str_printf(path, sizeof(path), "%s/tasks", cg->path[i]) < 0) {
+            cgroup_close_tasks(ret_fds);
+            return -ENAMETOOLONG;
+        }
+        ret_fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+        if (ret_fds[i] < 0) {
+            int r = -errno;
+            cgroup_close_tasks(ret_fds);
+            return r;
+        }
+    }
+    return 0;
+}
+
+int cgroup_enter_self(const int fds[CGROUP_CTL_MAX])
+{
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++) {
+        ssize_t w = fds[i] >= 0 ? write(fds[i], "0", 1) : 1;
+        if (w != 1)
+            return w < 0 ? -errno : -EIO;
+    }
+    return 0;
+}
+
+void cgroup_close_tasks(int fds[CGROUP_CTL_MAX])
+{
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++) {
+        if (fds[i] >= 0)
+            close(fds[i]);
+        fds[i] = -1;
+    }
+}
+
 /* rmdir, retried for up to 2 s while the bottle's last processes are still leaving (a pid
  * namespace is torn down asynchronously: EBUSY for a moment). */
 static int remove_dir(const char *path)

@@ -220,9 +220,19 @@ static void guest_on_dead(void *ud, int err)
         r->cfg.dead(r->cfg.userdata, err);
 }
 
-/* No open_stream: the guest relay serves no host-opened kind (exec, status) yet, so the mux
+/* Host-opened kinds (exec, status) go to the owner's cfg.open_stream; without one the mux
  * answers each such OPEN with RESET(REFUSED) and the channel lives on. */
+static int guest_open_stream(void *ud, enum channel_kind kind)
+{
+    struct channel_guest_relay *r = ud;
+
+    if (!r->cfg.open_stream)
+        return -EOPNOTSUPP;
+    return r->cfg.open_stream(r->cfg.userdata, kind);
+}
+
 static const struct mux_ops guest_mux_ops = {
+    .open_stream = guest_open_stream,
     .dead = guest_on_dead,
 };
 

@@ -36,6 +36,9 @@ struct channel_guest_config {
                               and the TCP and UDP ports may then differ) */
     /* The channel died (err as for mux_ops.dead): stop the bottle. Optional. */
     void (*dead)(void *userdata, int err);
+    /* The host opened a stream (CHANNEL_KIND_EXEC or _STATUS): as mux_ops.open_stream (return
+     * one end of a socketpair, or -errno to refuse). Optional: NULL refuses them all. */
+    int (*open_stream)(void *userdata, enum channel_kind kind);
     void *userdata;
     /* >= 0: hand proxy connections to the daemon over this SOCK_SEQPACKET socket
      * (channel/handoff.h) instead of relaying them; -1: relay everything. Not owned. */

@@ -14,6 +14,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/xalloc.h"
+#include "dlp/dlp.h"
 
 /* Changed lines shown when a file is refused. */
 #define TRUST_DIFF_LINES 20
@@ -45,7 +46,8 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
 {
     switch (opt) {
     case 'a':
-        if (strstr(arg, "://") || strchr(arg, '/'))
+        /* "HOST METHODS PATH" is a method/path rule: only its host part must not be a URL */
+        if (strstr(arg, "://") || strcspn(arg, "/") < strcspn(arg, " \t"))
             return refuse_url_pattern(arg);
         strv_push(&a->cli.allow, arg);
         return 1;
@@ -55,6 +57,16 @@ int policy_args_handle(struct policy_args *a, int opt, const char *arg)
     case 0x1001:
         strv_push(&a->cli.allow_cidr, arg);
         return 1;
+    case 0x1008: {
+        uint32_t mask = 0;
+        const char *why = NULL;
+        if (dlp_parse_disable(arg, strlen(arg), &mask, &why) < 0) {
+            log_error("--dlp-disable '%s': %s", arg, why);
+            return -EINVAL;
+        }
+        strv_push(&a->cli.dlp_disable, arg);
+        return 1;
+    }
     case 'c':
         add_file(a, arg);
         return 1;
@@ -348,11 +360,27 @@ static int load_file(struct policy_args *a, struct policy_file *f, const char *s
             return -EPERM;
         }
     }
+    /* [microvm] kernel picks the code the bottle's own kernel runs: only from the user's
+     * config, never from a file a project or a bottle can write (even an approved one). */
+    char *kernel = cfg->kernel;
+    cfg->kernel = NULL;
     r = config_load_string(f->path, data, len, cfg, &err);
     if (r < 0) {
+        cfg->kernel = kernel;
         log_error("%s", config_error_str(&err, eb, sizeof(eb)));
         return r;
     }
+    if (cfg->kernel && f->needs_trust) {
+        free(kernel);
+        log_error("%s: [microvm] kernel is not taken from a project's or workspace's config "
+                  "file (it chooses the bottle's kernel); set it in your own config file",
+                  f->path);
+        return -EPERM;
+    }
+    if (!cfg->kernel)
+        cfg->kernel = kernel;
+    else
+        free(kernel);
     return 0;
 }
 
@@ -381,7 +409,7 @@ static int refuse_public_suffix(const struct strv *allow)
         if (strncmp(pat, "*.", 2) != 0)
             continue;
         base = pat + 2;
-        n = strcspn(base, ":");
+        n = strcspn(base, ": \t");
         if (n == 0 || n >= sizeof(name))
             continue; /* (the policy parser says what is wrong with it) */
         memcpy(name, base, n);
@@ -438,6 +466,7 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
     merge_strv(&cfg.allow, &a->cli.allow);
     merge_strv(&cfg.allow_cidr, &a->cli.allow_cidr);
     merge_strv(&cfg.env_pass, &a->cli.env_pass);
+    merge_strv(&cfg.dlp_disable, &a->cli.dlp_disable);
     merge_str(&cfg.upstream_dns, a->cli.upstream_dns);
     merge_str(&cfg.audit, a->cli.audit);
     if (a->cli.have_hold_blocked) {
@@ -512,6 +541,10 @@ void policy_args_daemon_argv(const struct policy_args *a, const struct bb_config
     for (size_t i = 0; i < a->cli.allow_cidr.n; i++) {
         strv_push(out, "--allow-cidr");
         strv_push(out, a->cli.allow_cidr.v[i]);
+    }
+    for (size_t i = 0; i < a->cli.dlp_disable.n; i++) {
+        strv_push(out, "--dlp-disable");
+        strv_push(out, a->cli.dlp_disable.v[i]);
     }
     if (cfg->upstream_dns) {
         strv_push(out, "--upstream-dns");

@@ -78,6 +78,7 @@ struct policy_args {
         { "audit", required_argument, NULL, 0x1003 },                                              \
         { "config-sha256", required_argument, NULL, 0x1004 },                                      \
         { "allow-public-suffix", no_argument, NULL, 0x1006 },                                      \
+        { "dlp-disable", required_argument, NULL, 0x1008 },                                        \
     {                                                                                              \
         "no-default-config", no_argument, NULL, 0x1005                                             \
     }
@@ -87,7 +88,9 @@ struct policy_args {
 #define POLICY_OPTS_HELP_BASE                                                                      \
     "  -a, --allow PATTERN      allow a host: example.com, *.example.com, example.com:8443\n"      \
     "                           (repeatable; ports 80 and 443 when none is given; a host\n"        \
-    "                           name, not a URL)\n"                                                \
+    "                           name, not a URL); or a method/path rule:\n"                        \
+    "                           'api.github.com GET,HEAD /repos/myorg/*'\n"                        \
+    "      --dlp-disable RULES  turn DLP rules off by name (jwt,card,...; all)\n"                  \
     "      --allow-public-suffix  let a pattern cover a whole public suffix (*.com, *.co.uk)\n"    \
     "      --allow-cidr CIDR    allow IP-literal targets in CIDR (optionally :PORT), and let\n"    \
     "                           allowlisted names resolve into it (repeatable)\n"                  \

@@ -127,6 +127,27 @@ static int parse_ms(const char *opt, const char *arg, unsigned *ret)
     return parse_count(opt, arg, 86400000, "milliseconds", ret);
 }
 
+/* The host[:port] of each method/path rule ("HOST[:PORT] METHODS PATH") that names one host,
+ * added to cfg->inspect once. */
+static void add_rule_hosts(struct bb_config *cfg)
+{
+    for (size_t i = 0; i < cfg->allow.n; i++) {
+        const char *p = cfg->allow.v[i];
+        size_t n = strcspn(p, " \t");
+        char hp[300];
+        bool seen = false;
+
+        if (!p[n] || n == 0 || n >= sizeof(hp) || p[0] == '*' || p[0] == '[')
+            continue;
+        memcpy(hp, p, n);
+        hp[n] = '\0';
+        for (size_t k = 0; k < cfg->inspect.n; k++)
+            seen |= strcmp(cfg->inspect.v[k], hp) == 0;
+        if (!seen)
+            strv_push(&cfg->inspect, hp);
+    }
+}
+
 int cmd_egress(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -264,6 +285,12 @@ int cmd_egress(int argc, char **argv)
     }
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
+    /* A bottle's daemon (run by a supervisor, which installs the bottle's CA) intercepts the
+     * hosts that have method/path rules, so the rules hold for HTTPS too; a rule on a wildcard
+     * (no one certificate name) stays a refused CONNECT (needs-interception), as it does for
+     * the standalone daemon, whose clients would not trust the CA. */
+    if (o.ready_fd >= 0)
+        add_rule_hosts(&cfg);
     o.inspect = &cfg.inspect;
     o.tls_extra_ca = cfg.tls_extra_ca;
     if (cfg.n_creds && o.credentials_fd < 0)

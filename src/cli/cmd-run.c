@@ -41,6 +41,7 @@ enum {
     OPT_NO_LIMITS,
     OPT_ALLOW_WRITE,
     OPT_QUIET,
+    OPT_ACCEL,
     OPT_AGENT,
     OPT_CREDENTIAL,
 };
@@ -84,14 +85,16 @@ static void options_help(FILE *f, bool start)
     fprintf(f,
             "\n"
             "Options:\n"
-            "  -b, --backend NAME       microvm (default: a QEMU microVM; output and errors\n"
-            "                           merged on stdout, no -t/-i yet), namespace, or auto\n"
+            "  -b, --backend NAME       microvm (default: a QEMU microVM), namespace, or auto\n"
             "                           (the strongest that can run here); else env\n"
             "                           BOT_BOTTLE_BACKEND, else [bottle] backend. One that\n"
             "                           cannot run here is an error (125), never swapped:\n"
             "                           'bot-bottle doctor' says which can.\n"
             "                           Only by name: smolmachines (a smolvm machine) and\n"
             "                           docker (an example, not a tested boundary)\n"
+            "      --accel A            microvm: kvm, tcg (emulation, slow) or auto (default:\n"
+            "                           KVM when it can boot the guest, else TCG); kvm fails\n"
+            "                           (125) where KVM is not usable; config: [microvm] accel\n"
             "  -w, --workspace DIR      the writable project directory (default: .)\n"
             "      --agent NAME         run the agent NAME with its profile: its hosts, API\n"
             "                           keys and state directory (bot-bottle help agents).\n"
@@ -112,7 +115,8 @@ static void options_help(FILE *f, bool start)
             "                           (repeatable; config: [bottle] allow_write)\n"
             "      --name NAME          bottle name (default: generated)\n"
             "      --memory SIZE        memory limit, tmpfs included (default: 8G or half the\n"
-            "                           RAM, whichever is less)\n"
+            "                           RAM, whichever is less); microvm: the guest's RAM is\n"
+            "                           this less QEMU's share (without --memory: 1G)\n"
             "      --pids N             process limit (default: 4096)\n"
             "      --cpus N             CPU limit (e.g. 1.5; default: none)\n"
             "      --tmpfs-size SIZE    size of /tmp and of $HOME, each (default: memory/4)\n"
@@ -132,10 +136,8 @@ static void options_help(FILE *f, bool start)
             "'bot-bottle help notices' explains each notice.\n",
             start ? "  -t, -i                   implied (see above)\n"
                   : "  -t, --tty                give the command a terminal (a pty relayed to "
-                    "yours;\n"
-                    "                           --backend namespace only, for now)\n"
-                    "  -i, --interactive        pass stdin to the command (default: /dev/null;\n"
-                    "                           --backend namespace only, for now)\n");
+                    "yours)\n"
+                    "  -i, --interactive        pass stdin to the command (default: /dev/null)\n");
     /* The list lives in src/supervisor/protect.c; printed from there so it cannot drift. */
     fprintf(
         f,
@@ -468,6 +470,7 @@ static int run_or_start(int argc, char **argv, bool start)
         POLICY_LONG_OPTIONS,
         POLICY_OPT_HOLD_BLOCKED,
         { "backend", required_argument, NULL, 'b' },
+        { "accel", required_argument, NULL, OPT_ACCEL },
         { "workspace", required_argument, NULL, 'w' },
         { "env", required_argument, NULL, 'e' },
         { "mount", required_argument, NULL, OPT_MOUNT },
@@ -518,6 +521,14 @@ static int run_or_start(int argc, char **argv, bool start)
             goto out;
         case 'b':
             backend = optarg;
+            break;
+        case OPT_ACCEL:
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
+                strcmp(optarg, "tcg") != 0) {
+                log_error("--accel '%s': expected kvm, tcg or auto", optarg);
+                goto out;
+            }
+            o.accel = optarg;
             break;
         case 'w':
             workspace = optarg;
@@ -662,13 +673,6 @@ static int run_or_start(int argc, char **argv, bool start)
             goto out;
         o.backend = o.backend_ops->name;
     }
-    if (start && optind >= argc && (o.backend_ops->flags & BACKEND_STDIO_CONSOLE)) {
-        log_error("start: the %s backend cannot give the command a terminal yet, so the default "
-                  "login shell would end at once; give a COMMAND (start -- agent ...) or use "
-                  "--backend namespace",
-                  o.backend);
-        goto out;
-    }
     for (size_t i = 0; i < cfg.env_pass.n; i++)
         if (add_env(&o.env, cfg.env_pass.v[i], "[env] pass", &env_warned) < 0)
             goto out;
@@ -690,6 +694,9 @@ static int run_or_start(int argc, char **argv, bool start)
         strv_push(&allow_write, cfg.allow_write.v[i]);
     o.allow_write = allow_write;
     o.mounts = mounts;
+    if (!o.accel)
+        o.accel = cfg.accel;
+    o.kernel = cfg.kernel;
     o.name = cfg.name;
     o.workspace = wsbuf;
     o.argv = cmdv ? cmdv : optind < argc ? argv + optind : shell;
@@ -699,6 +706,7 @@ static int run_or_start(int argc, char **argv, bool start)
         o.cpus_milli = cfg.cpus * 1000;
     if (!o.memory_bytes)
         o.memory_bytes = cfg.memory;
+    o.memory_given = o.memory_bytes != 0;
     if (set_limits(&o, no_limits, tmpfs_size, shm_size) < 0)
         goto out;
     if (cfg.upstream_dns) {

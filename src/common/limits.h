@@ -19,6 +19,9 @@
 
 /* Policy */
 #define BB_MAX_PATTERNS 4096
+#define BB_MAX_RULES 1024     /* method/path rules (policy.h) */
+#define BB_MAX_RULE_TEXT 1024 /* bytes of one rule as written */
+#define BB_MAX_RULE_PATH 512  /* bytes of a rule's path pattern */
 #define BB_MAX_CIDRS 1024
 
 /* Proxy */

@@ -51,8 +51,8 @@ static void draw(struct progress *p)
     p->last_ms = now_ms();
 }
 
-static void begin(struct progress *p, FILE *f, bool tty, int width, bool quiet, const char *fmt,
-                  va_list ap)
+_printf_(6, 0) static void begin(struct progress *p, FILE *f, bool tty, int width, bool quiet,
+                                 const char *fmt, va_list ap)
 {
     *p = (struct progress){ .f = f, .tty = tty, .quiet = quiet, .width = width > 0 ? width : 80 };
     vsnprintf(p->what, sizeof(p->what), fmt, ap);

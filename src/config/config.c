@@ -29,6 +29,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "dlp/dlp.h"
 
 void strv_push(struct strv *s, const char *str)
 {
@@ -97,9 +98,12 @@ void config_done(struct bb_config *cfg)
         agent_done(&cfg->agents[i]);
     free(cfg->agents);
     free(cfg->backend);
+    free(cfg->accel);
+    free(cfg->kernel);
     free(cfg->name);
     strv_done(&cfg->allow);
     strv_done(&cfg->allow_cidr);
+    strv_done(&cfg->dlp_disable);
     free(cfg->upstream_dns);
     free(cfg->listen);
     free(cfg->dns);
@@ -164,6 +168,8 @@ int config_parse_size(const char *s, uint64_t *ret)
 
 enum scalar {
     SC_BACKEND,
+    SC_ACCEL,
+    SC_KERNEL,
     SC_CPUS,
     SC_MEMORY,
     SC_NAME,
@@ -276,7 +282,7 @@ static bool credential_section(const char *s, size_t len, const char **ret_name,
 
 static bool known_section(const char *s, size_t len)
 {
-    static const char *const sections[] = { "bottle", "egress", "env", "tls" };
+    static const char *const sections[] = { "bottle", "egress", "env", "tls", "dlp", "microvm" };
     const char *n;
     size_t nl;
 
@@ -349,8 +355,8 @@ static char *config_reader(char *str, int num, void *stream)
         if (!known_section(line + 1, (size_t)(close - line - 1))) {
             ctx_fail(c,
                      "unknown section [%.*s]; known sections are [bottle], [egress], [env], "
-                     "[tls], [agent \"NAME\"] and [credential \"NAME\"] (NAME: a-z, 0-9, '-', "
-                     "'_')",
+                     "[dlp], [tls], [microvm], [agent \"NAME\"] and [credential \"NAME\"] (NAME: "
+                     "a-z, 0-9, '-', '_')",
                      (int)MIN((size_t)(close - line - 1), 64), line + 1);
             return NULL;
         }
@@ -460,6 +466,22 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                     key);
 }
 
+/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux (docs/microvm.md) */
+static int handle_microvm(struct load_ctx *c, const char *key, const char *value)
+{
+    if (strcmp(key, "accel") == 0) {
+        if (strcmp(value, "auto") != 0 && strcmp(value, "kvm") != 0 && strcmp(value, "tcg") != 0)
+            return ctx_fail(c, "accel: '%.32s' is not auto, kvm or tcg", value);
+        return set_scalar(c, SC_ACCEL, key, &c->cfg.accel, value);
+    }
+    if (strcmp(key, "kernel") == 0) {
+        if (value[0] != '/' || strlen(value) >= PATH_MAX)
+            return ctx_fail(c, "kernel: '%.80s' is not an absolute path to a vmlinux", value);
+        return set_scalar(c, SC_KERNEL, key, &c->cfg.kernel, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel", key);
+}
+
 static int handle_addr(struct load_ctx *c, enum scalar which, const char *key, char **slot,
                        const char *value, uint16_t default_port)
 {
@@ -545,6 +567,20 @@ static int handle_env(struct load_ctx *c, const char *key, const char *value)
                         "'_', not starting with a digit)",
                         value);
     strv_push(&c->cfg.env_pass, value);
+    return 1;
+}
+
+static int handle_dlp(struct load_ctx *c, const char *key, const char *value)
+{
+    const char *msg = "invalid";
+    uint32_t mask = 0;
+
+    if (strcmp(key, "disable") != 0)
+        return ctx_fail(c, "unknown key '%.64s' in [dlp]; the only key is disable = RULE[,RULE]",
+                        key);
+    if (dlp_parse_disable(value, strlen(value), &mask, &msg) < 0)
+        return ctx_fail(c, "disable: '%.80s': %s", value, msg);
+    strv_push(&c->cfg.dlp_disable, value);
     return 1;
 }
 
@@ -896,6 +932,10 @@ static int config_handler(void *user, const char *section, const char *name, con
         return handle_egress(c, name, value);
     if (strcmp(section, "env") == 0)
         return handle_env(c, name, value);
+    if (strcmp(section, "dlp") == 0)
+        return handle_dlp(c, name, value);
+    if (strcmp(section, "microvm") == 0)
+        return handle_microvm(c, name, value);
     if (strncmp(section, "agent \"", 7) == 0)
         return handle_agent(c, name, value);
     if (strcmp(section, "tls") == 0)
@@ -987,6 +1027,8 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     }
 
     move_str(&cfg->backend, &c.cfg.backend);
+    move_str(&cfg->accel, &c.cfg.accel);
+    move_str(&cfg->kernel, &c.cfg.kernel);
     if (c.cfg.cpus)
         cfg->cpus = c.cfg.cpus;
     if (c.cfg.memory)
@@ -1005,6 +1047,7 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
         cfg->hold_blocked = c.cfg.hold_blocked;
     }
     move_strv(&cfg->env_pass, &c.cfg.env_pass);
+    move_strv(&cfg->dlp_disable, &c.cfg.dlp_disable);
     move_strv(&cfg->allow_write, &c.cfg.allow_write);
     config_merge_credentials(cfg, &c.cfg);
     /* A later file's profile replaces an earlier one of the same name as a whole. */
@@ -1173,6 +1216,15 @@ int config_build_policy(const struct bb_config *cfg, struct policy **ret, const 
         policy_free(p);
         return r;
     }
+    uint32_t off = 0;
+    for (size_t i = 0; i < cfg->dlp_disable.n; i++)
+        if (dlp_parse_disable(cfg->dlp_disable.v[i], strlen(cfg->dlp_disable.v[i]), &off,
+                              reterr_msg) < 0) {
+            *reterr_item = cfg->dlp_disable.v[i];
+            policy_free(p);
+            return -EINVAL;
+        }
+    policy_set_dlp_off(p, off);
     *ret = p;
     return 0;
 }

@@ -16,12 +16,14 @@
  *             inspect = HOST[:PORT] (repeatable; TLS interception, docs/credentials.md)
  *   [tls]     extra_ca = FILE (PEM; trusted for origins, and inside bottles)
  *   [env]     pass = NAME[=VALUE] (repeatable)
+ *   [dlp]     disable = RULE[,RULE...] (repeatable; DLP rules to turn off, docs/dlp.md)
  *   [agent "NAME"]  command = PROGRAM   allow = PATTERN (repeatable)   env = NAME[=VALUE]
  *             (repeatable)   state = DIR (relative to $HOME)   state_env = NAME
  *             package = NPM-PACKAGE   (a user agent profile; src/agent, docs/agents.md)
  *   [credential "NAME"]  host = HOST   port = N   header = FIELD   value = SOURCE   env = VAR
  *             (only in files that need no approval: a bottle must not be able to name a
  *             command the host runs or a file it reads; the CLI enforces that)
+ *   [microvm] accel = auto|kvm|tcg   kernel = /path/to/vmlinux (not from a project's bottle.ini)
  *
  * Every value is validated at load time (patterns and CIDRs with the policy parser), so an
  * error always names file:line. Unknown sections and keys are errors, not warnings: a typo
@@ -97,12 +99,17 @@ struct bb_config {
     char *tls_extra_ca; /* a PEM file of CA certificates also trusted upstream and in bottles */
     /* [env] */
     struct strv env_pass;
+    /* [dlp] */
+    struct strv dlp_disable; /* validated lists of rule names */
     /* [agent "NAME"]: a later file's section of the same name replaces an earlier one */
     struct bb_config_agent *agents;
     size_t n_agents;
     /* [credential "NAME"] */
     struct bb_credential *creds;
     size_t n_creds;
+    /* [microvm] */
+    char *accel;  /* "auto", "kvm" or "tcg"; NULL: not set */
+    char *kernel; /* absolute path of a vmlinux; NULL: the cache's */
 };
 
 /* The [agent "NAME"] section of cfg named name, or NULL. */
@@ -169,8 +176,9 @@ void config_done(struct bb_config *cfg);
 int config_parse_size(const char *s, uint64_t *ret);
 
 /*
- * Build the policy from cfg's allow and allow_cidr lists. Returns 0 and *ret, or -EINVAL with
- * *reterr_msg pointing at a static description and *reterr_item at the offending entry.
+ * Build the policy from cfg's allow and allow_cidr lists (and the DLP rules turned off). Returns 0
+ * and *ret, or -EINVAL with *reterr_msg pointing at a static description and *reterr_item at the
+ * offending entry.
  */
 int config_build_policy(const struct bb_config *cfg, struct policy **ret, const char **reterr_msg,
                         const char **reterr_item);

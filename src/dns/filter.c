@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -25,6 +26,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "dlp/dlp.h"
 #include "dns/filter-int.h"
 
 static bool sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
@@ -263,6 +265,21 @@ int dns_handle_query(struct dns_filter *f, const uint8_t *msg, size_t len,
         f->stats.denied++;
         audit_decision(f, text, q.qtype, false, verdict_reason(v));
         return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
+    }
+    {
+        /* An allowed (wildcard) name with a random-looking label: the shape of data carried
+         * out in DNS questions (docs/dlp.md, rule dns-entropy). */
+        struct dlp_ctx x = { .disabled = policy_dlp_off(f->policy), .host = text };
+        int hit = dlp_check_host(&x, text, strlen(text));
+        if (hit != DLP_NONE) {
+            /* the record names the domain, never the random labels (they may be the data) */
+            char red[DNS_MAX_NAME_TEXT + 16];
+            size_t cut = dlp_host_redact_len(text, strlen(text));
+            snprintf(red, sizeof(red), "(redacted)%s", text + cut);
+            f->stats.denied++;
+            audit_decision(f, red, q.qtype, false, dlp_rule_reason(hit));
+            return dns_reply_build(msg, &q, DNS_RCODE_NXDOMAIN, reply, reply_size);
+        }
     }
     if (q.qclass != DNS_CLASS_IN || qtype_refused(q.qtype)) {
         f->stats.denied++;

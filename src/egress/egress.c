@@ -426,6 +426,17 @@ int egress_run(const struct egress_options *o, struct policy *policy)
     }
     proxy_set_policy(e.proxy, e.policy);
     proxy_set_creds(e.proxy, e.creds);
+    /* DLP (docs/dlp.md): a real value, or an encoding of it, going anywhere but its own host
+     * is refused (dlp:credential). */
+    for (size_t i = 0; i < cred_store_count(e.creds); i++) {
+        size_t vlen = 0;
+        const char *v = cred_value(e.creds, i, &vlen);
+        r = proxy_add_secret(e.proxy, cred_host(e.creds, i), cred_port(e.creds, i), v, vlen);
+        if (r < 0 && r != -EINVAL) { /* (-EINVAL: too short to scan for without noise) */
+            log_errno(LOG_LVL_ERROR, r, "egress: cannot register credential %zu for DLP", i);
+            goto out;
+        }
+    }
     r = setup_tls(&e);
     if (r < 0)
         goto out;

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
@@ -53,6 +54,7 @@
 #include "guest/rootfs.h"
 #include "guest/seccomp-filter.h"
 #include "guest/spec.h"
+#include "guest/vmsession.h"
 
 #include "channel/relay.h"
 
@@ -67,6 +69,26 @@ struct report {
     int32_t err; /* positive errno */
 };
 
+/*
+ * bbtrace=1 on the kernel command line (the host sets it for BOT_BOTTLE_VM_TRACE=1, used by
+ * bench/microvm-run.sh --trace): a VM's init writes "bb-trace STAGE MS" on the console at each
+ * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds.
+ */
+static bool vm_trace;
+
+static void vm_mark(const char *stage)
+{
+    struct timespec ts;
+    char line[96];
+
+    if (!vm_trace || clock_gettime(CLOCK_BOOTTIME, &ts) < 0 ||
+        str_printf(line, sizeof(line), "bb-trace %s %lld.%03ld\n", stage,
+                   (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                   (ts.tv_nsec / 1000) % 1000) < 0)
+        return;
+    (void)!write(STDERR_FILENO, line, strlen(line));
+}
+
 static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
                                          SIGUSR1, SIGUSR2, SIGWINCH };
 
@@ -74,6 +96,12 @@ static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
 static bool is_vm;
 /* VM only: the bottle.ctl port (the exit status goes there), or -1. */
 static int ctl_fd = -1;
+/* VM only: the host said "streams" first on bottle.ctl: the command's stdio (and `exec`) come
+ * over the channel (vmsession.h), not the console. */
+static bool vm_streams;
+/* VM with a pids limit: cgroup.procs of the guest's "bottle" cgroup (every command joins it
+ * before it drops its privileges), or -1. */
+static int vm_cg_procs = -1;
 
 /* The virtio-serial port names (backend/microvm/qemu-args.h: MICROVM_PORT_CTL; the channel's
  * comes from the spec as /dev/virtio-ports/NAME, the path udev would create). */
@@ -81,6 +109,10 @@ static int ctl_fd = -1;
 #define VM_PORT_DIR "/dev/virtio-ports/"
 /* How long the kernel may take to announce the console and the ports (TCG is slow). */
 #define VM_PORT_WAIT_MS 10000
+/* How long the host may take to say how stdio is carried (its first line on bottle.ctl). */
+#define VM_MODE_WAIT_MS 30000
+/* polling step while waiting for a port or the console (each 10 ms step showed in start-up) */
+#define VM_PORT_POLL_MS 2
 
 struct init_state {
     struct loop *loop;
@@ -91,6 +123,12 @@ struct init_state {
     struct loop_source ctl_src; /* VM: requests from the host on bottle.ctl */
     char ctl_buf[64];
     size_t ctl_len;
+    /* VM with streams: the sessions, and what every command is run with */
+    struct vms *vms;
+    const struct bottle_spec *spec;
+    char **envp;
+    scmp_filter_ctx ctx;
+    struct loop_timer start_timer; /* the host must open the command's streams in time */
 };
 
 /* ---- the command's process (after fork; never returns) ---- */
@@ -103,8 +141,17 @@ static _noreturn_ void child_fail(int report_fd, enum report_stage stage, int er
     _exit(stage == REPORT_EXEC ? EXIT_NOT_FOUND : EXIT_INIT_FAILED);
 }
 
-static _noreturn_ void run_command(const struct bottle_spec *s, char **envp, scmp_filter_ctx ctx,
-                                   int report_fd)
+/* The command as the spec says, or (a VM's exec) argv, cwd, tty given by the host. */
+struct command {
+    char *const *argv;
+    char **envp;
+    const char *cwd;
+    bool tty;
+    const int *stdio; /* NULL: inherited 0-2 */
+};
+
+static _noreturn_ void run_command(const struct bottle_spec *s, const struct command *c,
+                                   scmp_filter_ctx ctx, int report_fd)
 {
     sigset_t none;
     int r;
@@ -113,10 +160,18 @@ static _noreturn_ void run_command(const struct bottle_spec *s, char **envp, scm
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     signal(SIGPIPE, SIG_DFL);
-    /* In a VM the command's stdout and stderr are the console (hvc0). Its stdin is /dev/null
-     * unless the spec asks for a terminal: nothing forwards the user's keyboard to the
-     * console yet (the lifecycle work moves stdio onto channel streams). */
-    if (is_vm && !s->tty) {
+    if (c->stdio) {
+        /* The session's streams (or its pty slave) become 0-2 (dup2 clears close-on-exec). */
+        int moved[3];
+        for (int i = 0; i < 3; i++)
+            if ((moved[i] = fcntl(c->stdio[i], F_DUPFD_CLOEXEC, 10)) < 0)
+                child_fail(report_fd, REPORT_SETUP, errno);
+        for (int i = 0; i < 3; i++)
+            if (dup2(moved[i], i) < 0)
+                child_fail(report_fd, REPORT_SETUP, errno);
+    } else if (is_vm && !c->tty) {
+        /* Console mode (a test driver without streams): stdout and stderr are the console,
+         * stdin is /dev/null. */
         int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
             child_fail(report_fd, REPORT_SETUP, errno);
@@ -125,22 +180,78 @@ static _noreturn_ void run_command(const struct bottle_spec *s, char **envp, scm
     /* A session of its own; with a terminal, make it the controlling one (job control). */
     if (setsid() < 0)
         child_fail(report_fd, REPORT_SETUP, errno);
-    if (s->tty && isatty(STDIN_FILENO))
+    if (c->tty && isatty(STDIN_FILENO))
         (void)ioctl(STDIN_FILENO, TIOCSCTTY, 0);
     /* Only 0-2 (and the report pipe, closed by exec) may reach the command. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
         child_fail(report_fd, REPORT_SETUP, errno);
+    if (vm_cg_procs >= 0 && write(vm_cg_procs, "0", 1) != 1)
+        child_fail(report_fd, REPORT_SETUP, errno);
     r = guest_drop_privileges(s->uid, s->gid);
     if (r < 0)
         child_fail(report_fd, REPORT_SETUP, r);
-    if (chdir(s->workspace) < 0)
+    if (chdir(c->cwd ? c->cwd : s->workspace) < 0)
         child_fail(report_fd, REPORT_SETUP, errno);
     /* Last: after this, mount, setns and friends fail with EPERM. */
     r = seccomp_load(ctx);
     if (r < 0)
         child_fail(report_fd, REPORT_SETUP, r);
-    r = guest_exec_command(s->argv, envp);
+    r = guest_exec_command(c->argv, c->envp);
     child_fail(report_fd, REPORT_EXEC, r);
+}
+
+/* Forks the command; returns its pid, or -(125|126|127) when it never ran, the reason said
+ * on err_fd (-1: our log). */
+static pid_t spawn_command(const struct bottle_spec *s, const struct command *c,
+                           scmp_filter_ctx ctx, int err_fd)
+{
+    struct report rep;
+    int report[2];
+    pid_t pid;
+    ssize_t n;
+
+    if (pipe2(report, O_CLOEXEC) < 0) {
+        log_errno(LOG_LVL_ERROR, -errno, "pipe");
+        return -EXIT_INIT_FAILED;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_errno(LOG_LVL_ERROR, -errno, "fork");
+        close(report[0]);
+        close(report[1]);
+        return -EXIT_INIT_FAILED;
+    }
+    if (pid == 0) {
+        close(report[0]);
+        run_command(s, c, ctx, report[1]);
+    }
+    close(report[1]);
+    /* EOF means exec succeeded (the pipe is close-on-exec). */
+    n = RETRY_EINTR(read(report[0], &rep, sizeof(rep)));
+    close(report[0]);
+    if (n != (ssize_t)sizeof(rep))
+        return pid;
+    {
+        char msg[512];
+        if (rep.stage == REPORT_EXEC && rep.err == ENOENT && !strchr(c->argv[0], '/'))
+            (void)str_printf(msg, sizeof(msg), "%s: command not found", c->argv[0]);
+        else if (rep.stage == REPORT_EXEC)
+            (void)str_printf(msg, sizeof(msg), "%s: %s", c->argv[0], strerror(rep.err));
+        else
+            (void)str_printf(msg, sizeof(msg), "setting up the command failed: %s",
+                             strerror(rep.err));
+        if (err_fd < 0) {
+            log_error("%s", msg);
+        } else {
+            char line[600];
+            if (str_printf(line, sizeof(line), "bottle-init: error: %s\n", msg) == 0)
+                (void)!write(err_fd, line, strlen(line));
+        }
+    }
+    /* the child exits at once; SIGCHLD reaps it (its status is not the command's) */
+    return rep.stage != REPORT_EXEC ? -EXIT_INIT_FAILED
+           : rep.err == ENOENT      ? -EXIT_NOT_FOUND
+                                    : -EXIT_NOT_EXECUTABLE;
 }
 
 /* ---- PID 1 ---- */
@@ -160,6 +271,11 @@ static void on_signal(struct loop *l, int signo, void *userdata)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             break;
+        if (st->vms && vms_reaped(st->vms, pid, status)) {
+            if (pid == st->main_pid)
+                st->main_exited = true; /* vm_main_done quits once the output is across */
+            continue;
+        }
         if (pid == st->main_pid) {
             st->main_exited = true;
             if (WIFEXITED(status))
@@ -214,11 +330,99 @@ static void on_ctl(struct loop_source *src, uint32_t events)
         *nl = '\0';
         if (strcmp(st->ctl_buf, "stop") == 0 && st->main_pid > 0 && !st->main_exited)
             kill(st->main_pid, SIGTERM);
+        else if (strcmp(st->ctl_buf, "stop") == 0 && st->main_pid <= 0 && !st->main_exited)
+            loop_quit(st->loop, st->exit_code = 128 + SIGTERM); /* never started */
         st->ctl_len -= (size_t)(nl + 1 - st->ctl_buf);
         memmove(st->ctl_buf, nl + 1, st->ctl_len + 1);
     }
     if (st->ctl_len == sizeof(st->ctl_buf) - 1)
         st->ctl_len = 0; /* a line too long for any request: dropped */
+}
+
+static int on_open_stream(void *userdata, enum channel_kind kind)
+{
+    struct init_state *st = userdata;
+
+    return vms_open_stream(st->vms, (int)kind);
+}
+
+/* VM with streams: a session's command (session 0: the spec's). */
+static pid_t vm_spawn(void *ud, const struct vms_spawn *req)
+{
+    struct init_state *st = ud;
+    struct command c = { .argv = st->spec->argv,
+                         .envp = st->envp,
+                         .cwd = req->cwd,
+                         .tty = req->tty,
+                         .stdio = req->stdio };
+    char **merged = NULL;
+    pid_t pid;
+
+    if (req->id == 0 && (st->main_pid > 0 || st->main_exited))
+        return -EXIT_INIT_FAILED; /* one bottle command */
+    if (req->argv)
+        c.argv = req->argv;
+    if (req->env && req->env[0]) {
+        size_t n = 0, m = 0, k;
+        while (st->envp[n])
+            n++;
+        while (req->env[m])
+            m++;
+        merged = calloc(n + m + 1, sizeof(*merged));
+        if (!merged)
+            return -EXIT_INIT_FAILED;
+        /* the bottle's environment, each name the request sets replaced */
+        for (k = 0; k < n; k++) {
+            size_t len = strcspn(st->envp[k], "=");
+            bool over = false;
+            for (size_t j = 0; j < m && !over; j++)
+                over = strncmp(req->env[j], st->envp[k], len + 1) == 0;
+            merged[k] = over ? NULL : st->envp[k];
+        }
+        {
+            size_t w = 0;
+            for (k = 0; k < n; k++)
+                if (merged[k])
+                    merged[w++] = merged[k];
+            for (size_t j = 0; j < m; j++)
+                merged[w++] = req->env[j];
+            merged[w] = NULL;
+        }
+        c.envp = merged;
+    }
+    pid = spawn_command(st->spec, &c, st->ctx, req->stdio[2]);
+    free(merged);
+    if (req->id == 0) {
+        if (pid > 0)
+            st->main_pid = pid;
+        else
+            st->main_exited = true;
+    }
+    return pid;
+}
+
+/* How long the host may take to open the bottle command's streams after the relay started. */
+#define VM_STREAMS_WAIT_MS 60000
+
+static void on_start_timer(struct loop_timer *t)
+{
+    struct init_state *st = t->userdata;
+
+    if (st->main_pid > 0 || st->main_exited)
+        return;
+    log_error("the host did not open the command's streams within %d s; stopping the bottle",
+              VM_STREAMS_WAIT_MS / 1000);
+    st->main_exited = true;
+    st->exit_code = EXIT_INIT_FAILED;
+    loop_quit(st->loop, EXIT_INIT_FAILED);
+}
+
+static void vm_main_done(void *ud, int status)
+{
+    struct init_state *st = ud;
+
+    st->exit_code = status;
+    loop_quit(st->loop, status);
 }
 
 static int start_relay(struct init_state *st, const struct bottle_spec *s, int vm_chan_fd)
@@ -251,6 +455,8 @@ static int start_relay(struct init_state *st, const struct bottle_spec *s, int v
     }
     cfg.dead = on_channel_dead;
     cfg.userdata = st;
+    if (st->vms)
+        cfg.open_stream = on_open_stream;
     {
         /* The namespace backend may give us a hand-off socket to the daemon. */
         int type = 0;
@@ -326,7 +532,7 @@ static void sleep_ms(long ms)
  */
 static int vm_open_port(const char *name, int flags)
 {
-    for (long waited = 0;; waited += 10) {
+    for (long waited = 0;; waited += VM_PORT_POLL_MS) {
         DIR *d = opendir("/sys/class/virtio-ports");
         struct dirent *e;
         int fd = -ENOENT;
@@ -359,7 +565,7 @@ static int vm_open_port(const char *name, int flags)
             closedir(d);
         if (fd != -ENOENT || waited >= VM_PORT_WAIT_MS)
             return fd;
-        sleep_ms(10);
+        sleep_ms(VM_PORT_POLL_MS);
     }
 }
 
@@ -386,10 +592,10 @@ static int vm_early_init(void)
     }
     if (fcntl(STDERR_FILENO, F_GETFD) < 0) {
         int fd = -1;
-        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += 10) {
+        for (long waited = 0; fd < 0 && waited < VM_PORT_WAIT_MS; waited += VM_PORT_POLL_MS) {
             fd = open("/dev/console", O_RDWR | O_NOCTTY);
             if (fd < 0)
-                sleep_ms(10);
+                sleep_ms(VM_PORT_POLL_MS);
         }
         if (fd < 0)
             return -ENODEV; /* nowhere to say anything; the status still goes to ctl */
@@ -401,6 +607,42 @@ static int vm_early_init(void)
     }
     ctl_fd = vm_open_port(VM_PORT_CTL, 0);
     return ctl_fd < 0 ? ctl_fd : 0;
+}
+
+/*
+ * The host's first line on bottle.ctl says where the command's stdio goes: "streams" (over
+ * the channel, vmsession.h: what `bot-bottle run` does) or "console" (stdout and stderr on
+ * the console, stdin /dev/null: a test driver without a channel relay).
+ */
+static int vm_read_mode(void)
+{
+    char line[16];
+    size_t len = 0;
+
+    while (len + 1 < sizeof(line)) {
+        struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
+        int n = poll(&p, 1, VM_MODE_WAIT_MS);
+        ssize_t got;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ETIMEDOUT;
+        got = read(ctl_fd, line + len, 1);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -errno : -ECONNRESET;
+        if (line[len] == '\n')
+            break;
+        len++;
+    }
+    line[len] = '\0';
+    if (strcmp(line, "streams") == 0)
+        vm_streams = true;
+    else if (strcmp(line, "console") != 0)
+        return -EPROTO;
+    return 0;
 }
 
 /*
@@ -438,6 +680,42 @@ static void vm_report(int code)
     ctl_fd = -1;
 }
 
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n;
+
+    if (fd < 0)
+        return -errno;
+    n = write(fd, text, strlen(text));
+    n = n < 0 ? -errno : 0;
+    close(fd);
+    return (int)n;
+}
+
+/*
+ * --pids inside a VM: a cgroup v2 "bottle" with pids.max (the guest kernel has CGROUP_PIDS),
+ * which every command joins (vm_cg_procs). bottle-init and its relay stay outside it. Done
+ * before the root is built: the bottle has no /sys, and the open cgroup.procs outlives it.
+ */
+static int vm_pids_cgroup(uint64_t max)
+{
+    char val[32];
+    int r;
+
+    if (mount("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        return -errno;
+    if ((r = write_file("/sys/fs/cgroup/cgroup.subtree_control", "+pids")) < 0)
+        return r;
+    if (mkdir("/sys/fs/cgroup/bottle", 0755) < 0 && errno != EEXIST)
+        return -errno;
+    (void)str_printf(val, sizeof(val), "%llu", (unsigned long long)max);
+    if ((r = write_file("/sys/fs/cgroup/bottle/pids.max", val)) < 0)
+        return r;
+    vm_cg_procs = open("/sys/fs/cgroup/bottle/cgroup.procs", O_WRONLY | O_CLOEXEC);
+    return vm_cg_procs < 0 ? -errno : 0;
+}
+
 static void ctx_releasep(scmp_filter_ctx *c)
 {
     if (*c)
@@ -451,14 +729,15 @@ static int run(int argc, char **argv)
     __attribute__((cleanup(ctx_releasep))) scmp_filter_ctx ctx = NULL;
     char **envp = NULL;
     const char *what = NULL;
-    int report[2] = { -1, -1 };
-    struct report rep;
     int vm_chan_fd = -1;
-    ssize_t n;
     int fd, r;
 
     if (is_vm) {
         r = vm_early_init();
+        vm_mark("early-init");
+        if (r >= 0 && (r = vm_read_mode()) < 0)
+            log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
+                      VM_PORT_CTL);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
@@ -484,7 +763,7 @@ static int run(int argc, char **argv)
         goto out;
     }
     if (is_vm) {
-        if (!spec.tty)
+        if (!spec.tty || vm_streams)
             vm_console_raw();
         /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
          * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
@@ -492,6 +771,10 @@ static int run(int argc, char **argv)
         if (unshare(CLONE_NEWNET) < 0) {
             r = -errno;
             log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
+            goto out;
+        }
+        if (spec.pids_max && (r = vm_pids_cgroup(spec.pids_max)) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
         }
         /* The channel port, while /sys and devtmpfs are still ours to look in. */
@@ -506,7 +789,9 @@ static int run(int argc, char **argv)
         }
     }
 
+    vm_mark("spec-port");
     r = guest_rootfs_setup(&spec, &what);
+    vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
@@ -542,57 +827,48 @@ static int run(int argc, char **argv)
             goto out;
         }
     }
+    vm_mark("net-seccomp-loop");
+    if (vm_streams) {
+        struct vms_ops vo = { .spawn = vm_spawn,
+                              .main_done = vm_main_done,
+                              .ud = &st,
+                              .uid = spec.uid,
+                              .gid = spec.gid };
+        st.spec = &spec;
+        st.envp = envp;
+        st.ctx = ctx;
+        (void)vms_new(st.loop, &vo, &st.vms);
+        loop_timer_init(&st.start_timer, on_start_timer, &st);
+        loop_timer_set_in(st.loop, &st.start_timer, VM_STREAMS_WAIT_MS);
+    }
     r = start_relay(&st, &spec, vm_chan_fd);
+    vm_mark("relay");
     vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
         goto out;
     }
 
-    if (pipe2(report, O_CLOEXEC) < 0) {
-        r = -errno;
-        log_errno(LOG_LVL_ERROR, r, "pipe");
-        goto out;
+    if (vm_streams) {
+        /* The command starts when the host opened its streams (vm_spawn). */
+        loop_run(st.loop);
+    } else {
+        struct command c = { .argv = spec.argv, .envp = envp, .tty = spec.tty };
+        st.main_pid = spawn_command(&spec, &c, ctx, -1);
+        if (st.main_pid > 0)
+            loop_run(st.loop);
+        else
+            st.exit_code = -st.main_pid;
     }
-    st.main_pid = fork();
-    if (st.main_pid < 0) {
-        r = -errno;
-        log_errno(LOG_LVL_ERROR, r, "fork");
-        goto out;
-    }
-    if (st.main_pid == 0) {
-        close(report[0]);
-        run_command(&spec, envp, ctx, report[1]);
-    }
-    close(report[1]);
-    report[1] = -1;
-    /* EOF means exec succeeded (the pipe is close-on-exec). */
-    n = RETRY_EINTR(read(report[0], &rep, sizeof(rep)));
-    if (n == (ssize_t)sizeof(rep)) {
-        if (rep.stage == REPORT_EXEC) {
-            if (rep.err == ENOENT && !strchr(spec.argv[0], '/'))
-                log_error("%s: command not found", spec.argv[0]);
-            else
-                log_errno(LOG_LVL_ERROR, -rep.err, "%s", spec.argv[0]);
-        } else {
-            log_errno(LOG_LVL_ERROR, -rep.err, "setting up the command failed");
-        }
-    }
-    loop_run(st.loop);
-    if (n == (ssize_t)sizeof(rep))
-        st.exit_code = rep.stage != REPORT_EXEC ? EXIT_INIT_FAILED
-                       : rep.err == ENOENT      ? EXIT_NOT_FOUND
-                                                : EXIT_NOT_EXECUTABLE;
     r = 0;
 out:
     if (vm_chan_fd >= 0)
         close(vm_chan_fd);
-    if (report[0] >= 0)
-        close(report[0]);
-    if (report[1] >= 0)
-        close(report[1]);
     channel_guest_relay_free(st.relay);
+    vms_free(st.vms);
     if (st.loop) {
+        if (st.vms) /* (armed together) */
+            loop_timer_stop(st.loop, &st.start_timer);
         loop_del(st.loop, &st.ctl_src);
         loop_free(st.loop);
     }
@@ -607,6 +883,8 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
+    vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
+    vm_mark("init");
     code = run(argc, argv);
     /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with
      * reboot=t on the kernel command line and QEMU's -no-reboot that ends QEMU (without ACPI,
@@ -614,7 +892,9 @@ int main(int argc, char **argv)
      * bottle.) */
     if (is_vm) {
         vm_report(code);
+        vm_mark("reported");
         sync();
+        vm_mark("reboot");
         reboot(RB_AUTOBOOT);
     }
     return code;

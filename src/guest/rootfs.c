@@ -57,6 +57,33 @@ static const char *const etc_copied[] = { GUEST_ETC_PUBLIC_FILES };
 #define NINEP_CACHE_SHARED "mmap"
 #define NINEP_CACHE_USR "loose"
 
+/*
+ * bench/microvm-ws.sh only: "bb9p=MSIZE,CACHE" in a VM init's environment (the kernel command
+ * line, which only the host sets: BOT_BOTTLE_VM_9P) replaces the workspace's and the mounts'
+ * msize and cache mode, to compare them. Anything but 4-6 digits and a known mode is ignored.
+ */
+static void ninep_shared_opts(const char **msize, const char **cache)
+{
+    static const char *const modes[] = { "mmap", "loose", "none" };
+    static char m[8];
+    const char *v = getpid() == 1 ? getenv("bb9p") : NULL;
+    const char *comma = v ? strchr(v, ',') : NULL;
+    size_t n = comma ? (size_t)(comma - v) : 0;
+
+    *msize = NINEP_MSIZE;
+    *cache = NINEP_CACHE_SHARED;
+    if (!comma || n < 4 || n > 6 || strspn(v, "0123456789") != n)
+        return;
+    for (size_t i = 0; i < ARRAY_SIZE(modes); i++) {
+        if (strcmp(comma + 1, modes[i]) == 0) {
+            memcpy(m, v, n);
+            m[n] = '\0';
+            *msize = m;
+            *cache = modes[i];
+        }
+    }
+}
+
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 
 /*
@@ -287,14 +314,18 @@ static int tree_clone_nofollow(const char *path, bool *ret_is_dir)
 static int tree_9p(const char *tag, const char *cache, uint64_t attr)
 {
     _cleanup_close_ int fs = fsopen("9p", FSOPEN_CLOEXEC);
+    const char *msize = NINEP_MSIZE;
     int mnt;
+
+    if (strcmp(cache, NINEP_CACHE_SHARED) == 0)
+        ninep_shared_opts(&msize, &cache);
 
     if (fs < 0)
         return -errno;
     if (fsconfig(fs, FSCONFIG_SET_STRING, "source", tag, 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "trans", "virtio", 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "version", "9p2000.L", 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_STRING, "msize", NINEP_MSIZE, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "msize", msize, 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "cache", cache, 0) < 0 ||
         ((attr & MOUNT_ATTR_RDONLY) && fsconfig(fs, FSCONFIG_SET_FLAG, "ro", NULL, 0) < 0) ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)

@@ -245,6 +245,8 @@ int bottle_spec_validate(const struct bottle_spec *s, const char **reterr_field)
         bad = "workspace";
     else if (!tmpfs_sizes_ok(s))
         bad = "tmpfs-size";
+    else if (s->pids_max > BOTTLE_SPEC_MAX_PIDS)
+        bad = "pids-max";
     else if (!channel_ok(s->channel))
         bad = "channel";
     else if ((unsigned)s->rootfs >= BOTTLE_ROOTFS_MAX)
@@ -375,6 +377,8 @@ int bottle_spec_encode(const struct bottle_spec *s, struct buf *out)
         r = put_field(out, "channel", s->channel);
     if (r >= 0)
         r = put_field(out, "rootfs", rootfs_names[s->rootfs]);
+    if (r >= 0 && s->pids_max)
+        r = buf_printf(out, "pids-max %llu\n", (unsigned long long)s->pids_max);
     for (size_t i = 0; r >= 0 && i < s->n_env; i++)
         r = put_field(out, "env", s->env[i]);
     for (size_t i = 0; r >= 0 && i < s->n_mounts; i++) {
@@ -574,6 +578,15 @@ static int decode_body(struct cursor *c, struct bottle_spec *s)
             break;
     if (s->rootfs == BOTTLE_ROOTFS_MAX)
         return -EINVAL;
+    if (peek_key(c, "pids-max")) {
+        struct slice v;
+        if ((r = next_line(c, "pids-max", &v)) < 0)
+            return r;
+        /* canonical: no leading zeros, 1..BOTTLE_SPEC_MAX_PIDS */
+        if ((v.len > 1 && v.p[0] == '0') || str_to_u64(v, BOTTLE_SPEC_MAX_PIDS, &s->pids_max) < 0 ||
+            s->pids_max == 0)
+            return -EINVAL;
+    }
 
     while (peek_key(c, "env")) {
         char *e;

@@ -51,6 +51,7 @@
 #define BOTTLE_SPEC_MAX_USER 32 /* user name */
 #define BOTTLE_SPEC_MAX_ENV_NAME 255
 #define BOTTLE_SPEC_MAX_TMPFS (1ULL << 50) /* bytes, one tmpfs mount */
+#define BOTTLE_SPEC_MAX_PIDS 4194304ULL    /* the kernel's PID_MAX_LIMIT */
 
 /* The proxy port and DNS port bottle-init's relay listens on at the alias. */
 #define BOTTLE_PROXY_PORT 3128
@@ -95,6 +96,10 @@ struct bottle_spec {
     uint64_t tmpfs_size[BOTTLE_TMPFS_MAX]; /* bytes, 1..BOTTLE_SPEC_MAX_TMPFS */
     char *channel;
     enum bottle_rootfs rootfs;
+    /* rootfs 9p only: bottle-init bounds the guest's processes with a pids cgroup (0: none;
+     * the "pids-max N" line, written only when set). The namespace backend's limit is the
+     * host cgroup's. */
+    uint64_t pids_max;
     char **env; /* n_env entries "NAME=VALUE" */
     size_t n_env;
     struct bottle_mount *mounts;

@@ -25,6 +25,7 @@ struct name_entry {
     bool default_ports; /* pattern without a port: 80 and 443 */
     uint16_t *ports;    /* explicit ports */
     size_t n_ports;
+    bool ruled_only; /* added by a method/path rule, no text of its own (yet) */
 };
 
 struct name_table {
@@ -40,7 +41,20 @@ struct cidr {
     uint16_t port; /* 0: any */
 };
 
+/* A method/path rule. */
+struct path_rule {
+    char *name; /* normalised host name (wild: the suffix after "*.") */
+    bool wild;
+    uint16_t port;    /* 0: 80 and 443 */
+    char *methods;    /* ",GET,HEAD," or NULL for any */
+    char *path;       /* normalised path pattern */
+    const char *text; /* the rule's normalised text (owned by texts[]) */
+};
+
 struct policy {
+    struct path_rule *rules;
+    size_t n_rules;
+    uint32_t dlp_off;
     struct name_table exact;
     struct name_table wild; /* "*.example.com" stored as "example.com" */
     char **texts;           /* normalised pattern texts, in insertion order */
@@ -50,10 +64,17 @@ struct policy {
 };
 
 static const char *const verdict_reasons[V_MAX] = {
-    [V_ALLOW] = "allowlisted",           [V_DENY_NOT_ALLOWLISTED] = "not-allowlisted",
-    [V_DENY_PORT] = "port-not-allowed",  [V_DENY_BAD_HOST] = "bad-host",
-    [V_DENY_IP_LITERAL] = "ip-literal",  [V_DENY_SSRF] = "ssrf-private",
-    [V_DENY_METADATA] = "ssrf-metadata", [V_DENY_NO_ADDRESS] = "no-address",
+    [V_ALLOW] = "allowlisted",
+    [V_DENY_NOT_ALLOWLISTED] = "not-allowlisted",
+    [V_DENY_PORT] = "port-not-allowed",
+    [V_DENY_BAD_HOST] = "bad-host",
+    [V_DENY_IP_LITERAL] = "ip-literal",
+    [V_DENY_SSRF] = "ssrf-private",
+    [V_DENY_METADATA] = "ssrf-metadata",
+    [V_DENY_NO_ADDRESS] = "no-address",
+    [V_DENY_METHOD] = "method-not-allowed",
+    [V_DENY_PATH] = "path-not-allowed",
+    [V_DENY_NEEDS_INTERCEPTION] = "needs-interception",
 };
 
 const char *verdict_reason(enum verdict v)
@@ -155,6 +176,12 @@ struct policy *policy_free(struct policy *p)
         free(p->texts[i]);
     free(p->texts);
     free(p->cidrs);
+    for (size_t i = 0; i < p->n_rules; i++) {
+        free(p->rules[i].name);
+        free(p->rules[i].methods);
+        free(p->rules[i].path);
+    }
+    free(p->rules);
     free(p);
     return NULL;
 }
@@ -189,6 +216,8 @@ struct policy *policy_copy(const struct policy *p, const char *without)
         memcpy(c->cidrs, p->cidrs, p->n_cidrs * sizeof(*c->cidrs));
         c->n_cidrs = p->n_cidrs;
     }
+    if (p)
+        c->dlp_off = p->dlp_off;
     return c;
 }
 
@@ -200,7 +229,25 @@ static bool entry_has_port(const struct name_entry *e, uint16_t port)
     return false;
 }
 
+static int add_rule(struct policy *p, const char *text, size_t len, const char **reterr_msg);
+
+/* A host pattern; record: keep its text (a rule keeps its own text instead). On success
+ * *ret_norm (when not NULL, size BB_MAX_HOSTNAME + 16) gets the normalised pattern and
+ * *ret_h / *ret_port / *ret_wild what it names. */
+static int add_host_pattern(struct policy *p, const char *text, size_t len, bool record,
+                            const char **reterr_msg, struct host *ret_h, uint16_t *ret_port,
+                            bool *ret_wild, char *ret_norm);
+
 int policy_add_allow(struct policy *p, const char *text, size_t len, const char **reterr_msg)
+{
+    if (text && (memchr(text, ' ', len) || memchr(text, '\t', len)))
+        return add_rule(p, text, len, reterr_msg);
+    return add_host_pattern(p, text, len, true, reterr_msg, NULL, NULL, NULL, NULL);
+}
+
+static int add_host_pattern(struct policy *p, const char *text, size_t len, bool record,
+                            const char **reterr_msg, struct host *ret_h, uint16_t *ret_port,
+                            bool *ret_wild, char *ret_norm)
 {
     const char *name = text, *colon;
     size_t name_len = len;
@@ -267,12 +314,23 @@ int policy_add_allow(struct policy *p, const char *text, size_t len, const char 
         *reterr_msg = "pattern too long";
         return -EINVAL;
     }
+    if (ret_h) {
+        *ret_h = h;
+        *ret_port = port;
+        *ret_wild = wild;
+        memcpy(ret_norm, norm, strlen(norm) + 1);
+    }
 
     struct name_table *t = wild ? &p->wild : &p->exact;
     size_t hlen = strlen(h.name);
     struct name_entry *e = table_find(t, hash_name(h.name, hlen), h.name, hlen);
-    if (e && (port ? entry_has_port(e, port) : e->default_ports))
-        return 0; /* duplicate */
+    if (e && (port ? entry_has_port(e, port) : e->default_ports)) {
+        if (!record || !e->ruled_only)
+            return 0; /* duplicate */
+        /* added by a rule before: now also a pattern of its own */
+        e->ruled_only = false;
+        goto add_text;
+    }
     if (p->n_texts >= BB_MAX_PATTERNS) {
         *reterr_msg = "too many allow patterns";
         return -ENOSPC;
@@ -284,6 +342,11 @@ int policy_add_allow(struct policy *p, const char *text, size_t len, const char 
     } else {
         e->default_ports = true;
     }
+    if (!record) {
+        e->ruled_only = e->ruled_only || e->n_ports + e->default_ports == 1;
+        return 0;
+    }
+add_text:
     p->texts = xrealloc(p->texts, (p->n_texts + 1) * sizeof(*p->texts));
     p->texts[p->n_texts++] = xstrdup(norm);
     return 0;
@@ -547,4 +610,213 @@ enum verdict policy_check_addr(const struct policy *p, const struct sockaddr *sa
     if (addr_is_restricted(sa))
         return cidr_covers(p, sa, port, false) ? V_ALLOW : V_DENY_SSRF;
     return V_ALLOW;
+}
+
+/* ---------------------------------------------------------------- method/path rules */
+
+void policy_set_dlp_off(struct policy *p, uint32_t mask)
+{
+    p->dlp_off = mask;
+}
+
+uint32_t policy_dlp_off(const struct policy *p)
+{
+    return p ? p->dlp_off : 0;
+}
+
+static bool method_token_char(char c)
+{
+    return ascii_isalpha(c) || c == '-' || c == '_';
+}
+
+/* "HOST[:PORT] METHODS PATH" */
+static int add_rule(struct policy *p, const char *text, size_t len, const char **reterr_msg)
+{
+    const char *tok[4];
+    size_t tlen[4], n = 0, i = 0;
+    char norm_host[BB_MAX_HOSTNAME + 16], methods[128], path[BB_MAX_RULE_PATH + 1];
+    struct host h;
+    uint16_t port = 0;
+    bool wild = false;
+    size_t mo = 0;
+    int r;
+
+    if (!p || len > BB_MAX_RULE_TEXT) {
+        *reterr_msg = "rule too long";
+        return -EINVAL;
+    }
+    while (i < len) {
+        if (text[i] == ' ' || text[i] == '\t') {
+            i++;
+            continue;
+        }
+        if (n == 3) {
+            *reterr_msg = "a rule is HOST[:PORT] METHODS PATH (three fields), e.g. "
+                          "'api.github.com GET,HEAD /repos/myorg/*'";
+            return -EINVAL;
+        }
+        tok[n] = text + i;
+        while (i < len && text[i] != ' ' && text[i] != '\t')
+            i++;
+        tlen[n] = (size_t)(text + i - tok[n]);
+        n++;
+    }
+    if (n != 3) {
+        *reterr_msg = "a rule is HOST[:PORT] METHODS PATH (three fields), e.g. "
+                      "'api.github.com GET,HEAD /repos/myorg/*'";
+        return -EINVAL;
+    }
+    /* methods: "*" or a comma list of tokens, stored upper case as ",GET,HEAD," */
+    if (tlen[1] == 1 && tok[1][0] == '*') {
+        mo = 0;
+    } else {
+        methods[mo++] = ',';
+        for (size_t k = 0; k < tlen[1]; k++) {
+            char c = tok[1][k];
+            if (c == ',') {
+                if (methods[mo - 1] == ',') {
+                    *reterr_msg = "empty method in a rule (METHODS is GET,HEAD or *)";
+                    return -EINVAL;
+                }
+            } else if (!method_token_char(c)) {
+                *reterr_msg = "bad method in a rule (letters only: GET,HEAD,POST ... or *)";
+                return -EINVAL;
+            }
+            if (mo + 2 >= sizeof(methods)) {
+                *reterr_msg = "too many methods in a rule";
+                return -EINVAL;
+            }
+            methods[mo++] = c >= 'a' && c <= 'z' ? (char)(c - 'a' + 'A') : c;
+        }
+        if (methods[mo - 1] == ',') {
+            *reterr_msg = "empty method in a rule (METHODS is GET,HEAD or *)";
+            return -EINVAL;
+        }
+        methods[mo++] = ',';
+        methods[mo] = '\0';
+    }
+    /* path pattern, normalised like a request path ('*' is an ordinary byte there) */
+    if (tlen[2] == 0 || tok[2][0] != '/') {
+        *reterr_msg = "the path of a rule starts with '/' (e.g. /repos/myorg/*, /** for any)";
+        return -EINVAL;
+    }
+    if (memchr(tok[2], '?', tlen[2]) || memchr(tok[2], '#', tlen[2])) {
+        *reterr_msg = "the path of a rule has no query or fragment (the query is never matched)";
+        return -EINVAL;
+    }
+    if (policy_path_normalise(tok[2], tlen[2], path, sizeof(path), reterr_msg) < 0)
+        return -EINVAL;
+    for (char *s = strstr(path, "**"); s; s = strstr(s + 2, "**"))
+        if (s[2] != '\0' || s == path || s[-1] != '/') {
+            *reterr_msg = "'**' is only allowed as the last segment of a rule's path (/a/**)";
+            return -EINVAL;
+        }
+    r = add_host_pattern(p, tok[0], tlen[0], false, reterr_msg, &h, &port, &wild, norm_host);
+    if (r < 0)
+        return r;
+
+    /* the normalised text: "host[:port] GET,HEAD /path" */
+    char norm[BB_MAX_RULE_TEXT + BB_MAX_HOSTNAME + 64];
+    if (str_printf(norm, sizeof(norm), "%s %.*s %s", norm_host, mo ? (int)(mo - 2) : 1,
+                   mo ? methods + 1 : "*", path) < 0) {
+        *reterr_msg = "rule too long";
+        return -EINVAL;
+    }
+    for (size_t k = 0; k < p->n_texts; k++)
+        if (strcmp(p->texts[k], norm) == 0)
+            return 0; /* duplicate */
+    if (p->n_texts >= BB_MAX_PATTERNS || p->n_rules >= BB_MAX_RULES) {
+        *reterr_msg = "too many allow patterns";
+        return -ENOSPC;
+    }
+    p->texts = xrealloc(p->texts, (p->n_texts + 1) * sizeof(*p->texts));
+    p->texts[p->n_texts++] = xstrdup(norm);
+    p->rules = xrealloc(p->rules, (p->n_rules + 1) * sizeof(*p->rules));
+    p->rules[p->n_rules++] = (struct path_rule){
+        .name = xstrdup(h.name),
+        .wild = wild,
+        .port = port,
+        .methods = mo ? xstrdup(methods) : NULL,
+        .path = xstrdup(path),
+        .text = p->texts[p->n_texts - 1],
+    };
+    return 0;
+}
+
+static bool rule_covers(const struct path_rule *r, const struct host *h, uint16_t port)
+{
+    size_t n, rn;
+
+    if (h->kind != HOST_NAME)
+        return false;
+    if (port && (r->port ? r->port != port : (port != 80 && port != 443)))
+        return false;
+    if (!r->wild)
+        return strcmp(r->name, h->name) == 0;
+    n = strlen(h->name);
+    rn = strlen(r->name);
+    return n > rn + 1 && h->name[n - rn - 1] == '.' && strcmp(h->name + n - rn, r->name) == 0;
+}
+
+bool policy_host_has_rules(const struct policy *p, const struct host *h, uint16_t port)
+{
+    for (size_t i = 0; p && h && i < p->n_rules; i++)
+        if (rule_covers(&p->rules[i], h, port))
+            return true;
+    return false;
+}
+
+static bool method_in(const char *methods, const char *m, size_t n)
+{
+    if (!methods)
+        return true;
+    for (const char *s = strstr(methods, ","); s && s[1]; s = strchr(s + 1, ','))
+        if (strncmp(s + 1, m, n) == 0 && s[1 + n] == ',')
+            return true;
+    return false;
+}
+
+enum verdict policy_check_request(const struct policy *p, const struct host *h, uint16_t port,
+                                  const char *method, size_t method_len, const char *target,
+                                  size_t target_len, const char **ret_rule, const char **ret_why)
+{
+    char path[BB_MAX_HTTP_TARGET + 1];
+    const struct path_rule *first = NULL, *path_ok = NULL;
+    const char *why = NULL;
+
+    if (ret_rule)
+        *ret_rule = NULL;
+    if (ret_why)
+        *ret_why = NULL;
+    if (!policy_host_has_rules(p, h, port))
+        return V_ALLOW;
+    if (policy_path_normalise(target, target_len, path, sizeof(path), &why) < 0) {
+        for (size_t i = 0; i < p->n_rules && !first; i++)
+            if (rule_covers(&p->rules[i], h, port))
+                first = &p->rules[i];
+        if (ret_rule)
+            *ret_rule = first->text;
+        if (ret_why)
+            *ret_why = why;
+        return V_DENY_PATH;
+    }
+    for (size_t i = 0; i < p->n_rules; i++) {
+        const struct path_rule *r = &p->rules[i];
+        if (!rule_covers(r, h, port))
+            continue;
+        if (!first)
+            first = r;
+        if (!policy_path_match(r->path, path))
+            continue;
+        if (method_in(r->methods, method, method_len)) {
+            if (ret_rule)
+                *ret_rule = r->text;
+            return V_ALLOW;
+        }
+        if (!path_ok)
+            path_ok = r;
+    }
+    if (ret_rule)
+        *ret_rule = (path_ok ? path_ok : first)->text;
+    return path_ok ? V_DENY_METHOD : V_DENY_PATH;
 }

@@ -6,6 +6,14 @@
  *   example.com          exactly that name, ports 80 and 443
  *   *.example.com        every name below example.com at any depth, not example.com itself
  *   example.com:8443     that name, port 8443 only
+ *   HOST[:PORT] METHODS PATH     a method/path rule (docs/policy.md): the host as above, then
+ *                        after whitespace a comma list of methods ("GET,HEAD", or "*" for any)
+ *                        and a path pattern ("/repos/myorg/" then "*"). The host is allowed, and
+ * once any rule covers a host and port, a request to it must match one of the rules that cover it
+ * (a bare pattern for the same host does not lift them). Path patterns: literal segments, '*'
+ * within a segment, a last segment "*" (anything below) or "**" (the base and anything below);
+ *                        matched against the normalised path (policy_path_normalise), never
+ *                        the query.
  * Names are compared after normalisation: ASCII lower case, one trailing dot removed, IDN
  * converted to punycode (libidn2, IDNA2008 + UTS#46 non-transitional).
  *
@@ -37,6 +45,10 @@ enum verdict {
     V_DENY_SSRF,            /* "ssrf-private": resolved to a refused range (loopback, RFC1918...) */
     V_DENY_METADATA,        /* "ssrf-metadata": cloud metadata address */
     V_DENY_NO_ADDRESS,      /* "no-address": resolution returned nothing usable */
+    V_DENY_METHOD,          /* "method-not-allowed": a rule covers the path, not the method */
+    V_DENY_PATH,            /* "path-not-allowed": no rule for this host covers the path */
+    V_DENY_NEEDS_INTERCEPTION, /* "needs-interception": CONNECT to a host with method/path
+                                * rules, which a blind tunnel would bypass */
     V_MAX
 };
 
@@ -119,6 +131,36 @@ enum verdict policy_check_host(const struct policy *p, const struct host *h, uin
  * port.
  */
 enum verdict policy_check_addr(const struct policy *p, const struct sockaddr *sa, uint16_t port);
+
+/*
+ * Method/path rules. policy_host_has_rules: does any rule cover this host and port (port 0:
+ * any)? Such a host must not get a blind CONNECT tunnel (it needs interception).
+ * policy_check_request: V_ALLOW when no rule covers host:port, or when one matches method and
+ * path (the raw origin-form target, query included; it is normalised here and a path that
+ * cannot be normalised is refused); else V_DENY_METHOD / V_DENY_PATH. *ret_rule (may be NULL)
+ * gets the text of the rule that decided (a matching one, or the first covering one), and
+ * *ret_why a static note when the path itself was refused (else NULL).
+ */
+bool policy_host_has_rules(const struct policy *p, const struct host *h, uint16_t port);
+enum verdict policy_check_request(const struct policy *p, const struct host *h, uint16_t port,
+                                  const char *method, size_t method_len, const char *target,
+                                  size_t target_len, const char **ret_rule, const char **ret_why);
+/*
+ * Normalise a request path (path.c): stop at '?' or '#'; decode percent-encoded unreserved
+ * characters; keep other escapes (upper-case hex); refuse an encoded '/', '\', '%' or control
+ * character, a raw backslash, space or control character, a bad escape, an empty segment
+ * ("//"), and a dot segment ("." or "..", also encoded or followed by ";params"). A trailing
+ * '/' is kept. Returns 0 with out NUL-terminated, or -EINVAL with *reterr_msg.
+ */
+int policy_path_normalise(const char *in, size_t len, char *out, size_t size,
+                          const char **reterr_msg);
+/* Does the normalised path match the path pattern (grammar above)? */
+bool policy_path_match(const char *pattern, const char *path);
+
+/* The DLP rules turned off (DLP_BIT(rule) of dlp/dlp.h; policy only carries the mask, so that
+ * it travels with the allowlist through config, reloads and the daemon's arguments). */
+void policy_set_dlp_off(struct policy *p, uint32_t mask);
+uint32_t policy_dlp_off(const struct policy *p);
 
 /* True when the first `prefix` bits of a and net are equal (both in network byte order, at least
  * prefix/8 rounded up bytes long). */

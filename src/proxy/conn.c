@@ -130,6 +130,102 @@ static bool upstream_idle_alive(struct side *s)
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+static struct dlp_ctx conn_dlp_ctx(const struct conn *c)
+{
+    return (struct dlp_ctx){
+        .d = c->px->dlp,
+        .disabled = policy_dlp_off(c->px->policy),
+        .host = c->host.name,
+        .port = c->port,
+    };
+}
+
+static void deny_dlp(struct conn *c, int rule, const char *where)
+{
+    char text[512];
+
+    snprintf(text, sizeof(text),
+             "blocked by bot-bottle: the request %s to %s carries what looks like %s (DLP rule "
+             "'%s'); if this is a false positive, turn the rule off with --dlp-disable %s "
+             "(config: [dlp] disable = %s)",
+             where, c->host.name,
+             rule == DLP_CREDENTIAL ? "a configured credential meant for another host" : "a secret",
+             dlp_rule_name(rule), dlp_rule_name(rule), dlp_rule_name(rule));
+    /* The audit record never holds what was caught: not the path (the query never is), and
+     * for a random-looking host name not the random labels. */
+    if (c->path[0])
+        snprintf(c->path, sizeof(c->path), "(redacted)");
+    size_t cut = dlp_host_redact_len(c->host.name, strlen(c->host.name));
+    if (cut) {
+        char red[sizeof(c->host.name)];
+        snprintf(red, sizeof(red), "(redacted)%s", c->host.name + cut);
+        snprintf(c->host.name, sizeof(c->host.name), "%s", red);
+    }
+    conn_deny_text(c, dlp_rule_reason(rule), text);
+}
+
+/*
+ * The checks on a request whose host is allowed: a random-looking host name (DNS exfil shape),
+ * method/path rules (a CONNECT to a host with rules would bypass them: refused until TLS
+ * interception exists), and DLP over the head (URL and header fields). Returns 0, or -EACCES
+ * after answering with the refusal.
+ */
+static int check_request(struct conn *c, const struct http_request *req,
+                         const struct http_target *t)
+{
+    struct proxy *px = c->px;
+    struct dlp_ctx x = conn_dlp_ctx(c);
+    const char *rule = NULL, *why = NULL;
+    enum verdict v;
+    int hit;
+
+    dlp_stream_init(&c->dlp_body);
+    dlp_stream_init(&c->dlp_raw);
+    c->req_scanned = 0;
+    c->req_scan_done = false;
+    http_chunked_init(&c->req_scan_chunked);
+    hit = dlp_check_host(&x, c->host.name, strlen(c->host.name));
+    if (hit != DLP_NONE) {
+        deny_dlp(c, hit, "host name");
+        return -EACCES;
+    }
+    if (req->is_connect) {
+        /* Its rules can be enforced only inside an intercepted session (tls.h); a blind
+         * tunnel would bypass them. */
+        if (policy_host_has_rules(px->policy, &c->host, c->port) &&
+            !(px->tls && tls_intercepts(px->tls, c->host.name, c->port))) {
+            conn_deny(c, V_DENY_NEEDS_INTERCEPTION, NULL);
+            return -EACCES;
+        }
+        return 0;
+    }
+    v = policy_check_request(px->policy, &c->host, c->port, req->method.p, req->method.len,
+                             t->path.p, t->path.len, &rule, &why);
+    if (v != V_ALLOW) {
+        char text[1024];
+        if (why)
+            snprintf(text, sizeof(text),
+                     "blocked by bot-bottle: %s has method/path rules and this path is refused: "
+                     "%s (rule: %s)",
+                     c->host.name, why, rule ? rule : "?");
+        else
+            snprintf(text, sizeof(text),
+                     "blocked by bot-bottle: %s %s on %s is not allowed by its method/path rules "
+                     "(%s: %s); add a rule with --allow '%s %s %s'",
+                     c->method, c->path, c->host.name,
+                     v == V_DENY_METHOD ? "the path matches, the method does not" : "closest rule",
+                     rule ? rule : "?", c->host.name, c->method, c->path);
+        conn_deny_text(c, verdict_reason(v), text);
+        return -EACCES;
+    }
+    hit = dlp_scan_buf(&x, c->cin.p, req->head_len);
+    if (hit != DLP_NONE) {
+        deny_dlp(c, hit, "URL or header fields");
+        return -EACCES;
+    }
+    return 0;
+}
+
 /*
  * The upstream head with the credentials' real values in place of their placeholders. The
  * values pass only through a few bounded buffers, wiped after use.
@@ -334,6 +430,9 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         conn_deny(c, v, NULL);
         return;
     }
+    /* Method/path rules and data-loss checks (docs/policy.md, docs/dlp.md). */
+    if (check_request(c, req, &t) < 0)
+        return;
     /* The decision is on record before anything about it leaves (the name goes to the resolver
      * next): first per host, method and window, repeats counted. A sink that cannot write
      * refuses (fail closed); while it is failing every decision is a write attempt, so the first
@@ -760,6 +859,104 @@ static int move_body(enum http_body *kind, uint64_t *remaining, struct http_chun
     return r;
 }
 
+static int dlp_on_data(void *userdata, const char *p, size_t len)
+{
+    struct conn *c = userdata;
+    struct dlp_ctx x = conn_dlp_ctx(c);
+
+    return dlp_stream_feed(&c->dlp_body, &x, p, len) == DLP_NONE ? 0 : -EACCES;
+}
+
+/*
+ * move_body for the request, with the DLP scan of every byte before it is queued upstream:
+ * Content-Length bodies as they are, chunked ones decoded (a secret split across chunks is
+ * joined again) and raw (extensions and trailers). The last DLP_TAIL scanned bytes are held
+ * back until more of the body (or its end) is scanned, so no prefix of a match that completes
+ * in a later read has left when the request is refused. *ret_hit gets the rule that fired.
+ * Returns as move_body().
+ */
+static int move_req_body(struct conn *c, int *ret_hit)
+{
+    struct dlp_ctx x = conn_dlp_ctx(c);
+    size_t move = 0;
+    bool last = false;
+
+    switch (c->req_body) {
+    case HTTP_BODY_LENGTH: {
+        size_t take = (size_t)MIN((uint64_t)c->cin.len, c->req_remaining);
+        if (take > c->req_scanned) {
+            *ret_hit =
+                dlp_stream_feed(&c->dlp_body, &x, c->cin.p + c->req_scanned, take - c->req_scanned);
+            if (*ret_hit != DLP_NONE)
+                return 0;
+            c->req_scanned = take;
+        }
+        last = take == c->req_remaining;
+        move = last ? take : (take > DLP_TAIL ? take - DLP_TAIL : 0);
+        if (move && buf_append(&c->toup, c->cin.p, move) < 0)
+            return -ENOBUFS;
+        buf_consume(&c->cin, move);
+        c->req_remaining -= move;
+        c->req_scanned -= move;
+        if (c->req_remaining)
+            return 0;
+        break;
+    }
+    case HTTP_BODY_CHUNKED: {
+        bool done = false;
+        int64_t n;
+        if (c->cin.len > c->req_scanned && !c->req_scan_done) {
+            n = http_chunked_feed_data(&c->req_scan_chunked, c->cin.p + c->req_scanned,
+                                       c->cin.len - c->req_scanned, &done, dlp_on_data, c);
+            if (n == -ECANCELED) {
+                *ret_hit = c->dlp_body.hit;
+                return 0;
+            }
+            if (n < 0)
+                return -EBADMSG;
+            *ret_hit = dlp_stream_feed(&c->dlp_raw, &x, c->cin.p + c->req_scanned, (size_t)n);
+            if (*ret_hit != DLP_NONE)
+                return 0;
+            c->req_scanned += (size_t)n;
+            c->req_scan_done = done;
+        }
+        last = c->req_scan_done;
+        move = last ? c->req_scanned : (c->req_scanned > DLP_TAIL ? c->req_scanned - DLP_TAIL : 0);
+        if (move) {
+            /* the relay's own framing state follows the same bytes */
+            n = http_chunked_feed(&c->req_chunked, c->cin.p, move, &done);
+            if (n != (int64_t)move || done != (last && move == c->req_scanned))
+                return -EBADMSG;
+            if (buf_append(&c->toup, c->cin.p, move) < 0)
+                return -ENOBUFS;
+            buf_consume(&c->cin, move);
+            c->req_scanned -= move;
+        }
+        if (!last)
+            return 0;
+        break;
+    }
+    case HTTP_BODY_NONE:
+        return 1;
+    case HTTP_BODY_CLOSE:
+    case HTTP_BODY_MAX:
+    default:
+        return -EINVAL;
+    }
+    /* the body is complete: a match may end at its very end */
+    c->req_body = HTTP_BODY_NONE;
+    *ret_hit = dlp_stream_end(&c->dlp_body, &x);
+    if (*ret_hit == DLP_NONE)
+        *ret_hit = dlp_stream_end(&c->dlp_raw, &x);
+    return 1;
+}
+
+/* Request body bytes read but not movable yet (held back for the DLP scan). */
+static size_t req_held(const struct conn *c)
+{
+    return c->req_body == HTTP_BODY_NONE ? 0 : MIN(c->cin.len, c->req_scanned);
+}
+
 static int step_send_req(struct conn *c)
 {
     int r;
@@ -773,7 +970,13 @@ static int step_send_req(struct conn *c)
      * in one send(), whenever they fit. */
     if (c->cin.len && c->toup.len + c->cin.len <= c->toup.max) {
         size_t before = c->toup.len;
-        r = move_body(&c->req_body, &c->req_remaining, &c->req_chunked, &c->cin, &c->toup);
+        int hit = DLP_NONE;
+        r = move_req_body(c, &hit);
+        if (hit != DLP_NONE) {
+            /* Nothing of this piece has left; the upstream sees a request cut short. */
+            deny_dlp(c, hit, "body");
+            return 1;
+        }
         if (r < 0) {
             struct http_error e = { 400, "malformed chunked request body" };
             conn_bad_request(c, &e);
@@ -781,10 +984,10 @@ static int step_send_req(struct conn *c)
         }
         /* The body bytes just queued, before any of them leaves (docs/credentials.md). */
         if (c->scan_body && c->toup.len > before) {
-            int hit = cred_scan_feed(c->px->creds, &c->req_scan, c->toup.p + before,
-                                     c->toup.len - before);
-            if (hit >= 0) {
-                conn_cred_misuse(c, (size_t)hit, "in the request body");
+            int at = cred_scan_feed(c->px->creds, &c->req_scan, c->toup.p + before,
+                                    c->toup.len - before);
+            if (at >= 0) {
+                conn_cred_misuse(c, (size_t)at, "in the request body");
                 return 1;
             }
         }
@@ -804,9 +1007,9 @@ static int step_send_req(struct conn *c)
         c->resp_scan = 0;
         return 1;
     }
-    if (c->cin.len)
+    if (c->cin.len > req_held(c))
         return 1; /* it fits now that toup is empty */
-    /* need more body from the client */
+    /* need more body from the client (held-back bytes wait for it) */
     r = read_into(&c->c, &c->cin, BB_RELAY_CHUNK);
     if (r == -EPIPE) {
         conn_close(c); /* client gave up mid-body */

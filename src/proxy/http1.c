@@ -699,6 +699,13 @@ static int hex_value(char c)
 
 int64_t http_chunked_feed(struct http_chunked *c, const char *p, size_t len, bool *ret_done)
 {
+    return http_chunked_feed_data(c, p, len, ret_done, NULL, NULL);
+}
+
+int64_t http_chunked_feed_data(struct http_chunked *c, const char *p, size_t len, bool *ret_done,
+                               int (*on_data)(void *userdata, const char *p, size_t len),
+                               void *userdata)
+{
     size_t i = 0;
     int d;
 
@@ -715,6 +722,8 @@ int64_t http_chunked_feed(struct http_chunked *c, const char *p, size_t len, boo
         switch (c->state) {
         case CH_DATA: {
             uint64_t n = MIN(c->remaining, (uint64_t)(len - i));
+            if (on_data && n && on_data(userdata, p + i, (size_t)n) < 0)
+                return -ECANCELED;
             i += (size_t)n;
             c->remaining -= n;
             if (c->remaining == 0)

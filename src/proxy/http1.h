@@ -143,6 +143,12 @@ void http_chunked_init(struct http_chunked *c);
  * overflow, missing CRLF, line longer than BB_MAX_CHUNK_LINE, too many trailer fields).
  */
 int64_t http_chunked_feed(struct http_chunked *c, const char *p, size_t len, bool *ret_done);
+/* Added: the same, also handing each run of chunk data (decoded: no size lines, extensions or
+ * trailers) to on_data as it passes; on_data returning < 0 stops the feed with -ECANCELED
+ * (the state is then undefined). */
+int64_t http_chunked_feed_data(struct http_chunked *c, const char *p, size_t len, bool *ret_done,
+                               int (*on_data)(void *userdata, const char *p, size_t len),
+                               void *userdata);
 
 /*
  * Write the request head to send upstream into out (out->max bounds it):

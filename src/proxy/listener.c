@@ -23,8 +23,10 @@ void proxy_deferred_done(struct proxy *px)
 {
     px->pending--;
     if (px->dead) {
-        if (!px->pending)
+        if (!px->pending) {
+            dlp_free(px->dlp);
             free(px);
+        }
         return;
     }
     if (px->drain_fn && !px->conns) {
@@ -109,11 +111,13 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
         px->lim = *limits;
     else
         proxy_limits_default(&px->lim);
+    px->dlp = dlp_new();
     r = fd >= 0 ? loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px) : 0;
     if (r < 0) {
         close(fd);
         if (px->spare_fd >= 0)
             close(px->spare_fd);
+        dlp_free(px->dlp);
         free(px);
         return r;
     }
@@ -141,6 +145,12 @@ void proxy_set_creds(struct proxy *px, const struct cred_store *creds)
 void proxy_set_tls(struct proxy *px, struct tls_ctx *tls)
 {
     px->tls = tls;
+}
+
+int proxy_add_secret(struct proxy *px, const char *host, uint16_t port, const void *value,
+                     size_t len)
+{
+    return dlp_add_secret(px->dlp, host, port, value, len);
 }
 
 static void drain_now(struct loop_defer *d)
@@ -205,7 +215,9 @@ struct proxy *proxy_free(struct proxy *px)
      * the struct. */
     px->drain_fn = NULL;
     px->dead = true;
-    if (!px->pending)
+    if (!px->pending) {
+        dlp_free(px->dlp);
         free(px);
+    }
     return NULL;
 }

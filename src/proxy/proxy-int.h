@@ -24,6 +24,7 @@
 #include "common/buf.h"
 #include "common/limits.h"
 #include "proxy/cred.h"
+#include "dlp/dlp.h"
 #include "proxy/http1.h"
 #include "proxy/tls.h"
 #include "proxy/proxy.h"
@@ -139,6 +140,12 @@ struct conn {
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
     char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */
     uint64_t bytes_up, bytes_down;
+    /* DLP over the request body: the decoded data, and the raw bytes (chunk framing,
+     * extensions and trailers included) */
+    struct dlp_stream dlp_body, dlp_raw;
+    size_t req_scanned;                   /* body bytes at the start of cin already scanned */
+    struct http_chunked req_scan_chunked; /* the framing state after them (chunked) */
+    bool req_scan_done;                   /* the scan saw the chunked body's end */
 
     const char *close_reason; /* for the final audit record; NULL: "closed" / "aborted" */
     struct resolve_req *rq;
@@ -168,6 +175,7 @@ struct proxy {
     const struct policy *policy;
     const struct cred_store *creds; /* NULL: none (docs/credentials.md) */
     struct tls_ctx *tls;            /* NULL: no interception (tls.h) */
+    struct dlp *dlp;                /* the registered credentials (proxy_add_secret) */
     /* The policy came (partly) from config files: refusals also name the config key. */
     bool policy_from_file;
     struct proxy_limits lim;
@@ -199,6 +207,8 @@ int side_flush(struct side *s, struct buf *b, uint64_t *counter);
 void conn_set_addr(struct conn *c, const struct sockaddr *sa);
 int conn_audit(struct conn *c, bool allow, const char *reason);
 void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr);
+/* A refusal with its own reason and text: 403 + X-Bottle-Block: reason + audit. */
+void conn_deny_text(struct conn *c, const char *reason, const char *text);
 void conn_audit_failed(struct conn *c);
 void conn_upstream_error(struct conn *c, int status, const char *reason, const char *text);
 void conn_bad_request(struct conn *c, const struct http_error *e);

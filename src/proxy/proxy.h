@@ -60,6 +60,16 @@ void proxy_set_creds(struct proxy *px, const struct cred_store *creds);
 /* TLS interception (tls.h); not owned. NULL: every CONNECT is a plain tunnel. */
 struct tls_ctx;
 void proxy_set_tls(struct proxy *px, struct tls_ctx *tls);
+/*
+ * Added: register a credential's real value and the host (normalised name) and port (0: any) it
+ * belongs to, for the DLP check "credential sent elsewhere" (dlp/dlp.h, docs/dlp.md): the value
+ * and its encodings are then refused (403 dlp:credential) in URLs, heads and bodies going to
+ * any other host. The value is copied (and wiped when the proxy is freed). Returns 0, -EINVAL
+ * (shorter than DLP_SECRET_MIN bytes) or -ENOSPC.
+ * Whether a host needs interception because of method/path rules: policy_host_has_rules().
+ */
+int proxy_add_secret(struct proxy *px, const char *host, uint16_t port, const void *value,
+                     size_t len);
 /* Say that the policy was read (partly) from config files: a 403's text then names the config
  * key (`allow = HOST` under [egress]) next to the option. The file's path is not named: the
  * text reaches the bottle, which has no business learning host paths. */

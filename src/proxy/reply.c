@@ -143,7 +143,16 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
         snprintf(text, sizeof(text),
                  "blocked by bot-bottle: the target host is not a valid host name");
         break;
+    case V_DENY_NEEDS_INTERCEPTION:
+        snprintf(text, sizeof(text),
+                 "blocked by bot-bottle: %s has method/path rules, which a CONNECT tunnel would "
+                 "bypass; HTTPS to it needs TLS interception (not available yet): use plain "
+                 "http:// through the proxy, or allow the host without rules",
+                 h);
+        break;
     case V_DENY_NO_ADDRESS:
+    case V_DENY_METHOD:
+    case V_DENY_PATH:
     case V_ALLOW:
     case V_MAX:
     default:
@@ -185,6 +194,14 @@ void conn_deny(struct conn *c, enum verdict v, const struct sockaddr *addr)
     c->status = 403;
     conn_audit(c, false, verdict_reason(v));
     conn_respond_error(c, 403, "X-Bottle-Block", verdict_reason(v), text);
+}
+
+void conn_deny_text(struct conn *c, const char *reason, const char *text)
+{
+    c->px->st.denied++;
+    c->status = 403;
+    conn_audit(c, false, reason);
+    conn_respond_error(c, 403, "X-Bottle-Block", reason, text);
 }
 
 /*

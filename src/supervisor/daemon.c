@@ -61,6 +61,7 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     d->relay = -1;
     d->ca_pem = NULL;
     d->ca_pem_len = 0;
+    d->term_sent = false;
     exe = open("/proc/self/exe", O_PATH | O_CLOEXEC);
     if (exe < 0)
         return log_errno(LOG_LVL_ERROR, -errno,
@@ -266,12 +267,20 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     return 0;
 }
 
+void daemon_request_stop(struct egress_daemon *d)
+{
+    if (d->pid > 0 && d->pidfd >= 0 && !d->term_sent) {
+        (void)bb_pidfd_send_signal(d->pidfd, SIGTERM);
+        d->term_sent = true;
+    }
+}
+
 void daemon_stop(struct egress_daemon *d)
 {
     if (d->pid > 0) {
         if (d->pidfd >= 0) {
             struct pollfd pfd = { .fd = d->pidfd, .events = POLLIN };
-            (void)bb_pidfd_send_signal(d->pidfd, SIGTERM);
+            daemon_request_stop(d);
             if (RETRY_EINTR(poll(&pfd, 1, DAEMON_STOP_GRACE_MS)) == 0)
                 (void)bb_pidfd_send_signal(d->pidfd, SIGKILL);
         } else {
@@ -280,6 +289,7 @@ void daemon_stop(struct egress_daemon *d)
         RETRY_EINTR(waitpid(d->pid, NULL, 0));
     }
     d->pid = 0;
+    d->term_sent = false;
     if (d->pidfd >= 0)
         close(d->pidfd);
     d->pidfd = -1;

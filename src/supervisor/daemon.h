@@ -42,6 +42,7 @@ struct egress_daemon {
      * no interception (proxy/tls.h). */
     char *ca_pem;
     size_t ca_pem_len;
+    bool term_sent; /* daemon_request_stop sent SIGTERM (a second one would skip the drain) */
 };
 
 /* The DNS port the daemon listens on, on the host. */
@@ -62,3 +63,7 @@ int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *
                          char *reterr, size_t errsize);
 /* SIGTERM, SIGKILL after 3 s, reap; close what d holds. Accepts a never-started one. */
 void daemon_stop(struct egress_daemon *d);
+/* Only the SIGTERM of daemon_stop, without waiting: the daemon drains and writes its last
+ * audit records while the caller cleans up other things; daemon_stop then waits (the 3 s
+ * grace counting from its own call) and does not signal again. */
+void daemon_request_stop(struct egress_daemon *d);

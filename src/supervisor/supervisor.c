@@ -709,8 +709,11 @@ static void on_signal(struct loop *l, int signo, void *ud)
     (void)l;
 
     if (signo == SIGWINCH) {
-        if (s->use_tty)
+        if (s->use_tty) {
             tty_relay_resize(&s->tty);
+            if (s->be->resize && s->bottle)
+                s->be->resize(s->bottle);
+        }
         return;
     }
     if (s->done) {
@@ -962,12 +965,6 @@ static int select_backend(struct sv *s)
         log_error("the %s backend cannot run here: %s", s->o->backend, probe.reason);
         return r;
     }
-    if ((s->be->flags & BACKEND_STDIO_CONSOLE) && (s->o->tty || s->o->interactive)) {
-        log_error("the %s backend does not support %s yet (the command's output comes over the "
-                  "VM's console, its stdin is /dev/null); run with --backend namespace",
-                  s->be->name, s->o->tty ? "-t" : "-i");
-        return -EOPNOTSUPP;
-    }
     if (s->o->cred_wire && ((s->be->flags & BACKEND_DAEMON_ELSEWHERE) ||
                             !(s->be->flags & (BACKEND_HAS_CHANNEL | BACKEND_NEEDS_HANDOFF)))) {
         /* A daemon started elsewhere could get the values only through argv or files; a bottle
@@ -998,6 +995,9 @@ static int start_bottle(struct sv *s)
     }
     ca.spec = &spec;
     ca.paths.init = s->o->init_path;
+    ca.vm.accel = s->o->accel;
+    ca.vm.kernel = s->o->kernel;
+    ca.vm.memory_given = s->o->memory_given;
     ca.cpus_milli = s->o->cpus_milli;
     ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;
     ca.memory_bytes = s->o->memory_bytes;
@@ -1052,6 +1052,10 @@ static int start_bottle(struct sv *s)
     s->started.channel_fd = -1;
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "cannot start the channel relay");
+    /* microvm: the command's stdio streams ride on the channel */
+    if (s->be->attach &&
+        (r = s->be->attach(s->bottle, s->loop, channel_host_relay_mux(s->relay))) < 0)
+        return r;
 watch:
     r = loop_add(s->loop, &s->bottle_src, s->started.pidfd, EPOLLIN, on_bottle_exit, s);
     if (r < 0)
@@ -1149,7 +1153,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
         goto out;
 
     s.use_tty = o->tty && !o->detach;
-    s.console = o->detach && !(s.be->flags & BACKEND_STDIO_CONSOLE);
+    s.console = o->detach;
     if (s.console) {
         /* start: a terminal the supervisor holds; 80x24 until someone attaches */
         struct winsize ws = { .ws_row = 24, .ws_col = 80 };
@@ -1267,7 +1271,8 @@ out:
     channel_host_relay_free(s.relay);
     s.control = control_server_free(s.control);
     if (s.bottle)
-        s.be->destroy(s.bottle); /* kills and reaps what is still running */
+        s.be->destroy(s.bottle);    /* kills and reaps what is still running */
+    daemon_request_stop(&s.daemon); /* it drains while we clean up; daemon_stop waits */
     {
         /* The last bottle to leave a workspace (or a --mount source) removes every
          * placeholder made for it. */

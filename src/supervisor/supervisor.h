@@ -45,6 +45,10 @@ struct supervisor_opts {
     bool have_upstream_dns;
     struct net_addr upstream_dns;
     const char *init_path; /* bottle-init override (tests); NULL: default lookup */
+    /* microvm: "auto" (NULL), "kvm" or "tcg"; a user's own guest kernel (NULL: the cache's) */
+    const char *accel;
+    const char *kernel;
+    bool memory_given; /* memory_bytes from --memory or the config (microvm sizes its guest) */
     /* The policy as `bot-bottle egress` arguments (policy_args_daemon_argv): the daemon is
      * started by exec with an empty environment, and reloads (SIGHUP) from these. */
     struct strv daemon_args;

@@ -1,7 +1,8 @@
 /*
  * Fuzz the policy: input lines are allow patterns ("c:" prefix: allow_cidr entries, "h:"
  * prefix: hosts to check). Invariants: every accepted pattern admits the host it names
- * (a subdomain for "*.x"), on its port; checks never crash.
+ * (a subdomain for "*.x"), on its port; a method/path rule ("HOST METHODS PATH") makes its host
+ * one with rules; checks never crash.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,16 @@
 
 static void check_pattern(const struct policy *p, const char *text)
 {
-    char name[BB_MAX_HOSTNAME + 16];
+    char name[BB_MAX_HOSTNAME + 16], hostpart[BB_MAX_HOSTNAME + 16];
+    const char *sp = strchr(text, ' ');
+    if (sp) {
+        /* a method/path rule: its host part is a pattern of its own */
+        if ((size_t)(sp - text) >= sizeof(hostpart))
+            abort();
+        memcpy(hostpart, text, (size_t)(sp - text));
+        hostpart[sp - text] = '\0';
+        text = hostpart;
+    }
     const char *colon = strchr(text, ':');
     size_t n = colon ? (size_t)(colon - text) : strlen(text);
     uint16_t port = 443;
@@ -32,6 +42,8 @@ static void check_pattern(const struct policy *p, const char *text)
     if (host_parse(name, n, &h, &msg) != 0 || h.kind != HOST_NAME)
         abort();
     if (policy_check_host(p, &h, port) != V_ALLOW || policy_check_host(p, &h, 0) != V_ALLOW)
+        abort();
+    if (sp && !policy_host_has_rules(p, &h, port))
         abort();
 }
 

@@ -29,6 +29,8 @@ export BOT_BOTTLE_STATE_DIR="$T/state"
 # ... and its own config directory: the user's config.ini and trust store are not read, and
 # approvals a test records (bot-bottle trust) land in $T.
 export XDG_CONFIG_HOME="$T/config"
+# (and bot-bottle's agent cache and state: never the user's, never shared between tests)
+export XDG_CACHE_HOME="$T/cache" XDG_DATA_HOME="$T/data"
 _n=0
 _failed=0
 _pids=()

@@ -23,9 +23,9 @@ for v in run start exec egress "policy check"; do
         "bot-bottle: unrecognized option '--no-such-option'
 Try 'bot-bottle $v --help'."
 done
-"$BB" run --allow 'bad pattern' -- true >/dev/null 2>"$T/err"
+"$BB" run --allow 'bad!pattern' -- true >/dev/null 2>"$T/err"
 is "run: a bad policy option exits 125 with one line" "$?:$(cat "$T/err")" \
-    "125:bot-bottle: error: 'bad pattern': character not allowed in a host"
+    "125:bot-bottle: error: 'bad!pattern': character not allowed in a host"
 "$BB" run --backend no-such-backend -- true 2>"$T/err"
 is "run: an unknown backend exits 125" "$?" "125"
 is "... naming the backends this build has (backend_list) and auto" "$(cat "$T/err")" \

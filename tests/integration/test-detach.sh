@@ -259,22 +259,23 @@ like "retention: ... keeping the newest" "$left" "old-5.audit.log"
 "$BB" stop d4 >/dev/null
 "$BB" stop "$gen" >/dev/null
 
-# --- microVM: start, exec says it cannot, stop ----
-out=$("$BB" start --backend microvm --name vm0 --upstream-dns 127.0.0.1:1 2>&1); rc=$?
-is "microvm: start without COMMAND (no terminal there yet): 125" "$rc" 125
-like "microvm: ... saying why and what to do" "$out" "give a COMMAND .* or use --backend namespace"
+# --- microVM: the same verbs (the pty and the exec'd command are in the guest) ----
 if "$BB" start --backend microvm --name vm1 --upstream-dns 127.0.0.1:1 -- sleep 1000 \
     >"$T/vm.out" 2>"$T/vm.err"; then
     is "microvm: start prints the name" "$(cat "$T/vm.out")" vm1
-    "$BB" exec vm1 -- true 2>"$T/vm.err"; rc=$?
-    is "microvm: exec without the backend's exec op: 125" "$rc" 125
-    like "microvm: ... saying why" "$(cat "$T/vm.err")" "microvm backend cannot run another command in a bottle yet"
+    out=$("$BB" exec vm1 -- sh -c 'echo in-vm; exit 9' 2>"$T/vm.err"); rc=$?
+    is "microvm: exec runs a command in the guest, its status back" "$rc $out" "9 in-vm"
+    out=$(timeout 60 "$PY" "$HELPERS/pty-run.py" -- "$BB" exec -t vm1 -- sh -c 'test -t 0 && tty' 2>&1)
+    like "microvm: exec -t gets a terminal of the guest" "$out" "/dev/pts/"
     is "microvm: stop" "$("$BB" stop vm1)" "stopped vm1"
 elif grep -q "backend cannot run here" "$T/vm.err"; then
-    skip "microvm start/stop" "$(head -1 "$T/vm.err")"
+    skip "microvm start/exec/stop" "$(head -1 "$T/vm.err")"
 else
     _result 1 "microvm: start"
     diag "$(cat "$T/vm.err")"
 fi
+out=$("$BB" start --backend microvm --name vm0 --upstream-dns 127.0.0.1:1 2>&1); rc=$?
+is "microvm: start without COMMAND gives the login shell a terminal" "$rc $out" "0 vm0"
+is "microvm: ... which stops" "$("$BB" stop vm0)" "stopped vm0"
 
 done_testing

@@ -156,6 +156,18 @@ unlike "neither real value in the audit log" "$(cat "$STATE"/logs/*)" "$REAL|$NP
 unlike "... nor on stderr" "$(cat "$T/err1")" "$REAL|$NPM_REAL"
 is "... nor in the state directory" "$(grep -rlE -- "$REAL|$NPM_REAL" "$STATE" | wc -l)" "0"
 
+# --- method/path rules hold for HTTPS: a host with rules is intercepted (not a blind tunnel)
+out=$(run namespace --allow "plain.test:$HTTPS GET /hello" -- sh -c "
+    curl -sS https://plain.test:$HTTPS/hello; echo
+    curl -s -o /dev/null -w '%{http_code} %header{x-bottle-block}' https://plain.test:$HTTPS/other; echo
+    curl -s -o /dev/null -w '%{http_code} %header{x-bottle-block}' -X POST https://plain.test:$HTTPS/hello; echo
+    echo insp: \$(curl -sS https://insp.test:$HTTPS/hello 2>&1)
+" 2>"$T/err-rules")
+like "a GET a rule allows goes through over HTTPS" "$out" "^hello from fake upstream"
+like "... a path no rule covers is refused inside the intercepted session" "$out" "403 path-not-allowed"
+like "... and a method the rule does not name" "$out" "403 method-not-allowed"
+like "... while the other hosts work as before" "$out" "insp: hello from fake upstream"
+
 # --- the microVM backend: the CA bundle reaches the VM, interception through the relay socket
 out=$(run microvm -- sh -c "curl -sS -o /dev/null -H \"X-Api-Key: \$BB_TEST_API_KEY\" $U/swap-vm; curl -sS https://plain.test:$HTTPS/hello" 2>"$T/err2")
 like "microvm: HTTPS to the credential host, real value at the origin" "$(got /swap-vm)" "X-Api-Key: $REAL"

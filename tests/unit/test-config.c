@@ -17,6 +17,7 @@
 
 #include "common/macro.h"
 #include "config/config.h"
+#include "dlp/dlp.h"
 
 static int load(const char *text, struct bb_config *cfg, struct config_error *err)
 {
@@ -47,7 +48,10 @@ static void test_config_example(void **state)
                                "[env]\n"
                                "pass = TERM\n"
                                "pass = ANTHROPIC_BASE_URL\n"
-                               "pass = FOO=bar baz\n";
+                               "pass = FOO=bar baz\n"
+                               "[microvm]\n"
+                               "accel = tcg\n"
+                               "kernel = /opt/k/vmlinux\n";
     struct bb_config cfg = { 0 };
     struct config_error err = { 0 };
     (void)state;
@@ -55,6 +59,8 @@ static void test_config_example(void **state)
     if (load(text, &cfg, &err) != 0)
         fail_msg("%s:%u: %s", err.path, err.line, err.msg);
     assert_string_equal(cfg.backend, "microvm");
+    assert_string_equal(cfg.accel, "tcg");
+    assert_string_equal(cfg.kernel, "/opt/k/vmlinux");
     assert_int_equal(cfg.cpus, 2);
     assert_true(cfg.memory == 2ull << 30);
     assert_string_equal(cfg.name, "b1");
@@ -129,6 +135,10 @@ static const struct err_case err_cases[] = {
     { "[env]\npass = =x\n", 2, "pass" },
     { "[env]\npass = A-B\n", 2, "pass" },
     { "[env]\nset = A\n", 2, "unknown key" },
+    { "[microvm]\naccel = hvf\n", 2, "accel: 'hvf' is not auto, kvm or tcg" },
+    { "[microvm]\naccel = kvm\naccel = tcg\n", 3, "already set" },
+    { "[microvm]\nkernel = vmlinux\n", 2, "absolute path" },
+    { "[microvm]\nmemory = 2G\n", 2, "unknown key 'memory' in [microvm]" },
     /* sections */
     { "[egres]\n", 1, "unknown section [egres]" },
     { "# c\n[Egress]\nallow = x.example\n", 2, "unknown section" },
@@ -364,6 +374,40 @@ static void test_config_merge(void **state)
     config_done(&cfg);
 }
 
+static void test_config_dlp_and_rules(void **state)
+{
+    struct bb_config cfg = { 0 };
+    struct config_error err;
+    struct policy *p = NULL;
+    const char *msg = NULL, *item = NULL;
+    (void)state;
+
+    assert_int_equal(load("[egress]\nallow = api.github.com GET,HEAD /repos/myorg/*\n"
+                          "[dlp]\ndisable = jwt, card\ndisable = aws-key\n",
+                          &cfg, &err),
+                     0);
+    assert_int_equal(config_build_policy(&cfg, &p, &msg, &item), 0);
+    assert_int_equal(policy_dlp_off(p),
+                     DLP_BIT(DLP_JWT) | DLP_BIT(DLP_CARD) | DLP_BIT(DLP_AWS_KEY));
+    assert_string_equal(policy_allow_text(p, 0), "api.github.com GET,HEAD /repos/myorg/*");
+    struct policy *c = policy_copy(p, NULL);
+    assert_int_equal(policy_dlp_off(c), policy_dlp_off(p)); /* reloads and control changes */
+    policy_free(c);
+    policy_free(p);
+    config_done(&cfg);
+
+    assert_int_equal(load("[dlp]\ndisable = jwt,nosuch\n", &cfg, &err), -EINVAL);
+    assert_int_equal(err.line, 2);
+    assert_non_null(strstr(err.msg, "unknown DLP rule"));
+    config_done(&cfg);
+    assert_int_equal(load("[dlp]\nenable = jwt\n", &cfg, &err), -EINVAL);
+    config_done(&cfg);
+    assert_int_equal(load("[egress]\nallow = api.github.com GET /a/%2e%2e/b\n", &cfg, &err),
+                     -EINVAL);
+    assert_non_null(strstr(err.msg, "dot segment"));
+    config_done(&cfg);
+}
+
 static void test_config_build_policy_error(void **state)
 {
     struct bb_config cfg = { 0 };
@@ -569,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_config_too_big),
         cmocka_unit_test(test_config_merge),
         cmocka_unit_test(test_config_build_policy_error),
+        cmocka_unit_test(test_config_dlp_and_rules),
         cmocka_unit_test(test_config_parse_size),
         cmocka_unit_test(test_config_load_file),
         cmocka_unit_test(test_config_default_path),

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <elf.h>
+#include <stdbool.h>
 
 #include "backend/microvm/probe.h"
 #include "common/str.h"
@@ -167,6 +169,146 @@ static void test_qemu_version_exec(void **state)
     assert_int_equal(microvm_qemu_version(at("bin-bad/qemu-system-x86_64"), v), -EINVAL);
     assert_int_equal(microvm_qemu_version(at("bin-noexec/qemu-system-x86_64"), v), -ENOEXEC);
     assert_int_equal(microvm_qemu_version(at("empty/none"), v), -ENOEXEC);
+}
+
+static int count_lines(const char *path)
+{
+    char buf[256];
+    int fd = open(path, O_RDONLY | O_CLOEXEC), n = 0;
+    ssize_t k;
+
+    if (fd < 0)
+        return 0;
+    while ((k = read(fd, buf, sizeof(buf))) > 0)
+        for (ssize_t i = 0; i < k; i++)
+            n += buf[i] == '\n';
+    close(fd);
+    return n;
+}
+
+/* `qemu -version` runs once per binary: then per process, and from cache_dir/qemu.version;
+ * a changed binary runs again. */
+static void test_qemu_version_cached(void **state)
+{
+    char script[PATH_MAX * 2];
+    unsigned v[3];
+    (void)state;
+
+    assert_int_equal(mkdir(at("vcache"), 0755), 0);
+    assert_int_equal(mkdir(at("bin-count"), 0755), 0);
+    assert_int_equal(mkdir(at("bin-count2"), 0755), 0);
+    assert_int_equal(str_printf(script, sizeof(script),
+                                "#!/bin/sh\necho run >>'%s'\n"
+                                "echo 'QEMU emulator version 8.1.3 (Debian)'\n",
+                                at("count")),
+                     0);
+    write_file(at("bin-count/qemu-system-x86_64"), script, 0755);
+    write_file(at("bin-count2/qemu-system-x86_64"), script, 0755);
+
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[1], 1);
+    assert_int_equal(v[2], 3);
+    assert_int_equal(count_lines(at("count")), 1);
+    /* the same process: remembered */
+    memset(v, 0, sizeof(v));
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(count_lines(at("count")), 1);
+    /* another binary, no cache directory: runs (and replaces what the process remembers) */
+    assert_int_equal(microvm_qemu_version_cached(at("bin-count2/qemu-system-x86_64"), NULL, v), 0);
+    assert_int_equal(count_lines(at("count")), 2);
+    /* the first one again: from vcache/qemu.version, not run */
+    memset(v, 0, sizeof(v));
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 8);
+    assert_int_equal(v[2], 3);
+    assert_int_equal(count_lines(at("count")), 2);
+    /* the binary changed (an upgrade): runs again */
+    write_file(at("bin-count/qemu-system-x86_64"),
+               "#!/bin/sh\necho 'QEMU emulator version 9.0.0 (Debian, upgraded)'\n", 0755);
+    assert_int_equal(
+        microvm_qemu_version_cached(at("bin-count/qemu-system-x86_64"), at("vcache"), v), 0);
+    assert_int_equal(v[0], 9);
+    /* a failing binary is an error, not cached */
+    assert_int_equal(microvm_qemu_version_cached(at("bin-bad/qemu-system-x86_64"), at("vcache"), v),
+                     -EINVAL);
+    assert_int_equal(microvm_qemu_version_cached(at("bin-bad/qemu-system-x86_64"), at("vcache"), v),
+                     -EINVAL);
+}
+
+/* A minimal x86-64 ELF: one PT_NOTE (Xen PVH entry when pvh), then body (strings). */
+static void write_elf(const char *path, bool pvh, const char *body, size_t body_len)
+{
+    unsigned char img[4096] = { 0 };
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)img;
+    Elf64_Phdr *ph = (Elf64_Phdr *)(img + sizeof(*eh));
+    Elf64_Nhdr *nh = (Elf64_Nhdr *)(img + 256);
+    int fd;
+
+    memcpy(eh->e_ident, ELFMAG, SELFMAG);
+    eh->e_ident[EI_CLASS] = ELFCLASS64;
+    eh->e_ident[EI_DATA] = ELFDATA2LSB;
+    eh->e_machine = EM_X86_64;
+    eh->e_phoff = sizeof(*eh);
+    eh->e_phentsize = sizeof(*ph);
+    eh->e_phnum = 1;
+    ph->p_type = PT_NOTE;
+    ph->p_offset = 256;
+    ph->p_filesz = sizeof(*nh) + 4 + 8;
+    nh->n_namesz = 4;
+    nh->n_descsz = 8;
+    nh->n_type = pvh ? 18 : 5;
+    memcpy(img + 256 + sizeof(*nh), "Xen", 4);
+    assert_true(body_len < sizeof(img) - 512);
+    memcpy(img + 512, body, body_len);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, img, sizeof(img)), (ssize_t)sizeof(img));
+    close(fd);
+}
+
+/* [microvm] kernel = PATH: what the backend refuses before QEMU starts, and why. */
+static void test_kernel_check(void **state)
+{
+    static const char all[] = "virtio_mmio.device\0virtio_console\09pnet_virtio\0"
+                              "v9fs_inode_cache\0";
+    static const char no9p[] = "virtio_mmio.device\0virtio_console\0";
+    char reason[MICROVM_REASON_MAX];
+    (void)state;
+
+    write_elf(at("k-good"), true, all, sizeof(all));
+    assert_int_equal(microvm_kernel_check(at("k-good"), reason, sizeof(reason)), 0);
+    write_elf(at("k-nopvh"), false, all, sizeof(all));
+    assert_int_equal(microvm_kernel_check(at("k-nopvh"), reason, sizeof(reason)), -ENOEXEC);
+    assert_non_null(strstr(reason, "CONFIG_PVH=y"));
+    /* Debian's stock kernel: 9p and virtio are modules */
+    write_elf(at("k-no9p"), true, no9p, sizeof(no9p));
+    assert_int_equal(microvm_kernel_check(at("k-no9p"), reason, sizeof(reason)), -ENOEXEC);
+    assert_non_null(strstr(reason, "CONFIG_NET_9P_VIRTIO=y"));
+    assert_non_null(strstr(reason, "scripts/build-guest-kernel.sh"));
+    /* a bzImage (or anything else) */
+    write_file(at("k-bz"),
+               "MZ this stands for a bzImage: a boot sector and setup header, no ELF "
+               "header, padded to more than an ELF header's 64 bytes",
+               0644);
+    assert_int_equal(microvm_kernel_check(at("k-bz"), reason, sizeof(reason)), -ENOEXEC);
+    assert_non_null(strstr(reason, "not an x86-64 ELF vmlinux"));
+    assert_int_equal(microvm_kernel_check(at("no-such-kernel"), reason, sizeof(reason)), -ENOENT);
+    assert_int_equal(microvm_kernel_check(at("bin"), reason, sizeof(reason)), -EINVAL);
+
+    /* the kernel scripts/build-guest-kernel.sh built here passes */
+    {
+        char dir[PATH_MAX];
+        struct microvm_kernel k;
+        if (microvm_cache_dir_default(dir, sizeof(dir)) == 0 && microvm_kernel_lookup(dir, &k) == 0)
+            assert_int_equal(microvm_kernel_check(k.path, reason, sizeof(reason)), 0);
+        else
+            print_message("# no cached guest kernel: only the fake ones were checked\n");
+    }
 }
 
 static void test_real_qemu(void **state)
@@ -388,6 +530,11 @@ static void test_probe_run(void **state)
     assert_true(p->available);
     assert_int_equal(p->accel, MICROVM_ACCEL_TCG);
     assert_string_equal(p->reason, "no usable KVM (PVM host): running under TCG emulation");
+    /* --accel kvm on a PVM host: refused, saying why and what to use */
+    assert_int_equal(microvm_accel_choose(MICROVM_ACCEL_REQ_KVM, p, &accel, reason, sizeof(reason)),
+                     -ENODEV);
+    assert_string_equal(reason, "--accel kvm: no usable KVM (PVM host), so the VM cannot run "
+                                "under KVM here; use --accel tcg (emulation, slow) or auto");
 
     /* no QEMU */
     paths = fake_paths();
@@ -454,12 +601,13 @@ static void test_this_host(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accel_names),  cmocka_unit_test(test_qemu_parse_version),
-        cmocka_unit_test(test_find_in_path), cmocka_unit_test(test_qemu_version_exec),
-        cmocka_unit_test(test_real_qemu),    cmocka_unit_test(test_cache_dir),
-        cmocka_unit_test(test_kernel_meta),  cmocka_unit_test(test_kvm_gather),
-        cmocka_unit_test(test_kvm_decide),   cmocka_unit_test(test_cpuinfo),
-        cmocka_unit_test(test_probe_run),    cmocka_unit_test(test_this_host),
+        cmocka_unit_test(test_accel_names),         cmocka_unit_test(test_qemu_parse_version),
+        cmocka_unit_test(test_find_in_path),        cmocka_unit_test(test_qemu_version_exec),
+        cmocka_unit_test(test_qemu_version_cached), cmocka_unit_test(test_kernel_check),
+        cmocka_unit_test(test_real_qemu),           cmocka_unit_test(test_cache_dir),
+        cmocka_unit_test(test_kernel_meta),         cmocka_unit_test(test_kvm_gather),
+        cmocka_unit_test(test_kvm_decide),          cmocka_unit_test(test_cpuinfo),
+        cmocka_unit_test(test_probe_run),           cmocka_unit_test(test_this_host),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

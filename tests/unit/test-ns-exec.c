@@ -119,12 +119,37 @@ static void test_exec_env_refused(void **unused)
     assert_int_equal(run_exec(argv, env, out, sizeof(out)), -EINVAL);
 }
 
+/* exec_signal reaches the command (SIGTERM: 143) */
+static void test_exec_signal(void **unused)
+{
+    char *const argv[] = { "/bin/sh", "-c", "echo up; exec sleep 30", NULL };
+    struct backend_exec_args a = { .argv = argv, .stdio = { -1, -1, -1 } };
+    struct backend_exec *e = NULL;
+    char buf[8];
+    int p[2], r, status = -1;
+    (void)unused;
+
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    a.stdio[1] = p[1];
+    for (int i = 0; (r = ops->exec(b, &a, &e)) == -EAGAIN && i < 100; i++)
+        usleep(50000);
+    close(p[1]);
+    assert_int_equal(r, 0);
+    assert_true(read(p[0], buf, sizeof(buf)) > 0); /* "up": running */
+    close(p[0]);
+    assert_int_equal(ops->exec_signal(e, SIGTERM), 0);
+    assert_int_equal(ops->exec_wait(e, &status), 0);
+    assert_int_equal(status, 128 + SIGTERM);
+    ops->exec_free(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exec_joins_the_bottle),
         cmocka_unit_test(test_exec_not_found),
         cmocka_unit_test(test_exec_env_refused),
+        cmocka_unit_test(test_exec_signal),
     };
     struct backend_create_args args = { .stdio = { -1, -1, -1 }, .handoff_fd = -1 };
     struct backend_probe probe;

@@ -960,6 +960,194 @@ static void test_match_speed(void **state)
     policy_free(p);
 }
 
+/* ---- method/path rules ---------------------------------------------------------------- */
+
+static void test_path_normalise(void **state)
+{
+    static const struct {
+        const char *in, *out; /* out NULL: refused */
+    } cases[] = {
+        { "/", "/" },
+        { "/repos/myorg/x", "/repos/myorg/x" },
+        { "/repos/myorg/x?token=1/../..", "/repos/myorg/x" },
+        { "/repos/myorg/x#frag", "/repos/myorg/x" },
+        { "/repos/%6Dyorg/x", "/repos/myorg/x" },
+        { "/a%7eb/", "/a~b/" },
+        { "/a%20b", "/a%20b" },
+        { "/a%c3%a9", "/a%C3%A9" },
+        { "/a/b/", "/a/b/" },
+        { "/repos/myorg/%2e%2e/other", NULL },
+        { "/repos/myorg/../other", NULL },
+        { "/repos/myorg/./x", NULL },
+        { "/repos/myorg/.%2E/other", NULL },
+        { "/repos/myorg/..;/other", NULL },
+        { "/repos/myorg/..", NULL },
+        { "/repos/myorg%2Fother", NULL },
+        { "/repos/myorg%2fother", NULL },
+        { "/repos/myorg%5Cother", NULL },
+        { "/repos/myorg\\..\\other", NULL },
+        { "/repos/%252e%252e/x", NULL },
+        { "//evil.example/x", NULL },
+        { "/repos//myorg", NULL },
+        { "/a%2", NULL },
+        { "/a%zz", NULL },
+        { "/a%00", NULL },
+        { "relative", NULL },
+        { "", NULL },
+    };
+    char out[256];
+    const char *why;
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        why = NULL;
+        int r = policy_path_normalise(cases[i].in, strlen(cases[i].in), out, sizeof(out), &why);
+        if (cases[i].out) {
+            if (r != 0)
+                fail_msg("%s: refused (%s)", cases[i].in, why);
+            assert_string_equal(out, cases[i].out);
+        } else {
+            if (r == 0)
+                fail_msg("%s: accepted as %s", cases[i].in, out);
+            assert_non_null(why);
+        }
+    }
+}
+
+static void test_path_match(void **state)
+{
+    static const struct {
+        const char *pat, *path;
+        bool match;
+    } cases[] = {
+        { "/repos/myorg/*", "/repos/myorg/x", true },
+        { "/repos/myorg/*", "/repos/myorg/x/issues/1", true },
+        { "/repos/myorg/*", "/repos/myorg/", true },
+        { "/repos/myorg/*", "/repos/myorg", false },
+        { "/repos/myorg/*", "/repos/myorgx/y", false },
+        { "/repos/myorg/*", "/repos/other/x", false },
+        { "/repos/myorg/**", "/repos/myorg", true },
+        { "/repos/myorg/**", "/repos/myorg/a/b", true },
+        { "/repos/myorg/**", "/repos/myorgx", false },
+        { "/repos/*/issues", "/repos/x/issues", true },
+        { "/repos/*/issues", "/repos/x/y/issues", false },
+        { "/repos/*/issues", "/repos/x/issues/1", false },
+        { "/v1/*.json", "/v1/a.json", true },
+        { "/v1/*.json", "/v1/a.jsonx", false },
+        { "/v1/messages", "/v1/messages", true },
+        { "/v1/messages", "/v1/messages/", false },
+        { "/v1/messages", "/v1/message", false },
+        { "/**", "/", true },
+        { "/**", "/any/thing", true },
+        { "/*", "/x/y", true },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        if (policy_path_match(cases[i].pat, cases[i].path) != cases[i].match)
+            fail_msg("%s vs %s: want %d", cases[i].pat, cases[i].path, cases[i].match);
+}
+
+static enum verdict req(const struct policy *p, const char *host, uint16_t port, const char *method,
+                        const char *target, const char **rule)
+{
+    struct host h;
+    const char *why;
+    assert_int_equal(host_parse(host, strlen(host), &h, &why), 0);
+    return policy_check_request(p, &h, port, method, strlen(method), target, strlen(target), rule,
+                                &why);
+}
+
+static void test_rules(void **state)
+{
+    struct policy *p = policy_new();
+    const char *why = NULL, *rule = NULL;
+    struct host h;
+
+    (void)state;
+    assert_int_equal(policy_add_allow(p, "api.github.com get,HEAD  /repos/myorg/*",
+                                      strlen("api.github.com get,HEAD  /repos/myorg/*"), &why),
+                     0);
+    assert_string_equal(policy_allow_text(p, 0), "api.github.com GET,HEAD /repos/myorg/*");
+    assert_int_equal(policy_add_allow(p, "api.github.com POST /repos/myorg/*/issues",
+                                      strlen("api.github.com POST /repos/myorg/*/issues"), &why),
+                     0);
+    assert_int_equal(policy_add_allow(p, "example.com", 11, &why), 0);
+    assert_int_equal(policy_n_allow(p), 3);
+    /* the host is allowlisted by the rule */
+    assert_int_equal(host_parse("api.github.com", 14, &h, &why), 0);
+    assert_int_equal(policy_check_host(p, &h, 443), V_ALLOW);
+    assert_int_equal(policy_check_host(p, &h, 8443), V_DENY_PORT);
+    assert_true(policy_host_has_rules(p, &h, 443));
+    assert_true(policy_host_has_rules(p, &h, 80));
+    assert_false(policy_host_has_rules(p, &h, 8443));
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/repos/myorg/x?q=1", &rule), V_ALLOW);
+    assert_string_equal(rule, "api.github.com GET,HEAD /repos/myorg/*");
+    assert_int_equal(req(p, "api.github.com", 80, "HEAD", "/repos/myorg/x", &rule), V_ALLOW);
+    assert_int_equal(req(p, "api.github.com", 80, "POST", "/repos/myorg/x/issues", &rule), V_ALLOW);
+    assert_int_equal(req(p, "api.github.com", 80, "DELETE", "/repos/myorg/x", &rule),
+                     V_DENY_METHOD);
+    assert_string_equal(rule, "api.github.com GET,HEAD /repos/myorg/*");
+    assert_int_equal(req(p, "api.github.com", 80, "get", "/repos/myorg/x", &rule), V_DENY_METHOD);
+    assert_int_equal(req(p, "api.github.com", 80, "GETX", "/repos/myorg/x", &rule), V_DENY_METHOD);
+    assert_int_equal(req(p, "api.github.com", 80, "GE", "/repos/myorg/x", &rule), V_DENY_METHOD);
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/repos/other/x", &rule), V_DENY_PATH);
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/repos/myorg/../other/x", &rule),
+                     V_DENY_PATH);
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/repos/myorg/%2e%2e/other", &rule),
+                     V_DENY_PATH);
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/repos/myorg%2F../other", &rule),
+                     V_DENY_PATH);
+    assert_int_equal(req(p, "api.github.com", 80, "GET", "/user?x=/repos/myorg/a", &rule),
+                     V_DENY_PATH);
+    /* a host without rules: anything */
+    assert_int_equal(req(p, "example.com", 80, "DELETE", "/../x", &rule), V_ALLOW);
+    assert_null(rule);
+    /* a bare pattern for the same host does not lift the rules */
+    assert_int_equal(policy_add_allow(p, "api.github.com", 14, &why), 0);
+    assert_int_equal(req(p, "api.github.com", 80, "DELETE", "/repos/myorg/x", &rule),
+                     V_DENY_METHOD);
+    /* a copy keeps the rules; a copy without one loses just it */
+    struct policy *c = policy_copy(p, "api.github.com POST /repos/myorg/*/issues");
+    assert_int_equal(req(c, "api.github.com", 80, "GET", "/repos/myorg/x", &rule), V_ALLOW);
+    assert_int_equal(req(c, "api.github.com", 80, "POST", "/repos/myorg/x/issues", &rule),
+                     V_DENY_METHOD);
+    policy_free(c);
+    /* wildcards and ports */
+    assert_int_equal(policy_add_allow(p, "*.corp.example:8080 * /api/**",
+                                      strlen("*.corp.example:8080 * /api/**"), &why),
+                     0);
+    assert_int_equal(req(p, "git.corp.example", 8080, "PATCH", "/api", &rule), V_ALLOW);
+    assert_int_equal(req(p, "git.corp.example", 8080, "PATCH", "/apix", &rule), V_DENY_PATH);
+    assert_int_equal(req(p, "corp.example", 8080, "PATCH", "/apix", &rule), V_ALLOW);
+    policy_free(p);
+
+    /* refused rules */
+    static const char *const bad[] = {
+        "api.github.com GET",
+        "api.github.com GET /a /b",
+        "api.github.com GET repos",
+        "api.github.com GET, /a",
+        "api.github.com G3T /a",
+        "api.github.com GET /a?x=1",
+        "api.github.com GET /a/../b",
+        "api.github.com GET /a/**/b",
+        "api.github.com GET /a%2Fb",
+        "http://api.github.com GET /a",
+        "10.0.0.1 GET /a",
+        "* GET /a",
+    };
+    p = policy_new();
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        why = NULL;
+        if (policy_add_allow(p, bad[i], strlen(bad[i]), &why) == 0)
+            fail_msg("accepted: %s", bad[i]);
+        assert_non_null(why);
+    }
+    assert_int_equal(policy_n_allow(p), 0);
+    policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -976,6 +1164,9 @@ int main(void)
         cmocka_unit_test(test_ssrf_ranges),
         cmocka_unit_test(test_ssrf_allow_cidr),
         cmocka_unit_test(test_verdict_reason),
+        cmocka_unit_test(test_path_normalise),
+        cmocka_unit_test(test_path_match),
+        cmocka_unit_test(test_rules),
         cmocka_unit_test(test_match_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

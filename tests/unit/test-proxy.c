@@ -255,6 +255,61 @@ static void test_denied_name(void **state)
     assert_int_equal(f->origin.accepted, 0);
 }
 
+/* proxy_add_secret (the API credential substitution uses): a credential's value, raw or
+ * encoded, going to any host but its own is refused with dlp:credential, audited without the
+ * value; to its own host it passes. */
+static void test_credential_elsewhere(void **state)
+{
+    struct fx *f = *state;
+    static const char secret[] = "sk-test-credential-0123456789";
+    char out[4096], req[512], audit[8192] = { 0 };
+    int fd, afd;
+
+    assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, secret, strlen(secret)), 0);
+    assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, "short", 5), -EINVAL);
+    fd = client_connect(f);
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Key: %s\r\n\r\n",
+             f->origin.port, f->origin.port, secret);
+    send_all(fd, req);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    if (!strstr(out, "HTTP/1.1 403 Forbidden\r\n"))
+        fail_msg("got: %.300s", out);
+    assert_non_null(strstr(out, "X-Bottle-Block: dlp:credential\r\n"));
+    close(fd);
+    /* hex-encoded in the query */
+    fd = client_connect(f);
+    char hex[128] = "";
+    for (size_t i = 0; i < strlen(secret); i++)
+        snprintf(hex + 2 * i, sizeof(hex) - 2 * i, "%02x", (unsigned char)secret[i]);
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/a?d=%s HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, hex, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "X-Bottle-Block: dlp:credential\r\n"));
+    close(fd);
+    assert_int_equal(f->origin.accepted, 0);
+    afd = open(f->audit_path, O_RDONLY);
+    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
+    close(afd);
+    assert_non_null(strstr(audit, "\"reason\":\"dlp:credential\""));
+    assert_null(strstr(audit, "sk-test-credential"));
+    assert_null(strstr(audit, hex));
+    /* its own host: the same value registered for a second host passes there */
+    assert_int_equal(proxy_add_secret(f->px, "127.0.0.1", f->origin.port, secret, strlen(secret)),
+                     0);
+    fd = client_connect(f);
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nX-Key: %s\r\n\r\n",
+             f->origin.port, f->origin.port, secret);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(f->origin.last_head, secret));
+    close(fd);
+}
+
 static void test_get_keepalive_reuses_upstream(void **state)
 {
     struct fx *f = *state;
@@ -681,6 +736,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_denied_name, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_credential_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_burst, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_while_waiting_no_spin, setup, teardown),

@@ -110,6 +110,16 @@ static void test_roundtrip(void **state)
     assert_int_equal(d.alias.s_addr, s.alias.s_addr);
     enc2 = encode(&d);
     assert_string_equal(enc, enc2);
+    /* pids-max: absent when 0 (above), right after rootfs when set, and back */
+    assert_int_equal(d.pids_max, 0);
+    assert_null(strstr(enc, "pids-max"));
+    free(enc2);
+    bottle_spec_done(&d);
+    s.pids_max = 40;
+    enc2 = encode(&s);
+    assert_non_null(strstr(enc2, "rootfs bind\npids-max 40\n"));
+    assert_int_equal(bottle_spec_decode(enc2, strlen(enc2), &d, NULL), 0);
+    assert_int_equal(d.pids_max, 40);
     free(enc);
     free(enc2);
     bottle_spec_done(&d);
@@ -168,6 +178,11 @@ static void test_decode_rejects(void **state)
         { "channel fd:3", "channel /etc/passwd", "channel outside /dev" },
         { "channel fd:3", "channel fd:70000", "channel fd too big" },
         { "rootfs bind", "rootfs overlay", "unknown rootfs" },
+        { "rootfs bind\n", "rootfs bind\npids-max 0\n", "pids-max 0" },
+        { "rootfs bind\n", "rootfs bind\npids-max 040\n", "pids-max leading zero" },
+        { "rootfs bind\n", "rootfs bind\npids-max 4194305\n", "pids-max over PID_MAX_LIMIT" },
+        { "rootfs bind\n", "rootfs bind\npids-max 1k\n", "pids-max with a suffix" },
+        { "rootfs bind\n", "rootfs bind\npids-max 40\npids-max 40\n", "two pids-max" },
         { "home /home/alice\n", "home /home/al:ice\n", "':' in home (passwd)" },
         { "home /home/alice\n", "home /home/alice/\n", "trailing slash" },
         { "workspace /home", "workspace /proc/1/root/home", "workspace under /proc" },

@@ -42,21 +42,27 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
+#include <termios.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "backend/cgroup.h"
+#include "channel/mux.h"
 #include "backend/microvm/initramfs.h"
 #include "backend/microvm/probe.h"
 #include "backend/microvm/qemu-args.h"
+#include "backend/microvm/session.h"
 #include "backend/namespace/ns.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/pidfd.h"
+#include "common/pump.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "guest/rootfs.h"
@@ -71,6 +77,9 @@
 struct mv_bottle {
     struct bottle base;
     struct microvm_probe probe;
+    enum microvm_accel accel; /* --accel applied to the probe */
+    bool accel_auto;
+    char cmdline_extra[64];
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
@@ -80,6 +89,7 @@ struct mv_bottle {
     uint64_t guest_mib;
     unsigned cpus;
     int stdio[3]; /* not owned */
+    int devnull;
     int share_fd[1 + BOTTLE_SPEC_MAX_MOUNTS];
     size_t n_share_fd;
     char **qargv;
@@ -90,11 +100,149 @@ struct mv_bottle {
     bool reaped;
     bool killed; /* kill() sent SIGKILL: no report is expected */
     int status;
+    bool console; /* stdio on the console (microvm_console_stdio), not channel streams */
+    int io[3];    /* our copies of the caller's stdio */
+    struct loop *loop;
+    struct mux *mux; /* after attach */
+    uint32_t next_id;
+    struct vm_session main; /* session 0: the bottle's command */
 };
 
 static struct mv_bottle *mv_of(struct bottle *b)
 {
     return container_of(b, struct mv_bottle, base);
+}
+
+/* After the supervisor started the host relay: the bottle's command's streams. */
+static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
+{
+    struct mv_bottle *b = mv_of(bb);
+    int r;
+
+    if (b->console)
+        return 0;
+    b->loop = loop;
+    b->mux = mux;
+    b->next_id = 1;
+    r = session_open(&b->main, loop, mux, b->io, b->spec.tty, NULL, NULL, NULL);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the command's streams");
+    /* ours are in the session now; the caller's EOF comes when the streams end */
+    for (int i = 0; i < 3; i++) {
+        close(b->io[i]);
+        b->io[i] = -1;
+    }
+    return 0;
+}
+
+static void mv_resize(struct bottle *bb)
+{
+    session_resize(&mv_of(bb)->main);
+}
+
+/* ---- exec ---- */
+
+static struct vm_session *sess_of(struct backend_exec *e)
+{
+    return container_of(e, struct vm_session, base);
+}
+
+static int mv_exec(struct bottle *bb, const struct backend_exec_args *args,
+                   struct backend_exec **ret)
+{
+    struct mv_bottle *b = mv_of(bb);
+    struct vm_session *x;
+    int io[3], r;
+
+    if (!args->argv || !args->argv[0])
+        return -EINVAL;
+    for (char *const *v = args->env; v && *v; v++) {
+        const char *eq = strchr(*v, '=');
+        if (!eq || eq == *v) {
+            log_error("microvm backend: exec environment entry '%s' is not NAME=VALUE", *v);
+            return -EINVAL;
+        }
+    }
+    if (!b->mux || b->reaped) {
+        log_error("microvm backend: exec needs the running bottle's channel");
+        return -ENOTCONN;
+    }
+    if (mux_is_dead(b->mux)) {
+        log_error("microvm backend: the bottle's channel is closed; cannot exec");
+        return -EPIPE;
+    }
+    x = xcalloc(1, sizeof(*x));
+    session_init(x, b->next_id++);
+    x->base.ops = &backend_microvm_ops;
+    for (int i = 0; i < 3; i++)
+        io[i] = args->stdio[i] >= 0 ? args->stdio[i] : b->devnull;
+    x->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (x->efd < 0) {
+        r = -errno;
+        goto fail;
+    }
+    r = session_open(x, b->loop, b->mux, io, args->tty, args->argv, args->env, args->cwd);
+    if (r >= 0)
+        r = session_watch_exit(x);
+    if (r < 0)
+        goto fail;
+    *ret = &x->base;
+    return 0;
+fail:
+    log_errno(LOG_LVL_ERROR, r, "microvm backend: starting %s in the VM", args->argv[0]);
+    session_close(x);
+    free(x);
+    return r;
+}
+
+static int mv_exec_pidfd(struct backend_exec *e)
+{
+    return sess_of(e)->efd;
+}
+
+static int mv_exec_wait(struct backend_exec *e, int *ret_status)
+{
+    struct vm_session *x = sess_of(e);
+
+    if (!x->reported)
+        return -EAGAIN;
+    *ret_status = x->status;
+    return 0;
+}
+
+static int mv_exec_signal(struct backend_exec *e, int signo)
+{
+    struct vm_session *x = sess_of(e);
+    char line[32];
+
+    if (x->exited)
+        return 0;
+    (void)str_printf(line, sizeof(line), "signal %d\n", signo);
+    return send_ctl_line(x, line);
+}
+
+static void mv_exec_resize(struct backend_exec *e)
+{
+    session_resize(sess_of(e));
+}
+
+static void session_free_later(struct loop_defer *d)
+{
+    free(d->userdata);
+}
+
+static void mv_exec_free(struct backend_exec *e)
+{
+    struct vm_session *x;
+
+    if (!e)
+        return;
+    x = sess_of(e);
+    if (!x->exited)
+        (void)mv_exec_signal(e, SIGKILL);
+    session_close(x);
+    /* maybe called from one of its own callbacks' dispatch pass: free after it */
+    loop_defer(x->loop, &x->free_later, session_free_later, x);
 }
 
 /* ---- probe ---- */
@@ -226,8 +374,11 @@ static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
                       MICROVM_MIN_MEMORY_MIB);
             return -EINVAL;
         }
-        if (fit < b->guest_mib)
-            b->guest_mib = fit;
+        /* Asked for (--memory, [bottle] memory): the guest gets all of it. The default limit
+         * (up to 8 GiB) keeps the 1 GiB guest: under TCG every GiB of guest RAM adds about
+         * 0.2 s to the boot (the kernel initializes a struct page per 4 KiB). */
+        if (fit < b->guest_mib || args->vm.memory_given)
+            b->guest_mib = MIN(fit, MICROVM_MAX_GUEST_MIB);
         lim->memory_bytes = (b->guest_mib + b->guest_mib / 32 + MICROVM_QEMU_OVERHEAD_MIB) << 20;
     }
     return 0;
@@ -246,16 +397,35 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b->base.ops = &backend_microvm_ops;
     b->pid = -1;
     b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = -1;
+    b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < ARRAY_SIZE(b->share_fd); i++)
         b->share_fd[i] = -1;
-    for (size_t i = 0; i < 3; i++)
+    for (size_t i = 0; i < 3; i++) {
         b->stdio[i] = args->stdio[i];
+        b->io[i] = -1;
+    }
+    session_init(&b->main, 0);
 
     {
         struct microvm_probe_paths pp;
         probe_paths(&args->paths, &pp);
         (void)microvm_probe_run(&pp, &b->probe);
+    }
+    /* A user's own kernel ([microvm] kernel) stands in for the cache's. */
+    if (args->vm.kernel) {
+        char why_k[MICROVM_REASON_MAX];
+        r = microvm_kernel_check(args->vm.kernel, why_k, sizeof(why_k));
+        if (r < 0) {
+            log_error("microvm backend: %s ([microvm] kernel in your config)", why_k);
+            goto fail;
+        }
+        (void)str_printf(b->probe.kernel.path, sizeof(b->probe.kernel.path), "%s", args->vm.kernel);
+        (void)str_printf(b->probe.kernel.version, sizeof(b->probe.kernel.version), "%s", "own");
+        b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
+        if (!b->probe.available)
+            (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
+                             b->probe.findings[MICROVM_FINDING_QEMU].text);
     }
     if (!b->probe.available) {
         log_error("microvm backend: %s; or run with --backend namespace", b->probe.reason);
@@ -263,9 +433,25 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         goto fail;
     }
     {
+        enum microvm_accel_request req = MICROVM_ACCEL_REQ_AUTO;
+        char why_a[MICROVM_REASON_MAX];
+        if (args->vm.accel && microvm_accel_request_from_string(args->vm.accel, &req) < 0) {
+            log_error("microvm backend: --accel '%s': expected kvm, tcg or auto", args->vm.accel);
+            r = -EINVAL;
+            goto fail;
+        }
+        r = microvm_accel_choose(req, &b->probe, &b->accel, why_a, sizeof(why_a));
+        if (r < 0) {
+            log_error("microvm backend: %s", why_a);
+            goto fail;
+        }
+        b->accel_auto = req == MICROVM_ACCEL_REQ_AUTO;
+    }
+    {
         struct bottle_spec tmp = *args->spec;
         size_t line = 0;
         tmp.rootfs = BOTTLE_ROOTFS_9P;
+        tmp.pids_max = args->pids_max; /* enforced in the guest by bottle-init */
         tmp.channel = (char *)"/dev/virtio-ports/" MICROVM_PORT_CHAN;
         r = bottle_spec_validate(&tmp, &field);
         if (r < 0) {
@@ -280,11 +466,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             goto fail;
         }
     }
-    if (b->spec.tty) {
-        log_error("microvm backend: -t is not supported yet (the console carries the "
-                  "command's output only); run with --backend namespace for a terminal");
-        r = -EOPNOTSUPP;
-        goto fail;
+    /* Our copies of the command's stdio: the caller closes its own once the bottle started
+     * (its EOF is then ours to give, when the guest's streams end). */
+    for (size_t i = 0; i < 3; i++) {
+        b->io[i] = fcntl(b->stdio[i] >= 0 ? b->stdio[i] : (int)i, F_DUPFD_CLOEXEC, 3);
+        if (b->io[i] < 0) {
+            r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: the command's stdio");
+            goto fail;
+        }
     }
     r = ns_find_init(args->paths.init, b->init, sizeof(b->init));
     if (r < 0) {
@@ -375,7 +564,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
                     (struct microvm_share){ tags[i - 1], paths[i], b->spec.mounts[i - 1].ro };
             }
         }
-        qc.accel = b->probe.accel;
+        qc.accel = b->accel;
         qc.tsc_khz = b->probe.cpu_khz;
         qc.qemu = b->probe.qemu;
         qc.kernel = b->probe.kernel.path;
@@ -386,6 +575,19 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.n_shares = n;
         qc.cpus = b->cpus;
         qc.memory_mib = b->guest_mib;
+        /* Benchmark knobs: bottle-init's start-up stages on the console
+         * (bench/microvm-run.sh --trace), the workspace's 9p msize and cache mode
+         * (bench/microvm-ws.sh; bottle-init accepts only known values). */
+        {
+            const char *t = getenv("BOT_BOTTLE_VM_TRACE"), *p9 = getenv("BOT_BOTTLE_VM_9P");
+            bool tr = t && strcmp(t, "1") == 0;
+            bool ok9 = p9 && p9[0] && strlen(p9) < 32 &&
+                       strspn(p9, "0123456789,abcdefghijklmnopqrstuvwxyz") == strlen(p9);
+            (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
+                             tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
+                             ok9 ? p9 : "");
+            qc.cmdline_extra = b->cmdline_extra;
+        }
         r = microvm_qemu_argv(&qc, &b->qargv);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");
@@ -438,6 +640,10 @@ static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
         goto fail;
     for (int i = 0; i < 3; i++) {
         int src = b->stdio[i] >= 0 ? b->stdio[i] : i;
+        /* With streams, the console (diagnostics: the kernel, bottle-init) goes to stderr and
+         * QEMU reads nothing. */
+        if (!b->console)
+            src = i == 0 ? b->devnull : b->stdio[2] >= 0 ? b->stdio[2] : 2;
         moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 100);
         if (moved[i] < 0)
             goto fail;
@@ -530,7 +736,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     long pid;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
-    if (b->probe.accel == MICROVM_ACCEL_TCG && access("/dev/kvm", F_OK) == 0)
+    if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
         log_warn("%s", b->probe.reason);
     if (pipe2(err_p, O_CLOEXEC) < 0)
         return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: pipe");
@@ -575,6 +781,15 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
                                : "microvm backend: QEMU did not connect to its sockets in %s",
                   b->dir);
         goto fail;
+    }
+    /* bottle-init waits for this before it runs anything (guest/init.c, vm_read_mode). */
+    {
+        const char *mode = b->console ? "console\n" : "streams\n";
+        if (RETRY_EINTR(send(b->ctl_c, mode, strlen(mode), MSG_NOSIGNAL)) < 0) {
+            close(chan);
+            r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: writing to bottle.ctl");
+            goto fail;
+        }
     }
     ret->pid = b->pid;
     ret->pidfd = b->pidfd;
@@ -691,6 +906,12 @@ static void mv_destroy(struct bottle *bb)
         (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
         b->reaped = true;
     }
+    session_close(&b->main);
+    for (size_t i = 0; i < 3; i++)
+        if (b->io[i] >= 0)
+            close(b->io[i]);
+    if (b->devnull >= 0)
+        close(b->devnull);
     if (b->pidfd >= 0)
         close(b->pidfd);
     if (b->ctl_l >= 0)
@@ -722,7 +943,7 @@ static void mv_destroy(struct bottle *bb)
 const struct backend_ops backend_microvm_ops = {
     .name = "microvm",
     .summary = "QEMU microVM: its own guest kernel, no network device, 9p shares",
-    .flags = BACKEND_HAS_CHANNEL | BACKEND_STDIO_CONSOLE,
+    .flags = BACKEND_HAS_CHANNEL,
     .probe = mv_probe,
     .create = mv_create,
     .start = mv_start,
@@ -730,4 +951,17 @@ const struct backend_ops backend_microvm_ops = {
     .request_stop = mv_request_stop,
     .kill = mv_kill,
     .destroy = mv_destroy,
+    .attach = mv_attach,
+    .resize = mv_resize,
+    .exec = mv_exec,
+    .exec_pidfd = mv_exec_pidfd,
+    .exec_wait = mv_exec_wait,
+    .exec_free = mv_exec_free,
+    .exec_resize = mv_exec_resize,
+    .exec_signal = mv_exec_signal,
 };
+
+void microvm_console_stdio(struct bottle *bb)
+{
+    mv_of(bb)->console = true;
+}

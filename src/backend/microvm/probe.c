@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <elf.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -206,6 +208,92 @@ int microvm_qemu_version(const char *qemu, unsigned ret[3])
     return microvm_qemu_parse_version(out, ret);
 }
 
+/*
+ * The version of one QEMU binary does not change while the binary does not: the answer is
+ * kept per process (create() probes again after probe()) and in cache_dir/qemu.version,
+ * keyed by the binary's path, device, inode, size and mtime, so `run` does not exec
+ * `qemu -version` (40-100 ms here) at all once it is known.
+ */
+#define QEMU_VERSION_CACHE "qemu.version"
+
+static int qemu_version_key(const char *qemu, char *ret, size_t size)
+{
+    struct stat st;
+
+    if (stat(qemu, &st) < 0)
+        return -errno;
+    return str_printf(ret, size, "%s\t%llu\t%llu\t%lld\t%lld.%09ld", qemu,
+                      (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                      (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                      (long)st.st_mtim.tv_nsec);
+}
+
+static int qemu_version_cache_read(const char *file, const char *key, unsigned ret[3])
+{
+    char text[PATH_MAX + 256];
+    size_t klen = strlen(key);
+    ssize_t n;
+    _cleanup_close_ int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+    if (fd < 0)
+        return -errno;
+    n = RETRY_EINTR(read(fd, text, sizeof(text) - 1));
+    if (n < 0)
+        return -errno;
+    text[n] = '\0';
+    if ((size_t)n <= klen + 1 || memcmp(text, key, klen) != 0 || text[klen] != '\n')
+        return -ESTALE;
+    /* the line after the key is `qemu -version`'s first line, parsed as when fresh */
+    return microvm_qemu_parse_version(text + klen + 1, ret);
+}
+
+static void qemu_version_cache_write(const char *dir, const char *file, const char *key,
+                                     const unsigned v[3])
+{
+    char tmp[PATH_MAX], text[PATH_MAX + 256];
+    size_t n;
+    _cleanup_close_ int fd = -1;
+
+    if (str_printf(tmp, sizeof(tmp), "%s/." QEMU_VERSION_CACHE ".%d", dir, (int)getpid()) < 0 ||
+        str_printf(text, sizeof(text), "%s\nQEMU emulator version %u.%u.%u\n", key, v[0], v[1],
+                   v[2]) < 0)
+        return;
+    n = strlen(text);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return; /* no cache directory yet (no kernel built): nothing to keep */
+    if (RETRY_EINTR(write(fd, text, n)) != (ssize_t)n || rename(tmp, file) < 0)
+        (void)unlink(tmp);
+}
+
+int microvm_qemu_version_cached(const char *qemu, const char *cache_dir, unsigned ret[3])
+{
+    static char memo_key[PATH_MAX + 128];
+    static unsigned memo[3];
+    char key[PATH_MAX + 128], file[PATH_MAX];
+    bool have_file;
+    int r;
+
+    if (qemu_version_key(qemu, key, sizeof(key)) < 0 || strchr(qemu, '\n'))
+        return microvm_qemu_version(qemu, ret);
+    if (memo_key[0] && strcmp(memo_key, key) == 0) {
+        memcpy(ret, memo, sizeof(memo));
+        return 0;
+    }
+    have_file = cache_dir && cache_dir[0] &&
+                str_printf(file, sizeof(file), "%s/" QEMU_VERSION_CACHE, cache_dir) >= 0;
+    if (!have_file || qemu_version_cache_read(file, key, ret) < 0) {
+        r = microvm_qemu_version(qemu, ret);
+        if (r < 0)
+            return r;
+        if (have_file)
+            qemu_version_cache_write(cache_dir, file, key, ret);
+    }
+    (void)str_printf(memo_key, sizeof(memo_key), "%s", key);
+    memcpy(memo, ret, sizeof(memo));
+    return 0;
+}
+
 /* ---- guest kernel ---- */
 
 int microvm_cache_dir_for(uid_t uid, const char *xdg_cache_home, const char *home, char *ret,
@@ -312,6 +400,116 @@ int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret)
         return -errno;
     *ret = k;
     return 0;
+}
+
+/*
+ * What a user's own kernel ([microvm] kernel) must have for this backend, checked before
+ * QEMU starts so that a stock kernel fails with a sentence instead of a silent guest: an x86-64
+ * ELF vmlinux with the Xen PVH entry note (QEMU boots it directly; no bzImage, no firmware),
+ * and, built in, the drivers the guest needs before anything can be loaded. Built-in code
+ * leaves its module name in the image; a driver built as a module does not.
+ */
+static const struct {
+    const char *needle;
+    const char *what;
+} kernel_needs[] = {
+    { "virtio_mmio.device", "virtio-mmio devices from the command line (CONFIG_VIRTIO_MMIO=y, "
+                            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y)" },
+    { "virtio_console", "the virtio console and ports (CONFIG_VIRTIO_CONSOLE=y)" },
+    { "9pnet_virtio", "9p over virtio (CONFIG_NET_9P=y, CONFIG_NET_9P_VIRTIO=y)" },
+    { "v9fs_inode_cache", "the 9p file system (CONFIG_9P_FS=y)" },
+};
+
+#define XEN_ELFNOTE_PHYS32_ENTRY 18
+#define MICROVM_KERNEL_MAX_BYTES (512ULL << 20)
+
+static bool elf_has_pvh_note(const unsigned char *p, size_t size)
+{
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)p;
+
+    if (eh->e_phoff > size || eh->e_phentsize != sizeof(Elf64_Phdr) ||
+        eh->e_phnum > (size - eh->e_phoff) / sizeof(Elf64_Phdr))
+        return false;
+    for (size_t i = 0; i < eh->e_phnum; i++) {
+        const Elf64_Phdr *ph = (const Elf64_Phdr *)(p + eh->e_phoff + i * sizeof(Elf64_Phdr));
+        size_t off, end;
+
+        if (ph->p_type != PT_NOTE || ph->p_offset > size || ph->p_filesz > size - ph->p_offset)
+            continue;
+        off = ph->p_offset;
+        end = off + ph->p_filesz;
+        while (end - off >= sizeof(Elf64_Nhdr)) {
+            const Elf64_Nhdr *nh = (const Elf64_Nhdr *)(p + off);
+            size_t name = (nh->n_namesz + 3) & ~(size_t)3, desc = (nh->n_descsz + 3) & ~(size_t)3;
+
+            off += sizeof(*nh);
+            if (name > end - off || desc > end - off - name)
+                break;
+            if (nh->n_type == XEN_ELFNOTE_PHYS32_ENTRY && nh->n_namesz == 4 &&
+                memcmp(p + off, "Xen", 4) == 0)
+                return true;
+            off += name + desc;
+        }
+    }
+    return false;
+}
+
+int microvm_kernel_check(const char *path, char *reason, size_t reason_size)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    const unsigned char *p;
+    struct stat st;
+    int r = 0;
+
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        r = -errno;
+        (void)str_printf(reason, reason_size, "cannot read the guest kernel %s (%s)", path,
+                         strerror(-r));
+        return r;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(Elf64_Ehdr) ||
+        (uint64_t)st.st_size > MICROVM_KERNEL_MAX_BYTES) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s is not a regular file of a kernel's size", path);
+        return -EINVAL;
+    }
+    p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+        r = -errno;
+        (void)str_printf(reason, reason_size, "cannot read the guest kernel %s (%s)", path,
+                         strerror(-r));
+        return r;
+    }
+    if (memcmp(p, ELFMAG, SELFMAG) != 0 || p[EI_CLASS] != ELFCLASS64 ||
+        ((const Elf64_Ehdr *)p)->e_machine != EM_X86_64) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s is not an x86-64 ELF vmlinux (a bzImage/vmlinuz "
+                         "cannot be booted without firmware; give the uncompressed vmlinux, "
+                         "e.g. from scripts/build-guest-kernel.sh)",
+                         path);
+        r = -ENOEXEC;
+    } else if (!elf_has_pvh_note(p, (size_t)st.st_size)) {
+        (void)str_printf(reason, reason_size,
+                         "the guest kernel %s has no PVH entry note (CONFIG_PVH=y), so QEMU "
+                         "cannot boot it directly",
+                         path);
+        r = -ENOEXEC;
+    } else {
+        for (size_t i = 0; i < ARRAY_SIZE(kernel_needs); i++) {
+            if (!memmem(p, (size_t)st.st_size, kernel_needs[i].needle,
+                        strlen(kernel_needs[i].needle) + 1)) {
+                (void)str_printf(reason, reason_size,
+                                 "the guest kernel %s lacks %s built in (modules cannot be "
+                                 "loaded before the shares are mounted); build one with "
+                                 "scripts/build-guest-kernel.sh",
+                                 path, kernel_needs[i].what);
+                r = -ENOEXEC;
+                break;
+            }
+        }
+    }
+    munmap((void *)p, (size_t)st.st_size);
+    return r;
 }
 
 /* ---- KVM ---- */
@@ -476,7 +674,14 @@ static void probe_qemu(const struct microvm_probe_paths *paths, struct microvm_p
         p->qemu[0] = '\0';
         return;
     }
-    r = microvm_qemu_version(p->qemu, p->qemu_version);
+    {
+        char dir[PATH_MAX];
+        if (paths->cache_dir)
+            r = str_printf(dir, sizeof(dir), "%s", paths->cache_dir);
+        else
+            r = microvm_cache_dir_default(dir, sizeof(dir));
+        r = microvm_qemu_version_cached(p->qemu, r < 0 ? NULL : dir, p->qemu_version);
+    }
     if (r < 0) {
         FINDING(p, MICROVM_FINDING_QEMU, false,
                 "%s -version failed (%s); reinstall qemu-system-x86: scripts/install-deps.sh",
@@ -591,8 +796,14 @@ int microvm_accel_choose(enum microvm_accel_request req, const struct microvm_pr
         return 0;
     case MICROVM_ACCEL_REQ_KVM:
         if (!p->kvm_usable) {
-            (void)str_printf(reason, reason_size, "--accel kvm: %s; use --accel tcg or auto",
-                             p->findings[MICROVM_FINDING_KVM].text);
+            /* "no usable KVM (why): running under TCG emulation" without the last part: here
+             * nothing runs */
+            const char *t = p->findings[MICROVM_FINDING_KVM].text;
+            const char *cut = strstr(t, ": running under TCG emulation");
+            (void)str_printf(reason, reason_size,
+                             "--accel kvm: %.*s, so the VM cannot run under KVM here; use "
+                             "--accel tcg (emulation, slow) or auto",
+                             (int)(cut ? (size_t)(cut - t) : strlen(t)), t);
             return -ENODEV;
         }
         *ret = MICROVM_ACCEL_KVM;

@@ -67,6 +67,11 @@ int microvm_qemu_parse_version(const char *text, unsigned ret[3]);
  * -ETIMEDOUT, -EINVAL for output that is not QEMU's, or the exec error. */
 int microvm_qemu_version(const char *qemu, unsigned ret[3]);
 
+/* The same, remembered: per process and in cache_dir/qemu.version (cache_dir may be NULL),
+ * keyed by the binary's path, device, inode, size and mtime; the binary runs only when the
+ * key changed. Same errors. */
+int microvm_qemu_version_cached(const char *qemu, const char *cache_dir, unsigned ret[3]);
+
 /* ---- guest kernel ---- */
 
 struct microvm_kernel {
@@ -92,6 +97,13 @@ int microvm_kernel_meta_parse(const char *text, const char *cache_dir, struct mi
 /* Reads cache_dir/kernel.meta and checks the vmlinux it names is a readable regular file.
  * -ENOENT when there is no kernel.meta or no vmlinux, -EINVAL for a bad kernel.meta. */
 int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret);
+
+/*
+ * Checks a user's own guest kernel ([microvm] kernel = PATH): an x86-64 ELF vmlinux with the
+ * PVH entry note, with virtio-mmio command-line devices, the virtio console, 9p and 9p over
+ * virtio built in. 0, or a negative errno with one sentence in reason naming what is missing.
+ */
+int microvm_kernel_check(const char *path, char *reason, size_t reason_size);
 
 /* ---- KVM ---- */
 

@@ -65,8 +65,9 @@ struct ns_bottle {
     uint32_t uid, gid;   /* the command's ids (mapped to themselves) */
     char init[PATH_MAX]; /* bottle-init */
     int stdio[3];
-    int handoff_fd;      /* not owned; -1: none */
-    struct bb_cgroup cg; /* version 0: no limits applied */
+    int handoff_fd;               /* not owned; -1: none */
+    struct bb_cgroup cg;          /* version 0: no limits applied */
+    int cg_tasks[CGROUP_CTL_MAX]; /* v1, during ns_start: cgroup_open_tasks, for the child */
     pid_t pid;
     int pidfd;
     bool reaped;
@@ -213,9 +214,20 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
         backend_probe_add_finding(&p, "kernel", false, "%s", p.reason);
         goto done;
     }
+    /* A network namespace costs more to create and tear down than all the others together
+     * (the kernel's per-namespace network set-up): the test below leaves it out and the
+     * sysctl that disables it is read instead; the bottle's own clone3() has every flag (a
+     * failure there is an error of `run` too). */
+    if (read_sysctl("user/max_net_namespaces", why, sizeof(why)) == 0 && strcmp(why, "0") == 0) {
+        (void)str_printf(p.reason, sizeof(p.reason),
+                         "network namespaces are disabled (user.max_net_namespaces=0); run: sudo "
+                         "sysctl -w user.max_net_namespaces=15000");
+        backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
+        goto done;
+    }
     {
         int pidfd = -1, status;
-        struct clone_args a = { .flags = NS_FLAGS | CLONE_PIDFD,
+        struct clone_args a = { .flags = (NS_FLAGS & ~(uint64_t)CLONE_NEWNET) | CLONE_PIDFD,
                                 .pidfd = (uint64_t)(uintptr_t)&pidfd,
                                 .exit_signal = SIGCHLD };
         long pid = sys_clone3(&a);
@@ -223,7 +235,7 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
             _exit(0);
         if (pid < 0) {
             (void)str_printf(p.reason, sizeof(p.reason),
-                             "creating user/mount/pid/net namespaces failed (clone3: %s)%s",
+                             "creating user/mount/pid namespaces failed (clone3: %s)%s",
                              strerror(errno),
                              errno == ENOSYS ? "; Linux 5.3 or newer is needed" : "");
             backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
@@ -233,7 +245,9 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
         close(pidfd);
     }
     {
-        char clone[16], aa[16], max[32];
+        char clone[16], aa[16], max[32], net[32];
+        if (read_sysctl("user/max_net_namespaces", net, sizeof(net)) < 0)
+            (void)str_printf(net, sizeof(net), "absent");
         if (read_sysctl("kernel/unprivileged_userns_clone", clone, sizeof(clone)) < 0)
             (void)str_printf(clone, sizeof(clone), "absent");
         if (read_sysctl("kernel/apparmor_restrict_unprivileged_userns", aa, sizeof(aa)) < 0)
@@ -241,11 +255,12 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
         if (read_sysctl("user/max_user_namespaces", max, sizeof(max)) < 0)
             (void)str_printf(max, sizeof(max), "absent");
         backend_probe_add_finding(&p, "userns", true,
-                                  "user, mount, pid and net namespaces work%s "
-                                  "(kernel.unprivileged_userns_clone %s, "
+                                  "user, mount, pid, ipc, uts and cgroup namespaces work%s, "
+                                  "net ones are allowed (user.max_net_namespaces %s; "
+                                  "kernel.unprivileged_userns_clone %s, "
                                   "kernel.apparmor_restrict_unprivileged_userns %s, "
                                   "user.max_user_namespaces %s)",
-                                  root ? " as root" : "", clone, aa, max);
+                                  root ? " as root" : "", net, clone, aa, max);
     }
     r = ns_find_init(paths ? paths->init : NULL, init, sizeof(init));
     if (r < 0) {
@@ -318,6 +333,8 @@ static int ns_create(const struct backend_create_args *args, struct bottle **ret
     b->pid = -1;
     b->pidfd = -1;
     cgroup_init(&b->cg);
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
+        b->cg_tasks[i] = -1;
     b->uid = tmp.uid;
     b->gid = tmp.gid;
     for (size_t i = 0; i < 3; i++)
@@ -403,9 +420,10 @@ static _noreturn_ void child_main(struct ns_bottle *b, int sync_fd, int err_fd, 
     /* Wait for the id maps. EOF: the parent gave up. */
     if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
         _exit(125);
-    /* cgroup v1 moved us into the bottle's cgroups only now: make them our cgroup namespace's
-     * root, so the bottle sees its cgroup as "/" as on v2 (a no-op change there). */
-    if (b->cg.version == 1 && unshare(CLONE_NEWCGROUP) < 0)
+    /* cgroup v1: into the bottle's cgroups now (we are its only thread: cgroup.h says why we
+     * move ourselves), then make them our cgroup namespace's root, so the bottle sees its
+     * cgroup as "/" as on v2 (a no-op change there). */
+    if (b->cg.version == 1 && (cgroup_enter_self(b->cg_tasks) < 0 || unshare(CLONE_NEWCGROUP) < 0))
         goto fail;
     /* Keep every capability across exec even as a non-zero uid (unprivileged case): copy
      * permitted into inheritable, then raise all of them as ambient capabilities. */
@@ -523,12 +541,18 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
         a.flags |= CLONE_INTO_CGROUP;
         a.cgroup = (uint64_t)b->cg.fd;
     }
+    if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0) {
+        log_errno(LOG_LVL_ERROR, r,
+                  "namespace backend: opening the tasks files of the bottle's cgroups");
+        goto out;
+    }
     pid = sys_clone3(&a);
     if (pid == 0) {
         close(sync_p[1]);
         close(err_p[0]);
         child_main(b, sync_p[0], err_p[1], guest_end, spec_fd);
     }
+    cgroup_close_tasks(b->cg_tasks);
     if (pid < 0) {
         r = log_errno(LOG_LVL_ERROR, -errno, "namespace backend: clone3 into new namespaces");
         goto out;
@@ -540,11 +564,6 @@ static int ns_start(struct bottle *bb, struct backend_started *ret)
     close(err_p[1]);
     err_p[1] = -1;
 
-    /* cgroup v1: into every hierarchy now, while the child still waits for its release. */
-    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
-        log_errno(LOG_LVL_ERROR, r, "namespace backend: moving the bottle into its cgroup");
-        goto out;
-    }
     r = write_id_maps(b->pid, b->uid, b->gid);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "namespace backend: writing the uid/gid maps of %d",
@@ -944,6 +963,18 @@ static int ns_exec_wait(struct backend_exec *ee, int *ret_status)
     return 0;
 }
 
+/* The exec'd command is a child of ours with a pidfd: signal it directly. */
+static int ns_exec_signal(struct backend_exec *e, int signo)
+{
+    struct ns_exec *x = exec_of(e);
+    int r;
+
+    if (x->reaped)
+        return 0;
+    r = bb_pidfd_send_signal(x->pidfd, signo);
+    return r == -ESRCH ? 0 : r;
+}
+
 static void ns_exec_free(struct backend_exec *ee)
 {
     struct ns_exec *x;
@@ -999,5 +1030,6 @@ const struct backend_ops backend_namespace_ops = {
     .exec_pidfd = ns_exec_pidfd,
     .exec_wait = ns_exec_wait,
     .exec_free = ns_exec_free,
+    .exec_signal = ns_exec_signal,
     .destroy = ns_destroy,
 };

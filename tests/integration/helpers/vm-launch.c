@@ -17,6 +17,12 @@
  * fake). --close-chan closes it at once (the guest must fail closed). --memory MIB sets the
  * bottle's memory limit so that the guest gets MIB (at most the backend's default).
  *
+ * With --exec CMD (and --exec-tty), the bottle runs as under `bot-bottle run` instead: the
+ * host relay and the backend's attach in this process's loop (stdio over channel streams),
+ * and once it is up, `sh -c CMD` through the backend's exec op with BB_EXEC_EXTRA=yes added to
+ * its environment (--exec-tty: on a pty of ours, whose output goes to our stdout); its status
+ * is printed as "vm-launch: exec status N" on stderr, then the bottle is asked to stop.
+ *
  * QEMU's user is the backend's choice (docs/microvm.md, S10 rule 1): the spec's uid (default:
  * the workspace's owner as root, else ours).
  */
@@ -31,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -108,6 +115,132 @@ static void on_signal(int sig)
     got_signal = sig;
 }
 
+/* ---- --exec: the bottle as `run` drives it, plus one exec ---- */
+
+struct xstate {
+    const struct backend_ops *ops;
+    struct bottle *b;
+    struct loop *loop;
+    struct backend_exec *e;
+    struct loop_source bottle_src, exec_src, master_src;
+    int master;
+    bool bottle_done, exec_done;
+    int status;
+};
+
+static void x_on_bottle(struct loop_source *src, uint32_t ev)
+{
+    struct xstate *x = src->userdata;
+    (void)ev;
+    loop_del(x->loop, src);
+    if (x->ops->wait(x->b, &x->status) < 0)
+        x->status = 125;
+    x->bottle_done = true;
+    loop_quit(x->loop, 0);
+}
+
+static void x_on_exec(struct loop_source *src, uint32_t ev)
+{
+    struct xstate *x = src->userdata;
+    int st = -1;
+    (void)ev;
+    loop_del(x->loop, src);
+    if (x->ops->exec_wait(x->e, &st) < 0)
+        st = -1;
+    fprintf(stderr, "vm-launch: exec status %d\n", st);
+    x->exec_done = true;
+    x->ops->exec_free(x->e);
+    x->e = NULL;
+    (void)x->ops->request_stop(x->b);
+}
+
+static void x_on_master(struct loop_source *src, uint32_t ev)
+{
+    struct xstate *x = src->userdata;
+    char tmp[4096];
+    ssize_t n = read(x->master, tmp, sizeof(tmp));
+    (void)ev;
+    if (n > 0)
+        (void)!write(STDOUT_FILENO, tmp, (size_t)n);
+    else if (n == 0 || errno != EAGAIN)
+        loop_del(x->loop, src);
+}
+
+static void x_on_timeout(struct loop_timer *t)
+{
+    struct xstate *x = t->userdata;
+    log_error("the VM did not finish in time; killing QEMU (raise --timeout)");
+    (void)x->ops->kill(x->b);
+}
+
+static void x_relay_dead(void *userdata, int err)
+{
+    (void)userdata;
+    log_errno(LOG_LVL_INFO, err, "the channel ended");
+}
+
+static int run_with_exec(const struct backend_ops *ops, struct backend_create_args *ca,
+                         struct channel_host_config *hc, const char *cmd, bool tty, int timeout_s)
+{
+    struct xstate x = { .ops = ops, .master = -1, .status = 125 };
+    struct backend_started started = { .pidfd = -1, .channel_fd = -1 };
+    struct channel_host_relay *relay = NULL;
+    struct loop_timer timer;
+    char *argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
+    char *env[] = { (char *)"BB_EXEC_EXTRA=yes", NULL };
+    struct backend_exec_args xa = { .argv = argv, .env = env };
+    int slave = -1;
+
+    if (loop_new(&x.loop) < 0 || ops->create(ca, &x.b) < 0 || ops->start(x.b, &started) < 0)
+        goto out;
+    hc->dead = x_relay_dead;
+    if (channel_host_relay_start(x.loop, started.channel_fd, hc, &relay) < 0 ||
+        ops->attach(x.b, x.loop, channel_host_relay_mux(relay)) < 0)
+        goto out;
+    (void)loop_add(x.loop, &x.bottle_src, started.pidfd, EPOLLIN, x_on_bottle, &x);
+    xa.stdio[0] = ca->stdio[0];
+    xa.stdio[1] = STDOUT_FILENO;
+    xa.stdio[2] = STDERR_FILENO;
+    if (tty) {
+        struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+        x.master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (x.master < 0 || grantpt(x.master) < 0 || unlockpt(x.master) < 0 ||
+            (slave = open(ptsname(x.master), O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+            goto out;
+        (void)ioctl(x.master, TIOCSWINSZ, &ws);
+        xa.stdio[0] = xa.stdio[1] = xa.stdio[2] = slave;
+        xa.tty = true;
+        (void)fcntl(x.master, F_SETFL, O_NONBLOCK);
+        (void)loop_add(x.loop, &x.master_src, x.master, EPOLLIN, x_on_master, &x);
+    }
+    if (ops->exec(x.b, &xa, &x.e) < 0)
+        goto out;
+    if (slave >= 0)
+        close(slave), slave = -1;
+    (void)loop_add(x.loop, &x.exec_src, ops->exec_pidfd(x.e), EPOLLIN, x_on_exec, &x);
+    loop_timer_init(&timer, x_on_timeout, &x);
+    loop_timer_set_in(x.loop, &timer, (uint64_t)timeout_s * 1000);
+    while (!x.bottle_done)
+        (void)loop_run(x.loop);
+    loop_timer_stop(x.loop, &timer);
+    /* what the pty still holds */
+    while (x.master >= 0 && x.master_src.registered && loop_run_once(x.loop, 200) > 0)
+        ;
+out:
+    if (slave >= 0)
+        close(slave);
+    if (x.e)
+        ops->exec_free(x.e);
+    channel_host_relay_free(relay);
+    if (x.b)
+        ops->destroy(x.b);
+    if (x.master >= 0)
+        close(x.master);
+    if (x.loop)
+        loop_free(x.loop);
+    return x.status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -118,7 +251,8 @@ int main(int argc, char **argv)
         { "cpus", required_argument, NULL, 'c' },  { "timeout", required_argument, NULL, 'T' },
         { "probe", no_argument, NULL, 'p' },       { "chan-stats", no_argument, NULL, 'S' },
         { "proxy", required_argument, NULL, 'P' }, { "dns", required_argument, NULL, 'D' },
-        { "close-chan", no_argument, NULL, 'C' },  { NULL, 0, NULL, 0 },
+        { "close-chan", no_argument, NULL, 'C' },  { "exec", required_argument, NULL, 'X' },
+        { "exec-tty", no_argument, NULL, 'Y' },    { NULL, 0, NULL, 0 },
     };
     const struct backend_ops *ops = &backend_microvm_ops;
     struct bottle_spec spec = { 0 };
@@ -133,7 +267,8 @@ int main(int argc, char **argv)
     struct passwd *pw;
     struct stat st;
     bool do_probe = false, chan_stats = false, have_proxy = false, have_dns = false;
-    bool close_chan = false, killed = false;
+    bool close_chan = false, killed = false, exec_tty = false;
+    const char *exec_cmd = NULL;
     unsigned long long chan_bytes = 0;
     struct channel_host_config hc = { 0 };
     pid_t relay_pid = -1;
@@ -190,6 +325,12 @@ int main(int argc, char **argv)
             break;
         case 'C':
             close_chan = true;
+            break;
+        case 'X':
+            exec_cmd = optarg;
+            break;
+        case 'Y':
+            exec_tty = true;
             break;
         case 'P':
         case 'D':
@@ -258,7 +399,17 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGHUP, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    if (ops->create(&ca, &b) < 0 || ops->start(b, &started) < 0)
+    if (exec_cmd) {
+        if (!have_proxy) { /* nothing answers: connections are refused */
+            (void)net_addr_parse("127.0.0.1:9", 0, &hc.proxy);
+            (void)net_addr_parse("127.0.0.1:9", 0, &hc.dns);
+        }
+        status = run_with_exec(ops, &ca, &hc, exec_cmd, exec_tty, (int)timeout_s);
+        goto out;
+    }
+    if (ops->create(&ca, &b) == 0)
+        microvm_console_stdio(b); /* no loop here to pump channel streams */
+    if (!b || ops->start(b, &started) < 0)
         goto out; /* logged */
     chan = started.channel_fd;
     if (close_chan) {

@@ -1,0 +1,310 @@
+/* The host's ends of a command's channel streams (microvm.c; guest/vmsession.h). */
+#include "backend/microvm/session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "channel/mux.h"
+#include "common/buf.h"
+#include "common/str.h"
+
+void session_init(struct vm_session *x, uint32_t id)
+{
+    memset(x, 0, sizeof(*x));
+    x->id = id;
+    x->ctl = x->efd = -1;
+    for (int i = 0; i < 3; i++)
+        x->sock[i] = x->io[i] = -1;
+}
+
+static void fd_close(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Unregisters and closes everything (not the struct). */
+void session_close(struct vm_session *x)
+{
+    if (x->loop)
+        loop_del(x->loop, &x->ctl_src);
+    for (int i = 0; i < 3; i++) {
+        pump_stop(&x->p[i]);
+        x->p_on[i] = false;
+        fd_close(&x->sock[i]);
+        fd_close(&x->io[i]);
+    }
+    fd_close(&x->ctl);
+    fd_close(&x->efd);
+    x->open = false;
+}
+
+static bool session_output_done(const struct vm_session *x)
+{
+    return x->tty ? !x->p_on[SIO_OUT] : !x->p_on[SIO_OUT] && !x->p_on[SIO_ERR];
+}
+
+/* exec: the status is in and the output across: wake whoever polls the eventfd. */
+static void session_maybe_report(struct vm_session *x)
+{
+    uint64_t one = 1;
+
+    if (x->id == 0 || x->reported || !x->exited || !session_output_done(x))
+        return;
+    x->reported = true;
+    (void)!write(x->efd, &one, sizeof(one));
+}
+
+static void on_pump_done(struct pump *p, int err)
+{
+    struct vm_session *x = p->userdata;
+    int i = (int)(p - x->p);
+
+    (void)err;
+    x->p_on[i] = false;
+    if (i == SIO_IN) {
+        if (!x->tty)
+            fd_close(&x->sock[SIO_IN]); /* (the pump shut it down when the input ended) */
+        return;
+    }
+    /* An output stream ended (the guest's EOF, or our reader went away): our socket closes,
+     * which tells the guest everything is out, and our copy of the caller's fd closes, which
+     * gives the caller its EOF. */
+    if (x->tty) {
+        pump_stop(&x->p[SIO_IN]);
+        x->p_on[SIO_IN] = false;
+        fd_close(&x->sock[0]);
+        fd_close(&x->sock[1]);
+        fd_close(&x->io[0]);
+        fd_close(&x->io[1]);
+    } else {
+        fd_close(&x->sock[i]);
+        fd_close(&x->io[i]);
+    }
+    session_maybe_report(x);
+}
+
+/* exec: "exit N" on ctl; EOF without one (the channel died): 125. */
+static void on_session_ctl(struct loop_source *src, uint32_t events)
+{
+    struct vm_session *x = src->userdata;
+    ssize_t n =
+        recv(x->ctl, x->ctl_buf + x->ctl_len, sizeof(x->ctl_buf) - 1 - x->ctl_len, MSG_DONTWAIT);
+    uint64_t code;
+    char *nl;
+
+    (void)events;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0) {
+        x->ctl_len += (size_t)n;
+        x->ctl_buf[x->ctl_len] = '\0';
+        nl = strchr(x->ctl_buf, '\n');
+        if (!nl && x->ctl_len < sizeof(x->ctl_buf) - 1)
+            return;
+        if (nl)
+            *nl = '\0';
+        x->status =
+            strncmp(x->ctl_buf, "exit ", 5) == 0 && str_to_u64_cstr(x->ctl_buf + 5, 255, &code) == 0
+                ? (int)code
+                : 125;
+    } else {
+        x->status = 125;
+        /* the guest is gone: nothing more will come on the output streams */
+        for (int i = 0; i < 3; i++) {
+            if (x->p_on[i]) {
+                pump_stop(&x->p[i]);
+                x->p_on[i] = false;
+            }
+        }
+        for (int i = 0; i < 3; i++) {
+            fd_close(&x->sock[i]);
+            fd_close(&x->io[i]);
+        }
+    }
+    loop_del(x->loop, src);
+    x->exited = true;
+    session_maybe_report(x);
+}
+
+static int hex_line(struct buf *req, const char *key, const char *v)
+{
+    static const char hex[] = "0123456789abcdef";
+    int r = buf_printf(req, "%s ", key);
+
+    for (const unsigned char *p = (const unsigned char *)v; r >= 0 && *p; p++) {
+        char two[2] = { hex[*p >> 4], hex[*p & 15] };
+        r = buf_append(req, two, 2);
+    }
+    return r < 0 ? r : buf_append(req, "\n", 1);
+}
+
+/* A socketpair: our end (non-blocking) in *ours, the other end carried by the mux as an exec
+ * stream whose header names (session, role). */
+static int open_stream(struct vm_session *x, const char *role, int *ours)
+{
+    char hdr[64];
+    int sp[2], n, r;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0)
+        return -errno;
+    n = str_printf(hdr, sizeof(hdr), "%u %s\n", (unsigned)x->id, role);
+    if (n == 0)
+        n = (int)strlen(hdr);
+    if (n < 0 || send(sp[0], hdr, (size_t)n, MSG_NOSIGNAL) != n) {
+        r = n < 0 ? n : -errno;
+        close(sp[0]);
+        close(sp[1]);
+        return r;
+    }
+    r = mux_open_fd(x->mux, CHANNEL_KIND_EXEC, sp[1]); /* owns sp[1] even on failure */
+    if (r < 0) {
+        close(sp[0]);
+        return r;
+    }
+    *ours = sp[0];
+    return 0;
+}
+
+/* Raw, so the host pty passes bytes through: the guest's pty does the line discipline. */
+static void host_pty_raw(int fd)
+{
+    struct termios t;
+
+    if (tcgetattr(fd, &t) == 0) {
+        cfmakeraw(&t);
+        (void)tcsetattr(fd, TCSANOW, &t);
+    }
+}
+
+static int session_pump(struct vm_session *x, int i, int from, int to)
+{
+    int r = pump_start(&x->p[i], x->loop, from, to, on_pump_done, x);
+
+    if (r == -EPERM && i == SIO_IN) {
+        /* not pollable (/dev/null, a regular file): no input */
+        (void)shutdown(to, SHUT_WR);
+        return 0;
+    }
+    if (r >= 0)
+        x->p_on[i] = true;
+    return r;
+}
+
+/*
+ * Opens x's streams and sends its request: ctl (the request, and for exec the status), then
+ * in/out/err, or tty. io[] are the caller's stdio (copied); argv NULL for session 0.
+ */
+int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const int io[3],
+                 bool tty, char *const *argv, char *const *env, const char *cwd)
+{
+    struct buf req = BUF_INIT(1024 * 1024);
+    int r;
+
+    x->loop = loop;
+    x->mux = mux;
+    x->tty = tty;
+    x->open = true;
+    r = open_stream(x, "ctl", &x->ctl);
+    if (r < 0)
+        goto out;
+    for (size_t i = 0; argv && argv[i] && r >= 0; i++)
+        r = hex_line(&req, "arg", argv[i]);
+    for (size_t i = 0; env && env[i] && r >= 0; i++)
+        r = hex_line(&req, "env", env[i]);
+    if (r >= 0 && cwd)
+        r = hex_line(&req, "cwd", cwd);
+    if (r >= 0 && tty) {
+        struct winsize ws = { 0 };
+        (void)ioctl(io[0], TIOCGWINSZ, &ws);
+        r = buf_printf(&req, "tty %u %u\n", (unsigned)ws.ws_row, (unsigned)ws.ws_col);
+    }
+    if (r >= 0)
+        r = buf_append(&req, "start\n", 6);
+    if (r < 0)
+        goto out;
+    /* The request goes before the streams: the guest starts the command once all are there. */
+    {
+        size_t off = 0;
+        while (off < req.len) {
+            struct pollfd pf = { .fd = x->ctl, .events = POLLOUT };
+            ssize_t n = send(x->ctl, req.p + off, req.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && errno == EAGAIN) {
+                /* a large request (long argv) while the mux is not running: it is our own
+                 * loop that drains it, so this only waits for the socket buffer */
+                if (poll(&pf, 1, 1000) <= 0) {
+                    r = -ETIMEDOUT;
+                    goto out;
+                }
+                continue;
+            }
+            if (n < 0) {
+                r = -errno;
+                goto out;
+            }
+            off += (size_t)n;
+        }
+    }
+    if (tty) {
+        host_pty_raw(io[0]);
+        r = open_stream(x, "tty", &x->sock[0]);
+        if (r >= 0 && (x->sock[1] = fcntl(x->sock[0], F_DUPFD_CLOEXEC, 3)) < 0)
+            r = -errno;
+        if (r >= 0 && ((x->io[0] = fcntl(io[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
+                       (x->io[1] = fcntl(io[0], F_DUPFD_CLOEXEC, 3)) < 0))
+            r = -errno;
+        if (r >= 0)
+            r = session_pump(x, SIO_OUT, x->sock[1], x->io[1]);
+        if (r >= 0)
+            r = session_pump(x, SIO_IN, x->io[0], x->sock[0]);
+    } else {
+        static const char *const roles[3] = { "in", "out", "err" };
+        for (int i = 0; i < 3 && r >= 0; i++) {
+            r = open_stream(x, roles[i], &x->sock[i]);
+            if (r >= 0 && (x->io[i] = fcntl(io[i], F_DUPFD_CLOEXEC, 3)) < 0)
+                r = -errno;
+        }
+        for (int i = 0; i < 3 && r >= 0; i++)
+            r = i == SIO_IN ? session_pump(x, i, x->io[i], x->sock[i])
+                            : session_pump(x, i, x->sock[i], x->io[i]);
+    }
+out:
+    buf_done(&req);
+    return r;
+}
+
+int send_ctl_line(struct vm_session *x, const char *line)
+{
+    size_t len = strlen(line);
+
+    if (x->ctl < 0 || x->exited)
+        return 0;
+    if (send(x->ctl, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+        return -errno;
+    return 0;
+}
+
+void session_resize(struct vm_session *x)
+{
+    struct winsize ws = { 0 };
+    char line[48];
+
+    if (!x->open || !x->tty || x->io[0] < 0 || ioctl(x->io[0], TIOCGWINSZ, &ws) < 0)
+        return;
+    if (str_printf(line, sizeof(line), "winsize %u %u\n", (unsigned)ws.ws_row,
+                   (unsigned)ws.ws_col) == 0)
+        (void)send_ctl_line(x, line);
+}
+
+int session_watch_exit(struct vm_session *x)
+{
+    return loop_add(x->loop, &x->ctl_src, x->ctl, EPOLLIN, on_session_ctl, x);
+}
