@@ -140,18 +140,25 @@ unlike "... nor the rest of the host's file" "$(cat "$T/proj/bundle.out")" "HOST
 # the pty master of the main command, pidfds) until its execve; a process of the bottle must
 # not be able to copy them (pidfd_getfd, or ptrace: the same permission) in that window.
 cp "$BB_BUILD_DIR/tests/integration/fdgrab" "$WS/fdgrab"
-(cd "$WS" && timeout 60 "$BB" start --backend namespace --name rt2grab \
-    --upstream-dns "127.0.0.1:$DNS" -- ./fdgrab grab.log >/dev/null 2>"$T/grab.err")
-is "start: a bottle running fdgrab" "$?" "0"
-for _ in $(seq 30); do (cd "$WS" && timeout 30 "$BB" exec rt2grab -- true >/dev/null 2>&1); done
-touch "$WS/stop"
-for _ in $(seq 100); do grep -q '^got=' "$WS/grab.log" 2>/dev/null && break; sleep 0.1; done
-(cd "$WS" && timeout 30 "$BB" stop rt2grab >/dev/null 2>&1)
-like "... fdgrab ran to the end" "$(cat "$WS/grab.log" 2>/dev/null)" "got="
-# (after its execve, `true` opens its own libraries: those are the command's, not ours)
-stolen=$(grep '^pid' "$WS/grab.log" 2>/dev/null | grep -vE -- '-> (/usr/|/lib|/etc/ld\.so\.cache)')
-is "30 execs: the bottle got none of the supervisor's descriptors" "$stolen" ""
-rm -f "$WS/stop"
+grab() { # BACKEND EXECS: on the microVM, bottle-init's own descriptors (the host channel)
+    local backend=$1 n=$2 stolen
+    rm -f "$WS/stop" "$WS/grab.log"
+    (cd "$WS" && timeout 200 "$BB" start --backend "$backend" --name rt2grab \
+        --upstream-dns "127.0.0.1:$DNS" -- ./fdgrab grab.log >/dev/null 2>"$T/grab.err")
+    is "$backend: start, a bottle running fdgrab" "$?" "0"
+    for _ in $(seq "$n"); do (cd "$WS" && timeout 60 "$BB" exec rt2grab -- true >/dev/null 2>&1); done
+    touch "$WS/stop"
+    for _ in $(seq 200); do grep -q '^got=' "$WS/grab.log" 2>/dev/null && break; sleep 0.1; done
+    (cd "$WS" && timeout 60 "$BB" stop rt2grab >/dev/null 2>&1)
+    like "$backend: ... fdgrab ran to the end" "$(cat "$WS/grab.log" 2>/dev/null)" "got="
+    # (after its execve, `true` opens its own libraries: those are the command's, not ours)
+    stolen=$(grep '^pid' "$WS/grab.log" 2>/dev/null | grep -vE -- '-> (/usr/|/lib|/etc/ld\.so\.cache)')
+    is "$backend: $n execs, the bottle got none of the descriptors of the process that started them" \
+        "$stolen" ""
+    rm -f "$WS/stop"
+}
+grab namespace 30
+grab microvm 10
 
 # --- exec: another command in a running bottle gets the main command's confinement, its
 # resource limits included (bottle-init halves RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE so a
