@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/str.h"
+#include "common/xalloc.h"
 #include "proxy/cred.h"
 
 #define COMMAND_TIMEOUT_MS 30000
@@ -190,6 +191,44 @@ static bool env_drop(struct strv *env, const char *name)
     return dropped;
 }
 
+/*
+ * The real value under any other variable of the bottle's environment (-e VAR for the env:VAR
+ * source when `env =` names another variable, an agent profile's or [env] pass's variables,
+ * -e NAME=VALUE): exactly the value becomes the placeholder, a value that holds it is dropped.
+ */
+static void env_scrub(struct strv *env, const struct bb_credential *c, const char *value,
+                      size_t len, const char *ph)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < env->n; i++) {
+        char *kv = env->v[i], *eq = strchr(kv, '=');
+        size_t nlen = eq ? (size_t)(eq - kv) : 0;
+        bool own = c->env && strlen(c->env) == nlen && strncmp(kv, c->env, nlen) == 0;
+
+        if (!eq || own || !memmem(eq + 1, strlen(eq + 1), value, len)) {
+            env->v[k++] = kv;
+            continue;
+        }
+        if (strlen(eq + 1) == len) {
+            char *rep = xmalloc(nlen + 1 + strlen(ph) + 1);
+            memcpy(rep, kv, nlen + 1);
+            memcpy(rep + nlen + 1, ph, strlen(ph) + 1);
+            log_warn("credential %s: %.*s held its value; the bottle gets the placeholder there",
+                     c->name, (int)nlen, kv);
+            env->v[k++] = rep;
+        } else {
+            log_warn("credential %s: %.*s holds its value; the variable is not passed", c->name,
+                     (int)nlen, kv);
+        }
+        explicit_bzero(kv, strlen(kv));
+        free(kv);
+    }
+    env->n = k;
+    if (env->v)
+        env->v[k] = NULL;
+}
+
 int credentials_prepare(const struct bb_config *cfg, struct strv *env, struct buf *wire)
 {
     char *value = malloc(CRED_VALUE_MAX + 2);
@@ -214,6 +253,8 @@ int credentials_prepare(const struct bb_config *cfg, struct strv *env, struct bu
         for (size_t k = 0; k < sizeof(rnd) && o + 2 < sizeof(ph); k++)
             o += (size_t)snprintf(ph + o, sizeof(ph) - o, "%02x", rnd[k]);
         r = cred_wire_append(wire, c->name, c->host, c->port, c->header, ph, value);
+        if (r == 0)
+            env_scrub(env, c, value, len, ph);
         explicit_bzero(value, CRED_VALUE_MAX + 2);
         if (r < 0) {
             log_error("credential %s: cannot encode it for the egress daemon", c->name);

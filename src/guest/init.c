@@ -156,6 +156,12 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
     sigset_t none;
     int r;
 
+    /* Until execve we hold bottle-init's descriptors (the channel to the host, other
+     * sessions' terminals): not dumpable, so no process of the bottle may ptrace us or copy
+     * them with pidfd_getfd once our capabilities are gone. execve makes the command dumpable
+     * again, as any process of the bottle. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        child_fail(report_fd, REPORT_SETUP, errno);
     /* bottle-init blocked these for its signalfd and ignores SIGPIPE: undo both. */
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -187,6 +193,10 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
         child_fail(report_fd, REPORT_SETUP, errno);
     if (vm_cg_procs >= 0 && write(vm_cg_procs, "0", 1) != 1)
         child_fail(report_fd, REPORT_SETUP, errno);
+    /* ... and closed now, not at execve (the report pipe: ours, closed by exec) */
+    if (report_fd > 3)
+        (void)syscall(SYS_close_range, 3, (unsigned)report_fd - 1, 0);
+    (void)syscall(SYS_close_range, (unsigned)report_fd + 1, ~0U, 0);
     r = guest_drop_privileges(s->uid, s->gid);
     if (r < 0)
         child_fail(report_fd, REPORT_SETUP, r);

@@ -105,6 +105,8 @@ static void exchange_reset(struct conn *c)
     c->req_remaining = c->resp_remaining = 0;
     c->scan_body = false;
     c->scan_resp = false;
+    c->resp_identity = false;
+    c->resp_hold = 0;
 }
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
@@ -245,8 +247,31 @@ static int build_with_creds(struct conn *c, const struct http_request *req,
         if (r == 0)
             copy.headers[subs[i].header].value = slice_make(buf_str(&vals[i]), vals[i].len);
     }
-    if (r == 0)
+    if (r == 0) {
+        /* The response will be searched for the value (rule 4): ask for it whole and as the
+         * origin has it. A compressed or a partial (Range) reflection would not be found. */
+        size_t k = 0;
+        bool ae = false;
+        for (size_t h = 0; h < copy.n_headers; h++) {
+            struct slice name = copy.headers[h].name;
+            if (slice_eq_nocase_cstr(name, "range") || slice_eq_nocase_cstr(name, "if-range") ||
+                (ae && slice_eq_nocase_cstr(name, "accept-encoding")))
+                continue;
+            copy.headers[k] = copy.headers[h];
+            if (slice_eq_nocase_cstr(name, "accept-encoding")) {
+                copy.headers[k].value = SLICE_LIT("identity");
+                ae = true;
+            }
+            k++;
+        }
+        if (!ae && k < ARRAY_SIZE(copy.headers)) {
+            copy.headers[k].name = SLICE_LIT("Accept-Encoding");
+            copy.headers[k].value = SLICE_LIT("identity");
+            k++;
+        }
+        copy.n_headers = k;
         r = http_build_upstream_request(&copy, t, c->host.name, &c->toup);
+    }
     for (size_t i = 0; i < nsubs; i++) {
         if (vals[i].p)
             explicit_bzero(vals[i].p, vals[i].len);
@@ -387,6 +412,12 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
             conn_cred_misuse(c, ci, where);
             return;
         }
+        /* Port 443 is HTTPS: a value for it goes only inside an intercepted TLS session, never
+         * in clear text over the network (http://HOST:443/). */
+        if (nsubs && c->port == 443 && !c->intercept) {
+            conn_cred_misuse(c, subs[0].cred, "in a plain-HTTP request to port 443 (use https://)");
+            return;
+        }
     }
 
     v = policy_check_host(px->policy, &c->host, c->port);
@@ -436,12 +467,16 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         if (req->body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->req_scan);
         cred_scan_done(&c->reflect_scan);
-        c->scan_resp = nsubs > 0;
+        /* Every response is searched while values are held: an origin may show a value later,
+         * to a request that carries none (one that lists what it received), or under another
+         * of its names. The credential's own host is asked for whole, unencoded responses. */
+        c->scan_resp = cred_store_count(px->creds) > 0;
+        c->resp_identity = nsubs > 0 || cred_store_has_host(px->creds, c->host.name, c->port);
         if (c->scan_resp)
             cred_scan_set_values(&c->reflect_scan);
         buf_reset(&c->toup);
-        r = nsubs ? build_with_creds(c, req, &t, subs, nsubs)
-                  : http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        r = c->resp_identity ? build_with_creds(c, req, &t, subs, nsubs)
+                             : http_build_upstream_request(req, &t, c->host.name, &c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -985,6 +1020,23 @@ static int step_send_req(struct conn *c)
 
 /* ---------------------------------------------------------------- response */
 
+/* The response's content is as the origin has it (no Content-Encoding, or identity). */
+static bool content_identity(const struct http_response *resp)
+{
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        struct slice v = resp->headers[i].value;
+        if (!slice_eq_nocase_cstr(resp->headers[i].name, "content-encoding"))
+            continue;
+        while (v.len && (v.p[0] == ' ' || v.p[0] == '\t'))
+            v = slice_make(v.p + 1, v.len - 1);
+        while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t'))
+            v.len--;
+        if (v.len && !slice_eq_nocase_cstr(v, "identity"))
+            return false;
+    }
+    return true;
+}
+
 static int step_read_resp(struct conn *c)
 {
     struct http_response resp;
@@ -1029,6 +1081,20 @@ static int step_read_resp(struct conn *c)
             conn_upstream_error(c, 502, "bad-upstream-response", "interim response too large");
             return 1;
         }
+        /* An interim head reflects like a final one (103 Early Hints with the request's
+         * fields). It ends in CRLF, so a value cannot run on into what follows. */
+        if (c->scan_resp) {
+            struct cred_scan one;
+            int hit;
+            cred_scan_init(&one);
+            cred_scan_set_values(&one);
+            hit = cred_scan_feed(c->px->creds, &one, c->tocl.p, c->tocl.len);
+            cred_scan_done(&one);
+            if (hit >= 0) {
+                conn_cred_reflected(c, (size_t)hit);
+                return 0;
+            }
+        }
         buf_consume(&c->uin, (size_t)end);
         c->resp_scan = 0;
         return 1;
@@ -1043,6 +1109,16 @@ static int step_read_resp(struct conn *c)
     r = http_build_client_response(&resp, c->uin.p, c->client_keep_alive, &c->tocl);
     if (r < 0) {
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
+        return 1;
+    }
+    if (c->resp_identity && !content_identity(&resp)) {
+        /* Compressed, the value would pass the search unseen (the request asked for identity,
+         * build_with_creds): not relayed. */
+        buf_reset(&c->tocl);
+        conn_upstream_error(c, 502, "credential-unscannable",
+                            "the response to a request carrying a credential is encoded "
+                            "(Content-Encoding), so it cannot be searched for the credential's "
+                            "value");
         return 1;
     }
     if (c->scan_resp) {
@@ -1100,22 +1176,39 @@ static int step_send_resp(struct conn *c)
             return 0;
         }
     }
-    if (c->tocl.len) {
-        r = side_flush(&c->c, &c->tocl, &c->bytes_down);
-        if (r < 0)
-            return r;
-        if (c->tocl.len)
-            return r;
+    /* A reflection may be split over two reads: the bytes that could begin it stay here
+     * until the next read shows they do not (docs/credentials.md, rule 4). */
+    c->resp_hold = 0;
+    if (c->scan_resp && c->resp_body != HTTP_BODY_NONE)
+        c->resp_hold = MIN(cred_scan_hold(&c->reflect_scan), c->tocl.len);
+    if (c->tocl.len > c->resp_hold) {
+        ssize_t n = c->c.tp->send(&c->c, c->tocl.p, c->tocl.len - c->resp_hold);
+        if (n < 0)
+            return (int)n;
+        buf_consume(&c->tocl, (size_t)n);
+        c->bytes_down += (uint64_t)n;
+        if (c->tocl.len > c->resp_hold)
+            return n > 0;
     }
     if (c->resp_body == HTTP_BODY_NONE) { /* the whole response is out */
         exchange_done(c);
         return 1;
     }
-    if (c->uin.len)
-        return 1; /* it fits now that tocl is empty */
+    if (c->uin.len) {
+        if (c->tocl.len + c->uin.len <= c->tocl.max)
+            return 1; /* it fits now that tocl is (nearly) empty */
+        /* held bytes and a full read do not fit together: fail closed */
+        conn_audit(c, true, "credential-unscannable");
+        conn_close(c);
+        return 0;
+    }
     if (c->u.eof) {
         if (c->resp_body == HTTP_BODY_CLOSE) {
             c->upstream_reusable = false;
+            if (c->tocl.len) {
+                c->resp_body = HTTP_BODY_NONE; /* complete: the held bytes go out */
+                return 1;
+            }
             exchange_done(c);
             return 1;
         }
@@ -1200,7 +1293,7 @@ static void set_interest(struct conn *c)
             ue = EPOLLIN;
         break;
     case CS_SEND_RESP:
-        if (c->tocl.len)
+        if (c->tocl.len > c->resp_hold)
             ce = EPOLLOUT;
         else
             ue = EPOLLIN;

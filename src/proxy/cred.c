@@ -404,6 +404,7 @@ void cred_scan_done(struct cred_scan *sc)
         explicit_bzero(sc->carry, sc->carry_len);
         free(sc->carry);
     }
+    free(sc->carry_raw);
     cred_scan_init(sc);
 }
 
@@ -417,7 +418,8 @@ void cred_scan_set_chunked(struct cred_scan *sc)
     sc->chunked = true;
 }
 
-static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                      uint64_t raw_at);
 
 /* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
  * only has to follow it: size line, data, CRLF, ..., then the trailer section). */
@@ -450,7 +452,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
             break;
         case CK_DATA: {
             size_t take = (size_t)MIN((uint64_t)(len - i), sc->ck_remaining);
-            int hit = scan_plain(s, sc, p + i, take);
+            int hit = scan_plain(s, sc, p + i, take, sc->raw_total + i);
             if (hit >= 0)
                 return hit;
             i += take;
@@ -470,7 +472,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
         case CK_TRAILER:
         default:
             /* trailer fields: searched as they are */
-            return scan_plain(s, sc, p + i, len - i);
+            return scan_plain(s, sc, p + i, len - i, sc->raw_total + i);
         }
     }
     return -1;
@@ -493,12 +495,32 @@ static int scan_all(const struct cred_store *s, const struct cred_scan *sc, stru
 
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
 {
+    int hit;
+
     if (!s || !s->n || !len)
         return -1;
-    return sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len);
+    hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len, sc->raw_total);
+    sc->raw_total += len;
+    return hit;
 }
 
-static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+size_t cred_scan_hold(const struct cred_scan *sc)
+{
+    if (!sc->carry_len)
+        return 0;
+    if (!sc->carry_raw) /* placeholders: raw and scanned bytes are the same */
+        return sc->carry_len;
+    return (size_t)(sc->raw_total - sc->carry_raw[0]);
+}
+
+static bool is_ctl(char ch)
+{
+    unsigned char u = (unsigned char)ch;
+    return (u < 0x20 && u != '\t') || u == 0x7f;
+}
+
+static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                      uint64_t raw_at)
 {
     char joint[2 * CRED_VALUE_MAX];
     size_t keep, take;
@@ -510,6 +532,8 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
     keep = (sc->values ? s->max_value : s->max_placeholder) - 1;
     if (!sc->carry && keep)
         sc->carry = xmalloc(keep);
+    if (sc->values && !sc->carry_raw && keep)
+        sc->carry_raw = xmalloc(keep * sizeof(*sc->carry_raw));
     /* Matches that start in the carried tail and end in p. */
     if (sc->carry_len) {
         take = MIN(len, keep);
@@ -523,15 +547,35 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
     hit = scan_all(s, sc, slice_make(p, len));
     if (hit >= 0 || !keep)
         return hit;
-    /* Keep the last `keep` bytes of carry + p. */
+    /* Keep the last `keep` bytes of carry + p (and, for values, where each one was). */
     if (len >= keep) {
         memcpy(sc->carry, p + len - keep, keep);
         sc->carry_len = keep;
+        for (size_t j = 0; sc->carry_raw && j < keep; j++)
+            sc->carry_raw[j] = raw_at + len - keep + j;
     } else {
         size_t from_carry = MIN(sc->carry_len, keep - len);
         memmove(sc->carry, sc->carry + sc->carry_len - from_carry, from_carry);
         memcpy(sc->carry + from_carry, p, len);
+        if (sc->carry_raw) {
+            memmove(sc->carry_raw, sc->carry_raw + sc->carry_len - from_carry,
+                    from_carry * sizeof(*sc->carry_raw));
+            for (size_t j = 0; j < len; j++)
+                sc->carry_raw[from_carry + j] = raw_at + j;
+        }
         sc->carry_len = from_carry + len;
+    }
+    /* No match holds a control character: nothing up to the last one needs keeping. */
+    for (size_t j = sc->carry_len; j > 0; j--) {
+        if (is_ctl(sc->carry[j - 1])) {
+            size_t drop = j;
+            memmove(sc->carry, sc->carry + drop, sc->carry_len - drop);
+            if (sc->carry_raw)
+                memmove(sc->carry_raw, sc->carry_raw + drop,
+                        (sc->carry_len - drop) * sizeof(*sc->carry_raw));
+            sc->carry_len -= drop;
+            break;
+        }
     }
     return -1;
 }

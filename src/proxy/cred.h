@@ -103,7 +103,9 @@ struct cred_scan {
     uint64_t ck_remaining; /* private */
     bool values;           /* search the real values (all of them), not the placeholders */
     size_t carry_len;
-    char *carry; /* the last bytes seen, for matches across feeds */
+    char *carry;         /* the last bytes seen, for matches across feeds */
+    uint64_t *carry_raw; /* values only: where each carried byte is in the fed (raw) stream */
+    uint64_t raw_total;  /* bytes fed so far */
 };
 
 /* An empty scanner for placeholders (holds no memory yet). */
@@ -118,3 +120,8 @@ void cred_scan_set_chunked(struct cred_scan *sc);
 /* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
  * value) occurs in the stream so far (>= 0), or -1. */
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
+/* How many of the last bytes fed could still be the start of a match that the next feed
+ * completes: a reader must not pass those on until it has fed more (or the stream ended). A
+ * value or placeholder holds no control character, so nothing before the last CR or LF is
+ * ever held. */
+size_t cred_scan_hold(const struct cred_scan *sc);

@@ -131,9 +131,11 @@ struct conn {
     struct http_chunked req_chunked, resp_chunked;
     bool scan_body;            /* credentials are held: look for placeholders in the body */
     struct cred_scan req_scan; /* (docs/credentials.md) */
-    bool scan_resp;            /* a real value went out: refuse a response that reflects it */
+    bool scan_resp;            /* values are held: refuse a response that reflects one */
+    bool resp_identity;        /* asked for an unencoded, whole response (credential host) */
     struct cred_scan reflect_scan;
-    int status; /* status sent to the client */
+    size_t resp_hold; /* bytes at tocl's end kept back: a reflection could end in the next read */
+    int status;       /* status sent to the client */
     char method[16];
     char addr_text[NET_ADDRSTR_MAX];  /* the address connected to or refused for ("" none) */
     char path[BB_AUDIT_PATH_MAX + 4]; /* plain HTTP: the path for the audit record, no query */

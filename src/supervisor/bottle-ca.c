@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -35,6 +36,49 @@ static int append_file(struct buf *b, const char *path)
             return -E2BIG;
     }
     return buf_append(b, "\n", 1) < 0 ? -E2BIG : 0;
+}
+
+/*
+ * Append only the certificates of the PEM file at path (whole "-----BEGIN CERTIFICATE-----" ..
+ * "-----END CERTIFICATE-----" blocks, line by line) to b. The file is named by a config file
+ * (possibly a project's, approved by its text, not by what the path holds at run time), read
+ * with the user's rights and shown to the bottle: a private key next to a certificate, or any
+ * other content of a host file, stays out.
+ */
+static int append_certificates(struct buf *b, const char *path)
+{
+    static const char begin[] = "-----BEGIN CERTIFICATE-----", end[] = "-----END CERTIFICATE-----";
+    struct buf raw = BUF_INIT(BUNDLE_MAX);
+    bool in = false;
+    size_t n = 0;
+    int r = append_file(&raw, path);
+
+    for (size_t i = 0; r >= 0 && i < raw.len;) {
+        const char *line = raw.p + i, *nl = memchr(line, '\n', raw.len - i);
+        size_t len = nl ? (size_t)(nl - line) : raw.len - i;
+        size_t l = len;
+
+        i += len + (nl ? 1 : 0);
+        if (l && line[l - 1] == '\r')
+            l--;
+        if (!in && l == sizeof(begin) - 1 && memcmp(line, begin, l) == 0)
+            in = true;
+        if (in) {
+            r = buf_append(b, line, l) < 0 || buf_append(b, "\n", 1) < 0 ? -E2BIG : 0;
+            if (l == sizeof(end) - 1 && memcmp(line, end, l) == 0) {
+                in = false;
+                n++;
+            }
+        }
+    }
+    if (r >= 0 && in)
+        r = -EINVAL; /* a certificate that does not end: drop nothing half-way, refuse */
+    if (r >= 0 && n == 0)
+        r = -EINVAL;
+    if (raw.p)
+        explicit_bzero(raw.p, raw.len);
+    buf_done(&raw);
+    return r;
 }
 
 static int write_at(int dirfd, const char *name, const char *p, size_t len)
@@ -76,9 +120,11 @@ int bottle_ca_install(const char *dir, const char *pem, size_t len, const char *
         buf_done(&bundle);
         return log_errno(LOG_LVL_ERROR, r, "cannot read %s", HOST_CA_BUNDLE);
     }
-    if (extra_ca && (r = append_file(&bundle, extra_ca)) < 0) {
+    if (extra_ca && (r = append_certificates(&bundle, extra_ca)) < 0) {
         buf_done(&bundle);
-        return log_errno(LOG_LVL_ERROR, r, "cannot read [tls] extra_ca %s", extra_ca);
+        return log_errno(LOG_LVL_ERROR, r, "cannot read [tls] extra_ca %s%s", extra_ca,
+                         r == -EINVAL ? " (a PEM file of certificates: none, or one unfinished)"
+                                      : "");
     }
     r = buf_append(&bundle, pem, len);
     if (r >= 0)

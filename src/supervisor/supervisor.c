@@ -479,6 +479,9 @@ static void close_fds(int *fds, size_t n)
         }
 }
 
+/* CRED_PLACEHOLDER_PREFIX of proxy/cred.h (a layer the supervisor does not include) */
+#define CRED_PLACEHOLDER_PREFIX "bb-cred-"
+
 static int exec_fail(json_t *reply, int status, const char *msg)
 {
     json_object_set_new(reply, "error", json_string(msg));
@@ -504,6 +507,26 @@ static int do_exec(struct sv *s, const struct control_request *req, json_t *repl
                  "start the bottle with --backend namespace",
                  s->be ? s->be->name : "?");
         return exec_fail(reply, 125, msg);
+    }
+    /* A credential's variable holds its placeholder in the bottle (run's -e VAR is replaced
+     * by it); -e VAR of exec would carry the host's real value in (docs/credentials.md). */
+    for (size_t i = 0; req->env[i]; i++) {
+        const char *eq = strchr(req->env[i], '=');
+        size_t n = eq ? (size_t)(eq - req->env[i]) : 0;
+        for (size_t k = 0; eq && k < s->o->env.n; k++) {
+            const char *kv = s->o->env.v[k];
+            if (strncmp(kv, req->env[i], n) != 0 || kv[n] != '=' ||
+                strncmp(kv + n + 1, CRED_PLACEHOLDER_PREFIX, strlen(CRED_PLACEHOLDER_PREFIX)) !=
+                    0 ||
+                strcmp(kv + n + 1, eq + 1) == 0)
+                continue;
+            snprintf(msg, sizeof(msg),
+                     "-e %.*s: in this bottle %.*s holds the placeholder of a credential, and "
+                     "the real value never enters the bottle; leave out -e %.*s (the command "
+                     "gets the placeholder, which the proxy swaps for the value)",
+                     (int)n, req->env[i], (int)n, req->env[i], (int)n, req->env[i]);
+            return exec_fail(reply, 125, msg);
+        }
     }
     if (!s->started.pid || s->done || s->stopping) {
         json_object_set_new(reply, "retry", json_boolean(!s->started.pid));

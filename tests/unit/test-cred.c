@@ -252,12 +252,58 @@ static void test_scan_values(void **state)
     cred_store_free(s);
 }
 
+/* A reader passes on only what cred_scan_hold() does not keep back: nothing of a value that
+ * the next feed completes leaves early, plain or split by chunk framing (raw offsets). */
+static void test_scan_hold(void **state)
+{
+    struct cred_store *s = two();
+    /* "npmREAL" split over two chunks, raw offset of its 'n': 11 */
+    const char chunked[] = "3\r\nab\n\r\n4\r\nnpmR\r\n5\r\nEALxy\r\n0\r\n\r\n";
+    const char plain[] = "line one\nkey=npmREAL\n";
+    size_t len = strlen(chunked);
+    (void)state;
+
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        cred_scan_set_chunked(&sc);
+        hit = cred_scan_feed(s, &sc, chunked, cut);
+        if (hit < 0) {
+            assert_true(cut - cred_scan_hold(&sc) <= 11);
+            hit = cred_scan_feed(s, &sc, chunked + cut, len - cut);
+        }
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    len = strlen(plain);
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        hit = cred_scan_feed(s, &sc, plain, cut);
+        if (hit < 0) {
+            assert_true(cut - cred_scan_hold(&sc) <= 13);
+            /* nothing before the last newline is ever held */
+            if (cut >= 9 && cut <= 13)
+                assert_int_equal(cred_scan_hold(&sc), cut - 9);
+            hit = cred_scan_feed(s, &sc, plain + cut, len - cut);
+        }
+        assert_int_equal(hit, 1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
         cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
         cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
+        cmocka_unit_test(test_scan_hold),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

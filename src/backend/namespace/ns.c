@@ -31,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -675,6 +676,12 @@ static _noreturn_ void exec_child(struct ns_bottle *b, const struct backend_exec
     /* the supervisor blocks its signals for its signalfd and ignores SIGPIPE (and may have
      * inherited ignored ones, e.g. SIGINT from a shell's background job, which a shell in
      * the bottle then cannot trap): every signal back to its default */
+    /* We are in the bottle's pid namespace, holding the supervisor's descriptors (sockets,
+     * pty masters, the audit log) until execve: not dumpable, so no process of the bottle may
+     * ptrace us or copy them with pidfd_getfd (the mm is the host's: only a capability there
+     * overrides it). execve makes the command dumpable again, as any process of the bottle. */
+    if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+        _exit(125);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     for (int sig = 1; sig < NSIG; sig++)
@@ -698,9 +705,12 @@ static _noreturn_ void exec_child(struct ns_bottle *b, const struct backend_exec
         goto fail;
     if (a->tty && ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0)
         goto fail;
-    /* only 0-2 reach the command */
+    /* only 0-2 reach the command; the rest is closed now, not at execve (err_fd: ours) */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
         goto fail;
+    if (err_fd > 3)
+        (void)syscall(SYS_close_range, 3, (unsigned)err_fd - 1, 0);
+    (void)syscall(SYS_close_range, (unsigned)err_fd + 1, ~0U, 0);
     r = guest_drop_privileges(b->uid, b->gid);
     if (r < 0) {
         errno = -r;
@@ -737,6 +747,14 @@ static _noreturn_ void exec_middle(struct ns_bottle *b, const struct backend_exe
     if (b->cg.version != 0 && (e = cgroup_attach(&b->cg, getpid())) < 0) {
         errno = -e;
         goto fail;
+    }
+    /* ... and its resource limits: bottle-init's own (it lowers some of them for the bottle,
+     * e.g. RLIMIT_SIGPENDING and RLIMIT_MSGQUEUE, rootfs.c), which the command inherited */
+    for (int res = 0; res < RLIM_NLIMITS; res++) {
+        struct rlimit rl;
+        if (prlimit(b->pid, (enum __rlimit_resource)res, NULL, &rl) < 0 ||
+            setrlimit((enum __rlimit_resource)res, &rl) < 0)
+            goto fail;
     }
     /* one call, through bottle-init's pidfd: the kernel joins the user namespace first */
     if (setns(b->pidfd, NS_FLAGS) < 0)
