@@ -497,7 +497,8 @@ int state_logs_retention(const struct state *st, unsigned keep, unsigned days, i
         if ((int64_t)sb.st_mtime > v[i].mtime)
             v[i].mtime = (int64_t)sb.st_mtime;
     }
-    qsort(v, n, sizeof(*v), cmp_newest_first);
+    if (n) /* (qsort with NULL is undefined, even for 0 items) */
+        qsort(v, n, sizeof(*v), cmp_newest_first);
     for (size_t i = 0, kept = 0; i < n; i++) {
         /* a bottle that runs (or is starting: its directory exists) keeps its logs */
         char dir[STATE_PATH_MAX + 32 + BOTTLE_SPEC_MAX_NAME];
