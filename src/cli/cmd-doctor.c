@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +23,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/ext.h"
 #include "cli/cli.h"
 #include "common/cleanup.h"
 #include "common/fileio.h"
@@ -85,87 +84,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* An executable called name in $PATH (empty elements skipped). */
-static int find_in_path(const char *name, char *ret, size_t size)
-{
-    const char *p = getenv("PATH");
-
-    if (!p)
-        p = "/usr/local/bin:/usr/bin:/bin";
-    while (*p) {
-        const char *colon = strchr(p, ':');
-        size_t len = colon ? (size_t)(colon - p) : strlen(p);
-        struct stat st;
-
-        if (len > 0 && p[0] == '/' && str_printf(ret, size, "%.*s/%s", (int)len, p, name) == 0 &&
-            stat(ret, &st) == 0 && S_ISREG(st.st_mode) && access(ret, X_OK) == 0)
-            return 0;
-        if (!colon)
-            break;
-        p = colon + 1;
-    }
-    return -ENOENT;
-}
-
-/* The first line `path arg` prints on stdout (stdin /dev/null, a timeout, LC_ALL=C). */
-static int tool_first_line(const char *path, const char *arg, char *ret, size_t size)
-{
-    int pipefd[2], status, r = 0;
-    size_t len = 0;
-    pid_t pid;
-
-    if (size < 2)
-        return -EINVAL;
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return -errno;
-    pid = fork();
-    if (pid < 0) {
-        r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        return r;
-    }
-    if (pid == 0) {
-        char *const argv[] = { (char *)path, (char *)arg, NULL };
-        char *const envp[] = { (char *)"LC_ALL=C", (char *)"PATH=/usr/local/bin:/usr/bin:/bin",
-                               NULL };
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-
-        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(devnull, 2) < 0)
-            _exit(127);
-        execve(path, argv, envp);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    for (int64_t deadline = now_ms() + TOOL_TIMEOUT_MS; len < size - 1;) {
-        struct pollfd pfd = { .fd = pipefd[0], .events = POLLIN };
-        int64_t left = deadline - now_ms();
-        int n;
-
-        if (left <= 0) {
-            r = -ETIMEDOUT;
-            break;
-        }
-        n = poll(&pfd, 1, (int)left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            continue;
-        ssize_t k = RETRY_EINTR(read(pipefd[0], ret + len, size - 1 - len));
-        if (k <= 0)
-            break;
-        len += (size_t)k;
-    }
-    close(pipefd[0]);
-    (void)kill(pid, SIGKILL);
-    (void)RETRY_EINTR(waitpid(pid, &status, 0));
-    ret[len] = '\0';
-    ret[strcspn(ret, "\n")] = '\0';
-    if (r < 0)
-        return r;
-    return ret[0] ? 0 : -ENODATA;
-}
-
 /* cgroup v2 controllers, or the v1 hierarchies bot-bottle uses (backend/cgroup.h). */
 static void probe_cgroups(struct findings *f)
 {
@@ -205,7 +123,7 @@ static void probe_docker(struct findings *f)
 {
     const char *host = getenv("DOCKER_HOST");
     char bin[PATH_MAX], sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    bool have_bin = find_in_path("docker", bin, sizeof(bin)) == 0;
+    bool have_bin = ext_find("docker", bin, sizeof(bin)) == 0;
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
     int fd, err = 0;
 
@@ -230,11 +148,18 @@ static void probe_smolvm(struct findings *f)
     char bin[PATH_MAX], ver[128];
     int r;
 
-    if (find_in_path("smolvm", bin, sizeof(bin)) < 0) {
+    if (ext_find("smolvm", bin, sizeof(bin)) < 0) {
         ADD(f, "smolvm", false, "smolvm not found in PATH");
         return;
     }
-    r = tool_first_line(bin, "--version", ver, sizeof(ver));
+    {
+        char *const argv[] = { bin, (char *)"--version", NULL };
+        int status = 0;
+        r = ext_run(argv, ver, sizeof(ver), NULL, 0, TOOL_TIMEOUT_MS, &status);
+        if (r == 0 && (status != 0 || !ver[0]))
+            r = status != 0 ? -EIO : -ENODATA;
+        ver[strcspn(ver, "\n")] = '\0';
+    }
     if (r < 0)
         ADD(f, "smolvm", false, "%s --version failed: %s", bin, strerror(-r));
     else
