@@ -47,6 +47,8 @@ def log(line):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # small writes (head, then body) must not wait on Nagle + the peer's delayed ACK (40 ms)
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         pass
