@@ -259,16 +259,6 @@ static bool begin_section(struct load_ctx *c, const char *s, size_t len)
     return true;
 }
 
-static bool cred_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 32)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '_'))
-            return false;
-    return true;
-}
-
 /* `credential "NAME"`: sets ret_name and ret_len to the NAME. */
 static bool credential_section(const char *s, size_t len, const char **ret_name, size_t *ret_len)
 {
@@ -277,7 +267,7 @@ static bool credential_section(const char *s, size_t len, const char **ret_name,
         return false;
     *ret_name = s + sizeof(pre) - 1;
     *ret_len = len - (sizeof(pre) - 1) - 1;
-    return cred_name_ok(*ret_name, *ret_len);
+    return policy_cred_name_valid(*ret_name, *ret_len);
 }
 
 static bool known_section(const char *s, size_t len)
@@ -659,33 +649,6 @@ static int handle_agent(struct load_ctx *c, const char *key, const char *value)
     return 1;
 }
 
-static bool header_ok(const char *s)
-{
-    static const char *const refused[] = {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "expect",
-        "proxy-connection",
-        "proxy-authorization",
-    };
-    size_t n = strlen(s);
-    if (n == 0 || n > 100)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!ascii_isalnum(s[i]) && !strchr("!#$%&'*+-.^_`|~", s[i]))
-            return false;
-    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
-        if (strcasecmp(s, refused[i]) == 0)
-            return false;
-    return true;
-}
-
 /* env:NAME, file:/PATH or command:CMD */
 static bool source_ok(const char *v)
 {
@@ -721,7 +684,7 @@ int config_add_credential(struct bb_config *cfg, const char *name, const char *h
     const char *herr = NULL;
     struct bb_credential *c;
 
-    if (!cred_name_ok(name, strlen(name))) {
+    if (!policy_cred_name_valid(name, strlen(name))) {
         *reterr_msg = "a credential name is 1-32 of a-z, 0-9, '-', '_'";
         return -EINVAL;
     }
@@ -730,7 +693,7 @@ int config_add_credential(struct bb_config *cfg, const char *name, const char *h
                       "api.anthropic.com";
         return -EINVAL;
     }
-    if (!header_ok(header)) {
+    if (!policy_cred_header_valid(header, strlen(header))) {
         *reterr_msg = "header: expected a request header name such as x-api-key or "
                       "authorization (not Host, Content-Length, Transfer-Encoding, "
                       "Proxy-Authorization or a hop-by-hop field)";
@@ -850,7 +813,7 @@ static int handle_credential(struct load_ctx *c, const char *cname, size_t cname
         return 1;
     }
     if (strcmp(key, "header") == 0) {
-        if (!header_ok(value))
+        if (!policy_cred_header_valid(value, strlen(value)))
             return ctx_fail(c,
                             "header: '%.64s' is not a request header a credential can go in "
                             "(e.g. x-api-key, authorization)",

@@ -820,3 +820,41 @@ enum verdict policy_check_request(const struct policy *p, const struct host *h, 
         *ret_rule = (path_ok ? path_ok : first)->text;
     return path_ok ? V_DENY_METHOD : V_DENY_PATH;
 }
+
+bool policy_cred_name_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > POLICY_CRED_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '_'))
+            return false;
+    return true;
+}
+
+bool policy_cred_header_valid(const char *s, size_t n)
+{
+    static const char *const refused[] = {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+        "proxy-authorization",
+    };
+    struct slice sl = slice_make(s, n);
+
+    if (n == 0 || n > POLICY_CRED_HEADER_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!ascii_isalnum(s[i]) && !(s[i] && strchr("!#$%&'*+-.^_`|~", s[i])))
+            return false;
+    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+        if (slice_eq_nocase_cstr(sl, refused[i]))
+            return false;
+    return true;
+}

@@ -162,6 +162,20 @@ bool policy_path_match(const char *pattern, const char *path);
 void policy_set_dlp_off(struct policy *p, uint32_t mask);
 uint32_t policy_dlp_off(const struct policy *p);
 
+/*
+ * Credentials (docs/credentials.md): what a credential's name and the request header it goes
+ * into may be. The config parser and the proxy's credential store both check with these.
+ * A name is 1-32 of a-z, 0-9, '-', '_'. A header is an HTTP field name (RFC 9110 token) of at
+ * most POLICY_CRED_HEADER_MAX bytes and not one that frames the message or belongs to the hop
+ * (Host, Content-Length, Transfer-Encoding, Connection, Keep-Alive, Upgrade, TE, Trailer,
+ * Expect, Proxy-Connection, Proxy-Authorization): a value there would not reach the origin as
+ * a credential, or would change how the request is read.
+ */
+#define POLICY_CRED_NAME_MAX 32
+#define POLICY_CRED_HEADER_MAX 100
+bool policy_cred_name_valid(const char *s, size_t n);
+bool policy_cred_header_valid(const char *s, size_t n);
+
 /* True when the first `prefix` bits of a and net are equal (both in network byte order, at least
  * prefix/8 rounded up bytes long). */
 bool addr_prefix_match(const uint8_t *a, const uint8_t *net, unsigned prefix);

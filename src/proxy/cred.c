@@ -10,6 +10,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "policy/policy.h"
 
 struct cred {
     char name[CRED_NAME_MAX + 1];
@@ -30,51 +31,6 @@ struct cred_store {
     char *region; /* the values, MADV_DONTDUMP */
     size_t region_len;
 };
-
-static bool is_tchar(char c)
-{
-    return ascii_isalnum(c) || (c && strchr("!#$%&'*+-.^_`|~", c));
-}
-
-bool cred_name_valid(const char *s, size_t n)
-{
-    if (n == 0 || n > CRED_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || ascii_isdigit(s[i]) || s[i] == '-' || s[i] == '_'))
-            return false;
-    return true;
-}
-
-bool cred_header_valid(const char *s, size_t n)
-{
-    /* Fields that frame the message or belong to the hop: a value there would not reach the
-     * origin as a credential, or would change how the request is read. */
-    static const char *const refused[] = {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "expect",
-        "proxy-connection",
-        "proxy-authorization",
-    };
-    struct slice sl = slice_make(s, n);
-
-    if (n == 0 || n >= sizeof(((struct cred *)0)->header))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!is_tchar(s[i]))
-            return false;
-    for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
-        if (slice_eq_nocase_cstr(sl, refused[i]))
-            return false;
-    return true;
-}
 
 bool cred_value_valid(const char *s, size_t n)
 {
@@ -121,8 +77,8 @@ static bool placeholder_valid(const char *s, size_t n, const char *name, size_t 
 int cred_wire_append(struct buf *out, const char *name, const char *host, uint16_t port,
                      const char *header, const char *placeholder, const char *value)
 {
-    if (!cred_name_valid(name, strlen(name)) || !host_valid(host, strlen(host)) || port == 0 ||
-        !cred_header_valid(header, strlen(header)) ||
+    if (!policy_cred_name_valid(name, strlen(name)) || !host_valid(host, strlen(host)) ||
+        port == 0 || !policy_cred_header_valid(header, strlen(header)) ||
         !placeholder_valid(placeholder, strlen(placeholder), name, strlen(name)) ||
         !cred_value_valid(value, strlen(value)))
         return -EINVAL;
@@ -211,7 +167,7 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
         }
         value = slice_make(q, (size_t)(nl - q));
         q = nl + 1;
-        if (!cred_name_valid(name.p, name.len)) {
+        if (!policy_cred_name_valid(name.p, name.len)) {
             *reterr = "a credential name is not valid ([a-z0-9_-], 1-32)";
             goto fail;
         }
@@ -223,7 +179,7 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
             *reterr = "a credential port is not 1..65535";
             goto fail;
         }
-        if (!cred_header_valid(header.p, header.len)) {
+        if (!policy_cred_header_valid(header.p, header.len)) {
             *reterr = "a credential header is not a valid field name";
             goto fail;
         }

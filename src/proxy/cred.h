@@ -30,11 +30,12 @@
 #include <stdint.h>
 
 #include "common/buf.h"
+#include "policy/policy.h"
 #include "proxy/http1.h"
 
 #define CRED_MAX 64
 #define CRED_VALUE_MAX 8192
-#define CRED_NAME_MAX 32
+#define CRED_NAME_MAX POLICY_CRED_NAME_MAX
 #define CRED_WIRE_MAX (CRED_MAX * (CRED_VALUE_MAX + 512))
 #define CRED_PLACEHOLDER_PREFIX "bb-cred-"
 /* "bb-cred-" + name + "-" + at most 64 hex digits */
@@ -42,10 +43,6 @@
 
 struct cred_store;
 
-/* A valid credential name: [a-z0-9_-]{1,32}. */
-bool cred_name_valid(const char *s, size_t n);
-/* A valid header name for a credential (an HTTP token, not a framing or hop-by-hop field). */
-bool cred_header_valid(const char *s, size_t n);
 /* A valid value (what the wire format allows). */
 bool cred_value_valid(const char *s, size_t n);
 
