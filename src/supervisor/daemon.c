@@ -45,11 +45,22 @@ int daemon_host_dns_port(void)
  *   refusals go there), 3 the ready pipe (--ready-fd 3), 4 the hand-off socket (--handoff-fd 4),
  *   5 the control socket (--control-fd 5) over which we change its policy at run time.
  */
+static void close_pair(int p[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (p[i] >= 0) {
+            close(p[i]);
+            p[i] = -1;
+        }
+}
+
 int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
 {
     _cleanup_close_ int exe = -1;
-    int pipefd[2], hand[2] = { -1, -1 }, ctl[2], cp[2] = { -1, -1 }, rl[2] = { -1, -1 }, r;
-    pid_t parent = getpid(), pid;
+    int pipefd[2] = { -1, -1 }, hand[2] = { -1, -1 }, ctl[2] = { -1, -1 }, cp[2] = { -1, -1 },
+        rl[2] = { -1, -1 }, r;
+    pid_t parent = getpid(), pid = -1;
+    const char *what = NULL;
     char listen[64], dns[64];
     struct strv argv = { 0 };
     char *const envp[] = { NULL };
@@ -102,65 +113,32 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
     for (size_t i = 0; c->extra && i < c->extra->n; i++)
         strv_push(&argv, c->extra->v[i]);
 
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, -errno, "pipe");
-    }
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0) {
-        r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "socketpair");
-    }
+    /* Every descriptor pair, then the fork; a failure on the way closes what exists. */
+    if (pipe2(pipefd, O_CLOEXEC) < 0)
+        what = "pipe";
+    else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
+        what = "socketpair";
     /* Proxy connections made inside a namespace bottle are handed to the daemon directly. */
-    if (c->handoff && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) < 0) {
-        r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(ctl[0]);
-        close(ctl[1]);
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "socketpair");
+    else if (c->handoff && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) < 0)
+        what = "socketpair";
+    else if (c->creds && (pipe2(cp, O_CLOEXEC) < 0 ||
+                          socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rl) < 0))
+        what = "cannot create the credential pipe";
+    else {
+        fflush(NULL);
+        pid = fork();
+        if (pid < 0)
+            what = "cannot start the egress daemon";
     }
-    if (c->creds && (pipe2(cp, O_CLOEXEC) < 0 ||
-                     socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, rl) < 0)) {
+    if (what) {
         r = -errno;
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(ctl[0]);
-        close(ctl[1]);
-        if (hand[0] >= 0) {
-            close(hand[0]);
-            close(hand[1]);
-        }
-        if (cp[0] >= 0) {
-            close(cp[0]);
-            close(cp[1]);
-        }
+        close_pair(pipefd);
+        close_pair(ctl);
+        close_pair(hand);
+        close_pair(cp);
+        close_pair(rl);
         strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "cannot create the credential pipe");
-    }
-    fflush(NULL);
-    pid = fork();
-    if (pid < 0) {
-        r = -errno;
-        if (cp[0] >= 0) {
-            close(cp[0]);
-            close(cp[1]);
-            close(rl[0]);
-            close(rl[1]);
-        }
-        close(pipefd[0]);
-        close(pipefd[1]);
-        close(ctl[0]);
-        close(ctl[1]);
-        if (hand[0] >= 0) {
-            close(hand[0]);
-            close(hand[1]);
-        }
-        strv_done(&argv);
-        return log_errno(LOG_LVL_ERROR, r, "cannot start the egress daemon");
+        return log_errno(LOG_LVL_ERROR, r, "%s", what);
     }
     if (pid == 0) {
         static const char fail[] = "bot-bottle: error: cannot exec the egress daemon\n";
