@@ -34,3 +34,18 @@ int bb_siginfo_status(const siginfo_t *si)
 {
     return si->si_code == CLD_EXITED ? si->si_status : 128 + si->si_status;
 }
+
+int bb_pidfd_reap_once(int pidfd, bool *reaped, int *status)
+{
+    siginfo_t si;
+    int r;
+
+    if (*reaped)
+        return 0;
+    r = bb_pidfd_wait(pidfd, &si);
+    if (r < 0)
+        return r;
+    *reaped = true;
+    *status = bb_siginfo_status(&si);
+    return 0;
+}

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 /* A pidfd (close-on-exec) for pid; or -errno. */
@@ -16,3 +17,6 @@ int bb_pidfd_send_signal(int pidfd, int sig);
 int bb_pidfd_wait(int pidfd, siginfo_t *ret);
 /* The shell-style status of a reaped child: its exit code, or 128 + the signal that killed it. */
 int bb_siginfo_status(const siginfo_t *si);
+/* Reap the child behind pidfd once (blocks until it exits) and keep its bb_siginfo_status in
+ * *status; later calls (*reaped set) give the kept status. Returns 0 or -errno. */
+int bb_pidfd_reap_once(int pidfd, bool *reaped, int *status);

@@ -421,16 +421,10 @@ static int dk_start(struct bottle *bb, struct backend_started *ret)
 static int dk_wait(struct bottle *bb, int *ret_status)
 {
     struct dk_bottle *b = dk_of(bb);
-    siginfo_t si;
-    int r;
+    int r = bb_pidfd_reap_once(b->pidfd, &b->reaped, &b->status);
 
-    if (!b->reaped) {
-        r = bb_pidfd_wait(b->pidfd, &si);
-        if (r < 0)
-            return r;
-        b->reaped = true;
-        b->status = bb_siginfo_status(&si);
-    }
+    if (r < 0)
+        return r;
     *ret_status = b->status;
     return 0;
 }

@@ -327,16 +327,10 @@ static int sm_start(struct bottle *bb, struct backend_started *ret)
 static int sm_wait(struct bottle *bb, int *ret_status)
 {
     struct sm_bottle *b = sm_of(bb);
-    siginfo_t si;
-    int r;
+    int r = bb_pidfd_reap_once(b->pidfd, &b->reaped, &b->status);
 
-    if (!b->reaped) {
-        r = bb_pidfd_wait(b->pidfd, &si);
-        if (r < 0)
-            return r;
-        b->reaped = true;
-        b->status = bb_siginfo_status(&si);
-    }
+    if (r < 0)
+        return r;
     *ret_status = b->status;
     return 0;
 }
