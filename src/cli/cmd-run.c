@@ -682,6 +682,8 @@ static int run_or_start(int argc, char **argv, bool start)
     /* Credentials: the command line's replace the file's of the same name. Resolved after
      * the variables, so a credential's placeholder replaces a passed value of its variable. */
     config_merge_credentials(&cfg, &cli_creds);
+    if (agent)
+        agent_run_add_credentials(&ar, &cfg);
     if (cfg.n_creds) {
         if (credentials_prepare(&cfg, &o.env, &cred_wire) < 0)
             goto out;
