@@ -17,7 +17,9 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
                        "Authorization: Bearer T"
   POST /v1/messages -> with --messages-key K: a minimal Anthropic Messages API (the reply text
                        is "bottled reply: ok"; an SSE stream when the body asks for one), 401
-                       unless "x-api-key: K" or "Authorization: Bearer K" came with it
+                       unless "x-api-key: K" or "Authorization: Bearer K" came with it;
+                       with it, GET /api/hello and /v1/oauth/hello (Claude Code's start-up
+                       connectivity checks) -> 200
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
 Every HTTP request is logged as "http <method> <host header> <path>"; with --log-headers each
@@ -115,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(200, fh.read(), {"Content-Type": "application/octet-stream"})
             else:
                 self._send(404, b"not found\n")
+        elif MESSAGES_KEY and p.split("?")[0] in ("/api/hello", "/v1/oauth/hello"):
+            self._send(200, b'{"message":"hello"}', {"Content-Type": "application/json"})
         elif p.startswith("/close/"):
             self.send_response(200)
             self.send_header("Connection", "close")
