@@ -21,6 +21,7 @@ struct builtin {
     const char *name, *command, *package, *state, *state_env;
     const char *const *allow, *const *env;
     const struct agent_key *keys;
+    const struct agent_left_out *left_out;
 };
 
 /*
@@ -51,6 +52,17 @@ static const char *const claude_env[] = {
     "DISABLE_ERROR_REPORTING=1",
     NULL,
 };
+/* What the notice says when the agent still tries one of the hosts left out above. */
+static const struct agent_left_out claude_left_out[] = {
+    { "statsig.anthropic.com", "usage telemetry, turned off" },
+    { "*.sentry.io", "error reports, turned off" },
+    { "downloads.claude.ai", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "storage.googleapis.com", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "registry.npmjs.org", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "github.com", "plugin marketplaces" },
+    { "raw.githubusercontent.com", "plugin marketplaces" },
+    { NULL, NULL },
+};
 /* The keys: an API key goes in x-api-key; a bearer token (ANTHROPIC_AUTH_TOKEN, e.g. for a
  * gateway, or the subscription token from `claude setup-token`) in Authorization. */
 static const struct agent_key claude_keys[] = {
@@ -77,6 +89,10 @@ static const char *const codex_allow[] = { "api.openai.com", "chatgpt.com", "aut
                                            NULL };
 static const char *const codex_env[] = { "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
                                          NULL };
+static const struct agent_left_out codex_left_out[] = {
+    { "api.github.com", "its update check; 'bot-bottle agent install codex' updates it" },
+    { NULL, NULL },
+};
 static const struct agent_key codex_keys[] = {
     { "OPENAI_API_KEY", "authorization", "api.openai.com", "OPENAI_BASE_URL" },
     { NULL, NULL, NULL, NULL },
@@ -84,9 +100,9 @@ static const struct agent_key codex_keys[] = {
 
 static const struct builtin builtins[] = {
     { "claude", "claude", "@anthropic-ai/claude-code", ".claude", "CLAUDE_CONFIG_DIR", claude_allow,
-      claude_env, claude_keys },
-    { "codex", "codex", "@openai/codex", ".codex", "CODEX_HOME", codex_allow, codex_env,
-      codex_keys },
+      claude_env, claude_keys, claude_left_out },
+    { "codex", "codex", "@openai/codex", ".codex", "CODEX_HOME", codex_allow, codex_env, codex_keys,
+      codex_left_out },
 };
 
 const char *agent_builtin_name(size_t i)
@@ -124,6 +140,7 @@ int agent_profile_get(const struct bb_config *cfg, const char *name, struct agen
     if (b) {
         p.builtin = true;
         p.keys = b->keys;
+        p.left_out = b->left_out;
         p.command = xstrdup(b->command);
         p.package = dup_or_null(b->package);
         p.state = dup_or_null(b->state);

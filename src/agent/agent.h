@@ -43,6 +43,12 @@ struct agent_key {
     const char *var, *header, *host, *base_url_var;
 };
 
+/* A host a built-in profile leaves out on purpose, and why (for the blocked-host notice). */
+struct agent_left_out {
+    const char *host; /* a name, or *.SUFFIX */
+    const char *why;
+};
+
 struct agent_profile {
     char *name;
     char *command;                /* program name (PATH lookup in the bottle) or absolute path */
@@ -52,7 +58,8 @@ struct agent_profile {
     char *state;                  /* relative to $HOME in the bottle; NULL: no state directory */
     char *state_env;              /* set to $HOME/<state> in the bottle; NULL: none */
     const struct agent_key *keys; /* built-in profiles: their API keys ({ NULL } ends) */
-    bool builtin;                 /* a built-in profile (possibly adjusted by the config) */
+    const struct agent_left_out *left_out; /* built-in: hosts left out ({ NULL } ends) */
+    bool builtin;                       /* a built-in profile (possibly adjusted by the config) */
     const struct bb_config_agent *user; /* the config section, or NULL */
 };
 

@@ -164,6 +164,7 @@ struct agent_run {
     struct strv env;
     struct strv mounts;
     struct bb_config creds; /* the profile's API keys set on the host, as credentials */
+    struct strv left_out;   /* "HOST WHY": hosts the profile leaves out (supervisor notices) */
 };
 /* Whether name is an agent profile (built-in or in cfg). */
 bool agent_run_known(const struct bb_config *cfg, const char *name);

@@ -289,6 +289,9 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
     r = agent_keys(&p, &ar.creds);
     if (r < 0)
         goto out;
+    for (const struct agent_left_out *l = p.left_out; l && l->host; l++)
+        (void)push_free(&ar.left_out,
+                        strf("%s the %s profile leaves it out: %s", l->host, p.name, l->why));
 
     /* The state directory: per agent and workspace, bot-bottle's, never the user's home. */
     if (p.state) {
@@ -386,6 +389,7 @@ void agent_run_done(struct agent_run *ar)
     free(ar->command);
     free(ar->state);
     config_done(&ar->creds);
+    strv_done(&ar->left_out);
     *ar = (struct agent_run){ 0 };
 }
 

@@ -648,6 +648,7 @@ static int run_or_start(int argc, char **argv, bool start)
         /* the agent's variables first: [env] pass and --env come later and win */
         for (size_t i = 0; i < ar.env.n; i++)
             strv_push(&o.env, ar.env.v[i]);
+        o.left_out = ar.left_out; /* (ar keeps it until the end) */
     }
     if (agent_run_check_roots(&writable, agent ? &ar : NULL) < 0)
         goto out;

@@ -158,6 +158,13 @@ for agent in claude codex; do
         "dns (statsig.anthropic.com|api.github.com) deny"
     unlike "... refused names never reached the upstream" "$(cat "$T/dns.log")" "statsig|sentry|googleapis|npmjs|github"
 done
+out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" --upstream-dns "127.0.0.1:$DNS" claude -c 'curl -s -o /dev/null https://downloads.claude.ai/x; curl -s -o /dev/null https://o1.ingest.sentry.io/; curl -s -o /dev/null https://other.example/' 2>&1)
+like "a host the profile leaves out: the notice says why" "$out" \
+    "blocked downloads.claude.ai \(not in the allowlist; the claude profile leaves it out: auto-update; 'bot-bottle agent install claude' updates it\); to allow it anyway, add --allow downloads.claude.ai"
+like "... a *.SUFFIX entry covers the names below it" "$out" \
+    "blocked o1.ingest.sentry.io \(not in the allowlist; the claude profile leaves it out: error reports, turned off\)"
+like "... any other host gets the usual notice" "$out" \
+    "blocked other.example \(not in the allowlist\); to allow it, add --allow other.example"
 like "claude's bottle gets telemetry and auto-update turned off" "$(cd "$T/ws" && "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c env 2>&1)" \
     "DISABLE_TELEMETRY=1"
 out=$(cd "$T/ws" && ANTHROPIC_API_KEY=sk-test-value timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 'echo "key=$ANTHROPIC_API_KEY"; echo "cfg=$CLAUDE_CONFIG_DIR"; echo "base=${ANTHROPIC_BASE_URL-unset}"; cat /proc/self/environ; grep -rl sk-test-value / --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr --exclude-dir=opt 2>/dev/null' 2>&1)
