@@ -83,6 +83,11 @@ static int read_into(struct side *s, struct buf *b, size_t max)
     return (int)n;
 }
 
+int conn_read_into(struct side *s, struct buf *b, size_t max)
+{
+    return read_into(s, b, max);
+}
+
 /* ---------------------------------------------------------------- CS_READ_HEAD */
 
 static void exchange_reset(struct conn *c)
@@ -477,6 +482,9 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         buf_reset(&c->toup);
         r = c->resp_identity ? build_with_creds(c, req, &t, subs, nsubs)
                              : http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        c->ws = upgrade_requested(req);
+        if (r >= 0 && c->ws)
+            r = upgrade_finish_request(&c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -1072,8 +1080,50 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     if (resp.status >= 100 && resp.status < 200) {
+        if (resp.status == 101 && c->ws && upgrade_accepted(&resp)) {
+            /* The switch to websocket the request asked for: the 101 goes to the client with
+             * the upgrade fields, then bytes flow both ways (upgrade.c). */
+            c->status = 101;
+            buf_reset(&c->tocl);
+            if (http_build_client_response(&resp, c->uin.p, true, &c->tocl) < 0 ||
+                upgrade_finish_response(&c->tocl) < 0) {
+                buf_reset(&c->tocl);
+                conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
+                return 1;
+            }
+            if (c->scan_resp) {
+                int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
+                if (hit >= 0) {
+                    conn_cred_reflected(c, (size_t)hit);
+                    return 0;
+                }
+            }
+            buf_consume(&c->uin, (size_t)end);
+            c->resp_scan = 0;
+            if (c->uin.len) { /* frames right behind the 101: relayed, and searched */
+                size_t before = c->tocl.len;
+                if (buf_append(&c->tocl, c->uin.p, c->uin.len) < 0) {
+                    conn_close(c);
+                    return 0;
+                }
+                buf_reset(&c->uin);
+                if (c->scan_resp) {
+                    int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
+                                             c->tocl.len - before);
+                    if (hit >= 0) {
+                        conn_cred_reflected(c, (size_t)hit);
+                        return 0;
+                    }
+                }
+            }
+            conn_audit(c, true, "allowlisted");
+            upgrade_start(c);
+            return 1;
+        }
         if (resp.status == 101) {
-            conn_upstream_error(c, 502, "bad-upstream-response", "unexpected protocol switch");
+            conn_upstream_error(c, 502, "bad-upstream-response",
+                                c->ws ? "the origin switched to a protocol other than websocket"
+                                      : "unexpected protocol switch");
             return 1;
         }
         /* Interim response: relay it (hop-by-hop fields removed) and read the next head. */
@@ -1308,6 +1358,16 @@ static void set_interest(struct conn *c)
         if (!c->u.eof && !c->in_pipe_uc && !c->tocl.len)
             ue |= EPOLLIN;
         break;
+    case CS_UPGRADED:
+        if (c->tocl.len > c->resp_hold)
+            ce |= EPOLLOUT;
+        if (c->toup.len)
+            ue |= EPOLLOUT;
+        if (!c->c.eof && !c->toup.len)
+            ce |= EPOLLIN;
+        if (!c->u.eof && c->tocl.len <= c->resp_hold)
+            ue |= EPOLLIN;
+        break;
     case CS_DRAIN:
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
         break;
@@ -1352,6 +1412,7 @@ static int (*const steps[CS_MAX])(struct conn *c) = {
     [CS_CONNECT] = step_connect,     [CS_SEND_REQ] = step_send_req, [CS_READ_RESP] = step_read_resp,
     [CS_SEND_RESP] = step_send_resp, [CS_TUNNEL] = tunnel_step,     [CS_TLS_UP] = step_tls_up,
     [CS_TLS_DOWN] = step_tls_down,   [CS_DRAIN] = step_drain,       [CS_CLOSED] = NULL,
+    [CS_UPGRADED] = upgrade_step,
 };
 
 static void conn_run(struct conn *c)
@@ -1443,6 +1504,10 @@ static void on_timer(struct loop_timer *t)
         case CS_SEND_REQ:
         case CS_READ_RESP:
         case CS_SEND_RESP:
+        case CS_UPGRADED:
+            c->ws_release = true;
+            c->deadline = 0;
+            break;
         case CS_TUNNEL:
         case CS_CLOSED:
         case CS_MAX:
