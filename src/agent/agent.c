@@ -93,8 +93,10 @@ static const struct agent_left_out codex_left_out[] = {
     { "api.github.com", "its update check; 'bot-bottle agent install codex' updates it" },
     { NULL, NULL },
 };
+/* (Not moved by OPENAI_BASE_URL: this codex reaches api.openai.com with it set, at least for its
+ * Responses websocket; a key for another endpoint is a [credential] of the user's.) */
 static const struct agent_key codex_keys[] = {
-    { "OPENAI_API_KEY", "authorization", "api.openai.com", "OPENAI_BASE_URL" },
+    { "OPENAI_API_KEY", "authorization", "api.openai.com", NULL },
     { NULL, NULL, NULL, NULL },
 };
 

@@ -155,7 +155,7 @@ static const char agents_text[] =
     "  - its API keys, when set on the host, stay there: claude: ANTHROPIC_API_KEY,\n"
     "    ANTHROPIC_AUTH_TOKEN, CLAUDE_CODE_OAUTH_TOKEN; codex: OPENAI_API_KEY. The bottle gets a\n"
     "    placeholder the egress proxy replaces with the key in requests to the API host (or the\n"
-    "    https:// host of ANTHROPIC_BASE_URL / OPENAI_BASE_URL), nowhere else;\n"
+    "    https:// host of ANTHROPIC_BASE_URL), nowhere else;\n"
     "  - the host's variables it uses, when set: ANTHROPIC_BASE_URL, ANTHROPIC_MODEL;\n"
     "    OPENAI_BASE_URL, OPENAI_ORG_ID, OPENAI_PROJECT_ID;\n"
     "  - its own state directory per workspace, $XDG_DATA_HOME/bot-bottle/agents/NAME/DIR-HASH,\n"

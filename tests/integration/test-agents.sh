@@ -221,10 +221,23 @@ for be in $BACKENDS; do
 done
 # codex's key (OPENAI_API_KEY, a bearer token) the same way, with its profile around a shell
 : >"$T/api.log"
-out=$(OPENAI_API_KEY=$REALKEY OPENAI_BASE_URL=https://api.openai.com:$API/v1 apirun $BE "$T/cfg/api-probe.ini" codex -c \
-    'echo "key=$OPENAI_API_KEY"; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" -H "content-type: application/json" -d "{}" https://api.openai.com:'"$API"'/v1/messages; echo; curl -s -o /dev/null -w "%{http_code} %header{x-bottle-block}\n" -H "Authorization: Bearer $OPENAI_API_KEY" https://api.anthropic.com:'"$API"'/v1/models' 2>&1)
+cat "$T/cfg/api-probe.ini" - >"$T/cfg/api-codex.ini" <<INI
+[credential "openai-api-key"]
+host = api.openai.com
+port = $API
+header = authorization
+value = env:OPENAI_API_KEY
+INI
+out=$(OPENAI_API_KEY=$REALKEY apirun $BE "$T/cfg/api-probe.ini" codex -c 'echo "key=$OPENAI_API_KEY"' 2>&1)
 like "codex's OPENAI_API_KEY is a placeholder in the bottle" "$out" "key=bb-cred-openai-api-key-[0-9a-f]{32}"
-like "... that becomes the host's key in Authorization to api.openai.com" "$out" '"text": "bottled reply: ok"'
+like "... for api.openai.com:443, in Authorization" "$out" \
+    "OPENAI_API_KEY stays on the host: .* authorization header of requests to api.openai.com:443"
+unlike "... the key never reached the bottle" "$out" "$REALKEY"
+# the swap itself: the fake API is not on port 443, so a credential of the same name for its
+# port takes the profile's place (the user's wins)
+out=$(OPENAI_API_KEY=$REALKEY apirun $BE "$T/cfg/api-codex.ini" codex -c \
+    'echo "key=$OPENAI_API_KEY"; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" -H "content-type: application/json" -d "{}" https://api.openai.com:'"$API"'/v1/messages; echo; curl -s -o /dev/null -w "%{http_code} %header{x-bottle-block}\n" -H "Authorization: Bearer $OPENAI_API_KEY" https://api.anthropic.com:'"$API"'/v1/models' 2>&1)
+like "the placeholder becomes the host's key in Authorization to api.openai.com" "$out" '"text": "bottled reply: ok"'
 like "... and is refused towards another host (credential-misuse)" "$out" "403 credential-misuse"
 unlike "... the key never reached the bottle" "$out" "$REALKEY"
 out=$(ANTHROPIC_API_KEY=$REALKEY ANTHROPIC_BASE_URL=http://api.anthropic.com:$API \
