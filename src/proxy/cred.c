@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/limits.h"
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
@@ -21,6 +22,10 @@ struct cred {
     size_t placeholder_len;
     const char *value; /* in the store's dont-dump region */
     size_t value_len;
+    /* the value's base64 at its three alignments (the characters that depend only on it):
+     * what an origin reflecting an Authorization: Basic header hands back. Same region. */
+    const char *b64[3];
+    size_t b64_len[3];
 };
 
 struct cred_store {
@@ -112,6 +117,26 @@ struct cred_store *cred_store_free(struct cred_store *s)
     return NULL;
 }
 
+/* The base64 characters that depend only on v when v starts at byte offset k (0..2) of the
+ * encoded data (whatever surrounds it, these appear), into out; their number. */
+static size_t b64_stable(const unsigned char *v, size_t len, unsigned k, char *out)
+{
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t bits = 8 * (k + len), first = (8 * k + 5) / 6, last = bits / 6; /* [first, last) */
+    size_t n = 0;
+
+    for (size_t j = first; j < last; j++) {
+        unsigned val = 0;
+        for (unsigned b = 0; b < 6; b++) {
+            size_t bit = 6 * j + b, byte = bit / 8;
+            unsigned x = byte < k ? 0 : v[byte - k];
+            val = (val << 1) | ((x >> (7 - bit % 8)) & 1);
+        }
+        out[n++] = alpha[val];
+    }
+    return n;
+}
+
 int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const char **reterr)
 {
     struct cred_store *s;
@@ -137,9 +162,11 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
     s = xcalloc(1, sizeof(*s));
     if (lines)
         s->v = xcalloc(lines, sizeof(*s->v));
-    /* All the values fit in len bytes; one region, excluded from core dumps. */
+    /* All the values fit in len bytes, their base64 forms in 4 * len + 12 per line; one
+     * region, excluded from core dumps. */
     if (len) {
-        s->region_len = ((len + 1 + (size_t)page - 1) / (size_t)page) * (size_t)page;
+        s->region_len =
+            ((5 * len + 12 * lines + 1 + (size_t)page - 1) / (size_t)page) * (size_t)page;
         s->region =
             mmap(NULL, s->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (s->region == MAP_FAILED) {
@@ -210,6 +237,14 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
         total += value.len;
         s->max_placeholder = MAX(s->max_placeholder, ph.len);
         s->max_value = MAX(s->max_value, value.len);
+        for (unsigned k = 0; k < 3; k++) {
+            size_t n =
+                b64_stable((const unsigned char *)c->value, c->value_len, k, s->region + off);
+            c->b64[k] = s->region + off;
+            c->b64_len[k] = n;
+            off += n;
+            s->max_value = MAX(s->max_value, n);
+        }
         s->n++;
     }
     (void)total;
@@ -266,6 +301,122 @@ static const char *find(const struct cred *c, struct slice hay)
     return memmem(hay.p, hay.len, c->placeholder, c->placeholder_len);
 }
 
+/*
+ * HTTP Basic authentication (RFC 7617): "Basic" SP token68, the token the base64 of
+ * "user:password". A placeholder given as the password (git's credential helper, pip's and
+ * npm's user:password URLs) is inside the base64: the value is decoded to look for it, and the
+ * substitution decodes, replaces and encodes again.
+ */
+#define CRED_B64_MIN 8
+
+static const char b64_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* The base64 token of a "Basic ..." value (scheme case-insensitive, spaces around), or false. */
+static bool basic_token(struct slice v, struct slice *ret)
+{
+    size_t i = 5, j, k;
+
+    if (v.len < 6 || !slice_eq_nocase_cstr(slice_make(v.p, 5), "basic") ||
+        (v.p[5] != ' ' && v.p[5] != '\t'))
+        return false;
+    while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t'))
+        i++;
+    for (j = i; j < v.len && (ascii_isalnum(v.p[j]) || v.p[j] == '+' || v.p[j] == '/'); j++)
+        ;
+    for (k = j; k < v.len && v.p[k] == '='; k++)
+        ;
+    if (j == i || k - j > 2)
+        return false;
+    *ret = slice_make(v.p + i, k - i);
+    for (; k < v.len; k++)
+        if (v.p[k] != ' ' && v.p[k] != '\t')
+            return false;
+    return true;
+}
+
+/* Decode base64 (padding optional) into out (room for 3/4 of the length). Returns the decoded
+ * length, or -EINVAL. */
+static ssize_t b64_decode(struct slice t, unsigned char *out)
+{
+    unsigned acc = 0, bits = 0;
+    size_t n = 0, len = t.len;
+
+    while (len && t.p[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        const char *at = memchr(b64_alpha, t.p[i], 64);
+        if (!at || !t.p[i])
+            return -EINVAL;
+        acc = (acc << 6) | (unsigned)(at - b64_alpha);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static int b64_encode_append(struct buf *out, const unsigned char *p, size_t n)
+{
+    char q[4];
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        q[0] = b64_alpha[v >> 18];
+        q[1] = b64_alpha[(v >> 12) & 63];
+        q[2] = i + 1 < n ? b64_alpha[(v >> 6) & 63] : '=';
+        q[3] = i + 2 < n ? b64_alpha[v & 63] : '=';
+        if (buf_append(out, q, 4) < 0)
+            return -E2BIG;
+    }
+    return 0;
+}
+
+/* The decoded user:password of a Basic value into dec (BB_MAX_HTTP_LINE bytes), its length, or
+ * -ENOENT when v is not Basic (or not base64). */
+static ssize_t basic_decode(struct slice v, unsigned char *dec)
+{
+    struct slice tok;
+
+    if (!basic_token(v, &tok) || tok.len > BB_MAX_HTTP_LINE)
+        return -ENOENT;
+    ssize_t n = b64_decode(tok, dec);
+    return n < 0 ? -ENOENT : n;
+}
+
+/* Where credential c's placeholder is in a header value: 0 nowhere, 1 as it is, 2 inside its
+ * Basic credentials; *ret_twice when it is there more than once. */
+static int find_in_value(const struct cred *c, struct slice v, bool *ret_twice)
+{
+    unsigned char dec[BB_MAX_HTTP_LINE];
+    const char *at = find(c, v);
+    int where = 1;
+    ssize_t n;
+
+    if (!at) {
+        n = basic_decode(v, dec);
+        if (n < 0)
+            return 0;
+        v = slice_make((const char *)dec, (size_t)n);
+        at = find(c, v);
+        where = 2;
+        if (!at) {
+            explicit_bzero(dec, (size_t)n);
+            return 0;
+        }
+    }
+    size_t rest = v.len - (size_t)(at - v.p) - c->placeholder_len;
+    *ret_twice = find(c, slice_make(at + c->placeholder_len, rest)) != NULL;
+    if (where == 2)
+        explicit_bzero(dec, v.len);
+    return where;
+}
+
 int cred_check_head(const struct cred_store *s, const struct http_request *req, const char *host,
                     uint16_t port, struct cred_subst *subs, size_t *ret_n, size_t *ret_cred,
                     const char **ret_where)
@@ -285,14 +436,13 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
         }
         for (size_t h = 0; h < req->n_headers; h++) {
             const struct http_header *hd = &req->headers[h];
-            const char *at;
 
             if (find(c, hd->name)) {
                 *ret_where = "in a header name";
                 return -EPERM;
             }
-            at = find(c, hd->value);
-            if (!at)
+            bool twice = false;
+            if (!find_in_value(c, hd->value, &twice))
                 continue;
             if (req->is_connect) {
                 *ret_where = "in a CONNECT request";
@@ -311,12 +461,9 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
                 return -EPERM;
             }
             /* once per value: a second copy would put the secret in twice */
-            {
-                size_t rest = hd->value.len - (size_t)(at - hd->value.p) - c->placeholder_len;
-                if (find(c, slice_make(at + c->placeholder_len, rest))) {
-                    *ret_where = "twice in one header";
-                    return -EPERM;
-                }
+            if (twice) {
+                *ret_where = "twice in one header";
+                return -EPERM;
             }
             used = true;
             subs[n].header = h;
@@ -328,6 +475,38 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
     return 0;
 }
 
+/* value with the placeholder replaced, inside its Basic credentials: decoded, replaced,
+ * encoded again after the scheme as the client wrote it. */
+static int substitute_basic(const struct cred *c, struct slice value, struct buf *out)
+{
+    unsigned char dec[BB_MAX_HTTP_LINE], plain[BB_MAX_HTTP_LINE + CRED_VALUE_MAX];
+    struct slice tok;
+    ssize_t n;
+    size_t pn = 0;
+    int r = -ENOENT;
+
+    n = basic_decode(value, dec);
+    if (n < 0 || !basic_token(value, &tok))
+        return -ENOENT;
+    /* on the stack, not in a buffer that could grow and leave a copy behind in freed memory */
+    const char *at = find(c, slice_make((const char *)dec, (size_t)n));
+    if (at) {
+        size_t before = (size_t)(at - (const char *)dec);
+        size_t after = (size_t)n - before - c->placeholder_len;
+        memcpy(plain, dec, before);
+        memcpy(plain + before, c->value, c->value_len);
+        memcpy(plain + before + c->value_len, at + c->placeholder_len, after);
+        pn = before + c->value_len + after;
+        r = -E2BIG;
+        if (buf_append(out, value.p, (size_t)(tok.p - value.p)) == 0 &&
+            b64_encode_append(out, plain, pn) == 0)
+            r = 0;
+    }
+    explicit_bzero(plain, pn);
+    explicit_bzero(dec, (size_t)n);
+    return r;
+}
+
 int cred_substitute(const struct cred_store *s, size_t i, struct slice value, struct buf *out)
 {
     const struct cred *c = &s->v[i];
@@ -336,7 +515,7 @@ int cred_substitute(const struct cred_store *s, size_t i, struct slice value, st
 
     buf_reset(out);
     if (!at)
-        return -ENOENT;
+        return substitute_basic(c, value, out);
     before = (size_t)(at - value.p);
     after = value.len - before - c->placeholder_len;
     if ((before && buf_append(out, value.p, before) < 0) ||
@@ -437,10 +616,16 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
 static int scan_all(const struct cred_store *s, const struct cred_scan *sc, struct slice hay)
 {
     if (sc->values) {
-        for (size_t i = 0; i < s->n; i++)
-            if (hay.len >= s->v[i].value_len &&
-                memmem(hay.p, hay.len, s->v[i].value, s->v[i].value_len))
+        for (size_t i = 0; i < s->n; i++) {
+            const struct cred *c = &s->v[i];
+            if (hay.len >= c->value_len && memmem(hay.p, hay.len, c->value, c->value_len))
                 return (int)i;
+            /* base64 (a reflected Basic header); too short a form would match by chance */
+            for (unsigned k = 0; k < 3; k++)
+                if (c->b64_len[k] >= CRED_B64_MIN && hay.len >= c->b64_len[k] &&
+                    memmem(hay.p, hay.len, c->b64[k], c->b64_len[k]))
+                    return (int)i;
+        }
         return -1;
     }
     for (size_t i = 0; i < s->n; i++)
@@ -478,7 +663,7 @@ static bool is_ctl(char ch)
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
                       uint64_t raw_at)
 {
-    char joint[2 * CRED_VALUE_MAX];
+    char joint[2 * (CRED_VALUE_MAX * 4 / 3 + 4)]; /* the longest needle: a value's base64 */
     size_t keep, take;
     int hit;
 

@@ -17,6 +17,14 @@
 
 #define PH "bb-cred-api-0123456789abcdef0123456789abcdef"
 #define PH2 "bb-cred-npm-00112233445566778899aabbccddeeff"
+/* base64("x-access-token:" PH2), base64(PH2 ":" PH2), base64(PH2 ":x") without padding, and
+ * base64("x-access-token:npmREAL") */
+#define B_PH2 "eC1hY2Nlc3MtdG9rZW46YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY="
+#define B_PH2_TWICE                                                                                \
+    "YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY6YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1" \
+    "NjY3Nzg4OTlhYWJiY2NkZGVlZmY="
+#define B_PH2_USER "YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY6eA"
+#define B_REAL "eC1hY2Nlc3MtdG9rZW46bnBtUkVBTA=="
 
 static struct cred_store *two(void)
 {
@@ -109,6 +117,27 @@ static void test_check_head(void **state)
         /* the other credential's placeholder to this host */
         { "GET http://api.example.com:443/ HTTP/1.0\r\nAuthorization: Bearer " PH2 "\r\n\r\n",
           "api.example.com", 443, -EPERM, 0 },
+        /* inside HTTP Basic credentials (git, pip, npm user:password): the same rules */
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8080, 0, 1 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: basic  " B_PH2_USER
+          " \r\n\r\n",
+          "registry.example.com", 8080, 0, 1 },
+        { "GET http://other.example/ HTTP/1.0\r\nAuthorization: Basic " B_PH2 "\r\n\r\n",
+          "other.example", 80, -EPERM, 0 },
+        { "GET http://registry.example.com:8081/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8081, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nProxy-Authorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2_TWICE
+          "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\nX-Api-Key: Basic " B_PH2 "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
         /* CONNECT never carries one */
         { "CONNECT api.example.com:443 HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n", "api.example.com",
           443, -EPERM, 0 },
@@ -145,6 +174,13 @@ static void test_substitute(void **state)
     assert_int_equal(cred_substitute(s, 0, slice_cstr(PH), &out), 0);
     assert_string_equal(buf_str(&out), "sk-REAL secret");
     assert_int_equal(cred_substitute(s, 0, slice_cstr("nothing"), &out), -ENOENT);
+    /* Basic: decoded, replaced, encoded again; the scheme as the client wrote it */
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("Basic " B_PH2), &out), 0);
+    assert_string_equal(buf_str(&out), "Basic " B_REAL);
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("basic\t" B_PH2 "  "), &out), 0);
+    assert_string_equal(buf_str(&out), "basic\t" B_REAL);
+    assert_int_equal(cred_substitute(s, 0, slice_cstr("Basic " B_PH2), &out), -ENOENT);
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("Basic !!" B_PH2), &out), -ENOENT);
     buf_done(&out);
     cred_store_free(s);
 }
@@ -254,6 +290,26 @@ static void test_scan_values(void **state)
 
 /* A reader passes on only what cred_scan_hold() does not keep back: nothing of a value that
  * the next feed completes leaves early, plain or split by chunk framing (raw offsets). */
+/* An origin that reflects an Authorization: Basic header hands back the value in base64: the
+ * value search finds it at every alignment. */
+static void test_scan_values_b64(void **state)
+{
+    struct cred_store *s = two();
+    const char *texts[] = { "{\"authorization\": \"Basic " B_REAL "\"}", /* offset 15 */
+                            "Basic eDpucG1SRUFM",                        /* x:npmREAL */
+                            "Basic eHg6bnBtUkVBTA==",                    /* xx:npmREAL */
+                            "Basic eHh4Om5wbVJFQUw=" };                  /* xxx:npmREAL */
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, texts[i], strlen(texts[i])), 1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
 static void test_scan_hold(void **state)
 {
     struct cred_store *s = two();
@@ -303,7 +359,7 @@ int main(void)
         cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
         cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
         cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
-        cmocka_unit_test(test_scan_hold),
+        cmocka_unit_test(test_scan_hold),     cmocka_unit_test(test_scan_values_b64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
