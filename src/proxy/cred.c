@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common/limits.h"
 #include "common/macro.h"
@@ -535,6 +536,10 @@ void cred_scan_init(struct cred_scan *sc)
 
 void cred_scan_done(struct cred_scan *sc)
 {
+    if (sc->z) {
+        inflateEnd(sc->z);
+        free(sc->z);
+    }
     if (sc->carry) {
         explicit_bzero(sc->carry, sc->carry_len);
         free(sc->carry);
@@ -554,7 +559,95 @@ void cred_scan_set_chunked(struct cred_scan *sc)
 }
 
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
-                      uint64_t raw_at);
+                      uint64_t raw_at, unsigned raw_step);
+static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                     uint64_t raw_at);
+
+int cred_scan_set_inflate(struct cred_scan *sc)
+{
+    z_stream *z = xcalloc(1, sizeof(*z));
+
+    /* 15 + 32: a gzip or a zlib header, detected */
+    if (inflateInit2(z, 15 + 32) != Z_OK) {
+        free(z);
+        return -ENOMEM;
+    }
+    sc->z = z;
+    sc->z_end = false;
+    sc->z_in = sc->z_out = 0;
+    sc->z_err = NULL;
+    return 0;
+}
+
+static int unscannable(struct cred_scan *sc, const char *why)
+{
+    sc->z_err = why;
+    return CRED_SCAN_UNSCANNABLE;
+}
+
+/* Inflate compressed data bytes (raw position raw_at on) and search what comes out, a step of
+ * CRED_INFLATE_STEP compressed bytes at a time: the bytes a step makes count as being at its
+ * start (less 3: a code may begin up to 2 bytes before), for the hold-back. */
+static int inflate_scan(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                        uint64_t raw_at)
+{
+    unsigned char out[16384];
+    z_stream *z = sc->z;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = MIN(len - i, (size_t)CRED_INFLATE_STEP);
+        uint64_t at = raw_at + i >= 3 ? raw_at + i - 3 : 0;
+        z->next_in = (Bytef *)(uintptr_t)(p + i);
+        z->avail_in = (uInt)n;
+        for (;;) {
+            if (sc->z_end) { /* another gzip member follows (or trailing bytes: refused) */
+                if (inflateReset(z) != Z_OK)
+                    return unscannable(sc, "the compressed data cannot be inflated");
+                sc->z_end = false;
+            }
+            z->next_out = out;
+            z->avail_out = sizeof(out);
+            int zr = inflate(z, Z_NO_FLUSH);
+            size_t got = sizeof(out) - z->avail_out;
+            if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_STREAM_ERROR ||
+                zr == Z_MEM_ERROR) {
+                explicit_bzero(out, got);
+                return unscannable(sc, "the body is not valid gzip or deflate (zlib) data");
+            }
+            sc->z_out += got;
+            if (got) {
+                int hit = scan_plain(s, sc, (const char *)out, got, at, 0);
+                explicit_bzero(out, got);
+                if (hit >= 0)
+                    return hit;
+            }
+            if (sc->z_out > CRED_INFLATE_MAX ||
+                (sc->z_out > CRED_INFLATE_FREE &&
+                 sc->z_out / CRED_INFLATE_RATIO > sc->z_in + (i + n - z->avail_in)))
+                return unscannable(sc, "the body inflates past the proxy's limit (a "
+                                       "decompression bomb?)");
+            if (zr == Z_STREAM_END) {
+                sc->z_end = true;
+                if (!z->avail_in)
+                    break;
+                continue;
+            }
+            if (!z->avail_in && z->avail_out)
+                break; /* all in, all out */
+            if (zr == Z_BUF_ERROR && !got)
+                break;
+        }
+        i += n;
+    }
+    sc->z_in += len;
+    return -1;
+}
+
+static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                     uint64_t raw_at)
+{
+    return sc->z ? inflate_scan(s, sc, p, len, raw_at) : scan_plain(s, sc, p, len, raw_at, 1);
+}
 
 /* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
  * only has to follow it: size line, data, CRLF, ..., then the trailer section). */
@@ -587,7 +680,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
             break;
         case CK_DATA: {
             size_t take = (size_t)MIN((uint64_t)(len - i), sc->ck_remaining);
-            int hit = scan_plain(s, sc, p + i, take, sc->raw_total + i);
+            int hit = scan_data(s, sc, p + i, take, sc->raw_total + i);
             if (hit >= 0)
                 return hit;
             i += take;
@@ -607,7 +700,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
         case CK_TRAILER:
         default:
             /* trailer fields: searched as they are */
-            return scan_plain(s, sc, p + i, len - i, sc->raw_total + i);
+            return scan_plain(s, sc, p + i, len - i, sc->raw_total + i, 1);
         }
     }
     return -1;
@@ -640,7 +733,9 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
 
     if (!s || !s->n || !len)
         return -1;
-    hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len, sc->raw_total);
+    if (sc->z_err)
+        return CRED_SCAN_UNSCANNABLE;
+    hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_data(s, sc, p, len, sc->raw_total);
     sc->raw_total += len;
     return hit;
 }
@@ -660,8 +755,10 @@ static bool is_ctl(char ch)
     return (u < 0x20 && u != '\t') || u == 0x7f;
 }
 
+/* raw_step 1: byte j of p is at raw_at + j of the fed stream; 0: all of them count as being at
+ * raw_at (inflated bytes). */
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
-                      uint64_t raw_at)
+                      uint64_t raw_at, unsigned raw_step)
 {
     char joint[2 * (CRED_VALUE_MAX * 4 / 3 + 4)]; /* the longest needle: a value's base64 */
     size_t keep, take;
@@ -693,7 +790,7 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
         memcpy(sc->carry, p + len - keep, keep);
         sc->carry_len = keep;
         for (size_t j = 0; sc->carry_raw && j < keep; j++)
-            sc->carry_raw[j] = raw_at + len - keep + j;
+            sc->carry_raw[j] = raw_at + (len - keep + j) * raw_step;
     } else {
         size_t from_carry = MIN(sc->carry_len, keep - len);
         memmove(sc->carry, sc->carry + sc->carry_len - from_carry, from_carry);
@@ -702,7 +799,7 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
             memmove(sc->carry_raw, sc->carry_raw + sc->carry_len - from_carry,
                     from_carry * sizeof(*sc->carry_raw));
             for (size_t j = 0; j < len; j++)
-                sc->carry_raw[from_carry + j] = raw_at + j;
+                sc->carry_raw[from_carry + j] = raw_at + j * raw_step;
         }
         sc->carry_len = from_carry + len;
     }
