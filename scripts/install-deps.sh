@@ -10,7 +10,7 @@ packages=(
     clang-format clang-tidy cppcheck
     # libraries (DESIGN.md section 4)
     libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
-    libssl-dev libpsl-dev publicsuffix
+    libssl-dev libpsl-dev publicsuffix zlib1g-dev
     # microvm backend: QEMU, and scripts/build-guest-kernel.sh's kernel build tools (the
     # kernel source itself is fetched with apt-get download, never installed)
     qemu-system-x86 flex bison libelf-dev bc xz-utils

@@ -1028,9 +1028,13 @@ static int step_send_req(struct conn *c)
 
 /* ---------------------------------------------------------------- response */
 
-/* The response's content is as the origin has it (no Content-Encoding, or identity). */
-static bool content_identity(const struct http_response *resp)
+/* The response's content coding: 0 as the origin has it (no Content-Encoding, or identity),
+ * 1 gzip or deflate (the reflection search inflates it), -1 anything else (or more than one
+ * coding), named in *ret_name. */
+static int content_coding(const struct http_response *resp, struct slice *ret_name)
 {
+    int k = 0;
+
     for (size_t i = 0; i < resp->n_headers; i++) {
         struct slice v = resp->headers[i].value;
         if (!slice_eq_nocase_cstr(resp->headers[i].name, "content-encoding"))
@@ -1039,10 +1043,27 @@ static bool content_identity(const struct http_response *resp)
             v = slice_make(v.p + 1, v.len - 1);
         while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t'))
             v.len--;
-        if (v.len && !slice_eq_nocase_cstr(v, "identity"))
-            return false;
+        if (!v.len || slice_eq_nocase_cstr(v, "identity"))
+            continue;
+        *ret_name = v;
+        if (k != 0 || !(slice_eq_nocase_cstr(v, "gzip") || slice_eq_nocase_cstr(v, "x-gzip") ||
+                        slice_eq_nocase_cstr(v, "deflate")))
+            return -1;
+        k = 1;
     }
-    return true;
+    return k;
+}
+
+/* The reflection search cannot read the body (cred_scan_feed said CRED_SCAN_UNSCANNABLE): the
+ * head is out already, so cut the connection. */
+static void conn_resp_unscannable(struct conn *c)
+{
+    log_warn("proxy: the response of %s cannot be searched for the credentials' values (%s); "
+             "the connection is cut",
+             c->host.name, c->reflect_scan.z_err ? c->reflect_scan.z_err : "unknown");
+    c->upstream_reusable = false;
+    conn_audit(c, true, "credential-unscannable");
+    conn_close(c);
 }
 
 static int step_read_resp(struct conn *c)
@@ -1161,14 +1182,19 @@ static int step_read_resp(struct conn *c)
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
         return 1;
     }
-    if (c->resp_identity && !content_identity(&resp)) {
-        /* Compressed, the value would pass the search unseen (the request asked for identity,
-         * build_with_creds): not relayed. */
+    struct slice coding = SLICE_NULL;
+    int coded = c->resp_identity ? content_coding(&resp, &coding) : 0;
+    if (coded < 0) {
+        /* An encoding the search cannot read (br, zstd, ...): the value would pass unseen
+         * (the request asked for identity, build_with_creds): not relayed. */
+        char text[256];
         buf_reset(&c->tocl);
-        conn_upstream_error(c, 502, "credential-unscannable",
-                            "the response to a request carrying a credential is encoded "
-                            "(Content-Encoding), so it cannot be searched for the credential's "
-                            "value");
+        snprintf(text, sizeof(text),
+                 "the response to a request carrying a credential is encoded with "
+                 "\"%.*s\" (Content-Encoding), which the proxy cannot decode to search it "
+                 "for the credential's value (gzip and deflate it can)",
+                 (int)MIN(coding.len, (size_t)64), coding.p);
+        conn_upstream_error(c, 502, "credential-unscannable", text);
         return 1;
     }
     if (c->scan_resp) {
@@ -1179,6 +1205,13 @@ static int step_read_resp(struct conn *c)
         }
         if (resp.body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->reflect_scan);
+        /* gzip or deflate: searched inflated, relayed as it is (bounded: cred.h) */
+        if (coded > 0 && cred_scan_set_inflate(&c->reflect_scan) < 0) {
+            buf_reset(&c->tocl);
+            conn_upstream_error(c, 502, "credential-unscannable",
+                                "no memory to inflate the response to search it");
+            return 1;
+        }
     }
     buf_consume(&c->uin, (size_t)end);
     c->resp_scan = 0;
@@ -1215,6 +1248,10 @@ static int step_send_resp(struct conn *c)
                                      c->tocl.len - before);
             if (hit >= 0) {
                 conn_cred_reflected(c, (size_t)hit);
+                return 0;
+            }
+            if (hit == CRED_SCAN_UNSCANNABLE) {
+                conn_resp_unscannable(c);
                 return 0;
             }
         }
