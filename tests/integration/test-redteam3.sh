@@ -7,6 +7,12 @@
 #   costs the supervisor a descriptor. Under the common 1024-descriptor limit the supervisor
 #   ran out: `bot-bottle stop` got no answer (and the control listener, level-triggered with a
 #   connection it could not accept, spun the CPU).
+# - protected paths from a compromised guest kernel: helpers/hostile-init.c as the VM's PID 1
+#   (run --bottle-init) mounts the workspace share without bottle-init's read-only binds and
+#   writes .git/config and a hook. The binds are the guest kernel's to keep: the host's git
+#   then runs the guest's code. Not fixed here (QEMU's view of the share is the qemu-jail
+#   work's: read-only binds of the protect plan in QEMU's mount namespace): a TAP TODO, which
+#   meson reports as an unexpected pass once it holds.
 source "$(dirname "$0")/lib.sh"
 
 need_bottles "red-team microvm tests"
@@ -48,6 +54,27 @@ rc=$?
 is "flood: bot-bottle stop still works (status)" "$rc" 0
 check "flood: ... promptly ($(($(date +%s) - start)) s)" test $(($(date +%s) - start)) -lt 20
 unlike "flood: ... without 'no answer'" "$(cat "$T/stop.err")" "no answer"
+
+# todo DESC CMD...: like check, but a known open finding (TAP "# TODO")
+todo() {
+    local d=$1
+    shift
+    _n=$((_n + 1))
+    if "$@" >/dev/null 2>&1; then echo "ok $_n - $d # TODO"; else echo "not ok $_n - $d # TODO"; fi
+}
+
+# --- protected paths against a compromised guest kernel --------------------------------------
+PW=$T/pws
+mkdir -p "$PW"
+git -C "$PW" init -q
+cp "$PW/.git/config" "$T/config.orig"
+out=$(cd "$PW" && timeout 120 "$BB" run --upstream-dns 127.0.0.1:1 \
+    --bottle-init "$BB_BUILD_DIR/tests/integration/hostile-init" -- true 2>&1)
+like "hostile init: it ran as the guest's PID 1 and mounted the workspace" "$out" "HOSTILE mount ok"
+like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
+todo "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
+    cmp -s "$T/config.orig" "$PW/.git/config"
+todo "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
 
 done_testing
 fi
@@ -94,5 +121,26 @@ b=$(cpu_ticks "$SV")
 check "flood: the supervisor does not spin with a connection pending ($((b - a)) ticks in 2 s)" \
     test $((b - a)) -lt 40
 fi
+
+# todo DESC CMD...: like check, but a known open finding (TAP "# TODO")
+todo() {
+    local d=$1
+    shift
+    _n=$((_n + 1))
+    if "$@" >/dev/null 2>&1; then echo "ok $_n - $d # TODO"; else echo "not ok $_n - $d # TODO"; fi
+}
+
+# --- protected paths against a compromised guest kernel --------------------------------------
+PW=$T/pws
+mkdir -p "$PW"
+git -C "$PW" init -q
+cp "$PW/.git/config" "$T/config.orig"
+out=$(cd "$PW" && timeout 120 "$BB" run --upstream-dns 127.0.0.1:1 \
+    --bottle-init "$BB_BUILD_DIR/tests/integration/hostile-init" -- true 2>&1)
+like "hostile init: it ran as the guest's PID 1 and mounted the workspace" "$out" "HOSTILE mount ok"
+like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
+todo "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
+    cmp -s "$T/config.orig" "$PW/.git/config"
+todo "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
 
 done_testing
