@@ -44,7 +44,7 @@ static const struct mux_ops fz_ops = { .open_stream = fz_open };
 /* The lowest free descriptor number (leaks push it up). */
 static int lowest_free_fd(void)
 {
-    int fd = dup(0);
+    int fd = fcntl(0, F_DUPFD_CLOEXEC, 0);
 
     if (fd >= 0)
         close(fd);
