@@ -75,6 +75,13 @@ like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
 todo "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
     cmp -s "$T/config.orig" "$PW/.git/config"
 todo "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
+# S10 rule 2 is the guest's seccomp filter: a guest kernel skips it, and only QEMU's own
+# confinement (its uid, its seccomp filter: the qemu-jail work) is left on the host
+setid=$(find "$PW" -perm /6000 -printf '%M %u %p\n' 2>/dev/null)
+todo "hostile init: no setuid/setgid file or directory on the host${setid:+ (found: $(tr '\n' ';' <<<"$setid"))}" \
+    test -z "$setid"
+todo "hostile init: no file chowned to another user on the host ($(stat -c %u "$PW/chowned" 2>/dev/null))" \
+    test "$(stat -c %u "$PW/chowned" 2>/dev/null)" != 1
 
 done_testing
 fi
@@ -142,5 +149,12 @@ like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
 todo "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
     cmp -s "$T/config.orig" "$PW/.git/config"
 todo "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
+# S10 rule 2 is the guest's seccomp filter: a guest kernel skips it, and only QEMU's own
+# confinement (its uid, its seccomp filter: the qemu-jail work) is left on the host
+setid=$(find "$PW" -perm /6000 -printf '%M %u %p\n' 2>/dev/null)
+todo "hostile init: no setuid/setgid file or directory on the host${setid:+ (found: $(tr '\n' ';' <<<"$setid"))}" \
+    test -z "$setid"
+todo "hostile init: no file chowned to another user on the host ($(stat -c %u "$PW/chowned" 2>/dev/null))" \
+    test "$(stat -c %u "$PW/chowned" 2>/dev/null)" != 1
 
 done_testing

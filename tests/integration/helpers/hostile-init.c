@@ -5,8 +5,10 @@
  * guest kernel from the agent's command would get. It mounts the workspace's 9p share (tag
  * "ws") the way bottle-init does, but without the read-only binds bottle-init puts over the
  * protected paths (.git/config, .git/hooks, docs/workspace.md), and tries to leave code for
- * the host to run: a git hook and a core.hooksPath/fsmonitor line in .git/config. One line per
- * attempt on the console ("HOSTILE <what> <ok|error>"), then "HOSTILE-DONE" and a reboot.
+ * the host to run: a git hook and a core.fsmonitor line in .git/config, then (S10, rule 2 of
+ * docs/microvm.md is the guest's seccomp filter, which a guest kernel ignores) a setuid file,
+ * a setuid chmod, a setgid directory and a file chowned to uid 1. One line per attempt on the
+ * console ("HOSTILE <what> <ok|error>"), then "HOSTILE-DONE" and a reboot.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -18,6 +20,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 static void report(const char *what, int r)
@@ -58,6 +61,12 @@ int main(void)
                                     "[core]\n\tfsmonitor = touch /tmp/pwned-by-guest\n"));
     report("git-hook", write_file("/ws/.git/hooks/pre-commit", O_CREAT | O_TRUNC, 0755,
                                   "#!/bin/sh\ntouch /tmp/pwned-by-guest\n"));
+    report("create-06755", write_file("/ws/created-setuid", O_CREAT, 06755, "x"));
+    report("chmod-04755",
+           write_file("/ws/chmodded", O_CREAT, 0755, "x") < 0 ? -1 : chmod("/ws/chmodded", 04755));
+    report("mkdir-02755", mkdir("/ws/dir-setgid", 02755));
+    report("chown-1",
+           write_file("/ws/chowned", O_CREAT, 0644, "x") < 0 ? -1 : chown("/ws/chowned", 1, 1));
     printf("HOSTILE-DONE\n");
     sync();
     reboot(RB_AUTOBOOT);
