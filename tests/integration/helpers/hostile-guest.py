@@ -2,14 +2,15 @@
 """A fake QEMU whose "guest" is hostile (test-redteam3.sh): it plays a compromised guest
 kernel on the microvm backend's two chardev sockets without booting anything.
 
-Used as BOT_BOTTLE_QEMU through a wrapper script (QEMU's environment is only PATH):
-  hostile-guest.py --mode MODE --ready FILE [QEMU ARGV...]
+Used as BOT_BOTTLE_QEMU through a copy with the options written in (QEMU's environment is only
+PATH, and QEMU may run in a jail that sees /usr and its run directory only):
+  hostile-guest.py --mode MODE [--ready FILE] [QEMU ARGV...]
   hostile-guest.py -version            answers like QEMU 7.2 (the backend's probe)
 
 It connects to the ctl and chan sockets named in the -chardev options, reads the mode line,
 says HELLO on the channel, then does MODE:
-  streams N   open N TCP_PROXY streams (ids 1..N), count OPEN_OK/RESET answers, write
-              "opened OK RESET" to the ready file, then hold them (the proxy closes them
+  streams     open --count TCP_PROXY streams (ids 1..N), count OPEN_OK/RESET answers, write
+              "opened OK RESET" to the ready file (if any), then hold them (the proxy closes them
               after its head timeout, 30 s)
 Always: reads the channel (answers nothing else), and on "stop" on bottle.ctl writes
 "exit 0" there and exits (QEMU exiting).
@@ -29,7 +30,7 @@ if "-version" in sys.argv[1:]:
 ap = argparse.ArgumentParser()
 ap.add_argument("--mode", required=True)
 ap.add_argument("--count", type=int, default=1000)
-ap.add_argument("--ready", required=True)
+ap.add_argument("--ready")
 args, qemu_argv = ap.parse_known_args()
 
 paths = {}
@@ -126,9 +127,10 @@ if args.mode == "streams":
     n = args.count
     send(b"".join(frame(T_OPEN, i, bytes([1])) for i in range(1, n + 1)))
     done.wait(60)
-    with open(args.ready + ".tmp", "w") as f:
-        f.write("opened %d %d\n" % (answers["ok"], answers["reset"]))
-    os.rename(args.ready + ".tmp", args.ready)
+    if args.ready:
+        with open(args.ready + ".tmp", "w") as f:
+            f.write("opened %d %d\n" % (answers["ok"], answers["reset"]))
+        os.rename(args.ready + ".tmp", args.ready)
     # hold them (the proxy closes them after its 30 s head timeout)
     while True:
         time.sleep(60)
