@@ -91,6 +91,10 @@ like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
 todo "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
     cmp -s "$T/config.orig" "$PW/.git/config"
 todo "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
+like "hostile init: it mounted the host's /usr share" "$out" "HOSTILE mount-usr ok"
+unlike "hostile init: ... but cannot write to it (QEMU's readonly=on)" "$out" "HOSTILE usr-write ok"
+check "hostile init: ... nothing of it on the host's /usr" test ! -e /usr/bb-redteam3-hostile
+rm -f /usr/bb-redteam3-hostile
 # S10 rule 2 is the guest's seccomp filter: a guest kernel skips it, and only QEMU's own
 # confinement (its uid, its seccomp filter: the qemu-jail work) is left on the host
 setid=$(find "$PW" -perm /6000 -printf '%M %u %p\n' 2>/dev/null)

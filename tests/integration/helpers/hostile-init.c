@@ -67,6 +67,11 @@ int main(void)
     report("mkdir-02755", mkdir("/ws/dir-setgid", 02755));
     report("chown-1",
            write_file("/ws/chowned", O_CREAT, 0644, "x") < 0 ? -1 : chown("/ws/chowned", 1, 1));
+    /* /usr is shared read-only (QEMU's readonly=on): the one guard on the host's /usr */
+    (void)mkdir("/hostusr", 0755);
+    report("mount-usr", mount("usr", "/hostusr", "9p", MS_NOSUID | MS_NODEV,
+                              "trans=virtio,version=9p2000.L,msize=512000,cache=loose"));
+    report("usr-write", write_file("/hostusr/bb-redteam3-hostile", O_CREAT, 0644, "x"));
     printf("HOSTILE-DONE\n");
     sync();
     reboot(RB_AUTOBOOT);
