@@ -79,6 +79,7 @@ struct mv_bottle {
     struct microvm_probe probe;
     enum microvm_accel accel; /* --accel applied to the probe */
     bool accel_auto;
+    bool acpi; /* the stock kernel: microvm with ACPI (qemu-args.h) */
     char cmdline_extra[64];
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
@@ -412,8 +413,39 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         probe_paths(&args->paths, &pp);
         (void)microvm_probe_run(&pp, &b->probe);
     }
-    /* A user's own kernel ([microvm] kernel) stands in for the cache's. */
-    if (args->vm.kernel) {
+    /* [microvm] kernel = stock: Debian's kernel from the cache's stock/ (scripts/
+     * fetch-stock-kernel.sh), booted with ACPI, its modules in the initramfs. */
+    if (args->vm.kernel && strcmp(args->vm.kernel, MICROVM_STOCK_NAME) == 0) {
+        char cache[PATH_MAX], why_k[MICROVM_REASON_MAX];
+        struct microvm_probe_paths pp;
+        struct microvm_kernel k;
+
+        probe_paths(&args->paths, &pp);
+        r = pp.cache_dir ? str_printf(cache, sizeof(cache), "%s", pp.cache_dir)
+                         : microvm_cache_dir_default(cache, sizeof(cache));
+        if (r >= 0)
+            r = microvm_stock_lookup(cache, &k);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r,
+                      "microvm backend: [microvm] kernel = stock, but Debian's kernel is not in "
+                      "the cache %s/" MICROVM_STOCK_SUBDIR "; fetch it with "
+                      "scripts/fetch-stock-kernel.sh (or run scripts/install-deps.sh)",
+                      cache);
+            goto fail;
+        }
+        r = microvm_kernel_check_modules(k.path, k.modules, why_k, sizeof(why_k));
+        if (r < 0) {
+            log_error("microvm backend: %s ([microvm] kernel = stock)", why_k);
+            goto fail;
+        }
+        b->probe.kernel = k;
+        b->acpi = true;
+        b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
+        if (!b->probe.available)
+            (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
+                             b->probe.findings[MICROVM_FINDING_QEMU].text);
+    } else if (args->vm.kernel) {
+        /* A user's own kernel ([microvm] kernel = PATH) stands in for the cache's. */
         char why_k[MICROVM_REASON_MAX];
         r = microvm_kernel_check(args->vm.kernel, why_k, sizeof(why_k));
         if (r < 0) {
@@ -422,6 +454,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         }
         (void)str_printf(b->probe.kernel.path, sizeof(b->probe.kernel.path), "%s", args->vm.kernel);
         (void)str_printf(b->probe.kernel.version, sizeof(b->probe.kernel.version), "%s", "own");
+        b->probe.kernel.modules[0] = '\0';
         b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
         if (!b->probe.available)
             (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
@@ -516,6 +549,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     }
     {
         struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
+        ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
         r = initramfs_write_bottle(b->init, &ib, b->initrd);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
@@ -568,6 +602,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.tsc_khz = b->probe.cpu_khz;
         qc.qemu = b->probe.qemu;
         qc.kernel = b->probe.kernel.path;
+        qc.acpi = b->acpi;
         qc.initrd = b->initrd;
         qc.ctl_socket = b->ctl_path;
         qc.chan_socket = b->chan_path;
