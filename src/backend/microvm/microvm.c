@@ -79,7 +79,6 @@ struct mv_bottle {
     struct microvm_probe probe;
     enum microvm_accel accel; /* --accel applied to the probe */
     bool accel_auto;
-    bool acpi; /* the stock kernel: microvm with ACPI (qemu-args.h) */
     char cmdline_extra[64];
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
@@ -260,6 +259,8 @@ static void probe_paths(const struct backend_paths *paths, struct microvm_probe_
     memset(pp, 0, sizeof(*pp));
     pp->qemu = qemu && *qemu ? qemu : NULL;
     pp->cache_dir = paths && paths->cache_dir ? paths->cache_dir : cache && *cache ? cache : NULL;
+    if (paths && paths->kernel && strcmp(paths->kernel, MICROVM_STOCK_NAME) == 0)
+        pp->kernel = MICROVM_STOCK_NAME;
 }
 
 static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret)
@@ -410,42 +411,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
 
     {
         struct microvm_probe_paths pp;
-        probe_paths(&args->paths, &pp);
+        struct backend_paths bp = args->paths;
+        bp.kernel = args->vm.kernel;
+        probe_paths(&bp, &pp);
         (void)microvm_probe_run(&pp, &b->probe);
     }
-    /* [microvm] kernel = stock: Debian's kernel from the cache's stock/ (scripts/
-     * fetch-stock-kernel.sh), booted with ACPI, its modules in the initramfs. */
-    if (args->vm.kernel && strcmp(args->vm.kernel, MICROVM_STOCK_NAME) == 0) {
-        char cache[PATH_MAX], why_k[MICROVM_REASON_MAX];
-        struct microvm_probe_paths pp;
-        struct microvm_kernel k;
-
-        probe_paths(&args->paths, &pp);
-        r = pp.cache_dir ? str_printf(cache, sizeof(cache), "%s", pp.cache_dir)
-                         : microvm_cache_dir_default(cache, sizeof(cache));
-        if (r >= 0)
-            r = microvm_stock_lookup(cache, &k);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r,
-                      "microvm backend: [microvm] kernel = stock, but Debian's kernel is not in "
-                      "the cache %s/" MICROVM_STOCK_SUBDIR "; fetch it with "
-                      "scripts/fetch-stock-kernel.sh (or run scripts/install-deps.sh)",
-                      cache);
-            goto fail;
-        }
-        r = microvm_kernel_check_modules(k.path, k.modules, why_k, sizeof(why_k));
-        if (r < 0) {
-            log_error("microvm backend: %s ([microvm] kernel = stock)", why_k);
-            goto fail;
-        }
-        b->probe.kernel = k;
-        b->acpi = true;
-        b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
-        if (!b->probe.available)
-            (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
-                             b->probe.findings[MICROVM_FINDING_QEMU].text);
-    } else if (args->vm.kernel) {
-        /* A user's own kernel ([microvm] kernel = PATH) stands in for the cache's. */
+    /* [microvm] kernel = stock is the probe's (probe_paths); a user's own kernel
+     * ([microvm] kernel = PATH) stands in for the cache's. */
+    if (args->vm.kernel && strcmp(args->vm.kernel, MICROVM_STOCK_NAME) != 0) {
         char why_k[MICROVM_REASON_MAX];
         r = microvm_kernel_check(args->vm.kernel, why_k, sizeof(why_k));
         if (r < 0) {
@@ -455,6 +428,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         (void)str_printf(b->probe.kernel.path, sizeof(b->probe.kernel.path), "%s", args->vm.kernel);
         (void)str_printf(b->probe.kernel.version, sizeof(b->probe.kernel.version), "%s", "own");
         b->probe.kernel.modules[0] = '\0';
+        b->probe.kernel.acpi = false;
         b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
         if (!b->probe.available)
             (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
@@ -602,7 +576,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.tsc_khz = b->probe.cpu_khz;
         qc.qemu = b->probe.qemu;
         qc.kernel = b->probe.kernel.path;
-        qc.acpi = b->acpi;
+        qc.acpi = b->probe.kernel.acpi;
         qc.initrd = b->initrd;
         qc.ctl_socket = b->ctl_path;
         qc.chan_socket = b->chan_path;

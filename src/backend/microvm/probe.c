@@ -796,6 +796,30 @@ static void probe_kernel(const struct microvm_probe_paths *paths, struct microvm
                 "no cache directory for the guest kernel (set HOME or XDG_CACHE_HOME)");
         return;
     }
+    if (paths->kernel && strcmp(paths->kernel, MICROVM_STOCK_NAME) == 0) {
+        char why[MICROVM_REASON_MAX];
+
+        r = microvm_stock_lookup(dir, &p->kernel);
+        if (r < 0) {
+            FINDING(p, MICROVM_FINDING_KERNEL, false,
+                    "[microvm] kernel = stock, but Debian's kernel is not usable in "
+                    "%s/" MICROVM_STOCK_SUBDIR
+                    " (%s; fetch it once: scripts/fetch-stock-kernel.sh)",
+                    dir, r == -ENOENT ? "not fetched" : strerror(-r));
+            return;
+        }
+        r = microvm_kernel_check_modules(p->kernel.path, p->kernel.modules, why, sizeof(why));
+        if (r < 0) {
+            FINDING(p, MICROVM_FINDING_KERNEL, false, "[microvm] kernel = stock: %s", why);
+            return;
+        }
+        p->kernel.acpi = true;
+        FINDING(p, MICROVM_FINDING_KERNEL, true,
+                "Debian's stock kernel %s at %s, modules from %s ([microvm] kernel = stock)",
+                p->kernel.version[0] ? p->kernel.version : "?", p->kernel.path, p->kernel.modules);
+        *ok = true;
+        return;
+    }
     r = microvm_kernel_lookup(dir, &p->kernel);
     if (r == -ENOENT) {
         FINDING(p, MICROVM_FINDING_KERNEL, false,

@@ -81,6 +81,7 @@ struct microvm_kernel {
     /* kernel.meta's modules=DIR (the stock kernel's): DIR/modules.load names the modules
      * bottle-init loads, in order; "" for a kernel with everything built in */
     char modules[PATH_MAX];
+    bool acpi; /* boot with ACPI: no VIRTIO_MMIO_CMDLINE_DEVICES (the stock kernel) */
 };
 
 /* Debian's stock kernel ([microvm] kernel = stock), fetched by scripts/fetch-stock-kernel.sh
@@ -166,6 +167,10 @@ struct microvm_probe_paths {
     const char *cpuinfo;              /* NULL: "/proc/cpuinfo" */
     microvm_boot_probe_fn boot_probe; /* NULL: trust the facts */
     void *boot_probe_userdata;
+
+    /* MICROVM_STOCK_NAME: Debian's stock kernel in cache_dir/stock ([microvm] kernel =
+     * stock); NULL: the minimal kernel scripts/build-guest-kernel.sh built */
+    const char *kernel;
 };
 
 enum microvm_finding_id {
