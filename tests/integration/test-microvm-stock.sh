@@ -30,6 +30,12 @@ is "... and leaves kernel.meta alone" "$(stat -c %Y "$meta")" "$before"
 
 printf '[microvm]\nkernel = stock\n' >"$T/stock.ini"
 
+# doctor shows the kernel the config picks
+mkdir -p "$T/empty-cache" "$T/ws0"
+out=$(cd "$T/ws0" && timeout 60 "$BB" doctor -c "$T/stock.ini" --upstream-dns 127.0.0.1:9 2>/dev/null)
+like "doctor names Debian's stock kernel for [microvm] kernel = stock" "$out" \
+    "ok +kernel +Debian's stock kernel $release at $cache/stock/vmlinux-$release, modules from"
+
 # Not in the cache: 125 before any VM, naming the fetch script.
 mkdir -p "$T/empty-cache" "$T/ws0"
 out=$(cd "$T/ws0" && BOT_BOTTLE_KERNEL_CACHE=$T/empty-cache timeout 60 "$BB" run -c "$T/stock.ini" \
