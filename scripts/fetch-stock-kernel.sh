@@ -163,7 +163,7 @@ rel=$(ls "$work/pkg/lib/modules" 2>/dev/null | head -1)
 # ---- 3. the vmlinux out of the vmlinuz ----
 # A bzImage: setup_sects at 0x1f1 (the protected-mode code starts at (setup_sects+1)*512),
 # payload_offset at 0x248 (the compressed vmlinux, relative to that start). Debian compresses
-# it with xz (CONFIG_KERNEL_XZ); gzip and zstd are handled too.
+# it with xz (CONFIG_KERNEL_XZ); gzip is handled too.
 echo "$prog: [3/4] extracting the vmlinux (PVH) from vmlinuz-$rel"
 z=$work/pkg/boot/vmlinuz-$rel
 [ "$(od -An -c -j$((0x202)) -N4 "$z" | tr -d ' ')" = HdrS ] || die "vmlinuz-$rel is not a bzImage (no HdrS)"
@@ -173,14 +173,20 @@ poff=$(od -An -tu4 -j$((0x248)) -N4 "$z" | tr -d ' ')
 start=$(((setup + 1) * 512 + poff))
 magic=$(od -An -tx1 -j$start -N6 "$z" | tr -d ' ')
 case $magic in
-fd377a585a00) unz=(xz -dc --single-stream) ;;
-1f8b*) unz=(gzip -dc) ;;
-28b52ffd*) unz=(zstd -dcq) ;;
-*) die "vmlinuz-$rel: unknown compression at offset $start (magic $magic)" ;;
+fd377a585a00) unz=(xz -dc --single-stream) ;; # stops at the end of the stream
+1f8b*) unz=(gzip -dc) ;;                        # exit 2: "trailing garbage ignored"
+*) die "vmlinuz-$rel: unknown compression at offset $start (magic $magic; xz and gzip are handled)" ;;
 esac
-tail -c +$((start + 1)) "$z" | "${unz[@]}" >"$work/vmlinux" 2>"$work/unz.log" ||
-    [ -s "$work/vmlinux" ] || die "decompressing vmlinuz-$rel failed: $(head -c 200 "$work/unz.log")"
+tail -c +$((start + 1)) "$z" >"$work/payload"
+rc=0
+"${unz[@]}" "$work/payload" >"$work/vmlinux" 2>"$work/unz.log" || rc=$?
+case $magic:$rc in
+*:0 | 1f8b*:2) ;;
+*) die "decompressing vmlinuz-$rel failed: $(head -c 200 "$work/unz.log")" ;;
+esac
+rm -f "$work/payload"
 [ "$(od -An -tx1 -N5 "$work/vmlinux" | tr -d ' ')" = 7f454c4602 ] || die "vmlinuz-$rel did not hold a 64-bit ELF vmlinux"
+! readelf -lW "$work/vmlinux" 2>&1 | grep -q 'Error' || die "the vmlinux of $pkg is damaged (readelf -l)"
 readelf -n "$work/vmlinux" 2>/dev/null | grep -q '^ *Xen ' ||
     die "the vmlinux of $pkg has no Xen PVH note (CONFIG_PVH), so QEMU's microvm cannot boot it"
 
@@ -217,7 +223,7 @@ for m in "${order[@]}"; do
     case $b in
     *.ko) cp "$mroot/$m" "$work/$mdir/$b" ;;
     *.ko.xz) xz -dc "$mroot/$m" >"$work/$mdir/${b%.xz}"; b=${b%.xz} ;;
-    *.ko.zst) zstd -dcq "$mroot/$m" >"$work/$mdir/${b%.zst}"; b=${b%.zst} ;;
+    *.ko.zst) zstd -dcq "$mroot/$m" >"$work/$mdir/${b%.zst}"; b=${b%.zst} ;; # (trixie's)
     *.ko.gz) gzip -dc "$mroot/$m" >"$work/$mdir/${b%.gz}"; b=${b%.gz} ;;
     *) die "unexpected module file $m" ;;
     esac

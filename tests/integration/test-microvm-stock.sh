@@ -28,6 +28,23 @@ is "fetch-stock-kernel.sh again: exit 0" "$rc" 0
 like "... says the cache is current (or keeps it)" "$out" "up to date|keeping the cached"
 is "... and leaves kernel.meta alone" "$(stat -c %Y "$meta")" "$before"
 
+# Offline (apt's proxy is a closed loopback port, so nothing leaves the machine): with nothing
+# cached it fails naming the fix; an intact cached kernel is kept, even when apt now wants
+# another package.
+printf 'Acquire::http::Proxy "http://127.0.0.1:9/";\nAcquire::https::Proxy "http://127.0.0.1:9/";\nAcquire::Retries "0";\n' >"$T/apt-off.conf"
+out=$(APT_CONFIG=$T/apt-off.conf timeout 120 "$BB_SOURCE_DIR/scripts/fetch-stock-kernel.sh" \
+    --cache-dir "$T/c1" 2>&1); rc=$?
+is "offline with nothing cached: fetch-stock-kernel.sh exits 1" "$rc" 1
+like "... saying why and what to do" "$out" "is a Debian mirror reachable\? run apt-get update, or pass --deb FILE"
+is "... leaving no kernel.meta" "$(ls "$T/c1/stock" 2>/dev/null)" ""
+mkdir -p "$T/c2" && cp -r "$cache/stock" "$T/c2/"
+sed -i 's/^package=.*/package=linux-image-6.1.0-0-amd64 6.1.0-0/' "$T/c2/stock/kernel.meta"
+out=$(APT_CONFIG=$T/apt-off.conf timeout 120 "$BB_SOURCE_DIR/scripts/fetch-stock-kernel.sh" \
+    --cache-dir "$T/c2" 2>&1); rc=$?
+is "offline with an intact cached kernel: exit 0" "$rc" 0
+like "... keeping it, with a warning" "$out" "warning: could not fetch .*keeping the cached linux-image-6.1.0-0-amd64"
+rm -rf "$T/c2"
+
 printf '[microvm]\nkernel = stock\n' >"$T/stock.ini"
 
 # doctor shows the kernel the config picks
