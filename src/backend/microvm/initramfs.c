@@ -404,8 +404,8 @@ static int add_modules(struct cpio_writer *w, const char *modules_dir)
         l = nl ? nl + 1 : NULL;
     }
     buf_done(&list);
-    if (r >= 0 && n == 0)
-        r = -ENOENT; /* a stock kernel with no module list would find no console */
+    /* An empty list (everything built in) still makes the directory: bottle-init then
+     * switches module loading off all the same. */
     return r == -E2BIG ? -EFBIG : r;
 }
 

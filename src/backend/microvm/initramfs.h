@@ -85,7 +85,8 @@ int initramfs_write(const char *init_path, const char *out_path);
  *   bottle/modules/NN-NAME.ko   0400, with modules_dir: the modules listed in
  *                      modules_dir/modules.load (plain file names ending in .ko, one a line),
  *                      numbered in that order; bottle-init loads them in name order before
- *                      it looks for its console (GUEST_VM_MODULES)
+ *                      it looks for its console (VM_MODULES_DIR in guest/init.c); an
+ *                      empty list gives the directory alone
  */
 #define INITRAMFS_BOTTLE_DIR "bottle"
 #define INITRAMFS_SPEC_PATH "bottle/spec"
