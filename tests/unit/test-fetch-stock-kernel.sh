@@ -90,7 +90,7 @@ ok "... no scratch directory is left" test -z "$(ls -d "$t/cache/stock/fetch."* 
 
 out=$(FAKE_DEPENDS=linux-image-$rel run); rc=$?
 ok "the same package again: up to date, nothing fetched (exit $rc)" has "$out" "up to date"
-out=$(FAKE_DEPENDS= run); rc=$?
+out=$(FAKE_DEPENDS='' run); rc=$?
 ok "apt cannot say (no lists): the cached kernel is kept (exit $rc)" has "$out" "keeping the cached linux-image-$rel"
 out=$(FAKE_DEPENDS=linux-image-9.9.10-test-amd64 run); rc=$?
 ok "apt wants a newer package, offline: a warning, the cache kept, exit 0 ($rc)" \
