@@ -659,7 +659,7 @@ static int run_or_start(int argc, char **argv, bool start)
      * (exit 125), never a silent switch to another one, and never a prompt. */
     {
         struct cli_backend_sel *sel = xcalloc(1, sizeof(*sel));
-        struct backend_paths bp = { .init = o.init_path };
+        struct backend_paths bp = { .init = o.init_path, .kernel = cfg.kernel };
         char msg[2 * BACKEND_REASON_MAX + sizeof(sel->choice.why)];
 
         cli_backend_select(backend, cfg.backend, &bp, sel);
