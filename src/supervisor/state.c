@@ -95,12 +95,18 @@ int state_bottle_path(const struct state *st, const char *name, const char *file
 /* Remove a state directory's known files and the directory. */
 static void remove_state_dir(const char *dir)
 {
-    static const char *const files[] = { "info.json", ".info.json.tmp", "control", "lock" };
+    /* (tls/: the bottle's CA bundle, bottle-ca.h; the .new files of an update cut short) */
+    static const char *const files[] = { "info.json",         ".info.json.tmp",
+                                         "control",           "lock",
+                                         "tls/ca-bundle.crt", "tls/.ca-bundle.crt.new",
+                                         "tls/ca.pem",        "tls/.ca.pem.new" };
     char p[STATE_PATH_MAX + 128];
 
     for (size_t i = 0; i < ARRAY_SIZE(files); i++)
         if (str_printf(p, sizeof(p), "%s/%s", dir, files[i]) == 0)
             unlink(p);
+    if (str_printf(p, sizeof(p), "%s/tls", dir) == 0)
+        rmdir(p);
     rmdir(dir);
 }
 

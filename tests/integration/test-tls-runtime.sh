@@ -108,6 +108,10 @@ is "allow of a wildcard rule: exit 0" "$?" 0
 is "a subdomain's allowed path is 200" "$(code "https://a.wild.test:$HTTPS/hello")" "200 "
 is "... another path is 403 path-not-allowed" "$(code "https://a.wild.test:$HTTPS/headers")" \
     "403 path-not-allowed"
+# git's HTTPS is libcurl with GnuTLS on Debian: it reads the .wild.test subtree the same way
+inside git ls-remote "https://a.wild.test:$HTTPS/repo.git" >"$T/git.out" 2>&1
+like "git (GnuTLS) verifies the subdomain under the wildcard's CA (then gets the rule's 403)" \
+    "$(cat "$T/git.out")" "error: 403"
 is "the wildcard's base name stays a plain tunnel" "$(issuer wild.test)" \
     "issuer=CN = bb test origin CA"
 
