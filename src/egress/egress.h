@@ -51,9 +51,11 @@ struct egress_options {
     /* >= 0: read the credentials (proxy/cred.h wire format) from this fd to its end at start,
      * then close it; owned. -1: none. */
     int credentials_fd;
-    /* TLS interception (proxy/tls.h) of these "host[:port]" besides the credential hosts;
-     * extra_ca: also trusted for origins. With any intercepted host, the CA certificate (PEM)
-     * follows "ready\n" on ready_fd. */
+    /* TLS interception (proxy/tls.h) of these "host[:port]" ("*.name" too, from a rule's
+     * host) besides the credential hosts; extra_ca: also trusted for origins. With an
+     * intercepted host, or with both ready_fd and control_fd (a bottle's daemon, which may
+     * intercept a rule's host added at run time), "tls\n" and the CA certificates (PEM, none
+     * while nothing is intercepted) follow "ready\n" on ready_fd. */
     const struct strv *inspect;
     const char *tls_extra_ca;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
