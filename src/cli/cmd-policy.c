@@ -39,7 +39,8 @@ static void usage(FILE *f)
 }
 
 /* Split TARGET into host text and port. Returns 0 or -EINVAL. */
-/* why (may stay ""): what is wrong with target, when it is more than "not a host". */
+/* why (may stay ""): what is wrong with target, when "give an http:// or https:// URL" would
+ * not say it (userinfo). */
 static int split_target(const char *target, struct slice *ret_host, uint16_t *ret_port, char *why,
                         size_t whysize)
 {
@@ -55,21 +56,16 @@ static int split_target(const char *target, struct slice *ret_host, uint16_t *re
             def = 80;
         else if (slice_eq_nocase_cstr(scheme, "https"))
             def = 443;
-        else {
-            (void)str_printf(why, whysize, "the scheme '%.*s' is not http or https",
-                             (int)MIN(scheme.len, (size_t)32), scheme.p);
+        else
             return -EINVAL;
-        }
         s = slice_cstr(sep + 3);
     }
     /* The authority ends at the first '/', '?' or '#' (RFC 3986 3.2). */
     for (i = 0; i < s.len; i++)
         if (s.p[i] == '/' || s.p[i] == '?' || s.p[i] == '#')
             break;
-    if (!sep && i != s.len) {
-        (void)str_printf(why, whysize, "a path needs a URL with its scheme (http:// or https://)");
+    if (!sep && i != s.len)
         return -EINVAL;
-    }
     auth = slice_make(s.p, i);
     /* userinfo ("user:password@host"): the host is what follows the last '@', which is
      * seldom what the one who wrote it meant; the proxy refuses such URLs (bad-host) */
