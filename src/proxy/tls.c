@@ -219,8 +219,8 @@ static int make_ca(struct tls_ctx *t, const char *name, size_t first)
     if (!ca->cert || !X509_set_issuer_name(ca->cert, X509_get_subject_name(ca->cert)))
         goto out;
     /* Exactly these intercepted names (and the names below them: that is what a DNS subtree
-     * is; "*.name" is ".name", the names below only, which OpenSSL, GnuTLS and Go read so), no
-     * IP address at all (the only permitted ones are 0.0.0.0/32 and ::/128). */
+     * is; "*.name" is ".name", the names below only, as OpenSSL and Go read it), no IP address
+     * at all (the only permitted ones are 0.0.0.0/32 and ::/128). */
     r = buf_append_str(&nc, "critical");
     for (size_t i = first; r >= 0 && i < t->n_hosts; i++) {
         bool dup = false;
