@@ -144,6 +144,12 @@ static int intercept_for(struct egress *e, const char *pattern, struct buf *ca, 
     r = egress_intercept_target(pattern, true, host, sizeof(host), &port);
     if (r <= 0 || !e->tls)
         return 0; /* no rule; or a daemon no bottle trusts: its CONNECT stays refused */
+    /* the contexts (and the host's CA bundle for upstream trust) at the first need only */
+    if (!tls_ctx_started(e->tls) &&
+        (r = tls_ctx_start(e->tls, e->o->bottle_name, NULL, e->o->tls_extra_ca, why)) < 0) {
+        log_error("egress: TLS interception: %s", *why);
+        return r;
+    }
     r = tls_intercept_extend(e->tls, host, port, ca);
     if (r < 0) {
         *why = r == -E2BIG ? "cannot intercept TLS for one more host (too many intercepted hosts "
@@ -415,13 +421,18 @@ static int setup_tls(struct egress *e)
             return -EINVAL;
         }
     }
+    if (!tls_intercept_count(e->tls)) {
+        /* nothing yet: started by the first rule that needs it (intercept_for), so a bottle
+         * that never has one does not pay for the contexts */
+        proxy_set_tls(e->proxy, e->tls);
+        return 0;
+    }
     r = tls_ctx_start(e->tls, o->bottle_name, NULL, o->tls_extra_ca, &why);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "egress: TLS interception: %s", why);
     proxy_set_tls(e->proxy, e->tls);
-    if (tls_intercept_count(e->tls))
-        log_info("egress: intercepting TLS for %zu host(s) with a CA of this daemon's own",
-                 tls_intercept_count(e->tls));
+    log_info("egress: intercepting TLS for %zu host(s) with a CA of this daemon's own",
+             tls_intercept_count(e->tls));
     return 0;
 }
 

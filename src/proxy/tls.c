@@ -424,6 +424,11 @@ int tls_leaf_pem_by(struct tls_ctx *t, size_t ca, const char *host, struct buf *
     return r;
 }
 
+bool tls_ctx_started(const struct tls_ctx *t)
+{
+    return t && t->started;
+}
+
 size_t tls_ca_count(const struct tls_ctx *t)
 {
     return t ? t->n_cas : 0;

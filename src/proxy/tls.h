@@ -75,6 +75,7 @@ int tls_leaf_pem_by(struct tls_ctx *t, size_t ca, const char *host, struct buf *
  * -ENOENT (no CA: nothing intercepted yet) or -E2BIG. */
 int tls_ca_pem(const struct tls_ctx *t, struct buf *out);
 size_t tls_ca_count(const struct tls_ctx *t);
+bool tls_ctx_started(const struct tls_ctx *t);
 
 /*
  * Put TLS on side s (its fd a connected TCP socket): as the server for the bottle, with the
