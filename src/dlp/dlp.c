@@ -218,11 +218,9 @@ static void add_needle(struct secret *s, const unsigned char *p, size_t len)
 static const char b64std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* The base64 characters that depend only on v when v starts at byte offset k (0..2) of the
- * encoded data: whatever surrounds it, these appear. */
-static size_t b64_stable(const unsigned char *v, size_t len, unsigned k, const char *alpha,
-                         unsigned char *out)
+size_t dlp_b64_stable(const unsigned char *v, size_t len, unsigned k, bool url, unsigned char *out)
 {
+    const char *alpha = url ? b64url : b64std;
     size_t bits = 8 * (k + len), first = (8 * k + 5) / 6, last = bits / 6; /* [first, last) */
     size_t n = 0;
 
@@ -273,8 +271,8 @@ int dlp_add_secret(struct dlp *d, const char *host, uint16_t port, const void *v
     s->n_hosts = 1;
     add_needle(s, v, len);
     for (unsigned k = 0; k < 3; k++) {
-        add_needle(s, tmp, b64_stable(v, len, k, b64std, tmp));
-        add_needle(s, tmp, b64_stable(v, len, k, b64url, tmp));
+        add_needle(s, tmp, dlp_b64_stable(v, len, k, false, tmp));
+        add_needle(s, tmp, dlp_b64_stable(v, len, k, true, tmp));
     }
     for (size_t i = 0; i < len; i++) {
         tmp[2 * i] = (unsigned char)hexl[v[i] >> 4];

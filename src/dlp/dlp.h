@@ -98,6 +98,12 @@ int dlp_check_host(const struct dlp_ctx *x, const char *name, size_t len);
 /* For an audit record of a dns-entropy refusal: how many leading bytes of name (through the
  * last label with a random-looking run) to replace by "(redacted)", 0 when none. */
 size_t dlp_host_redact_len(const char *name, size_t len);
+/*
+ * The base64 characters (standard alphabet, or base64url with url) that depend only on v when
+ * v starts at byte offset k (0..2) of the encoded data: whatever surrounds it, these appear in
+ * the encoding. Writes them to out (room for 4 * len / 3 + 4) and returns their number.
+ */
+size_t dlp_b64_stable(const unsigned char *v, size_t len, unsigned k, bool url, unsigned char *out);
 
 struct dlp_stream {
     uint64_t total;   /* bytes fed so far */

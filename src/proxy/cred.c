@@ -12,6 +12,7 @@
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
+#include "dlp/dlp.h"
 #include "policy/policy.h"
 
 struct cred {
@@ -118,26 +119,6 @@ struct cred_store *cred_store_free(struct cred_store *s)
     return NULL;
 }
 
-/* The base64 characters that depend only on v when v starts at byte offset k (0..2) of the
- * encoded data (whatever surrounds it, these appear), into out; their number. */
-static size_t b64_stable(const unsigned char *v, size_t len, unsigned k, char *out)
-{
-    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t bits = 8 * (k + len), first = (8 * k + 5) / 6, last = bits / 6; /* [first, last) */
-    size_t n = 0;
-
-    for (size_t j = first; j < last; j++) {
-        unsigned val = 0;
-        for (unsigned b = 0; b < 6; b++) {
-            size_t bit = 6 * j + b, byte = bit / 8;
-            unsigned x = byte < k ? 0 : v[byte - k];
-            val = (val << 1) | ((x >> (7 - bit % 8)) & 1);
-        }
-        out[n++] = alpha[val];
-    }
-    return n;
-}
-
 int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const char **reterr)
 {
     struct cred_store *s;
@@ -239,8 +220,8 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
         s->max_placeholder = MAX(s->max_placeholder, ph.len);
         s->max_value = MAX(s->max_value, value.len);
         for (unsigned k = 0; k < 3; k++) {
-            size_t n =
-                b64_stable((const unsigned char *)c->value, c->value_len, k, s->region + off);
+            size_t n = dlp_b64_stable((const unsigned char *)c->value, c->value_len, k, false,
+                                      (unsigned char *)s->region + off);
             c->b64[k] = s->region + off;
             c->b64_len[k] = n;
             off += n;
