@@ -129,6 +129,21 @@ need_root() {
     fi
 }
 
+# test_origin_cert NAME...: a test CA ($T/oca.pem, .key) and an origin certificate for the
+# names ($T/srv.pem, .key; CN the first), for fake TLS origins on loopback (the daemon trusts
+# the CA through [tls] extra_ca). Bails out when openssl cannot make them.
+test_origin_cert() {
+    local san
+    san=$(printf 'DNS:%s,' "$@")
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=bb test origin CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" \
+        -addext "subjectAltName=${san%,}" -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
+    openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
+        -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
+    [ -s "$T/srv.pem" ] || { echo "Bail out! cannot make the test certificates"; exit 1; }
+}
+
 # A free TCP+UDP port on 127.0.0.1 (the kernel picks; tiny race accepted in tests).
 free_port() {
     python3 - <<'PY'

@@ -178,13 +178,7 @@ like "... an unset variable stays unset" "$out" "base=unset"
 # ---- API keys stay on the host: the agents against a fake API (loopback, a test CA) ----
 # The real Claude Code asks a fake Messages API for a reply; the key the origin receives is the
 # host's, the bottle only ever had the placeholder. ANTHROPIC_BASE_URL names the fake's port.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bb agents test CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.anthropic.com" \
-    -addext "subjectAltName=DNS:api.anthropic.com,DNS:api.openai.com" \
-    -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
-openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
-    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
+test_origin_cert api.anthropic.com api.openai.com
 API=$(free_port) ADNS=$(free_port)
 REALKEY=sk-ant-REAL-agent-key-4d1e
 bg "$PY" "$HELPERS/fake-upstream.py" --https "$API" --cert "$T/srv.pem" --key "$T/srv.key" \

@@ -11,14 +11,7 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "Basic-auth credential tests"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bb test origin CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=git.test" \
-    -addext "subjectAltName=DNS:git.test,DNS:insp.test" \
-    -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
-openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
-    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
-[ -s "$T/srv.pem" ] || { echo "Bail out! cannot make the test certificates"; exit 1; }
+test_origin_cert git.test insp.test
 
 # a bare repository served by git http-backend (smart HTTP)
 ROOT=$T/repos

@@ -10,14 +10,7 @@ source "$(dirname "$0")/lib.sh"
 need_bottles "TLS interception tests"
 
 # --- a test CA and an origin certificate for the test's names
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bb test origin CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.test" \
-    -addext "subjectAltName=DNS:api.test,DNS:plain.test,DNS:insp.test,DNS:registry.test" \
-    -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
-openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
-    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
-[ -s "$T/srv.pem" ] || { echo "Bail out! cannot make the test certificates"; exit 1; }
+test_origin_cert api.test plain.test insp.test registry.test
 
 # --- what the origin serves: a dumb-HTTP git repository and a private npm registry
 ST=$T/static

@@ -13,14 +13,7 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "run-time TLS interception tests"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bb test origin CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=rt.test" \
-    -addext "subjectAltName=DNS:rt.test,DNS:a.wild.test,DNS:wild.test,DNS:keep.test,DNS:b.start.test" \
-    -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
-openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
-    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
-[ -s "$T/srv.pem" ] || { echo "Bail out! cannot make the test certificates"; exit 1; }
+test_origin_cert rt.test a.wild.test wild.test keep.test b.start.test
 HTTPS=$(free_port); DNS=$(free_port)
 bg "$PY" "$HELPERS/fake-upstream.py" --https "$HTTPS" --cert "$T/srv.pem" --key "$T/srv.key" \
     --dns "$DNS" --log "$T/origin.log" --ready "$T/origin.ready" \

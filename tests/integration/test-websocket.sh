@@ -9,13 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "WebSocket upgrade tests"
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=bb ws test CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=ws.test" \
-    -addext "subjectAltName=DNS:ws.test" -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
-openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
-    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
-[ -s "$T/srv.pem" ] || { echo "Bail out! cannot make the test certificates"; exit 1; }
+test_origin_cert ws.test
 
 WSS=$(free_port) WSP=$(free_port) DNS=$(free_port)
 bg "$PY" "$HELPERS/ws-origin.py" --port "$WSS" --cert "$T/srv.pem" --key "$T/srv.key" \
