@@ -91,6 +91,11 @@ like "a GET that leaves a connection that will die on its next request" \
 out=$(get "$PX" a.test /post -X POST -d 'pay=1')
 like "... a POST on it fails with 502, not sent again" "$out" ' 502'
 is "... the origin saw the POST once" "$(reqs POST /post)" 1
+like "a GET that leaves a connection that will die on its next request" \
+    "$(get "$PX" a.test /die-next)" ' 200'
+out=$(get "$PX" a.test /post0 -X POST)
+like "... a POST with no body on it fails with 502 too (not idempotent)" "$out" ' 502'
+is "... the origin saw it once" "$(reqs POST /post0)" 1
 
 # --- what must not go back to the pool
 get "$PX" a.test /hello >/dev/null # one clean connection in the pool
