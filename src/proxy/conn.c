@@ -31,6 +31,7 @@ static void side_init(struct side *s)
     s->tp_ctx = NULL;
     s->eof = s->wshut = false;
     s->want = 0;
+    s->rpending = false;
     s->src.registered = false;
 }
 
@@ -1159,6 +1160,12 @@ static int step_send_req(struct conn *c)
         c->state = CS_READ_RESP;
         buf_reset(&c->uin);
         c->resp_scan = 0;
+        /* The answer takes a round trip: wait for it rather than try a read that would find
+         * nothing (one system call per request). */
+        if (!c->tocl.len && !side_pending(&c->u)) {
+            c->last_active = loop_now(c->px->loop);
+            return 0;
+        }
         return 1;
     }
     if (c->cin.len > req_held(c))
@@ -1354,6 +1361,12 @@ static int step_send_resp(struct conn *c)
     }
     if (c->resp_body == HTTP_BODY_NONE) { /* the whole response is out */
         exchange_done(c);
+        /* The next request is not here yet unless it was pipelined: wait for it rather than
+         * try a read that would find nothing. */
+        if (c->state == CS_READ_HEAD && !c->cin.len && !c->tocl.len && !side_pending(&c->c)) {
+            c->last_active = loop_now(c->px->loop);
+            return 0;
+        }
         return 1;
     }
     if (c->uin.len) {
@@ -1433,6 +1446,11 @@ static void set_interest(struct conn *c)
     switch (c->state) {
     case CS_READ_HEAD:
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
+        /* An idle upstream kept for the next request is watched (on_io): a close or bytes
+         * nobody asked for end it now. (The same interest as while a response is awaited:
+         * no epoll_ctl per request.) */
+        if (c->u_idle)
+            ue = EPOLLIN;
         break;
     case CS_RESOLVE:
     case CS_HOLD:
@@ -1548,6 +1566,10 @@ static void on_io(struct loop_source *src, uint32_t events)
 
     if (src == &c->u.src && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         c->u_ready = true;
+    if (src == &c->u.src && c->u_idle && c->state == CS_READ_HEAD && !upool_side_alive(&c->u)) {
+        side_close(c->px, &c->u); /* the origin closed the idle upstream (or spoke unasked) */
+        c->u_idle = false;
+    }
     if (c->state != CS_CLOSED)
         conn_run(c);
 }

@@ -147,6 +147,7 @@ static void side_reset(struct side *s)
     s->tp_ctx = NULL;
     s->eof = s->wshut = false;
     s->want = 0;
+    s->rpending = false;
     s->src.registered = false;
 }
 

@@ -87,6 +87,7 @@ struct side {
     bool eof;      /* read returned 0 */
     bool wshut;    /* we shut down our write side */
     uint32_t want; /* readiness the transport needs besides what the state asks (TLS) */
+    bool rpending; /* TLS: the last read filled the caller's room with records still buffered */
 };
 
 /* Bytes the transport holds that no readiness event will announce. */
