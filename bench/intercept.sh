@@ -67,7 +67,7 @@ sed -n '2,$p' "$T/bb.ready" >"$T/bbca.pem"
 
 # CPU time (ns) a process has run, all its threads: the proxy's own cost, which the machine's
 # load does not change the way it changes rates (both proxies are one event loop).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
 measure() { # NAME PROXY CAFILE PID
     local name=$1 proxy=$2 ca=$3 pid=$4 urls=() t0 t1 c0 c1
     for _ in $(seq "$N"); do urls+=("https://bench.test:$FP/hello"); done
