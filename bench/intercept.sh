@@ -10,7 +10,8 @@
 # both proxies alike; compare the proxies with each other, not with other numbers.
 #
 # Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (N from the environment, default 500;
-# ROUNDS, default 2: the proxies are measured in turn, round by round)
+# ROUNDS, default 2: the proxies are measured in turn, round by round; NOPOOL=1 adds a
+# bot-bottle daemon with --upstream-pool 0)
 # Needs squid built with OpenSSL (Debian: squid-openssl, which replaces squid); installs it with
 # apt-get when missing and running as root, else says so and measures bot-bottle only.
 set -euo pipefail
@@ -64,6 +65,19 @@ pids+=($!)
 BBPID=$!
 for _ in $(seq 50); do [ -s "$T/bb.ready" ] && grep -q END "$T/bb.ready" && break; sleep 0.1; done
 sed -n '2,$p' "$T/bb.ready" >"$T/bbca.pem"
+# NOPOOL=1: also a bot-bottle daemon without the upstream pool (--upstream-pool 0), to see
+# what the pool does.
+if [ "${NOPOOL:-0}" = 1 ]; then
+    NP=$((OP + 5))
+    "$BB" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$NP" -q \
+        --allow "bench.test:$OP" --allow "bench.test:$FP" --allow-cidr 127.0.0.1/32 \
+        --upstream-dns "127.0.0.1:$DP" --audit "$T/audit-np.log" --upstream-pool 0 \
+        --ready-fd 3 3>"$T/np.ready" &
+    pids+=($!)
+    NPPID=$!
+    for _ in $(seq 50); do grep -q END "$T/np.ready" 2>/dev/null && break; sleep 0.1; done
+    sed -n '2,$p' "$T/np.ready" >"$T/npca.pem"
+fi
 
 # CPU time (ns) a process has run, all its threads: the proxy's own cost, which the machine's
 # load does not change the way it changes rates (both proxies are one event loop).
@@ -141,4 +155,7 @@ for r in $(seq "$ROUNDS"); do
     echo "round $r (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     measure bot-bottle "http://127.0.0.1:$BP" "$T/bbca.pem" "$BBPID"
     measure squid-bump "http://127.0.0.1:$SQ" "$T/sq.pem" "$SQPID"
+    if [ "${NOPOOL:-0}" = 1 ]; then
+        measure bb-no-pool "http://127.0.0.1:$NP" "$T/npca.pem" "$NPPID"
+    fi
 done

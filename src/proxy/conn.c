@@ -818,7 +818,8 @@ static bool upstream_from_pool(struct conn *c)
     struct proxy *px = c->px;
     struct sockaddr_storage a;
 
-    if (c->retried || (c->is_connect && !c->up_tls))
+    /* (an intercepted CONNECT is always to a name, answered after its head is consumed) */
+    if (c->retried || (c->is_connect && (!c->up_tls || c->host.kind != HOST_NAME)))
         return false;
     if (!upool_take(px->pool, c->host.name, c->port, c->addrs, c->naddrs, c->up_tls, &c->u, &a))
         return false;
