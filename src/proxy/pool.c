@@ -20,6 +20,7 @@ struct upool_entry {
     struct sockaddr_storage addr;
     struct side s; /* s.src: watched for EOF / bytes while idle */
     struct loop_timer timer;
+    struct loop_defer free_defer;
 };
 
 struct upool {
@@ -87,13 +88,25 @@ static void entry_unlink(struct upool *p, struct upool_entry *e)
     loop_timer_stop(p->loop, &e->timer);
 }
 
-/* Unlink and close (the entry is freed at once: the loop skips events of a deleted source, and
- * nothing else points at an entry). */
+static void entry_free_deferred(struct loop_defer *d)
+{
+    free(d->userdata);
+}
+
+/* The entry's memory goes after the dispatch pass: a later event of the same epoll batch may
+ * still point at its (unregistered) source (loop.h). */
+static void entry_free(struct upool *p, struct upool_entry *e)
+{
+    loop_defer(p->loop, &e->free_defer, entry_free_deferred, e);
+}
+
+/* Unlink, close, free. */
 static void entry_drop(struct upool *p, struct upool_entry *e)
 {
     entry_unlink(p, e);
     e->s.tp->close(&e->s);
-    free(e);
+    e->s.fd = -1;
+    entry_free(p, e);
 }
 
 static void on_entry_io(struct loop_source *src, uint32_t events)
@@ -233,7 +246,7 @@ bool upool_take(struct upool *p, const char *host, uint16_t port,
         s->tp = e->s.tp;
         s->tp_ctx = e->s.tp_ctx;
         *ret_addr = e->addr;
-        free(e);
+        entry_free(p, e);
         p->st.hits++;
         return true;
     }

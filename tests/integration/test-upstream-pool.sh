@@ -22,13 +22,14 @@ wait_file "$T/o.ready" && wait_file "$T/dns.ready" || { echo "Bail out! origin d
 
 printf '[egress]\ninspect = a.test:%s\ninspect = b.test:%s\n[tls]\nextra_ca = %s\n' "$OP" "$OP" \
     "$T/oca.pem" >"$T/bb.ini"
+# (BB_TEST_START_TRIES: more 50 ms waits for a daemon started under valgrind, BB=a wrapper)
 start_egress() { # PORT READYFILE EXTRA-OPTIONS...
     local port=$1 ready=$2
     shift 2
     bg "$BB" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$port" \
         --allow "a.test:$OP" --allow "b.test:$OP" --allow-cidr 127.0.0.1/32 \
         --upstream-dns "127.0.0.1:$DNS" --ready-fd 3 "$@" 3>"$ready" 2>>"$T/egress.err"
-    for _ in $(seq 100); do grep -q END "$ready" 2>/dev/null && return 0; sleep 0.05; done
+    for _ in $(seq ${BB_TEST_START_TRIES:-100}); do grep -q END "$ready" 2>/dev/null && return 0; sleep 0.05; done
     return 1
 }
 start_egress "$PX" "$T/bb.ready" --audit "$T/audit.log" ||
