@@ -9,7 +9,9 @@
 # The origin is tests/integration/helpers/fake-upstream.py --https (Python, threaded): it bounds
 # both proxies alike; compare the proxies with each other, not with other numbers.
 #
-# Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (N from the environment, default 500)
+# Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (N from the environment, default 500;
+# ROUNDS, default 2: the proxies are measured in turn, round by round; NOPOOL=1 adds a
+# bot-bottle daemon with --upstream-pool 0)
 # Needs squid built with OpenSSL (Debian: squid-openssl, which replaces squid); installs it with
 # apt-get when missing and running as root, else says so and measures bot-bottle only.
 set -euo pipefail
@@ -17,6 +19,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 BB=${1:-$here/../build/src/cli/bot-bottle}
 N=${N:-500}
+ROUNDS=${ROUNDS:-2}
 T=$(mktemp -d)
 OP=$((20000 + RANDOM % 10000)) DP=$((OP + 1)) BP=$((OP + 2)) SQ=$((OP + 3))
 pids=()
@@ -59,29 +62,48 @@ printf '[egress]\ninspect = bench.test:%s\ninspect = bench.test:%s\n[tls]\nextra
     --allow "bench.test:$OP" --allow "bench.test:$FP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DP" \
     --audit "$T/audit.log" --ready-fd 3 3>"$T/bb.ready" &
 pids+=($!)
+BBPID=$!
 for _ in $(seq 50); do [ -s "$T/bb.ready" ] && grep -q END "$T/bb.ready" && break; sleep 0.1; done
 sed -n '2,$p' "$T/bb.ready" >"$T/bbca.pem"
+# NOPOOL=1: also a bot-bottle daemon without the upstream pool (--upstream-pool 0), to see
+# what the pool does.
+if [ "${NOPOOL:-0}" = 1 ]; then
+    NP=$((OP + 5))
+    "$BB" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$NP" -q \
+        --allow "bench.test:$OP" --allow "bench.test:$FP" --allow-cidr 127.0.0.1/32 \
+        --upstream-dns "127.0.0.1:$DP" --audit "$T/audit-np.log" --upstream-pool 0 \
+        --ready-fd 3 3>"$T/np.ready" &
+    pids+=($!)
+    NPPID=$!
+    for _ in $(seq 50); do grep -q END "$T/np.ready" 2>/dev/null && break; sleep 0.1; done
+    sed -n '2,$p' "$T/np.ready" >"$T/npca.pem"
+fi
 
-measure() { # NAME PROXY CAFILE
-    local name=$1 proxy=$2 ca=$3 urls=() t0 t1
+# CPU time (ns) a process has run, all its threads: the proxy's own cost, which the machine's
+# load does not change the way it changes rates (both proxies are one event loop).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f\n", s}'; }
+measure() { # NAME PROXY CAFILE PID
+    local name=$1 proxy=$2 ca=$3 pid=$4 urls=() t0 t1 c0 c1
     for _ in $(seq "$N"); do urls+=("https://bench.test:$FP/hello"); done
-    t0=$(date +%s.%N)
+    c0=$(cpu_ns "$pid") t0=$(date +%s.%N)
     curl -s -x "$proxy" --cacert "$ca" "${urls[@]}" >/dev/null
-    t1=$(date +%s.%N)
-    printf '%-12s keep-alive   %8.0f GETs/s\n' "$name" "$(echo "$N / ($t1 - $t0)" | bc -l)"
-    t0=$(date +%s.%N)
+    t1=$(date +%s.%N) c1=$(cpu_ns "$pid")
+    printf '%-12s keep-alive   %8.0f GETs/s  %7.0f us CPU/GET\n' "$name" \
+        "$(echo "$N / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / 1000 / $N" | bc -l)"
+    c0=$(cpu_ns "$pid") t0=$(date +%s.%N)
     for _ in $(seq $((N / 10))); do
         curl -s -o /dev/null -x "$proxy" --cacert "$ca" "https://bench.test:$FP/hello"
     done
-    t1=$(date +%s.%N)
-    printf '%-12s fresh conn.  %8.0f GETs/s (incl. curl start-up)\n' "$name" \
-        "$(echo "($N / 10) / ($t1 - $t0)" | bc -l)"
-    t0=$(date +%s.%N)
+    t1=$(date +%s.%N) c1=$(cpu_ns "$pid")
+    printf '%-12s fresh conn.  %8.0f GETs/s  %7.0f us CPU/GET (rate incl. curl start-up)\n' \
+        "$name" "$(echo "($N / 10) / ($t1 - $t0)" | bc -l)" \
+        "$(echo "($c1 - $c0) / 1000 / ($N / 10)" | bc -l)"
+    c0=$(cpu_ns "$pid") t0=$(date +%s.%N)
     curl -s -o /dev/null -x "$proxy" --cacert "$ca" "https://bench.test:$OP/size/67108864"
-    t1=$(date +%s.%N)
-    printf '%-12s bulk         %8.1f MB/s\n' "$name" "$(echo "64 / ($t1 - $t0)" | bc -l)"
+    t1=$(date +%s.%N) c1=$(cpu_ns "$pid")
+    printf '%-12s bulk         %8.1f MB/s    %7.2f ms CPU/MB\n' "$name" \
+        "$(echo "64 / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / 1000000 / 64" | bc -l)"
 }
-measure bot-bottle "http://127.0.0.1:$BP" "$T/bbca.pem"
 
 # squid with ssl-bump
 if ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then
@@ -91,6 +113,7 @@ if ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then
 fi
 if ! squid -v 2>/dev/null | grep -q -- '--with-openssl'; then
     echo "squid: not built with OpenSSL (install squid-openssl); bot-bottle only"
+    measure bot-bottle "http://127.0.0.1:$BP" "$T/bbca.pem" "$BBPID"
     exit 0
 fi
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=squid bump CA" \
@@ -123,6 +146,16 @@ EOF
 echo "127.0.0.1 bench.test" >"$T/hosts"
 squid -N -f "$T/squid.conf" &
 pids+=($!)
+SQPID=$!
 for _ in $(seq 100); do curl -s -o /dev/null -x "http://127.0.0.1:$SQ" --cacert "$T/sq.pem" \
     "https://bench.test:$OP/hello" && break; sleep 0.1; done
-measure squid-bump "http://127.0.0.1:$SQ" "$T/sq.pem"
+# Side by side: the two proxies take turns, ROUNDS times, so a change in the machine's load
+# hits both alike (compare the numbers of one round).
+for r in $(seq "$ROUNDS"); do
+    echo "round $r (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    measure bot-bottle "http://127.0.0.1:$BP" "$T/bbca.pem" "$BBPID"
+    measure squid-bump "http://127.0.0.1:$SQ" "$T/sq.pem" "$SQPID"
+    if [ "${NOPOOL:-0}" = 1 ]; then
+        measure bb-no-pool "http://127.0.0.1:$NP" "$T/npca.pem" "$NPPID"
+    fi
+done

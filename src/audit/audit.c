@@ -412,6 +412,8 @@ int audit_emit(struct audit *a, const struct audit_event *ev)
         json_object_set_new(o, "addr", json_string(ev->addr));
     if (ev->status)
         json_object_set_new(o, "status", json_integer(ev->status));
+    if (ev->reused)
+        json_object_set_new(o, "reused", json_true());
     if (ev->count)
         json_object_set_new(o, "count", json_integer(ev->count));
 

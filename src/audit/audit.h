@@ -41,6 +41,8 @@ struct audit_event {
                          * NULL when none; not part of the aggregation key */
     const char *qtype;  /* DNS query type name (AUDIT_DNS), NULL otherwise */
     int status;         /* HTTP status sent to the client, 0 when none */
+    bool reused;        /* the exchange rode an idle upstream connection (pooled or kept):
+                         * written as "reused":true; not part of the aggregation key */
     uint32_t count;     /* > 0: a summary record standing for this many decisions (written as
                          * "count"); 0: one decision */
 };

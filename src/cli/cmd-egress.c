@@ -27,6 +27,8 @@ enum {
     OPT_RELAY_FD,
     OPT_CREDENTIALS_FD,
     OPT_NO_LISTEN,
+    OPT_UPSTREAM_POOL,
+    OPT_UPSTREAM_IDLE,
 };
 
 static void usage(FILE *f)
@@ -57,7 +59,9 @@ static void usage(FILE *f)
             "  -h, --help               this text\n"
             "\n"
             "Tuning (mostly for tests): --max-conns N, --head-timeout-ms MS,\n"
-            "  --idle-timeout-ms MS, --connect-timeout-ms MS, --drain-timeout-ms MS\n"
+            "  --idle-timeout-ms MS, --connect-timeout-ms MS, --drain-timeout-ms MS,\n"
+            "  --upstream-pool N (idle upstream connections kept for reuse, default 64; 0: none),\n"
+            "  --upstream-idle-ms MS (how long one is kept, default 30000)\n"
             "\n"
             "For the supervisor ('bot-bottle run' starts the daemon as 'bot-bottle egress' with\n"
             "an empty environment and only these descriptors besides stdin/stdout/stderr):\n"
@@ -168,6 +172,8 @@ int cmd_egress(int argc, char **argv)
         { "relay-fd", required_argument, NULL, OPT_RELAY_FD },
         { "credentials-fd", required_argument, NULL, OPT_CREDENTIALS_FD },
         { "no-listen", no_argument, NULL, OPT_NO_LISTEN },
+        { "upstream-pool", required_argument, NULL, OPT_UPSTREAM_POOL },
+        { "upstream-idle-ms", required_argument, NULL, OPT_UPSTREAM_IDLE },
         { "verbose", no_argument, NULL, 'v' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -264,6 +270,20 @@ int cmd_egress(int argc, char **argv)
         case OPT_MAX_CONNS:
             if (parse_count("--max-conns", optarg, 1000000, "a number of connections",
                             &o.limits.max_conns) < 0)
+                goto out;
+            break;
+        case OPT_UPSTREAM_POOL: {
+            uint64_t v;
+            if (str_to_u64_cstr(optarg, 4096, &v) < 0) {
+                log_error("--upstream-pool '%s': expected a number of connections (0..4096)",
+                          optarg);
+                goto out;
+            }
+            o.limits.pool.max_total = (unsigned)v;
+            break;
+        }
+        case OPT_UPSTREAM_IDLE:
+            if (parse_ms("--upstream-idle-ms", optarg, &o.limits.pool.idle_ms) < 0)
                 goto out;
             break;
         case OPT_AUDIT_MAX_SIZE:

@@ -31,6 +31,7 @@ static void side_init(struct side *s)
     s->tp_ctx = NULL;
     s->eof = s->wshut = false;
     s->want = 0;
+    s->rpending = false;
     s->src.registered = false;
 }
 
@@ -88,6 +89,71 @@ int conn_read_into(struct side *s, struct buf *b, size_t max)
     return read_into(s, b, max);
 }
 
+/* ---------------------------------------------------------------- the upstream pool */
+
+/* The replay copy may hold a credential's real value (build_with_creds): wiped. */
+static void replay_drop(struct conn *c)
+{
+    if (c->replay.p && c->replay.len)
+        explicit_bzero(c->replay.p, c->replay.len);
+    buf_reset(&c->replay);
+    c->replay_ok = false;
+}
+
+/* RFC 9110 9.2.2: a request the client would not mind being sent twice. */
+static bool method_idempotent(const char *m)
+{
+    static const char *const ok[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE" };
+    for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
+        if (strcmp(m, ok[i]) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The exchange starts on an upstream connection that was idle (kept from the previous
+ * exchange, or from the pool): keep what it sends, so that if the origin had closed it
+ * meanwhile (a race no liveness check can rule out) the request can go once more on a fresh
+ * connection. Only an idempotent request with no body, whose bytes are all queued now.
+ */
+static void replay_prepare(struct conn *c)
+{
+    replay_drop(c);
+    c->reused = true;
+    c->px->st.upstream_reused++;
+    if (c->retried || c->is_connect || !method_idempotent(c->method) ||
+        c->req_body != HTTP_BODY_NONE || !c->toup.len)
+        return;
+    if (buf_append(&c->replay, c->toup.p, c->toup.len) < 0) {
+        replay_drop(c);
+        return;
+    }
+    c->replay_ok = true;
+}
+
+/*
+ * The open upstream connection carries no exchange and will not carry the next one here: to the
+ * pool when it is clean (its last response completely delimited, nothing unread, no close asked
+ * for), else closed.
+ */
+static void upstream_release(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    if (c->u.fd < 0)
+        return;
+    if (!c->u_idle || !c->upstream_reusable || px->drain_fn || px->dead) {
+        side_close(px, &c->u);
+        c->u_idle = false;
+        return;
+    }
+    loop_del(px->loop, &c->u.src);
+    (void)upool_put(px->pool, &c->u, c->up_host, c->up_port, &c->up_addr,
+                    c->u.tp == &transport_tls);
+    c->u_idle = false;
+    c->upstream_reusable = false;
+}
+
 /* ---------------------------------------------------------------- CS_READ_HEAD */
 
 static void exchange_reset(struct conn *c)
@@ -112,28 +178,14 @@ static void exchange_reset(struct conn *c)
     c->scan_resp = false;
     c->resp_identity = false;
     c->resp_hold = 0;
+    c->reused = false;
+    c->retried = false;
+    replay_drop(c);
 }
 
 static void on_resolved(void *userdata, int status, const struct sockaddr_storage *addrs, size_t n);
-
-/*
- * An idle keep-alive upstream is only worth reusing if the origin has not closed it meanwhile
- * (servers drop idle connections after a few seconds): a pending EOF, an error or unexpected
- * bytes all mean "open a new one", instead of a 502 for a request the origin never saw.
- */
-static bool upstream_idle_alive(struct side *s)
-{
-    char b;
-    ssize_t n;
-
-    if (side_pending(s))
-        return false; /* the transport holds bytes nobody asked for */
-    if (s->tp == &transport_tls)
-        return tls_side_idle_alive((struct side *)s);
-    /* A look at the socket itself, beneath any transport: EOF, an error or any byte. */
-    n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
+static void upstream_open(struct conn *c);
+static bool upstream_from_pool(struct conn *c);
 
 static struct dlp_ctx conn_dlp_ctx(const struct conn *c)
 {
@@ -498,16 +550,37 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (c->u.fd >= 0) {
         /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
-            strcmp(c->up_host, c->host.name) == 0 && upstream_idle_alive(&c->u) &&
+            c->up_tls == (c->u.tp == &transport_tls) && strcmp(c->up_host, c->host.name) == 0 &&
+            upool_side_alive(&c->u) &&
             policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
                 V_ALLOW) {
+            c->u_idle = false;
+            /* (the first request after an intercepted CONNECT rides the connection the
+             * CONNECT opened: not a reuse) */
+            if (c->u_exchanges)
+                replay_prepare(c);
             c->state = CS_SEND_REQ;
             return;
         }
+        /* Another place (or no longer usable): it may serve another client connection. */
+        upstream_release(c);
         side_close(px, &c->u);
     }
-    c->upstream_reusable = false;
+    upstream_open(c);
+}
 
+/*
+ * Open an upstream connection for the exchange: an IP literal (allowed by an allow_cidr entry)
+ * is connected to as it is, a name is resolved first. Either way the pool is asked once the
+ * vetted addresses are known (upstream_from_pool).
+ */
+static void upstream_open(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    c->upstream_reusable = false;
+    c->u_idle = false;
+    c->u_exchanges = 0;
     if (c->host.kind != HOST_NAME) {
         /* An IP literal allowed by an allow_cidr entry: connect to exactly that address. */
         struct sockaddr_storage *ss = &c->addrs[0];
@@ -524,6 +597,8 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         net_addr_set_port((struct sockaddr *)ss, c->port);
         c->naddrs = 1;
         c->addr_idx = 0;
+        if (upstream_from_pool(c))
+            return;
         c->state = CS_CONNECT;
         c->deadline = loop_now(px->loop) + (uint64_t)px->lim.connect_timeout_ms * 1000000ull;
         return;
@@ -625,8 +700,10 @@ static void on_resolved(void *userdata, int status, const struct sockaddr_storag
         return;
     }
     c->addr_idx = 0;
-    c->state = CS_CONNECT;
-    c->deadline = loop_now(px->loop) + (uint64_t)px->lim.connect_timeout_ms * 1000000ull;
+    if (!upstream_from_pool(c)) {
+        c->state = CS_CONNECT;
+        c->deadline = loop_now(px->loop) + (uint64_t)px->lim.connect_timeout_ms * 1000000ull;
+    }
     conn_run(c);
 }
 
@@ -709,6 +786,7 @@ static int step_connect(struct conn *c)
     snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
     c->up_port = c->port;
     c->up_addr = c->addrs[c->addr_idx];
+    c->u_exchanges = 0;
     c->px->st.allowed++;
     if (c->up_tls) {
         r = tls_side_client(c->px->tls, &c->u, c->host.name);
@@ -736,6 +814,74 @@ static int step_connect(struct conn *c)
 
 /* ---------------------------------------------------------------- TLS interception */
 
+static int tls_up_done(struct conn *c);
+
+/*
+ * An idle connection from the pool for the exchange's host, port, TLS-ness and one of its
+ * vetted addresses (c->addrs). Sets up the next state and returns true on a hit. Not for a
+ * plain CONNECT tunnel (the bottle's own bytes, never shared), nor a retry.
+ */
+static bool upstream_from_pool(struct conn *c)
+{
+    struct proxy *px = c->px;
+    struct sockaddr_storage a;
+
+    /* (an intercepted CONNECT is always to a name, answered after its head is consumed) */
+    if (c->retried || (c->is_connect && (!c->up_tls || c->host.kind != HOST_NAME)))
+        return false;
+    if (!upool_take(px->pool, c->host.name, c->port, c->addrs, c->naddrs, c->up_tls, &c->u, &a))
+        return false;
+    if (loop_add(px->loop, &c->u.src, c->u.fd, EPOLLIN, on_io, c) < 0) {
+        side_close(px, &c->u);
+        return false;
+    }
+    c->u_ready = true;
+    c->deadline = 0;
+    conn_set_addr(c, (const struct sockaddr *)&a);
+    snprintf(c->up_host, sizeof(c->up_host), "%s", c->host.name);
+    c->up_port = c->port;
+    c->up_addr = a;
+    c->upstream_reusable = true;
+    c->u_exchanges = 1;
+    px->st.allowed++;
+    if (c->is_connect) {
+        c->reused = true;
+        px->st.upstream_reused++;
+        (void)tls_up_done(c);
+        return true;
+    }
+    replay_prepare(c);
+    c->state = CS_SEND_REQ;
+    return true;
+}
+
+/*
+ * The reused upstream connection failed before any byte of the response: send the request
+ * again, once, on a fresh connection, when it is safe to (replay_prepare). Returns true when
+ * under way; false: the caller reports the failure.
+ */
+static bool retry_fresh(struct conn *c)
+{
+    struct proxy *px = c->px;
+
+    if (!c->replay_ok || c->uin.len)
+        return false;
+    side_close(px, &c->u);
+    buf_reset(&c->toup);
+    if (buf_append(&c->toup, c->replay.p, c->replay.len) < 0)
+        return false;
+    replay_drop(c);
+    c->retried = true;
+    c->reused = false;
+    c->bytes_up = 0;
+    px->st.upstream_retried++;
+    log_debug("proxy: %s %s: the reused upstream connection failed before answering; sending "
+              "it again on a new connection",
+              c->method, c->host.name);
+    upstream_open(c);
+    return true;
+}
+
 /* The TLS handshake with the origin of an intercepted host. */
 static int step_tls_up(struct conn *c)
 {
@@ -756,7 +902,15 @@ static int step_tls_up(struct conn *c)
         c->state = CS_SEND_REQ;
         return 1;
     }
-    /* The bottle's CONNECT: on record, then 200, then TLS with the bottle as the origin. */
+    return tls_up_done(c);
+}
+
+/* The origin's side of an intercepted CONNECT is up (new, or from the pool): on record, then
+ * 200, then TLS with the bottle as the origin. */
+static int tls_up_done(struct conn *c)
+{
+    /* Nothing rides it until the bottle's first request: it may go back to the pool. */
+    c->u_idle = true;
     c->status = 200;
     if (conn_audit(c, true, "intercepted") < 0) {
         conn_audit_failed(c);
@@ -1003,6 +1157,8 @@ static int step_send_req(struct conn *c)
     if (c->toup.len) {
         r = side_flush(&c->u, &c->toup, &c->bytes_up);
         if (r < 0) {
+            if (retry_fresh(c))
+                return 1;
             conn_upstream_error(c, 502, "upstream-write-failed", "the upstream closed early");
             return 1;
         }
@@ -1013,6 +1169,12 @@ static int step_send_req(struct conn *c)
         c->state = CS_READ_RESP;
         buf_reset(&c->uin);
         c->resp_scan = 0;
+        /* The answer takes a round trip: wait for it rather than try a read that would find
+         * nothing (one system call per request). */
+        if (!c->tocl.len && !side_pending(&c->u)) {
+            c->last_active = loop_now(c->px->loop);
+            return 0;
+        }
         return 1;
     }
     if (c->cin.len > req_held(c))
@@ -1085,6 +1247,8 @@ static int step_read_resp(struct conn *c)
     if (end == 0) {
         r = read_into(&c->u, &c->uin, BB_MAX_HTTP_HEAD - c->uin.len);
         if (r == -EPIPE || (r < 0 && r != -E2BIG)) {
+            if (retry_fresh(c))
+                return 1;
             conn_upstream_error(c, 502, "upstream-closed",
                                 "the upstream closed the connection without a response");
             return 1;
@@ -1224,8 +1388,14 @@ static void exchange_done(struct conn *c)
     conn_audit(c, true, "allowlisted");
     if (!c->upstream_reusable || c->uin.len)
         side_close(c->px, &c->u);
+    else if (c->u.fd >= 0) {
+        c->u_idle = true;
+        c->u_exchanges++;
+    }
+    replay_drop(c);
     buf_reset(&c->uin);
     if (!c->client_keep_alive) {
+        upstream_release(c);
         c->state = CS_DRAIN;
         c->deadline = loop_now(c->px->loop) + (uint64_t)BB_DRAIN_LINGER_MS * 1000000ull;
         return;
@@ -1279,6 +1449,12 @@ static int step_send_resp(struct conn *c)
     }
     if (c->resp_body == HTTP_BODY_NONE) { /* the whole response is out */
         exchange_done(c);
+        /* The next request is not here yet unless it was pipelined: wait for it rather than
+         * try a read that would find nothing. */
+        if (c->state == CS_READ_HEAD && !c->cin.len && !c->tocl.len && !side_pending(&c->c)) {
+            c->last_active = loop_now(c->px->loop);
+            return 0;
+        }
         return 1;
     }
     if (c->uin.len) {
@@ -1358,6 +1534,11 @@ static void set_interest(struct conn *c)
     switch (c->state) {
     case CS_READ_HEAD:
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
+        /* An idle upstream kept for the next request is watched (on_io): a close or bytes
+         * nobody asked for end it now. (The same interest as while a response is awaited:
+         * no epoll_ctl per request.) */
+        if (c->u_idle)
+            ue = EPOLLIN;
         break;
     case CS_RESOLVE:
     case CS_HOLD:
@@ -1484,6 +1665,10 @@ static void on_io(struct loop_source *src, uint32_t events)
 
     if (src == &c->u.src && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         c->u_ready = true;
+    if (src == &c->u.src && c->u_idle && c->state == CS_READ_HEAD && !upool_side_alive(&c->u)) {
+        side_close(c->px, &c->u); /* the origin closed the idle upstream (or spoke unasked) */
+        c->u_idle = false;
+    }
     if (c->state != CS_CLOSED)
         conn_run(c);
 }
@@ -1572,6 +1757,8 @@ static void conn_free_deferred(struct loop_defer *d)
     buf_done(&c->toup);
     buf_done(&c->tocl);
     buf_done(&c->uin);
+    replay_drop(c);
+    buf_done(&c->replay);
     cred_scan_done(&c->req_scan);
     cred_scan_done(&c->reflect_scan);
     free(c);
@@ -1597,6 +1784,7 @@ void conn_close(struct conn *c)
         c->rq = NULL;
     }
     side_close(px, &c->c);
+    upstream_release(c); /* an idle upstream serves the next client connection */
     side_close(px, &c->u);
     tunnel_pipes_close(c);
     loop_timer_stop(px->loop, &c->timer);
@@ -1628,6 +1816,7 @@ int conn_new(struct proxy *px, int fd)
     buf_init(&c->toup, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
     buf_init(&c->tocl, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
     buf_init(&c->uin, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
+    buf_init(&c->replay, BB_MAX_HTTP_HEAD + BB_RELAY_CHUNK);
     loop_timer_init(&c->timer, on_timer, c);
     exchange_reset(c);
     c->state = CS_READ_HEAD;

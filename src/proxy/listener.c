@@ -88,6 +88,9 @@ void proxy_limits_default(struct proxy_limits *ret)
     ret->resolve_timeout_ms = BB_RESOLVE_TIMEOUT_MS;
     ret->run_budget = 64;
     ret->hold_blocked_ms = 0; /* refused at once */
+    ret->pool.max_total = UPOOL_MAX_TOTAL;
+    ret->pool.max_per_host = UPOOL_MAX_PER_HOST;
+    ret->pool.idle_ms = UPOOL_IDLE_MS;
 }
 
 int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_limits *limits,
@@ -112,12 +115,14 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     else
         proxy_limits_default(&px->lim);
     px->dlp = dlp_new();
+    px->pool = upool_new(l, &px->lim.pool);
     r = fd >= 0 ? loop_add(l, &px->lsrc, fd, EPOLLIN, on_accept, px) : 0;
     if (r < 0) {
         close(fd);
         if (px->spare_fd >= 0)
             close(px->spare_fd);
         dlp_free(px->dlp);
+        upool_free(px->pool);
         free(px);
         return r;
     }
@@ -173,6 +178,7 @@ void proxy_drain(struct proxy *px, void (*fn)(void *), void *userdata)
         if (c->state == CS_READ_HEAD && c->cin.len == 0)
             conn_close(c);
     }
+    upool_flush(px->pool); /* idle upstreams: nothing waits for them */
     if (!px->drain_defer.queued) {
         px->pending++;
         loop_defer(px->loop, &px->drain_defer, drain_now, px);
@@ -205,6 +211,7 @@ struct proxy *proxy_free(struct proxy *px)
         struct conn *c = px->conns;
         conn_close(c);
     }
+    px->pool = upool_free(px->pool);
     if (px->lfd >= 0) {
         loop_del(px->loop, &px->lsrc);
         close(px->lfd);

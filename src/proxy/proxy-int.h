@@ -26,6 +26,7 @@
 #include "proxy/cred.h"
 #include "dlp/dlp.h"
 #include "proxy/http1.h"
+#include "proxy/pool.h"
 #include "proxy/tls.h"
 #include "proxy/proxy.h"
 
@@ -87,6 +88,7 @@ struct side {
     bool eof;      /* read returned 0 */
     bool wshut;    /* we shut down our write side */
     uint32_t want; /* readiness the transport needs besides what the state asks (TLS) */
+    bool rpending; /* TLS: the last read filled the caller's room with records still buffered */
 };
 
 /* Bytes the transport holds that no readiness event will announce. */
@@ -157,6 +159,18 @@ struct conn {
     char up_host[BB_MAX_HOSTNAME + 1]; /* what the open upstream connection is for */
     uint16_t up_port;
     struct sockaddr_storage up_addr; /* the vetted address it is connected to */
+    /* The upstream pool (pool.h): u_idle: the open upstream carries no exchange now and may go
+     * back to the pool; u_exchanges: exchanges it completed (a pooled one counts as 1);
+     * reused: this exchange rides a connection that was idle before it (audited "reused");
+     * replay: the request as sent, kept while it may be sent again on a fresh connection
+     * (an idempotent request with no body, on a reused connection that fails before any
+     * response byte); retried: it was, once. */
+    bool u_idle;
+    bool reused;
+    bool retried;
+    bool replay_ok;
+    unsigned u_exchanges;
+    struct buf replay;
 
     /* TLS interception: the client side is a decrypted session for ic_host:ic_port (kept
      * across exchanges); up_tls: the upstream connection needs TLS (an intercepted host). */
@@ -178,6 +192,7 @@ struct proxy {
     const struct policy *policy;
     const struct cred_store *creds; /* NULL: none (docs/credentials.md) */
     struct tls_ctx *tls;            /* NULL: no interception (tls.h) */
+    struct upool *pool;             /* idle upstream connections (pool.h) */
     struct dlp *dlp;                /* the registered credentials (proxy_add_secret) */
     /* The policy came (partly) from config files: refusals also name the config key. */
     bool policy_from_file;

@@ -16,6 +16,7 @@
 #include "common/net.h"
 #include "audit/audit.h"
 #include "policy/policy.h"
+#include "proxy/pool.h"
 #include "proxy/resolve.h"
 
 struct proxy;
@@ -31,12 +32,16 @@ struct proxy_limits {
      * held this long (audited as "hold"); a policy change that allows it lets it through,
      * else it gets the usual 403 when the time is up. 0: refused at once (the default). */
     unsigned hold_blocked_ms;
+    /* Idle upstream connections kept for reuse (pool.h, docs/proxy.md); max_total 0: none. */
+    struct upool_limits pool;
 };
 
 struct proxy_stats {
     uint64_t accepted, refused_busy, requests, allowed, denied, bad_requests, upstream_errors;
     uint64_t held; /* requests held (hold_blocked_ms), whatever became of them */
     uint64_t open_conns;
+    uint64_t upstream_reused;  /* exchanges and CONNECTs that rode an idle upstream connection */
+    uint64_t upstream_retried; /* requests sent again on a fresh connection (pool.h) */
 };
 
 /* The defaults from common/limits.h. */

@@ -47,6 +47,7 @@ int conn_audit(struct conn *c, bool allow, const char *reason)
         .addr = c->addr_text[0] ? c->addr_text : NULL,
         .path = !c->is_connect && c->path[0] ? c->path : NULL,
         .status = c->status,
+        .reused = c->reused,
     };
     c->audited = true;
     return allow ? audit_emit(c->px->audit, &ev) : audit_note(c->px->audit, &ev);
