@@ -81,6 +81,12 @@ is "root workspace: the fake QEMU ran and the bottle failed as QEMU died (125)" 
 like "... it could still do its job: write the workspace" "$(grep '^control ws-write:' "$T/err")" "DONE"
 like "... chmod there" "$(grep '^control chmod-755:' "$T/err")" "DONE"
 like "... reach its sockets" "$(grep '^control run-dir:' "$T/err")" "DONE"
+# (cgroup v1: the child joins before exec; on v2 clone3 puts it there, and its cgroup
+# namespace's root is that cgroup)
+if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
+    like "... and it was in the bottle's cgroups from its first instruction (v1)" \
+        "$(grep '^control cgroup-at-exec:' "$T/err")" "DONE .*/bot-bottle/"
+fi
 attacks_blocked "QEMU as root" shadow passwd home outside state other-tmp loopback processes \
     caps usr-write ro-mount-write chmod-suid create-suid fcap mknod chown unshare mount dev-mem
 is "... nothing reached the loopback service" "$(cat "$T/svc.log" 2>/dev/null)" ""

@@ -37,6 +37,9 @@ if len(sys.argv) > 1 and sys.argv[1] == "-version":
     print("QEMU emulator version 7.2.0")
     sys.exit(0)
 
+# Its cgroups at its first instruction (cgroup v1: QEMU's child joins them before exec)
+first_cgroups = open("/proc/self/cgroup").read()
+
 # The shares, as QEMU got them: -fsdev local,id=fsN,path=...
 shares = []
 for i, a in enumerate(sys.argv):
@@ -132,6 +135,9 @@ def mount():
 
 report("control", "ws-write", lambda: write_new(f"{ws}/new-file"))
 report("control", "chmod-755", lambda: os.chmod(f"{ws}/victim", 0o755))
+report("control", "cgroup-at-exec", lambda: [
+    l.split(":", 2)[2] for l in first_cgroups.splitlines()
+    if l.split(":", 2)[1] in ("pids", "memory", "")][0])
 report("control", "run-dir", lambda: os.stat(f"{run_dir}/ctl.sock") and None)
 report("attack", "shadow", lambda: read("/etc/shadow"))
 report("attack", "passwd", lambda: read("/etc/passwd"))
