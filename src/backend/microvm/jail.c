@@ -412,9 +412,13 @@ static int jbind(const char *root, const char *src, bool file, uint64_t attrs)
     return 0;
 }
 
-static bool in_usr(const char *path)
+/* A file the root already shows, e.g. through /usr or a merged-/usr symlink such as /bin. */
+static bool visible(const char *root, const char *path)
 {
-    return strncmp(path, "/usr/", 5) == 0;
+    char p[PATH_MAX];
+    struct stat st;
+
+    return under(p, sizeof(p), root, path) == 0 && stat(p, &st) == 0;
 }
 
 #define RO (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
@@ -466,10 +470,10 @@ static int build_root(const struct microvm_jail *j, const char **step)
     if (j->kvm && (r = jbind(root, "/dev/kvm", true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC)) < 0)
         return r;
     *step = "binding QEMU's binary";
-    if (!in_usr(j->qemu) && (r = jbind(root, j->qemu, true, RO)) < 0)
+    if (!visible(root, j->qemu) && (r = jbind(root, j->qemu, true, RO)) < 0)
         return r;
     *step = "binding the guest kernel";
-    if (!in_usr(j->kernel) && (r = jbind(root, j->kernel, true, RO | MOUNT_ATTR_NOEXEC)) < 0)
+    if (!visible(root, j->kernel) && (r = jbind(root, j->kernel, true, RO | MOUNT_ATTR_NOEXEC)) < 0)
         return r;
     *step = "binding the run directory";
     if ((r = jbind(root, j->run_dir, false, RO | MOUNT_ATTR_NOEXEC)) < 0)

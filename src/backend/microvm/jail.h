@@ -6,7 +6,7 @@
  * - Namespaces: its own user namespace mapping only QEMU's uid and gid to themselves, pid,
  *   mount, network (no interface), IPC, UTS and cgroup namespaces (clone3 flags).
  * - A minimal root: a read-only tmpfs holding /usr (read-only), the merged-/usr symlinks,
- *   /etc/ld.so.cache, the guest kernel and QEMU binary when they are outside /usr (read-only),
+ *   /etc/ld.so.cache, the guest kernel and QEMU binary when /usr does not hold them (read-only),
  *   the bottle's run directory (read-only: the initramfs and the two sockets), /dev/null,
  *   /dev/urandom, /dev/kvm under KVM, and a /proc of its own pid namespace (9p's chmod goes
  *   through /proc/self/fd). The shares are not in the tree: QEMU gets each as a private
