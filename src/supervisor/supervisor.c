@@ -1127,6 +1127,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     s.notice.hold = o->tty; /* never drawn over the program's screen: said when it exits */
     s.notice.quiet = o->quiet;
     s.notice.bottle = s.name;
+    s.notice.left_out = &o->left_out;
 
     /* the daemon builds the same policy from the same arguments */
     policy = policy_free(policy);
