@@ -88,7 +88,8 @@ if [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
         "$(grep '^control cgroup-at-exec:' "$T/err")" "DONE .*/bot-bottle/"
 fi
 attacks_blocked "QEMU as root" shadow passwd home outside state other-tmp loopback processes \
-    caps usr-write ro-mount-write chmod-suid create-suid fcap mknod chown unshare mount dev-mem
+    caps usr-write ro-mount-write chmod-suid create-suid fcap mknod chown unshare mount dev-mem \
+    proc-sys
 is "... nothing reached the loopback service" "$(cat "$T/svc.log" 2>/dev/null)" ""
 check "... and nothing it tried is left on the host" host_clean "$T/ws-root"
 is "... the victim still belongs to root" "$(stat -c %u "$T/ws-root/victim")" 0
@@ -132,6 +133,7 @@ if wait_exists "$T/ws-vm/ready"; then
     is "... its root holds only what QEMU needs" "$(ls /proc/$QPID/root | tr '\n' ' ')" \
         "bin dev etc lib lib32 lib64 proc sbin tmp usr var "
     is "... /dev: null and urandom (TCG: no kvm)" "$(ls /proc/$QPID/root/dev | tr '\n' ' ')" "null urandom "
+    is "... /proc: its own process only" "$(ls /proc/$QPID/root/proc | tr '\n' ' ')" "1 self thread-self "
     is "... /etc: the loader's cache only" "$(ls /proc/$QPID/root/etc | tr '\n' ' ')" "ld.so.cache "
     is "... its network namespace has lo only, down" \
         "$(nsenter -t "$QPID" -n ip -o link | awk '{print $2 $3}')" "lo:<LOOPBACK>"

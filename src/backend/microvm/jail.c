@@ -479,11 +479,12 @@ static int build_root(const struct microvm_jail *j, const char **step)
     if ((r = jbind(root, j->run_dir, false, RO | MOUNT_ATTR_NOEXEC)) < 0)
         return r;
     /* 9p's chmod goes through /proc/self/fd (QEMU's fchmodat_nofollow); this proc shows our
-     * own pid namespace, where QEMU is alone */
+     * own pid namespace, where QEMU is alone, and only its process directories (subset=pid:
+     * no /proc/sys, no /proc/kcore, nothing host-wide) */
     *step = "mounting /proc";
     if ((r = under(p, sizeof(p), root, "/proc")) < 0 || (r = make_path(root, "/proc", false)) < 0)
         return r;
-    if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    if (mount("proc", p, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "subset=pid") < 0)
         return -errno;
     *step = "pivot_root";
     if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || umount2(".", MNT_DETACH) < 0 ||

@@ -8,9 +8,9 @@
  * - A minimal root: a read-only tmpfs holding /usr (read-only), the merged-/usr symlinks,
  *   /etc/ld.so.cache, the guest kernel and QEMU binary when /usr does not hold them (read-only),
  *   the bottle's run directory (read-only: the initramfs and the two sockets), /dev/null,
- *   /dev/urandom, /dev/kvm under KVM, and a /proc of its own pid namespace (9p's chmod goes
- *   through /proc/self/fd). The shares are not in the tree: QEMU gets each as a private
- *   detached copy of the host mount (jail_share), read-only for read-only shares.
+ *   /dev/urandom, /dev/kvm under KVM, and a /proc of its own pid namespace (subset=pid) (9p's chmod
+ * goes through /proc/self/fd). The shares are not in the tree: QEMU gets each as a private detached
+ * copy of the host mount (jail_share), read-only for read-only shares.
  * - No capabilities in any namespace (empty bounding set, no ambient, SECBIT_NOROOT),
  *   no_new_privs, no core dumps, and a seccomp filter (jail_build_filter) under QEMU's own
  *   -sandbox that refuses what a 9p server must never do here.
