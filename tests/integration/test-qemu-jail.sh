@@ -108,6 +108,31 @@ attacks_blocked "QEMU as uid 4242" passwd outside other-tmp loopback processes r
 is "... nothing reached the loopback service" "$(cat "$T/svc.log" 2>/dev/null)" ""
 check "... and nothing it tried is left on the host" host_clean "$T/ws-user"
 
+# ---- an unprivileged invoker (uid 4242): the jail through an unprivileged user namespace
+# (setgroups denied, QEMU's uid and gid mapped to themselves; no private share mounts) ----
+mkdir -p "$T/ws-nr" "$T/nr-state" "$T/nr-home"
+echo data >"$T/ws-nr/victim"
+chown -R 4242:4242 "$T/ws-nr" "$T/nr-state" "$T/nr-home"
+chmod 0700 "$T/nr-state"
+rm -f "$T/svc.log"
+(cd "$T/ws-nr" && timeout 120 setpriv --reuid=4242 --regid=4242 --clear-groups env -i \
+    PATH=/usr/bin:/bin HOME="$T/nr-home" BOT_BOTTLE_STATE_DIR="$T/nr-state" \
+    BOT_BOTTLE_QEMU="$T/fake-qemu" BOT_BOTTLE_KERNEL_CACHE=/var/cache/bot-bottle/kernel \
+    "$BB" run --no-limits --upstream-dns "127.0.0.1:$DNS" --mount "$T/ro:/ro:ro" -- true \
+    >"$T/out" 2>"$T/run.err")
+rc=$?
+cat "$T/ws-nr/jail-report" >"$T/err" 2>/dev/null
+diag "$(cat "$T/run.err" "$T/err")"
+is "unprivileged invoker: the fake QEMU ran (125)" "$rc" 125
+like "... and died before connecting (nothing else failed)" "$(cat "$T/run.err")" \
+    "QEMU exited before connecting"
+unlike "... in its jail (no warning about user namespaces)" "$(cat "$T/run.err")" "user namespaces"
+like "... it could write the workspace" "$(grep '^control ws-write:' "$T/err")" "DONE"
+attacks_blocked "unprivileged invoker" passwd outside state other-tmp loopback processes caps \
+    chmod-suid create-suid unshare proc-sys
+is "... nothing reached the loopback service" "$(cat "$T/svc.log" 2>/dev/null)" ""
+check "... and nothing it tried is left on the host" host_clean "$T/ws-nr"
+
 # ---- a real VM: QEMU's process from the host, the guest's file operations ----
 mkdir -p "$T/ws-vm/sg"
 chmod 2775 "$T/ws-vm/sg"
