@@ -53,6 +53,7 @@
 #include "backend/cgroup.h"
 #include "channel/mux.h"
 #include "backend/microvm/initramfs.h"
+#include "backend/microvm/jail.h"
 #include "backend/microvm/probe.h"
 #include "backend/microvm/qemu-args.h"
 #include "backend/microvm/session.h"
@@ -84,6 +85,8 @@ struct mv_bottle {
     char init[PATH_MAX];
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
     char initrd[PATH_MAX], ctl_path[PATH_MAX], chan_path[PATH_MAX];
+    struct microvm_jail jail;     /* QEMU's jail (jail.h); jail.root "": not made */
+    int cg_tasks[CGROUP_CTL_MAX]; /* v1, during start: cgroup_open_tasks, for the child */
     uid_t qemu_uid;
     gid_t qemu_gid;
     uint64_t guest_mib;
@@ -354,6 +357,42 @@ static int qemu_ids(struct mv_bottle *b)
     return 0;
 }
 
+/*
+ * QEMU's jail (jail.h): an empty directory in the run directory for its root, what it binds,
+ * and the seccomp filter for QEMU's ids. Root always jails QEMU; an unprivileged invoker gets
+ * the namespaces when the host allows user namespaces (start() falls back if not).
+ */
+static int jail_prepare(struct mv_bottle *b)
+{
+    struct microvm_jail *j = &b->jail;
+    int r;
+
+    j->ns = true;
+    j->kvm = b->accel == MICROVM_ACCEL_KVM;
+    j->setgroups = geteuid() == 0;
+    j->uid = b->qemu_uid;
+    j->gid = b->qemu_gid;
+    j->run_dir = b->dir;
+    j->qemu = b->probe.qemu;
+    j->kernel = b->probe.kernel.path;
+    if (j->qemu[0] != '/' || j->kernel[0] != '/') {
+        log_error("microvm backend: QEMU (%s) and the guest kernel (%s) need absolute paths",
+                  j->qemu, j->kernel);
+        return -EINVAL;
+    }
+    if (str_printf(j->root, sizeof(j->root), "%s/root", b->dir) < 0)
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "microvm backend: %s", b->dir);
+    if (mkdir(j->root, 0755) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: creating %s", j->root);
+        j->root[0] = '\0';
+        return r;
+    }
+    r = jail_build_filter(j);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's seccomp filter");
+    return 0;
+}
+
 static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
                   struct cgroup_limits *lim)
 {
@@ -401,6 +440,8 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     cgroup_init(&b->cg);
+    for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
+        b->cg_tasks[i] = -1;
     for (size_t i = 0; i < ARRAY_SIZE(b->share_fd); i++)
         b->share_fd[i] = -1;
     for (size_t i = 0; i < 3; i++) {
@@ -521,6 +562,9 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         r = log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "microvm backend: %s", b->dir);
         goto fail;
     }
+    r = jail_prepare(b);
+    if (r < 0)
+        goto fail;
     {
         struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
         ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
@@ -563,7 +607,17 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
                 goto fail;
             }
             b->share_fd[b->n_share_fd++] = r;
-            (void)str_printf(paths[i], sizeof(paths[i]), "/proc/self/fd/%d", r);
+            /* QEMU's private copy of the share's mount (read-only for a read-only --mount) */
+            if (geteuid() == 0) {
+                r = jail_share(&b->share_fd[b->n_share_fd - 1], i > 0 && b->spec.mounts[i - 1].ro);
+                if (r < 0) {
+                    log_errno(LOG_LVL_ERROR, r, "microvm backend: a private mount of %s for QEMU",
+                              src);
+                    goto fail;
+                }
+            }
+            (void)str_printf(paths[i], sizeof(paths[i]), "/proc/self/fd/%d",
+                             b->share_fd[b->n_share_fd - 1]);
             if (i == 0) {
                 shares[n++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, paths[i], false };
             } else {
@@ -629,14 +683,34 @@ fail:
 
 /* ---- start ---- */
 
-/* The child between clone3() and exec: only async-signal-safe calls. Reports errno through
- * err_fd (close-on-exec: EOF means exec succeeded). */
-static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
+/* What the child reports when it cannot exec QEMU: errno and the step that failed. */
+struct child_err {
+    int e;
+    char step[64];
+};
+
+static _noreturn_ void child_fail(int err_fd, int e, const char *step)
+{
+    struct child_err ce = { .e = e };
+    size_t n = strlen(step);
+
+    memcpy(ce.step, step, MIN(n, sizeof(ce.step) - 1));
+    (void)!write(err_fd, &ce, sizeof(ce));
+    _exit(125);
+}
+
+/*
+ * The child between clone3() and exec: only async-signal-safe calls. Reports errno through
+ * err_fd (close-on-exec: EOF means exec succeeded). With the jail, it first waits on sync_fd
+ * for its id maps.
+ */
+static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
 {
     static char *const envp[] = { (char *)"PATH=/usr/bin:/bin", NULL };
+    const char *step = "starting";
     sigset_t none;
-    gid_t g = b->qemu_gid;
-    int moved[3], e;
+    int moved[3], r;
+    char c;
 
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -646,7 +720,14 @@ static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
         _exit(125);
     /* QEMU dies with the supervisor. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-        goto fail;
+        child_fail(err_fd, errno, step);
+    /* The id maps of our user namespace are written. EOF: the parent gave up. */
+    if (b->jail.ns && RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
+        _exit(125);
+    /* cgroup v1: into the bottle's cgroups before QEMU runs anything (cgroup.h) */
+    if (b->cg.version == 1 && cgroup_enter_self(b->cg_tasks) < 0)
+        child_fail(err_fd, errno, "joining the bottle's cgroups");
+    step = "setting up stdio";
     for (int i = 0; i < 3; i++) {
         int src = b->stdio[i] >= 0 ? b->stdio[i] : i;
         /* With streams, the console (diagnostics: the kernel, bottle-init) goes to stderr and
@@ -655,29 +736,27 @@ static _noreturn_ void child_main(struct mv_bottle *b, int err_fd)
             src = i == 0 ? b->devnull : b->stdio[2] >= 0 ? b->stdio[2] : 2;
         moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 100);
         if (moved[i] < 0)
-            goto fail;
+            child_fail(err_fd, errno, step);
     }
     for (int i = 0; i < 3; i++)
         if (dup3(moved[i], i, 0) < 0)
-            goto fail;
+            child_fail(err_fd, errno, step);
     /* Only stdio and the shares (at the numbers in the argv) reach QEMU. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
-        goto fail;
+        child_fail(err_fd, errno, step);
     for (size_t i = 0; i < b->n_share_fd; i++)
         if (fcntl(b->share_fd[i], F_SETFD, 0) < 0)
-            goto fail;
+            child_fail(err_fd, errno, step);
     if (setsid() < 0)
-        goto fail;
-    if (geteuid() == 0 && (setgroups(1, &g) < 0 || setresgid(g, g, g) < 0 ||
-                           setresuid(b->qemu_uid, b->qemu_uid, b->qemu_uid) < 0))
-        goto fail;
+        child_fail(err_fd, errno, "setsid");
+    /* QEMU's ids, its minimal root, no capabilities, no_new_privs, the seccomp filter */
+    r = jail_enter(&b->jail, &step);
+    if (r < 0)
+        child_fail(err_fd, -r, step);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) /* reset by the id change */
-        goto fail;
+        child_fail(err_fd, errno, "PR_SET_PDEATHSIG");
     execve(b->qargv[0], b->qargv, envp);
-fail:
-    e = errno;
-    (void)!write(err_fd, &e, sizeof(e));
-    _exit(125);
+    child_fail(err_fd, errno, "exec");
 }
 
 static long long now_ms(void)
@@ -736,21 +815,19 @@ static int accept_qemu(struct mv_bottle *b, int *ret_chan)
     return 0;
 }
 
-static int mv_start(struct bottle *bb, struct backend_started *ret)
+/* clone3() QEMU's child, jailed when b->jail.ns; 0 or -errno (nothing started). */
+static int clone_qemu(struct mv_bottle *b, int *ret_err_fd)
 {
-    struct mv_bottle *b = mv_of(bb);
     struct clone_args a;
-    int err_p[2] = { -1, -1 }, pidfd = -1, chan = -1, e, r;
-    ssize_t n;
+    int err_p[2] = { -1, -1 }, sync_p[2] = { -1, -1 }, pidfd = -1, r;
     long pid;
 
-    /* Said once per run, where the user sees it: TCG is much slower than KVM. */
-    if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
-        log_warn("%s", b->probe.reason);
-    if (pipe2(err_p, O_CLOEXEC) < 0)
-        return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: pipe");
+    if (pipe2(err_p, O_CLOEXEC) < 0 || pipe2(sync_p, O_CLOEXEC) < 0) {
+        r = -errno;
+        goto out;
+    }
     memset(&a, 0, sizeof(a));
-    a.flags = CLONE_PIDFD;
+    a.flags = CLONE_PIDFD | jail_clone_flags(&b->jail);
     a.pidfd = (uint64_t)(uintptr_t)&pidfd;
     a.exit_signal = SIGCHLD;
     if (b->cg.fd >= 0) {
@@ -761,25 +838,76 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     pid = syscall(SYS_clone3, &a, sizeof(a));
     if (pid == 0) {
         close(err_p[0]);
-        child_main(b, err_p[1]);
+        close(sync_p[1]);
+        child_main(b, sync_p[0], err_p[1]);
     }
-    close(err_p[1]);
     if (pid < 0) {
-        close(err_p[0]);
-        return log_errno(LOG_LVL_ERROR, -errno, "microvm backend: starting QEMU (clone3)");
+        r = -errno;
+        goto out;
     }
     b->pid = (pid_t)pid;
     b->pidfd = pidfd;
-    if (b->cg.version == 1 && (r = cgroup_attach(&b->cg, b->pid)) < 0) {
-        close(err_p[0]);
-        log_errno(LOG_LVL_ERROR, r, "microvm backend: moving QEMU into its cgroup");
+    if (b->jail.ns) {
+        r = jail_map_ids(&b->jail, b->pid);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: writing QEMU's uid and gid maps");
+            (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+            goto out;
+        }
+        if (RETRY_EINTR(write(sync_p[1], "x", 1)) != 1) {
+            r = -errno;
+            goto out;
+        }
+    }
+    *ret_err_fd = err_p[0];
+    err_p[0] = -1;
+    r = 0;
+out:
+    for (int i = 0; i < 2; i++) {
+        if (err_p[i] >= 0)
+            close(err_p[i]);
+        if (sync_p[i] >= 0)
+            close(sync_p[i]);
+    }
+    return r;
+}
+
+static int mv_start(struct bottle *bb, struct backend_started *ret)
+{
+    struct mv_bottle *b = mv_of(bb);
+    struct child_err ce;
+    int err_fd = -1, chan = -1, r;
+    ssize_t n;
+
+    /* Said once per run, where the user sees it: TCG is much slower than KVM. */
+    if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
+        log_warn("%s", b->probe.reason);
+    if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the bottle's cgroups");
+    r = clone_qemu(b, &err_fd);
+    /* Without user namespaces (an unprivileged invoker on a host that forbids them): QEMU
+     * keeps the seccomp filter, no_new_privs and the limits, not the namespaces. */
+    if (r < 0 && b->pid < 0 && b->jail.ns && geteuid() != 0 &&
+        (r == -EPERM || r == -EINVAL || r == -ENOSPC || r == -EUSERS)) {
+        log_warn("microvm backend: user namespaces are not available (%s): QEMU runs without "
+                 "its namespaces, with only its seccomp filter; allow them "
+                 "(sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone) to jail it",
+                 strerror(-r));
+        b->jail.ns = false;
+        r = clone_qemu(b, &err_fd);
+    }
+    cgroup_close_tasks(b->cg_tasks);
+    if (r < 0) {
+        if (b->pid < 0)
+            return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
         goto fail;
     }
-    n = RETRY_EINTR(read(err_p[0], &e, sizeof(e)));
-    close(err_p[0]);
-    if (n == (ssize_t)sizeof(e)) {
-        r = log_errno(LOG_LVL_ERROR, -e, "microvm backend: starting %s as uid %u", b->qargv[0],
-                      (unsigned)b->qemu_uid);
+    n = RETRY_EINTR(read(err_fd, &ce, sizeof(ce)));
+    close(err_fd);
+    if (n == (ssize_t)sizeof(ce)) {
+        ce.step[sizeof(ce.step) - 1] = '\0';
+        r = log_errno(LOG_LVL_ERROR, -ce.e, "microvm backend: starting %s as uid %u (%s)",
+                      b->qargv[0], (unsigned)b->qemu_uid, ce.step);
         goto fail;
     }
     r = accept_qemu(b, &chan);
@@ -935,6 +1063,8 @@ static void mv_destroy(struct bottle *bb)
         (void)unlink(b->ctl_path);
         (void)unlink(b->chan_path);
         (void)unlink(b->initrd);
+        if (b->jail.root[0])
+            (void)rmdir(b->jail.root);
         if (rmdir(b->dir) < 0 && errno != ENOENT)
             log_errno(LOG_LVL_WARN, -errno, "microvm backend: removing %s", b->dir);
     }
@@ -944,6 +1074,7 @@ static void mv_destroy(struct bottle *bb)
         if (r < 0)
             log_errno(LOG_LVL_WARN, r, "removing cgroup %s", path);
     }
+    cgroup_close_tasks(b->cg_tasks);
     microvm_argv_free(b->qargv);
     bottle_spec_done(&b->spec);
     free(b);
