@@ -43,6 +43,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <grp.h>
+#include <elf.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -99,6 +100,10 @@ static int ctl_fd = -1;
 /* VM only: the host said "streams" first on bottle.ctl: the command's stdio (and `exec`) come
  * over the channel (vmsession.h), not the console. */
 static bool vm_streams;
+/* VM: the seccomp program the host built (GUEST_VM_SECCOMP), loaded as it is; NULL: built
+ * here with libseccomp (the namespace backend, or an initramfs without it). */
+static void *vm_bpf;
+static size_t vm_bpf_len;
 /* VM with a pids limit: cgroup.procs of the guest's "bottle" cgroup (every command joins it
  * before it drops its privileges), or -1. */
 static int vm_cg_procs = -1;
@@ -203,7 +208,7 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
     if (chdir(c->cwd ? c->cwd : s->workspace) < 0)
         child_fail(report_fd, REPORT_SETUP, errno);
     /* Last: after this, mount, setns and friends fail with EPERM. */
-    r = seccomp_load(ctx);
+    r = vm_bpf ? guest_seccomp_load_bpf(vm_bpf, vm_bpf_len) : seccomp_load(ctx);
     if (r < 0)
         child_fail(report_fd, REPORT_SETUP, r);
     r = guest_exec_command(c->argv, c->envp);
@@ -281,6 +286,8 @@ static void on_signal(struct loop *l, int signo, void *userdata)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             break;
+        if (pid == st->main_pid)
+            vm_mark("reaped");
         if (st->vms && vms_reaped(st->vms, pid, status)) {
             if (pid == st->main_pid)
                 st->main_exited = true; /* vm_main_done quits once the output is across */
@@ -400,9 +407,12 @@ static pid_t vm_spawn(void *ud, const struct vms_spawn *req)
         }
         c.envp = merged;
     }
+    if (req->id == 0)
+        vm_mark("spawn");
     pid = spawn_command(st->spec, &c, st->ctx, req->stdio[2]);
     free(merged);
     if (req->id == 0) {
+        vm_mark("exec");
         if (pid > 0)
             st->main_pid = pid;
         else
@@ -431,6 +441,7 @@ static void vm_main_done(void *ud, int status)
 {
     struct init_state *st = ud;
 
+    vm_mark("main-done");
     st->exit_code = status;
     loop_quit(st->loop, status);
 }
@@ -726,6 +737,122 @@ static int vm_pids_cgroup(uint64_t max)
     return vm_cg_procs < 0 ? -errno : 0;
 }
 
+/* The host's seccomp program from the initramfs (before the root hides it); none: fine, the
+ * filter is then built here. */
+static int vm_read_seccomp(void)
+{
+    struct buf b = BUF_INIT(GUEST_SECCOMP_BPF_MAX);
+    char tmp[4096];
+    int fd = open(GUEST_VM_SECCOMP, O_RDONLY | O_CLOEXEC);
+    int r = 0;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    for (;;) {
+        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
+        if (n <= 0) {
+            r = n < 0 ? -errno : 0;
+            break;
+        }
+        r = buf_append(&b, tmp, (size_t)n);
+        if (r < 0)
+            break;
+    }
+    close(fd);
+    if (r >= 0 && (b.len == 0 || b.len % 8))
+        r = -EINVAL;
+    if (r >= 0) {
+        vm_bpf = malloc(b.len);
+        if (!vm_bpf)
+            r = -ENOMEM;
+        else
+            memcpy(vm_bpf, b.p, vm_bpf_len = b.len);
+    }
+    buf_done(&b);
+    return r;
+}
+
+/* Reads a whole file into the guest's page cache (/usr is 9p with cache=loose); returns the
+ * open fd or -1. */
+static int prefetch_file(const char *path)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    (void)readahead(fd, 0, (size_t)st.st_size);
+    return fd;
+}
+
+/*
+ * VM: the first exec of the command costs 9p round trips for every lookup of its PATH walk,
+ * of its ELF interpreter and of libc, and the reads of each (under TCG each round trip is
+ * milliseconds of an idle vCPU). A short-lived child does the same lookups and reads them
+ * into the page cache (/usr's cache=loose keeps dentries, negative ones too, and pages)
+ * while bottle-init goes on with the loopback, the loop and the relay; the command then finds
+ * them cached. It only reads: no write, no exec, and it exits on its own.
+ */
+static void vm_prefetch(char *const *argv, char **envp)
+{
+    const char *path = NULL;
+    char full[PATH_MAX];
+    pid_t pid;
+    int fd = -1;
+
+    if (getenv("bbnopf"))
+        return;
+    pid = fork();
+    if (pid != 0)
+        return; /* (a failed fork only costs the speed-up) */
+    for (char **e = envp; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    if (strchr(argv[0], '/')) {
+        fd = prefetch_file(argv[0]);
+    } else {
+        for (const char *p = path ? path : "/usr/bin:/bin"; fd < 0 && *p;) {
+            size_t dl = strcspn(p, ":");
+            if (dl > 0 && str_printf(full, sizeof(full), "%.*s/%s", (int)dl, p, argv[0]) == 0)
+                fd = prefetch_file(full);
+            p += dl + (p[dl] == ':');
+        }
+    }
+    if (fd >= 0) {
+        /* its ELF interpreter, and the C library next to it */
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph;
+        if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+            memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+            eh.e_phentsize == sizeof(ph)) {
+            for (unsigned i = 0; i < eh.e_phnum && i < 64; i++) {
+                char interp[PATH_MAX];
+                if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+                    (ssize_t)sizeof(ph))
+                    break;
+                if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz >= sizeof(interp) ||
+                    pread(fd, interp, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
+                    continue;
+                interp[ph.p_filesz - 1] = '\0';
+                (void)prefetch_file(interp);
+                if (realpath(interp, full)) {
+                    char *slash = strrchr(full, '/');
+                    if (slash && (size_t)(slash - full) + sizeof("/libc.so.6") <= sizeof(full)) {
+                        memcpy(slash, "/libc.so.6", sizeof("/libc.so.6"));
+                        (void)prefetch_file(full);
+                    }
+                }
+                break;
+            }
+        }
+    }
+    _exit(0);
+}
+
 static void ctx_releasep(scmp_filter_ctx *c)
 {
     if (*c)
@@ -765,6 +892,10 @@ static int run(int argc, char **argv)
     close(fd);
     if (r < 0)
         return EXIT_INIT_FAILED;
+    if (is_vm && (r = vm_read_seccomp()) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "%s", GUEST_VM_SECCOMP);
+        goto out;
+    }
     /* 9p shares exist only in a VM, and a VM has nothing to bind from. */
     if (is_vm != (spec.rootfs == BOTTLE_ROOTFS_9P)) {
         log_error("the spec says rootfs %s, but bottle-init %s a VM's init",
@@ -778,11 +909,13 @@ static int run(int argc, char **argv)
         /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
          * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
          * namespace backend. */
+        vm_mark("spec");
         if (unshare(CLONE_NEWNET) < 0) {
             r = -errno;
             log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
             goto out;
         }
+        vm_mark("netns");
         if (spec.pids_max && (r = vm_pids_cgroup(spec.pids_max)) < 0) {
             log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
@@ -806,13 +939,20 @@ static int run(int argc, char **argv)
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
     }
+    r = bottle_spec_environ(&spec, &envp);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+        goto out;
+    }
+    if (is_vm)
+        vm_prefetch(spec.argv, envp);
     r = guest_net_setup(spec.alias);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
         goto out;
     }
-    r = bottle_spec_environ(&spec, &envp);
-    if (r >= 0)
+    vm_mark("net");
+    if (!vm_bpf)
         r = guest_seccomp_build(EPERM, EAFNOSUPPORT, &ctx);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
@@ -894,6 +1034,8 @@ int main(int argc, char **argv)
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
     vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
+    if (vm_trace)
+        guest_rootfs_trace = vm_mark;
     vm_mark("init");
     code = run(argc, argv);
     /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with
