@@ -74,9 +74,9 @@ for i in $(seq 1 "$runs"); do
         sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
     res=$(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
-        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err" |
+        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err.$i" |
         tee "$tmp/out.$i" | tail -n 1)
-    [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err")"
+    [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err.$i")"
     r=$((${res%% *} / 1000))
     floors+=("$f")
     runs_ms+=("$r")
@@ -86,7 +86,8 @@ if [ $trace = 1 ]; then
     # per round: the guest uptime at each stage and the wall time; stage = this mark - previous
     for i in $(seq 1 "$runs"); do
         wall=$(tail -n 1 "$tmp/out.$i" | cut -d' ' -f1)
-        tr -d '\r' <"$tmp/out.$i" | awk -v wall="$wall" '
+        # (the console, where bottle-init writes its marks, is QEMU's stderr with streams)
+        cat "$tmp/out.$i" "$tmp/err.$i" | tr -d '\r' | awk -v wall="$wall" '
             /^bb-trace / { t[$2] = $3; order[n++] = $2 }
             END {
                 if (!("early-init" in t) || !("reboot" in t)) exit

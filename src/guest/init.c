@@ -23,6 +23,7 @@
 #include <linux/capability.h>
 #include <linux/securebits.h>
 #include <sched.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -107,6 +108,12 @@ static size_t vm_bpf_len;
 /* VM with a pids limit: cgroup.procs of the guest's "bottle" cgroup (every command joins it
  * before it drops its privileges), or -1. */
 static int vm_cg_procs = -1;
+/* ... and the cgroup's directory: commands are cloned into it (CLONE_INTO_CGROUP), which
+ * spares the write to cgroup.procs (a migration waits for an RCU grace period: 13-16 ms of
+ * the start-up under TCG). */
+static int vm_cg_dir = -1;
+/* The command's process was born in the bottle cgroup (no cgroup.procs write). */
+static bool child_in_cgroup;
 
 /* The virtio-serial port names (backend/microvm/qemu-args.h: MICROVM_PORT_CTL; the channel's
  * comes from the spec as /dev/virtio-ports/NAME, the path udev would create). */
@@ -196,7 +203,7 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
     /* Only 0-2 (and the report pipe, closed by exec) may reach the command. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
         child_fail(report_fd, REPORT_SETUP, errno);
-    if (vm_cg_procs >= 0 && write(vm_cg_procs, "0", 1) != 1)
+    if (vm_cg_procs >= 0 && !child_in_cgroup && write(vm_cg_procs, "0", 1) != 1)
         child_fail(report_fd, REPORT_SETUP, errno);
     /* ... and closed now, not at execve (the report pipe: ours, closed by exec) */
     if (report_fd > 3)
@@ -229,7 +236,17 @@ static pid_t spawn_command(const struct bottle_spec *s, const struct command *c,
         log_errno(LOG_LVL_ERROR, -errno, "pipe");
         return -EXIT_INIT_FAILED;
     }
-    pid = fork();
+    pid = -1;
+    if (vm_cg_dir >= 0) {
+        struct clone_args a = { .flags = CLONE_INTO_CGROUP,
+                                .exit_signal = SIGCHLD,
+                                .cgroup = (uint64_t)vm_cg_dir };
+        pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+        if (pid == 0)
+            child_in_cgroup = true;
+    }
+    if (pid < 0)
+        pid = fork(); /* (the child then joins the cgroup itself) */
     if (pid < 0) {
         log_errno(LOG_LVL_ERROR, -errno, "fork");
         close(report[0]);
@@ -734,7 +751,10 @@ static int vm_pids_cgroup(uint64_t max)
     if ((r = write_file("/sys/fs/cgroup/bottle/pids.max", val)) < 0)
         return r;
     vm_cg_procs = open("/sys/fs/cgroup/bottle/cgroup.procs", O_WRONLY | O_CLOEXEC);
-    return vm_cg_procs < 0 ? -errno : 0;
+    if (vm_cg_procs < 0)
+        return -errno;
+    vm_cg_dir = open("/sys/fs/cgroup/bottle", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return vm_cg_dir < 0 ? -errno : 0;
 }
 
 /* The host's seccomp program from the initramfs (before the root hides it); none: fine, the
@@ -804,8 +824,6 @@ static void vm_prefetch(char *const *argv, char **envp)
     pid_t pid;
     int fd = -1;
 
-    if (getenv("bbnopf"))
-        return;
     pid = fork();
     if (pid != 0)
         return; /* (a failed fork only costs the speed-up) */
@@ -857,6 +875,59 @@ static void ctx_releasep(scmp_filter_ctx *c)
 {
     if (*c)
         seccomp_release(*c);
+}
+
+/*
+ * Loopback with the alias, the seccomp filter (unless the host built it), the event loop and
+ * its signals, bottle.ctl (VM), the sessions (VM with streams) and the channel relay. Logs
+ * what failed; returns 0 or a negative errno.
+ */
+static int start_services(struct init_state *st, const struct bottle_spec *spec, char **envp,
+                          scmp_filter_ctx *ctx, int *vm_chan_fd)
+{
+    int r = guest_net_setup(spec->alias);
+
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
+    vm_mark("net");
+    if (!vm_bpf && (r = guest_seccomp_build(EPERM, EAFNOSUPPORT, ctx)) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+    signal(SIGPIPE, SIG_IGN);
+    r = loop_new(&st->loop);
+    for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(forwarded_signals); i++)
+        r = loop_add_signal(st->loop, forwarded_signals[i], on_signal, st);
+    if (r >= 0)
+        r = loop_add_signal(st->loop, SIGCHLD, on_signal, st);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
+    if (is_vm && ctl_fd >= 0) {
+        int fl = fcntl(ctl_fd, F_GETFL);
+        if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+            (r = loop_add(st->loop, &st->ctl_src, ctl_fd, EPOLLIN, on_ctl, st)) < 0) {
+            r = r < 0 ? r : -errno;
+            return log_errno(LOG_LVL_ERROR, r, "watching the port %s", VM_PORT_CTL);
+        }
+    }
+    vm_mark("seccomp-loop");
+    if (vm_streams) {
+        struct vms_ops vo = { .spawn = vm_spawn,
+                              .main_done = vm_main_done,
+                              .ud = st,
+                              .uid = spec->uid,
+                              .gid = spec->gid };
+        st->spec = spec;
+        st->envp = envp;
+        st->ctx = *ctx;
+        (void)vms_new(st->loop, &vo, &st->vms);
+        loop_timer_init(&st->start_timer, on_start_timer, st);
+        loop_timer_set_in(st->loop, &st->start_timer, VM_STREAMS_WAIT_MS);
+    }
+    r = start_relay(st, spec, *vm_chan_fd);
+    vm_mark("relay");
+    *vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
+    return 0;
 }
 
 static int run(int argc, char **argv)
@@ -933,71 +1004,26 @@ static int run(int argc, char **argv)
     }
 
     vm_mark("spec-port");
+    r = bottle_spec_environ(&spec, &envp);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+        goto out;
+    }
+    /* A VM starts its relay before it builds the root: the channel's handshake and the
+     * host's requests cross QEMU while the root is built (nothing runs them before the loop
+     * does, after the root is in place). */
+    if (is_vm && (r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
+        goto out;
     r = guest_rootfs_setup(&spec, &what);
     vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
     }
-    r = bottle_spec_environ(&spec, &envp);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
-        goto out;
-    }
     if (is_vm)
         vm_prefetch(spec.argv, envp);
-    r = guest_net_setup(spec.alias);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
+    else if ((r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
         goto out;
-    }
-    vm_mark("net");
-    if (!vm_bpf)
-        r = guest_seccomp_build(EPERM, EAFNOSUPPORT, &ctx);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
-        goto out;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    r = loop_new(&st.loop);
-    for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(forwarded_signals); i++)
-        r = loop_add_signal(st.loop, forwarded_signals[i], on_signal, &st);
-    if (r >= 0)
-        r = loop_add_signal(st.loop, SIGCHLD, on_signal, &st);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
-        goto out;
-    }
-    if (is_vm && ctl_fd >= 0) {
-        int fl = fcntl(ctl_fd, F_GETFL);
-        if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-            (r = loop_add(st.loop, &st.ctl_src, ctl_fd, EPOLLIN, on_ctl, &st)) < 0) {
-            r = r < 0 ? r : -errno;
-            log_errno(LOG_LVL_ERROR, r, "watching the port %s", VM_PORT_CTL);
-            goto out;
-        }
-    }
-    vm_mark("net-seccomp-loop");
-    if (vm_streams) {
-        struct vms_ops vo = { .spawn = vm_spawn,
-                              .main_done = vm_main_done,
-                              .ud = &st,
-                              .uid = spec.uid,
-                              .gid = spec.gid };
-        st.spec = &spec;
-        st.envp = envp;
-        st.ctx = ctx;
-        (void)vms_new(st.loop, &vo, &st.vms);
-        loop_timer_init(&st.start_timer, on_start_timer, &st);
-        loop_timer_set_in(st.loop, &st.start_timer, VM_STREAMS_WAIT_MS);
-    }
-    r = start_relay(&st, &spec, vm_chan_fd);
-    vm_mark("relay");
-    vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
-        goto out;
-    }
 
     if (vm_streams) {
         /* The command starts when the host opened its streams (vm_spawn). */

@@ -639,9 +639,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
                              tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
                              ok9 ? p9 : "");
-            if (getenv("BB_NOPF")) /* TEMP */
-                (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s bbnopf=1",
-                                 tr ? "bbtrace=1" : "");
             qc.cmdline_extra = b->cmdline_extra;
         }
         r = microvm_qemu_argv(&qc, &b->qargv);
