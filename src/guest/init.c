@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/securebits.h>
 #include <sched.h>
 #include <linux/sched.h>
@@ -792,13 +793,32 @@ static int vm_read_seccomp(void)
     return r;
 }
 
-/* Reads a whole file into the guest's page cache (/usr is 9p with cache=loose); returns the
- * open fd or -1. */
-static int prefetch_file(const char *path)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+/* The command whose first exec vm_prefetch prepares (set before the root is built). */
+static char *const *prefetch_argv;
+static char **prefetch_envp;
 
+/*
+ * Opens path (absolute, as the bottle will see it) inside the /usr tree usr_fd and reads it
+ * into the guest's page cache; returns the fd or -1. The bottle's /bin, /sbin, /lib and
+ * /lib64 are the host's merged-/usr links (usr/bin, ...), and absolute symlinks in /usr
+ * (/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/...) resolve the same way with
+ * usr_fd as the root. Anything else (a PATH entry in $HOME) is not looked at.
+ */
+static int prefetch_file(int usr_fd, const char *path)
+{
+    static const char *const roots[] = { "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/" };
+    struct open_how how = { .flags = O_RDONLY | O_CLOEXEC,
+                            .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+    const char *rel = NULL;
+    struct stat st;
+    int fd;
+
+    for (size_t i = 0; i < ARRAY_SIZE(roots) && !rel; i++)
+        if (strncmp(path, roots[i], strlen(roots[i])) == 0)
+            rel = i == 0 ? path + 4 : path; /* "/usr/x" -> "/x"; "/bin/x" stays */
+    if (!rel)
+        return -1;
+    fd = (int)syscall(SYS_openat2, usr_fd, rel, &how, sizeof(how));
     if (fd < 0)
         return -1;
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -811,59 +831,53 @@ static int prefetch_file(const char *path)
 
 /*
  * VM: the first exec of the command costs 9p round trips for every lookup of its PATH walk,
- * of its ELF interpreter and of libc, and the reads of each (under TCG each round trip is
- * milliseconds of an idle vCPU). A short-lived child does the same lookups and reads them
- * into the page cache (/usr's cache=loose keeps dentries, negative ones too, and pages)
- * while bottle-init goes on with the loopback, the loop and the relay; the command then finds
- * them cached. It only reads: no write, no exec, and it exits on its own.
+ * of its ELF interpreter and of libc, and for the reads of each (under TCG each round trip
+ * leaves the vCPU idle for milliseconds). As soon as /usr is mounted, a short-lived child does
+ * the same lookups and reads into the page cache (/usr's cache=loose keeps dentries, negative
+ * ones too, and pages) while bottle-init builds the rest of the root; the command then finds
+ * them cached. The child only opens and reads files of the read-only /usr share, and exits.
  */
-static void vm_prefetch(char *const *argv, char **envp)
+static void vm_prefetch(int usr_fd)
 {
+    char *const *argv = prefetch_argv;
     const char *path = NULL;
     char full[PATH_MAX];
-    pid_t pid;
     int fd = -1;
 
-    pid = fork();
-    if (pid != 0)
+    if (!argv || !argv[0] || fork() != 0)
         return; /* (a failed fork only costs the speed-up) */
-    for (char **e = envp; e && *e; e++)
+    for (char **e = prefetch_envp; e && *e; e++)
         if (strncmp(*e, "PATH=", 5) == 0)
             path = *e + 5;
     if (strchr(argv[0], '/')) {
-        fd = prefetch_file(argv[0]);
+        fd = prefetch_file(usr_fd, argv[0]);
     } else {
         for (const char *p = path ? path : "/usr/bin:/bin"; fd < 0 && *p;) {
             size_t dl = strcspn(p, ":");
             if (dl > 0 && str_printf(full, sizeof(full), "%.*s/%s", (int)dl, p, argv[0]) == 0)
-                fd = prefetch_file(full);
+                fd = prefetch_file(usr_fd, full);
             p += dl + (p[dl] == ':');
         }
     }
     if (fd >= 0) {
-        /* its ELF interpreter, and the C library next to it */
+        /* its ELF interpreter, and the C library */
         Elf64_Ehdr eh;
         Elf64_Phdr ph;
         if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
             memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
             eh.e_phentsize == sizeof(ph)) {
             for (unsigned i = 0; i < eh.e_phnum && i < 64; i++) {
-                char interp[PATH_MAX];
                 if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
                     (ssize_t)sizeof(ph))
                     break;
-                if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz >= sizeof(interp) ||
-                    pread(fd, interp, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
+                if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz >= sizeof(full) ||
+                    pread(fd, full, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
                     continue;
-                interp[ph.p_filesz - 1] = '\0';
-                (void)prefetch_file(interp);
-                if (realpath(interp, full)) {
-                    char *slash = strrchr(full, '/');
-                    if (slash && (size_t)(slash - full) + sizeof("/libc.so.6") <= sizeof(full)) {
-                        memcpy(slash, "/libc.so.6", sizeof("/libc.so.6"));
-                        (void)prefetch_file(full);
-                    }
-                }
+                full[ph.p_filesz - 1] = '\0';
+                (void)prefetch_file(usr_fd, full);
+#if defined(__x86_64__)
+                (void)prefetch_file(usr_fd, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+#endif
                 break;
             }
         }
@@ -1014,15 +1028,19 @@ static int run(int argc, char **argv)
      * does, after the root is in place). */
     if (is_vm && (r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
         goto out;
+    if (is_vm) {
+        prefetch_argv = spec.argv;
+        prefetch_envp = envp;
+        guest_rootfs_usr_ready = vm_prefetch;
+    }
     r = guest_rootfs_setup(&spec, &what);
+    guest_rootfs_usr_ready = NULL;
     vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
     }
-    if (is_vm)
-        vm_prefetch(spec.argv, envp);
-    else if ((r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
+    if (!is_vm && (r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
         goto out;
 
     if (vm_streams) {

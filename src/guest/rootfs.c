@@ -85,6 +85,7 @@ static void ninep_shared_opts(const char **msize, const char **cache)
 }
 
 void (*guest_rootfs_trace)(const char *stage);
+void (*guest_rootfs_usr_ready)(int usr_fd);
 
 static void trace(const char *stage)
 {
@@ -481,6 +482,8 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     if (r < 0)
         return r;
     p->usr = r;
+    if (guest_rootfs_usr_ready)
+        guest_rootfs_usr_ready(p->usr);
 
     trace("rf-usr-9p");
     *what = "capturing /bin, /lib, ... links";

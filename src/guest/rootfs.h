@@ -35,6 +35,9 @@
 /* Start-up tracing (bench/microvm-run.sh --trace): called with a stage name at each step of
  * guest_rootfs_setup when set (a VM's init sets it with bbtrace=1). */
 extern void (*guest_rootfs_trace)(const char *stage);
+/* Called once /usr is mounted (detached, not yet in place) with that tree's fd, when set: a
+ * microVM's bottle-init starts warming its page cache there (init.c, vm_prefetch). */
+extern void (*guest_rootfs_usr_ready)(int usr_fd);
 
 int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what);
 
