@@ -83,6 +83,15 @@ for i in $(seq 1 "$runs"); do
         ${floor_kernel[@]+"${floor_kernel[@]}"} |
         sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
+    # --also: which build goes first alternates, so neither always follows the floor
+    also_run() {
+        res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
+            "$tmp/run-time" 120000 "$also_bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/also-err" |
+            tail -n 1)
+        [ "${res#* }" = 0 ] || die "$also_bb run -- true failed ($res): $(cat "$tmp/also-err")"
+        also_ms+=($((${res%% *} / 1000)))
+    }
+    if [ -n "$also_bb" ] && [ $((i % 2)) = 0 ]; then also_run; fi
     res=$(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
         nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err.$i" |
         tee "$tmp/out.$i" | tail -n 1)
@@ -91,11 +100,7 @@ for i in $(seq 1 "$runs"); do
     floors+=("$f")
     runs_ms+=("$r")
     if [ -n "$also_bb" ]; then
-        res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
-            "$tmp/run-time" 120000 "$also_bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/also-err" |
-            tail -n 1)
-        [ "${res#* }" = 0 ] || die "$also_bb run -- true failed ($res): $(cat "$tmp/also-err")"
-        also_ms+=($((${res%% *} / 1000)))
+        if [ $((i % 2)) = 1 ]; then also_run; fi
         printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms, --also %5d ms\n' "$i" "$f" "$r" "${also_ms[-1]}"
     else
         printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"

@@ -957,9 +957,6 @@ static int run(int argc, char **argv)
     if (is_vm) {
         r = vm_early_init();
         vm_mark("early-init");
-        if (r >= 0 && (r = vm_read_mode()) < 0)
-            log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
-                      VM_PORT_CTL);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
@@ -989,8 +986,6 @@ static int run(int argc, char **argv)
         goto out;
     }
     if (is_vm) {
-        if (!spec.tty || vm_streams)
-            vm_console_raw();
         /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
          * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
          * namespace backend. */
@@ -1015,6 +1010,15 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, r, "opening the channel port %s", spec.channel);
             goto out;
         }
+        /* The host's first line on bottle.ctl: read only now, after the work above, by which
+         * time QEMU has passed it on (waiting for it first cost 4-70 ms of the start). */
+        if ((r = vm_read_mode()) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
+                      VM_PORT_CTL);
+            goto out;
+        }
+        if (!spec.tty || vm_streams)
+            vm_console_raw();
     }
 
     vm_mark("spec-port");
