@@ -19,6 +19,8 @@
 #   --nice N      nice value for both (default 10)
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
 #   --trace       break the run's time down by stage (above)
+#   --trace-fine  the same with finer stages (the root's steps); each mark costs a console
+#                 round trip to QEMU, so this run is slower than the others
 #   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 #   --also DIR    a second build dir (e.g. an older commit's) whose `bot-bottle run -- true`
 #                 runs in each round too, after this one: before/after in the same minutes
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --nice) nice_val=${2:?}; shift 2 ;;
     --memory) memory=${2:?}; shift 2 ;;
     --trace) trace=1; shift ;;
+    --trace-fine) trace=2; shift ;;
     --kernel) kernel=${2:?}; shift 2 ;;
     --also) also=${2:?}; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -106,7 +109,7 @@ for i in $(seq 1 "$runs"); do
         printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"
     fi
 done
-if [ $trace = 1 ]; then
+if [ $trace != 0 ]; then
     # per round: the guest uptime at each stage and the wall time; stage = this mark - previous
     for i in $(seq 1 "$runs"); do
         wall=$(tail -n 1 "$tmp/out.$i" | cut -d' ' -f1)

@@ -75,9 +75,20 @@ struct report {
 /*
  * bbtrace=1 on the kernel command line (the host sets it for BOT_BOTTLE_VM_TRACE=1, used by
  * bench/microvm-run.sh --trace): a VM's init writes "bb-trace STAGE MS" on the console at each
- * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds.
+ * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds. bbtrace=2
+ * (BOT_BOTTLE_VM_TRACE=2) adds finer marks (the root's steps, the netns, loopback). Each mark
+ * is a console write that waits for QEMU (virtio-console): several ms under load, so the
+ * finer marks make the traced run slower.
  */
-static bool vm_trace;
+static bool vm_trace, vm_trace_fine;
+
+static void vm_mark(const char *stage);
+
+static void vm_mark_fine(const char *stage)
+{
+    if (vm_trace_fine)
+        vm_mark(stage);
+}
 
 static void vm_mark(const char *stage)
 {
@@ -903,7 +914,7 @@ static int start_services(struct init_state *st, const struct bottle_spec *spec,
 
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
-    vm_mark("net");
+    vm_mark_fine("net");
     if (!vm_bpf && (r = guest_seccomp_build(EPERM, EAFNOSUPPORT, ctx)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
     signal(SIGPIPE, SIG_IGN);
@@ -989,13 +1000,13 @@ static int run(int argc, char **argv)
         /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
          * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
          * namespace backend. */
-        vm_mark("spec");
+        vm_mark_fine("spec");
         if (unshare(CLONE_NEWNET) < 0) {
             r = -errno;
             log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
             goto out;
         }
-        vm_mark("netns");
+        vm_mark_fine("netns");
         if (spec.pids_max && (r = vm_pids_cgroup(spec.pids_max)) < 0) {
             log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
@@ -1081,8 +1092,9 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
-    vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
-    if (vm_trace)
+    vm_trace_fine = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "2") == 0;
+    vm_trace = vm_trace_fine || (is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0);
+    if (vm_trace_fine)
         guest_rootfs_trace = vm_mark;
     vm_mark("init");
     code = run(argc, argv);

@@ -633,12 +633,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
          * (bench/microvm-ws.sh; bottle-init accepts only known values). */
         {
             const char *t = getenv("BOT_BOTTLE_VM_TRACE"), *p9 = getenv("BOT_BOTTLE_VM_9P");
-            bool tr = t && strcmp(t, "1") == 0;
+            bool tr = t && (strcmp(t, "1") == 0 || strcmp(t, "2") == 0);
             bool ok9 = p9 && p9[0] && strlen(p9) < 32 &&
                        strspn(p9, "0123456789,abcdefghijklmnopqrstuvwxyz") == strlen(p9);
             (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
-                             tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
-                             ok9 ? p9 : "");
+                             !tr           ? ""
+                             : t[0] == '2' ? "bbtrace=2"
+                                           : "bbtrace=1",
+                             tr && ok9 ? " " : "", ok9 ? "bb9p=" : "", ok9 ? p9 : "");
             qc.cmdline_extra = b->cmdline_extra;
         }
         r = microvm_qemu_argv(&qc, &b->qargv);
