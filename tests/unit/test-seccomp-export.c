@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +28,13 @@
 enum how { BY_LIBSECCOMP, BY_EXPORT };
 
 /* A child that loads the filter one way and stops; returns the kernel's copy of it
- * (malloc'd, *len bytes), or NULL with *err set. */
-static void *loaded_program(enum how how, const void *bpf, size_t bpf_len, size_t *len, int *err)
+ * (malloc'd, *len bytes) and the flags it was installed with, or NULL with *err set. */
+static void *loaded_program(enum how how, const void *bpf, size_t bpf_len, size_t *len,
+                            uint64_t *flags, int *err)
 {
+    struct {
+        uint64_t filter_off, flags;
+    } meta = { 0, 0 };
     struct sock_filter *prog;
     pid_t pid;
     long n;
@@ -68,6 +73,10 @@ static void *loaded_program(enum how how, const void *bpf, size_t bpf_len, size_
     prog = calloc((size_t)n, sizeof(*prog));
     assert_non_null(prog);
     assert_int_equal(ptrace((enum __ptrace_request)PTRACE_SECCOMP_GET_FILTER, pid, 0L, prog), n);
+    assert_int_equal(ptrace((enum __ptrace_request)PTRACE_SECCOMP_GET_METADATA, pid,
+                            (void *)sizeof(meta), &meta),
+                     (long)sizeof(meta));
+    *flags = meta.flags;
     kill(pid, SIGKILL);
     (void)waitpid(pid, &status, 0);
     *len = (size_t)n * sizeof(*prog);
@@ -78,24 +87,27 @@ static void test_export_is_what_libseccomp_loads(void **state)
 {
     void *bpf = NULL, *by_lib, *by_export;
     size_t bpf_len = 0, lib_len = 0, exp_len = 0;
+    uint64_t lib_flags = 1, exp_flags = 2;
     int err;
 
     (void)state;
     assert_int_equal(guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &bpf_len), 0);
     assert_true(bpf_len > 0 && bpf_len % 8 == 0 && bpf_len <= GUEST_SECCOMP_BPF_MAX);
-    by_lib = loaded_program(BY_LIBSECCOMP, NULL, 0, &lib_len, &err);
+    by_lib = loaded_program(BY_LIBSECCOMP, NULL, 0, &lib_len, &lib_flags, &err);
     if (!by_lib && (err == EACCES || err == EPERM || err == EIO)) {
         free(bpf);
         skip(); /* PTRACE_SECCOMP_GET_FILTER needs CAP_SYS_ADMIN: run as root */
     }
     assert_non_null(by_lib);
-    by_export = loaded_program(BY_EXPORT, bpf, bpf_len, &exp_len, &err);
+    by_export = loaded_program(BY_EXPORT, bpf, bpf_len, &exp_len, &exp_flags, &err);
     assert_non_null(by_export);
     /* the exported bytes are the kernel's program, whichever way it was loaded */
     assert_int_equal(lib_len, bpf_len);
     assert_memory_equal(by_lib, bpf, bpf_len);
     assert_int_equal(exp_len, bpf_len);
     assert_memory_equal(by_export, bpf, bpf_len);
+    /* ... installed with the same flags (none: no TSYNC, no LOG, no SPEC_ALLOW) */
+    assert_true(lib_flags == exp_flags);
     free(by_lib);
     free(by_export);
     free(bpf);
