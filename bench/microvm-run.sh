@@ -19,7 +19,11 @@
 #   --nice N      nice value for both (default 10)
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
 #   --trace       break the run's time down by stage (above)
+#   --trace-fine  the same with finer stages (the root's steps); each mark costs a console
+#                 round trip to QEMU, so this run is slower than the others
 #   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
+#   --also DIR    a second build dir (e.g. an older commit's) whose `bot-bottle run -- true`
+#                 runs in each round too, after this one: before/after in the same minutes
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +34,7 @@ nice_val=10
 memory=1024
 trace=0
 kernel=
+also=
 die() {
     echo "bot-bottle: microvm-run: $*" >&2
     exit 1
@@ -41,7 +46,9 @@ while [ $# -gt 0 ]; do
     --nice) nice_val=${2:?}; shift 2 ;;
     --memory) memory=${2:?}; shift 2 ;;
     --trace) trace=1; shift ;;
+    --trace-fine) trace=2; shift ;;
     --kernel) kernel=${2:?}; shift 2 ;;
+    --also) also=${2:?}; shift 2 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -49,6 +56,11 @@ done
 case $runs in '' | *[!0-9]* | 0) die "--runs wants a positive number" ;; esac
 bb=$build/src/cli/bot-bottle
 [ -x "$bb" ] || die "$bb not found (build it: meson setup $build && ninja -C $build)"
+also_bb=
+if [ -n "$also" ]; then
+    also_bb=$also/src/cli/bot-bottle
+    [ -x "$also_bb" ] || die "$also_bb not found"
+fi
 
 tmp=$(mktemp -d /tmp/microvm-run.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -68,25 +80,41 @@ median() {
 echo "microvm-run: $runs rounds, nice $nice_val, floor guest ${memory} MiB, load $(cut -d' ' -f1-3 /proc/loadavg)"
 floors=()
 runs_ms=()
+also_ms=()
 for i in $(seq 1 "$runs"); do
     f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
         ${floor_kernel[@]+"${floor_kernel[@]}"} |
         sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
+    # --also: which build goes first alternates, so neither always follows the floor
+    also_run() {
+        res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
+            "$tmp/run-time" 120000 "$also_bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/also-err" |
+            tail -n 1)
+        [ "${res#* }" = 0 ] || die "$also_bb run -- true failed ($res): $(cat "$tmp/also-err")"
+        also_ms+=($((${res%% *} / 1000)))
+    }
+    if [ -n "$also_bb" ] && [ $((i % 2)) = 0 ]; then also_run; fi
     res=$(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
-        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err" |
+        nice -n "$nice_val" "$tmp/run-time" 120000 "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true 2>"$tmp/err.$i" |
         tee "$tmp/out.$i" | tail -n 1)
-    [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err")"
+    [ "${res#* }" = 0 ] || die "bot-bottle run -- true failed ($res): $(cat "$tmp/err.$i")"
     r=$((${res%% *} / 1000))
     floors+=("$f")
     runs_ms+=("$r")
-    printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"
+    if [ -n "$also_bb" ]; then
+        if [ $((i % 2)) = 1 ]; then also_run; fi
+        printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms, --also %5d ms\n' "$i" "$f" "$r" "${also_ms[-1]}"
+    else
+        printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms\n' "$i" "$f" "$r"
+    fi
 done
-if [ $trace = 1 ]; then
+if [ $trace != 0 ]; then
     # per round: the guest uptime at each stage and the wall time; stage = this mark - previous
     for i in $(seq 1 "$runs"); do
         wall=$(tail -n 1 "$tmp/out.$i" | cut -d' ' -f1)
-        tr -d '\r' <"$tmp/out.$i" | awk -v wall="$wall" '
+        # (the console, where bottle-init writes its marks, is QEMU's stderr with streams)
+        cat "$tmp/out.$i" "$tmp/err.$i" | tr -d '\r' | awk -v wall="$wall" '
             /^bb-trace / { t[$2] = $3; order[n++] = $2 }
             END {
                 if (!("early-init" in t) || !("reboot" in t)) exit
@@ -111,3 +139,14 @@ fi
 mf=$(median "${floors[@]}")
 mr=$(median "${runs_ms[@]}")
 echo "microvm-run: floor median $mf ms, bot-bottle run -- true median $mr ms, ratio $(awk -v a="$mr" -v b="$mf" 'BEGIN { printf "%.2f", a / b }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$also_bb" ]; then
+    ma=$(median "${also_ms[@]}")
+    echo "microvm-run: --also $also: median $ma ms, ratio $(awk -v a="$ma" -v b="$mf" 'BEGIN { printf "%.2f", a / b }')"
+    # per-round ratios, whose median is less sensitive to the load changing between rounds
+    rr=(); ra=()
+    for k in "${!floors[@]}"; do
+        rr+=("$(awk -v a="${runs_ms[$k]}" -v b="${floors[$k]}" 'BEGIN { printf "%d", 1000 * a / b }')")
+        ra+=("$(awk -v a="${also_ms[$k]}" -v b="${floors[$k]}" 'BEGIN { printf "%d", 1000 * a / b }')")
+    done
+    echo "microvm-run: median of per-round ratios: this build $(awk -v x="$(median "${rr[@]}")" 'BEGIN { printf "%.2f", x / 1000 }'), --also $(awk -v x="$(median "${ra[@]}")" 'BEGIN { printf "%.2f", x / 1000 }')"
+fi

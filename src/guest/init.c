@@ -21,8 +21,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/securebits.h>
 #include <sched.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +45,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <grp.h>
+#include <elf.h>
 
 #include "common/buf.h"
 #include "common/log.h"
@@ -72,9 +75,20 @@ struct report {
 /*
  * bbtrace=1 on the kernel command line (the host sets it for BOT_BOTTLE_VM_TRACE=1, used by
  * bench/microvm-run.sh --trace): a VM's init writes "bb-trace STAGE MS" on the console at each
- * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds.
+ * stage of its start, MS being the guest's CLOCK_BOOTTIME in milliseconds. bbtrace=2
+ * (BOT_BOTTLE_VM_TRACE=2) adds finer marks (the root's steps, the netns, loopback). Each mark
+ * is a console write that waits for QEMU (virtio-console): several ms under load, so the
+ * finer marks make the traced run slower.
  */
-static bool vm_trace;
+static bool vm_trace, vm_trace_fine;
+
+static void vm_mark(const char *stage);
+
+static void vm_mark_fine(const char *stage)
+{
+    if (vm_trace_fine)
+        vm_mark(stage);
+}
 
 static void vm_mark(const char *stage)
 {
@@ -99,9 +113,19 @@ static int ctl_fd = -1;
 /* VM only: the host said "streams" first on bottle.ctl: the command's stdio (and `exec`) come
  * over the channel (vmsession.h), not the console. */
 static bool vm_streams;
+/* VM: the seccomp program the host built (GUEST_VM_SECCOMP), loaded as it is; NULL: built
+ * here with libseccomp (the namespace backend, or an initramfs without it). */
+static void *vm_bpf;
+static size_t vm_bpf_len;
 /* VM with a pids limit: cgroup.procs of the guest's "bottle" cgroup (every command joins it
  * before it drops its privileges), or -1. */
 static int vm_cg_procs = -1;
+/* ... and the cgroup's directory: commands are cloned into it (CLONE_INTO_CGROUP), which
+ * spares the write to cgroup.procs (a migration waits for an RCU grace period: 13-16 ms of
+ * the start-up under TCG). */
+static int vm_cg_dir = -1;
+/* The command's process was born in the bottle cgroup (no cgroup.procs write). */
+static bool child_in_cgroup;
 
 /* The virtio-serial port names (backend/microvm/qemu-args.h: MICROVM_PORT_CTL; the channel's
  * comes from the spec as /dev/virtio-ports/NAME, the path udev would create). */
@@ -191,7 +215,7 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
     /* Only 0-2 (and the report pipe, closed by exec) may reach the command. */
     if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0 && errno != ENOSYS)
         child_fail(report_fd, REPORT_SETUP, errno);
-    if (vm_cg_procs >= 0 && write(vm_cg_procs, "0", 1) != 1)
+    if (vm_cg_procs >= 0 && !child_in_cgroup && write(vm_cg_procs, "0", 1) != 1)
         child_fail(report_fd, REPORT_SETUP, errno);
     /* ... and closed now, not at execve (the report pipe: ours, closed by exec) */
     if (report_fd > 3)
@@ -203,7 +227,7 @@ static _noreturn_ void run_command(const struct bottle_spec *s, const struct com
     if (chdir(c->cwd ? c->cwd : s->workspace) < 0)
         child_fail(report_fd, REPORT_SETUP, errno);
     /* Last: after this, mount, setns and friends fail with EPERM. */
-    r = seccomp_load(ctx);
+    r = vm_bpf ? guest_seccomp_load_bpf(vm_bpf, vm_bpf_len) : seccomp_load(ctx);
     if (r < 0)
         child_fail(report_fd, REPORT_SETUP, r);
     r = guest_exec_command(c->argv, c->envp);
@@ -224,7 +248,17 @@ static pid_t spawn_command(const struct bottle_spec *s, const struct command *c,
         log_errno(LOG_LVL_ERROR, -errno, "pipe");
         return -EXIT_INIT_FAILED;
     }
-    pid = fork();
+    pid = -1;
+    if (vm_cg_dir >= 0) {
+        struct clone_args a = { .flags = CLONE_INTO_CGROUP,
+                                .exit_signal = SIGCHLD,
+                                .cgroup = (uint64_t)vm_cg_dir };
+        pid = (pid_t)syscall(SYS_clone3, &a, sizeof(a));
+        if (pid == 0)
+            child_in_cgroup = true;
+    }
+    if (pid < 0)
+        pid = fork(); /* (the child then joins the cgroup itself) */
     if (pid < 0) {
         log_errno(LOG_LVL_ERROR, -errno, "fork");
         close(report[0]);
@@ -281,6 +315,8 @@ static void on_signal(struct loop *l, int signo, void *userdata)
         pid_t pid = waitpid(-1, &status, WNOHANG);
         if (pid <= 0)
             break;
+        if (pid == st->main_pid)
+            vm_mark("reaped");
         if (st->vms && vms_reaped(st->vms, pid, status)) {
             if (pid == st->main_pid)
                 st->main_exited = true; /* vm_main_done quits once the output is across */
@@ -400,9 +436,12 @@ static pid_t vm_spawn(void *ud, const struct vms_spawn *req)
         }
         c.envp = merged;
     }
+    if (req->id == 0)
+        vm_mark("spawn");
     pid = spawn_command(st->spec, &c, st->ctx, req->stdio[2]);
     free(merged);
     if (req->id == 0) {
+        vm_mark("exec");
         if (pid > 0)
             st->main_pid = pid;
         else
@@ -431,6 +470,7 @@ static void vm_main_done(void *ud, int status)
 {
     struct init_state *st = ud;
 
+    vm_mark("main-done");
     st->exit_code = status;
     loop_quit(st->loop, status);
 }
@@ -779,13 +819,196 @@ static int vm_pids_cgroup(uint64_t max)
     if ((r = write_file("/sys/fs/cgroup/bottle/pids.max", val)) < 0)
         return r;
     vm_cg_procs = open("/sys/fs/cgroup/bottle/cgroup.procs", O_WRONLY | O_CLOEXEC);
-    return vm_cg_procs < 0 ? -errno : 0;
+    if (vm_cg_procs < 0)
+        return -errno;
+    vm_cg_dir = open("/sys/fs/cgroup/bottle", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return vm_cg_dir < 0 ? -errno : 0;
+}
+
+/* The host's seccomp program from the initramfs (before the root hides it); none: fine, the
+ * filter is then built here. */
+static int vm_read_seccomp(void)
+{
+    struct buf b = BUF_INIT(GUEST_SECCOMP_BPF_MAX);
+    char tmp[4096];
+    int fd = open(GUEST_VM_SECCOMP, O_RDONLY | O_CLOEXEC);
+    int r = 0;
+
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    for (;;) {
+        ssize_t n = RETRY_EINTR(read(fd, tmp, sizeof(tmp)));
+        if (n <= 0) {
+            r = n < 0 ? -errno : 0;
+            break;
+        }
+        r = buf_append(&b, tmp, (size_t)n);
+        if (r < 0)
+            break;
+    }
+    close(fd);
+    if (r >= 0 && (b.len == 0 || b.len % 8))
+        r = -EINVAL;
+    if (r >= 0) {
+        vm_bpf = malloc(b.len);
+        if (!vm_bpf)
+            r = -ENOMEM;
+        else
+            memcpy(vm_bpf, b.p, vm_bpf_len = b.len);
+    }
+    buf_done(&b);
+    return r;
+}
+
+/* The command whose first exec vm_prefetch prepares (set before the root is built). */
+static char *const *prefetch_argv;
+static char **prefetch_envp;
+
+/*
+ * Opens path (absolute, as the bottle will see it) inside the /usr tree usr_fd and reads it
+ * into the guest's page cache; returns the fd or -1. The bottle's /bin, /sbin, /lib and
+ * /lib64 are the host's merged-/usr links (usr/bin, ...), and absolute symlinks in /usr
+ * (/lib64/ld-linux-x86-64.so.2 -> /lib/x86_64-linux-gnu/...) resolve the same way with
+ * usr_fd as the root. Anything else (a PATH entry in $HOME) is not looked at.
+ */
+static int prefetch_file(int usr_fd, const char *path)
+{
+    static const char *const roots[] = { "/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/" };
+    struct open_how how = { .flags = O_RDONLY | O_CLOEXEC,
+                            .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+    const char *rel = NULL;
+    struct stat st;
+    int fd;
+
+    for (size_t i = 0; i < ARRAY_SIZE(roots) && !rel; i++)
+        if (strncmp(path, roots[i], strlen(roots[i])) == 0)
+            rel = i == 0 ? path + 4 : path; /* "/usr/x" -> "/x"; "/bin/x" stays */
+    if (!rel)
+        return -1;
+    fd = (int)syscall(SYS_openat2, usr_fd, rel, &how, sizeof(how));
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return -1;
+    }
+    (void)readahead(fd, 0, (size_t)st.st_size);
+    return fd;
+}
+
+/*
+ * VM: the first exec of the command costs 9p round trips for every lookup of its PATH walk,
+ * of its ELF interpreter and of libc, and for the reads of each (under TCG each round trip
+ * leaves the vCPU idle for milliseconds). As soon as /usr is mounted, a short-lived child does
+ * the same lookups and reads into the page cache (/usr's cache=loose keeps dentries, negative
+ * ones too, and pages) while bottle-init builds the rest of the root; the command then finds
+ * them cached. The child only opens and reads files of the read-only /usr share, and exits.
+ */
+static void vm_prefetch(int usr_fd)
+{
+    char *const *argv = prefetch_argv;
+    const char *path = NULL;
+    char full[PATH_MAX];
+    int fd = -1;
+
+    if (!argv || !argv[0] || fork() != 0)
+        return; /* (a failed fork only costs the speed-up) */
+    for (char **e = prefetch_envp; e && *e; e++)
+        if (strncmp(*e, "PATH=", 5) == 0)
+            path = *e + 5;
+    if (strchr(argv[0], '/')) {
+        fd = prefetch_file(usr_fd, argv[0]);
+    } else {
+        for (const char *p = path ? path : "/usr/bin:/bin"; fd < 0 && *p;) {
+            size_t dl = strcspn(p, ":");
+            if (dl > 0 && str_printf(full, sizeof(full), "%.*s/%s", (int)dl, p, argv[0]) == 0)
+                fd = prefetch_file(usr_fd, full);
+            p += dl + (p[dl] == ':');
+        }
+    }
+    if (fd >= 0) {
+        /* its ELF interpreter, and the C library */
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph;
+        if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) &&
+            memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 && eh.e_ident[EI_CLASS] == ELFCLASS64 &&
+            eh.e_phentsize == sizeof(ph)) {
+            for (unsigned i = 0; i < eh.e_phnum && i < 64; i++) {
+                if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) !=
+                    (ssize_t)sizeof(ph))
+                    break;
+                if (ph.p_type != PT_INTERP || ph.p_filesz == 0 || ph.p_filesz >= sizeof(full) ||
+                    pread(fd, full, ph.p_filesz, (off_t)ph.p_offset) != (ssize_t)ph.p_filesz)
+                    continue;
+                full[ph.p_filesz - 1] = '\0';
+                (void)prefetch_file(usr_fd, full);
+#if defined(__x86_64__)
+                (void)prefetch_file(usr_fd, "/usr/lib/x86_64-linux-gnu/libc.so.6");
+#endif
+                break;
+            }
+        }
+    }
+    _exit(0);
 }
 
 static void ctx_releasep(scmp_filter_ctx *c)
 {
     if (*c)
         seccomp_release(*c);
+}
+
+/*
+ * Loopback with the alias, the seccomp filter (unless the host built it), the event loop and
+ * its signals, bottle.ctl (VM), the sessions (VM with streams) and the channel relay. Logs
+ * what failed; returns 0 or a negative errno.
+ */
+static int start_services(struct init_state *st, const struct bottle_spec *spec, char **envp,
+                          scmp_filter_ctx *ctx, int *vm_chan_fd)
+{
+    int r = guest_net_setup(spec->alias);
+
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
+    vm_mark_fine("net");
+    if (!vm_bpf && (r = guest_seccomp_build(EPERM, EAFNOSUPPORT, ctx)) < 0)
+        return log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+    signal(SIGPIPE, SIG_IGN);
+    r = loop_new(&st->loop);
+    for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(forwarded_signals); i++)
+        r = loop_add_signal(st->loop, forwarded_signals[i], on_signal, st);
+    if (r >= 0)
+        r = loop_add_signal(st->loop, SIGCHLD, on_signal, st);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
+    if (is_vm && ctl_fd >= 0) {
+        int fl = fcntl(ctl_fd, F_GETFL);
+        if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+            (r = loop_add(st->loop, &st->ctl_src, ctl_fd, EPOLLIN, on_ctl, st)) < 0) {
+            r = r < 0 ? r : -errno;
+            return log_errno(LOG_LVL_ERROR, r, "watching the port %s", VM_PORT_CTL);
+        }
+    }
+    vm_mark("seccomp-loop");
+    if (vm_streams) {
+        struct vms_ops vo = { .spawn = vm_spawn,
+                              .main_done = vm_main_done,
+                              .ud = st,
+                              .uid = spec->uid,
+                              .gid = spec->gid };
+        st->spec = spec;
+        st->envp = envp;
+        st->ctx = *ctx;
+        (void)vms_new(st->loop, &vo, &st->vms);
+        loop_timer_init(&st->start_timer, on_start_timer, st);
+        loop_timer_set_in(st->loop, &st->start_timer, VM_STREAMS_WAIT_MS);
+    }
+    r = start_relay(st, spec, *vm_chan_fd);
+    vm_mark("relay");
+    *vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
+    return 0;
 }
 
 static int run(int argc, char **argv)
@@ -801,9 +1024,6 @@ static int run(int argc, char **argv)
     if (is_vm) {
         r = vm_early_init();
         vm_mark("early-init");
-        if (r >= 0 && (r = vm_read_mode()) < 0)
-            log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
-                      VM_PORT_CTL);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
@@ -821,6 +1041,10 @@ static int run(int argc, char **argv)
     close(fd);
     if (r < 0)
         return EXIT_INIT_FAILED;
+    if (is_vm && (r = vm_read_seccomp()) < 0) {
+        log_errno(LOG_LVL_ERROR, r, "%s", GUEST_VM_SECCOMP);
+        goto out;
+    }
     /* 9p shares exist only in a VM, and a VM has nothing to bind from. */
     if (is_vm != (spec.rootfs == BOTTLE_ROOTFS_9P)) {
         log_error("the spec says rootfs %s, but bottle-init %s a VM's init",
@@ -829,16 +1053,16 @@ static int run(int argc, char **argv)
         goto out;
     }
     if (is_vm) {
-        if (!spec.tty || vm_streams)
-            vm_console_raw();
         /* The initial network namespace holds the kernel's fallback tunnel devices (sit0):
          * the bottle's loopback lives in a namespace of its own, holding lo alone, as in the
          * namespace backend. */
+        vm_mark_fine("spec");
         if (unshare(CLONE_NEWNET) < 0) {
             r = -errno;
             log_errno(LOG_LVL_ERROR, r, "creating the bottle's network namespace");
             goto out;
         }
+        vm_mark_fine("netns");
         if (spec.pids_max && (r = vm_pids_cgroup(spec.pids_max)) < 0) {
             log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
@@ -853,67 +1077,42 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, r, "opening the channel port %s", spec.channel);
             goto out;
         }
+        /* The host's first line on bottle.ctl: read only now, after the work above, by which
+         * time QEMU has passed it on (waiting for it first cost 4-70 ms of the start). */
+        if ((r = vm_read_mode()) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "the host did not say how to carry stdio on %s",
+                      VM_PORT_CTL);
+            goto out;
+        }
+        if (!spec.tty || vm_streams)
+            vm_console_raw();
     }
 
     vm_mark("spec-port");
+    r = bottle_spec_environ(&spec, &envp);
+    if (r < 0) {
+        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+        goto out;
+    }
+    /* A VM starts its relay before it builds the root: the channel's handshake and the
+     * host's requests cross QEMU while the root is built (nothing runs them before the loop
+     * does, after the root is in place). */
+    if (is_vm && (r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
+        goto out;
+    if (is_vm) {
+        prefetch_argv = spec.argv;
+        prefetch_envp = envp;
+        guest_rootfs_usr_ready = vm_prefetch;
+    }
     r = guest_rootfs_setup(&spec, &what);
+    guest_rootfs_usr_ready = NULL;
     vm_mark("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
     }
-    r = guest_net_setup(spec.alias);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "setting up loopback failed");
+    if (!is_vm && (r = start_services(&st, &spec, envp, &ctx, &vm_chan_fd)) < 0)
         goto out;
-    }
-    r = bottle_spec_environ(&spec, &envp);
-    if (r >= 0)
-        r = guest_seccomp_build(EPERM, EAFNOSUPPORT, &ctx);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
-        goto out;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    r = loop_new(&st.loop);
-    for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(forwarded_signals); i++)
-        r = loop_add_signal(st.loop, forwarded_signals[i], on_signal, &st);
-    if (r >= 0)
-        r = loop_add_signal(st.loop, SIGCHLD, on_signal, &st);
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
-        goto out;
-    }
-    if (is_vm && ctl_fd >= 0) {
-        int fl = fcntl(ctl_fd, F_GETFL);
-        if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-            (r = loop_add(st.loop, &st.ctl_src, ctl_fd, EPOLLIN, on_ctl, &st)) < 0) {
-            r = r < 0 ? r : -errno;
-            log_errno(LOG_LVL_ERROR, r, "watching the port %s", VM_PORT_CTL);
-            goto out;
-        }
-    }
-    vm_mark("net-seccomp-loop");
-    if (vm_streams) {
-        struct vms_ops vo = { .spawn = vm_spawn,
-                              .main_done = vm_main_done,
-                              .ud = &st,
-                              .uid = spec.uid,
-                              .gid = spec.gid };
-        st.spec = &spec;
-        st.envp = envp;
-        st.ctx = ctx;
-        (void)vms_new(st.loop, &vo, &st.vms);
-        loop_timer_init(&st.start_timer, on_start_timer, &st);
-        loop_timer_set_in(st.loop, &st.start_timer, VM_STREAMS_WAIT_MS);
-    }
-    r = start_relay(&st, &spec, vm_chan_fd);
-    vm_mark("relay");
-    vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
-    if (r < 0) {
-        log_errno(LOG_LVL_ERROR, r, "starting the channel relay failed");
-        goto out;
-    }
 
     if (vm_streams) {
         /* The command starts when the host opened its streams (vm_spawn). */
@@ -949,7 +1148,10 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
-    vm_trace = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0;
+    vm_trace_fine = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "2") == 0;
+    vm_trace = vm_trace_fine || (is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0);
+    if (vm_trace_fine)
+        guest_rootfs_trace = vm_mark;
     vm_mark("init");
     code = run(argc, argv);
     /* As a VM's init, exiting would panic the kernel. Report the status, then reboot: with

@@ -84,6 +84,15 @@ static void ninep_shared_opts(const char **msize, const char **cache)
     }
 }
 
+void (*guest_rootfs_trace)(const char *stage);
+void (*guest_rootfs_usr_ready)(int usr_fd);
+
+static void trace(const char *stage)
+{
+    if (guest_rootfs_trace)
+        guest_rootfs_trace(stage);
+}
+
 static const char *const dev_nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
 
 /*
@@ -482,7 +491,10 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     if (r < 0)
         return r;
     p->usr = r;
+    if (guest_rootfs_usr_ready)
+        guest_rootfs_usr_ready(p->usr);
 
+    trace("rf-usr-9p");
     *what = "capturing /bin, /lib, ... links";
     for (size_t i = 0; i < ARRAY_SIZE(sys_links); i++) {
         r = str_printf(path, sizeof(path), "/%s", sys_links[i]);
@@ -530,6 +542,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     else if (r != -ENOENT)
         return r;
 
+    trace("rf-etc-read");
     *what = "capturing /dev nodes";
     for (size_t i = 0; i < ARRAY_SIZE(dev_nodes); i++) {
         r = str_printf(path, sizeof(path), "/dev/%s", dev_nodes[i]);
@@ -564,6 +577,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
         }
     }
 
+    trace("rf-dev");
     *what = "capturing the workspace";
     r = source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
     if (r == -ELOOP) {
@@ -574,6 +588,7 @@ static int plan_capture(struct plan *p, const struct bottle_spec *s, const char 
     if (r < 0)
         return r;
     p->workspace = r;
+    trace("rf-ws-9p");
 
     *what = "capturing an extra mount";
     for (size_t i = 0; i < s->n_mounts; i++) {
@@ -926,6 +941,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
                 return r;
         }
     }
+    trace("rf-usr-attach");
     r = setup_etc(p, what);
     if (r < 0)
         return r;
@@ -937,12 +953,15 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
         if (r < 0)
             return r;
     }
+    trace("rf-etc");
     r = setup_dev(p, s, what);
     if (r < 0)
         return r;
+    trace("rf-setup-dev");
     r = setup_proc(what);
     if (r < 0)
         return r;
+    trace("rf-proc");
 
     *what = "mounting /tmp";
     if (mkdir("/tmp", 01777) < 0)
@@ -981,6 +1000,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
             return r;
     }
 
+    trace("rf-tmp-home-ws");
     /* Last: protections win over the workspace and over extra mounts inside it. */
     for (size_t i = 0; i < s->n_protect; i++) {
         r = protect_path(s, s->protect[i]);
@@ -1052,9 +1072,11 @@ int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
             goto out;
         }
     }
+    trace("rf-enter");
     r = plan_build(&p, s, &what);
     if (r < 0)
         goto out;
+    trace("rf-protect");
 
     what = "detaching the old root";
     if (!vm && (umount2("/oldroot", MNT_DETACH) < 0 || rmdir("/oldroot") < 0)) {

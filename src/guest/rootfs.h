@@ -20,6 +20,8 @@
  */
 #define GUEST_VM_SPEC "/bottle/spec"
 #define GUEST_VM_ETC "/bottle/etc"
+/* The bottle's seccomp program, built on the host (guest_seccomp_export). */
+#define GUEST_VM_SECCOMP "/bottle/seccomp.bpf"
 #define GUEST_9P_TAG_USR "usr"
 #define GUEST_9P_TAG_WORKSPACE "ws"
 #define GUEST_9P_TAG_MOUNT_FMT "m%zu" /* the i-th `mount` record of the spec, from 0 */
@@ -30,6 +32,13 @@
  * old root is detached, the root tmpfs is read-only and the cwd is the workspace. Returns 0
  * or a negative errno with *reterr_what naming the failed step (static string).
  */
+/* Start-up tracing (bench/microvm-run.sh --trace): called with a stage name at each step of
+ * guest_rootfs_setup when set (a VM's init sets it with bbtrace=1). */
+extern void (*guest_rootfs_trace)(const char *stage);
+/* Called once /usr is mounted (detached, not yet in place) with that tree's fd, when set: a
+ * microVM's bottle-init starts warming its page cache there (init.c, vm_prefetch). */
+extern void (*guest_rootfs_usr_ready)(int usr_fd);
+
 int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what);
 
 /*

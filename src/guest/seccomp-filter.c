@@ -4,12 +4,19 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/macro.h"
@@ -209,5 +216,58 @@ int guest_seccomp_build(int err, int af_err, scmp_filter_ctx *ret)
     if (r < 0)
         return r;
     *ret = TAKE_PTR(ctx);
+    return 0;
+}
+
+int guest_seccomp_export(int err, int af_err, void **ret, size_t *ret_len)
+{
+    __attribute__((cleanup(ctx_releasep))) scmp_filter_ctx ctx = NULL;
+    _cleanup_close_ int fd = -1;
+    struct stat st;
+    char *p;
+    size_t got = 0;
+    int r;
+
+    r = guest_seccomp_build(err, af_err, &ctx);
+    if (r < 0)
+        return r;
+    fd = memfd_create("bb-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    r = seccomp_export_bpf(ctx, fd);
+    if (r < 0)
+        return r;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (st.st_size <= 0 || st.st_size % 8 || (size_t)st.st_size > GUEST_SECCOMP_BPF_MAX)
+        return -E2BIG;
+    p = malloc((size_t)st.st_size);
+    if (!p)
+        return -ENOMEM;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = pread(fd, p + got, (size_t)st.st_size - got, (off_t)got);
+        if (n <= 0) {
+            r = n < 0 ? -errno : -EIO;
+            free(p);
+            return r;
+        }
+        got += (size_t)n;
+    }
+    *ret = p;
+    *ret_len = got;
+    return 0;
+}
+
+int guest_seccomp_load_bpf(const void *prog, size_t len)
+{
+    struct sock_fprog fp = { .len = (unsigned short)(len / sizeof(struct sock_filter)),
+                             .filter = (struct sock_filter *)prog };
+
+    if (!prog || len == 0 || len % sizeof(struct sock_filter) || len > GUEST_SECCOMP_BPF_MAX)
+        return -EINVAL;
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return -errno;
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &fp) < 0)
+        return -errno;
     return 0;
 }

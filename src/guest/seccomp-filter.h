@@ -42,3 +42,23 @@ extern const size_t guest_seccomp_n_mode_calls;
  * negative errno.
  */
 int guest_seccomp_build(int err, int af_err, scmp_filter_ctx *ret);
+
+/*
+ * The same filter as a classic BPF program, exactly what seccomp_load() of
+ * guest_seccomp_build()'s context installs (libseccomp's seccomp_export_bpf). The microvm
+ * backend builds it on the host, where libseccomp runs natively, and ships it in the
+ * initramfs (GUEST_VM_SECCOMP): a TCG guest then only loads it (guest_seccomp_load_bpf)
+ * instead of building and compiling the rules under emulation. Returns 0 and *ret (malloc'd,
+ * *ret_len bytes, a multiple of 8) or a negative errno.
+ */
+int guest_seccomp_export(int err, int af_err, void **ret, size_t *ret_len);
+
+/* Longest program the kernel accepts (BPF_MAXINSNS instructions of 8 bytes). */
+#define GUEST_SECCOMP_BPF_MAX (4096u * 8u)
+
+/*
+ * Installs an exported program in the calling thread as seccomp_load() does with the default
+ * attributes: no_new_privs set, then seccomp(SECCOMP_SET_MODE_FILTER) with no flags. Returns
+ * 0 or a negative errno (-EINVAL for a length that is not a whole program).
+ */
+int guest_seccomp_load_bpf(const void *prog, size_t len);

@@ -279,6 +279,14 @@ static int open_pty(struct session *s, int *ret_slave)
     return 0;
 }
 
+/* Session 0: the host holds the command's output (and shows its start-up progress) until this
+ * line; said once the command was started, or failed to. */
+static void say_started(struct session *s)
+{
+    if (s->id == 0 && s->fd[ROLE_CTL] >= 0)
+        (void)!send(s->fd[ROLE_CTL], "started\n", 8, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static void session_try_start(struct session *s)
 {
     struct vms *v = s->v;
@@ -300,6 +308,7 @@ static void session_try_start(struct session *s)
         r = open_pty(s, &slave);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "allocating a pty for session %u", (unsigned)s->id);
+            say_started(s);
             s->status = 125;
             s->exited = true;
             (void)shutdown(s->fd[ROLE_TTY], SHUT_WR);
@@ -324,6 +333,7 @@ static void session_try_start(struct session *s)
     pid = v->ops.spawn(v->ops.ud, &req);
     if (slave >= 0)
         close(slave);
+    say_started(s);
     if (pid < 0) {
         s->exited = true;
         s->status = -pid;

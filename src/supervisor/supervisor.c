@@ -1254,6 +1254,10 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     }
     notice_start(&s.notice, s.loop);
     r = loop_run(s.loop);
+    /* The bottle is gone (a microVM's QEMU too): nothing more comes through the relay, so
+     * the daemon may drain while we flush and clean up (daemon_stop below only waits). */
+    if (s.done)
+        daemon_request_stop(&s.daemon);
     if (s.use_tty)
         tty_relay_flush(&s.tty);
     notice_poll(&s.notice);

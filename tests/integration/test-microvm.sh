@@ -238,6 +238,36 @@ wait "$SUP"; rc=$?
 is "boot 6: a command ignoring the stop request is killed (SIGKILL to QEMU): 137" "$rc" 137
 like "... after saying so" "$(cat "$T/err6")" "did not stop within 5 s; killing it"
 
+# ---- boot 7: the start-up progress line, on a terminal only, gone before the output ----
+unlike "no progress line when stderr is a file" "$(cat "$T/probe.err")" "starting microVM"
+(cd "$T/ws" && "$PY" - "$BB" >"$T/pty.out" 2>"$T/pty.err" <<'PY'
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], "run", "--", "sh", "-c",
+                           "echo cmd-out; echo cmd-err >&2; exit 4"])
+data = b""
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+_, st = os.waitpid(pid, 0)
+sys.stdout.write(repr(data) + "\n")
+print("rc=%d" % os.waitstatus_to_exitcode(st))
+PY
+)
+pty_out=$(cat "$T/pty.out")
+is "boot 7 (stderr a pty): the command's status" "$(sed -n 's/^rc=//p' "$T/pty.out")" 4
+like "... a progress line while the VM boots" "$pty_out" \
+    "bot-bottle: starting microVM \\(TCG emulation, no usable KVM\\)\\.\\.\\."
+like "... erased before the command's first output" "$pty_out" \
+    "starting microVM [^']*\\.\\.\\.\\\\r\\\\x1b\\[K[^']*cmd-out"
+unlike "... and never after it" "$pty_out" "cmd-(out|err).*starting microVM"
+
 # ---- no leftovers ----
 wait_gone 'qemu-system-x86_64'
 is "no QEMU process left" "$(procs 'qemu-system-x86_64')" ""

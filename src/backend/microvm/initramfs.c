@@ -424,6 +424,8 @@ int initramfs_build_bottle(const void *init, size_t init_len, const struct initr
     /* root-only: the spec names host paths the command has no need to read */
     if (r >= 0)
         r = cpio_add_file(&w, INITRAMFS_SPEC_PATH, 0400, b->spec, b->spec_len);
+    if (r >= 0 && b->seccomp)
+        r = cpio_add_file(&w, INITRAMFS_SECCOMP_PATH, 0400, b->seccomp, b->seccomp_len);
     if (r >= 0)
         r = cpio_add_dir(&w, INITRAMFS_ETC_DIR, 0755);
     if (r >= 0 && b->host_etc)

@@ -78,6 +78,8 @@ int initramfs_write(const char *init_path, const char *out_path);
  *   bottle/            0700
  *   bottle/spec        0400, the encoded bottle spec bottle-init reads when it is PID 1 with
  *                      no arguments (GUEST_VM_SPEC)
+ *   bottle/seccomp.bpf 0400, the command's seccomp program built on the host
+ *                      (guest_seccomp_export; GUEST_VM_SECCOMP), when given
  *   bottle/etc/...     the host's public files bottle-init copies into the bottle's /etc
  *                      (GUEST_ETC_PUBLIC_FILES, read through symlinks; missing ones are left
  *                      out) and bottle/etc/alternatives/ with the symlinks of
@@ -91,12 +93,15 @@ int initramfs_write(const char *init_path, const char *out_path);
 #define INITRAMFS_BOTTLE_DIR "bottle"
 #define INITRAMFS_SPEC_PATH "bottle/spec"
 #define INITRAMFS_ETC_DIR "bottle/etc"
+#define INITRAMFS_SECCOMP_PATH "bottle/seccomp.bpf"
 #define INITRAMFS_ETC_FILE_MAX (8u * 1024 * 1024) /* one copied /etc file */
 #define INITRAMFS_MODULES_DIR "bottle/modules"
 
 struct initramfs_bottle {
     const void *spec; /* encoded spec (bottle_spec_encode), not empty */
     size_t spec_len;
+    const void *seccomp; /* guest_seccomp_export()'s program; NULL: the guest builds it */
+    size_t seccomp_len;
     const char *host_etc;    /* "/etc" normally (tests may point elsewhere); NULL: no files */
     const char *modules_dir; /* the stock kernel's modules (modules.load); NULL: none */
 };

@@ -67,6 +67,7 @@
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "guest/rootfs.h"
+#include "guest/seccomp-filter.h"
 
 #ifndef CLONE_INTO_CGROUP
 #define CLONE_INTO_CGROUP 0x200000000ULL
@@ -109,11 +110,48 @@ struct mv_bottle {
     struct mux *mux; /* after attach */
     uint32_t next_id;
     struct vm_session main; /* session 0: the bottle's command */
+    int progress_fd;        /* the user's terminal while "starting microVM..." shows, or -1 */
 };
 
 static struct mv_bottle *mv_of(struct bottle *b)
 {
     return container_of(b, struct mv_bottle, base);
+}
+
+/*
+ * The start-up line on the user's terminal ("bot-bottle: starting microVM (...)..."): drawn
+ * by start() when our stderr is a terminal (never otherwise), erased when the
+ * guest says the command started (its output is held until then, session.h) or when the VM
+ * ends first.
+ */
+static void mv_progress_begin(struct mv_bottle *b)
+{
+    /* our own stderr, the user's (the command's stdio are the supervisor's pipes or pty) */
+    int fd = STDERR_FILENO;
+    char line[160];
+
+    if (b->console || isatty(fd) != 1)
+        return;
+    (void)str_printf(line, sizeof(line), "bot-bottle: starting microVM (%s)...",
+                     b->accel != MICROVM_ACCEL_TCG ? "KVM"
+                     : b->accel_auto               ? "TCG emulation, no usable KVM"
+                                                   : "TCG emulation");
+    b->progress_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (b->progress_fd >= 0 && write(b->progress_fd, line, strlen(line)) < 0) {
+        close(b->progress_fd);
+        b->progress_fd = -1;
+    }
+}
+
+static void mv_progress_end(void *ud)
+{
+    struct mv_bottle *b = ud;
+
+    if (b->progress_fd < 0)
+        return;
+    (void)!write(b->progress_fd, "\r\033[K", 4);
+    close(b->progress_fd);
+    b->progress_fd = -1;
 }
 
 /* After the supervisor started the host relay: the bottle's command's streams. */
@@ -127,6 +165,10 @@ static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
     b->loop = loop;
     b->mux = mux;
     b->next_id = 1;
+    if (b->progress_fd >= 0) {
+        b->main.on_started = mv_progress_end;
+        b->main.started_ud = b;
+    }
     r = session_open(&b->main, loop, mux, b->io, b->spec.tty, NULL, NULL, NULL);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the command's streams");
@@ -437,7 +479,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b = xcalloc(1, sizeof(*b));
     b->base.ops = &backend_microvm_ops;
     b->pid = -1;
-    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = -1;
+    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
@@ -568,7 +610,18 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     {
         struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
         ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
+        /* The command's seccomp program, compiled here at native speed rather than by
+         * libseccomp under the guest's emulation: the same guest_seccomp_build() rules the
+         * namespace backend loads (tests/unit/test-seccomp-export.c compares them). */
+        void *bpf = NULL;
+        r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
+            goto fail;
+        }
+        ib.seccomp = bpf;
         r = initramfs_write_bottle(b->init, &ib, b->initrd);
+        free(bpf);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
             goto fail;
@@ -643,12 +696,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
          * (bench/microvm-ws.sh; bottle-init accepts only known values). */
         {
             const char *t = getenv("BOT_BOTTLE_VM_TRACE"), *p9 = getenv("BOT_BOTTLE_VM_9P");
-            bool tr = t && strcmp(t, "1") == 0;
+            bool tr = t && (strcmp(t, "1") == 0 || strcmp(t, "2") == 0);
             bool ok9 = p9 && p9[0] && strlen(p9) < 32 &&
                        strspn(p9, "0123456789,abcdefghijklmnopqrstuvwxyz") == strlen(p9);
             (void)str_printf(b->cmdline_extra, sizeof(b->cmdline_extra), "%s%s%s%s",
-                             tr ? "bbtrace=1" : "", tr && ok9 ? " " : "", ok9 ? "bb9p=" : "",
-                             ok9 ? p9 : "");
+                             !tr           ? ""
+                             : t[0] == '2' ? "bbtrace=2"
+                                           : "bbtrace=1",
+                             tr && ok9 ? " " : "", ok9 ? "bb9p=" : "", ok9 ? p9 : "");
             qc.cmdline_extra = b->cmdline_extra;
         }
         r = microvm_qemu_argv(&qc, &b->qargv);
@@ -884,6 +939,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
         log_warn("%s", b->probe.reason);
     if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the bottle's cgroups");
+    mv_progress_begin(b);
     r = clone_qemu(b, &err_fd);
     /* Without user namespaces (an unprivileged invoker on a host that forbids them): QEMU
      * keeps the seccomp filter, no_new_privs and the limits, not the namespaces. */
@@ -933,6 +989,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     ret->channel_fd = chan;
     return 0;
 fail:
+    mv_progress_end(b);
     (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
     (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
     b->reaped = true;
@@ -981,6 +1038,8 @@ static int mv_wait(struct bottle *bb, int *ret_status)
         int code;
 
         int r = bb_pidfd_wait(b->pidfd, &si);
+
+        mv_progress_end(b); /* the VM ended before the command started */
 
         if (r < 0)
             return log_errno(LOG_LVL_ERROR, r, "microvm backend: waiting for QEMU");
@@ -1043,6 +1102,7 @@ static void mv_destroy(struct bottle *bb)
         (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
         b->reaped = true;
     }
+    mv_progress_end(b);
     session_close(&b->main);
     for (size_t i = 0; i < 3; i++)
         if (b->io[i] >= 0)

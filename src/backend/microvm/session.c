@@ -199,6 +199,47 @@ static int session_pump(struct vm_session *x, int i, int from, int to)
     return r;
 }
 
+/* Session 0 with on_started: the output pumps, once the guest said "started" (or ctl ended). */
+static void session_release(struct vm_session *x)
+{
+    void (*cb)(void *) = x->on_started;
+
+    if (!x->held)
+        return;
+    x->held = false;
+    x->on_started = NULL;
+    loop_del(x->loop, &x->ctl_src);
+    if (cb)
+        cb(x->started_ud);
+    if (x->tty) {
+        if (x->sock[1] >= 0 && x->io[1] >= 0)
+            (void)session_pump(x, SIO_OUT, x->sock[1], x->io[1]);
+        return;
+    }
+    for (int i = SIO_OUT; i <= SIO_ERR; i++)
+        if (x->sock[i] >= 0 && x->io[i] >= 0)
+            (void)session_pump(x, i, x->sock[i], x->io[i]);
+}
+
+static void on_main_ctl(struct loop_source *src, uint32_t events)
+{
+    struct vm_session *x = src->userdata;
+    ssize_t n =
+        recv(x->ctl, x->ctl_buf + x->ctl_len, sizeof(x->ctl_buf) - 1 - x->ctl_len, MSG_DONTWAIT);
+
+    (void)events;
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n > 0) {
+        x->ctl_len += (size_t)n;
+        x->ctl_buf[x->ctl_len] = '\0';
+        if (!strchr(x->ctl_buf, '\n') && x->ctl_len < sizeof(x->ctl_buf) - 1)
+            return;
+    }
+    /* "started\n", anything else, or the end: the output may go out now */
+    session_release(x);
+}
+
 /*
  * Opens x's streams and sends its request: ctl (the request, and for exec the status), then
  * in/out/err, or tty. io[] are the caller's stdio (copied); argv NULL for session 0.
@@ -261,7 +302,7 @@ int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const
         if (r >= 0 && ((x->io[0] = fcntl(io[0], F_DUPFD_CLOEXEC, 3)) < 0 ||
                        (x->io[1] = fcntl(io[0], F_DUPFD_CLOEXEC, 3)) < 0))
             r = -errno;
-        if (r >= 0)
+        if (r >= 0 && !x->on_started)
             r = session_pump(x, SIO_OUT, x->sock[1], x->io[1]);
         if (r >= 0)
             r = session_pump(x, SIO_IN, x->io[0], x->sock[0]);
@@ -273,8 +314,14 @@ int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const
                 r = -errno;
         }
         for (int i = 0; i < 3 && r >= 0; i++)
-            r = i == SIO_IN ? session_pump(x, i, x->io[i], x->sock[i])
-                            : session_pump(x, i, x->sock[i], x->io[i]);
+            r = i == SIO_IN     ? session_pump(x, i, x->io[i], x->sock[i])
+                : x->on_started ? 0
+                                : session_pump(x, i, x->sock[i], x->io[i]);
+    }
+    if (r >= 0 && x->on_started) {
+        r = loop_add(loop, &x->ctl_src, x->ctl, EPOLLIN, on_main_ctl, x);
+        if (r >= 0)
+            x->held = true;
     }
 out:
     buf_done(&req);

@@ -36,6 +36,12 @@ struct vm_session {
     int status;
     int efd; /* exec: readable once exited and the output is across */
     struct loop_defer free_later;
+    /* Session 0 only, set before session_open: hold the command's output until the guest
+     * says "started" on ctl (or ctl ends), then call on_started (the caller erases its
+     * progress line there, so it never mixes with the command's output). */
+    void (*on_started)(void *ud);
+    void *started_ud;
+    bool held;
 };
 
 void session_init(struct vm_session *x, uint32_t id);
