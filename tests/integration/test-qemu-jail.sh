@@ -136,6 +136,7 @@ check "... and nothing it tried is left on the host" host_clean "$T/ws-nr"
 # ---- a real VM: QEMU's process from the host, the guest's file operations ----
 mkdir -p "$T/ws-vm/sg"
 chmod 2775 "$T/ws-vm/sg"
+git -C "$T/ws-vm" init -q
 (cd "$T/ws-vm" && timeout 120 "$BB" run --upstream-dns "127.0.0.1:$DNS" -- sh -c '
     mkdir sg/sub && echo mkdir-sgid=ok; touch f && chmod 700 f && echo chmod=ok
     chown 0:0 f && echo chown=ok; touch ready; i=0
@@ -156,7 +157,10 @@ if wait_exists "$T/ws-vm/ready"; then
         check "... its own $ns namespace" [ "$(readlink "/proc/$QPID/ns/$ns")" != "$(readlink "/proc/self/ns/$ns")" ]
     done
     is "... its root holds only what QEMU needs" "$(ls /proc/$QPID/root | tr '\n' ' ')" \
-        "bin dev etc lib lib32 lib64 proc sbin tmp usr var "
+        "bin dev etc lib lib32 lib64 proc sbin shares tmp usr var "
+    like "... the shares (workspace, CA bundle) at /shares/N, with the protected paths read-only" \
+        "$(awk '$5 ~ "^/shares/" {print $5, $6}' /proc/$QPID/mountinfo | tr '\n' ';')" \
+        "^/shares/0 rw,.*/shares/0/\.git/hooks ro,"
     is "... /dev: null and urandom (TCG: no kvm)" "$(ls /proc/$QPID/root/dev | tr '\n' ' ')" "null urandom "
     is "... /proc: its own process only" "$(ls /proc/$QPID/root/proc | tr '\n' ' ')" "1 self thread-self "
     is "... /etc: the loader's cache only" "$(ls /proc/$QPID/root/etc | tr '\n' ' ')" "ld.so.cache "

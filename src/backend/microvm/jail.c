@@ -6,6 +6,7 @@
 #include <grp.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -423,6 +424,117 @@ static bool visible(const char *root, const char *path)
 
 #define RO (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
 
+/* rel beneath dirfd, never through a symlink: an O_PATH fd or -errno */
+static int open_beneath(int dirfd, const char *rel)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_NOFOLLOW | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    int fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+
+    return fd < 0 ? -errno : fd;
+}
+
+/* The path at fd bound read-only over itself (a copy of its mount, moved on top). */
+static int bind_ro_over(int fd)
+{
+    struct mount_attr attr = { .attr_set = RO };
+    int t = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
+    int r = 0;
+
+    if (t < 0)
+        return -errno;
+    if (mount_setattr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof(attr)) < 0 ||
+        move_mount(t, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+        r = -errno;
+    close(t);
+    return r;
+}
+
+/* A protect path: itself, or (missing) the deepest part of it that exists, which is the
+ * placeholder the supervisor made for it (protect.h) */
+static int protect_one(int share, const char *rel)
+{
+    char p[PATH_MAX];
+    size_t n = strlen(rel);
+    int fd, r;
+
+    if (n == 0 || n >= sizeof(p))
+        return -EINVAL;
+    memcpy(p, rel, n + 1);
+    for (;;) {
+        fd = open_beneath(share, p);
+        if (fd >= 0)
+            break;
+        if (fd != -ENOENT)
+            return fd;
+        char *slash = strrchr(p, '/');
+        if (!slash)
+            return 0; /* nothing of it exists: nothing to write through (the guest's own
+                       * bind is on its placeholder; a file made later is the guest's) */
+        *slash = '\0';
+    }
+    r = bind_ro_over(fd);
+    close(fd);
+    return r;
+}
+
+/* The shares at /shares/N below root, with their protect paths read-only (jail.h). */
+static int bind_shares(const struct microvm_jail *j, const char **step)
+{
+    char dst[PATH_MAX];
+
+    for (size_t i = 0; i < j->n_shares; i++) {
+        const struct jail_share_view *v = &j->shares[i];
+        struct mount_attr attr = { .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                               (v->ro ? MOUNT_ATTR_RDONLY : 0) };
+        struct stat a, b;
+        int fd, r;
+
+        *step = "binding a share";
+        if ((r = under(dst, sizeof(dst), j->root, v->at)) < 0 ||
+            (r = make_path(j->root, v->at, false)) < 0)
+            return r;
+        if (v->detached) {
+            if (move_mount(v->fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                return -errno;
+        } else {
+            if (mount(v->src, dst, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return -errno;
+            /* the path must still name the directory the supervisor opened without symlinks */
+            *step = "checking a share";
+            if (fstat(v->fd, &a) < 0 || stat(dst, &b) < 0)
+                return -errno;
+            if (a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+                return -EXDEV;
+        }
+        if (mount_setattr(AT_FDCWD, dst, AT_RECURSIVE, &attr, sizeof(attr)) < 0)
+            return -errno;
+        fd = open(dst, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        *step = "making the protected paths read-only for QEMU";
+        for (size_t k = 0; k < v->n_protect; k++)
+            if ((r = protect_one(fd, v->protect[k])) < 0) {
+                close(fd);
+                return r;
+            }
+        close(fd);
+        /* QEMU's path for the share (/proc/self/fd/N) now leads here */
+        *step = "binding a share";
+        fd = open(dst, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        if (dup3(fd, v->fd, 0) < 0) {
+            close(fd);
+            return -errno;
+        }
+        close(fd);
+    }
+    return 0;
+}
+
 static int build_root(const struct microvm_jail *j, const char **step)
 {
     static const char *const top[] = { "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
@@ -477,6 +589,8 @@ static int build_root(const struct microvm_jail *j, const char **step)
         return r;
     *step = "binding the run directory";
     if ((r = jbind(root, j->run_dir, false, RO | MOUNT_ATTR_NOEXEC)) < 0)
+        return r;
+    if ((r = bind_shares(j, step)) < 0)
         return r;
     /* 9p's chmod goes through /proc/self/fd (QEMU's fchmodat_nofollow); this proc shows our
      * own pid namespace, where QEMU is alone, and only its process directories (subset=pid:

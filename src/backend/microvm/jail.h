@@ -27,6 +27,25 @@
 #include <sys/types.h>
 
 #define JAIL_FILTER_MAX 320
+#define JAIL_MAX_SHARES 66 /* the workspace and every --mount */
+
+/*
+ * A share as QEMU sees it: the host directory src bound at /shares/N in the jail's root
+ * (checked to be the directory fd names), nosuid, nodev, read-only when ro, with each of the
+ * protect paths (relative to src) bound read-only over itself, so that not even a compromised
+ * guest kernel driving QEMU's 9p server can write what the host runs later (.git/config,
+ * .git/hooks, ...: supervisor/protect.h). fd is then that bind's directory, at the same number.
+ */
+struct jail_share_view {
+    const char *src;
+    char at[24]; /* "/shares/N" (made by the parent: the child formats nothing) */
+    int fd;
+    bool ro;
+    bool detached; /* fd is jail_share()'s private copy: moved into place, not bound by path
+                    * (QEMU's uid may not be able to walk to src) */
+    const char *protect[64];
+    size_t n_protect;
+};
 
 struct microvm_jail {
     bool ns;        /* namespaces and the minimal root (false: filter, rlimits only) */
@@ -40,6 +59,8 @@ struct microvm_jail {
     const char *kernel;  /* the guest kernel (likewise) */
     struct sock_filter filter[JAIL_FILTER_MAX];
     unsigned short n_filter;
+    struct jail_share_view shares[JAIL_MAX_SHARES];
+    size_t n_shares;
 };
 
 /* Builds the seccomp filter for QEMU running as uid/gid (chown is limited to them).

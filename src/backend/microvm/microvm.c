@@ -435,6 +435,26 @@ static int jail_prepare(struct mv_bottle *b)
     return 0;
 }
 
+/* Share i (0: the workspace, else the i-th --mount) as QEMU's jail binds it: with the protect
+ * paths beneath it, so QEMU itself cannot write them (jail.h). The strings are the spec's. */
+static void jail_add_share(struct mv_bottle *b, size_t i, const char *src, int fd, bool ro,
+                           bool detached)
+{
+    struct jail_share_view *v;
+    const char *at = i == 0 ? b->spec.workspace : b->spec.mounts[i - 1].dst;
+
+    if (b->jail.n_shares >= JAIL_MAX_SHARES)
+        return;
+    v = &b->jail.shares[b->jail.n_shares++];
+    *v = (struct jail_share_view){ .src = src, .fd = fd, .ro = ro, .detached = detached };
+    (void)str_printf(v->at, sizeof(v->at), "/shares/%zu", i);
+    for (size_t k = 0; k < b->spec.n_protect && v->n_protect < ARRAY_SIZE(v->protect); k++) {
+        const char *p = b->spec.protect[k], *root = bottle_spec_protect_root(&b->spec, p);
+        if (root && strcmp(root, at) == 0)
+            v->protect[v->n_protect++] = p + strlen(root) + 1;
+    }
+}
+
 static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
                   struct cgroup_limits *lim)
 {
@@ -671,6 +691,8 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             }
             (void)str_printf(paths[i], sizeof(paths[i]), "/proc/self/fd/%d",
                              b->share_fd[b->n_share_fd - 1]);
+            jail_add_share(b, i, src, b->share_fd[b->n_share_fd - 1],
+                           i > 0 && b->spec.mounts[i - 1].ro, geteuid() == 0);
             if (i == 0) {
                 shares[n++] = (struct microvm_share){ GUEST_9P_TAG_WORKSPACE, paths[i], false };
             } else {
