@@ -15,7 +15,8 @@
  *   get URL SIZE CHUNK     an HTTP/1.1 GET of URL (http://127.0.0.1:P/SIZE) through $HTTP_PROXY
  *                          (the relay at A:3128), the body read in CHUNK-byte reads and
  *                          discarded: the full path with the cheapest possible client.
- *   wrap CMD ARG...        runs CMD (e.g. curl) and reports the same counters for it.
+ *   wrap SIZE CMD ARG...   runs CMD (e.g. curl fetching SIZE bytes) and reports the same counters
+ *                          for it (bytes=SIZE when CMD exits 0, else 0).
  * Benchmark tool only; not hardened.
  */
 #ifndef _GNU_SOURCE
@@ -74,8 +75,8 @@ static void take(struct snap *s)
         buf[n] = '\0';
         p = strrchr(buf, ')');
         /* after ") ": state(3) ... utime is field 14, stime 15 */
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                        &s->init[0], &s->init[1]) != 2)
+        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &s->init[0],
+                        &s->init[1]) != 2)
             s->init[0] = s->init[1] = 0;
         fclose(f);
     }
@@ -96,10 +97,10 @@ static void report(const char *mode, unsigned long long bytes, const struct snap
                 (self.ru_stime.tv_usec + kids.ru_stime.tv_usec) / 1e3;
     printf("CHAN-GUEST mode=%s bytes=%llu ms=%.1f cpu=%.0f/%.0f/%.0f/%.0f/%.0f self=%.0f/%.0f "
            "init=%.0f/%.0f\n",
-           mode, bytes, b->t - a->t, (double)(b->cpu[0] - a->cpu[0]) * tick,
-           (double)(b->cpu[1] - a->cpu[1]) * tick, (double)(b->cpu[2] - a->cpu[2]) * tick,
-           (double)(b->cpu[3] - a->cpu[3]) * tick, (double)(b->cpu[4] - a->cpu[4]) * tick, su, ss,
-           (double)(b->init[0] - a->init[0]) * tick, (double)(b->init[1] - a->init[1]) * tick);
+           mode, bytes, b->t - a->t, ((double)b->cpu[0] - (double)a->cpu[0]) * tick,
+           ((double)b->cpu[1] - (double)a->cpu[1]) * tick, ((double)b->cpu[2] - (double)a->cpu[2]) * tick,
+           ((double)b->cpu[3] - (double)a->cpu[3]) * tick, ((double)b->cpu[4] - (double)a->cpu[4]) * tick, su, ss,
+           ((double)b->init[0] - (double)a->init[0]) * tick, ((double)b->init[1] - (double)a->init[1]) * tick);
     fflush(stdout);
 }
 
@@ -163,9 +164,8 @@ static int mode_get(const char *url, unsigned long long size, size_t chunk)
         return fprintf(stderr, "chan-guest: HTTP_PROXY is not http://IPv4:PORT\n"), 1;
     sa.sin_port = htons((unsigned short)port);
     const char *h = url + strlen("http://"), *slash = strchr(h, '/');
-    int n = snprintf(req, sizeof(req),
-                     "GET %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n\r\n", url,
-                     (int)(slash ? slash - h : (long)strlen(h)), h);
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n\r\n",
+                     url, (int)(slash ? slash - h : (long)strlen(h)), h);
     take(&a);
     s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0 || connect(s, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
@@ -199,7 +199,7 @@ static int mode_get(const char *url, unsigned long long size, size_t chunk)
     return body == size ? 0 : 1;
 }
 
-static int mode_wrap(char **argv)
+static int mode_wrap(unsigned long long size, char **argv)
 {
     struct snap a, b;
     int st;
@@ -213,8 +213,9 @@ static int mode_wrap(char **argv)
     }
     waitpid(pid, &st, 0);
     take(&b);
-    report("wrap", 0, &a, &b);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    st = WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+    report("wrap", st == 0 ? size : 0, &a, &b);
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -223,8 +224,8 @@ int main(int argc, char **argv)
         return mode_tcp(strtoull(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
     if (argc >= 5 && strcmp(argv[1], "get") == 0)
         return mode_get(argv[2], strtoull(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
-    if (argc >= 3 && strcmp(argv[1], "wrap") == 0)
-        return mode_wrap(argv + 2);
-    fprintf(stderr, "usage: chan-guest tcp SIZE CHUNK | get URL SIZE CHUNK | wrap CMD...\n");
+    if (argc >= 4 && strcmp(argv[1], "wrap") == 0)
+        return mode_wrap(strtoull(argv[2], NULL, 10), argv + 3);
+    fprintf(stderr, "usage: chan-guest tcp SIZE CHUNK | get URL SIZE CHUNK | wrap SIZE CMD...\n");
     return 2;
 }

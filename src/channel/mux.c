@@ -28,14 +28,14 @@
  *          or above MUX_OUT_STOP_IN (control frames answer input, so input stops too). Beyond
  *          MUX_OUT_MAX the channel dies.
  *   rx   : per stream, a bufq of bytes from the peer not yet written to the local fd. Bounded
- *          by the credit we granted: recv_avail + len(rx) + pending_grant == CHANNEL_WINDOW,
- *          and capped at CHANNEL_WINDOW besides; its chunks are freed as soon as it drains.
+ *          by the credit we granted: recv_avail + len(rx) + pending_grant == our receive
+ *          window (channel_recv_window: CHANNEL_WINDOW on the host), and capped at it besides; its
+ * chunks are freed as soon as it drains.
  */
 /* MUX_IN_CAP and MUX_OUT_HIGH/LOW/STOP_IN/MAX: common/limits.h */
 #define MUX_OUT_CHUNK (64u * 1024u)
 #define MUX_OUT_SPARE 2
 #define MUX_RX_CHUNK (16u * 1024u)
-#define MUX_GRANT_MIN (CHANNEL_WINDOW / 4)
 #define MUX_READS_PER_EVENT 8
 /* Channel reads per wake-up: a virtio-serial port returns at most one guest buffer (a page)
  * per read, so one read per epoll_wait would cost a wake-up per 4 KiB. */
@@ -212,7 +212,7 @@ static struct mux_stream *stream_new(struct mux *m, enum mux_bind bind, int fd)
     s->bind = bind;
     s->fd = fd;
     s->src.fd = -1;
-    bufq_init(&s->rx, MUX_RX_CHUNK, CHANNEL_WINDOW, 0);
+    bufq_init(&s->rx, MUX_RX_CHUNK, channel_recv_window(m->ses.role), 0);
     s->next = m->streams;
     if (m->streams)
         m->streams->prev = s;
@@ -297,7 +297,9 @@ static void stream_check_done(struct mux_stream *s)
 static void stream_consumed(struct mux_stream *s, size_t n)
 {
     s->pending_grant += (uint32_t)n;
-    if (s->closed || (s->ss.flags & CHANNEL_SS_PEER_FIN) || s->pending_grant < MUX_GRANT_MIN)
+    /* at least a quarter of the window at a time */
+    if (s->closed || (s->ss.flags & CHANNEL_SS_PEER_FIN) ||
+        s->pending_grant < s->ss.recv_window / 4)
         return;
     if (channel_stream_granted(&s->ss, s->pending_grant) < 0) {
         stream_reset(s, CHANNEL_RESET_ABORTED);
