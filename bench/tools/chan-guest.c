@@ -98,9 +98,12 @@ static void report(const char *mode, unsigned long long bytes, const struct snap
     printf("CHAN-GUEST mode=%s bytes=%llu ms=%.1f cpu=%.0f/%.0f/%.0f/%.0f/%.0f self=%.0f/%.0f "
            "init=%.0f/%.0f\n",
            mode, bytes, b->t - a->t, ((double)b->cpu[0] - (double)a->cpu[0]) * tick,
-           ((double)b->cpu[1] - (double)a->cpu[1]) * tick, ((double)b->cpu[2] - (double)a->cpu[2]) * tick,
-           ((double)b->cpu[3] - (double)a->cpu[3]) * tick, ((double)b->cpu[4] - (double)a->cpu[4]) * tick, su, ss,
-           ((double)b->init[0] - (double)a->init[0]) * tick, ((double)b->init[1] - (double)a->init[1]) * tick);
+           ((double)b->cpu[1] - (double)a->cpu[1]) * tick,
+           ((double)b->cpu[2] - (double)a->cpu[2]) * tick,
+           ((double)b->cpu[3] - (double)a->cpu[3]) * tick,
+           ((double)b->cpu[4] - (double)a->cpu[4]) * tick, su, ss,
+           ((double)b->init[0] - (double)a->init[0]) * tick,
+           ((double)b->init[1] - (double)a->init[1]) * tick);
     fflush(stdout);
 }
 
