@@ -221,14 +221,30 @@ static int mode_wrap(unsigned long long size, char **argv)
     return st;
 }
 
+/* Decimal digits of s (0 for anything else; capped at 2^40). */
+static unsigned long long num(const char *s)
+{
+    unsigned long long v = 0;
+
+    while (*s >= '0' && *s <= '9' && v < (1ULL << 40))
+        v = v * 10 + (unsigned long long)(*s++ - '0');
+    return v;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc >= 5 && strcmp(argv[1], "get") == 0 &&
+        (num(argv[4]) == 0 || num(argv[4]) > (64u << 20)))
+        argc = 0; /* CHUNK out of range: usage */
+    if (argc >= 4 && strcmp(argv[1], "tcp") == 0 &&
+        (num(argv[3]) == 0 || num(argv[3]) > (64u << 20)))
+        argc = 0;
     if (argc >= 4 && strcmp(argv[1], "tcp") == 0)
-        return mode_tcp(strtoull(argv[2], NULL, 10), strtoul(argv[3], NULL, 10));
+        return mode_tcp(num(argv[2]), (size_t)num(argv[3]));
     if (argc >= 5 && strcmp(argv[1], "get") == 0)
-        return mode_get(argv[2], strtoull(argv[3], NULL, 10), strtoul(argv[4], NULL, 10));
+        return mode_get(argv[2], num(argv[3]), (size_t)num(argv[4]));
     if (argc >= 4 && strcmp(argv[1], "wrap") == 0)
-        return mode_wrap(strtoull(argv[2], NULL, 10), argv + 3);
+        return mode_wrap(num(argv[2]), argv + 3);
     fprintf(stderr, "usage: chan-guest tcp SIZE CHUNK | get URL SIZE CHUNK | wrap SIZE CMD...\n");
     return 2;
 }
