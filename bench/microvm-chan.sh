@@ -149,7 +149,7 @@ for i in $(seq 1 "$reps"); do
         # shellcheck disable=SC2046,SC2016
         tcp) set -- $(guest tcp "$size" "$chunk") ;;
         get) set -- $(guest get "http://127.0.0.1:$port/$size" "$size" "$chunk") ;;
-        proxy) set -- $(guest wrap "$size" sh -c 'exec curl -sS --noproxy "" -x "$HTTP_PROXY" -o /dev/null "$1"' sh "http://127.0.0.1:$port/$size") ;;
+        proxy) set -- $(guest wrap "$size" sh -c 'exec curl -fsS --noproxy "" -x "$HTTP_PROXY" -o /dev/null "$1"' sh "http://127.0.0.1:$port/$size") ;;
         esac
         rate[$k]+="$1 "
         [ "$k" = get ] || [ "$k" = proxy ] && cpu[$k]+="$1:$2:$3:$4:$5 "
