@@ -2,7 +2,7 @@
  * Fuzz the channel frame decoder and the session state machine (src/channel/proto.c).
  *
  * Input: byte 0 picks the role we play (bit 0), how many streams of our own to pre-allocate
- * (bits 1-4; guest: proxy streams, host: exec streams, protocol v2) and the chunking seed (all
+ * (bits 1-4; guest: proxy streams, host: exec streams, protocol v3) and the chunking seed (all
  * bits); the rest is the byte stream from the peer.
  * When bit 7 of byte 0 is set, the bytes instead go through a real struct mux (host role with
  * an exec stream open, or guest role with a few streams open, serving host-opened streams)
