@@ -645,6 +645,8 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
         return;
     /* Anything else acts after the batched bytes (FIN after DATA, RESET drops the stream). */
     batch_flush(m);
+    if (s && s->closed)
+        return; /* the flush failed and reset the stream: nothing more to do for it */
     switch (ev) {
     case CHANNEL_EV_HELLO:
     case CHANNEL_EV_IGNORE:
