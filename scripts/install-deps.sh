@@ -10,10 +10,12 @@ packages=(
     clang-format clang-tidy cppcheck
     # libraries (DESIGN.md section 4)
     libc-ares-dev libinih-dev libjansson-dev libidn2-dev libseccomp-dev libcap-dev libcmocka-dev
-    libssl-dev libpsl-dev publicsuffix
+    libssl-dev libpsl-dev publicsuffix zlib1g-dev
     # microvm backend: QEMU, and scripts/build-guest-kernel.sh's kernel build tools (the
     # kernel source itself is fetched with apt-get download, never installed)
     qemu-system-x86 flex bison libelf-dev bc xz-utils
+    # scripts/fetch-stock-kernel.sh (Debian's stock kernel, [microvm] kernel = stock): depmod
+    kmod
     # tests: fake upstreams, clients, namespaces
     python3 curl openssl socat iproute2 bind9-dnsutils util-linux procps psmisc libcap2-bin
     # tests: validates examples/docker/compose.yaml offline (`docker-compose config`; the
@@ -30,11 +32,15 @@ for p in "${packages[@]}"; do
     fi
 done
 
-# The microVM's guest kernel, built once from Debian's linux-source-6.1 into bot-bottle's
-# cache for the user running this script (skipped when the cache already holds a kernel built
-# from the same config fragment; about 4-10 minutes on 2 cores otherwise).
+# The microVM's guest kernels, into bot-bottle's cache for the user running this script: the
+# minimal one built once from Debian's linux-source-6.1 (skipped when the cache already holds a
+# kernel built from the same config fragment; about 4-10 minutes on 2 cores otherwise), and
+# Debian's stock kernel as the fallback.
 build_kernel() {
     "$(dirname "$0")/build-guest-kernel.sh"
+    # [microvm] kernel = stock: apt-get download and dpkg-deb -x, never installed; a few
+    # seconds, then "up to date" (docs/microvm.md)
+    "$(dirname "$0")/fetch-stock-kernel.sh"
 }
 
 if [ ${#missing[@]} -eq 0 ]; then

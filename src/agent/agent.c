@@ -20,6 +20,8 @@
 struct builtin {
     const char *name, *command, *package, *state, *state_env;
     const char *const *allow, *const *env;
+    const struct agent_key *keys;
+    const struct agent_left_out *left_out;
 };
 
 /*
@@ -42,11 +44,32 @@ struct builtin {
 static const char *const claude_allow[] = { "api.anthropic.com", "claude.ai", "platform.claude.com",
                                             "console.anthropic.com", NULL };
 static const char *const claude_env[] = {
-    "ANTHROPIC_API_KEY",         "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",        "ANTHROPIC_MODEL",
-    "CLAUDE_CODE_OAUTH_TOKEN",   "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
-    "DISABLE_AUTOUPDATER=1",     "DISABLE_TELEMETRY=1",
-    "DISABLE_ERROR_REPORTING=1", NULL,
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_MODEL",
+    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+    "DISABLE_AUTOUPDATER=1",
+    "DISABLE_TELEMETRY=1",
+    "DISABLE_ERROR_REPORTING=1",
+    NULL,
+};
+/* What the notice says when the agent still tries one of the hosts left out above. */
+static const struct agent_left_out claude_left_out[] = {
+    { "statsig.anthropic.com", "usage telemetry, turned off" },
+    { "*.sentry.io", "error reports, turned off" },
+    { "downloads.claude.ai", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "storage.googleapis.com", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "registry.npmjs.org", "auto-update; 'bot-bottle agent install claude' updates it" },
+    { "github.com", "plugin marketplaces" },
+    { "raw.githubusercontent.com", "plugin marketplaces" },
+    { NULL, NULL },
+};
+/* The keys: an API key goes in x-api-key; a bearer token (ANTHROPIC_AUTH_TOKEN, e.g. for a
+ * gateway, or the subscription token from `claude setup-token`) in Authorization. */
+static const struct agent_key claude_keys[] = {
+    { "ANTHROPIC_API_KEY", "x-api-key", "api.anthropic.com", "ANTHROPIC_BASE_URL" },
+    { "ANTHROPIC_AUTH_TOKEN", "authorization", "api.anthropic.com", "ANTHROPIC_BASE_URL" },
+    { "CLAUDE_CODE_OAUTH_TOKEN", "authorization", "api.anthropic.com", "ANTHROPIC_BASE_URL" },
+    { NULL, NULL, NULL, NULL },
 };
 
 /*
@@ -64,13 +87,24 @@ static const char *const claude_env[] = {
  */
 static const char *const codex_allow[] = { "api.openai.com", "chatgpt.com", "auth.openai.com",
                                            NULL };
-static const char *const codex_env[] = { "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID",
-                                         "OPENAI_PROJECT_ID", NULL };
+static const char *const codex_env[] = { "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID",
+                                         NULL };
+static const struct agent_left_out codex_left_out[] = {
+    { "api.github.com", "its update check; 'bot-bottle agent install codex' updates it" },
+    { NULL, NULL },
+};
+/* (Not moved by OPENAI_BASE_URL: this codex reaches api.openai.com with it set, at least for its
+ * Responses websocket; a key for another endpoint is a [credential] of the user's.) */
+static const struct agent_key codex_keys[] = {
+    { "OPENAI_API_KEY", "authorization", "api.openai.com", NULL },
+    { NULL, NULL, NULL, NULL },
+};
 
 static const struct builtin builtins[] = {
     { "claude", "claude", "@anthropic-ai/claude-code", ".claude", "CLAUDE_CONFIG_DIR", claude_allow,
-      claude_env },
-    { "codex", "codex", "@openai/codex", ".codex", "CODEX_HOME", codex_allow, codex_env },
+      claude_env, claude_keys, claude_left_out },
+    { "codex", "codex", "@openai/codex", ".codex", "CODEX_HOME", codex_allow, codex_env, codex_keys,
+      codex_left_out },
 };
 
 const char *agent_builtin_name(size_t i)
@@ -107,6 +141,8 @@ int agent_profile_get(const struct bb_config *cfg, const char *name, struct agen
     p.name = xstrdup(name);
     if (b) {
         p.builtin = true;
+        p.keys = b->keys;
+        p.left_out = b->left_out;
         p.command = xstrdup(b->command);
         p.package = dup_or_null(b->package);
         p.state = dup_or_null(b->state);

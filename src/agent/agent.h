@@ -32,15 +32,34 @@
 /* The bottle's default PATH (guest/spec.c); an installed agent's bin/ goes before it. */
 #define AGENT_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
+/*
+ * An API key a built-in profile knows: the host variable that holds it, the request header it
+ * goes into and the host it is for (or the host of base_url_var's URL when that is set). When
+ * the variable is set on the host, `run` makes it a credential (docs/credentials.md): the
+ * bottle gets a placeholder in the variable and the egress daemon puts the key into that
+ * header of the requests to that host; the key itself never enters the bottle.
+ */
+struct agent_key {
+    const char *var, *header, *host, *base_url_var;
+};
+
+/* A host a built-in profile leaves out on purpose, and why (for the blocked-host notice). */
+struct agent_left_out {
+    const char *host; /* a name, or *.SUFFIX */
+    const char *why;
+};
+
 struct agent_profile {
     char *name;
-    char *command;     /* program name (PATH lookup in the bottle) or absolute path */
-    char *package;     /* npm package, NULL: not installable with `agent install` */
-    struct strv allow; /* host patterns the agent needs */
-    struct strv env;   /* NAME (the host's value, when set) or NAME=VALUE */
-    char *state;       /* relative to $HOME in the bottle; NULL: no state directory */
-    char *state_env;   /* set to $HOME/<state> in the bottle; NULL: none */
-    bool builtin;      /* a built-in profile (possibly adjusted by the config) */
+    char *command;                /* program name (PATH lookup in the bottle) or absolute path */
+    char *package;                /* npm package, NULL: not installable with `agent install` */
+    struct strv allow;            /* host patterns the agent needs */
+    struct strv env;              /* NAME (the host's value, when set) or NAME=VALUE */
+    char *state;                  /* relative to $HOME in the bottle; NULL: no state directory */
+    char *state_env;              /* set to $HOME/<state> in the bottle; NULL: none */
+    const struct agent_key *keys; /* built-in profiles: their API keys ({ NULL } ends) */
+    const struct agent_left_out *left_out; /* built-in: hosts left out ({ NULL } ends) */
+    bool builtin;                       /* a built-in profile (possibly adjusted by the config) */
     const struct bb_config_agent *user; /* the config section, or NULL */
 };
 

@@ -99,6 +99,8 @@ struct backend_paths {
     const char *init;
     /* microvm: the cache holding the guest kernel and initramfs. */
     const char *cache_dir;
+    /* microvm: [microvm] kernel ("stock": Debian's kernel from the cache); NULL: default */
+    const char *kernel;
 };
 
 struct backend_create_args {

@@ -4,9 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/macro.h"
 #include "common/xalloc.h"
@@ -334,9 +336,26 @@ struct mux *channel_guest_relay_mux(struct channel_guest_relay *r)
 
 /* ---- host ---- */
 
-static int host_open_stream(void *ud, enum channel_kind kind)
+/*
+ * Each stream the guest opens costs the host one descriptor, and the channel allows
+ * CHANNEL_MAX_STREAMS of them: under the common 1024-descriptor limit a guest could take all
+ * of the supervisor's (no control connection, no exec, no `stop` any more). A stream whose fd
+ * lands within CHANNEL_HOST_FD_RESERVE of the limit is refused instead (descriptors are
+ * allocated lowest first, so the number says how few are left).
+ */
+static int host_fd_budget(int fd)
 {
-    struct channel_host_relay *r = ud;
+    struct rlimit rl;
+
+    if (fd < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+        (rlim_t)fd + CHANNEL_HOST_FD_RESERVE < rl.rlim_cur)
+        return fd;
+    close_rst(fd);
+    return -EMFILE;
+}
+
+static int host_open_stream_fd(struct channel_host_relay *r, enum channel_kind kind)
+{
     const struct net_addr *a;
     int fd;
 
@@ -373,6 +392,11 @@ static int host_open_stream(void *ud, enum channel_kind kind)
     default:
         return -EINVAL;
     }
+}
+
+static int host_open_stream(void *ud, enum channel_kind kind)
+{
+    return host_fd_budget(host_open_stream_fd(ud, kind));
 }
 
 static void host_on_dead(void *ud, int err)

@@ -163,6 +163,8 @@ struct agent_run {
     char *state; /* the state directory (canonical), or NULL */
     struct strv env;
     struct strv mounts;
+    struct bb_config creds; /* the profile's API keys set on the host, as credentials */
+    struct strv left_out;   /* "HOST WHY": hosts the profile leaves out (supervisor notices) */
 };
 /* Whether name is an agent profile (built-in or in cfg). */
 bool agent_run_known(const struct bb_config *cfg, const char *name);
@@ -176,6 +178,9 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
                       const struct bb_config *cfg, struct policy *policy,
                       const struct strv *writable, struct agent_run *ret);
 void agent_run_done(struct agent_run *ar);
+/* Adds ar's credentials to cfg, but where cfg has one of the same name or variable (the
+ * user's own wins); says once for each that its key stays on the host. */
+void agent_run_add_credentials(struct agent_run *ar, struct bb_config *cfg);
 /*
  * Every run: refuses (logged, -EPERM) when a path the bottle can write (writable: the workspace
  * and read-write mount sources, canonical) lies inside or holds the agent cache or the state

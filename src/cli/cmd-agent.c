@@ -126,6 +126,79 @@ static int refuse_reachable(const char *what, const char *dir, const struct strv
     return 0;
 }
 
+/* The host and port of an http:// or https:// URL (no userinfo, no IPv6 literal; port 0: none
+ * given). Returns 0 with *ret_host (malloc'd) or -EINVAL. */
+static int url_authority(const char *url, bool *ret_https, char **ret_host, uint16_t *ret_port)
+{
+    const char *h, *end, *colon;
+    uint64_t port = 0;
+    bool https;
+
+    https = strncmp(url, "https://", 8) == 0;
+    if (!https && strncmp(url, "http://", 7) != 0)
+        return -EINVAL;
+    h = url + (https ? 8 : 7);
+    end = h + strcspn(h, "/?#");
+    if (memchr(h, '@', (size_t)(end - h)) || h[0] == '[')
+        return -EINVAL; /* (no userinfo; IPv6 literals: name the host by a host name) */
+    colon = memchr(h, ':', (size_t)(end - h));
+    if ((colon ? colon : end) == h)
+        return -EINVAL;
+    if (colon && (str_to_u64(slice_make(colon + 1, (size_t)(end - colon - 1)), 65535, &port) < 0 ||
+                  port == 0))
+        return -EINVAL;
+    *ret_https = https;
+    *ret_host = xstrndup(h, (size_t)((colon ? colon : end) - h));
+    *ret_port = (uint16_t)port;
+    return 0;
+}
+
+static bool is_key(const struct agent_profile *p, const char *var)
+{
+    for (const struct agent_key *k = p->keys; k && k->var; k++)
+        if (strcmp(k->var, var) == 0)
+            return true;
+    return false;
+}
+
+/*
+ * The profile's API keys set on the host become credentials in *creds (run adds them where no
+ * credential of the user's names the same variable): the bottle gets a placeholder, the egress
+ * daemon the key. A base URL variable moves the key to that URL's host, over https only.
+ */
+static int agent_keys(const struct agent_profile *p, struct bb_config *creds)
+{
+    for (const struct agent_key *k = p->keys; k && k->var; k++) {
+        const char *base = k->base_url_var ? getenv(k->base_url_var) : NULL, *msg = NULL;
+        _cleanup_free_ char *host = NULL, *name = NULL, *src = NULL;
+        uint16_t port = 0;
+        bool https = true;
+
+        if (!getenv(k->var))
+            continue;
+        if (base && *base) {
+            if (url_authority(base, &https, &host, &port) < 0 || !https) {
+                log_error("agent %s: %s is '%s'; bot-bottle puts %s into requests itself and "
+                          "only over HTTPS to a named host, so %s must be an https://HOST[:PORT] "
+                          "URL (or unset it)",
+                          p->name, k->base_url_var, base, k->var, k->base_url_var);
+                return -EINVAL;
+            }
+        } else {
+            host = xstrdup(k->host);
+        }
+        name = xstrdup(k->var);
+        for (char *c = name; *c; c++)
+            *c = *c == '_' ? '-' : (char)ascii_tolower(*c);
+        src = strf("env:%s", k->var);
+        if (config_add_credential(creds, name, host, port, k->header, src, k->var, &msg) < 0) {
+            log_error("agent %s: %s for %s: %s", p->name, k->var, host, msg);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int agent_run_prepare(const char *name, const char *workspace, struct policy_args *args,
                       const struct bb_config *cfg, struct policy *policy,
                       const struct strv *writable, struct agent_run *ret)
@@ -199,6 +272,8 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
             strv_push(&ar.env, e);
             continue;
         }
+        if (is_key(&p, e))
+            continue; /* a key: a credential (agent_keys), never the value itself */
         v = getenv(e);
         if (!v) {
             log_debug("agent %s: %s is not set here; not passed", p.name, e);
@@ -210,6 +285,13 @@ int agent_run_prepare(const char *name, const char *workspace, struct policy_arg
             goto out;
         }
     }
+
+    r = agent_keys(&p, &ar.creds);
+    if (r < 0)
+        goto out;
+    for (const struct agent_left_out *l = p.left_out; l && l->host; l++)
+        (void)push_free(&ar.left_out,
+                        strf("%s the %s profile leaves it out: %s", l->host, p.name, l->why));
 
     /* The state directory: per agent and workspace, bot-bottle's, never the user's home. */
     if (p.state) {
@@ -306,7 +388,37 @@ void agent_run_done(struct agent_run *ar)
     strv_done(&ar->env);
     free(ar->command);
     free(ar->state);
+    config_done(&ar->creds);
+    strv_done(&ar->left_out);
     *ar = (struct agent_run){ 0 };
+}
+
+void agent_run_add_credentials(struct agent_run *ar, struct bb_config *cfg)
+{
+    struct bb_config add = { 0 };
+
+    for (size_t i = 0; i < ar->creds.n_creds; i++) {
+        struct bb_credential *c = &ar->creds.creds[i];
+        const char *why = NULL;
+
+        for (size_t k = 0; k < cfg->n_creds && !why; k++)
+            if (cfg->creds[k].env && strcmp(cfg->creds[k].env, c->env) == 0)
+                why = "a credential of the configuration puts its placeholder there";
+            else if (strcmp(cfg->creds[k].name, c->name) == 0)
+                why = "the configuration has a credential of that name";
+        if (why) {
+            log_debug("agent key %s: not made a credential (%s)", c->env, why);
+            continue;
+        }
+        log_info("%s stays on the host: the bottle gets a placeholder that the egress proxy "
+                 "replaces with it in the %s header of requests to %s:%u, and nowhere else",
+                 c->env, c->header, c->host, c->port);
+        if (config_add_credential(&add, c->name, c->host, c->port, c->header, c->value, c->env,
+                                  &why) < 0)
+            continue; /* (validated when it was made) */
+    }
+    config_merge_credentials(cfg, &add);
+    config_done(&add);
 }
 
 /* ---- agent ls ---- */
@@ -473,34 +585,20 @@ static int rm_tree(const char *path)
  * literal, *ret_cidr "ADDR/32"). */
 static int registry_target(const char *url, char **ret_pattern, char **ret_cidr)
 {
-    const char *h, *end, *colon;
     _cleanup_free_ char *host = NULL;
     unsigned char a[16];
-    uint64_t port = 0;
+    uint16_t port;
     bool https;
 
-    https = strncmp(url, "https://", 8) == 0;
-    if (!https && strncmp(url, "http://", 7) != 0)
-        return -EINVAL;
-    h = url + (https ? 8 : 7);
-    end = h + strcspn(h, "/?#");
-    if (memchr(h, '@', (size_t)(end - h)) || h[0] == '[')
-        return -EINVAL; /* (no userinfo; IPv6 literals: name the registry by a host name) */
-    colon = memchr(h, ':', (size_t)(end - h));
-    host = xstrndup(h, (size_t)((colon ? colon : end) - h));
-    if (!*host)
-        return -EINVAL;
-    if (colon && str_to_u64(slice_make(colon + 1, (size_t)(end - colon - 1)), 65535, &port) < 0)
+    if (url_authority(url, &https, &host, &port) < 0)
         return -EINVAL;
     if (inet_pton(AF_INET, host, a) == 1) {
         *ret_pattern = NULL;
-        *ret_cidr = port ? strf("%s/32:%llu", host, (unsigned long long)port) : strf("%s/32", host);
+        *ret_cidr = port ? strf("%s/32:%u", host, port) : strf("%s/32", host);
         return 0;
     }
     *ret_cidr = NULL;
-    *ret_pattern = port && port != 80 && port != 443
-                       ? strf("%s:%llu", host, (unsigned long long)port)
-                       : xstrdup(host);
+    *ret_pattern = port && port != 80 && port != 443 ? strf("%s:%u", host, port) : xstrdup(host);
     return 0;
 }
 

@@ -362,7 +362,9 @@ static int running_bottle(const char *name, struct state *st, char *dir, size_t 
 }
 
 /* Send request to the bottle's supervisor. Returns 0, or EXIT_BB_FAILURE after saying why. */
-static int call(const char *verb, const char *name, const char *dir, json_t *req)
+/* note (may be NULL): the reply's "note" (what the change means for the bottle), else "". */
+static int call(const char *verb, const char *name, const char *dir, json_t *req, char *note,
+                size_t notesize)
 {
     json_t *reply = NULL;
     int r;
@@ -382,6 +384,10 @@ static int call(const char *verb, const char *name, const char *dir, json_t *req
         log_error("%s: bottle '%s' refused: %s", verb, name, err ? err : "(no reason given)");
         json_decref(reply);
         return EXIT_BB_FAILURE;
+    }
+    if (note) {
+        const char *n = json_string_value(json_object_get(reply, "note"));
+        (void)str_printf(note, notesize, "%s", n ? n : "");
     }
     json_decref(reply);
     return 0;
@@ -437,7 +443,7 @@ int cmd_stop(int argc, char **argv)
     req = json_pack("{s:s}", "cmd", "stop");
     if (req && grace >= 0)
         json_object_set_new(req, "time", json_integer(grace));
-    if ((ret = call("stop", argv[optind], dir, req)) != 0)
+    if ((ret = call("stop", argv[optind], dir, req, NULL, 0)) != 0)
         return ret;
     /* The bottle is gone once its supervisor dropped the lock: after the grace, the kill, and
      * the teardown (the daemon's stop takes up to 3 s more). */
@@ -556,6 +562,7 @@ static int allow_deny(int argc, char **argv, bool allow)
                                        allow ? allow_usage : deny_usage, NULL };
     struct state st;
     char dir[STATE_PATH_MAX + 128];
+    char note[1024];
     uint32_t secs = 0;
     int opt, ret = 0;
     json_t *req;
@@ -582,13 +589,15 @@ static int allow_deny(int argc, char **argv, bool allow)
     req = json_pack("{s:s, s:s}", "cmd", verb, "pattern", argv[optind + 1]);
     if (req && secs)
         json_object_set_new(req, "for", json_integer(secs));
-    if ((ret = call(verb, argv[optind], dir, req)) != 0)
+    if ((ret = call(verb, argv[optind], dir, req, note, sizeof(note))) != 0)
         return ret;
     if (secs)
         printf("allowed %s in bottle %s for %u s\n", argv[optind + 1], argv[optind], secs);
     else
         printf("%s %s in bottle %s\n", allow ? "allowed" : "denied", argv[optind + 1],
                argv[optind]);
+    if (note[0])
+        printf("%s\n", note);
     return fflush(stdout) == 0 ? 0 : EXIT_BB_FAILURE;
 }
 

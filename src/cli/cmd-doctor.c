@@ -449,7 +449,9 @@ int cmd_doctor(int argc, char **argv)
     list = backend_list(&n);
     probes = xcalloc(n, sizeof(*probes));
     for (size_t i = 0; i < n; i++) {
-        int r = list[i]->probe(NULL, &probes[i]);
+        /* the kernel the config picks ([microvm] kernel = stock) is the one probed */
+        struct backend_paths dp = { .kernel = cfg_ok ? cfg.kernel : NULL };
+        int r = list[i]->probe(&dp, &probes[i]);
         if (r < 0) {
             probes[i].available = false;
             (void)str_printf(probes[i].reason, sizeof(probes[i].reason), "probing failed: %s",

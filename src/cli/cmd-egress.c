@@ -127,8 +127,8 @@ static int parse_ms(const char *opt, const char *arg, unsigned *ret)
     return parse_count(opt, arg, 86400000, "milliseconds", ret);
 }
 
-/* The host[:port] of each method/path rule ("HOST[:PORT] METHODS PATH") that names one host,
- * added to cfg->inspect once. */
+/* The host[:port] of each method/path rule ("HOST[:PORT] METHODS PATH"), added to cfg->inspect
+ * once; a wildcard "*.name" too (its CA is constrained to the names below name). */
 static void add_rule_hosts(struct bb_config *cfg)
 {
     for (size_t i = 0; i < cfg->allow.n; i++) {
@@ -137,7 +137,7 @@ static void add_rule_hosts(struct bb_config *cfg)
         char hp[300];
         bool seen = false;
 
-        if (!p[n] || n == 0 || n >= sizeof(hp) || p[0] == '*' || p[0] == '[')
+        if (!p[n] || n == 0 || n >= sizeof(hp) || p[0] == '[')
             continue;
         memcpy(hp, p, n);
         hp[n] = '\0';
@@ -286,9 +286,9 @@ int cmd_egress(int argc, char **argv)
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
     /* A bottle's daemon (run by a supervisor, which installs the bottle's CA) intercepts the
-     * hosts that have method/path rules, so the rules hold for HTTPS too; a rule on a wildcard
-     * (no one certificate name) stays a refused CONNECT (needs-interception), as it does for
-     * the standalone daemon, whose clients would not trust the CA. */
+     * hosts that have method/path rules, wildcards included, so the rules hold for HTTPS too;
+     * the standalone daemon, whose clients would not trust the CA, refuses their CONNECTs
+     * (needs-interception). */
     if (o.ready_fd >= 0)
         add_rule_hosts(&cfg);
     o.inspect = &cfg.inspect;

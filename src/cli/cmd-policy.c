@@ -39,13 +39,17 @@ static void usage(FILE *f)
 }
 
 /* Split TARGET into host text and port. Returns 0 or -EINVAL. */
-static int split_target(const char *target, struct slice *ret_host, uint16_t *ret_port)
+/* why (may stay ""): what is wrong with target, when "give an http:// or https:// URL" would
+ * not say it (userinfo). */
+static int split_target(const char *target, struct slice *ret_host, uint16_t *ret_port, char *why,
+                        size_t whysize)
 {
     struct slice s = slice_cstr(target), auth;
     uint16_t def = 443;
-    const char *sep = strstr(target, "://");
+    const char *sep = strstr(target, "://"), *at;
     size_t i;
 
+    why[0] = '\0';
     if (sep) {
         struct slice scheme = slice_make(target, (size_t)(sep - target));
         if (slice_eq_nocase_cstr(scheme, "http"))
@@ -63,6 +67,21 @@ static int split_target(const char *target, struct slice *ret_host, uint16_t *re
     if (!sep && i != s.len)
         return -EINVAL;
     auth = slice_make(s.p, i);
+    /* userinfo ("user:password@host"): the host is what follows the last '@', which is
+     * seldom what the one who wrote it meant; the proxy refuses such URLs (bad-host) */
+    at = memrchr(auth.p, '@', auth.len);
+    if (at) {
+        size_t ul = (size_t)(at - auth.p);
+        const char *colon = memchr(auth.p, ':', ul);
+        size_t shown = colon ? (size_t)(colon - auth.p) : ul; /* never a password */
+        (void)str_printf(why, whysize,
+                         "the URL has userinfo ('%.*s%s@' before its host), which the proxy "
+                         "refuses: the host is what follows the '@' ('%.*s'); give the URL "
+                         "without 'USER@'",
+                         (int)MIN(shown, (size_t)64), auth.p, colon ? ":..." : "",
+                         (int)MIN(auth.len - ul - 1, (size_t)255), at + 1);
+        return -EINVAL;
+    }
     return http_parse_host_header(auth, def, ret_host, ret_port) < 0 ? -EINVAL : 0;
 }
 
@@ -184,9 +203,10 @@ static int policy_check_main(int argc, char **argv)
     struct slice hs;
     uint16_t port = 0;
     const char *herr = NULL;
+    char why[640];
     enum verdict v;
     bool resolve = false;
-    int opt, ret = EXIT_BB_FAILURE;
+    int opt, r, ret = EXIT_BB_FAILURE;
 
     const struct cli_parser parser = { "policy check", "+" POLICY_OPTS_SHORT "h", longopts, usage,
                                        &args };
@@ -208,7 +228,13 @@ static int policy_check_main(int argc, char **argv)
     if (policy_args_finish(&args, &cfg, &policy) < 0)
         goto out;
 
-    if (split_target(argv[optind], &hs, &port) < 0 || host_parse(hs.p, hs.len, &host, &herr) < 0) {
+    r = split_target(argv[optind], &hs, &port, why, sizeof(why));
+    if (r < 0 && why[0]) {
+        printf("deny: %s: %s\n", verdict_reason(V_DENY_BAD_HOST), why);
+        ret = 1;
+        goto out;
+    }
+    if (r < 0 || host_parse(hs.p, hs.len, &host, &herr) < 0) {
         printf("deny: %s: '%s' is not a valid target%s%s; give an http:// or https:// URL "
                "(https://example.com/path) or host[:port] (example.com:8443)\n",
                verdict_reason(V_DENY_BAD_HOST), argv[optind], herr ? ": " : "", herr ? herr : "");

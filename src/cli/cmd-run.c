@@ -648,6 +648,7 @@ static int run_or_start(int argc, char **argv, bool start)
         /* the agent's variables first: [env] pass and --env come later and win */
         for (size_t i = 0; i < ar.env.n; i++)
             strv_push(&o.env, ar.env.v[i]);
+        o.left_out = ar.left_out; /* (ar keeps it until the end) */
     }
     if (agent_run_check_roots(&writable, agent ? &ar : NULL) < 0)
         goto out;
@@ -658,7 +659,7 @@ static int run_or_start(int argc, char **argv, bool start)
      * (exit 125), never a silent switch to another one, and never a prompt. */
     {
         struct cli_backend_sel *sel = xcalloc(1, sizeof(*sel));
-        struct backend_paths bp = { .init = o.init_path };
+        struct backend_paths bp = { .init = o.init_path, .kernel = cfg.kernel };
         char msg[2 * BACKEND_REASON_MAX + sizeof(sel->choice.why)];
 
         cli_backend_select(backend, cfg.backend, &bp, sel);
@@ -682,6 +683,8 @@ static int run_or_start(int argc, char **argv, bool start)
     /* Credentials: the command line's replace the file's of the same name. Resolved after
      * the variables, so a credential's placeholder replaces a passed value of its variable. */
     config_merge_credentials(&cfg, &cli_creds);
+    if (agent)
+        agent_run_add_credentials(&ar, &cfg);
     if (cfg.n_creds) {
         if (credentials_prepare(&cfg, &o.env, &cred_wire) < 0)
             goto out;

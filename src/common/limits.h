@@ -41,6 +41,7 @@
 /* Channel (docs/channel.md; the wire-format limits CHANNEL_MAX_PAYLOAD and CHANNEL_WINDOW
  * are protocol facts both ends must share: they stay in channel/proto.h) */
 #define CHANNEL_MAX_STREAMS 1024       /* concurrently open streams per channel */
+#define CHANNEL_HOST_FD_RESERVE 128    /* host: descriptors guest-opened streams leave free */
 #define CHANNEL_MAX_UDP_FLOWS 64       /* guest: client addresses with a live DNS datagram stream */
 #define CHANNEL_UDP_IDLE_MS 30000      /* guest: a UDP flow with no datagram either way is reset */
 #define MUX_IN_CAP (256u * 1024u)      /* channel input buffer (>= one whole frame) */

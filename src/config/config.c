@@ -456,7 +456,7 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                     key);
 }
 
-/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux (docs/microvm.md) */
+/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux | stock (docs/microvm.md) */
 static int handle_microvm(struct load_ctx *c, const char *key, const char *value)
 {
     if (strcmp(key, "accel") == 0) {
@@ -465,8 +465,10 @@ static int handle_microvm(struct load_ctx *c, const char *key, const char *value
         return set_scalar(c, SC_ACCEL, key, &c->cfg.accel, value);
     }
     if (strcmp(key, "kernel") == 0) {
-        if (value[0] != '/' || strlen(value) >= PATH_MAX)
-            return ctx_fail(c, "kernel: '%.80s' is not an absolute path to a vmlinux", value);
+        /* "stock": Debian's kernel from scripts/fetch-stock-kernel.sh, with its modules */
+        if (strcmp(value, "stock") != 0 && (value[0] != '/' || strlen(value) >= PATH_MAX))
+            return ctx_fail(
+                c, "kernel: '%.80s' is neither 'stock' nor an absolute path to a vmlinux", value);
         return set_scalar(c, SC_KERNEL, key, &c->cfg.kernel, value);
     }
     return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel", key);

@@ -120,6 +120,9 @@ struct dlp {
     struct idx_entry *ents;
     size_t n_ents;
     unsigned stride;
+    size_t max_len; /* the longest needle */
+    /* bit (h >> 16) set: some indexed window has hash h (most positions stop here) */
+    uint64_t filter[(1u << 16) / 64];
     int32_t heads[1u << IDX_BUCKET_BITS];
 };
 
@@ -135,8 +138,10 @@ static void index_rebuild(struct dlp *d)
     size_t min_len = SIZE_MAX, n = 0;
 
     for (size_t i = 0; i < d->n; i++)
-        for (size_t j = 0; j < d->s[i].n_needles; j++)
+        for (size_t j = 0; j < d->s[i].n_needles; j++) {
             min_len = MIN(min_len, d->s[i].n[j].len);
+            d->max_len = MAX(d->max_len, d->s[i].n[j].len);
+        }
     d->stride = min_len == SIZE_MAX ? 1 : (unsigned)MIN((size_t)16, min_len - 7);
     free(d->ents);
     d->ents = NULL;
@@ -146,6 +151,7 @@ static void index_rebuild(struct dlp *d)
     d->ents = xcalloc(n ? n : 1, sizeof(*d->ents));
     for (size_t b = 0; b < ARRAY_SIZE(d->heads); b++)
         d->heads[b] = -1;
+    memset(d->filter, 0, sizeof(d->filter));
     for (size_t i = 0; i < d->n; i++)
         for (size_t j = 0; j < d->s[i].n_needles; j++)
             for (unsigned o = 0; o < d->stride; o++) {
@@ -154,6 +160,7 @@ static void index_rebuild(struct dlp *d)
                 e->secret = (uint16_t)i;
                 e->needle = (uint8_t)j;
                 e->off = (uint8_t)o;
+                d->filter[e->h >> 22] |= 1ull << ((e->h >> 16) & 63);
                 e->next = d->heads[e->h >> (32 - IDX_BUCKET_BITS)];
                 d->heads[e->h >> (32 - IDX_BUCKET_BITS)] = (int32_t)d->n_ents++;
             }
@@ -313,6 +320,8 @@ static bool scan_secrets(const struct dlp_ctx *x, const unsigned char *p, size_t
         return false;
     for (size_t i = 0; i + 8 <= len; i += d->stride) {
         uint32_t h = hash8(p + i);
+        if (!(d->filter[h >> 22] & (1ull << ((h >> 16) & 63))))
+            continue;
         for (int32_t k = d->heads[h >> (32 - IDX_BUCKET_BITS)]; k >= 0; k = d->ents[k].next) {
             const struct idx_entry *e = &d->ents[k];
             if (e->h != h || i < e->off)
@@ -334,10 +343,15 @@ enum { C_ALNUM = 1, C_DIGIT = 2, C_UPPER = 4, C_B64URL = 8, C_HEX = 16 };
 
 static uint8_t cls[256];
 
+static bool have_avx2;
+
 static void cls_init(void)
 {
     if (cls['a'])
         return;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    have_avx2 = __builtin_cpu_supports("avx2");
+#endif
     for (int c = 0; c < 256; c++) {
         uint8_t v = 0;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
@@ -583,6 +597,10 @@ static bool card_iin_ok(const unsigned char *d, size_t n)
     }
 }
 
+/* How far back match_card looks for the '[' or '":' of a JSON number: the bytes before a
+ * match any rule needs stay within DLP_LOOKBACK. */
+#define CARD_MAX_SPACES 8
+
 /* 13-19 digits, contiguous or in groups separated by one ' ' or '-' (the same one), not part
  * of a longer number, a decimal fraction or a word. */
 static int match_card(const struct region *r, size_t i)
@@ -600,7 +618,7 @@ static int match_card(const struct region *r, size_t i)
     if (i > 0) {
         /* an unquoted JSON number ("id":4599456696819948, [4599...]) is an id, not a card */
         size_t k = i;
-        while (k > 0 && r->p[k - 1] == ' ')
+        while (k > 0 && i - k < CARD_MAX_SPACES && r->p[k - 1] == ' ')
             k--;
         if (k > 0 && (r->p[k - 1] == '[' || (r->p[k - 1] == ':' && k > 1 && r->p[k - 2] == '"')))
             return NO;
@@ -695,10 +713,34 @@ static int match_at(const struct region *r, size_t i, uint32_t off)
     return DLP_NONE;
 }
 
-/* Scalar: every word start (an alphanumeric byte after a non-alphanumeric one) from i on. */
-static int scan_formats_scalar(const struct region *r, size_t i, bool prev_al, uint32_t off)
+/* Can a rule start with this byte (match_at's cases)? */
+static inline bool can_start(unsigned char c)
 {
-    for (; i < r->len; i++) {
+    return c == 'A' || c == 'g' || c == 'x' || c == 'B' || c == 'e' || (c >= '2' && c <= '6');
+}
+
+/* Where a stream keeps the starts a region could not decide (fewer than DLP_MAX_MATCH bytes
+ * after them in the region): absolute stream positions, base + the region's index. */
+struct rec {
+    struct dlp_stream *s;
+    uint64_t base;
+};
+
+static void note_start(struct rec *rc, const struct region *r, size_t i)
+{
+    /* a start with DLP_MAX_MATCH bytes after it (or the data's real end) is decided */
+    if (!rc || r->end_b || r->len - i >= DLP_MAX_MATCH || !can_start(r->p[i]))
+        return;
+    /* at most one word start per two bytes, so DLP_MAX_PENDING is never reached */
+    if (rc->s->n_pend < DLP_MAX_PENDING)
+        rc->s->pend[rc->s->n_pend++] = rc->base + i;
+}
+
+/* Scalar: every word start (an alphanumeric byte after a non-alphanumeric one) in [i, to). */
+static int scan_formats_scalar(const struct region *r, size_t i, size_t to, bool prev_al,
+                               uint32_t off, struct rec *rc)
+{
+    for (; i < to; i++) {
         if (!(cls[r->p[i]] & C_ALNUM)) {
             prev_al = false;
             continue;
@@ -709,8 +751,15 @@ static int scan_formats_scalar(const struct region *r, size_t i, bool prev_al, u
         int m = match_at(r, i, off);
         if (m != DLP_NONE)
             return m;
+        note_start(rc, r, i);
     }
     return DLP_NONE;
+}
+
+/* Was the byte before from alphanumeric (unknown before a region that is not the start)? */
+static bool prev_alnum(const struct region *r, size_t from)
+{
+    return from > 0 ? (cls[r->p[from - 1]] & C_ALNUM) != 0 : !r->start_b;
 }
 
 #ifdef __SSE2__
@@ -730,18 +779,91 @@ static inline __m128i eq(__m128i v, char c)
 }
 
 /*
- * 16 bytes at a time: the word starts whose first two bytes can begin a rule ('A' + upper
- * case, "gh", "gi", "gl", "xo", "BE", "ey", a digit 2-6 + digit/' '/'-'); only those reach
- * match_at(). Same result as the scalar loop, which finishes the last bytes.
+ * The rule starts in [from, to), 16 bytes at a time: the word starts whose first two bytes can
+ * begin a rule ('A' + upper case, "gh", "gi", "gl", "xo", "BE", "ey", a digit 2-6 +
+ * digit/' '/'-'); only those reach match_at(). Same result as the scalar loop, which finishes
+ * the last bytes. Starts the region cannot decide go to rc (NULL: none is kept).
  */
-static int scan_formats(const struct dlp_ctx *x, const struct region *r)
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define HAVE_AVX2_PATH 1
+
+__attribute__((target("avx2"))) static inline __m256i in_range32(__m256i v, unsigned char lo,
+                                                                 unsigned char n)
+{
+    const __m256i bias = _mm256_set1_epi8((char)0x80);
+    __m256i d = _mm256_sub_epi8(v, _mm256_set1_epi8((char)lo));
+    return _mm256_cmpgt_epi8(_mm256_set1_epi8((char)(n ^ 0x80)), _mm256_xor_si256(d, bias));
+}
+
+__attribute__((target("avx2"))) static inline __m256i eq32(__m256i v, char c)
+{
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi8(c));
+}
+
+/* scan_formats' loop 32 bytes at a time where the CPU has AVX2 (the same filter); returns the
+ * rule that fired or DLP_NONE with *at where the caller goes on, *carry for the byte before. */
+__attribute__((target("avx2"))) static int scan_formats_avx2(const struct region *r, size_t *at,
+                                                             size_t to, unsigned *carry,
+                                                             uint32_t off, struct rec *rc)
+{
+    const unsigned char *p = r->p;
+    size_t i = *at;
+    unsigned c = *carry;
+
+    for (; i + 32 <= to && i + 33 <= r->len; i += 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + i));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(p + i + 1));
+        __m256i lower = _mm256_or_si256(v, _mm256_set1_epi8(0x20));
+        __m256i digit = in_range32(v, '0', 10);
+        uint32_t al =
+            (uint32_t)_mm256_movemask_epi8(_mm256_or_si256(digit, in_range32(lower, 'a', 26)));
+        uint32_t ws = al & ~((al << 1) | c);
+        c = al >> 31;
+        __m256i wd = in_range32(w, '0', 10);
+        __m256i cand = _mm256_and_si256(eq32(v, 'A'), in_range32(w, 'A', 26));
+        cand = _mm256_or_si256(
+            cand,
+            _mm256_and_si256(eq32(v, 'g'), _mm256_or_si256(in_range32(w, 'h', 2), eq32(w, 'l'))));
+        cand = _mm256_or_si256(cand, _mm256_and_si256(eq32(v, 'x'), eq32(w, 'o')));
+        cand = _mm256_or_si256(cand, _mm256_and_si256(eq32(v, 'B'), eq32(w, 'E')));
+        cand = _mm256_or_si256(cand, _mm256_and_si256(eq32(v, 'e'), eq32(w, 'y')));
+        cand = _mm256_or_si256(
+            cand,
+            _mm256_and_si256(in_range32(v, '2', 5),
+                             _mm256_or_si256(wd, _mm256_or_si256(eq32(w, ' '), eq32(w, '-')))));
+        uint32_t m = ws & (uint32_t)_mm256_movemask_epi8(cand);
+        while (m) {
+            size_t s = i + (size_t)__builtin_ctz(m);
+            int hit = match_at(r, s, off);
+            if (hit != DLP_NONE)
+                return hit;
+            note_start(rc, r, s);
+            m &= m - 1;
+        }
+    }
+    *at = i;
+    *carry = c;
+    return DLP_NONE;
+}
+#endif
+
+static int scan_formats(const struct dlp_ctx *x, const struct region *r, size_t from, size_t to,
+                        struct rec *rc)
 {
     const unsigned char *p = r->p;
     uint32_t off = x->disabled;
-    unsigned carry = r->start_b ? 0 : 1; /* was the byte before the block alphanumeric? */
-    size_t i = 0;
+    unsigned carry = prev_alnum(r, from); /* was the byte before the block alphanumeric? */
+    size_t i = from;
 
-    for (; i + 17 <= r->len; i += 16) {
+#ifdef HAVE_AVX2_PATH
+    if (have_avx2) {
+        int hit = scan_formats_avx2(r, &i, to, &carry, off, rc);
+        if (hit != DLP_NONE)
+            return hit;
+    }
+#endif
+    for (; i + 16 <= to && i + 17 <= r->len; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
         __m128i w = _mm_loadu_si128((const __m128i *)(p + i + 1));
         __m128i lower = _mm_or_si128(v, _mm_set1_epi8(0x20));
@@ -763,36 +885,37 @@ static int scan_formats(const struct dlp_ctx *x, const struct region *r)
                                           _mm_or_si128(wd, _mm_or_si128(eq(w, ' '), eq(w, '-')))));
         unsigned m = ws & (unsigned)_mm_movemask_epi8(cand);
         while (m) {
-            int hit = match_at(r, i + (size_t)__builtin_ctz(m), off);
+            size_t at = i + (size_t)__builtin_ctz(m);
+            int hit = match_at(r, at, off);
             if (hit != DLP_NONE)
                 return hit;
+            note_start(rc, r, at);
             m &= m - 1;
         }
     }
-    return scan_formats_scalar(r, i, carry != 0, off);
+    return scan_formats_scalar(r, i, to, carry != 0, off, rc);
 }
 #else
-static int scan_formats(const struct dlp_ctx *x, const struct region *r)
+static int scan_formats(const struct dlp_ctx *x, const struct region *r, size_t from, size_t to,
+                        struct rec *rc)
 {
-    return scan_formats_scalar(r, 0, !r->start_b, x->disabled);
+    return scan_formats_scalar(r, from, to, prev_alnum(r, from), x->disabled, rc);
 }
 #endif
 
-static int scan_region(const struct dlp_ctx *x, const struct region *r)
+static bool secrets_on(const struct dlp_ctx *x)
 {
-    int m;
-
-    cls_init();
-    if (scan_secrets(x, r->p, r->len))
-        return DLP_CREDENTIAL;
-    m = scan_formats(x, r);
-    return m;
+    return x->d && x->d->n && !(x->disabled & DLP_BIT(DLP_CREDENTIAL));
 }
 
 int dlp_scan_buf(const struct dlp_ctx *x, const void *p, size_t len)
 {
     struct region r = { p, len, true, true };
-    return scan_region(x, &r);
+
+    cls_init();
+    if (scan_secrets(x, r.p, r.len))
+        return DLP_CREDENTIAL;
+    return scan_formats(x, &r, 0, len, NULL);
 }
 
 /* ---------------------------------------------------------------- host names */
@@ -866,62 +989,118 @@ size_t dlp_host_redact_len(const char *name, size_t len)
 
 /* ---------------------------------------------------------------- streams */
 
+/*
+ * A stream is scanned chunk by chunk where the chunk lies, with a small carry of the bytes
+ * before it:
+ *   - credentials: a needle wholly inside a chunk is found there; one that straddles the
+ *     junction is found in the carry's last (longest needle - 1) bytes joined to as many of the
+ *     chunk's first ones;
+ *   - formats: a rule start with DLP_MAX_MATCH bytes after it in the region scanned is decided
+ *     (no rule looks further); the others, a handful of candidate starts near a chunk's end,
+ *     are kept in s->pend and tried again with the next chunk joined (or at the end). The
+ *     chunk's first DLP_LOOKBACK bytes are tried in that join too, where the bytes before
+ *     them (a word start, "-----" before BEGIN, the '[' before a number) are known.
+ * The carry is what those need: DLP_LOOKBACK bytes before the oldest pending start, and the
+ * longest needle's length; every byte is scanned once plus a few hundred at each junction.
+ */
 void dlp_stream_init(struct dlp_stream *s)
 {
     s->total = 0;
-    s->tail_len = 0;
+    s->carry_len = 0;
+    s->n_pend = 0;
     s->hit = DLP_NONE;
 }
 
-static void tail_push(struct dlp_stream *s, const unsigned char *p, size_t len)
+/* Keep the last keep bytes of the carry followed by p[0..len). */
+static void carry_keep(struct dlp_stream *s, const unsigned char *p, size_t len, size_t keep)
 {
-    if (len >= DLP_TAIL) {
-        memcpy(s->tail, p + len - DLP_TAIL, DLP_TAIL);
-        s->tail_len = DLP_TAIL;
+    if (len >= keep) {
+        memcpy(s->carry, p + len - keep, keep);
+        s->carry_len = keep;
         return;
     }
-    if (s->tail_len + len > DLP_TAIL) {
-        size_t drop = s->tail_len + len - DLP_TAIL;
-        memmove(s->tail, s->tail + drop, s->tail_len - drop);
-        s->tail_len -= drop;
+    size_t old = MIN(s->carry_len, keep - len);
+    memmove(s->carry, s->carry + s->carry_len - old, old);
+    memcpy(s->carry + old, p, len);
+    s->carry_len = old + len;
+}
+
+/* The carry's tail joined to the chunk's head: needles across the junction, the pending
+ * starts, and the starts in the chunk's first DLP_LOOKBACK bytes. */
+static int scan_junction(struct dlp_stream *s, const struct dlp_ctx *x, const unsigned char *p,
+                         size_t len, size_t nl)
+{
+    unsigned char join[DLP_CARRY + DLP_MAX_MATCH + DLP_LOOKBACK];
+    uint64_t t = s->total, first = s->n_pend ? s->pend[0] : t;
+    size_t back = MIN(s->carry_len, MAX((size_t)(t - first) + DLP_LOOKBACK, nl));
+    size_t head = MIN(len, (size_t)DLP_LOOKBACK), fwd = nl;
+    /* the formats need the chunk's bytes only for a pending start or a possible rule start in
+     * its head (a byte that can start one, a non-alphanumeric byte before it) */
+    bool starts = s->n_pend > 0;
+    for (size_t k = 0; k < head && !starts; k++)
+        starts = can_start(p[k]) && !(cls[k ? p[k - 1] : s->carry[s->carry_len - 1]] & C_ALNUM);
+    if (starts)
+        fwd = MAX(fwd, (size_t)DLP_MAX_MATCH + DLP_LOOKBACK);
+    fwd = MIN(len, fwd);
+    struct region j = { join, back + fwd, t - back == 0, false };
+    struct rec rc = { s, t - back };
+    size_t w = 0;
+    int m;
+
+    memcpy(join, s->carry + s->carry_len - back, back);
+    memcpy(join + back, p, fwd);
+    if (nl && scan_secrets(x, join + back - MIN(back, nl), MIN(back, nl) + MIN(fwd, nl)))
+        return DLP_CREDENTIAL;
+    for (size_t k = 0; k < s->n_pend; k++) {
+        size_t at = (size_t)(s->pend[k] - rc.base);
+        m = match_at(&j, at, x->disabled);
+        if (m != DLP_NONE)
+            return m;
+        if (j.len - at < DLP_MAX_MATCH)
+            s->pend[w++] = s->pend[k];
     }
-    memcpy(s->tail + s->tail_len, p, len);
-    s->tail_len += len;
+    s->n_pend = w;
+    return starts ? scan_formats(x, &j, back, back + head, &rc) : DLP_NONE;
 }
 
 int dlp_stream_feed(struct dlp_stream *s, const struct dlp_ctx *x, const void *pv, size_t len)
 {
     const unsigned char *p = pv;
-    unsigned char join[2 * DLP_TAIL];
+    size_t nl = secrets_on(x) ? x->d->max_len - 1 : 0, keep;
     int m;
 
     if (s->hit != DLP_NONE || len == 0)
         return s->hit;
     cls_init();
-    /* the junction: the stream's last bytes joined to the chunk's first ones */
-    if (s->tail_len) {
-        size_t take = MIN(len, (size_t)DLP_TAIL);
-        struct region j = { join, s->tail_len + take, s->total <= DLP_TAIL, false };
-        memcpy(join, s->tail, s->tail_len);
-        memcpy(join + s->tail_len, p, take);
-        m = scan_region(x, &j);
+    if (s->total) {
+        m = scan_junction(s, x, p, len, nl);
         if (m != DLP_NONE)
             return s->hit = m;
     }
     struct region r = { p, len, s->total == 0, false };
-    m = scan_region(x, &r);
+    struct rec rc = { s, s->total };
+    if (scan_secrets(x, p, len))
+        return s->hit = DLP_CREDENTIAL;
+    m = scan_formats(x, &r, s->total ? MIN(len, (size_t)DLP_LOOKBACK) : 0, len, &rc);
     if (m != DLP_NONE)
         return s->hit = m;
-    tail_push(s, p, len);
     s->total += len;
+    keep = MAX((size_t)DLP_LOOKBACK, nl);
+    if (s->n_pend)
+        keep = MAX(keep, (size_t)(s->total - s->pend[0]) + DLP_LOOKBACK);
+    carry_keep(s, p, len, (size_t)MIN((uint64_t)keep, s->total));
     return DLP_NONE;
 }
 
 int dlp_stream_end(struct dlp_stream *s, const struct dlp_ctx *x)
 {
-    if (s->hit != DLP_NONE || s->tail_len == 0)
+    if (s->hit != DLP_NONE || s->n_pend == 0)
         return s->hit;
-    struct region r = { s->tail, s->tail_len, s->total <= DLP_TAIL, true };
-    s->hit = scan_region(x, &r);
+    cls_init();
+    uint64_t base = s->total - s->carry_len;
+    struct region r = { s->carry, s->carry_len, base == 0, true };
+    for (size_t k = 0; k < s->n_pend && s->hit == DLP_NONE; k++)
+        s->hit = match_at(&r, (size_t)(s->pend[k] - base), x->disabled);
+    s->n_pend = 0;
     return s->hit;
 }

@@ -9,10 +9,12 @@
  *   - long random-looking labels in host names, the shape of DNS exfiltration ("dns-entropy").
  * Every rule has a name and can be turned off by it (a mask of DLP_BIT(rule)).
  *
- * Streaming with bounded state: a struct dlp_stream keeps the last DLP_TAIL bytes of what it
- * saw, and each feed also scans that tail joined to the new chunk's start, so a match that
- * straddles chunk boundaries is found however the stream is cut (every rule's match is at most
- * DLP_MAX_MATCH bytes long). Nothing else is buffered.
+ * Streaming with bounded state: a struct dlp_stream scans each chunk where it lies and keeps
+ * only what a match across the junction with the next chunk needs (the longest needle's
+ * length, the few rule starts near the end that need more bytes to decide, DLP_LOOKBACK bytes
+ * before them), so a match is found however the stream is cut (every rule's match is at most
+ * DLP_MAX_MATCH bytes long). A match is decided once DLP_TAIL bytes follow its start. Nothing
+ * else is buffered.
  *
  * Pure functions over bytes, no I/O, no allocation while scanning.
  */
@@ -41,6 +43,11 @@ enum dlp_rule {
 /* The longest match any rule needs to see whole (with one byte of context each side). */
 #define DLP_MAX_MATCH 640
 #define DLP_TAIL DLP_MAX_MATCH
+/* The most bytes before a match's start a rule looks at (a word start, "-----" before BEGIN,
+ * the '[' or '":' before a number). */
+#define DLP_LOOKBACK 16
+#define DLP_CARRY (DLP_MAX_MATCH + DLP_LOOKBACK)
+#define DLP_MAX_PENDING (DLP_MAX_MATCH / 2 + 2) /* word starts are at least 2 bytes apart */
 /* A credential longer than this is looked for by its first DLP_SECRET_PREFIX bytes. */
 #define DLP_SECRET_PREFIX 128
 #define DLP_SECRET_MIN 8 /* shorter values are refused by dlp_add_secret (-EINVAL) */
@@ -93,10 +100,12 @@ int dlp_check_host(const struct dlp_ctx *x, const char *name, size_t len);
 size_t dlp_host_redact_len(const char *name, size_t len);
 
 struct dlp_stream {
-    uint64_t total;  /* bytes fed so far */
-    size_t tail_len; /* <= DLP_TAIL */
-    unsigned char tail[DLP_TAIL];
-    int hit; /* first rule that fired, DLP_NONE */
+    uint64_t total;   /* bytes fed so far */
+    size_t carry_len; /* the last carry_len bytes fed, <= DLP_CARRY */
+    unsigned char carry[DLP_CARRY];
+    size_t n_pend;                  /* rule starts not decided yet (stream positions) */
+    uint64_t pend[DLP_MAX_PENDING]; /* ascending, within DLP_MAX_MATCH of the end */
+    int hit;                        /* first rule that fired, DLP_NONE */
 };
 
 void dlp_stream_init(struct dlp_stream *s);

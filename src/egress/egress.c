@@ -16,6 +16,7 @@
 #include "channel/handoff.h"
 #include "dns/filter.h"
 #include "egress/confine.h"
+#include "egress/intercept.h"
 #include "audit/audit.h"
 #include "proxy/cred.h"
 #include "proxy/tls.h"
@@ -123,18 +124,56 @@ static int apply_change(const struct policy *p, const char *change, struct polic
 
 static void control_reply(int fd, const char *msg)
 {
-    (void)!send(fd, msg, strnlen(msg, EGRESS_CONTROL_MAX), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)!send(fd, msg, strnlen(msg, EGRESS_CONTROL_REPLY_MAX), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * The TLS interception an "allow" of a method/path rule calls for (intercept.h): its host and
+ * port are intercepted from now on; a host no CA covers gets a CA of its own whose certificate
+ * goes to *ca for the bottle's trust (docs/credentials.md, "Changing the intercepted set at run
+ * time"). Returns 0, or -errno with *why.
+ */
+static int intercept_for(struct egress *e, const char *pattern, struct buf *ca, const char **why)
+{
+    char host[BB_MAX_HOSTNAME + 8];
+    uint16_t port = 0;
+    int r;
+
+    while (*pattern == ' ' || *pattern == '\t')
+        pattern++;
+    r = egress_intercept_target(pattern, true, host, sizeof(host), &port);
+    if (r <= 0 || !e->tls)
+        return 0; /* no rule; or a daemon no bottle trusts: its CONNECT stays refused */
+    /* the contexts (and the host's CA bundle for upstream trust) at the first need only */
+    if (!tls_ctx_started(e->tls) &&
+        (r = tls_ctx_start(e->tls, e->o->bottle_name, NULL, e->o->tls_extra_ca, why)) < 0) {
+        log_error("egress: TLS interception: %s", *why);
+        return r;
+    }
+    r = tls_intercept_extend(e->tls, host, port, ca);
+    if (r < 0) {
+        *why = r == -E2BIG ? "cannot intercept TLS for one more host (too many intercepted hosts "
+                             "or CAs; restart the bottle with the rule in its config)"
+                           : "cannot make a CA for the rule's host";
+        return r;
+    }
+    if (r > 0)
+        log_info("egress: intercepting TLS for %s port %u from now on, with a new CA for it alone",
+                 host, port);
+    return 0;
 }
 
 /* A policy change from the supervisor. */
 static void on_control(struct loop_source *src, uint32_t events)
 {
     struct egress *e = src->userdata;
-    char req[EGRESS_CONTROL_MAX + 1], reply[EGRESS_CONTROL_MAX];
+    char req[EGRESS_CONTROL_MAX + 1], reply[EGRESS_CONTROL_REPLY_MAX];
     (void)events;
 
     for (int i = 0; i < 16; i++) {
         struct policy *np = NULL;
+        struct buf ca = BUF_INIT(EGRESS_CONTROL_REPLY_MAX - 64);
+        struct tls_mark mark = { 0, 0 };
         const char *why = NULL;
         ssize_t n = recv(src->fd, req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -158,6 +197,17 @@ static void on_control(struct loop_source *src, uint32_t events)
             control_reply(src->fd, reply);
             continue;
         }
+        /* A rule's host intercepted (and its CA made) before the rule is in force: a CONNECT
+         * in between gets the rule only inside a session the bottle can verify. */
+        if (e->tls)
+            mark = tls_intercept_mark(e->tls);
+        if (strncmp(req, "allow ", 6) == 0 && intercept_for(e, req + 6, &ca, &why) < 0) {
+            policy_free(np);
+            buf_done(&ca);
+            (void)str_printf(reply, sizeof(reply), "error %s", why);
+            control_reply(src->fd, reply);
+            continue;
+        }
         {
             /* audited before it takes effect: a change that cannot be recorded is not made */
             bool allow = strncmp(req, "allow ", 6) == 0;
@@ -166,7 +216,10 @@ static void on_control(struct loop_source *src, uint32_t events)
                                       .allow = allow,
                                       .reason = "control" };
             if (audit_emit(e->audit, &ev) < 0) {
+                if (e->tls)
+                    tls_intercept_rollback(e->tls, mark); /* (its CA reached nobody) */
                 policy_free(np);
+                buf_done(&ca);
                 control_reply(src->fd, "error cannot write the audit log");
                 continue;
             }
@@ -175,7 +228,10 @@ static void on_control(struct loop_source *src, uint32_t events)
         strv_push(&e->changes, req);
         log_info("egress: policy changed by the supervisor (%s; %zu allow patterns)", req,
                  policy_n_allow(np));
-        (void)str_printf(reply, sizeof(reply), "ok %zu", policy_n_allow(np));
+        /* "ok N", then the new CA certificate (PEM) the bottle must trust, if any */
+        (void)str_printf(reply, sizeof(reply), "ok %zu%s%s", policy_n_allow(np), ca.len ? "\n" : "",
+                         ca.len ? buf_str(&ca) : "");
+        buf_done(&ca);
         control_reply(src->fd, reply);
     }
 }
@@ -343,7 +399,11 @@ static int setup_tls(struct egress *e)
     const char *why = NULL;
     int r;
 
-    if (!cred_store_count(e->creds) && !(o->inspect && o->inspect->n))
+    /* A bottle's daemon (a supervisor reads the CA from ready_fd and sends run-time changes on
+     * control_fd) keeps a TLS context even with nothing to intercept yet: a method/path rule
+     * added at run time can then be intercepted (tls_intercept_extend). */
+    if (!cred_store_count(e->creds) && !(o->inspect && o->inspect->n) &&
+        !(o->ready_fd >= 0 && o->control_fd >= 0))
         return 0;
     e->tls = tls_ctx_new();
     for (size_t i = 0; i < cred_store_count(e->creds); i++)
@@ -351,14 +411,21 @@ static int setup_tls(struct egress *e)
             return log_errno(LOG_LVL_ERROR, r, "egress: cannot intercept %s",
                              cred_host(e->creds, i));
     for (size_t i = 0; o->inspect && i < o->inspect->n; i++) {
-        const char *v = o->inspect->v[i], *msg = NULL;
-        struct host h;
+        const char *v = o->inspect->v[i];
+        char h[BB_MAX_HOSTNAME + 8];
         uint16_t port;
-        if (host_parse_authority(v, strlen(v), 443, &h, &port, &msg) < 0 || h.kind != HOST_NAME ||
-            (r = tls_intercept_add(e->tls, h.name, port)) < 0) {
+        /* (a wildcard only from a rule's host: cmd-egress.c; [egress] inspect takes none) */
+        if (egress_intercept_target(v, false, h, sizeof(h), &port) <= 0 ||
+            (r = tls_intercept_add(e->tls, h, port)) < 0) {
             log_error("egress: inspect '%s': expected HOST[:PORT] (one host name)", v);
             return -EINVAL;
         }
+    }
+    if (!tls_intercept_count(e->tls)) {
+        /* nothing yet: started by the first rule that needs it (intercept_for), so a bottle
+         * that never has one does not pay for the contexts */
+        proxy_set_tls(e->proxy, e->tls);
+        return 0;
     }
     r = tls_ctx_start(e->tls, o->bottle_name, NULL, o->tls_extra_ca, &why);
     if (r < 0)
@@ -500,11 +567,14 @@ int egress_run(const struct egress_options *o, struct policy *policy)
         log_info("egress: DNS filter listening on %s (udp, tcp)", astr);
     }
     if (o->ready_fd >= 0) {
-        /* "ready\n", then the CA certificate the bottle must trust (if any) */
+        /* "ready\n", then with a TLS context "tls\n" and the CA certificates the bottle must
+         * trust (none while nothing is intercepted) */
         struct buf msg = BUF_INIT(64 * 1024);
         size_t off = 0;
         buf_append_str(&msg, "ready\n");
-        if (e.tls && tls_ca_pem(e.tls, &msg) < 0)
+        if (e.tls)
+            buf_append_str(&msg, "tls\n");
+        if (e.tls && tls_ca_count(e.tls) && tls_ca_pem(e.tls, &msg) < 0)
             log_warn("egress: cannot write the CA certificate out");
         while (off < msg.len) {
             ssize_t w = write(o->ready_fd, msg.p + off, msg.len - off);

@@ -6,7 +6,9 @@
  *
  * The control fd (--control-fd): one request per SOCK_SEQPACKET message, one reply each.
  *   "allow PATTERN"  add an allow pattern      "deny PATTERN"  remove one
- *   reply "ok N" (N allow patterns now) or "error WHY"
+ *   reply "ok N" (N allow patterns now) or "error WHY". An allow of a method/path rule whose
+ *   host a TLS context of the daemon does not intercept yet intercepts it from then on; if that
+ *   took a new CA, its certificate (PEM) follows "ok N\n" (docs/credentials.md).
  * A change builds a new policy from the one in force and swaps it in exactly like a SIGHUP
  * reload: connections read the policy at each decision, none is dropped. The changes are
  * kept and applied again on top of every SIGHUP reload, in order.
@@ -49,9 +51,11 @@ struct egress_options {
     /* >= 0: read the credentials (proxy/cred.h wire format) from this fd to its end at start,
      * then close it; owned. -1: none. */
     int credentials_fd;
-    /* TLS interception (proxy/tls.h) of these "host[:port]" besides the credential hosts;
-     * extra_ca: also trusted for origins. With any intercepted host, the CA certificate (PEM)
-     * follows "ready\n" on ready_fd. */
+    /* TLS interception (proxy/tls.h) of these "host[:port]" ("*.name" too, from a rule's
+     * host) besides the credential hosts; extra_ca: also trusted for origins. With an
+     * intercepted host, or with both ready_fd and control_fd (a bottle's daemon, which may
+     * intercept a rule's host added at run time), "tls\n" and the CA certificates (PEM, none
+     * while nothing is intercepted) follow "ready\n" on ready_fd. */
     const struct strv *inspect;
     const char *tls_extra_ca;
     /* Build a fresh policy (SIGHUP). Returns 0 and *ret, or -errno after logging why; the old
@@ -60,7 +64,9 @@ struct egress_options {
     void *reload_userdata;
 };
 
-#define EGRESS_CONTROL_MAX 2048 /* bytes of one control request or reply */
+#define EGRESS_CONTROL_MAX 2048 /* bytes of one control request */
+/* bytes of one reply: "ok N" may carry a new CA certificate (one name: well under 2 KiB) */
+#define EGRESS_CONTROL_REPLY_MAX 8192
 
 void egress_options_default(struct egress_options *ret);
 

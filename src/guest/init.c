@@ -580,16 +580,70 @@ static int vm_open_port(const char *name, int flags)
 }
 
 /*
+ * The stock kernel's modules (the host's initramfs holds them as VM_MODULES_DIR/NN-NAME.ko,
+ * numbered in load order from modules.dep: backend/microvm/initramfs.h): virtio-mmio, the
+ * console and ports, 9p. Loaded before anything looks for the console or a port, before the
+ * spec is read and long before anything of the bottle runs; each file is removed once loaded
+ * (the initramfs stays in RAM). Then module loading is switched off for the guest's lifetime
+ * (kernel.modules_disabled), so nothing later, not even an autoload the kernel asks for, adds
+ * one. No directory (a kernel with everything built in): nothing to do. The first failure is
+ * kept in failed (there may be no console yet to say it on) and loading goes on.
+ */
+#define VM_MODULES_DIR "/bottle/modules"
+
+static int write_file(const char *path, const char *text);
+
+static int vm_load_modules(char *failed, size_t size)
+{
+    struct dirent **ents = NULL;
+    int n = scandir(VM_MODULES_DIR, &ents, NULL, alphasort), r = 0;
+
+    if (n < 0)
+        return errno == ENOENT ? 0 : -errno;
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX];
+        int fd, e = 0;
+
+        if (ents[i]->d_name[0] != '.' &&
+            str_printf(path, sizeof(path), VM_MODULES_DIR "/%s", ents[i]->d_name) >= 0) {
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0 || (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST))
+                e = -errno;
+            if (fd >= 0)
+                close(fd);
+            (void)unlink(path);
+            if (e < 0 && r == 0) {
+                r = e;
+                (void)str_printf(failed, size, "%s", ents[i]->d_name);
+            }
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    (void)rmdir(VM_MODULES_DIR);
+    n = write_file("/proc/sys/kernel/modules_disabled", "1");
+    if (n < 0 && r == 0) {
+        r = n;
+        (void)str_printf(failed, size, "%s", "kernel.modules_disabled");
+    }
+    return r;
+}
+
+/*
  * Early init of a VM: /proc, /sys and devtmpfs (every node the kernel knows, no udev), the
- * console as stdio when the kernel could not open it for us (hvc0 may register after init
- * starts), then the control port.
+ * stock kernel's modules, the console as stdio when the kernel could not open it for us (hvc0
+ * may register after init starts), then the control port.
  */
 static int vm_early_init(void)
 {
+    char mod_failed[NAME_MAX + 1] = "";
+    int mod_r;
+
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
         mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
         mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
         return -errno;
+    mod_r = vm_load_modules(mod_failed, sizeof(mod_failed));
     /* The guest kernel has IPv6, which brings the SIT driver and its fallback device sit0 in
      * every network namespace unless this says "only the initial one". The bottle gets a
      * network namespace of its own (vm_own_netns), so it sees only lo. */
@@ -615,6 +669,8 @@ static int vm_early_init(void)
         if (fd > 2)
             close(fd);
     }
+    if (mod_r < 0) /* the bottle may still come up; if not, this says why */
+        log_errno(LOG_LVL_ERROR, mod_r, "loading the guest kernel's modules (%s)", mod_failed);
     ctl_fd = vm_open_port(VM_PORT_CTL, 0);
     return ctl_fd < 0 ? ctl_fd : 0;
 }

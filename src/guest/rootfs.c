@@ -424,6 +424,15 @@ int guest_rootfs_write_etc(int dirfd, const struct bottle_spec *s)
                                   "services: files\nethers: files\nrpc: files\n";
         r = write_file_at(dirfd, "nsswitch.conf", nss, sizeof(nss) - 1, 0644);
     }
+    /* Over 9p a file's inode number and ctime differ from the host's, so git would take every
+     * file of an index written on the host (or the other way round) as possibly changed and
+     * read it all again: 34 s instead of 6 s for a first `git status` of 2,000 files under TCG.
+     * Compare mtime and size only (git's racy-entry check still applies). System level: the
+     * user's or the repository's config can set it back. */
+    if (r >= 0 && s->rootfs == BOTTLE_ROOTFS_9P) {
+        static const char git[] = "[core]\n\tcheckStat = minimal\n\ttrustctime = false\n";
+        r = write_file_at(dirfd, "gitconfig", git, sizeof(git) - 1, 0644);
+    }
     return r;
 }
 

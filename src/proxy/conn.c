@@ -83,6 +83,11 @@ static int read_into(struct side *s, struct buf *b, size_t max)
     return (int)n;
 }
 
+int conn_read_into(struct side *s, struct buf *b, size_t max)
+{
+    return read_into(s, b, max);
+}
+
 /* ---------------------------------------------------------------- CS_READ_HEAD */
 
 static void exchange_reset(struct conn *c)
@@ -477,6 +482,9 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         buf_reset(&c->toup);
         r = c->resp_identity ? build_with_creds(c, req, &t, subs, nsubs)
                              : http_build_upstream_request(req, &t, c->host.name, &c->toup);
+        c->ws = upgrade_requested(req);
+        if (r >= 0 && c->ws)
+            r = upgrade_finish_request(&c->toup);
         if (r < 0) {
             struct http_error me = { 431, "request head too large after rewriting" };
             conn_bad_request(c, &me);
@@ -1020,9 +1028,13 @@ static int step_send_req(struct conn *c)
 
 /* ---------------------------------------------------------------- response */
 
-/* The response's content is as the origin has it (no Content-Encoding, or identity). */
-static bool content_identity(const struct http_response *resp)
+/* The response's content coding: 0 as the origin has it (no Content-Encoding, or identity),
+ * 1 gzip or deflate (the reflection search inflates it), -1 anything else (or more than one
+ * coding), named in *ret_name. */
+static int content_coding(const struct http_response *resp, struct slice *ret_name)
 {
+    int k = 0;
+
     for (size_t i = 0; i < resp->n_headers; i++) {
         struct slice v = resp->headers[i].value;
         if (!slice_eq_nocase_cstr(resp->headers[i].name, "content-encoding"))
@@ -1031,10 +1043,27 @@ static bool content_identity(const struct http_response *resp)
             v = slice_make(v.p + 1, v.len - 1);
         while (v.len && (v.p[v.len - 1] == ' ' || v.p[v.len - 1] == '\t'))
             v.len--;
-        if (v.len && !slice_eq_nocase_cstr(v, "identity"))
-            return false;
+        if (!v.len || slice_eq_nocase_cstr(v, "identity"))
+            continue;
+        *ret_name = v;
+        if (k != 0 || !(slice_eq_nocase_cstr(v, "gzip") || slice_eq_nocase_cstr(v, "x-gzip") ||
+                        slice_eq_nocase_cstr(v, "deflate")))
+            return -1;
+        k = 1;
     }
-    return true;
+    return k;
+}
+
+/* The reflection search cannot read the body (cred_scan_feed said CRED_SCAN_UNSCANNABLE): the
+ * head is out already, so cut the connection. */
+static void conn_resp_unscannable(struct conn *c)
+{
+    log_warn("proxy: the response of %s cannot be searched for the credentials' values (%s); "
+             "the connection is cut",
+             c->host.name, c->reflect_scan.z_err ? c->reflect_scan.z_err : "unknown");
+    c->upstream_reusable = false;
+    conn_audit(c, true, "credential-unscannable");
+    conn_close(c);
 }
 
 static int step_read_resp(struct conn *c)
@@ -1072,8 +1101,50 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     if (resp.status >= 100 && resp.status < 200) {
+        if (resp.status == 101 && c->ws && upgrade_accepted(&resp)) {
+            /* The switch to websocket the request asked for: the 101 goes to the client with
+             * the upgrade fields, then bytes flow both ways (upgrade.c). */
+            c->status = 101;
+            buf_reset(&c->tocl);
+            if (http_build_client_response(&resp, c->uin.p, true, &c->tocl) < 0 ||
+                upgrade_finish_response(&c->tocl) < 0) {
+                buf_reset(&c->tocl);
+                conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
+                return 1;
+            }
+            if (c->scan_resp) {
+                int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
+                if (hit >= 0) {
+                    conn_cred_reflected(c, (size_t)hit);
+                    return 0;
+                }
+            }
+            buf_consume(&c->uin, (size_t)end);
+            c->resp_scan = 0;
+            if (c->uin.len) { /* frames right behind the 101: relayed, and searched */
+                size_t before = c->tocl.len;
+                if (buf_append(&c->tocl, c->uin.p, c->uin.len) < 0) {
+                    conn_close(c);
+                    return 0;
+                }
+                buf_reset(&c->uin);
+                if (c->scan_resp) {
+                    int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
+                                             c->tocl.len - before);
+                    if (hit >= 0) {
+                        conn_cred_reflected(c, (size_t)hit);
+                        return 0;
+                    }
+                }
+            }
+            conn_audit(c, true, "allowlisted");
+            upgrade_start(c);
+            return 1;
+        }
         if (resp.status == 101) {
-            conn_upstream_error(c, 502, "bad-upstream-response", "unexpected protocol switch");
+            conn_upstream_error(c, 502, "bad-upstream-response",
+                                c->ws ? "the origin switched to a protocol other than websocket"
+                                      : "unexpected protocol switch");
             return 1;
         }
         /* Interim response: relay it (hop-by-hop fields removed) and read the next head. */
@@ -1111,14 +1182,19 @@ static int step_read_resp(struct conn *c)
         conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
         return 1;
     }
-    if (c->resp_identity && !content_identity(&resp)) {
-        /* Compressed, the value would pass the search unseen (the request asked for identity,
-         * build_with_creds): not relayed. */
+    struct slice coding = SLICE_NULL;
+    int coded = c->resp_identity ? content_coding(&resp, &coding) : 0;
+    if (coded < 0) {
+        /* An encoding the search cannot read (br, zstd, ...): the value would pass unseen
+         * (the request asked for identity, build_with_creds): not relayed. */
+        char text[256];
         buf_reset(&c->tocl);
-        conn_upstream_error(c, 502, "credential-unscannable",
-                            "the response to a request carrying a credential is encoded "
-                            "(Content-Encoding), so it cannot be searched for the credential's "
-                            "value");
+        snprintf(text, sizeof(text),
+                 "the response to a request carrying a credential is encoded with "
+                 "\"%.*s\" (Content-Encoding), which the proxy cannot decode to search it "
+                 "for the credential's value (gzip and deflate it can)",
+                 (int)MIN(coding.len, (size_t)64), coding.p);
+        conn_upstream_error(c, 502, "credential-unscannable", text);
         return 1;
     }
     if (c->scan_resp) {
@@ -1129,6 +1205,13 @@ static int step_read_resp(struct conn *c)
         }
         if (resp.body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->reflect_scan);
+        /* gzip or deflate: searched inflated, relayed as it is (bounded: cred.h) */
+        if (coded > 0 && cred_scan_set_inflate(&c->reflect_scan) < 0) {
+            buf_reset(&c->tocl);
+            conn_upstream_error(c, 502, "credential-unscannable",
+                                "no memory to inflate the response to search it");
+            return 1;
+        }
     }
     buf_consume(&c->uin, (size_t)end);
     c->resp_scan = 0;
@@ -1165,6 +1248,10 @@ static int step_send_resp(struct conn *c)
                                      c->tocl.len - before);
             if (hit >= 0) {
                 conn_cred_reflected(c, (size_t)hit);
+                return 0;
+            }
+            if (hit == CRED_SCAN_UNSCANNABLE) {
+                conn_resp_unscannable(c);
                 return 0;
             }
         }
@@ -1308,6 +1395,16 @@ static void set_interest(struct conn *c)
         if (!c->u.eof && !c->in_pipe_uc && !c->tocl.len)
             ue |= EPOLLIN;
         break;
+    case CS_UPGRADED:
+        if (c->tocl.len > c->resp_hold)
+            ce |= EPOLLOUT;
+        if (c->toup.len)
+            ue |= EPOLLOUT;
+        if (!c->c.eof && !c->toup.len)
+            ce |= EPOLLIN;
+        if (!c->u.eof && c->tocl.len <= c->resp_hold)
+            ue |= EPOLLIN;
+        break;
     case CS_DRAIN:
         ce = c->tocl.len ? EPOLLOUT : EPOLLIN;
         break;
@@ -1352,6 +1449,7 @@ static int (*const steps[CS_MAX])(struct conn *c) = {
     [CS_CONNECT] = step_connect,     [CS_SEND_REQ] = step_send_req, [CS_READ_RESP] = step_read_resp,
     [CS_SEND_RESP] = step_send_resp, [CS_TUNNEL] = tunnel_step,     [CS_TLS_UP] = step_tls_up,
     [CS_TLS_DOWN] = step_tls_down,   [CS_DRAIN] = step_drain,       [CS_CLOSED] = NULL,
+    [CS_UPGRADED] = upgrade_step,
 };
 
 static void conn_run(struct conn *c)
@@ -1443,6 +1541,10 @@ static void on_timer(struct loop_timer *t)
         case CS_SEND_REQ:
         case CS_READ_RESP:
         case CS_SEND_RESP:
+        case CS_UPGRADED:
+            c->ws_release = true;
+            c->deadline = 0;
+            break;
         case CS_TUNNEL:
         case CS_CLOSED:
         case CS_MAX:

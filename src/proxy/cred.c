@@ -6,7 +6,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <zlib.h>
 
+#include "common/limits.h"
 #include "common/macro.h"
 #include "common/str.h"
 #include "common/xalloc.h"
@@ -21,6 +23,10 @@ struct cred {
     size_t placeholder_len;
     const char *value; /* in the store's dont-dump region */
     size_t value_len;
+    /* the value's base64 at its three alignments (the characters that depend only on it):
+     * what an origin reflecting an Authorization: Basic header hands back. Same region. */
+    const char *b64[3];
+    size_t b64_len[3];
 };
 
 struct cred_store {
@@ -112,6 +118,26 @@ struct cred_store *cred_store_free(struct cred_store *s)
     return NULL;
 }
 
+/* The base64 characters that depend only on v when v starts at byte offset k (0..2) of the
+ * encoded data (whatever surrounds it, these appear), into out; their number. */
+static size_t b64_stable(const unsigned char *v, size_t len, unsigned k, char *out)
+{
+    static const char alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t bits = 8 * (k + len), first = (8 * k + 5) / 6, last = bits / 6; /* [first, last) */
+    size_t n = 0;
+
+    for (size_t j = first; j < last; j++) {
+        unsigned val = 0;
+        for (unsigned b = 0; b < 6; b++) {
+            size_t bit = 6 * j + b, byte = bit / 8;
+            unsigned x = byte < k ? 0 : v[byte - k];
+            val = (val << 1) | ((x >> (7 - bit % 8)) & 1);
+        }
+        out[n++] = alpha[val];
+    }
+    return n;
+}
+
 int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const char **reterr)
 {
     struct cred_store *s;
@@ -137,9 +163,11 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
     s = xcalloc(1, sizeof(*s));
     if (lines)
         s->v = xcalloc(lines, sizeof(*s->v));
-    /* All the values fit in len bytes; one region, excluded from core dumps. */
+    /* All the values fit in len bytes, their base64 forms in 4 * len + 12 per line; one
+     * region, excluded from core dumps. */
     if (len) {
-        s->region_len = ((len + 1 + (size_t)page - 1) / (size_t)page) * (size_t)page;
+        s->region_len =
+            ((5 * len + 12 * lines + 1 + (size_t)page - 1) / (size_t)page) * (size_t)page;
         s->region =
             mmap(NULL, s->region_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (s->region == MAP_FAILED) {
@@ -210,6 +238,14 @@ int cred_store_decode(const char *p, size_t len, struct cred_store **ret, const 
         total += value.len;
         s->max_placeholder = MAX(s->max_placeholder, ph.len);
         s->max_value = MAX(s->max_value, value.len);
+        for (unsigned k = 0; k < 3; k++) {
+            size_t n =
+                b64_stable((const unsigned char *)c->value, c->value_len, k, s->region + off);
+            c->b64[k] = s->region + off;
+            c->b64_len[k] = n;
+            off += n;
+            s->max_value = MAX(s->max_value, n);
+        }
         s->n++;
     }
     (void)total;
@@ -266,6 +302,122 @@ static const char *find(const struct cred *c, struct slice hay)
     return memmem(hay.p, hay.len, c->placeholder, c->placeholder_len);
 }
 
+/*
+ * HTTP Basic authentication (RFC 7617): "Basic" SP token68, the token the base64 of
+ * "user:password". A placeholder given as the password (git's credential helper, pip's and
+ * npm's user:password URLs) is inside the base64: the value is decoded to look for it, and the
+ * substitution decodes, replaces and encodes again.
+ */
+#define CRED_B64_MIN 8
+
+static const char b64_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/* The base64 token of a "Basic ..." value (scheme case-insensitive, spaces around), or false. */
+static bool basic_token(struct slice v, struct slice *ret)
+{
+    size_t i = 5, j, k;
+
+    if (v.len < 6 || !slice_eq_nocase_cstr(slice_make(v.p, 5), "basic") ||
+        (v.p[5] != ' ' && v.p[5] != '\t'))
+        return false;
+    while (i < v.len && (v.p[i] == ' ' || v.p[i] == '\t'))
+        i++;
+    for (j = i; j < v.len && (ascii_isalnum(v.p[j]) || v.p[j] == '+' || v.p[j] == '/'); j++)
+        ;
+    for (k = j; k < v.len && v.p[k] == '='; k++)
+        ;
+    if (j == i || k - j > 2)
+        return false;
+    *ret = slice_make(v.p + i, k - i);
+    for (; k < v.len; k++)
+        if (v.p[k] != ' ' && v.p[k] != '\t')
+            return false;
+    return true;
+}
+
+/* Decode base64 (padding optional) into out (room for 3/4 of the length). Returns the decoded
+ * length, or -EINVAL. */
+static ssize_t b64_decode(struct slice t, unsigned char *out)
+{
+    unsigned acc = 0, bits = 0;
+    size_t n = 0, len = t.len;
+
+    while (len && t.p[len - 1] == '=')
+        len--;
+    if (len % 4 == 1)
+        return -EINVAL;
+    for (size_t i = 0; i < len; i++) {
+        const char *at = memchr(b64_alpha, t.p[i], 64);
+        if (!at || !t.p[i])
+            return -EINVAL;
+        acc = (acc << 6) | (unsigned)(at - b64_alpha);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out[n++] = (unsigned char)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static int b64_encode_append(struct buf *out, const unsigned char *p, size_t n)
+{
+    char q[4];
+
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)p[i] << 16 | (i + 1 < n ? (unsigned)p[i + 1] << 8 : 0) |
+                     (i + 2 < n ? p[i + 2] : 0);
+        q[0] = b64_alpha[v >> 18];
+        q[1] = b64_alpha[(v >> 12) & 63];
+        q[2] = i + 1 < n ? b64_alpha[(v >> 6) & 63] : '=';
+        q[3] = i + 2 < n ? b64_alpha[v & 63] : '=';
+        if (buf_append(out, q, 4) < 0)
+            return -E2BIG;
+    }
+    return 0;
+}
+
+/* The decoded user:password of a Basic value into dec (BB_MAX_HTTP_LINE bytes), its length, or
+ * -ENOENT when v is not Basic (or not base64). */
+static ssize_t basic_decode(struct slice v, unsigned char *dec)
+{
+    struct slice tok;
+
+    if (!basic_token(v, &tok) || tok.len > BB_MAX_HTTP_LINE)
+        return -ENOENT;
+    ssize_t n = b64_decode(tok, dec);
+    return n < 0 ? -ENOENT : n;
+}
+
+/* Where credential c's placeholder is in a header value: 0 nowhere, 1 as it is, 2 inside its
+ * Basic credentials; *ret_twice when it is there more than once. */
+static int find_in_value(const struct cred *c, struct slice v, bool *ret_twice)
+{
+    unsigned char dec[BB_MAX_HTTP_LINE];
+    const char *at = find(c, v);
+    int where = 1;
+    ssize_t n;
+
+    if (!at) {
+        n = basic_decode(v, dec);
+        if (n < 0)
+            return 0;
+        v = slice_make((const char *)dec, (size_t)n);
+        at = find(c, v);
+        where = 2;
+        if (!at) {
+            explicit_bzero(dec, (size_t)n);
+            return 0;
+        }
+    }
+    size_t rest = v.len - (size_t)(at - v.p) - c->placeholder_len;
+    *ret_twice = find(c, slice_make(at + c->placeholder_len, rest)) != NULL;
+    if (where == 2)
+        explicit_bzero(dec, v.len);
+    return where;
+}
+
 int cred_check_head(const struct cred_store *s, const struct http_request *req, const char *host,
                     uint16_t port, struct cred_subst *subs, size_t *ret_n, size_t *ret_cred,
                     const char **ret_where)
@@ -285,14 +437,13 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
         }
         for (size_t h = 0; h < req->n_headers; h++) {
             const struct http_header *hd = &req->headers[h];
-            const char *at;
 
             if (find(c, hd->name)) {
                 *ret_where = "in a header name";
                 return -EPERM;
             }
-            at = find(c, hd->value);
-            if (!at)
+            bool twice = false;
+            if (!find_in_value(c, hd->value, &twice))
                 continue;
             if (req->is_connect) {
                 *ret_where = "in a CONNECT request";
@@ -311,12 +462,9 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
                 return -EPERM;
             }
             /* once per value: a second copy would put the secret in twice */
-            {
-                size_t rest = hd->value.len - (size_t)(at - hd->value.p) - c->placeholder_len;
-                if (find(c, slice_make(at + c->placeholder_len, rest))) {
-                    *ret_where = "twice in one header";
-                    return -EPERM;
-                }
+            if (twice) {
+                *ret_where = "twice in one header";
+                return -EPERM;
             }
             used = true;
             subs[n].header = h;
@@ -328,6 +476,38 @@ int cred_check_head(const struct cred_store *s, const struct http_request *req, 
     return 0;
 }
 
+/* value with the placeholder replaced, inside its Basic credentials: decoded, replaced,
+ * encoded again after the scheme as the client wrote it. */
+static int substitute_basic(const struct cred *c, struct slice value, struct buf *out)
+{
+    unsigned char dec[BB_MAX_HTTP_LINE], plain[BB_MAX_HTTP_LINE + CRED_VALUE_MAX];
+    struct slice tok;
+    ssize_t n;
+    size_t pn = 0;
+    int r = -ENOENT;
+
+    n = basic_decode(value, dec);
+    if (n < 0 || !basic_token(value, &tok))
+        return -ENOENT;
+    /* on the stack, not in a buffer that could grow and leave a copy behind in freed memory */
+    const char *at = find(c, slice_make((const char *)dec, (size_t)n));
+    if (at) {
+        size_t before = (size_t)(at - (const char *)dec);
+        size_t after = (size_t)n - before - c->placeholder_len;
+        memcpy(plain, dec, before);
+        memcpy(plain + before, c->value, c->value_len);
+        memcpy(plain + before + c->value_len, at + c->placeholder_len, after);
+        pn = before + c->value_len + after;
+        r = -E2BIG;
+        if (buf_append(out, value.p, (size_t)(tok.p - value.p)) == 0 &&
+            b64_encode_append(out, plain, pn) == 0)
+            r = 0;
+    }
+    explicit_bzero(plain, pn);
+    explicit_bzero(dec, (size_t)n);
+    return r;
+}
+
 int cred_substitute(const struct cred_store *s, size_t i, struct slice value, struct buf *out)
 {
     const struct cred *c = &s->v[i];
@@ -336,7 +516,7 @@ int cred_substitute(const struct cred_store *s, size_t i, struct slice value, st
 
     buf_reset(out);
     if (!at)
-        return -ENOENT;
+        return substitute_basic(c, value, out);
     before = (size_t)(at - value.p);
     after = value.len - before - c->placeholder_len;
     if ((before && buf_append(out, value.p, before) < 0) ||
@@ -356,6 +536,10 @@ void cred_scan_init(struct cred_scan *sc)
 
 void cred_scan_done(struct cred_scan *sc)
 {
+    if (sc->z) {
+        inflateEnd(sc->z);
+        free(sc->z);
+    }
     if (sc->carry) {
         explicit_bzero(sc->carry, sc->carry_len);
         free(sc->carry);
@@ -375,7 +559,95 @@ void cred_scan_set_chunked(struct cred_scan *sc)
 }
 
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
-                      uint64_t raw_at);
+                      uint64_t raw_at, unsigned raw_step);
+static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                     uint64_t raw_at);
+
+int cred_scan_set_inflate(struct cred_scan *sc)
+{
+    z_stream *z = xcalloc(1, sizeof(*z));
+
+    /* 15 + 32: a gzip or a zlib header, detected */
+    if (inflateInit2(z, 15 + 32) != Z_OK) {
+        free(z);
+        return -ENOMEM;
+    }
+    sc->z = z;
+    sc->z_end = false;
+    sc->z_in = sc->z_out = 0;
+    sc->z_err = NULL;
+    return 0;
+}
+
+static int unscannable(struct cred_scan *sc, const char *why)
+{
+    sc->z_err = why;
+    return CRED_SCAN_UNSCANNABLE;
+}
+
+/* Inflate compressed data bytes (raw position raw_at on) and search what comes out, a step of
+ * CRED_INFLATE_STEP compressed bytes at a time: the bytes a step makes count as being at its
+ * start (less 3: a code may begin up to 2 bytes before), for the hold-back. */
+static int inflate_scan(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                        uint64_t raw_at)
+{
+    unsigned char out[16384];
+    z_stream *z = sc->z;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = MIN(len - i, (size_t)CRED_INFLATE_STEP);
+        uint64_t at = raw_at + i >= 3 ? raw_at + i - 3 : 0;
+        z->next_in = (Bytef *)(uintptr_t)(p + i);
+        z->avail_in = (uInt)n;
+        for (;;) {
+            if (sc->z_end) { /* another gzip member follows (or trailing bytes: refused) */
+                if (inflateReset(z) != Z_OK)
+                    return unscannable(sc, "the compressed data cannot be inflated");
+                sc->z_end = false;
+            }
+            z->next_out = out;
+            z->avail_out = sizeof(out);
+            int zr = inflate(z, Z_NO_FLUSH);
+            size_t got = sizeof(out) - z->avail_out;
+            if (zr == Z_NEED_DICT || zr == Z_DATA_ERROR || zr == Z_STREAM_ERROR ||
+                zr == Z_MEM_ERROR) {
+                explicit_bzero(out, got);
+                return unscannable(sc, "the body is not valid gzip or deflate (zlib) data");
+            }
+            sc->z_out += got;
+            if (got) {
+                int hit = scan_plain(s, sc, (const char *)out, got, at, 0);
+                explicit_bzero(out, got);
+                if (hit >= 0)
+                    return hit;
+            }
+            if (sc->z_out > CRED_INFLATE_MAX ||
+                (sc->z_out > CRED_INFLATE_FREE &&
+                 sc->z_out / CRED_INFLATE_RATIO > sc->z_in + (i + n - z->avail_in)))
+                return unscannable(sc, "the body inflates past the proxy's limit (a "
+                                       "decompression bomb?)");
+            if (zr == Z_STREAM_END) {
+                sc->z_end = true;
+                if (!z->avail_in)
+                    break;
+                continue;
+            }
+            if (!z->avail_in && z->avail_out)
+                break; /* all in, all out */
+            if (zr == Z_BUF_ERROR && !got)
+                break;
+        }
+        i += n;
+    }
+    sc->z_in += len;
+    return -1;
+}
+
+static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
+                     uint64_t raw_at)
+{
+    return sc->z ? inflate_scan(s, sc, p, len, raw_at) : scan_plain(s, sc, p, len, raw_at, 1);
+}
 
 /* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
  * only has to follow it: size line, data, CRLF, ..., then the trailer section). */
@@ -408,7 +680,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
             break;
         case CK_DATA: {
             size_t take = (size_t)MIN((uint64_t)(len - i), sc->ck_remaining);
-            int hit = scan_plain(s, sc, p + i, take, sc->raw_total + i);
+            int hit = scan_data(s, sc, p + i, take, sc->raw_total + i);
             if (hit >= 0)
                 return hit;
             i += take;
@@ -428,7 +700,7 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
         case CK_TRAILER:
         default:
             /* trailer fields: searched as they are */
-            return scan_plain(s, sc, p + i, len - i, sc->raw_total + i);
+            return scan_plain(s, sc, p + i, len - i, sc->raw_total + i, 1);
         }
     }
     return -1;
@@ -437,10 +709,16 @@ static int scan_chunked(const struct cred_store *s, struct cred_scan *sc, const 
 static int scan_all(const struct cred_store *s, const struct cred_scan *sc, struct slice hay)
 {
     if (sc->values) {
-        for (size_t i = 0; i < s->n; i++)
-            if (hay.len >= s->v[i].value_len &&
-                memmem(hay.p, hay.len, s->v[i].value, s->v[i].value_len))
+        for (size_t i = 0; i < s->n; i++) {
+            const struct cred *c = &s->v[i];
+            if (hay.len >= c->value_len && memmem(hay.p, hay.len, c->value, c->value_len))
                 return (int)i;
+            /* base64 (a reflected Basic header); too short a form would match by chance */
+            for (unsigned k = 0; k < 3; k++)
+                if (c->b64_len[k] >= CRED_B64_MIN && hay.len >= c->b64_len[k] &&
+                    memmem(hay.p, hay.len, c->b64[k], c->b64_len[k]))
+                    return (int)i;
+        }
         return -1;
     }
     for (size_t i = 0; i < s->n; i++)
@@ -455,7 +733,9 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
 
     if (!s || !s->n || !len)
         return -1;
-    hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_plain(s, sc, p, len, sc->raw_total);
+    if (sc->z_err)
+        return CRED_SCAN_UNSCANNABLE;
+    hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_data(s, sc, p, len, sc->raw_total);
     sc->raw_total += len;
     return hit;
 }
@@ -475,10 +755,12 @@ static bool is_ctl(char ch)
     return (u < 0x20 && u != '\t') || u == 0x7f;
 }
 
+/* raw_step 1: byte j of p is at raw_at + j of the fed stream; 0: all of them count as being at
+ * raw_at (inflated bytes). */
 static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
-                      uint64_t raw_at)
+                      uint64_t raw_at, unsigned raw_step)
 {
-    char joint[2 * CRED_VALUE_MAX];
+    char joint[2 * (CRED_VALUE_MAX * 4 / 3 + 4)]; /* the longest needle: a value's base64 */
     size_t keep, take;
     int hit;
 
@@ -508,7 +790,7 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
         memcpy(sc->carry, p + len - keep, keep);
         sc->carry_len = keep;
         for (size_t j = 0; sc->carry_raw && j < keep; j++)
-            sc->carry_raw[j] = raw_at + len - keep + j;
+            sc->carry_raw[j] = raw_at + (len - keep + j) * raw_step;
     } else {
         size_t from_carry = MIN(sc->carry_len, keep - len);
         memmove(sc->carry, sc->carry + sc->carry_len - from_carry, from_carry);
@@ -517,7 +799,7 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
             memmove(sc->carry_raw, sc->carry_raw + sc->carry_len - from_carry,
                     from_carry * sizeof(*sc->carry_raw));
             for (size_t j = 0; j < len; j++)
-                sc->carry_raw[from_carry + j] = raw_at + j;
+                sc->carry_raw[from_carry + j] = raw_at + j * raw_step;
         }
         sc->carry_len = from_carry + len;
     }

@@ -103,7 +103,22 @@ struct cred_scan {
     char *carry;         /* the last bytes seen, for matches across feeds */
     uint64_t *carry_raw; /* values only: where each carried byte is in the fed (raw) stream */
     uint64_t raw_total;  /* bytes fed so far */
+    void *z;             /* z_stream while the data is inflated (cred_scan_set_inflate) */
+    bool z_end;          /* a gzip member or zlib stream ended: the next byte starts another */
+    uint64_t z_in, z_out;
+    const char *z_err; /* why the data could not be searched (static text), NULL */
 };
+
+/* cred_scan_feed(): the data could not be searched (not gzip/zlib data, or it inflates past
+ * CRED_INFLATE_MAX / CRED_INFLATE_RATIO): the caller must not relay more of it. */
+#define CRED_SCAN_UNSCANNABLE (-2)
+/* Inflated bytes per response at most, and per compressed byte past the first
+ * CRED_INFLATE_FREE: a decompression bomb costs bounded CPU and ends in a refusal. */
+#define CRED_INFLATE_MAX (64u << 20)
+#define CRED_INFLATE_FREE (1u << 20)
+#define CRED_INFLATE_RATIO 200u
+/* Compressed bytes inflated in one step: what the hold-back counts in (cred_scan_hold). */
+#define CRED_INFLATE_STEP 512
 
 /* An empty scanner for placeholders (holds no memory yet). */
 void cred_scan_init(struct cred_scan *sc);
@@ -114,11 +129,17 @@ void cred_scan_set_values(struct cred_scan *sc);
 /* A body sent with Transfer-Encoding: chunked is searched in its decoded data (a placeholder
  * split by the chunk framing is still found): call before the first feed. */
 void cred_scan_set_chunked(struct cred_scan *sc);
+/* The body is Content-Encoding gzip or deflate (zlib; either, detected): its data (after the
+ * chunked framing, if any) is inflated and the inflated bytes are searched, while the caller
+ * relays the compressed ones. Call after the head was fed. Returns 0 or -ENOMEM. */
+int cred_scan_set_inflate(struct cred_scan *sc);
 /* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
- * value) occurs in the stream so far (>= 0), or -1. */
+ * value) occurs in the stream so far (>= 0), -1, or CRED_SCAN_UNSCANNABLE (sc->z_err says
+ * why). */
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len);
 /* How many of the last bytes fed could still be the start of a match that the next feed
  * completes: a reader must not pass those on until it has fed more (or the stream ended). A
  * value or placeholder holds no control character, so nothing before the last CR or LF is
- * ever held. */
+ * ever held. Inflated data: from the compressed step (CRED_INFLATE_STEP bytes, and the 3 before
+ * it, where a code of the first byte may begin) whose inflation began the carried bytes. */
 size_t cred_scan_hold(const struct cred_scan *sc);

@@ -44,6 +44,7 @@ enum conn_state {
     CS_TUNNEL,
     CS_TLS_UP,   /* TLS handshake with the origin (intercepted host) */
     CS_TLS_DOWN, /* 200 sent to the bottle's CONNECT, TLS handshake with it as the origin */
+    CS_UPGRADED, /* after a 101 to websocket: bytes relayed both ways (upgrade.c) */
     CS_DRAIN,
     CS_CLOSED,
     CS_MAX
@@ -119,6 +120,8 @@ struct conn {
     uint16_t port;
     bool is_connect;
     bool is_head;
+    bool ws;         /* the request asks for a WebSocket upgrade (upgrade.c) */
+    bool ws_release; /* CS_UPGRADED: the bytes held back waited UPGRADE_HOLD_MS; let them go */
     bool client_keep_alive;
     bool upstream_reusable;
     bool audited;
@@ -220,6 +223,17 @@ bool proxy_refuse_if_busy(struct proxy *px, int fd);
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 
 /* tunnel.c */
+/* upgrade.c: WebSocket upgrades. After the 101, bytes from the origin that could begin a
+ * credential's value wait at most this long for the rest (the stream is interactive). */
+#define UPGRADE_HOLD_MS 100
+bool upgrade_requested(const struct http_request *req);
+bool upgrade_accepted(const struct http_response *resp);
+int upgrade_finish_request(struct buf *head);
+int upgrade_finish_response(struct buf *head);
+void upgrade_start(struct conn *c);
+int upgrade_step(struct conn *c);
+/* conn.c's read: > 0 bytes, 0 would block, -EPIPE at the end (sets s->eof), < 0 error */
+int conn_read_into(struct side *s, struct buf *b, size_t max);
 void tunnel_start(struct conn *c);
 int tunnel_step(struct conn *c);
 void tunnel_pipes_close(struct conn *c);

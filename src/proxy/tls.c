@@ -28,20 +28,34 @@
 struct tls_host {
     char name[BB_MAX_HOSTNAME + 1];
     uint16_t port;
+    bool subtree; /* "*.name": every name below name, not name itself */
 };
 
 struct tls_leaf {
     char name[BB_MAX_HOSTNAME + 1];
     X509 *cert;
+    const struct tls_ca *ca; /* its issuer */
+};
+
+/* One CA: constrained to hosts[first .. first + n) and nothing else. The first is made at
+ * start for the hosts added before it; each tls_intercept_extend() makes another for its one
+ * new host, so no CA's constraint ever widens (tls-runtime notes in docs/credentials.md). */
+struct tls_ca {
+    EVP_PKEY *key;
+    X509 *cert;
+    size_t first, n;
 };
 
 struct tls_ctx {
     struct tls_host hosts[TLS_MAX_HOSTS];
     size_t n_hosts;
-    EVP_PKEY *ca_key, *leaf_key;
-    X509 *ca;
+    EVP_PKEY *leaf_key;
+    struct tls_ca cas[TLS_MAX_CAS];
+    size_t n_cas;
+    bool started;
+    char ca_name[80]; /* the bottle's name, for the CAs' subjects */
     SSL_CTX *server, *client;
-    struct tls_leaf leaves[TLS_MAX_HOSTS]; /* one per intercepted name at most */
+    struct tls_leaf leaves[TLS_MAX_HOSTS]; /* a cache; a leaf past it is made for each use */
     size_t n_leaves;
 };
 
@@ -58,8 +72,10 @@ struct tls_ctx *tls_ctx_free(struct tls_ctx *t)
         X509_free(t->leaves[i].cert);
     SSL_CTX_free(t->server);
     SSL_CTX_free(t->client);
-    X509_free(t->ca);
-    EVP_PKEY_free(t->ca_key);
+    for (size_t i = 0; i < t->n_cas; i++) {
+        X509_free(t->cas[i].cert);
+        EVP_PKEY_free(t->cas[i].key);
+    }
     EVP_PKEY_free(t->leaf_key);
     free(t);
     return NULL;
@@ -77,18 +93,45 @@ static bool name_ok(const char *h)
     return strspn(h, "0123456789.") != n;
 }
 
-int tls_intercept_add(struct tls_ctx *t, const char *host, uint16_t port)
+/* Is host (a normalised name) the entry h's name, or (a subtree) strictly below it? */
+static bool host_covers(const struct tls_host *h, const char *host)
 {
-    if (!name_ok(host) || port == 0 || t->ca)
+    size_t n = strlen(host), hn = strlen(h->name);
+
+    if (!h->subtree)
+        return strcmp(h->name, host) == 0;
+    return n > hn + 1 && host[n - hn - 1] == '.' && strcmp(host + n - hn, h->name) == 0;
+}
+
+/* Add "name" or "*.name" on port to the set (not yet to any CA). 1 added, 0 already there. */
+static int host_add(struct tls_ctx *t, const char *host, uint16_t port)
+{
+    bool subtree = strncmp(host, "*.", 2) == 0;
+    const char *name = subtree ? host + 2 : host;
+
+    if (!name_ok(name) || port == 0)
         return -EINVAL;
-    if (tls_intercepts(t, host, port))
-        return 0;
+    for (size_t i = 0; i < t->n_hosts; i++)
+        if (t->hosts[i].port == port && t->hosts[i].subtree == subtree &&
+            strcmp(t->hosts[i].name, name) == 0)
+            return 0;
     if (t->n_hosts >= TLS_MAX_HOSTS)
         return -E2BIG;
-    snprintf(t->hosts[t->n_hosts].name, sizeof(t->hosts[0].name), "%s", host);
+    snprintf(t->hosts[t->n_hosts].name, sizeof(t->hosts[0].name), "%s", name);
     t->hosts[t->n_hosts].port = port;
+    t->hosts[t->n_hosts].subtree = subtree;
     t->n_hosts++;
-    return 0;
+    return 1;
+}
+
+int tls_intercept_add(struct tls_ctx *t, const char *host, uint16_t port)
+{
+    int r;
+
+    if (t->started)
+        return -EINVAL;
+    r = host_add(t, host, port);
+    return r < 0 ? r : 0;
 }
 
 size_t tls_intercept_count(const struct tls_ctx *t)
@@ -99,7 +142,7 @@ size_t tls_intercept_count(const struct tls_ctx *t)
 bool tls_intercepts(const struct tls_ctx *t, const char *host, uint16_t port)
 {
     for (size_t i = 0; t && i < t->n_hosts; i++)
-        if (t->hosts[i].port == port && strcmp(t->hosts[i].name, host) == 0)
+        if (t->hosts[i].port == port && host_covers(&t->hosts[i], host))
             return true;
     return false;
 }
@@ -150,72 +193,128 @@ fail:
     return NULL;
 }
 
-static int make_ca(struct tls_ctx *t, const char *name)
+/* A new CA in t->cas[t->n_cas] for hosts[first .. n_hosts) (at least one: a NameConstraints
+ * extension without a DNS subtree would leave every DNS name permitted). */
+static int make_ca(struct tls_ctx *t, const char *name, size_t first)
 {
     struct buf nc = BUF_INIT(TLS_MAX_HOSTS * (BB_MAX_HOSTNAME + 16) + 256);
+    struct tls_ca *ca = &t->cas[t->n_cas];
     char cn[128];
     int r = -ENOMEM;
 
-    t->ca_key = EVP_EC_gen("P-256");
-    t->leaf_key = EVP_EC_gen("P-256");
-    if (!t->ca_key || !t->leaf_key)
-        return -ENOMEM;
-    snprintf(cn, sizeof(cn), "bot-bottle CA for bottle %.64s", name ? name : "egress");
-    t->ca = new_cert(t->ca_key, cn, CA_DAYS);
-    if (!t->ca || !X509_set_issuer_name(t->ca, X509_get_subject_name(t->ca)))
+    if (first >= t->n_hosts)
+        return -EINVAL;
+    if (t->n_cas >= TLS_MAX_CAS)
+        return -E2BIG;
+    memset(ca, 0, sizeof(*ca));
+    ca->key = EVP_EC_gen("P-256");
+    if (!ca->key)
         goto out;
-    /* Exactly the intercepted names (and the names below them: that is what a DNS subtree
-     * is), no IP address at all (the only permitted ones are 0.0.0.0/32 and ::/128). */
+    if (t->n_cas == 0)
+        snprintf(cn, sizeof(cn), "bot-bottle CA for bottle %.64s", name ? name : "egress");
+    else
+        snprintf(cn, sizeof(cn), "bot-bottle CA %zu for bottle %.64s", t->n_cas + 1,
+                 name ? name : "egress");
+    ca->cert = new_cert(ca->key, cn, CA_DAYS);
+    if (!ca->cert || !X509_set_issuer_name(ca->cert, X509_get_subject_name(ca->cert)))
+        goto out;
+    /* Exactly these intercepted names (and the names below them: that is what a DNS subtree
+     * is; "*.name" is ".name", the names below only, as OpenSSL and Go read it), no IP address
+     * at all (the only permitted ones are 0.0.0.0/32 and ::/128). */
     r = buf_append_str(&nc, "critical");
-    for (size_t i = 0; r >= 0 && i < t->n_hosts; i++) {
+    for (size_t i = first; r >= 0 && i < t->n_hosts; i++) {
         bool dup = false;
-        for (size_t k = 0; k < i; k++)
-            dup |= strcmp(t->hosts[k].name, t->hosts[i].name) == 0;
+        for (size_t k = first; k < i; k++)
+            dup |= t->hosts[k].subtree == t->hosts[i].subtree &&
+                   strcmp(t->hosts[k].name, t->hosts[i].name) == 0;
         if (!dup)
-            r = buf_printf(&nc, ",permitted;DNS:%s", t->hosts[i].name);
+            r = buf_printf(&nc, ",permitted;DNS:%s%s", t->hosts[i].subtree ? "." : "",
+                           t->hosts[i].name);
     }
     if (r >= 0)
         r = buf_append_str(&nc, ",permitted;IP:0.0.0.0/255.255.255.255,permitted;IP:::/"
                                 "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
     if (r < 0)
         goto out;
-    if ((r = add_ext(t->ca, t->ca, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) < 0 ||
-        (r = add_ext(t->ca, t->ca, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
-        (r = add_ext(t->ca, t->ca, NID_subject_key_identifier, "hash")) < 0 ||
-        (r = add_ext(t->ca, t->ca, NID_name_constraints, buf_str(&nc))) < 0)
+    if ((r = add_ext(ca->cert, ca->cert, NID_basic_constraints, "critical,CA:TRUE,pathlen:0")) <
+            0 ||
+        (r = add_ext(ca->cert, ca->cert, NID_key_usage, "critical,keyCertSign,cRLSign")) < 0 ||
+        (r = add_ext(ca->cert, ca->cert, NID_subject_key_identifier, "hash")) < 0 ||
+        (r = add_ext(ca->cert, ca->cert, NID_name_constraints, buf_str(&nc))) < 0)
         goto out;
-    r = X509_sign(t->ca, t->ca_key, EVP_sha256()) > 0 ? 0 : -EINVAL;
+    r = X509_sign(ca->cert, ca->key, EVP_sha256()) > 0 ? 0 : -EINVAL;
 out:
     buf_done(&nc);
-    return r;
+    if (r < 0) {
+        X509_free(ca->cert);
+        EVP_PKEY_free(ca->key);
+        memset(ca, 0, sizeof(*ca));
+        return r;
+    }
+    ca->first = first;
+    ca->n = t->n_hosts - first;
+    t->n_cas++;
+    return 0;
 }
 
-static X509 *leaf_for(struct tls_ctx *t, const char *host)
+/* The CA whose constraint covers host (the first one), or NULL. */
+static struct tls_ca *ca_for(struct tls_ctx *t, const char *host)
+{
+    for (size_t c = 0; c < t->n_cas; c++)
+        for (size_t i = t->cas[c].first; i < t->cas[c].first + t->cas[c].n; i++)
+            if (host_covers(&t->hosts[i], host))
+                return &t->cas[c];
+    return NULL;
+}
+
+/* A leaf for host signed by ca (not cached). */
+static X509 *sign_leaf(struct tls_ctx *t, const struct tls_ca *ca, const char *host)
 {
     char san[BB_MAX_HOSTNAME + 8];
-    X509 *c;
+    X509 *c = new_cert(t->leaf_key, host, LEAF_DAYS);
 
-    for (size_t i = 0; i < t->n_leaves; i++)
-        if (strcmp(t->leaves[i].name, host) == 0)
-            return t->leaves[i].cert;
-    if (t->n_leaves >= TLS_MAX_HOSTS)
-        return NULL;
-    c = new_cert(t->leaf_key, host, LEAF_DAYS);
     if (!c)
         return NULL;
     snprintf(san, sizeof(san), "DNS:%s", host);
-    if (!X509_set_issuer_name(c, X509_get_subject_name(t->ca)) ||
-        add_ext(c, t->ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
-        add_ext(c, t->ca, NID_key_usage, "critical,digitalSignature") < 0 ||
-        add_ext(c, t->ca, NID_ext_key_usage, "serverAuth") < 0 ||
-        add_ext(c, t->ca, NID_subject_alt_name, san) < 0 ||
-        add_ext(c, t->ca, NID_authority_key_identifier, "keyid:always") < 0 ||
-        X509_sign(c, t->ca_key, EVP_sha256()) <= 0) {
+    if (!X509_set_issuer_name(c, X509_get_subject_name(ca->cert)) ||
+        add_ext(c, ca->cert, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
+        add_ext(c, ca->cert, NID_key_usage, "critical,digitalSignature") < 0 ||
+        add_ext(c, ca->cert, NID_ext_key_usage, "serverAuth") < 0 ||
+        add_ext(c, ca->cert, NID_subject_alt_name, san) < 0 ||
+        add_ext(c, ca->cert, NID_authority_key_identifier, "keyid:always") < 0 ||
+        X509_sign(c, ca->key, EVP_sha256()) <= 0) {
         X509_free(c);
         return NULL;
     }
+    return c;
+}
+
+/* The leaf for host (a reference of the caller's own: X509_free it) and, in *ret_ca, the CA
+ * that signed it: the one whose constraint covers host, else (tests: what can a CA sign?) the
+ * first. Cached per name while the cache has room (a subtree has no bound on its names). */
+static X509 *leaf_for(struct tls_ctx *t, const char *host, struct tls_ca **ret_ca)
+{
+    struct tls_ca *ca = ca_for(t, host);
+    bool cache = ca != NULL;
+    X509 *c;
+
+    if (!ca && t->n_cas)
+        ca = &t->cas[0];
+    if (!ca)
+        return NULL;
+    *ret_ca = ca;
+    for (size_t i = 0; i < t->n_leaves; i++)
+        if (t->leaves[i].ca == ca && strcmp(t->leaves[i].name, host) == 0) {
+            X509_up_ref(t->leaves[i].cert);
+            return t->leaves[i].cert;
+        }
+    c = sign_leaf(t, ca, host);
+    if (!c || !cache || t->n_leaves >= TLS_MAX_HOSTS)
+        return c;
     snprintf(t->leaves[t->n_leaves].name, sizeof(t->leaves[0].name), "%s", host);
+    X509_up_ref(c);
     t->leaves[t->n_leaves].cert = c;
+    t->leaves[t->n_leaves].ca = ca;
     t->n_leaves++;
     return c;
 }
@@ -246,7 +345,11 @@ int tls_ctx_start(struct tls_ctx *t, const char *name, const char *ca_bundle, co
         SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION;
     const long modes = SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER;
 
-    if (make_ca(t, name) < 0) {
+    t->started = true;
+    snprintf(t->ca_name, sizeof(t->ca_name), "%s", name ? name : "egress");
+    t->leaf_key = EVP_EC_gen("P-256");
+    /* no CA while nothing is intercepted (tls_intercept_extend makes the first later) */
+    if (!t->leaf_key || (t->n_hosts && make_ca(t, t->ca_name, 0) < 0)) {
         *reterr = "cannot generate the bottle's CA";
         return -ENOMEM;
     }
@@ -304,26 +407,94 @@ static int pem_of(X509 *c, struct buf *out)
 
 int tls_leaf_pem(struct tls_ctx *t, const char *host, struct buf *out)
 {
-    X509 *c = t->ca ? leaf_for(t, host) : NULL;
-    return c ? pem_of(c, out) : -EINVAL;
+    struct tls_ca *ca = NULL;
+    X509 *c = leaf_for(t, host, &ca);
+    int r = c ? pem_of(c, out) : -EINVAL;
+
+    X509_free(c);
+    return r;
+}
+
+int tls_leaf_pem_by(struct tls_ctx *t, size_t ca, const char *host, struct buf *out)
+{
+    X509 *c = ca < t->n_cas ? sign_leaf(t, &t->cas[ca], host) : NULL;
+    int r = c ? pem_of(c, out) : -EINVAL;
+
+    X509_free(c);
+    return r;
+}
+
+bool tls_ctx_started(const struct tls_ctx *t)
+{
+    return t && t->started;
+}
+
+size_t tls_ca_count(const struct tls_ctx *t)
+{
+    return t ? t->n_cas : 0;
 }
 
 int tls_ca_pem(const struct tls_ctx *t, struct buf *out)
 {
-    BIO *b = BIO_new(BIO_s_mem());
-    char *p = NULL;
-    long n;
-    int r = -ENOMEM;
+    int r = t->n_cas ? 0 : -ENOENT;
 
-    if (!b || !t->ca)
-        goto out;
-    if (PEM_write_bio_X509(b, t->ca) != 1)
-        goto out;
-    n = BIO_get_mem_data(b, &p);
-    r = n > 0 ? buf_append(out, p, (size_t)n) : -EINVAL;
-out:
-    BIO_free(b);
+    for (size_t i = 0; r >= 0 && i < t->n_cas; i++)
+        r = pem_of(t->cas[i].cert, out);
     return r;
+}
+
+struct tls_mark tls_intercept_mark(const struct tls_ctx *t)
+{
+    return (struct tls_mark){ .hosts = t->n_hosts, .cas = t->n_cas };
+}
+
+void tls_intercept_rollback(struct tls_ctx *t, struct tls_mark m)
+{
+    while (t->n_cas > m.cas) {
+        struct tls_ca *ca = &t->cas[--t->n_cas];
+        for (size_t i = 0; i < t->n_leaves;) /* (none, if nothing was served meanwhile) */
+            if (t->leaves[i].ca == ca) {
+                X509_free(t->leaves[i].cert);
+                t->leaves[i] = t->leaves[--t->n_leaves];
+            } else {
+                i++;
+            }
+        X509_free(ca->cert);
+        EVP_PKEY_free(ca->key);
+        memset(ca, 0, sizeof(*ca));
+    }
+    if (t->n_hosts > m.hosts)
+        t->n_hosts = m.hosts;
+}
+
+int tls_intercept_extend(struct tls_ctx *t, const char *host, uint16_t port, struct buf *out)
+{
+    bool subtree = strncmp(host, "*.", 2) == 0;
+    size_t first = t->n_hosts;
+    int r;
+
+    if (!t->started)
+        return -EINVAL;
+    /* already intercepted: an exact name inside a subtree in force, or the entry itself */
+    if (!subtree && tls_intercepts(t, host, port))
+        return 0;
+    if (t->n_cas >= TLS_MAX_CAS)
+        return -E2BIG;
+    r = host_add(t, host, port);
+    if (r <= 0)
+        return r;
+    /* A name some CA already covers on another port needs no new CA: its constraint holds
+     * the name already (an exact name's CA also covers the names below it, which is why a
+     * subtree always gets a CA of its own: its entry says "not the name itself"). */
+    if (!subtree && ca_for(t, host))
+        return 0;
+    r = make_ca(t, t->ca_name, first);
+    if (r < 0) {
+        t->n_hosts = first; /* not intercepted without a CA the bottle can be given */
+        return r;
+    }
+    r = pem_of(t->cas[t->n_cas - 1].cert, out);
+    return r < 0 ? r : 1;
 }
 
 /* ---------------------------------------------------------------- the transport */
@@ -422,20 +593,25 @@ static int side_attach(struct side *s, SSL *ssl)
 
 int tls_side_server(struct tls_ctx *t, struct side *s, const char *host)
 {
-    X509 *leaf = leaf_for(t, host);
+    struct tls_ca *ca = NULL;
+    X509 *leaf = leaf_for(t, host, &ca);
     SSL *ssl;
 
     if (!leaf)
         return -ENOMEM;
     ssl = SSL_new(t->server);
-    if (!ssl)
+    if (!ssl) {
+        X509_free(leaf);
         return -ENOMEM;
+    }
     if (SSL_use_certificate(ssl, leaf) != 1 || SSL_use_PrivateKey(ssl, t->leaf_key) != 1 ||
-        SSL_add1_chain_cert(ssl, t->ca) != 1) {
+        SSL_add1_chain_cert(ssl, ca->cert) != 1) {
+        X509_free(leaf);
         SSL_free(ssl);
         ERR_clear_error();
         return -EINVAL;
     }
+    X509_free(leaf);
     SSL_set_accept_state(ssl);
     return side_attach(s, ssl);
 }

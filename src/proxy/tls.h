@@ -7,8 +7,10 @@
  *
  * A per-daemon CA (EC P-256) is generated at start; its key never leaves the daemon's memory.
  * Its certificate carries a critical NameConstraints extension that permits exactly the
- * intercepted host names (DNS subtrees: a name and the names below it) and no IP address, so
- * even a stolen key could not sign for anything else. Leaf certificates (one shared P-256 key)
+ * intercepted host names (DNS subtrees: a name and the names below it; "*.name" as ".name", the
+ * names below only) and no IP address, so even a stolen key could not sign for anything else.
+ * A host added at run time (tls_intercept_extend) gets a CA of its own, constrained to it
+ * alone: no CA's constraint ever widens. Leaf certificates (one shared P-256 key)
  * are made on first use per host and cached. Upstream TLS is verified against the host's CA
  * bundle plus an optional extra CA file, with the host name checked; ALPN offers and accepts
  * only http/1.1 (the proxy speaks HTTP/1.x).
@@ -28,29 +30,52 @@ struct tls_ctx;
 struct side;
 
 #define TLS_MAX_HOSTS 256
+#define TLS_MAX_CAS 64 /* the one made at start and those made for hosts added at run time */
 
 /* An empty context: no host intercepted yet, no CA. */
 struct tls_ctx *tls_ctx_new(void);
 struct tls_ctx *tls_ctx_free(struct tls_ctx *t);
-/* Intercept host (a normalised host name, no wildcard) on port. Only before tls_ctx_start().
- * Returns 0, -EINVAL (not a host name) or -E2BIG. */
+/* Intercept host on port: a normalised host name, or "*.name" for every name below name (not
+ * name itself, as in the policy's patterns). Only before tls_ctx_start(). Returns 0, -EINVAL
+ * (not a host name) or -E2BIG. */
 int tls_intercept_add(struct tls_ctx *t, const char *host, uint16_t port);
+/*
+ * After tls_ctx_start(): intercept host (as for tls_intercept_add) on port from now on. A host
+ * no CA covers yet gets a new CA constrained to exactly it, whose certificate (PEM) is appended
+ * to out for the bottle's trust; the CAs already made are left as they are. Returns 1 (a new
+ * CA in out), 0 (intercepted already, or now on one more port of a name a CA covers: nothing
+ * for the bottle), -EINVAL, -E2BIG (TLS_MAX_HOSTS or TLS_MAX_CAS reached) or -ENOMEM.
+ */
+int tls_intercept_extend(struct tls_ctx *t, const char *host, uint16_t port, struct buf *out);
+/* Undo the tls_intercept_extend() calls made since tls_intercept_mark() (a change that could
+ * not be audited is not made; its CA never reached the bottle). */
+struct tls_mark {
+    size_t hosts, cas;
+};
+struct tls_mark tls_intercept_mark(const struct tls_ctx *t);
+void tls_intercept_rollback(struct tls_ctx *t, struct tls_mark m);
 size_t tls_intercept_count(const struct tls_ctx *t);
 /* The one "needs interception" predicate. */
 bool tls_intercepts(const struct tls_ctx *t, const char *host, uint16_t port);
 /*
- * Generate the CA (constrained to the hosts added), set up the server and client contexts:
- * upstream trust from ca_bundle (NULL: /etc/ssl/certs/ca-certificates.crt, else OpenSSL's
- * default paths) plus extra_ca (NULL: none). name goes in the CA's subject. Returns 0 or -errno
- * with *reterr (static text).
+ * Generate the CA (constrained to the hosts added; none when no host was added), set up the server
+ * and client contexts: upstream trust from ca_bundle (NULL: /etc/ssl/certs/ca-certificates.crt,
+ * else OpenSSL's default paths) plus extra_ca (NULL: none). name goes in the CA's subject. Returns
+ * 0 or -errno with *reterr (static text).
  */
 int tls_ctx_start(struct tls_ctx *t, const char *name, const char *ca_bundle, const char *extra_ca,
                   const char **reterr);
 /* The leaf certificate (PEM) the proxy presents for host, appended to out (made and cached on
  * first use; tests check what the CA can and cannot sign). Returns 0 or -errno. */
 int tls_leaf_pem(struct tls_ctx *t, const char *host, struct buf *out);
-/* The CA certificate (PEM) for the bottle's trust, appended to out. Returns 0 or -E2BIG. */
+/* Tests: a leaf for host signed by CA number ca (0: the first), whether or not that CA's
+ * constraint covers host. Returns 0 or -errno. */
+int tls_leaf_pem_by(struct tls_ctx *t, size_t ca, const char *host, struct buf *out);
+/* The CA certificates (PEM, oldest first) for the bottle's trust, appended to out. Returns 0,
+ * -ENOENT (no CA: nothing intercepted yet) or -E2BIG. */
 int tls_ca_pem(const struct tls_ctx *t, struct buf *out);
+size_t tls_ca_count(const struct tls_ctx *t);
+bool tls_ctx_started(const struct tls_ctx *t);
 
 /*
  * Put TLS on side s (its fd a connected TCP socket): as the server for the bottle, with the

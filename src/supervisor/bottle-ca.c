@@ -18,15 +18,12 @@
 #define HOST_CA_BUNDLE "/etc/ssl/certs/ca-certificates.crt"
 #define BUNDLE_MAX (16 * 1024 * 1024)
 
-/* Append the file at path (a PEM bundle) to b, with a newline after it. */
-static int append_file(struct buf *b, const char *path)
+/* Append what fd holds to b. */
+static int append_fd(struct buf *b, int fd)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     char tmp[65536];
     ssize_t n;
 
-    if (fd < 0)
-        return -errno;
     while ((n = read(fd, tmp, sizeof(tmp))) != 0) {
         if (n < 0 && errno == EINTR)
             continue;
@@ -35,6 +32,20 @@ static int append_file(struct buf *b, const char *path)
         if (buf_append(b, tmp, (size_t)n) < 0)
             return -E2BIG;
     }
+    return 0;
+}
+
+/* Append the file at path (a PEM bundle) to b, with a newline after it. */
+static int append_file(struct buf *b, const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int r;
+
+    if (fd < 0)
+        return -errno;
+    r = append_fd(b, fd);
+    if (r < 0)
+        return r;
     return buf_append(b, "\n", 1) < 0 ? -E2BIG : 0;
 }
 
@@ -97,6 +108,58 @@ static int write_at(int dirfd, const char *name, const char *p, size_t len)
             return -errno;
         off += (size_t)w;
     }
+    return 0;
+}
+
+/*
+ * Replace dir/name by its content followed by pem, atomically: a new file beside it, renamed
+ * over it. The bottle sees tls/ through a bind mount of the directory (namespace backend) or a
+ * 9p share of it (microvm; cache=mmap, no dentry cache): a lookup of the name finds the new
+ * file, and a process reading the bundle at that moment has the old one or the new one, never
+ * half of one (an in-place rewrite would show a truncated bundle, which trusts nothing).
+ */
+static int append_replace(int dfd, const char *name, const char *pem, size_t len)
+{
+    struct buf b = BUF_INIT(BUNDLE_MAX);
+    char tmp[64];
+    int r;
+
+    if (snprintf(tmp, sizeof(tmp), ".%s.new", name) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    {
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            return -errno;
+        r = append_fd(&b, fd);
+    }
+    if (r >= 0)
+        r = buf_append(&b, pem, len) < 0 ? -E2BIG : 0;
+    if (r >= 0)
+        r = write_at(dfd, tmp, buf_str(&b), b.len);
+    if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
+        r = -errno;
+    if (r < 0)
+        (void)unlinkat(dfd, tmp, 0);
+    buf_done(&b);
+    return r;
+}
+
+int bottle_ca_add(const char *dir, const char *pem, size_t len)
+{
+    char path[PATH_MAX];
+    _cleanup_close_ int dfd = -1;
+    int r;
+
+    if (snprintf(path, sizeof(path), "%s/tls", dir) >= (int)sizeof(path))
+        return log_errno(LOG_LVL_ERROR, -ENAMETOOLONG, "%s/tls", dir);
+    dfd = open(path, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return log_errno(LOG_LVL_ERROR, -errno, "cannot open %s", path);
+    r = append_replace(dfd, "ca-bundle.crt", pem, len);
+    if (r >= 0)
+        r = append_replace(dfd, "ca.pem", pem, len);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "cannot add a CA to the bottle's CA bundle in %s", path);
     return 0;
 }
 

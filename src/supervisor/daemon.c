@@ -235,10 +235,12 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d)
             daemon_stop(d);
             return -EIO;
         }
-        if (msg.len > 6) {
-            d->ca_pem_len = msg.len - 6;
+        /* "tls\n": it can intercept (hosts added at run time too), then its CAs if any */
+        d->tls = msg.len >= 10 && strncmp(buf_str(&msg) + 6, "tls\n", 4) == 0;
+        if (d->tls && msg.len > 10) {
+            d->ca_pem_len = msg.len - 10;
             d->ca_pem = xmalloc(d->ca_pem_len + 1);
-            memcpy(d->ca_pem, buf_str(&msg) + 6, d->ca_pem_len + 1);
+            memcpy(d->ca_pem, buf_str(&msg) + 10, d->ca_pem_len + 1);
         }
         buf_done(&msg);
     }
@@ -283,12 +285,13 @@ void daemon_stop(struct egress_daemon *d)
     free(d->ca_pem);
     d->ca_pem = NULL;
     d->ca_pem_len = 0;
+    d->tls = false;
 }
 
 int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,
-                         char *reterr, size_t errsize)
+                         char *reterr, size_t errsize, struct buf *ret_ca)
 {
-    char msg[EGRESS_CONTROL_MAX + 1], junk;
+    char msg[EGRESS_CONTROL_REPLY_MAX + 1], junk;
     struct pollfd pfd = { .fd = d->control, .events = POLLIN };
     ssize_t n;
     int r;
@@ -313,8 +316,12 @@ int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *
     if (n <= 0)
         return n == 0 ? -ECONNRESET : -errno;
     msg[n] = '\0';
-    if (strncmp(msg, "ok", 2) == 0)
+    if (strncmp(msg, "ok", 2) == 0) {
+        const char *nl = strchr(msg, '\n');
+        if (nl && ret_ca && buf_append_str(ret_ca, nl + 1) < 0)
+            return -E2BIG;
         return 0;
+    }
     (void)str_printf(reterr, errsize, "%s", strncmp(msg, "error ", 6) == 0 ? msg + 6 : msg);
     return -EINVAL;
 }

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "common/buf.h"
 #include "config/config.h"
 
 /* The host-side DNS port of the daemon. Inside the bottle the relay always listens on A:53
@@ -42,6 +43,10 @@ struct egress_daemon {
      * no interception (proxy/tls.h). */
     char *ca_pem;
     size_t ca_pem_len;
+    /* The daemon has a TLS context: it can intercept hosts added at run time (their CAs come
+     * with daemon_policy_change's answer), so the bottle gets a CA bundle even while ca_pem is
+     * NULL. */
+    bool tls;
     bool term_sent; /* daemon_request_stop sent SIGTERM (a second one would skip the drain) */
 };
 
@@ -57,10 +62,11 @@ int daemon_start(const struct daemon_config *c, struct egress_daemon *d);
  * Change the running daemon's policy: verb "allow" or "deny" (remove an allow pattern) and a
  * pattern (policy.h grammar). Waits up to 2 s for the daemon's answer (the loop is blocked that
  * long at most; the daemon answers at once). Returns 0; -EINVAL with the daemon's reason in
- * reterr; -ETIMEDOUT, -ENOTCONN or -errno.
+ * reterr; -ETIMEDOUT, -ENOTCONN or -errno. A new CA certificate (PEM) the daemon made for the
+ * change (a rule's host intercepted from now on) is appended to ret_ca (may be NULL).
  */
 int daemon_policy_change(struct egress_daemon *d, const char *verb, const char *pattern,
-                         char *reterr, size_t errsize);
+                         char *reterr, size_t errsize, struct buf *ret_ca);
 /* SIGTERM, SIGKILL after 3 s, reap; close what d holds. Accepts a never-started one. */
 void daemon_stop(struct egress_daemon *d);
 /* Only the SIGTERM of daemon_stop, without waiting: the daemon drains and writes its last

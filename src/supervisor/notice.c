@@ -37,14 +37,36 @@ static const char *cidr_len(const char *addr)
     return strchr(addr, ':') ? "128" : "32";
 }
 
+/* WHY of the left_out entry ("HOST WHY") that covers host, or NULL. */
+static const char *left_out_why(const struct strv *left_out, const char *host)
+{
+    size_t hl = strlen(host);
+
+    for (size_t i = 0; left_out && i < left_out->n; i++) {
+        const char *e = left_out->v[i], *sp = strchr(e, ' ');
+        size_t pl;
+
+        if (!sp)
+            continue;
+        pl = (size_t)(sp - e);
+        if (pl == hl && strncmp(e, host, hl) == 0)
+            return sp + 1;
+        /* *.SUFFIX: a name below SUFFIX */
+        if (pl > 2 && e[0] == '*' && e[1] == '.' && hl > pl - 1 &&
+            strncmp(host + hl - (pl - 1), e + 1, pl - 1) == 0)
+            return sp + 1;
+    }
+    return NULL;
+}
+
 /*
  * The line for one audit record, or -ENOENT when it says nothing to report: allowed
  * exchanges that worked, aggregated or connection-level records without a host ("*", ""),
  * the closing records of exchanges. *key gets what de-duplicates it ("reason host").
  */
-static int format_line(const char *bottle, const char *kind, const char *host, const char *decision,
-                       const char *reason, int port, const char *addr, struct buf *out,
-                       struct buf *key)
+static int format_line(const char *bottle, const struct strv *left_out, const char *kind,
+                       const char *host, const char *decision, const char *reason, int port,
+                       const char *addr, struct buf *out, struct buf *key)
 {
     bool deny = strcmp(decision, "deny") == 0;
     bool dns = strcmp(kind, "dns") == 0;
@@ -65,7 +87,13 @@ static int format_line(const char *bottle, const char *kind, const char *host, c
         return 0;
     }
     if (deny) {
-        if (strcmp(reason, "not-allowlisted") == 0)
+        const char *why = left_out_why(left_out, host);
+        if (strcmp(reason, "not-allowlisted") == 0 && why)
+            buf_printf(out,
+                       "blocked %s (not in the allowlist; %s); to allow it anyway, add --allow "
+                       "%s",
+                       host, why, host);
+        else if (strcmp(reason, "not-allowlisted") == 0)
             buf_printf(out, "blocked %s (not in the allowlist); to allow it, add --allow %s", host,
                        host);
         else if (strcmp(reason, "port-not-allowed") == 0 && port > 0)
@@ -178,7 +206,7 @@ static void on_line(void *ud, const char *text, size_t len)
     bool seen = false;
 
     if (audit_record_parse(text, len, &rec) == 0 && audit_record_is_decision(&rec) &&
-        format_line(n->bottle, rec.kind, rec.host, rec.decision, rec.reason, rec.port,
+        format_line(n->bottle, n->left_out, rec.kind, rec.host, rec.decision, rec.reason, rec.port,
                     rec.addr[0] ? rec.addr : NULL, &line, &key) == 0) {
         for (size_t i = 0; i < n->n_notified; i++)
             if (strcmp(n->notified[i], buf_str(&key)) == 0)

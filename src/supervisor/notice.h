@@ -14,6 +14,7 @@
 
 #include "audit/reader.h"
 #include "common/buf.h"
+#include "config/config.h"
 #include "common/loop.h"
 
 #define NOTICE_MAX_HOSTS 256
@@ -24,6 +25,7 @@ struct notice {
     const char *bottle;    /* the bottle's name, for the closing line */
     bool hold;  /* -t: keep the lines until notice_finish (the program has the terminal) */
     bool quiet; /* --quiet: no lines at all (the audit log still has everything) */
+    const struct strv *left_out; /* "HOST WHY" (supervisor.h); may be NULL */
     struct buf held;
     char *notified[NOTICE_MAX_HOSTS]; /* "reason host" already said */
     size_t n_notified;

@@ -92,8 +92,34 @@ int state_bottle_path(const struct state *st, const char *name, const char *file
     return str_printf(buf, size, "%s/%s", st->bottles, name);
 }
 
-/* Remove a state directory's known files and the directory. */
-static void remove_state_dir(const char *dir)
+/* Remove the files of the directory sub of dir (the supervisor's own, flat: the bottle's CA
+ * bundle in tls/), then the directory. */
+static void remove_flat_subdir(const char *dir, const char *sub)
+{
+    char p[STATE_PATH_MAX + 128];
+    struct dirent *de;
+    DIR *d;
+    int fd;
+
+    if (str_printf(p, sizeof(p), "%s/%s", dir, sub) < 0)
+        return;
+    fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
+    while ((de = readdir(d)))
+        if (de->d_type != DT_DIR)
+            unlinkat(fd, de->d_name, 0);
+    closedir(d);
+    rmdir(p);
+}
+
+/* Remove a state directory's known files and the directory: 0 or -errno of the rmdir. */
+static int remove_state_dir(const char *dir)
 {
     static const char *const files[] = { "info.json", ".info.json.tmp", "control", "lock" };
     char p[STATE_PATH_MAX + 128];
@@ -101,7 +127,8 @@ static void remove_state_dir(const char *dir)
     for (size_t i = 0; i < ARRAY_SIZE(files); i++)
         if (str_printf(p, sizeof(p), "%s/%s", dir, files[i]) == 0)
             unlink(p);
-    rmdir(dir);
+    remove_flat_subdir(dir, "tls");
+    return rmdir(dir) < 0 ? -errno : 0;
 }
 
 /* 1 when someone holds the lock file at path, 0 when it is free, -errno (-ENOENT: none). */
@@ -189,7 +216,14 @@ static int reclaim_locked(const struct state *st)
             continue;
         /* r == 0: its supervisor is gone; -ENOENT: a half-created directory */
         if (r == 0 || r == -ENOENT) {
-            remove_state_dir(dir);
+            r = remove_state_dir(dir);
+            if (r < 0) {
+                log_errno(LOG_LVL_WARN, r,
+                          "cannot remove the state that bottle '%s' left behind; check what is "
+                          "in %s and remove it (rm -r)",
+                          de->d_name, dir);
+                continue;
+            }
             log_info("removed the state that bottle '%s' left behind (its supervisor ended without "
                      "cleaning up, e.g. killed with SIGKILL)",
                      de->d_name);

@@ -297,7 +297,7 @@ static void on_grant_expired(struct loop_timer *t)
     struct grant *g = t->userdata;
     struct sv *s = g->s;
     char why[256];
-    int r = daemon_policy_change(&s->daemon, "deny", g->pattern, why, sizeof(why));
+    int r = daemon_policy_change(&s->daemon, "deny", g->pattern, why, sizeof(why), NULL);
 
     if (r < 0)
         log_warn("the grant for %s expired but could not be revoked: %s", g->pattern,
@@ -640,6 +640,7 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
     case CONTROL_ALLOW:
     case CONTROL_DENY: {
         bool allow = req->cmd == CONTROL_ALLOW;
+        struct buf ca = BUF_INIT(16 * 1024); /* a CA certificate (daemon.h) */
         char why[256];
         int r;
 
@@ -665,7 +666,7 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
             return 0;
         }
         r = daemon_policy_change(&s->daemon, allow ? "allow" : "deny", req->pattern, why,
-                                 sizeof(why));
+                                 sizeof(why), &ca);
         if (r == -ENOTCONN && (s->be->flags & BACKEND_DAEMON_ELSEWHERE)) {
             (void)str_printf(why, sizeof(why),
                              "the %s backend's egress daemon runs outside bot-bottle and takes "
@@ -675,10 +676,30 @@ static int on_control(void *ud, const struct control_request *req, json_t *reply
             return r;
         }
         if (r < 0) {
+            buf_done(&ca);
             json_object_set_new(reply, "error",
                                 json_string(r == -EINVAL || r == -ENOENT ? why : strerror(-r)));
             return r;
         }
+        /* The rule's host is intercepted from now on with a new CA: into the bottle's bundle
+         * (bottle-ca.h), for the processes that read it from now on. */
+        if (ca.len) {
+            r = bottle_ca_add(s->sb.dir, buf_str(&ca), ca.len);
+            json_object_set_new(
+                reply, "note",
+                json_string(r < 0 ? "HTTPS to the rule's host is now intercepted, but its new CA "
+                                    "could not be added to the bottle's CA bundle (see the "
+                                    "bottle's stderr): HTTPS to it fails verification there"
+                                  : "HTTPS to the rule's host is now intercepted with a new CA "
+                                    "of the bottle's, added to " BOTTLE_CA_DIR
+                                    "/ca-bundle.crt and ca.pem: programs that read the bundle from "
+                                    "now on trust it; a process that loaded it before (node, a "
+                                    "long-running client) still has the old one and fails "
+                                    "verification for that host until it is restarted"));
+            sv_note(s, "TLS for the new rule's host is intercepted with a new CA (added to the "
+                       "bottle's CA bundle)");
+        }
+        buf_done(&ca);
         /* a deny or a plain allow ends the pattern's timer; allow --for (re)arms it */
         if (allow && req->has_seconds)
             (void)grant_arm(s, req->pattern, req->seconds);
@@ -915,9 +936,9 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
     if (r < 0)
         return r;
     /* TLS interception: the daemon's CA in the bottle's trust (bottle-ca.h) */
-    if (s->daemon.ca_pem &&
-        (r = bottle_ca_install(s->sb.dir, s->daemon.ca_pem, s->daemon.ca_pem_len,
-                               s->o->tls_extra_ca, spec)) < 0)
+    if ((s->daemon.ca_pem || s->daemon.tls) &&
+        (r = bottle_ca_install(s->sb.dir, s->daemon.ca_pem ? s->daemon.ca_pem : "",
+                               s->daemon.ca_pem_len, s->o->tls_extra_ca, spec)) < 0)
         return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
     r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
@@ -1127,6 +1148,7 @@ int supervisor_run(const struct supervisor_opts *o, struct policy *policy)
     s.notice.hold = o->tty; /* never drawn over the program's screen: said when it exits */
     s.notice.quiet = o->quiet;
     s.notice.bottle = s.name;
+    s.notice.left_out = &o->left_out;
 
     /* the daemon builds the same policy from the same arguments */
     policy = policy_free(policy);

@@ -33,7 +33,10 @@ struct supervisor_opts {
     struct strv env;       /* NAME=VALUE to pass in */
     struct strv mounts;    /* SRC:DST[:ro] */
     bool tty, interactive;
-    bool quiet;              /* no blocked/failed-host notices on stderr */
+    bool quiet; /* no blocked/failed-host notices on stderr */
+    /* "HOST WHY": hosts an agent profile leaves out on purpose; a notice for one says WHY
+     * (HOST: a name or *.SUFFIX) */
+    struct strv left_out;
     struct strv allow_write; /* workspace-relative protected paths to leave writable */
     /* cgroup limits (0: none; the CLI fills in the defaults) and the tmpfs sizes in bytes
      * (/tmp, $HOME, /dev/shm; must be non-zero). */

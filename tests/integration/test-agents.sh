@@ -158,12 +158,104 @@ for agent in claude codex; do
         "dns (statsig.anthropic.com|api.github.com) deny"
     unlike "... refused names never reached the upstream" "$(cat "$T/dns.log")" "statsig|sentry|googleapis|npmjs|github"
 done
+out=$(cd "$T/ws" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" --upstream-dns "127.0.0.1:$DNS" claude -c 'curl -s -o /dev/null https://downloads.claude.ai/x; curl -s -o /dev/null https://o1.ingest.sentry.io/; curl -s -o /dev/null https://other.example/' 2>&1)
+like "a host the profile leaves out: the notice says why" "$out" \
+    "blocked downloads.claude.ai \(not in the allowlist; the claude profile leaves it out: auto-update; 'bot-bottle agent install claude' updates it\); to allow it anyway, add --allow downloads.claude.ai"
+like "... a *.SUFFIX entry covers the names below it" "$out" \
+    "blocked o1.ingest.sentry.io \(not in the allowlist; the claude profile leaves it out: error reports, turned off\)"
+like "... any other host gets the usual notice" "$out" \
+    "blocked other.example \(not in the allowlist\); to allow it, add --allow other.example"
 like "claude's bottle gets telemetry and auto-update turned off" "$(cd "$T/ws" && "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c env 2>&1)" \
     "DISABLE_TELEMETRY=1"
-out=$(cd "$T/ws" && ANTHROPIC_API_KEY=sk-test-value timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 'echo "key=$ANTHROPIC_API_KEY"; echo "cfg=$CLAUDE_CONFIG_DIR"; echo "base=${ANTHROPIC_BASE_URL-unset}"' 2>&1)
-like "... its API key passes through when set on the host" "$out" "key=sk-test-value"
+out=$(cd "$T/ws" && ANTHROPIC_API_KEY=sk-test-value timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 'echo "key=$ANTHROPIC_API_KEY"; echo "cfg=$CLAUDE_CONFIG_DIR"; echo "base=${ANTHROPIC_BASE_URL-unset}"; cat /proc/self/environ; grep -rl sk-test-value / --exclude-dir=proc --exclude-dir=sys --exclude-dir=usr --exclude-dir=opt 2>/dev/null' 2>&1)
+like "... its API key set on the host becomes a placeholder in the bottle" "$out" "key=bb-cred-anthropic-api-key-[0-9a-f]{32}"
+like "... and bot-bottle says where the key goes instead" "$out" \
+    "ANTHROPIC_API_KEY stays on the host: .* x-api-key header of requests to api.anthropic.com:443"
+unlike "... the key itself is nowhere in the bottle (variables, files)" "$out" "sk-test-value"
 like "... CLAUDE_CONFIG_DIR names its state directory" "$out" "cfg=$HOME/\.claude"
 like "... an unset variable stays unset" "$out" "base=unset"
+
+# ---- API keys stay on the host: the agents against a fake API (loopback, a test CA) ----
+# The real Claude Code asks a fake Messages API for a reply; the key the origin receives is the
+# host's, the bottle only ever had the placeholder. ANTHROPIC_BASE_URL names the fake's port.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=bb agents test CA" -keyout "$T/oca.key" -out "$T/oca.pem" >/dev/null 2>&1
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=api.anthropic.com" \
+    -addext "subjectAltName=DNS:api.anthropic.com,DNS:api.openai.com" \
+    -keyout "$T/srv.key" -out "$T/srv.csr" >/dev/null 2>&1
+openssl x509 -req -in "$T/srv.csr" -CA "$T/oca.pem" -CAkey "$T/oca.key" -CAcreateserial \
+    -days 2 -copy_extensions copy -out "$T/srv.pem" >/dev/null 2>&1
+API=$(free_port) ADNS=$(free_port)
+REALKEY=sk-ant-REAL-agent-key-4d1e
+bg "$PY" "$HELPERS/fake-upstream.py" --https "$API" --cert "$T/srv.pem" --key "$T/srv.key" \
+    --dns "$ADNS" --zone api.anthropic.com=127.0.0.1 --zone api.openai.com=127.0.0.1 \
+    --log "$T/api.log" --log-headers --messages-key "$REALKEY" --ready "$T/api.ready"
+wait_file "$T/api.ready" || { echo "Bail out! fake API did not start"; exit 1; }
+printf '[tls]\nextra_ca = %s\n' "$T/oca.pem" >"$T/cfg/api.ini"
+# (the second API host is inspected, so a placeholder sent there is seen and refused)
+{ cat "$T/cfg/probe.ini" "$T/cfg/api.ini"; printf '[egress]\ninspect = api.anthropic.com:%s\n' "$API"; } >"$T/cfg/api-probe.ini"
+apirun() { # apirun BACKEND CONFIG ARGS...: a bottle that reaches the fake API only
+    local be=$1 cfg=$2
+    shift 2
+    (cd "$T/ws" && timeout 300 "$BB" run -b "$be" --no-default-config -c "$cfg" \
+        -a "api.anthropic.com:$API" -a "api.openai.com:$API" --allow-cidr 127.0.0.1/32 \
+        --upstream-dns "127.0.0.1:$ADNS" "$@")
+}
+for be in $BACKENDS; do
+    if [ ! -x "$BOT_BOTTLE_AGENT_CACHE/claude/bin/claude" ]; then
+        skip "claude -p against a fake API ($be)" "claude is not installed (the registry cannot be reached)"
+        continue
+    fi
+    : >"$T/api.log"
+    out=$(ANTHROPIC_API_KEY=$REALKEY ANTHROPIC_BASE_URL=https://api.anthropic.com:$API \
+        apirun "$be" "$T/cfg/api.ini" --name "api-claude-$be" claude -p "say hi" 2>"$T/api-claude.err")
+    rc=$?
+    is "claude -p in a $be bottle gets the fake API's reply with the host's key" "$rc:$out" \
+        "0:bottled reply: ok" || diag "$(tail -5 "$T/api-claude.err")"
+    like "... the origin received the host's key in x-api-key" "$(cat "$T/api.log")" "hdr x-api-key: $REALKEY"
+    like "... over the intercepted connection, asking for /v1/messages" "$(cat "$T/api.log")" \
+        "http POST api.anthropic.com:$API /v1/messages"
+    "$BB" logs "api-claude-$be" --json >"$T/api-claude.json" 2>/dev/null
+    unlike "... the key is not in the audit log" "$(cat "$T/api-claude.json")" "$REALKEY"
+    unlike "... nor in what bot-bottle printed" "$(cat "$T/api-claude.err")" "$REALKEY"
+done
+# codex's key (OPENAI_API_KEY, a bearer token) the same way, with its profile around a shell
+: >"$T/api.log"
+cat "$T/cfg/api-probe.ini" - >"$T/cfg/api-codex.ini" <<INI
+[credential "openai-api-key"]
+host = api.openai.com
+port = $API
+header = authorization
+value = env:OPENAI_API_KEY
+INI
+out=$(OPENAI_API_KEY=$REALKEY apirun $BE "$T/cfg/api-probe.ini" codex -c 'echo "key=$OPENAI_API_KEY"' 2>&1)
+like "codex's OPENAI_API_KEY is a placeholder in the bottle" "$out" "key=bb-cred-openai-api-key-[0-9a-f]{32}"
+like "... for api.openai.com:443, in Authorization" "$out" \
+    "OPENAI_API_KEY stays on the host: .* authorization header of requests to api.openai.com:443"
+unlike "... the key never reached the bottle" "$out" "$REALKEY"
+# the swap itself: the fake API is not on port 443, so a credential of the same name for its
+# port takes the profile's place (the user's wins)
+out=$(OPENAI_API_KEY=$REALKEY apirun $BE "$T/cfg/api-codex.ini" codex -c \
+    'echo "key=$OPENAI_API_KEY"; curl -sS -H "Authorization: Bearer $OPENAI_API_KEY" -H "content-type: application/json" -d "{}" https://api.openai.com:'"$API"'/v1/messages; echo; curl -s -o /dev/null -w "%{http_code} %header{x-bottle-block}\n" -H "Authorization: Bearer $OPENAI_API_KEY" https://api.anthropic.com:'"$API"'/v1/models' 2>&1)
+like "the placeholder becomes the host's key in Authorization to api.openai.com" "$out" '"text": "bottled reply: ok"'
+like "... and is refused towards another host (credential-misuse)" "$out" "403 credential-misuse"
+unlike "... the key never reached the bottle" "$out" "$REALKEY"
+out=$(ANTHROPIC_API_KEY=$REALKEY ANTHROPIC_BASE_URL=http://api.anthropic.com:$API \
+    apirun $BE "$T/cfg/api-probe.ini" claude -c true 2>&1; echo "rc=$?")
+like "a key with an http:// base URL is refused (it would go in clear)" "$out" \
+    "ANTHROPIC_BASE_URL is 'http://.*must be an https://HOST\[:PORT\] URL \(or unset it\).*rc=125"
+cat >"$T/cfg/own.ini" <<INI
+[credential "mine"]
+host = api.anthropic.com
+port = $API
+header = authorization
+value = env:MY_OWN
+env = ANTHROPIC_API_KEY
+INI
+out=$(MY_OWN=$REALKEY ANTHROPIC_API_KEY=ignored apirun $BE "$T/cfg/own.ini" -c "$T/cfg/probe.ini" claude -c 'echo "key=$ANTHROPIC_API_KEY"' 2>&1)
+like "a credential of the user's for the same variable wins over the profile's" "$out" \
+    "key=bb-cred-mine-[0-9a-f]{32}"
+unlike "... and the profile's is not made" "$out" "stays on the host"
 
 # ---- state: per agent and workspace, kept from one bottle to the next ----
 (cd "$T/ws" && timeout 60 "$BB" run -b $BE -c "$T/cfg/probe.ini" claude -c 'echo onboarded >"$CLAUDE_CONFIG_DIR/marker"') >/dev/null 2>&1

@@ -86,6 +86,9 @@ echo "lo_addrs=\$(ip -o -4 addr show dev lo | awk '{print \$4}' | tr '\n' ' ')"
 node --version >/dev/null && node -e 'require("crypto").randomBytes(4)' && echo node=ok
 python3 -c 'import ssl,socket,sqlite3' && echo python=ok
 git --version >/dev/null && echo git=ok
+echo "git_checkstat=\$(git -C repo config core.checkStat)"
+echo "git_clean=\$(git -C repo status --porcelain | wc -l)"
+echo abcd >repo/f && echo "git_modified=\$(git -C repo status --porcelain)"
 curl --version >/dev/null && echo curl=ok
 awk 'BEGIN { exit 0 }' && echo alternatives=ok
 test -s /etc/ssl/certs/ca-certificates.crt && echo ca_bundle=ok
@@ -105,6 +108,11 @@ echo "dns=\$(python3 -c 'import socket; print(socket.gethostbyname("guest-check.
 exit 3
 EOF
 cp "$T/probe.sh" "$WS/probe.sh"
+# a repository made on the host: its index holds the host's inode numbers
+mkdir -p "$WS/repo" && echo wxyz >"$WS/repo/f" && git -C "$WS/repo" init -q &&
+    git -C "$WS/repo" add f && git -C "$WS/repo" -c user.name=t -c user.email=t@t commit -qm one &&
+    touch -d '2 minutes ago' "$WS/repo/f" && git -C "$WS/repo" update-index --refresh >/dev/null &&
+    chown -R --reference="$WS" "$WS/repo"
 boot --chan-stats --proxy "127.0.0.1:$UP_HTTP" --dns "127.0.0.1:$UP_DNS" \
     --mount "$T/extra:/extra:ro" -- /bin/bash probe.sh
 is "boot 1: the command's status comes through" "$RC" 3
@@ -129,6 +137,10 @@ is "lo carries 127.0.0.1 and the alias" "$(val lo_addrs)" "127.0.0.1/8 $ALIAS/32
 is "node from /usr runs" "$(val node)" ok
 is "python3 imports ssl, socket, sqlite3" "$(val python)" ok
 is "git runs" "$(val git)" ok
+is "git compares mtime and size only over 9p (/etc/gitconfig: inode numbers differ)" \
+    "$(val git_checkstat)" minimal
+is "... so a repository whose index the host wrote is clean in the guest" "$(val git_clean)" 0
+is "... and a change of the same size is still seen" "$(val git_modified)" " M f"
 is "curl runs" "$(val curl)" ok
 is "/etc/alternatives (awk) came through the initramfs" "$(val alternatives)" ok
 is "the CA bundle came through the initramfs" "$(val ca_bundle)" ok

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bot-bottle policy check: exit 0 for allowed, 1 for denied with the reason on stdout.
 source "$(dirname "$0")/lib.sh"
-plan 14
+plan 18
 
 pc() { "$BB" policy check "$@"; }
 out=$(pc -a example.com https://example.com/x); rc=$?
@@ -19,6 +19,12 @@ out=$(pc -a '*.example.com' http://a.b.example.com/); rc=$?
 is "*.example.com admits any depth below" "$rc" "0"
 out=$(pc -a example.com 'http://example.com@evil.com/'); rc=$?
 is "userinfo trick is denied" "$rc" "1"
+like "... and the reason names the userinfo and the real host, not a wrong scheme" "$out" \
+    "^deny: bad-host: the URL has userinfo \\('example.com@' before its host\\).*\\('evil.com'\\)"
+unlike "... (not 'give an http:// or https:// URL', which it is)" "$out" "give an http"
+out=$(pc -a example.com 'https://u:hunter2@example.com/'); rc=$?
+like "a userinfo with a password: denied, the password not repeated" "$rc:$out" "^1:deny: bad-host: .*'u:...@'"
+unlike "... (hunter2 not shown)" "$out" "hunter2"
 out=$(pc -a example.com 10.0.0.1); rc=$?
 like "an IP literal is denied as ip-literal" "$rc:$out" "^1:deny: ip-literal"
 out=$(pc -a example.com --allow-cidr 10.0.0.0/8 10.0.0.1:5432); rc=$?

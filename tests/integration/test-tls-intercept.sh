@@ -172,5 +172,9 @@ like "... while the other hosts work as before" "$out" "insp: hello from fake up
 out=$(run microvm -- sh -c "curl -sS -o /dev/null -H \"X-Api-Key: \$BB_TEST_API_KEY\" $U/swap-vm; curl -sS https://plain.test:$HTTPS/hello" 2>"$T/err2")
 like "microvm: HTTPS to the credential host, real value at the origin" "$(got /swap-vm)" "X-Api-Key: $REAL"
 like "microvm: a plain tunnel still works" "$out" "hello from fake upstream"
+# (the CA bundle's directory used to stay behind, so every later run "removed the state that
+# bottle left behind" and failed to)
+is "a bottle that ended left no state behind, its CA bundle included" \
+    "$(ls -A "$STATE/bottles" | grep -v '^\.lock$')" ""
 
 done_testing

@@ -52,7 +52,17 @@ static void test_builtin_profiles(void **state)
     assert_true(strv_has(&p.env, "DISABLE_TELEMETRY=1"));
     assert_true(strv_has(&p.env, "DISABLE_AUTOUPDATER=1"));
     assert_true(strv_has(&p.env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"));
-    assert_true(strv_has(&p.env, "ANTHROPIC_API_KEY"));
+    /* the API keys are credentials (the bottle gets a placeholder), never passed */
+    assert_false(strv_has(&p.env, "ANTHROPIC_API_KEY"));
+    assert_true(strv_has(&p.env, "ANTHROPIC_BASE_URL"));
+    assert_non_null(p.keys);
+    assert_string_equal(p.keys[0].var, "ANTHROPIC_API_KEY");
+    assert_string_equal(p.keys[0].header, "x-api-key");
+    assert_string_equal(p.keys[0].host, "api.anthropic.com");
+    assert_string_equal(p.keys[1].var, "ANTHROPIC_AUTH_TOKEN");
+    assert_string_equal(p.keys[1].header, "authorization");
+    assert_string_equal(p.keys[2].var, "CLAUDE_CODE_OAUTH_TOKEN");
+    assert_null(p.keys[3].var);
     assert_string_equal(p.state, ".claude");
     assert_string_equal(p.state_env, "CLAUDE_CONFIG_DIR");
     assert_true(p.builtin);
@@ -63,7 +73,11 @@ static void test_builtin_profiles(void **state)
     assert_string_equal(p.package, "@openai/codex");
     assert_true(strv_has(&p.allow, "api.openai.com"));
     assert_true(strv_has(&p.allow, "auth.openai.com"));
-    assert_true(strv_has(&p.env, "OPENAI_API_KEY"));
+    assert_false(strv_has(&p.env, "OPENAI_API_KEY"));
+    assert_string_equal(p.keys[0].var, "OPENAI_API_KEY");
+    assert_string_equal(p.keys[0].header, "authorization");
+    assert_string_equal(p.keys[0].host, "api.openai.com");
+    assert_null(p.keys[1].var);
     assert_string_equal(p.state_env, "CODEX_HOME");
     agent_profile_done(&p);
 

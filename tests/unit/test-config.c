@@ -138,6 +138,7 @@ static const struct err_case err_cases[] = {
     { "[microvm]\naccel = hvf\n", 2, "accel: 'hvf' is not auto, kvm or tcg" },
     { "[microvm]\naccel = kvm\naccel = tcg\n", 3, "already set" },
     { "[microvm]\nkernel = vmlinux\n", 2, "absolute path" },
+    { "[microvm]\nkernel = Stock\n", 2, "neither 'stock' nor an absolute path" },
     { "[microvm]\nmemory = 2G\n", 2, "unknown key 'memory' in [microvm]" },
     /* sections */
     { "[egres]\n", 1, "unknown section [egres]" },
@@ -170,6 +171,19 @@ static const struct err_case err_cases[] = {
     { "[bottle]\n\x1b[31mcpus = 2\n", 2, "control character" },
     { "[bottle]\ncpus = 2\rbackend = x\n", 2, "control character" },
 };
+
+/* [microvm] kernel = stock: Debian's kernel from the cache (docs/microvm.md) */
+static void test_config_kernel_stock(void **state)
+{
+    struct bb_config cfg = { 0 };
+    struct config_error err = { 0 };
+    (void)state;
+
+    if (load("[microvm]\nkernel = stock\n", &cfg, &err) != 0)
+        fail_msg("%s:%u: %s", err.path, err.line, err.msg);
+    assert_string_equal(cfg.kernel, "stock");
+    config_done(&cfg);
+}
 
 static void test_config_credentials(void **state)
 {
@@ -607,6 +621,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_example),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_config_kernel_stock),
         cmocka_unit_test(test_config_credentials),
         cmocka_unit_test(test_config_nul_byte),
         cmocka_unit_test(test_config_long_line),

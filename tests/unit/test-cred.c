@@ -5,10 +5,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 
 #include "common/buf.h"
 #include "common/macro.h"
@@ -17,6 +19,14 @@
 
 #define PH "bb-cred-api-0123456789abcdef0123456789abcdef"
 #define PH2 "bb-cred-npm-00112233445566778899aabbccddeeff"
+/* base64("x-access-token:" PH2), base64(PH2 ":" PH2), base64(PH2 ":x") without padding, and
+ * base64("x-access-token:npmREAL") */
+#define B_PH2 "eC1hY2Nlc3MtdG9rZW46YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY="
+#define B_PH2_TWICE                                                                                \
+    "YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY6YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1" \
+    "NjY3Nzg4OTlhYWJiY2NkZGVlZmY="
+#define B_PH2_USER "YmItY3JlZC1ucG0tMDAxMTIyMzM0NDU1NjY3Nzg4OTlhYWJiY2NkZGVlZmY6eA"
+#define B_REAL "eC1hY2Nlc3MtdG9rZW46bnBtUkVBTA=="
 
 static struct cred_store *two(void)
 {
@@ -109,6 +119,27 @@ static void test_check_head(void **state)
         /* the other credential's placeholder to this host */
         { "GET http://api.example.com:443/ HTTP/1.0\r\nAuthorization: Bearer " PH2 "\r\n\r\n",
           "api.example.com", 443, -EPERM, 0 },
+        /* inside HTTP Basic credentials (git, pip, npm user:password): the same rules */
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8080, 0, 1 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: basic  " B_PH2_USER
+          " \r\n\r\n",
+          "registry.example.com", 8080, 0, 1 },
+        { "GET http://other.example/ HTTP/1.0\r\nAuthorization: Basic " B_PH2 "\r\n\r\n",
+          "other.example", 80, -EPERM, 0 },
+        { "GET http://registry.example.com:8081/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8081, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nProxy-Authorization: Basic " B_PH2
+          "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2_TWICE
+          "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
+        { "GET http://registry.example.com:8080/ HTTP/1.0\r\nAuthorization: Basic " B_PH2
+          "\r\nX-Api-Key: Basic " B_PH2 "\r\n\r\n",
+          "registry.example.com", 8080, -EPERM, 0 },
         /* CONNECT never carries one */
         { "CONNECT api.example.com:443 HTTP/1.0\r\nX-Api-Key: " PH "\r\n\r\n", "api.example.com",
           443, -EPERM, 0 },
@@ -145,6 +176,13 @@ static void test_substitute(void **state)
     assert_int_equal(cred_substitute(s, 0, slice_cstr(PH), &out), 0);
     assert_string_equal(buf_str(&out), "sk-REAL secret");
     assert_int_equal(cred_substitute(s, 0, slice_cstr("nothing"), &out), -ENOENT);
+    /* Basic: decoded, replaced, encoded again; the scheme as the client wrote it */
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("Basic " B_PH2), &out), 0);
+    assert_string_equal(buf_str(&out), "Basic " B_REAL);
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("basic\t" B_PH2 "  "), &out), 0);
+    assert_string_equal(buf_str(&out), "basic\t" B_REAL);
+    assert_int_equal(cred_substitute(s, 0, slice_cstr("Basic " B_PH2), &out), -ENOENT);
+    assert_int_equal(cred_substitute(s, 1, slice_cstr("Basic !!" B_PH2), &out), -ENOENT);
     buf_done(&out);
     cred_store_free(s);
 }
@@ -254,6 +292,165 @@ static void test_scan_values(void **state)
 
 /* A reader passes on only what cred_scan_hold() does not keep back: nothing of a value that
  * the next feed completes leaves early, plain or split by chunk framing (raw offsets). */
+/* An origin that reflects an Authorization: Basic header hands back the value in base64: the
+ * value search finds it at every alignment. */
+static void test_scan_values_b64(void **state)
+{
+    struct cred_store *s = two();
+    const char *texts[] = { "{\"authorization\": \"Basic " B_REAL "\"}", /* offset 15 */
+                            "Basic eDpucG1SRUFM",                        /* x:npmREAL */
+                            "Basic eHg6bnBtUkVBTA==",                    /* xx:npmREAL */
+                            "Basic eHh4Om5wbVJFQUw=" };                  /* xxx:npmREAL */
+    (void)state;
+    for (size_t i = 0; i < ARRAY_SIZE(texts); i++) {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, texts[i], strlen(texts[i])), 1);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+/* p compressed: gzip (wbits 15 + 16) or zlib (15), into a malloc'd buffer. */
+static unsigned char *zip(const void *p, size_t n, int wbits, size_t *ret_len)
+{
+    z_stream z = { 0 };
+    size_t cap = deflateBound(&z, (uLong)n) + 64;
+    unsigned char *out = malloc(cap + 64);
+
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, wbits, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)p;
+    z.avail_in = (uInt)n;
+    z.next_out = out;
+    z.avail_out = (uInt)(cap + 64);
+    assert_int_equal(deflate(&z, Z_FINISH), Z_STREAM_END);
+    *ret_len = z.total_out;
+    deflateEnd(&z);
+    return out;
+}
+
+/* Inflate (gzip or zlib) whatever of p can be: the bytes a client that got p would have. */
+static size_t unzip_prefix(const unsigned char *p, size_t n, char *out, size_t cap)
+{
+    z_stream z = { 0 };
+    assert_int_equal(inflateInit2(&z, 15 + 32), Z_OK);
+    z.next_in = (Bytef *)(uintptr_t)p;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    (void)inflate(&z, Z_SYNC_FLUSH);
+    size_t got = z.total_out;
+    inflateEnd(&z);
+    return got;
+}
+
+/* A gzip (or deflate) response is searched inflated: the value is found however the compressed
+ * bytes are cut, and what the hold-back lets out never inflates to the value. */
+static void test_scan_inflate(void **state)
+{
+    struct cred_store *s = two();
+    char text[3000], got[4000];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = (char)('a' + (i * 7 + i / 13) % 26);
+    memcpy(text + 1500, "x-api-key: sk-REAL secret\r\n", 27);
+    for (int wbits = 15; wbits <= 31; wbits += 16) {
+        size_t zn;
+        unsigned char *z = zip(text, sizeof(text), wbits, &zn);
+        for (size_t cut = 1; cut < zn; cut += 3) {
+            struct cred_scan sc;
+            cred_scan_init(&sc);
+            cred_scan_set_values(&sc);
+            assert_int_equal(cred_scan_set_inflate(&sc), 0);
+            int hit = cred_scan_feed(s, &sc, (const char *)z, cut);
+            if (hit < 0) {
+                assert_int_equal(hit, -1);
+                size_t out = unzip_prefix(z, cut - cred_scan_hold(&sc), got, sizeof(got));
+                assert_null(memmem(got, out, "sk-REAL secret", 14));
+                hit = cred_scan_feed(s, &sc, (const char *)z + cut, zn - cut);
+            }
+            assert_int_equal(hit, 0);
+            cred_scan_done(&sc);
+        }
+        /* the same text without the value passes, whole */
+        memcpy(text + 1500, "x-api-key: sk-FAKE secret\r\n", 27);
+        free(z);
+        z = zip(text, sizeof(text), wbits, &zn);
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_set_inflate(&sc), 0);
+        assert_int_equal(cred_scan_feed(s, &sc, (const char *)z, zn), -1);
+        cred_scan_done(&sc);
+        memcpy(text + 1500, "x-api-key: sk-REAL secret\r\n", 27);
+        free(z);
+    }
+    cred_store_free(s);
+}
+
+/* Chunked framing around gzip; a second gzip member; not gzip at all; a decompression bomb. */
+static void test_scan_inflate_edges(void **state)
+{
+    struct cred_store *s = two();
+    struct cred_scan sc;
+    size_t zn, bn;
+    unsigned char *z, *bomb;
+    char framed[512], *zeros;
+    int n;
+    (void)state;
+
+    z = zip("hello npmREAL there", 19, 31, &zn);
+    n = snprintf(framed, sizeof(framed), "%zx\r\n", zn);
+    memcpy(framed + n, z, zn);
+    memcpy(framed + n + zn, "\r\n0\r\n\r\n", 7);
+    cred_scan_init(&sc);
+    cred_scan_set_values(&sc);
+    cred_scan_set_chunked(&sc);
+    assert_int_equal(cred_scan_set_inflate(&sc), 0);
+    assert_int_equal(cred_scan_feed(s, &sc, framed, (size_t)n + zn + 7), 1);
+    cred_scan_done(&sc);
+
+    /* gzip members one after the other (what gzip -c a b >ab makes) */
+    unsigned char *z1 = zip("benign first member", 19, 31, &bn);
+    memcpy(framed, z1, bn);
+    memcpy(framed + bn, z, zn);
+    cred_scan_init(&sc);
+    cred_scan_set_values(&sc);
+    assert_int_equal(cred_scan_set_inflate(&sc), 0);
+    assert_int_equal(cred_scan_feed(s, &sc, framed, bn + zn), 1);
+    cred_scan_done(&sc);
+    free(z1);
+    free(z);
+
+    cred_scan_init(&sc);
+    cred_scan_set_values(&sc);
+    assert_int_equal(cred_scan_set_inflate(&sc), 0);
+    assert_int_equal(cred_scan_feed(s, &sc, "this is not gzip at all", 23), CRED_SCAN_UNSCANNABLE);
+    assert_non_null(sc.z_err);
+    assert_int_equal(cred_scan_feed(s, &sc, "more", 4), CRED_SCAN_UNSCANNABLE);
+    cred_scan_done(&sc);
+
+    /* 16 MiB of zeros is about 16 KiB of gzip: refused once it inflates past the ratio */
+    size_t zlen = 16u << 20;
+    zeros = calloc(1, zlen);
+    bomb = zip(zeros, zlen, 31, &bn);
+    free(zeros);
+    cred_scan_init(&sc);
+    cred_scan_set_values(&sc);
+    assert_int_equal(cred_scan_set_inflate(&sc), 0);
+    int hit = -1;
+    for (size_t i = 0; i < bn && hit == -1; i += 16384)
+        hit = cred_scan_feed(s, &sc, (const char *)bomb + i, MIN((size_t)16384, bn - i));
+    assert_int_equal(hit, CRED_SCAN_UNSCANNABLE);
+    assert_true(sc.z_out <= (uint64_t)CRED_INFLATE_FREE + 16384);
+    assert_non_null(strstr(sc.z_err, "limit"));
+    cred_scan_done(&sc);
+    free(bomb);
+    cred_store_free(s);
+}
+
 static void test_scan_hold(void **state)
 {
     struct cred_store *s = two();
@@ -303,7 +500,8 @@ int main(void)
         cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
         cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
         cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
-        cmocka_unit_test(test_scan_hold),
+        cmocka_unit_test(test_scan_hold),     cmocka_unit_test(test_scan_values_b64),
+        cmocka_unit_test(test_scan_inflate),  cmocka_unit_test(test_scan_inflate_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

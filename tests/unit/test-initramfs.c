@@ -281,12 +281,94 @@ static void test_write_file(void **state)
     assert_int_equal(rmdir(dir), 0); /* fails if a temporary file was left */
 }
 
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[PATH_MAX];
+
+    assert_int_equal(str_printf(path, sizeof(path), "%s/%s", dir, name), 0);
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The stock kernel's modules: numbered in modules.load's order, root-only, bad lists refused. */
+static void test_modules(void **state)
+{
+    char dir[] = "/tmp/test-initramfs-mod.XXXXXX";
+    struct initramfs_bottle b = { .spec = "x", .spec_len = 1, .host_etc = NULL };
+    struct buf out = BUF_INIT(INITRAMFS_MAX);
+    struct archive a;
+    const struct entry *e;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    put(dir, "virtio.ko", "VIRTIO");
+    put(dir, "virtio_mmio.ko", "MMIO");
+    put(dir, "9p.ko", "NINEP");
+    /* the order is the list's, not the names' */
+    put(dir, "modules.load", "virtio.ko\nvirtio_mmio.ko\n\n9p.ko\n");
+    b.modules_dir = dir;
+    assert_int_equal(initramfs_build_bottle(fake_init, sizeof(fake_init), &b, &out), 0);
+    parse(out.p, out.len, &a);
+    assert_true(a.trailer);
+    e = find(&a, "bottle/modules");
+    assert_non_null(e);
+    assert_int_equal(e->mode, 040700);
+    e = find(&a, "bottle/modules/00-virtio.ko");
+    assert_non_null(e);
+    assert_int_equal(e->mode, 0100400);
+    assert_int_equal(e->size, 6);
+    assert_memory_equal(e->data, "VIRTIO", 6);
+    assert_non_null(find(&a, "bottle/modules/01-virtio_mmio.ko"));
+    e = find(&a, "bottle/modules/02-9p.ko");
+    assert_non_null(e);
+    assert_memory_equal(e->data, "NINEP", 5);
+    assert_null(find(&a, "bottle/modules/modules.load"));
+
+    /* without modules_dir: no modules directory at all */
+    b.modules_dir = NULL;
+    buf_reset(&out);
+    assert_int_equal(initramfs_build_bottle(fake_init, sizeof(fake_init), &b, &out), 0);
+    parse(out.p, out.len, &a);
+    assert_null(find(&a, "bottle/modules"));
+
+    /* names that could leave the directory, or are not modules, and missing files */
+    b.modules_dir = dir;
+    static const char *const bad[] = { "../virtio.ko\n", "virtio\n", "/etc/passwd.ko\n", ".ko\n",
+                                       "sub/virtio.ko\n" };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        put(dir, "modules.load", bad[i]);
+        buf_reset(&out);
+        assert_int_equal(initramfs_build_bottle(fake_init, sizeof(fake_init), &b, &out), -EINVAL);
+    }
+    put(dir, "modules.load", "gone.ko\n");
+    buf_reset(&out);
+    assert_int_equal(initramfs_build_bottle(fake_init, sizeof(fake_init), &b, &out), -ENOENT);
+    /* an empty list: the directory alone (bottle-init still switches module loading off) */
+    put(dir, "modules.load", "\n");
+    buf_reset(&out);
+    assert_int_equal(initramfs_build_bottle(fake_init, sizeof(fake_init), &b, &out), 0);
+    parse(out.p, out.len, &a);
+    assert_non_null(find(&a, "bottle/modules"));
+    assert_null(find(&a, "bottle/modules/00-virtio.ko"));
+
+    buf_done(&out);
+    static const char *const files[] = { "virtio.ko", "virtio_mmio.ko", "9p.ko", "modules.load" };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char path[PATH_MAX];
+        assert_int_equal(str_printf(path, sizeof(path), "%s/%s", dir, files[i]), 0);
+        assert_int_equal(unlink(path), 0);
+    }
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_image_entries), cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_bad_names),     cmocka_unit_test(test_cap),
-        cmocka_unit_test(test_write_file),
+        cmocka_unit_test(test_write_file),    cmocka_unit_test(test_modules),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

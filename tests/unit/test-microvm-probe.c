@@ -311,6 +311,84 @@ static void test_kernel_check(void **state)
     }
 }
 
+/* [microvm] kernel = stock: the stock/ kernel.meta, and drivers counted as listed modules. */
+static void test_stock_kernel(void **state)
+{
+    /* Debian's: virtio-mmio without the command-line devices, the rest as modules */
+    static const char stock[] = "virtio_mmio\0";
+    char reason[MICROVM_REASON_MAX];
+    struct microvm_kernel k;
+    (void)state;
+
+    assert_int_equal(mkdir(at("sc"), 0755), 0);
+    assert_int_equal(mkdir(at("sc/stock"), 0755), 0);
+    assert_int_equal(mkdir(at("sc/stock/modules-6.1.0-57-amd64"), 0755), 0);
+    /* not fetched */
+    assert_int_equal(microvm_stock_lookup(at("sc"), &k), -ENOENT);
+    write_elf(at("sc/stock/vmlinux-6.1.0-57-amd64"), true, stock, sizeof(stock));
+    write_file(at("sc/stock/kernel.meta"),
+               "# written by scripts/fetch-stock-kernel.sh\nversion=6.1.0-57-amd64\n"
+               "package=linux-image-6.1.0-57-amd64 6.1.192-3\nvmlinux=vmlinux-6.1.0-57-amd64\n"
+               "modules=modules-6.1.0-57-amd64\n",
+               0644);
+    /* no modules.load yet */
+    assert_int_equal(microvm_stock_lookup(at("sc"), &k), -ENOENT);
+    write_file(at("sc/stock/modules-6.1.0-57-amd64/modules.load"),
+               "virtio_ring.ko\nvirtio.ko\nvirtio_mmio.ko\nvirtio_console.ko\n9pnet.ko\n"
+               "9pnet_virtio.ko\n9p.ko\n",
+               0644);
+    assert_int_equal(microvm_stock_lookup(at("sc"), &k), 0);
+    assert_string_equal(k.path, at("sc/stock/vmlinux-6.1.0-57-amd64"));
+    assert_string_equal(k.modules, at("sc/stock/modules-6.1.0-57-amd64"));
+    assert_string_equal(k.version, "6.1.0-57-amd64");
+    /* built in only: refused, and the message points at the stock kernel */
+    assert_int_equal(microvm_kernel_check(k.path, reason, sizeof(reason)), -ENOEXEC);
+    assert_non_null(strstr(reason, "[microvm] kernel = stock"));
+    /* with its modules: accepted */
+    assert_int_equal(microvm_kernel_check_modules(k.path, k.modules, reason, sizeof(reason)), 0);
+    /* a module missing from the list: refused, naming it */
+    write_file(at("sc/stock/modules-6.1.0-57-amd64/modules.load"),
+               "virtio_ring.ko\nvirtio.ko\nvirtio_mmio.ko\nvirtio_console.ko\n9pnet.ko\n"
+               "9p.ko\n",
+               0644);
+    assert_int_equal(microvm_kernel_check_modules(k.path, k.modules, reason, sizeof(reason)),
+                     -ENOEXEC);
+    assert_non_null(strstr(reason, "9pnet_virtio.ko"));
+    assert_non_null(strstr(reason, "scripts/fetch-stock-kernel.sh"));
+    /* a modules= that leaves the cache */
+    write_file(at("sc/stock/kernel.meta"), "vmlinux=vmlinux-6.1.0-57-amd64\nmodules=../../etc\n",
+               0644);
+    assert_int_equal(microvm_stock_lookup(at("sc"), &k), -EINVAL);
+    /* a kernel.meta without modules= is not the stock kernel */
+    write_file(at("sc/stock/kernel.meta"), "vmlinux=vmlinux-6.1.0-57-amd64\n", 0644);
+    assert_int_equal(microvm_stock_lookup(at("sc"), &k), -EINVAL);
+
+    /* the probe with kernel = stock names it in its kernel finding */
+    {
+        struct microvm_probe_paths pp = { .qemu = at("bin/qemu-system-x86_64"),
+                                          .cache_dir = at("sc"),
+                                          .kvm_dev = at("no-kvm"),
+                                          .sys_module = at("mod"),
+                                          .cpuinfo = at("no-cpuinfo"),
+                                          .kernel = MICROVM_STOCK_NAME };
+        struct microvm_probe p;
+
+        assert_int_equal(microvm_probe_run(&pp, &p), 0);
+        assert_false(p.available);
+        assert_non_null(strstr(p.reason, "scripts/fetch-stock-kernel.sh"));
+        write_file(at("sc/stock/kernel.meta"),
+                   "version=6.1.0-57-amd64\nvmlinux=vmlinux-6.1.0-57-amd64\n"
+                   "modules=modules-6.1.0-57-amd64\n",
+                   0644);
+        write_file(at("sc/stock/modules-6.1.0-57-amd64/modules.load"),
+                   "virtio_mmio.ko\nvirtio_console.ko\n9pnet_virtio.ko\n9p.ko\n", 0644);
+        assert_int_equal(microvm_probe_run(&pp, &p), 0);
+        assert_true(p.available);
+        assert_true(p.kernel.acpi);
+        assert_non_null(strstr(p.findings[MICROVM_FINDING_KERNEL].text, "stock kernel 6.1.0-57"));
+    }
+}
+
 static void test_real_qemu(void **state)
 {
     char path[PATH_MAX];
@@ -601,13 +679,21 @@ static void test_this_host(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accel_names),         cmocka_unit_test(test_qemu_parse_version),
-        cmocka_unit_test(test_find_in_path),        cmocka_unit_test(test_qemu_version_exec),
-        cmocka_unit_test(test_qemu_version_cached), cmocka_unit_test(test_kernel_check),
-        cmocka_unit_test(test_real_qemu),           cmocka_unit_test(test_cache_dir),
-        cmocka_unit_test(test_kernel_meta),         cmocka_unit_test(test_kvm_gather),
-        cmocka_unit_test(test_kvm_decide),          cmocka_unit_test(test_cpuinfo),
-        cmocka_unit_test(test_probe_run),           cmocka_unit_test(test_this_host),
+        cmocka_unit_test(test_accel_names),
+        cmocka_unit_test(test_qemu_parse_version),
+        cmocka_unit_test(test_find_in_path),
+        cmocka_unit_test(test_qemu_version_exec),
+        cmocka_unit_test(test_qemu_version_cached),
+        cmocka_unit_test(test_kernel_check),
+        cmocka_unit_test(test_stock_kernel),
+        cmocka_unit_test(test_real_qemu),
+        cmocka_unit_test(test_cache_dir),
+        cmocka_unit_test(test_kernel_meta),
+        cmocka_unit_test(test_kvm_gather),
+        cmocka_unit_test(test_kvm_decide),
+        cmocka_unit_test(test_cpuinfo),
+        cmocka_unit_test(test_probe_run),
+        cmocka_unit_test(test_this_host),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

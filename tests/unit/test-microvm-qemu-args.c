@@ -170,6 +170,37 @@ static void test_tcg_minimal(void **state)
     assert_string_equal(line, "console=hvc0 quiet panic=-1 reboot=t noapictimer");
 }
 
+/* The stock kernel (acpi): microvm with ACPI, its own TCG timer hints, nothing else changed. */
+static void test_acpi_stock(void **state)
+{
+    struct microvm_qemu_config c = sample();
+    char **v = NULL, **plain = NULL;
+    (void)state;
+
+    c.accel = MICROVM_ACCEL_TCG;
+    assert_int_equal(microvm_qemu_argv(&c, &plain), 0);
+    c.acpi = true;
+    assert_int_equal(microvm_qemu_argv(&c, &v), 0);
+    assert_string_equal(plain[2], "microvm,x-option-roms=off,rtc=on,isa-serial=off,acpi=off");
+    assert_string_equal(v[2], "microvm,x-option-roms=off,rtc=on,isa-serial=off,acpi=on");
+    assert_int_equal(argv_len(v), argv_len(plain));
+    for (size_t i = 0; v[i]; i++) {
+        if (i != 2 && (i == 0 || strcmp(v[i - 1], "-append") != 0))
+            assert_string_equal(v[i], plain[i]);
+        if (strcmp(v[i], "-append") == 0) {
+            /* the TSC hints stay; the APIC timer stays on (noapictimer hung the stock
+             * kernel's sleeps), its clocksource watchdog is told the TSC is fine */
+            assert_string_equal(v[i + 1], "console=hvc0 quiet panic=-1 reboot=t "
+                                          "tsc_early_khz=2445406 lpj=9781624 no_timer_check "
+                                          "tsc=reliable bottle.alias=127.77.0.2");
+            assert_non_null(strstr(plain[i + 1], "noapictimer"));
+        }
+    }
+    assert_no_network(v);
+    microvm_argv_free(v);
+    microvm_argv_free(plain);
+}
+
 /* QEMU's option splitting: ',' separates, ",," is a literal comma. */
 static size_t split_opts(const char *s, char out[][PATH_MAX], size_t max)
 {
@@ -372,7 +403,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_kvm),       cmocka_unit_test(test_tcg_minimal),
         cmocka_unit_test(test_option_injection), cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_kernel_fragment),
+        cmocka_unit_test(test_kernel_fragment),  cmocka_unit_test(test_acpi_stock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

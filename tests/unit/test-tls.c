@@ -103,7 +103,8 @@ static void test_name_constraints(void **state)
     assert_int_equal(tls_intercept_add(t, "api.example.com", 443), 0);
     assert_int_equal(tls_intercept_add(t, "registry.example.org", 8443), 0);
     assert_int_equal(tls_intercept_add(t, "10.0.0.1", 443), -EINVAL);
-    assert_int_equal(tls_intercept_add(t, "*.example.com", 443), -EINVAL);
+    assert_int_equal(tls_intercept_add(t, "*.10.0.0.1", 443), -EINVAL);
+    assert_int_equal(tls_intercept_add(t, "*.", 443), -EINVAL);
     assert_true(tls_intercepts(t, "api.example.com", 443));
     assert_false(tls_intercepts(t, "api.example.com", 8443));
     assert_false(tls_intercepts(t, "evil.example.com", 443));
@@ -141,10 +142,140 @@ static void test_name_constraints(void **state)
     tls_ctx_free(t);
 }
 
+/* The verification result of a leaf for host signed by CA number ca, checked against every CA
+ * in capem (the whole bundle, as a client has it), with OpenSSL and with `openssl verify`. */
+static int verify_by(struct tls_ctx *t, size_t ca, const char *host, const struct buf *capem,
+                     const char *dir)
+{
+    X509_STORE *st = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    BIO *bio = BIO_new_mem_buf(capem->p, (int)capem->len);
+    struct buf lp = BUF_INIT(1 << 20);
+    char cafile[128], leaffile[128];
+    X509 *c, *leaf;
+    int r;
+
+    while ((c = PEM_read_bio_X509(bio, NULL, NULL, NULL))) {
+        X509_STORE_add_cert(st, c);
+        X509_free(c);
+    }
+    BIO_free(bio);
+    assert_int_equal(tls_leaf_pem_by(t, ca, host, &lp), 0);
+    leaf = from_pem(&lp);
+    X509_STORE_CTX_init(ctx, st, leaf, NULL);
+    X509_STORE_CTX_set_purpose(ctx, X509_PURPOSE_SSL_SERVER);
+    r = X509_verify_cert(ctx) == 1 ? X509_V_OK : X509_STORE_CTX_get_error(ctx);
+    if (access("/usr/bin/openssl", X_OK) == 0) {
+        snprintf(cafile, sizeof(cafile), "%s/ca.pem", dir);
+        snprintf(leaffile, sizeof(leaffile), "%s/leaf.pem", dir);
+        write_file(cafile, capem);
+        write_file(leaffile, &lp);
+        if ((openssl_verify(cafile, leaffile) == 0) != (r == X509_V_OK))
+            fail_msg("%s by CA %zu: openssl verify disagrees with X509_verify_cert", host, ca);
+        unlink(cafile);
+        unlink(leaffile);
+    }
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(st);
+    X509_free(leaf);
+    buf_done(&lp);
+    return r;
+}
+
+/* Hosts added at run time: a CA each, constrained to the new host alone; the CAs made before
+ * keep their constraint (no CA can sign anything new); "*.name" is the names below name, not
+ * name itself. */
+static void test_extend(void **state)
+{
+    static const struct {
+        const char *host;
+        int ok[3]; /* may CA 0 (start), 1 (wild.example) and 2 (late.example.org) sign it? */
+    } cases[] = {
+        { "api.example.com", { 1, 0, 0 } },
+        { "a.wild.example", { 0, 1, 0 } },
+        { "x.y.wild.example", { 0, 1, 0 } },
+        { "wild.example", { 0, 0, 0 } }, /* the wildcard's own base name: no CA */
+        { "late.example.org", { 0, 0, 1 } },
+        { "evilwild.example", { 0, 0, 0 } },
+        { "other.example.org", { 0, 0, 0 } },
+        { "example.org", { 0, 0, 0 } },
+        { "github.com", { 0, 0, 0 } },
+    };
+    struct tls_ctx *t = tls_ctx_new();
+    struct buf capem = BUF_INIT(1 << 20), pem = BUF_INIT(1 << 20);
+    const char *why = NULL;
+    char dir[] = "/tmp/bb-test-tls.XXXXXX";
+    struct tls_mark m;
+    (void)state;
+
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tls_intercept_extend(t, "late.example.org", 443, &pem), -EINVAL);
+    assert_int_equal(tls_intercept_add(t, "api.example.com", 443), 0);
+    assert_int_equal(tls_ctx_start(t, "test", NULL, NULL, &why), 0);
+    assert_int_equal(tls_ca_count(t), 1);
+    assert_false(tls_intercepts(t, "a.wild.example", 443));
+    assert_int_equal(tls_intercept_extend(t, "*.wild.example", 443, &pem), 1);
+    assert_true(tls_intercepts(t, "a.wild.example", 443));
+    assert_true(tls_intercepts(t, "x.y.wild.example", 443));
+    assert_false(tls_intercepts(t, "wild.example", 443));
+    assert_false(tls_intercepts(t, "a.wild.example", 8443));
+    assert_int_equal(tls_intercept_extend(t, "late.example.org", 443, &pem), 1);
+    /* known already: nothing new; one more port of a covered name: no new CA */
+    assert_int_equal(tls_intercept_extend(t, "late.example.org", 443, &pem), 0);
+    assert_int_equal(tls_intercept_extend(t, "b.wild.example", 443, &pem), 0);
+    assert_int_equal(tls_intercept_extend(t, "api.example.com", 8443, &pem), 0);
+    assert_true(tls_intercepts(t, "api.example.com", 8443));
+    assert_int_equal(tls_ca_count(t), 3);
+    assert_int_equal(tls_intercept_extend(t, "10.0.0.1", 443, &pem), -EINVAL);
+    /* what extend returned is what tls_ca_pem gives after the first CA */
+    assert_int_equal(tls_ca_pem(t, &capem), 0);
+    assert_true(capem.len > pem.len);
+    assert_memory_equal(capem.p + capem.len - pem.len, pem.p, pem.len);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        for (size_t ca = 0; ca < 3; ca++) {
+            int got = verify_by(t, ca, cases[i].host, &capem, dir);
+            if ((got == X509_V_OK) != cases[i].ok[ca])
+                fail_msg("%s signed by CA %zu: got %s", cases[i].host, ca,
+                         X509_verify_cert_error_string(got));
+        }
+    /* a rollback forgets what was added since the mark */
+    m = tls_intercept_mark(t);
+    assert_int_equal(tls_intercept_extend(t, "gone.example.net", 443, &pem), 1);
+    assert_true(tls_intercepts(t, "gone.example.net", 443));
+    tls_intercept_rollback(t, m);
+    assert_false(tls_intercepts(t, "gone.example.net", 443));
+    assert_int_equal(tls_ca_count(t), 3);
+    rmdir(dir);
+    buf_done(&capem);
+    buf_done(&pem);
+    tls_ctx_free(t);
+}
+
+/* Nothing to intercept at start: no CA at all (a NameConstraints extension without a DNS
+ * subtree would permit every name); the first host added makes one. */
+static void test_start_empty(void **state)
+{
+    struct tls_ctx *t = tls_ctx_new();
+    struct buf pem = BUF_INIT(1 << 20);
+    const char *why = NULL;
+    (void)state;
+
+    assert_int_equal(tls_ctx_start(t, "test", NULL, NULL, &why), 0);
+    assert_int_equal(tls_ca_count(t), 0);
+    assert_int_equal(tls_ca_pem(t, &pem), -ENOENT);
+    assert_int_equal(tls_leaf_pem(t, "api.example.com", &pem), -EINVAL);
+    assert_int_equal(tls_intercept_extend(t, "api.example.com", 443, &pem), 1);
+    assert_int_equal(tls_ca_count(t), 1);
+    buf_done(&pem);
+    tls_ctx_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_name_constraints),
+        cmocka_unit_test(test_extend),
+        cmocka_unit_test(test_start_empty),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -355,6 +355,60 @@ static int add_host_etc(struct cpio_writer *w, const char *host_etc)
     return r;
 }
 
+/* A module's file name in modules.load: a plain name ending in ".ko". */
+static bool module_name_ok(const char *s, size_t len)
+{
+    if (len < 4 || len > 128 || memcmp(s + len - 3, ".ko", 3) != 0 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!ascii_isalnum(s[i]) && s[i] != '_' && s[i] != '-' && s[i] != '.')
+            return false;
+    return true;
+}
+
+/* The modules modules_dir/modules.load lists, as bottle/modules/NN-NAME.ko in its order. */
+static int add_modules(struct cpio_writer *w, const char *modules_dir)
+{
+    struct buf list = BUF_INIT(64 * 1024);
+    char path[PATH_MAX], name[INITRAMFS_NAME_MAX + 1];
+    size_t n = 0, total = 0;
+    int r;
+
+    r = str_printf(path, sizeof(path), "%s/modules.load", modules_dir);
+    if (r >= 0)
+        r = read_host_file(path, &list);
+    if (r >= 0)
+        r = cpio_add_dir(w, INITRAMFS_MODULES_DIR, 0700);
+    for (const char *l = list.p; r >= 0 && l && l < list.p + list.len;) {
+        const char *nl = memchr(l, '\n', (size_t)(list.p + list.len - l));
+        size_t len = nl ? (size_t)(nl - l) : (size_t)(list.p + list.len - l);
+        struct buf ko = BUF_INIT(INITRAMFS_MODULE_MAX);
+
+        if (len > 0) {
+            if (!module_name_ok(l, len) || ++n > INITRAMFS_MODULES_COUNT_MAX) {
+                r = -EINVAL;
+                break;
+            }
+            r = str_printf(path, sizeof(path), "%s/%.*s", modules_dir, (int)len, l);
+            if (r >= 0)
+                r = str_printf(name, sizeof(name), INITRAMFS_MODULES_DIR "/%02zu-%.*s", n - 1,
+                               (int)len, l);
+            if (r >= 0)
+                r = read_host_file(path, &ko);
+            if (r >= 0 && (total += ko.len) > INITRAMFS_MODULES_MAX)
+                r = -EFBIG;
+            if (r >= 0)
+                r = cpio_add_file(w, name, 0400, ko.p ? ko.p : "", ko.len);
+        }
+        buf_done(&ko);
+        l = nl ? nl + 1 : NULL;
+    }
+    buf_done(&list);
+    /* An empty list (everything built in) still makes the directory: bottle-init then
+     * switches module loading off all the same. */
+    return r == -E2BIG ? -EFBIG : r;
+}
+
 int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,
                            struct buf *out)
 {
@@ -374,6 +428,8 @@ int initramfs_build_bottle(const void *init, size_t init_len, const struct initr
         r = cpio_add_dir(&w, INITRAMFS_ETC_DIR, 0755);
     if (r >= 0 && b->host_etc)
         r = add_host_etc(&w, b->host_etc);
+    if (r >= 0 && b->modules_dir)
+        r = add_modules(&w, b->modules_dir);
     return r < 0 ? r : cpio_finish(&w);
 }
 

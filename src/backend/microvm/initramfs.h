@@ -24,8 +24,12 @@
 #define INITRAMFS_LINK_MAX 255
 /* The largest /init we accept (bottle-init is a few MB). */
 #define INITRAMFS_INIT_MAX (64u * 1024 * 1024)
+/* Kernel modules (the stock kernel's, initramfs_bottle.modules_dir): one, and all together. */
+#define INITRAMFS_MODULE_MAX (8u * 1024 * 1024)
+#define INITRAMFS_MODULES_MAX (32u * 1024 * 1024)
+#define INITRAMFS_MODULES_COUNT_MAX 64
 /* Cap on the whole archive. */
-#define INITRAMFS_MAX (INITRAMFS_INIT_MAX + 1024 * 1024)
+#define INITRAMFS_MAX (INITRAMFS_INIT_MAX + INITRAMFS_MODULES_MAX + 1024 * 1024)
 
 /* A writer appending entries to a caller-owned buffer. Inode numbers start at 1. */
 struct cpio_writer {
@@ -78,16 +82,23 @@ int initramfs_write(const char *init_path, const char *out_path);
  *                      (GUEST_ETC_PUBLIC_FILES, read through symlinks; missing ones are left
  *                      out) and bottle/etc/alternatives/ with the symlinks of
  *                      host_etc/alternatives (GUEST_VM_ETC): the guest has no host /etc.
+ *   bottle/modules/NN-NAME.ko   0400, with modules_dir: the modules listed in
+ *                      modules_dir/modules.load (plain file names ending in .ko, one a line),
+ *                      numbered in that order; bottle-init loads them in name order before
+ *                      it looks for its console (VM_MODULES_DIR in guest/init.c); an
+ *                      empty list gives the directory alone
  */
 #define INITRAMFS_BOTTLE_DIR "bottle"
 #define INITRAMFS_SPEC_PATH "bottle/spec"
 #define INITRAMFS_ETC_DIR "bottle/etc"
 #define INITRAMFS_ETC_FILE_MAX (8u * 1024 * 1024) /* one copied /etc file */
+#define INITRAMFS_MODULES_DIR "bottle/modules"
 
 struct initramfs_bottle {
     const void *spec; /* encoded spec (bottle_spec_encode), not empty */
     size_t spec_len;
-    const char *host_etc; /* "/etc" normally (tests may point elsewhere); NULL: no files */
+    const char *host_etc;    /* "/etc" normally (tests may point elsewhere); NULL: no files */
+    const char *modules_dir; /* the stock kernel's modules (modules.load); NULL: none */
 };
 
 int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,

@@ -259,6 +259,8 @@ static void probe_paths(const struct backend_paths *paths, struct microvm_probe_
     memset(pp, 0, sizeof(*pp));
     pp->qemu = qemu && *qemu ? qemu : NULL;
     pp->cache_dir = paths && paths->cache_dir ? paths->cache_dir : cache && *cache ? cache : NULL;
+    if (paths && paths->kernel && strcmp(paths->kernel, MICROVM_STOCK_NAME) == 0)
+        pp->kernel = MICROVM_STOCK_NAME;
 }
 
 static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret)
@@ -409,11 +411,14 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
 
     {
         struct microvm_probe_paths pp;
-        probe_paths(&args->paths, &pp);
+        struct backend_paths bp = args->paths;
+        bp.kernel = args->vm.kernel;
+        probe_paths(&bp, &pp);
         (void)microvm_probe_run(&pp, &b->probe);
     }
-    /* A user's own kernel ([microvm] kernel) stands in for the cache's. */
-    if (args->vm.kernel) {
+    /* [microvm] kernel = stock is the probe's (probe_paths); a user's own kernel
+     * ([microvm] kernel = PATH) stands in for the cache's. */
+    if (args->vm.kernel && strcmp(args->vm.kernel, MICROVM_STOCK_NAME) != 0) {
         char why_k[MICROVM_REASON_MAX];
         r = microvm_kernel_check(args->vm.kernel, why_k, sizeof(why_k));
         if (r < 0) {
@@ -422,6 +427,8 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         }
         (void)str_printf(b->probe.kernel.path, sizeof(b->probe.kernel.path), "%s", args->vm.kernel);
         (void)str_printf(b->probe.kernel.version, sizeof(b->probe.kernel.version), "%s", "own");
+        b->probe.kernel.modules[0] = '\0';
+        b->probe.kernel.acpi = false;
         b->probe.available = b->probe.findings[MICROVM_FINDING_QEMU].ok;
         if (!b->probe.available)
             (void)str_printf(b->probe.reason, sizeof(b->probe.reason), "%s",
@@ -516,6 +523,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     }
     {
         struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
+        ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
         r = initramfs_write_bottle(b->init, &ib, b->initrd);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
@@ -568,6 +576,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         qc.tsc_khz = b->probe.cpu_khz;
         qc.qemu = b->probe.qemu;
         qc.kernel = b->probe.kernel.path;
+        qc.acpi = b->probe.kernel.acpi;
         qc.initrd = b->initrd;
         qc.ctl_socket = b->ctl_path;
         qc.chan_socket = b->chan_path;

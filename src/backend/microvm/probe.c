@@ -348,6 +348,10 @@ int microvm_kernel_meta_parse(const char *text, const char *cache_dir, struct mi
             } else if (slice_eq(key, SLICE_LIT("version"))) {
                 if (str_printf(k.version, sizeof(k.version), "%.*s", (int)vlen, v) < 0)
                     return -EINVAL;
+            } else if (slice_eq(key, SLICE_LIT("modules"))) {
+                if (!plain_file_name(v, vlen) || str_printf(k.modules, sizeof(k.modules), "%s/%.*s",
+                                                            cache_dir, (int)vlen, v) < 0)
+                    return -EINVAL;
             } else if (slice_eq(key, SLICE_LIT("fragment_hash"))) {
                 if (str_printf(k.fragment_hash, sizeof(k.fragment_hash), "%.*s", (int)vlen, v) < 0)
                     return -EINVAL;
@@ -402,6 +406,29 @@ int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret)
     return 0;
 }
 
+int microvm_stock_lookup(const char *cache_dir, struct microvm_kernel *ret)
+{
+    char dir[PATH_MAX], load[PATH_MAX];
+    struct microvm_kernel k;
+    int r;
+
+    r = str_printf(dir, sizeof(dir), "%s/" MICROVM_STOCK_SUBDIR, cache_dir);
+    if (r < 0)
+        return r;
+    r = microvm_kernel_lookup(dir, &k);
+    if (r < 0)
+        return r;
+    if (!k.modules[0])
+        return -EINVAL;
+    r = str_printf(load, sizeof(load), "%s/" MICROVM_MODULES_LOAD, k.modules);
+    if (r < 0)
+        return r;
+    if (access(load, R_OK) < 0)
+        return -errno;
+    *ret = k;
+    return 0;
+}
+
 /*
  * What a user's own kernel ([microvm] kernel) must have for this backend, checked before
  * QEMU starts so that a stock kernel fails with a sentence instead of a silent guest: an x86-64
@@ -412,13 +439,47 @@ int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret)
 static const struct {
     const char *needle;
     const char *what;
+    const char *module; /* the module that stands in for it (a kernel booted with ACPI) */
 } kernel_needs[] = {
-    { "virtio_mmio.device", "virtio-mmio devices from the command line (CONFIG_VIRTIO_MMIO=y, "
-                            "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y)" },
-    { "virtio_console", "the virtio console and ports (CONFIG_VIRTIO_CONSOLE=y)" },
-    { "9pnet_virtio", "9p over virtio (CONFIG_NET_9P=y, CONFIG_NET_9P_VIRTIO=y)" },
-    { "v9fs_inode_cache", "the 9p file system (CONFIG_9P_FS=y)" },
+    { "virtio_mmio.device",
+      "virtio-mmio devices from the command line (CONFIG_VIRTIO_MMIO=y, "
+      "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y)",
+      "virtio_mmio.ko" },
+    { "virtio_console", "the virtio console and ports (CONFIG_VIRTIO_CONSOLE=y)",
+      "virtio_console.ko" },
+    { "9pnet_virtio", "9p over virtio (CONFIG_NET_9P=y, CONFIG_NET_9P_VIRTIO=y)",
+      "9pnet_virtio.ko" },
+    { "v9fs_inode_cache", "the 9p file system (CONFIG_9P_FS=y)", "9p.ko" },
 };
+
+/* modules_dir/modules.load names module (one file name a line). */
+static bool modules_list_has(const char *modules_dir, const char *module)
+{
+    char path[PATH_MAX], text[8192];
+    _cleanup_close_ int fd = -1;
+    size_t len = 0, mlen = strlen(module);
+    ssize_t n;
+
+    if (str_printf(path, sizeof(path), "%s/" MICROVM_MODULES_LOAD, modules_dir) < 0)
+        return false;
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return false;
+    while ((n = RETRY_EINTR(read(fd, text + len, sizeof(text) - 1 - len))) > 0)
+        len += (size_t)n;
+    text[len] = '\0';
+    for (const char *l = text; *l;) {
+        const char *nl = strchr(l, '\n');
+        size_t ll = nl ? (size_t)(nl - l) : strlen(l);
+
+        if (ll == mlen && memcmp(l, module, mlen) == 0)
+            return true;
+        if (!nl)
+            break;
+        l = nl + 1;
+    }
+    return false;
+}
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define MICROVM_KERNEL_MAX_BYTES (512ULL << 20)
@@ -455,6 +516,12 @@ static bool elf_has_pvh_note(const unsigned char *p, size_t size)
 }
 
 int microvm_kernel_check(const char *path, char *reason, size_t reason_size)
+{
+    return microvm_kernel_check_modules(path, NULL, reason, reason_size);
+}
+
+int microvm_kernel_check_modules(const char *path, const char *modules_dir, char *reason,
+                                 size_t reason_size)
 {
     _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     const unsigned char *p;
@@ -498,10 +565,23 @@ int microvm_kernel_check(const char *path, char *reason, size_t reason_size)
         for (size_t i = 0; i < ARRAY_SIZE(kernel_needs); i++) {
             if (!memmem(p, (size_t)st.st_size, kernel_needs[i].needle,
                         strlen(kernel_needs[i].needle) + 1)) {
+                if (modules_dir && modules_list_has(modules_dir, kernel_needs[i].module))
+                    continue;
+                if (modules_dir) {
+                    (void)str_printf(reason, reason_size,
+                                     "the guest kernel %s lacks %s, built in or as %s in "
+                                     "%s/" MICROVM_MODULES_LOAD
+                                     "; fetch it again with scripts/fetch-stock-kernel.sh --force",
+                                     path, kernel_needs[i].what, kernel_needs[i].module,
+                                     modules_dir);
+                    r = -ENOEXEC;
+                    break;
+                }
                 (void)str_printf(reason, reason_size,
                                  "the guest kernel %s lacks %s built in (modules cannot be "
                                  "loaded before the shares are mounted); build one with "
-                                 "scripts/build-guest-kernel.sh",
+                                 "scripts/build-guest-kernel.sh, or boot Debian's with its "
+                                 "modules: [microvm] kernel = " MICROVM_STOCK_NAME,
                                  path, kernel_needs[i].what);
                 r = -ENOEXEC;
                 break;
@@ -714,6 +794,30 @@ static void probe_kernel(const struct microvm_probe_paths *paths, struct microvm
     if (r < 0) {
         FINDING(p, MICROVM_FINDING_KERNEL, false,
                 "no cache directory for the guest kernel (set HOME or XDG_CACHE_HOME)");
+        return;
+    }
+    if (paths->kernel && strcmp(paths->kernel, MICROVM_STOCK_NAME) == 0) {
+        char why[MICROVM_REASON_MAX];
+
+        r = microvm_stock_lookup(dir, &p->kernel);
+        if (r < 0) {
+            FINDING(p, MICROVM_FINDING_KERNEL, false,
+                    "[microvm] kernel = stock, but Debian's kernel is not usable in "
+                    "%s/" MICROVM_STOCK_SUBDIR
+                    " (%s; fetch it once: scripts/fetch-stock-kernel.sh)",
+                    dir, r == -ENOENT ? "not fetched" : strerror(-r));
+            return;
+        }
+        r = microvm_kernel_check_modules(p->kernel.path, p->kernel.modules, why, sizeof(why));
+        if (r < 0) {
+            FINDING(p, MICROVM_FINDING_KERNEL, false, "[microvm] kernel = stock: %s", why);
+            return;
+        }
+        p->kernel.acpi = true;
+        FINDING(p, MICROVM_FINDING_KERNEL, true,
+                "Debian's stock kernel %s at %s, modules from %s ([microvm] kernel = stock)",
+                p->kernel.version[0] ? p->kernel.version : "?", p->kernel.path, p->kernel.modules);
+        *ok = true;
         return;
     }
     r = microvm_kernel_lookup(dir, &p->kernel);

@@ -78,7 +78,17 @@ struct microvm_kernel {
     char path[PATH_MAX]; /* the vmlinux */
     char version[64];
     char fragment_hash[65];
+    /* kernel.meta's modules=DIR (the stock kernel's): DIR/modules.load names the modules
+     * bottle-init loads, in order; "" for a kernel with everything built in */
+    char modules[PATH_MAX];
+    bool acpi; /* boot with ACPI: no VIRTIO_MMIO_CMDLINE_DEVICES (the stock kernel) */
 };
+
+/* Debian's stock kernel ([microvm] kernel = stock), fetched by scripts/fetch-stock-kernel.sh
+ * into <cache_dir>/stock with a kernel.meta of its own. */
+#define MICROVM_STOCK_SUBDIR "stock"
+#define MICROVM_STOCK_NAME "stock"
+#define MICROVM_MODULES_LOAD "modules.load"
 
 /* The cache directory for a user: /var/cache/bot-bottle/kernel for uid 0, else
  * $XDG_CACHE_HOME/bot-bottle/kernel, else $HOME/.cache/bot-bottle/kernel (xdg_cache_home and
@@ -97,6 +107,9 @@ int microvm_kernel_meta_parse(const char *text, const char *cache_dir, struct mi
 /* Reads cache_dir/kernel.meta and checks the vmlinux it names is a readable regular file.
  * -ENOENT when there is no kernel.meta or no vmlinux, -EINVAL for a bad kernel.meta. */
 int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret);
+/* The stock kernel: microvm_kernel_lookup(cache_dir/stock), which must name a modules
+ * directory holding modules.load. Same errors. */
+int microvm_stock_lookup(const char *cache_dir, struct microvm_kernel *ret);
 
 /*
  * Checks a user's own guest kernel ([microvm] kernel = PATH): an x86-64 ELF vmlinux with the
@@ -104,6 +117,14 @@ int microvm_kernel_lookup(const char *cache_dir, struct microvm_kernel *ret);
  * virtio built in. 0, or a negative errno with one sentence in reason naming what is missing.
  */
 int microvm_kernel_check(const char *path, char *reason, size_t reason_size);
+/*
+ * The same for a kernel whose drivers may be modules that bottle-init loads first (the stock
+ * kernel): a driver counts when it is built in or when modules_dir/modules.load names its
+ * module. Such a kernel boots with ACPI on (microvm_qemu_config.acpi), so the virtio-mmio
+ * devices need no command-line support, only the driver.
+ */
+int microvm_kernel_check_modules(const char *path, const char *modules_dir, char *reason,
+                                 size_t reason_size);
 
 /* ---- KVM ---- */
 
@@ -146,6 +167,10 @@ struct microvm_probe_paths {
     const char *cpuinfo;              /* NULL: "/proc/cpuinfo" */
     microvm_boot_probe_fn boot_probe; /* NULL: trust the facts */
     void *boot_probe_userdata;
+
+    /* MICROVM_STOCK_NAME: Debian's stock kernel in cache_dir/stock ([microvm] kernel =
+     * stock); NULL: the minimal kernel scripts/build-guest-kernel.sh built */
+    const char *kernel;
 };
 
 enum microvm_finding_id {

@@ -17,6 +17,9 @@
  * (the console is virtio).
  */
 #define MACHINE "microvm,x-option-roms=off,rtc=on,isa-serial=off,acpi=off"
+/* The same with ACPI (microvm_qemu_config.acpi: Debian's stock kernel lacks
+ * VIRTIO_MMIO_CMDLINE_DEVICES and finds the devices in the DSDT). */
+#define MACHINE_ACPI "microvm,x-option-roms=off,rtc=on,isa-serial=off,acpi=on"
 /* QEMU's own seccomp filter: no spawning, no privilege changes, no obsolete syscalls, no
  * scheduler/resource changes. */
 #define SANDBOX "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
@@ -151,8 +154,15 @@ int microvm_kernel_cmdline(const struct microvm_qemu_config *c, char *ret, size_
      * timer against the PIT for 100 ms of guest time, 0.2-0.25 s of wall time here; without
      * the APIC timer the PIT drives the tick (broadcast to the other vCPUs). KVM's -cpu host
      * has TSC-deadline and skips the calibration. */
-    if (r >= 0 && c->accel == MICROVM_ACCEL_TCG)
+    if (r >= 0 && c->accel == MICROVM_ACCEL_TCG && !c->acpi)
         r = buf_append_str(&b, " noapictimer");
+    /* TCG, the stock kernel (acpi): with ACPI the kernel does not drive its tick from the PIT
+     * when the APIC timer is off (noapictimer hung every sleep), so it keeps the APIC timer;
+     * and its clocksource watchdog (the minimal kernel has none) compared the TSC with
+     * jiffies, which lag on a loaded TCG host, and fell back to jiffies as the clock:
+     * tsc=reliable keeps the TSC, which QEMU's TCG derives from the host's clock. */
+    if (r >= 0 && c->accel == MICROVM_ACCEL_TCG && c->acpi)
+        r = buf_append_str(&b, " tsc=reliable");
     if (r >= 0 && c->cmdline_extra && c->cmdline_extra[0])
         r = buf_printf(&b, " %s", c->cmdline_extra);
     if (r == -E2BIG)
@@ -192,7 +202,7 @@ int microvm_qemu_argv(const struct microvm_qemu_config *c, char ***ret)
 
     add(&a, c->qemu ? c->qemu : MICROVM_QEMU_NAME);
     add(&a, "-M");
-    add(&a, MACHINE);
+    add(&a, c->acpi ? MACHINE_ACPI : MACHINE);
     add(&a, "-accel");
     /* TCG: the translation cache is QEMU's largest own allocation (1 GiB by default); capped
      * so that QEMU fits the bottle's memory limit (microvm.h, MICROVM_QEMU_OVERHEAD_MIB) */

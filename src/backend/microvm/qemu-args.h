@@ -54,6 +54,9 @@ struct microvm_qemu_config {
     unsigned cpus;    /* 1..MICROVM_MAX_CPUS */
     uint64_t memory_mib;
     const char *kernel; /* vmlinux (PVH) */
+    /* microvm with ACPI: for a kernel without VIRTIO_MMIO_CMDLINE_DEVICES (Debian's stock
+     * one), which finds the virtio-mmio devices in the ACPI tables instead */
+    bool acpi;
     const char *initrd;
     /* appended to the kernel command line (bottle-init's options); NULL: nothing */
     const char *cmdline_extra;

@@ -15,12 +15,18 @@ HTTP/HTTPS origin (HTTP/1.1, keep-alive):
                        HTTP git repository, an npm registry), 404 when missing or outside
                        DIR; with --static-token T, /static/private/... is 401 without
                        "Authorization: Bearer T"
+  POST /v1/messages -> with --messages-key K: a minimal Anthropic Messages API (the reply text
+                       is "bottled reply: ok"; an SSE stream when the body asks for one), 401
+                       unless "x-api-key: K" or "Authorization: Bearer K" came with it;
+                       with it, GET /api/hello and /v1/oauth/hello (Claude Code's start-up
+                       connectivity checks) -> 200
 DNS stub (UDP+TCP): answers A/AAAA for --zone entries (name=ip, several allowed), NXDOMAIN
   otherwise. Every query name is appended to the log as "dns <qname> <qtype>".
 Every HTTP request is logged as "http <method> <host header> <path>"; with --log-headers each
 of its header fields follows as "hdr <name>: <value>".
 """
 import argparse
+import json
 import os
 import socket
 import socketserver
@@ -35,6 +41,7 @@ LOG_FILE = None
 STATIC_DIR = None
 STATIC_TOKEN = None
 LOG_HEADERS = False
+MESSAGES_KEY = None
 
 
 def log(line):
@@ -110,6 +117,8 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(200, fh.read(), {"Content-Type": "application/octet-stream"})
             else:
                 self._send(404, b"not found\n")
+        elif MESSAGES_KEY and p.split("?")[0] in ("/api/hello", "/v1/oauth/hello"):
+            self._send(200, b'{"message":"hello"}', {"Content-Type": "application/json"})
         elif p.startswith("/close/"):
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -127,7 +136,43 @@ class Handler(BaseHTTPRequestHandler):
             for k, v in self.headers.items():
                 log(f"hdr {k}: {v}")
         body = self._read_body()
+        if MESSAGES_KEY and self.path.split("?")[0].startswith("/v1/messages"):
+            self._messages(body)
+            return
         self._send(200, body)
+
+    def _messages(self, body):
+        auth = self.headers.get("Authorization", "")
+        if MESSAGES_KEY not in (self.headers.get("x-api-key"), auth[7:] if auth.startswith("Bearer ") else None):
+            self._send(401, json.dumps({"type": "error", "error": {
+                "type": "authentication_error", "message": "invalid x-api-key"}}).encode(),
+                {"Content-Type": "application/json"})
+            return
+        try:
+            req = json.loads(body or b"{}")
+        except ValueError:
+            req = {}
+        text = "bottled reply: ok"
+        msg = {"id": "msg_bb1", "type": "message", "role": "assistant",
+               "model": req.get("model", "claude-test"), "content": [], "stop_reason": None,
+               "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 4}}
+        if not req.get("stream"):
+            msg.update(content=[{"type": "text", "text": text}], stop_reason="end_turn")
+            self._send(200, json.dumps(msg).encode(), {"Content-Type": "application/json"})
+            return
+        events = [
+            ("message_start", {"type": "message_start", "message": msg}),
+            ("content_block_start", {"type": "content_block_start", "index": 0,
+                                     "content_block": {"type": "text", "text": ""}}),
+            ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": text}}),
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                               "stop_sequence": None}, "usage": {"output_tokens": 4}}),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        sse = "".join(f"event: {e}\ndata: {json.dumps(d)}\n\n" for e, d in events)
+        self._send(200, sse.encode(), {"Content-Type": "text/event-stream"})
 
 
 class TCPServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
@@ -201,7 +246,7 @@ class DNSTCPHandler(socketserver.BaseRequestHandler):
 
 
 def main():
-    global LOG_FILE, STATIC_DIR, STATIC_TOKEN, LOG_HEADERS
+    global LOG_FILE, STATIC_DIR, STATIC_TOKEN, LOG_HEADERS, MESSAGES_KEY
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", type=int)
     ap.add_argument("--https", type=int)
@@ -214,11 +259,13 @@ def main():
     ap.add_argument("--static")
     ap.add_argument("--static-token")
     ap.add_argument("--log-headers", action="store_true")
+    ap.add_argument("--messages-key")
     a = ap.parse_args()
     LOG_FILE = a.log
     STATIC_DIR = os.path.realpath(a.static) if a.static else None
     STATIC_TOKEN = a.static_token
     LOG_HEADERS = a.log_headers
+    MESSAGES_KEY = a.messages_key
     zone = {}
     for z in a.zone:
         name, ip = z.split("=", 1)
