@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/bufq.h"
@@ -27,15 +28,20 @@
  *          or above MUX_OUT_STOP_IN (control frames answer input, so input stops too). Beyond
  *          MUX_OUT_MAX the channel dies.
  *   rx   : per stream, a bufq of bytes from the peer not yet written to the local fd. Bounded
- *          by the credit we granted: recv_avail + len(rx) + pending_grant == CHANNEL_WINDOW,
- *          and capped at CHANNEL_WINDOW besides; its chunks are freed as soon as it drains.
+ *          by the credit we granted: recv_avail + len(rx) + pending_grant == our receive
+ *          window (channel_recv_window: CHANNEL_WINDOW on the host), and capped at it besides; its
+ * chunks are freed as soon as it drains.
  */
 /* MUX_IN_CAP and MUX_OUT_HIGH/LOW/STOP_IN/MAX: common/limits.h */
 #define MUX_OUT_CHUNK (64u * 1024u)
 #define MUX_OUT_SPARE 2
 #define MUX_RX_CHUNK (16u * 1024u)
-#define MUX_GRANT_MIN (CHANNEL_WINDOW / 4)
 #define MUX_READS_PER_EVENT 8
+/* Channel reads per wake-up: a virtio-serial port returns at most one guest buffer (a page)
+ * per read, so one read per epoll_wait would cost a wake-up per 4 KiB. */
+#define MUX_CHANNEL_READS 64
+/* Consecutive DATA frames of one stream written to its socket with one sendmsg. */
+#define MUX_BATCH_IOV 32
 
 enum mux_bind {
     MUX_BIND_STREAM,   /* TCP socket */
@@ -80,6 +86,11 @@ struct mux {
     struct mux_stream *streams;
     struct mux_stream *zombies;
     struct mux_stats st;
+    /* DATA payloads decoded from in, for one stream, not yet written to its socket (see
+     * batch_flush): they point into in, so they are flushed before in changes. */
+    struct mux_stream *batch_s;
+    struct iovec batch_iov[MUX_BATCH_IOV];
+    size_t batch_n;
 };
 
 static void mux_die(struct mux *m, int err);
@@ -201,7 +212,7 @@ static struct mux_stream *stream_new(struct mux *m, enum mux_bind bind, int fd)
     s->bind = bind;
     s->fd = fd;
     s->src.fd = -1;
-    bufq_init(&s->rx, MUX_RX_CHUNK, CHANNEL_WINDOW, 0);
+    bufq_init(&s->rx, MUX_RX_CHUNK, channel_recv_window(m->ses.role), 0);
     s->next = m->streams;
     if (m->streams)
         m->streams->prev = s;
@@ -229,6 +240,10 @@ static void stream_destroy(struct mux_stream *s, bool rst, bool notify)
     if (s->closed)
         return;
     s->closed = true;
+    if (m->batch_s == s) {
+        m->batch_s = NULL;
+        m->batch_n = 0;
+    }
     loop_del(m->loop, &s->src);
     if (s->fd >= 0) {
         if (rst && s->bind == MUX_BIND_STREAM)
@@ -282,7 +297,9 @@ static void stream_check_done(struct mux_stream *s)
 static void stream_consumed(struct mux_stream *s, size_t n)
 {
     s->pending_grant += (uint32_t)n;
-    if (s->closed || (s->ss.flags & CHANNEL_SS_PEER_FIN) || s->pending_grant < MUX_GRANT_MIN)
+    /* at least a quarter of the window at a time */
+    if (s->closed || (s->ss.flags & CHANNEL_SS_PEER_FIN) ||
+        s->pending_grant < s->ss.recv_window / 4)
         return;
     if (channel_stream_granted(&s->ss, s->pending_grant) < 0) {
         stream_reset(s, CHANNEL_RESET_ABORTED);
@@ -533,6 +550,77 @@ static void stream_on_data(struct mux_stream *s, const uint8_t *p, size_t len)
     stream_sync(s);
 }
 
+/*
+ * Write the batched DATA payloads of m->batch_s to its socket with one sendmsg; queue what the
+ * socket does not take in the stream's rx (bounded by the credit, as in stream_on_data).
+ */
+static void batch_flush(struct mux *m)
+{
+    struct mux_stream *s = m->batch_s;
+    struct msghdr msg = { .msg_iov = m->batch_iov, .msg_iovlen = m->batch_n };
+    size_t done = 0, total = 0;
+    ssize_t n;
+
+    m->batch_s = NULL;
+    if (!s || m->batch_n == 0 || s->closed || m->dead) {
+        m->batch_n = 0;
+        return;
+    }
+    for (size_t i = 0; i < m->batch_n; i++)
+        total += m->batch_iov[i].iov_len;
+    do {
+        n = sendmsg(s->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        m->batch_n = 0;
+        stream_reset(s, CHANNEL_RESET_ABORTED);
+        return;
+    }
+    if (n > 0)
+        done = (size_t)n;
+    if (done < total) {
+        size_t skip = done;
+        for (size_t i = 0; i < m->batch_n; i++) {
+            const uint8_t *p = m->batch_iov[i].iov_base;
+            size_t len = m->batch_iov[i].iov_len;
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            /* Cannot fail while credit accounting holds (rx is capped at the window). */
+            if (bufq_append(&s->rx, p + skip, len - skip) < 0) {
+                m->batch_n = 0;
+                stream_reset(s, CHANNEL_RESET_ABORTED);
+                return;
+            }
+            skip = 0;
+        }
+        m->st.rx_queued += total - done;
+        if (m->st.rx_queued > m->st.rx_max)
+            m->st.rx_max = m->st.rx_queued;
+    }
+    m->batch_n = 0;
+    if (done > 0)
+        stream_consumed(s, done);
+    stream_sync(s);
+}
+
+/* DATA for a byte stream that has nothing queued: join the batch (the same stream only). */
+static bool batch_add(struct mux *m, struct mux_stream *s, const uint8_t *p, size_t len)
+{
+    if (s->bind != MUX_BIND_STREAM || s->connecting || !bufq_empty(&s->rx))
+        return false;
+    if (m->batch_s != s || m->batch_n == MUX_BATCH_IOV)
+        batch_flush(m);
+    if (s->closed || m->dead || !bufq_empty(&s->rx))
+        return false;
+    m->batch_s = s;
+    m->batch_iov[m->batch_n].iov_base = (void *)p;
+    m->batch_iov[m->batch_n].iov_len = len;
+    m->batch_n++;
+    return true;
+}
+
 static void handle_frame(struct mux *m, const struct channel_frame *f)
 {
     struct channel_stream_state *ss = NULL;
@@ -553,6 +641,12 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
         return;
     }
     s = ss ? ss->owner : NULL;
+    if (ev == CHANNEL_EV_DATA && batch_add(m, s, f->payload, f->len))
+        return;
+    /* Anything else acts after the batched bytes (FIN after DATA, RESET drops the stream). */
+    batch_flush(m);
+    if (s && s->closed)
+        return; /* the flush failed and reset the stream: nothing more to do for it */
     switch (ev) {
     case CHANNEL_EV_HELLO:
     case CHANNEL_EV_IGNORE:
@@ -588,22 +682,28 @@ static void handle_frame(struct mux *m, const struct channel_frame *f)
 static void channel_read(struct mux *m)
 {
     const uint8_t *cur, *end;
-    ssize_t n;
+    int err = 0;
 
-    if (m->is_sock)
-        n = recv(m->fd, m->in + m->in_len, MUX_IN_CAP - m->in_len, MSG_DONTWAIT);
-    else
-        n = read(m->fd, m->in + m->in_len, MUX_IN_CAP - m->in_len);
-    if (n == 0) {
-        mux_die(m, -ECONNRESET);
-        return;
+    /* Fill in as far as the fd has bytes (bounded: MUX_IN_CAP, MUX_CHANNEL_READS). */
+    for (int i = 0; i < MUX_CHANNEL_READS && m->in_len < MUX_IN_CAP; i++) {
+        ssize_t n;
+        if (m->is_sock)
+            n = recv(m->fd, m->in + m->in_len, MUX_IN_CAP - m->in_len, MSG_DONTWAIT);
+        else
+            n = read(m->fd, m->in + m->in_len, MUX_IN_CAP - m->in_len);
+        if (n == 0) {
+            err = -ECONNRESET;
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                err = -errno;
+            break;
+        }
+        m->in_len += (size_t)n;
     }
-    if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            mux_die(m, -errno);
-        return;
-    }
-    m->in_len += (size_t)n;
     cur = m->in;
     end = m->in + m->in_len;
     while (!m->dead) {
@@ -611,6 +711,7 @@ static void channel_read(struct mux *m)
         int r = channel_frame_decode(&cur, end, &f);
         if (r < 0) {
             log_debug("channel: undecodable frame");
+            m->batch_n = 0;
             mux_die(m, -EPROTO);
             return;
         }
@@ -618,8 +719,15 @@ static void channel_read(struct mux *m)
             break;
         handle_frame(m, &f);
     }
+    /* The batch points into in: out before in moves. */
+    batch_flush(m);
     if (m->dead)
         return;
+    if (err < 0) {
+        /* What arrived before the end or the error has been delivered. */
+        mux_die(m, err);
+        return;
+    }
     m->in_len = (size_t)(end - cur);
     if (m->in_len > 0 && cur != m->in)
         memmove(m->in, cur, m->in_len);
@@ -650,6 +758,8 @@ static void mux_die(struct mux *m, int err)
         return;
     m->dead = true;
     m->dead_err = err;
+    m->batch_s = NULL;
+    m->batch_n = 0;
     while (m->streams)
         stream_destroy(m->streams, true, true);
     loop_del(m->loop, &m->src);

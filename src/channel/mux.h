@@ -12,7 +12,8 @@
  *     replies through a callback (the UDP relay keeps the client address).
  *
  * Guarantees:
- *   - Memory is bounded: per stream at most CHANNEL_WINDOW bytes wait for a slow local reader;
+ *   - Memory is bounded: per stream at most one receive window (CHANNEL_WINDOW on the host,
+ *     CHANNEL_WINDOW_GUEST in the guest) waits for a slow local reader;
  *     the channel output queue is bounded (local fds are not read while it is over its
  *     high-water mark, the channel fd is not read while control frames back up further).
  *   - A stream whose local reader stalls only stops its own sender (per-stream credit).

@@ -101,7 +101,7 @@ int channel_frame_decode(const uint8_t **cursor, const uint8_t *end, struct chan
         break;
     case CHANNEL_T_WINDOW:
         f.increment = rd32(f.payload);
-        if (f.increment == 0 || f.increment > CHANNEL_WINDOW)
+        if (f.increment == 0 || f.increment > CHANNEL_WINDOW_MAX)
             return -EBADMSG;
         break;
     default:
@@ -147,6 +147,18 @@ size_t channel_frame_encode_ctl(uint8_t *out, enum channel_type type, uint32_t s
     }
     channel_frame_header(out, type, stream, len);
     return CHANNEL_HDR_LEN + (size_t)len;
+}
+
+uint32_t channel_recv_window(enum channel_role receiver)
+{
+    switch (receiver) {
+    case CHANNEL_ROLE_HOST:
+        return CHANNEL_WINDOW;
+    case CHANNEL_ROLE_GUEST:
+        return CHANNEL_WINDOW_GUEST;
+    default:
+        return 0;
+    }
 }
 
 enum channel_role channel_kind_opener(enum channel_kind kind)
@@ -232,8 +244,10 @@ int channel_session_add(struct channel_session *s, struct channel_stream_state *
         .id = id,
         .kind = (uint8_t)kind,
         .flags = local ? CHANNEL_SS_OPENING : 0,
-        .send_credit = CHANNEL_WINDOW,
-        .recv_avail = CHANNEL_WINDOW,
+        .send_credit = channel_recv_window(peer_role(s)),
+        .recv_avail = channel_recv_window(s->role),
+        .send_window = channel_recv_window(peer_role(s)),
+        .recv_window = channel_recv_window(s->role),
         .owner = owner,
     };
     /* Ids only grow within a space, so a new stream goes at the end of its space (all guest
@@ -322,7 +336,7 @@ int channel_session_recv(struct channel_session *s, const struct channel_frame *
         return CHANNEL_EV_FIN;
     case CHANNEL_T_WINDOW:
         /* Credit is only returned for bytes received, so it never exceeds the window. */
-        if (f->increment > CHANNEL_WINDOW - ss->send_credit)
+        if (f->increment > ss->send_window - ss->send_credit)
             return -EPROTO;
         ss->send_credit += f->increment;
         *ret_ss = ss;
@@ -346,7 +360,7 @@ int channel_stream_sent_data(struct channel_stream_state *ss, size_t len)
 
 int channel_stream_granted(struct channel_stream_state *ss, uint32_t inc)
 {
-    if (inc == 0 || inc > CHANNEL_WINDOW - ss->recv_avail)
+    if (inc == 0 || inc > ss->recv_window - ss->recv_avail)
         return -EINVAL;
     ss->recv_avail += inc;
     return 0;

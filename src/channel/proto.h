@@ -1,5 +1,5 @@
 /*
- * The bottle channel wire protocol (version 2): one byte stream between a bottle (guest) and
+ * The bottle channel wire protocol (version 3): one byte stream between a bottle (guest) and
  * its host, carrying many streams: the guest opens TCP connections to the proxy / DNS and DNS
  * datagram flows; the host opens exec and status streams toward the guest.
  *
@@ -26,15 +26,23 @@
 
 #include "common/limits.h" /* CHANNEL_MAX_STREAMS */
 
-#define CHANNEL_VERSION 2 /* v1 (guest-opened streams only) is refused: -EPROTONOSUPPORT */
+/* v1 (guest-opened streams only) and v2 (16 KiB frames) are refused: -EPROTONOSUPPORT */
+#define CHANNEL_VERSION 3
 #define CHANNEL_MAGIC "BBCH"
 #define CHANNEL_HDR_LEN 8
 /* Protocol facts (both ends must agree, the decoder enforces them): they stay here, while the
  * caps each endpoint chooses (CHANNEL_MAX_STREAMS, the mux queues) live in common/limits.h. */
-#define CHANNEL_MAX_PAYLOAD 16384 /* bytes of payload in one frame */
+/* Bytes of payload in one frame: a whole frame is 64 KiB (one mux output chunk). */
+#define CHANNEL_MAX_PAYLOAD (65536 - CHANNEL_HDR_LEN)
 #define CHANNEL_MAX_FRAME (CHANNEL_HDR_LEN + CHANNEL_MAX_PAYLOAD)
-#define CHANNEL_WINDOW (256u * 1024u) /* initial = maximum per-stream credit, each way */
-#define CHANNEL_HELLO_LEN 6           /* magic[4] version role */
+/* Per-stream credit, set by the receiving side's role: initial = maximum. Data toward the host
+ * waits in the host's memory (at most CHANNEL_MAX_STREAMS x CHANNEL_WINDOW, however hostile the
+ * guest); data toward the guest waits in the guest's, whose larger window keeps a download's
+ * port busy across host scheduling delays (docs/channel.md, "Flow control"). */
+#define CHANNEL_WINDOW (256u * 1024u)           /* the host's receive window (guest -> host) */
+#define CHANNEL_WINDOW_GUEST (1024u * 1024u)    /* the guest's receive window (host -> guest) */
+#define CHANNEL_WINDOW_MAX CHANNEL_WINDOW_GUEST /* the largest WINDOW increment on the wire */
+#define CHANNEL_HELLO_LEN 6                     /* magic[4] version role */
 /* Stream ids: the guest opens 1..0x7fffffff, the host 0x80000001..0xffffffff; each side's ids
  * strictly increase and are never reused. */
 #define CHANNEL_ID_HOST 0x80000000u
@@ -75,6 +83,10 @@ enum channel_role {
     CHANNEL_ROLE_HOST = 2,  /* opens exec/status, accepts the proxy/DNS kinds */
     CHANNEL_ROLE_MAX
 };
+
+/* The credit a receiver in role grants per stream: CHANNEL_WINDOW (host) or
+ * CHANNEL_WINDOW_GUEST (guest); 0 for an unknown role. */
+uint32_t channel_recv_window(enum channel_role receiver);
 
 /* The role that may open streams of kind (0 for an unknown kind). */
 enum channel_role channel_kind_opener(enum channel_kind kind);
@@ -126,6 +138,8 @@ struct channel_stream_state {
     uint8_t flags;        /* CHANNEL_SS_* */
     uint32_t send_credit; /* bytes we may still send */
     uint32_t recv_avail;  /* bytes the peer may still send (granted minus received) */
+    uint32_t send_window; /* the peer's receive window: send_credit's maximum */
+    uint32_t recv_window; /* our receive window: recv_avail's maximum */
     void *owner;          /* the caller's stream object */
 };
 

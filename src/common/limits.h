@@ -44,7 +44,7 @@
 #define CHANNEL_HOST_FD_RESERVE 128    /* host: descriptors guest-opened streams leave free */
 #define CHANNEL_MAX_UDP_FLOWS 64       /* guest: client addresses with a live DNS datagram stream */
 #define CHANNEL_UDP_IDLE_MS 30000      /* guest: a UDP flow with no datagram either way is reset */
-#define MUX_IN_CAP (64u * 1024u)       /* channel input buffer (>= one whole frame) */
+#define MUX_IN_CAP (256u * 1024u)      /* channel input buffer (>= one whole frame) */
 #define MUX_OUT_HIGH (128u * 1024u)    /* output queue: stop reading local sockets at this */
 #define MUX_OUT_LOW (64u * 1024u)      /* ... and resume below this */
 #define MUX_OUT_STOP_IN (512u * 1024u) /* output queue: stop reading the channel at this */

@@ -2,7 +2,7 @@
  * Fuzz the channel frame decoder and the session state machine (src/channel/proto.c).
  *
  * Input: byte 0 picks the role we play (bit 0), how many streams of our own to pre-allocate
- * (bits 1-4; guest: proxy streams, host: exec streams, protocol v2) and the chunking seed (all
+ * (bits 1-4; guest: proxy streams, host: exec streams, protocol v3) and the chunking seed (all
  * bits); the rest is the byte stream from the peer.
  * When bit 7 of byte 0 is set, the bytes instead go through a real struct mux (host role with
  * an exec stream open, or guest role with a few streams open, serving host-opened streams)
@@ -48,8 +48,12 @@ static void check_session(const struct channel_session *s)
 {
     check(s->n <= CHANNEL_MAX_STREAMS);
     for (size_t i = 0; i < s->n; i++) {
-        check(s->streams[i]->recv_avail <= CHANNEL_WINDOW);
-        check(s->streams[i]->send_credit <= CHANNEL_WINDOW);
+        check(s->streams[i]->recv_window == channel_recv_window(s->role));
+        check(s->streams[i]->send_window == channel_recv_window(s->role == CHANNEL_ROLE_HOST
+                                                                    ? CHANNEL_ROLE_GUEST
+                                                                    : CHANNEL_ROLE_HOST));
+        check(s->streams[i]->recv_avail <= s->streams[i]->recv_window);
+        check(s->streams[i]->send_credit <= s->streams[i]->send_window);
         check(s->streams[i]->id != 0);
         if (i > 0)
             check(s->streams[i - 1]->id < s->streams[i]->id);
@@ -207,7 +211,8 @@ static void run_mux(const uint8_t *data, size_t size)
         mux_get_stats(m, &st);
         check(st.streams <= CHANNEL_MAX_STREAMS + 4);
         check(st.out_max <= 2u * 1024 * 1024 + CHANNEL_MAX_FRAME);
-        check(st.rx_queued <= st.streams * (size_t)CHANNEL_WINDOW);
+        check(st.rx_queued <= st.streams * (size_t)channel_recv_window(guest ? CHANNEL_ROLE_GUEST
+                                                                             : CHANNEL_ROLE_HOST));
         if (dg && (data[0] & 8))
             (void)mux_stream_send_dgram(dg, "again", 5);
     }

@@ -23,10 +23,17 @@ like "TCG on a PVM host is said once" "$(cat "$T/probe.err")" \
 is "... exactly once" "$(grep -c 'running under TCG' "$T/probe.err")" 1
 
 HTTP=$(free_port); HTTPS=$(free_port); DNS=$(free_port)
+# 100 MB of random bytes to download through the proxy, and 8 MB to send up and get back
+# (the channel's 64 KiB frames and windows, both ways, checked by hash).
+mkdir -p "$T/static"
+head -c 100000000 /dev/urandom >"$T/static/big"
+head -c 8000000 /dev/urandom >"$T/static/up"
+big_sum=$(sha256sum <"$T/static/big" | cut -d' ' -f1)
+up_sum=$(sha256sum <"$T/static/up" | cut -d' ' -f1)
 make_cert allowed.test
 bg "$PY" "$HELPERS/fake-upstream.py" --http "$HTTP" --https "$HTTPS" --cert "$T/cert.pem" \
     --key "$T/key.pem" --dns "$DNS" --log "$T/origin.log" --ready "$T/origin.ready" \
-    --zone allowed.test=127.0.0.1 --zone evil.test=127.0.0.1
+    --zone allowed.test=127.0.0.1 --zone evil.test=127.0.0.1 --static "$T/static"
 wait_file "$T/origin.ready" || { echo "Bail out! fake upstream did not start"; exit 1; }
 
 QUID=$(id -u)
@@ -35,6 +42,7 @@ mkdir -p "$T/ws/.git" "$T/outside"
 echo "[core]" >"$T/ws/.git/config"
 echo secret >"$T/outside/file"
 cp "$T/cert.pem" "$T/ws/cert.pem"
+cp "$T/static/up" "$T/ws/up.bin"
 if [ "$(id -u)" = 0 ]; then
     QUID=4242
     chown -R "$QUID:$QUID" "$T/ws"
@@ -42,7 +50,7 @@ fi
 export BB_TEST_HOST_SECRET=do-not-leak
 STATE=$BOT_BOTTLE_STATE_DIR
 run() {
-    (cd "$T/ws" && timeout 120 "$BB" run --allow "allowed.test:$HTTPS" \
+    (cd "$T/ws" && timeout 240 "$BB" run --allow "allowed.test:$HTTPS" \
         --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" "$@")
 }
 
@@ -51,6 +59,9 @@ cat >"$T/ws/probe.sh" <<EOF
 echo "https=\$(curl -s --max-time 20 --cacert cert.pem https://allowed.test:$HTTPS/hello)"
 curl -s -i --max-time 20 http://evil.test:$HTTP/hello | tr -d '\r' | sed 's/^/evil: /'
 echo "proxy=\$HTTP_PROXY https_proxy=\$HTTPS_PROXY"
+big=http://127.0.0.1:$HTTP/static/big
+echo "big=\$(curl -sS --max-time 200 --noproxy '' -x "\$HTTP_PROXY" "\$big" | sha256sum | cut -d' ' -f1)"
+echo "up=\$(curl -sS --max-time 100 --noproxy '' -x "\$HTTP_PROXY" --data-binary @up.bin http://127.0.0.1:$HTTP/echo | sha256sum | cut -d' ' -f1)"
 getent hosts denied-name.evil.test; echo "denied_dns_rc=\$?"
 env -u HTTP_PROXY -u HTTPS_PROXY -u http_proxy -u https_proxy -u ALL_PROXY python3 - <<'PY'
 import socket, time
@@ -84,6 +95,8 @@ like "a non-allowlisted host gets 403 with X-Bottle-Block" "$out" \
     "evil: HTTP/1.1 403.*evil: X-Bottle-Block: not-allowlisted"
 like "the blocked-host notice is on stderr" "$err" "blocked evil.test .*--allow evil.test"
 is "the origin never saw the blocked request" "$(grep -c 'http GET evil.test' "$T/origin.log")" 0
+is "100 MB downloaded through the proxy arrive whole (sha256)" "$(sed -n 's/^big=//p' <<<"$out")" "$big_sum"
+is "8 MB sent up through the proxy come back whole (sha256)" "$(sed -n 's/^up=//p' <<<"$out")" "$up_sum"
 alias_re='http://127\.77\.[0-9]+\.[0-9]+:3128'
 like "HTTP_PROXY and HTTPS_PROXY are http://A:3128" "$out" \
     "proxy=$alias_re https_proxy=$alias_re"

@@ -136,7 +136,7 @@ static void test_reject(void **state)
         { "reset len 0", { CHANNEL_T_RESET, 0, 0, 0, 0, 0, 0, 1 }, 8 },
         { "window len 3", { CHANNEL_T_WINDOW, 0, 0, 3, 0, 0, 0, 1, 0, 0, 1 }, 11 },
         { "window 0", { CHANNEL_T_WINDOW, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0, 0 }, 12 },
-        { "window > max", { CHANNEL_T_WINDOW, 0, 0, 4, 0, 0, 0, 1, 0, 4, 0, 1 }, 12 },
+        { "window > max", { CHANNEL_T_WINDOW, 0, 0, 4, 0, 0, 0, 1, 0, 0x10, 0, 1 }, 12 },
     };
     (void)state;
 
@@ -439,8 +439,10 @@ static void test_session_credit(void **state)
     ss = channel_session_find(&fd->s, 1);
     assert_non_null(ss);
     /* Fill the window exactly; one more byte is a violation. */
-    for (uint32_t sent = 0; sent < W; sent += CHANNEL_MAX_PAYLOAD)
-        assert_int_equal(feed(fd, CHANNEL_T_DATA, 1, CHANNEL_MAX_PAYLOAD), CHANNEL_EV_DATA);
+    for (uint32_t sent = 0, n; sent < W; sent += n) {
+        n = W - sent < CHANNEL_MAX_PAYLOAD ? W - sent : CHANNEL_MAX_PAYLOAD;
+        assert_int_equal(feed(fd, CHANNEL_T_DATA, 1, n), CHANNEL_EV_DATA);
+    }
     assert_int_equal(ss->recv_avail, 0);
     /* After granting 100 bytes back, exactly 100 more are allowed. */
     assert_int_equal(channel_stream_granted(ss, 100), 0);
@@ -449,11 +451,38 @@ static void test_session_credit(void **state)
     /* Granting more than was received is refused locally. */
     assert_int_equal(channel_stream_granted(ss, W + 1), -EINVAL);
 
-    /* Send side: never beyond credit; WINDOW restores it, and cannot overflow it. */
-    assert_int_equal(ss->send_credit, W);
+    /* Send side: never beyond credit (the host may send a guest its larger window); WINDOW
+     * restores it, and cannot overflow it. */
+    assert_int_equal(ss->send_credit, CHANNEL_WINDOW_GUEST);
     assert_int_equal(channel_stream_sent_data(ss, 16384), 0);
-    assert_int_equal(ss->send_credit, W - 16384);
+    assert_int_equal(ss->send_credit, CHANNEL_WINDOW_GUEST - 16384);
     assert_int_equal(feed(fd, CHANNEL_T_WINDOW, 1, 16385), EP);
+    free(fd);
+
+    /* The guest's side of the same stream: it receives up to its own (larger) window from
+     * the host, exactly, and may send only the host's. */
+    fd = calloc(1, sizeof(*fd));
+    channel_session_init(&fd->s, G);
+    assert_int_equal(feed(fd, CHANNEL_T_HELLO, 0, H), CHANNEL_EV_HELLO);
+    ss = calloc(1, sizeof(*ss));
+    assert_int_equal(channel_session_add(&fd->s, ss, 0, CHANNEL_KIND_TCP_PROXY, NULL), 0);
+    assert_int_equal(feed(fd, CHANNEL_T_OPEN_OK, 1, 0), CHANNEL_EV_OPEN_OK);
+    assert_int_equal(ss->recv_avail, CHANNEL_WINDOW_GUEST);
+    assert_int_equal(ss->send_credit, W);
+    for (uint32_t got = 0, n; got < CHANNEL_WINDOW_GUEST; got += n) {
+        n = CHANNEL_WINDOW_GUEST - got < CHANNEL_MAX_PAYLOAD ? CHANNEL_WINDOW_GUEST - got
+                                                             : CHANNEL_MAX_PAYLOAD;
+        assert_int_equal(feed(fd, CHANNEL_T_DATA, 1, n), CHANNEL_EV_DATA);
+    }
+    assert_int_equal(feed(fd, CHANNEL_T_DATA, 1, 1), EP);
+    assert_int_equal(channel_stream_sent_data(ss, W), -EINVAL); /* > one frame */
+    for (uint32_t sent = 0, n; sent < W; sent += n) {
+        n = W - sent < CHANNEL_MAX_PAYLOAD ? W - sent : CHANNEL_MAX_PAYLOAD;
+        assert_int_equal(channel_stream_sent_data(ss, n), 0);
+    }
+    assert_int_equal(channel_stream_sent_data(ss, 1), -EINVAL);
+    assert_int_equal(feed(fd, CHANNEL_T_WINDOW, 1, W + 1), EP); /* beyond the host's window */
+    free(ss);
     free(fd);
 
     fd = calloc(1, sizeof(*fd));
@@ -461,8 +490,11 @@ static void test_session_credit(void **state)
     assert_int_equal(feed(fd, CHANNEL_T_HELLO, 0, G), CHANNEL_EV_HELLO);
     assert_int_equal(feed(fd, CHANNEL_T_OPEN, 1, 1), CHANNEL_EV_OPEN);
     ss = channel_session_find(&fd->s, 1);
-    for (uint32_t sent = 0; sent < W; sent += CHANNEL_MAX_PAYLOAD)
-        assert_int_equal(channel_stream_sent_data(ss, CHANNEL_MAX_PAYLOAD), 0);
+    for (uint32_t sent = 0, n; sent < CHANNEL_WINDOW_GUEST; sent += n) {
+        n = CHANNEL_WINDOW_GUEST - sent < CHANNEL_MAX_PAYLOAD ? CHANNEL_WINDOW_GUEST - sent
+                                                              : CHANNEL_MAX_PAYLOAD;
+        assert_int_equal(channel_stream_sent_data(ss, n), 0);
+    }
     assert_int_equal(channel_stream_sent_data(ss, 1), -EINVAL);
     assert_int_equal(feed(fd, CHANNEL_T_WINDOW, 1, 1000), CHANNEL_EV_WINDOW);
     assert_int_equal(channel_stream_sent_data(ss, 1000), 0);

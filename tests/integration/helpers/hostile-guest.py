@@ -71,7 +71,7 @@ def send(data):
         chan.sendall(data)
 
 
-send(frame(T_HELLO, 0, b"BBCH" + bytes([2, 1])))
+send(frame(T_HELLO, 0, b"BBCH" + bytes([3, 1])))  # version 3 (CHANNEL_VERSION), role guest
 
 answers = {"ok": 0, "reset": 0}
 done = threading.Event()
