@@ -3,8 +3,9 @@
 # docs/credentials.md) against squid with ssl-bump, on loopback.
 #
 # Prints numbers; not a test. Measures, for each proxy, with one curl process per run:
-#   - GETs/s: N small GETs (/hello) on one kept-alive intercepted connection, and N GETs each on
-#     a fresh connection (a TLS handshake on both sides each time);
+#   - GETs/s: N small GETs (/hello) on one kept-alive intercepted connection; the same N from
+#     CONC (default 4) kept-alive clients at once; and N/10 GETs each on a fresh connection (a
+#     TLS handshake on both sides each time);
 #   - MB/s: one 64 MiB body (/size/...) through the intercepted connection.
 # The origin is tests/integration/helpers/fake-upstream.py --https (Python, threaded): it bounds
 # both proxies alike; compare the proxies with each other, not with other numbers.
@@ -90,6 +91,20 @@ measure() { # NAME PROXY CAFILE PID
     t1=$(date +%s.%N) c1=$(cpu_ns "$pid")
     printf '%-12s keep-alive   %8.0f GETs/s  %7.0f us CPU/GET\n' "$name" \
         "$(echo "$N / ($t1 - $t0)" | bc -l)" "$(echo "($c1 - $c0) / 1000 / $N" | bc -l)"
+    # the same with CONC clients at once (default 4), N GETs in all: what the proxy serves when
+    # it, not one client's round trips, is what the requests wait on
+    local conc=${CONC:-4} part=() cp=()
+    for _ in $(seq $((N / conc))); do part+=("https://bench.test:$FP/hello"); done
+    c0=$(cpu_ns "$pid") t0=$(date +%s.%N)
+    for _ in $(seq "$conc"); do
+        curl -s -x "$proxy" --cacert "$ca" "${part[@]}" >/dev/null &
+        cp+=($!)
+    done
+    wait "${cp[@]}"
+    t1=$(date +%s.%N) c1=$(cpu_ns "$pid")
+    printf '%-12s keep-alive x%d %6.0f GETs/s  %7.0f us CPU/GET\n' "$name" "$conc" \
+        "$(echo "$conc * ${#part[@]} / ($t1 - $t0)" | bc -l)" \
+        "$(echo "($c1 - $c0) / 1000 / ($conc * ${#part[@]})" | bc -l)"
     c0=$(cpu_ns "$pid") t0=$(date +%s.%N)
     for _ in $(seq $((N / 10))); do
         curl -s -o /dev/null -x "$proxy" --cacert "$ca" "https://bench.test:$FP/hello"
