@@ -1228,6 +1228,20 @@ static void conn_resp_unscannable(struct conn *c)
     conn_close(c);
 }
 
+bool conn_reflected(struct conn *c, size_t from)
+{
+    int hit;
+
+    if (!c->scan_resp || c->tocl.len <= from)
+        return false;
+    hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + from, c->tocl.len - from);
+    if (hit >= 0)
+        conn_cred_reflected(c, (size_t)hit);
+    else if (hit == CRED_SCAN_UNSCANNABLE)
+        conn_resp_unscannable(c);
+    return hit >= 0 || hit == CRED_SCAN_UNSCANNABLE;
+}
+
 static int step_read_resp(struct conn *c)
 {
     struct http_response resp;
@@ -1276,13 +1290,8 @@ static int step_read_resp(struct conn *c)
                 conn_upstream_error(c, 502, "bad-upstream-response", "response head too large");
                 return 1;
             }
-            if (c->scan_resp) {
-                int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
-                if (hit >= 0) {
-                    conn_cred_reflected(c, (size_t)hit);
-                    return 0;
-                }
-            }
+            if (conn_reflected(c, 0))
+                return 0;
             buf_consume(&c->uin, (size_t)end);
             c->resp_scan = 0;
             if (c->uin.len) { /* frames right behind the 101: relayed, and searched */
@@ -1292,14 +1301,8 @@ static int step_read_resp(struct conn *c)
                     return 0;
                 }
                 buf_reset(&c->uin);
-                if (c->scan_resp) {
-                    int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
-                                             c->tocl.len - before);
-                    if (hit >= 0) {
-                        conn_cred_reflected(c, (size_t)hit);
-                        return 0;
-                    }
-                }
+                if (conn_reflected(c, before))
+                    return 0;
             }
             conn_audit(c, true, "allowlisted");
             upgrade_start(c);
@@ -1362,11 +1365,8 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     if (c->scan_resp) {
-        int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p, c->tocl.len);
-        if (hit >= 0) {
-            conn_cred_reflected(c, (size_t)hit);
+        if (conn_reflected(c, 0))
             return 0;
-        }
         if (resp.body == HTTP_BODY_CHUNKED)
             cred_scan_set_chunked(&c->reflect_scan);
         /* gzip or deflate: searched inflated, relayed as it is (bounded: cred.h) */
@@ -1413,18 +1413,8 @@ static int step_send_resp(struct conn *c)
     if (c->uin.len && c->tocl.len + c->uin.len <= c->tocl.max) {
         size_t before = c->tocl.len;
         r = move_body(&c->resp_body, &c->resp_remaining, &c->resp_chunked, &c->uin, &c->tocl);
-        if (r >= 0 && c->scan_resp && c->tocl.len > before) {
-            int hit = cred_scan_feed(c->px->creds, &c->reflect_scan, c->tocl.p + before,
-                                     c->tocl.len - before);
-            if (hit >= 0) {
-                conn_cred_reflected(c, (size_t)hit);
-                return 0;
-            }
-            if (hit == CRED_SCAN_UNSCANNABLE) {
-                conn_resp_unscannable(c);
-                return 0;
-            }
-        }
+        if (r >= 0 && conn_reflected(c, before))
+            return 0;
         if (r < 0) {
             /* Headers are already out: the only honest signal left is to cut the connection. */
             c->upstream_reusable = false;

@@ -234,6 +234,10 @@ void conn_bad_request(struct conn *c, const struct http_error *e);
 void conn_cred_misuse(struct conn *c, size_t cred, const char *where);
 /* The origin sent a credential's real value back: cut the connection, audited. */
 void conn_cred_reflected(struct conn *c, size_t cred);
+/* Searches tocl from byte from on for a credential's value while values are held: true when
+ * the connection was cut for it (credential-reflected, or credential-unscannable when the
+ * search cannot read the response). */
+bool conn_reflected(struct conn *c, size_t from);
 bool proxy_refuse_if_busy(struct proxy *px, int fd);
 void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 

@@ -139,7 +139,6 @@ static int fill(struct side *src, struct buf *b)
 
 int upgrade_step(struct conn *c)
 {
-    const struct cred_store *creds = c->px->creds;
     int progress = 0, r;
 
     /* client -> origin */
@@ -197,14 +196,8 @@ int upgrade_step(struct conn *c)
         if (r == 0)
             break;
         progress = 1;
-        if (c->scan_resp) {
-            int hit =
-                cred_scan_feed(creds, &c->reflect_scan, c->tocl.p + before, c->tocl.len - before);
-            if (hit >= 0) {
-                conn_cred_reflected(c, (size_t)hit);
-                return 0;
-            }
-        }
+        if (conn_reflected(c, before))
+            return 0;
     }
     if (c->ws_release && !c->tocl.len)
         c->ws_release = false; /* what waited is out */
