@@ -26,6 +26,7 @@
  */
 #include "backend/microvm/microvm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -43,6 +44,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/un.h>
 #include <termios.h>
@@ -85,6 +87,7 @@ struct mv_bottle {
     struct bottle_spec spec; /* validated copy (rootfs 9p, the channel port) */
     char init[PATH_MAX];
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
+    int dir_lock;       /* dir/lock, flock'ed while this supervisor lives (sweep_run_dirs) */
     char initrd[PATH_MAX], ctl_path[PATH_MAX], chan_path[PATH_MAX];
     struct microvm_jail jail;     /* QEMU's jail (jail.h); jail.root "": not made */
     int cg_tasks[CGROUP_CTL_MAX]; /* v1, during start: cgroup_open_tasks, for the child */
@@ -399,6 +402,73 @@ static int qemu_ids(struct mv_bottle *b)
     return 0;
 }
 
+/* dir/lock (0600, ours), flock'ed: the fd, close-on-exec, or -errno. */
+static int run_dir_lock(const char *dir)
+{
+    char p[PATH_MAX + 8];
+    int fd;
+
+    if (str_printf(p, sizeof(p), "%s/lock", dir) < 0)
+        return -ENAMETOOLONG;
+    fd = open(p, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/*
+ * Removes the run directories (TMP/bb-vm.*) of microvm bottles whose supervisor is gone (killed
+ * with SIGKILL: nothing ran its clean-up): ours (same owner), with a lock file nobody holds.
+ * Only the names a run directory holds are removed, through the directory's fd, never through a
+ * symlink; a directory without a lock file (being created, or of another version) is left.
+ */
+static void sweep_run_dirs(const char *tmp)
+{
+    static const char *const names[] = { "initramfs.cpio", "ctl.sock", "chan.sock", "lock" };
+    DIR *d = opendir(tmp);
+    struct dirent *de;
+
+    if (!d)
+        return;
+    while ((de = readdir(d))) {
+        struct stat st;
+        int dfd, lfd;
+
+        if (strncmp(de->d_name, "bb-vm.", 6) != 0)
+            continue;
+        dfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd < 0)
+            continue;
+        /* ours: made by us (the owner is QEMU's user when root made it for another) */
+        if (fstat(dfd, &st) < 0 || (st.st_uid != geteuid() && geteuid() != 0)) {
+            close(dfd);
+            continue;
+        }
+        lfd = openat(dfd, "lock", O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        if (lfd < 0 || flock(lfd, LOCK_EX | LOCK_NB) < 0) {
+            if (lfd >= 0)
+                close(lfd);
+            close(dfd);
+            continue; /* in use, or not one with a lock */
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+            (void)unlinkat(dfd, names[i], 0);
+        (void)unlinkat(dfd, "root", AT_REMOVEDIR);
+        close(lfd);
+        close(dfd);
+        if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+            log_info(
+                "removed %s/%s, which a microVM bottle whose supervisor was killed left behind",
+                tmp, de->d_name);
+    }
+    closedir(d);
+}
+
 /*
  * QEMU's jail (jail.h): an empty directory in the run directory for its root, what it binds,
  * and the seccomp filter for QEMU's ids. Root always jails QEMU; an unprivileged invoker gets
@@ -499,7 +569,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b = xcalloc(1, sizeof(*b));
     b->base.ops = &backend_microvm_ops;
     b->pid = -1;
-    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = -1;
+    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = b->dir_lock = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
@@ -601,16 +671,23 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
         goto fail;
 
     /* The bottle's private run directory: the initramfs and the two sockets, QEMU's user
-     * only. */
+     * only; and its lock, held while we live, so that the next bottle can remove what a
+     * supervisor killed with SIGKILL left behind. */
     {
         const char *tmp = getenv("TMPDIR");
         if (!tmp || tmp[0] != '/' || geteuid() == 0)
             tmp = "/tmp";
+        sweep_run_dirs(tmp);
         (void)str_printf(b->dir, sizeof(b->dir), "%s/bb-vm.XXXXXX", tmp);
         if (!mkdtemp(b->dir)) {
             r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: creating %s (set TMPDIR)",
                           b->dir);
             b->dir[0] = '\0';
+            goto fail;
+        }
+        b->dir_lock = run_dir_lock(b->dir);
+        if (b->dir_lock < 0) {
+            r = log_errno(LOG_LVL_ERROR, b->dir_lock, "microvm backend: locking %s", b->dir);
             goto fail;
         }
     }
@@ -1147,6 +1224,13 @@ static void mv_destroy(struct bottle *bb)
         (void)unlink(b->initrd);
         if (b->jail.root[0])
             (void)rmdir(b->jail.root);
+        if (b->dir_lock >= 0) {
+            char lock[PATH_MAX + 8];
+            if (str_printf(lock, sizeof(lock), "%s/lock", b->dir) == 0)
+                (void)unlink(lock);
+            close(b->dir_lock);
+            b->dir_lock = -1;
+        }
         if (rmdir(b->dir) < 0 && errno != ENOENT)
             log_errno(LOG_LVL_WARN, -errno, "microvm backend: removing %s", b->dir);
     }
