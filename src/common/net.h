@@ -27,6 +27,8 @@ void net_addr_format(const struct sockaddr *sa, char out[NET_ADDRSTR_MAX]);
 /* Port in host order (0 for other families). */
 uint16_t net_addr_port(const struct sockaddr *sa);
 void net_addr_set_port(struct sockaddr *sa, uint16_t port);
+/* Same family, address, port (and IPv6 scope): true; an unknown family is never equal. */
+bool net_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* Non-blocking, close-on-exec listening socket (SO_REUSEADDR for TCP). Returns fd or -errno. */
 int net_listen_tcp(const struct net_addr *a, int backlog);

@@ -24,26 +24,11 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/macro.h"
+#include "common/net.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 #include "dlp/dlp.h"
 #include "dns/filter-int.h"
-
-static bool sockaddr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
 
 /* ---- audit ---- */
 
@@ -484,7 +469,7 @@ int dns_filter_new(struct loop *l, const struct net_addr *listen, const struct n
     } else if (dns_resolv_conf_upstream("/etc/resolv.conf", &f->upstream) == 0) {
         f->have_upstream = true;
     }
-    if (f->have_upstream && sockaddr_eq(&f->upstream.ss, &listen->ss)) {
+    if (f->have_upstream && net_addr_equal(&f->upstream.ss, &listen->ss)) {
         if (upstream) {
             free(f->flush);
             free(f);

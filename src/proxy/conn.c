@@ -24,7 +24,7 @@ static void on_rerun(struct loop_defer *d);
 
 /* ---------------------------------------------------------------- helpers */
 
-static void side_init(struct side *s)
+void side_init(struct side *s)
 {
     s->fd = -1;
     s->tp = &transport_tcp;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "common/net.h"
 #include "common/xalloc.h"
 #include "proxy/proxy-int.h"
 
@@ -30,22 +31,6 @@ struct upool {
     unsigned n;
     struct upool_stats st;
 };
-
-bool upool_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    if (a->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-        return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
-    }
-    return false;
-}
 
 bool upool_side_alive(struct side *s)
 {
@@ -153,17 +138,6 @@ static bool entry_is(const struct upool_entry *e, const char *host, uint16_t por
     return e->port == port && e->tls == tls && strcmp(e->host, host) == 0;
 }
 
-static void side_reset(struct side *s)
-{
-    s->fd = -1;
-    s->tp = &transport_tcp;
-    s->tp_ctx = NULL;
-    s->eof = s->wshut = false;
-    s->want = 0;
-    s->rpending = false;
-    s->src.registered = false;
-}
-
 bool upool_put(struct upool *p, struct side *s, const char *host, uint16_t port,
                const struct sockaddr_storage *addr, bool tls)
 {
@@ -175,7 +149,7 @@ bool upool_put(struct upool *p, struct side *s, const char *host, uint16_t port,
     if (!p || !p->lim.max_total || !p->lim.max_per_host || s->wshut ||
         strlen(host) >= sizeof(e->host) || !upool_side_alive(s)) {
         s->tp->close(s);
-        side_reset(s);
+        side_init(s);
         return false;
     }
     /* Room: the oldest of the same key first, else the oldest of all. */
@@ -198,7 +172,7 @@ bool upool_put(struct upool *p, struct side *s, const char *host, uint16_t port,
     e->s.fd = s->fd;
     e->s.tp = s->tp;
     e->s.tp_ctx = s->tp_ctx;
-    side_reset(s);
+    side_init(s);
     loop_timer_init(&e->timer, on_entry_timer, e);
     if (loop_add(p->loop, &e->s.src, e->s.fd, EPOLLIN | EPOLLRDHUP, on_entry_io, e) < 0) {
         e->s.tp->close(&e->s);
@@ -231,7 +205,7 @@ bool upool_take(struct upool *p, const char *host, uint16_t port,
         if (!entry_is(e, host, port, tls))
             continue;
         for (size_t i = 0; i < naddrs && !addr_ok; i++)
-            addr_ok = upool_addr_eq(&e->addr, &addrs[i]);
+            addr_ok = net_addr_equal(&e->addr, &addrs[i]);
         if (!addr_ok)
             continue;
         /* The loop may not have told us yet about a close that already arrived. */
@@ -241,7 +215,7 @@ bool upool_take(struct upool *p, const char *host, uint16_t port,
             continue;
         }
         entry_unlink(p, e);
-        side_reset(s);
+        side_init(s);
         s->fd = e->s.fd;
         s->tp = e->s.tp;
         s->tp_ctx = e->s.tp_ctx;

@@ -70,5 +70,3 @@ void upool_get_stats(const struct upool *p, struct upool_stats *ret);
 /* An idle connected side still usable: no end of stream, no error, no byte nobody asked for
  * (TLS: post-handshake messages such as session tickets are read and are fine). */
 bool upool_side_alive(struct side *s);
-/* The two sockaddrs are the same address and port. */
-bool upool_addr_eq(const struct sockaddr_storage *a, const struct sockaddr_storage *b);

@@ -213,6 +213,8 @@ struct proxy {
 
 /* conn.c */
 int conn_new(struct proxy *px, int fd);
+/* A side with no fd: plain TCP transport, no state (conn.c). */
+void side_init(struct side *s);
 void conn_close(struct conn *c);
 /* The policy changed: a held request it now allows goes on (at the next loop pass). */
 void conn_policy_changed(struct conn *c);

@@ -101,7 +101,7 @@ static void test_key(void **state)
     /* the right one, among the vetted addresses */
     struct sockaddr_storage vetted[2] = { b, a };
     assert_true(upool_take(f.p, "a.test", 443, vetted, 2, false, &got, &ret));
-    assert_true(upool_addr_eq(&ret, &a));
+    assert_true(net_addr_equal(&ret, &a));
     assert_true(got.fd >= 0);
     assert_false(got.src.registered);
     /* taken once */
