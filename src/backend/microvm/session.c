@@ -92,26 +92,41 @@ static void on_pump_done(struct pump *p, int err)
     session_maybe_report(x);
 }
 
+/*
+ * One line from the guest on ctl into ctl_buf (bounded; NUL-terminated, the newline cut): 1 a
+ * line (or a full buffer), 0 the end or an error, -EAGAIN not yet.
+ */
+static int ctl_read_line(struct vm_session *x)
+{
+    ssize_t n =
+        recv(x->ctl, x->ctl_buf + x->ctl_len, sizeof(x->ctl_buf) - 1 - x->ctl_len, MSG_DONTWAIT);
+    char *nl;
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return -EAGAIN;
+    if (n <= 0)
+        return 0;
+    x->ctl_len += (size_t)n;
+    x->ctl_buf[x->ctl_len] = '\0';
+    nl = strchr(x->ctl_buf, '\n');
+    if (!nl && x->ctl_len < sizeof(x->ctl_buf) - 1)
+        return -EAGAIN;
+    if (nl)
+        *nl = '\0';
+    return 1;
+}
+
 /* exec: "exit N" on ctl; EOF without one (the channel died): 125. */
 static void on_session_ctl(struct loop_source *src, uint32_t events)
 {
     struct vm_session *x = src->userdata;
-    ssize_t n =
-        recv(x->ctl, x->ctl_buf + x->ctl_len, sizeof(x->ctl_buf) - 1 - x->ctl_len, MSG_DONTWAIT);
+    int r = ctl_read_line(x);
     uint64_t code;
-    char *nl;
 
     (void)events;
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    if (r == -EAGAIN)
         return;
-    if (n > 0) {
-        x->ctl_len += (size_t)n;
-        x->ctl_buf[x->ctl_len] = '\0';
-        nl = strchr(x->ctl_buf, '\n');
-        if (!nl && x->ctl_len < sizeof(x->ctl_buf) - 1)
-            return;
-        if (nl)
-            *nl = '\0';
+    if (r > 0) {
         x->status =
             strncmp(x->ctl_buf, "exit ", 5) == 0 && str_to_u64_cstr(x->ctl_buf + 5, 255, &code) == 0
                 ? (int)code
@@ -224,18 +239,10 @@ static void session_release(struct vm_session *x)
 static void on_main_ctl(struct loop_source *src, uint32_t events)
 {
     struct vm_session *x = src->userdata;
-    ssize_t n =
-        recv(x->ctl, x->ctl_buf + x->ctl_len, sizeof(x->ctl_buf) - 1 - x->ctl_len, MSG_DONTWAIT);
 
     (void)events;
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+    if (ctl_read_line(x) == -EAGAIN)
         return;
-    if (n > 0) {
-        x->ctl_len += (size_t)n;
-        x->ctl_buf[x->ctl_len] = '\0';
-        if (!strchr(x->ctl_buf, '\n') && x->ctl_len < sizeof(x->ctl_buf) - 1)
-            return;
-    }
     /* "started\n", anything else, or the end: the output may go out now */
     session_release(x);
 }
