@@ -13,6 +13,20 @@
 
 #define TTY_BUF_MAX (256 * 1024)
 
+/* What an opened and an adopted relay share once t->master is set. */
+static void relay_init(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
+{
+    fcntl(t->master, F_SETFD, FD_CLOEXEC);
+    fd_set_nonblock(t->master, true);
+    t->loop = l;
+    t->in_fd = in_fd;
+    t->out_fd = out_fd;
+    buf_init(&t->to_master, TTY_BUF_MAX);
+    buf_init(&t->to_out, TTY_BUF_MAX);
+    termfilter_init(&t->filter);
+    t->filtered = isatty(out_fd);
+}
+
 int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
 {
     struct winsize ws;
@@ -24,16 +38,8 @@ int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
     t->master = t->slave = -1;
     if (openpty(&t->master, &t->slave, NULL, have_tio ? &tio : NULL, have_ws ? &ws : NULL) < 0)
         return -errno;
-    fcntl(t->master, F_SETFD, FD_CLOEXEC);
     fcntl(t->slave, F_SETFD, FD_CLOEXEC);
-    fd_set_nonblock(t->master, true);
-    t->loop = l;
-    t->in_fd = in_fd;
-    t->out_fd = out_fd;
-    buf_init(&t->to_master, TTY_BUF_MAX);
-    buf_init(&t->to_out, TTY_BUF_MAX);
-    termfilter_init(&t->filter);
-    t->filtered = isatty(out_fd);
+    relay_init(t, l, in_fd, out_fd);
     return 0;
 }
 
@@ -42,15 +48,7 @@ int tty_relay_adopt(struct tty_relay *t, struct loop *l, int master, int in_fd, 
     memset(t, 0, sizeof(*t));
     t->slave = -1;
     t->master = master;
-    fcntl(t->master, F_SETFD, FD_CLOEXEC);
-    fd_set_nonblock(t->master, true);
-    t->loop = l;
-    t->in_fd = in_fd;
-    t->out_fd = out_fd;
-    buf_init(&t->to_master, TTY_BUF_MAX);
-    buf_init(&t->to_out, TTY_BUF_MAX);
-    termfilter_init(&t->filter);
-    t->filtered = isatty(out_fd);
+    relay_init(t, l, in_fd, out_fd);
     tty_relay_resize(t);
     return 0;
 }
