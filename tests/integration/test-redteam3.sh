@@ -79,6 +79,8 @@ like "hostile init: it ran as the guest's PID 1 and mounted the workspace" "$out
 like "hostile init: ... and finished" "$out" "HOSTILE-DONE"
 check "hostile init: .git/config unchanged on the host (core.fsmonitor runs on git status)" \
     cmp -s "$T/config.orig" "$PW/.git/config"
+check "hostile init: .git was not moved aside on the host (a .git of its own in its place)" \
+    test ! -e "$PW/.git-aside"
 check "hostile init: no hook created in .git/hooks on the host" test ! -e "$PW/.git/hooks/pre-commit"
 like "hostile init: it mounted the host's /usr share" "$out" "HOSTILE mount-usr ok"
 unlike "hostile init: ... but cannot write to it (QEMU's readonly=on)" "$out" "HOSTILE usr-write ok"

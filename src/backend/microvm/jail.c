@@ -436,10 +436,20 @@ static int open_beneath(int dirfd, const char *rel)
     return fd < 0 ? -errno : fd;
 }
 
-/* The path at fd bound read-only over itself (a copy of its mount, moved on top). */
-static int bind_ro_over(int fd)
+/* Whether fd is the root of a mount (not only a directory on one). */
+static bool is_mount_root(int fd)
 {
-    struct mount_attr attr = { .attr_set = RO };
+    struct statx a, b;
+
+    return statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &a) == 0 &&
+           statx(fd, "..", AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &b) == 0 &&
+           a.stx_mnt_id != b.stx_mnt_id;
+}
+
+/* The path at fd bound over itself with attrs (a copy of its mount, moved on top). */
+static int bind_over(int fd, uint64_t attrs)
+{
+    struct mount_attr attr = { .attr_set = attrs };
     int t = open_tree(fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH | AT_RECURSIVE);
     int r = 0;
 
@@ -453,7 +463,10 @@ static int bind_ro_over(int fd)
 }
 
 /* A protect path: itself, or (missing) the deepest part of it that exists, which is the
- * placeholder the supervisor made for it (protect.h) */
+ * placeholder the supervisor made for it (protect.h), bound read-only; and, as bottle-init does
+ * in the guest (docs/workspace.md), every directory between the share's root and it a mount
+ * point of its own (writable), which rename(2) and rmdir(2) refuse: QEMU cannot move .git
+ * aside for one of the guest's making. */
 static int protect_one(int share, const char *rel)
 {
     char p[PATH_MAX];
@@ -475,7 +488,22 @@ static int protect_one(int share, const char *rel)
                        * bind is on its placeholder; a file made later is the guest's) */
         *slash = '\0';
     }
-    r = bind_ro_over(fd);
+    close(fd);
+    for (char *slash = strchr(p, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        fd = open_beneath(share, p);
+        *slash = '/';
+        if (fd < 0)
+            return fd;
+        r = is_mount_root(fd) ? 0 : bind_over(fd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        close(fd);
+        if (r < 0)
+            return r;
+    }
+    fd = open_beneath(share, p);
+    if (fd < 0)
+        return fd;
+    r = bind_over(fd, RO);
     close(fd);
     return r;
 }

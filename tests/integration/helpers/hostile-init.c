@@ -61,6 +61,12 @@ int main(void)
                                     "[core]\n\tfsmonitor = touch /tmp/pwned-by-guest\n"));
     report("git-hook", write_file("/ws/.git/hooks/pre-commit", O_CREAT | O_TRUNC, 0755,
                                   "#!/bin/sh\ntouch /tmp/pwned-by-guest\n"));
+    /* the second route: .git moved aside, a .git of our making in its place */
+    report("git-rename", rename("/ws/.git", "/ws/.git-aside"));
+    report("git-new", mkdir("/ws/.git", 0755) < 0
+                          ? -1
+                          : write_file("/ws/.git/config", O_CREAT | O_TRUNC, 0644,
+                                       "[core]\n\tfsmonitor = touch /tmp/pwned-by-guest\n"));
     report("create-06755", write_file("/ws/created-setuid", O_CREAT, 06755, "x"));
     report("chmod-04755",
            write_file("/ws/chmodded", O_CREAT, 0755, "x") < 0 ? -1 : chmod("/ws/chmodded", 04755));
