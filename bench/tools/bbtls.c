@@ -17,7 +17,7 @@
  *   bulk: one kept-alive connection, one GET /size/BYTES, the body read into a 64 KiB buffer;
  *         reports MB/s (10^6 bytes) from the request to the last byte.
  * --pid/--origin-pid: the CPU time of that process (all its threads, from
- * /proc/PID/task/*\/schedstat, in ns) over the measured window is reported as
+ * /proc/PID/task/TID/schedstat, in ns) over the measured window is reported as
  * proxy_cpu_us/origin_cpu_us; client_cpu_us is our own (getrusage). Answers must be
  * "HTTP/1.1 200" with a Content-Length (or chunked) body, else the request counts as an error.
  * Output: one line of key=value pairs on stdout. A hard alarm bounds every run. */
