@@ -99,6 +99,18 @@ static int parse_u(const char *s, unsigned long long *ret)
     return 0;
 }
 
+/* The decimal number at the start of s (0 when none); *end: past it. */
+static uint64_t digits(const char *s, const char **end)
+{
+    uint64_t v = 0;
+
+    for (; *s >= '0' && *s <= '9' && v < 1000000000000000000ull; s++)
+        v = v * 10 + (uint64_t)(*s - '0');
+    if (end)
+        *end = s;
+    return v;
+}
+
 /* CPU time of a whole process in ns (the sum of its threads' schedstat), 0 if unknown. */
 static uint64_t proc_cpu_ns(unsigned pid)
 {
@@ -124,7 +136,7 @@ static uint64_t proc_cpu_ns(unsigned pid)
         if (!f)
             continue;
         if (fgets(line, sizeof(line), f))
-            sum += strtoull(line, NULL, 10);
+            sum += digits(line, NULL);
         fclose(f);
     }
     closedir(dir);
@@ -310,9 +322,12 @@ static long long do_get(struct worker *w, SSL *ssl, const char *path, char *sink
     buf[hl - 2] = '\0'; /* search the head only */
     cl = strcasestr(buf, "\r\ncontent-length:");
     chunked = strcasestr(buf, "\r\ntransfer-encoding: chunked") != NULL;
-    if (cl)
-        len = strtoll(cl + 17, NULL, 10);
-    else if (!chunked) {
+    if (cl) {
+        const char *v = cl + 17;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        len = (long long)digits(v, NULL);
+    } else if (!chunked) {
         set_err(w, "answer without a length");
         return -1;
     }

@@ -227,8 +227,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: tlsorigin CERT KEY PORT_FILE [MAX_SECONDS]\n");
         return 2;
     }
-    if (argc == 5)
-        max_seconds = strtoul(argv[4], NULL, 10);
+    if (argc == 5) {
+        max_seconds = 0;
+        for (const char *p = argv[4]; *p >= '0' && *p <= '9' && max_seconds < 100000; p++)
+            max_seconds = max_seconds * 10 + (unsigned long)(*p - '0');
+    }
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
