@@ -347,7 +347,14 @@ static void format_ts(struct audit *a, uint64_t ns, char out[32])
             a->ts_prefix[0] = '\0';
         a->ts_sec = secs;
     }
-    snprintf(out, 32, "%s.%03uZ", a->ts_prefix, ms);
+    size_t n = strlen(a->ts_prefix);
+    memcpy(out, a->ts_prefix, n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + ms / 100);
+    out[n + 2] = (char)('0' + ms / 10 % 10);
+    out[n + 3] = (char)('0' + ms % 10);
+    out[n + 4] = 'Z';
+    out[n + 5] = '\0';
 }
 
 static const char *const kinds[AUDIT_KIND_MAX] = { "connect", "http", "dns", "policy", "end" };
@@ -510,10 +517,16 @@ static int jw_str(struct buf *b, const char *key, const char *v, const char *fal
 static int jw_int(struct buf *b, const char *key, long long v)
 {
     char num[24];
+    size_t at = sizeof(num);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
     int r = jw_key(b, key);
 
-    snprintf(num, sizeof(num), "%lld", v);
-    return r < 0 ? r : buf_append_str(b, num);
+    do
+        num[--at] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        num[--at] = '-';
+    return r < 0 ? r : buf_append(b, num + at, sizeof(num) - at);
 }
 
 /* The chain fields (audit.h): "nonce" at a chain's start, "rotated" on a new file's first

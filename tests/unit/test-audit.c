@@ -406,6 +406,11 @@ static void test_record_like_jansson(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "count")), 3);
     assert_true(json_is_true(json_object_get(o, "reused")));
     assert_non_null(json_object_get(o, "nonce"));
+    const char *ts = json_string_value(json_object_get(o, "ts"));
+    assert_non_null(ts); /* 2026-11-29T22:04:51.163Z */
+    assert_int_equal(strlen(ts), 24);
+    assert_true(ts[4] == '-' && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z');
+    assert_int_equal(json_integer_value(json_object_get(o, "bytes_down")), 99);
     char *again = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
     assert_string_equal(again, line);
     free(again);
