@@ -392,7 +392,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         px->st.requests++;
     c->redecide = false;
     c->is_connect = req->is_connect;
-    snprintf(c->method, sizeof(c->method), "%.*s", (int)MIN(req->method.len, 15), req->method.p);
+    {
+        size_t ml = MIN(req->method.len, sizeof(c->method) - 1);
+        memcpy(c->method, req->method.p, ml);
+        c->method[ml] = '\0';
+    }
     c->is_head = slice_eq(req->method, SLICE_LIT("HEAD"));
     c->client_keep_alive = req->keep_alive && !req->is_connect;
 
