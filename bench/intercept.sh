@@ -3,8 +3,9 @@
 # docs/credentials.md) against squid with ssl-bump, on loopback.
 #
 # Prints numbers; not a test. Both proxies get the same C tools, the same origin and the same
-# phases, taking turns round by round (ROUNDS, default 3), so a change in the machine's load hits
-# both alike; compare within a round. Per proxy and round:
+# phases, taking turns phase by phase (who goes first changes every round) for ROUNDS rounds
+# (default 3), so a change in the machine's load hits both alike; compare within a round. Per
+# proxy and round:
 #   ka1, ka4, ka16  bench/tools/bbtls.c: 1, 4 and 16 kept-alive intercepted connections, one GET
 #                   in flight on each, for SECS seconds (default 3) after a 0.5 s warm-up
 #   new             NEWCONNS (default 4) loops of a new connection per GET: CONNECT, a full TLS
@@ -20,7 +21,9 @@
 # in production (upstream verification, DLP, credential checks and the audit log all on).
 #
 # Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (environment: ROUNDS, SECS, N, NEWCONNS,
-# BULK; NOPOOL=1 adds a bot-bottle daemon with --upstream-pool 0; PROXIES="bb squid" to choose)
+# BULK, NICE; NOPOOL=1 adds a bot-bottle daemon with --upstream-pool 0; BASE=BINARY adds another
+# bot-bottle build, e.g. the one before a change; PROXIES="bb squid" to choose; RAW=1 prints
+# every client line)
 # Needs squid built with OpenSSL (Debian: squid-openssl, which replaces squid); installs it with
 # apt-get when missing and running as root, else says so and measures bot-bottle only. Needs
 # cc and libssl-dev.
@@ -37,12 +40,23 @@ PROXIES=${PROXIES:-bb squid}
 T=$(mktemp -d)
 DP=$((20000 + RANDOM % 10000)) BP=$((DP + 1)) SQ=$((DP + 2)) NP=$((DP + 3))
 pids=()
+autogroup_old=
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$T"
+    [ -z "$autogroup_old" ] || echo "$autogroup_old" >/proc/$$/autogroup 2>/dev/null || true
 }
 trap cleanup EXIT
+# NICE=N (as bench/proxy.sh --nice): everything at nice N, and the session's autogroup too (with
+# sched_autogroup, nice alone only ranks tasks within this session), put back on exit.
+if [ -n "${NICE:-}" ]; then
+    renice -n "$NICE" -p $$ >/dev/null || { echo "intercept.sh: cannot renice to $NICE" >&2; exit 2; }
+    if [ -w /proc/$$/autogroup ]; then
+        autogroup_old=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\).*/\1/p' /proc/$$/autogroup)
+        echo "$NICE" >/proc/$$/autogroup 2>/dev/null || autogroup_old=
+    fi
+fi
 
 cc -std=gnu17 -O2 -Wall -o "$T/tlsorigin" "$here/tools/tlsorigin.c" -lssl -lcrypto
 cc -std=gnu17 -O2 -Wall -pthread -o "$T/bbtls" "$here/tools/bbtls.c" -lssl -lcrypto
@@ -67,7 +81,7 @@ OP=$(cat "$T/oport")
 # bot-bottle: the CA certificate follows "ready" on the ready fd.
 printf '[egress]\ninspect = bench.test:%s\n[tls]\nextra_ca = %s\n' "$OP" "$T/oca.pem" >"$T/bb.ini"
 start_bb() { # PORT NAME EXTRA-ARGS...
-    "$BB" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$1" -q \
+    "${BIN:-$BB}" egress --no-default-config -c "$T/bb.ini" --listen "127.0.0.1:$1" -q \
         --allow "bench.test:$OP" --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DP" \
         --audit "$T/audit-$2.log" "${@:3}" --ready-fd 3 3>"$T/$2.ready" &
     pids+=($!)
@@ -78,6 +92,12 @@ declare -A PORT PID CA
 if [[ " $PROXIES " == *" bb "* ]]; then
     start_bb "$BP" bb
     PORT[bb]=$BP PID[bb]=$! CA[bb]=$T/bb-ca.pem
+fi
+# BASE=BINARY: another bot-bottle build measured in the same rounds (before/after a change).
+if [ -n "${BASE:-}" ]; then
+    BIN=$BASE start_bb "$((DP + 4))" base
+    PORT[base]=$((DP + 4)) PID[base]=$! CA[base]=$T/base-ca.pem
+    PROXIES="$PROXIES base"
 fi
 if [ "${NOPOOL:-0}" = 1 ]; then
     start_bb "$NP" np --upstream-pool 0
@@ -171,13 +191,8 @@ tls() { # ROUND PROXY PHASE ARGS...: one bbtls run, recorded
     rec "$r" "$p" "${ph}_err" "$(kv errors "$line")"
 }
 
-measure() { # ROUND PROXY
+curl_row() { # ROUND PROXY: N GETs by one curl process on one kept-alive connection
     local r=$1 p=$2 urls=() t0 t1 c0 c1
-    tls "$r" "$p" ka1 get --conns 1 --seconds "$SECS"
-    tls "$r" "$p" ka4 get --conns 4 --seconds "$SECS"
-    tls "$r" "$p" ka16 get --conns 16 --seconds "$SECS"
-    tls "$r" "$p" new get --conns "$NEWCONNS" --new-conn --seconds "$SECS"
-    tls "$r" "$p" bulk bulk --size "$BULK"
     for _ in $(seq "$N"); do urls+=("https://bench.test:$OP/hello"); done
     c0=$(cpu_ns "${PID[$p]}") t0=$(date +%s.%N)
     timeout 120 curl -s -x "http://127.0.0.1:${PORT[$p]}" --cacert "${CA[$p]}" "${urls[@]}" >/dev/null
@@ -186,13 +201,33 @@ measure() { # ROUND PROXY
     rec "$r" "$p" curl_cpu "$(calc "($c1 - $c0) / 1000 / $N" 0)"
 }
 
+# Phase by phase, the proxies one after the other (the first of them changes every round), so
+# the two numbers a ratio is made of are taken seconds apart.
+measure() { # ROUND PHASE ORDERED-PROXIES...
+    local r=$1 ph=$2 p
+    for p in "${@:3}"; do
+        case $ph in
+        ka1) tls "$r" "$p" ka1 get --conns 1 --seconds "$SECS" ;;
+        ka4) tls "$r" "$p" ka4 get --conns 4 --seconds "$SECS" ;;
+        ka16) tls "$r" "$p" ka16 get --conns 16 --seconds "$SECS" ;;
+        new) tls "$r" "$p" new get --conns "$NEWCONNS" --new-conn --seconds "$SECS" ;;
+        bulk) tls "$r" "$p" bulk bulk --size "$BULK" ;;
+        curl) curl_row "$r" "$p" ;;
+        *) ;;
+        esac
+    done
+}
+
 echo "intercept.sh: origin tlsorigin :$OP, proxies: $PROXIES; ROUNDS=$ROUNDS SECS=$SECS N=$N" \
-    "NEWCONNS=$NEWCONNS; $(nproc) cores"
+    "NEWCONNS=$NEWCONNS BULK=$BULK; $(nproc) cores; nice $(nice)$([ -r /proc/$$/autogroup ] &&
+        sed -n 's/.* nice \(.*\)/, session autogroup nice \1/p' /proc/$$/autogroup)"
 echo "before: $(uptime)"
 for r in $(seq "$ROUNDS"); do
     echo "round $r: load average $(cut -d' ' -f1-3 /proc/loadavg)" >>"$T/raw"
     rec "$r" - load "$(cut -d' ' -f1 /proc/loadavg)"
-    for p in $PROXIES; do measure "$r" "$p"; done
+    read -r -a order <<<"$PROXIES"
+    for _ in $(seq $(((r - 1) % ${#order[@]}))); do order=("${order[@]:1}" "${order[0]}"); done
+    for ph in ka1 ka4 ka16 new bulk curl; do measure "$r" "$ph" "${order[@]}"; done
 done
 echo "after:  $(uptime)"
 
@@ -229,7 +264,7 @@ row "  latency p50/p99 us" ka16_lat info
 row "GETs/s, new conn each (x$NEWCONNS)" new rate
 row "  proxy CPU us/GET" new_cpu cpu
 row "  latency p50/p99 us" new_lat info
-row "MB/s, one 64 MiB body" bulk rate
+row "MB/s, one $((BULK >> 20)) MiB body" bulk rate
 row "  proxy CPU ms/MB" bulk_cpu cpu
 row "GETs/s, curl, 1 kept-alive conn" curl rate
 row "  proxy CPU us/GET" curl_cpu cpu
