@@ -303,7 +303,7 @@ int cmd_exec(int argc, char **argv)
         free(text);
         if (len > BB_MAX_CONTROL_FRAME) {
             log_error("exec: the command and its variables are %zu bytes; at most %d fit in a "
-                      "request",
+                      "request (put a long script in a file in the workspace and exec that)",
                       len, BB_MAX_CONTROL_FRAME);
             json_decref(req);
             return EXIT_BB_FAILURE;

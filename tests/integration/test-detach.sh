@@ -82,6 +82,16 @@ is "exec without -i: stdin is /dev/null" "$(echo abc | "$BB" exec d1 -- cat)" ""
 is "exec -e VAR: the host's value" "$(FOO=bar-1 "$BB" exec -e FOO d1 -- sh -c 'echo $FOO')" bar-1
 is "exec -e VAR=VALUE (options after NAME)" "$("$BB" exec d1 -e FOO=v2 -- sh -c 'echo $FOO')" v2
 is "exec: no terminal without -t" "$("$BB" exec d1 -- sh -c 'test -t 0 || test -t 1; echo $?')" 1
+# a long command: refused at once, naming the limit, and the supervisor goes on answering
+a100=$(head -c 100 /dev/zero | tr '\0' a); big=()
+for _ in $(seq 2000); do big+=("$a100"); done
+s0=$(date +%s%N)
+out=$("$BB" exec d1 -- echo "${big[@]}" 2>&1); rc=$?
+ms=$(( ($(date +%s%N) - s0) / 1000000 ))
+is "exec: 200 KB of arguments: 125" "$rc" 125
+like "exec: ... saying what the limit is" "$out" "[0-9]+ bytes; at most 4096 fit in a request"
+check "exec: ... at once (${ms} ms)" test "$ms" -lt 3000
+is "exec: the supervisor answers right after" "$("$BB" exec d1 -- echo still-here)" still-here
 is "exec: runs as the bottle's main command does, in the workspace" \
     "$("$BB" exec d1 -- pwd)" "$WS"
 is "exec: in d1's bottle (hostname)" "$("$BB" exec d1 -- cat /proc/sys/kernel/hostname)" d1
