@@ -98,11 +98,15 @@ is "exec: in d1's bottle (hostname)" "$("$BB" exec d1 -- cat /proc/sys/kernel/ho
 is "exec: in the other bottle (hostname)" "$("$BB" exec "$gen" -- cat /proc/sys/kernel/hostname)" "$gen"
 
 # --- exec: signals ------------------------------------------------------------------------------
+# Each exec writes a file of its own: with one file, the wait below could see the previous
+# command's "ready" before this exec truncated it, and signal an exec that was not relaying
+# yet (a background job ignores SIGINT; SIGTERM or SIGHUP would end exec itself), which
+# made this flaky under load (137: the guard killed an exec whose command never got SIGINT).
 for sig in TERM INT HUP; do
     "$BB" exec d1 -- sh -c 'trap "echo got-'$sig'; exit 7" '$sig'; echo ready; while :; do sleep 0.1; done' \
-        >"$T/sig.out" 2>&1 &
+        >"$T/sig-$sig.out" 2>&1 &
     p=$!
-    for _ in $(seq 100); do grep -q ready "$T/sig.out" && break; sleep 0.05; done
+    for _ in $(seq 200); do grep -q ready "$T/sig-$sig.out" 2>/dev/null && break; sleep 0.05; done
     kill -$sig $p
     # (not forwarded: the command loops forever; end it after 10 s so the test fails, not hangs)
     ( sleep 10; kill -9 $p 2>/dev/null ) &
@@ -110,11 +114,11 @@ for sig in TERM INT HUP; do
     wait $p; rc=$?
     kill $guard 2>/dev/null
     is "exec: SIG$sig to exec reaches the command (its status)" "$rc" 7
-    like "exec: ... which trapped it" "$(cat "$T/sig.out")" "got-$sig"
+    like "exec: ... which trapped it" "$(cat "$T/sig-$sig.out")" "got-$sig"
 done
-"$BB" exec d1 -- sh -c 'echo ready; exec sleep 1000' >"$T/sig.out" 2>&1 &
+"$BB" exec d1 -- sh -c 'echo ready; exec sleep 1000' >"$T/sig-kill.out" 2>&1 &
 p=$!
-for _ in $(seq 100); do grep -q ready "$T/sig.out" && break; sleep 0.05; done
+for _ in $(seq 200); do grep -q ready "$T/sig-kill.out" 2>/dev/null && break; sleep 0.05; done
 kill -TERM $p; wait $p; rc=$?
 is "exec: a command killed by the forwarded SIGTERM: 143" "$rc" 143
 
