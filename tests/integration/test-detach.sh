@@ -282,6 +282,17 @@ if "$BB" start --backend microvm --name vm1 --upstream-dns 127.0.0.1:1 -- sleep 
     is "microvm: start prints the name" "$(cat "$T/vm.out")" vm1
     out=$("$BB" exec vm1 -- sh -c 'echo in-vm; exit 9' 2>"$T/vm.err"); rc=$?
     is "microvm: exec runs a command in the guest, its status back" "$rc $out" "9 in-vm"
+    "$BB" exec vm1 -- sh -c 'trap "echo got-TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done' \
+        >"$T/vmsig.out" 2>&1 &
+    p=$!
+    for _ in $(seq 600); do grep -q ready "$T/vmsig.out" 2>/dev/null && break; sleep 0.1; done
+    kill -TERM $p
+    ( sleep 30; kill -9 $p 2>/dev/null ) &
+    guard=$!
+    wait $p; rc=$?
+    kill $guard 2>/dev/null
+    is "microvm: SIGTERM to exec reaches the command in the guest (its status)" "$rc" 7
+    like "microvm: ... which trapped it" "$(cat "$T/vmsig.out")" "got-TERM"
     out=$(timeout 60 "$PY" "$HELPERS/pty-run.py" -- "$BB" exec -t vm1 -- sh -c 'test -t 0 && tty' 2>&1)
     like "microvm: exec -t gets a terminal of the guest" "$out" "/dev/pts/"
     is "microvm: stop" "$("$BB" stop vm1)" "stopped vm1"
