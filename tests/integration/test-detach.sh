@@ -124,6 +124,24 @@ p=$!
 for _ in $(seq 200); do grep -q ready "$T/sig-kill.out" 2>/dev/null && break; sleep 0.05; done
 kill -TERM $p; wait $p; rc=$?
 is "exec: a command killed by the forwarded SIGTERM: 143" "$rc" 143
+# a signal that comes while exec's request is under way (d1's supervisor stopped for the test,
+# so exec waits for its reply) is held and passed on once the command runs: not lost (a
+# background job ignores SIGINT), nor the end of exec alone
+kill -STOP "$SV"
+"$BB" exec d1 -- sleep 1000 >"$T/held.out" 2>&1 &
+p=$!
+for _ in $(seq 200); do # until exec blocks SIGINT (bit 2 of SigBlk)
+    blk=$(awk '/^SigBlk/ { print $2 }' "/proc/$p/status" 2>/dev/null)
+    [ -n "$blk" ] && (( 0x$blk & 2 )) && break
+    sleep 0.05
+done
+kill -INT $p
+kill -CONT "$SV"
+( sleep 30; kill -9 $p 2>/dev/null ) &
+guard=$!
+wait $p; rc=$?
+kill $guard 2>/dev/null
+is "exec: SIGINT sent while the request was under way reaches the command: 130" "$rc" 130
 
 # --- exec -t ------------------------------------------------------------------------------------
 out=$("$PY" "$HELPERS/pty-run.py" --size 33 111 -- "$BB" exec -t d1 -- sh -c 'test -t 0 && test -t 1 && echo TTY-YES; stty size; exit 4')
