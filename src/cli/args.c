@@ -432,6 +432,20 @@ static int refuse_public_suffix(const struct strv *allow)
     return 0;
 }
 
+/* The settings of cfg that only a start reads, one text each (policy_args.at_start). */
+static void start_only(const struct bb_config *cfg, struct strv *out)
+{
+    char line[1024];
+
+    for (size_t i = 0; i < cfg->n_creds; i++)
+        if (str_printf(line, sizeof(line), "credential \"%s\" for %s:%u", cfg->creds[i].name,
+                       cfg->creds[i].host, (unsigned)cfg->creds[i].port) == 0)
+            strv_push(out, line);
+    for (size_t i = 0; i < cfg->inspect.n; i++)
+        if (str_printf(line, sizeof(line), "inspect = %s", cfg->inspect.v[i]) == 0)
+            strv_push(out, line);
+}
+
 int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct policy **ret_policy)
 {
     struct bb_config cfg = { 0 };
@@ -461,6 +475,7 @@ int policy_args_finish(struct policy_args *a, struct bb_config *ret_cfg, struct 
     if (!a->resolved) {
         a->resolved = true;
         say_loaded(a);
+        start_only(&cfg, &a->at_start);
     }
     /* Command line over the file: lists add, scalars replace. */
     merge_strv(&cfg.allow, &a->cli.allow);
@@ -509,14 +524,34 @@ void policy_args_done(struct policy_args *a)
     a->files = NULL;
     a->n_files = 0;
     config_done(&a->cli);
+    strv_done(&a->at_start);
 }
 
 int policy_args_reload(void *userdata, struct policy **ret)
 {
+    struct policy_args *a = userdata;
+    struct strv now = { 0 };
     struct bb_config cfg;
-    int r = policy_args_finish(userdata, &cfg, ret);
-    if (r >= 0)
-        config_done(&cfg);
+    int r = policy_args_finish(a, &cfg, ret);
+
+    if (r < 0)
+        return r;
+    /* Credentials and [egress] inspect are read at start only: a credential's placeholder is
+     * in the bottle's environment from its start, an intercepted host's CA in its trust. What
+     * a reload adds of them is not used, and said so. */
+    start_only(&cfg, &now);
+    for (size_t i = 0; i < now.n; i++) {
+        bool known = false;
+        for (size_t k = 0; k < a->at_start.n && !known; k++)
+            known = strcmp(now.v[i], a->at_start.v[k]) == 0;
+        if (!known)
+            log_warn("reload: the %s is new since the start and is not used: credentials and "
+                     "inspect are read at start only (for a method/path rule's host, 'bot-bottle "
+                     "allow NAME RULE' intercepts it at run time); restart the bottle to use it",
+                     now.v[i]);
+    }
+    strv_done(&now);
+    config_done(&cfg);
     return r;
 }
 

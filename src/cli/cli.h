@@ -67,6 +67,9 @@ struct policy_args {
      * a config file in one of them needs trust like the project file. NULL: none known. */
     const struct strv *writable_roots;
     struct bb_config cli; /* values given on the command line */
+    /* What only a start reads ("credential NAME HOST:PORT", "inspect HOST[:PORT]"), as the
+     * first finish found it: a reload says what it cannot apply (policy_args_reload). */
+    struct strv at_start;
 };
 
 /* getopt_long option entries for the policy options; ids are >= 0x1000 or the short letters. */

@@ -153,8 +153,37 @@ static int session_loop(struct session *s)
     return loop_run(s->loop);
 }
 
-/* Call the supervisor; retry while it says the bottle is still starting. Returns 0 with the
- * reply and the connection, or an exit status after saying why. */
+/* The signals exec passes to its command (session_loop), held from before the request. */
+static const int forwarded_sigs[] = { SIGINT, SIGTERM, SIGHUP };
+
+/* Block them: one that arrives while the request is under way waits for the session to pass
+ * it on once the command runs, instead of ending exec alone (SIGTERM, SIGHUP) or being lost
+ * (SIGINT, which a background job ignores). */
+static void hold_forwarded(void)
+{
+    sigset_t set;
+
+    sigemptyset(&set);
+    for (size_t i = 0; i < ARRAY_SIZE(forwarded_sigs); i++)
+        sigaddset(&set, forwarded_sigs[i]);
+    (void)sigprocmask(SIG_BLOCK, &set, NULL);
+}
+
+static bool forwarded_pending(void)
+{
+    sigset_t set;
+
+    if (sigpending(&set) < 0)
+        return false;
+    for (size_t i = 0; i < ARRAY_SIZE(forwarded_sigs); i++)
+        if (sigismember(&set, forwarded_sigs[i]) == 1)
+            return true;
+    return false;
+}
+
+/* Call the supervisor; retry while it says the bottle is still starting (not once a signal for
+ * the command is held: the user wants it to end). Returns 0 with the reply and the connection,
+ * or an exit status after saying why. */
 static int call_keep(const char *verb, const char *name, const char *dir, json_t *req, int *fds,
                      size_t max, size_t *nfds, int *sock)
 {
@@ -171,7 +200,8 @@ static int call_keep(const char *verb, const char *name, const char *dir, json_t
         }
         if (json_is_true(json_object_get(reply, "ok")))
             break;
-        if (json_is_true(json_object_get(reply, "retry")) && waited < START_RETRY_MS) {
+        if (json_is_true(json_object_get(reply, "retry")) && waited < START_RETRY_MS &&
+            !forwarded_pending()) {
             json_decref(reply);
             close(*sock);
             usleep(100 * 1000);
@@ -303,12 +333,13 @@ int cmd_exec(int argc, char **argv)
         free(text);
         if (len > BB_MAX_CONTROL_FRAME) {
             log_error("exec: the command and its variables are %zu bytes; at most %d fit in a "
-                      "request",
+                      "request (put a long script in a file in the workspace and exec that)",
                       len, BB_MAX_CONTROL_FRAME);
             json_decref(req);
             return EXIT_BB_FAILURE;
         }
     }
+    hold_forwarded();
     ret = call_keep("exec", name, dir, req, fds, ARRAY_SIZE(fds), &nfds, &s.sock);
     json_decref(req);
     if (ret != 0)

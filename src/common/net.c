@@ -181,3 +181,31 @@ bool net_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_stor
     }
     return false;
 }
+
+int net_spare_fd_open(void)
+{
+    int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+    return fd < 0 ? -errno : fd;
+}
+
+int net_accept(int lfd, int flags, int *spare)
+{
+    int fd = accept4(lfd, NULL, NULL, flags | SOCK_CLOEXEC), e;
+
+    if (fd >= 0)
+        return fd;
+    e = errno;
+    if (e != EMFILE && e != ENFILE)
+        return -e;
+    if (*spare < 0)
+        *spare = net_spare_fd_open(); /* (its reopen failed last time) */
+    if (*spare < 0)
+        return -e; /* nothing to make room with */
+    close(*spare);
+    fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    *spare = net_spare_fd_open();
+    return fd >= 0 ? -ECONNREFUSED : -errno;
+}

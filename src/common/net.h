@@ -38,3 +38,14 @@ int net_connect_tcp(const struct sockaddr *sa, socklen_t len);
 int fd_set_nonblock(int fd, bool on);
 /* The pending socket error (SO_ERROR) as -errno, or 0. */
 int net_socket_error(int fd);
+
+/* A descriptor a listener holds in reserve for net_accept() (/dev/null), or -errno. */
+int net_spare_fd_open(void);
+/*
+ * accept4(lfd, flags | SOCK_CLOEXEC), for a level-triggered listener. Out of descriptors
+ * (EMFILE, ENFILE), the pending connection would keep the listener readable and its loop
+ * spinning: *spare (net_spare_fd_open) is closed, the connection accepted and closed at once,
+ * and *spare reopened; that returns -ECONNREFUSED (count it, call again). Returns the new fd,
+ * -EAGAIN when nothing is pending, or another -errno (stop for this event).
+ */
+int net_accept(int lfd, int flags, int *spare);

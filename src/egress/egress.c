@@ -163,6 +163,20 @@ static int intercept_for(struct egress *e, const char *pattern, struct buf *ca, 
     return 0;
 }
 
+/* Is the pattern a method/path rule whose host and port are intercepted (or no rule, or a
+ * daemon that intercepts nothing: nothing to do)? */
+static bool rule_intercepted(const struct egress *e, const char *pattern)
+{
+    char host[BB_MAX_HOSTNAME + 8];
+    uint16_t port = 0;
+
+    while (*pattern == ' ' || *pattern == '\t')
+        pattern++;
+    if (!e->tls || egress_intercept_target(pattern, true, host, sizeof(host), &port) <= 0)
+        return true;
+    return tls_intercepts(e->tls, host, port);
+}
+
 /* A policy change from the supervisor. */
 static void on_control(struct loop_source *src, uint32_t events)
 {
@@ -173,6 +187,7 @@ static void on_control(struct loop_source *src, uint32_t events)
     for (int i = 0; i < 16; i++) {
         struct policy *np = NULL;
         struct buf ca = BUF_INIT(EGRESS_CONTROL_REPLY_MAX - 64);
+        int r;
         struct tls_mark mark = { 0, 0 };
         const char *why = NULL;
         ssize_t n = recv(src->fd, req, sizeof(req), MSG_DONTWAIT | MSG_TRUNC);
@@ -192,7 +207,14 @@ static void on_control(struct loop_source *src, uint32_t events)
             control_reply(src->fd, "error too many run-time changes");
             continue;
         }
-        if (apply_change(e->policy, req, &np, &why) < 0) {
+        r = apply_change(e->policy, req, &np, &why);
+        if (r == -EEXIST && strncmp(req, "allow ", 6) == 0 && !rule_intercepted(e, req + 6)) {
+            /* a rule a reload brought, whose host the reload could not intercept (on_hup):
+             * the allow intercepts it now, as for a new rule */
+            np = policy_copy(e->policy, NULL);
+            r = 0;
+        }
+        if (r < 0) {
             (void)str_printf(reply, sizeof(reply), "error %s", why);
             control_reply(src->fd, reply);
             continue;
@@ -268,6 +290,19 @@ static void on_hup(struct loop *l, int signo, void *ud)
     swap_policy(e, np);
     log_info("egress: policy reloaded (%zu allow patterns, %zu allow_cidr)", policy_n_allow(np),
              policy_n_cidr(np));
+    /* A rule for a host that is not intercepted: a reload cannot start intercepting it (the
+     * bottle would have to trust a new CA, which only an allow through the supervisor hands
+     * it). The rule is in force (plain http:// gets it); HTTPS CONNECTs to the host are refused
+     * (needs-interception) rather than tunnelled past it, until an allow intercepts it. */
+    for (size_t i = 0; i < policy_n_allow(np); i++) {
+        const char *rule = policy_allow_text(np, i);
+        if (e->o->control_fd >= 0 && !rule_intercepted(e, rule))
+            log_warn("egress: reload: the rule '%s' needs HTTPS to its host intercepted, which a "
+                     "reload cannot start (the bottle must be given a new CA): its CONNECTs are "
+                     "refused (needs-interception) until you run: bot-bottle allow %s '%s' "
+                     "(which intercepts it), or restart the bottle",
+                     rule, e->o->bottle_name ? e->o->bottle_name : "NAME", rule);
+    }
 }
 
 static void on_drained(void *ud)

@@ -5,7 +5,6 @@
 #include "proxy/proxy-int.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -56,22 +55,15 @@ static void on_accept(struct loop_source *src, uint32_t events)
     (void)events;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        int fd = accept4(px->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) {
-            if ((errno == EMFILE || errno == ENFILE) && px->spare_fd >= 0) {
-                /* Out of descriptors: the pending connection would keep the level-triggered
-                 * listener firing forever. Use the spare to accept and close it. */
-                close(px->spare_fd);
-                fd = accept4(px->lfd, NULL, NULL, SOCK_CLOEXEC);
-                if (fd >= 0)
-                    close(fd);
-                px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                px->st.refused_busy++;
-                proxy_audit_refused_conn(px, "out-of-descriptors", 0);
-                continue;
-            }
-            return; /* EAGAIN: done */
+        int fd = net_accept(px->lfd, SOCK_NONBLOCK, &px->spare_fd);
+        if (fd == -ECONNREFUSED) {
+            /* out of descriptors: net_accept closed it */
+            px->st.refused_busy++;
+            proxy_audit_refused_conn(px, "out-of-descriptors", 0);
+            continue;
         }
+        if (fd < 0)
+            return; /* EAGAIN: done */
         if (proxy_refuse_if_busy(px, fd))
             continue;
         if (conn_new(px, fd) < 0)
@@ -109,7 +101,7 @@ int proxy_new(struct loop *l, const struct net_addr *listen, const struct proxy_
     px->res = res;
     px->audit = audit;
     px->lfd = fd;
-    px->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    px->spare_fd = net_spare_fd_open();
     if (limits)
         px->lim = *limits;
     else

@@ -141,9 +141,17 @@ size_t tls_intercept_count(const struct tls_ctx *t)
 
 bool tls_intercepts(const struct tls_ctx *t, const char *host, uint16_t port)
 {
-    for (size_t i = 0; t && i < t->n_hosts; i++)
-        if (t->hosts[i].port == port && host_covers(&t->hosts[i], host))
+    bool subtree = strncmp(host, "*.", 2) == 0;
+
+    for (size_t i = 0; t && i < t->n_hosts; i++) {
+        const struct tls_host *h = &t->hosts[i];
+        if (h->port != port)
+            continue;
+        /* "*.name": every name below name, which only a subtree at or above name covers */
+        if (subtree ? h->subtree && (strcmp(h->name, host + 2) == 0 || host_covers(h, host + 2))
+                    : host_covers(h, host))
             return true;
+    }
     return false;
 }
 

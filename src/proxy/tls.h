@@ -55,7 +55,8 @@ struct tls_mark {
 struct tls_mark tls_intercept_mark(const struct tls_ctx *t);
 void tls_intercept_rollback(struct tls_ctx *t, struct tls_mark m);
 size_t tls_intercept_count(const struct tls_ctx *t);
-/* The one "needs interception" predicate. */
+/* The one "needs interception" predicate: host (a name, or "*.name": every name below it) on
+ * port is intercepted. */
 bool tls_intercepts(const struct tls_ctx *t, const char *host, uint16_t port);
 /*
  * Generate the CA (constrained to the hosts added; none when no host was added), set up the server

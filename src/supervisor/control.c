@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/net.h"
 #include "common/str.h"
@@ -274,6 +275,8 @@ struct control_conn {
 struct control_server {
     struct loop *loop;
     int listen_fd;
+    int spare_fd; /* held in reserve to shed connections when out of descriptors */
+    bool shedding;
     struct loop_source listen_src;
     control_handler_fn handler;
     void *userdata;
@@ -553,9 +556,18 @@ static void on_accept(struct loop_source *src, uint32_t events)
     (void)events;
 
     for (int i = 0; i < 16; i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        int fd = net_accept(s->listen_fd, SOCK_NONBLOCK, &s->spare_fd);
+        if (fd == -ECONNREFUSED) {
+            /* out of descriptors: net_accept closed it (said once per episode) */
+            if (!s->shedding)
+                log_warn("out of file descriptors: control connections are closed unanswered "
+                         "until some are free");
+            s->shedding = true;
+            continue;
+        }
         if (fd < 0)
             return;
+        s->shedding = false;
         (void)control_server_adopt(s, fd); /* closes a refused one */
     }
 }
@@ -568,6 +580,7 @@ int control_server_new(struct loop *loop, int listen_fd, control_handler_fn hand
 
     s->loop = loop;
     s->listen_fd = listen_fd;
+    s->spare_fd = listen_fd >= 0 ? net_spare_fd_open() : -1;
     s->handler = handler;
     s->userdata = userdata;
     if (listen_fd >= 0) {
@@ -590,6 +603,8 @@ struct control_server *control_server_free(struct control_server *s)
     loop_del(s->loop, &s->listen_src);
     if (s->listen_fd >= 0)
         close(s->listen_fd);
+    if (s->spare_fd >= 0)
+        close(s->spare_fd);
     free(s);
     return NULL;
 }

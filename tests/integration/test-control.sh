@@ -75,6 +75,27 @@ pid=$(sed -n 's/.*"daemon_pid": \([0-9]*\).*/\1/p' <<<"$("$PY" "$CALL" "$SOCK" s
 like "the daemon was started with --control-fd" "$(tr '\0' ' ' <"/proc/$pid/cmdline")" \
     '--control-fd 5'
 
+# --- out of descriptors: the listener sheds a connection (spare descriptor) instead of spinning
+# on it. The supervisor's soft RLIMIT_NOFILE goes down to its lowest free descriptor number,
+# so accept() gets EMFILE; a client then connects.
+SV=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' <<<"$("$PY" "$CALL" "$SOCK" status)")
+ticks() { sed 's/.*) //' "/proc/$SV/stat" | awk '{print $12 + $13}'; } # utime + stime
+soft=$(prlimit --pid "$SV" --nofile --noheadings --output SOFT)
+low=$(ls "/proc/$SV/fd" | sort -n | awk '$1 == n { n++ } END { print n + 0 }')
+prlimit --pid "$SV" --nofile="$low:"
+( timeout 20 "$PY" "$CALL" "$SOCK" status >"$T/emfile.out" 2>&1; echo "rc=$?" >>"$T/emfile.out" ) &
+for _ in $(seq 100); do [ -s "$T/emfile.out" ] && break; sleep 0.05; done
+sleep 0.5 # (the listener's first events)
+t0=$(ticks); sleep 2; t1=$(ticks)
+check "out of descriptors: the supervisor does not spin ($((t1 - t0)) ticks of CPU in 2 s)" \
+    test $((t1 - t0)) -lt 10
+like "... the client's connection is closed at once, unanswered" "$(cat "$T/emfile.out")" \
+    "no reply.*rc=2"
+like "... said once in the supervisor's log" "$(cat "$T/err")" "out of file descriptors: control"
+prlimit --pid "$SV" --nofile="$soft:"
+like "descriptors free again: the control socket answers" "$("$PY" "$CALL" "$SOCK" status)" \
+    '"ok": true.*"state": "running"'
+
 out=$("$PY" "$CALL" "$SOCK" stop)
 like "stop is acknowledged" "$out" '"ok": true'
 for _ in $(seq 100); do [ -s "$T/rc" ] && break; sleep 0.1; done

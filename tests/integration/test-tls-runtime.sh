@@ -172,6 +172,38 @@ is "a host that never had a rule is still a plain tunnel" "$(issuer keep.test)" 
 is "the audit log has the changes (2 allows, 2 denies)" \
     "$(grep -c '"kind":"policy"' "$S/logs/rt.audit.log")" 4
 
+# --- a SIGHUP reload that brings a rule for a host that was a plain tunnel (keep.test), an
+# inspect host and a credential: a reload cannot start intercepting (the bottle must be given
+# the new CA, which only an allow through the supervisor does) nor add a credential (its
+# placeholder is in the bottle's environment from the start). It says so; HTTPS to the
+# rule's host is refused needs-interception (never tunnelled past the rule that narrows it);
+# `allow` of the same rule, already in force, then intercepts the host as for a new rule.
+printf '[tls]\nextra_ca = %s\n[egress]\nallow = keep.test:%s GET /hello\ninspect = in.test\n[credential "late"]\nhost = late.test\nheader = x-api-key\nvalue = env:BB_TEST_NO_SUCH_VAR\n' \
+    "$T/oca.pem" "$HTTPS" >"$T/config.ini"
+D=$("$PY" "$HELPERS/control-call.py" "$S/bottles/rt/control" status |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["daemon_pid"])')
+n0=$(grep -c "policy reloaded" "$S/logs/rt.log")
+kill -HUP "$D"
+for _ in $(seq 200); do [ "$(grep -c "policy reloaded" "$S/logs/rt.log")" -gt "$n0" ] && break; sleep 0.05; done
+log=$(cat "$S/logs/rt.log")
+like "reload: the rule for a plain-tunnel host: says it cannot intercept, and the fix" "$log" \
+    "reload: the rule 'keep.test:$HTTPS GET /hello' needs HTTPS to its host intercepted, which a reload cannot start.*refused \(needs-interception\) until you run: bot-bottle allow rt 'keep.test:$HTTPS GET /hello'"
+like "reload: a new credential is not used, and said so" "$log" \
+    "reload: the credential \"late\" for late.test:443 is new since the start and is not used.*restart the bottle"
+like "reload: a new inspect host likewise" "$log" "reload: the inspect = in.test is new since the start"
+like "after the reload: HTTPS to the rule's host: the CONNECT is refused needs-interception" \
+    "$(inside curl -sv -o /dev/null "https://keep.test:$HTTPS/hello" 2>&1 | tr -d '\r')" \
+    "< HTTP/1.1 403.*< X-Bottle-Block: needs-interception"
+"$BB" allow rt "keep.test:$HTTPS GET /hello" >"$T/allow3.out" 2>&1
+is "allow of the rule the reload brought: exit 0" "$?" 0
+like "... it intercepts the host with a new CA" "$(cat "$T/allow3.out")" "now intercepted with a new CA"
+is "... the rule's path over HTTPS: 200" "$(code "https://keep.test:$HTTPS/hello")" "200 "
+is "... another path: 403 path-not-allowed" "$(code "https://keep.test:$HTTPS/headers")" \
+    "403 path-not-allowed"
+out=$("$BB" allow rt "keep.test:$HTTPS GET /hello" 2>&1); rc=$?
+like "... a second allow of it: already in force" "$rc $out" "^[1-9].*already in force"
+printf '[tls]\nextra_ca = %s\n' "$T/oca.pem" >"$T/config.ini" # (as at start, for the run below)
+
 "$BB" stop rt >/dev/null 2>&1
 
 # --- a wildcard rule given at start is intercepted from the start (it was refused before)

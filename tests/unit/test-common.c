@@ -1,5 +1,6 @@
 /* Unit tests for src/common: buf, str, net. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -153,6 +157,51 @@ static void test_slice(void **state)
     assert_true(slice_eq(t, SLICE_LIT("v")));
 }
 
+/* net_accept out of descriptors: the pending connection is accepted and closed through the
+ * spare (the peer sees EOF, nothing stays pending), and accepts work again afterwards. */
+static void test_net_accept_shed(void **state)
+{
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    struct rlimit old, low;
+    int lfd, c1, c2, spare, fd, lowest;
+    char b;
+    (void)state;
+
+    /* an abstract unix socket: no file, no port */
+    (void)snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, "bb-test-accept-%d", (int)getpid());
+    lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 8), 0);
+    spare = net_spare_fd_open();
+    assert_true(spare >= 0);
+    assert_int_equal(net_accept(lfd, 0, &spare), -EAGAIN);
+    c1 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    c2 = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(c1 >= 0 && c2 >= 0);
+    lowest = fcntl(0, F_DUPFD_CLOEXEC, 0); /* the lowest free number */
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    assert_int_equal(connect(c1, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(net_accept(lfd, 0, &spare), -ECONNREFUSED);
+    assert_true(spare >= 0);
+    assert_int_equal(net_accept(lfd, 0, &spare), -EAGAIN); /* nothing left pending */
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(recv(c1, &b, 1, 0), 0); /* closed unanswered */
+    assert_int_equal(connect(c2, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    fd = net_accept(lfd, 0, &spare);
+    assert_true(fd >= 0);
+    close(fd);
+    close(c1);
+    close(c2);
+    close(spare);
+    close(lfd);
+}
+
 static void test_net_addr(void **state)
 {
     struct net_addr a;
@@ -253,7 +302,8 @@ int main(void)
         cmocka_unit_test(test_buf_cap),    cmocka_unit_test(test_buf_consume_offset),
         cmocka_unit_test(test_str_to_u64), cmocka_unit_test(test_str_path_rel_clean),
         cmocka_unit_test(test_slice),      cmocka_unit_test(test_fileio),
-        cmocka_unit_test(test_net_addr),   cmocka_unit_test(test_progress),
+        cmocka_unit_test(test_net_addr),   cmocka_unit_test(test_net_accept_shed),
+        cmocka_unit_test(test_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,6 +219,13 @@ static void test_extend(void **state)
     assert_true(tls_intercepts(t, "x.y.wild.example", 443));
     assert_false(tls_intercepts(t, "wild.example", 443));
     assert_false(tls_intercepts(t, "a.wild.example", 8443));
+    /* a wildcard rule's target: covered by the subtree at or above its name only */
+    assert_false(tls_intercepts(t, "*.wild.example", 443 - 1));
+    assert_true(tls_intercepts(t, "*.wild.example", 443));
+    assert_true(tls_intercepts(t, "*.a.wild.example", 443));
+    assert_false(tls_intercepts(t, "*.example", 443));
+    assert_false(tls_intercepts(t, "*.example.com", 443)); /* api.example.com: not a subtree */
+    assert_false(tls_intercepts(t, "*.api.example.com", 443));
     assert_int_equal(tls_intercept_extend(t, "late.example.org", 443, &pem), 1);
     /* known already: nothing new; one more port of a covered name: no new CA */
     assert_int_equal(tls_intercept_extend(t, "late.example.org", 443, &pem), 0);

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -197,6 +198,82 @@ static void test_exec_stdio_split(void **state)
     teardown_env(&e);
 }
 
+/* A long argv (about 300 KiB, 600 KiB hex-encoded: more than a socket buffer holds) is
+ * written from the loop as the mux drains it: session_open returns at once (it used to wait
+ * 1 s for a buffer only this loop drains, then fail), the command gets every argument; and a
+ * request over VMS_MAX_REQUEST is refused at once with -E2BIG. */
+static void test_exec_long_argv(void **state)
+{
+    enum { NARGS = 3000, ARGLEN = 100 };
+    struct env e;
+    struct vm_session x;
+    int out[2];
+    char buf[256], **argv = calloc(NARGS + 5, sizeof(char *));
+    char *arg = malloc(ARGLEN + 1);
+    struct timespec t0, t1;
+    long ms;
+    (void)state;
+
+    assert_non_null(argv);
+    assert_non_null(arg);
+    memset(arg, 'a', ARGLEN);
+    arg[ARGLEN] = '\0';
+    argv[0] = "/bin/sh";
+    argv[1] = "-c";
+    argv[2] = "echo $# ${#1}";
+    argv[3] = "sh";
+    for (int i = 0; i < NARGS; i++)
+        argv[4 + i] = arg;
+    setup_env(&e);
+    pipe_pair(out);
+    session_init(&x, 9);
+    x.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    {
+        int io[3] = { -1, out[1], out[1] };
+        io[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(session_open(&x, e.loop, e.host, io, false, argv, NULL, NULL), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        close(io[0]);
+    }
+    ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    assert_true(ms < 500);
+    assert_int_equal(session_watch_exit(&x), 0);
+    close(out[1]);
+    run_until_readable(&e, x.efd);
+    assert_int_equal(x.status, 0);
+    slurp(out[0], buf, sizeof(buf));
+    assert_string_equal(buf, "3000 100\n");
+    session_close(&x);
+    close(out[0]);
+
+    /* twice that: over the guest's limit, refused before anything is sent */
+    {
+        char **big = calloc(2 * NARGS + 2, sizeof(char *));
+        int io[3] = { -1, -1, -1 };
+        assert_non_null(big);
+        big[0] = "/bin/true";
+        for (int i = 1; i <= 2 * NARGS; i++)
+            big[i] = arg;
+        for (int i = 0; i < 3; i++)
+            io[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+        session_init(&x, 10);
+        x.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(session_open(&x, e.loop, e.host, io, false, big, NULL, NULL), -E2BIG);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        assert_true(ms < 500);
+        session_close(&x);
+        for (int i = 0; i < 3; i++)
+            close(io[i]);
+        free(big);
+    }
+    teardown_env(&e);
+    free(arg);
+    free(argv);
+}
+
 /* Reads what the pty master has until `want` shows up (the loop keeps running). */
 static void read_until(struct env *e, int master, char *buf, size_t size, size_t *len,
                        const char *want)
@@ -346,6 +423,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_exec_stdio_split),
+        cmocka_unit_test(test_exec_long_argv),
         cmocka_unit_test(test_exec_tty),
         cmocka_unit_test(test_exec_signal),
         cmocka_unit_test(test_main_output_across_before_done),

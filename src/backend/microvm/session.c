@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -14,12 +13,14 @@
 #include "channel/mux.h"
 #include "common/buf.h"
 #include "common/str.h"
+#include "guest/vmsession.h"
 
 void session_init(struct vm_session *x, uint32_t id)
 {
     memset(x, 0, sizeof(*x));
     x->id = id;
-    x->ctl = x->efd = -1;
+    x->ctl = x->efd = x->req_fd = -1;
+    x->req = BUF_INIT(VMS_MAX_REQUEST);
     for (int i = 0; i < 3; i++)
         x->sock[i] = x->io[i] = -1;
 }
@@ -31,9 +32,41 @@ static void fd_close(int *fd)
     *fd = -1;
 }
 
+/* The request is out (or the stream is gone: ctl's reader sees that). */
+static void req_done(struct vm_session *x)
+{
+    if (x->req_fd >= 0) {
+        loop_del(x->loop, &x->req_src);
+        fd_close(&x->req_fd);
+    }
+    buf_done(&x->req);
+}
+
+/* Write what is left of the request: 1 all of it, 0 the socket is full, or -errno. */
+static int req_flush(struct vm_session *x)
+{
+    while (x->req.len) {
+        ssize_t n = send(x->ctl, x->req.p, x->req.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+        buf_consume(&x->req, (size_t)n);
+    }
+    return 1;
+}
+
+static void on_req_writable(struct loop_source *src, uint32_t events)
+{
+    struct vm_session *x = src->userdata;
+
+    (void)events;
+    if (req_flush(x) != 0)
+        req_done(x);
+}
+
 /* Unregisters and closes everything (not the struct). */
 void session_close(struct vm_session *x)
 {
+    req_done(x);
     if (x->loop)
         loop_del(x->loop, &x->ctl_src);
     for (int i = 0; i < 3; i++) {
@@ -254,7 +287,7 @@ static void on_main_ctl(struct loop_source *src, uint32_t events)
 int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const int io[3],
                  bool tty, char *const *argv, char *const *env, const char *cwd)
 {
-    struct buf req = BUF_INIT(1024 * 1024);
+    struct buf *req = &x->req;
     int r;
 
     x->loop = loop;
@@ -265,41 +298,34 @@ int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const
     if (r < 0)
         goto out;
     for (size_t i = 0; argv && argv[i] && r >= 0; i++)
-        r = hex_line(&req, "arg", argv[i]);
+        r = hex_line(req, "arg", argv[i]);
     for (size_t i = 0; env && env[i] && r >= 0; i++)
-        r = hex_line(&req, "env", env[i]);
+        r = hex_line(req, "env", env[i]);
     if (r >= 0 && cwd)
-        r = hex_line(&req, "cwd", cwd);
+        r = hex_line(req, "cwd", cwd);
     if (r >= 0 && tty) {
         struct winsize ws = { 0 };
         (void)ioctl(io[0], TIOCGWINSZ, &ws);
-        r = buf_printf(&req, "tty %u %u\n", (unsigned)ws.ws_row, (unsigned)ws.ws_col);
+        r = buf_printf(req, "tty %u %u\n", (unsigned)ws.ws_row, (unsigned)ws.ws_col);
     }
     if (r >= 0)
-        r = buf_append(&req, "start\n", 6);
+        r = buf_append(req, "start\n", 6);
     if (r < 0)
+        goto out; /* -E2BIG: over VMS_MAX_REQUEST, which the guest would refuse */
+    /* The request goes first on ctl; the guest starts the command once it and all the
+     * streams are there. What the socket does not take now (a long argv) is written as the
+     * mux, run by this same loop, drains it: waiting here would wait for ourselves. */
+    r = req_flush(x);
+    if (r > 0) {
+        buf_done(req);
+    } else if (r == 0) {
+        x->req_fd = fcntl(x->ctl, F_DUPFD_CLOEXEC, 3);
+        r = x->req_fd < 0 ? -errno
+                          : loop_add(loop, &x->req_src, x->req_fd, EPOLLOUT, on_req_writable, x);
+        if (r < 0)
+            goto out;
+    } else {
         goto out;
-    /* The request goes before the streams: the guest starts the command once all are there. */
-    {
-        size_t off = 0;
-        while (off < req.len) {
-            struct pollfd pf = { .fd = x->ctl, .events = POLLOUT };
-            ssize_t n = send(x->ctl, req.p + off, req.len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n < 0 && errno == EAGAIN) {
-                /* a large request (long argv) while the mux is not running: it is our own
-                 * loop that drains it, so this only waits for the socket buffer */
-                if (poll(&pf, 1, 1000) <= 0) {
-                    r = -ETIMEDOUT;
-                    goto out;
-                }
-                continue;
-            }
-            if (n < 0) {
-                r = -errno;
-                goto out;
-            }
-            off += (size_t)n;
-        }
     }
     if (tty) {
         host_pty_raw(io[0]);
@@ -331,7 +357,8 @@ int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const
             x->held = true;
     }
 out:
-    buf_done(&req);
+    if (r < 0)
+        req_done(x);
     return r;
 }
 
@@ -341,6 +368,8 @@ int send_ctl_line(struct vm_session *x, const char *line)
 
     if (x->ctl < 0 || x->exited)
         return 0;
+    if (x->req_fd >= 0) /* after the request still being written */
+        return buf_append(&x->req, line, len);
     if (send(x->ctl, line, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
         return -errno;
     return 0;

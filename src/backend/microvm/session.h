@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "backend/backend.h"
+#include "common/buf.h"
 #include "common/loop.h"
 #include "common/pump.h"
 
@@ -30,6 +31,11 @@ struct vm_session {
     struct pump p[3];
     bool p_on[3];
     struct loop_source ctl_src;
+    /* The request not yet written to ctl: a long one (long argv) waits for the mux, which
+     * our own loop runs, to drain the socket; req_fd (a dup of ctl) watches for room. */
+    struct buf req;
+    int req_fd;
+    struct loop_source req_src;
     char ctl_buf[64];
     size_t ctl_len;
     bool exited, reported;
@@ -48,7 +54,10 @@ void session_init(struct vm_session *x, uint32_t id);
 /*
  * Opens x's streams on mux and sends the request: ctl, then in/out/err (or tty). io[] are the
  * caller's stdio (copied; with tty io[0] is the pty slave, made raw). argv NULL: session 0
- * (the spec's command). Returns 0 or -errno (the caller closes x).
+ * (the spec's command). Never waits: what the socket does not take at once is written from
+ * the loop. Returns 0, -E2BIG for a request over VMS_MAX_REQUEST (the guest's limit: about
+ * 512 KiB of arguments, environment and directory, hex-encoded), or -errno (the caller
+ * closes x).
  */
 int session_open(struct vm_session *x, struct loop *loop, struct mux *mux, const int io[3],
                  bool tty, char *const *argv, char *const *env, const char *cwd);
