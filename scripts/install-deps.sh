@@ -21,8 +21,9 @@ packages=(
     # tests: validates examples/docker/compose.yaml offline (`docker-compose config`; the
     # client only: no Docker engine is installed or needed)
     docker-compose
-    # benchmarks (anchors): bench/*.sh
-    squid tinyproxy dnsperf unbound dnsmasq-base bubblewrap runsc
+    # benchmarks (anchors): bench/*.sh; squid built with OpenSSL (it replaces Debian's plain
+    # squid, same binary) for bench/intercept.sh's ssl-bump as well as bench/proxy.sh
+    squid-openssl tinyproxy dnsperf unbound dnsmasq-base bubblewrap runsc
 )
 
 missing=()
