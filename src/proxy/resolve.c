@@ -16,10 +16,29 @@ struct resolver_sock {
     bool used;
 };
 
+/*
+ * Answers kept for their TTL (at most RESOLVE_CACHE_TTL_MAX_S), so the CONNECTs of one burst
+ * (npm opening many connections to its registry) do not each wait for a DNS round trip.
+ * Only successful c-ares answers are kept; every address is still vetted by the caller on
+ * every use (the SSRF guard), and a name keeps its answer until the TTL ends, so a rebinding
+ * upstream cannot change it between two connections sooner than its own TTL said.
+ */
+#define RESOLVE_CACHE_MAX 128
+#define RESOLVE_CACHE_TTL_MAX_S 60
+#define RESOLVE_NAME_MAX 254
+
+struct resolve_cached {
+    char name[RESOLVE_NAME_MAX]; /* "" when the slot is free */
+    uint64_t expires;            /* loop_now() ns */
+    size_t n;
+    struct sockaddr_storage addrs[BB_MAX_ADDRS];
+};
+
 struct resolver {
     struct loop *loop;
-    ares_channel channel;      /* NULL when answer is set */
-    resolver_answer_fn answer; /* resolver_new_answering() */
+    struct resolve_cached *cache; /* RESOLVE_CACHE_MAX slots; NULL for an answering resolver */
+    ares_channel channel;         /* NULL when answer is set */
+    resolver_answer_fn answer;    /* resolver_new_answering() */
     void *answer_ud;
     struct loop_timer timer;
     struct resolver_sock socks[BB_RESOLVER_MAX_SOCKS];
@@ -27,7 +46,8 @@ struct resolver {
 
 struct resolve_req {
     struct resolver *r;
-    resolve_fn fn; /* NULL: cancelled */
+    char name[RESOLVE_NAME_MAX]; /* what to cache the answer under ("": not cached) */
+    resolve_fn fn;               /* NULL: cancelled */
     void *userdata;
     /* The result, delivered from deferred work so the callback never runs inside
      * resolver_lookup() or inside c-ares. */
@@ -104,6 +124,51 @@ static void resolver_rearm(struct resolver *r)
                        (uint64_t)tvp->tv_usec * 1000ull);
 }
 
+static struct resolve_cached *cache_find(struct resolver *r, const char *name)
+{
+    uint64_t now = loop_now(r->loop);
+
+    for (size_t i = 0; i < RESOLVE_CACHE_MAX; i++) {
+        struct resolve_cached *e = &r->cache[i];
+        if (e->name[0] && strcmp(e->name, name) == 0) {
+            if (e->expires > now)
+                return e;
+            e->name[0] = '\0'; /* expired */
+            return NULL;
+        }
+    }
+    return NULL;
+}
+
+static void cache_put(struct resolver *r, const char *name, uint32_t ttl_s,
+                      const struct sockaddr_storage *addrs, size_t n)
+{
+    uint64_t now = loop_now(r->loop);
+    struct resolve_cached *slot = NULL;
+
+    if (!ttl_s || !n || !name[0])
+        return;
+    /* The name's own slot, else a free or expired one, else the one that ends first. */
+    for (size_t i = 0; i < RESOLVE_CACHE_MAX; i++) {
+        struct resolve_cached *e = &r->cache[i];
+        if (e->name[0] && strcmp(e->name, name) == 0) {
+            slot = e;
+            break;
+        }
+        if (!e->name[0] || e->expires <= now) {
+            if (!slot || slot->name[0])
+                slot = e;
+        } else if (!slot || (slot->name[0] && e->expires < slot->expires)) {
+            slot = e;
+        }
+    }
+    ttl_s = MIN(ttl_s, (uint32_t)RESOLVE_CACHE_TTL_MAX_S);
+    memcpy(slot->name, name, strlen(name) + 1);
+    slot->expires = now + (uint64_t)ttl_s * 1000000000ull;
+    slot->n = MIN(n, (size_t)BB_MAX_ADDRS);
+    memcpy(slot->addrs, addrs, slot->n * sizeof(addrs[0]));
+}
+
 int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolver **ret)
 {
     struct resolver *r;
@@ -143,6 +208,7 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
         free(r);
         return -EIO;
     }
+    r->cache = xcalloc(RESOLVE_CACHE_MAX, sizeof(*r->cache));
     if (upstream) {
         struct ares_addr_port_node node = { 0 };
         const struct sockaddr *sa = (const struct sockaddr *)&upstream->ss;
@@ -157,6 +223,7 @@ int resolver_new(struct loop *l, const struct net_addr *upstream, struct resolve
         st = ares_set_servers_ports(r->channel, &node);
         if (st != ARES_SUCCESS) {
             ares_destroy(r->channel);
+            free(r->cache);
             free(r);
             return -EINVAL;
         }
@@ -189,6 +256,7 @@ struct resolver *resolver_free(struct resolver *r)
         if (r->socks[i].used)
             loop_del(r->loop, &r->socks[i].src);
     loop_timer_stop(r->loop, &r->timer);
+    free(r->cache);
     free(r);
     return NULL;
 }
@@ -208,6 +276,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
     struct sockaddr_storage *addrs = q->addrs;
     size_t n = 0;
     int err = 0;
+    uint32_t ttl = RESOLVE_CACHE_TTL_MAX_S;
     (void)timeouts;
 
     if (status == ARES_SUCCESS && res) {
@@ -219,9 +288,13 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
             memset(&addrs[n], 0, sizeof(addrs[n]));
             memcpy(&addrs[n], ai->ai_addr, (size_t)ai->ai_addrlen);
             n++;
+            /* the shortest TTL of the addresses kept (the CNAMEs' are not reported) */
+            ttl = MIN(ttl, ai->ai_ttl > 0 ? (uint32_t)ai->ai_ttl : 0u);
         }
         if (!n)
             err = -ENOENT;
+        else if (status != ARES_EDESTRUCTION)
+            cache_put(q->r, q->name, ttl, addrs, n);
     } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
         err = -ENOENT;
     } else if (status == ARES_ETIMEOUT) {
@@ -252,6 +325,15 @@ struct resolve_req *resolver_lookup(struct resolver *r, const char *name, resolv
         loop_defer(r->loop, &q->defer, deliver, q);
         return q;
     }
+    const struct resolve_cached *hit = cache_find(r, name);
+    if (hit) {
+        q->n = hit->n;
+        memcpy(q->addrs, hit->addrs, hit->n * sizeof(hit->addrs[0]));
+        loop_defer(r->loop, &q->defer, deliver, q);
+        return q;
+    }
+    if (strlen(name) < sizeof(q->name))
+        memcpy(q->name, name, strlen(name) + 1);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = ARES_AI_NOSORT;
