@@ -730,6 +730,66 @@ size_t cred_scan_hold(const struct cred_scan *sc)
     return (size_t)(sc->raw_total - sc->carry_raw[0]);
 }
 
+/* The length of the longest tail of t[0..n) that is a proper prefix of needle (KMP: the
+ * automaton's state after t; f is scratch for needle_len entries). */
+static size_t tail_prefix(const char *t, size_t n, const char *needle, size_t needle_len,
+                          uint16_t *f)
+{
+    size_t k = 0;
+
+    if (needle_len < 2)
+        return 0;
+    if (n > needle_len - 1) { /* a longer tail cannot be a proper prefix */
+        t += n - (needle_len - 1);
+        n = needle_len - 1;
+    }
+    f[0] = 0;
+    for (size_t i = 1; i < needle_len; i++) {
+        while (k && needle[i] != needle[k])
+            k = f[k - 1];
+        if (needle[i] == needle[k])
+            k++;
+        f[i] = (uint16_t)k;
+    }
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        while (k && (k == needle_len || t[i] != needle[k]))
+            k = f[k - 1];
+        if (t[i] == needle[k])
+            k++;
+    }
+    return k < needle_len ? k : 0;
+}
+
+size_t cred_scan_hold_prefix(const struct cred_store *s, const struct cred_scan *sc, bool *ret_long)
+{
+    uint16_t f[CRED_VALUE_MAX * 4 / 3 + 4];
+    size_t best = 0;
+
+    *ret_long = false;
+    if (!s || !sc->values || !sc->carry_len)
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct cred *c = &s->v[i];
+        for (unsigned k = 0; k < 4; k++) {
+            const char *nd = k == 3 ? c->value : c->b64[k];
+            size_t nl = k == 3 ? c->value_len : c->b64_len[k];
+            size_t l;
+            if (k < 3 && nl < CRED_B64_MIN)
+                continue; /* not searched (scan_all) */
+            l = tail_prefix(sc->carry, sc->carry_len, nd, nl, f);
+            if (l >= CRED_PREFIX_LONG || (l && 2 * l >= nl))
+                *ret_long = true;
+            best = MAX(best, l);
+        }
+    }
+    if (!best)
+        return 0;
+    if (!sc->carry_raw)
+        return best;
+    return (size_t)(sc->raw_total - sc->carry_raw[sc->carry_len - best]);
+}
+
 static bool is_ctl(char ch)
 {
     unsigned char u = (unsigned char)ch;

@@ -143,3 +143,10 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
  * ever held. Inflated data: from the compressed step (CRED_INFLATE_STEP bytes, and the 3 before
  * it, where a code of the first byte may begin) whose inflation began the carried bytes. */
 size_t cred_scan_hold(const struct cred_scan *sc);
+/* A value search (cred_scan_set_values): of what cred_scan_hold() keeps back, only the bytes
+ * that do begin a value or one of its base64 forms, in fed bytes (0: none does). *ret_long:
+ * that beginning is CRED_PREFIX_LONG bytes or more of one (or half of a shorter one), too much
+ * of a value to let go on a timer (the WebSocket relay, upgrade.c). */
+#define CRED_PREFIX_LONG 8
+size_t cred_scan_hold_prefix(const struct cred_store *s, const struct cred_scan *sc,
+                             bool *ret_long);
