@@ -124,6 +124,10 @@ struct conn {
     bool is_head;
     bool ws;         /* the request asks for a WebSocket upgrade (upgrade.c) */
     bool ws_release; /* CS_UPGRADED: the bytes held back waited UPGRADE_HOLD_MS; let them go */
+    /* CS_UPGRADED: cred_scan_hold_prefix() as of ws_prefix_at bytes searched (upgrade.c) */
+    uint64_t ws_prefix_at;
+    size_t ws_prefix;
+    bool ws_prefix_long;
     bool client_keep_alive;
     bool upstream_reusable;
     bool audited;

@@ -114,6 +114,7 @@ void upgrade_start(struct conn *c)
     c->client_keep_alive = false;
     c->resp_hold = 0;
     c->ws_release = false;
+    c->ws_prefix_at = 0; /* not computed yet */
     c->deadline = 0;
     c->state = CS_UPGRADED;
 }
@@ -133,7 +134,12 @@ static size_t hold_of(struct conn *c, bool *ret_long)
     *ret_long = false;
     if (!c->scan_resp || !c->tocl.len)
         return 0;
-    h = cred_scan_hold_prefix(c->px->creds, &c->reflect_scan, ret_long);
+    if (c->ws_prefix_at != c->reflect_scan.raw_total + 1) { /* searched more since */
+        c->ws_prefix = cred_scan_hold_prefix(c->px->creds, &c->reflect_scan, &c->ws_prefix_long);
+        c->ws_prefix_at = c->reflect_scan.raw_total + 1;
+    }
+    h = c->ws_prefix;
+    *ret_long = c->ws_prefix_long;
     if (!h || (c->ws_release && !*ret_long) || (c->u.eof && !*ret_long))
         return 0;
     return MIN(h, c->tocl.len);

@@ -211,4 +211,102 @@ like "Basic too long to decode: answered, not swapped" "$(section basic-long)" "
 unlike "... and no value in its request" "$(hdr_of basic-long)" "$(printf 'uuu:%s' "$REAL" | base64 -w0 | cut -c5-20)"
 unlike "the real values are not in the audit log" "$logs" "$REAL|$OTHER"
 
+# --- run-time interception: which names a CA can be made for, and the bundle's rename ---
+# (no origin needed: what is checked is the CAs the daemon makes and the bundle the bottle reads)
+S=$BOT_BOTTLE_STATE_DIR
+(cd "$T/ws" && "$BB" start --backend namespace --name rt4b --no-default-config \
+    --upstream-dns "127.0.0.1:$DNS" >"$T/start.out" 2>"$T/start.err") ||
+    { diag "$(cat "$T/start.err")"; echo "Bail out! the bottle did not start"; exit 1; }
+_pids+=("$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$S/bottles/rt4b/info.json")")
+inside() { timeout 60 "$BB" exec rt4b -- "$@"; }
+constraints() { # one line per bot-bottle CA of the bottle's bundle: its DNS constraints
+    inside cat /etc/ssl/bot-bottle/ca-bundle.crt | "$PY" -c '
+import re, subprocess, sys
+for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", sys.stdin.read(), re.S):
+    subj = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True).stdout
+    if "bot-bottle CA" not in subj:
+        continue
+    nc = subprocess.run(["openssl", "x509", "-noout", "-ext", "nameConstraints"], input=pem, capture_output=True, text=True).stdout
+    print(" ".join(w for w in nc.split() if w.startswith("DNS:")) or "NO-DNS-CONSTRAINT")'
+}
+# a reader in the bottle that reads the bundle over and over while CAs are added: every read
+# must be a whole bundle (ends with a certificate's end), never fewer certificates than before
+cat >"$T/ws/reader.py" <<'PYEOF'
+import os, sys, time
+last, bad, reads = 0, 0, 0
+while not os.path.exists(sys.argv[1]):
+    data = open("/etc/ssl/bot-bottle/ca-bundle.crt", "rb").read()
+    n = data.count(b"-----END CERTIFICATE-----")
+    if n < last or not data.rstrip().endswith(b"-----END CERTIFICATE-----"):
+        bad += 1
+    last, reads = max(last, n), reads + 1
+print("reads=%d bad=%d" % (reads, bad))
+PYEOF
+inside "$PY" "$T/ws/reader.py" "$T/ws/reader.stop" >"$T/reader.out" 2>&1 &
+READER=$!
+allow() { "$BB" allow rt4b "$1" >"$T/allow.out" 2>&1; echo "rc=$? $(tail -1 "$T/allow.out")"; }
+like "allow of a name in capitals with a trailing dot: accepted" \
+    "$(allow 'API.Upper.TEST.:8443 GET /x')" "rc=0"
+is "... its CA is constrained to the name as the daemon compares it (lowercase, no dot)" \
+    "$(constraints)" "DNS:api.upper.test"
+for pat in '127.0.0.1 GET /x' '[::1] GET /x' '* GET /x' '*.*.test GET /x' 'a*.test GET /x' \
+    'a..b.test GET /x' '.lead.test GET /x' 'x.test/ GET /x' \
+    '0x7f.1 GET /x' '2130706433 GET /x'; do
+    unlike "allow '$pat': refused, or no CA (an IP or a malformed name)" "$(allow "$pat")" "rc=0.*intercepted"
+done
+like "allow of a UTF-8 name: accepted (as its IDNA A-label)" "$(allow 'bücher.test GET /x')" "rc=0"
+like "... the same rule in punycode is the same rule" "$(allow 'xn--bcher-kva.test GET /x')" \
+    "already in force"
+like "fullwidth letters map to the name they spell (IDNA): covered, no new CA" \
+    "$(allow 'ＡＰＩ.upper.test GET /z'; cat "$T/allow.out")" "rc=0"
+unlike "... (the output names no new CA)" "$(cat "$T/allow.out")" "new CA"
+like "allow of the same name on another port: no new CA (covered)" \
+    "$(allow 'api.upper.test:9443 GET /y'; cat "$T/allow.out")" "rc=0"
+unlike "... (the output names no new CA)" "$(cat "$T/allow.out")" "new CA"
+like "allow of a host alone (no method/path rule): no interception, no CA" \
+    "$(allow 'plain.test:8443'; cat "$T/allow.out")" "rc=0"
+unlike "... (the output names no new CA)" "$(cat "$T/allow.out")" "new CA"
+is "the CAs: one per intercepted name, each exactly that name; no IP, nothing wider" \
+    "$(constraints)" "DNS:api.upper.test
+DNS:xn--bcher-kva.test"
+# several CAs in a row while the reader reads
+for i in 1 2 3 4 5 6; do allow "r$i.race.test GET /x" >/dev/null; done
+touch "$T/ws/reader.stop"
+wait "$READER"
+diag "bundle reader: $(cat "$T/reader.out")"
+like "a reader of the bundle during 8 rename-updates never saw a partial or shorter one" \
+    "$(cat "$T/reader.out")" "reads=[1-9][0-9]* bad=0"
+is "... and 8 CAs are in it now" "$(constraints | wc -l)" 8
+unlike "the bottle cannot write the bundle or rename in its directory" \
+    "$(inside sh -c 'echo x >>/etc/ssl/bot-bottle/ca-bundle.crt && echo wrote; mv /etc/ssl/bot-bottle/ca.pem /etc/ssl/bot-bottle/x && echo moved; ln -s /tmp /etc/ssl/bot-bottle/y && echo linked' 2>&1)" \
+    "wrote|moved|linked"
+"$BB" stop rt4b >/dev/null 2>&1
+
+# --- agent keys: a project file (approved) and the bottle's own variables cannot move the key
+AKEY=sk-ant-rt4-REAL-agent-key-9f2c
+mkdir -p "$T/agentws"
+cat >"$T/agentws/bottle.ini" <<INI
+[agent "claude"]
+command = /bin/sh
+env = ANTHROPIC_BASE_URL=http://$OH:$P
+allow = $OH:$P
+INI
+(cd "$T/agentws" && "$BB" trust >/dev/null 2>&1) || diag "trust of the project file failed"
+out=$(cd "$T/agentws" && ANTHROPIC_API_KEY=$AKEY timeout 120 "$BB" run -b namespace \
+    --allow-cidr 127.0.0.1/32 --upstream-dns "127.0.0.1:$DNS" claude -c '
+    echo "base=$ANTHROPIC_BASE_URL"
+    curl -s -o /dev/null -w "via-base %{http_code} %header{x-bottle-block}\n" \
+        -H "x-api-key: $ANTHROPIC_API_KEY" "$ANTHROPIC_BASE_URL/v1/messages"
+    ANTHROPIC_BASE_URL=http://'"$OH:$P"'/other curl -s -o /dev/null \
+        -w "via-auth %{http_code} %header{x-bottle-block}\n" \
+        -H "authorization: Bearer $ANTHROPIC_API_KEY" "http://'"$OH:$P"'/agent2"' 2>&1)
+like "agent key: the project's ANTHROPIC_BASE_URL reaches the bottle's variables" "$out" \
+    "base=http://$OH:$P"
+like "... but the key stays bound to api.anthropic.com:443 (the host's variable alone moves it)" \
+    "$out" "ANTHROPIC_API_KEY stays on the host: .* requests to api.anthropic.com:443"
+like "... the placeholder sent to the project's base URL is refused" "$out" \
+    "via-base 403 credential-misuse"
+like "... and in another header to another host" "$out" "via-auth 403 credential-misuse"
+unlike "... the origin never saw the key" "$(cat "$T/origin.log")" "$AKEY"
+
 done_testing

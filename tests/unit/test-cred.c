@@ -290,6 +290,42 @@ static void test_scan_values(void **state)
     cred_store_free(s);
 }
 
+/* The WebSocket relay holds only the bytes that begin a value (cred_scan_hold_prefix): none
+ * for text that begins none, the beginning itself otherwise, "long" from CRED_PREFIX_LONG
+ * bytes (or half a short value) on. */
+static void test_scan_hold_prefix(void **state)
+{
+    static const struct {
+        const char *text;
+        size_t hold;
+        bool lng;
+    } cases[] = {
+        { "hello world", 0, false },                      /* no beginning of a value */
+        { "hello sk-R", 4, false },                       /* short: the timer may let it go */
+        { "hello sk-REAL s", 9, true },                   /* 9 bytes of "sk-REAL secret" */
+        { "x sk-sk-RE", 5, false },                       /* the longest tail that begins it */
+        { "npm", 3, false },                              /* 3 of 7: under half */
+        { "npmR", 4, true },                              /* 4 of 7: half or more */
+        { "sk-REAL secre\nsk", 2, false },                /* nothing before a line break */
+        { "Basic eC1hY2Nlc3MtdG9rZW46bnBtUkV", 7, true }, /* 7 of its 8 stable base64 */
+    };
+    struct cred_store *s = two();
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct cred_scan sc;
+        bool lng = !cases[i].lng;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, cases[i].text, strlen(cases[i].text)), -1);
+        assert_int_equal(cred_scan_hold_prefix(s, &sc, &lng), cases[i].hold);
+        assert_int_equal(lng, cases[i].lng);
+        assert_true(cases[i].hold <= cred_scan_hold(&sc));
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
 /* A reader passes on only what cred_scan_hold() does not keep back: nothing of a value that
  * the next feed completes leaves early, plain or split by chunk framing (raw offsets). */
 /* An origin that reflects an Authorization: Basic header hands back the value in base64: the
@@ -497,11 +533,12 @@ static void test_scan_hold(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
-        cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
-        cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
-        cmocka_unit_test(test_scan_hold),     cmocka_unit_test(test_scan_values_b64),
-        cmocka_unit_test(test_scan_inflate),  cmocka_unit_test(test_scan_inflate_edges),
+        cmocka_unit_test(test_wire_refusals),      cmocka_unit_test(test_check_head),
+        cmocka_unit_test(test_substitute),         cmocka_unit_test(test_scan_streaming),
+        cmocka_unit_test(test_scan_chunked),       cmocka_unit_test(test_scan_values),
+        cmocka_unit_test(test_scan_hold),          cmocka_unit_test(test_scan_values_b64),
+        cmocka_unit_test(test_scan_hold_prefix),   cmocka_unit_test(test_scan_inflate),
+        cmocka_unit_test(test_scan_inflate_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
