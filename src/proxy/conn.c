@@ -1308,6 +1308,14 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     if (resp.status >= 100 && resp.status < 200) {
+        if (resp.status == 101 && c->ws && c->scan_resp && upgrade_accepted(&resp) &&
+            upgrade_extended(&resp)) {
+            conn_upstream_error(c, 502, "credential-unscannable",
+                                "the origin switched to websocket with an extension it was not "
+                                "offered (Sec-WebSocket-Extensions: compressed frames), which "
+                                "the proxy cannot search for the credentials' values");
+            return 1;
+        }
         if (resp.status == 101 && c->ws && upgrade_accepted(&resp)) {
             /* The switch to websocket the request asked for: the 101 goes to the client with
              * the upgrade fields, then bytes flow both ways (upgrade.c). */

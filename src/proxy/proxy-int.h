@@ -253,6 +253,9 @@ void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 #define UPGRADE_HOLD_MS 100
 bool upgrade_requested(const struct http_request *req);
 bool upgrade_accepted(const struct http_response *resp);
+/* The 101 names an extension (permessage-deflate: compressed frames), which the request never
+ * offered (the proxy drops the offer): frames the reflection search could not read. */
+bool upgrade_extended(const struct http_response *resp);
 int upgrade_finish_request(struct buf *head);
 int upgrade_finish_response(struct buf *head);
 void upgrade_start(struct conn *c);

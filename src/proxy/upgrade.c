@@ -63,6 +63,15 @@ bool upgrade_accepted(const struct http_response *resp)
     return resp->status == 101 && fields_ask_websocket(resp->headers, resp->n_headers);
 }
 
+bool upgrade_extended(const struct http_response *resp)
+{
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (slice_eq_nocase_cstr(resp->headers[i].name, "sec-websocket-extensions") &&
+            resp->headers[i].value.len)
+            return true;
+    return false;
+}
+
 /*
  * head is a complete head (ending in CRLF CRLF) built without hop-by-hop fields: drop every
  * `Sec-WebSocket-Extensions` line (request only) and add the two upgrade fields before the

@@ -49,7 +49,7 @@ cat >"$T/ws/c.py" <<'PYEOF'
 # c.py HOST PORT REQUEST [SECONDS]: REQUEST (Python escapes; PH_RT/PH_OT become the
 # placeholders) through the bottle's proxy; prints each piece received with the time since
 # the first one ("+T.TTT repr"), then "end" at the close (or "timeout").
-import base64, os, re, socket, sys, time, urllib.parse
+import base64, os, re, socket, sys, time, urllib.parse, zlib
 host, port, req = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 wait = float(sys.argv[4]) if len(sys.argv) > 4 else 8
 req = req.replace("PH_RT", os.environ["RT4_KEY"]).replace("PH_OT", os.environ["RT4_OTHER"])
@@ -70,6 +70,10 @@ try:
         now = time.monotonic()
         t0 = t0 or now
         print("+%.3f %r" % (now - t0, d))
+        if b"permessage-deflate" in d and b"\r\n\r\n" in d:  # what the bottle can inflate
+            frame = d.split(b"\r\n\r\n", 1)[1] or s.recv(65536)
+            print("frame %r" % frame)
+            print("inflated", zlib.decompressobj(-15).decompress(frame[2:] + b"\x00\x00\xff\xff"))
 except socket.timeout:
     print("timeout")
 except OSError as e:
@@ -96,6 +100,7 @@ req() { # req METHOD HOST PATH EXTRA-FIELDS [BODY]
     q split-short "$CH" "$(ws_get "$CH" /ws-split-short)"
     q eof-long "$CH" "$(ws_get "$CH" /ws-eof-long)"
     q stream "$CH" "$(ws_get "$CH" /ws-stream)"
+    q ws-ext "$CH" "$(ws_get "$CH" /ws-ext)" 4
     q post-upgrade "$OH" "$(printf 'POST http://%s:%s/ws-echo HTTP/1.1\\r\\nHost: %s:%s\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nContent-Length: 0\\r\\n\\r\\n' "$OH" "$P" "$OH" "$P")" 4
     q body-upgrade "$OH" "$(printf 'GET http://%s:%s/ws-echo HTTP/1.1\\r\\nHost: %s:%s\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nContent-Length: 5\\r\\n\\r\\nhello' "$OH" "$P" "$OH" "$P")" 4
     q chunked-upgrade "$OH" "$(printf 'GET http://%s:%s/ws-echo HTTP/1.1\\r\\nHost: %s:%s\\r\\nConnection: Upgrade\\r\\nUpgrade: websocket\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\n5\\r\\nhello\\r\\n0\\r\\n\\r\\n' "$OH" "$P" "$OH" "$P")" 4
@@ -159,6 +164,9 @@ check "ws: an interactive message ending in a short beginning arrives long befor
 like "ws: reflections are audited" "$logs" '"reason":"credential-reflected"'
 
 # --- upgrades not asked for, smuggled, pipelined ---
+like "ws: a 101 choosing compression the client never offered is refused (502)" \
+    "$(section ws-ext)" "HTTP/1.1 502.*credential-unscannable"
+unlike "... the bottle cannot inflate the value out of its frames" "$(section ws-ext)" "inflated.*$REAL"
 like "a POST with upgrade fields: the origin's 101 is refused (502)" "$(section post-upgrade)" \
     "HTTP/1.1 502"
 like "a GET with upgrade fields and a body: 502, the body never relayed as frames" \
@@ -234,6 +242,7 @@ for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----"
 cat >"$T/ws/reader.py" <<'PYEOF'
 import os, sys, time
 last, bad, reads = 0, 0, 0
+open(sys.argv[1] + ".ready", "w").close()
 while not os.path.exists(sys.argv[1]):
     data = open("/etc/ssl/bot-bottle/ca-bundle.crt", "rb").read()
     n = data.count(b"-----END CERTIFICATE-----")
@@ -242,8 +251,9 @@ while not os.path.exists(sys.argv[1]):
     last, reads = max(last, n), reads + 1
 print("reads=%d bad=%d" % (reads, bad))
 PYEOF
-inside "$PY" "$T/ws/reader.py" "$T/ws/reader.stop" >"$T/reader.out" 2>&1 &
+timeout 600 "$BB" exec rt4b -- "$PY" "$T/ws/reader.py" "$T/ws/reader.stop" >"$T/reader.out" 2>&1 &
 READER=$!
+for _ in $(seq 600); do [ -e "$T/ws/reader.stop.ready" ] && break; sleep 0.1; done
 allow() { "$BB" allow rt4b "$1" >"$T/allow.out" 2>&1; echo "rc=$? $(tail -1 "$T/allow.out")"; }
 like "allow of a name in capitals with a trailing dot: accepted" \
     "$(allow 'API.Upper.TEST.:8443 GET /x')" "rc=0"

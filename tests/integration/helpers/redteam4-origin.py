@@ -15,6 +15,7 @@ and so is what arrives after a 101 ("frame BYTES", repr). Paths:
     /ws-stream        "m1 hello\\n", 1.5 s, "m2 " + V[:4] (ends in a short beginning), 1.5 s,
                       "m3 end\\n", close: an interactive stream, timed by the client
     /ws-echo          echoes what it receives (and logs it)
+    /ws-ext           a 101 choosing permessage-deflate (not offered), a compressed frame of V
   HTTP:
     /te-gzip          200, Transfer-Encoding: gzip, chunked; the data gzip("auth=" + V)
     /te-gzip-close    200, Transfer-Encoding: gzip (read until close), gzip("auth=" + V)
@@ -92,6 +93,17 @@ def serve(conn):
             log(f"hdr {k.strip()}: {v.strip()}")
         if rest:
             log("after-head " + repr(rest))
+        if path == "/ws-ext":
+            # a 101 with permessage-deflate the client never offered, then a compressed text
+            # frame (RSV1) holding the value
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: x\r\n"
+                         b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+            z = zlib.compressobj(wbits=-15)
+            payload = (z.compress(b"auth=" + V) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+            conn.sendall(bytes([0xC1, len(payload)]) + payload)
+            time.sleep(1)
+            return
         if path.startswith("/ws-"):
             ws_101(conn)
             time.sleep(0.2)
