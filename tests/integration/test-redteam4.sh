@@ -287,6 +287,11 @@ diag "bundle reader: $(cat "$T/reader.out")"
 like "a reader of the bundle during 8 rename-updates never saw a partial or shorter one" \
     "$(cat "$T/reader.out")" "reads=[1-9][0-9]* bad=0"
 is "... and 8 CAs are in it now" "$(constraints | wc -l)" 8
+# (a limit, documented: a wildcard over a top-level name is a CA for all of it, at the user's word)
+like "allow '*.test GET /x' (the user's own choice): accepted" "$(allow '*.test GET /x')" "rc=0"
+is "... its CA is constrained to .test, the CAs before it unchanged" "$(constraints | sed -n '1p;$p')" \
+    "DNS:api.upper.test
+DNS:.test"
 unlike "the bottle cannot write the bundle or rename in its directory" \
     "$(inside sh -c 'echo x >>/etc/ssl/bot-bottle/ca-bundle.crt && echo wrote; mv /etc/ssl/bot-bottle/ca.pem /etc/ssl/bot-bottle/x && echo moved; ln -s /tmp /etc/ssl/bot-bottle/y && echo linked' 2>&1)" \
     "wrote|moved|linked"
