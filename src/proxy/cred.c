@@ -517,6 +517,10 @@ void cred_scan_init(struct cred_scan *sc)
 
 void cred_scan_done(struct cred_scan *sc)
 {
+    if (sc->raw) {
+        cred_scan_done(sc->raw);
+        free(sc->raw);
+    }
     if (sc->z) {
         inflateEnd(sc->z);
         free(sc->z);
@@ -554,6 +558,12 @@ int cred_scan_set_inflate(struct cred_scan *sc)
         return -ENOMEM;
     }
     sc->z = z;
+    if (!sc->raw) {
+        sc->raw = xcalloc(1, sizeof(*sc->raw));
+        cred_scan_init(sc->raw);
+        cred_scan_set_values(sc->raw);
+        sc->raw->long_only = true;
+    }
     sc->z_end = false;
     sc->z_in = sc->z_out = 0;
     sc->z_err = NULL;
@@ -627,7 +637,11 @@ static int inflate_scan(const struct cred_store *s, struct cred_scan *sc, const 
 static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
                      uint64_t raw_at)
 {
-    return sc->z ? inflate_scan(s, sc, p, len, raw_at) : scan_plain(s, sc, p, len, raw_at, 1);
+    if (!sc->z)
+        return scan_plain(s, sc, p, len, raw_at, 1);
+    /* the compressed bytes as they are first: what the bottle gets without inflating */
+    int hit = scan_plain(s, sc->raw, p, len, raw_at, 1);
+    return hit >= 0 ? hit : inflate_scan(s, sc, p, len, raw_at);
 }
 
 /* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
@@ -692,6 +706,8 @@ static int scan_all(const struct cred_store *s, const struct cred_scan *sc, stru
     if (sc->values) {
         for (size_t i = 0; i < s->n; i++) {
             const struct cred *c = &s->v[i];
+            if (sc->long_only && c->value_len < CRED_B64_MIN)
+                continue;
             if (hay.len >= c->value_len && memmem(hay.p, hay.len, c->value, c->value_len))
                 return (int)i;
             /* base64 (a reflected Basic header); too short a form would match by chance */
@@ -723,11 +739,15 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
 
 size_t cred_scan_hold(const struct cred_scan *sc)
 {
+    size_t h = 0;
+
+    if (sc->raw && sc->raw->carry_len) /* the compressed bytes' own search */
+        h = (size_t)(sc->raw_total - sc->raw->carry_raw[0]);
     if (!sc->carry_len)
-        return 0;
+        return h;
     if (!sc->carry_raw) /* placeholders: raw and scanned bytes are the same */
         return sc->carry_len;
-    return (size_t)(sc->raw_total - sc->carry_raw[0]);
+    return MAX(h, (size_t)(sc->raw_total - sc->carry_raw[0]));
 }
 
 /* The length of the longest tail of t[0..n) that is a proper prefix of needle (KMP: the

@@ -107,6 +107,11 @@ struct cred_scan {
     bool z_end;          /* a gzip member or zlib stream ended: the next byte starts another */
     uint64_t z_in, z_out;
     const char *z_err; /* why the data could not be searched (static text), NULL */
+    /* while inflating: the compressed bytes searched as they are too (a gzip header's file
+     * name, comment and extra field are not inflated output, and reach the bottle as they are) */
+    struct cred_scan *raw;
+    bool long_only; /* private: values under 8 bytes are not searched (raw: they would match
+                     * compressed data by chance) */
 };
 
 /* cred_scan_feed(): the data could not be searched (not gzip/zlib data, or it inflates past
@@ -141,7 +146,8 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
  * completes: a reader must not pass those on until it has fed more (or the stream ended). A
  * value or placeholder holds no control character, so nothing before the last CR or LF is
  * ever held. Inflated data: from the compressed step (CRED_INFLATE_STEP bytes, and the 3 before
- * it, where a code of the first byte may begin) whose inflation began the carried bytes. */
+ * it, where a code of the first byte may begin) whose inflation began the carried bytes, or
+ * from where the compressed bytes' own search (scanned as they are too) carries, if earlier. */
 size_t cred_scan_hold(const struct cred_scan *sc);
 /* A value search (cred_scan_set_values): of what cred_scan_hold() keeps back, only the bytes
  * that do begin a value or one of its base64 forms, in fed bytes (0: none does). *ret_long:

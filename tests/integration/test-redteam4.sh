@@ -113,6 +113,7 @@ req() { # req METHOD HOST PATH EXTRA-FIELDS [BODY]
     q ce-twice "$CH" "$(req GET "$CH" /ce-twice 'Authorization: Bearer PH_RT\r\n')" 4
     q ce-id-gzip "$CH" "$(req GET "$CH" /ce-id-gzip 'Authorization: Bearer PH_RT\r\n')" 4
     q ce-members "$CH" "$(req GET "$CH" /ce-split-members 'Authorization: Bearer PH_RT\r\n')" 4
+    q ce-fname "$CH" "$(req GET "$CH" /ce-fname 'Authorization: Bearer PH_RT\r\n')" 4
     q ce-dict "$CH" "$(req GET "$CH" /ce-dict 'Authorization: Bearer PH_RT\r\n')" 4
     q ce-truncated "$CH" "$(req GET "$CH" /ce-truncated 'Authorization: Bearer PH_RT\r\n')" 4
     b() { q "$1" "${3:-$CH}" "$(req GET "${3:-$CH}" "/$1" "$2")" 4; }
@@ -195,9 +196,12 @@ like "Transfer-Encoding: gzip (until close): 502 credential-unscannable" \
     "$(section te-gzip-close)" "HTTP/1.1 502.*credential-unscannable"
 like "Content-Encoding: gzip, gzip: refused (502)" "$(section ce-twice)" "HTTP/1.1 502"
 like "Content-Encoding: identity, gzip: refused (502)" "$(section ce-id-gzip)" "HTTP/1.1 502"
-# (cut: split-long, split-b64, split-short, ce-members, ce-truncated; eof-long is dropped)
-is "a reflection split across two gzip members, or in a gzip stream cut short: cut (5 cuts in all)" \
-    "$(grep -c "sent the real value of credential 'rt' back" "$T/err")" 5
+# (cut: split-long, split-b64, split-short, ce-members, ce-fname, ce-truncated; eof-long is
+# dropped)
+is "a reflection split across two gzip members, or in a gzip stream cut short: cut (6 cuts in all)" \
+    "$(grep -c "sent the real value of credential 'rt' back" "$T/err")" 6
+unlike "gzip with the value as the header's file name (FNAME, not inflated data): cut" \
+    "$(section ce-fname)" "${REAL:0:12}"
 like "a deflate stream with a preset dictionary: cut (credential-unscannable)" \
     "$(cat "$T/err")" "not valid gzip or deflate"
 

@@ -22,6 +22,7 @@ and so is what arrives after a 101 ("frame BYTES", repr). Paths:
     /ce-twice         Content-Encoding: gzip, gzip (one field), gzip(gzip(V))
     /ce-id-gzip       Content-Encoding: identity, gzip (one field), gzip(V)
     /ce-split-members two gzip members, V split across them
+    /ce-fname         gzip whose header's file name (FNAME) is V; the data is not
     /ce-dict          Content-Encoding: deflate, a zlib stream with a preset dictionary
     /ce-truncated     gzip of V and 64 KiB more, cut off after 2/3 (the origin closes)
     /empty            200 with Content-Length: 0, the connection kept open for 6 s
@@ -147,6 +148,13 @@ def serve(conn):
                  body)
         elif path == "/ce-split-members":
             body = gzip.compress(b"auth=" + V[:10]) + gzip.compress(V[10:] + b"\n")
+            http(conn, b"Content-Encoding: gzip\r\nContent-Length: %d\r\n" % len(body), body)
+        elif path == "/ce-fname":
+            import io
+            buf = io.BytesIO()
+            with gzip.GzipFile(filename=V.decode("latin-1"), mode="wb", fileobj=buf) as g:
+                g.write(b"nothing to see\n")
+            body = buf.getvalue()
             http(conn, b"Content-Encoding: gzip\r\nContent-Length: %d\r\n" % len(body), body)
         elif path == "/ce-dict":
             z = zlib.compressobj(zdict=b"auth=" + V)
