@@ -10,9 +10,9 @@ and so is what arrives after a 101 ("frame BYTES", repr). Paths:
   WebSocket (answered with a 101 whatever the request asked for):
     /ws-split-long    V's first 20 bytes, 1.5 s pause, the rest (a reflection split in time)
     /ws-split-b64     the same with base64("x:" + V)
-    /ws-split-short   V's first 5 bytes, 1.5 s pause, the rest
+    /ws-split-short   V's first 5 bytes, 2.5 s pause, the rest
     /ws-eof-long      V's first 20 bytes, then the origin closes
-    /ws-stream        "m1 hello\\n", 1.5 s, "m2 " + V[:4] (ends in a short beginning), 1.5 s,
+    /ws-stream        "m1 hello\\n", 2.5 s, "m2 " + V[:4] (ends in a short beginning), 2.5 s,
                       "m3 end\\n", close: an interactive stream, timed by the client
     /ws-echo          echoes what it receives (and logs it)
     /ws-ext           a 101 choosing permessage-deflate (not offered), a compressed frame of V
@@ -119,7 +119,7 @@ def serve(conn):
                 conn.sendall(b[24:] + b"\n")
             elif path == "/ws-split-short":
                 conn.sendall(b"reflect: " + V[:5])
-                time.sleep(1.5)
+                time.sleep(2.5)
                 conn.sendall(V[5:] + b"\n")
             elif path == "/ws-eof-long":
                 conn.sendall(b"reflect: " + V[:20])
@@ -127,9 +127,9 @@ def serve(conn):
                 return
             elif path == "/ws-stream":
                 conn.sendall(b"m1 hello\n")
-                time.sleep(1.5)
+                time.sleep(2.5)
                 conn.sendall(b"m2 " + V[:4])
-                time.sleep(1.5)
+                time.sleep(2.5)
                 conn.sendall(b"m3 end\n")
                 time.sleep(0.3)
                 return
