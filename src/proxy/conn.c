@@ -1329,6 +1329,8 @@ static int step_read_resp(struct conn *c)
             }
             if (conn_reflected(c, 0))
                 return 0;
+            if (c->scan_resp) /* what follows is frames */
+                cred_scan_set_websocket(&c->reflect_scan);
             buf_consume(&c->uin, (size_t)end);
             c->resp_scan = 0;
             if (c->uin.len) { /* frames right behind the 101: relayed, and searched */

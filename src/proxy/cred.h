@@ -112,6 +112,12 @@ struct cred_scan {
     struct cred_scan *raw;
     bool long_only; /* private: values under 8 bytes are not searched (raw: they would match
                      * compressed data by chance) */
+    /* after a 101 to websocket (cred_scan_set_websocket): the data frames' payload, joined */
+    struct cred_scan *ws;
+    unsigned char ws_hdr[14]; /* private: the frame header being read */
+    unsigned ws_hdr_len, ws_need;
+    uint64_t ws_left, ws_pos;
+    bool ws_data;
 };
 
 /* cred_scan_feed(): the data could not be searched (not gzip/zlib data, or it inflates past
@@ -138,6 +144,10 @@ void cred_scan_set_chunked(struct cred_scan *sc);
  * chunked framing, if any) is inflated and the inflated bytes are searched, while the caller
  * relays the compressed ones. Call after the head was fed. Returns 0 or -ENOMEM. */
 int cred_scan_set_inflate(struct cred_scan *sc);
+/* The bytes fed from now on are WebSocket frames from a server (RFC 6455): searched as they
+ * are, and the payload of the data frames as one stream too (a value split across fragments,
+ * control frames between them, is found). */
+void cred_scan_set_websocket(struct cred_scan *sc);
 /* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
  * value) occurs in the stream so far (>= 0), -1, or CRED_SCAN_UNSCANNABLE (sc->z_err says
  * why). */

@@ -1,7 +1,9 @@
 /*
  * Fuzz what the WebSocket relay holds back (cred_scan_hold_prefix): only the bytes that begin
  * a value or one of its base64 forms, a "long" beginning never released on a timer. Input: a
- * byte for the cut size (1..256), then the data, fed in cuts to a value search. After each
+ * byte for the cut size (1..128; bit 7: the data is WebSocket frames, whose joined payload is
+ * searched too, so only the lower bounds below are checked), then the data, fed in cuts to a
+ * value search. After each
  * feed with no finding, checked by brute force against every needle (the values and their
  * stable base64 at the three alignments):
  *   - every tail of the stream that is a proper prefix of a needle lies within the held bytes
@@ -40,10 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cred_store *s;
     struct cred_scan sc;
     size_t step, fed = 0;
+    bool ws;
 
     if (size < 2 || size > 16384)
         return 0;
-    step = 1 + data[0];
+    ws = data[0] & 0x80; /* the data as WebSocket frames (cred_scan_set_websocket) */
+    step = 1 + (data[0] & 0x7f);
     data++;
     size--;
     for (size_t v = 0; v < 2; v++) {
@@ -60,6 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     s = store();
     cred_scan_init(&sc);
     cred_scan_set_values(&sc);
+    if (ws)
+        cred_scan_set_websocket(&sc);
     while (fed < size) {
         size_t n = size - fed < step ? size - fed : step;
         bool lng = false, want_long = false;
@@ -78,7 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     if (k >= CRED_PREFIX_LONG || 2 * k >= nlen[i])
                         want_long = true;
                 }
-        if (best > h || h != best || lng != want_long)
+        /* frames: the joined payload may hold more back than the bytes as they are */
+        if (best > h || (!ws && (h != best || lng != want_long)) || (want_long && !lng))
             abort();
     }
     cred_scan_done(&sc);

@@ -97,6 +97,7 @@ req() { # req METHOD HOST PATH EXTRA-FIELDS [BODY]
     q() { printf "echo '== %s'; python3 c.py %s %s %q %s\n" "$1" "$2" "$P" "$3" "${4-}"; }
     q split-long "$CH" "$(ws_get "$CH" /ws-split-long)"
     q split-b64 "$CH" "$(ws_get "$CH" /ws-split-b64)"
+    q frag "$CH" "$(ws_get "$CH" /ws-frag)"
     q split-short "$CH" "$(ws_get "$CH" /ws-split-short)"
     q eof-long "$CH" "$(ws_get "$CH" /ws-eof-long)"
     q stream "$CH" "$(ws_get "$CH" /ws-stream)"
@@ -148,6 +149,10 @@ unlike "ws: a reflection split 1.5 s apart: not one byte of the value's first 8 
 is "... the connection is cut when the rest arrives" "$(tail -1 <<<"$sec")" end
 sec=$(section split-b64)
 unlike "ws: the same with the value's base64 (a reflected Basic header)" "$sec" "${B64_REAL:4:8}"
+sec=$(section frag)
+unlike "ws: a value split across two fragments of a message (a ping between): none of it out" \
+    "$sec" "${REAL:0:8}"
+is "... the connection is cut when the second fragment arrives" "$(tail -1 <<<"$sec")" end
 sec=$(section split-short)
 like "ws: a short beginning (5 bytes) is let go after 100 ms (a stream is not stalled)" "$sec" \
     "${REAL:0:5}"
@@ -196,10 +201,10 @@ like "Transfer-Encoding: gzip (until close): 502 credential-unscannable" \
     "$(section te-gzip-close)" "HTTP/1.1 502.*credential-unscannable"
 like "Content-Encoding: gzip, gzip: refused (502)" "$(section ce-twice)" "HTTP/1.1 502"
 like "Content-Encoding: identity, gzip: refused (502)" "$(section ce-id-gzip)" "HTTP/1.1 502"
-# (cut: split-long, split-b64, split-short, ce-members, ce-fname, ce-truncated; eof-long is
-# dropped)
-is "a reflection split across two gzip members, or in a gzip stream cut short: cut (6 cuts in all)" \
-    "$(grep -c "sent the real value of credential 'rt' back" "$T/err")" 6
+# (cut: split-long, split-b64, frag, split-short, ce-members, ce-fname, ce-truncated; eof-long
+# is dropped)
+is "a reflection split across two gzip members, or in a gzip stream cut short: cut (7 cuts in all)" \
+    "$(grep -c "sent the real value of credential 'rt' back" "$T/err")" 7
 unlike "gzip with the value as the header's file name (FNAME, not inflated data): cut" \
     "$(section ce-fname)" "${REAL:0:12}"
 like "a deflate stream with a preset dictionary: cut (credential-unscannable)" \

@@ -10,6 +10,8 @@ and so is what arrives after a 101 ("frame BYTES", repr). Paths:
   WebSocket (answered with a 101 whatever the request asked for):
     /ws-split-long    V's first 20 bytes, 1.5 s pause, the rest (a reflection split in time)
     /ws-split-b64     the same with base64("x:" + V)
+    /ws-frag          V in two frames of one message (the first ending after 15 bytes of V), 1.5
+                      s apart, a ping between them
     /ws-split-short   V's first 5 bytes, 2.5 s pause, the rest
     /ws-eof-long      V's first 20 bytes, then the origin closes
     /ws-stream        "m1 hello\\n", 2.5 s, "m2 " + V[:4] (ends in a short beginning), 2.5 s,
@@ -117,6 +119,12 @@ def serve(conn):
                 conn.sendall(b"basic: " + b[:24])
                 time.sleep(1.5)
                 conn.sendall(b[24:] + b"\n")
+            elif path == "/ws-frag":
+                first = b"reflect: " + V[:15]
+                conn.sendall(bytes([0x01, len(first)]) + first)  # text, not final
+                time.sleep(1.5)
+                rest = V[15:] + b"\n"
+                conn.sendall(bytes([0x89, 4]) + b"ping" + bytes([0x80, len(rest)]) + rest)
             elif path == "/ws-split-short":
                 conn.sendall(b"reflect: " + V[:5])
                 time.sleep(2.5)
