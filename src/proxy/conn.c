@@ -522,6 +522,8 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
     if (!req->is_connect) {
         c->req_body = req->body;
         c->req_remaining = req->content_length;
+        if (c->req_body == HTTP_BODY_LENGTH && !c->req_remaining)
+            c->req_body = HTTP_BODY_NONE; /* Content-Length: 0: nothing to wait for */
         http_chunked_init(&c->req_chunked);
         c->scan_body = cred_store_count(px->creds) > 0;
         cred_scan_done(&c->req_scan);
@@ -1227,6 +1229,33 @@ static int content_coding(const struct http_response *resp, struct slice *ret_na
     return k;
 }
 
+/* A transfer coding other than chunked (gzip, deflate, compress: RFC 9112 7), named in
+ * *ret_name: the search reads only the chunked framing's data, and the bottle can undo the
+ * coding itself, so a value in it would pass unseen. */
+static bool transfer_coded(const struct http_response *resp, struct slice *ret_name)
+{
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        struct slice v = resp->headers[i].value;
+        if (!slice_eq_nocase_cstr(resp->headers[i].name, "transfer-encoding"))
+            continue;
+        for (size_t s = 0, e; s < v.len; s = e + 1) {
+            struct slice tok;
+            for (e = s; e < v.len && v.p[e] != ','; e++)
+                ;
+            tok = slice_make(v.p + s, e - s);
+            while (tok.len && (tok.p[0] == ' ' || tok.p[0] == '\t'))
+                tok = slice_make(tok.p + 1, tok.len - 1);
+            while (tok.len && (tok.p[tok.len - 1] == ' ' || tok.p[tok.len - 1] == '\t'))
+                tok.len--;
+            if (tok.len && !slice_eq_nocase_cstr(tok, "chunked")) {
+                *ret_name = tok;
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
 /* The reflection search cannot read the body (cred_scan_feed said CRED_SCAN_UNSCANNABLE): the
  * head is out already, so cut the connection. */
 static void conn_resp_unscannable(struct conn *c)
@@ -1290,6 +1319,14 @@ static int step_read_resp(struct conn *c)
         return 1;
     }
     if (resp.status >= 100 && resp.status < 200) {
+        if (resp.status == 101 && c->ws && c->scan_resp && upgrade_accepted(&resp) &&
+            upgrade_extended(&resp)) {
+            conn_upstream_error(c, 502, "credential-unscannable",
+                                "the origin switched to websocket with an extension it was not "
+                                "offered (Sec-WebSocket-Extensions: compressed frames), which "
+                                "the proxy cannot search for the credentials' values");
+            return 1;
+        }
         if (resp.status == 101 && c->ws && upgrade_accepted(&resp)) {
             /* The switch to websocket the request asked for: the 101 goes to the client with
              * the upgrade fields, then bytes flow both ways (upgrade.c). */
@@ -1303,6 +1340,8 @@ static int step_read_resp(struct conn *c)
             }
             if (conn_reflected(c, 0))
                 return 0;
+            if (c->scan_resp) /* what follows is frames */
+                cred_scan_set_websocket(&c->reflect_scan);
             buf_consume(&c->uin, (size_t)end);
             c->resp_scan = 0;
             if (c->uin.len) { /* frames right behind the 101: relayed, and searched */
@@ -1351,6 +1390,8 @@ static int step_read_resp(struct conn *c)
     c->status = (int)resp.status;
     c->resp_body = resp.body;
     c->resp_remaining = resp.content_length;
+    if (c->resp_body == HTTP_BODY_LENGTH && !c->resp_remaining)
+        c->resp_body = HTTP_BODY_NONE; /* Content-Length: 0: complete with its head */
     http_chunked_init(&c->resp_chunked);
     c->upstream_reusable = resp.keep_alive && resp.body != HTTP_BODY_CLOSE;
     c->client_keep_alive = c->client_keep_alive && resp.body != HTTP_BODY_CLOSE;
@@ -1362,6 +1403,17 @@ static int step_read_resp(struct conn *c)
     }
     struct slice coding = SLICE_NULL;
     int coded = c->resp_identity ? content_coding(&resp, &coding) : 0;
+    if (coded >= 0 && c->resp_identity && transfer_coded(&resp, &coding)) {
+        char text[256];
+        buf_reset(&c->tocl);
+        snprintf(text, sizeof(text),
+                 "the response to a request carrying a credential has the transfer coding "
+                 "\"%.*s\" (Transfer-Encoding), which the proxy does not decode to search it "
+                 "for the credential's value (only chunked is relayed)",
+                 (int)MIN(coding.len, (size_t)64), coding.p);
+        conn_upstream_error(c, 502, "credential-unscannable", text);
+        return 1;
+    }
     if (coded < 0) {
         /* An encoding the search cannot read (br, zstd, ...): the value would pass unseen
          * (the request asked for identity, build_with_creds): not relayed. */

@@ -517,6 +517,14 @@ void cred_scan_init(struct cred_scan *sc)
 
 void cred_scan_done(struct cred_scan *sc)
 {
+    if (sc->raw) {
+        cred_scan_done(sc->raw);
+        free(sc->raw);
+    }
+    if (sc->ws) {
+        cred_scan_done(sc->ws);
+        free(sc->ws);
+    }
     if (sc->z) {
         inflateEnd(sc->z);
         free(sc->z);
@@ -554,6 +562,12 @@ int cred_scan_set_inflate(struct cred_scan *sc)
         return -ENOMEM;
     }
     sc->z = z;
+    if (!sc->raw) {
+        sc->raw = xcalloc(1, sizeof(*sc->raw));
+        cred_scan_init(sc->raw);
+        cred_scan_set_values(sc->raw);
+        sc->raw->long_only = true;
+    }
     sc->z_end = false;
     sc->z_in = sc->z_out = 0;
     sc->z_err = NULL;
@@ -627,7 +641,11 @@ static int inflate_scan(const struct cred_store *s, struct cred_scan *sc, const 
 static int scan_data(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len,
                      uint64_t raw_at)
 {
-    return sc->z ? inflate_scan(s, sc, p, len, raw_at) : scan_plain(s, sc, p, len, raw_at, 1);
+    if (!sc->z)
+        return scan_plain(s, sc, p, len, raw_at, 1);
+    /* the compressed bytes as they are first: what the bottle gets without inflating */
+    int hit = scan_plain(s, sc->raw, p, len, raw_at, 1);
+    return hit >= 0 ? hit : inflate_scan(s, sc, p, len, raw_at);
 }
 
 /* The chunk data inside raw chunked bytes (already checked by the framing scanner, so this
@@ -692,6 +710,8 @@ static int scan_all(const struct cred_store *s, const struct cred_scan *sc, stru
     if (sc->values) {
         for (size_t i = 0; i < s->n; i++) {
             const struct cred *c = &s->v[i];
+            if (sc->long_only && c->value_len < CRED_B64_MIN)
+                continue;
             if (hay.len >= c->value_len && memmem(hay.p, hay.len, c->value, c->value_len))
                 return (int)i;
             /* base64 (a reflected Basic header); too short a form would match by chance */
@@ -708,6 +728,79 @@ static int scan_all(const struct cred_store *s, const struct cred_scan *sc, stru
     return -1;
 }
 
+void cred_scan_set_websocket(struct cred_scan *sc)
+{
+    if (sc->ws)
+        return;
+    sc->ws = xcalloc(1, sizeof(*sc->ws));
+    cred_scan_init(sc->ws);
+    cred_scan_set_values(sc->ws);
+    sc->ws_need = 2;
+}
+
+/*
+ * RFC 6455 5.2 frames in the relayed bytes (already searched as they are): the payload of the
+ * data frames (text, binary, continuation), unmasked, is searched as one stream by sc->ws, so a
+ * value split across fragments (with control frames between) is found; positions are the raw
+ * ones, for the hold-back.
+ */
+static int scan_frames(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
+{
+    for (size_t i = 0; i < len;) {
+        if (sc->ws_hdr_len < sc->ws_need) { /* the header */
+            sc->ws_hdr[sc->ws_hdr_len++] = (unsigned char)p[i++];
+            if (sc->ws_hdr_len == 2) {
+                unsigned l7 = sc->ws_hdr[1] & 0x7f;
+                sc->ws_need = 2 +
+                              (l7 == 126   ? 2
+                               : l7 == 127 ? 8
+                                           : 0) +
+                              (sc->ws_hdr[1] & 0x80 ? 4 : 0);
+            }
+            if (sc->ws_hdr_len == sc->ws_need) {
+                unsigned l7 = sc->ws_hdr[1] & 0x7f, n = l7 == 126 ? 2 : l7 == 127 ? 8 : 0;
+                uint64_t plen = n ? 0 : l7;
+                for (unsigned k = 0; k < n; k++)
+                    plen = plen << 8 | sc->ws_hdr[2 + k];
+                sc->ws_left = plen;
+                sc->ws_pos = 0;
+                sc->ws_data = (sc->ws_hdr[0] & 0x0f) <= 2;
+                if (!plen) {
+                    sc->ws_hdr_len = 0;
+                    sc->ws_need = 2;
+                }
+            }
+            continue;
+        }
+        size_t take = (size_t)MIN((uint64_t)(len - i), sc->ws_left);
+        if (sc->ws_data) {
+            char buf[512];
+            for (size_t done = 0; done < take;) {
+                size_t n = MIN(take - done, sizeof(buf));
+                memcpy(buf, p + i + done, n);
+                if (sc->ws_hdr[1] & 0x80) { /* masked (a server must not; undone anyway) */
+                    const unsigned char *key = sc->ws_hdr + sc->ws_need - 4;
+                    for (size_t k = 0; k < n; k++)
+                        buf[k] ^= (char)key[(sc->ws_pos + done + k) & 3];
+                }
+                int hit = scan_plain(s, sc->ws, buf, n, sc->raw_total + i + done, 1);
+                explicit_bzero(buf, n);
+                if (hit >= 0)
+                    return hit;
+                done += n;
+            }
+        }
+        i += take;
+        sc->ws_pos += take;
+        sc->ws_left -= take;
+        if (!sc->ws_left) {
+            sc->ws_hdr_len = 0;
+            sc->ws_need = 2;
+        }
+    }
+    return -1;
+}
+
 int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char *p, size_t len)
 {
     int hit;
@@ -717,17 +810,99 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
     if (sc->z_err)
         return CRED_SCAN_UNSCANNABLE;
     hit = sc->chunked ? scan_chunked(s, sc, p, len) : scan_data(s, sc, p, len, sc->raw_total);
+    if (hit == -1 && sc->ws)
+        hit = scan_frames(s, sc, p, len);
     sc->raw_total += len;
     return hit;
 }
 
 size_t cred_scan_hold(const struct cred_scan *sc)
 {
+    size_t h = 0;
+
+    if (sc->raw && sc->raw->carry_len) /* the compressed bytes' own search */
+        h = (size_t)(sc->raw_total - sc->raw->carry_raw[0]);
+    if (sc->ws && sc->ws->carry_len) /* the WebSocket payload's */
+        h = MAX(h, (size_t)(sc->raw_total - sc->ws->carry_raw[0]));
     if (!sc->carry_len)
-        return 0;
+        return h;
     if (!sc->carry_raw) /* placeholders: raw and scanned bytes are the same */
         return sc->carry_len;
-    return (size_t)(sc->raw_total - sc->carry_raw[0]);
+    return MAX(h, (size_t)(sc->raw_total - sc->carry_raw[0]));
+}
+
+/* The length of the longest tail of t[0..n) that is a proper prefix of needle (KMP: the
+ * automaton's state after t; f is scratch for needle_len entries). */
+static size_t tail_prefix(const char *t, size_t n, const char *needle, size_t needle_len,
+                          uint16_t *f)
+{
+    size_t k = 0;
+
+    if (needle_len < 2)
+        return 0;
+    if (n > needle_len - 1) { /* a longer tail cannot be a proper prefix */
+        t += n - (needle_len - 1);
+        n = needle_len - 1;
+    }
+    f[0] = 0;
+    for (size_t i = 1; i < needle_len; i++) {
+        while (k && needle[i] != needle[k])
+            k = f[k - 1];
+        if (needle[i] == needle[k])
+            k++;
+        f[i] = (uint16_t)k;
+    }
+    k = 0;
+    for (size_t i = 0; i < n; i++) {
+        while (k && (k == needle_len || t[i] != needle[k]))
+            k = f[k - 1];
+        if (t[i] == needle[k])
+            k++;
+    }
+    return k < needle_len ? k : 0;
+}
+
+/* cred_scan_hold_prefix() for one scanner's carry, in raw bytes up to raw_total. */
+static size_t hold_prefix_one(const struct cred_store *s, const struct cred_scan *sc,
+                              uint64_t raw_total, bool *ret_long)
+{
+    uint16_t f[CRED_VALUE_MAX * 4 / 3 + 4];
+    size_t best = 0;
+
+    if (!sc->values || !sc->carry_len)
+        return 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const struct cred *c = &s->v[i];
+        for (unsigned k = 0; k < 4; k++) {
+            const char *nd = k == 3 ? c->value : c->b64[k];
+            size_t nl = k == 3 ? c->value_len : c->b64_len[k];
+            size_t l;
+            if (k < 3 && nl < CRED_B64_MIN)
+                continue; /* not searched (scan_all) */
+            l = tail_prefix(sc->carry, sc->carry_len, nd, nl, f);
+            if (l >= CRED_PREFIX_LONG || (l && 2 * l >= nl))
+                *ret_long = true;
+            best = MAX(best, l);
+        }
+    }
+    if (!best)
+        return 0;
+    if (!sc->carry_raw)
+        return best;
+    return (size_t)(raw_total - sc->carry_raw[sc->carry_len - best]);
+}
+
+size_t cred_scan_hold_prefix(const struct cred_store *s, const struct cred_scan *sc, bool *ret_long)
+{
+    size_t h;
+
+    *ret_long = false;
+    if (!s)
+        return 0;
+    h = hold_prefix_one(s, sc, sc->raw_total, ret_long);
+    if (sc->ws) /* the frames' payload, joined */
+        h = MAX(h, hold_prefix_one(s, sc->ws, sc->raw_total, ret_long));
+    return h;
 }
 
 static bool is_ctl(char ch)

@@ -107,6 +107,17 @@ struct cred_scan {
     bool z_end;          /* a gzip member or zlib stream ended: the next byte starts another */
     uint64_t z_in, z_out;
     const char *z_err; /* why the data could not be searched (static text), NULL */
+    /* while inflating: the compressed bytes searched as they are too (a gzip header's file
+     * name, comment and extra field are not inflated output, and reach the bottle as they are) */
+    struct cred_scan *raw;
+    bool long_only; /* private: values under 8 bytes are not searched (raw: they would match
+                     * compressed data by chance) */
+    /* after a 101 to websocket (cred_scan_set_websocket): the data frames' payload, joined */
+    struct cred_scan *ws;
+    unsigned char ws_hdr[14]; /* private: the frame header being read */
+    unsigned ws_hdr_len, ws_need;
+    uint64_t ws_left, ws_pos;
+    bool ws_data;
 };
 
 /* cred_scan_feed(): the data could not be searched (not gzip/zlib data, or it inflates past
@@ -133,6 +144,10 @@ void cred_scan_set_chunked(struct cred_scan *sc);
  * chunked framing, if any) is inflated and the inflated bytes are searched, while the caller
  * relays the compressed ones. Call after the head was fed. Returns 0 or -ENOMEM. */
 int cred_scan_set_inflate(struct cred_scan *sc);
+/* The bytes fed from now on are WebSocket frames from a server (RFC 6455): searched as they
+ * are, and the payload of the data frames as one stream too (a value split across fragments,
+ * control frames between them, is found). */
+void cred_scan_set_websocket(struct cred_scan *sc);
 /* Feed len more bytes of the stream. Returns the index of a credential whose placeholder (or
  * value) occurs in the stream so far (>= 0), -1, or CRED_SCAN_UNSCANNABLE (sc->z_err says
  * why). */
@@ -141,5 +156,13 @@ int cred_scan_feed(const struct cred_store *s, struct cred_scan *sc, const char 
  * completes: a reader must not pass those on until it has fed more (or the stream ended). A
  * value or placeholder holds no control character, so nothing before the last CR or LF is
  * ever held. Inflated data: from the compressed step (CRED_INFLATE_STEP bytes, and the 3 before
- * it, where a code of the first byte may begin) whose inflation began the carried bytes. */
+ * it, where a code of the first byte may begin) whose inflation began the carried bytes, or
+ * from where the compressed bytes' own search (scanned as they are too) carries, if earlier. */
 size_t cred_scan_hold(const struct cred_scan *sc);
+/* A value search (cred_scan_set_values): of what cred_scan_hold() keeps back, only the bytes
+ * that do begin a value or one of its base64 forms, in fed bytes (0: none does). *ret_long:
+ * that beginning is CRED_PREFIX_LONG bytes or more of one (or half of a shorter one), too much
+ * of a value to let go on a timer (the WebSocket relay, upgrade.c). */
+#define CRED_PREFIX_LONG 8
+size_t cred_scan_hold_prefix(const struct cred_store *s, const struct cred_scan *sc,
+                             bool *ret_long);

@@ -125,6 +125,10 @@ struct conn {
     bool is_head;
     bool ws;         /* the request asks for a WebSocket upgrade (upgrade.c) */
     bool ws_release; /* CS_UPGRADED: the bytes held back waited UPGRADE_HOLD_MS; let them go */
+    /* CS_UPGRADED: cred_scan_hold_prefix() as of ws_prefix_at bytes searched (upgrade.c) */
+    uint64_t ws_prefix_at;
+    size_t ws_prefix;
+    bool ws_prefix_long;
     bool client_keep_alive;
     bool upstream_reusable;
     bool audited;
@@ -250,6 +254,9 @@ void proxy_audit_refused_conn(struct proxy *px, const char *reason, int status);
 #define UPGRADE_HOLD_MS 100
 bool upgrade_requested(const struct http_request *req);
 bool upgrade_accepted(const struct http_response *resp);
+/* The 101 names an extension (permessage-deflate: compressed frames), which the request never
+ * offered (the proxy drops the offer): frames the reflection search could not read. */
+bool upgrade_extended(const struct http_response *resp);
 int upgrade_finish_request(struct buf *head);
 int upgrade_finish_response(struct buf *head);
 void upgrade_start(struct conn *c);

@@ -63,6 +63,15 @@ bool upgrade_accepted(const struct http_response *resp)
     return resp->status == 101 && fields_ask_websocket(resp->headers, resp->n_headers);
 }
 
+bool upgrade_extended(const struct http_response *resp)
+{
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (slice_eq_nocase_cstr(resp->headers[i].name, "sec-websocket-extensions") &&
+            resp->headers[i].value.len)
+            return true;
+    return false;
+}
+
 /*
  * head is a complete head (ending in CRLF CRLF) built without hop-by-hop fields: drop every
  * `Sec-WebSocket-Extensions` line (request only) and add the two upgrade fields before the
@@ -114,17 +123,35 @@ void upgrade_start(struct conn *c)
     c->client_keep_alive = false;
     c->resp_hold = 0;
     c->ws_release = false;
+    c->ws_prefix_at = 0; /* not computed yet */
     c->deadline = 0;
     c->state = CS_UPGRADED;
 }
 
-/* What stays back of tocl: the bytes that could begin a value, unless the origin ended or
- * they waited UPGRADE_HOLD_MS already. */
-static size_t hold_of(const struct conn *c)
+/*
+ * What stays back of tocl: the bytes at its end that begin a value (or one of its base64
+ * forms; cred_scan_hold_prefix). A short beginning (under CRED_PREFIX_LONG bytes) waits at
+ * most UPGRADE_HOLD_MS, so an interactive stream that happens to end in one is not stalled; a
+ * longer one waits until the next bytes show it is not a value (or complete it: cut), however
+ * long the origin pauses, so a reflection split across slow writes gives away at most the
+ * short beginning. *ret_long says which (for the timer).
+ */
+static size_t hold_of(struct conn *c, bool *ret_long)
 {
-    if (!c->scan_resp || c->u.eof || c->ws_release)
+    size_t h;
+
+    *ret_long = false;
+    if (!c->scan_resp || !c->tocl.len)
         return 0;
-    return MIN(cred_scan_hold(&c->reflect_scan), c->tocl.len);
+    if (c->ws_prefix_at != c->reflect_scan.raw_total + 1) { /* searched more since */
+        c->ws_prefix = cred_scan_hold_prefix(c->px->creds, &c->reflect_scan, &c->ws_prefix_long);
+        c->ws_prefix_at = c->reflect_scan.raw_total + 1;
+    }
+    h = c->ws_prefix;
+    *ret_long = c->ws_prefix_long;
+    if (!h || (c->ws_release && !*ret_long) || (c->u.eof && !*ret_long))
+        return 0;
+    return MIN(h, c->tocl.len);
 }
 
 /* Read from src into b while b has room; > 0 bytes, 0 would block or full, -EPIPE end. */
@@ -140,6 +167,7 @@ static int fill(struct side *src, struct buf *b)
 int upgrade_step(struct conn *c)
 {
     int progress = 0, r;
+    bool held_long = false;
 
     /* client -> origin */
     for (int round = 0; round < 4; round++) {
@@ -167,10 +195,10 @@ int upgrade_step(struct conn *c)
     }
 
     /* origin -> client: searched while values are held; a value could end in the next read,
-     * so the bytes that could begin one wait (released at the origin's end) */
+     * so the bytes that could begin one wait (hold_of) */
     for (int round = 0; round < 4; round++) {
         size_t before = c->tocl.len;
-        c->resp_hold = hold_of(c);
+        c->resp_hold = hold_of(c, &held_long);
         if (c->tocl.len > c->resp_hold) {
             ssize_t n = c->c.tp->send(&c->c, c->tocl.p, c->tocl.len - c->resp_hold);
             if (n < 0)
@@ -201,8 +229,16 @@ int upgrade_step(struct conn *c)
     }
     if (c->ws_release && !c->tocl.len)
         c->ws_release = false; /* what waited is out */
-    c->resp_hold = hold_of(c);
-    if (!c->resp_hold || !c->tocl.len)
+    c->resp_hold = hold_of(c, &held_long);
+    if (c->u.eof && c->resp_hold) {
+        /* The origin ended on the beginning of a value: those bytes never go out (a
+         * reflection cut short by the origin's end is still most of a value). */
+        explicit_bzero(c->tocl.p + c->tocl.len - c->resp_hold, c->resp_hold);
+        c->tocl.len -= c->resp_hold;
+        c->resp_hold = 0;
+        progress = 1;
+    }
+    if (!c->resp_hold || held_long)
         c->deadline = 0;
     else if (!c->deadline)
         c->deadline = loop_now(c->px->loop) + (uint64_t)UPGRADE_HOLD_MS * 1000000ull;

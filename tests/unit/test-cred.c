@@ -290,6 +290,120 @@ static void test_scan_values(void **state)
     cred_store_free(s);
 }
 
+/* The WebSocket relay holds only the bytes that begin a value (cred_scan_hold_prefix): none
+ * for text that begins none, the beginning itself otherwise, "long" from CRED_PREFIX_LONG
+ * bytes (or half a short value) on. */
+/* A value in a gzip header's file name (FNAME) is not inflated output, and reaches the bottle
+ * as it is: the compressed bytes are searched too, and held back like the inflated ones. */
+static void test_scan_inflate_fname(void **state)
+{
+    static const unsigned char hdr[] = { 0x1f, 0x8b, 8, 8, 0, 0, 0, 0, 0, 0xff };
+    static const unsigned char tail[] = { 3, 0, 0, 0, 0, 0, 0, 0, 0, 0 }; /* empty data */
+    struct cred_store *s = two();
+    unsigned char gz[64];
+    size_t n = 0;
+    (void)state;
+
+    memcpy(gz, hdr, sizeof(hdr));
+    n = sizeof(hdr);
+    memcpy(gz + n, "sk-REAL secret", 15); /* with its NUL */
+    n += 15;
+    memcpy(gz + n, tail, sizeof(tail));
+    n += sizeof(tail);
+    for (size_t cut = 1; cut < n; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_set_inflate(&sc), 0);
+        hit = cred_scan_feed(s, &sc, (const char *)gz, cut);
+        if (hit == -1) {
+            /* what may go out before the rest: not the whole name */
+            assert_true(cut - cred_scan_hold(&sc) <= sizeof(hdr) + 13);
+            hit = cred_scan_feed(s, &sc, (const char *)gz + cut, n - cut);
+        }
+        assert_int_equal(hit, 0);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+/* WebSocket frames: a value split across the fragments of a message, a ping between them,
+ * or in a masked frame, is found in the joined payload, and held back until it is. */
+static void test_scan_websocket(void **state)
+{
+    static const char frag[] = "\x01\x06sk-REA" /* text, not final */
+                               "\x89\x02hi"     /* a ping between */
+                               "\x80\x08L secret";
+    char masked[2 + 4 + 14];
+    static const unsigned char key[4] = { 0x12, 0x34, 0x56, 0x78 };
+    struct cred_store *s = two();
+    (void)state;
+
+    masked[0] = (char)0x81;
+    masked[1] = (char)(0x80 | 14);
+    memcpy(masked + 2, key, 4);
+    for (size_t k = 0; k < 14; k++)
+        masked[6 + k] = (char)("sk-REAL secret"[k] ^ key[k & 3]);
+    for (size_t cut = 1; cut < sizeof(frag) - 1; cut++) {
+        struct cred_scan sc;
+        int hit;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        cred_scan_set_websocket(&sc);
+        hit = cred_scan_feed(s, &sc, frag, cut);
+        if (hit == -1) {
+            /* what may go out before the rest: the first frame's header at most */
+            assert_true(cut - cred_scan_hold(&sc) <= 2);
+            hit = cred_scan_feed(s, &sc, frag + cut, sizeof(frag) - 1 - cut);
+        }
+        assert_int_equal(hit, 0);
+        cred_scan_done(&sc);
+    }
+    {
+        struct cred_scan sc;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        cred_scan_set_websocket(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, masked, sizeof(masked)), 0);
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
+static void test_scan_hold_prefix(void **state)
+{
+    static const struct {
+        const char *text;
+        size_t hold;
+        bool lng;
+    } cases[] = {
+        { "hello world", 0, false },                      /* no beginning of a value */
+        { "hello sk-R", 4, false },                       /* short: the timer may let it go */
+        { "hello sk-REAL s", 9, true },                   /* 9 bytes of "sk-REAL secret" */
+        { "x sk-sk-RE", 5, false },                       /* the longest tail that begins it */
+        { "npm", 3, false },                              /* 3 of 7: under half */
+        { "npmR", 4, true },                              /* 4 of 7: half or more */
+        { "sk-REAL secre\nsk", 2, false },                /* nothing before a line break */
+        { "Basic eC1hY2Nlc3MtdG9rZW46bnBtUkV", 7, true }, /* 7 of its 8 stable base64 */
+    };
+    struct cred_store *s = two();
+    (void)state;
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        struct cred_scan sc;
+        bool lng = !cases[i].lng;
+        cred_scan_init(&sc);
+        cred_scan_set_values(&sc);
+        assert_int_equal(cred_scan_feed(s, &sc, cases[i].text, strlen(cases[i].text)), -1);
+        assert_int_equal(cred_scan_hold_prefix(s, &sc, &lng), cases[i].hold);
+        assert_int_equal(lng, cases[i].lng);
+        assert_true(cases[i].hold <= cred_scan_hold(&sc));
+        cred_scan_done(&sc);
+    }
+    cred_store_free(s);
+}
+
 /* A reader passes on only what cred_scan_hold() does not keep back: nothing of a value that
  * the next feed completes leaves early, plain or split by chunk framing (raw offsets). */
 /* An origin that reflects an Authorization: Basic header hands back the value in base64: the
@@ -497,11 +611,13 @@ static void test_scan_hold(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_wire_refusals), cmocka_unit_test(test_check_head),
-        cmocka_unit_test(test_substitute),    cmocka_unit_test(test_scan_streaming),
-        cmocka_unit_test(test_scan_chunked),  cmocka_unit_test(test_scan_values),
-        cmocka_unit_test(test_scan_hold),     cmocka_unit_test(test_scan_values_b64),
-        cmocka_unit_test(test_scan_inflate),  cmocka_unit_test(test_scan_inflate_edges),
+        cmocka_unit_test(test_wire_refusals),      cmocka_unit_test(test_check_head),
+        cmocka_unit_test(test_substitute),         cmocka_unit_test(test_scan_streaming),
+        cmocka_unit_test(test_scan_chunked),       cmocka_unit_test(test_scan_values),
+        cmocka_unit_test(test_scan_hold),          cmocka_unit_test(test_scan_values_b64),
+        cmocka_unit_test(test_scan_hold_prefix),   cmocka_unit_test(test_scan_websocket),
+        cmocka_unit_test(test_scan_inflate_fname), cmocka_unit_test(test_scan_inflate),
+        cmocka_unit_test(test_scan_inflate_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
