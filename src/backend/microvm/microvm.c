@@ -14,7 +14,9 @@
  * supervisor's pipes (the virtio console is QEMU's stdio: the command's stdout and stderr,
  * merged), the share fds as /proc/self/fd/N, and nothing else; then accepts QEMU's two
  * connections (it connects at startup) and returns the channel.
- * wait(): the `exit N` line the guest wrote on bottle.ctl; QEMU gone without one: 125.
+ * wait(): the `exit N` line the guest wrote on bottle.ctl; QEMU gone without one: 125. With
+ * the command's streams (attach), the line is read as it arrives and QEMU is killed at once:
+ * the guest synced before it wrote it and has nothing left to do but reboot.
  * request_stop(): a `stop` line on bottle.ctl (bottle-init sends SIGTERM to the command).
  * kill(): SIGKILL to QEMU through its pidfd.
  *
@@ -114,6 +116,11 @@ struct mv_bottle {
     uint32_t next_id;
     struct vm_session main; /* session 0: the bottle's command */
     int progress_fd;        /* the user's terminal while "starting microVM..." shows, or -1 */
+    /* bottle.ctl's status line as it arrives (after attach): "exit N\n" ends QEMU at once */
+    struct loop_source ctl_src;
+    char ctl_line[64];
+    size_t ctl_len;
+    bool ctl_watched;
 };
 
 static struct mv_bottle *mv_of(struct bottle *b)
@@ -157,6 +164,40 @@ static void mv_progress_end(void *ud)
     b->progress_fd = -1;
 }
 
+/*
+ * bottle.ctl while the bottle runs: bottle-init writes "exit N\n" there once, after the
+ * command's output streams were drained and the guest synced its file systems
+ * (guest/init.c), and then only reboots. QEMU is ended as soon as the line is complete
+ * rather than after the guest kernel's reboot and QEMU's own shut-down (10-20 ms under
+ * TCG); wait() then takes the status from the line. At most sizeof(ctl_line) - 1 bytes are
+ * read (the rest, if any, stays in the socket); anything but a complete status line leaves
+ * QEMU to end as before.
+ */
+static void on_ctl_status(struct loop_source *src, uint32_t events)
+{
+    struct mv_bottle *b = src->userdata;
+    bool done = false;
+
+    (void)events;
+    while (!done && b->ctl_len + 1 < sizeof(b->ctl_line)) {
+        ssize_t n = read(b->ctl_c, b->ctl_line + b->ctl_len, sizeof(b->ctl_line) - 1 - b->ctl_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0)
+            break;
+        done = memchr(b->ctl_line + b->ctl_len, '\n', (size_t)n) != NULL;
+        b->ctl_len += (size_t)n;
+    }
+    loop_del(b->loop, &b->ctl_src);
+    b->ctl_watched = false;
+    b->ctl_line[b->ctl_len] = '\0';
+    if (done && !b->reaped && strncmp(b->ctl_line, "exit ", 5) == 0 &&
+        b->ctl_line[b->ctl_len - 1] == '\n')
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+}
+
 /* After the supervisor started the host relay: the bottle's command's streams. */
 static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
 {
@@ -175,6 +216,12 @@ static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
     r = session_open(&b->main, loop, mux, b->io, b->spec.tty, NULL, NULL, NULL);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the command's streams");
+    if (b->ctl_c >= 0 && !b->reaped) {
+        r = loop_add(loop, &b->ctl_src, b->ctl_c, EPOLLIN, on_ctl_status, b);
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "microvm backend: watching bottle.ctl");
+        b->ctl_watched = true;
+    }
     /* ours are in the session now; the caller's EOF comes when the streams end */
     for (int i = 0; i < 3; i++) {
         close(b->io[i]);
@@ -1098,17 +1145,22 @@ fail:
 
 /* ---- wait / stop / kill ---- */
 
-/* The status the guest reported ("exit N\n" on bottle.ctl), or -1. */
+/* The status the guest reported ("exit N\n" on bottle.ctl), or -1: what on_ctl_status read
+ * already, then the rest (QEMU is gone: everything the guest wrote is in the socket). */
 static int ctl_status(struct mv_bottle *b, char *line, size_t size)
 {
-    size_t len = 0;
+    size_t len = MIN(b->ctl_len, size - 1);
     uint64_t code;
 
-    line[0] = '\0';
+    memcpy(line, b->ctl_line, len);
+    line[len] = '\0';
+    if (b->ctl_watched) {
+        loop_del(b->loop, &b->ctl_src);
+        b->ctl_watched = false;
+    }
     if (b->ctl_c < 0)
         return -1;
-    /* QEMU is gone: everything the guest wrote is in the socket buffer. */
-    while (len + 1 < size) {
+    while (len + 1 < size && !memchr(line, '\n', len)) {
         ssize_t n = read(b->ctl_c, line + len, size - 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -1202,6 +1254,8 @@ static void mv_destroy(struct bottle *bb)
         b->reaped = true;
     }
     mv_progress_end(b);
+    if (b->ctl_watched)
+        loop_del(b->loop, &b->ctl_src);
     session_close(&b->main);
     for (size_t i = 0; i < 3; i++)
         if (b->io[i] >= 0)
