@@ -91,6 +91,7 @@ struct mv_bottle {
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
     int dir_lock;       /* dir/lock, flock'ed while this supervisor lives (sweep_run_dirs) */
     char initrd[PATH_MAX], ctl_path[PATH_MAX], chan_path[PATH_MAX];
+    struct buf spec_enc; /* the validated spec, encoded: written into the initramfs by start() */
     struct microvm_jail jail;     /* QEMU's jail (jail.h); jail.root "": not made */
     int cg_tasks[CGROUP_CTL_MAX]; /* v1, during start: cgroup_open_tasks, for the child */
     uid_t qemu_uid;
@@ -608,7 +609,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
 {
     struct mv_bottle *b;
     struct cgroup_limits lim = { 0 };
-    struct buf enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     const char *field = NULL;
     char why[PATH_MAX + 256];
     int r;
@@ -618,6 +618,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b->pid = -1;
     b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = b->dir_lock = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    b->spec_enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
         b->cg_tasks[i] = -1;
@@ -685,9 +686,9 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             log_error("microvm backend: invalid bottle spec (%s)", field);
             goto fail;
         }
-        r = bottle_spec_encode(&tmp, &enc);
+        r = bottle_spec_encode(&tmp, &b->spec_enc);
         if (r >= 0)
-            r = bottle_spec_decode(enc.p, enc.len, &b->spec, &line);
+            r = bottle_spec_decode(b->spec_enc.p, b->spec_enc.len, &b->spec, &line);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: encoding the bottle spec");
             goto fail;
@@ -751,26 +752,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     r = jail_prepare(b);
     if (r < 0)
         goto fail;
-    {
-        struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
-        ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
-        /* The command's seccomp program, compiled here at native speed rather than by
-         * libseccomp under the guest's emulation: the same guest_seccomp_build() rules the
-         * namespace backend loads (tests/unit/test-seccomp-export.c compares them). */
-        void *bpf = NULL;
-        r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
-            goto fail;
-        }
-        ib.seccomp = bpf;
-        r = initramfs_write_bottle(b->init, &ib, b->initrd);
-        free(bpf);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
-            goto fail;
-        }
-    }
     b->ctl_l = listen_unix(b->ctl_path, b->qemu_uid, b->qemu_gid);
     if (b->ctl_l >= 0)
         b->chan_l = listen_unix(b->chan_path, b->qemu_uid, b->qemu_gid);
@@ -873,13 +854,39 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             goto fail;
         }
     }
-    buf_done(&enc);
     *ret = &b->base;
     return 0;
 fail:
-    buf_done(&enc);
     mv_destroy(&b->base);
     return r;
+}
+
+/*
+ * The bottle's initramfs (bottle-init, the spec, the host's public /etc files, the command's
+ * seccomp program), written by start() while QEMU's child sets up its jail (it execs QEMU
+ * only once this is done). The command's seccomp program is compiled here at native speed
+ * rather than by libseccomp under the guest's emulation: the same guest_seccomp_build()
+ * rules the namespace backend loads (tests/unit/test-seccomp-export.c compares them).
+ */
+static int write_initramfs(struct mv_bottle *b)
+{
+    struct initramfs_bottle ib = { .spec = b->spec_enc.p,
+                                   .spec_len = b->spec_enc.len,
+                                   .host_etc = "/etc" };
+    void *bpf = NULL;
+    int r;
+
+    ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
+    r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
+    ib.seccomp = bpf;
+    r = initramfs_write_bottle(b->init, &ib, b->initrd);
+    free(bpf);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s",
+                         b->init);
+    return 0;
 }
 
 /* ---- start ---- */
@@ -903,7 +910,7 @@ static _noreturn_ void child_fail(int err_fd, int e, const char *step)
 /*
  * The child between clone3() and exec: only async-signal-safe calls. Reports errno through
  * err_fd (close-on-exec: EOF means exec succeeded). With the jail, it first waits on sync_fd
- * for its id maps.
+ * for its id maps; jailed, it waits on sync_fd again, for the initramfs, before exec.
  */
 static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
 {
@@ -956,6 +963,9 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
         child_fail(err_fd, -r, step);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) /* reset by the id change */
         child_fail(err_fd, errno, "PR_SET_PDEATHSIG");
+    /* The parent wrote the initramfs meanwhile (start()). EOF: it gave up. */
+    if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
+        _exit(125);
     execve(b->qargv[0], b->qargv, envp);
     child_fail(err_fd, errno, "exec");
 }
@@ -1016,14 +1026,17 @@ static int accept_qemu(struct mv_bottle *b, int *ret_chan)
     return 0;
 }
 
-/* clone3() QEMU's child, jailed when b->jail.ns; 0 or -errno (nothing started). */
-static int clone_qemu(struct mv_bottle *b, int *ret_err_fd)
+/* clone3() QEMU's child, jailed when b->jail.ns; 0 or -errno (nothing started). *ret_go_fd:
+ * one byte on it lets the child exec QEMU (child_main). */
+static int clone_qemu(struct mv_bottle *b, int *ret_err_fd, int *ret_go_fd)
 {
     struct clone_args a;
     int err_p[2] = { -1, -1 }, sync_p[2] = { -1, -1 }, pidfd = -1, r;
     long pid;
 
-    if (pipe2(err_p, O_CLOEXEC) < 0 || pipe2(sync_p, O_CLOEXEC) < 0) {
+    /* a socket, not a pipe: send(MSG_NOSIGNAL) to a child that died is EPIPE, not SIGPIPE */
+    if (pipe2(err_p, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_p) < 0) {
         r = -errno;
         goto out;
     }
@@ -1055,13 +1068,15 @@ static int clone_qemu(struct mv_bottle *b, int *ret_err_fd)
             (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
             goto out;
         }
-        if (RETRY_EINTR(write(sync_p[1], "x", 1)) != 1) {
+        if (RETRY_EINTR(send(sync_p[1], "x", 1, MSG_NOSIGNAL)) != 1) {
             r = -errno;
             goto out;
         }
     }
     *ret_err_fd = err_p[0];
     err_p[0] = -1;
+    *ret_go_fd = sync_p[1];
+    sync_p[1] = -1;
     r = 0;
 out:
     for (int i = 0; i < 2; i++) {
@@ -1077,7 +1092,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
 {
     struct mv_bottle *b = mv_of(bb);
     struct child_err ce;
-    int err_fd = -1, chan = -1, r;
+    int err_fd = -1, go_fd = -1, chan = -1, r;
     ssize_t n;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
@@ -1086,7 +1101,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the bottle's cgroups");
     mv_progress_begin(b);
-    r = clone_qemu(b, &err_fd);
+    r = clone_qemu(b, &err_fd, &go_fd);
     /* Without user namespaces (an unprivileged invoker on a host that forbids them): QEMU
      * keeps the seccomp filter, no_new_privs and the limits, not the namespaces. */
     if (r < 0 && b->pid < 0 && b->jail.ns && geteuid() != 0 &&
@@ -1096,12 +1111,23 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
                  "(sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone) to jail it",
                  strerror(-r));
         b->jail.ns = false;
-        r = clone_qemu(b, &err_fd);
+        r = clone_qemu(b, &err_fd, &go_fd);
     }
     cgroup_close_tasks(b->cg_tasks);
     if (r < 0) {
         if (b->pid < 0)
             return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
+        goto fail;
+    }
+    /* While the child sets up QEMU's jail (namespaces, its root, the filter): the initramfs
+     * it boots; then it may exec QEMU. */
+    r = write_initramfs(b);
+    if (r >= 0 && RETRY_EINTR(send(go_fd, "g", 1, MSG_NOSIGNAL)) != 1 && errno != EPIPE &&
+        errno != ECONNRESET)
+        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: starting QEMU");
+    close(go_fd);
+    if (r < 0) {
+        close(err_fd);
         goto fail;
     }
     n = RETRY_EINTR(read(err_fd, &ce, sizeof(ce)));
@@ -1297,6 +1323,7 @@ static void mv_destroy(struct bottle *bb)
     cgroup_close_tasks(b->cg_tasks);
     microvm_argv_free(b->qargv);
     bottle_spec_done(&b->spec);
+    buf_done(&b->spec_enc);
     free(b);
 }
 
