@@ -16,7 +16,6 @@
 #include <limits.h>
 #include <linux/openat2.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -479,94 +478,60 @@ static int source_path(const struct bottle_spec *s, const char *host_path, const
 }
 
 /*
- * A microVM's two 9p shares (/usr and the workspace) are mounted by two threads started as
- * soon as bottle-init has the spec (guest_rootfs_premount), while it sets up the network
- * namespace, loopback and the relay: each 9p mount is round trips to QEMU (version, attach),
- * which its I/O thread answers on the host while the guest's vCPU would otherwise idle.
- * A thread only makes the detached mount (tree_9p: system calls, no locks, every signal
- * blocked); plan_capture() joins it where it used to mount the share, so the order of
- * everything else and every check stay as they were.
+ * A microVM's workspace share is mounted by a thread while the main one mounts /usr: each
+ * 9p mount is round trips to QEMU (version, attach), which its I/O thread answers on the
+ * host while the guest's vCPU would otherwise idle. The thread only makes the detached
+ * mount (tree_9p: system calls, no locks); plan_capture() joins it where it used to mount
+ * the workspace, so the order of everything else and every check stay as they were.
  */
-struct premount {
+struct ws_mount {
     pthread_t thread;
     bool running;
-    const char *tag, *cache;
-    uint64_t attr;
     int r; /* the tree's fd or -errno */
 };
 
-static struct premount pre_usr = { .r = -1 }, pre_ws = { .r = -1 };
-
-static void *premount_main(void *arg)
+static void *ws_mount_main(void *arg)
 {
-    struct premount *m = arg;
+    struct ws_mount *m = arg;
 
-    m->r = tree_9p(m->tag, m->cache, m->attr);
+    m->r =
+        tree_9p(GUEST_9P_TAG_WORKSPACE, NINEP_CACHE_SHARED, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     return NULL;
 }
 
-static void premount_start(struct premount *m, const char *tag, const char *cache, uint64_t attr)
+/* The workspace's tree, from the thread when it runs (source_path() with the same
+ * arguments otherwise). */
+static int ws_mount_take(struct ws_mount *m, const struct bottle_spec *s)
 {
-    sigset_t all, old;
-
-    if (m->running)
-        return;
-    *m = (struct premount){ .tag = tag, .cache = cache, .attr = attr, .r = -1 };
-    sigfillset(&all);
-    (void)pthread_sigmask(SIG_SETMASK, &all, &old);
-    m->running = pthread_create(&m->thread, NULL, premount_main, m) == 0;
-    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
-void guest_rootfs_premount(const struct bottle_spec *s)
-{
-    if (s->rootfs != BOTTLE_ROOTFS_9P)
-        return;
-    premount_start(&pre_usr, GUEST_9P_TAG_USR, NINEP_CACHE_USR,
-                   MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_RDONLY);
-    premount_start(&pre_ws, GUEST_9P_TAG_WORKSPACE, NINEP_CACHE_SHARED,
-                   MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-}
-
-/* The share's tree from its thread, or -ENOENT when none was started. */
-static int premount_take(struct premount *m)
-{
-    int r;
-
     if (!m->running)
-        return -ENOENT;
+        return source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
     (void)pthread_join(m->thread, NULL);
     m->running = false;
-    r = m->r;
-    m->r = -1;
-    return r;
+    return m->r;
 }
 
-/* After plan_capture: a tree it did not take (it failed earlier) is closed. */
-static void premount_drop(struct premount *m)
-{
-    int r = premount_take(m);
-
-    if (r >= 0)
-        close(r);
-}
-
-static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what);
+static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what,
+                                struct ws_mount *ws);
 
 /* Step 1, in the host's view: capture every source. */
 static int plan_capture(struct plan *p, const struct bottle_spec *s, const char **what)
 {
+    struct ws_mount ws = { .r = -1 };
     int r;
 
-    guest_rootfs_premount(s); /* (when bottle-init did not start them earlier) */
-    r = plan_capture_sources(p, s, what);
-    premount_drop(&pre_usr);
-    premount_drop(&pre_ws);
+    if (s->rootfs == BOTTLE_ROOTFS_9P)
+        ws.running = pthread_create(&ws.thread, NULL, ws_mount_main, &ws) == 0;
+    r = plan_capture_sources(p, s, what, &ws);
+    if (ws.running) { /* an earlier step failed: the thread's tree is not wanted */
+        (void)pthread_join(ws.thread, NULL);
+        if (ws.r >= 0)
+            close(ws.r);
+    }
     return r;
 }
 
-static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what)
-
+static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what,
+                                struct ws_mount *ws)
 {
     const bool vm = s->rootfs == BOTTLE_ROOTFS_9P;
     /* a VM has no host /etc: the backend put the public files into the initramfs */
@@ -576,9 +541,7 @@ static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, con
     int r;
 
     *what = "capturing /usr";
-    r = premount_take(&pre_usr);
-    if (r == -ENOENT)
-        r = source_path(s, "/usr", GUEST_9P_TAG_USR, false, true, NULL);
+    r = source_path(s, "/usr", GUEST_9P_TAG_USR, false, true, NULL);
     if (r < 0)
         return r;
     p->usr = r;
@@ -670,9 +633,7 @@ static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, con
 
     trace("rf-dev");
     *what = "capturing the workspace";
-    r = premount_take(&pre_ws);
-    if (r == -ENOENT)
-        r = source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
+    r = ws_mount_take(ws, s);
     if (r == -ELOOP) {
         *what = what_path("the workspace %s is or passes through a symbolic link; give its "
                           "real path (realpath) with -w",

@@ -39,12 +39,6 @@ extern void (*guest_rootfs_trace)(const char *stage);
  * microVM's bottle-init starts warming its page cache there (init.c, vm_prefetch). */
 extern void (*guest_rootfs_usr_ready)(int usr_fd);
 
-/* A microVM (rootfs 9p): starts mounting the /usr and workspace shares in two threads (every
- * signal blocked), which guest_rootfs_setup then takes; elsewhere nothing. bottle-init calls
- * it as soon as it has the spec, so the mounts' round trips to QEMU overlap its other set-up
- * (rootfs.c, "premount"). */
-void guest_rootfs_premount(const struct bottle_spec *s);
-
 int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what);
 
 /*
