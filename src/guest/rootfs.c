@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/openat2.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -477,61 +476,8 @@ static int source_path(const struct bottle_spec *s, const char *host_path, const
     }
 }
 
-/*
- * A microVM's workspace share is mounted by a thread while the main one mounts /usr: each
- * 9p mount is round trips to QEMU (version, attach), which its I/O thread answers on the
- * host while the guest's vCPU would otherwise idle. The thread only makes the detached
- * mount (tree_9p: system calls, no locks); plan_capture() joins it where it used to mount
- * the workspace, so the order of everything else and every check stay as they were.
- */
-struct ws_mount {
-    pthread_t thread;
-    bool running;
-    int r; /* the tree's fd or -errno */
-};
-
-static void *ws_mount_main(void *arg)
-{
-    struct ws_mount *m = arg;
-
-    m->r =
-        tree_9p(GUEST_9P_TAG_WORKSPACE, NINEP_CACHE_SHARED, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-    return NULL;
-}
-
-/* The workspace's tree, from the thread when it runs (source_path() with the same
- * arguments otherwise). */
-static int ws_mount_take(struct ws_mount *m, const struct bottle_spec *s)
-{
-    if (!m->running)
-        return source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
-    (void)pthread_join(m->thread, NULL);
-    m->running = false;
-    return m->r;
-}
-
-static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what,
-                                struct ws_mount *ws);
-
 /* Step 1, in the host's view: capture every source. */
 static int plan_capture(struct plan *p, const struct bottle_spec *s, const char **what)
-{
-    struct ws_mount ws = { .r = -1 };
-    int r;
-
-    if (s->rootfs == BOTTLE_ROOTFS_9P)
-        ws.running = pthread_create(&ws.thread, NULL, ws_mount_main, &ws) == 0;
-    r = plan_capture_sources(p, s, what, &ws);
-    if (ws.running) { /* an earlier step failed: the thread's tree is not wanted */
-        (void)pthread_join(ws.thread, NULL);
-        if (ws.r >= 0)
-            close(ws.r);
-    }
-    return r;
-}
-
-static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, const char **what,
-                                struct ws_mount *ws)
 {
     const bool vm = s->rootfs == BOTTLE_ROOTFS_9P;
     /* a VM has no host /etc: the backend put the public files into the initramfs */
@@ -633,7 +579,7 @@ static int plan_capture_sources(struct plan *p, const struct bottle_spec *s, con
 
     trace("rf-dev");
     *what = "capturing the workspace";
-    r = ws_mount_take(ws, s);
+    r = source_path(s, s->workspace, GUEST_9P_TAG_WORKSPACE, true, false, NULL);
     if (r == -ELOOP) {
         *what = what_path("the workspace %s is or passes through a symbolic link; give its "
                           "real path (realpath) with -w",
