@@ -117,7 +117,10 @@ if [ $trace != 0 ]; then
         cat "$tmp/out.$i" "$tmp/err.$i" | tr -d '\r' | awk -v wall="$wall" '
             /^bb-trace / { t[$2] = $3; order[n++] = $2 }
             END {
-                if (!("early-init" in t) || !("reboot" in t)) exit
+                # the last mark: "reboot" (after the status), or "synced" (before it) when
+                # the host ended QEMU on the status before the console had the next mark
+                end = ("reboot" in t) ? "reboot" : "synced"
+                if (!("early-init" in t) || !(end in t)) exit
                 printf "kernel-to-init %.1f\n", t["early-init"]
                 prev = "early-init"
                 for (k = 0; k < n; k++) {
@@ -125,7 +128,7 @@ if [ $trace != 0 ]; then
                     if (s == "init" || s == "early-init") continue
                     printf "%s %.1f\n", s, t[s] - t[prev]; prev = s
                 }
-                printf "outside-guest-uptime %.1f\n", wall / 1000 - t["reboot"]
+                printf "outside-guest-uptime %.1f\n", wall / 1000 - t[end]
             }'
     done >"$tmp/stages"
     echo "microvm-run: stages of bot-bottle run -- true, median of $runs (ms; guest stages in guest time):"

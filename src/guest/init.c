@@ -1159,9 +1159,11 @@ int main(int argc, char **argv)
      * power-off would not). (In a pid namespace our exit kills every other process of the
      * bottle.) */
     if (is_vm) {
-        vm_report(code);
-        vm_mark("reported");
+        /* Synced before the status: the host may end QEMU as soon as it has the line
+         * (backend/microvm/microvm.c, on_ctl_status). */
         sync();
+        vm_mark("synced");
+        vm_report(code);
         vm_mark("reboot");
         reboot(RB_AUTOBOOT);
     }

@@ -14,7 +14,9 @@
  * supervisor's pipes (the virtio console is QEMU's stdio: the command's stdout and stderr,
  * merged), the share fds as /proc/self/fd/N, and nothing else; then accepts QEMU's two
  * connections (it connects at startup) and returns the channel.
- * wait(): the `exit N` line the guest wrote on bottle.ctl; QEMU gone without one: 125.
+ * wait(): the `exit N` line the guest wrote on bottle.ctl; QEMU gone without one: 125. With
+ * the command's streams (attach), the line is read as it arrives and QEMU is killed at once:
+ * the guest synced before it wrote it and has nothing left to do but reboot.
  * request_stop(): a `stop` line on bottle.ctl (bottle-init sends SIGTERM to the command).
  * kill(): SIGKILL to QEMU through its pidfd.
  *
@@ -89,6 +91,7 @@ struct mv_bottle {
     char dir[PATH_MAX]; /* the bottle's private run directory ("" before it exists) */
     int dir_lock;       /* dir/lock, flock'ed while this supervisor lives (sweep_run_dirs) */
     char initrd[PATH_MAX], ctl_path[PATH_MAX], chan_path[PATH_MAX];
+    struct buf spec_enc; /* the validated spec, encoded: written into the initramfs by start() */
     struct microvm_jail jail;     /* QEMU's jail (jail.h); jail.root "": not made */
     int cg_tasks[CGROUP_CTL_MAX]; /* v1, during start: cgroup_open_tasks, for the child */
     uid_t qemu_uid;
@@ -114,6 +117,11 @@ struct mv_bottle {
     uint32_t next_id;
     struct vm_session main; /* session 0: the bottle's command */
     int progress_fd;        /* the user's terminal while "starting microVM..." shows, or -1 */
+    /* bottle.ctl's status line as it arrives (after attach): "exit N\n" ends QEMU at once */
+    struct loop_source ctl_src;
+    char ctl_line[64];
+    size_t ctl_len;
+    bool ctl_watched;
 };
 
 static struct mv_bottle *mv_of(struct bottle *b)
@@ -157,6 +165,40 @@ static void mv_progress_end(void *ud)
     b->progress_fd = -1;
 }
 
+/*
+ * bottle.ctl while the bottle runs: bottle-init writes "exit N\n" there once, after the
+ * command's output streams were drained and the guest synced its file systems
+ * (guest/init.c), and then only reboots. QEMU is ended as soon as the line is complete
+ * rather than after the guest kernel's reboot and QEMU's own shut-down (10-20 ms under
+ * TCG); wait() then takes the status from the line. At most sizeof(ctl_line) - 1 bytes are
+ * read (the rest, if any, stays in the socket); anything but a complete status line leaves
+ * QEMU to end as before.
+ */
+static void on_ctl_status(struct loop_source *src, uint32_t events)
+{
+    struct mv_bottle *b = src->userdata;
+    bool done = false;
+
+    (void)events;
+    while (!done && b->ctl_len + 1 < sizeof(b->ctl_line)) {
+        ssize_t n = read(b->ctl_c, b->ctl_line + b->ctl_len, sizeof(b->ctl_line) - 1 - b->ctl_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0)
+            break;
+        done = memchr(b->ctl_line + b->ctl_len, '\n', (size_t)n) != NULL;
+        b->ctl_len += (size_t)n;
+    }
+    loop_del(b->loop, &b->ctl_src);
+    b->ctl_watched = false;
+    b->ctl_line[b->ctl_len] = '\0';
+    if (done && !b->reaped && strncmp(b->ctl_line, "exit ", 5) == 0 &&
+        b->ctl_line[b->ctl_len - 1] == '\n')
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+}
+
 /* After the supervisor started the host relay: the bottle's command's streams. */
 static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
 {
@@ -175,6 +217,12 @@ static int mv_attach(struct bottle *bb, struct loop *loop, struct mux *mux)
     r = session_open(&b->main, loop, mux, b->io, b->spec.tty, NULL, NULL, NULL);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the command's streams");
+    if (b->ctl_c >= 0 && !b->reaped) {
+        r = loop_add(loop, &b->ctl_src, b->ctl_c, EPOLLIN, on_ctl_status, b);
+        if (r < 0)
+            return log_errno(LOG_LVL_ERROR, r, "microvm backend: watching bottle.ctl");
+        b->ctl_watched = true;
+    }
     /* ours are in the session now; the caller's EOF comes when the streams end */
     for (int i = 0; i < 3; i++) {
         close(b->io[i]);
@@ -561,7 +609,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
 {
     struct mv_bottle *b;
     struct cgroup_limits lim = { 0 };
-    struct buf enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     const char *field = NULL;
     char why[PATH_MAX + 256];
     int r;
@@ -571,6 +618,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b->pid = -1;
     b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = b->dir_lock = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    b->spec_enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < CGROUP_CTL_MAX; i++)
         b->cg_tasks[i] = -1;
@@ -638,9 +686,9 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             log_error("microvm backend: invalid bottle spec (%s)", field);
             goto fail;
         }
-        r = bottle_spec_encode(&tmp, &enc);
+        r = bottle_spec_encode(&tmp, &b->spec_enc);
         if (r >= 0)
-            r = bottle_spec_decode(enc.p, enc.len, &b->spec, &line);
+            r = bottle_spec_decode(b->spec_enc.p, b->spec_enc.len, &b->spec, &line);
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "microvm backend: encoding the bottle spec");
             goto fail;
@@ -704,26 +752,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     r = jail_prepare(b);
     if (r < 0)
         goto fail;
-    {
-        struct initramfs_bottle ib = { .spec = enc.p, .spec_len = enc.len, .host_etc = "/etc" };
-        ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
-        /* The command's seccomp program, compiled here at native speed rather than by
-         * libseccomp under the guest's emulation: the same guest_seccomp_build() rules the
-         * namespace backend loads (tests/unit/test-seccomp-export.c compares them). */
-        void *bpf = NULL;
-        r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
-            goto fail;
-        }
-        ib.seccomp = bpf;
-        r = initramfs_write_bottle(b->init, &ib, b->initrd);
-        free(bpf);
-        if (r < 0) {
-            log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s", b->init);
-            goto fail;
-        }
-    }
     b->ctl_l = listen_unix(b->ctl_path, b->qemu_uid, b->qemu_gid);
     if (b->ctl_l >= 0)
         b->chan_l = listen_unix(b->chan_path, b->qemu_uid, b->qemu_gid);
@@ -826,13 +854,39 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             goto fail;
         }
     }
-    buf_done(&enc);
     *ret = &b->base;
     return 0;
 fail:
-    buf_done(&enc);
     mv_destroy(&b->base);
     return r;
+}
+
+/*
+ * The bottle's initramfs (bottle-init, the spec, the host's public /etc files, the command's
+ * seccomp program), written by start() while QEMU's child sets up its jail (it execs QEMU
+ * only once this is done). The command's seccomp program is compiled here at native speed
+ * rather than by libseccomp under the guest's emulation: the same guest_seccomp_build()
+ * rules the namespace backend loads (tests/unit/test-seccomp-export.c compares them).
+ */
+static int write_initramfs(struct mv_bottle *b)
+{
+    struct initramfs_bottle ib = { .spec = b->spec_enc.p,
+                                   .spec_len = b->spec_enc.len,
+                                   .host_etc = "/etc" };
+    void *bpf = NULL;
+    int r;
+
+    ib.modules_dir = b->probe.kernel.modules[0] ? b->probe.kernel.modules : NULL;
+    r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
+    ib.seccomp = bpf;
+    r = initramfs_write_bottle(b->init, &ib, b->initrd);
+    free(bpf);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: writing the initramfs from %s",
+                         b->init);
+    return 0;
 }
 
 /* ---- start ---- */
@@ -856,7 +910,7 @@ static _noreturn_ void child_fail(int err_fd, int e, const char *step)
 /*
  * The child between clone3() and exec: only async-signal-safe calls. Reports errno through
  * err_fd (close-on-exec: EOF means exec succeeded). With the jail, it first waits on sync_fd
- * for its id maps.
+ * for its id maps; jailed, it waits on sync_fd again, for the initramfs, before exec.
  */
 static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
 {
@@ -909,6 +963,9 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
         child_fail(err_fd, -r, step);
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0) /* reset by the id change */
         child_fail(err_fd, errno, "PR_SET_PDEATHSIG");
+    /* The parent wrote the initramfs meanwhile (start()). EOF: it gave up. */
+    if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
+        _exit(125);
     execve(b->qargv[0], b->qargv, envp);
     child_fail(err_fd, errno, "exec");
 }
@@ -969,14 +1026,17 @@ static int accept_qemu(struct mv_bottle *b, int *ret_chan)
     return 0;
 }
 
-/* clone3() QEMU's child, jailed when b->jail.ns; 0 or -errno (nothing started). */
-static int clone_qemu(struct mv_bottle *b, int *ret_err_fd)
+/* clone3() QEMU's child, jailed when b->jail.ns; 0 or -errno (nothing started). *ret_go_fd:
+ * one byte on it lets the child exec QEMU (child_main). */
+static int clone_qemu(struct mv_bottle *b, int *ret_err_fd, int *ret_go_fd)
 {
     struct clone_args a;
     int err_p[2] = { -1, -1 }, sync_p[2] = { -1, -1 }, pidfd = -1, r;
     long pid;
 
-    if (pipe2(err_p, O_CLOEXEC) < 0 || pipe2(sync_p, O_CLOEXEC) < 0) {
+    /* a socket, not a pipe: send(MSG_NOSIGNAL) to a child that died is EPIPE, not SIGPIPE */
+    if (pipe2(err_p, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sync_p) < 0) {
         r = -errno;
         goto out;
     }
@@ -1008,13 +1068,15 @@ static int clone_qemu(struct mv_bottle *b, int *ret_err_fd)
             (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
             goto out;
         }
-        if (RETRY_EINTR(write(sync_p[1], "x", 1)) != 1) {
+        if (RETRY_EINTR(send(sync_p[1], "x", 1, MSG_NOSIGNAL)) != 1) {
             r = -errno;
             goto out;
         }
     }
     *ret_err_fd = err_p[0];
     err_p[0] = -1;
+    *ret_go_fd = sync_p[1];
+    sync_p[1] = -1;
     r = 0;
 out:
     for (int i = 0; i < 2; i++) {
@@ -1030,7 +1092,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
 {
     struct mv_bottle *b = mv_of(bb);
     struct child_err ce;
-    int err_fd = -1, chan = -1, r;
+    int err_fd = -1, go_fd = -1, chan = -1, r;
     ssize_t n;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
@@ -1039,7 +1101,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the bottle's cgroups");
     mv_progress_begin(b);
-    r = clone_qemu(b, &err_fd);
+    r = clone_qemu(b, &err_fd, &go_fd);
     /* Without user namespaces (an unprivileged invoker on a host that forbids them): QEMU
      * keeps the seccomp filter, no_new_privs and the limits, not the namespaces. */
     if (r < 0 && b->pid < 0 && b->jail.ns && geteuid() != 0 &&
@@ -1049,12 +1111,23 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
                  "(sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone) to jail it",
                  strerror(-r));
         b->jail.ns = false;
-        r = clone_qemu(b, &err_fd);
+        r = clone_qemu(b, &err_fd, &go_fd);
     }
     cgroup_close_tasks(b->cg_tasks);
     if (r < 0) {
         if (b->pid < 0)
             return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
+        goto fail;
+    }
+    /* While the child sets up QEMU's jail (namespaces, its root, the filter): the initramfs
+     * it boots; then it may exec QEMU. */
+    r = write_initramfs(b);
+    if (r >= 0 && RETRY_EINTR(send(go_fd, "g", 1, MSG_NOSIGNAL)) != 1 && errno != EPIPE &&
+        errno != ECONNRESET)
+        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: starting QEMU");
+    close(go_fd);
+    if (r < 0) {
+        close(err_fd);
         goto fail;
     }
     n = RETRY_EINTR(read(err_fd, &ce, sizeof(ce)));
@@ -1098,17 +1171,22 @@ fail:
 
 /* ---- wait / stop / kill ---- */
 
-/* The status the guest reported ("exit N\n" on bottle.ctl), or -1. */
+/* The status the guest reported ("exit N\n" on bottle.ctl), or -1: what on_ctl_status read
+ * already, then the rest (QEMU is gone: everything the guest wrote is in the socket). */
 static int ctl_status(struct mv_bottle *b, char *line, size_t size)
 {
-    size_t len = 0;
+    size_t len = MIN(b->ctl_len, size - 1);
     uint64_t code;
 
-    line[0] = '\0';
+    memcpy(line, b->ctl_line, len);
+    line[len] = '\0';
+    if (b->ctl_watched) {
+        loop_del(b->loop, &b->ctl_src);
+        b->ctl_watched = false;
+    }
     if (b->ctl_c < 0)
         return -1;
-    /* QEMU is gone: everything the guest wrote is in the socket buffer. */
-    while (len + 1 < size) {
+    while (len + 1 < size && !memchr(line, '\n', len)) {
         ssize_t n = read(b->ctl_c, line + len, size - 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -1202,6 +1280,8 @@ static void mv_destroy(struct bottle *bb)
         b->reaped = true;
     }
     mv_progress_end(b);
+    if (b->ctl_watched)
+        loop_del(b->loop, &b->ctl_src);
     session_close(&b->main);
     for (size_t i = 0; i < 3; i++)
         if (b->io[i] >= 0)
@@ -1243,6 +1323,7 @@ static void mv_destroy(struct bottle *bb)
     cgroup_close_tasks(b->cg_tasks);
     microvm_argv_free(b->qargv);
     bottle_spec_done(&b->spec);
+    buf_done(&b->spec_enc);
     free(b);
 }
 
