@@ -64,19 +64,7 @@ const char *protect_list_entry(size_t i)
 
 bool protect_rel_path_valid(const char *rel)
 {
-    size_t n = strlen(rel);
-
-    if (n == 0 || n >= PATH_MAX || rel[0] == '/' || rel[n - 1] == '/')
-        return false;
-    for (const char *c = rel;;) {
-        const char *e = strchr(c, '/');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return false;
-        if (!e)
-            return true;
-        c = e + 1;
-    }
+    return strlen(rel) < PATH_MAX && str_path_rel_clean(rel);
 }
 
 /* a == b or a is an ancestor of b (relative, canonical) */
