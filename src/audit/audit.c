@@ -142,8 +142,8 @@ static void chain_load(struct audit *a)
 int audit_open(const char *path, const char *bottle, struct audit **ret)
 {
     struct audit *a;
-    int fd, r;
-    bool own;
+    int fd = -1, r;
+    bool own = false;
 
     r = open_sink(path, &fd, &own);
     if (r < 0)
@@ -180,8 +180,8 @@ struct audit *audit_close(struct audit *a)
 
 int audit_reopen(struct audit *a)
 {
-    int fd, r;
-    bool own;
+    int fd = -1, r;
+    bool own = false;
 
     if (!a->own_fd)
         return 0;
@@ -225,8 +225,8 @@ static int rotate(struct audit *a, size_t need)
 {
     struct stat st, pst;
     char old[4096];
-    int fd, r;
-    bool own;
+    int fd = -1, r;
+    bool own = false;
 
     if (fstat(a->fd, &st) < 0)
         return -errno;

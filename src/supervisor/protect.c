@@ -598,6 +598,9 @@ static int submodule_entries(const char *ws, int wsfd, struct strv *out)
 
     if (opened <= 0)
         return opened;
+    /* open_git_subdir() returns 1 only with *ret set (the analyzer does not see that log_errno() */
+    /* returns its negative r) */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
     while ((de = readdir(d))) {
         struct buf b = BUF_INIT(PROTECT_GIT_CONFIG_MAX);
         struct strv inc = { 0 };
@@ -660,6 +663,8 @@ static int worktree_entries(const char *ws, int wsfd, struct strv *out)
     for (size_t i = 0; i < out->n; i++)
         if (strcmp(out->v[i], ".git/config.worktree") == 0)
             wt_config = true;
+    /* as in submodule_entries() */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
     while ((de = readdir(d))) {
         struct stat st;
         char rel[PATH_MAX];
