@@ -225,8 +225,6 @@ static int rotate(struct audit *a, size_t need)
 {
     struct stat st, pst;
     char old[4096];
-    int fd = -1, r;
-    bool own = false;
 
     if (fstat(a->fd, &st) < 0)
         return -errno;
@@ -244,14 +242,7 @@ static int rotate(struct audit *a, size_t need)
         if (rename(a->path, old) < 0)
             return -errno;
     }
-    r = open_sink(a->path, &fd, &own);
-    if (r < 0)
-        return r;
-    close(a->fd);
-    a->fd = fd;
-    a->size = fd_size(fd);
-    a->file_start = a->size == 0;
-    return 0;
+    return audit_reopen(a); /* (only an owned file is rotated) */
 }
 
 static void set_failed(struct audit *a, int err)
