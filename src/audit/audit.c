@@ -2,14 +2,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/log.h"
 #include "common/loop.h"
 #include "common/macro.h"
@@ -19,6 +20,7 @@
 #define AGG_BUCKETS 8192 /* power of two, >= AUDIT_AGG_MAX */
 #define AGG_KEY_MAX 2048 /* longer keys (hostile raw names) are cut; still one entry each */
 #define NS_PER_MS 1000000ull
+#define LINE_MAX_BYTES (16u << 20) /* a record's line; hostile names are bounded far below */
 
 /* One distinct decision of the current window; the strings of ev point into key. */
 struct agg_entry {
@@ -54,6 +56,10 @@ struct audit {
     struct agg_entry *buckets[AGG_BUCKETS];
     size_t n_agg;
     uint32_t overflow_deny[AUDIT_KIND_MAX]; /* denials past AUDIT_AGG_MAX distinct ones */
+
+    struct buf line;    /* the record being written, kept for the next one */
+    time_t ts_sec;      /* the second ts_prefix was made for */
+    char ts_prefix[24]; /* "YYYY-MM-DDTHH:MM:SS" of ts_sec */
 };
 
 static uint64_t wall_ns(void)
@@ -155,6 +161,8 @@ int audit_open(const char *path, const char *bottle, struct audit **ret)
     a->own_fd = own;
     a->clock = wall_ns;
     a->max_size = AUDIT_DEFAULT_MAX_SIZE;
+    buf_init(&a->line, LINE_MAX_BYTES);
+    a->ts_sec = (time_t)-1;
     a->size = own ? fd_size(fd) : 0;
     loop_timer_init(&a->timer, on_window_end, a);
     chain_load(a);
@@ -174,6 +182,7 @@ struct audit *audit_close(struct audit *a)
         close(a->fd);
     free(a->path);
     free(a->bottle);
+    buf_done(&a->line);
     free(a);
     return NULL;
 }
@@ -316,16 +325,27 @@ static int sink_write(struct audit *a, const char *line, size_t len)
     return 0;
 }
 
-static void format_ts(uint64_t ns, char out[32])
+/* "YYYY-MM-DDTHH:MM:SS.mmmZ"; the part up to the second is made once a second. */
+static void format_ts(struct audit *a, uint64_t ns, char out[32])
 {
     time_t secs = (time_t)(ns / 1000000000ull);
     unsigned ms = (unsigned)((ns / 1000000ull) % 1000);
-    struct tm tm;
-    size_t n;
 
-    gmtime_r(&secs, &tm);
-    n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03uZ", ms);
+    if (secs != a->ts_sec) {
+        struct tm tm;
+        gmtime_r(&secs, &tm);
+        if (strftime(a->ts_prefix, sizeof(a->ts_prefix), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            a->ts_prefix[0] = '\0';
+        a->ts_sec = secs;
+    }
+    size_t n = strlen(a->ts_prefix);
+    memcpy(out, a->ts_prefix, n);
+    out[n] = '.';
+    out[n + 1] = (char)('0' + ms / 100);
+    out[n + 2] = (char)('0' + ms / 10 % 10);
+    out[n + 3] = (char)('0' + ms % 10);
+    out[n + 4] = 'Z';
+    out[n + 5] = '\0';
 }
 
 static const char *const kinds[AUDIT_KIND_MAX] = { "connect", "http", "dns", "policy", "end" };
@@ -335,10 +355,177 @@ const char *audit_kind_name(enum audit_kind k)
     return (unsigned)k < AUDIT_KIND_MAX ? kinds[k] : "?";
 }
 
+/* ---- the record's JSON, written straight into a->line ----
+ *
+ * What jansson's json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) made of the
+ * same object, byte for byte (tests/unit/test-audit.c compares the two on hostile strings),
+ * without an object, a hash table and an allocation per field for every record. */
+
+/* The length of the valid UTF-8 sequence at s (as jansson accepts it: no overlong form, no
+ * surrogate, nothing above U+10FFFF) and its code point, or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, uint32_t *ret_cp)
+{
+    uint32_t cp;
+    size_t n;
+
+    if (s[0] < 0x80) {
+        *ret_cp = s[0];
+        return 1;
+    }
+    if (s[0] < 0xC2 || s[0] > 0xF4)
+        return 0;
+    n = s[0] < 0xE0 ? 2 : s[0] < 0xF0 ? 3 : 4;
+    cp = s[0] & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0; /* also stops at the NUL */
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    *ret_cp = cp;
+    return n;
+}
+
+bool audit_json_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    uint32_t cp;
+
+    while (*p) {
+        size_t n = utf8_seq(p, &cp);
+        if (!n)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+/* s as a JSON string; s is valid UTF-8 (audit_json_valid). */
+static int json_str_valid(struct buf *b, const char *s)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+    int r;
+
+    r = buf_append(b, "\"", 1);
+    while (r >= 0 && *p) {
+        char esc[12];
+        size_t el = 2;
+        uint32_t cp;
+        size_t n;
+
+        if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+            p++;
+            continue;
+        }
+        n = utf8_seq(p, &cp);
+        if (p > run)
+            r = buf_append(b, run, (size_t)(p - run));
+        esc[0] = '\\';
+        switch (cp) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default: {
+            uint32_t units[2] = { cp, 0 };
+            size_t nu = 1;
+            if (cp >= 0x10000) {
+                cp -= 0x10000;
+                units[0] = 0xD800 | (cp >> 10);
+                units[1] = 0xDC00 | (cp & 0x3FF);
+                nu = 2;
+            }
+            el = 0;
+            for (size_t i = 0; i < nu; i++) {
+                esc[el++] = '\\';
+                esc[el++] = 'u';
+                for (int sh = 12; sh >= 0; sh -= 4)
+                    esc[el++] = hexd[(units[i] >> sh) & 15];
+            }
+        }
+        }
+        if (r >= 0)
+            r = buf_append(b, esc, el);
+        p += n;
+        run = p;
+    }
+    if (r >= 0 && p > run)
+        r = buf_append(b, run, (size_t)(p - run));
+    if (r >= 0)
+        r = buf_append(b, "\"", 1);
+    return r < 0 ? r : 0;
+}
+
+int audit_json_str(struct buf *b, const char *s)
+{
+    return audit_json_valid(s) ? json_str_valid(b, s) : -EILSEQ;
+}
+
+/* ,"key":  (the first field has no comma: the line holds just "{" then) */
+static int jw_key(struct buf *b, const char *key)
+{
+    int r = b->len > 1 ? buf_append(b, ",\"", 2) : buf_append(b, "\"", 1);
+    if (r >= 0)
+        r = buf_append_str(b, key);
+    return r < 0 ? r : buf_append(b, "\":", 2);
+}
+
+/* "key":"value"; an invalid string: "key":"fallback", or no field when fallback is NULL (as
+ * json_object_set_new did with the NULL json_string gave). */
+static int jw_str(struct buf *b, const char *key, const char *v, const char *fallback)
+{
+    int r;
+
+    if (!audit_json_valid(v)) {
+        if (!fallback)
+            return 0;
+        v = fallback;
+    }
+    r = jw_key(b, key);
+    return r < 0 ? r : json_str_valid(b, v);
+}
+
+static int jw_int(struct buf *b, const char *key, long long v)
+{
+    char num[24];
+    size_t at = sizeof(num);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    int r = jw_key(b, key);
+
+    do
+        num[--at] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        num[--at] = '-';
+    return r < 0 ? r : buf_append(b, num + at, sizeof(num) - at);
+}
+
 /* The chain fields (audit.h): "nonce" at a chain's start, "rotated" on a new file's first
  * record, then "prev". Returns 0 or -errno. */
-static int chain_fields(struct audit *a, json_t *o)
+static int chain_fields(struct audit *a, struct buf *b)
 {
+    int r = 0;
+
     if (!a->prev_valid) {
         unsigned char rnd[32];
         static const char hexd[] = "0123456789abcdef";
@@ -349,97 +536,94 @@ static int chain_fields(struct audit *a, json_t *o)
             a->prev[2 * i + 1] = hexd[rnd[i] & 15];
         }
         a->prev[SHA256_HEX_LEN] = '\0';
-        json_object_set_new(o, "nonce", json_string(a->prev));
+        r = jw_str(b, "nonce", a->prev, NULL);
     } else if (a->file_start) {
-        json_object_set_new(o, "rotated", json_true());
+        r = jw_key(b, "rotated");
+        if (r >= 0)
+            r = buf_append_str(b, "true");
     }
-    json_object_set_new(o, "prev", json_string(a->prev));
-    return 0;
+    if (r >= 0)
+        r = jw_str(b, "prev", a->prev, NULL);
+    if (r >= 0)
+        r = buf_append(b, "}\n", 2);
+    return r < 0 ? r : 0;
 }
 
 int audit_emit(struct audit *a, const struct audit_event *ev)
 {
+    struct buf *b;
+    size_t fields;
     char ts[32];
-    json_t *o;
-    char *line;
-    size_t len;
     int r;
 
     if (!a || a->fd < 0)
         return 0;
-    format_ts(a->clock(), ts);
-    /* jansson escapes every string, so hostile host names cannot break the line. Strings
-     * that are not valid UTF-8 are refused by jansson; we pass them through json_stringn
-     * with a safe replacement instead (see below). */
-    o = json_object();
-    json_object_set_new(o, "ts", json_string(ts));
-    json_object_set_new(o, "bottle", json_string(a->bottle));
-    json_object_set_new(o, "kind", json_string(audit_kind_name(ev->kind)));
-    {
-        json_t *h = json_string(ev->host ? ev->host : "");
-        if (!h)
-            h = json_string("(invalid utf-8)");
-        json_object_set_new(o, "host", h);
-    }
-    json_object_set_new(o, "port", json_integer(ev->port));
-    json_object_set_new(o, "decision",
-                        json_string(ev->held    ? "hold"
-                                    : ev->allow ? "allow"
-                                                : "deny"));
-    json_object_set_new(o, "reason", json_string(ev->reason ? ev->reason : ""));
-    json_object_set_new(o, "bytes_up", json_integer((json_int_t)ev->bytes_up));
-    json_object_set_new(o, "bytes_down", json_integer((json_int_t)ev->bytes_down));
-    if (ev->method) {
-        json_t *m = json_string(ev->method);
-        json_object_set_new(o, "method", m ? m : json_string("?"));
-    }
-    if (ev->qtype)
-        json_object_set_new(o, "qtype", json_string(ev->qtype));
-    if (ev->path) {
-        json_t *pa = json_string(ev->path);
-        json_object_set_new(o, "path", pa ? pa : json_string("?"));
-    }
-    if (ev->addr)
-        json_object_set_new(o, "addr", json_string(ev->addr));
-    if (ev->status)
-        json_object_set_new(o, "status", json_integer(ev->status));
-    if (ev->reused)
-        json_object_set_new(o, "reused", json_true());
-    if (ev->count)
-        json_object_set_new(o, "count", json_integer(ev->count));
-
-    /* One dump in the common case; a record that needs a rotation first is dumped again,
-     * since the chain fields of a new file's first record differ ("rotated"). */
-    r = chain_fields(a, o);
-    line = r >= 0 ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII) : NULL;
-    if (line && needs_room(a, strlen(line) + 1)) {
-        r = sink_make_room(a, strlen(line) + 1 + 16); /* + "rotated":true, */
-        free(line);
-        line = NULL;
-        if (r >= 0) {
-            json_object_del(o, "nonce");
-            json_object_del(o, "prev");
-            r = chain_fields(a, o);
-        }
+    b = &a->line;
+    buf_reset(b);
+    format_ts(a, a->clock(), ts);
+    /* Every string is escaped, so hostile host names cannot break the line. A string that is
+     * not valid UTF-8 is replaced (host, method, path) or left out (see jw_str). */
+    r = buf_append(b, "{", 1);
+    if (r >= 0)
+        r = jw_str(b, "ts", ts, NULL);
+    if (r >= 0)
+        r = jw_str(b, "bottle", a->bottle, NULL);
+    if (r >= 0)
+        r = jw_str(b, "kind", audit_kind_name(ev->kind), NULL);
+    if (r >= 0)
+        r = jw_str(b, "host", ev->host ? ev->host : "", "(invalid utf-8)");
+    if (r >= 0)
+        r = jw_int(b, "port", ev->port);
+    if (r >= 0)
+        r = jw_str(b, "decision", ev->held ? "hold" : ev->allow ? "allow" : "deny", NULL);
+    if (r >= 0)
+        r = jw_str(b, "reason", ev->reason ? ev->reason : "", NULL);
+    if (r >= 0)
+        r = jw_int(b, "bytes_up", (long long)ev->bytes_up);
+    if (r >= 0)
+        r = jw_int(b, "bytes_down", (long long)ev->bytes_down);
+    if (r >= 0 && ev->method)
+        r = jw_str(b, "method", ev->method, "?");
+    if (r >= 0 && ev->qtype)
+        r = jw_str(b, "qtype", ev->qtype, NULL);
+    if (r >= 0 && ev->path)
+        r = jw_str(b, "path", ev->path, "?");
+    if (r >= 0 && ev->addr)
+        r = jw_str(b, "addr", ev->addr, NULL);
+    if (r >= 0 && ev->status)
+        r = jw_int(b, "status", ev->status);
+    if (r >= 0 && ev->reused) {
+        r = jw_key(b, "reused");
         if (r >= 0)
-            line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+            r = buf_append_str(b, "true");
     }
-    json_decref(o);
-    if (r < 0 || !line) {
-        r = r < 0 ? r : -ENOMEM;
+    if (r >= 0 && ev->count)
+        r = jw_int(b, "count", ev->count);
+    fields = b->len;
+
+    /* The chain fields close the line; a record that needs a rotation first gets them anew,
+     * since those of a new file's first record differ ("rotated"). */
+    if (r >= 0)
+        r = chain_fields(a, b);
+    if (r >= 0 && needs_room(a, b->len)) {
+        r = sink_make_room(a, b->len + 16); /* + "rotated":true, */
+        if (r >= 0) {
+            b->len = fields;
+            r = chain_fields(a, b);
+        }
+    }
+    if (r < 0) {
+        r = r == -E2BIG ? -ENOMEM : r;
         set_failed(a, r);
         return r;
     }
-    len = strlen(line);
-    line[len] = '\n'; /* json_dumps NUL-terminates; overwrite it and write len+1 bytes */
-    r = sink_write(a, line, len + 1);
-    if (r >= 0 && sha256_hex(line, len + 1, a->prev) == 0) {
+    r = sink_write(a, b->p, b->len);
+    if (r >= 0 && sha256_hex(b->p, b->len, a->prev) == 0) {
         a->prev_valid = true;
         a->file_start = false;
     } else if (r >= 0) {
         a->prev_valid = false; /* cannot hash: the next record starts a new chain */
     }
-    free(line);
     return r;
 }
 

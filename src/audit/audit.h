@@ -87,6 +87,13 @@ void audit_attach_loop(struct audit *a, struct loop *l);
  */
 int audit_emit(struct audit *a, const struct audit_event *ev);
 
+/* The record's JSON (audit_emit writes it itself; exposed for tests/unit/test-audit.c, which
+ * compares it with jansson's): whether s is UTF-8 as jansson's json_string() takes it, and s
+ * appended to b as jansson's JSON_ENSURE_ASCII dump writes it (-EILSEQ when not valid). */
+struct buf;
+bool audit_json_valid(const char *s);
+int audit_json_str(struct buf *b, const char *s);
+
 /*
  * Record a decision that may repeat (denials, DNS decisions): the first of each distinct
  * (kind, host, port, decision, reason, method, qtype, status) in a window is written at once;

@@ -392,7 +392,11 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
         px->st.requests++;
     c->redecide = false;
     c->is_connect = req->is_connect;
-    snprintf(c->method, sizeof(c->method), "%.*s", (int)MIN(req->method.len, 15), req->method.p);
+    {
+        size_t ml = MIN(req->method.len, sizeof(c->method) - 1);
+        memcpy(c->method, req->method.p, ml);
+        c->method[ml] = '\0';
+    }
     c->is_head = slice_eq(req->method, SLICE_LIT("HEAD"));
     c->client_keep_alive = req->keep_alive && !req->is_connect;
 
@@ -548,10 +552,17 @@ static void conn_start_exchange(struct conn *c, const struct http_request *req)
 
     /* Reuse the upstream connection of the previous exchange when it goes to the same place. */
     if (c->u.fd >= 0) {
+        /* The idle upstream is watched (set_interest, on_io): a close or bytes nobody asked for
+         * that came before this wake-up have ended it already. What may have come since is a
+         * race that no look can rule out; a request that can be replayed (replay_prepare) is
+         * sent again on a fresh connection if it hits one, so it is not worth a read(2) that
+         * finds nothing. Any other request, and the first after a CONNECT, takes that look. */
+        bool replayable = c->u_exchanges && !c->retried && method_idempotent(c->method) &&
+                          c->req_body == HTTP_BODY_NONE && c->toup.len;
         /* The address is vetted again: a reload may have closed what it was allowed by. */
         if (!req->is_connect && c->upstream_reusable && c->up_port == c->port &&
             c->up_tls == (c->u.tp == &transport_tls) && strcmp(c->up_host, c->host.name) == 0 &&
-            upool_side_alive(&c->u) &&
+            (replayable ? !c->u.eof && !side_pending(&c->u) : upool_side_alive(&c->u)) &&
             policy_check_addr(px->policy, (const struct sockaddr *)&c->up_addr, c->port) ==
                 V_ALLOW) {
             c->u_idle = false;
@@ -1599,6 +1610,16 @@ static void set_interest(struct conn *c)
     /* Bytes a transport already holds will not be announced by the fd: run again next pass. */
     if (((ce & EPOLLIN) && side_pending(&c->c)) || ((ue & EPOLLIN) && side_pending(&c->u)))
         loop_defer(px->loop, &c->rerun_defer, on_rerun, c);
+    /* While an exchange waits on the upstream, the client's read interest (that of the request
+     * just read) is left on rather than turned off and on again around every response (two
+     * epoll_ctl per request): the client sends nothing meanwhile unless it pipelines or goes
+     * away, and then it wakes us once (c_unwanted, on_io) and is turned off here until the
+     * next request head is awaited. */
+    if (c->state == CS_READ_HEAD)
+        c->c_unwanted = false;
+    else if (!ce && c->c.src.events == EPOLLIN && !c->c_unwanted &&
+             (c->state == CS_SEND_REQ || c->state == CS_READ_RESP || c->state == CS_SEND_RESP))
+        ce = EPOLLIN;
     if (c->c.fd >= 0)
         loop_mod(px->loop, &c->c.src, ce ? ce : EPOLLET);
     if (c->u.fd >= 0 && c->u.src.registered)
@@ -1653,6 +1674,9 @@ static void on_io(struct loop_source *src, uint32_t events)
 {
     struct conn *c = src->userdata;
 
+    if (src == &c->c.src &&
+        (c->state == CS_SEND_REQ || c->state == CS_READ_RESP || c->state == CS_SEND_RESP))
+        c->c_unwanted = true;
     if (src == &c->u.src && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         c->u_ready = true;
     if (src == &c->u.src && c->u_idle && c->state == CS_READ_HEAD && !upool_side_alive(&c->u)) {

@@ -107,6 +107,7 @@ struct conn {
     struct loop_defer rerun_defer; /* conn_run() again on the next pass (fairness cut-off) */
     bool u_ready;                  /* the upstream socket reported writable/error since the
                                     * connect started: its SO_ERROR is final */
+    bool c_unwanted; /* the client socket woke us while its exchange waited (set_interest) */
     uint64_t last_active;
     uint64_t deadline; /* head / connect / resolve deadline; 0 = idle timeout applies */
 

@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <jansson.h>
 
+#include "common/buf.h"
 #include "common/loop.h"
 #include "common/str.h"
 #include "audit/audit.h"
@@ -289,6 +291,133 @@ static void test_aggregation_cap(void **state)
     dir_remove(&d);
 }
 
+/* audit_emit writes its JSON itself: each string exactly as jansson (which wrote the records
+ * before, and reads them in reader.c) dumps it, and refused exactly when jansson refuses it,
+ * on hand-picked and on random hostile bytes (controls, quotes, overlong forms, surrogates,
+ * code points past U+10FFFF, 4-byte sequences, truncated sequences). */
+static void check_like_jansson(const char *s)
+{
+    json_t *js = json_string(s);
+    struct buf b = BUF_INIT(1 << 20);
+
+    assert_int_equal(audit_json_valid(s), js != NULL);
+    if (!js) {
+        assert_int_equal(audit_json_str(&b, s), -EILSEQ);
+        buf_done(&b);
+        return;
+    }
+    char *want = json_dumps(js, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
+    assert_non_null(want);
+    assert_int_equal(audit_json_str(&b, s), 0);
+    assert_string_equal(buf_str(&b), want);
+    free(want);
+    json_decref(js);
+    buf_done(&b);
+}
+
+static void test_json_like_jansson(void **state)
+{
+    static const char *const fixed[] = {
+        "",
+        "plain.example.com",
+        "a\"b\\c/d",
+        "\x01\x1f\x7f\b\f\n\r\t",
+        "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9a\x80",
+        "\xc0\xaf",
+        "\xe0\x80\xaf",
+        "\xed\xa0\x80",
+        "\xf4\x90\x80\x80",
+        "\xf5\x80\x80\x80",
+        "\xc3",
+        "\xe2\x82",
+        "\x80",
+        "\xff",
+        "\xef\xbf\xbf",
+        "\xf0\x90\x80\x80",
+        "\xf4\x8f\xbf\xbf",
+    };
+    static const unsigned char pool[] = { 0x01, 0x08, 0x0a, 0x1f, ' ',  '"',  '\\', '/',  'a',
+                                          0x7f, 0x80, 0x8f, 0xbf, 0xc0, 0xc2, 0xdf, 0xe0, 0xed,
+                                          0xef, 0xf0, 0xf4, 0xf5, 0xff, 0x9f, 0xa0 };
+    unsigned seed = 12345;
+    char s[16];
+    (void)state;
+
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        check_like_jansson(fixed[i]);
+    for (int i = 0; i < 200000; i++) {
+        size_t n;
+        seed = seed * 1103515245u + 12345u;
+        n = (seed >> 16) % (sizeof(s) - 1);
+        for (size_t j = 0; j < n; j++) {
+            seed = seed * 1103515245u + 12345u;
+            s[j] = (char)pool[(seed >> 16) % sizeof(pool)];
+        }
+        s[n] = '\0';
+        check_like_jansson(s);
+    }
+}
+
+/* A whole record, with hostile strings: jansson reads it back to the same values, and dumps
+ * what it read to the very same line (so the line is what json_dumps made before). */
+static void test_record_like_jansson(void **state)
+{
+    struct audit_event ev = {
+        .kind = AUDIT_HTTP,
+        .host = "h\"o\\st\x01.\xc3\xa9",
+        .port = 443,
+        .allow = false,
+        .reason = "dlp:\xf0\x9f\x9a\x80",
+        .bytes_up = 12,
+        .bytes_down = 99,
+        .method = "G\xffT",
+        .path = "/a\nb",
+        .addr = "\xc0\xaf",
+        .status = 403,
+        .reused = true,
+        .count = 3,
+    };
+    char line[4096];
+    struct dir d;
+    struct audit *a;
+    json_error_t err;
+    json_t *o;
+    FILE *fp;
+    (void)state;
+
+    dir_make(&d);
+    assert_int_equal(audit_open(d.log, "bot\ttle", &a), 0);
+    assert_int_equal(audit_emit(a, &ev), 0);
+    audit_close(a);
+    fp = fopen(d.log, "r");
+    assert_non_null(fp);
+    assert_non_null(fgets(line, sizeof(line), fp));
+    fclose(fp);
+    line[strcspn(line, "\n")] = '\0';
+    o = json_loads(line, 0, &err);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "host")), ev.host);
+    assert_string_equal(json_string_value(json_object_get(o, "bottle")), "bot\ttle");
+    assert_string_equal(json_string_value(json_object_get(o, "reason")), ev.reason);
+    assert_string_equal(json_string_value(json_object_get(o, "method")), "?");
+    assert_string_equal(json_string_value(json_object_get(o, "path")), "/a\nb");
+    assert_null(json_object_get(o, "addr")); /* not UTF-8: left out, as before */
+    assert_int_equal(json_integer_value(json_object_get(o, "status")), 403);
+    assert_int_equal(json_integer_value(json_object_get(o, "count")), 3);
+    assert_true(json_is_true(json_object_get(o, "reused")));
+    assert_non_null(json_object_get(o, "nonce"));
+    const char *ts = json_string_value(json_object_get(o, "ts"));
+    assert_non_null(ts); /* 2026-11-29T22:04:51.163Z */
+    assert_int_equal(strlen(ts), 24);
+    assert_true(ts[4] == '-' && ts[10] == 'T' && ts[19] == '.' && ts[23] == 'Z');
+    assert_int_equal(json_integer_value(json_object_get(o, "bytes_down")), 99);
+    char *again = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+    assert_string_equal(again, line);
+    free(again);
+    json_decref(o);
+    dir_remove(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -297,6 +426,8 @@ int main(void)
         cmocka_unit_test(test_failed_and_recovery),
         cmocka_unit_test(test_aggregation),
         cmocka_unit_test(test_aggregation_cap),
+        cmocka_unit_test(test_json_like_jansson),
+        cmocka_unit_test(test_record_like_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,8 +67,8 @@ static void origin_on_conn(struct loop_source *s, uint32_t ev)
     }
     snprintf(o->last_head, sizeof(o->last_head), "%s", buf);
     o->requests++;
-    if (strstr(buf, " /slow "))
-        return; /* never answered */
+    if (strstr(buf, " /slow ") || strstr(buf, " /later "))
+        return; /* never answered (/later: by the test itself) */
     if (strstr(buf, " /bye ")) {
         /* a keep-alive response, then the origin drops the idle connection */
         if (send(s->fd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL) < 0)
@@ -398,6 +398,65 @@ static void test_reset_while_waiting_no_spin(void **state)
     assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
     close(afd);
     assert_non_null(strstr(audit, "\"decision\":\"allow\",\"reason\":\"idle-timeout\""));
+}
+
+/* The client's read interest stays on while its exchange waits on the upstream (no epoll_ctl
+ * pair per request). A request pipelined meanwhile wakes the proxy once, which turns the
+ * interest off then: no spinning on the level-triggered socket; the waiting response still goes
+ * out first, and the pipelined request after it. */
+static void test_pipelined_while_waiting_no_spin(void **state)
+{
+    struct fx *f = *state;
+    char req[256], out[8192];
+    int fd = client_connect(f), events = 0, ufd;
+    size_t got = 0;
+
+    /* one whole exchange first: the next request rides the kept upstream, with the client's
+     * interest as a kept-alive exchange leaves it */
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/a HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    pump_until(f, fd, "hello", out, sizeof(out));
+    assert_non_null(strstr(out, "hello"));
+    snprintf(req, sizeof(req),
+             "GET http://127.0.0.1:%u/later HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", f->origin.port,
+             f->origin.port);
+    send_all(fd, req);
+    for (int i = 0; i < 50 && f->origin.requests == 1; i++)
+        loop_run_once(f->loop, 10);
+    assert_int_equal(f->origin.requests, 2);
+    for (int i = 0; i < 3; i++)
+        loop_run_once(f->loop, 10); /* settled: waiting on the upstream */
+    snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/b HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n",
+             f->origin.port, f->origin.port);
+    send_all(fd, req);
+    for (int i = 0; i < 10; i++)
+        events += loop_run_once(f->loop, 20);
+    assert_true(events <= 2);
+    assert_int_equal(f->origin.requests, 2);        /* /b waits for /later */
+    assert_true(recv(fd, out, sizeof(out), 0) < 0); /* nothing answered yet */
+    /* now the origin answers the first */
+    ufd = f->origin.conns[f->origin.nconns - 1].fd;
+    assert_int_equal(send(ufd, origin_resp, sizeof(origin_resp) - 1, MSG_NOSIGNAL),
+                     (ssize_t)(sizeof(origin_resp) - 1));
+    for (int i = 0; i < 200 && f->origin.requests < 3; i++)
+        loop_run_once(f->loop, 10);
+    assert_int_equal(f->origin.requests, 3);
+    assert_int_equal(f->origin.accepted, 1);
+    for (int i = 0; i < 200; i++) {
+        ssize_t n;
+        loop_run_once(f->loop, 10);
+        n = recv(fd, out + got, sizeof(out) - 1 - got, 0);
+        if (n > 0)
+            got += (size_t)n;
+        out[got] = '\0';
+        if (strstr(out, "hello") && strstr(strstr(out, "hello") + 5, "hello"))
+            break;
+    }
+    assert_non_null(strstr(out, "hello"));
+    assert_non_null(strstr(strstr(out, "hello") + 5, "hello"));
+    assert_true(strncmp(f->origin.last_head, "GET /b ", 7) == 0);
+    close(fd);
 }
 
 static void test_host_mismatch_audited(void **state)
@@ -739,6 +798,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_credential_elsewhere, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_keepalive_reuses_upstream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelined_burst, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pipelined_while_waiting_no_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_while_waiting_no_spin, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upstream_closed_while_idle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_mismatch_audited, setup, teardown),
