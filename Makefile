@@ -5,7 +5,7 @@
 #   make asan           only the sanitizer build and its suites
 #   make fuzz           libFuzzer binaries in build-fuzz/ (clang); scripts/fuzz.sh runs them
 #   make integration    only the integration suite (build/)
-#   make lint           clang-format check, banned functions, cppcheck
+#   make lint           clang-format check, banned functions, cppcheck, clang-tidy
 #   make format         clang-format -i on all sources
 #   make install        build/ with --prefix=$(PREFIX) (default /usr/local), then install:
 #                       bin/bot-bottle, libexec/bot-bottle/bottle-init, share/man/man1/

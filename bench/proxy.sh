@@ -19,6 +19,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 bin=${BB:-$root/build/src/cli/bot-bottle}
 rounds=3
 secs=3
@@ -37,16 +38,7 @@ while [ $# -gt 0 ]; do
 done
 case $rounds$secs in *[!0-9]*) echo "proxy.sh: --rounds/--seconds take numbers" >&2; exit 2 ;; esac
 [ "$rounds" -ge 1 ] && [ "$secs" -ge 1 ] && [ "$secs" -le 30 ] || { echo "proxy.sh: bad --rounds/--seconds" >&2; exit 2; }
-autogroup_old=
-if [ -n "$nice_val" ]; then
-    renice -n "$nice_val" -p $$ >/dev/null || { echo "proxy.sh: cannot renice to $nice_val" >&2; exit 2; }
-    # With sched_autogroup, nice only ranks tasks inside one session's group; the group's own
-    # nice ranks it against other sessions. Set it too, and put it back on exit.
-    if [ -w /proc/$$/autogroup ]; then
-        autogroup_old=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\).*/\1/p' /proc/$$/autogroup)
-        echo "$nice_val" >/proc/$$/autogroup 2>/dev/null || autogroup_old=
-    fi
-fi
+[ -z "$nice_val" ] || bench_nice proxy.sh "$nice_val"
 [ -x "$bin" ] || { echo "proxy.sh: no bot-bottle binary at $bin (build it, or pass --bin)" >&2; exit 2; }
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 for t in squid tinyproxy cc ss timeout; do
@@ -66,17 +58,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 tmp=$(mktemp -d /tmp/bb-bench.XXXXXX)
 chmod 755 "$tmp" # squid, when started as root, drops to its cache_effective_user
 pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do # only our own children that are still running
-        [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = $$ ] && kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "$autogroup_old" ] && echo "$autogroup_old" >/proc/$$/autogroup 2>/dev/null
-    [ -e "$tmp/failed" ] && keep=1
-    if [ "$keep" = 1 ]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- tools ----

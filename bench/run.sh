@@ -28,6 +28,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+. "$here/lib.sh"
 bin=${BB:-$root/build/src/cli/bot-bottle}
 rounds=20
 size=1073741824
@@ -77,29 +78,10 @@ if [ "$wait_other" = 1 ]; then
     [ $waited -gt 0 ] && echo "run.sh: waited ${waited} s for bench/proxy.sh / bench/dns.sh"
 fi
 
-autogroup_old=
-if [ -n "$nice_val" ]; then
-    renice -n "$nice_val" -p $$ >/dev/null || { echo "run.sh: cannot renice to $nice_val" >&2; exit 2; }
-    # With sched_autogroup, nice only ranks tasks inside one session's group; the group's own
-    # nice ranks it against other sessions. Set it too, and put it back on exit.
-    if [ -w /proc/$$/autogroup ]; then
-        autogroup_old=$(sed -n 's/.* nice \(-\{0,1\}[0-9]*\).*/\1/p' /proc/$$/autogroup)
-        echo "$nice_val" >/proc/$$/autogroup 2>/dev/null || autogroup_old=
-    fi
-fi
+[ -z "$nice_val" ] || bench_nice run.sh "$nice_val"
 tmp=$(mktemp -d /tmp/bb-runbench.XXXXXX)
 pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]}"; do # only our own children that are still running
-        [ "$(ps -o ppid= -p "$p" 2>/dev/null | tr -d ' ')" = $$ ] && kill "$p" 2>/dev/null || true
-    done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    [ -n "$autogroup_old" ] && echo "$autogroup_old" >/proc/$$/autogroup 2>/dev/null
-    [ -e "$tmp/failed" ] && keep=1
-    if [ "$keep" = 1 ]; then echo "kept: $tmp"; else rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 busy() { # processes using >= 5% of a core right now (top, 1 s sample), not this script's

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lint suite: clang-format (dry run, as errors), scripts/checksrc.sh (with the layering
 # check), cppcheck, and a self-test showing the layering check fails on a planted violation.
-# TAP output.
+# TAP output. clang-tidy is the suite's other test (scripts/clang-tidy.sh: it takes minutes).
 set -uo pipefail
 src=${1:-$(dirname "$0")/..}
 cd "$src"

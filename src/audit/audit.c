@@ -148,8 +148,8 @@ static void chain_load(struct audit *a)
 int audit_open(const char *path, const char *bottle, struct audit **ret)
 {
     struct audit *a;
-    int fd, r;
-    bool own;
+    int fd = -1, r;
+    bool own = false;
 
     r = open_sink(path, &fd, &own);
     if (r < 0)
@@ -189,8 +189,8 @@ struct audit *audit_close(struct audit *a)
 
 int audit_reopen(struct audit *a)
 {
-    int fd, r;
-    bool own;
+    int fd = -1, r;
+    bool own = false;
 
     if (!a->own_fd)
         return 0;
@@ -234,8 +234,6 @@ static int rotate(struct audit *a, size_t need)
 {
     struct stat st, pst;
     char old[4096];
-    int fd, r;
-    bool own;
 
     if (fstat(a->fd, &st) < 0)
         return -errno;
@@ -253,14 +251,7 @@ static int rotate(struct audit *a, size_t need)
         if (rename(a->path, old) < 0)
             return -errno;
     }
-    r = open_sink(a->path, &fd, &own);
-    if (r < 0)
-        return r;
-    close(a->fd);
-    a->fd = fd;
-    a->size = fd_size(fd);
-    a->file_start = a->size == 0;
-    return 0;
+    return audit_reopen(a); /* (only an owned file is rotated) */
 }
 
 static void set_failed(struct audit *a, int err)

@@ -18,7 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend/backend.h"
 #include "backend/cgroup.h"
+#include "common/log.h"
 #include "common/macro.h"
 #include "common/pidfd.h"
 #include "common/str.h"
@@ -269,6 +271,64 @@ int ext_spawn(char *const *argv, char *const *env, const int stdio[3], const str
               pid_t *ret_pid, int *ret_pidfd)
 {
     return spawn(argv, env, stdio, cg, ret_pid, ret_pidfd);
+}
+
+void ext_proc_init(struct ext_proc *p)
+{
+    p->pid = -1;
+    p->pidfd = -1;
+    p->reaped = false;
+    p->status = 0;
+}
+
+int ext_proc_start(struct ext_proc *p, const char *who, char *const *argv, char *const *env,
+                   const int stdio[3], const struct bb_cgroup *cg, struct backend_started *ret)
+{
+    char line[1024];
+    int r;
+
+    ext_argv_format(argv, line, sizeof(line));
+    log_debug("%s: %s", who, line);
+    r = ext_spawn(argv, env, stdio, cg, &p->pid, &p->pidfd);
+    if (r < 0)
+        return r;
+    ret->pid = p->pid;
+    ret->pidfd = p->pidfd;
+    ret->channel_fd = -1;
+    return 0;
+}
+
+int ext_proc_wait(struct ext_proc *p, int *ret_status)
+{
+    int r = bb_pidfd_reap_once(p->pidfd, &p->reaped, &p->status);
+
+    if (r < 0)
+        return r;
+    *ret_status = p->status;
+    return 0;
+}
+
+int ext_proc_signal(struct ext_proc *p, int sig)
+{
+    int r;
+
+    if (p->reaped || p->pidfd < 0)
+        return 0;
+    r = bb_pidfd_send_signal(p->pidfd, sig);
+    return r == -ESRCH ? 0 : r;
+}
+
+void ext_proc_done(struct ext_proc *p)
+{
+    if (p->pid > 0 && !p->reaped) {
+        siginfo_t si;
+        (void)bb_pidfd_send_signal(p->pidfd, SIGKILL);
+        (void)bb_pidfd_wait(p->pidfd, &si);
+        p->reaped = true;
+    }
+    if (p->pidfd >= 0)
+        close(p->pidfd);
+    p->pidfd = -1;
 }
 
 const char *ext_spec_bad_path(const struct bottle_spec *spec, const char *bad)

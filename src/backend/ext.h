@@ -53,6 +53,32 @@ struct bb_cgroup;
 int ext_spawn(char *const *argv, char *const *env, const int stdio[3], const struct bb_cgroup *cg,
               pid_t *ret_pid, int *ret_pidfd);
 
+struct backend_started;
+/*
+ * The long-running tool a backend runs as the bottle (`docker run`, `smolvm machine run`):
+ * started once, reaped once. ext_proc_init before anything else; ext_proc_done in destroy.
+ */
+struct ext_proc {
+    pid_t pid; /* -1 until started */
+    int pidfd; /* -1 until started; owned here */
+    bool reaped;
+    int status; /* once reaped: the exit code, 128+N for signal N */
+};
+void ext_proc_init(struct ext_proc *p);
+/*
+ * ext_spawn() (its arguments as there) after a debug log of the command line prefixed with
+ * who ("docker backend"); on success, *ret's pid and pidfd are the process's and its channel
+ * fd -1. Returns 0 or -errno (not logged: the caller names what it started).
+ */
+int ext_proc_start(struct ext_proc *p, const char *who, char *const *argv, char *const *env,
+                   const int stdio[3], const struct bb_cgroup *cg, struct backend_started *ret);
+/* Reaps it once (blocks until it exits): *ret_status; later calls give the kept status. */
+int ext_proc_wait(struct ext_proc *p, int *ret_status);
+/* Sends sig; 0 also when it is gone (or never started), else -errno. Never blocks. */
+int ext_proc_signal(struct ext_proc *p, int sig);
+/* SIGKILL and reap it when it still runs, and close the pidfd. */
+void ext_proc_done(struct ext_proc *p);
+
 struct bottle_spec;
 /* The first path of the spec (workspace, home, mounts, protected paths) that contains one of
  * the characters in bad (a tool's option syntax could not carry it), or NULL. */

@@ -253,6 +253,8 @@ int channel_session_add(struct channel_session *s, struct channel_stream_state *
     /* Ids only grow within a space, so a new stream goes at the end of its space (all guest
      * ids sort before all host ids): at most the host-space streams move up one slot. */
     i = lower_bound(s, id);
+    /* an array of pointers: a pointer's size, as meant */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
     memmove(&s->streams[i + 1], &s->streams[i], (s->n - i) * sizeof(s->streams[0]));
     s->streams[i] = ss;
     s->n++;
@@ -265,6 +267,8 @@ void channel_session_remove(struct channel_session *s, struct channel_stream_sta
 
     if (i >= s->n || s->streams[i] != ss)
         return;
+    /* as above */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
     memmove(&s->streams[i], &s->streams[i + 1], (s->n - i - 1) * sizeof(s->streams[0]));
     s->n--;
 }

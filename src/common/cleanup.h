@@ -27,12 +27,14 @@ static inline void closep(const int *fd)
 #define _cleanup_close_ _cleanup_(closep)
 
 /* Define a cleanup helper "fnp" for pointers of "type" freed by "fn". */
+/* A type cannot be parenthesised. NOLINTBEGIN(bugprone-macro-parentheses) */
 #define DEFINE_CLEANUP(type, fn)                                                                   \
     static inline void fn##p(type **p)                                                             \
     {                                                                                              \
         if (*p)                                                                                    \
             fn(*p);                                                                                \
     }
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 /* Move ownership out of a cleanup variable. */
 #define TAKE_PTR(p)                                                                                \

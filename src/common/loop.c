@@ -222,6 +222,8 @@ void loop_timer_set(struct loop *l, struct loop_timer *t, uint64_t deadline)
     }
     if (l->nheap == l->heap_cap) {
         l->heap_cap = l->heap_cap ? l->heap_cap * 2 : 64;
+        /* an array of pointers: sizeof(*l->heap) is a pointer's size, as meant */
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
         l->heap = xrealloc(l->heap, l->heap_cap * sizeof(*l->heap));
     }
     t->deadline = deadline;

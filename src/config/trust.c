@@ -331,7 +331,7 @@ int trust_list(const char *store, void (*fn)(const char *path, const char *hex, 
         struct slice sp;
         const char *hex;
         char hexbuf[TRUST_HEX_LEN + 1];
-        size_t len, off;
+        size_t len = 0, off;
 
         if (!trust_hex_valid(de->d_name))
             continue;

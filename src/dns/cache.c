@@ -108,6 +108,8 @@ void dns_cache_store(struct dns_cache *c, uint64_t now, const uint8_t *query,
     if (old)
         cache_unlink(c, old);
     while (c->lru_tail && (c->n >= DNS_CACHE_MAX_ENTRIES || c->bytes + bytes > DNS_CACHE_MAX_BYTES))
+        /* the tail has no lru_next, so cache_unlink() moves lru_tail to its lru_prev */
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
         cache_unlink(c, c->lru_tail);
 
     struct dns_cache_entry *e = xmalloc(bytes);

@@ -495,7 +495,8 @@ int dns_filter_new(struct loop *l, const struct net_addr *listen, const struct n
         }
         f->listen = bound;
         r = net_listen_tcp(&bound, DNS_TCP_BACKLOG);
-        if (r >= 0 || r != -EADDRINUSE || net_addr_port((const struct sockaddr *)&listen->ss))
+        /* done: bound, another error, or a fixed port that is taken */
+        if (r != -EADDRINUSE || net_addr_port((const struct sockaddr *)&listen->ss))
             break;
         close(f->udp_fd);
         f->udp_fd = -1;

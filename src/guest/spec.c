@@ -79,18 +79,8 @@ bool bottle_path_is_canonical(const char *p)
         return false;
     if (n == 1)
         return true;
-    if (p[n - 1] == '/')
-        return false;
     /* Every component between slashes must be non-empty and not "." or "..". */
-    for (const char *c = p + 1;;) {
-        const char *e = strchr(c, '/');
-        size_t len = e ? (size_t)(e - c) : strlen(c);
-        if (len == 0 || (len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-            return false;
-        if (!e)
-            return true;
-        c = e + 1;
-    }
+    return str_path_rel_clean(p + 1);
 }
 
 /* Paths the bottle builds itself; a workspace or extra mount may not land on or under them. */

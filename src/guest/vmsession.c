@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,12 +404,14 @@ static int push_strv(char ***v, size_t *n, char *s)
     return 0;
 }
 
+/* "ROWS COLS", each 0..65535 (sscanf's %u would wrap a larger one into range) */
 static int parse_size(const char *p, unsigned short *rows, unsigned short *cols)
 {
-    unsigned r = 0, c = 0;
-    char extra;
+    const char *sp = strchr(p, ' ');
+    uint64_t r, c;
 
-    if (sscanf(p, "%u %u%c", &r, &c, &extra) != 2 || r > 65535 || c > 65535)
+    if (!sp || str_to_u64(slice_make(p, (size_t)(sp - p)), 65535, &r) < 0 ||
+        str_to_u64_cstr(sp + 1, 65535, &c) < 0)
         return -EINVAL;
     *rows = (unsigned short)r;
     *cols = (unsigned short)c;
@@ -520,19 +523,21 @@ static void pending_free(struct pending *p)
 
 static int header(struct vms *v, int fd, const char *line)
 {
-    char role[8], extra;
-    unsigned id;
+    const char *role = strchr(line, ' ');
+    uint64_t id;
     struct session *s;
     int ri;
 
-    if (sscanf(line, "%u %7s%c", &id, role, &extra) != 2)
+    /* "ID ROLE": the id whole and in range (sscanf's %u would wrap it), the role one of ours */
+    if (!role || str_to_u64(slice_make(line, (size_t)(role - line)), UINT32_MAX, &id) < 0)
         return -EINVAL;
+    role++;
     for (ri = 0; ri < ROLE_MAX; ri++)
         if (strcmp(role, role_names[ri]) == 0)
             break;
     if (ri == ROLE_MAX)
         return -EINVAL;
-    s = session_get(v, id, true);
+    s = session_get(v, (uint32_t)id, true);
     if (!s)
         return -ENOSPC;
     if (s->fd[ri] >= 0 || s->running || s->exited)

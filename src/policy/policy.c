@@ -130,6 +130,8 @@ static struct name_entry *table_get_or_add(struct name_table *t, const char *s, 
     /* keep the load factor <= 1/2 */
     if ((t->n + 1) * 2 > t->cap) {
         size_t ncap = t->cap ? t->cap * 2 : 16;
+        /* an array of pointers: sizeof(*ns) is a pointer's size, as meant */
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct name_entry **ns = xcalloc(ncap, sizeof(*ns));
         for (size_t i = 0; i < t->cap; i++)
             if (t->slots[i])
@@ -795,6 +797,8 @@ enum verdict policy_check_request(const struct policy *p, const struct host *h, 
             if (rule_covers(&p->rules[i], h, port))
                 first = &p->rules[i];
         if (ret_rule)
+            /* policy_host_has_rules(): some rule covers h:port, so first is set */
+            /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
             *ret_rule = first->text;
         if (ret_why)
             *ret_why = why;
@@ -817,6 +821,8 @@ enum verdict policy_check_request(const struct policy *p, const struct host *h, 
             path_ok = r;
     }
     if (ret_rule)
+        /* policy_host_has_rules(): some rule covers h:port, so first is set */
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
         *ret_rule = (path_ok ? path_ok : first)->text;
     return path_ok ? V_DENY_METHOD : V_DENY_PATH;
 }

@@ -592,6 +592,8 @@ static int inflate_scan(const struct cred_store *s, struct cred_scan *sc, const 
     for (size_t i = 0; i < len;) {
         size_t n = MIN(len - i, (size_t)CRED_INFLATE_STEP);
         uint64_t at = raw_at + i >= 3 ? raw_at + i - 3 : 0;
+        /* zlib's next_in is not const; inflate only reads it */
+        /* NOLINTNEXTLINE(performance-no-int-to-ptr) */
         z->next_in = (Bytef *)(uintptr_t)(p + i);
         z->avail_in = (uInt)n;
         for (;;) {
@@ -931,6 +933,8 @@ static int scan_plain(const struct cred_store *s, struct cred_scan *sc, const ch
     /* Matches that start in the carried tail and end in p. */
     if (sc->carry_len) {
         take = MIN(len, keep);
+        /* a carry is kept (below) only with keep > 0, when sc->carry was allocated */
+        /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker) */
         memcpy(joint, sc->carry, sc->carry_len);
         memcpy(joint + sc->carry_len, p, take);
         hit = scan_all(s, sc, slice_make(joint, sc->carry_len + take));

@@ -89,7 +89,7 @@ static int splice_dir(struct side *src, struct side *dst, int pipefd[2], size_t 
             /* Bulk data: a larger pipe means fewer splice calls per byte. Best effort: the
              * per-user pipe quota may refuse it, and 64 KiB still works. */
             *grown = true;
-            fcntl(pipefd[1], F_SETPIPE_SZ, BB_PIPE_BULK_CAP);
+            (void)fcntl(pipefd[1], F_SETPIPE_SZ, BB_PIPE_BULK_CAP);
         }
     }
     if (src->eof && !*in_pipe && !dst->wshut) {

@@ -1273,6 +1273,8 @@ out:
         loop_del(s.loop, &e->src);
         {
             /* the bottle is gone or going: its processes die with it */
+            /* exec_session_free() below unlinks e (e->s is &s): a new one each round */
+            /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
             struct pollfd pfd = { .fd = s.be->exec_pidfd(e->x), .events = POLLIN };
             if (RETRY_EINTR(poll(&pfd, 1, 500)) == 1)
                 (void)s.be->exec_wait(e->x, &st);

@@ -16,7 +16,7 @@
 /* What an opened and an adopted relay share once t->master is set. */
 static void relay_init(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
 {
-    fcntl(t->master, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(t->master, F_SETFD, FD_CLOEXEC);
     fd_set_nonblock(t->master, true);
     t->loop = l;
     t->in_fd = in_fd;
@@ -38,7 +38,7 @@ int tty_relay_open(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
     t->master = t->slave = -1;
     if (openpty(&t->master, &t->slave, NULL, have_tio ? &tio : NULL, have_ws ? &ws : NULL) < 0)
         return -errno;
-    fcntl(t->slave, F_SETFD, FD_CLOEXEC);
+    (void)fcntl(t->slave, F_SETFD, FD_CLOEXEC);
     relay_init(t, l, in_fd, out_fd);
     return 0;
 }

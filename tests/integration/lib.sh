@@ -159,6 +159,15 @@ while True:
 PY
 }
 
+# dns_stub: helpers/dns-stub.py on a free 127.0.0.1 port (TCP and UDP), in the background, as
+# the upstream DNS of what the test starts (--upstream-dns 127.0.0.1:$DNS): it answers only
+# with loopback/TEST-NET addresses and logs each name it is asked to $T/dns.log. Sets DNS.
+dns_stub() {
+    DNS=$(free_port)
+    bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
+    wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+}
+
 # bg CMD... : start in the background, remember the pid (in $BGPID) for cleanup.
 bg() {
     "$@" &

@@ -125,9 +125,7 @@ for a in json.load(sys.stdin)["agents"]:
 done
 
 # ---- the profiles' allowlists, seen from the DNS filter (a local stub as the upstream) ----
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 mkdir -p "$T/cfg"
 # The built-in profiles with a shell as their command: same hosts, variables and state.
 cat >"$T/cfg/probe.ini" <<INI

@@ -5,9 +5,7 @@
 # that sends the user to doctor points at something that exists.
 source "$(dirname "$0")/lib.sh"
 
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 unset BOT_BOTTLE_BACKEND
 mkdir -p "$T/ws" "$T/empty"
 cd "$T/ws" || exit 1

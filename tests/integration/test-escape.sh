@@ -15,9 +15,7 @@ need_root "escape tests" "they need root (a bottle whose uid 0 is host root is t
 command -v getcap >/dev/null && command -v setcap >/dev/null ||
     { echo "Bail out! getcap/setcap are needed (libcap2-bin; scripts/install-deps.sh)"; exit 1; }
 
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 
 WS=$T/ws
 mkdir -p "$WS"

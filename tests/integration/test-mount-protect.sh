@@ -10,9 +10,7 @@ if [ "$(id -u)" != 0 ] && ! unshare -Ur true 2>/dev/null; then
     done_testing
 fi
 
-DNS=$(free_port)
-bg python3 "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 
 WS=$T/ws
 R=$T/repo

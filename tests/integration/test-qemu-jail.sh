@@ -14,9 +14,7 @@ need_root "QEMU's jail" "the attacks that matter (QEMU as root) need root"
 unset BOT_BOTTLE_BACKEND
 chmod 0711 "$T"
 
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 # a host loopback service the fake QEMU tries to reach
 PORT=$(free_port)
 bg "$PY" -c 'import socket, sys

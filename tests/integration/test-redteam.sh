@@ -13,9 +13,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || { echo "Bail out! $PY is needed inside the bottle (install-deps installs python3)"; exit 1; }
 command -v git >/dev/null || { echo "Bail out! git is needed (scripts/install-deps.sh)"; exit 1; }
 
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 
 WS=$T/ws
 mkdir -p "$WS"

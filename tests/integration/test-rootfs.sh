@@ -7,9 +7,7 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "rootfs tests"
 
-DNS=$(free_port)
-bg python3 "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 
 WS=$T/ws
 mkdir -p "$WS"

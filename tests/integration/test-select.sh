@@ -9,9 +9,7 @@ source "$(dirname "$0")/lib.sh"
 
 need_bottles "backend selection tests"
 
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"
-wait_file "$T/dns.ready" || { echo "Bail out! dns stub did not start"; exit 1; }
+dns_stub
 mkdir -p "$T/ws" "$T/empty" "$T/config/bot-bottle" "$T/sys-nouserns/user" "$T/sys-nonet/user"
 echo 0 >"$T/sys-nouserns/user/max_user_namespaces"
 echo 0 >"$T/sys-nonet/user/max_net_namespaces"

@@ -15,8 +15,7 @@ mkdir -p "$T/bin" "$T/empty" "$T/ws"
 ln -s "$HELPERS/fake-smolvm" "$T/bin/smolvm"
 export PATH="$T/bin:/usr/bin:/bin"
 export FAKE_SMOLVM_LOG="$T/smolvm.log"
-DNS=$(free_port)
-bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log"
+dns_stub
 run() {
     (cd "$T/ws" && /usr/bin/timeout 60 "$BB" run --backend smolmachines --upstream-dns "127.0.0.1:$DNS" "$@")
 }

@@ -36,7 +36,6 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/macro.h"
-#include "common/pidfd.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 
@@ -62,10 +61,7 @@ struct dk_bottle {
     char net_int[DOCKER_NAME_MAX], net_ext[DOCKER_NAME_MAX];
     char sidecar[DOCKER_NAME_MAX], agent[DOCKER_NAME_MAX];
     bool made_int, made_ext, made_sidecar, started_agent;
-    pid_t pid;
-    int pidfd;
-    bool reaped;
-    int status;
+    struct ext_proc run; /* `docker run` of the agent */
 };
 
 static struct dk_bottle *dk_of(struct bottle *b)
@@ -126,8 +122,7 @@ static int dk_create(const struct backend_create_args *args, struct bottle **ret
     int r;
 
     b->base.ops = &backend_docker_ops;
-    b->pid = -1;
-    b->pidfd = -1;
+    ext_proc_init(&b->run);
     for (size_t i = 0; i < 3; i++)
         b->stdio[i] = args->stdio[i];
     (void)dk_probe(NULL, &probe);
@@ -401,56 +396,30 @@ static int dk_start(struct bottle *bb, struct backend_started *ret)
     }
 
     agent_argv(b, out, &a, &env);
-    {
-        char line[1024];
-        ext_argv_format(a.v, line, sizeof(line));
-        log_debug("docker backend: %s", line);
-    }
-    r = ext_spawn(a.v, env.v, b->stdio, NULL, &b->pid, &b->pidfd);
+    r = ext_proc_start(&b->run, "docker backend", a.v, env.v, b->stdio, NULL, ret);
     ext_argv_done(&a);
     ext_argv_done(&env);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "docker backend: starting %s run", b->docker);
     b->started_agent = true;
-    ret->pid = b->pid;
-    ret->pidfd = b->pidfd;
-    ret->channel_fd = -1;
     return 0;
 }
 
 static int dk_wait(struct bottle *bb, int *ret_status)
 {
-    struct dk_bottle *b = dk_of(bb);
-    int r = bb_pidfd_reap_once(b->pidfd, &b->reaped, &b->status);
-
-    if (r < 0)
-        return r;
-    *ret_status = b->status;
-    return 0;
+    return ext_proc_wait(&dk_of(bb)->run, ret_status);
 }
 
 static int dk_request_stop(struct bottle *bb)
 {
-    struct dk_bottle *b = dk_of(bb);
-    int r;
-
-    if (b->reaped || b->pidfd < 0)
-        return 0;
     /* docker run forwards it to the container's process (--sig-proxy) */
-    r = bb_pidfd_send_signal(b->pidfd, SIGTERM);
-    return r == -ESRCH ? 0 : r;
+    return ext_proc_signal(&dk_of(bb)->run, SIGTERM);
 }
 
 static int dk_kill(struct bottle *bb)
 {
-    struct dk_bottle *b = dk_of(bb);
-    int r;
-
-    if (b->reaped || b->pidfd < 0)
-        return 0;
     /* the client; the container goes with destroy's docker rm -f */
-    r = bb_pidfd_send_signal(b->pidfd, SIGKILL);
-    return r == -ESRCH ? 0 : r;
+    return ext_proc_signal(&dk_of(bb)->run, SIGKILL);
 }
 
 static void teardown_step(struct dk_bottle *b, const char *verb, const char *verb2, const char *opt,
@@ -479,12 +448,7 @@ static void dk_destroy(struct bottle *bb)
 
     if (!b)
         return;
-    if (b->pid > 0 && !b->reaped) {
-        siginfo_t si;
-        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
-        (void)bb_pidfd_wait(b->pidfd, &si);
-        b->reaped = true;
-    }
+    ext_proc_done(&b->run);
     /* Containers before the networks they are attached to. */
     if (b->started_agent)
         teardown_step(b, "rm", NULL, "-f", b->agent);
@@ -494,8 +458,6 @@ static void dk_destroy(struct bottle *bb)
         teardown_step(b, "network", "rm", NULL, b->net_ext);
     if (b->made_int)
         teardown_step(b, "network", "rm", NULL, b->net_int);
-    if (b->pidfd >= 0)
-        close(b->pidfd);
     bottle_spec_done(&b->spec);
     ext_argv_done(&b->egress);
     free(b);

@@ -418,6 +418,8 @@ int microvm_stock_lookup(const char *cache_dir, struct microvm_kernel *ret)
     r = microvm_kernel_lookup(dir, &k);
     if (r < 0)
         return r;
+    /* microvm_kernel_lookup() fails with -errno, never 0 (the analyzer thinks errno may be 0) */
+    /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Branch) */
     if (!k.modules[0])
         return -EINVAL;
     r = str_printf(load, sizeof(load), "%s/" MICROVM_MODULES_LOAD, k.modules);

@@ -35,7 +35,6 @@
 #include "common/buf.h"
 #include "common/log.h"
 #include "common/macro.h"
-#include "common/pidfd.h"
 #include "common/str.h"
 #include "common/xalloc.h"
 
@@ -53,10 +52,7 @@ struct sm_bottle {
     struct ext_argv argv;
     struct bb_cgroup cg;
     int stdio[3];
-    pid_t pid;
-    int pidfd;
-    bool reaped;
-    int status;
+    struct ext_proc run; /* smolvm */
 };
 
 static struct sm_bottle *sm_of(struct bottle *b)
@@ -142,6 +138,7 @@ static void sm_destroy(struct bottle *bb);
 static void build_argv(const char *smolvm, const struct bottle_spec *spec, unsigned cpus,
                        uint64_t guest_mib, bool interactive, struct ext_argv *a)
 {
+    const char *image = getenv("BOT_BOTTLE_SMOLVM_IMAGE");
     char alias[INET_ADDRSTRLEN];
     struct ext_argv gen = { 0 };
 
@@ -150,9 +147,7 @@ static void build_argv(const char *smolvm, const struct bottle_spec *spec, unsig
     ext_argv_push(a, "machine");
     ext_argv_push(a, "run");
     ext_argv_push(a, "--image");
-    ext_argv_push(a, getenv("BOT_BOTTLE_SMOLVM_IMAGE") && *getenv("BOT_BOTTLE_SMOLVM_IMAGE")
-                         ? getenv("BOT_BOTTLE_SMOLVM_IMAGE")
-                         : SMOLVM_DEFAULT_IMAGE);
+    ext_argv_push(a, image && *image ? image : SMOLVM_DEFAULT_IMAGE);
     /* virtio-net: smolvm's host-side gateway terminates every guest flow and enforces the
      * allowlist there; smolvm refuses an allowlist on TSI, whose filter does not enforce it
      * (src/network/launch.rs) */
@@ -215,8 +210,7 @@ static int sm_create(const struct backend_create_args *args, struct bottle **ret
     int r;
 
     b->base.ops = &backend_smolmachines_ops;
-    b->pid = -1;
-    b->pidfd = -1;
+    ext_proc_init(&b->run);
     cgroup_init(&b->cg);
     for (size_t i = 0; i < 3; i++)
         b->stdio[i] = args->stdio[i];
@@ -305,55 +299,33 @@ fail:
 static int sm_start(struct bottle *bb, struct backend_started *ret)
 {
     struct sm_bottle *b = sm_of(bb);
-    char line[1024];
     int r;
 
     if (geteuid() != 0)
         log_warn("smolmachines backend: name lookups inside the bottle fail: unprivileged, the "
                  "DNS filter listens on port 5353, which the guest's resolver cannot name "
                  "(programs that use HTTP_PROXY resolve through the proxy)");
-    ext_argv_format(b->argv.v, line, sizeof(line));
-    log_debug("smolmachines backend: %s", line);
-    r = ext_spawn(b->argv.v, NULL, b->stdio, &b->cg, &b->pid, &b->pidfd);
+    r = ext_proc_start(&b->run, "smolmachines backend", b->argv.v, NULL, b->stdio, &b->cg, ret);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "smolmachines backend: starting %s in its cgroup",
                          b->argv.v[0]);
-    ret->pid = b->pid;
-    ret->pidfd = b->pidfd;
-    ret->channel_fd = -1;
     return 0;
 }
 
 static int sm_wait(struct bottle *bb, int *ret_status)
 {
-    struct sm_bottle *b = sm_of(bb);
-    int r = bb_pidfd_reap_once(b->pidfd, &b->reaped, &b->status);
-
-    if (r < 0)
-        return r;
-    *ret_status = b->status;
-    return 0;
-}
-
-static int sm_signal(struct bottle *bb, int sig)
-{
-    struct sm_bottle *b = sm_of(bb);
-    int r;
-
-    if (b->reaped || b->pidfd < 0)
-        return 0;
-    r = bb_pidfd_send_signal(b->pidfd, sig);
-    return r == -ESRCH ? 0 : r;
+    return ext_proc_wait(&sm_of(bb)->run, ret_status);
 }
 
 static int sm_request_stop(struct bottle *bb)
 {
-    return sm_signal(bb, SIGTERM); /* smolvm stops its machine and exits */
+    /* smolvm stops its machine and exits */
+    return ext_proc_signal(&sm_of(bb)->run, SIGTERM);
 }
 
 static int sm_kill(struct bottle *bb)
 {
-    return sm_signal(bb, SIGKILL);
+    return ext_proc_signal(&sm_of(bb)->run, SIGKILL);
 }
 
 /*
@@ -419,15 +391,8 @@ static void sm_destroy(struct bottle *bb)
 
     if (!b)
         return;
-    if (b->pid > 0 && !b->reaped) {
-        siginfo_t si;
-        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
-        (void)bb_pidfd_wait(b->pidfd, &si);
-        b->reaped = true;
-    }
+    ext_proc_done(&b->run);
     kill_cgroup(&b->cg);
-    if (b->pidfd >= 0)
-        close(b->pidfd);
     if (cgroup_remove(&b->cg, &where) < 0)
         log_warn("smolmachines backend: cannot remove the cgroup %s (processes of the bottle's "
                  "smolvm may still run in it)",
