@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # clang-tidy over src/ with the checks in .clang-tidy (which says why each is in or out), the
-# `clang-tidy` test of the lint suite. TAP: one line a source file, failing on any finding
-# that is not in scripts/clang-tidy-pending.txt (files other work was changing when the check
-# came in). Two files at a time, niced: a few minutes on 2 cores.
+# `clang-tidy` test of the lint suite. TAP: one line a source file, failing on any finding.
+# Two files at a time, niced: a few minutes on 2 cores.
 #
 # Usage: scripts/clang-tidy.sh [SOURCE_DIR [BUILD_DIR]] (BUILD_DIR holds compile_commands.json;
 # default SOURCE_DIR/build). Fix a finding, or suppress a wrong one on its line with
@@ -37,12 +36,11 @@ echo "1..${#files[@]}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)
-# One output file per source file; clang-tidy's own exit code is not used (a finding in the
-# pending list is not a failure), its diagnostics are.
+# One output file per source file; clang-tidy's own exit code is not used, its diagnostics
+# are.
 printf '%s\n' "${files[@]}" |
     xargs -P 2 -I{} sh -c 'nice -n 10 "$1" -p "$2" --quiet "$3" >"$4/$(echo "$3" | tr / _).out" 2>&1' \
         _ "$tidy" "$build" {} "$tmp"
-pending=$(grep -v '^#' scripts/clang-tidy-pending.txt 2>/dev/null | grep -v '^$' || true)
 n=0
 fail=0
 for f in "${files[@]}"; do
@@ -52,22 +50,11 @@ for f in "${files[@]}"; do
     # a header's finding shows under each file that includes it.
     found=$(sed -e "s|^$build/\.\./||; s|^$src/||; s|^\.\./||" "$out" |
         grep -E '^[^ ]+:[0-9]+:[0-9]+: (warning|error): ' | sort -u)
-    new=
-    while IFS= read -r line; do
-        [ -n "$line" ] || continue
-        path=${line%%:*}
-        checks=$(sed -n 's/.*\[\([^]]*\)\]$/\1/p' <<<"$line")
-        check=${checks%%,*}
-        if [ -n "$pending" ] && grep -qxF "$path $check" <<<"$pending"; then
-            continue
-        fi
-        new+="$line"$'\n'
-    done <<<"$found"
-    if [ -z "$new" ]; then
+    if [ -z "$found" ]; then
         echo "ok $n - $f"
     else
         fail=1
-        printf '%s' "$new" | sed 's/^/# /'
+        printf '%s\n' "$found" | sed 's/^/# /'
         echo "not ok $n - $f"
     fi
 done

@@ -1148,8 +1148,11 @@ int main(int argc, char **argv)
 
     log_set_prefix("bottle-init");
     is_vm = getpid() == 1 && argc == 1;
-    vm_trace_fine = is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "2") == 0;
-    vm_trace = vm_trace_fine || (is_vm && getenv("bbtrace") && strcmp(getenv("bbtrace"), "1") == 0);
+    {
+        const char *trace = is_vm ? getenv("bbtrace") : NULL;
+        vm_trace_fine = trace && strcmp(trace, "2") == 0;
+        vm_trace = vm_trace_fine || (trace && strcmp(trace, "1") == 0);
+    }
     if (vm_trace_fine)
         guest_rootfs_trace = vm_mark;
     vm_mark("init");

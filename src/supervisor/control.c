@@ -184,8 +184,8 @@ int control_request_parse(const uint8_t *p, size_t len, struct control_request *
                     *reterr_msg = "\"env\" entries are NAME=VALUE";
                     goto out;
                 }
-            ret->tty = tty && json_is_true(tty);
-            ret->interactive = inter && json_is_true(inter);
+            ret->tty = json_is_true(tty); /* false for NULL too */
+            ret->interactive = json_is_true(inter);
             if ((rows && (json_integer_value(rows) < 0 || json_integer_value(rows) > 65535)) ||
                 (cols && (json_integer_value(cols) < 0 || json_integer_value(cols) > 65535))) {
                 *reterr_msg = "\"rows\" and \"cols\" are 0 to 65535";
