@@ -19,8 +19,8 @@
 # origin's test CA. squid runs in its default shape (one worker, one event loop, like
 # bot-bottle's daemon) with `ssl_bump bump all`, no cache and no access log; bot-bottle runs as
 # in production (upstream verification, DLP, credential checks and the audit log all on).
-# Names: squid reads a hosts file (and caches); bot-bottle asks the tests' DNS stub, per new
-# client connection (its resolver has no cache).
+# Names: squid reads a hosts file (and caches); bot-bottle asks the tests' DNS stub and keeps
+# the answer for its TTL (src/proxy/resolve.c).
 #
 # Usage: bench/intercept.sh [BOT-BOTTLE-BINARY]   (environment: ROUNDS, SECS, N, NEWCONNS,
 # BULK, NICE; NOPOOL=1 adds a bot-bottle daemon with --upstream-pool 0; BASE=BINARY adds another

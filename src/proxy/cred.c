@@ -515,16 +515,9 @@ void cred_scan_init(struct cred_scan *sc)
     sc->ck_state = CK_SIZE;
 }
 
-void cred_scan_done(struct cred_scan *sc)
+/* What one scan holds of its own (not its raw and ws scans). */
+static void scan_release(struct cred_scan *sc)
 {
-    if (sc->raw) {
-        cred_scan_done(sc->raw);
-        free(sc->raw);
-    }
-    if (sc->ws) {
-        cred_scan_done(sc->ws);
-        free(sc->ws);
-    }
     if (sc->z) {
         inflateEnd(sc->z);
         free(sc->z);
@@ -535,6 +528,21 @@ void cred_scan_done(struct cred_scan *sc)
     }
     free(sc->carry_raw);
     cred_scan_init(sc);
+}
+
+void cred_scan_done(struct cred_scan *sc)
+{
+    /* The raw and ws scans are plain ones: neither inflates nor reads frames (only sc is set
+     * up for that), so they have no raw or ws of their own. */
+    struct cred_scan *nested[] = { sc->raw, sc->ws };
+
+    for (size_t i = 0; i < ARRAY_SIZE(nested); i++) {
+        if (nested[i]) {
+            scan_release(nested[i]);
+            free(nested[i]);
+        }
+    }
+    scan_release(sc);
 }
 
 void cred_scan_set_values(struct cred_scan *sc)

@@ -12,6 +12,7 @@
 #include "common/net.h"
 
 #define TTY_BUF_MAX (256 * 1024)
+#define TTY_FLUSH_WAIT_MS 100 /* tty_relay_flush: how long a quiet terminal is waited for */
 
 /* What an opened and an adopted relay share once t->master is set. */
 static void relay_init(struct tty_relay *t, struct loop *l, int in_fd, int out_fd)
@@ -211,11 +212,17 @@ void tty_relay_resize(struct tty_relay *t)
 
 void tty_relay_flush(struct tty_relay *t)
 {
-    /* Read what the bottle wrote before it exited, then write it all out (blocking). */
+    /* Read what the bottle wrote before it exited, then write it all out (blocking). The
+     * last bytes may still be on their way through the pty's buffer work (or the stream from
+     * the guest) when the exit status arrives: a read that finds nothing waits up to
+     * TTY_FLUSH_WAIT_MS for more or for the end (EIO once no one holds the other side), so
+     * output is not lost under load; a background process still holding the terminal costs
+     * that wait once. */
     for (int i = 0; i < 64 && !t->master_eof && t->master >= 0; i++) {
         size_t before = t->to_out.len;
+        struct pollfd p = { .fd = t->master, .events = POLLIN };
         pump(t->master, &t->to_out, &t->master_eof, t->filtered ? &t->filter : NULL);
-        if (t->to_out.len == before)
+        if (t->to_out.len == before && !t->master_eof && poll(&p, 1, TTY_FLUSH_WAIT_MS) <= 0)
             break;
     }
     while (t->to_out.len) {
