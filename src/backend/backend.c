@@ -2,10 +2,16 @@
 #include "backend/backend.h"
 
 #include <errno.h>
+#include <linux/sched.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "backend/docker/docker.h"
 #include "backend/microvm/microvm.h"
@@ -23,6 +29,62 @@ static const struct backend_ops *const backends[] = {
     &backend_smolmachines_ops,
     &backend_docker_ops,
 };
+
+/* The process's root is not its mount namespace's root: a chroot, where the kernel refuses
+ * CLONE_NEWUSER with EPERM. Told by PID 1's root where we may look at it, else by the mount
+ * table: mount points are shown relative to our root, and no mount is at "/" in a chroot into
+ * a plain directory. */
+static bool in_chroot(void)
+{
+    struct stat self, init;
+    FILE *f;
+    char *line = NULL;
+    size_t cap = 0;
+    bool root_mounted = false;
+
+    if (stat("/", &self) == 0 && stat("/proc/1/root/", &init) == 0)
+        return self.st_dev != init.st_dev || self.st_ino != init.st_ino;
+    f = fopen("/proc/self/mountinfo", "re");
+    if (!f)
+        return false;
+    /* "ID PARENT MAJ:MIN ROOT MOUNT-POINT ..." */
+    while (!root_mounted && getline(&line, &cap, f) > 0) {
+        char *sp = line;
+        for (int i = 0; i < 4 && sp; i++)
+            sp = strchr(sp + 1, ' ');
+        root_mounted = sp && strncmp(sp, " / ", 3) == 0;
+    }
+    free(line);
+    fclose(f);
+    return !root_mounted;
+}
+
+int backend_try_namespaces(uint64_t flags, const char *what, char *why, size_t n)
+{
+    struct clone_args a = { .flags = flags, .exit_signal = SIGCHLD };
+    long pid = syscall(SYS_clone3, &a, sizeof(a));
+    int e = errno, status;
+    const char *hint = "";
+
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0) {
+        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        return 0;
+    }
+    if (e == ENOSYS)
+        hint = "; Linux 5.3 or newer is needed";
+    else if (e == EPERM && (flags & CLONE_NEWUSER) && in_chroot())
+        hint = ": this process runs in a chroot, where the kernel refuses new user namespaces; "
+               "run bot-bottle outside the chroot (or in a container with a mount namespace of "
+               "its own, which pivot_root gives)";
+    else if (e == EPERM && geteuid() == 0)
+        hint = ": refused by a policy (a container's seccomp profile or a security module); run "
+               "bot-bottle on the host, or let the container create user namespaces";
+    (void)str_printf(why, n, "creating %s failed (clone3: %s)%s", what, strerror(e), hint);
+    return -e;
+}
 
 const struct backend_ops *const *backend_list(size_t *ret_n)
 {

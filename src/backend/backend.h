@@ -92,6 +92,14 @@ struct backend_probe {
 void backend_probe_add_finding(struct backend_probe *p, const char *name, bool ok, const char *fmt,
                                ...) _printf_(4, 5);
 
+/*
+ * Creates the namespaces in flags (CLONE_NEW*) in a child that exits at once. Returns 0, or
+ * -errno with why filled: "creating <what> failed (clone3: <error>)" and, where the cause can
+ * be told, why and what to do (a chroot, where the kernel refuses new user namespaces; a
+ * container's or a security module's policy; a kernel too old for clone3).
+ */
+int backend_try_namespaces(uint64_t flags, const char *what, char *why, size_t n);
+
 /* Where backend files live. Any field may be NULL for the default lookup. */
 struct backend_paths {
     /* The bottle-init binary. Default: next to the running executable, then

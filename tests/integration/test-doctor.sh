@@ -171,4 +171,27 @@ while read -r m; do
     done
 done <<<"$msgs"
 check "'bot-bottle doctor' runs" bash -c "'$BB' doctor --upstream-dns 127.0.0.1:$DNS >/dev/null; [ \$? -le 1 ]"
+# In a chroot (a plain directory as /), the kernel refuses new user namespaces: microvm (QEMU's
+# jail) and namespace are not available, and doctor and run say why and the way out, instead
+# of a bare "clone3: Operation not permitted" at start.
+R=$T/chroot
+mkdir -p "$R"/{usr,etc,proc,sys,dev,tmp,var/cache/bot-bottle,run} "$R$T" "$R$BB_SOURCE_DIR" "$R$BB_BUILD_DIR"
+for l in bin sbin lib lib64; do [ -L "/$l" ] && ln -s "$(readlink "/$l")" "$R/$l"; done
+in_chroot() {
+    setsid -w timeout 120 unshare -m --propagation private bash -c '
+        R=$1; shift
+        for d in /usr /etc /proc /sys /dev "$T" "$BB_SOURCE_DIR" "$BB_BUILD_DIR"; do
+            mount --rbind "$d" "$R$d" || exit 99
+        done
+        [ -d /var/cache/bot-bottle ] && mount --bind /var/cache/bot-bottle "$R/var/cache/bot-bottle"
+        exec chroot "$R" "$@"' _ "$R" "$@" <&-
+}
+export T BB_BUILD_DIR BB_SOURCE_DIR
+in_chroot "$BB" doctor --upstream-dns "127.0.0.1:$DNS" >"$T/chroot-doctor" 2>&1
+like "in a chroot, doctor: microvm is not available, saying it is a chroot" "$(grep -A2 '^  microvm' "$T/chroot-doctor")" "NOT available.*QEMU's jail .* failed \(clone3: Operation not permitted\): this process runs in a chroot"
+like "... namespace too" "$(grep -A2 '^  namespace' "$T/chroot-doctor")" "runs in a chroot, where the kernel refuses new user namespaces"
+in_chroot "$BB" run -w "$T/ws" -- true >"$T/chroot-run" 2>&1
+is "... run exits 125" "$?" 125
+like "... and says why and what to do" "$(cat "$T/chroot-run")" "runs in a chroot.*run bot-bottle outside the chroot"
+unlike "... not a bare clone3 error" "$(cat "$T/chroot-run")" "starting QEMU \(clone3\)"
 done_testing

@@ -363,8 +363,8 @@ static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret
 {
     struct microvm_probe_paths pp;
     struct microvm_probe *p = xcalloc(1, sizeof(*p));
-    char init[PATH_MAX];
-    bool have_init;
+    char init[PATH_MAX], jail_why[BACKEND_REASON_MAX] = "";
+    bool have_init, jail_ok;
 
     probe_paths(paths, &pp);
     (void)microvm_probe_run(&pp, p);
@@ -377,8 +377,28 @@ static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret
                               have_init ? "built for each bottle from bottle-init at " : "",
                               have_init ? init : "bottle-init was not found",
                               have_init ? "" : " (looked next to the executable and in libexec)");
+    /* QEMU's jail (jail.c): its namespaces are a must for root (an unprivileged invoker
+     * falls back to the filter alone, with a warning at start). The net namespace is left out
+     * of the test, as the namespace backend's probe does: it is what costs, not what fails. */
+    {
+        const struct microvm_jail j = { .ns = true };
+        char why[BACKEND_REASON_MAX];
+        jail_ok = backend_try_namespaces(jail_clone_flags(&j) & ~(uint64_t)CLONE_NEWNET,
+                                         "QEMU's jail (user, mount, pid namespaces)", why,
+                                         sizeof(why)) == 0;
+        backend_probe_add_finding(ret, "jail", jail_ok || geteuid() != 0, "%s",
+                                  jail_ok ? "QEMU runs in its own user, mount, pid, net, ipc and "
+                                            "uts namespaces with a minimal root"
+                                          : why);
+        if (!jail_ok && geteuid() != 0)
+            jail_ok = true; /* the filter-only fallback, said at start */
+        else if (!jail_ok)
+            (void)str_printf(jail_why, sizeof(jail_why), "%s", why);
+    }
     if (!p->available) {
         (void)str_printf(ret->reason, sizeof(ret->reason), "%s", p->reason);
+    } else if (!jail_ok) {
+        (void)str_printf(ret->reason, sizeof(ret->reason), "%s", jail_why);
     } else if (!have_init) {
         (void)str_printf(ret->reason, sizeof(ret->reason),
                          "bottle-init was not found (looked next to the executable and in "
@@ -1115,9 +1135,16 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     }
     cgroup_close_tasks(b->cg_tasks);
     if (r < 0) {
-        if (b->pid < 0)
-            return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
-        goto fail;
+        char why[BACKEND_REASON_MAX];
+        if (b->pid >= 0)
+            goto fail;
+        /* Say why, as the probe would have (a chroot, a container's policy) */
+        if (b->jail.ns && backend_try_namespaces(jail_clone_flags(&b->jail), "QEMU's jail", why,
+                                                 sizeof(why)) < 0) {
+            log_error("microvm backend: %s", why);
+            return r;
+        }
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
     }
     /* While the child sets up QEMU's jail (namespaces, its root, the filter): the initramfs
      * it boots; then it may exec QEMU. */

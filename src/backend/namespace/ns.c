@@ -225,24 +225,10 @@ static int ns_probe(const struct backend_paths *paths, struct backend_probe *ret
         backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
         goto done;
     }
-    {
-        int pidfd = -1, status;
-        struct clone_args a = { .flags = (NS_FLAGS & ~(uint64_t)CLONE_NEWNET) | CLONE_PIDFD,
-                                .pidfd = (uint64_t)(uintptr_t)&pidfd,
-                                .exit_signal = SIGCHLD };
-        long pid = sys_clone3(&a);
-        if (pid == 0)
-            _exit(0);
-        if (pid < 0) {
-            (void)str_printf(p.reason, sizeof(p.reason),
-                             "creating user/mount/pid namespaces failed (clone3: %s)%s",
-                             strerror(errno),
-                             errno == ENOSYS ? "; Linux 5.3 or newer is needed" : "");
-            backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
-            goto done;
-        }
-        (void)RETRY_EINTR(waitpid((pid_t)pid, &status, 0));
-        close(pidfd);
+    if (backend_try_namespaces(NS_FLAGS & ~(uint64_t)CLONE_NEWNET, "user/mount/pid namespaces",
+                               p.reason, sizeof(p.reason)) < 0) {
+        backend_probe_add_finding(&p, "userns", false, "%s", p.reason);
+        goto done;
     }
     {
         char clone[16], aa[16], max[32], net[32];
