@@ -1282,6 +1282,21 @@ bool conn_reflected(struct conn *c, size_t from)
     return hit >= 0 || hit == CRED_SCAN_UNSCANNABLE;
 }
 
+/* A response to a request carrying a credential, coded in a way the search for the value
+ * cannot read: not relayed (502 credential-unscannable). Returns 1 (the step's "done"). */
+static int refuse_unscannable(struct conn *c, const struct slice *coding, const char *field,
+                              const char *can)
+{
+    char text[256];
+
+    buf_reset(&c->tocl);
+    snprintf(text, sizeof(text),
+             "the response to a request carrying a credential is coded with \"%.*s\" (%s), "
+             "which the proxy cannot decode to search it for the credential's value (%s)",
+             (int)MIN(coding->len, (size_t)64), coding->p, field, can);
+    conn_upstream_error(c, 502, "credential-unscannable", text);
+    return 1;
+}
 static int step_read_resp(struct conn *c)
 {
     struct http_response resp;
@@ -1403,30 +1418,11 @@ static int step_read_resp(struct conn *c)
     }
     struct slice coding = SLICE_NULL;
     int coded = c->resp_identity ? content_coding(&resp, &coding) : 0;
-    if (coded >= 0 && c->resp_identity && transfer_coded(&resp, &coding)) {
-        char text[256];
-        buf_reset(&c->tocl);
-        snprintf(text, sizeof(text),
-                 "the response to a request carrying a credential has the transfer coding "
-                 "\"%.*s\" (Transfer-Encoding), which the proxy does not decode to search it "
-                 "for the credential's value (only chunked is relayed)",
-                 (int)MIN(coding.len, (size_t)64), coding.p);
-        conn_upstream_error(c, 502, "credential-unscannable", text);
-        return 1;
-    }
-    if (coded < 0) {
-        /* An encoding the search cannot read (br, zstd, ...): the value would pass unseen
-         * (the request asked for identity, build_with_creds): not relayed. */
-        char text[256];
-        buf_reset(&c->tocl);
-        snprintf(text, sizeof(text),
-                 "the response to a request carrying a credential is encoded with "
-                 "\"%.*s\" (Content-Encoding), which the proxy cannot decode to search it "
-                 "for the credential's value (gzip and deflate it can)",
-                 (int)MIN(coding.len, (size_t)64), coding.p);
-        conn_upstream_error(c, 502, "credential-unscannable", text);
-        return 1;
-    }
+    if (coded >= 0 && c->resp_identity && transfer_coded(&resp, &coding))
+        return refuse_unscannable(c, &coding, "Transfer-Encoding", "only chunked is relayed");
+    if (coded < 0) /* an encoding the search cannot read (br, zstd, ...): the value would
+                    * pass unseen (the request asked for identity, build_with_creds) */
+        return refuse_unscannable(c, &coding, "Content-Encoding", "gzip and deflate it can");
     if (c->scan_resp) {
         if (conn_reflected(c, 0))
             return 0;

@@ -162,6 +162,20 @@ PY
 # dns_stub: helpers/dns-stub.py on a free 127.0.0.1 port (TCP and UDP), in the background, as
 # the upstream DNS of what the test starts (--upstream-dns 127.0.0.1:$DNS): it answers only
 # with loopback/TEST-NET addresses and logs each name it is asked to $T/dns.log. Sets DNS.
+# The bot-bottle CAs of a CA bundle read on stdin: one line per CA, the text of its
+# nameConstraints extension on one line (e.g. "X509v3 Name Constraints: critical Permitted:
+# DNS:.example.test").
+bundle_ca_constraints() {
+    "$PY" -c '
+import re, subprocess, sys
+for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", sys.stdin.read(), re.S):
+    subj = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True).stdout
+    if "bot-bottle CA" not in subj:
+        continue
+    nc = subprocess.run(["openssl", "x509", "-noout", "-ext", "nameConstraints"], input=pem, capture_output=True, text=True).stdout
+    print(" ".join(nc.split()))'
+}
+
 dns_stub() {
     DNS=$(free_port)
     bg "$PY" "$HELPERS/dns-stub.py" serve --port "$DNS" --log "$T/dns.log" --ready "$T/dns.ready"

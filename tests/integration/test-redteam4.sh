@@ -237,14 +237,10 @@ S=$BOT_BOTTLE_STATE_DIR
 _pids+=("$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$S/bottles/rt4b/info.json")")
 inside() { timeout 60 "$BB" exec rt4b -- "$@"; }
 constraints() { # one line per bot-bottle CA of the bottle's bundle: its DNS constraints
-    inside cat /etc/ssl/bot-bottle/ca-bundle.crt | "$PY" -c '
-import re, subprocess, sys
-for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", sys.stdin.read(), re.S):
-    subj = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True).stdout
-    if "bot-bottle CA" not in subj:
-        continue
-    nc = subprocess.run(["openssl", "x509", "-noout", "-ext", "nameConstraints"], input=pem, capture_output=True, text=True).stdout
-    print(" ".join(w for w in nc.split() if w.startswith("DNS:")) or "NO-DNS-CONSTRAINT")'
+    inside cat /etc/ssl/bot-bottle/ca-bundle.crt | bundle_ca_constraints | while read -r l; do
+        w=$(tr ' ' '\n' <<<"$l" | grep '^DNS:' | paste -sd' ')
+        echo "${w:-NO-DNS-CONSTRAINT}"
+    done
 }
 # a reader in the bottle that reads the bundle over and over while CAs are added: every read
 # must be a whole bundle (ends with a certificate's end), never fewer certificates than before

@@ -47,16 +47,7 @@ issuer() {
         -servername $1 </dev/null 2>/dev/null | openssl x509 -noout -issuer"
 }
 # the bot-bottle CAs of the bottle's bundle, one "nameConstraints" text per CA, in order
-constraints() {
-    inside cat /etc/ssl/bot-bottle/ca-bundle.crt | "$PY" -c '
-import re, subprocess, sys
-for pem in re.findall(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", sys.stdin.read(), re.S):
-    subj = subprocess.run(["openssl", "x509", "-noout", "-subject"], input=pem, capture_output=True, text=True).stdout
-    if "bot-bottle CA" not in subj:
-        continue
-    nc = subprocess.run(["openssl", "x509", "-noout", "-ext", "nameConstraints"], input=pem, capture_output=True, text=True).stdout
-    print(" ".join(nc.split()))'
-}
+constraints() { inside cat /etc/ssl/bot-bottle/ca-bundle.crt | bundle_ca_constraints; }
 
 # --- before: no interception at all; the bundle exists (for CAs added later), without a CA
 is "at start: a plain tunnel (the origin's own certificate)" "$(issuer rt.test)" \
