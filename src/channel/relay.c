@@ -35,6 +35,7 @@ struct channel_guest_relay {
     struct channel_guest_config cfg;
     struct loop_source lis[LIS_MAX];
     int fds[LIS_MAX];
+    int spare; /* net_accept's reserve descriptor: out of descriptors, no spinning listener */
     struct udp_flow flows[CHANNEL_MAX_UDP_FLOWS];
     uint8_t dgram[CHANNEL_MAX_PAYLOAD];
     bool dead;
@@ -185,7 +186,9 @@ static void on_accept(struct loop_source *src, uint32_t events)
     (void)events;
 
     for (int i = 0; i < RELAY_ACCEPTS_PER_EVENT; i++) {
-        int fd = accept4(src->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = net_accept(src->fd, SOCK_NONBLOCK, &r->spare);
+        if (fd == -ECONNREFUSED)
+            continue; /* out of descriptors: that one was shed */
         if (fd < 0)
             return;
         if (r->dead) {
@@ -257,8 +260,11 @@ int channel_guest_relay_start(struct loop *loop, int mux_fd, const struct channe
         r->flows[i].r = r;
         loop_timer_init(&r->flows[i].idle, flow_on_idle, &r->flows[i]);
     }
+    r->spare = net_spare_fd_open();
     res = mux_new(loop, mux_fd, CHANNEL_ROLE_GUEST, &guest_mux_ops, r, &r->mux);
     if (res < 0) {
+        if (r->spare >= 0)
+            close(r->spare);
         free(r);
         return res;
     }
@@ -300,6 +306,9 @@ struct channel_guest_relay *channel_guest_relay_free(struct channel_guest_relay 
     }
     for (size_t i = 0; i < CHANNEL_MAX_UDP_FLOWS; i++)
         loop_timer_stop(r->loop, &r->flows[i].idle);
+    if (r->spare >= 0)
+        close(r->spare);
+    r->spare = -1;
     r->mux = mux_free(r->mux);
     /* Listener sources may still have events in the current dispatch pass. */
     loop_defer(r->loop, &r->reap, guest_reap, r);
