@@ -293,7 +293,7 @@ static void on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinf
         }
         if (!n)
             err = -ENOENT;
-        else if (status != ARES_EDESTRUCTION)
+        else
             cache_put(q->r, q->name, ttl, addrs, n);
     } else if (status == ARES_ENOTFOUND || status == ARES_ENODATA) {
         err = -ENOENT;
