@@ -42,6 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "u64vec.h"
+
 #define IO_TIMEOUT_MS 5000
 #define HEAD_CAP 16384
 #define MAX_STREAMS 20000
@@ -337,30 +339,6 @@ struct setup_worker {
     uint64_t t_start;
     char buf[1024];
 };
-
-struct u64_vec {
-    uint64_t *v;
-    size_t len, cap;
-};
-
-static void vec_push(struct u64_vec *a, uint64_t x)
-{
-    if (a->len == a->cap) {
-        size_t ncap = a->cap ? a->cap * 2 : 65536;
-        uint64_t *nv = realloc(a->v, ncap * sizeof(*nv));
-        if (!nv)
-            return;
-        a->v = nv;
-        a->cap = ncap;
-    }
-    a->v[a->len++] = x;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static int setup_start(int ep, struct setup_worker *s, unsigned idx, unsigned port)
 {

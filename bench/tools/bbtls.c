@@ -46,6 +46,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "u64vec.h"
+
 #define IO_TIMEOUT_S 10
 #define HEAD_CAP 16384
 #define MAX_CONNS 1024
@@ -55,11 +57,6 @@ struct opts {
     unsigned proxy, port, conns, seconds, warmup_ms, count, pid, origin_pid;
     unsigned long long size;
     bool new_conn;
-};
-
-struct u64_vec {
-    uint64_t *v;
-    size_t len, cap;
 };
 
 struct worker {
@@ -170,25 +167,6 @@ static void window_end(struct window *w)
     w->p1 = proc_cpu_ns(o.pid);
     w->o1 = proc_cpu_ns(o.origin_pid);
     w->s1 = self_cpu_us();
-}
-
-static void vec_push(struct u64_vec *a, uint64_t x)
-{
-    if (a->len == a->cap) {
-        size_t ncap = a->cap ? a->cap * 2 : 4096;
-        uint64_t *nv = realloc(a->v, ncap * sizeof(*nv));
-        if (!nv)
-            return;
-        a->v = nv;
-        a->cap = ncap;
-    }
-    a->v[a->len++] = x;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
 }
 
 static void set_err(struct worker *w, const char *what)
