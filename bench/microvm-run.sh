@@ -19,8 +19,10 @@
 #   --nice N      nice value for both (default 10)
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
 #   --trace       break the run's time down by stage (above)
-#   --trace-fine  the same with finer stages (the root's steps); each mark costs a console
-#                 round trip to QEMU, so this run is slower than the others
+#   --trace-fine  the same with finer stages (the root's steps, the spec, the event loop),
+#                 and bb-idle lines (the guest's idle time at a few marks) in the kept console.
+#                 Marks are kept in the guest's memory and written together at the end, so
+#                 they cost the stages almost nothing
 #   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 #   --also DIR    a second build dir (e.g. an older commit's) whose `bot-bottle run -- true`
 #                 runs in each round too, after this one: before/after in the same minutes
@@ -79,13 +81,16 @@ median() {
 }
 echo "microvm-run: $runs rounds, nice $nice_val, floor guest ${memory} MiB, load $(cut -d' ' -f1-3 /proc/loadavg)"
 floors=()
+floor_up=()
 runs_ms=()
 also_ms=()
 for i in $(seq 1 "$runs"); do
-    f=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
+    fl=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
         ${floor_kernel[@]+"${floor_kernel[@]}"} |
-        sed -n 's/^boot  *1: wall  *\([0-9]*\) ms.*/\1/p')
+        sed -n 's/^boot  *1: wall  *\([0-9]*\) ms, guest uptime at init  *\([0-9]*\) ms.*/\1 \2/p')
+    f=${fl% *}
     [ -n "$f" ] || die "the floor boot failed (run bench/boot-floor.sh --keep)"
+    floor_up+=("${fl#* }")
     # --also: which build goes first alternates, so neither always follows the floor
     also_run() {
         res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
@@ -130,6 +135,9 @@ if [ $trace != 0 ]; then
                 }
                 printf "outside-guest-uptime %.1f\n", wall / 1000 - t[end]
             }'
+        # the floor of the same round: its kernel to init, and its wall time outside that
+        echo "floor-kernel-to-init ${floor_up[$((i - 1))]}"
+        echo "floor-outside-init $((floors[i - 1] - floor_up[i - 1]))"
     done >"$tmp/stages"
     echo "microvm-run: stages of bot-bottle run -- true, median of $runs (ms; guest stages in guest time):"
     awk '{ if (!($1 in seen)) { seen[$1] = 1; order[n++] = $1 } v[$1] = v[$1] " " $2 }

@@ -90,6 +90,33 @@ static void vm_mark_fine(const char *stage)
         vm_mark(stage);
 }
 
+/* The marks are kept in memory and written out together (vm_trace_flush, before the exit
+ * status): a console write per mark costs a round trip through QEMU, which the finer marks
+ * would add to the stages they measure. */
+static char vm_trace_buf[4096];
+static size_t vm_trace_len;
+/* --trace-fine: /proc/uptime, for the guest's idle time at a few marks */
+static int vm_uptime_fd = -1;
+
+static void vm_trace_flush(void)
+{
+    if (vm_trace_len)
+        (void)!write(STDERR_FILENO, vm_trace_buf, vm_trace_len);
+    vm_trace_len = 0;
+}
+
+static void vm_trace_put(const char *line)
+{
+    size_t n = strlen(line);
+
+    if (vm_trace_len + n > sizeof(vm_trace_buf))
+        vm_trace_flush();
+    if (n <= sizeof(vm_trace_buf)) {
+        memcpy(vm_trace_buf + vm_trace_len, line, n);
+        vm_trace_len += n;
+    }
+}
+
 static void vm_mark(const char *stage)
 {
     struct timespec ts;
@@ -100,7 +127,23 @@ static void vm_mark(const char *stage)
                    (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
                    (ts.tv_nsec / 1000) % 1000) < 0)
         return;
-    (void)!write(STDERR_FILENO, line, strlen(line));
+    vm_trace_put(line);
+}
+
+/* The guest's idle time so far (the vCPUs' total, /proc/uptime's second field): what of the
+ * stages before it the guest spent waiting (for the host, or a timer) rather than running. */
+static void vm_mark_idle(const char *stage)
+{
+    char b[64], line[96];
+    const char *idle;
+    ssize_t n;
+
+    if (!vm_trace_fine || vm_uptime_fd < 0 || (n = pread(vm_uptime_fd, b, sizeof(b) - 1, 0)) <= 0)
+        return;
+    b[n] = '\0';
+    idle = strchr(b, ' ');
+    if (idle && str_printf(line, sizeof(line), "bb-idle %s %s", stage, idle + 1) == 0)
+        vm_trace_put(line);
 }
 
 static const int forwarded_signals[] = { SIGTERM, SIGINT,  SIGHUP,  SIGQUIT,
@@ -436,12 +479,15 @@ static pid_t vm_spawn(void *ud, const struct vms_spawn *req)
         }
         c.envp = merged;
     }
-    if (req->id == 0)
+    if (req->id == 0) {
         vm_mark("spawn");
+        vm_mark_idle("spawn");
+    }
     pid = spawn_command(st->spec, &c, st->ctx, req->stdio[2]);
     free(merged);
     if (req->id == 0) {
         vm_mark("exec");
+        vm_mark_idle("exec");
         if (pid > 0)
             st->main_pid = pid;
         else
@@ -973,6 +1019,7 @@ static int start_services(struct init_state *st, const struct bottle_spec *spec,
     vm_mark_fine("net");
     if (!vm_bpf && (r = guest_seccomp_build(EPERM, EAFNOSUPPORT, ctx)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "preparing the command failed");
+    vm_mark_fine("seccomp");
     signal(SIGPIPE, SIG_IGN);
     r = loop_new(&st->loop);
     for (size_t i = 0; r >= 0 && i < ARRAY_SIZE(forwarded_signals); i++)
@@ -981,6 +1028,7 @@ static int start_services(struct init_state *st, const struct bottle_spec *spec,
         r = loop_add_signal(st->loop, SIGCHLD, on_signal, st);
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "setting up the event loop failed");
+    vm_mark_fine("loop");
     if (is_vm && ctl_fd >= 0) {
         int fl = fcntl(ctl_fd, F_GETFL);
         if (fl < 0 || fcntl(ctl_fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
@@ -1003,6 +1051,7 @@ static int start_services(struct init_state *st, const struct bottle_spec *spec,
         loop_timer_init(&st->start_timer, on_start_timer, st);
         loop_timer_set_in(st->loop, &st->start_timer, VM_STREAMS_WAIT_MS);
     }
+    vm_mark_fine("vms");
     r = start_relay(st, spec, *vm_chan_fd);
     vm_mark("relay");
     *vm_chan_fd = -1; /* owned by the relay now, or closed on failure */
@@ -1024,6 +1073,10 @@ static int run(int argc, char **argv)
     if (is_vm) {
         r = vm_early_init();
         vm_mark("early-init");
+        if (vm_trace_fine) {
+            vm_uptime_fd = open("/proc/uptime", O_RDONLY | O_CLOEXEC);
+            vm_mark_idle("early-init");
+        }
         if (r < 0) {
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
@@ -1041,6 +1094,7 @@ static int run(int argc, char **argv)
     close(fd);
     if (r < 0)
         return EXIT_INIT_FAILED;
+    vm_mark_fine("spec-read");
     if (is_vm && (r = vm_read_seccomp()) < 0) {
         log_errno(LOG_LVL_ERROR, r, "%s", GUEST_VM_SECCOMP);
         goto out;
@@ -1067,6 +1121,7 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, r, "limiting the bottle's processes (pids cgroup)");
             goto out;
         }
+        vm_mark_fine("cgroup");
         /* The channel port, while /sys and devtmpfs are still ours to look in. */
         if (strncmp(spec.channel, VM_PORT_DIR, strlen(VM_PORT_DIR)) == 0)
             vm_chan_fd = vm_open_port(spec.channel + strlen(VM_PORT_DIR), O_NONBLOCK);
@@ -1077,6 +1132,7 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, r, "opening the channel port %s", spec.channel);
             goto out;
         }
+        vm_mark_fine("chan-port");
         /* The host's first line on bottle.ctl: read only now, after the work above, by which
          * time QEMU has passed it on (waiting for it first cost 4-70 ms of the start). */
         if ((r = vm_read_mode()) < 0) {
@@ -1084,6 +1140,7 @@ static int run(int argc, char **argv)
                       VM_PORT_CTL);
             goto out;
         }
+        vm_mark_fine("mode");
         if (!spec.tty || vm_streams)
             vm_console_raw();
     }
@@ -1107,6 +1164,7 @@ static int run(int argc, char **argv)
     r = guest_rootfs_setup(&spec, &what);
     guest_rootfs_usr_ready = NULL;
     vm_mark("rootfs");
+    vm_mark_idle("rootfs");
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r, "building the bottle's root failed (%s)", what);
         goto out;
@@ -1166,8 +1224,11 @@ int main(int argc, char **argv)
          * (backend/microvm/microvm.c, on_ctl_status). */
         sync();
         vm_mark("synced");
+        vm_mark_idle("synced");
+        vm_trace_flush();
         vm_report(code);
         vm_mark("reboot");
+        vm_trace_flush();
         reboot(RB_AUTOBOOT);
     }
     return code;

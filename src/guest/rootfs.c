@@ -773,10 +773,12 @@ static int setup_proc(const char **what)
     /* Allowed because we own the pid namespace and the host's /proc is still visible. */
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return -errno;
+    trace("rf-proc-mount");
     *what = "limiting per-user counts (user.max_*, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING)";
     r = limit_ucounts();
     if (r < 0)
         return r;
+    trace("rf-ucounts");
 
     *what = "masking /proc";
     for (size_t i = 0; i < ARRAY_SIZE(proc_readonly); i++) {
@@ -945,6 +947,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     r = setup_etc(p, what);
     if (r < 0)
         return r;
+    trace("rf-etc-copy");
     {
         _cleanup_close_ int etc = open("/etc", O_DIRECTORY | O_CLOEXEC);
         if (etc < 0)
@@ -973,6 +976,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     if (mkdir("/run", 0755) < 0 || mkdir("/var", 0755) < 0 || symlink("/tmp", "/var/tmp") < 0)
         return -errno;
 
+    trace("rf-tmp");
     *what = "mounting $HOME";
     r = mkdir_p(s->home, 0700);
     if (r >= 0)
@@ -982,6 +986,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     if (r < 0)
         return r;
 
+    trace("rf-home");
     /* After $HOME: the workspace often lives inside it. */
     *what = "mounting the workspace";
     r = mkdir_p(s->workspace, 0755);
@@ -1043,6 +1048,7 @@ int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
             r = -errno;
             goto out;
         }
+        trace("rf-umount");
     }
     /* The new root: a tmpfs mounted over /tmp (our copy of it), then pivoted into. Every
      * source was captured above, so what this hides does not matter. */
@@ -1050,6 +1056,7 @@ int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
     r = mount_tmpfs("/tmp", MS_NOSUID | MS_NODEV, "mode=0755");
     if (r < 0)
         goto out;
+    trace("rf-root-tmpfs");
     if (vm) {
         /*
          * The initramfs root (rootfs) cannot be pivot_root'ed (EINVAL): move the new root
@@ -1083,6 +1090,7 @@ int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
         r = -errno;
         goto out;
     }
+    trace("rf-old-root");
     what = "sethostname";
     if (sethostname(s->hostname, strlen(s->hostname)) < 0) {
         r = -errno;
@@ -1094,6 +1102,7 @@ int guest_rootfs_setup(const struct bottle_spec *s, const char **reterr_what)
         r = -errno;
         goto out;
     }
+    trace("rf-ro");
     what = "entering the workspace";
     if (chdir(s->workspace) < 0) {
         r = -errno;

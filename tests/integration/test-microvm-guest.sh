@@ -99,6 +99,14 @@ python3 -c 'import os; os.open("suid-new", os.O_CREAT | os.O_WRONLY, 0o6755)' 2>
     && echo open_suid=allowed || echo open_suid=refused
 python3 -c 'import os; os.mkdir("sgid-dir", 0o2755)' 2>/dev/null \
     && echo mkdir_sgid=allowed || echo mkdir_sgid=refused
+# the guest's clock: the TSC, not jiffies (4 ms steps when the clocksource watchdog took it)
+python3 -c 'import time
+step, a = 10**9, time.monotonic_ns()
+for _ in range(20000):
+    b = time.monotonic_ns()
+    if b != a:
+        step, a = min(step, b - a), b
+print("clock_step=fine" if step < 1000000 else "clock_step=coarse %d ns" % step)'
 echo "cmdline_bytes=\$(wc -c </proc/cmdline)"
 echo "stdin=\$(readlink /proc/self/fd/0)"
 # A:3128 and A:53 are the guest relay's; over bottle.chan they reach the host relay, which
@@ -136,6 +144,7 @@ is "/proc/net/dev: only lo" "$(val netdev)" "lo "
 is "lo carries 127.0.0.1 and the alias" "$(val lo_addrs)" "127.0.0.1/8 $ALIAS/32 "
 is "node from /usr runs" "$(val node)" ok
 is "python3 imports ssl, socket, sqlite3" "$(val python)" ok
+is "the guest's clock steps by less than 1 ms (TSC, not jiffies)" "$(val clock_step)" fine
 is "git runs" "$(val git)" ok
 is "git compares mtime and size only over 9p (/etc/gitconfig: inode numbers differ)" \
     "$(val git_checkstat)" minimal

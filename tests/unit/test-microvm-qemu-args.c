@@ -150,7 +150,7 @@ static void test_tcg_minimal(void **state)
             /* lpj = kHz * 1000 / HZ(250) */
             assert_string_equal(v[i + 1], "console=hvc0 quiet panic=-1 reboot=t "
                                           "tsc_early_khz=2445406 lpj=9781624 no_timer_check "
-                                          "noapictimer");
+                                          "noapictimer tsc=reliable");
             saw_append = true;
         }
         if (strcmp(v[i], "stdio,id=con,signal=off") == 0)
@@ -167,7 +167,7 @@ static void test_tcg_minimal(void **state)
     char line[MICROVM_CMDLINE_MAX + 1];
     c.tsc_khz = 0;
     assert_int_equal(microvm_kernel_cmdline(&c, line, sizeof(line)), 0);
-    assert_string_equal(line, "console=hvc0 quiet panic=-1 reboot=t noapictimer");
+    assert_string_equal(line, "console=hvc0 quiet panic=-1 reboot=t noapictimer tsc=reliable");
 }
 
 /* The stock kernel (acpi): microvm with ACPI, its own TCG timer hints, nothing else changed. */
@@ -189,7 +189,8 @@ static void test_acpi_stock(void **state)
             assert_string_equal(v[i], plain[i]);
         if (strcmp(v[i], "-append") == 0) {
             /* the TSC hints stay; the APIC timer stays on (noapictimer hung the stock
-             * kernel's sleeps), its clocksource watchdog is told the TSC is fine */
+             * kernel's sleeps); the clocksource watchdog is told the TSC is fine, as for
+             * the minimal kernel */
             assert_string_equal(v[i + 1], "console=hvc0 quiet panic=-1 reboot=t "
                                           "tsc_early_khz=2445406 lpj=9781624 no_timer_check "
                                           "tsc=reliable bottle.alias=127.77.0.2");

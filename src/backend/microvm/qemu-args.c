@@ -156,12 +156,13 @@ int microvm_kernel_cmdline(const struct microvm_qemu_config *c, char *ret, size_
      * has TSC-deadline and skips the calibration. */
     if (r >= 0 && c->accel == MICROVM_ACCEL_TCG && !c->acpi)
         r = buf_append_str(&b, " noapictimer");
-    /* TCG, the stock kernel (acpi): with ACPI the kernel does not drive its tick from the PIT
-     * when the APIC timer is off (noapictimer hung every sleep), so it keeps the APIC timer;
-     * and its clocksource watchdog (the minimal kernel has none) compared the TSC with
-     * jiffies, which lag on a loaded TCG host, and fell back to jiffies as the clock:
-     * tsc=reliable keeps the TSC, which QEMU's TCG derives from the host's clock. */
-    if (r >= 0 && c->accel == MICROVM_ACCEL_TCG && c->acpi)
+    /* TCG, either kernel: x86 always builds the clocksource watchdog, which checks the TSC
+     * against jiffies; on an emulated vCPU the ticks lag, and the watchdog took the TSC away
+     * during a bottle's start: the guest's clock then ran on jiffies, advancing in 4 ms steps
+     * (clock_gettime in a bottle; every timer and poll timeout rounded to a tick, every guest
+     * time measurement coarse). tsc=reliable keeps the TSC, which QEMU's TCG derives from the
+     * host's clock. (The stock kernel with ACPI fell back to jiffies the same way.) */
+    if (r >= 0 && c->accel == MICROVM_ACCEL_TCG)
         r = buf_append_str(&b, " tsc=reliable");
     if (r >= 0 && c->cmdline_extra && c->cmdline_extra[0])
         r = buf_printf(&b, " %s", c->cmdline_extra);
