@@ -729,7 +729,9 @@ static int vm_early_init(void)
         mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
         mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755") < 0)
         return -errno;
+    vm_mark_fine("ei-mounts");
     mod_r = vm_load_modules(mod_failed, sizeof(mod_failed));
+    vm_mark_fine("ei-modules");
     /* The guest kernel has IPv6, which brings the SIT driver and its fallback device sit0 in
      * every network namespace unless this says "only the initial one". The bottle gets a
      * network namespace of its own (vm_own_netns), so it sees only lo. */
@@ -755,6 +757,7 @@ static int vm_early_init(void)
         if (fd > 2)
             close(fd);
     }
+    vm_mark_fine("ei-console");
     if (mod_r < 0) /* the bottle may still come up; if not, this says why */
         log_errno(LOG_LVL_ERROR, mod_r, "loading the guest kernel's modules (%s)", mod_failed);
     ctl_fd = vm_open_port(VM_PORT_CTL, 0);
@@ -1197,6 +1200,7 @@ out:
     }
     bottle_spec_free_strv(envp);
     bottle_spec_done(&spec);
+    vm_mark_fine("freed");
     return r < 0 ? EXIT_INIT_FAILED : st.exit_code;
 }
 

@@ -763,7 +763,7 @@ static int limit_ucounts(void)
     return 0;
 }
 
-static int setup_proc(const char **what)
+static int setup_proc(bool vm, const char **what)
 {
     int r;
 
@@ -774,8 +774,10 @@ static int setup_proc(const char **what)
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         return -errno;
     trace("rf-proc-mount");
+    /* These counts protect the host's users from a bottle. A VM's are its own kernel's: what
+     * the command takes there, only the VM misses. */
     *what = "limiting per-user counts (user.max_*, RLIMIT_MSGQUEUE, RLIMIT_SIGPENDING)";
-    r = limit_ucounts();
+    r = vm ? 0 : limit_ucounts();
     if (r < 0)
         return r;
     trace("rf-ucounts");
@@ -961,7 +963,7 @@ static int plan_build(struct plan *p, const struct bottle_spec *s, const char **
     if (r < 0)
         return r;
     trace("rf-setup-dev");
-    r = setup_proc(what);
+    r = setup_proc(s->rootfs == BOTTLE_ROOTFS_9P, what);
     if (r < 0)
         return r;
     trace("rf-proc");
