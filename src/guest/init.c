@@ -178,6 +178,8 @@ static bool child_in_cgroup;
 #define VM_PORT_WAIT_MS 10000
 /* How long the host may take to say how stdio is carried (its first line on bottle.ctl). */
 #define VM_MODE_WAIT_MS 30000
+/* How long bottle-init waits for the host's answer to its "time" request on bottle.ctl. */
+#define VM_TIME_WAIT_MS 2000
 /* polling step while waiting for a port or the console (each 10 ms step showed in start-up) */
 #define VM_PORT_POLL_MS 2
 
@@ -764,19 +766,15 @@ static int vm_early_init(void)
     return ctl_fd < 0 ? ctl_fd : 0;
 }
 
-/*
- * The host's first line on bottle.ctl says where the command's stdio goes: "streams" (over
- * the channel, vmsession.h: what `bot-bottle run` does) or "console" (stdout and stderr on
- * the console, stdin /dev/null: a test driver without a channel relay).
- */
-static int vm_read_mode(void)
+/* One line of the host's on bottle.ctl (blocking, read byte by byte so that nothing after it
+ * is taken from the port), without its newline; waits at most timeout_ms for each byte. */
+static int vm_ctl_line(char *line, size_t size, int timeout_ms)
 {
-    char line[16];
     size_t len = 0;
 
-    while (len + 1 < sizeof(line)) {
+    while (len + 1 < size) {
         struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
-        int n = poll(&p, 1, VM_MODE_WAIT_MS);
+        int n = poll(&p, 1, timeout_ms);
         ssize_t got;
 
         if (n < 0 && errno == EINTR)
@@ -788,16 +786,87 @@ static int vm_read_mode(void)
             continue;
         if (got <= 0)
             return got < 0 ? -errno : -ECONNRESET;
-        if (line[len] == '\n')
-            break;
+        if (line[len] == '\n') {
+            line[len] = '\0';
+            return (int)len;
+        }
         len++;
     }
-    line[len] = '\0';
+    return -E2BIG;
+}
+
+/*
+ * The host's first line on bottle.ctl says where the command's stdio goes: "streams" (over
+ * the channel, vmsession.h: what `bot-bottle run` does) or "console" (stdout and stderr on
+ * the console, stdin /dev/null: a test driver without a channel relay).
+ */
+static int vm_read_mode(void)
+{
+    char line[16];
+    int r = vm_ctl_line(line, sizeof(line), VM_MODE_WAIT_MS);
+
+    if (r < 0)
+        return r == -E2BIG ? -EPROTO : r;
     if (strcmp(line, "streams") == 0)
         vm_streams = true;
     else if (strcmp(line, "console") != 0)
         return -EPROTO;
     return 0;
+}
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * The guest's wall clock, from the host's. Without kvm-clock (TCG) the kernel takes the time
+ * from the CMOS clock, which counts whole seconds: the guest started 0-1 s behind the host,
+ * and a file the bottle had just written through 9p (stamped by the host) had a modification
+ * time in the guest's future (make's "clock skew detected", tar's "time stamp in the
+ * future"). bottle-init asks ("time\n" on bottle.ctl), the host answers "time SEC NSEC\n"
+ * (backend/microvm/microvm.c, on_ctl), and the clock is set to that plus half the round trip.
+ * Only with streams: then the host's loop is there to answer. Returns 0, -ECANCELED when the
+ * host asked to stop meanwhile, or another -errno (the clock is left as it was).
+ */
+static int vm_sync_clock(void)
+{
+    char line[48];
+    int64_t t0, t1, half;
+    uint64_t sec, nsec;
+    struct timespec ts;
+    const char *sp;
+    int r;
+
+    t0 = mono_ns();
+    if (RETRY_EINTR(write(ctl_fd, "time\n", 5)) != 5)
+        return -errno;
+    for (;;) {
+        r = vm_ctl_line(line, sizeof(line), VM_TIME_WAIT_MS);
+        if (r < 0)
+            return r == -E2BIG ? -EPROTO : r;
+        if (strcmp(line, "stop") == 0)
+            return -ECANCELED;
+        if (strncmp(line, "time ", 5) == 0)
+            break; /* (nothing else is sent before the answer; anything else: skipped) */
+    }
+    t1 = mono_ns();
+    sp = strchr(line + 5, ' ');
+    if (!sp || str_to_u64(slice_make(line + 5, (size_t)(sp - line - 5)), UINT64_MAX, &sec) < 0 ||
+        str_to_u64_cstr(sp + 1, 999999999, &nsec) < 0 || sec < 1000000000ULL ||
+        sec > 100000000000ULL)
+        return -EPROTO;
+    half = (t1 - t0) / 2 + (mono_ns() - t1);
+    ts.tv_sec = (time_t)sec + (time_t)(half / 1000000000);
+    ts.tv_nsec = (long)nsec + (long)(half % 1000000000);
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return clock_settime(CLOCK_REALTIME, &ts) < 0 ? -errno : 0;
 }
 
 /*
@@ -1144,6 +1213,17 @@ static int run(int argc, char **argv)
             goto out;
         }
         vm_mark_fine("mode");
+        if (vm_streams && (r = vm_sync_clock()) < 0) {
+            if (r == -ECANCELED) { /* the host asked to stop: nothing ran yet */
+                st.exit_code = 128 + SIGTERM;
+                r = 0;
+                goto out;
+            }
+            /* the bottle still runs, on the kernel's coarser clock */
+            log_errno(LOG_LVL_WARN, r, "setting the guest's clock from the host's on %s",
+                      VM_PORT_CTL);
+        }
+        vm_mark_fine("clock");
         if (!spec.tty || vm_streams)
             vm_console_raw();
     }

@@ -47,6 +47,8 @@ if [ "$(id -u)" = 0 ]; then
     QUID=4242
     chown -R "$QUID:$QUID" "$T/ws"
 fi
+# world-writable: the command's uid (the invoker's) may not own the workspace (clock.py)
+mkdir -m 0777 "$T/ws/clock" && chmod 0777 "$T/ws/clock"
 export BB_TEST_HOST_SECRET=do-not-leak
 STATE=$BOT_BOTTLE_STATE_DIR
 run() {
@@ -82,13 +84,30 @@ echo "uid=\$(id -u)"
 echo "stdin=[\$(cat)]"
 echo probe-stderr >&2
 echo "consoles=\$(ls /dev | grep -cE '^(hvc|console|vport|ttyS)')"
+python3 clock.py
 exit 3
+EOF
+# The guest's wall clock against the host's: a file written through 9p gets the host's time
+# as its mtime, which must lie between the guest's clock before and after the write (0.1 s of
+# slack). bottle-init sets the clock from the host's at start; the CMOS clock alone left the
+# guest 0-1 s behind, and the file in its future.
+cat >"$T/ws/clock.py" <<'EOF'
+import os, time
+path = "clock/probe.%d" % os.getpid()
+a = time.time()
+with open(path, "w") as f:
+    f.write("x")
+m = os.stat(path).st_mtime
+b = time.time()
+os.unlink(path)
+print("clock=%s guest %.3f..%.3f, host mtime %.3f" % ("ok" if a - 0.1 <= m <= b + 0.1 else "off", a, b, m))
 EOF
 echo must-not-pass >"$T/stdin1"
 out=$(run --name bb-mv-1 -- sh probe.sh <"$T/stdin1" 2>"$T/err1"); rc=$?
 err=$(cat "$T/err1")
 diag "$out"
 is "boot 1: exit status 3 comes through" "$rc" 3
+like "the guest's clock is the host's (a 9p file's mtime within 0.1 s)" "$out" "clock=ok"
 like "HTTPS to an allowlisted host works (CONNECT through the proxy)" "$out" \
     "https=hello from fake upstream"
 like "a non-allowlisted host gets 403 with X-Bottle-Block" "$out" \
@@ -140,8 +159,9 @@ for i in range(100):
 print("forked=%d" % n)
 EOF
 out=$(printf 'hi\nthere' | run -i --cpus 1.5 --memory 640M --pids 40 -- sh -c \
-    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; head -c 1048576 /dev/zero | tr "\0" y; echo; python3 forks.py; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo' 2>/dev/null)
+    'echo "stdin=$(od -An -tx1 | tr -d " \n")"; head -c 1048576 /dev/zero | tr "\0" y; echo; python3 forks.py; echo cpus=$(nproc); awk "/^MemTotal/ {print \"memkb=\" \$2}" /proc/meminfo; python3 clock.py' 2>/dev/null)
 is "boot 2: exit status 0 comes through" "$?" 0
+like "boot 2: the guest's clock is the host's too" "$out" "clock=ok"
 is "-i passes stdin byte for byte, then EOF" "$(sed -n 's/^stdin=//p' <<<"$out")" 68690a7468657265
 is "1 MiB of stdout arrives whole" "$(grep -o y <<<"$out" | wc -l)" 1048576
 forked=$(sed -n 's/^forked=//p' <<<"$out")

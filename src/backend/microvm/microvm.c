@@ -121,6 +121,7 @@ struct mv_bottle {
     struct loop_source ctl_src;
     char ctl_line[64];
     size_t ctl_len;
+    bool time_answered; /* the guest's "time" request (once per bottle) */
     bool ctl_watched;
 };
 
@@ -165,14 +166,40 @@ static void mv_progress_end(void *ud)
     b->progress_fd = -1;
 }
 
+/* The guest's clock request ("time\n", guest/init.c: vm_sync_clock): the host's
+ * CLOCK_REALTIME. Answered once per bottle; bottle-init asks once. */
+static void ctl_answer_time(struct mv_bottle *b)
+{
+    struct timespec ts;
+    char line[48];
+
+    b->time_answered = true;
+    if (clock_gettime(CLOCK_REALTIME, &ts) < 0 ||
+        str_printf(line, sizeof(line), "time %lld %ld\n", (long long)ts.tv_sec, ts.tv_nsec) < 0)
+        return;
+    (void)send(b->ctl_c, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* A leading "time\n" request (the guest's lines come one at a time: it waits for the answer
+ * before it writes anything else): answered and taken off ctl_line. */
+static bool ctl_take_time(struct mv_bottle *b)
+{
+    if (b->time_answered || b->ctl_len < 5 || memcmp(b->ctl_line, "time\n", 5) != 0)
+        return false;
+    ctl_answer_time(b);
+    b->ctl_len -= 5;
+    memmove(b->ctl_line, b->ctl_line + 5, b->ctl_len);
+    return true;
+}
+
 /*
- * bottle.ctl while the bottle runs: bottle-init writes "exit N\n" there once, after the
- * command's output streams were drained and the guest synced its file systems
- * (guest/init.c), and then only reboots. QEMU is ended as soon as the line is complete
- * rather than after the guest kernel's reboot and QEMU's own shut-down (10-20 ms under
- * TCG); wait() then takes the status from the line. At most sizeof(ctl_line) - 1 bytes are
- * read (the rest, if any, stays in the socket); anything but a complete status line leaves
- * QEMU to end as before.
+ * bottle.ctl while the bottle runs: bottle-init first asks for the host's time ("time\n",
+ * answered here), then writes "exit N\n" once, after the command's output streams were
+ * drained and the guest synced its file systems (guest/init.c), and then only reboots. QEMU
+ * is ended as soon as the status line is complete rather than after the guest kernel's reboot
+ * and QEMU's own shut-down (10-20 ms under TCG); wait() then takes the status from the line.
+ * At most sizeof(ctl_line) - 1 bytes are read (the rest, if any, stays in the socket);
+ * anything but a complete status line leaves QEMU to end as before.
  */
 static void on_ctl_status(struct loop_source *src, uint32_t events)
 {
@@ -180,15 +207,24 @@ static void on_ctl_status(struct loop_source *src, uint32_t events)
     bool done = false;
 
     (void)events;
-    while (!done && b->ctl_len + 1 < sizeof(b->ctl_line)) {
-        ssize_t n = read(b->ctl_c, b->ctl_line + b->ctl_len, sizeof(b->ctl_line) - 1 - b->ctl_len);
+    for (;;) {
+        ssize_t n;
+
+        if (ctl_take_time(b))
+            continue;
+        if (memchr(b->ctl_line, '\n', b->ctl_len)) {
+            done = true;
+            break;
+        }
+        if (b->ctl_len + 1 >= sizeof(b->ctl_line))
+            break;
+        n = read(b->ctl_c, b->ctl_line + b->ctl_len, sizeof(b->ctl_line) - 1 - b->ctl_len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         if (n <= 0)
             break;
-        done = memchr(b->ctl_line + b->ctl_len, '\n', (size_t)n) != NULL;
         b->ctl_len += (size_t)n;
     }
     loop_del(b->loop, &b->ctl_src);
@@ -1213,8 +1249,18 @@ static int ctl_status(struct mv_bottle *b, char *line, size_t size)
     }
     if (b->ctl_c < 0)
         return -1;
-    while (len + 1 < size && !memchr(line, '\n', len)) {
-        ssize_t n = read(b->ctl_c, line + len, size - 1 - len);
+    for (bool skipped = false;;) {
+        ssize_t n;
+        /* a "time" request nobody answered (the guest went on without it) */
+        if (!skipped && len >= 5 && memcmp(line, "time\n", 5) == 0) {
+            skipped = true;
+            len -= 5;
+            memmove(line, line + 5, len);
+            continue;
+        }
+        if (len + 1 >= size || memchr(line, '\n', len))
+            break;
+        n = read(b->ctl_c, line + len, size - 1 - len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
