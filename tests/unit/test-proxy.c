@@ -18,13 +18,13 @@
 #include <cmocka.h>
 
 #include "common/loop.h"
-#include "common/str.h"
 #include "common/macro.h"
 #include "common/net.h"
 #include "audit/audit.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/resolve.h"
+#include "unit-util.h"
 
 /* ---- the origin: answers every request head with a fixed response, counts connections ---- */
 
@@ -123,8 +123,6 @@ static int setup(void **state)
     struct net_addr la, ua;
     struct proxy_limits lim;
     const char *msg;
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sin);
     int fd;
 
     gfx = f;
@@ -143,12 +141,7 @@ static int setup(void **state)
     assert_int_equal(policy_add_cidr(f->policy, "127.0.0.1/32", 12, &msg), 0);
 
     /* origin */
-    f->origin.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(f->origin.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(listen(f->origin.lfd, 16), 0);
-    getsockname(f->origin.lfd, (struct sockaddr *)&sin, &sl);
-    f->origin.port = ntohs(sin.sin_port);
+    f->origin.lfd = listen_loopback(16, &f->origin.port);
     assert_int_equal(
         loop_add(f->loop, &f->origin.src, f->origin.lfd, EPOLLIN, origin_accept_cb, &f->origin), 0);
 
@@ -156,8 +149,7 @@ static int setup(void **state)
     lim.max_conns = 4;
     lim.head_timeout_ms = 1000;
     lim.run_budget = 2; /* small, so the fairness cut-off happens mid-exchange in these tests */
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0); /* ephemeral */
+    loopback_any(&la);
     assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
     proxy_set_policy(f->px, f->policy);
     assert_int_equal(proxy_local_addr(f->px, &la), 0);
@@ -189,13 +181,7 @@ static int teardown(void **state)
 
 static int client_connect(struct fx *f)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(f->px_port) };
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    fd_set_nonblock(fd, true);
-    return fd;
+    return connect_loopback(f->px_port);
 }
 
 /* Run the loop until `fd` has `want` in what it received (or EOF, or 200 iterations). */
@@ -540,36 +526,6 @@ static void test_connection_limit(void **state)
     assert_non_null(strstr(out, "\"status\":503"));
 }
 
-/* Sum of the decisions the audit lines containing `needle` stand for (a line with "count":N
- * stands for N, one without for 1); *ret_lines gets the number of such lines. */
-static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret_lines)
-{
-    uint64_t total = 0;
-    size_t lines = 0;
-
-    for (const char *p = log; *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[1024];
-        snprintf(line, sizeof(line), "%.*s", (int)MIN(len, sizeof(line) - 1), p);
-        if (strstr(line, needle)) {
-            const char *c = strstr(line, "\"count\":");
-            lines++;
-            if (c) {
-                uint64_t v;
-                assert_int_equal(
-                    str_to_u64(slice_make(c + 8, strspn(c + 8, "0123456789")), UINT32_MAX, &v), 0);
-                total += v;
-            } else {
-                total++;
-            }
-        }
-        p += len + (nl ? 1 : 0);
-    }
-    *ret_lines = lines;
-    return total;
-}
-
 /*
  * The idle upstream's RST and the client's next CONNECT in one epoll batch (the CONNECT first):
  * the CONNECT replaces the upstream socket, and the RST's event, fetched for the old socket, must
@@ -592,8 +548,7 @@ static void test_stale_rst_no_early_200(void **state)
     /* The default run budget: the CONNECT's upstream socket is opened in the same run that
      * reads the head, as in the daemon (the fixture's budget of 2 would defer it). */
     proxy_limits_default(&lim);
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    loopback_any(&la);
     assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &px), 0);
     proxy_set_policy(px, f->policy);
     assert_int_equal(proxy_local_addr(px, &la), 0);
@@ -687,8 +642,7 @@ static void test_audit_failed_refuses(void **state)
         skip(); /* no /dev/full: the integration test (tmpfs) covers it */
     assert_int_equal(audit_open("/dev/full", "unit", &full), 0);
     proxy_limits_default(&lim);
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    loopback_any(&la);
     assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, full, &px), 0);
     proxy_set_policy(px, f->policy);
     assert_int_equal(proxy_local_addr(px, &la), 0);
