@@ -117,10 +117,25 @@ static void origin_accept_cb(struct loop_source *s, uint32_t ev)
     loop_add(gfx->loop, &o->conns[o->nconns++], fd, EPOLLIN, origin_on_conn, o);
 }
 
+/* A proxy on 127.0.0.1 at a port the kernel picks, with the fixture's policy, writing to audit;
+ * client_connect() connects to it from now on. */
+static struct proxy *start_proxy(struct fx *f, const struct proxy_limits *lim, struct audit *audit)
+{
+    struct net_addr la;
+    struct proxy *px;
+
+    loopback_any(&la);
+    assert_int_equal(proxy_new(f->loop, &la, lim, f->res, audit, &px), 0);
+    proxy_set_policy(px, f->policy);
+    assert_int_equal(proxy_local_addr(px, &la), 0);
+    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    return px;
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    struct net_addr la, ua;
+    struct net_addr ua;
     struct proxy_limits lim;
     const char *msg;
     int fd;
@@ -149,11 +164,7 @@ static int setup(void **state)
     lim.max_conns = 4;
     lim.head_timeout_ms = 1000;
     lim.run_budget = 2; /* small, so the fairness cut-off happens mid-exchange in these tests */
-    loopback_any(&la);
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
-    proxy_set_policy(f->px, f->policy);
-    assert_int_equal(proxy_local_addr(f->px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    f->px = start_proxy(f, &lim, f->audit);
     *state = f;
     return 0;
 }
@@ -225,7 +236,7 @@ static void test_denied_name(void **state)
 {
     struct fx *f = *state;
     char out[4096], audit[4096] = { 0 };
-    int fd = client_connect(f), afd;
+    int fd = client_connect(f);
 
     send_all(fd, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n");
     pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
@@ -233,9 +244,7 @@ static void test_denied_name(void **state)
     assert_non_null(strstr(out, "X-Bottle-Block: not-allowlisted\r\n"));
     assert_non_null(strstr(out, "--allow evil.test"));
     close(fd);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"host\":\"evil.test\""));
     assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"not-allowlisted\""));
     assert_int_equal(f->origin.accepted, 0);
@@ -249,7 +258,7 @@ static void test_credential_elsewhere(void **state)
     struct fx *f = *state;
     static const char secret[] = "sk-test-credential-0123456789";
     char out[4096], req[512], audit[8192] = { 0 };
-    int fd, afd;
+    int fd;
 
     assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, secret, strlen(secret)), 0);
     assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, "short", 5), -EINVAL);
@@ -276,9 +285,7 @@ static void test_credential_elsewhere(void **state)
     assert_non_null(strstr(out, "X-Bottle-Block: dlp:credential\r\n"));
     close(fd);
     assert_int_equal(f->origin.accepted, 0);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"reason\":\"dlp:credential\""));
     assert_null(strstr(audit, "sk-test-credential"));
     assert_null(strstr(audit, hex));
@@ -363,7 +370,7 @@ static void test_reset_while_waiting_no_spin(void **state)
     struct fx *f = *state;
     struct linger lg = { .l_onoff = 1, .l_linger = 0 };
     char req[256], audit[8192] = { 0 };
-    int fd = client_connect(f), events = 0, afd;
+    int fd = client_connect(f), events = 0;
 
     snprintf(req, sizeof(req),
              "GET http://127.0.0.1:%u/slow HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", f->origin.port,
@@ -380,9 +387,7 @@ static void test_reset_while_waiting_no_spin(void **state)
     /* closing the connection (here: at teardown, or the idle timeout) writes the record */
     fake_now += 700ull * 1000000000ull;
     loop_run_once(f->loop, 10);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"decision\":\"allow\",\"reason\":\"idle-timeout\""));
 }
 
@@ -449,7 +454,7 @@ static void test_host_mismatch_audited(void **state)
 {
     struct fx *f = *state;
     char out[4096], audit[4096] = { 0 }, req[256];
-    int fd = client_connect(f), afd;
+    int fd = client_connect(f);
 
     snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
              f->origin.port);
@@ -457,9 +462,7 @@ static void test_host_mismatch_audited(void **state)
     pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
     assert_non_null(strstr(out, "HTTP/1.1 400 "));
     close(fd);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"host-mismatch\""));
     assert_int_equal(f->origin.accepted, 0);
 }
@@ -542,17 +545,12 @@ static void test_stale_rst_no_early_200(void **state)
     char out[8192], req[256];
     struct proxy *px;
     struct proxy_limits lim;
-    struct net_addr la;
     int fd, full, fillers[2];
 
     /* The default run budget: the CONNECT's upstream socket is opened in the same run that
      * reads the head, as in the daemon (the fixture's budget of 2 would defer it). */
     proxy_limits_default(&lim);
-    loopback_any(&la);
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &px), 0);
-    proxy_set_policy(px, f->policy);
-    assert_int_equal(proxy_local_addr(px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    px = start_proxy(f, &lim, f->audit);
     fd = client_connect(f);
 
     /* A listener that never accepts, its queue filled: connects to it stay in SYN-SENT. */
@@ -634,7 +632,6 @@ static void test_audit_failed_refuses(void **state)
     struct audit *full;
     struct proxy *px;
     struct proxy_limits lim;
-    struct net_addr la;
     char out[4096], req[256];
     int fd;
 
@@ -642,11 +639,7 @@ static void test_audit_failed_refuses(void **state)
         skip(); /* no /dev/full: the integration test (tmpfs) covers it */
     assert_int_equal(audit_open("/dev/full", "unit", &full), 0);
     proxy_limits_default(&lim);
-    loopback_any(&la);
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, full, &px), 0);
-    proxy_set_policy(px, f->policy);
-    assert_int_equal(proxy_local_addr(px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    px = start_proxy(f, &lim, full);
 
     /* A denial whose record cannot be written puts the sink in the failed state. */
     fd = client_connect(f);
