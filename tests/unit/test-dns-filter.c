@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -428,13 +427,6 @@ static int fx_teardown(void **state)
 
 /* Real time, only to bound waits for bytes in flight (see the top of the file). */
 #define REAL_WAIT_MS 10000
-
-static uint64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Drive the loop until nothing is left to do (a few passes in a row without an event); the fake
  * clock does not move. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -47,6 +48,13 @@ int connect_loopback(uint16_t port)
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     assert_int_equal(fd_set_nonblock(fd, true), 0);
     return fd;
+}
+
+uint64_t real_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 uint64_t audit_line_count(const char *line)
