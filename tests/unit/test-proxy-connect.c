@@ -6,7 +6,6 @@
  * listener cannot join the loop (loop_add is wrapped too, to fail on demand).
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -317,20 +316,6 @@ static void test_no_address(void **state)
     assert_non_null(strstr(out, "HTTP/1.1 502 "));
     assert_non_null(strstr(out, "X-Bottle-Error: no-address"));
     assert_int_equal(nconnects, 0);
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
 }
 
 /* proxy_new() whose listener cannot join the loop closes every descriptor it opened (the

@@ -1,5 +1,6 @@
 /* What several unit tests share: see unit-util.h. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,6 +49,20 @@ int connect_loopback(uint16_t port)
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     assert_int_equal(fd_set_nonblock(fd, true), 0);
     return fd;
+}
+
+int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
 }
 
 uint64_t real_ms(void)

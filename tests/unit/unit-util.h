@@ -17,6 +17,9 @@ int listen_loopback(int backlog, uint16_t *ret_port);
 /* A TCP connection to 127.0.0.1:port, made blocking, then set non-blocking. */
 int connect_loopback(uint16_t port);
 
+/* The descriptors this process has open (/proc/self/fd), to check that nothing leaked. */
+int count_fds(void);
+
 /* CLOCK_MONOTONIC in milliseconds: real time, for bounding a wait or printing a rate (the
  * loops under test run on fake clocks). */
 uint64_t real_ms(void);
