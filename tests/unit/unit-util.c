@@ -4,7 +4,9 @@
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -49,6 +51,14 @@ int connect_loopback(uint16_t port)
     assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     assert_int_equal(fd_set_nonblock(fd, true), 0);
     return fd;
+}
+
+int rm_rf(const char *path)
+{
+    char cmd[PATH_MAX + 16];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", path);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 int count_fds(void)

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "common/net.h"
+#include "unit-util.h"
 
 /* 127.0.0.1 port 0: the kernel picks a free port (net_addr_parse() refuses port 0). */
 void loopback_any(struct net_addr *a);
@@ -16,6 +17,10 @@ int listen_loopback(int backlog, uint16_t *ret_port);
 
 /* A TCP connection to 127.0.0.1:port, made blocking, then set non-blocking. */
 int connect_loopback(uint16_t port);
+
+/* Removes path and everything below it (rm -rf): 0, or -1 when rm failed. For the tests' own
+ * mkdtemp directories. */
+int rm_rf(const char *path);
 
 /* The descriptors this process has open (/proc/self/fd), to check that nothing leaked. */
 int count_fds(void);
