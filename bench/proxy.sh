@@ -32,18 +32,15 @@ while [ $# -gt 0 ]; do
     --seconds) secs=$2; shift 2 ;;
     --nice) nice_val=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) bench_help "$0"; exit 0 ;;
     *) echo "proxy.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 case $rounds$secs in *[!0-9]*) echo "proxy.sh: --rounds/--seconds take numbers" >&2; exit 2 ;; esac
 [ "$rounds" -ge 1 ] && [ "$secs" -ge 1 ] && [ "$secs" -le 30 ] || { echo "proxy.sh: bad --rounds/--seconds" >&2; exit 2; }
 [ -z "$nice_val" ] || bench_nice proxy.sh "$nice_val"
-[ -x "$bin" ] || { echo "proxy.sh: no bot-bottle binary at $bin (build it, or pass --bin)" >&2; exit 2; }
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-for t in squid tinyproxy cc ss timeout; do
-    command -v $t >/dev/null || { echo "proxy.sh: needs $t" >&2; exit 2; }
-done
+bench_bin proxy.sh
+bench_need proxy.sh squid tinyproxy cc ss timeout
 
 IDLE_TUNNELS=1000
 STREAMS=16
@@ -55,11 +52,8 @@ PHASE_TIMEOUT=$((secs + 25))
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge 8192 ] || { echo "proxy.sh: ulimit -n $(ulimit -n) is too low for $IDLE_TUNNELS tunnels" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/bb-bench.XXXXXX)
+bench_start bb-bench
 chmod 755 "$tmp" # squid, when started as root, drops to its cache_effective_user
-pids=()
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---- tools ----
 cc -std=gnu17 -O2 -Wall -o "$tmp/origin" "$here/tools/origin.c"

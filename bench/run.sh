@@ -45,18 +45,15 @@ while [ $# -gt 0 ]; do
     --nice) nice_val=$2; shift 2 ;;
     --no-wait) wait_other=0; shift ;;
     --keep) keep=1; shift ;;
-    -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+    -h | --help) bench_help "$0"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     esac
 done
 case $rounds$size$reps in *[!0-9]*) echo "run.sh: --rounds/--size/--reps take numbers" >&2; exit 2 ;; esac
 [ "$rounds" -ge 1 ] && [ "$rounds" -le 200 ] && [ "$reps" -ge 1 ] && [ "$reps" -le 10 ] &&
     [ "$size" -ge 1 ] && [ "$size" -le 17179869184 ] || { echo "run.sh: bad --rounds/--size/--reps" >&2; exit 2; }
-[ -x "$bin" ] || { echo "run.sh: no bot-bottle binary at $bin (build it, or pass --bin)" >&2; exit 2; }
-bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
-for t in cc curl bwrap timeout ss awk; do
-    command -v $t >/dev/null || { echo "run.sh: needs $t" >&2; exit 2; }
-done
+bench_bin run.sh
+bench_need run.sh cc curl bwrap timeout ss awk
 
 START_TIMEOUT_MS=20000 # one start-up sample
 DL_TIMEOUT=$((60 + size / 20000000)) # one download, seconds (at least 20 MB/s)
@@ -79,10 +76,7 @@ if [ "$wait_other" = 1 ]; then
 fi
 
 [ -z "$nice_val" ] || bench_nice run.sh "$nice_val"
-tmp=$(mktemp -d /tmp/bb-runbench.XXXXXX)
-pids=()
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_start bb-runbench
 
 busy() { # processes using >= 5% of a core right now (top, 1 s sample), not this script's
     top -b -n 2 -d 1 -w 200 2>/dev/null | awk '/^top -/ { blk++ }

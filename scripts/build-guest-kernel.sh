@@ -6,6 +6,8 @@ set -euo pipefail
 
 prog=build-guest-kernel
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=kernel-cache.sh
+. "$here/kernel-cache.sh"
 fragment=$here/../guest/kernel/bottle.config
 source_pkg=linux-source-6.1
 source_deb=
@@ -73,13 +75,7 @@ while [ $# -gt 0 ]; do
 done
 case $jobs in '' | *[!0-9]* | 0) die "--jobs wants a positive number, got '$jobs'" ;; esac
 
-if [ -z "$cache_dir" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        cache_dir=/var/cache/bot-bottle/kernel
-    else
-        cache_dir=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel
-    fi
-fi
+[ -n "$cache_dir" ] || cache_dir=$(kernel_cache_default)
 [ -r "$fragment" ] || die "cannot read the config fragment '$fragment' (use --fragment FILE)"
 fragment=$(cd "$(dirname "$fragment")" && pwd)/$(basename "$fragment")
 

@@ -7,6 +7,8 @@
 set -euo pipefail
 
 prog=fetch-stock-kernel
+# shellcheck source-path=SCRIPTDIR source=kernel-cache.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/kernel-cache.sh"
 meta_pkg=linux-image-amd64
 cache_dir=
 deb=
@@ -64,13 +66,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-if [ -z "$cache_dir" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        cache_dir=/var/cache/bot-bottle/kernel
-    else
-        cache_dir=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel
-    fi
-fi
+[ -n "$cache_dir" ] || cache_dir=$(kernel_cache_default)
 dir=$cache_dir/stock
 meta=$dir/kernel.meta
 

@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse-uint.h"
 #include "u64vec.h"
 
 #define IO_TIMEOUT_MS 5000
@@ -76,21 +77,6 @@ static uint64_t now_ns(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static int parse_uint(const char *s, unsigned *ret)
-{
-    unsigned v = 0;
-
-    if (!s || *s == '\0')
-        return -EINVAL;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000u)
-            return -EINVAL;
-        v = v * 10 + (unsigned)(*s - '0');
-    }
-    *ret = v;
-    return 0;
 }
 
 /* utime+stime of a whole process in microseconds, or 0 if it cannot be read. */

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse-uint.h"
+
 #define MAX_FDS 65536
 #define IN_CAP 16384
 #define OUT_CAP 16384
@@ -58,21 +60,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     stop_flag = 1;
-}
-
-static int parse_uint(const char *s, unsigned *ret)
-{
-    unsigned v = 0;
-
-    if (*s == '\0')
-        return -EINVAL;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 100000000u)
-            return -EINVAL;
-        v = v * 10 + (unsigned)(*s - '0');
-    }
-    *ret = v;
-    return 0;
 }
 
 static int listen_any(uint16_t *port)

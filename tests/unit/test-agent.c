@@ -17,6 +17,7 @@
 
 #include "agent/agent.h"
 #include "config/config.h"
+#include "unit-util.h"
 
 static char tmpdir[256];
 
@@ -277,10 +278,8 @@ static int setup_tmp(void **state)
 
 static int teardown_tmp(void **state)
 {
-    char cmd[PATH_MAX + 16];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return rm_rf(tmpdir);
 }
 
 int main(void)

@@ -6,16 +6,8 @@ set -uo pipefail
 src=${1:-$(dirname "$0")/../..}
 script=$src/scripts/build-guest-kernel.sh
 frag=$src/guest/kernel/bottle.config
-t=$(mktemp -d /tmp/test-build-guest-kernel.XXXXXX)
-trap 'rm -rf "$t"' EXIT
-n=0
-fails=0
-ok() { # ok DESCRIPTION CONDITION...
-    local d=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $d"; else echo "not ok $n - $d"; fails=$((fails + 1)); fi
-}
+. "$src/tests/unit/tap.sh"
+tap_scratch test-build-guest-kernel
 hash_of() { "$script" --fragment "$1" --print-hash 2>/dev/null; }
 
 echo "1..10"
@@ -68,4 +60,4 @@ rc=$?
 ok "an unknown option is an error naming it" \
     bash -c '[ "$1" -ne 0 ] && [[ $2 == *"--no-such-option"* ]]' _ "$rc" "$out"
 
-[ $fails -eq 0 ]
+tap_done

@@ -1,7 +1,6 @@
 /* Connection hand-off: only a connected TCP socket passes; every other descriptor or message
  * shape is refused and nothing leaks. */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -15,19 +14,7 @@
 #include <cmocka.h>
 
 #include "channel/handoff.h"
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
+#include "unit-util.h"
 
 /* A connected TCP pair on loopback. */
 static void tcp_pair(int *ret_client, int *ret_server, int *ret_listener)

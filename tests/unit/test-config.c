@@ -18,6 +18,7 @@
 #include "common/macro.h"
 #include "config/config.h"
 #include "dlp/dlp.h"
+#include "unit-util.h"
 
 static int load(const char *text, struct bb_config *cfg, struct config_error *err)
 {
@@ -609,11 +610,8 @@ static int setup_tmp(void **state)
 
 static int teardown_tmp(void **state)
 {
-    char cmd[PATH_MAX + 16];
     (void)state;
-    /* only our own mkdtemp directory */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return rm_rf(tmpdir); /* only our own mkdtemp directory */
 }
 
 int main(void)

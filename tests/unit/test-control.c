@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "supervisor/control.h"
+#include "unit-util.h"
 
 static char dir[] = "/tmp/bb-control-test.XXXXXX";
 
@@ -374,10 +375,6 @@ int main(void)
     if (!mkdtemp(dir))
         return 1;
     r = cmocka_run_group_tests(tests, NULL, NULL);
-    {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void)!system(cmd);
-    }
+    (void)rm_rf(dir);
     return r;
 }

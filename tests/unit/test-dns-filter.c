@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,21 +30,11 @@
 #include "common/loop.h"
 #include "common/macro.h"
 #include "common/net.h"
-#include "common/str.h"
 #include "dns/filter.h"
 #include "dns/wire.h"
 #include "audit/audit.h"
 #include "policy/policy.h"
-
-/* 127.0.0.1 port 0: the kernel picks a free port (net_addr_parse() refuses port 0). */
-static void loopback_any(struct net_addr *a)
-{
-    struct sockaddr_in *in4 = (struct sockaddr_in *)&a->ss;
-    memset(a, 0, sizeof(*a));
-    in4->sin_family = AF_INET;
-    in4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a->len = sizeof(*in4);
-}
+#include "unit-util.h"
 
 /* ---- stub upstream ---- */
 
@@ -438,13 +427,6 @@ static int fx_teardown(void **state)
 
 /* Real time, only to bound waits for bytes in flight (see the top of the file). */
 #define REAL_WAIT_MS 10000
-
-static uint64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Drive the loop until nothing is left to do (a few passes in a row without an event); the fake
  * clock does not move. */
@@ -1240,33 +1222,6 @@ static void test_audit(void **state)
     assert_non_null(strstr(log, "\"kind\":\"dns\",\"host\":\"secret-data.evil.test\",\"port\":0,"
                                 "\"decision\":\"deny\",\"reason\":\"not-allowlisted\""));
     assert_non_null(strstr(log, "\"qtype\":\"TXT\""));
-}
-
-/* Sum of the decisions the audit lines containing `needle` stand for (a line with "count":N
- * stands for N, one without for 1); *ret_lines gets the number of such lines. */
-static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret_lines)
-{
-    uint64_t total = 0;
-    size_t lines = 0;
-
-    for (const char *p = log; *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[1024];
-        snprintf(line, sizeof(line), "%.*s", (int)(len < sizeof(line) ? len : sizeof(line) - 1), p);
-        if (strstr(line, needle)) {
-            const char *c = strstr(line, "\"count\":");
-            uint64_t v = 1;
-            if (c)
-                assert_int_equal(
-                    str_to_u64(slice_make(c + 8, strspn(c + 8, "0123456789")), UINT32_MAX, &v), 0);
-            lines++;
-            total += v;
-        }
-        p += len + (nl ? 1 : 0);
-    }
-    *ret_lines = lines;
-    return total;
 }
 
 /* Datagrams waiting on the client socket, read and counted. */

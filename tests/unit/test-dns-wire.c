@@ -71,12 +71,18 @@ static void whdr(struct msgw *m, uint16_t id, uint16_t flags, uint16_t qd, uint1
     w16(m, ar);
 }
 
-static void wopt(struct msgw *m, uint16_t size, bool do_bit)
+/* An OPT record up to its RDLENGTH: owner, type, UDP payload size, TTL (the DO bit in it). */
+static void wopt_head(struct msgw *m, const char *owner, uint16_t size, bool do_bit)
 {
-    w8(m, 0);
+    wname(m, owner);
     w16(m, DNS_TYPE_OPT);
     w16(m, size);
     w32(m, do_bit ? 0x8000 : 0);
+}
+
+static void wopt(struct msgw *m, uint16_t size, bool do_bit)
+{
+    wopt_head(m, "", size, do_bit);
     w16(m, 0);
 }
 
@@ -223,10 +229,7 @@ static void mut_opt_not_root(struct msgw *m)
 {
     make_query(m, "example.com", DNS_TYPE_A, false);
     m->b[11] = 1;
-    wname(m, "x");
-    w16(m, DNS_TYPE_OPT);
-    w16(m, 512);
-    w32(m, 0);
+    wopt_head(m, "x", 512, false);
     w16(m, 0);
 }
 static void mut_additional_not_opt(struct msgw *m)
@@ -239,10 +242,7 @@ static void mut_opt_option_overrun(struct msgw *m)
 {
     make_query(m, "example.com", DNS_TYPE_A, false);
     m->b[11] = 1;
-    w8(m, 0);
-    w16(m, DNS_TYPE_OPT);
-    w16(m, 512);
-    w32(m, 0);
+    wopt_head(m, "", 512, false);
     w16(m, 6);  /* rdlen 6 */
     w16(m, 10); /* option code */
     w16(m, 8);  /* option length 8 > 2 left */
@@ -252,10 +252,7 @@ static void mut_opt_rdlen_lies(struct msgw *m)
 {
     make_query(m, "example.com", DNS_TYPE_A, false);
     m->b[11] = 1;
-    w8(m, 0);
-    w16(m, DNS_TYPE_OPT);
-    w16(m, 512);
-    w32(m, 0);
+    wopt_head(m, "", 512, false);
     w16(m, 100);
 }
 

@@ -8,16 +8,8 @@
 set -uo pipefail
 src=${1:-$(dirname "$0")/../..}
 script=$src/scripts/fetch-stock-kernel.sh
-t=$(mktemp -d /tmp/test-fetch-stock-kernel.XXXXXX)
-trap 'rm -rf "$t"' EXIT
-n=0
-fails=0
-ok() { # ok DESCRIPTION CONDITION...
-    local d=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "ok $n - $d"; else echo "not ok $n - $d"; fails=$((fails + 1)); fi
-}
+. "$src/tests/unit/tap.sh"
+tap_scratch test-fetch-stock-kernel
 has() { grep -q -e "$2" <<<"$1"; }
 
 echo "1..17"
@@ -110,4 +102,4 @@ dpkg-deb -Zgzip -b "$pkg" "$t/bad.deb" >/dev/null
 out=$(run --deb "$t/bad.deb"); rc=$?
 ok "a vmlinuz that is not a bzImage: refused (exit $rc)" has "$out" "is not a bzImage"
 ok "... and the cache still names the earlier package" grep -qx "package=linux-image-$rel 9.9.9-1" "$meta"
-exit $((fails > 0))
+tap_done

@@ -14,6 +14,7 @@
 
 #include "common/str.h"
 #include "supervisor/protect.h"
+#include "unit-util.h"
 
 static void scan(const char *text, const char *want_hooks, const char *want_inc)
 {
@@ -186,11 +187,7 @@ static void test_plan(void **state)
     unlink(path);
 
     strv_done(&allow);
-    {
-        char cmd[600];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", ws);
-        assert_int_equal(system(cmd), 0);
-    }
+    assert_int_equal(rm_rf(ws), 0);
 }
 
 /* A read-write --mount SRC:DST: SRC's plan, translated to DST; its placeholders registered
@@ -330,11 +327,7 @@ static void test_registry(void **state)
     assert_int_equal(protect_registry_clean(reg, ws2), 0);
     assert_int_equal(lstat(path, &st), -1);
     protect_plan_done(&p2, false);
-    {
-        char cmd[600];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-        assert_int_equal(system(cmd), 0);
-    }
+    assert_int_equal(rm_rf(d), 0);
 }
 
 int main(void)

@@ -6,7 +6,6 @@
  * listener cannot join the loop (loop_add is wrapped too, to fail on demand).
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -28,6 +27,7 @@
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/resolve.h"
+#include "unit-util.h"
 
 /* ---- link-time wraps ---- */
 
@@ -147,8 +147,6 @@ static void origin_on_accept(struct loop_source *s, uint32_t ev)
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sin);
     struct net_addr la;
     struct proxy_limits lim;
     const char *msg;
@@ -169,12 +167,7 @@ static int setup(void **state)
     assert_int_equal(audit_open(f->audit_path, "unit", &f->audit), 0);
 
     /* the origin: 127.0.0.1 only, so 127.0.0.2 on the same port refuses */
-    f->origin_lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(f->origin_lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(listen(f->origin_lfd, 16), 0);
-    assert_int_equal(getsockname(f->origin_lfd, (struct sockaddr *)&sin, &sl), 0);
-    f->origin_port = ntohs(sin.sin_port);
+    f->origin_lfd = listen_loopback(16, &f->origin_port);
     assert_int_equal(loop_add(f->loop, &f->origin_src, f->origin_lfd, EPOLLIN, origin_on_accept, f),
                      0);
 
@@ -188,8 +181,7 @@ static int setup(void **state)
     assert_int_equal(policy_add_cidr(f->policy, "127.0.0.0/29", 12, &msg), 0);
 
     proxy_limits_default(&lim);
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    loopback_any(&la);
     assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
     proxy_set_policy(f->px, f->policy);
     assert_int_equal(proxy_local_addr(f->px, &la), 0);
@@ -222,14 +214,10 @@ static int teardown(void **state)
  * "hello" when it is a 200) arrived. */
 static void get(struct fx *f, char *out, size_t outsz)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(f->px_port) };
     char req[256];
     size_t got = 0;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), n;
+    int fd = connect_loopback(f->px_port), n;
 
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(fd_set_nonblock(fd, true), 0);
     n = snprintf(req, sizeof(req),
                  "GET http://allowed.test:%u/ HTTP/1.1\r\nHost: allowed.test:%u\r\n\r\n",
                  f->origin_port, f->origin_port);
@@ -330,20 +318,6 @@ static void test_no_address(void **state)
     assert_int_equal(nconnects, 0);
 }
 
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *de;
-    int n = 0;
-
-    assert_non_null(d);
-    while ((de = readdir(d)))
-        if (de->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n;
-}
-
 /* proxy_new() whose listener cannot join the loop closes every descriptor it opened (the
  * listening socket and the spare kept for running out of descriptors). */
 static void test_proxy_new_loop_add_fails_no_leak(void **state)
@@ -353,8 +327,7 @@ static void test_proxy_new_loop_add_fails_no_leak(void **state)
     struct proxy *px = NULL;
     int before;
 
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
+    loopback_any(&la);
     before = count_fds();
     fail_loop_add = 1;
     assert_int_equal(proxy_new(f->loop, &la, NULL, f->res, f->audit, &px), -ENOMEM);

@@ -18,13 +18,13 @@
 #include <cmocka.h>
 
 #include "common/loop.h"
-#include "common/str.h"
 #include "common/macro.h"
 #include "common/net.h"
 #include "audit/audit.h"
 #include "policy/policy.h"
 #include "proxy/proxy.h"
 #include "proxy/resolve.h"
+#include "unit-util.h"
 
 /* ---- the origin: answers every request head with a fixed response, counts connections ---- */
 
@@ -117,14 +117,27 @@ static void origin_accept_cb(struct loop_source *s, uint32_t ev)
     loop_add(gfx->loop, &o->conns[o->nconns++], fd, EPOLLIN, origin_on_conn, o);
 }
 
+/* A proxy on 127.0.0.1 at a port the kernel picks, with the fixture's policy, writing to audit;
+ * client_connect() connects to it from now on. */
+static struct proxy *start_proxy(struct fx *f, const struct proxy_limits *lim, struct audit *audit)
+{
+    struct net_addr la;
+    struct proxy *px;
+
+    loopback_any(&la);
+    assert_int_equal(proxy_new(f->loop, &la, lim, f->res, audit, &px), 0);
+    proxy_set_policy(px, f->policy);
+    assert_int_equal(proxy_local_addr(px, &la), 0);
+    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    return px;
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    struct net_addr la, ua;
+    struct net_addr ua;
     struct proxy_limits lim;
     const char *msg;
-    struct sockaddr_in sin = { .sin_family = AF_INET };
-    socklen_t sl = sizeof(sin);
     int fd;
 
     gfx = f;
@@ -143,12 +156,7 @@ static int setup(void **state)
     assert_int_equal(policy_add_cidr(f->policy, "127.0.0.1/32", 12, &msg), 0);
 
     /* origin */
-    f->origin.lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(bind(f->origin.lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    assert_int_equal(listen(f->origin.lfd, 16), 0);
-    getsockname(f->origin.lfd, (struct sockaddr *)&sin, &sl);
-    f->origin.port = ntohs(sin.sin_port);
+    f->origin.lfd = listen_loopback(16, &f->origin.port);
     assert_int_equal(
         loop_add(f->loop, &f->origin.src, f->origin.lfd, EPOLLIN, origin_accept_cb, &f->origin), 0);
 
@@ -156,12 +164,7 @@ static int setup(void **state)
     lim.max_conns = 4;
     lim.head_timeout_ms = 1000;
     lim.run_budget = 2; /* small, so the fairness cut-off happens mid-exchange in these tests */
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0); /* ephemeral */
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &f->px), 0);
-    proxy_set_policy(f->px, f->policy);
-    assert_int_equal(proxy_local_addr(f->px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    f->px = start_proxy(f, &lim, f->audit);
     *state = f;
     return 0;
 }
@@ -189,13 +192,7 @@ static int teardown(void **state)
 
 static int client_connect(struct fx *f)
 {
-    struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(f->px_port) };
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    fd_set_nonblock(fd, true);
-    return fd;
+    return connect_loopback(f->px_port);
 }
 
 /* Run the loop until `fd` has `want` in what it received (or EOF, or 200 iterations). */
@@ -239,7 +236,7 @@ static void test_denied_name(void **state)
 {
     struct fx *f = *state;
     char out[4096], audit[4096] = { 0 };
-    int fd = client_connect(f), afd;
+    int fd = client_connect(f);
 
     send_all(fd, "GET http://evil.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n");
     pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
@@ -247,9 +244,7 @@ static void test_denied_name(void **state)
     assert_non_null(strstr(out, "X-Bottle-Block: not-allowlisted\r\n"));
     assert_non_null(strstr(out, "--allow evil.test"));
     close(fd);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"host\":\"evil.test\""));
     assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"not-allowlisted\""));
     assert_int_equal(f->origin.accepted, 0);
@@ -263,7 +258,7 @@ static void test_credential_elsewhere(void **state)
     struct fx *f = *state;
     static const char secret[] = "sk-test-credential-0123456789";
     char out[4096], req[512], audit[8192] = { 0 };
-    int fd, afd;
+    int fd;
 
     assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, secret, strlen(secret)), 0);
     assert_int_equal(proxy_add_secret(f->px, "allowed.test", 0, "short", 5), -EINVAL);
@@ -290,9 +285,7 @@ static void test_credential_elsewhere(void **state)
     assert_non_null(strstr(out, "X-Bottle-Block: dlp:credential\r\n"));
     close(fd);
     assert_int_equal(f->origin.accepted, 0);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"reason\":\"dlp:credential\""));
     assert_null(strstr(audit, "sk-test-credential"));
     assert_null(strstr(audit, hex));
@@ -377,7 +370,7 @@ static void test_reset_while_waiting_no_spin(void **state)
     struct fx *f = *state;
     struct linger lg = { .l_onoff = 1, .l_linger = 0 };
     char req[256], audit[8192] = { 0 };
-    int fd = client_connect(f), events = 0, afd;
+    int fd = client_connect(f), events = 0;
 
     snprintf(req, sizeof(req),
              "GET http://127.0.0.1:%u/slow HTTP/1.1\r\nHost: 127.0.0.1:%u\r\n\r\n", f->origin.port,
@@ -394,9 +387,7 @@ static void test_reset_while_waiting_no_spin(void **state)
     /* closing the connection (here: at teardown, or the idle timeout) writes the record */
     fake_now += 700ull * 1000000000ull;
     loop_run_once(f->loop, 10);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"decision\":\"allow\",\"reason\":\"idle-timeout\""));
 }
 
@@ -463,7 +454,7 @@ static void test_host_mismatch_audited(void **state)
 {
     struct fx *f = *state;
     char out[4096], audit[4096] = { 0 }, req[256];
-    int fd = client_connect(f), afd;
+    int fd = client_connect(f);
 
     snprintf(req, sizeof(req), "GET http://127.0.0.1:%u/ HTTP/1.1\r\nHost: evil.test\r\n\r\n",
              f->origin.port);
@@ -471,9 +462,7 @@ static void test_host_mismatch_audited(void **state)
     pump_until(f, fd, "\r\n\r\n", out, sizeof(out));
     assert_non_null(strstr(out, "HTTP/1.1 400 "));
     close(fd);
-    afd = open(f->audit_path, O_RDONLY);
-    assert_true(read(afd, audit, sizeof(audit) - 1) > 0);
-    close(afd);
+    read_file(f->audit_path, audit, sizeof(audit));
     assert_non_null(strstr(audit, "\"decision\":\"deny\",\"reason\":\"host-mismatch\""));
     assert_int_equal(f->origin.accepted, 0);
 }
@@ -540,36 +529,6 @@ static void test_connection_limit(void **state)
     assert_non_null(strstr(out, "\"status\":503"));
 }
 
-/* Sum of the decisions the audit lines containing `needle` stand for (a line with "count":N
- * stands for N, one without for 1); *ret_lines gets the number of such lines. */
-static uint64_t audit_decisions(const char *log, const char *needle, size_t *ret_lines)
-{
-    uint64_t total = 0;
-    size_t lines = 0;
-
-    for (const char *p = log; *p;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        char line[1024];
-        snprintf(line, sizeof(line), "%.*s", (int)MIN(len, sizeof(line) - 1), p);
-        if (strstr(line, needle)) {
-            const char *c = strstr(line, "\"count\":");
-            lines++;
-            if (c) {
-                uint64_t v;
-                assert_int_equal(
-                    str_to_u64(slice_make(c + 8, strspn(c + 8, "0123456789")), UINT32_MAX, &v), 0);
-                total += v;
-            } else {
-                total++;
-            }
-        }
-        p += len + (nl ? 1 : 0);
-    }
-    *ret_lines = lines;
-    return total;
-}
-
 /*
  * The idle upstream's RST and the client's next CONNECT in one epoll batch (the CONNECT first):
  * the CONNECT replaces the upstream socket, and the RST's event, fetched for the old socket, must
@@ -586,18 +545,12 @@ static void test_stale_rst_no_early_200(void **state)
     char out[8192], req[256];
     struct proxy *px;
     struct proxy_limits lim;
-    struct net_addr la;
     int fd, full, fillers[2];
 
     /* The default run budget: the CONNECT's upstream socket is opened in the same run that
      * reads the head, as in the daemon (the fixture's budget of 2 would defer it). */
     proxy_limits_default(&lim);
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, f->audit, &px), 0);
-    proxy_set_policy(px, f->policy);
-    assert_int_equal(proxy_local_addr(px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    px = start_proxy(f, &lim, f->audit);
     fd = client_connect(f);
 
     /* A listener that never accepts, its queue filled: connects to it stay in SYN-SENT. */
@@ -679,7 +632,6 @@ static void test_audit_failed_refuses(void **state)
     struct audit *full;
     struct proxy *px;
     struct proxy_limits lim;
-    struct net_addr la;
     char out[4096], req[256];
     int fd;
 
@@ -687,12 +639,7 @@ static void test_audit_failed_refuses(void **state)
         skip(); /* no /dev/full: the integration test (tmpfs) covers it */
     assert_int_equal(audit_open("/dev/full", "unit", &full), 0);
     proxy_limits_default(&lim);
-    assert_int_equal(net_addr_parse("127.0.0.1:1", 0, &la), 0);
-    net_addr_set_port((struct sockaddr *)&la.ss, 0);
-    assert_int_equal(proxy_new(f->loop, &la, &lim, f->res, full, &px), 0);
-    proxy_set_policy(px, f->policy);
-    assert_int_equal(proxy_local_addr(px, &la), 0);
-    f->px_port = net_addr_port((struct sockaddr *)&la.ss);
+    px = start_proxy(f, &lim, full);
 
     /* A denial whose record cannot be written puts the sink in the failed state. */
     fd = client_connect(f);

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -26,6 +25,7 @@
 #include "common/loop.h"
 #include "common/net.h"
 #include "proxy/resolve.h"
+#include "unit-util.h"
 
 #define NS_PER_S 1000000000ull
 #define REAL_WAIT_MS 10000
@@ -48,13 +48,6 @@ struct fx {
 static uint64_t fake_clock(void *ud)
 {
     return ((struct fx *)ud)->now_ns;
-}
-
-static uint64_t real_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 /* The stub: NXDOMAIN for names starting "nx", else A 127.0.0.1 (ttl) and an empty AAAA. */

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "supervisor/state.h"
+#include "unit-util.h"
 
 static char dir[] = "/tmp/bb-state-test.XXXXXX";
 static struct state st;
@@ -204,10 +205,6 @@ int main(void)
     if (state_open(root, true, &st) < 0)
         return 1;
     r = cmocka_run_group_tests(tests, NULL, NULL);
-    {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        (void)!system(cmd);
-    }
+    (void)rm_rf(dir);
     return r;
 }

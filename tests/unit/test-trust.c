@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "config/trust.h"
+#include "unit-util.h"
 
 static char tmpdir[PATH_MAX];
 
@@ -31,10 +32,8 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[PATH_MAX + 16];
     (void)state;
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
+    return rm_rf(tmpdir);
 }
 
 static void test_sha256(void **state)

@@ -33,20 +33,12 @@ and so is what arrives after a 101 ("frame BYTES", repr). Paths:
 import argparse
 import base64
 import gzip
-import socket
-import threading
 import time
 import zlib
 
-LOG = None
-LOCK = threading.Lock()
+from originlib import log, log_fields, read_head, serve_forever, set_log
+
 V = b""
-
-
-def log(line):
-    with LOCK:
-        with open(LOG, "a") as f:
-            f.write(line + "\n")
 
 
 def chunked(data):
@@ -81,19 +73,13 @@ def http(conn, head_extra, body):
 
 def serve(conn):
     try:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = conn.recv(4096)
-            if not d:
-                return
-            data += d
-        head, rest = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
+        got = read_head(conn)
+        if got is None:
+            return
+        lines, rest = got
         method, path = lines[0].split(" ")[0], lines[0].split(" ")[1]
         log(f"req {method} {path}")
-        for l in lines[1:]:
-            k, v = l.split(":", 1)
-            log(f"hdr {k.strip()}: {v.strip()}")
+        log_fields(lines[1:])
         if rest:
             log("after-head " + repr(rest))
         if path == "/ws-ext":
@@ -188,23 +174,16 @@ def serve(conn):
 
 
 def main():
-    global LOG, V
+    global V
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--value", required=True)
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
     a = ap.parse_args()
-    LOG, V = a.log, a.value.encode()
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", a.port))
-    s.listen(64)
-    with open(a.ready, "w") as f:
-        f.write("ready\n")
-    while True:
-        c, _ = s.accept()
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
+    set_log(a.log)
+    V = a.value.encode()
+    serve_forever(a.port, a.ready, serve)
 
 
 if __name__ == "__main__":

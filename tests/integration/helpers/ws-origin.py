@@ -12,38 +12,22 @@ is the endpoints' business). /reflect sends the request's Authorization value ba
 import argparse
 import base64
 import hashlib
-import socket
 import ssl
-import threading
+
+from originlib import log, log_fields, read_head, serve_forever, set_log
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
-LOG = None
-LOCK = threading.Lock()
-
-
-def log(line):
-    with LOCK:
-        with open(LOG, "a") as f:
-            f.write(line + "\n")
 
 
 def serve(conn):
     try:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            d = conn.recv(4096)
-            if not d:
-                return
-            data += d
-        head, rest = data.split(b"\r\n\r\n", 1)
-        lines = head.decode("latin-1").split("\r\n")
+        got = read_head(conn)
+        if got is None:
+            return
+        lines, rest = got
         path = lines[0].split(" ")[1]
-        hdrs = {}
         log(f"req {path}")
-        for l in lines[1:]:
-            k, v = l.split(":", 1)
-            hdrs[k.strip().lower()] = v.strip()
-            log(f"hdr {k.strip()}: {v.strip()}")
+        hdrs = log_fields(lines[1:])
         if path == "/no-upgrade":
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nno\n")
             return
@@ -71,7 +55,6 @@ def serve(conn):
 
 
 def main():
-    global LOG
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cert")
@@ -79,26 +62,12 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--ready", required=True)
     a = ap.parse_args()
-    LOG = a.log
+    set_log(a.log)
     ctx = None
     if a.cert:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(a.cert, a.key)
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", a.port))
-    s.listen(64)
-    with open(a.ready, "w") as f:
-        f.write("ready\n")
-    while True:
-        c, _ = s.accept()
-        if ctx:
-            try:
-                c = ctx.wrap_socket(c, server_side=True)
-            except (OSError, ssl.SSLError):
-                c.close()
-                continue
-        threading.Thread(target=serve, args=(c,), daemon=True).start()
+    serve_forever(a.port, a.ready, serve, ctx)
 
 
 if __name__ == "__main__":
