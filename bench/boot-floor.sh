@@ -61,11 +61,9 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found (s
 command -v cc >/dev/null || die "cc not found (scripts/install-deps.sh)"
 
 if [ -z "$kernel" ]; then
-    if [ "$(id -u)" -eq 0 ]; then
-        cache=/var/cache/bot-bottle/kernel
-    else
-        cache=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel
-    fi
+    # shellcheck source=../scripts/kernel-cache.sh
+    . "$root/scripts/kernel-cache.sh"
+    cache=$(kernel_cache_default)
     k=$(sed -n 's/^vmlinux=//p' "$cache/kernel.meta" 2>/dev/null | head -1)
     [ -n "$k" ] || die "no guest kernel in $cache (build it: scripts/build-guest-kernel.sh)"
     kernel=$cache/$k

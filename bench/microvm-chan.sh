@@ -63,7 +63,9 @@ done
 bb=$build/src/cli/bot-bottle
 tool=$build/src/backend/microvm/microvm-argv
 [ -x "$bb" ] && [ -x "$tool" ] || die "build first: meson setup $build && ninja -C $build"
-if [ "$(id -u)" -eq 0 ]; then cache=/var/cache/bot-bottle/kernel; else cache=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel; fi
+# shellcheck source=../scripts/kernel-cache.sh
+. "$root/scripts/kernel-cache.sh"
+cache=$(kernel_cache_default)
 k=$(sed -n 's/^vmlinux=//p' "$cache/kernel.meta" 2>/dev/null | head -1)
 [ -n "$k" ] || die "no guest kernel in $cache (scripts/build-guest-kernel.sh)"
 

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse-uint.h"
+
 static long long now_us(void)
 {
     struct timespec t;
@@ -31,17 +33,16 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     long long *t;
-    char *end;
-    long n;
+    unsigned n;
 
-    if (argc < 3 || (n = strtol(argv[1], &end, 10)) <= 0 || *end || n > 100000) {
+    if (argc < 3 || parse_uint(argv[1], &n) < 0 || n == 0 || n > 100000) {
         fprintf(stderr, "usage: exec-loop N PROGRAM [ARG...]\n");
         return 2;
     }
     t = calloc((size_t)n, sizeof(*t));
     if (!t)
         return 2;
-    for (long i = 0; i < n; i++) {
+    for (unsigned i = 0; i < n; i++) {
         long long a = now_us();
         int status;
         pid_t p = fork();

@@ -1,5 +1,5 @@
-/* Parses a command-line number for the bench load tools (bbload.c, origin.c): decimal digits
- * only, at most about 10^9. -EINVAL for anything else (empty, a sign, other characters). */
+/* Parses a command-line number for the bench load tools (bbload.c, origin.c, exec-loop.c): decimal
+ * digits only, at most about 10^9. -EINVAL for anything else (empty, a sign, other characters). */
 #pragma once
 
 #include <errno.h>

@@ -73,7 +73,9 @@ like "... saying it is only taken from the user's config" "$(cat "$T/err")" \
 rm -f "$T/ws/bottle.ini"
 
 # One boot: --accel tcg with the cached kernel named as the user's own
-if [ "$(id -u)" = 0 ]; then cache=/var/cache/bot-bottle/kernel; else cache=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel; fi
+# shellcheck source=../../scripts/kernel-cache.sh
+. "$BB_SOURCE_DIR/scripts/kernel-cache.sh"
+cache=$(kernel_cache_default)
 k=$(sed -n 's/^vmlinux=//p' "$cache/kernel.meta" 2>/dev/null)
 if [ -z "$k" ]; then
     _result 1 "a guest kernel is in the cache (scripts/build-guest-kernel.sh)"

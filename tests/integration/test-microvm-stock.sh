@@ -10,7 +10,9 @@
 source "$(dirname "$0")/lib.sh"
 
 unset BOT_BOTTLE_BACKEND
-if [ "$(id -u)" = 0 ]; then cache=/var/cache/bot-bottle/kernel; else cache=${XDG_CACHE_HOME:-$HOME/.cache}/bot-bottle/kernel; fi
+# shellcheck source=../../scripts/kernel-cache.sh
+. "$BB_SOURCE_DIR/scripts/kernel-cache.sh"
+cache=$(kernel_cache_default)
 cache=${BOT_BOTTLE_KERNEL_CACHE:-$cache}
 
 # No skip: scripts/install-deps.sh fetches the stock kernel.

@@ -10,7 +10,7 @@ frag=$src/guest/kernel/bottle.config
 tap_scratch test-build-guest-kernel
 hash_of() { "$script" --fragment "$1" --print-hash 2>/dev/null; }
 
-echo "1..10"
+echo "1..13"
 ok "--help exits 0 and documents --cache-dir" \
     bash -c '"$1" --help | grep -q -- "--cache-dir DIR"' _ "$script"
 
@@ -59,5 +59,17 @@ out=$("$script" --no-such-option 2>&1)
 rc=$?
 ok "an unknown option is an error naming it" \
     bash -c '[ "$1" -ne 0 ] && [[ $2 == *"--no-such-option"* ]]' _ "$rc" "$out"
+
+# The default cache for a user other than root (in a user namespace, as uid 1000): the one the
+# backend reads (microvm_cache_dir_for), which ignores a relative XDG_CACHE_HOME.
+cache_as_user() {
+    unshare --user --map-user=1000 env -i HOME=/home/u ${1:+XDG_CACHE_HOME=$1} bash -c \
+        '. "$0"; kernel_cache_default' "$(dirname "$script")/kernel-cache.sh"
+}
+ok "as a user: \$XDG_CACHE_HOME/bot-bottle/kernel" test "$(cache_as_user /x/c)" = /x/c/bot-bottle/kernel
+ok "as a user, a relative XDG_CACHE_HOME is ignored" \
+    test "$(cache_as_user rel/c)" = /home/u/.cache/bot-bottle/kernel
+ok "as a user without XDG_CACHE_HOME: ~/.cache/bot-bottle/kernel" \
+    test "$(cache_as_user "")" = /home/u/.cache/bot-bottle/kernel
 
 tap_done
