@@ -1,4 +1,4 @@
-# bench/lib.sh: sourced by bench/proxy.sh and bench/run.sh for what they share: --help, the
+# bench/lib.sh: sourced by bench/proxy.sh, run.sh and microvm-exec.sh for what they share: --help, the
 # checks before a run, --nice (with the session's autogroup), the temp dir and the EXIT cleanup
 # of their children and temp dir.
 #

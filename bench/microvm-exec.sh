@@ -24,6 +24,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 n=20
 build=$root/build
 nice_val=10
@@ -36,7 +38,7 @@ while [ $# -gt 0 ]; do
     --n) n=${2:?}; shift 2 ;;
     --build) build=${2:?}; shift 2 ;;
     --nice) nice_val=${2:?}; shift 2 ;;
-    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) bench_help "$0"; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
 done
@@ -44,8 +46,8 @@ case $n in '' | *[!0-9]* | 0) die "--n wants a positive number" ;; esac
 bb=$build/src/cli/bot-bottle
 [ -x "$bb" ] || die "build first: meson setup $build && ninja -C $build"
 
-tmp=$(mktemp -d /tmp/microvm-exec.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
+keep=0
+bench_start microvm-exec
 mkdir -m 0755 "$tmp/ws" && mkdir -m 0700 "$tmp/state"
 cc -O2 -static -o "$tmp/ws/exec-loop" "$here/tools/exec-loop.c" || die "cannot build tools/exec-loop.c"
 printf 'int main(void) { return 0; }\n' >"$tmp/nop.c"
