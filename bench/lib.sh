@@ -1,6 +1,6 @@
-# bench/lib.sh: sourced by bench/proxy.sh, run.sh and microvm-exec.sh for what they share: --help, the
-# checks before a run, --nice (with the session's autogroup), the temp dir and the EXIT cleanup
-# of their children and temp dir.
+# bench/lib.sh: sourced by bench/proxy.sh, run.sh and microvm-exec.sh for what they share:
+# --help, the checks before a run, --nice (with the session's autogroup), the temp dir and the
+# EXIT cleanup of their children and temp dir.
 #
 # bench_help SCRIPT: prints SCRIPT's leading comment block (its usage) without the "# ".
 #
