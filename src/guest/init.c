@@ -828,9 +828,10 @@ static int64_t mono_ns(void)
  * and a file the bottle had just written through 9p (stamped by the host) had a modification
  * time in the guest's future (make's "clock skew detected", tar's "time stamp in the
  * future"). bottle-init asks ("time\n" on bottle.ctl), the host answers "time SEC NSEC\n"
- * (backend/microvm/microvm.c, on_ctl), and the clock is set to that plus half the round trip.
- * Only with streams: then the host's loop is there to answer. Returns 0, -ECANCELED when the
- * host asked to stop meanwhile, or another -errno (the clock is left as it was).
+ * (backend/microvm/microvm.c, ctl_answer_time), and the clock is set to that plus half the
+ * round trip. Only with streams: then the host's loop is there to answer. Returns 0,
+ * -ECANCELED when the host asked to stop meanwhile, or another -errno (the clock is left as
+ * it was).
  */
 static int vm_sync_clock(void)
 {
