@@ -20,9 +20,9 @@
 #   --memory MIB  the floor's guest RAM (default 1024, the backend's default guest RAM)
 #   --trace       break the run's time down by stage (above)
 #   --trace-fine  the same with finer stages (the root's steps, the spec, the event loop),
-#                 and bb-idle lines (the guest's idle time at a few marks) in the kept console.
-#                 Marks are kept in the guest's memory and written together at the end, so
-#                 they cost the stages almost nothing
+#                 and guest-idle: how long the guest waited (idle vCPU, 10 ms steps) from
+#                 bottle-init's early init to its sync. Marks are kept in the guest's memory
+#                 and written together at the end, so they cost the stages almost nothing
 #   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 #   --also DIR    a second build dir (e.g. an older commit's) whose `bot-bottle run -- true`
 #                 runs in each round too, after this one: before/after in the same minutes
@@ -121,6 +121,7 @@ if [ $trace != 0 ]; then
         # (the console, where bottle-init writes its marks, is QEMU's stderr with streams)
         cat "$tmp/out.$i" "$tmp/err.$i" | tr -d '\r' | awk -v wall="$wall" '
             /^bb-trace / { t[$2] = $3; order[n++] = $2 }
+            /^bb-idle / { idle[$2] = $3 }
             END {
                 # the last mark: "reboot" (after the status), or "synced" (before it) when
                 # the host ended QEMU on the status before the console had the next mark
@@ -134,6 +135,8 @@ if [ $trace != 0 ]; then
                     printf "%s %.1f\n", s, t[s] - t[prev]; prev = s
                 }
                 printf "outside-guest-uptime %.1f\n", wall / 1000 - t[end]
+                if (("early-init" in idle) && ("synced" in idle))
+                    printf "guest-idle %.1f\n", (idle["synced"] - idle["early-init"]) * 1000
             }'
         # the floor of the same round: its kernel to init, and its wall time outside that
         echo "floor-kernel-to-init ${floor_up[$((i - 1))]}"
