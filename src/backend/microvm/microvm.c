@@ -193,44 +193,53 @@ static bool ctl_take_time(struct mv_bottle *b)
 }
 
 /*
- * bottle.ctl while the bottle runs: bottle-init first asks for the host's time ("time\n",
- * answered here), then writes "exit N\n" once, after the command's output streams were
- * drained and the guest synced its file systems (guest/init.c), and then only reboots. QEMU
- * is ended as soon as the status line is complete rather than after the guest kernel's reboot
- * and QEMU's own shut-down (10-20 ms under TCG); wait() then takes the status from the line.
- * At most sizeof(ctl_line) - 1 bytes are read (the rest, if any, stays in the socket);
- * anything but a complete status line leaves QEMU to end as before.
+ * Reads bottle.ctl into ctl_line up to a complete line, taking off a leading "time" request
+ * first (answered). 1: a complete line is there; 0: nothing more to read yet; -1: the socket
+ * ended or failed, or the line does not fit (at most sizeof(ctl_line) - 1 bytes are read; the
+ * rest, if any, stays in the socket).
  */
-static void on_ctl_status(struct loop_source *src, uint32_t events)
+static int ctl_read_line(struct mv_bottle *b)
 {
-    struct mv_bottle *b = src->userdata;
-    bool done = false;
-
-    (void)events;
     for (;;) {
         ssize_t n;
 
         if (ctl_take_time(b))
             continue;
-        if (memchr(b->ctl_line, '\n', b->ctl_len)) {
-            done = true;
-            break;
-        }
+        if (memchr(b->ctl_line, '\n', b->ctl_len))
+            return 1;
         if (b->ctl_len + 1 >= sizeof(b->ctl_line))
-            break;
+            return -1;
         n = read(b->ctl_c, b->ctl_line + b->ctl_len, sizeof(b->ctl_line) - 1 - b->ctl_len);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
+            return 0;
         if (n <= 0)
-            break;
+            return -1;
         b->ctl_len += (size_t)n;
     }
+}
+
+/*
+ * bottle.ctl while the bottle runs: bottle-init first asks for the host's time ("time\n",
+ * answered here), then writes "exit N\n" once, after the command's output streams were
+ * drained and the guest synced its file systems (guest/init.c), and then only reboots. QEMU
+ * is ended as soon as the status line is complete rather than after the guest kernel's reboot
+ * and QEMU's own shut-down (10-20 ms under TCG); wait() then takes the status from the line.
+ * Anything but a complete status line leaves QEMU to end as before.
+ */
+static void on_ctl_status(struct loop_source *src, uint32_t events)
+{
+    struct mv_bottle *b = src->userdata;
+    int r = ctl_read_line(b);
+
+    (void)events;
+    if (r == 0)
+        return;
     loop_del(b->loop, &b->ctl_src);
     b->ctl_watched = false;
     b->ctl_line[b->ctl_len] = '\0';
-    if (done && !b->reaped && strncmp(b->ctl_line, "exit ", 5) == 0 &&
+    if (r > 0 && !b->reaped && strncmp(b->ctl_line, "exit ", 5) == 0 &&
         b->ctl_line[b->ctl_len - 1] == '\n')
         (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
 }
@@ -1236,42 +1245,23 @@ fail:
 
 /* The status the guest reported ("exit N\n" on bottle.ctl), or -1: what on_ctl_status read
  * already, then the rest (QEMU is gone: everything the guest wrote is in the socket). */
-static int ctl_status(struct mv_bottle *b, char *line, size_t size)
+static int ctl_status(struct mv_bottle *b)
 {
-    size_t len = MIN(b->ctl_len, size - 1);
     uint64_t code;
 
-    memcpy(line, b->ctl_line, len);
-    line[len] = '\0';
     if (b->ctl_watched) {
         loop_del(b->loop, &b->ctl_src);
         b->ctl_watched = false;
     }
     if (b->ctl_c < 0)
         return -1;
-    for (bool skipped = false;;) {
-        ssize_t n;
-        /* a "time" request nobody answered (the guest went on without it) */
-        if (!skipped && len >= 5 && memcmp(line, "time\n", 5) == 0) {
-            skipped = true;
-            len -= 5;
-            memmove(line, line + 5, len);
-            continue;
-        }
-        if (len + 1 >= size || memchr(line, '\n', len))
-            break;
-        n = read(b->ctl_c, line + len, size - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    line[len] = '\0';
-    if (strncmp(line, "exit ", 5) != 0 || len < 7 || line[len - 1] != '\n')
+    (void)ctl_read_line(b); /* (a "time" request nobody answered is taken off too) */
+    b->ctl_line[b->ctl_len] = '\0';
+    if (strncmp(b->ctl_line, "exit ", 5) != 0 || b->ctl_len < 7 ||
+        b->ctl_line[b->ctl_len - 1] != '\n')
         return -1;
-    line[len - 1] = '\0';
-    if (str_to_u64_cstr(line + 5, 255, &code) < 0)
+    b->ctl_line[b->ctl_len - 1] = '\0';
+    if (str_to_u64_cstr(b->ctl_line + 5, 255, &code) < 0)
         return -1;
     return (int)code;
 }
@@ -1284,7 +1274,6 @@ static int mv_wait(struct bottle *bb, int *ret_status)
     if (b->pid <= 0)
         return -ECHILD;
     if (!b->reaped) {
-        char line[64];
         int code;
 
         int r = bb_pidfd_wait(b->pidfd, &si);
@@ -1294,7 +1283,7 @@ static int mv_wait(struct bottle *bb, int *ret_status)
         if (r < 0)
             return log_errno(LOG_LVL_ERROR, r, "microvm backend: waiting for QEMU");
         b->reaped = true;
-        code = ctl_status(b, line, sizeof(line));
+        code = ctl_status(b);
         if (code < 0 && b->killed && si.si_code != CLD_EXITED) {
             code = 128 + si.si_status; /* as the namespace backend's SIGKILL to bottle-init */
         } else if (code < 0) {
