@@ -140,6 +140,9 @@ struct backend_create_args {
         const char *accel;
         const char *kernel;
         bool memory_given; /* memory_bytes came from --memory or the config, not the default */
+        /* [microvm] snapshot = off: boot every bottle, never restore a start-up snapshot
+         * (backend/microvm/snapshot.h) */
+        bool no_snapshot;
     } vm;
 };
 

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <linux/random.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -57,6 +58,7 @@
 #include "guest/rootfs.h"
 #include "guest/seccomp-filter.h"
 #include "guest/spec.h"
+#include "guest/unpack.h"
 #include "guest/vmsession.h"
 
 #include "channel/relay.h"
@@ -81,6 +83,8 @@ struct report {
  * finer marks make the traced run slower.
  */
 static bool vm_trace, vm_trace_fine;
+/* bbtemplate=1: a snapshot template (vm_template_wait) */
+static bool vm_template;
 
 static void vm_mark(const char *stage);
 
@@ -871,6 +875,127 @@ static int vm_sync_clock(void)
 }
 
 /*
+ * A snapshot template (bbtemplate=1 on the kernel command line; docs/microvm.md, "Start-up
+ * from a snapshot"). After early init, bottle-init says "template\n" on bottle.ctl and blocks
+ * reading the port: the host stops the VM there and saves it. Every bottle restored from the
+ * saved state wakes up in that read, with the host's first line:
+ *
+ *   restore SEC NSEC SEED LEN\n     then LEN bytes: a cpio archive of the bottle's files
+ *
+ * The restored guest's kernel random state is the template's, the same in every bottle: SEED
+ * (VM_SEED_BYTES from the host's getrandom, in hex) is mixed in and the kernel's generator
+ * reseeded at once (RNDADDENTROPY alone left /dev/urandom's output identical across restores;
+ * with RNDRESEEDCRNG it differs), before anything here or in the bottle draws from it. The
+ * wall clock is the template's (days old, perhaps): set to SEC.NSEC (vm_sync_clock refines it
+ * with streams). The archive holds what a cold boot's initramfs has under /bottle (the spec,
+ * the seccomp program, /etc's public files: guest/unpack.h). Then "restored\n" tells the host
+ * all is in place. Returns 0 or -errno.
+ */
+#define VM_SEED_BYTES 64
+#define VM_BUNDLE_MAX (64u * 1024 * 1024)
+
+static int vm_reseed(const char *hex)
+{
+    struct {
+        struct rand_pool_info info;
+        uint8_t bytes[VM_SEED_BYTES];
+    } seed;
+    int fd, r = 0;
+
+    if (strlen(hex) != 2 * VM_SEED_BYTES)
+        return -EPROTO;
+    for (size_t i = 0; i < VM_SEED_BYTES; i++) {
+        uint64_t v;
+        if (str_hex_to_u64(slice_make(hex + 2 * i, 2), 0xff, &v) < 0)
+            return -EPROTO;
+        seed.bytes[i] = (uint8_t)v;
+    }
+    seed.info.entropy_count = 8 * VM_SEED_BYTES;
+    seed.info.buf_size = VM_SEED_BYTES;
+    fd = open("/dev/urandom", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ioctl(fd, RNDADDENTROPY, &seed) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+        r = -errno;
+    close(fd);
+    explicit_bzero(&seed, sizeof(seed));
+    return r;
+}
+
+static int vm_read_exact(uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        struct pollfd pf = { .fd = ctl_fd, .events = POLLIN };
+        int n = poll(&pf, 1, VM_MODE_WAIT_MS);
+        ssize_t got;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ETIMEDOUT;
+        got = read(ctl_fd, p, len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -errno : -ECONNRESET;
+        p += got;
+        len -= (size_t)got;
+    }
+    return 0;
+}
+
+static int vm_template_wait(void)
+{
+    char line[64 + 2 * VM_SEED_BYTES], *f[5], *save = NULL;
+    uint64_t sec, nsec, len;
+    struct timespec ts;
+    uint8_t *bundle;
+    size_t nf = 0;
+    int r, root;
+
+    if (RETRY_EINTR(write(ctl_fd, "template\n", 9)) != 9)
+        return -errno;
+    /* the snapshot is taken here; a restored bottle returns from this read */
+    r = vm_ctl_line(line, sizeof(line), -1);
+    vm_trace_len = 0; /* the template's own marks */
+    vm_mark("restored");
+    if (r < 0)
+        return r == -E2BIG ? -EPROTO : r;
+    for (char *t = strtok_r(line, " ", &save); t && nf < ARRAY_SIZE(f);
+         t = strtok_r(NULL, " ", &save))
+        f[nf++] = t;
+    if (nf != 5 || strcmp(f[0], "restore") != 0)
+        return -EPROTO;
+    if ((r = vm_reseed(f[3])) < 0)
+        return r;
+    explicit_bzero(f[3], strlen(f[3]));
+    if (str_to_u64_cstr(f[1], 100000000000ULL, &sec) < 0 || sec < 1000000000ULL ||
+        str_to_u64_cstr(f[2], 999999999, &nsec) < 0 ||
+        str_to_u64_cstr(f[4], VM_BUNDLE_MAX, &len) < 0)
+        return -EPROTO;
+    ts.tv_sec = (time_t)sec;
+    ts.tv_nsec = (long)nsec;
+    if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+        return -errno;
+    bundle = malloc(len ? len : 1);
+    if (!bundle)
+        return -ENOMEM;
+    r = vm_read_exact(bundle, len);
+    root = r < 0 ? -1 : open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (r >= 0 && root < 0)
+        r = -errno;
+    if (r >= 0)
+        r = guest_cpio_unpack(root, bundle, len);
+    if (root >= 0)
+        close(root);
+    free(bundle);
+    vm_mark_fine("bundle");
+    if (r >= 0 && RETRY_EINTR(write(ctl_fd, "restored\n", 9)) != 9)
+        r = -errno;
+    return r;
+}
+
+/*
  * Without a terminal for the command, the console carries its output byte for byte: no
  * "\n" -> "\r\n" (OPOST), no echo of anything the host side sends.
  */
@@ -1154,6 +1279,11 @@ static int run(int argc, char **argv)
             log_errno(LOG_LVL_ERROR, r, "early init of the VM failed (port %s)", VM_PORT_CTL);
             return EXIT_INIT_FAILED;
         }
+        if (vm_template && (r = vm_template_wait()) < 0) {
+            log_errno(LOG_LVL_ERROR, r, "restoring the bottle from the start-up snapshot (%s)",
+                      VM_PORT_CTL);
+            return EXIT_INIT_FAILED;
+        }
     }
     fd = open_spec(argc, argv);
     if (fd < 0) {
@@ -1295,6 +1425,8 @@ int main(int argc, char **argv)
         const char *trace = is_vm ? getenv("bbtrace") : NULL;
         vm_trace_fine = trace && strcmp(trace, "2") == 0;
         vm_trace = vm_trace_fine || (trace && strcmp(trace, "1") == 0);
+        trace = is_vm ? getenv("bbtemplate") : NULL;
+        vm_template = trace && strcmp(trace, "1") == 0;
     }
     if (vm_trace_fine)
         guest_rootfs_trace = vm_mark;

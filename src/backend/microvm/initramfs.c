@@ -409,29 +409,50 @@ static int add_modules(struct cpio_writer *w, const char *modules_dir)
     return r == -E2BIG ? -EFBIG : r;
 }
 
+/* bottle/ with the spec, the seccomp program and the public /etc files (not the modules). */
+static int add_bottle_files(struct cpio_writer *w, const struct initramfs_bottle *b)
+{
+    int r;
+
+    if (!b->spec || b->spec_len == 0)
+        return -EINVAL;
+    r = cpio_add_dir(w, INITRAMFS_BOTTLE_DIR, 0700);
+    /* root-only: the spec names host paths the command has no need to read */
+    if (r >= 0)
+        r = cpio_add_file(w, INITRAMFS_SPEC_PATH, 0400, b->spec, b->spec_len);
+    if (r >= 0 && b->seccomp)
+        r = cpio_add_file(w, INITRAMFS_SECCOMP_PATH, 0400, b->seccomp, b->seccomp_len);
+    if (r >= 0)
+        r = cpio_add_dir(w, INITRAMFS_ETC_DIR, 0755);
+    if (r >= 0 && b->host_etc)
+        r = add_host_etc(w, b->host_etc);
+    return r;
+}
+
 int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,
                            struct buf *out)
 {
     struct cpio_writer w;
     int r;
 
-    if (!b->spec || b->spec_len == 0)
-        return -EINVAL;
     cpio_writer_init(&w, out);
     r = build_base(&w, init, init_len);
     if (r >= 0)
-        r = cpio_add_dir(&w, INITRAMFS_BOTTLE_DIR, 0700);
-    /* root-only: the spec names host paths the command has no need to read */
-    if (r >= 0)
-        r = cpio_add_file(&w, INITRAMFS_SPEC_PATH, 0400, b->spec, b->spec_len);
-    if (r >= 0 && b->seccomp)
-        r = cpio_add_file(&w, INITRAMFS_SECCOMP_PATH, 0400, b->seccomp, b->seccomp_len);
-    if (r >= 0)
-        r = cpio_add_dir(&w, INITRAMFS_ETC_DIR, 0755);
-    if (r >= 0 && b->host_etc)
-        r = add_host_etc(&w, b->host_etc);
+        r = add_bottle_files(&w, b);
     if (r >= 0 && b->modules_dir)
         r = add_modules(&w, b->modules_dir);
+    return r < 0 ? r : cpio_finish(&w);
+}
+
+int initramfs_build_bundle(const struct initramfs_bottle *b, struct buf *out)
+{
+    struct cpio_writer w;
+    int r;
+
+    if (b->modules_dir)
+        return -EINVAL;
+    cpio_writer_init(&w, out);
+    r = add_bottle_files(&w, b);
     return r < 0 ? r : cpio_finish(&w);
 }
 

@@ -108,6 +108,12 @@ struct initramfs_bottle {
 
 int initramfs_build_bottle(const void *init, size_t init_len, const struct initramfs_bottle *b,
                            struct buf *out);
+/*
+ * The bottle's files alone (bottle/, spec, seccomp.bpf, etc/; no base image, no modules:
+ * modules_dir must be NULL), a finished archive: what the host sends a microVM restored from
+ * a snapshot, whose initramfs was unpacked when the snapshot was made (guest/unpack.h).
+ */
+int initramfs_build_bundle(const struct initramfs_bottle *b, struct buf *out);
 /* As initramfs_write(), with the bottle's files. */
 int initramfs_write_bottle(const char *init_path, const struct initramfs_bottle *b,
                            const char *out_path);

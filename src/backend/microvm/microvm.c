@@ -49,6 +49,7 @@
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/un.h>
+#include <sys/random.h>
 #include <termios.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -61,6 +62,7 @@
 #include "backend/microvm/probe.h"
 #include "backend/microvm/qemu-args.h"
 #include "backend/microvm/session.h"
+#include "backend/microvm/snapshot.h"
 #include "backend/namespace/ns.h"
 #include "common/buf.h"
 #include "common/cleanup.h"
@@ -79,6 +81,14 @@
 
 /* How long QEMU may take to connect its ctl and chan sockets after exec. */
 #define MICROVM_CONNECT_MS 15000
+/* Making a start-up snapshot: the template's boot to bottle-init's wait (the stock kernel
+ * under TCG on a loaded host: seconds), then saving it. */
+#define SNAPSHOT_BOOT_MS 120000
+#define SNAPSHOT_SAVE_MS 60000
+/* A restored guest's "restored" answer (its state loaded, the bundle unpacked). */
+#define SNAPSHOT_RESTORE_MS 30000
+/* Host bytes the restored guest mixes into its random generator (guest/init.c). */
+#define SNAPSHOT_SEED_BYTES 64
 
 struct mv_bottle {
     struct bottle base;
@@ -102,7 +112,17 @@ struct mv_bottle {
     int devnull;
     int share_fd[1 + BOTTLE_SPEC_MAX_MOUNTS];
     size_t n_share_fd;
-    char **qargv;
+    char **qargv;    /* a cold boot's */
+    char **argv_now; /* what the child execs: qargv, or a snapshot's (below) */
+    /* Start-up from a snapshot (snapshot.h): wanted (TCG, a kernel without modules or ACPI,
+     * not switched off), the template's directory and key, the template boot's argv and its
+     * own sockets and initramfs, the restore's argv, and the fd number -incoming fd:N names
+     * (reserved at create, the state file dup'ed onto it by start). */
+    bool snap;
+    char snap_dir[PATH_MAX], snap_key[SNAPSHOT_KEY_HEX + 1];
+    char **tpl_argv, **rst_argv;
+    char tpl_initrd[PATH_MAX], tpl_ctl[PATH_MAX], tpl_chan[PATH_MAX], qmp_path[PATH_MAX];
+    int snap_fd;
     struct bb_cgroup cg;
     int ctl_l, chan_l, ctl_c; /* listeners, then QEMU's ctl connection */
     pid_t pid;
@@ -542,7 +562,9 @@ static int run_dir_lock(const char *dir)
  */
 static void sweep_run_dirs(const char *tmp)
 {
-    static const char *const names[] = { "initramfs.cpio", "ctl.sock", "chan.sock", "lock" };
+    static const char *const names[] = { "initramfs.cpio", "ctl.sock",      "chan.sock",
+                                         "template.cpio",  "tpl-ctl.sock",  "tpl-chan.sock",
+                                         "qmp.sock",       "lock" };
     DIR *d = opendir(tmp);
     struct dirent *de;
 
@@ -670,6 +692,86 @@ static int sizing(struct mv_bottle *b, const struct backend_create_args *args,
     return 0;
 }
 
+/*
+ * Start-up from a snapshot, when it applies: under TCG (KVM boots in a fraction of the time,
+ * and cannot be tried here), with a kernel that needs no modules and no ACPI (the minimal
+ * one, or a user's own like it), unless [microvm] snapshot = off. Builds the template boot's
+ * and the restore's argv from the cold boot's config qc, and the key from a canonical copy
+ * of the template's (per-bottle paths replaced, so every bottle of the same shape shares
+ * one template). Anything that keeps a snapshot from being used here is said once and the
+ * bottle boots as before.
+ */
+static void snap_prepare(struct mv_bottle *b, const struct backend_create_args *args,
+                         const struct microvm_qemu_config *qc)
+{
+    struct microvm_share canon_shares[MICROVM_MAX_SHARES];
+    struct microvm_qemu_config c = *qc;
+    const char *files[] = { b->probe.qemu, b->probe.kernel.path, b->init };
+    char cache[PATH_MAX], **canon = NULL;
+    int r;
+
+    if (args->vm.no_snapshot || b->accel != MICROVM_ACCEL_TCG || b->probe.kernel.modules[0] ||
+        b->probe.kernel.acpi)
+        return;
+    r = args->paths.cache_dir ? str_printf(cache, sizeof(cache), "%s", args->paths.cache_dir)
+                              : microvm_cache_dir_default(cache, sizeof(cache));
+    if (r >= 0)
+        r = snapshot_dir(cache, b->snap_dir, sizeof(b->snap_dir));
+    if (r < 0) {
+        log_warn("microvm backend: no start-up snapshot (%s in %s/snapshot): booting the guest "
+                 "kernel instead, about 1 s slower under TCG; set [microvm] snapshot = off to "
+                 "stop trying",
+                 r == -EPERM ? "not a private directory of ours" : strerror(-r), cache);
+        return;
+    }
+    if (str_printf(b->tpl_initrd, sizeof(b->tpl_initrd), "%s/template.cpio", b->dir) < 0 ||
+        str_printf(b->tpl_ctl, sizeof(b->tpl_ctl), "%s/tpl-ctl.sock", b->dir) < 0 ||
+        str_printf(b->tpl_chan, sizeof(b->tpl_chan), "%s/tpl-chan.sock", b->dir) < 0 ||
+        str_printf(b->qmp_path, sizeof(b->qmp_path), "%s/qmp.sock", b->dir) < 0)
+        return;
+    /* the key: the template's argv with fixed stand-ins for the per-bottle paths */
+    c.template_boot = true;
+    c.initrd = "/i";
+    c.ctl_socket = "/c";
+    c.chan_socket = "/h";
+    c.qmp_socket = "/q";
+    for (size_t i = 0; i < qc->n_shares && i < ARRAY_SIZE(canon_shares); i++)
+        canon_shares[i] = (struct microvm_share){ qc->shares[i].tag, "/s", false };
+    c.shares = canon_shares;
+    r = microvm_qemu_argv(&c, &canon);
+    if (r >= 0)
+        r = snapshot_key(files, ARRAY_SIZE(files), canon, b->snap_key);
+    microvm_argv_free(canon);
+    /* the template's boot: its guest mounts no share (9p refuses to migrate a mounted one),
+     * so they all stand on the jail's read-only /usr, and the bottle's own stay unbound (a
+     * share's detached mount can be attached only once: by the bottle's QEMU) */
+    for (size_t i = 0; i < qc->n_shares && i < ARRAY_SIZE(canon_shares); i++)
+        canon_shares[i] = (struct microvm_share){ qc->shares[i].tag, "/usr", true };
+    c = *qc;
+    c.shares = canon_shares;
+    c.template_boot = true;
+    c.initrd = b->tpl_initrd;
+    c.ctl_socket = b->tpl_ctl;
+    c.chan_socket = b->tpl_chan;
+    c.qmp_socket = b->qmp_path;
+    if (r >= 0)
+        r = microvm_qemu_argv(&c, &b->tpl_argv);
+    /* the restore: the state on a number reserved now */
+    b->snap_fd = fcntl(b->devnull, F_DUPFD_CLOEXEC, 3);
+    c = *qc;
+    c.restore = true;
+    c.restore_fd = b->snap_fd;
+    if (r >= 0 && b->snap_fd < 0)
+        r = -errno;
+    if (r >= 0)
+        r = microvm_qemu_argv(&c, &b->rst_argv);
+    if (r < 0) {
+        log_errno(LOG_LVL_WARN, r, "microvm backend: no start-up snapshot (its command line)");
+        return;
+    }
+    b->snap = true;
+}
+
 static int mv_create(const struct backend_create_args *args, struct bottle **ret)
 {
     struct mv_bottle *b;
@@ -681,7 +783,7 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     b = xcalloc(1, sizeof(*b));
     b->base.ops = &backend_microvm_ops;
     b->pid = -1;
-    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = b->dir_lock = -1;
+    b->pidfd = b->ctl_l = b->chan_l = b->ctl_c = b->progress_fd = b->dir_lock = b->snap_fd = -1;
     b->devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     b->spec_enc = BUF_INIT(BOTTLE_SPEC_MAX_SIZE);
     cgroup_init(&b->cg);
@@ -903,6 +1005,8 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             log_errno(LOG_LVL_ERROR, r, "microvm backend: building QEMU's command line");
             goto fail;
         }
+        b->argv_now = b->qargv;
+        snap_prepare(b, args, &qc);
     }
 
     {
@@ -1020,6 +1124,9 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
     for (size_t i = 0; i < b->n_share_fd; i++)
         if (fcntl(b->share_fd[i], F_SETFD, 0) < 0)
             child_fail(err_fd, errno, step);
+    /* a restore's saved state, at the number its -incoming fd:N names */
+    if (b->argv_now == b->rst_argv && fcntl(b->snap_fd, F_SETFD, 0) < 0)
+        child_fail(err_fd, errno, step);
     if (setsid() < 0)
         child_fail(err_fd, errno, "setsid");
     /* QEMU's ids, its minimal root, no capabilities, no_new_privs, the seccomp filter */
@@ -1031,7 +1138,7 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
     /* The parent wrote the initramfs meanwhile (start()). EOF: it gave up. */
     if (RETRY_EINTR(read(sync_fd, &c, 1)) != 1)
         _exit(125);
-    execve(b->qargv[0], b->qargv, envp);
+    execve(b->argv_now[0], b->argv_now, envp);
     child_fail(err_fd, errno, "exec");
 }
 
@@ -1043,51 +1150,159 @@ static long long now_ms(void)
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * Accepts one connection on each of the n listeners l (QEMU connects its chardev sockets at
+ * startup) into c, or sees QEMU die: 0, -ETIMEDOUT, -ECHILD (QEMU exited first) or -errno.
+ * On failure the connections made are closed; the listeners are the caller's.
+ */
+static int accept_all(int pidfd, const int *l, int *c, size_t n)
+{
+    long long deadline = now_ms() + MICROVM_CONNECT_MS;
+    struct pollfd p[4];
+    size_t got = 0;
+    int r = 0;
+
+    if (n + 1 > ARRAY_SIZE(p))
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++)
+        c[i] = -1;
+    while (got < n) {
+        long long left = deadline - now_ms();
+        int k;
+
+        if (left <= 0) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        p[0] = (struct pollfd){ .fd = pidfd, .events = POLLIN };
+        for (size_t i = 0; i < n; i++)
+            p[i + 1] = (struct pollfd){ .fd = c[i] < 0 ? l[i] : -1, .events = POLLIN };
+        k = poll(p, (nfds_t)n + 1, (int)left);
+        if (k < 0 && errno != EINTR) {
+            r = -errno;
+            break;
+        }
+        if (k <= 0)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            if (!p[i + 1].revents)
+                continue;
+            c[i] = accept4(l[i], NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (c[i] >= 0)
+                got++;
+            else if (errno != EAGAIN && errno != EINTR) {
+                r = -errno;
+                break;
+            }
+        }
+        if (r < 0)
+            break;
+        if (p[0].revents && got < n) {
+            r = -ECHILD;
+            break;
+        }
+    }
+    if (r < 0)
+        for (size_t i = 0; i < n; i++)
+            if (c[i] >= 0) {
+                close(c[i]);
+                c[i] = -1;
+            }
+    return r;
+}
+
 /* QEMU connects both sockets at startup: accept them (or see QEMU die). */
 static int accept_qemu(struct mv_bottle *b, int *ret_chan)
 {
-    long long deadline = now_ms() + MICROVM_CONNECT_MS;
-    int chan_c = -1;
+    const int l[2] = { b->ctl_l, b->chan_l };
+    int c[2], r = accept_all(b->pidfd, l, c, 2);
 
-    while (b->ctl_c < 0 || chan_c < 0) {
-        struct pollfd p[3] = { { .fd = b->pidfd, .events = POLLIN },
-                               { .fd = b->ctl_c < 0 ? b->ctl_l : -1, .events = POLLIN },
-                               { .fd = chan_c < 0 ? b->chan_l : -1, .events = POLLIN } };
-        long long left = deadline - now_ms();
-        int n;
-
-        if (left <= 0) {
-            if (chan_c >= 0)
-                close(chan_c);
-            return -ETIMEDOUT;
-        }
-        n = poll(p, 3, (int)left);
-        if (n < 0 && errno != EINTR)
-            return -errno;
-        if (n <= 0)
-            continue;
-        if (p[1].revents) {
-            b->ctl_c = accept4(b->ctl_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (b->ctl_c < 0 && errno != EAGAIN && errno != EINTR)
-                return -errno;
-        }
-        if (p[2].revents) {
-            chan_c = accept4(b->chan_l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-            if (chan_c < 0 && errno != EAGAIN && errno != EINTR)
-                return -errno;
-        }
-        if (p[0].revents && (b->ctl_c < 0 || chan_c < 0)) {
-            if (chan_c >= 0)
-                close(chan_c);
-            return -ECHILD;
-        }
-    }
+    if (r < 0)
+        return r;
     /* One connection each: QEMU's. */
+    b->ctl_c = c[0];
     close(b->ctl_l);
     b->ctl_l = -1;
     close(b->chan_l);
     b->chan_l = -1;
-    *ret_chan = chan_c;
+    *ret_chan = c[1];
+    return 0;
+}
+
+/* Waits on fd (non-blocking) for the line want, while QEMU (pidfd) lives: 0, -ECHILD,
+ * -ETIMEDOUT, -EPROTO (something else came) or -errno. Nothing follows want on fd. */
+static int wait_line(int fd, int pidfd, const char *want, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    size_t want_len = strlen(want), len = 0;
+    char got[64];
+
+    if (want_len > sizeof(got))
+        return -EINVAL;
+    while (len < want_len) {
+        struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
+        long long left = deadline - now_ms();
+        ssize_t n;
+        int k;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        k = poll(p, 2, (int)left);
+        if (k < 0 && errno != EINTR)
+            return -errno;
+        if (k <= 0)
+            continue;
+        if (p[0].revents) {
+            n = read(fd, got + len, want_len - len);
+            if (n < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+            if (n == 0)
+                return -ECHILD; /* QEMU closed it: it is ending */
+            if (n > 0) {
+                len += (size_t)n;
+                if (memcmp(got, want, len) != 0)
+                    return -EPROTO;
+            }
+            continue;
+        }
+        if (p[1].revents)
+            return -ECHILD;
+    }
+    return 0;
+}
+
+/* Writes all of p to fd (non-blocking) while QEMU (pidfd) lives: 0, -ECHILD, -ETIMEDOUT or
+ * -errno. */
+static int send_all(int fd, int pidfd, const void *p, size_t len, int timeout_ms)
+{
+    long long deadline = now_ms() + timeout_ms;
+    const char *c = p;
+
+    while (len > 0) {
+        struct pollfd pf[2] = { { .fd = fd, .events = POLLOUT },
+                                { .fd = pidfd, .events = POLLIN } };
+        long long left = deadline - now_ms();
+        ssize_t n;
+        int k;
+
+        if (left <= 0)
+            return -ETIMEDOUT;
+        n = send(fd, c, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            c += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EPIPE)
+            return -ECHILD;
+        if (n < 0 && errno != EAGAIN && errno != EINTR)
+            return -errno;
+        k = poll(pf, 2, (int)left);
+        if (k < 0 && errno != EINTR)
+            return -errno;
+        if (k > 0 && pf[1].revents && !(pf[0].revents & POLLOUT))
+            return -ECHILD;
+    }
     return 0;
 }
 
@@ -1153,12 +1368,250 @@ out:
     return r;
 }
 
+/* Ends a QEMU that start() gave up on (or that ended) and forgets it. */
+static void qemu_reap(struct mv_bottle *b)
+{
+    if (b->pid <= 0)
+        return;
+    (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+    (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+    close(b->pidfd);
+    b->pidfd = -1;
+    b->pid = -1;
+}
+
+/* The child's report: EOF (it exec'ed QEMU) or why it could not. */
+static int child_report(struct mv_bottle *b, int err_fd)
+{
+    struct child_err ce;
+    ssize_t n = RETRY_EINTR(read(err_fd, &ce, sizeof(ce)));
+
+    if (n != (ssize_t)sizeof(ce))
+        return 0;
+    ce.step[sizeof(ce.step) - 1] = '\0';
+    return log_errno(LOG_LVL_ERROR, -ce.e, "microvm backend: starting %s as uid %u (%s)",
+                     b->argv_now[0], (unsigned)b->qemu_uid, ce.step);
+}
+
+/*
+ * Makes this bottle's template (snapshot.h): under the lock (another bottle may be making the
+ * same one: then it is used), boots QEMU with the template's argv, its own sockets and an
+ * initramfs holding bottle-init alone, waits for bottle-init's "template" on bottle.ctl (it
+ * has mounted /proc, /sys and /dev and opened its ports, nothing of a bottle), and saves the
+ * VM over QMP into a temporary file that is then renamed into place. QEMU runs jailed, as the
+ * bottle's QEMU will, in the bottle's cgroup. Returns the template opened (snapshot_open) or
+ * -errno, with why filled.
+ */
+static int make_template(struct mv_bottle *b, char *why, size_t why_size)
+{
+    const char *paths[3] = { b->tpl_ctl, b->tpl_chan, b->qmp_path };
+    int l[3] = { -1, -1, -1 }, c[3] = { -1, -1, -1 };
+    int lock, err_fd = -1, go_fd = -1, state = -1, fd, r;
+    char tmp[PATH_MAX] = "";
+    long long t0 = now_ms();
+    size_t n_shares;
+
+    lock = snapshot_lock(b->snap_dir);
+    if (lock < 0) {
+        (void)str_printf(why, why_size, "locking %s: %s", b->snap_dir, strerror(-lock));
+        return lock;
+    }
+    fd = snapshot_open(b->snap_dir, b->snap_key);
+    if (fd != -ENOENT) { /* made by another bottle while we waited, or one to leave alone */
+        close(lock);
+        if (fd < 0)
+            (void)str_printf(why, why_size, "%s", strerror(-fd));
+        return fd;
+    }
+    log_info("microvm backend: making a start-up snapshot of the guest for this QEMU, kernel and "
+             "bot-bottle build (once; a few seconds), in %s",
+             b->snap_dir);
+    r = initramfs_write(b->init, b->tpl_initrd);
+    if (r < 0) {
+        (void)str_printf(why, why_size, "writing %s: %s", b->tpl_initrd, strerror(-r));
+        goto out;
+    }
+    for (size_t i = 0; i < 3; i++) {
+        (void)unlink(paths[i]);
+        l[i] = listen_unix(paths[i], b->qemu_uid, b->qemu_gid);
+        if (l[i] < 0) {
+            r = l[i];
+            (void)str_printf(why, why_size, "listening on %s: %s", paths[i], strerror(-r));
+            goto out;
+        }
+    }
+    b->argv_now = b->tpl_argv;
+    n_shares = b->jail.n_shares;
+    b->jail.n_shares = 0;
+    r = clone_qemu(b, &err_fd, &go_fd);
+    b->jail.n_shares = n_shares;
+    if (r < 0) {
+        (void)str_printf(why, why_size, "starting QEMU: %s", strerror(-r));
+        goto out;
+    }
+    if (RETRY_EINTR(send(go_fd, "g", 1, MSG_NOSIGNAL)) != 1 || child_report(b, err_fd) < 0) {
+        r = -ECHILD;
+        (void)str_printf(why, why_size, "QEMU did not start");
+        goto out;
+    }
+    r = accept_all(b->pidfd, l, c, 3);
+    if (r >= 0)
+        r = wait_line(c[0], b->pidfd, "template\n", SNAPSHOT_BOOT_MS);
+    if (r < 0) {
+        (void)str_printf(why, why_size, "the template's guest did not come up (%s)",
+                         r == -ECHILD ? "QEMU exited" : strerror(-r));
+        goto out;
+    }
+    state = snapshot_create_tmp(b->snap_dir, b->snap_key, tmp, sizeof(tmp));
+    if (state < 0) {
+        r = state;
+        (void)str_printf(why, why_size, "creating a file in %s: %s", b->snap_dir, strerror(-r));
+        tmp[0] = '\0';
+        goto out;
+    }
+    r = snapshot_save(c[2], state, SNAPSHOT_SAVE_MS, why, why_size);
+    if (r < 0)
+        goto out;
+    /* QEMU quits once it is saved */
+    {
+        struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
+        (void)RETRY_EINTR(poll(&p, 1, 5000));
+    }
+    r = snapshot_commit(state, tmp, b->snap_dir, b->snap_key);
+    if (r < 0) {
+        (void)str_printf(why, why_size, "keeping %s: %s", tmp, strerror(-r));
+        goto out;
+    }
+    tmp[0] = '\0';
+    log_info("microvm backend: start-up snapshot made in %lld ms", now_ms() - t0);
+out:
+    qemu_reap(b);
+    b->argv_now = b->qargv;
+    if (err_fd >= 0)
+        close(err_fd);
+    if (go_fd >= 0)
+        close(go_fd);
+    for (size_t i = 0; i < 3; i++) {
+        if (c[i] >= 0)
+            close(c[i]);
+        if (l[i] >= 0)
+            close(l[i]);
+        (void)unlink(paths[i]);
+    }
+    (void)unlink(b->tpl_initrd);
+    if (state >= 0)
+        close(state);
+    if (tmp[0])
+        (void)unlink(tmp);
+    fd = r < 0 ? r : snapshot_open(b->snap_dir, b->snap_key);
+    if (r >= 0 && fd < 0)
+        (void)str_printf(why, why_size, "opening it: %s", strerror(-fd));
+    close(lock);
+    return fd;
+}
+
+/*
+ * This bottle's template (made first when there is none) on snap_fd, and the restore's argv
+ * to exec. When there is no usable template, says why, once, and the bottle boots.
+ */
+static void snap_ready(struct mv_bottle *b)
+{
+    char why[512] = "";
+    int fd = snapshot_open(b->snap_dir, b->snap_key);
+
+    if (fd == -ENOENT)
+        fd = make_template(b, why, sizeof(why));
+    else if (fd < 0)
+        (void)str_printf(why, sizeof(why), "%s", strerror(-fd));
+    if (fd >= 0 && dup3(fd, b->snap_fd, O_CLOEXEC) < 0) {
+        (void)str_printf(why, sizeof(why), "dup3: %s", strerror(errno));
+        close(fd);
+        fd = -EBADF;
+    }
+    if (fd < 0) {
+        log_warn("microvm backend: no start-up snapshot (%s%s): booting the guest kernel instead, "
+                 "about 1 s slower under TCG; set [microvm] snapshot = off to stop trying",
+                 fd == -EPERM ? "a template that is not ours alone, left as it is: " : "", why);
+        return;
+    }
+    close(fd);
+    /* used now: the cache keeps the most recently used templates */
+    (void)futimens(b->snap_fd, NULL);
+    b->argv_now = b->rst_argv;
+}
+
+/*
+ * The restored guest's bottle (guest/init.c, vm_template_wait): "restore SEC NSEC SEED LEN",
+ * the bundle of its files, then its "restored". 0, or -ECHILD (QEMU exited: it could not
+ * restore the template), -ETIMEDOUT, -EPROTO or -errno.
+ */
+static int snap_handshake(struct mv_bottle *b, const struct buf *bundle)
+{
+    uint8_t seed[SNAPSHOT_SEED_BYTES];
+    char line[96 + 2 * SNAPSHOT_SEED_BYTES], *hex;
+    struct timespec ts;
+    int n, r;
+
+    if (getrandom(seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+        return -errno;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    n = snprintf(line, sizeof(line), "restore %lld %ld ", (long long)ts.tv_sec, ts.tv_nsec);
+    hex = line + n;
+    for (size_t i = 0; i < sizeof(seed); i++)
+        (void)snprintf(hex + 2 * i, 3, "%02x", seed[i]);
+    n += 2 * (int)sizeof(seed);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, " %zu\n", bundle->len);
+    explicit_bzero(seed, sizeof(seed));
+    r = send_all(b->ctl_c, b->pidfd, line, (size_t)n, SNAPSHOT_RESTORE_MS);
+    explicit_bzero(line, sizeof(line));
+    if (r >= 0)
+        r = send_all(b->ctl_c, b->pidfd, bundle->p ? bundle->p : "", bundle->len,
+                     SNAPSHOT_RESTORE_MS);
+    if (r >= 0)
+        r = wait_line(b->ctl_c, b->pidfd, "restored\n", SNAPSHOT_RESTORE_MS);
+    return r;
+}
+
+/* The bottle's files for a restored guest (what write_initramfs puts in a cold boot's). */
+static int build_bundle(struct mv_bottle *b, struct buf *out)
+{
+    struct initramfs_bottle ib = { .spec = b->spec_enc.p,
+                                   .spec_len = b->spec_enc.len,
+                                   .host_etc = "/etc" };
+    void *bpf = NULL;
+    int r = guest_seccomp_export(EPERM, EAFNOSUPPORT, &bpf, &ib.seccomp_len);
+
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: building the seccomp filter");
+    ib.seccomp = bpf;
+    r = initramfs_build_bundle(&ib, out);
+    free(bpf);
+    if (r < 0)
+        return log_errno(LOG_LVL_ERROR, r, "microvm backend: the bottle's files for the guest");
+    return 0;
+}
+
+/* After a restore failed: the cold boot's listeners again (QEMU's connections are gone). */
+static int relisten(struct mv_bottle *b)
+{
+    if (b->ctl_c >= 0)
+        close(b->ctl_c);
+    b->ctl_c = -1;
+    b->ctl_len = 0;
+    (void)unlink(b->ctl_path);
+    (void)unlink(b->chan_path);
+    b->ctl_l = listen_unix(b->ctl_path, b->qemu_uid, b->qemu_gid);
+    if (b->ctl_l < 0)
+        return b->ctl_l;
+    b->chan_l = listen_unix(b->chan_path, b->qemu_uid, b->qemu_gid);
+    return b->chan_l < 0 ? b->chan_l : 0;
+}
+
 static int mv_start(struct bottle *bb, struct backend_started *ret)
 {
     struct mv_bottle *b = mv_of(bb);
-    struct child_err ce;
+    struct buf bundle = BUF_INIT(INITRAMFS_MAX);
     int err_fd = -1, go_fd = -1, chan = -1, r;
-    ssize_t n;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
     if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
@@ -1166,6 +1619,9 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     if (b->cg.version == 1 && (r = cgroup_open_tasks(&b->cg, b->cg_tasks)) < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: opening the bottle's cgroups");
     mv_progress_begin(b);
+    if (b->snap)
+        snap_ready(b);
+again:
     r = clone_qemu(b, &err_fd, &go_fd);
     /* Without user namespaces (an unprivileged invoker on a host that forbids them): QEMU
      * keeps the seccomp filter, no_new_privs and the limits, not the namespaces. */
@@ -1178,11 +1634,12 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
         b->jail.ns = false;
         r = clone_qemu(b, &err_fd, &go_fd);
     }
-    cgroup_close_tasks(b->cg_tasks);
     if (r < 0) {
         char why[BACKEND_REASON_MAX];
         if (b->pid >= 0)
             goto fail;
+        cgroup_close_tasks(b->cg_tasks);
+        buf_done(&bundle);
         /* Say why, as the probe would have (a chroot, a container's policy) */
         if (b->jail.ns && backend_try_namespaces(jail_clone_flags(&b->jail), "QEMU's jail", why,
                                                  sizeof(why)) < 0) {
@@ -1192,24 +1649,20 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: starting QEMU (clone3)");
     }
     /* While the child sets up QEMU's jail (namespaces, its root, the filter): the initramfs
-     * it boots; then it may exec QEMU. */
-    r = write_initramfs(b);
+     * it boots, or the files a restored guest gets; then it may exec QEMU. */
+    r = b->argv_now == b->rst_argv ? (bundle.len ? 0 : build_bundle(b, &bundle))
+                                   : write_initramfs(b);
     if (r >= 0 && RETRY_EINTR(send(go_fd, "g", 1, MSG_NOSIGNAL)) != 1 && errno != EPIPE &&
         errno != ECONNRESET)
         r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: starting QEMU");
     close(go_fd);
-    if (r < 0) {
-        close(err_fd);
-        goto fail;
-    }
-    n = RETRY_EINTR(read(err_fd, &ce, sizeof(ce)));
+    go_fd = -1;
+    if (r >= 0)
+        r = child_report(b, err_fd);
     close(err_fd);
-    if (n == (ssize_t)sizeof(ce)) {
-        ce.step[sizeof(ce.step) - 1] = '\0';
-        r = log_errno(LOG_LVL_ERROR, -ce.e, "microvm backend: starting %s as uid %u (%s)",
-                      b->qargv[0], (unsigned)b->qemu_uid, ce.step);
+    err_fd = -1;
+    if (r < 0)
         goto fail;
-    }
     r = accept_qemu(b, &chan);
     if (r < 0) {
         log_errno(LOG_LVL_ERROR, r,
@@ -1217,15 +1670,41 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
                                  "in %s (can its user read the guest kernel and the shares?)"
                                : "microvm backend: QEMU did not connect to its sockets in %s",
                   b->dir);
-        goto fail;
+        if (r != -ECHILD || b->argv_now != b->rst_argv)
+            goto fail;
+    } else if (b->argv_now == b->rst_argv) {
+        r = snap_handshake(b, &bundle);
     }
+    if (r < 0 && b->argv_now == b->rst_argv) {
+        /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
+         * damaged file): removed, so that the next bottle makes a new one; this one boots. */
+        bool gone = snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
+        log_warn("microvm backend: QEMU could not start from the start-up snapshot %s/%s.vmstate "
+                 "(%s)%s; booting the guest kernel instead",
+                 b->snap_dir, b->snap_key,
+                 r == -ECHILD ? "QEMU exited; its message is above" : strerror(-r),
+                 gone ? "; removed it, the next bottle makes a new one" : "");
+        if (chan >= 0)
+            close(chan);
+        chan = -1;
+        qemu_reap(b);
+        b->argv_now = b->qargv;
+        r = relisten(b);
+        if (r < 0) {
+            log_errno(LOG_LVL_ERROR, r, "microvm backend: listening in %s", b->dir);
+            goto fail;
+        }
+        goto again;
+    }
+    buf_done(&bundle);
+    cgroup_close_tasks(b->cg_tasks);
     /* bottle-init waits for this before it runs anything (guest/init.c, vm_read_mode). */
     {
         const char *mode = b->console ? "console\n" : "streams\n";
         if (RETRY_EINTR(send(b->ctl_c, mode, strlen(mode), MSG_NOSIGNAL)) < 0) {
             close(chan);
             r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: writing to bottle.ctl");
-            goto fail;
+            goto fail_closed;
         }
     }
     ret->pid = b->pid;
@@ -1233,9 +1712,20 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     ret->channel_fd = chan;
     return 0;
 fail:
+    if (chan >= 0)
+        close(chan);
+    if (err_fd >= 0)
+        close(err_fd);
+    if (go_fd >= 0)
+        close(go_fd);
+    buf_done(&bundle);
+    cgroup_close_tasks(b->cg_tasks);
+fail_closed:
     mv_progress_end(b);
-    (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
-    (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+    if (b->pid > 0) {
+        (void)bb_pidfd_send_signal(b->pidfd, SIGKILL);
+        (void)RETRY_EINTR(waitpid(b->pid, NULL, 0));
+    }
     b->reaped = true;
     b->status = 125;
     return r;
@@ -1364,6 +1854,8 @@ static void mv_destroy(struct bottle *bb)
         (void)unlink(b->ctl_path);
         (void)unlink(b->chan_path);
         (void)unlink(b->initrd);
+        if (b->tpl_initrd[0])
+            (void)unlink(b->tpl_initrd);
         if (b->jail.root[0])
             (void)rmdir(b->jail.root);
         if (b->dir_lock >= 0) {
@@ -1384,6 +1876,10 @@ static void mv_destroy(struct bottle *bb)
     }
     cgroup_close_tasks(b->cg_tasks);
     microvm_argv_free(b->qargv);
+    microvm_argv_free(b->tpl_argv);
+    microvm_argv_free(b->rst_argv);
+    if (b->snap_fd >= 0)
+        close(b->snap_fd);
     bottle_spec_done(&b->spec);
     buf_done(&b->spec_enc);
     free(b);

@@ -114,8 +114,13 @@ static int check_config(const struct microvm_qemu_config *c)
         return -EINVAL;
     if (c->qemu && (c->qemu[0] == '\0' || has_control(c->qemu)))
         return -EINVAL;
-    if ((r = check_path(c->kernel)) < 0 || (r = check_path(c->initrd)) < 0)
+    if (c->restore && (c->restore_fd <= 2 || c->template_boot))
+        return -EINVAL;
+    if (!c->restore &&
+        ((r = check_path(c->kernel)) < 0 || (r = check_path(c->initrd)) < 0))
         return r;
+    if (c->template_boot && (!c->qmp_socket || (r = check_socket(c->qmp_socket)) < 0))
+        return c->qmp_socket ? r : -EINVAL;
     if (c->console_socket && (r = check_socket(c->console_socket)) < 0)
         return r;
     if (c->ctl_socket && (r = check_socket(c->ctl_socket)) < 0)
@@ -166,6 +171,8 @@ int microvm_kernel_cmdline(const struct microvm_qemu_config *c, char *ret, size_
         r = buf_append_str(&b, " tsc=reliable");
     if (r >= 0 && c->cmdline_extra && c->cmdline_extra[0])
         r = buf_printf(&b, " %s", c->cmdline_extra);
+    if (r >= 0 && c->template_boot)
+        r = buf_append_str(&b, " bbtemplate=1");
     if (r == -E2BIG)
         r = -ENAMETOOLONG;
     if (r >= 0)
@@ -224,12 +231,24 @@ int microvm_qemu_argv(const struct microvm_qemu_config *c, char ***ret)
     add_buf(&a, &b, buf_printf(&b, "%" PRIu64 "M", c->memory_mib));
     add(&a, "-smp");
     add_buf(&a, &b, buf_printf(&b, "%u", c->cpus));
-    add(&a, "-kernel");
-    add(&a, c->kernel);
-    add(&a, "-initrd");
-    add(&a, c->initrd);
-    add(&a, "-append");
-    add(&a, cmdline);
+    if (!c->restore) {
+        add(&a, "-kernel");
+        add(&a, c->kernel);
+        add(&a, "-initrd");
+        add(&a, c->initrd);
+        add(&a, "-append");
+        add(&a, cmdline);
+    } else {
+        add(&a, "-incoming");
+        add_buf(&a, &b, buf_printf(&b, "fd:%d", c->restore_fd));
+    }
+    if (c->template_boot) {
+        add(&a, "-global");
+        add(&a, "migration.store-global-state=off");
+        add_socket_chardev(&a, &b, "qmp", c->qmp_socket);
+        add(&a, "-mon");
+        add(&a, "chardev=qmp,mode=control");
+    }
     /* modern (virtio 1.x) mmio transport */
     add(&a, "-global");
     add(&a, "virtio-mmio.force-legacy=off");

@@ -66,6 +66,20 @@ struct microvm_qemu_config {
     const char *chan_socket;
     const struct microvm_share *shares;
     size_t n_shares;
+    /*
+     * Start-up from a snapshot (docs/microvm.md, "Start-up from a snapshot"). template: the
+     * boot that makes one: bbtemplate=1 on the kernel command line (bottle-init stops in
+     * vm_template_wait), QMP on qmp_socket (QEMU connects to it, as to the ports), and the
+     * migration's global state left out of the saved stream (a VM stopped before it is saved
+     * would otherwise come back paused). restore: QEMU reads the saved state from
+     * the inherited fd restore_fd (-incoming fd:N) instead of booting, so there is no
+     * -kernel, -initrd or -append (kernel and initrd may then be NULL). Everything else (the
+     * devices, -m, -smp, the machine, the accelerator) must be what the template had.
+     */
+    bool template_boot;
+    const char *qmp_socket;
+    bool restore;
+    int restore_fd; /* > 2 */
 };
 
 /*
