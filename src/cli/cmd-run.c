@@ -700,6 +700,7 @@ static int run_or_start(int argc, char **argv, bool start)
     if (!o.accel)
         o.accel = cfg.accel;
     o.kernel = cfg.kernel;
+    o.no_snapshot = cfg.snapshot && strcmp(cfg.snapshot, "off") == 0;
     o.name = cfg.name;
     o.workspace = wsbuf;
     o.argv = cmdv ? cmdv : optind < argc ? argv + optind : shell;

@@ -105,6 +105,7 @@ void config_done(struct bb_config *cfg)
     free(cfg->backend);
     free(cfg->accel);
     free(cfg->kernel);
+    free(cfg->snapshot);
     free(cfg->name);
     strv_done(&cfg->allow);
     strv_done(&cfg->allow_cidr);
@@ -175,6 +176,7 @@ enum scalar {
     SC_BACKEND,
     SC_ACCEL,
     SC_KERNEL,
+    SC_SNAPSHOT,
     SC_CPUS,
     SC_MEMORY,
     SC_NAME,
@@ -461,7 +463,8 @@ static int handle_bottle(struct load_ctx *c, const char *key, const char *value)
                     key);
 }
 
-/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux | stock (docs/microvm.md) */
+/* [microvm] accel = auto|kvm|tcg, kernel = /absolute/vmlinux | stock, snapshot = on|off
+ * (docs/microvm.md) */
 static int handle_microvm(struct load_ctx *c, const char *key, const char *value)
 {
     if (strcmp(key, "accel") == 0) {
@@ -476,7 +479,13 @@ static int handle_microvm(struct load_ctx *c, const char *key, const char *value
                 c, "kernel: '%.80s' is neither 'stock' nor an absolute path to a vmlinux", value);
         return set_scalar(c, SC_KERNEL, key, &c->cfg.kernel, value);
     }
-    return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel", key);
+    if (strcmp(key, "snapshot") == 0) {
+        if (strcmp(value, "on") != 0 && strcmp(value, "off") != 0)
+            return ctx_fail(c, "snapshot: '%.32s' is not on or off", value);
+        return set_scalar(c, SC_SNAPSHOT, key, &c->cfg.snapshot, value);
+    }
+    return ctx_fail(c, "unknown key '%.64s' in [microvm]; known keys: accel, kernel, snapshot",
+                    key);
 }
 
 static int handle_addr(struct load_ctx *c, enum scalar which, const char *key, char **slot,
@@ -999,6 +1008,7 @@ int config_load_string(const char *name, const char *text, size_t len, struct bb
     move_str(&cfg->backend, &c.cfg.backend);
     move_str(&cfg->accel, &c.cfg.accel);
     move_str(&cfg->kernel, &c.cfg.kernel);
+    move_str(&cfg->snapshot, &c.cfg.snapshot);
     if (c.cfg.cpus)
         cfg->cpus = c.cfg.cpus;
     if (c.cfg.memory)

@@ -110,6 +110,8 @@ struct bb_config {
     /* [microvm] */
     char *accel;  /* "auto", "kvm" or "tcg"; NULL: not set */
     char *kernel; /* absolute path of a vmlinux; NULL: the cache's */
+    /* "on" or "off" (start-up snapshots under TCG, backend/microvm/snapshot.h); NULL: on */
+    char *snapshot;
 };
 
 /* The [agent "NAME"] section of cfg named name, or NULL. */

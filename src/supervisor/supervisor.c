@@ -1021,6 +1021,7 @@ static int start_bottle(struct sv *s)
     ca.paths.init = s->o->init_path;
     ca.vm.accel = s->o->accel;
     ca.vm.kernel = s->o->kernel;
+    ca.vm.no_snapshot = s->o->no_snapshot;
     ca.vm.memory_given = s->o->memory_given;
     ca.cpus_milli = s->o->cpus_milli;
     ca.handoff_fd = s->be->flags & BACKEND_NEEDS_HANDOFF ? s->daemon.handoff : -1;

@@ -234,8 +234,8 @@ is "the default backend is microvm (info.json)" \
 qpid=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['bottle_pid'])" "$info")
 like "the bottle's top process is QEMU" "$(tr '\0' ' ' </proc/"$qpid"/cmdline)" "^qemu-system-x86_64|/qemu-system-x86_64 "
 is "QEMU runs as the workspace's owner, not root" "$(awk '/^Uid:/ {print $2}' /proc/"$qpid"/status)" "$QUID"
-rundir=$(tr '\0' '\n' </proc/"$qpid"/cmdline | sed -n 's,^\(/.*\)/initramfs.cpio$,\1,p')
-like "the bottle's run directory holds its initramfs" "$rundir" "/bb-vm\."
+rundir=$(tr '\0' '\n' </proc/"$qpid"/cmdline | sed -n 's|^socket,id=ctl,path=\(/.*\)/ctl.sock,server=off$|\1|p')
+like "the bottle's run directory holds its ctl socket" "$rundir" "/bb-vm\."
 kill -TERM "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$info")"
 wait "$SUP"; is "boot 4: SIGTERM reaches the command inside the VM (status 42)" "$?" 42
 
@@ -255,7 +255,7 @@ SUP=$!
 for _ in $(seq 300); do [ -s "$T/ws/ready4c" ] && break; sleep 0.1; done
 info=$STATE/bottles/bb-mv-4c/info.json
 qpid=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['bottle_pid'])" "$info")
-rundir4c=$(tr '\0' '\n' </proc/"$qpid"/cmdline | sed -n 's,^\(/.*\)/initramfs.cpio$,\1,p')
+rundir4c=$(tr '\0' '\n' </proc/"$qpid"/cmdline | sed -n 's|^socket,id=ctl,path=\(/.*\)/ctl.sock,server=off$|\1|p')
 kill -KILL "$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['pid'])" "$info")"
 wait "$SUP" 2>/dev/null
 wait_gone 'qemu-system-x86_64'

@@ -52,7 +52,8 @@ static void test_config_example(void **state)
                                "pass = FOO=bar baz\n"
                                "[microvm]\n"
                                "accel = tcg\n"
-                               "kernel = /opt/k/vmlinux\n";
+                               "kernel = /opt/k/vmlinux\n"
+                               "snapshot = off\n";
     struct bb_config cfg = { 0 };
     struct config_error err = { 0 };
     (void)state;
@@ -62,6 +63,7 @@ static void test_config_example(void **state)
     assert_string_equal(cfg.backend, "microvm");
     assert_string_equal(cfg.accel, "tcg");
     assert_string_equal(cfg.kernel, "/opt/k/vmlinux");
+    assert_string_equal(cfg.snapshot, "off");
     assert_int_equal(cfg.cpus, 2);
     assert_true(cfg.memory == 2ull << 30);
     assert_string_equal(cfg.name, "b1");
@@ -138,6 +140,7 @@ static const struct err_case err_cases[] = {
     { "[env]\nset = A\n", 2, "unknown key" },
     { "[microvm]\naccel = hvf\n", 2, "accel: 'hvf' is not auto, kvm or tcg" },
     { "[microvm]\naccel = kvm\naccel = tcg\n", 3, "already set" },
+    { "[microvm]\nsnapshot = no\n", 2, "snapshot: 'no' is not on or off" },
     { "[microvm]\nkernel = vmlinux\n", 2, "absolute path" },
     { "[microvm]\nkernel = Stock\n", 2, "neither 'stock' nor an absolute path" },
     { "[microvm]\nmemory = 2G\n", 2, "unknown key 'memory' in [microvm]" },

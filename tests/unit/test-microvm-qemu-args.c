@@ -399,10 +399,88 @@ static void test_kernel_fragment(void **state)
         assert_null(strstr(text, never[i]));
 }
 
+/* Index of the first argument equal to s, or -1. */
+static long find_arg(char **v, const char *s)
+{
+    for (long i = 0; v[i]; i++)
+        if (strcmp(v[i], s) == 0)
+            return i;
+    return -1;
+}
+
+/*
+ * Start-up snapshots: the template's boot tells bottle-init (bbtemplate=1), adds QMP and
+ * leaves the global state out; the restore reads the state from its fd and boots nothing;
+ * both keep every device of the cold boot, in the same order (QEMU restores by position).
+ */
+static void test_snapshot(void **state)
+{
+    struct microvm_qemu_config c = sample();
+    char **cold = NULL, **tpl = NULL, **rst = NULL;
+    long i;
+    (void)state;
+
+    c.accel = MICROVM_ACCEL_TCG;
+    assert_int_equal(microvm_qemu_argv(&c, &cold), 0);
+    c.template_boot = true;
+    assert_int_equal(microvm_qemu_argv(&c, &tpl), -EINVAL); /* no QMP socket */
+    c.qmp_socket = "/run/bot-bottle/b1/qmp.sock";
+    assert_int_equal(microvm_qemu_argv(&c, &tpl), 0);
+    i = find_arg(tpl, "-append");
+    assert_true(i > 0);
+    assert_non_null(strstr(tpl[i + 1], " bbtemplate=1"));
+    assert_null(strstr(cold[find_arg(cold, "-append") + 1], "bbtemplate"));
+    assert_true(find_arg(tpl, "migration.store-global-state=off") > 0);
+    assert_true(find_arg(tpl, "socket,id=qmp,path=/run/bot-bottle/b1/qmp.sock,server=off") > 0);
+    assert_true(find_arg(tpl, "chardev=qmp,mode=control") > 0);
+    assert_int_equal(find_arg(tpl, "-incoming"), -1);
+
+    c.template_boot = false;
+    c.qmp_socket = NULL;
+    c.restore = true;
+    c.restore_fd = 2; /* stdio: refused */
+    assert_int_equal(microvm_qemu_argv(&c, &rst), -EINVAL);
+    c.restore_fd = 7;
+    c.kernel = NULL; /* not needed: nothing boots */
+    c.initrd = NULL;
+    assert_int_equal(microvm_qemu_argv(&c, &rst), 0);
+    i = find_arg(rst, "-incoming");
+    assert_true(i > 0);
+    assert_string_equal(rst[i + 1], "fd:7");
+    assert_int_equal(find_arg(rst, "-kernel"), -1);
+    assert_int_equal(find_arg(rst, "-initrd"), -1);
+    assert_int_equal(find_arg(rst, "-append"), -1);
+    assert_int_equal(find_arg(rst, "-mon"), -1);
+    /* the devices: the same, in the same order, in all three */
+    {
+        char **all[3] = { cold, tpl, rst };
+        size_t n[3] = { 0 };
+        const char *dev[3][16];
+        for (size_t k = 0; k < 3; k++)
+            for (size_t j = 0; all[k][j]; j++)
+                if (strcmp(all[k][j], "-device") == 0 && n[k] < 16)
+                    dev[k][n[k]++] = all[k][j + 1];
+        assert_true(n[0] >= 5);
+        for (size_t k = 1; k < 3; k++) {
+            assert_int_equal(n[k], n[0]);
+            for (size_t j = 0; j < n[0]; j++)
+                assert_string_equal(dev[k][j], dev[0][j]);
+        }
+    }
+    /* both at once: refused */
+    c.template_boot = true;
+    c.qmp_socket = "/q";
+    assert_int_equal(microvm_qemu_argv(&c, &tpl), -EINVAL);
+    microvm_argv_free(cold);
+    microvm_argv_free(tpl);
+    microvm_argv_free(rst);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sample_kvm),       cmocka_unit_test(test_tcg_minimal),
+        cmocka_unit_test(test_snapshot),
         cmocka_unit_test(test_option_injection), cmocka_unit_test(test_refused),
         cmocka_unit_test(test_kernel_fragment),  cmocka_unit_test(test_acpi_stock),
     };

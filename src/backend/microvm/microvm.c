@@ -708,13 +708,16 @@ static void snap_prepare(struct mv_bottle *b, const struct backend_create_args *
     struct microvm_qemu_config c = *qc;
     const char *files[] = { b->probe.qemu, b->probe.kernel.path, b->init };
     char cache[PATH_MAX], **canon = NULL;
+    struct microvm_probe_paths pp;
     int r;
 
     if (args->vm.no_snapshot || b->accel != MICROVM_ACCEL_TCG || b->probe.kernel.modules[0] ||
         b->probe.kernel.acpi)
         return;
-    r = args->paths.cache_dir ? str_printf(cache, sizeof(cache), "%s", args->paths.cache_dir)
-                              : microvm_cache_dir_default(cache, sizeof(cache));
+    /* the kernel's cache, as the probe found it (BOT_BOTTLE_KERNEL_CACHE, else the default) */
+    probe_paths(&args->paths, &pp);
+    r = pp.cache_dir ? str_printf(cache, sizeof(cache), "%s", pp.cache_dir)
+                     : microvm_cache_dir_default(cache, sizeof(cache));
     if (r >= 0)
         r = snapshot_dir(cache, b->snap_dir, sizeof(b->snap_dir));
     if (r < 0) {
@@ -1591,9 +1594,26 @@ static int build_bundle(struct mv_bottle *b, struct buf *out)
     return 0;
 }
 
-/* After a restore failed: the cold boot's listeners again (QEMU's connections are gone). */
+/*
+ * After a restore failed: the cold boot's listeners again (QEMU's connections are gone), and
+ * the shares opened again at the same fd numbers (the argv names them): the jail moved each
+ * detached copy into the failed QEMU's mount namespace, and one can be attached only once.
+ */
 static int relisten(struct mv_bottle *b)
 {
+    for (size_t i = 0; i < b->n_share_fd; i++) {
+        const char *src = i == 0 ? b->spec.workspace : b->spec.mounts[i - 1].src;
+        int fd = share_open(src), r = fd < 0 ? fd : 0;
+
+        if (r >= 0 && geteuid() == 0)
+            r = jail_share(&fd, i > 0 && b->spec.mounts[i - 1].ro);
+        if (r >= 0 && dup3(fd, b->share_fd[i], O_CLOEXEC) < 0)
+            r = -errno;
+        if (fd >= 0)
+            close(fd);
+        if (r < 0)
+            return r;
+    }
     if (b->ctl_c >= 0)
         close(b->ctl_c);
     b->ctl_c = -1;
