@@ -51,7 +51,7 @@ struct supervisor_opts {
     /* microvm: "auto" (NULL), "kvm" or "tcg"; a user's own guest kernel (NULL: the cache's) */
     const char *accel;
     const char *kernel;
-    bool no_snapshot; /* [microvm] snapshot = off */
+    bool no_snapshot;  /* [microvm] snapshot = off */
     bool memory_given; /* memory_bytes from --memory or the config (microvm sizes its guest) */
     /* The policy as `bot-bottle egress` arguments (policy_args_daemon_argv): the daemon is
      * started by exec with an empty environment, and reloads (SIGHUP) from these. */

@@ -54,8 +54,9 @@ static void test_round_trip(void **state)
     char etc[] = "/tmp/test-cpio-etc.XXXXXX", out[] = "/tmp/test-cpio-out.XXXXXX";
     char path[PATH_MAX], text[256], target[64];
     static const uint8_t bpf[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
-    struct initramfs_bottle b = { .spec = "v1\nspec\n", .spec_len = 8, .seccomp = bpf,
-                                  .seccomp_len = sizeof(bpf) };
+    struct initramfs_bottle b = {
+        .spec = "v1\nspec\n", .spec_len = 8, .seccomp = bpf, .seccomp_len = sizeof(bpf)
+    };
     struct buf img = BUF_INIT(INITRAMFS_MAX);
     struct stat st;
     int dfd;
@@ -181,9 +182,8 @@ static size_t entry(uint8_t *p, const char *name, uint32_t namesize, uint32_t mo
     char h[111];
     size_t n;
 
-    (void)snprintf(h, sizeof(h),
-                   "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x", 1u, mode, 0u,
-                   0u, 1u, 0u, filesize, 0u, 0u, 0u, 0u, namesize, 0u);
+    (void)snprintf(h, sizeof(h), "070701%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x%08x", 1u,
+                   mode, 0u, 0u, 1u, 0u, filesize, 0u, 0u, 0u, 0u, namesize, 0u);
     memcpy(p, h, 110);
     n = strlen(name);
     memcpy(p + 110, name, n);

@@ -479,10 +479,10 @@ static void test_snapshot(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sample_kvm),       cmocka_unit_test(test_tcg_minimal),
-        cmocka_unit_test(test_snapshot),
-        cmocka_unit_test(test_option_injection), cmocka_unit_test(test_refused),
-        cmocka_unit_test(test_kernel_fragment),  cmocka_unit_test(test_acpi_stock),
+        cmocka_unit_test(test_sample_kvm), cmocka_unit_test(test_tcg_minimal),
+        cmocka_unit_test(test_snapshot),   cmocka_unit_test(test_option_injection),
+        cmocka_unit_test(test_refused),    cmocka_unit_test(test_kernel_fragment),
+        cmocka_unit_test(test_acpi_stock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

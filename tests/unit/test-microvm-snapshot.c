@@ -177,8 +177,9 @@ static ssize_t read_line(int fd, char *buf, size_t size, int *passed)
     while (len + 1 < size) {
         char cb[CMSG_SPACE(sizeof(int))];
         struct iovec iov = { .iov_base = buf + len, .iov_len = 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb,
-                             .msg_controllen = sizeof(cb) };
+        struct msghdr mh = {
+            .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cb, .msg_controllen = sizeof(cb)
+        };
         ssize_t n = recvmsg(fd, &mh, 0);
         struct cmsghdr *c;
 
@@ -226,8 +227,9 @@ static _Noreturn void fake_qemu(int fd, int mode)
             say(fd, polls++ < 2 ? "{\"return\": {\"status\": \"active\"}}\n"
                                 : "{\"return\": {\"status\": \"completed\"}}\n");
         } else if (strstr(line, "getfd")) {
-            say(fd, passed >= 0 ? "{\"return\": {}}\n"
-                                : "{\"error\": {\"class\": \"GenericError\", \"desc\": \"none\"}}\n");
+            say(fd, passed >= 0
+                        ? "{\"return\": {}}\n"
+                        : "{\"error\": {\"class\": \"GenericError\", \"desc\": \"none\"}}\n");
         } else if (strstr(line, "quit")) {
             say(fd, "{\"return\": {}}\n");
             _exit(0);

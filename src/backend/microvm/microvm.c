@@ -562,8 +562,8 @@ static int run_dir_lock(const char *dir)
  */
 static void sweep_run_dirs(const char *tmp)
 {
-    static const char *const names[] = { "initramfs.cpio", "ctl.sock",      "chan.sock",
-                                         "template.cpio",  "tpl-ctl.sock",  "tpl-chan.sock",
+    static const char *const names[] = { "initramfs.cpio", "ctl.sock",     "chan.sock",
+                                         "template.cpio",  "tpl-ctl.sock", "tpl-chan.sock",
                                          "qmp.sock",       "lock" };
     DIR *d = opendir(tmp);
     struct dirent *de;

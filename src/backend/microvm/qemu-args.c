@@ -116,8 +116,7 @@ static int check_config(const struct microvm_qemu_config *c)
         return -EINVAL;
     if (c->restore && (c->restore_fd <= 2 || c->template_boot))
         return -EINVAL;
-    if (!c->restore &&
-        ((r = check_path(c->kernel)) < 0 || (r = check_path(c->initrd)) < 0))
+    if (!c->restore && ((r = check_path(c->kernel)) < 0 || (r = check_path(c->initrd)) < 0))
         return r;
     if (c->template_boot && (!c->qmp_socket || (r = check_socket(c->qmp_socket)) < 0))
         return c->qmp_socket ? r : -EINVAL;

@@ -33,7 +33,7 @@
 int snapshot_key(const char *const *files, size_t n_files, char *const *canon_argv,
                  char ret[SNAPSHOT_KEY_HEX + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char md[EVP_MAX_MD_SIZE] = { 0 };
     unsigned int md_len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int r = 0;
@@ -65,7 +65,7 @@ int snapshot_key(const char *const *files, size_t n_files, char *const *canon_ar
     for (char *const *a = canon_argv; r == 0 && *a; a++)
         if (EVP_DigestUpdate(ctx, *a, strlen(*a) + 1) != 1)
             r = -EIO;
-    if (r == 0 && EVP_DigestFinal_ex(ctx, md, &md_len) != 1)
+    if (r == 0 && (EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < SNAPSHOT_KEY_HEX / 2))
         r = -EIO;
     EVP_MD_CTX_free(ctx);
     if (r < 0)
@@ -393,8 +393,8 @@ int snapshot_save(int qmp_fd, int state_fd, int timeout_ms, char *why, size_t wh
                      "{\"execute\":\"migrate-set-parameters\",\"arguments\":"
                      "{\"max-bandwidth\":1099511627776}}\n",
                      -1, NULL, why, why_size)) < 0 ||
-        (r = qmp_cmd(q, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"bbsnap\"}}\n",
-                     state_fd, NULL, why, why_size)) < 0 ||
+        (r = qmp_cmd(q, "{\"execute\":\"getfd\",\"arguments\":{\"fdname\":\"bbsnap\"}}\n", state_fd,
+                     NULL, why, why_size)) < 0 ||
         (r = qmp_cmd(q, "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"fd:bbsnap\"}}\n", -1,
                      NULL, why, why_size)) < 0)
         goto out;
