@@ -5,6 +5,10 @@
 # (bench/boot-floor.sh), interleaved round by round under the same nice value, so both see
 # the same machine load. Prints each round, the two medians and their ratio.
 #
+# Under TCG the run starts from the start-up snapshot (docs/microvm.md, "Start-up from a
+# snapshot"): one untimed run first makes sure it exists. --cold adds, in each round, the same
+# run with [microvm] snapshot = off (a boot of the guest kernel, as before snapshots).
+#
 # Prints numbers; it is not a test (exit 0 whatever the numbers, non-zero only when it could
 # not run). Recorded results: docs/microvm.md ("Measured: bot-bottle run").
 #
@@ -26,6 +30,7 @@
 #   --kernel PATH boot this vmlinux in both (the run through [microvm] kernel in a config)
 #   --also DIR    a second build dir (e.g. an older commit's) whose `bot-bottle run -- true`
 #                 runs in each round too, after this one: before/after in the same minutes
+#   --cold        also `bot-bottle run -- true` with [microvm] snapshot = off in each round
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -37,6 +42,7 @@ memory=1024
 trace=0
 kernel=
 also=
+cold=0
 die() {
     echo "bot-bottle: microvm-run: $*" >&2
     exit 1
@@ -51,6 +57,7 @@ while [ $# -gt 0 ]; do
     --trace-fine) trace=2; shift ;;
     --kernel) kernel=${2:?}; shift 2 ;;
     --also) also=${2:?}; shift 2 ;;
+    --cold) cold=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see --help)" ;;
     esac
@@ -75,6 +82,15 @@ if [ -n "$kernel" ]; then
     floor_kernel=(--kernel "$kernel")
     run_cfg=(-c "$tmp/kernel.ini")
 fi
+if [ -n "$kernel" ]; then
+    printf '[microvm]\nkernel = %s\nsnapshot = off\n' "$kernel" >"$tmp/cold.ini"
+else
+    printf '[microvm]\nsnapshot = off\n' >"$tmp/cold.ini"
+fi
+# the start-up snapshot for this build, kernel and trace setting, made now (untimed)
+(cd "$tmp/ws" && BOT_BOTTLE_VM_TRACE=$trace BOT_BOTTLE_STATE_DIR=$tmp/state \
+    "$bb" run ${run_cfg[@]+"${run_cfg[@]}"} -- true >/dev/null 2>"$tmp/warm-err") ||
+    die "bot-bottle run -- true failed: $(cat "$tmp/warm-err")"
 
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print int((a[NR / 2] + a[NR / 2 + 1]) / 2) }'
@@ -84,6 +100,7 @@ floors=()
 floor_up=()
 runs_ms=()
 also_ms=()
+cold_ms=()
 for i in $(seq 1 "$runs"); do
     fl=$("$here/boot-floor.sh" --runs 1 --build "$build" --nice "$nice_val" --memory "$memory" \
         ${floor_kernel[@]+"${floor_kernel[@]}"} |
@@ -107,6 +124,15 @@ for i in $(seq 1 "$runs"); do
     r=$((${res%% *} / 1000))
     floors+=("$f")
     runs_ms+=("$r")
+    if [ "$cold" = 1 ]; then
+        res=$(cd "$tmp/ws" && BOT_BOTTLE_STATE_DIR=$tmp/state nice -n "$nice_val" \
+            "$tmp/run-time" 120000 "$bb" run -c "$tmp/cold.ini" -- true 2>"$tmp/cold-err" |
+            tail -n 1)
+        [ "${res#* }" = 0 ] || die "run -- true with snapshot = off failed ($res): $(cat "$tmp/cold-err")"
+        cold_ms+=($((${res%% *} / 1000)))
+        printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms, with snapshot = off %5d ms\n' "$i" "$f" "$r" "${cold_ms[-1]}"
+        continue
+    fi
     if [ -n "$also_bb" ]; then
         if [ $((i % 2)) = 1 ]; then also_run; fi
         printf 'round %2d: floor %5d ms, bot-bottle run -- true %5d ms, --also %5d ms\n' "$i" "$f" "$r" "${also_ms[-1]}"
@@ -126,15 +152,19 @@ if [ $trace != 0 ]; then
                 # the last mark: "reboot" (after the status), or "synced" (before it) when
                 # the host ended QEMU on the status before the console had the next mark
                 end = ("reboot" in t) ? "reboot" : "synced"
-                if (!("early-init" in t) || !(end in t)) exit
-                printf "kernel-to-init %.1f\n", t["early-init"]
-                prev = "early-init"
+                # restored from the snapshot: the guest starts at "restored" (its uptime
+                # goes on from the template boot, whose marks are not kept)
+                start = ("restored" in t) ? "restored" : "early-init"
+                if (!(start in t) || !(end in t)) exit
+                if (start == "early-init")
+                    printf "kernel-to-init %.1f\n", t["early-init"]
+                prev = start
                 for (k = 0; k < n; k++) {
                     s = order[k]
-                    if (s == "init" || s == "early-init") continue
+                    if (s == "init" || s == "early-init" || s == "restored") continue
                     printf "%s %.1f\n", s, t[s] - t[prev]; prev = s
                 }
-                printf "outside-guest-uptime %.1f\n", wall / 1000 - t[end]
+                printf "outside-guest %.1f\n", wall / 1000 - (t[end] - (start == "restored" ? t[start] : 0))
                 if (("early-init" in idle) && ("synced" in idle))
                     printf "guest-idle %.1f\n", (idle["synced"] - idle["early-init"]) * 1000
             }'
@@ -153,6 +183,10 @@ fi
 mf=$(median "${floors[@]}")
 mr=$(median "${runs_ms[@]}")
 echo "microvm-run: floor median $mf ms, bot-bottle run -- true median $mr ms, ratio $(awk -v a="$mr" -v b="$mf" 'BEGIN { printf "%.2f", a / b }'); load $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "$cold" = 1 ]; then
+    mc=$(median "${cold_ms[@]}")
+    echo "microvm-run: with snapshot = off: median $mc ms, ratio $(awk -v a="$mc" -v b="$mf" 'BEGIN { printf "%.2f", a / b }'); snapshot / off $(awk -v a="$mr" -v b="$mc" 'BEGIN { printf "%.2f", a / b }')"
+fi
 if [ -n "$also_bb" ]; then
     ma=$(median "${also_ms[@]}")
     echo "microvm-run: --also $also: median $ma ms, ratio $(awk -v a="$ma" -v b="$mf" 'BEGIN { printf "%.2f", a / b }')"
