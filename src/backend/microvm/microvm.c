@@ -1486,7 +1486,7 @@ static int make_template(struct mv_bottle *b, char *why, size_t why_size)
         goto out;
     }
     tmp[0] = '\0';
-    log_info("microvm backend: start-up snapshot made in %lld ms", now_ms() - t0);
+    log_debug("microvm backend: start-up snapshot made in %lld ms", now_ms() - t0);
 out:
     qemu_reap(b);
     b->argv_now = b->qargv;
@@ -1522,8 +1522,12 @@ static void snap_ready(struct mv_bottle *b)
     char why[512] = "";
     int fd = snapshot_open(b->snap_dir, b->snap_key);
 
-    if (fd == -ENOENT)
+    if (fd == -ENOENT) {
+        /* (its lines would land on the progress line: drawn again after) */
+        mv_progress_end(b);
         fd = make_template(b, why, sizeof(why));
+        mv_progress_begin(b);
+    }
     else if (fd < 0)
         (void)str_printf(why, sizeof(why), "%s", strerror(-fd));
     if (fd >= 0 && dup3(fd, b->snap_fd, O_CLOEXEC) < 0) {
