@@ -1703,15 +1703,20 @@ again:
         /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
          * damaged file): removed, so that the next bottle makes a new one; this one boots. */
         bool gone = snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
-        log_warn("microvm backend: QEMU could not start from the start-up snapshot %s/%s.vmstate "
-                 "(%s)%s; booting the guest kernel instead",
-                 b->snap_dir, b->snap_key,
-                 r == -ECHILD ? "QEMU exited; its message is above" : strerror(-r),
-                 gone ? "; removed it, the next bottle makes a new one" : "");
+        /* QEMU may close its sockets before it has written its message and exited */
+        if (r == -ECHILD) {
+            struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
+            (void)RETRY_EINTR(poll(&p, 1, 2000));
+        }
         if (chan >= 0)
             close(chan);
         chan = -1;
         qemu_reap(b);
+        log_warn("microvm backend: QEMU could not start from the start-up snapshot %s/%s.vmstate "
+                 "(%s)%s; booting the guest kernel instead",
+                 b->snap_dir, b->snap_key,
+                 r == -ECHILD ? "QEMU exited; its own message, on stderr, says why" : strerror(-r),
+                 gone ? "; removed it, the next bottle makes a new one" : "");
         b->argv_now = b->qargv;
         r = relisten(b);
         if (r < 0) {
