@@ -70,6 +70,30 @@ static void test_key(void **state)
     assert_int_equal(rm_rf(dir), 0);
 }
 
+static void test_cpu_model(void **state)
+{
+    char path[] = "/tmp/test-snap-cpu.XXXXXX", model[64];
+    int fd = mkstemp(path);
+    static const char text[] = "processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                               "model name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n"
+                               "cpu MHz\t\t: 2199.998\nprocessor\t: 1\n"
+                               "model name\t: Another\n";
+    (void)state;
+
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, sizeof(text) - 1), sizeof(text) - 1);
+    close(fd);
+    assert_int_equal(snapshot_cpu_model(path, model, sizeof(model)), 0);
+    assert_string_equal(model, "Intel(R) Xeon(R) CPU @ 2.20GHz"); /* the first one */
+    fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    assert_int_equal(write(fd, "processor\t: 0\n", 14), 14);
+    close(fd);
+    assert_int_equal(snapshot_cpu_model(path, model, sizeof(model)), 0);
+    assert_string_equal(model, ""); /* none (some architectures) */
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(snapshot_cpu_model(path, model, sizeof(model)), -ENOENT);
+}
+
 static void touch_at(const char *dir, const char *name, time_t mtime)
 {
     char p[PATH_MAX];
@@ -285,6 +309,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key),
+        cmocka_unit_test(test_cpu_model),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_save),
     };

@@ -732,8 +732,10 @@ static void snap_prepare(struct mv_bottle *b, const struct backend_create_args *
         str_printf(b->tpl_chan, sizeof(b->tpl_chan), "%s/tpl-chan.sock", b->dir) < 0 ||
         str_printf(b->qmp_path, sizeof(b->qmp_path), "%s/qmp.sock", b->dir) < 0)
         return;
-    /* the key: the template's argv with fixed stand-ins for the per-bottle paths */
+    /* the key: the template's argv with fixed stand-ins for the per-bottle paths, and the
+     * CPU's model instead of the timer hints (snapshot_cpu_model) */
     c.template_boot = true;
+    c.tsc_khz = 0;
     c.initrd = "/i";
     c.ctl_socket = "/c";
     c.chan_socket = "/h";
@@ -742,8 +744,20 @@ static void snap_prepare(struct mv_bottle *b, const struct backend_create_args *
         canon_shares[i] = (struct microvm_share){ qc->shares[i].tag, "/s", false };
     c.shares = canon_shares;
     r = microvm_qemu_argv(&c, &canon);
-    if (r >= 0)
-        r = snapshot_key(files, ARRAY_SIZE(files), canon, b->snap_key);
+    if (r >= 0) {
+        char model[256], cpu[300];
+        size_t n = 0;
+        (void)snapshot_cpu_model("/proc/cpuinfo", model, sizeof(model));
+        (void)str_printf(cpu, sizeof(cpu), "cpu %s", model);
+        char **k;
+        while (canon[n])
+            n++;
+        k = xcalloc(n + 2, sizeof(char *));
+        memcpy(k, canon, n * sizeof(char *));
+        k[n] = cpu;
+        r = snapshot_key(files, ARRAY_SIZE(files), k, b->snap_key);
+        free(k);
+    }
     microvm_argv_free(canon);
     /* the template's boot: its guest mounts no share (9p refuses to migrate a mounted one),
      * so they all stand on the jail's read-only /usr, and the bottle's own stay unbound (a
@@ -1527,8 +1541,7 @@ static void snap_ready(struct mv_bottle *b)
         mv_progress_end(b);
         fd = make_template(b, why, sizeof(why));
         mv_progress_begin(b);
-    }
-    else if (fd < 0)
+    } else if (fd < 0)
         (void)str_printf(why, sizeof(why), "%s", strerror(-fd));
     if (fd >= 0 && dup3(fd, b->snap_fd, O_CLOEXEC) < 0) {
         (void)str_printf(why, sizeof(why), "dup3: %s", strerror(errno));

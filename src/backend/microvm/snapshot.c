@@ -75,6 +75,38 @@ int snapshot_key(const char *const *files, size_t n_files, char *const *canon_ar
     return 0;
 }
 
+int snapshot_cpu_model(const char *cpuinfo_path, char *ret, size_t size)
+{
+    char text[8192], *line;
+    size_t len = 0;
+    int fd = open(cpuinfo_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0)
+        return -errno;
+    while (len < sizeof(text) - 1) {
+        ssize_t n = RETRY_EINTR(read(fd, text + len, sizeof(text) - 1 - len));
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    text[len] = '\0';
+    ret[0] = '\0';
+    for (line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        const char *colon;
+        size_t n;
+
+        if (strncmp(line, "model name", 10) != 0 || !(colon = strchr(line, ':')))
+            continue;
+        colon++;
+        while (*colon == ' ' || *colon == '\t')
+            colon++;
+        n = strcspn(colon, "\n");
+        return str_printf(ret, size, "%.*s", (int)n, colon) < 0 ? -ENAMETOOLONG : 0;
+    }
+    return 0;
+}
+
 int snapshot_dir(const char *cache_dir, char *ret, size_t size)
 {
     struct stat st;

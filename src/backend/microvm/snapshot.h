@@ -31,6 +31,15 @@
 int snapshot_key(const char *const *files, size_t n_files, char *const *canon_argv,
                  char ret[SNAPSHOT_KEY_HEX + 1]);
 
+/*
+ * The host CPU's "model name" from cpuinfo_path (/proc/cpuinfo), for the key in place of the
+ * TCG timer hints: those come from "cpu MHz", which on a host with frequency scaling is the
+ * current frequency and changes from one read to the next (every bottle would make a new
+ * template), while the TSC whose rate they stand for is the same for a given CPU. "" when
+ * there is none. 0 or -errno.
+ */
+int snapshot_cpu_model(const char *cpuinfo_path, char *ret, size_t size);
+
 /* <cache_dir>/snapshot, made (0700) when missing. 0 or -errno. */
 int snapshot_dir(const char *cache_dir, char *ret, size_t size);
 
