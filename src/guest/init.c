@@ -770,6 +770,28 @@ static int vm_early_init(void)
     return ctl_fd < 0 ? ctl_fd : 0;
 }
 
+/* Up to len bytes from bottle.ctl, waiting at most timeout_ms (-1: for ever) for any: the
+ * count, or -ETIMEDOUT, -ECONNRESET (the host closed it) or -errno. */
+static ssize_t vm_ctl_read(void *p, size_t len, int timeout_ms)
+{
+    for (;;) {
+        struct pollfd pf = { .fd = ctl_fd, .events = POLLIN };
+        int n = poll(&pf, 1, timeout_ms);
+        ssize_t got;
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -ETIMEDOUT;
+        got = read(ctl_fd, p, len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            return got < 0 ? -errno : -ECONNRESET;
+        return got;
+    }
+}
+
 /* One line of the host's on bottle.ctl (blocking, read byte by byte so that nothing after it
  * is taken from the port), without its newline; waits at most timeout_ms for each byte. */
 static int vm_ctl_line(char *line, size_t size, int timeout_ms)
@@ -777,19 +799,10 @@ static int vm_ctl_line(char *line, size_t size, int timeout_ms)
     size_t len = 0;
 
     while (len + 1 < size) {
-        struct pollfd p = { .fd = ctl_fd, .events = POLLIN };
-        int n = poll(&p, 1, timeout_ms);
-        ssize_t got;
+        ssize_t got = vm_ctl_read(line + len, 1, timeout_ms);
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -ETIMEDOUT;
-        got = read(ctl_fd, line + len, 1);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return got < 0 ? -errno : -ECONNRESET;
+        if (got < 0)
+            return (int)got;
         if (line[len] == '\n') {
             line[len] = '\0';
             return (int)len;
@@ -925,19 +938,10 @@ static int vm_reseed(const char *hex)
 static int vm_read_exact(uint8_t *p, size_t len)
 {
     while (len > 0) {
-        struct pollfd pf = { .fd = ctl_fd, .events = POLLIN };
-        int n = poll(&pf, 1, VM_MODE_WAIT_MS);
-        ssize_t got;
+        ssize_t got = vm_ctl_read(p, len, VM_MODE_WAIT_MS);
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return n < 0 ? -errno : -ETIMEDOUT;
-        got = read(ctl_fd, p, len);
-        if (got < 0 && errno == EINTR)
-            continue;
-        if (got <= 0)
-            return got < 0 ? -errno : -ECONNRESET;
+        if (got < 0)
+            return (int)got;
         p += got;
         len -= (size_t)got;
     }

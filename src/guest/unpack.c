@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/macro.h"
+#include "common/str.h"
 #include "guest/unpack.h"
 
 #define NEWC_MAGIC "070701"
@@ -71,23 +72,12 @@ int guest_cpio_next(const uint8_t *p, size_t len, size_t *off, struct guest_cpio
 /* "bottle" or "bottle/..." with no empty, "." or ".." component and no control byte. */
 static bool name_ok(const char *name)
 {
-    const char *c = name;
-
     if (strncmp(name, "bottle", 6) != 0 || (name[6] != '\0' && name[6] != '/'))
         return false;
     for (const char *q = name; *q; q++)
         if ((unsigned char)*q < 0x20 || *q == 0x7f)
             return false;
-    for (;;) {
-        const char *slash = strchr(c, '/');
-        size_t n = slash ? (size_t)(slash - c) : strlen(c);
-
-        if (n == 0 || (n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-            return false;
-        if (!slash)
-            return true;
-        c = slash + 1;
-    }
+    return str_path_rel_clean(name);
 }
 
 static int write_all(int fd, const uint8_t *p, size_t len)
