@@ -130,7 +130,7 @@ static void test_plan(void **state)
         fputs("[core]\n\thooksPath = .githooks\n", f);
         fclose(f);
     }
-    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    assert_int_equal(protect_plan_build(ws, &allow, NULL, &p), 0);
     {
         const char *want[] = { ".git/config", ".git/commondir", ".git/hooks", ".git/modules",
                                ".vscode",     ".idea",          ".mcp.json",  ".envrc",
@@ -180,7 +180,7 @@ static void test_plan(void **state)
     /* a symlink in the list is refused, nothing is left behind */
     snprintf(path, sizeof(path), "%s/.envrc", ws);
     assert_int_equal(symlink("/etc/passwd", path), 0);
-    assert_int_equal(protect_plan_build(ws, NULL, &p), -ELOOP);
+    assert_int_equal(protect_plan_build(ws, NULL, NULL, &p), -ELOOP);
     snprintf(path, sizeof(path), "%s/.vscode", ws);
     assert_int_equal(lstat(path, &st), -1);
     snprintf(path, sizeof(path), "%s/.envrc", ws);
@@ -210,9 +210,9 @@ static void test_plan_mount(void **state)
     assert_int_equal(mkdir(path, 0755), 0);
     strv_push(&allow, "/data/.vscode");
     strv_push(&allow, ".idea"); /* the workspace's, not the mount's */
-    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    assert_int_equal(protect_plan_build(ws, &allow, NULL, &p), 0);
     size_t n_ws = p.paths.n, made_ws = p.n_made;
-    assert_int_equal(protect_plan_add_mount(src, "/data", &allow, &p), 0);
+    assert_int_equal(protect_plan_add_mount(src, "/data", &allow, NULL, &p), 0);
     assert_true(p.paths.n > n_ws);
     for (size_t i = n_ws; i < p.paths.n; i++) {
         assert_int_equal(strncmp(p.paths.v[i], "/data/", 6), 0);
@@ -233,14 +233,14 @@ static void test_plan_mount(void **state)
     /* refused: a source that is or lies in a list entry; p stays as it was */
     size_t n = p.paths.n, made = p.n_made;
     snprintf(path, sizeof(path), "%s/.git", src);
-    assert_int_equal(protect_plan_add_mount(path, "/g", &allow, &p), -EPERM);
+    assert_int_equal(protect_plan_add_mount(path, "/g", &allow, NULL, &p), -EPERM);
     snprintf(path, sizeof(path), "%s/.git/config", src);
-    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), -EPERM);
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, NULL, &p), -EPERM);
     assert_int_equal(p.paths.n, n);
     assert_int_equal(p.n_made, made);
     /* ... unless --allow-write names DST: the user opened the whole mount */
     strv_push(&allow, "/cfg");
-    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), 0);
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, NULL, &p), 0);
     assert_int_equal(p.paths.n, n);
 
     /* the registry: SRC's placeholders are cleaned under SRC, not under the workspace */
@@ -302,8 +302,8 @@ static void test_registry(void **state)
     snprintf(ws2, sizeof(ws2), "%s/ws2", d);
     assert_int_equal(mkdir(ws1, 0755), 0);
     assert_int_equal(mkdir(ws2, 0755), 0);
-    assert_int_equal(protect_plan_build(ws1, NULL, &p1), 0);
-    assert_int_equal(protect_plan_build(ws2, NULL, &p2), 0);
+    assert_int_equal(protect_plan_build(ws1, NULL, NULL, &p1), 0);
+    assert_int_equal(protect_plan_build(ws2, NULL, NULL, &p2), 0);
     assert_true(p1.n_made > 0);
     assert_int_equal(protect_registry_add(reg, ws1, &p1), 0);
     assert_int_equal(protect_registry_add(reg, ws2, &p2), 0);
