@@ -469,15 +469,61 @@ void protect_plan_done(struct protect_plan *p, bool remove)
     memset(p, 0, sizeof(*p));
 }
 
+static bool registry_has(const struct protect_registry *reg, const char *root, const char *path,
+                         const struct stat *st);
+
+/* Whether the directory name below dir is empty (false when it cannot be read). */
+static bool dir_empty(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct dirent *de;
+    bool empty = true;
+    DIR *d;
+
+    if (fd < 0)
+        return false;
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return false;
+    }
+    while (empty && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            empty = false;
+    closedir(d);
+    return empty;
+}
+
+/*
+ * Whether the existing component name below dir (full: its path) is a placeholder another
+ * bottle of this state root made for root (registered, same device and inode) that is still
+ * pristine: this bottle then protects it as a whole, as the one that made it does, instead of
+ * taking it for the user's (a .git placeholder for a repository: protecting .git/config in it
+ * left the rest of .git writable, and its owner's 0700 mode kept QEMU, running as the
+ * workspace's owner, from reaching .git/config).
+ */
+static bool shared_placeholder(const struct protect_registry *reg, const char *root, int dir,
+                               const char *name, const char *full, const struct stat *st)
+{
+    if (!reg || reg->fd < 0 || !registry_has(reg, root, full, st))
+        return false;
+    if (S_ISDIR(st->st_mode))
+        return dir_empty(dir, name);
+    return S_ISREG(st->st_mode) && placeholder_unchanged(full, st);
+}
+
 /*
  * Walks rel below wsfd. Sets *ret_len to the length of the prefix to protect (0: nothing,
- * the path cannot exist) and creates a placeholder at the first missing component.
+ * the path cannot exist) and creates a placeholder at the first missing component (or
+ * shares the one another bottle made there, see shared_placeholder()).
  */
-static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const char *rel,
-                     bool unless_dir, bool placeholder_file, size_t *ret_len)
+static int plan_walk(struct protect_plan *p, const struct protect_registry *reg, const char *ws,
+                     int wsfd, const char *rel, bool unless_dir, bool placeholder_file,
+                     size_t *ret_len)
 {
     char buf[PATH_MAX];
     _cleanup_close_ int dir = fcntl(wsfd, F_DUPFD_CLOEXEC, 3);
+    bool retried = false;
     int r;
 
     *ret_len = 0;
@@ -493,6 +539,7 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
             *next++ = '\0';
         if (str_printf(full, sizeof(full), "%s/%.*s", ws, (int)(c - buf + strlen(c)), rel) < 0)
             return -ENAMETOOLONG;
+    again:
         if (fstatat(dir, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
             struct protect_made *m;
             bool as_dir = next || !placeholder_file;
@@ -514,6 +561,11 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
                 if (fd >= 0)
                     close(fd);
             }
+            if (r == -EEXIST && !retried) {
+                /* made meanwhile (by a bottle of another state root, or the user): look again */
+                retried = true;
+                goto again;
+            }
             if (r >= 0 && fstatat(dir, c, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 r = -errno;
             if (r < 0)
@@ -534,6 +586,10 @@ static int plan_walk(struct protect_plan *p, const char *ws, int wsfd, const cha
                       "there. Remove the link, or run with --allow-write %.*s",
                       full, (int)(c - buf + strlen(c)), rel);
             return -ELOOP;
+        }
+        if (shared_placeholder(reg, ws, dir, c, full, &st)) {
+            *ret_len = (size_t)(c - buf + strlen(c));
+            return 0;
         }
         if (!next) {
             if (!(unless_dir && S_ISDIR(st.st_mode)))
@@ -705,7 +761,7 @@ static bool wants_placeholder_file(const char *rel)
  * paths beneath root.
  */
 static int plan_tree(const char *root, const char *dst, const struct strv *allow_write,
-                     struct protect_plan *p)
+                     const struct protect_registry *reg, struct protect_plan *p)
 {
     struct strv entries = { 0 }, chosen = { 0 };
     _cleanup_close_ int wsfd = -1;
@@ -741,7 +797,7 @@ static int plan_tree(const char *root, const char *dst, const struct strv *allow
                 covered = true;
         if (allowed || covered)
             continue;
-        r = plan_walk(p, ws, wsfd, e, i < n_static && protect_list[i].unless_dir,
+        r = plan_walk(p, reg, ws, wsfd, e, i < n_static && protect_list[i].unless_dir,
                       i < n_static ? protect_list[i].placeholder_file : wants_placeholder_file(e),
                       &len);
         if (r < 0)
@@ -799,7 +855,8 @@ static void allow_for(const struct strv *allow_write, const char *dir, bool with
     }
 }
 
-int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p)
+int protect_plan_build(const char *ws, const struct strv *allow_write,
+                       const struct protect_registry *reg, struct protect_plan *p)
 {
     struct strv allow = { 0 };
     bool all;
@@ -807,7 +864,7 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
 
     memset(p, 0, sizeof(*p));
     allow_for(allow_write, ws, true, &allow, &all);
-    r = all ? 0 : plan_tree(ws, ws, &allow, p);
+    r = all ? 0 : plan_tree(ws, ws, &allow, reg, p);
     strv_done(&allow);
     if (r < 0)
         protect_plan_done(p, true);
@@ -836,7 +893,7 @@ static const char *entry_component(const char *src)
 }
 
 int protect_plan_add_mount(const char *src, const char *dst, const struct strv *allow_write,
-                           struct protect_plan *p)
+                           const struct protect_registry *reg, struct protect_plan *p)
 {
     struct protect_plan q = { 0 };
     struct strv allow = { 0 };
@@ -863,7 +920,7 @@ int protect_plan_add_mount(const char *src, const char *dst, const struct strv *
     }
     if (!S_ISDIR(st.st_mode))
         goto done; /* a single file: nothing beneath it to protect (docs/workspace.md) */
-    r = plan_tree(src, dst, &allow, &q);
+    r = plan_tree(src, dst, &allow, reg, &q);
     if (r >= 0 && (p->n_made + q.n_made > PROTECT_MAX || p->paths.n + q.paths.n > PROTECT_MAX))
         r = log_errno(LOG_LVL_ERROR, -E2BIG,
                       "too many protected paths in the workspace and "
@@ -935,21 +992,6 @@ static int get_token(const char *s, size_t len, char *out, size_t size)
     return 0;
 }
 
-static int registry_open(const char *reg, struct buf *ret)
-{
-    _cleanup_close_ int fd = open(reg, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    int r;
-
-    if (fd < 0)
-        return -errno;
-    if (flock(fd, LOCK_EX) < 0)
-        return -errno;
-    r = read_all(fd, ret);
-    if (r < 0)
-        return r;
-    return TAKE_FD(fd);
-}
-
 static int registry_write(int fd, const struct buf *b)
 {
     size_t off = 0;
@@ -965,84 +1007,176 @@ static int registry_write(int fd, const struct buf *b)
     return 0;
 }
 
-int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p)
+int protect_registry_lock(const char *reg, struct protect_registry *ret)
 {
-    struct buf b = BUF_INIT(REGISTRY_MAX);
-    _cleanup_close_ int fd = -1;
+    _cleanup_close_ int fd = open(reg, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     int r;
 
-    if (!p->n_made)
-        return 0;
-    fd = registry_open(reg, &b);
-    if (fd < 0) {
-        buf_done(&b);
-        return fd;
+    ret->fd = -1;
+    ret->text = BUF_INIT(REGISTRY_MAX);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0)
+        return -errno;
+    r = read_all(fd, &ret->text);
+    if (r < 0) {
+        buf_done(&ret->text);
+        return r;
     }
-    r = 0;
-    for (size_t i = 0; r >= 0 && i < p->n_made; i++) {
-        const struct protect_made *m = &p->made[i];
-        r = buf_printf(&b, "%c %llu %llu ", m->dir ? 'd' : 'f', (unsigned long long)m->dev,
-                       (unsigned long long)m->ino);
-        if (r >= 0)
-            r = put_token(&b, m->root ? m->root : ws);
-        if (r >= 0)
-            r = buf_append(&b, " ", 1);
-        if (r >= 0)
-            r = put_token(&b, m->path);
-        if (r >= 0)
-            r = buf_append(&b, "\n", 1);
+    ret->fd = TAKE_FD(fd);
+    return 0;
+}
+
+void protect_registry_unlock(struct protect_registry *reg)
+{
+    if (reg->fd >= 0)
+        close(reg->fd);
+    reg->fd = -1;
+    buf_done(&reg->text);
+}
+
+/* One line of the registry: "KIND DEV INO ROOT PATH", five fields separated by single
+ * spaces; KIND d or f (a placeholder: directory, file) or u (a bottle that uses ROOT: DEV
+ * and INO 0, PATH its name). */
+struct reg_line {
+    char kind;
+    uint64_t dev, ino;
+    char root[PATH_MAX], path[PATH_MAX];
+};
+
+/* Parses [p, le): 1 when well-formed, 0 when it has five fields but is not (kept as it is:
+ * a later version's), -EINVAL when malformed (dropped). */
+static int reg_parse(const char *p, const char *le, struct reg_line *l)
+{
+    const char *f[5];
+    size_t nf = 0;
+
+    f[nf++] = p;
+    for (const char *q = p; q < le && nf < 5; q++)
+        if (*q == ' ')
+            f[nf++] = q + 1;
+    if (nf != 5)
+        return -EINVAL;
+    if ((f[0][0] == 'd' || f[0][0] == 'f' || f[0][0] == 'u') && f[1] == f[0] + 2 &&
+        str_to_u64(slice_make(f[1], (size_t)(f[2] - f[1] - 1)), UINT64_MAX, &l->dev) == 0 &&
+        str_to_u64(slice_make(f[2], (size_t)(f[3] - f[2] - 1)), UINT64_MAX, &l->ino) == 0 &&
+        get_token(f[3], (size_t)(f[4] - f[3] - 1), l->root, sizeof(l->root)) == 0 &&
+        get_token(f[4], (size_t)(le - f[4]), l->path, sizeof(l->path)) == 0) {
+        l->kind = f[0][0];
+        return 1;
     }
+    return 0;
+}
+
+static bool registry_has(const struct protect_registry *reg, const char *root, const char *path,
+                         const struct stat *st)
+{
+    const char *p = buf_str(&reg->text), *end = p + reg->text.len;
+    struct reg_line l;
+
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        if (reg_parse(p, le, &l) == 1 && l.kind != 'u' && (l.kind == 'd') == S_ISDIR(st->st_mode) &&
+            l.dev == (uint64_t)st->st_dev && l.ino == (uint64_t)st->st_ino &&
+            strcmp(l.root, root) == 0 && strcmp(l.path, path) == 0)
+            return true;
+        p = eol ? eol + 1 : end;
+    }
+    return false;
+}
+
+static int put_line(struct buf *b, char kind, uint64_t dev, uint64_t ino, const char *root,
+                    const char *path)
+{
+    int r = buf_printf(b, "%c %llu %llu ", kind, (unsigned long long)dev, (unsigned long long)ino);
+
     if (r >= 0)
-        r = registry_write(fd, &b);
-    buf_done(&b);
+        r = put_token(b, root);
+    if (r >= 0)
+        r = buf_append(b, " ", 1);
+    if (r >= 0)
+        r = put_token(b, path);
+    if (r >= 0)
+        r = buf_append(b, "\n", 1);
     return r;
 }
 
-int protect_registry_clean(const char *reg, const char *ws)
+int protect_registry_record(struct protect_registry *reg, const char *ws, const char *name,
+                            const struct protect_plan *p)
 {
-    struct buf b = BUF_INIT(REGISTRY_MAX), keep = BUF_INIT(REGISTRY_MAX);
-    struct protect_plan gone = { 0 };
-    _cleanup_close_ int fd = -1;
-    const char *p, *end;
     int r = 0;
 
-    fd = registry_open(reg, &b);
-    if (fd < 0) {
-        buf_done(&b);
-        return fd;
+    if (reg->fd < 0)
+        return -EBADF;
+    if (!p->n_made && !(name && p->roots.n))
+        return 0;
+    for (size_t i = 0; r >= 0 && i < p->n_made; i++) {
+        const struct protect_made *m = &p->made[i];
+        r = put_line(&reg->text, m->dir ? 'd' : 'f', (uint64_t)m->dev, (uint64_t)m->ino,
+                     m->root ? m->root : ws, m->path);
     }
-    p = b.p ? b.p : "";
-    end = p + b.len;
+    for (size_t i = 0; r >= 0 && name && i < p->roots.n; i++)
+        r = put_line(&reg->text, 'u', 0, 0, p->roots.v[i], name);
+    if (r >= 0)
+        r = registry_write(reg->fd, &reg->text);
+    return r;
+}
+
+int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p)
+{
+    struct protect_registry r;
+    int e;
+
+    if (!p->n_made)
+        return 0;
+    e = protect_registry_lock(reg, &r);
+    if (e < 0)
+        return e;
+    e = protect_registry_record(&r, ws, NULL, p);
+    protect_registry_unlock(&r);
+    return e;
+}
+
+/* The index of root in roots, or -1. */
+static int root_index(const char *const *roots, size_t n, const char *root)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(roots[i], root) == 0)
+            return (int)i;
+    return -1;
+}
+
+/*
+ * Rewrites the locked registry: for each roots[i] with !busy[i], its placeholders are removed
+ * (those still pristine) and dropped, and (leaving: name set) its users too, which are not
+ * alive (else it would be busy); the lines that say `name` uses one of roots are dropped.
+ */
+static int registry_sweep(struct protect_registry *reg, const char *const *roots, size_t n,
+                          const bool *busy, const char *name)
+{
+    struct buf keep = BUF_INIT(REGISTRY_MAX);
+    struct protect_plan gone = { 0 };
+    const char *p = buf_str(&reg->text), *end = p + reg->text.len;
+    struct reg_line l;
+    int r = 0;
+
     while (p < end && r >= 0) {
         const char *eol = memchr(p, '\n', (size_t)(end - p));
-        const char *le = eol ? eol : end, *f[5];
-        size_t nf = 0;
-        char rws[PATH_MAX], rpath[PATH_MAX];
-        uint64_t dev, ino;
-        bool mine = false;
+        const char *le = eol ? eol : end;
+        int ok = reg_parse(p, le, &l), i = ok == 1 ? root_index(roots, n, l.root) : -1;
+        bool drop = ok < 0; /* a malformed line is dropped */
 
-        /* "d|f DEV INO WS PATH": five fields separated by single spaces */
-        f[nf++] = p;
-        for (const char *q = p; q < le && nf < 5; q++)
-            if (*q == ' ')
-                f[nf++] = q + 1;
-        if (nf == 5 && (f[0][0] == 'd' || f[0][0] == 'f') && f[1] == f[0] + 2 &&
-            str_to_u64(slice_make(f[1], (size_t)(f[2] - f[1] - 1)), UINT64_MAX, &dev) == 0 &&
-            str_to_u64(slice_make(f[2], (size_t)(f[3] - f[2] - 1)), UINT64_MAX, &ino) == 0 &&
-            get_token(f[3], (size_t)(f[4] - f[3] - 1), rws, sizeof(rws)) == 0 &&
-            get_token(f[4], (size_t)(le - f[4]), rpath, sizeof(rpath)) == 0) {
-            mine = strcmp(rws, ws) == 0;
-            if (mine && gone.n_made < PROTECT_MAX) {
-                gone.made[gone.n_made++] = (struct protect_made){ .path = xstrdup(rpath),
-                                                                  .dev = (dev_t)dev,
-                                                                  .ino = (ino_t)ino,
-                                                                  .dir = f[0][0] == 'd' };
-            } else if (mine) {
-                mine = false; /* over the cap: kept for the next clean-up */
-            }
-        }
-        /* a line of another workspace is kept as it is; a malformed one is dropped */
-        if (!mine && nf == 5) {
+        if (i >= 0 && l.kind == 'u')
+            drop = (name && strcmp(l.path, name) == 0) || (name && !busy[i]);
+        else if (i >= 0 && !busy[i] && gone.n_made < PROTECT_MAX) {
+            gone.made[gone.n_made++] = (struct protect_made){ .path = xstrdup(l.path),
+                                                              .dev = (dev_t)l.dev,
+                                                              .ino = (ino_t)l.ino,
+                                                              .dir = l.kind == 'd' };
+            drop = true;
+        } /* over the cap: kept for the next clean-up */
+        if (!drop) {
             r = buf_append(&keep, p, (size_t)(le - p));
             if (r >= 0)
                 r = buf_append(&keep, "\n", 1);
@@ -1050,9 +1184,71 @@ int protect_registry_clean(const char *reg, const char *ws)
         p = eol ? eol + 1 : end;
     }
     if (r >= 0)
-        r = registry_write(fd, &keep);
+        r = registry_write(reg->fd, &keep);
+    if (r >= 0) {
+        buf_done(&reg->text);
+        reg->text = keep;
+    } else {
+        buf_done(&keep);
+    }
+    /* still under the lock: a bottle starting now sees them either registered or gone */
     protect_plan_done(&gone, true);
-    buf_done(&b);
-    buf_done(&keep);
     return r;
+}
+
+int protect_registry_clean(const char *reg, const char *ws)
+{
+    struct protect_registry r;
+    const char *roots[1] = { ws };
+    bool busy[1] = { false };
+    int e = protect_registry_lock(reg, &r);
+
+    if (e < 0)
+        return e;
+    e = registry_sweep(&r, roots, 1, busy, NULL);
+    protect_registry_unlock(&r);
+    return e;
+}
+
+int protect_registry_leave(const char *reg, const char *name, const struct strv *roots,
+                           bool (*alive)(const char *name, void *userdata), void *userdata,
+                           bool *ret_shared)
+{
+    struct protect_registry r;
+    const char *rv[2 * PROTECT_MAX + 1];
+    bool busy[2 * PROTECT_MAX + 1] = { false };
+    size_t n = roots->n < ARRAY_SIZE(rv) ? roots->n : ARRAY_SIZE(rv);
+    const char *p, *end;
+    struct reg_line l;
+    int e;
+
+    *ret_shared = true; /* until known otherwise: the placeholders stay */
+    if (roots->n > ARRAY_SIZE(rv))
+        return -E2BIG;
+    e = protect_registry_lock(reg, &r);
+    if (e < 0)
+        return e;
+    for (size_t i = 0; i < n; i++)
+        rv[i] = roots->v[i];
+    /* another bottle that said it uses one of our roots, and still runs */
+    p = buf_str(&r.text);
+    end = p + r.text.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *le = eol ? eol : end;
+        int i;
+        if (reg_parse(p, le, &l) == 1 && l.kind == 'u' && strcmp(l.path, name) != 0 &&
+            (i = root_index(rv, n, l.root)) >= 0 && !busy[i] && alive(l.path, userdata))
+            busy[i] = true;
+        p = eol ? eol + 1 : end;
+    }
+    e = registry_sweep(&r, rv, n, busy, name);
+    protect_registry_unlock(&r);
+    if (e < 0)
+        return e;
+    *ret_shared = false;
+    for (size_t i = 0; i < n; i++)
+        if (busy[i])
+            *ret_shared = true;
+    return 0;
 }

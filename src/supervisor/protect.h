@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "common/buf.h"
 #include "config/config.h"
 
 #define PROTECT_MAX 48                 /* protected paths, placeholders */
@@ -58,13 +59,23 @@ bool protect_rel_path_valid(const char *rel);
 int protect_scan_git_config(const char *text, size_t len, char *ret_hooks, size_t hooks_size,
                             struct strv *ret_includes);
 
+/* The placeholder registry (below), locked and read: see protect_registry_lock(). */
+struct protect_registry {
+    int fd; /* -1: none (not locked) */
+    struct buf text;
+};
+
 /*
  * Works out the protected paths of workspace ws (absolute, canonical) minus allow_write
  * (relative paths; each opens the list entries equal to or beneath it), creates the
- * placeholders, and fills *p (zeroed first). Logs what went wrong, naming the path, and
- * returns -errno; placeholders created before a failure are removed again.
+ * placeholders, and fills *p (zeroed first). reg (NULL or locked): an existing path that is a
+ * placeholder it lists for ws, still pristine, was made by another bottle of the state root
+ * and is protected as a whole, as a missing path's placeholder (a shared one is not in
+ * p->made). Logs what went wrong, naming the path, and returns -errno; placeholders created
+ * before a failure are removed again.
  */
-int protect_plan_build(const char *ws, const struct strv *allow_write, struct protect_plan *p);
+int protect_plan_build(const char *ws, const struct strv *allow_write,
+                       const struct protect_registry *reg, struct protect_plan *p);
 
 /*
  * The same for a read-write --mount SRC:DST (absolute, canonical): appends to *p the
@@ -76,7 +87,7 @@ int protect_plan_build(const char *ws, const struct strv *allow_write, struct pr
  * on failure *p is as before (the call's own placeholders are removed).
  */
 int protect_plan_add_mount(const char *src, const char *dst, const struct strv *allow_write,
-                           struct protect_plan *p);
+                           const struct protect_registry *reg, struct protect_plan *p);
 
 /* Removes the placeholders that are still the empty ones created (when remove is true; when
  * false they stay, e.g. because another bottle uses the workspace) and frees *p. */
@@ -84,12 +95,29 @@ void protect_plan_done(struct protect_plan *p, bool remove);
 
 /*
  * The placeholder registry: a file (<state root>/placeholders) listing the placeholders of
- * every bottle of this state root, so that the last bottle to leave a workspace removes them
- * all, including those of a bottle that left while another still used the workspace, or
- * whose supervisor was killed. protect_registry_add() appends the plan's placeholders;
- * protect_registry_clean() removes those of workspace ws that are still pristine and drops
- * them from the file. Both hold an exclusive flock on the file. Return 0 or -errno.
+ * every bottle of this state root, and which bottle uses which protected directory (the
+ * plan's roots), so that the last bottle to leave a workspace removes them all, including
+ * those of a bottle that left while another still used the workspace, or whose supervisor
+ * was killed. Every change holds an exclusive flock on the file.
+ *
+ * A bottle starting locks it (protect_registry_lock()) around building its plan and
+ * recording it (protect_registry_record(): the plan's placeholders, and that `name` uses each
+ * of its roots), then unlocks it: bottles starting at once plan one after the other, the
+ * second sharing the first one's placeholders instead of tripping over them. Leaving,
+ * protect_registry_leave() drops the bottle's use of its roots and, for each root that no
+ * other bottle still uses (alive(NAME) true), removes its placeholders that are still
+ * pristine and drops them; *ret_shared tells whether a root was still used (the bottle's own
+ * placeholders then stay too; also when it fails). protect_registry_add() and
+ * protect_registry_clean() do one step each: record placeholders (no user), remove those of
+ * ws. All return 0 or -errno.
  */
+int protect_registry_lock(const char *reg, struct protect_registry *ret);
+void protect_registry_unlock(struct protect_registry *reg);
+int protect_registry_record(struct protect_registry *reg, const char *ws, const char *name,
+                            const struct protect_plan *p);
+int protect_registry_leave(const char *reg, const char *name, const struct strv *roots,
+                           bool (*alive)(const char *name, void *userdata), void *userdata,
+                           bool *ret_shared);
 int protect_registry_add(const char *reg, const char *ws, const struct protect_plan *p);
 int protect_registry_clean(const char *reg, const char *ws);
 

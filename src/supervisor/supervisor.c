@@ -777,40 +777,14 @@ static int bottle_ids(uid_t *ret_uid, gid_t *ret_gid)
     return 0;
 }
 
-/*
- * True when another live bottle of this state root runs on the same workspace: its
- * protections may sit on placeholders (removing one would detach its mount).
- */
-static bool workspace_used_by_another(struct sv *s, const char *dir)
+/* Whether bottle `name` of this state root still runs (its state directory is locked). */
+static bool bottle_alive(const char *name, void *userdata)
 {
-    char names[64][BOTTLE_SPEC_MAX_NAME + 1];
-    int n;
+    struct sv *s = userdata;
 
-    if (!s->st.root[0] || !s->o->workspace)
-        return false;
-    n = state_list(&s->st, names, ARRAY_SIZE(names));
-    if (n < 0)
-        return false;
-    if ((size_t)n > ARRAY_SIZE(names))
-        return true; /* too many to look at: keep the placeholders */
-    for (int k = 0; k < n; k++) {
-        struct state_info info;
-        int r;
-        if (strcmp(names[k], s->name) == 0)
-            continue;
-        r = state_info_read(&s->st, names[k], &info);
-        /* no info yet: it is starting, and may have seen our placeholders */
-        if (r < 0)
-            return true;
-        bool used = strcmp(info.workspace, dir) == 0;
-        for (size_t i = 0; i < info.protect_roots.n; i++)
-            if (strcmp(info.protect_roots.v[i], dir) == 0)
-                used = true;
-        state_info_done(&info);
-        if (used)
-            return true;
-    }
-    return false;
+    int r = state_bottle_running(&s->st, name);
+
+    return r == 1 || (r < 0 && r != -EINVAL); /* cannot tell: maybe, so yes */
 }
 
 /*
@@ -944,19 +918,27 @@ static int build_spec(struct sv *s, struct bottle_spec *spec)
                                s->daemon.ca_pem_len, s->o->tls_extra_ca, spec)) < 0)
         return r;
     /* The workspace paths the host runs later are read-only inside (docs/workspace.md). */
-    r = protect_plan_build(s->o->workspace, &s->o->allow_write, &s->protect);
-    for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
-        if (!spec->mounts[i].ro)
-            r = protect_plan_add_mount(spec->mounts[i].src, spec->mounts[i].dst, &s->o->allow_write,
-                                       &s->protect);
-    if (r < 0)
-        return r;
+    /* Planned under the placeholder registry's lock: a bottle starting at the same time on
+     * this workspace plans before or after, and shares the placeholders it finds there. */
     {
-        char reg[600];
-        snprintf(reg, sizeof(reg), "%s/placeholders", s->st.root);
-        r = protect_registry_add(reg, s->o->workspace, &s->protect);
+        struct protect_registry reg = { .fd = -1 };
+        char path[600];
+        snprintf(path, sizeof(path), "%s/placeholders", s->st.root);
+        if (s->st.root[0] && (r = protect_registry_lock(path, &reg)) < 0)
+            log_errno(LOG_LVL_WARN, r, "cannot lock %s", path);
+        r = protect_plan_build(s->o->workspace, &s->o->allow_write, &reg, &s->protect);
+        for (size_t i = 0; r >= 0 && i < spec->n_mounts; i++)
+            if (!spec->mounts[i].ro)
+                r = protect_plan_add_mount(spec->mounts[i].src, spec->mounts[i].dst,
+                                           &s->o->allow_write, &reg, &s->protect);
+        if (r >= 0 && reg.fd >= 0 &&
+            (r = protect_registry_record(&reg, s->o->workspace, s->name, &s->protect)) < 0) {
+            log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", path);
+            r = 0;
+        }
+        protect_registry_unlock(&reg);
         if (r < 0)
-            log_errno(LOG_LVL_WARN, r, "cannot record the placeholders in %s", reg);
+            return r;
     }
     for (size_t i = 0; i < s->protect.paths.n; i++)
         if (bottle_spec_protect_ok(spec, s->protect.paths.v[i]) && /* not in a :ro mount */
@@ -1307,21 +1289,18 @@ out:
     daemon_request_stop(&s.daemon); /* it drains while we clean up; daemon_stop waits */
     {
         /* The last bottle to leave a workspace (or a --mount source) removes every
-         * placeholder made for it. */
-        bool shared = workspace_used_by_another(&s, s.o->workspace);
+         * placeholder made for it; while another still uses one, this bottle's own stay too
+         * (simpler, errs on the safe side). Decided under the registry's lock, so two bottles
+         * leaving at once do not each keep them for the other. */
+        bool shared = false;
         char reg[600];
         snprintf(reg, sizeof(reg), "%s/placeholders", s.st.root);
-        for (size_t i = 0; s.o->workspace && i < s.protect.roots.n; i++) {
-            const char *root = s.protect.roots.v[i];
-            if (strcmp(root, s.o->workspace) == 0)
-                continue;
-            if (workspace_used_by_another(&s, root))
-                shared = true; /* keeps this bottle's own too: simpler, errs on the safe side */
-            else if (s.st.root[0])
-                protect_registry_clean(reg, root);
+        if (s.st.root[0] && s.protect.roots.n) {
+            int e =
+                protect_registry_leave(reg, s.name, &s.protect.roots, bottle_alive, &s, &shared);
+            if (e < 0)
+                log_errno(LOG_LVL_WARN, e, "cannot update %s: the placeholders stay", reg);
         }
-        if (!shared && s.st.root[0] && s.o->workspace)
-            protect_registry_clean(reg, s.o->workspace);
         protect_plan_done(&s.protect, !shared);
     }
     if (s.started.channel_fd >= 0)

@@ -130,7 +130,7 @@ static void test_plan(void **state)
         fputs("[core]\n\thooksPath = .githooks\n", f);
         fclose(f);
     }
-    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    assert_int_equal(protect_plan_build(ws, &allow, NULL, &p), 0);
     {
         const char *want[] = { ".git/config", ".git/commondir", ".git/hooks", ".git/modules",
                                ".vscode",     ".idea",          ".mcp.json",  ".envrc",
@@ -180,7 +180,7 @@ static void test_plan(void **state)
     /* a symlink in the list is refused, nothing is left behind */
     snprintf(path, sizeof(path), "%s/.envrc", ws);
     assert_int_equal(symlink("/etc/passwd", path), 0);
-    assert_int_equal(protect_plan_build(ws, NULL, &p), -ELOOP);
+    assert_int_equal(protect_plan_build(ws, NULL, NULL, &p), -ELOOP);
     snprintf(path, sizeof(path), "%s/.vscode", ws);
     assert_int_equal(lstat(path, &st), -1);
     snprintf(path, sizeof(path), "%s/.envrc", ws);
@@ -210,9 +210,9 @@ static void test_plan_mount(void **state)
     assert_int_equal(mkdir(path, 0755), 0);
     strv_push(&allow, "/data/.vscode");
     strv_push(&allow, ".idea"); /* the workspace's, not the mount's */
-    assert_int_equal(protect_plan_build(ws, &allow, &p), 0);
+    assert_int_equal(protect_plan_build(ws, &allow, NULL, &p), 0);
     size_t n_ws = p.paths.n, made_ws = p.n_made;
-    assert_int_equal(protect_plan_add_mount(src, "/data", &allow, &p), 0);
+    assert_int_equal(protect_plan_add_mount(src, "/data", &allow, NULL, &p), 0);
     assert_true(p.paths.n > n_ws);
     for (size_t i = n_ws; i < p.paths.n; i++) {
         assert_int_equal(strncmp(p.paths.v[i], "/data/", 6), 0);
@@ -233,14 +233,14 @@ static void test_plan_mount(void **state)
     /* refused: a source that is or lies in a list entry; p stays as it was */
     size_t n = p.paths.n, made = p.n_made;
     snprintf(path, sizeof(path), "%s/.git", src);
-    assert_int_equal(protect_plan_add_mount(path, "/g", &allow, &p), -EPERM);
+    assert_int_equal(protect_plan_add_mount(path, "/g", &allow, NULL, &p), -EPERM);
     snprintf(path, sizeof(path), "%s/.git/config", src);
-    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), -EPERM);
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, NULL, &p), -EPERM);
     assert_int_equal(p.paths.n, n);
     assert_int_equal(p.n_made, made);
     /* ... unless --allow-write names DST: the user opened the whole mount */
     strv_push(&allow, "/cfg");
-    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, &p), 0);
+    assert_int_equal(protect_plan_add_mount(path, "/cfg", &allow, NULL, &p), 0);
     assert_int_equal(p.paths.n, n);
 
     /* the registry: SRC's placeholders are cleaned under SRC, not under the workspace */
@@ -302,8 +302,8 @@ static void test_registry(void **state)
     snprintf(ws2, sizeof(ws2), "%s/ws2", d);
     assert_int_equal(mkdir(ws1, 0755), 0);
     assert_int_equal(mkdir(ws2, 0755), 0);
-    assert_int_equal(protect_plan_build(ws1, NULL, &p1), 0);
-    assert_int_equal(protect_plan_build(ws2, NULL, &p2), 0);
+    assert_int_equal(protect_plan_build(ws1, NULL, NULL, &p1), 0);
+    assert_int_equal(protect_plan_build(ws2, NULL, NULL, &p2), 0);
     assert_true(p1.n_made > 0);
     assert_int_equal(protect_registry_add(reg, ws1, &p1), 0);
     assert_int_equal(protect_registry_add(reg, ws2, &p2), 0);
@@ -330,13 +330,102 @@ static void test_registry(void **state)
     assert_int_equal(rm_rf(d), 0);
 }
 
+static bool fake_alive(const char *name, void *userdata)
+{
+    return strcmp(name, (const char *)userdata) == 0;
+}
+
+static bool has(const struct strv *v, const char *s)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (strcmp(v->v[i], s) == 0)
+            return true;
+    return false;
+}
+
+/* Bottles starting at once share the placeholders (planned under the registry's lock); the
+ * last one out, whichever leaves first, removes them. */
+static void test_registry_shared(void **state)
+{
+    char d[] = "/tmp/bb-registry-XXXXXX", reg[256], ws[256], path[512];
+    struct protect_registry r;
+    struct protect_plan a, b, c;
+    struct strv roots = { 0 };
+    struct stat st;
+    bool shared;
+    (void)state;
+
+    assert_non_null(mkdtemp(d));
+    snprintf(reg, sizeof(reg), "%s/placeholders", d);
+    snprintf(ws, sizeof(ws), "%s/ws", d);
+    assert_int_equal(mkdir(ws, 0755), 0);
+    strv_push(&roots, ws);
+    /* A plans first: .git is missing, its placeholder protects it whole */
+    assert_int_equal(protect_registry_lock(reg, &r), 0);
+    assert_int_equal(protect_plan_build(ws, NULL, &r, &a), 0);
+    assert_int_equal(protect_registry_record(&r, ws, "a", &a), 0);
+    protect_registry_unlock(&r);
+    snprintf(path, sizeof(path), "%s/.git", ws);
+    assert_true(has(&a.paths, path));
+    /* B finds A's .git placeholder: protected whole too, nothing made in it or again */
+    assert_int_equal(protect_registry_lock(reg, &r), 0);
+    assert_int_equal(protect_plan_build(ws, NULL, &r, &b), 0);
+    assert_int_equal(protect_registry_record(&r, ws, "b", &b), 0);
+    protect_registry_unlock(&r);
+    assert_true(has(&b.paths, path));
+    assert_int_equal(b.n_made, 0);
+    assert_int_equal(a.paths.n, b.paths.n);
+    snprintf(path, sizeof(path), "%s/.git/config", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    /* without the registry, B would take it for a repository and make .git/config in it */
+    assert_int_equal(protect_plan_build(ws, NULL, NULL, &c), 0);
+    assert_int_equal(lstat(path, &st), 0);
+    protect_plan_done(&c, true);
+    assert_int_equal(lstat(path, &st), -1);
+    /* A leaves while B runs: everything stays */
+    assert_int_equal(protect_registry_leave(reg, "a", &roots, fake_alive, (void *)"b", &shared), 0);
+    assert_true(shared);
+    protect_plan_done(&a, !shared);
+    snprintf(path, sizeof(path), "%s/.git", ws);
+    assert_int_equal(lstat(path, &st), 0);
+    /* B leaves (A still looks alive: it said it left, so it does not count) */
+    assert_int_equal(protect_registry_leave(reg, "b", &roots, fake_alive, (void *)"a", &shared), 0);
+    assert_false(shared);
+    protect_plan_done(&b, !shared);
+    assert_int_equal(lstat(path, &st), -1);
+    snprintf(path, sizeof(path), "%s/.vscode", ws);
+    assert_int_equal(lstat(path, &st), -1);
+    /* a user that is not alive (a supervisor killed with SIGKILL) keeps nothing */
+    assert_int_equal(protect_registry_lock(reg, &r), 0);
+    assert_int_equal(protect_plan_build(ws, NULL, &r, &a), 0);
+    assert_int_equal(protect_registry_record(&r, ws, "dead", &a), 0);
+    assert_int_equal(protect_plan_build(ws, NULL, &r, &b), 0);
+    assert_int_equal(protect_registry_record(&r, ws, "b", &b), 0);
+    protect_registry_unlock(&r);
+    protect_plan_done(&a, false);
+    assert_int_equal(lstat(path, &st), 0);
+    assert_int_equal(protect_registry_leave(reg, "b", &roots, fake_alive, (void *)"x", &shared), 0);
+    assert_false(shared);
+    protect_plan_done(&b, !shared);
+    assert_int_equal(lstat(path, &st), -1);
+    {
+        /* and the registry is empty again: no user, no placeholder left listed */
+        FILE *f = fopen(reg, "r");
+        assert_non_null(f);
+        assert_int_equal(fgetc(f), EOF);
+        fclose(f);
+    }
+    strv_done(&roots);
+    assert_int_equal(rm_rf(d), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_git_config), cmocka_unit_test(test_scan_bounded),
         cmocka_unit_test(test_rel_path_valid),  cmocka_unit_test(test_plan),
         cmocka_unit_test(test_check_nofollow),  cmocka_unit_test(test_registry),
-        cmocka_unit_test(test_plan_mount),
+        cmocka_unit_test(test_plan_mount),      cmocka_unit_test(test_registry_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
