@@ -31,8 +31,7 @@ cp "$src_cache/kernel.meta" "$src_cache/$vmlinux" "$BOT_BOTTLE_KERNEL_CACHE/"
 SNAP=$BOT_BOTTLE_KERNEL_CACHE/snapshot
 
 chmod 0711 "$T"
-# a project's workspace: with .git/config (two bottles at once on a workspace without .git,
-# owned by another uid, trip over each other's placeholders: a known limit, docs/workspace.md)
+# a project's workspace, with .git/config
 mkdir -p "$T/ws/.git"
 echo "[core]" >"$T/ws/.git/config"
 if [ "$(id -u)" = 0 ]; then
