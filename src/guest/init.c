@@ -799,15 +799,16 @@ static int vm_ctl_line(char *line, size_t size, int timeout_ms)
     size_t len = 0;
 
     while (len + 1 < size) {
-        ssize_t got = vm_ctl_read(line + len, 1, timeout_ms);
+        char c = '\0';
+        ssize_t got = vm_ctl_read(&c, 1, timeout_ms);
 
         if (got < 0)
             return (int)got;
-        if (line[len] == '\n') {
+        if (c == '\n') {
             line[len] = '\0';
             return (int)len;
         }
-        len++;
+        line[len++] = c;
     }
     return -E2BIG;
 }
