@@ -483,7 +483,12 @@ static int mv_probe(const struct backend_paths *paths, struct backend_probe *ret
 
 static void mv_destroy(struct bottle *bb);
 
-/* A listening unix socket at path, owned by QEMU's user (it connects to it). */
+/*
+ * A listening unix socket at path, owned by QEMU's user (it connects to it). The owner is set
+ * without following a symlink: the run directory may already belong to QEMU's user (a cold
+ * boot after a failed restore listens again), who could put a symlink in the socket's place
+ * between bind and chown and have root chown what it points to.
+ */
 static int listen_unix(const char *path, uid_t uid, gid_t gid)
 {
     struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -495,7 +500,7 @@ static int listen_unix(const char *path, uid_t uid, gid_t gid)
         return -ENAMETOOLONG;
     if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 1) < 0)
         return -errno;
-    if (geteuid() == 0 && chown(path, uid, gid) < 0)
+    if (geteuid() == 0 && fchownat(AT_FDCWD, path, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
     return TAKE_FD(fd);
 }
@@ -923,10 +928,6 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
             goto fail;
         }
     }
-    if (geteuid() == 0 && chown(b->dir, b->qemu_uid, b->qemu_gid) < 0) {
-        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: chown %s", b->dir);
-        goto fail;
-    }
     if (str_printf(b->initrd, sizeof(b->initrd), "%s/initramfs.cpio", b->dir) < 0 ||
         str_printf(b->ctl_path, sizeof(b->ctl_path), "%s/ctl.sock", b->dir) < 0 ||
         str_printf(b->chan_path, sizeof(b->chan_path), "%s/chan.sock", b->dir) < 0) {
@@ -942,6 +943,12 @@ static int mv_create(const struct backend_create_args *args, struct bottle **ret
     if (b->ctl_l < 0 || b->chan_l < 0) {
         r = log_errno(LOG_LVL_ERROR, b->ctl_l < 0 ? b->ctl_l : b->chan_l,
                       "microvm backend: listening in %s", b->dir);
+        goto fail;
+    }
+    /* QEMU's user gets the directory only now, with everything root made in it by path in
+     * place: while it was root's, nothing in it could be swapped for a symlink */
+    if (geteuid() == 0 && chown(b->dir, b->qemu_uid, b->qemu_gid) < 0) {
+        r = log_errno(LOG_LVL_ERROR, -errno, "microvm backend: chown %s", b->dir);
         goto fail;
     }
 
@@ -1702,16 +1709,16 @@ again:
         goto fail;
     r = accept_qemu(b, &chan);
     if (r < 0) {
+        /* (not the template's doing: QEMU reads it only after it connected) */
         log_errno(LOG_LVL_ERROR, r,
                   r == -ECHILD ? "microvm backend: QEMU exited before connecting to its sockets "
                                  "in %s (can its user read the guest kernel and the shares?)"
                                : "microvm backend: QEMU did not connect to its sockets in %s",
                   b->dir);
-        if (r != -ECHILD || b->argv_now != b->rst_argv)
-            goto fail;
-    } else if (b->argv_now == b->rst_argv) {
-        r = snap_handshake(b, &bundle);
+        goto fail;
     }
+    if (b->argv_now == b->rst_argv)
+        r = snap_handshake(b, &bundle);
     if (r < 0 && b->argv_now == b->rst_argv) {
         /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
          * damaged file): removed, so that the next bottle makes a new one; this one boots. */
