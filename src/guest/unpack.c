@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -105,23 +107,54 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
-static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
+/*
+ * The directory an entry goes into, below dirfd and through no symlink (an earlier entry may
+ * have been one: "bottle/l" -> "/sbin", then "bottle/l/x"), on *ret_fd (dirfd itself for a
+ * name without a slash, else an O_PATH fd to close), and the entry's last component. 0 or
+ * -errno (-ELOOP: through a symlink).
+ */
+static int open_parent(int dirfd, const char *name, int *ret_fd, const char **ret_base)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    char parent[GUEST_CPIO_NAME_MAX + 1];
+    const char *slash = strrchr(name, '/');
+    size_t n;
+    long fd;
+
+    if (!slash) {
+        *ret_fd = dirfd;
+        *ret_base = name;
+        return 0;
+    }
+    n = (size_t)(slash - name);
+    memcpy(parent, name, n);
+    parent[n] = '\0';
+    fd = syscall(SYS_openat2, dirfd, parent, &how, sizeof(how));
+    if (fd < 0)
+        return -errno;
+    *ret_fd = (int)fd;
+    *ret_base = slash + 1;
+    return 0;
+}
+
+static int unpack_at(int dirfd, const char *base, const struct guest_cpio_entry *e)
 {
     mode_t perm = (mode_t)(e->mode & 0777);
     char target[GUEST_CPIO_NAME_MAX + 1];
     int fd, r;
 
-    if (!name_ok(e->name) || (e->mode & 07000))
-        return -EPROTO;
     switch (e->mode & S_IFMT) {
     case S_IFDIR:
         if (e->len != 0)
             return -EPROTO;
-        if (mkdirat(dirfd, e->name, perm) < 0 && errno != EEXIST)
+        if (mkdirat(dirfd, base, perm) < 0 && errno != EEXIST)
             return -errno;
         return 0;
     case S_IFREG:
-        fd = openat(dirfd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        fd = openat(dirfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
         if (fd < 0)
             return -errno;
         r = write_all(fd, e->data, e->len);
@@ -135,10 +168,28 @@ static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
             return -EPROTO;
         memcpy(target, e->data, e->len);
         target[e->len] = '\0';
-        return symlinkat(target, dirfd, e->name) < 0 ? -errno : 0;
+        return symlinkat(target, dirfd, base) < 0 ? -errno : 0;
     default:
         return -EPROTO;
     }
+}
+
+static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
+{
+    const char *base;
+    int pfd, r;
+
+    if (!name_ok(e->name) || (e->mode & 07000))
+        return -EPROTO;
+    if (!S_ISDIR(e->mode) && !S_ISREG(e->mode) && !S_ISLNK(e->mode))
+        return -EPROTO;
+    r = open_parent(dirfd, e->name, &pfd, &base);
+    if (r < 0)
+        return r;
+    r = unpack_at(pfd, base, e);
+    if (pfd != dirfd)
+        close(pfd);
+    return r;
 }
 
 int guest_cpio_unpack(int dirfd, const uint8_t *p, size_t len)
