@@ -86,6 +86,8 @@
  * under TCG on a loaded host: seconds), then saving it. */
 #define SNAPSHOT_BOOT_MS 120000
 #define SNAPSHOT_SAVE_MS 60000
+/* How long a bottle waits for another that is making the same template before it boots */
+#define SNAPSHOT_LOCK_MS 60000
 /* A restored guest's "restored" answer (its state loaded, the bundle unpacked). */
 #define SNAPSHOT_RESTORE_MS 30000
 /* Host bytes the restored guest mixes into its random generator (guest/init.c). */
@@ -1497,9 +1499,13 @@ static int make_template(struct mv_bottle *b, char *why, size_t why_size)
     struct microvm_jail *saved = NULL;
     struct stat st;
 
-    lock = snapshot_lock(b->snap_dir);
+    lock = snapshot_lock(b->snap_dir, SNAPSHOT_LOCK_MS);
     if (lock < 0) {
-        (void)str_printf(why, why_size, "locking %s: %s", b->snap_dir, strerror(-lock));
+        if (lock == -ETIMEDOUT)
+            (void)str_printf(why, why_size, "another bottle has been making one for %d s in %s",
+                             SNAPSHOT_LOCK_MS / 1000, b->snap_dir);
+        else
+            (void)str_printf(why, why_size, "locking %s: %s", b->snap_dir, strerror(-lock));
         return lock;
     }
     fd = snapshot_open(b->snap_dir, b->snap_key);
