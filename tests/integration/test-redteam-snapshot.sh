@@ -130,4 +130,58 @@ is "the template's fd in QEMU is on a read-only mount (reopened for writing: ERO
 wait "$b3"; rc3=$?
 is "... and that bottle ran (exit 0, restored)" "$rc3 $(grep '^start=' "$T/out3")" "0 start=restored"
 
+# ---- QEMU killed while making the template, or while restoring ----
+# killer UID PATTERN: SIGKILLs the first QEMU of UID whose command line has PATTERN (within
+# 120 s), polling every 2 ms (a restore's handshake lasts a fraction of a second); prints it
+killer() {
+    "$PY" - "$@" <<'PY'
+import os, signal, sys, time
+uid, pat, end = int(sys.argv[1]), sys.argv[2].encode(), time.time() + 120
+while time.time() < end:
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            if os.stat("/proc/" + p).st_uid != uid:
+                continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+            if b"qemu-system" not in argv[0] or not any(pat in a for a in argv):
+                continue
+            os.kill(int(p), signal.SIGKILL)
+            print(p)
+            sys.exit(0)
+        except OSError:
+            continue
+    time.sleep(0.002)
+sys.exit(1)
+PY
+}
+rm -f "$SNAP"/*.vmstate
+killer 0 "$SNAP/make/" >"$T/killed-tpl" &
+kp=$!
+out=$(run -- sh probe.sh 2>"$T/err5"); rc=$?
+wait "$kp"
+check "the template's QEMU was killed while it booted" test -s "$T/killed-tpl"
+is "... the bottle still ran (exit 0), booted" "$rc $(field start "$out")" "0 booted"
+like "... saying why" "$(cat "$T/err5")" "no start-up snapshot"
+is "... nothing of it is left (no template, no temporary file, no make directory)" \
+    "$(find "$SNAP" -mindepth 1 -maxdepth 1 ! -name lock | wc -l)" 0
+out=$(run -- sh probe.sh 2>"$T/err6"); rc=$?
+is "the next bottle makes one (the lock was let go) and is restored" \
+    "$rc $(field start "$out") $(grep -c 'making a start-up snapshot' "$T/err6")" "0 restored 1"
+tpl=$(find "$SNAP" -maxdepth 1 -name '*.vmstate' | head -1)
+ino=$(stat -c %i "$tpl")
+# the bottle's user kills its own QEMU (it runs as that uid) during the restore
+declare -f killer >"$T/killer.sh"
+setpriv --reuid="$AU" --regid="$AU" --clear-groups env PY="$PY" bash -c \
+    ". '$T/killer.sh'; killer $AU incoming" >"$T/killed-rst" &
+kp=$!
+out=$(run -- sh probe.sh 2>"$T/err7"); rc=$?
+wait "$kp"
+check "the bottle's user killed its restoring QEMU" test -s "$T/killed-rst"
+is "... the bottle still ran (exit 0), booted" "$rc $(field start "$out")" "0 booted"
+is "... and the template, not at fault, is kept for every other bottle" \
+    "$(stat -c %i "$tpl" 2>/dev/null)" "$ino"
+
 done_testing

@@ -1708,6 +1708,25 @@ static int build_bundle(struct mv_bottle *b, struct buf *out)
 }
 
 /*
+ * Whether QEMU, after a failed restore, ended by a signal from outside (SIGKILL, SIGTERM,
+ * SIGINT, SIGHUP: its user, the OOM killer) rather than by itself (an exit, or a crash, which
+ * a damaged template can cause). Waits up to a second for it to end; it is not reaped here.
+ */
+static bool qemu_killed(struct mv_bottle *b)
+{
+    struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
+    siginfo_t si = { 0 };
+
+    if (b->pid <= 0 || RETRY_EINTR(poll(&p, 1, 1000)) <= 0)
+        return false;
+    if (waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+        si.si_pid == 0)
+        return false;
+    return si.si_code == CLD_KILLED && (si.si_status == SIGKILL || si.si_status == SIGTERM ||
+                                        si.si_status == SIGINT || si.si_status == SIGHUP);
+}
+
+/*
  * After a restore failed: the cold boot's listeners again (QEMU's connections are gone), and
  * the shares opened again at the same fd numbers (the argv names them): the jail moved each
  * detached copy into the failed QEMU's mount namespace, and one can be attached only once.
@@ -1810,8 +1829,10 @@ again:
     }
     if (r < 0 && b->argv_now == b->rst_argv) {
         /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
-         * damaged file): removed, so that the next bottle makes a new one; this one boots. */
-        bool gone = snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
+         * damaged file): removed, so that the next bottle makes a new one; this one boots.
+         * Not when QEMU was killed (qemu_killed): its uid is the bottle's user's, who could
+         * otherwise remove every user's template at will. */
+        bool gone = !qemu_killed(b) && snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
         log_warn("microvm backend: QEMU could not start from the start-up snapshot %s/%s.vmstate "
                  "(%s)%s; booting the guest kernel instead",
                  b->snap_dir, b->snap_key,
