@@ -108,36 +108,25 @@ static int write_all(int fd, const uint8_t *p, size_t len)
 }
 
 /*
- * The directory an entry goes into, below dirfd and through no symlink (an earlier entry may
- * have been one: "bottle/l" -> "/sbin", then "bottle/l/x"), on *ret_fd (dirfd itself for a
- * name without a slash, else an O_PATH fd to close), and the entry's last component. 0 or
- * -errno (-ELOOP: through a symlink).
+ * The directory of an entry whose name has a slash at name[n]: opened below dirfd through no
+ * symlink (an earlier entry may have been one: "bottle/l" -> "/sbin", then "bottle/l/x"). An
+ * O_PATH fd or -errno (-ELOOP: through a symlink).
  */
-static int open_parent(int dirfd, const char *name, int *ret_fd, const char **ret_base)
+static int open_parent(int dirfd, const char *name, size_t n)
 {
     struct open_how how = {
         .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
         .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
     };
     char parent[GUEST_CPIO_NAME_MAX + 1];
-    const char *slash = strrchr(name, '/');
-    size_t n;
     long fd;
 
-    if (!slash) {
-        *ret_fd = dirfd;
-        *ret_base = name;
-        return 0;
-    }
-    n = (size_t)(slash - name);
+    if (n >= sizeof(parent))
+        return -EPROTO;
     memcpy(parent, name, n);
     parent[n] = '\0';
     fd = syscall(SYS_openat2, dirfd, parent, &how, sizeof(how));
-    if (fd < 0)
-        return -errno;
-    *ret_fd = (int)fd;
-    *ret_base = slash + 1;
-    return 0;
+    return fd < 0 ? -errno : (int)fd;
 }
 
 static int unpack_at(int dirfd, const char *base, const struct guest_cpio_entry *e)
@@ -176,17 +165,17 @@ static int unpack_at(int dirfd, const char *base, const struct guest_cpio_entry 
 
 static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
 {
-    const char *base;
+    const char *slash = strrchr(e->name, '/');
     int pfd, r;
 
     if (!name_ok(e->name) || (e->mode & 07000))
         return -EPROTO;
     if (!S_ISDIR(e->mode) && !S_ISREG(e->mode) && !S_ISLNK(e->mode))
         return -EPROTO;
-    r = open_parent(dirfd, e->name, &pfd, &base);
-    if (r < 0)
-        return r;
-    r = unpack_at(pfd, base, e);
+    pfd = slash ? open_parent(dirfd, e->name, (size_t)(slash - e->name)) : dirfd;
+    if (pfd < 0)
+        return pfd;
+    r = unpack_at(pfd, slash ? slash + 1 : e->name, e);
     if (pfd != dirfd)
         close(pfd);
     return r;

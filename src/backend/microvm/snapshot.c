@@ -33,7 +33,7 @@
 int snapshot_key(const char *const *files, size_t n_files, char *const *canon_argv,
                  char ret[SNAPSHOT_KEY_HEX + 1])
 {
-    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned char md[EVP_MAX_MD_SIZE] = { 0 };
     unsigned int md_len = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int r = 0;
