@@ -2,8 +2,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/macro.h"
@@ -95,23 +97,43 @@ static int write_all(int fd, const uint8_t *p, size_t len)
     return 0;
 }
 
-static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
+/*
+ * The directory of an entry whose name has a slash at name[n]: opened below dirfd through no
+ * symlink (an earlier entry may have been one: "bottle/l" -> "/sbin", then "bottle/l/x"). An
+ * O_PATH fd or -errno (-ELOOP: through a symlink).
+ */
+static int open_parent(int dirfd, const char *name, size_t n)
+{
+    struct open_how how = {
+        .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    char parent[GUEST_CPIO_NAME_MAX + 1];
+    long fd;
+
+    if (n >= sizeof(parent))
+        return -EPROTO;
+    memcpy(parent, name, n);
+    parent[n] = '\0';
+    fd = syscall(SYS_openat2, dirfd, parent, &how, sizeof(how));
+    return fd < 0 ? -errno : (int)fd;
+}
+
+static int unpack_at(int dirfd, const char *base, const struct guest_cpio_entry *e)
 {
     mode_t perm = (mode_t)(e->mode & 0777);
     char target[GUEST_CPIO_NAME_MAX + 1];
     int fd, r;
 
-    if (!name_ok(e->name) || (e->mode & 07000))
-        return -EPROTO;
     switch (e->mode & S_IFMT) {
     case S_IFDIR:
         if (e->len != 0)
             return -EPROTO;
-        if (mkdirat(dirfd, e->name, perm) < 0 && errno != EEXIST)
+        if (mkdirat(dirfd, base, perm) < 0 && errno != EEXIST)
             return -errno;
         return 0;
     case S_IFREG:
-        fd = openat(dirfd, e->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
+        fd = openat(dirfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, perm);
         if (fd < 0)
             return -errno;
         r = write_all(fd, e->data, e->len);
@@ -125,10 +147,28 @@ static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
             return -EPROTO;
         memcpy(target, e->data, e->len);
         target[e->len] = '\0';
-        return symlinkat(target, dirfd, e->name) < 0 ? -errno : 0;
+        return symlinkat(target, dirfd, base) < 0 ? -errno : 0;
     default:
         return -EPROTO;
     }
+}
+
+static int unpack_one(int dirfd, const struct guest_cpio_entry *e)
+{
+    const char *slash = strrchr(e->name, '/');
+    int pfd, r;
+
+    if (!name_ok(e->name) || (e->mode & 07000))
+        return -EPROTO;
+    if (!S_ISDIR(e->mode) && !S_ISREG(e->mode) && !S_ISLNK(e->mode))
+        return -EPROTO;
+    pfd = slash ? open_parent(dirfd, e->name, (size_t)(slash - e->name)) : dirfd;
+    if (pfd < 0)
+        return pfd;
+    r = unpack_at(pfd, slash ? slash + 1 : e->name, e);
+    if (pfd != dirfd)
+        close(pfd);
+    return r;
 }
 
 int guest_cpio_unpack(int dirfd, const uint8_t *p, size_t len)

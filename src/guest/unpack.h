@@ -34,8 +34,10 @@ int guest_cpio_next(const uint8_t *p, size_t len, size_t *off, struct guest_cpio
  * Writes the archive's entries below dirfd: only names under "bottle" ("bottle" itself or
  * "bottle/..."), with components that are not empty, "." or "..", and only directories,
  * regular files and symbolic links (permission bits 0777 at most: no set-id, no sticky).
- * Nothing is followed or replaced: directories are made with mkdirat (an existing one is
- * fine), files with O_CREAT | O_EXCL | O_NOFOLLOW. 0, or -EPROTO for a malformed archive or an
- * entry outside those rules, or the -errno of a failed write.
+ * Nothing is followed or replaced: each entry's directory is reached through no symlink
+ * (openat2 RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH: -ELOOP through one an earlier entry made),
+ * directories are made with mkdirat (an existing one is fine), files with O_CREAT | O_EXCL |
+ * O_NOFOLLOW. 0, or -EPROTO for a malformed archive or an entry outside those rules, or the
+ * -errno of a failed write.
  */
 int guest_cpio_unpack(int dirfd, const uint8_t *p, size_t len);

@@ -158,6 +158,42 @@ static void add_link_then_file(struct cpio_writer *w)
     assert_int_equal(cpio_add_file(w, "bottle/x", 0644, "x", 1), 0);
 }
 
+/* entries below a symlink an earlier entry made: a directory, then a file, through it */
+static char escape_dir[64];
+static void add_dir_through_link(struct cpio_writer *w)
+{
+    assert_int_equal(cpio_add_dir(w, "bottle", 0700), 0);
+    assert_int_equal(cpio_add_symlink(w, "bottle/l", escape_dir), 0);
+    assert_int_equal(cpio_add_dir(w, "bottle/l/d", 0755), 0);
+}
+static void add_file_through_link(struct cpio_writer *w)
+{
+    assert_int_equal(cpio_add_dir(w, "bottle", 0700), 0);
+    assert_int_equal(cpio_add_symlink(w, "bottle/l", escape_dir), 0);
+    assert_int_equal(cpio_add_file(w, "bottle/l/f", 0644, "x", 1), 0);
+}
+
+static void test_through_symlink(void **state)
+{
+    char out[] = "/tmp/test-cpio-link.XXXXXX", out2[] = "/tmp/test-cpio-link.XXXXXX", p[128];
+    struct stat st;
+    (void)state;
+
+    (void)snprintf(escape_dir, sizeof(escape_dir), "/tmp/test-cpio-escdir.XXXXXX");
+    assert_non_null(mkdtemp(escape_dir));
+    assert_non_null(mkdtemp(out));
+    assert_int_equal(unpack_one(out, add_dir_through_link), -ELOOP);
+    (void)snprintf(p, sizeof(p), "%s/d", escape_dir);
+    assert_int_equal(lstat(p, &st), -1);
+    assert_int_equal(rm_rf(out), 0);
+    assert_non_null(mkdtemp(out2));
+    assert_int_equal(unpack_one(out2, add_file_through_link), -ELOOP);
+    (void)snprintf(p, sizeof(p), "%s/f", escape_dir);
+    assert_int_equal(lstat(p, &st), -1);
+    assert_int_equal(rm_rf(out2), 0);
+    assert_int_equal(rm_rf(escape_dir), 0);
+}
+
 static void test_refused(void **state)
 {
     char out[] = "/tmp/test-cpio-bad.XXXXXX";
@@ -242,6 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_through_symlink),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

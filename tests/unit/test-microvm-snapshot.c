@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -120,6 +121,41 @@ static bool exists(const char *dir, const char *name)
 #define K(c) c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c c /* 32 */
 
 /* The directory, the checks on a template, commit + prune, discard. */
+/* The lock is waited for a bounded time (its holder may be stopped), then -ETIMEDOUT. */
+static void on_alarm(int sig)
+{
+    (void)sig;
+    fail_msg("snapshot_lock waited for ever on a lock another holds");
+}
+
+static void test_lock_bounded(void **state)
+{
+    char cache[] = "/tmp/test-snap-lock.XXXXXX", dir[PATH_MAX];
+    struct timespec a, b;
+    long long ms;
+    int held, fd;
+    (void)state;
+
+    assert_non_null(mkdtemp(cache));
+    assert_int_equal(snapshot_dir(cache, dir, sizeof(dir)), 0);
+    held = snapshot_lock(dir, 1000);
+    assert_true(held >= 0);
+    signal(SIGALRM, on_alarm);
+    alarm(10);
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    fd = snapshot_lock(dir, 300);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    alarm(0);
+    assert_int_equal(fd, -ETIMEDOUT);
+    ms = (b.tv_sec - a.tv_sec) * 1000LL + (b.tv_nsec - a.tv_nsec) / 1000000;
+    assert_true(ms >= 300 && ms < 5000);
+    close(held);
+    fd = snapshot_lock(dir, 300); /* free again */
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(rm_rf(cache), 0);
+}
+
 static void test_files(void **state)
 {
     char cache[] = "/tmp/test-snap-files.XXXXXX", dir[PATH_MAX], tmp[PATH_MAX], p[PATH_MAX];
@@ -311,6 +347,7 @@ int main(void)
         cmocka_unit_test(test_key),
         cmocka_unit_test(test_cpu_model),
         cmocka_unit_test(test_files),
+        cmocka_unit_test(test_lock_bounded),
         cmocka_unit_test(test_save),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -48,6 +48,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/un.h>
 #include <sys/random.h>
 #include <termios.h>
@@ -85,6 +86,8 @@
  * under TCG on a loaded host: seconds), then saving it. */
 #define SNAPSHOT_BOOT_MS 120000
 #define SNAPSHOT_SAVE_MS 60000
+/* How long a bottle waits for another that is making the same template before it boots */
+#define SNAPSHOT_LOCK_MS 60000
 /* A restored guest's "restored" answer (its state loaded, the bundle unpacked). */
 #define SNAPSHOT_RESTORE_MS 30000
 /* Host bytes the restored guest mixes into its random generator (guest/init.c). */
@@ -119,9 +122,13 @@ struct mv_bottle {
      * own sockets and initramfs, the restore's argv, and the fd number -incoming fd:N names
      * (reserved at create, the state file dup'ed onto it by start). */
     bool snap;
-    char snap_dir[PATH_MAX], snap_key[SNAPSHOT_KEY_HEX + 1];
+    char snap_dir[PATH_MAX], snap_key[SNAPSHOT_KEY_HEX + 1], snap_path[PATH_MAX];
     char **tpl_argv, **rst_argv;
-    char tpl_initrd[PATH_MAX], tpl_ctl[PATH_MAX], tpl_chan[PATH_MAX], qmp_path[PATH_MAX];
+    /* The template boot's files are in tpl_dir (<snap_dir>/make, the supervisor's alone,
+     * used under the snapshot lock), never in the run directory, which belongs to the
+     * bottle's user: what a template holds runs in every later bottle, of any user. */
+    char tpl_dir[PATH_MAX], tpl_initrd[PATH_MAX], tpl_ctl[PATH_MAX], tpl_chan[PATH_MAX],
+        qmp_path[PATH_MAX];
     int snap_fd;
     struct bb_cgroup cg;
     int ctl_l, chan_l, ctl_c; /* listeners, then QEMU's ctl connection */
@@ -732,10 +739,11 @@ static void snap_prepare(struct mv_bottle *b, const struct backend_create_args *
                  r == -EPERM ? "not a private directory of ours" : strerror(-r), cache);
         return;
     }
-    if (str_printf(b->tpl_initrd, sizeof(b->tpl_initrd), "%s/template.cpio", b->dir) < 0 ||
-        str_printf(b->tpl_ctl, sizeof(b->tpl_ctl), "%s/tpl-ctl.sock", b->dir) < 0 ||
-        str_printf(b->tpl_chan, sizeof(b->tpl_chan), "%s/tpl-chan.sock", b->dir) < 0 ||
-        str_printf(b->qmp_path, sizeof(b->qmp_path), "%s/qmp.sock", b->dir) < 0)
+    if (str_printf(b->tpl_dir, sizeof(b->tpl_dir), "%s/make", b->snap_dir) < 0 ||
+        str_printf(b->tpl_initrd, sizeof(b->tpl_initrd), "%s/initramfs.cpio", b->tpl_dir) < 0 ||
+        str_printf(b->tpl_ctl, sizeof(b->tpl_ctl), "%s/ctl.sock", b->tpl_dir) < 0 ||
+        str_printf(b->tpl_chan, sizeof(b->tpl_chan), "%s/chan.sock", b->tpl_dir) < 0 ||
+        str_printf(b->qmp_path, sizeof(b->qmp_path), "%s/qmp.sock", b->tpl_dir) < 0)
         return;
     /* the key: the template's argv with fixed stand-ins for the per-bottle paths, and the
      * CPU's model instead of the timer hints (snapshot_cpu_model) */
@@ -1101,6 +1109,37 @@ static _noreturn_ void child_fail(int err_fd, int e, const char *step)
 }
 
 /*
+ * In the child, in its own mount namespace (the jail's): the template on snap_fd again, opened
+ * through a read-only bind of itself. The file is the supervisor's user's, who may also be
+ * QEMU's (an unprivileged invoker; root's QEMU for a root-owned workspace): through an fd of
+ * a writable mount a compromised QEMU could open /proc/self/fd/N for writing and put its own
+ * guest into every later bottle of this shape. The jail's filter refuses it any mount call.
+ */
+static void child_snap_readonly(struct mv_bottle *b, int err_fd)
+{
+    struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID |
+                                           MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC };
+    struct stat a, o;
+    int fd;
+
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
+        mount(b->snap_path, b->snap_path, NULL, MS_BIND, NULL) < 0 ||
+        mount_setattr(AT_FDCWD, b->snap_path, 0, &attr, sizeof(attr)) < 0)
+        child_fail(err_fd, errno, "binding the start-up snapshot read-only");
+    fd = open(b->snap_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        child_fail(err_fd, errno, "opening the start-up snapshot");
+    /* the same file (another supervisor may have replaced or removed it meanwhile) */
+    if (fstat(fd, &o) < 0 || fstat(b->snap_fd, &a) < 0)
+        child_fail(err_fd, errno, "opening the start-up snapshot");
+    if (a.st_dev != o.st_dev || a.st_ino != o.st_ino)
+        child_fail(err_fd, ESTALE, "opening the start-up snapshot");
+    if (dup3(fd, b->snap_fd, O_CLOEXEC) < 0)
+        child_fail(err_fd, errno, "opening the start-up snapshot");
+    close(fd);
+}
+
+/*
  * The child between clone3() and exec: only async-signal-safe calls. Reports errno through
  * err_fd (close-on-exec: EOF means exec succeeded). With the jail, it first waits on sync_fd
  * for its id maps; jailed, it waits on sync_fd again, for the initramfs, before exec.
@@ -1135,6 +1174,9 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
          * QEMU reads nothing. */
         if (!b->console)
             src = i == 0 ? b->devnull : b->stdio[2] >= 0 ? b->stdio[2] : 2;
+        /* a template's QEMU reads nothing of the user's (it is every later bottle's) */
+        if (i == 0 && b->argv_now == b->tpl_argv)
+            src = b->devnull;
         moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 100);
         if (moved[i] < 0)
             child_fail(err_fd, errno, step);
@@ -1149,6 +1191,8 @@ static _noreturn_ void child_main(struct mv_bottle *b, int sync_fd, int err_fd)
         if (fcntl(b->share_fd[i], F_SETFD, 0) < 0)
             child_fail(err_fd, errno, step);
     /* a restore's saved state, at the number its -incoming fd:N names */
+    if (b->argv_now == b->rst_argv && b->jail.ns)
+        child_snap_readonly(b, err_fd);
     if (b->argv_now == b->rst_argv && fcntl(b->snap_fd, F_SETFD, 0) < 0)
         child_fail(err_fd, errno, step);
     if (setsid() < 0)
@@ -1417,14 +1461,53 @@ static int child_report(struct mv_bottle *b, int err_fd)
                      b->argv_now[0], (unsigned)b->qemu_uid, ce.step);
 }
 
+/* Empties and removes tpl_dir (what make_template puts there; under the snapshot lock). */
+static void tpl_dir_clear(struct mv_bottle *b)
+{
+    static const char *const names[] = { "initramfs.cpio", "ctl.sock", "chan.sock", "qmp.sock" };
+    int dfd = open(b->tpl_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+    if (dfd < 0)
+        return;
+    for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+        (void)unlinkat(dfd, names[i], 0);
+    (void)unlinkat(dfd, "root", AT_REMOVEDIR);
+    close(dfd);
+    (void)rmdir(b->tpl_dir);
+}
+
+/*
+ * The template's own jail in b->jail (the bottle's is saved in saved): QEMU as the
+ * supervisor's own user, never the bottle's (who could otherwise trace it, write its memory
+ * or signal it), its root and run directory in tpl_dir, no share bound. The template's guest
+ * runs nothing but the kernel and bottle-init up to its wait: no input of anyone's.
+ */
+static int tpl_jail(struct mv_bottle *b, struct microvm_jail *saved)
+{
+    memcpy(saved, &b->jail, sizeof(*saved));
+    b->jail.uid = geteuid();
+    b->jail.gid = getegid();
+    b->jail.setgroups = geteuid() == 0;
+    b->jail.run_dir = b->tpl_dir;
+    b->jail.n_shares = 0;
+    if (str_printf(b->jail.root, sizeof(b->jail.root), "%s/root", b->tpl_dir) < 0)
+        return -ENAMETOOLONG;
+    if (mkdir(b->jail.root, 0755) < 0)
+        return -errno;
+    return jail_build_filter(&b->jail);
+}
+
 /*
  * Makes this bottle's template (snapshot.h): under the lock (another bottle may be making the
  * same one: then it is used), boots QEMU with the template's argv, its own sockets and an
  * initramfs holding bottle-init alone, waits for bottle-init's "template" on bottle.ctl (it
  * has mounted /proc, /sys and /dev and opened its ports, nothing of a bottle), and saves the
- * VM over QMP into a temporary file that is then renamed into place. QEMU runs jailed, as the
- * bottle's QEMU will, in the bottle's cgroup. Returns the template opened (snapshot_open) or
- * -errno, with why filled.
+ * VM over QMP into a temporary file that is then renamed into place. Its files and sockets are
+ * in tpl_dir, the supervisor's alone: the run directory belongs to the bottle's user, who
+ * could otherwise swap the initramfs or connect to the sockets first and be handed the
+ * template's file over the fake QMP (tests/integration/test-redteam-snapshot.sh). QEMU runs
+ * jailed as the supervisor's user (tpl_jail), in the bottle's cgroup. Returns the template
+ * opened (snapshot_open) or -errno, with why filled.
  */
 static int make_template(struct mv_bottle *b, char *why, size_t why_size)
 {
@@ -1433,11 +1516,17 @@ static int make_template(struct mv_bottle *b, char *why, size_t why_size)
     int lock, err_fd = -1, go_fd = -1, state = -1, fd, r;
     char tmp[PATH_MAX] = "";
     long long t0 = now_ms();
-    size_t n_shares;
 
-    lock = snapshot_lock(b->snap_dir);
+    struct microvm_jail *saved = NULL;
+    struct stat st;
+
+    lock = snapshot_lock(b->snap_dir, SNAPSHOT_LOCK_MS);
     if (lock < 0) {
-        (void)str_printf(why, why_size, "locking %s: %s", b->snap_dir, strerror(-lock));
+        if (lock == -ETIMEDOUT)
+            (void)str_printf(why, why_size, "another bottle has been making one for %d s in %s",
+                             SNAPSHOT_LOCK_MS / 1000, b->snap_dir);
+        else
+            (void)str_printf(why, why_size, "locking %s: %s", b->snap_dir, strerror(-lock));
         return lock;
     }
     fd = snapshot_open(b->snap_dir, b->snap_key);
@@ -1450,6 +1539,18 @@ static int make_template(struct mv_bottle *b, char *why, size_t why_size)
     log_info("microvm backend: making a start-up snapshot of the guest for this QEMU, kernel and "
              "bot-bottle build (once; a few seconds), in %s",
              b->snap_dir);
+    /* what a maker killed meanwhile left; then ours, private */
+    tpl_dir_clear(b);
+    if (mkdir(b->tpl_dir, 0700) < 0 || lstat(b->tpl_dir, &st) < 0) {
+        r = -errno;
+        (void)str_printf(why, why_size, "creating %s: %s", b->tpl_dir, strerror(-r));
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+        r = -EPERM;
+        (void)str_printf(why, why_size, "%s is not a private directory of ours", b->tpl_dir);
+        goto out;
+    }
     r = initramfs_write(b->init, b->tpl_initrd);
     if (r < 0) {
         (void)str_printf(why, why_size, "writing %s: %s", b->tpl_initrd, strerror(-r));
@@ -1457,18 +1558,23 @@ static int make_template(struct mv_bottle *b, char *why, size_t why_size)
     }
     for (size_t i = 0; i < 3; i++) {
         (void)unlink(paths[i]);
-        l[i] = listen_unix(paths[i], b->qemu_uid, b->qemu_gid);
+        l[i] = listen_unix(paths[i], geteuid(), getegid());
         if (l[i] < 0) {
             r = l[i];
             (void)str_printf(why, why_size, "listening on %s: %s", paths[i], strerror(-r));
             goto out;
         }
     }
+    saved = xmalloc(sizeof(*saved));
+    r = tpl_jail(b, saved);
+    if (r < 0) {
+        memcpy(&b->jail, saved, sizeof(b->jail));
+        (void)str_printf(why, why_size, "QEMU's jail for the template: %s", strerror(-r));
+        goto out;
+    }
     b->argv_now = b->tpl_argv;
-    n_shares = b->jail.n_shares;
-    b->jail.n_shares = 0;
     r = clone_qemu(b, &err_fd, &go_fd);
-    b->jail.n_shares = n_shares;
+    memcpy(&b->jail, saved, sizeof(b->jail)); /* the child has its own copy */
     if (r < 0) {
         (void)str_printf(why, why_size, "starting QEMU: %s", strerror(-r));
         goto out;
@@ -1520,9 +1626,9 @@ out:
             close(c[i]);
         if (l[i] >= 0)
             close(l[i]);
-        (void)unlink(paths[i]);
     }
-    (void)unlink(b->tpl_initrd);
+    tpl_dir_clear(b);
+    free(saved);
     if (state >= 0)
         close(state);
     if (tmp[0])
@@ -1562,6 +1668,13 @@ static void snap_ready(struct mv_bottle *b)
         return;
     }
     close(fd);
+    if (str_printf(b->snap_path, sizeof(b->snap_path), "%s/%s.vmstate", b->snap_dir, b->snap_key) <
+        0) {
+        log_warn("microvm backend: no start-up snapshot (%s: name too long); booting the guest "
+                 "kernel instead",
+                 b->snap_dir);
+        return;
+    }
     /* used now: the cache keeps the most recently used templates */
     (void)futimens(b->snap_fd, NULL);
     b->argv_now = b->rst_argv;
@@ -1616,6 +1729,25 @@ static int build_bundle(struct mv_bottle *b, struct buf *out)
     if (r < 0)
         return log_errno(LOG_LVL_ERROR, r, "microvm backend: the bottle's files for the guest");
     return 0;
+}
+
+/*
+ * Whether QEMU, after a failed restore, ended by a signal from outside (SIGKILL, SIGTERM,
+ * SIGINT, SIGHUP: its user, the OOM killer) rather than by itself (an exit, or a crash, which
+ * a damaged template can cause). Waits up to a second for it to end; it is not reaped here.
+ */
+static bool qemu_killed(struct mv_bottle *b)
+{
+    struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
+    siginfo_t si = { 0 };
+
+    if (b->pid <= 0 || RETRY_EINTR(poll(&p, 1, 1000)) <= 0)
+        return false;
+    if (waitid((idtype_t)P_PIDFD, (id_t)b->pidfd, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+        si.si_pid == 0)
+        return false;
+    return si.si_code == CLD_KILLED && (si.si_status == SIGKILL || si.si_status == SIGTERM ||
+                                        si.si_status == SIGINT || si.si_status == SIGHUP);
 }
 
 /*
@@ -1721,13 +1853,11 @@ again:
         r = snap_handshake(b, &bundle);
     if (r < 0 && b->argv_now == b->rst_argv) {
         /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
-         * damaged file): removed, so that the next bottle makes a new one; this one boots. */
-        bool gone = snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
-        /* QEMU may close its sockets before it has written its message and exited */
-        if (r == -ECHILD) {
-            struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
-            (void)RETRY_EINTR(poll(&p, 1, 2000));
-        }
+         * damaged file): removed, so that the next bottle makes a new one; this one boots.
+         * Not when QEMU was killed (qemu_killed, which also waits for it to end: it may close
+         * its sockets before it has written its message and exited): its uid is the bottle's
+         * user's, who could otherwise remove every user's template at will. */
+        bool gone = !qemu_killed(b) && snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
         if (chan >= 0)
             close(chan);
         chan = -1;
@@ -1903,8 +2033,6 @@ static void mv_destroy(struct bottle *bb)
         (void)unlink(b->ctl_path);
         (void)unlink(b->chan_path);
         (void)unlink(b->initrd);
-        if (b->tpl_initrd[0])
-            (void)unlink(b->tpl_initrd);
         if (b->jail.root[0])
             (void)rmdir(b->jail.root);
         if (b->dir_lock >= 0) {

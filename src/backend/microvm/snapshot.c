@@ -156,9 +156,10 @@ int snapshot_open(const char *dir, const char *key)
     return fd;
 }
 
-int snapshot_lock(const char *dir)
+int snapshot_lock(const char *dir, int timeout_ms)
 {
     char path[PATH_MAX];
+    struct timespec start, now;
     int fd, r = str_printf(path, sizeof(path), "%s/lock", dir);
 
     if (r < 0)
@@ -166,12 +167,21 @@ int snapshot_lock(const char *dir)
     fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return -errno;
-    while (flock(fd, LOCK_EX) < 0) {
-        if (errno != EINTR) {
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    while (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        struct timespec ts = { 0, 20 * 1000000 };
+        if (errno != EINTR && errno != EWOULDBLOCK) {
             r = -errno;
             close(fd);
             return r;
         }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((now.tv_sec - start.tv_sec) * 1000LL + (now.tv_nsec - start.tv_nsec) / 1000000 >=
+            timeout_ms) {
+            close(fd);
+            return -ETIMEDOUT;
+        }
+        nanosleep(&ts, NULL);
     }
     return fd;
 }

@@ -50,8 +50,12 @@ int snapshot_dir(const char *cache_dir, char *ret, size_t size);
  */
 int snapshot_open(const char *dir, const char *key);
 
-/* The lock that serializes making a template (<dir>/lock, flock LOCK_EX, waits): the fd. */
-int snapshot_lock(const char *dir);
+/*
+ * The lock that serializes making a template (<dir>/lock, flock LOCK_EX): the fd, or
+ * -ETIMEDOUT after timeout_ms. Bounded: the holder may be another user's supervisor that was
+ * stopped (a ^Z in its terminal reaches it through sudo), and no bottle waits on it for ever.
+ */
+int snapshot_lock(const char *dir, int timeout_ms);
 
 /* A new temporary state file in dir (0600) to save into: the fd; its path in tmp_path. */
 int snapshot_create_tmp(const char *dir, const char *key, char *tmp_path, size_t size);
