@@ -1788,6 +1788,7 @@ static int mv_start(struct bottle *bb, struct backend_started *ret)
     struct mv_bottle *b = mv_of(bb);
     struct buf bundle = BUF_INIT(INITRAMFS_MAX);
     int err_fd = -1, go_fd = -1, chan = -1, r;
+    bool tpl_fault;
 
     /* Said once per run, where the user sees it: TCG is much slower than KVM. */
     if (b->accel == MICROVM_ACCEL_TCG && b->accel_auto && access("/dev/kvm", F_OK) == 0)
@@ -1840,8 +1841,7 @@ again:
     if (r < 0)
         goto fail;
     r = accept_qemu(b, &chan);
-    if (r < 0) {
-        /* (not the template's doing: QEMU reads it only after it connected) */
+    if (r < 0 && b->argv_now != b->rst_argv) {
         log_errno(LOG_LVL_ERROR, r,
                   r == -ECHILD ? "microvm backend: QEMU exited before connecting to its sockets "
                                  "in %s (can its user read the guest kernel and the shares?)"
@@ -1849,7 +1849,10 @@ again:
                   b->dir);
         goto fail;
     }
-    if (b->argv_now == b->rst_argv)
+    /* a restore that failed before QEMU connected is not the template's doing (QEMU reads it
+     * only after that): the bottle boots, the template stays */
+    tpl_fault = r >= 0;
+    if (r >= 0 && b->argv_now == b->rst_argv)
         r = snap_handshake(b, &bundle);
     if (r < 0 && b->argv_now == b->rst_argv) {
         /* A template this QEMU cannot restore (a changed QEMU or kernel the key missed, a
@@ -1857,7 +1860,8 @@ again:
          * Not when QEMU was killed (qemu_killed, which also waits for it to end: it may close
          * its sockets before it has written its message and exited): its uid is the bottle's
          * user's, who could otherwise remove every user's template at will. */
-        bool gone = !qemu_killed(b) && snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
+        bool gone =
+            !qemu_killed(b) && tpl_fault && snapshot_discard(b->snap_dir, b->snap_key, b->snap_fd);
         if (chan >= 0)
             close(chan);
         chan = -1;
