@@ -344,10 +344,8 @@ static void test_save(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_key),
-        cmocka_unit_test(test_cpu_model),
-        cmocka_unit_test(test_files),
-        cmocka_unit_test(test_lock_bounded),
+        cmocka_unit_test(test_key),   cmocka_unit_test(test_cpu_model),
+        cmocka_unit_test(test_files), cmocka_unit_test(test_lock_bounded),
         cmocka_unit_test(test_save),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
