@@ -14,21 +14,9 @@
 source "$(dirname "$0")/lib.sh"
 
 unset BOT_BOTTLE_BACKEND
-export BOT_BOTTLE_VM_TRACE=1
-# shellcheck source=../../scripts/kernel-cache.sh
-. "$BB_SOURCE_DIR/scripts/kernel-cache.sh"
-src_cache=${BOT_BOTTLE_KERNEL_CACHE:-$(kernel_cache_default)}
-# No skip: scripts/install-deps.sh builds the kernel (test-microvm says what is missing).
-vmlinux=$(sed -n 's/^vmlinux=//p' "$src_cache/kernel.meta" 2>/dev/null)
-if [ -z "$vmlinux" ] || ! [ -f "$src_cache/$vmlinux" ]; then
-    _result 1 "the guest kernel is in the cache ($src_cache; run scripts/install-deps.sh)"
-    done_testing
-fi
-export BOT_BOTTLE_KERNEL_CACHE=$T/kcache
-mkdir -p "$BOT_BOTTLE_KERNEL_CACHE"
-cp "$src_cache/kernel.meta" "$src_cache/$vmlinux" "$BOT_BOTTLE_KERNEL_CACHE/"
-[ -f "$src_cache/qemu.version" ] && cp "$src_cache/qemu.version" "$BOT_BOTTLE_KERNEL_CACHE/"
-SNAP=$BOT_BOTTLE_KERNEL_CACHE/snapshot
+# shellcheck source=snaplib.sh
+source "$(dirname "$0")/snaplib.sh"
+snap_private_cache
 
 chmod 0711 "$T"
 # a project's workspace, with .git/config
@@ -43,18 +31,8 @@ echo "rand=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 echo "time=$(date +%s.%N)"
 EOF2
 chmod 0644 "$T/ws/probe.sh"
-# run ARGS...: the bottle's output, then start=restored|booted from its trace (stderr is
-# kept in $T/err, which callers copy)
-run() {
-    local rc e=$T/err.$BASHPID
-    (cd "$T/ws" && timeout 120 "$BB" run --allow-cidr 127.0.0.1/32 "$@") 2>"$e"
-    rc=$?
-    grep -q '^bb-trace restored ' "$e" && echo start=restored || echo start=booted
-    grep -v '^bb-trace ' "$e" >&2
-    rm -f "$e"
-    return $rc
-}
-field() { sed -n "s/^$1=//p" <<<"$2"; }
+run() { snap_run "$@"; }
+field() { snap_field "$@"; }
 templates() { find "$SNAP" -maxdepth 1 -name '*.vmstate' 2>/dev/null | wc -l; }
 
 # ---- the first bottle makes the template, the next ones restore it ----
@@ -132,7 +110,7 @@ like "... saying why" "$(cat "$T/err8")" "not a private directory of ours"
 chmod 0700 "$SNAP"
 
 # ---- another kernel (here: the same file, rebuilt later) gets a template of its own ----
-touch -d '+1 minute' "$BOT_BOTTLE_KERNEL_CACHE/$vmlinux"
+touch -d '+1 minute' "$SNAP_VMLINUX"
 out=$(run -- sh probe.sh 2>"$T/err9"); rc=$?
 is "a changed kernel: exit 0, restored" "$rc $(field start "$out")" "0 restored"
 like "... from a template made for it" "$(cat "$T/err9")" "making a start-up snapshot"

@@ -20,24 +20,14 @@
 source "$(dirname "$0")/lib.sh"
 
 unset BOT_BOTTLE_BACKEND
-export BOT_BOTTLE_VM_TRACE=1
 if [ "$(id -u)" != 0 ]; then
     skip "another user against the template" "needs root (the supervisor runs QEMU as the bottle's uid only as root)"
     done_testing
 fi
-# shellcheck source=../../scripts/kernel-cache.sh
-. "$BB_SOURCE_DIR/scripts/kernel-cache.sh"
-src_cache=${BOT_BOTTLE_KERNEL_CACHE:-$(kernel_cache_default)}
-vmlinux=$(sed -n 's/^vmlinux=//p' "$src_cache/kernel.meta" 2>/dev/null)
-if [ -z "$vmlinux" ] || ! [ -f "$src_cache/$vmlinux" ]; then
-    _result 1 "the guest kernel is in the cache ($src_cache; run scripts/install-deps.sh)"
-    done_testing
-fi
-export BOT_BOTTLE_KERNEL_CACHE=$T/kcache
-mkdir -p "$BOT_BOTTLE_KERNEL_CACHE"
-cp "$src_cache/kernel.meta" "$src_cache/$vmlinux" "$BOT_BOTTLE_KERNEL_CACHE/"
-[ -f "$src_cache/qemu.version" ] && cp "$src_cache/qemu.version" "$BOT_BOTTLE_KERNEL_CACHE/"
-SNAP=$BOT_BOTTLE_KERNEL_CACHE/snapshot
+# shellcheck source=snaplib.sh
+source "$(dirname "$0")/snaplib.sh"
+snap_private_cache
+SNAP_RUN_TIMEOUT=180
 
 # the attacker: a uid no other test uses (it touches only what that uid owns)
 AU=$((61000 + RANDOM % 4000))
@@ -54,16 +44,8 @@ chown -R "$AU:$AU" "$T/ws"
 install -m 0644 "$HELPERS/snap-attacker.py" "$T/snap-attacker.py"
 install -o "$AU" -m 0644 /dev/null "$T/att.log"
 
-run() {
-    local rc e=$T/err.$BASHPID
-    (cd "$T/ws" && timeout 180 "$BB" run --allow-cidr 127.0.0.1/32 "$@") 2>"$e"
-    rc=$?
-    grep -q '^bb-trace restored ' "$e" && echo start=restored || echo start=booted
-    grep -v '^bb-trace ' "$e" >&2
-    rm -f "$e"
-    return $rc
-}
-field() { sed -n "s/^$1=//p" <<<"$2"; }
+run() { snap_run "$@"; }
+field() { snap_field "$@"; }
 
 # ---- the bottle's user against the making of the template ----
 setpriv --reuid="$AU" --regid="$AU" --clear-groups "$PY" "$T/snap-attacker.py" \
