@@ -84,40 +84,50 @@ like "a restored bottle has a boot_id" "$b1" '^[0-9a-f]{8}-[0-9a-f-]{27}'
 check "two restored bottles have different boot_ids ($b1, $b2)" test "$b1" != "$b2"
 
 # ---- a compromised QEMU: the template's fd cannot be opened again for writing ----
-run -- sh probe.sh 6 >"$T/out3" 2>"$T/err3" &
-b3=$!
-qpid= qfd=
-for _ in $(seq 600); do
-    line=$(procs '-incoming fd:' | grep -v ' timeout ' | head -1)
-    if [ -n "$line" ]; then
-        qpid=${line%% *}
-        qfd=$(tr '\0' '\n' <"/proc/$qpid/cmdline" | sed -n 's/^fd:\([0-9]*\)$/\1/p')
-        [ -n "$qfd" ] && [ -e "/proc/$qpid/fd/$qfd" ] && break
-    fi
-    sleep 0.05
-done
-check "found the restored bottle's QEMU and its state fd ($qpid, $qfd)" test -n "$qpid" -a -n "$qfd"
-reopen=$("$PY" - "$qpid" "$qfd" <<'PY'
-import errno, os, sys
-try:
-    fd = os.open("/proc/%s/fd/%s" % (sys.argv[1], sys.argv[2]), os.O_RDWR)
-    os.close(fd)
-    print("writable")
-except OSError as e:
-    print(errno.errorcode.get(e.errno, str(e.errno)))
+# reopener: watches /proc every 2 ms for a restoring QEMU (-incoming fd:N) of this test's
+# workspace owner (QEMU runs as that uid: never another test's) and opens its
+# /proc/PID/fd/N for writing, as a compromised QEMU could; prints "PID N RESULT" for the first
+# QEMU whose fd it reached (QEMU closes it once the state is loaded, a fraction of a second
+# under TCG; a QEMU that had closed it already is passed over), within 120 s
+"$PY" - "$AU" <<'PY' >"$T/reopen" &
+import errno, os, sys, time
+uid, seen, end = int(sys.argv[1]), set(), time.time() + 120
+while time.time() < end:
+    for p in os.listdir("/proc"):
+        if not p.isdigit() or p in seen:
+            continue
+        try:
+            if os.stat("/proc/" + p).st_uid != uid:
+                continue
+            with open("/proc/%s/cmdline" % p, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if b"qemu-system" not in argv[0] or b"-incoming" not in argv:
+            continue
+        seen.add(p)
+        n = [a for a in argv if a.startswith(b"fd:")][0][3:].decode()
+        try:
+            os.close(os.open("/proc/%s/fd/%s" % (p, n), os.O_RDWR))
+            r = "writable"
+        except OSError as e:
+            r = errno.errorcode.get(e.errno, str(e.errno))
+        if r != "ENOENT":
+            print(p, n, r, flush=True)
+            raise SystemExit(0)
+    time.sleep(0.002)
 PY
-)
-# (QEMU closes the fd once the state is loaded, which can come first: then the read-only
-# bind the fd was opened through must still be in QEMU's mount table)
-if [ "$reopen" = ENOENT ] && [ -n "$qpid" ] &&
-    awk '$5 ~ /\.vmstate$/ && $6 ~ /^ro(,|$)/ { ok = 1 } END { exit !ok }' "/proc/$qpid/mountinfo" 2>/dev/null; then
-    reopen="EROFS (the fd was closed; its file is bound read-only in QEMU's mount table)"
-fi
+rp=$!
+# a few bottles, in case the watcher came too late for one
+for _ in 1 2 3 4 5; do
+    out3=$(run -- sh probe.sh 2>"$T/err3"); rc3=$?
+    [ -s "$T/reopen" ] && break
+done
+wait "$rp"
+is "... a restored bottle ran (exit 0, restored)" "$rc3 $(field start "$out3")" "0 restored"
+check "found a restoring QEMU with its state fd open ($(cat "$T/reopen"))" test -s "$T/reopen"
 like "the template's fd in QEMU is on a read-only mount (reopened for writing: EROFS)" \
-    "$reopen" '^EROFS'
-
-wait "$b3"; rc3=$?
-is "... and that bottle ran (exit 0, restored)" "$rc3 $(grep '^start=' "$T/out3")" "0 start=restored"
+    "$(cat "$T/reopen")" ' EROFS'
 
 # ---- QEMU killed while making the template, or while restoring ----
 # killer UID PATTERN: SIGKILLs the first QEMU of UID whose command line has PATTERN (within
