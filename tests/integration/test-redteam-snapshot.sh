@@ -42,6 +42,7 @@ exit 0
 EOF2
 chown -R "$AU:$AU" "$T/ws"
 install -m 0644 "$HELPERS/snap-attacker.py" "$T/snap-attacker.py"
+install -m 0644 "$HELPERS/qemu-watch.py" "$T/qemu-watch.py"
 install -o "$AU" -m 0644 /dev/null "$T/att.log"
 
 run() { snap_run "$@"; }
@@ -84,39 +85,8 @@ like "a restored bottle has a boot_id" "$b1" '^[0-9a-f]{8}-[0-9a-f-]{27}'
 check "two restored bottles have different boot_ids ($b1, $b2)" test "$b1" != "$b2"
 
 # ---- a compromised QEMU: the template's fd cannot be opened again for writing ----
-# reopener: watches /proc every 2 ms for a restoring QEMU (-incoming fd:N) of this test's
-# workspace owner (QEMU runs as that uid: never another test's) and opens its
-# /proc/PID/fd/N for writing, as a compromised QEMU could; prints "PID N RESULT" for the first
-# QEMU whose fd it reached (QEMU closes it once the state is loaded, a fraction of a second
-# under TCG; a QEMU that had closed it already is passed over), within 120 s
-"$PY" - "$AU" <<'PY' >"$T/reopen" &
-import errno, os, sys, time
-uid, seen, end = int(sys.argv[1]), set(), time.time() + 120
-while time.time() < end:
-    for p in os.listdir("/proc"):
-        if not p.isdigit() or p in seen:
-            continue
-        try:
-            if os.stat("/proc/" + p).st_uid != uid:
-                continue
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if b"qemu-system" not in argv[0] or b"-incoming" not in argv:
-            continue
-        seen.add(p)
-        n = [a for a in argv if a.startswith(b"fd:")][0][3:].decode()
-        try:
-            os.close(os.open("/proc/%s/fd/%s" % (p, n), os.O_RDWR))
-            r = "writable"
-        except OSError as e:
-            r = errno.errorcode.get(e.errno, str(e.errno))
-        if r != "ENOENT":
-            print(p, n, r, flush=True)
-            raise SystemExit(0)
-    time.sleep(0.002)
-PY
+# a compromised QEMU's move, played by helpers/qemu-watch.py (reopen), on the test's own QEMUs
+"$PY" "$T/qemu-watch.py" "$AU" -incoming reopen >"$T/reopen" &
 rp=$!
 # a few bottles, in case the watcher came too late for one
 for _ in 1 2 3 4 5; do
@@ -130,32 +100,9 @@ like "the template's fd in QEMU is on a read-only mount (reopened for writing: E
     "$(cat "$T/reopen")" ' EROFS'
 
 # ---- QEMU killed while making the template, or while restoring ----
-# killer UID PATTERN: SIGKILLs the first QEMU of UID whose command line has PATTERN (within
-# 120 s), polling every 2 ms (a restore's handshake lasts a fraction of a second); prints it
-killer() {
-    "$PY" - "$@" <<'PY'
-import os, signal, sys, time
-uid, pat, end = int(sys.argv[1]), sys.argv[2].encode(), time.time() + 120
-while time.time() < end:
-    for p in os.listdir("/proc"):
-        if not p.isdigit():
-            continue
-        try:
-            if os.stat("/proc/" + p).st_uid != uid:
-                continue
-            with open("/proc/%s/cmdline" % p, "rb") as f:
-                argv = f.read().split(b"\0")
-            if b"qemu-system" not in argv[0] or not any(pat in a for a in argv):
-                continue
-            os.kill(int(p), signal.SIGKILL)
-            print(p)
-            sys.exit(0)
-        except OSError:
-            continue
-    time.sleep(0.002)
-sys.exit(1)
-PY
-}
+# killer UID PATTERN: SIGKILLs the first QEMU of UID with PATTERN in its command line
+# (helpers/qemu-watch.py); prints its pid
+killer() { "$PY" "$T/qemu-watch.py" "$1" "$2" kill; }
 rm -f "$SNAP"/*.vmstate
 killer 0 "$SNAP/make/" >"$T/killed-tpl" &
 kp=$!
@@ -172,9 +119,8 @@ is "the next bottle makes one (the lock was let go) and is restored" \
 tpl=$(find "$SNAP" -maxdepth 1 -name '*.vmstate' | head -1)
 ino=$(stat -c %i "$tpl")
 # the bottle's user kills its own QEMU (it runs as that uid) during the restore
-declare -f killer >"$T/killer.sh"
-setpriv --reuid="$AU" --regid="$AU" --clear-groups env PY="$PY" bash -c \
-    ". '$T/killer.sh'; killer $AU incoming" >"$T/killed-rst" &
+setpriv --reuid="$AU" --regid="$AU" --clear-groups "$PY" "$T/qemu-watch.py" "$AU" incoming kill \
+    >"$T/killed-rst" &
 kp=$!
 out=$(run -- sh probe.sh 2>"$T/err7"); rc=$?
 wait "$kp"
